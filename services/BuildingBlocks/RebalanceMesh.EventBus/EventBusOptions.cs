@@ -1,0 +1,29 @@
+namespace RebalanceMesh.EventBus;
+
+/// <summary>Configuration section <c>EventBus</c>.</summary>
+public sealed class EventBusOptions
+{
+    /// <summary>Adapter: <c>redis</c> (Redis Streams, Dapr pubsub.redis format), <c>dapr</c> or <c>inmemory</c>.</summary>
+    public string Provider { get; set; } = "redis";
+
+    /// <summary>Dapr pub/sub component name; also written into each CloudEvent's <c>pubsubname</c>.</summary>
+    public string PubSubName { get; set; } = "pubsub";
+
+    /// <summary>The app id: CloudEvent source and the Redis consumer group, as Dapr uses it.</summary>
+    public string AppId { get; set; } = string.Empty;
+
+    /// <summary>A delivered event not acknowledged within this time is claimed and delivered again.</summary>
+    public TimeSpan ProcessingTimeout { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>How often pending entries are checked for reclaiming.</summary>
+    public TimeSpan RedeliverInterval { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>Deliveries after which a failing event goes to the dead-letter topic.</summary>
+    public int MaxDeliveries { get; set; } = 5;
+
+    /// <summary>Approximate maximum length of each stream (XADD MAXLEN ~).</summary>
+    public int MaxStreamLength { get; set; } = 100_000;
+
+    /// <summary>How long one blocking read waits for new entries.</summary>
+    public TimeSpan ReadBlock { get; set; } = TimeSpan.FromSeconds(1);
+}

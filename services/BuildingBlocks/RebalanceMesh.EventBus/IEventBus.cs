@@ -1,0 +1,48 @@
+using Google.Protobuf;
+
+namespace RebalanceMesh.EventBus;
+
+/// <summary>Publishes protobuf events as CloudEvents on a pub/sub topic.</summary>
+public interface IEventBus
+{
+    /// <summary>
+    /// Publishes <paramref name="message"/> on <paramref name="topic"/>. Returns once the broker has the event
+    /// (Redis XADD acknowledged, Dapr accepted), so a caller that stores state first and publishes second never
+    /// reports success for an event that was lost.
+    /// </summary>
+    Task PublishAsync(string topic, IMessage message, CancellationToken cancellationToken = default);
+}
+
+/// <summary>Handles one event type. Throwing retries the event (bounded); a malformed event is dead-lettered.</summary>
+public interface IEventHandler<in T>
+    where T : IMessage<T>
+{
+    Task HandleAsync(T message, EventContext context, CancellationToken cancellationToken);
+}
+
+/// <summary>What a handler knows about the event besides its data.</summary>
+/// <param name="EventId">CloudEvent id; handlers use it (or a business key) to be idempotent.</param>
+/// <param name="Topic">Topic the event arrived on.</param>
+/// <param name="Source">App id of the publisher.</param>
+/// <param name="Time">Publish time.</param>
+/// <param name="DeliveryCount">1 on first delivery, more on redelivery.</param>
+public sealed record EventContext(string EventId, string Topic, string Source, DateTimeOffset Time, int DeliveryCount);
+
+/// <summary>Well-known topics of the mesh.</summary>
+public static class Topics
+{
+    /// <summary>Coalesced consolidated prices from pricing.</summary>
+    public const string MarketQuotes = "market.quotes";
+
+    /// <summary>Plans approved by planning, for execution.</summary>
+    public const string PlansApproved = "plans.approved";
+
+    /// <summary>Trading halt changes from planning.</summary>
+    public const string PlansHalted = "plans.halted";
+
+    /// <summary>Fills, leg and plan outcomes from execution.</summary>
+    public const string ExecutionReports = "execution.reports";
+
+    /// <summary>Name of the dead-letter topic of <paramref name="topic"/>.</summary>
+    public static string DeadLetter(string topic) => topic + ".deadletter";
+}

@@ -1,0 +1,192 @@
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using StackExchange.Redis;
+
+namespace RebalanceMesh.EventBus;
+
+/// <summary>
+/// Consumes every subscribed topic the way Dapr's pubsub.redis does: consumer group = app id (created from
+/// the start of the stream), XACK only after the handler succeeded, entries left pending longer than the
+/// processing timeout are claimed and delivered again, and after <see cref="EventBusOptions.MaxDeliveries"/>
+/// (or at once when malformed) an entry moves to the topic's dead-letter stream.
+/// Each topic has its own loop and its own connection for the blocking read, so a slow handler on one topic
+/// does not hold up another.
+/// </summary>
+public sealed class RedisStreamsConsumer(
+    IConnectionMultiplexer redis,
+    EventDispatcher dispatcher,
+    IOptions<EventBusOptions> options,
+    ILogger<RedisStreamsConsumer> logger) : BackgroundService
+{
+    private readonly string _consumerName = $"{options.Value.AppId}-{Environment.MachineName}-{Environment.ProcessId}";
+
+    protected override Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        var loops = dispatcher.Subscriptions.Select(s => Task.Run(() => ConsumeTopicAsync(s.Topic, stoppingToken), stoppingToken)).ToArray();
+        return Task.WhenAll(loops);
+    }
+
+    private async Task ConsumeTopicAsync(string topic, CancellationToken stoppingToken)
+    {
+        var settings = options.Value;
+        var group = settings.AppId;
+        ConnectionMultiplexer? blocking = null;
+        var nextReclaim = DateTime.UtcNow;
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            try
+            {
+                var db = redis.GetDatabase();
+                await EnsureGroupAsync(db, topic, group);
+                blocking ??= await ConnectBlockingAsync(settings);
+
+                // First our own pending entries (a restart resumes where it stopped), then new ones.
+                await DrainPendingOfThisConsumerAsync(db, topic, group, stoppingToken);
+                while (!stoppingToken.IsCancellationRequested)
+                {
+                    var entries = await ReadNewAsync(blocking.GetDatabase(), topic, group, settings);
+                    foreach (var entry in entries)
+                    {
+                        await DeliverAsync(db, topic, group, entry, 1, stoppingToken);
+                    }
+
+                    if (DateTime.UtcNow >= nextReclaim)
+                    {
+                        await ReclaimStaleAsync(db, topic, group, stoppingToken);
+                        nextReclaim = DateTime.UtcNow + settings.RedeliverInterval;
+                    }
+                }
+            }
+            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+            {
+                break;
+            }
+            catch (Exception ex) when (ex is RedisException or TimeoutException or ObjectDisposedException)
+            {
+                logger.LogWarning(ex, "Redis stream consumer for {Topic} lost Redis; retrying", topic);
+                blocking?.Dispose();
+                blocking = null;
+                await Task.Delay(TimeSpan.FromSeconds(1), stoppingToken).ContinueWith(_ => { }, TaskScheduler.Default);
+            }
+        }
+
+        blocking?.Dispose();
+    }
+
+    private async Task<ConnectionMultiplexer> ConnectBlockingAsync(EventBusOptions settings)
+    {
+        var config = ConfigurationOptions.Parse(redis.Configuration);
+        config.AbortOnConnectFail = true;
+        config.ClientName = _consumerName + "-reader";
+        config.AsyncTimeout = (int)settings.ReadBlock.TotalMilliseconds + 5_000;
+        config.SyncTimeout = config.AsyncTimeout;
+        return await ConnectionMultiplexer.ConnectAsync(config);
+    }
+
+    private static async Task EnsureGroupAsync(IDatabase db, string topic, string group)
+    {
+        try
+        {
+            await db.StreamCreateConsumerGroupAsync(topic, group, "0", createStream: true);
+        }
+        catch (RedisServerException ex) when (ex.Message.Contains("BUSYGROUP", StringComparison.Ordinal))
+        {
+            // The group exists already: another replica or an earlier run created it.
+        }
+    }
+
+    private async Task<IReadOnlyList<StreamEntry>> ReadNewAsync(IDatabase db, string topic, string group, EventBusOptions settings)
+    {
+        // XREADGROUP with BLOCK on a dedicated connection: new entries arrive within a millisecond of XADD.
+        var result = await db.ExecuteAsync(
+            "XREADGROUP", "GROUP", group, _consumerName, "COUNT", "50", "BLOCK", ((int)settings.ReadBlock.TotalMilliseconds).ToString(System.Globalization.CultureInfo.InvariantCulture),
+            "STREAMS", topic, ">");
+        return ParseReadResult(result);
+    }
+
+    internal static IReadOnlyList<StreamEntry> ParseReadResult(RedisResult result)
+    {
+        if (result.IsNull || result.Resp2Type != ResultType.Array)
+        {
+            return [];
+        }
+
+        var entries = new List<StreamEntry>();
+        foreach (var stream in (RedisResult[])result!)
+        {
+            var parts = (RedisResult[])stream!;
+            foreach (var raw in (RedisResult[])parts[1]!)
+            {
+                var pair = (RedisResult[])raw!;
+                var id = (RedisValue)pair[0];
+                var values = new List<NameValueEntry>();
+                if (!pair[1].IsNull)
+                {
+                    var fields = (RedisResult[])pair[1]!;
+                    for (var i = 0; i + 1 < fields.Length; i += 2)
+                    {
+                        values.Add(new NameValueEntry((RedisValue)fields[i], (RedisValue)fields[i + 1]));
+                    }
+                }
+
+                entries.Add(new StreamEntry(id, values.ToArray()));
+            }
+        }
+
+        return entries;
+    }
+
+    private async Task DrainPendingOfThisConsumerAsync(IDatabase db, string topic, string group, CancellationToken ct)
+    {
+        var pending = await db.StreamReadGroupAsync(topic, group, _consumerName, "0", count: 500);
+        foreach (var entry in pending)
+        {
+            await DeliverAsync(db, topic, group, entry, 2, ct);
+        }
+    }
+
+    private async Task ReclaimStaleAsync(IDatabase db, string topic, string group, CancellationToken ct)
+    {
+        var settings = options.Value;
+        var pending = await db.StreamPendingMessagesAsync(topic, group, 100, RedisValue.Null);
+        var stale = pending.Where(p => p.IdleTimeInMilliseconds >= settings.ProcessingTimeout.TotalMilliseconds).ToArray();
+        if (stale.Length == 0)
+        {
+            return;
+        }
+
+        var claimed = await db.StreamClaimAsync(topic, group, _consumerName, (long)settings.ProcessingTimeout.TotalMilliseconds, stale.Select(p => p.MessageId).ToArray());
+        var deliveries = stale.ToDictionary(p => p.MessageId.ToString(), p => p.DeliveryCount + 1);
+        foreach (var entry in claimed.Where(e => !e.IsNull))
+        {
+            await DeliverAsync(db, topic, group, entry, deliveries.GetValueOrDefault(entry.Id.ToString(), 2), ct);
+        }
+    }
+
+    private async Task DeliverAsync(IDatabase db, string topic, string group, StreamEntry entry, int deliveryCount, CancellationToken ct)
+    {
+        var data = entry[RedisStreamsEventBus.DataField];
+        var outcome = data.IsNull
+            ? DeliveryOutcome.Drop
+            : await dispatcher.DispatchAsync(topic, (byte[])data!, deliveryCount, ct);
+
+        if (outcome == DeliveryOutcome.Retry && deliveryCount < options.Value.MaxDeliveries)
+        {
+            return; // left pending; reclaimed after the processing timeout
+        }
+
+        if (outcome != DeliveryOutcome.Success)
+        {
+            var reason = outcome == DeliveryOutcome.Drop ? "malformed" : $"failed {deliveryCount} deliveries";
+            await db.StreamAddAsync(Topics.DeadLetter(topic), [
+                new NameValueEntry(RedisStreamsEventBus.DataField, data.IsNull ? RedisValue.EmptyString : data),
+                new NameValueEntry("reason", reason),
+                new NameValueEntry("source_id", entry.Id),
+            ]);
+            logger.LogWarning("Event {StreamId} on {Topic} dead-lettered: {Reason}", entry.Id, topic, reason);
+        }
+
+        await db.StreamAcknowledgeAsync(topic, group, entry.Id);
+    }
+}

@@ -1,0 +1,222 @@
+using System.Globalization;
+using Google.Protobuf;
+using Microsoft.Extensions.Options;
+using RebalanceMesh.Contracts;
+using RebalanceMesh.Contracts.Common.V1;
+using StackExchange.Redis;
+
+namespace RebalanceMesh.MarketState;
+
+/// <summary>Configuration section <c>MarketState</c>.</summary>
+public sealed class MarketStateOptions
+{
+    /// <summary>A consolidated price whose newest quote is older than this is flagged stale.</summary>
+    public TimeSpan StaleAfter { get; set; } = TimeSpan.FromMinutes(5);
+
+    /// <summary>Daily closes kept per instrument (about 20 years of business days by default).</summary>
+    public int MaxDailyCloses { get; set; } = 5_200;
+}
+
+/// <summary>One business day's closing price. <paramref name="Day"/> counts days since 1970-01-01 (UTC).</summary>
+public readonly record struct DailyClose(int Day, double Close)
+{
+    public static int DayOf(DateTimeOffset time) => (int)(time.UtcDateTime.Date - DateTime.UnixEpoch).TotalDays;
+
+    public DateOnly Date => DateOnly.FromDateTime(DateTime.UnixEpoch.AddDays(Day));
+}
+
+/// <summary>
+/// Market state in Redis. Keys (all under <c>mkt:</c>):
+/// <list type="bullet">
+/// <item><c>mkt:instruments</c> set of instruments with quotes.</item>
+/// <item><c>mkt:quote:{instrument}</c> hash venue → serialized <see cref="Quote"/>.</item>
+/// <item><c>mkt:price:{instrument}</c> serialized <see cref="ConsolidatedPrice"/> (best bid / best ask across venues).</item>
+/// <item><c>mkt:daily:{instrument}</c> sorted set, score = day number, member = "day:close".</item>
+/// </list>
+/// Redis persistence (AOF) makes it survive a pricing restart.
+/// </summary>
+public sealed class MarketStateStore(IConnectionMultiplexer redis, IOptions<MarketStateOptions> options, TimeProvider time)
+{
+    private const string InstrumentsKey = "mkt:instruments";
+
+    // Replace the close of one day atomically, then trim the oldest beyond the limit.
+    private const string UpsertCloseScript = """
+        redis.call('ZREMRANGEBYSCORE', KEYS[1], ARGV[1], ARGV[1])
+        redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
+        redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -(tonumber(ARGV[3]) + 1))
+        return 1
+        """;
+
+    private static RedisKey QuoteKey(string instrument) => "mkt:quote:" + instrument;
+
+    private static RedisKey PriceKey(string instrument) => "mkt:price:" + instrument;
+
+    private static RedisKey DailyKey(string instrument) => "mkt:daily:" + instrument;
+
+    /// <summary>
+    /// Stores validated quotes: latest per venue, the new consolidated price of each instrument touched, and
+    /// today's close. Returns the consolidated prices that changed.
+    /// </summary>
+    public async Task<IReadOnlyList<ConsolidatedPrice>> WriteQuotesAsync(IReadOnlyList<Quote> quotes)
+    {
+        if (quotes.Count == 0)
+        {
+            return [];
+        }
+
+        var db = redis.GetDatabase();
+        var writes = new List<Task>(quotes.Count + 1);
+        foreach (var quote in quotes)
+        {
+            writes.Add(db.HashSetAsync(QuoteKey(quote.InstrumentId), quote.Venue, quote.ToByteArray()));
+        }
+
+        var instruments = quotes.Select(q => q.InstrumentId).Distinct(StringComparer.Ordinal).ToArray();
+        writes.Add(db.SetAddAsync(InstrumentsKey, instruments.Select(i => (RedisValue)i).ToArray()));
+        await Task.WhenAll(writes);
+
+        var prices = new List<ConsolidatedPrice>(instruments.Length);
+        var followUps = new List<Task>(instruments.Length * 2);
+        foreach (var instrument in instruments)
+        {
+            var venues = await db.HashGetAllAsync(QuoteKey(instrument));
+            var price = Consolidate(instrument, venues.Select(v => Quote.Parser.ParseFrom((byte[])v.Value!)));
+            if (price is null)
+            {
+                continue;
+            }
+
+            prices.Add(price);
+            followUps.Add(db.StringSetAsync(PriceKey(instrument), price.ToByteArray()));
+            var day = DailyClose.DayOf(price.Timestamp.ToDateTimeOffset());
+            followUps.Add(UpsertCloseAsync(db, instrument, new DailyClose(day, (double)price.Mid.ToDecimal())));
+        }
+
+        await Task.WhenAll(followUps);
+        return prices;
+    }
+
+    /// <summary>Best bid and best ask across venues; the timestamp is the newest contributing quote's.</summary>
+    public static ConsolidatedPrice? Consolidate(string instrument, IEnumerable<Quote> venueQuotes)
+    {
+        decimal? bestBid = null, bestAsk = null;
+        Google.Protobuf.WellKnownTypes.Timestamp? newest = null;
+        foreach (var quote in venueQuotes)
+        {
+            if (!DecimalValue.TryParse(quote.Bid, out var bid) || !DecimalValue.TryParse(quote.Ask, out var ask))
+            {
+                continue;
+            }
+
+            bestBid = bestBid is null ? bid : Math.Max(bestBid.Value, bid);
+            bestAsk = bestAsk is null ? ask : Math.Min(bestAsk.Value, ask);
+            if (newest is null || quote.Timestamp.CompareTo(newest) > 0)
+            {
+                newest = quote.Timestamp;
+            }
+        }
+
+        if (bestBid is null || bestAsk is null || newest is null)
+        {
+            return null;
+        }
+
+        // Across venues the best bid can exceed the best ask for a moment; the mid stays meaningful.
+        return new ConsolidatedPrice
+        {
+            InstrumentId = instrument,
+            Bid = bestBid.Value,
+            Ask = bestAsk.Value,
+            Mid = (bestBid.Value + bestAsk.Value) / 2m,
+            Timestamp = newest,
+        };
+    }
+
+    /// <summary>Latest quote per venue of each instrument; all instruments when <paramref name="instruments"/> is empty.</summary>
+    public async Task<IReadOnlyList<Quote>> GetQuotesAsync(IReadOnlyCollection<string> instruments)
+    {
+        var db = redis.GetDatabase();
+        var names = instruments.Count > 0 ? instruments : await GetInstrumentsAsync();
+        var tasks = names.Select(i => db.HashGetAllAsync(QuoteKey(i))).ToArray();
+        var results = await Task.WhenAll(tasks);
+        return results.SelectMany(r => r.Select(v => Quote.Parser.ParseFrom((byte[])v.Value!)))
+            .OrderBy(q => q.InstrumentId, StringComparer.Ordinal).ThenBy(q => q.Venue, StringComparer.Ordinal)
+            .ToArray();
+    }
+
+    /// <summary>Consolidated prices, flagged stale by age; instruments without quotes are absent.</summary>
+    public async Task<IReadOnlyList<ConsolidatedPrice>> GetPricesAsync(IReadOnlyCollection<string> instruments)
+    {
+        var db = redis.GetDatabase();
+        var names = instruments.Count > 0 ? instruments.ToArray() : (await GetInstrumentsAsync()).ToArray();
+        if (names.Length == 0)
+        {
+            return [];
+        }
+
+        var values = await db.StringGetAsync(names.Select(PriceKey).ToArray());
+        var now = time.GetUtcNow();
+        var staleAfter = options.Value.StaleAfter;
+        var prices = new List<ConsolidatedPrice>(names.Length);
+        foreach (var value in values)
+        {
+            if (value.IsNull)
+            {
+                continue;
+            }
+
+            var price = ConsolidatedPrice.Parser.ParseFrom((byte[])value!);
+            price.Stale = now - price.Timestamp.ToDateTimeOffset() > staleAfter;
+            prices.Add(price);
+        }
+
+        return prices;
+    }
+
+    /// <summary>Instruments that have at least one quote.</summary>
+    public async Task<IReadOnlyList<string>> GetInstrumentsAsync()
+    {
+        var members = await redis.GetDatabase().SetMembersAsync(InstrumentsKey);
+        return members.Select(m => m.ToString()).Order(StringComparer.Ordinal).ToArray();
+    }
+
+    /// <summary>Writes daily closes (a later write of the same day replaces the earlier one).</summary>
+    public async Task UpsertDailyClosesAsync(string instrument, IEnumerable<DailyClose> closes)
+    {
+        var db = redis.GetDatabase();
+        var batch = db.CreateBatch();
+        var tasks = closes.Select(c => UpsertCloseAsync(batch, instrument, c)).ToList();
+        batch.Execute();
+        await Task.WhenAll(tasks);
+    }
+
+    /// <summary>The most recent <paramref name="maxCount"/> daily closes, oldest first.</summary>
+    public async Task<IReadOnlyList<DailyClose>> GetDailyClosesAsync(string instrument, int maxCount)
+    {
+        var members = await redis.GetDatabase().SortedSetRangeByRankAsync(DailyKey(instrument), -maxCount, -1);
+        var closes = new DailyClose[members.Length];
+        for (var i = 0; i < members.Length; i++)
+        {
+            closes[i] = ParseMember(members[i].ToString());
+        }
+
+        return closes;
+    }
+
+    private Task UpsertCloseAsync(IDatabaseAsync db, string instrument, DailyClose close) =>
+        db.ScriptEvaluateAsync(
+            UpsertCloseScript,
+            [DailyKey(instrument)],
+            [close.Day, FormatMember(close), options.Value.MaxDailyCloses]);
+
+    private static string FormatMember(DailyClose close) =>
+        close.Day.ToString(CultureInfo.InvariantCulture) + ":" + close.Close.ToString("R", CultureInfo.InvariantCulture);
+
+    private static DailyClose ParseMember(string member)
+    {
+        var colon = member.IndexOf(':', StringComparison.Ordinal);
+        return new DailyClose(
+            int.Parse(member.AsSpan(0, colon), CultureInfo.InvariantCulture),
+            double.Parse(member.AsSpan(colon + 1), CultureInfo.InvariantCulture));
+    }
+}

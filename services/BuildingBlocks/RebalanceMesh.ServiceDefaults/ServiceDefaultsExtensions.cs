@@ -1,0 +1,161 @@
+using Grpc.Net.ClientFactory;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Diagnostics.HealthChecks;
+using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Diagnostics.HealthChecks;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using OpenTelemetry;
+using OpenTelemetry.Logs;
+using OpenTelemetry.Metrics;
+using OpenTelemetry.Resources;
+using OpenTelemetry.Trace;
+using StackExchange.Redis;
+
+namespace RebalanceMesh.ServiceDefaults;
+
+/// <summary>The one call every host makes: telemetry, health, reflection, errors, Redis, gRPC.</summary>
+public static class ServiceDefaultsExtensions
+{
+    /// <summary>Health-check tag of checks that gate readiness (dependencies such as Redis).</summary>
+    public const string ReadyTag = "ready";
+
+    /// <summary>Largest gRPC message a host accepts or sends.</summary>
+    public const int MaxMessageBytes = 16 * 1024 * 1024;
+
+    /// <summary>
+    /// Adds OpenTelemetry (traces, metrics, logs; OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set, a JSON-lines
+    /// span file when Telemetry:SpanFile is set), gRPC with the error interceptor, reflection, gRPC and HTTP
+    /// health with a Redis readiness check, and the shared Redis connection.
+    /// </summary>
+    public static IHostApplicationBuilder AddServiceDefaults(this IHostApplicationBuilder builder, string serviceName)
+    {
+        builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            // gRPC server spans carry rpc.* attributes only when this switch is on.
+            ["OTEL_DOTNET_EXPERIMENTAL_ASPNETCORE_ENABLE_GRPC_INSTRUMENTATION"] =
+                builder.Configuration["OTEL_DOTNET_EXPERIMENTAL_ASPNETCORE_ENABLE_GRPC_INSTRUMENTATION"] ?? "true",
+        });
+
+        builder.AddMeshTelemetry(serviceName);
+        builder.AddRedisConnection();
+
+        builder.Services.AddSingleton<ErrorStatusInterceptor>();
+        builder.Services.AddGrpc(options =>
+        {
+            options.Interceptors.Add<ErrorStatusInterceptor>();
+            options.MaxReceiveMessageSize = MaxMessageBytes;
+            options.MaxSendMessageSize = MaxMessageBytes;
+            options.EnableDetailedErrors = false;
+        });
+        builder.Services.AddGrpcReflection();
+        builder.Services.AddGrpcHealthChecks()
+            .AddCheck("self", () => HealthCheckResult.Healthy(), ["live"])
+            .AddCheck<RedisHealthCheck>("redis", tags: [ReadyTag]);
+        builder.Services.Configure<Grpc.AspNetCore.HealthChecks.GrpcHealthChecksOptions>(options =>
+        {
+            // The gRPC health service reports readiness: serving only when Redis answers.
+            options.Services.Map(string.Empty, result => result.Tags.Contains(ReadyTag) || result.Tags.Contains("live"));
+        });
+        return builder;
+    }
+
+    private static void AddMeshTelemetry(this IHostApplicationBuilder builder, string serviceName)
+    {
+        builder.Logging.ClearProviders();
+        builder.Logging.AddJsonConsole(options =>
+        {
+            options.IncludeScopes = true;
+            options.TimestampFormat = "O";
+            options.UseUtcTimestamp = true;
+        });
+        builder.Logging.AddOpenTelemetry(options =>
+        {
+            options.IncludeFormattedMessage = true;
+            options.IncludeScopes = true;
+        });
+
+        var instanceId = builder.Configuration["Mesh:InstanceId"] ?? Environment.MachineName + "-" + Environment.ProcessId;
+        var otel = builder.Services.AddOpenTelemetry()
+            .ConfigureResource(resource => resource.AddService(serviceName, serviceNamespace: "rebalancemesh", serviceInstanceId: instanceId))
+            .WithTracing(tracing =>
+            {
+                tracing.AddSource(MeshTelemetry.Prefix + ".*")
+                    .AddAspNetCoreInstrumentation(options =>
+                    {
+                        // Health probes and scrapes are noise in traces.
+                        options.Filter = context => !context.Request.Path.StartsWithSegments("/health")
+                            && !context.Request.Path.StartsWithSegments("/grpc.health.v1.Health");
+                    })
+                    .AddGrpcClientInstrumentation()
+                    .AddHttpClientInstrumentation()
+                    .AddRedisInstrumentation(options => options.SetVerboseDatabaseStatements = false);
+
+                var spanFile = builder.Configuration["Telemetry:SpanFile"];
+                if (!string.IsNullOrWhiteSpace(spanFile))
+                {
+                    tracing.AddProcessor(new SimpleActivityExportProcessor(new JsonLinesSpanExporter(spanFile, serviceName)));
+                }
+            })
+            .WithMetrics(metrics => metrics
+                .AddMeter(MeshTelemetry.Prefix + ".*")
+                .AddAspNetCoreInstrumentation()
+                .AddHttpClientInstrumentation()
+                .AddRuntimeInstrumentation());
+
+        if (!string.IsNullOrWhiteSpace(builder.Configuration["OTEL_EXPORTER_OTLP_ENDPOINT"]))
+        {
+            otel.UseOtlpExporter();
+        }
+    }
+
+    private static void AddRedisConnection(this IHostApplicationBuilder builder)
+    {
+        builder.Services.AddSingleton<IConnectionMultiplexer>(_ =>
+        {
+            var options = ConfigurationOptions.Parse(RedisConnectionString(builder.Configuration));
+            options.AbortOnConnectFail = false;
+            options.ClientName = builder.Environment.ApplicationName;
+            return ConnectionMultiplexer.Connect(options);
+        });
+    }
+
+    /// <summary>Connection string of the mesh's Redis: ConnectionStrings:redis, default 127.0.0.1:6379.</summary>
+    public static string RedisConnectionString(IConfiguration configuration) =>
+        configuration.GetConnectionString("redis") ?? "127.0.0.1:6379";
+
+    /// <summary>
+    /// Registers a typed gRPC client for another mesh service. Its address is Services:{name}:Grpc; calls
+    /// get a default deadline and inherit the deadline and cancellation of the server call they serve.
+    /// </summary>
+    public static IHttpClientBuilder AddMeshGrpcClient<TClient>(this IHostApplicationBuilder builder, string serviceName)
+        where TClient : class
+    {
+        var key = $"Services:{serviceName}:Grpc";
+        return builder.Services.AddGrpcClient<TClient>(options =>
+            {
+                var address = builder.Configuration[key]
+                    ?? throw new InvalidOperationException($"Configuration '{key}' is required to call the {serviceName} service.");
+                options.Address = new Uri(address);
+            })
+            .ConfigureChannel(channel =>
+            {
+                channel.MaxReceiveMessageSize = MaxMessageBytes;
+                channel.MaxSendMessageSize = MaxMessageBytes;
+            })
+            .AddInterceptor(() => new DefaultDeadlineInterceptor(TimeSpan.FromSeconds(10)))
+            .EnableCallContextPropagation(options => options.SuppressContextNotFoundErrors = true);
+    }
+
+    /// <summary>Maps gRPC health and reflection, and the HTTP probes /health/live and /health/ready.</summary>
+    public static IEndpointRouteBuilder MapDefaultEndpoints(this IEndpointRouteBuilder app)
+    {
+        app.MapGrpcHealthChecksService();
+        app.MapGrpcReflectionService();
+        app.MapHealthChecks("/health/live", new HealthCheckOptions { Predicate = check => check.Tags.Contains("live") });
+        app.MapHealthChecks("/health/ready", new HealthCheckOptions { Predicate = check => check.Tags.Contains(ReadyTag) });
+        return app;
+    }
+}
