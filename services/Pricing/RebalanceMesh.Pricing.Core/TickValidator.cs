@@ -1,0 +1,77 @@
+using System.Collections.Concurrent;
+
+namespace RebalanceMesh.Pricing.Core;
+
+/// <summary>
+/// Decides whether a tick may enter market state. Rejects non-positive prices, negative sizes, crossed books,
+/// timestamps beyond the allowed clock skew, ticks older than the last accepted one of the same venue and
+/// instrument, and instruments outside the universe. Thread-safe; the last-accepted times live in memory and
+/// are seeded from market state at start so a restart keeps the ordering rule.
+/// </summary>
+public sealed class TickValidator(IEnumerable<string> universe, TimeProvider time, TimeSpan maxClockSkew)
+{
+    private readonly HashSet<string> _universe = new(universe, StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<(string Venue, string Instrument), DateTimeOffset> _lastAccepted = new();
+
+    public IReadOnlyCollection<string> Universe => _universe;
+
+    /// <summary>Records a quote already in market state so later ticks are ordered against it.</summary>
+    public void Seed(string venue, string instrument, DateTimeOffset timestamp) =>
+        _lastAccepted.AddOrUpdate((venue, instrument), timestamp, (_, existing) => existing > timestamp ? existing : timestamp);
+
+    /// <summary>Returns null when the tick is accepted (and records it), else the rejection.</summary>
+    public TickRejection? Validate(Tick tick)
+    {
+        if (string.IsNullOrWhiteSpace(tick.Venue))
+        {
+            return new(TickRejectReason.UnknownVenue, "venue is empty");
+        }
+
+        if (!_universe.Contains(tick.InstrumentId))
+        {
+            return new(TickRejectReason.UnknownInstrument, $"instrument '{tick.InstrumentId}' is not in the universe");
+        }
+
+        if (tick.Bid <= 0m || tick.Ask <= 0m || tick.Last is <= 0m)
+        {
+            return new(TickRejectReason.NonPositivePrice, $"prices must be positive (bid {tick.Bid}, ask {tick.Ask}, last {tick.Last})");
+        }
+
+        if (tick.BidSize < 0m || tick.AskSize < 0m)
+        {
+            return new(TickRejectReason.NonPositivePrice, $"sizes must not be negative (bid size {tick.BidSize}, ask size {tick.AskSize})");
+        }
+
+        if (tick.Bid > tick.Ask)
+        {
+            return new(TickRejectReason.CrossedBook, $"bid {tick.Bid} > ask {tick.Ask}");
+        }
+
+        var now = time.GetUtcNow();
+        if (tick.Timestamp > now + maxClockSkew)
+        {
+            return new(TickRejectReason.FutureTimestamp, $"timestamp {tick.Timestamp:O} is ahead of now {now:O} by more than {maxClockSkew.TotalSeconds} s");
+        }
+
+        var key = (tick.Venue, tick.InstrumentId);
+        while (true)
+        {
+            if (_lastAccepted.TryGetValue(key, out var last))
+            {
+                if (tick.Timestamp < last)
+                {
+                    return new(TickRejectReason.OutOfOrder, $"timestamp {tick.Timestamp:O} is older than the last accepted {last:O}");
+                }
+
+                if (_lastAccepted.TryUpdate(key, tick.Timestamp, last))
+                {
+                    return null;
+                }
+            }
+            else if (_lastAccepted.TryAdd(key, tick.Timestamp))
+            {
+                return null;
+            }
+        }
+    }
+}

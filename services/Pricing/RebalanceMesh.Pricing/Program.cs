@@ -1,0 +1,33 @@
+using Microsoft.Extensions.Options;
+using RebalanceMesh.Contracts.Common.V1;
+using RebalanceMesh.EventBus;
+using RebalanceMesh.MarketState;
+using RebalanceMesh.Pricing;
+using RebalanceMesh.Pricing.Core;
+using RebalanceMesh.ServiceDefaults;
+
+var builder = WebApplication.CreateBuilder(args);
+builder.AddServiceDefaults("pricing");
+builder.AddEventBus("pricing");
+
+builder.Services.TryAddTimeProvider();
+builder.Services.Configure<PricingOptions>(builder.Configuration.GetSection("Pricing"));
+builder.Services.Configure<MarketStateOptions>(builder.Configuration.GetSection("MarketState"));
+builder.Services.AddSingleton<MarketStateStore>();
+builder.Services.AddSingleton<QuoteCoalescer<ConsolidatedPrice>>();
+builder.Services.AddSingleton(sp => new ConfiguredFeed(
+    PricingComposition.CreateFeed(sp.GetRequiredService<IOptions<PricingOptions>>().Value, sp.GetRequiredService<TimeProvider>())));
+builder.Services.AddSingleton(sp => PricingComposition.CreateValidator(
+    sp.GetRequiredService<IOptions<PricingOptions>>().Value, sp.GetRequiredService<ConfiguredFeed>().Feed, sp.GetRequiredService<TimeProvider>()));
+builder.Services.AddSingleton<QuoteIngestor>();
+builder.Services.AddHostedService<FeedService>();
+builder.Services.AddHostedService<QuotePublisher>();
+
+var app = builder.Build();
+app.MapGrpcService<PricingGrpcService>();
+app.MapDefaultEndpoints();
+app.MapEventSubscriptions();
+app.Run();
+
+/// <summary>Entry point; public for the in-process test server.</summary>
+public partial class Program;
