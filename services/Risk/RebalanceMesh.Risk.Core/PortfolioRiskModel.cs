@@ -1,0 +1,162 @@
+using MathNet.Numerics.Distributions;
+using MathNet.Numerics.LinearAlgebra;
+
+namespace RebalanceMesh.Risk.Core;
+
+/// <summary>How VaR is computed.</summary>
+public enum VarMethod
+{
+    /// <summary>Revalue the positions under each historical day's returns.</summary>
+    Historical,
+    /// <summary>Delta-normal from the sample covariance.</summary>
+    Parametric,
+}
+
+/// <summary>Measurement settings.</summary>
+/// <param name="HorizonDays">Horizon in trading days; 1-day figures are scaled by √horizon.</param>
+public sealed record RiskSettings(double HorizonDays, IReadOnlyList<double> ConfidenceLevels, IReadOnlyList<VarMethod> Methods)
+{
+    public static RiskSettings Default { get; } = new(1, [0.95, 0.99], [VarMethod.Historical, VarMethod.Parametric]);
+}
+
+/// <summary>VaR and CVaR as positive losses in currency.</summary>
+public sealed record VarFigure(VarMethod Method, double Confidence, double ValueAtRisk, double ConditionalValueAtRisk);
+
+/// <summary>One position's risk.</summary>
+/// <param name="ComponentVar">Euler component of the parametric VaR at the highest confidence; components sum to it.</param>
+public sealed record PositionRiskFigure(string InstrumentId, double MarketValue, double Weight, double AnnualVolatility, double ComponentVar);
+
+/// <summary>A portfolio's measured risk.</summary>
+/// <param name="AnnualVariance">Annualised variance of portfolio value, in currency squared.</param>
+public sealed record RiskReport(
+    double NetValue,
+    double AnnualVolatility,
+    double HorizonVolatility,
+    double AnnualVariance,
+    IReadOnlyList<VarFigure> Figures,
+    IReadOnlyList<PositionRiskFigure> Positions,
+    int Observations,
+    double GrossLeverage);
+
+/// <summary>
+/// Risk of a linear portfolio (positions held as currency values) from daily log returns.
+/// Historical VaR revalues each position as V·(e^r − 1) per day and takes the loss quantile with linear
+/// interpolation between order statistics (numpy's default); CVaR is the mean loss at or beyond VaR.
+/// Parametric VaR is z_α·σ with σ² = Vᵀ Σ V; CVaR = σ·φ(z_α)/(1 − α). Both scale by √horizon.
+/// </summary>
+public static class PortfolioRiskModel
+{
+    public static RiskReport Assess(IReadOnlyList<double> positionValues, double cash, ReturnMatrix returns, RiskSettings settings)
+    {
+        var n = returns.Count;
+        if (positionValues.Count != n)
+        {
+            throw new ArgumentException("One value per instrument is required.", nameof(positionValues));
+        }
+
+        var values = Vector<double>.Build.DenseOfEnumerable(positionValues);
+        var netValue = values.Sum() + cash;
+        var gross = values.Select(Math.Abs).Sum();
+        var covariance = CovarianceEstimator.Sample(returns.Values);
+        var dailyVariance = Math.Max(values * covariance * values, 0);
+        var dailySigma = Math.Sqrt(dailyVariance);
+        var sqrtHorizon = Math.Sqrt(settings.HorizonDays);
+        var annualVariance = dailyVariance * RiskMath.TradingDaysPerYear;
+
+        var figures = new List<VarFigure>();
+        var pnl = HistoricalPnl(values, returns.Values);
+        foreach (var method in settings.Methods)
+        {
+            foreach (var confidence in settings.ConfidenceLevels)
+            {
+                figures.Add(method switch
+                {
+                    VarMethod.Historical => Historical(pnl, confidence, sqrtHorizon),
+                    _ => Parametric(dailySigma, confidence, sqrtHorizon),
+                });
+            }
+        }
+
+        var topConfidence = settings.ConfidenceLevels.Count > 0 ? settings.ConfidenceLevels.Max() : 0.99;
+        var z = Normal.InvCDF(0, 1, topConfidence);
+        var marginal = covariance * values;
+        var positions = new PositionRiskFigure[n];
+        for (var i = 0; i < n; i++)
+        {
+            var component = dailySigma > 0 ? values[i] * marginal[i] / dailySigma * z * sqrtHorizon : 0.0;
+            positions[i] = new PositionRiskFigure(
+                returns.Instruments[i],
+                values[i],
+                netValue != 0 ? values[i] / netValue : 0,
+                Math.Sqrt(covariance[i, i] * RiskMath.TradingDaysPerYear),
+                component);
+        }
+
+        var relative = netValue > 0 ? dailySigma / netValue : 0;
+        return new RiskReport(
+            netValue,
+            relative * Math.Sqrt(RiskMath.TradingDaysPerYear),
+            relative * sqrtHorizon,
+            annualVariance,
+            figures,
+            positions,
+            returns.Days,
+            netValue > 0 ? gross / netValue : 0);
+    }
+
+    /// <summary>Daily P&amp;L of the positions under each day's returns, full revaluation of linear holdings.</summary>
+    public static double[] HistoricalPnl(Vector<double> values, double[,] returns)
+    {
+        var days = returns.GetLength(0);
+        var pnl = new double[days];
+        for (var t = 0; t < days; t++)
+        {
+            double sum = 0;
+            for (var j = 0; j < values.Count; j++)
+            {
+                sum += values[j] * double.ExpM1(returns[t, j]);
+            }
+
+            pnl[t] = sum;
+        }
+
+        return pnl;
+    }
+
+    public static VarFigure Historical(double[] pnl, double confidence, double horizonScale)
+    {
+        var losses = pnl.Select(p => -p).Order().ToArray();
+        var valueAtRisk = RiskMath.Quantile(losses, confidence);
+        var tail = losses.Where(l => l >= valueAtRisk).ToArray();
+        var conditional = tail.Length > 0 ? tail.Average() : valueAtRisk;
+        return new VarFigure(VarMethod.Historical, confidence, valueAtRisk * horizonScale, conditional * horizonScale);
+    }
+
+    public static VarFigure Parametric(double dailySigma, double confidence, double horizonScale)
+    {
+        var z = Normal.InvCDF(0, 1, confidence);
+        var sigma = dailySigma * horizonScale;
+        return new VarFigure(VarMethod.Parametric, confidence, z * sigma, sigma * Normal.PDF(0, 1, z) / (1 - confidence));
+    }
+}
+
+/// <summary>Small numeric building blocks shared by the risk models.</summary>
+public static class RiskMath
+{
+    /// <summary>Trading days per year used to annualise daily figures.</summary>
+    public const double TradingDaysPerYear = 252.0;
+
+    /// <summary>Quantile of sorted data with linear interpolation between order statistics (numpy's default, Hyndman–Fan type 7).</summary>
+    public static double Quantile(IReadOnlyList<double> sorted, double p)
+    {
+        if (sorted.Count == 0)
+        {
+            throw new ArgumentException("No data.", nameof(sorted));
+        }
+
+        var h = (sorted.Count - 1) * p;
+        var lower = (int)Math.Floor(h);
+        var upper = Math.Min(lower + 1, sorted.Count - 1);
+        return sorted[lower] + ((h - lower) * (sorted[upper] - sorted[lower]));
+    }
+}

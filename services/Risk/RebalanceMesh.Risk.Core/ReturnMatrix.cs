@@ -1,0 +1,67 @@
+using RebalanceMesh.Domain;
+
+namespace RebalanceMesh.Risk.Core;
+
+/// <summary>Daily log returns, one row per day (oldest first), one column per instrument.</summary>
+public sealed class ReturnMatrix
+{
+    public ReturnMatrix(IReadOnlyList<string> instruments, double[,] values)
+    {
+        if (values.GetLength(1) != instruments.Count)
+        {
+            throw new ArgumentException("One column per instrument is required.", nameof(values));
+        }
+
+        Instruments = instruments;
+        Values = values;
+    }
+
+    public IReadOnlyList<string> Instruments { get; }
+
+    /// <summary>Returns: [day, instrument].</summary>
+    public double[,] Values { get; }
+
+    public int Days => Values.GetLength(0);
+
+    public int Count => Values.GetLength(1);
+
+    /// <summary>
+    /// Aligns close series on the days every instrument has, and takes log returns of consecutive common days.
+    /// Keeps at most the last <paramref name="lookbackDays"/> returns.
+    /// </summary>
+    public static ReturnMatrix FromCloses(IReadOnlyList<string> instruments, IReadOnlyList<IReadOnlyList<(int Day, double Close)>> closes, int lookbackDays)
+    {
+        if (instruments.Count != closes.Count)
+        {
+            throw new ArgumentException("One close series per instrument is required.", nameof(closes));
+        }
+
+        HashSet<int>? common = null;
+        for (var i = 0; i < closes.Count; i++)
+        {
+            var days = closes[i].Where(c => c.Close > 0 && double.IsFinite(c.Close)).Select(c => c.Day);
+            common = common is null ? [.. days] : [.. common.Intersect(days)];
+        }
+
+        var ordered = (common ?? []).Order().ToArray();
+        if (ordered.Length < 3)
+        {
+            var missing = instruments.Where((_, i) => closes[i].Count < 3).ToArray();
+            var detail = missing.Length > 0 ? "no price history for " + string.Join(", ", missing) : "fewer than 3 common days of history";
+            throw new DomainException(DomainErrorKind.FailedPrecondition, $"Not enough price history: {detail}.");
+        }
+
+        var keep = ordered.Skip(Math.Max(0, ordered.Length - lookbackDays - 1)).ToArray();
+        var lookup = closes.Select(series => series.GroupBy(c => c.Day).ToDictionary(g => g.Key, g => g.Last().Close)).ToArray();
+        var values = new double[keep.Length - 1, instruments.Count];
+        for (var j = 0; j < instruments.Count; j++)
+        {
+            for (var t = 1; t < keep.Length; t++)
+            {
+                values[t - 1, j] = Math.Log(lookup[j][keep[t]] / lookup[j][keep[t - 1]]);
+            }
+        }
+
+        return new ReturnMatrix(instruments, values);
+    }
+}

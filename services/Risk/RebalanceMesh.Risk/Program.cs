@@ -1,0 +1,19 @@
+using RebalanceMesh.MarketState;
+using RebalanceMesh.Risk;
+using RebalanceMesh.ServiceDefaults;
+
+var builder = WebApplication.CreateBuilder(args);
+builder.AddServiceDefaults("risk");
+
+builder.Services.TryAddTimeProvider();
+builder.Services.Configure<MarketStateOptions>(builder.Configuration.GetSection("MarketState"));
+builder.Services.AddSingleton<MarketStateStore>();
+builder.Services.AddSingleton<RiskInputs>();
+
+var app = builder.Build();
+app.MapGrpcService<RiskGrpcService>();
+app.MapDefaultEndpoints();
+app.Run();
+
+/// <summary>Entry point; public for the in-process test server.</summary>
+public partial class Program;

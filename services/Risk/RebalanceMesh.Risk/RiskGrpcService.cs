@@ -1,0 +1,182 @@
+using System.Diagnostics;
+using Grpc.Core;
+using RebalanceMesh.Contracts;
+using RebalanceMesh.Domain;
+using RebalanceMesh.Risk.Core;
+using Wire = RebalanceMesh.Contracts.Risk.V1;
+
+namespace RebalanceMesh.Risk;
+
+/// <summary>gRPC surface of risk: validates, loads market state, calls the models in Risk.Core.</summary>
+public sealed class RiskGrpcService(RiskInputs inputs) : Wire.RiskService.RiskServiceBase
+{
+    private static readonly ActivitySource ActivitySource = new("RebalanceMesh.Risk");
+
+    public override async Task<Wire.AssessPortfolioResponse> AssessPortfolio(Wire.AssessPortfolioRequest request, ServerCallContext context)
+    {
+        var check = new RequestValidator();
+        RiskInputs.ValidateHoldings(check, request.Holdings, "holdings");
+        check.OptionalDecimal(request.Cash, "cash", ValidationExtensions.DecimalRule.Any, 0m, out _);
+        var settings = RiskInputs.ValidateSettings(check, request.Settings, "settings", out var lookback);
+        check.ThrowIfInvalid();
+
+        var portfolio = await inputs.ResolveAsync(request.Holdings, request.Cash, []);
+        var returns = await inputs.LoadReturnsAsync(portfolio.Instruments, lookback);
+        context.CancellationToken.ThrowIfCancellationRequested();
+        using var activity = ActivitySource.StartActivity("assess portfolio");
+        activity?.SetTag("risk.instruments", portfolio.Instruments.Count);
+        activity?.SetTag("risk.observations", returns.Days);
+        return ToWire(PortfolioRiskModel.Assess(portfolio.Values, (double)portfolio.Cash, returns, settings));
+    }
+
+    public override async Task<Wire.EstimateCovarianceResponse> EstimateCovariance(Wire.EstimateCovarianceRequest request, ServerCallContext context)
+    {
+        var check = new RequestValidator();
+        check.Require(request.InstrumentIds.Count > 0, "instrument_ids", "must not be empty");
+        check.RequireCount(request.InstrumentIds.Count, RiskInputs.MaxHoldings, "instrument_ids");
+        for (var i = 0; i < request.InstrumentIds.Count && i < RiskInputs.MaxHoldings; i++)
+        {
+            check.RequireIdentifier(request.InstrumentIds[i], $"instrument_ids[{i}]");
+        }
+
+        check.Require(request.InstrumentIds.Distinct().Count() == request.InstrumentIds.Count, "instrument_ids", "must not repeat an instrument");
+        var lookback = request.LookbackDays == 0 ? RiskInputs.DefaultLookbackDays : request.LookbackDays;
+        check.Require(lookback is >= 2 and <= RiskInputs.MaxLookbackDays, "lookback_days", $"must be between 2 and {RiskInputs.MaxLookbackDays}");
+        var lambda = request.EwmaLambda == 0 ? 0.94 : request.EwmaLambda;
+        check.Require(double.IsFinite(lambda) && lambda > 0 && lambda < 1, "ewma_lambda", "must be in (0, 1)");
+        check.Require(request.Method is Wire.CovarianceMethod.Unspecified or Wire.CovarianceMethod.Sample or Wire.CovarianceMethod.Ewma, "method", "is not a known method");
+        if (request.Returns is { } given)
+        {
+            var n = request.InstrumentIds.Count;
+            check.Require(given.Rows is >= 2 and <= RiskInputs.MaxLookbackDays, "returns.rows", $"must be between 2 and {RiskInputs.MaxLookbackDays}");
+            check.Require((long)given.Rows * n == given.Values.Count, "returns.values", "must hold rows × instruments values");
+            check.Require(given.Values.All(double.IsFinite), "returns.values", "must be finite numbers");
+        }
+
+        check.ThrowIfInvalid();
+
+        var instruments = request.InstrumentIds.ToArray();
+        ReturnMatrix returns;
+        if (request.Returns is { } matrix)
+        {
+            var values = new double[matrix.Rows, instruments.Length];
+            for (var r = 0; r < matrix.Rows; r++)
+            {
+                for (var c = 0; c < instruments.Length; c++)
+                {
+                    values[r, c] = matrix.Values[(r * instruments.Length) + c];
+                }
+            }
+
+            returns = new ReturnMatrix(instruments, values);
+        }
+        else
+        {
+            returns = await inputs.LoadReturnsAsync(instruments, lookback);
+        }
+
+        var daily = request.Method == Wire.CovarianceMethod.Ewma
+            ? CovarianceEstimator.Ewma(returns.Values, lambda)
+            : CovarianceEstimator.Sample(returns.Values);
+        var annual = daily * RiskMath.TradingDaysPerYear;
+        var correlation = CovarianceEstimator.Correlation(annual);
+        var response = new Wire.EstimateCovarianceResponse { Observations = returns.Days };
+        response.InstrumentIds.AddRange(instruments);
+        response.Covariance.AddRange(annual.ToRowMajorArray());
+        response.Correlation.AddRange(correlation.ToRowMajorArray());
+        response.AnnualVolatilities.AddRange(annual.Diagonal().Select(v => Math.Sqrt(Math.Max(v, 0))));
+        return response;
+    }
+
+    public override async Task<Wire.CompareRiskResponse> CompareRisk(Wire.CompareRiskRequest request, ServerCallContext context)
+    {
+        var check = new RequestValidator();
+        RiskInputs.ValidateHoldings(check, request.Holdings, "holdings", allowEmpty: true);
+        check.OptionalDecimal(request.Cash, "cash", ValidationExtensions.DecimalRule.Any, 0m, out _);
+        check.Require(request.Holdings.Count + request.Trades.Count > 0, "trades", "holdings and trades must not both be empty");
+        check.RequireCount(request.Trades.Count, RiskInputs.MaxHoldings, "trades");
+        for (var i = 0; i < request.Trades.Count && i < RiskInputs.MaxHoldings; i++)
+        {
+            check.RequireIdentifier(request.Trades[i].InstrumentId, $"trades[{i}].instrument_id");
+            check.RequireDecimal(request.Trades[i].QuantityChange, $"trades[{i}].quantity_change", ValidationExtensions.DecimalRule.Any, out _);
+        }
+
+        var settings = RiskInputs.ValidateSettings(check, request.Settings, "settings", out var lookback);
+        check.ThrowIfInvalid();
+
+        var tradeInstruments = request.Trades.Select(t => t.InstrumentId).ToArray();
+        var before = await inputs.ResolveAsync(request.Holdings, request.Cash, tradeInstruments);
+        var index = before.Instruments.Select((id, i) => (id, i)).ToDictionary(x => x.id, x => x.i, StringComparer.Ordinal);
+        var afterQuantities = before.Quantities.ToArray();
+        var cashAfter = before.Cash;
+        var changes = new List<ValueChange>();
+        decimal traded = 0m;
+        foreach (var trade in request.Trades)
+        {
+            var i = index[trade.InstrumentId];
+            var delta = trade.QuantityChange.ToDecimal();
+            afterQuantities[i] += delta;
+            var value = delta * before.Prices[i];
+            cashAfter -= value;
+            traded += Math.Abs(value);
+            changes.Add(new ValueChange(trade.InstrumentId, (double)value));
+        }
+
+        var after = before with { Quantities = afterQuantities, Cash = cashAfter };
+        var returns = await inputs.LoadReturnsAsync(before.Instruments, lookback);
+        context.CancellationToken.ThrowIfCancellationRequested();
+        using var activity = ActivitySource.StartActivity("compare risk");
+        activity?.SetTag("risk.trades", request.Trades.Count);
+        var riskBefore = PortfolioRiskModel.Assess(before.Values, (double)before.Cash, returns, settings);
+        var riskAfter = PortfolioRiskModel.Assess(after.Values, (double)after.Cash, returns, settings);
+        var response = new Wire.CompareRiskResponse
+        {
+            Before = ToWire(riskBefore),
+            After = ToWire(riskAfter),
+            VarianceChange = riskAfter.AnnualVariance - riskBefore.AnnualVariance,
+            Turnover = riskBefore.NetValue != 0 ? (double)traded / riskBefore.NetValue : 0,
+        };
+        foreach (var contribution in TradeImpact.Contributions(before.Values, changes, returns))
+        {
+            response.Contributions.Add(new Wire.TradeRiskContribution { InstrumentId = contribution.InstrumentId, VarianceContribution = contribution.AnnualVarianceContribution });
+        }
+
+        return response;
+    }
+
+    private static Wire.AssessPortfolioResponse ToWire(RiskReport report)
+    {
+        var response = new Wire.AssessPortfolioResponse
+        {
+            NetValue = report.NetValue,
+            AnnualVolatility = report.AnnualVolatility,
+            HorizonVolatility = report.HorizonVolatility,
+            Observations = report.Observations,
+            GrossLeverage = report.GrossLeverage,
+        };
+        foreach (var figure in report.Figures)
+        {
+            response.Estimates.Add(new Wire.VarEstimate
+            {
+                Method = figure.Method == VarMethod.Historical ? Wire.VarMethod.Historical : Wire.VarMethod.Parametric,
+                Confidence = figure.Confidence,
+                Var = figure.ValueAtRisk,
+                Cvar = figure.ConditionalValueAtRisk,
+            });
+        }
+
+        foreach (var position in report.Positions)
+        {
+            response.Positions.Add(new Wire.PositionRisk
+            {
+                InstrumentId = position.InstrumentId,
+                MarketValue = position.MarketValue,
+                Weight = position.Weight,
+                AnnualVolatility = position.AnnualVolatility,
+                ComponentVar = position.ComponentVar,
+            });
+        }
+
+        return response;
+    }
+}

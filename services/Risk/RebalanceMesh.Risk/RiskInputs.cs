@@ -1,0 +1,125 @@
+using RebalanceMesh.Contracts;
+using RebalanceMesh.Contracts.Common.V1;
+using RebalanceMesh.Domain;
+using RebalanceMesh.MarketState;
+using RebalanceMesh.Risk.Core;
+using Wire = RebalanceMesh.Contracts.Risk.V1;
+
+namespace RebalanceMesh.Risk;
+
+/// <summary>A validated portfolio: instruments, quantities and prices, ready for the risk models.</summary>
+public sealed record PortfolioInputs(IReadOnlyList<string> Instruments, IReadOnlyList<decimal> Quantities, IReadOnlyList<decimal> Prices, decimal Cash)
+{
+    public IReadOnlyList<double> Values => Quantities.Select((q, i) => (double)(q * Prices[i])).ToArray();
+}
+
+/// <summary>Validates risk requests and loads what they need from market state.</summary>
+public sealed class RiskInputs(MarketStateStore market)
+{
+    public const int MaxHoldings = 2_000;
+    public const int MaxLookbackDays = 5_000;
+    public const int DefaultLookbackDays = 500;
+
+    public static void ValidateHoldings(RequestValidator check, IReadOnlyList<Wire.Holding> holdings, string path, bool allowEmpty = false)
+    {
+        check.Require(allowEmpty || holdings.Count > 0, path, "must not be empty");
+        check.RequireCount(holdings.Count, MaxHoldings, path);
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        for (var i = 0; i < holdings.Count && i < MaxHoldings; i++)
+        {
+            var holding = holdings[i];
+            if (check.RequireIdentifier(holding.InstrumentId, $"{path}[{i}].instrument_id"))
+            {
+                check.Require(seen.Add(holding.InstrumentId), $"{path}[{i}].instrument_id", "appears more than once");
+            }
+
+            check.RequireDecimal(holding.Quantity, $"{path}[{i}].quantity", ValidationExtensions.DecimalRule.Any, out _);
+            check.OptionalDecimal(holding.Price, $"{path}[{i}].price", ValidationExtensions.DecimalRule.Positive, 0m, out _);
+        }
+    }
+
+    public static RiskSettings ValidateSettings(RequestValidator check, Wire.RiskSettings? settings, string path, out int lookbackDays)
+    {
+        settings ??= new Wire.RiskSettings();
+        var horizon = settings.HorizonDays == 0 ? 1 : settings.HorizonDays;
+        check.RequireRange(horizon, 1e-6, 250, path + ".horizon_days");
+        lookbackDays = settings.LookbackDays == 0 ? DefaultLookbackDays : settings.LookbackDays;
+        check.Require(lookbackDays is >= 20 and <= MaxLookbackDays, path + ".lookback_days", $"must be between 20 and {MaxLookbackDays}");
+        check.RequireCount(settings.ConfidenceLevels.Count, 10, path + ".confidence_levels");
+        for (var i = 0; i < settings.ConfidenceLevels.Count; i++)
+        {
+            var c = settings.ConfidenceLevels[i];
+            check.Require(double.IsFinite(c) && c > 0.5 && c < 1, $"{path}.confidence_levels[{i}]", "must be in (0.5, 1)");
+        }
+
+        var methods = new List<VarMethod>();
+        for (var i = 0; i < settings.Methods.Count; i++)
+        {
+            switch (settings.Methods[i])
+            {
+                case Wire.VarMethod.Historical or Wire.VarMethod.Unspecified:
+                    methods.Add(VarMethod.Historical);
+                    break;
+                case Wire.VarMethod.Parametric:
+                    methods.Add(VarMethod.Parametric);
+                    break;
+                default:
+                    check.Add($"{path}.methods[{i}]", "is not a known method");
+                    break;
+            }
+        }
+
+        var levels = settings.ConfidenceLevels.Count > 0 ? settings.ConfidenceLevels.Distinct().ToArray() : RiskSettings.Default.ConfidenceLevels;
+        return new RiskSettings(horizon, levels, methods.Count > 0 ? methods.Distinct().ToArray() : RiskSettings.Default.Methods);
+    }
+
+    /// <summary>Resolves prices (request first, then market-state mid). Call after validation.</summary>
+    public async Task<PortfolioInputs> ResolveAsync(IReadOnlyList<Wire.Holding> holdings, DecimalValue? cash, IReadOnlyCollection<string> extraInstruments)
+    {
+        var instruments = holdings.Select(h => h.InstrumentId).Concat(extraInstruments).Distinct(StringComparer.Ordinal).ToArray();
+        var mids = (await market.GetPricesAsync(instruments)).ToDictionary(p => p.InstrumentId, p => p.Mid.ToDecimal(), StringComparer.Ordinal);
+        var byId = holdings.ToDictionary(h => h.InstrumentId, StringComparer.Ordinal);
+        var quantities = new decimal[instruments.Length];
+        var prices = new decimal[instruments.Length];
+        var missing = new List<FieldViolation>();
+        for (var i = 0; i < instruments.Length; i++)
+        {
+            if (byId.TryGetValue(instruments[i], out var holding))
+            {
+                quantities[i] = holding.Quantity.ToDecimal();
+                if (DecimalValue.TryParse(holding.Price, out var given))
+                {
+                    prices[i] = given;
+                    continue;
+                }
+            }
+
+            if (mids.TryGetValue(instruments[i], out var mid))
+            {
+                prices[i] = mid;
+            }
+            else
+            {
+                missing.Add(new FieldViolation("holdings", $"no price for '{instruments[i]}': give one or quote it first"));
+            }
+        }
+
+        if (missing.Count > 0)
+        {
+            throw new DomainException(DomainErrorKind.FailedPrecondition, missing[0].Description, missing);
+        }
+
+        var cashValue = DecimalValue.TryParse(cash, out var c) ? c : 0m;
+        return new PortfolioInputs(instruments, quantities, prices, cashValue);
+    }
+
+    /// <summary>Daily log returns of the instruments from market-state history.</summary>
+    public async Task<ReturnMatrix> LoadReturnsAsync(IReadOnlyList<string> instruments, int lookbackDays)
+    {
+        var series = await Task.WhenAll(instruments.Select(i => market.GetDailyClosesAsync(i, lookbackDays + 1)));
+        return ReturnMatrix.FromCloses(
+            instruments,
+            series.Select(s => (IReadOnlyList<(int, double)>)s.Select(c => (c.Day, c.Close)).ToArray()).ToArray(),
+            lookbackDays);
+    }
+}
