@@ -1,0 +1,87 @@
+namespace RebalanceMesh.Planning.Core;
+
+/// <summary>Buy or sell.</summary>
+public enum TradeSide
+{
+    Buy,
+    Sell,
+}
+
+/// <summary>How far a triggered rebalance trades.</summary>
+public enum RebalanceTarget
+{
+    /// <summary>Every position back to its target weight.</summary>
+    Target,
+    /// <summary>Only breached positions, to the nearest edge of their band.</summary>
+    BandEdge,
+}
+
+/// <summary>A quantity of one instrument.</summary>
+public sealed record Holding(string InstrumentId, decimal Quantity);
+
+/// <summary>The positions and cash of a portfolio at one version.</summary>
+public sealed record PortfolioSnapshot(string PortfolioId, IReadOnlyList<Holding> Holdings, decimal Cash, long Version);
+
+/// <summary>Target-weight policy with drift bands.</summary>
+/// <param name="Targets">Target weight per instrument; the rest of the portfolio is cash.</param>
+/// <param name="AbsoluteBand">± weight units (0.05 = ±5 pp); 0 disables.</param>
+/// <param name="RelativeBand">± fraction of each target (0.25 = ±25 % of target); 0 disables.</param>
+/// <param name="TotalDriftThreshold">Σ|w − w*| / 2 that triggers on its own; 0 disables.</param>
+/// <param name="MinTradeNotional">Trades below this notional are dropped.</param>
+/// <param name="LotSizes">Quantity increments per instrument; missing means 1.</param>
+/// <param name="EstimatedCostBps">Pre-trade cost estimate in basis points of notional.</param>
+public sealed record TargetPolicy(
+    IReadOnlyDictionary<string, double> Targets,
+    double AbsoluteBand,
+    double RelativeBand,
+    double TotalDriftThreshold,
+    RebalanceTarget RebalanceTarget,
+    decimal MinTradeNotional,
+    IReadOnlyDictionary<string, decimal> LotSizes,
+    double EstimatedCostBps)
+{
+    public decimal LotSize(string instrument) => LotSizes.TryGetValue(instrument, out var lot) && lot > 0 ? lot : 1m;
+
+    public double TargetOf(string instrument) => Targets.TryGetValue(instrument, out var w) ? w : 0.0;
+
+    public double CashTarget => 1.0 - Targets.Values.Sum();
+}
+
+/// <summary>One position marked to market.</summary>
+public sealed record MarkedPosition(string InstrumentId, decimal Quantity, decimal Price, decimal MarketValue, double Weight);
+
+/// <summary>A portfolio marked to market: positions (held or targeted), cash and net value.</summary>
+public sealed record MarkedPortfolio(IReadOnlyList<MarkedPosition> Positions, decimal Cash, decimal NetValue)
+{
+    public double CashWeight => NetValue != 0 ? (double)(Cash / NetValue) : 0;
+
+    public MarkedPosition? Find(string instrument) => Positions.FirstOrDefault(p => p.InstrumentId == instrument);
+}
+
+/// <summary>One rule measured during an evaluation, whether it fired or not.</summary>
+public sealed record DriftReason(string Rule, string InstrumentId, double Measured, double Threshold, bool Breached, string Message);
+
+/// <summary>The result of evaluating a policy against a marked portfolio.</summary>
+public sealed record DriftEvaluation(IReadOnlyList<DriftReason> Reasons, double TotalDrift)
+{
+    public bool Breached => Reasons.Any(r => r.Breached);
+}
+
+/// <summary>A planned trade.</summary>
+public sealed record PlannedLeg(
+    string LegId,
+    int Sequence,
+    string InstrumentId,
+    TradeSide Side,
+    decimal Quantity,
+    decimal ReferencePrice,
+    decimal Notional,
+    decimal EstimatedCost,
+    double WeightBefore,
+    double WeightAfter);
+
+/// <summary>The trades of a rebalance and why they were chosen.</summary>
+public sealed record RebalanceProposal(DriftEvaluation Evaluation, IReadOnlyList<PlannedLeg> Legs, decimal NetValue, decimal EstimatedCost, double Turnover, decimal CashAfter)
+{
+    public bool HasTrades => Legs.Count > 0;
+}

@@ -1,0 +1,113 @@
+namespace RebalanceMesh.Planning.Core;
+
+/// <summary>
+/// Turns a breached policy into trades: desired weights (target, or band edge for breached positions), whole
+/// lots rounded toward zero, trades under the minimum notional dropped, buys scaled down so cash (after sells and
+/// estimated costs) never goes negative, and legs ordered sells before buys.
+/// </summary>
+public static class RebalancePlanner
+{
+    public static RebalanceProposal Propose(MarkedPortfolio portfolio, TargetPolicy policy, bool force)
+    {
+        var evaluation = DriftEvaluator.Evaluate(portfolio, policy);
+        if ((!evaluation.Breached && !force) || portfolio.NetValue <= 0)
+        {
+            return new RebalanceProposal(evaluation, [], portfolio.NetValue, 0m, 0, portfolio.Cash);
+        }
+
+        var breachedInstruments = evaluation.Reasons.Where(r => r.Breached && r.InstrumentId.Length > 0).Select(r => r.InstrumentId).ToHashSet(StringComparer.Ordinal);
+        var onlyTotalDrift = breachedInstruments.Count == 0;
+        var costRate = (decimal)policy.EstimatedCostBps / 10_000m;
+
+        var sells = new List<(MarkedPosition Position, decimal Quantity)>();
+        var buys = new List<(MarkedPosition Position, decimal Quantity)>();
+        foreach (var position in portfolio.Positions)
+        {
+            var target = policy.TargetOf(position.InstrumentId);
+            double desired;
+            if (force || policy.RebalanceTarget == RebalanceTarget.Target || onlyTotalDrift)
+            {
+                desired = target;
+            }
+            else if (breachedInstruments.Contains(position.InstrumentId))
+            {
+                var width = DriftEvaluator.BandWidth(policy, target);
+                desired = position.Weight > target ? target + width : Math.Max(target - width, 0);
+            }
+            else
+            {
+                continue;
+            }
+
+            var desiredValue = (decimal)desired * portfolio.NetValue;
+            var quantity = RoundToLot((desiredValue - position.MarketValue) / position.Price, policy.LotSize(position.InstrumentId));
+            if (quantity == 0 || Math.Abs(quantity * position.Price) < policy.MinTradeNotional)
+            {
+                continue;
+            }
+
+            if (quantity < 0)
+            {
+                sells.Add((position, -quantity));
+            }
+            else
+            {
+                buys.Add((position, quantity));
+            }
+        }
+
+        // Cash available for buys: current cash plus sale proceeds, less the costs of every trade.
+        var proceeds = sells.Sum(s => s.Quantity * s.Position.Price * (1 - costRate));
+        var available = portfolio.Cash + proceeds;
+        var buyCost = buys.Sum(b => b.Quantity * b.Position.Price * (1 + costRate));
+        if (buyCost > available && buyCost > 0)
+        {
+            var scale = Math.Max(available, 0) / buyCost;
+            buys = buys
+                .Select(b => (b.Position, RoundToLot(b.Quantity * scale, policy.LotSize(b.Position.InstrumentId))))
+                .Where(b => b.Item2 > 0 && b.Item2 * b.Position.Price >= policy.MinTradeNotional)
+                .ToList();
+        }
+
+        var legs = new List<PlannedLeg>();
+        var sequence = 0;
+        foreach (var (position, quantity) in sells.OrderBy(s => s.Position.InstrumentId, StringComparer.Ordinal))
+        {
+            legs.Add(Leg(++sequence, position, TradeSide.Sell, quantity, costRate, portfolio.NetValue));
+        }
+
+        foreach (var (position, quantity) in buys.OrderBy(b => b.Position.InstrumentId, StringComparer.Ordinal))
+        {
+            legs.Add(Leg(++sequence, position, TradeSide.Buy, quantity, costRate, portfolio.NetValue));
+        }
+
+        var cost = legs.Sum(l => l.EstimatedCost);
+        var cashAfter = portfolio.Cash
+            + legs.Where(l => l.Side == TradeSide.Sell).Sum(l => l.Notional)
+            - legs.Where(l => l.Side == TradeSide.Buy).Sum(l => l.Notional)
+            - cost;
+        var turnover = portfolio.NetValue > 0 ? (double)(legs.Sum(l => l.Notional) / portfolio.NetValue) : 0;
+        return new RebalanceProposal(evaluation, legs, portfolio.NetValue, cost, turnover, cashAfter);
+    }
+
+    /// <summary>Rounds toward zero to a whole number of lots.</summary>
+    public static decimal RoundToLot(decimal quantity, decimal lot) =>
+        lot <= 0 ? quantity : decimal.Truncate(quantity / lot) * lot;
+
+    private static PlannedLeg Leg(int sequence, MarkedPosition position, TradeSide side, decimal quantity, decimal costRate, decimal netValue)
+    {
+        var notional = quantity * position.Price;
+        var signed = side == TradeSide.Buy ? notional : -notional;
+        return new PlannedLeg(
+            "L" + sequence,
+            sequence,
+            position.InstrumentId,
+            side,
+            quantity,
+            position.Price,
+            notional,
+            decimal.Round(notional * costRate, 8),
+            position.Weight,
+            netValue != 0 ? (double)((position.MarketValue + signed) / netValue) : 0);
+    }
+}
