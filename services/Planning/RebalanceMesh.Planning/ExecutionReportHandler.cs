@@ -1,0 +1,107 @@
+using RebalanceMesh.Contracts.Common.V1;
+using RebalanceMesh.Contracts.Events.V1;
+using RebalanceMesh.Contracts.Planning.V1;
+using RebalanceMesh.EventBus;
+using RebalanceMesh.Planning.Core;
+
+namespace RebalanceMesh.Planning;
+
+/// <summary>
+/// Applies execution.reports: each fill once (keyed by fill id) to the portfolio's positions and cash and to its
+/// plan leg; leg and plan outcomes to their statuses. Duplicates and redeliveries change nothing.
+/// </summary>
+public sealed class ExecutionReportHandler(PlanningStore store, ILogger<ExecutionReportHandler> logger) : IEventHandler<ExecutionReport>
+{
+    public async Task HandleAsync(ExecutionReport report, EventContext context, CancellationToken cancellationToken)
+    {
+        if (await store.GetPlanAsync(report.PlanId) is null)
+        {
+            logger.LogWarning("Execution report {ReportId} names unknown plan {PlanId}; ignored", report.ReportId, report.PlanId);
+            return;
+        }
+
+        switch (report.Kind)
+        {
+            case ReportKind.Fill when report.Fill is { } fill:
+                await ApplyFillAsync(report, fill);
+                break;
+            case ReportKind.LegDone:
+                await store.UpdatePlanAsync(report.PlanId, plan =>
+                {
+                    var leg = plan.Legs.FirstOrDefault(l => l.LegId == report.LegId);
+                    if (leg is not null && leg.Status is LegStatus.Pending or LegStatus.PartiallyFilled)
+                    {
+                        leg.Status = report.LegStatus switch
+                        {
+                            ReportedLegStatus.Filled => LegStatus.Filled,
+                            ReportedLegStatus.PartiallyFilled => LegStatus.PartiallyFilled,
+                            ReportedLegStatus.Rejected => LegStatus.Rejected,
+                            ReportedLegStatus.Cancelled => LegStatus.Cancelled,
+                            _ => leg.Status,
+                        };
+                    }
+                });
+                break;
+            case ReportKind.PlanDone:
+                await store.UpdatePlanAsync(report.PlanId, plan =>
+                {
+                    if (plan.Status.IsFinal())
+                    {
+                        return;
+                    }
+
+                    plan.Status = report.PlanStatus switch
+                    {
+                        ReportedPlanStatus.Completed => PlanStatus.Completed,
+                        ReportedPlanStatus.PartiallyFilled => PlanStatus.PartiallyFilled,
+                        ReportedPlanStatus.Cancelled => PlanStatus.Cancelled,
+                        _ => PlanStatus.Failed,
+                    };
+                    plan.StatusMessage = report.Message;
+                });
+                logger.LogInformation("Plan {PlanId} finished: {Status} {Message}", report.PlanId, report.PlanStatus, report.Message);
+                break;
+            default:
+                logger.LogWarning("Execution report {ReportId} of kind {Kind} carries nothing to apply", report.ReportId, report.Kind);
+                break;
+        }
+    }
+
+    private async Task ApplyFillAsync(ExecutionReport report, Fill fill)
+    {
+        if (!DecimalValue.TryParse(fill.Quantity, out var quantity) || quantity <= 0
+            || !DecimalValue.TryParse(fill.Price, out var price) || price <= 0
+            || !DecimalValue.TryParse(fill.Fee, out var fee) || fee < 0
+            || fill.Side is not (Side.Buy or Side.Sell) || string.IsNullOrEmpty(fill.FillId))
+        {
+            throw new MalformedEventException($"Fill in report {report.ReportId} has an invalid id, side, quantity, price or fee.");
+        }
+
+        var applied = await store.ApplyFillAsync(
+            report.PlanId,
+            fill.FillId,
+            portfolio => portfolio.WithHoldings(PortfolioLedger.ApplyFill(portfolio.ToDomain(), fill.InstrumentId, fill.Side.ToDomain(), quantity, price, fee)),
+            plan =>
+            {
+                var leg = plan.Legs.FirstOrDefault(l => l.LegId == report.LegId);
+                if (leg is not null)
+                {
+                    var filledBefore = DecimalValue.TryParse(leg.FilledQuantity, out var f) ? f : 0m;
+                    var averageBefore = DecimalValue.TryParse(leg.AverageFillPrice, out var a) ? a : 0m;
+                    leg.AverageFillPrice = PortfolioLedger.Vwap(filledBefore, averageBefore, quantity, price);
+                    leg.FilledQuantity = filledBefore + quantity;
+                    leg.Fees = (DecimalValue.TryParse(leg.Fees, out var fees) ? fees : 0m) + fee;
+                    leg.Status = leg.FilledQuantity.ToDecimal() >= leg.Quantity.ToDecimal() ? LegStatus.Filled : LegStatus.PartiallyFilled;
+                }
+
+                if (plan.Status == PlanStatus.Approved)
+                {
+                    plan.Status = PlanStatus.Executing;
+                }
+            });
+        if (!applied)
+        {
+            logger.LogInformation("Fill {FillId} of plan {PlanId} was applied before; ignored", fill.FillId, report.PlanId);
+        }
+    }
+}

@@ -1,0 +1,130 @@
+using System.Diagnostics;
+using Grpc.Core;
+using RebalanceMesh.Contracts;
+using RebalanceMesh.Contracts.Common.V1;
+using RebalanceMesh.Contracts.Planning.V1;
+using RebalanceMesh.Contracts.Pricing.V1;
+using RebalanceMesh.Contracts.Risk.V1;
+using RebalanceMesh.Domain;
+using RebalanceMesh.Planning.Core;
+using RiskHolding = RebalanceMesh.Contracts.Risk.V1.Holding;
+
+namespace RebalanceMesh.Planning;
+
+/// <summary>
+/// The plan pipeline: load portfolio and policy, fresh prices from pricing, evaluate bands and propose trades
+/// (Planning.Core), measure the risk before and after with risk, and assemble the plan.
+/// </summary>
+public sealed class PlanPipeline(
+    PlanningStore store,
+    PricingService.PricingServiceClient pricing,
+    RiskService.RiskServiceClient risk,
+    TimeProvider time,
+    ILogger<PlanPipeline> logger)
+{
+    public static readonly ActivitySource ActivitySource = new("RebalanceMesh.Planning");
+
+    public async Task<(Portfolio Portfolio, Policy? Policy)> LoadAsync(string portfolioId)
+    {
+        var portfolio = await store.GetPortfolioAsync(portfolioId) ?? throw DomainException.NotFound($"Portfolio '{portfolioId}'");
+        return (portfolio, await store.GetPolicyAsync(portfolioId));
+    }
+
+    /// <summary>Consolidated mids from pricing; a missing or stale price refuses the request.</summary>
+    public async Task<IReadOnlyDictionary<string, decimal>> GetPricesAsync(IEnumerable<string> instruments, CancellationToken cancellationToken)
+    {
+        var request = new GetQuotesRequest();
+        request.InstrumentIds.AddRange(instruments.Distinct(StringComparer.Ordinal));
+        if (request.InstrumentIds.Count == 0)
+        {
+            return new Dictionary<string, decimal>();
+        }
+
+        var response = await pricing.GetQuotesAsync(request, cancellationToken: cancellationToken);
+        var stale = response.Prices.Where(p => p.Stale).Select(p => p.InstrumentId).ToArray();
+        if (stale.Length > 0)
+        {
+            throw new DomainException(DomainErrorKind.FailedPrecondition, $"Prices are stale for {string.Join(", ", stale)}; refusing to plan on old prices.");
+        }
+
+        return response.Prices.ToDictionary(p => p.InstrumentId, p => p.Mid.ToDecimal(), StringComparer.Ordinal);
+    }
+
+    /// <summary>Builds the plan that would rebalance the portfolio now; status PREVIEW, or NO_ACTION without trades.</summary>
+    public async Task<Plan> BuildAsync(string portfolioId, bool force, CancellationToken cancellationToken)
+    {
+        using var activity = ActivitySource.StartActivity("build plan");
+        activity?.SetTag("planning.portfolio_id", portfolioId);
+        var (portfolio, policy) = await LoadAsync(portfolioId);
+        if (policy is null)
+        {
+            throw new DomainException(DomainErrorKind.FailedPrecondition, $"Portfolio '{portfolioId}' has no policy; call SetPolicy first.");
+        }
+
+        var snapshot = portfolio.ToDomain();
+        var targetPolicy = policy.ToDomain();
+        var instruments = snapshot.Holdings.Select(h => h.InstrumentId).Concat(targetPolicy.Targets.Keys);
+        var prices = await GetPricesAsync(instruments, cancellationToken);
+        var marked = PortfolioMarking.Mark(snapshot, targetPolicy, prices);
+        var proposal = RebalancePlanner.Propose(marked, targetPolicy, force);
+        activity?.SetTag("planning.legs", proposal.Legs.Count);
+        activity?.SetTag("planning.total_drift", proposal.Evaluation.TotalDrift);
+
+        var now = time.GetUtcNow().ToTimestamp();
+        var plan = new Plan
+        {
+            PlanId = "plan-" + Guid.NewGuid().ToString("N")[..16],
+            PortfolioId = portfolioId,
+            PortfolioVersion = portfolio.Version,
+            Status = proposal.HasTrades ? PlanStatus.Preview : PlanStatus.NoAction,
+            EstimatedCost = proposal.EstimatedCost,
+            Turnover = proposal.Turnover,
+            NetValue = proposal.NetValue,
+            CreatedAt = now,
+            UpdatedAt = now,
+            TraceId = Activity.Current?.TraceId.ToHexString() ?? string.Empty,
+            StatusMessage = proposal.HasTrades
+                ? $"{proposal.Legs.Count} legs, turnover {proposal.Turnover:P2}, estimated cost {proposal.EstimatedCost:F2}"
+                : (proposal.Evaluation.Breached ? "bands breached but no trade survives lot and minimum-notional rounding" : "portfolio is inside its bands"),
+        };
+        plan.Legs.AddRange(proposal.Legs.Select(l => l.ToWire()));
+        plan.Reasons.AddRange(proposal.Evaluation.Reasons.Select(r => r.ToWire()));
+        plan.Risk = proposal.HasTrades
+            ? await MeasureRiskAsync(marked, proposal, cancellationToken)
+            : new RiskImpact { UnavailableReason = "no trades" };
+        return plan;
+    }
+
+    private async Task<RiskImpact> MeasureRiskAsync(MarkedPortfolio marked, RebalanceProposal proposal, CancellationToken cancellationToken)
+    {
+        var request = new CompareRiskRequest
+        {
+            Cash = marked.Cash,
+            Settings = new RiskSettings { HorizonDays = 1, ConfidenceLevels = { 0.99 }, Methods = { Contracts.Risk.V1.VarMethod.Historical } },
+        };
+        request.Holdings.AddRange(marked.Positions.Select(p => new RiskHolding { InstrumentId = p.InstrumentId, Quantity = p.Quantity, Price = p.Price }));
+        request.Trades.AddRange(proposal.Legs.Select(l => new TradeDelta
+        {
+            InstrumentId = l.InstrumentId,
+            QuantityChange = l.Side == TradeSide.Buy ? l.Quantity : -l.Quantity,
+        }));
+        try
+        {
+            var response = await risk.CompareRiskAsync(request, cancellationToken: cancellationToken);
+            return new RiskImpact
+            {
+                VolatilityBefore = response.Before.AnnualVolatility,
+                VolatilityAfter = response.After.AnnualVolatility,
+                Var99Before = response.Before.Estimates.FirstOrDefault()?.Var ?? 0,
+                Var99After = response.After.Estimates.FirstOrDefault()?.Var ?? 0,
+                VarianceChange = response.VarianceChange,
+            };
+        }
+        catch (RpcException ex) when (ex.StatusCode is not StatusCode.Cancelled)
+        {
+            // A plan is still useful without its risk figures; say why they are missing.
+            logger.LogWarning(ex, "Risk service could not measure the plan");
+            return new RiskImpact { UnavailableReason = $"risk service: {ex.Status.StatusCode} {ex.Status.Detail}" };
+        }
+    }
+}

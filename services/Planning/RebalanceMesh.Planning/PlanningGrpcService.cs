@@ -1,0 +1,252 @@
+using System.Globalization;
+using Grpc.Core;
+using RebalanceMesh.Contracts;
+using RebalanceMesh.Contracts.Events.V1;
+using RebalanceMesh.Contracts.Planning.V1;
+using RebalanceMesh.Domain;
+using RebalanceMesh.EventBus;
+using RebalanceMesh.Planning.Core;
+
+namespace RebalanceMesh.Planning;
+
+/// <summary>The public gRPC API of planning.</summary>
+public sealed class PlanningGrpcService(
+    PlanningStore store,
+    PlanPipeline pipeline,
+    PlanWatchers watchers,
+    IEventBus bus,
+    TimeProvider time,
+    ILogger<PlanningGrpcService> logger) : PlanningService.PlanningServiceBase
+{
+    public override async Task<UpsertPortfolioResponse> UpsertPortfolio(UpsertPortfolioRequest request, ServerCallContext context)
+    {
+        var check = new RequestValidator();
+        PlanningMapping.ValidatePortfolio(check, request.Portfolio, "portfolio");
+        check.Require(request.ExpectedVersion >= -1, "expected_version", "must be -1, 0 or a stored version");
+        check.ThrowIfInvalid();
+        var stored = await store.UpsertPortfolioAsync(request.Portfolio, request.ExpectedVersion);
+        logger.LogInformation("Portfolio {PortfolioId} stored at version {Version}", stored.PortfolioId, stored.Version);
+        return new UpsertPortfolioResponse { Portfolio = stored };
+    }
+
+    public override async Task<GetPortfolioResponse> GetPortfolio(GetPortfolioRequest request, ServerCallContext context)
+    {
+        var check = new RequestValidator();
+        check.RequireIdentifier(request.PortfolioId, "portfolio_id");
+        check.ThrowIfInvalid();
+        var (portfolio, policy) = await pipeline.LoadAsync(request.PortfolioId);
+        var response = new GetPortfolioResponse { Portfolio = portfolio, Policy = policy };
+        var snapshot = portfolio.ToDomain();
+        var targetPolicy = policy?.ToDomain();
+        try
+        {
+            var instruments = snapshot.Holdings.Select(h => h.InstrumentId).Concat(targetPolicy?.Targets.Keys ?? []);
+            var prices = await pipeline.GetPricesAsync(instruments, context.CancellationToken);
+            response.Valuation = PortfolioMarking.Mark(snapshot, targetPolicy, prices).ToWire(targetPolicy, time.GetUtcNow());
+        }
+        catch (DomainException ex) when (ex.Kind == DomainErrorKind.FailedPrecondition)
+        {
+            // The portfolio is still returned; the valuation is left empty when prices are missing.
+            logger.LogInformation("Portfolio {PortfolioId} returned without valuation: {Reason}", request.PortfolioId, ex.Message);
+        }
+
+        return response;
+    }
+
+    public override async Task<SetPolicyResponse> SetPolicy(SetPolicyRequest request, ServerCallContext context)
+    {
+        var check = new RequestValidator();
+        PlanningMapping.ValidatePolicy(check, request.Policy, "policy");
+        check.ThrowIfInvalid();
+        _ = await store.GetPortfolioAsync(request.Policy.PortfolioId) ?? throw DomainException.NotFound($"Portfolio '{request.Policy.PortfolioId}'");
+        var stored = await store.SetPolicyAsync(request.Policy);
+        return new SetPolicyResponse { Policy = stored };
+    }
+
+    public override async Task<PreviewRebalanceResponse> PreviewRebalance(PreviewRebalanceRequest request, ServerCallContext context)
+    {
+        var check = new RequestValidator();
+        check.RequireIdentifier(request.PortfolioId, "portfolio_id");
+        check.ThrowIfInvalid();
+        return new PreviewRebalanceResponse { Plan = await pipeline.BuildAsync(request.PortfolioId, request.Force, context.CancellationToken) };
+    }
+
+    public override async Task<SubmitRebalanceResponse> SubmitRebalance(SubmitRebalanceRequest request, ServerCallContext context)
+    {
+        var check = new RequestValidator();
+        check.RequireIdentifier(request.PortfolioId, "portfolio_id");
+        check.RequireNotEmpty(request.IdempotencyKey, "idempotency_key", 128);
+        check.ThrowIfInvalid();
+
+        if (await store.GetIdempotentPlanIdAsync(request.PortfolioId, request.IdempotencyKey) is { } existingId
+            && await store.GetPlanAsync(existingId) is { } existing)
+        {
+            return new SubmitRebalanceResponse { Plan = existing };
+        }
+
+        var halt = await store.GetHaltAsync();
+        if (halt.Halted)
+        {
+            throw new DomainException(DomainErrorKind.FailedPrecondition, $"Trading is halted: {halt.Reason}");
+        }
+
+        var plan = await pipeline.BuildAsync(request.PortfolioId, request.Force, context.CancellationToken);
+        if (plan.Status == PlanStatus.Preview)
+        {
+            plan.Status = PlanStatus.Approved;
+        }
+
+        if (!await store.CreatePlanAsync(plan, request.IdempotencyKey))
+        {
+            // A concurrent retry with the same key won; return its plan.
+            var winner = await store.GetIdempotentPlanIdAsync(request.PortfolioId, request.IdempotencyKey);
+            return new SubmitRebalanceResponse { Plan = winner is null ? plan : await store.GetPlanAsync(winner) ?? plan };
+        }
+
+        if (plan.Status != PlanStatus.Approved)
+        {
+            return new SubmitRebalanceResponse { Plan = plan };
+        }
+
+        try
+        {
+            await bus.PublishAsync(Topics.PlansApproved, ToApproved(plan), context.CancellationToken);
+        }
+        catch (Exception ex) when (ex is not DomainException)
+        {
+            // Stored but not published: say so on the plan instead of leaving it approved forever.
+            logger.LogError(ex, "Plan {PlanId} could not be published", plan.PlanId);
+            await store.UpdatePlanAsync(plan.PlanId, p =>
+            {
+                p.Status = PlanStatus.Failed;
+                p.StatusMessage = "could not be published for execution: " + ex.Message;
+            });
+            throw new RpcException(new Status(StatusCode.Unavailable, "The plan was stored but could not be sent to execution; it is marked FAILED. Retry with a new idempotency key."));
+        }
+
+        logger.LogInformation("Plan {PlanId} for {PortfolioId} approved with {Legs} legs", plan.PlanId, plan.PortfolioId, plan.Legs.Count);
+        return new SubmitRebalanceResponse { Plan = plan };
+    }
+
+    public override async Task<GetPlanResponse> GetPlan(GetPlanRequest request, ServerCallContext context)
+    {
+        var check = new RequestValidator();
+        check.RequireIdentifier(request.PlanId, "plan_id");
+        check.ThrowIfInvalid();
+        var plan = await store.GetPlanAsync(request.PlanId) ?? throw DomainException.NotFound($"Plan '{request.PlanId}'");
+        return new GetPlanResponse { Plan = plan };
+    }
+
+    public override async Task<ListPlansResponse> ListPlans(ListPlansRequest request, ServerCallContext context)
+    {
+        var check = new RequestValidator();
+        check.RequireIdentifier(request.PortfolioId, "portfolio_id");
+        var pageSize = request.PageSize == 0 ? 20 : request.PageSize;
+        check.Require(pageSize is >= 1 and <= 100, "page_size", "must be between 1 and 100");
+        var offset = 0;
+        check.Require(
+            request.PageToken.Length == 0 || (int.TryParse(request.PageToken, NumberStyles.None, CultureInfo.InvariantCulture, out offset) && offset >= 0),
+            "page_token",
+            "is not a token this service issued");
+        check.ThrowIfInvalid();
+        var (plans, next) = await store.ListPlansAsync(request.PortfolioId, offset, pageSize);
+        var response = new ListPlansResponse { NextPageToken = next?.ToString(CultureInfo.InvariantCulture) ?? string.Empty };
+        response.Plans.AddRange(plans);
+        return response;
+    }
+
+    public override async Task WatchPlans(WatchPlansRequest request, IServerStreamWriter<WatchPlansResponse> responseStream, ServerCallContext context)
+    {
+        var check = new RequestValidator();
+        if (request.PlanId.Length > 0)
+        {
+            check.RequireIdentifier(request.PlanId, "plan_id");
+        }
+        else
+        {
+            check.RequireIdentifier(request.PortfolioId, "portfolio_id");
+        }
+
+        check.ThrowIfInvalid();
+
+        // Subscribe before reading the current state so no change in between is missed.
+        var (id, reader) = watchers.Subscribe();
+        try
+        {
+            if (request.PlanId.Length > 0)
+            {
+                var plan = await store.GetPlanAsync(request.PlanId) ?? throw DomainException.NotFound($"Plan '{request.PlanId}'");
+                await responseStream.WriteAsync(new WatchPlansResponse { Plan = plan }, context.CancellationToken);
+                if (plan.Status.IsFinal())
+                {
+                    return;
+                }
+            }
+            else
+            {
+                var (plans, _) = await store.ListPlansAsync(request.PortfolioId, 0, 20);
+                foreach (var plan in plans.Reverse())
+                {
+                    await responseStream.WriteAsync(new WatchPlansResponse { Plan = plan }, context.CancellationToken);
+                }
+            }
+
+            await foreach (var plan in reader.ReadAllAsync(context.CancellationToken))
+            {
+                var matches = request.PlanId.Length > 0 ? plan.PlanId == request.PlanId : plan.PortfolioId == request.PortfolioId;
+                if (!matches)
+                {
+                    continue;
+                }
+
+                await responseStream.WriteAsync(new WatchPlansResponse { Plan = plan }, context.CancellationToken);
+                if (request.PlanId.Length > 0 && plan.Status.IsFinal())
+                {
+                    return;
+                }
+            }
+        }
+        catch (OperationCanceledException) when (context.CancellationToken.IsCancellationRequested)
+        {
+            // The watcher went away.
+        }
+        finally
+        {
+            watchers.Unsubscribe(id);
+        }
+    }
+
+    public override async Task<SetTradingHaltResponse> SetTradingHalt(SetTradingHaltRequest request, ServerCallContext context)
+    {
+        var check = new RequestValidator();
+        if (request.Halted)
+        {
+            check.RequireNotEmpty(request.Reason, "reason", 500);
+        }
+        else
+        {
+            check.Require(request.Reason.Length <= 500, "reason", "must be at most 500 characters");
+        }
+
+        check.ThrowIfInvalid();
+        var changedAt = await store.SetHaltAsync(request.Halted, request.Reason);
+        await bus.PublishAsync(Topics.PlansHalted, new TradingHaltChanged { Halted = request.Halted, Reason = request.Reason, ChangedAt = changedAt.ToTimestamp() }, context.CancellationToken);
+        logger.LogWarning("Trading halt set to {Halted}: {Reason}", request.Halted, request.Reason);
+        return new SetTradingHaltResponse { Halted = request.Halted, Reason = request.Reason, ChangedAt = changedAt.ToTimestamp() };
+    }
+
+    private PlanApproved ToApproved(Plan plan)
+    {
+        var approved = new PlanApproved { PlanId = plan.PlanId, PortfolioId = plan.PortfolioId, ApprovedAt = time.GetUtcNow().ToTimestamp() };
+        approved.Legs.AddRange(plan.Legs.Select(l => new ApprovedLeg
+        {
+            LegId = l.LegId,
+            Sequence = l.Sequence,
+            InstrumentId = l.InstrumentId,
+            Side = l.Side,
+            Quantity = l.Quantity,
+            ReferencePrice = l.ReferencePrice,
+        }));
+        return approved;
+    }
+}

@@ -1,0 +1,166 @@
+using RebalanceMesh.Contracts;
+using RebalanceMesh.Contracts.Common.V1;
+using RebalanceMesh.Contracts.Planning.V1;
+using RebalanceMesh.Domain;
+using RebalanceMesh.Planning.Core;
+using CoreDriftReason = RebalanceMesh.Planning.Core.DriftReason;
+using CoreRebalanceTarget = RebalanceMesh.Planning.Core.RebalanceTarget;
+using WireDriftReason = RebalanceMesh.Contracts.Planning.V1.DriftReason;
+using WireRebalanceTarget = RebalanceMesh.Contracts.Planning.V1.RebalanceTarget;
+
+namespace RebalanceMesh.Planning;
+
+/// <summary>Validation of planning requests and mapping between wire messages and the planning domain.</summary>
+public static class PlanningMapping
+{
+    public const int MaxPositions = 1_000;
+
+    public static void ValidatePortfolio(RequestValidator check, Portfolio? portfolio, string path)
+    {
+        if (!check.Require(portfolio is not null, path, "is required"))
+        {
+            return;
+        }
+
+        check.RequireIdentifier(portfolio!.PortfolioId, path + ".portfolio_id");
+        check.Require(portfolio.DisplayName.Length <= 200, path + ".display_name", "must be at most 200 characters");
+        check.Require(portfolio.BaseCurrency.Length is >= 3 and <= 8 && portfolio.BaseCurrency.All(char.IsAsciiLetterUpper), path + ".base_currency", "must be 3 to 8 upper-case letters");
+        check.OptionalDecimal(portfolio.Cash, path + ".cash", ValidationExtensions.DecimalRule.NonNegative, 0m, out _);
+        check.RequireCount(portfolio.Positions.Count, MaxPositions, path + ".positions");
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        for (var i = 0; i < portfolio.Positions.Count && i < MaxPositions; i++)
+        {
+            var position = portfolio.Positions[i];
+            if (check.RequireIdentifier(position.InstrumentId, $"{path}.positions[{i}].instrument_id"))
+            {
+                check.Require(seen.Add(position.InstrumentId), $"{path}.positions[{i}].instrument_id", "appears more than once");
+            }
+
+            check.RequireDecimal(position.Quantity, $"{path}.positions[{i}].quantity", ValidationExtensions.DecimalRule.Any, out _);
+        }
+    }
+
+    public static void ValidatePolicy(RequestValidator check, Policy? policy, string path)
+    {
+        if (!check.Require(policy is not null, path, "is required"))
+        {
+            return;
+        }
+
+        check.RequireIdentifier(policy!.PortfolioId, path + ".portfolio_id");
+        check.Require(policy.Targets.Count > 0, path + ".targets", "must not be empty");
+        check.RequireCount(policy.Targets.Count, MaxPositions, path + ".targets");
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        double sum = 0;
+        for (var i = 0; i < policy.Targets.Count && i < MaxPositions; i++)
+        {
+            var target = policy.Targets[i];
+            if (check.RequireIdentifier(target.InstrumentId, $"{path}.targets[{i}].instrument_id"))
+            {
+                check.Require(seen.Add(target.InstrumentId), $"{path}.targets[{i}].instrument_id", "appears more than once");
+            }
+
+            if (check.RequireRange(target.Weight, 0, 1, $"{path}.targets[{i}].weight"))
+            {
+                sum += target.Weight;
+            }
+        }
+
+        check.Require(sum <= 1 + 1e-9, path + ".targets", $"weights sum to {sum:F6}; they must sum to at most 1");
+        check.RequireRange(policy.AbsoluteBand, 0, 1, path + ".absolute_band");
+        check.RequireRange(policy.RelativeBand, 0, 10, path + ".relative_band");
+        check.RequireRange(policy.TotalDriftThreshold, 0, 1, path + ".total_drift_threshold");
+        check.Require(policy.AbsoluteBand > 0 || policy.RelativeBand > 0 || policy.TotalDriftThreshold > 0, path, "at least one of absolute_band, relative_band, total_drift_threshold must be set");
+        check.Require(Enum.IsDefined(policy.RebalanceTarget), path + ".rebalance_target", "is not a known value");
+        check.OptionalDecimal(policy.MinTradeNotional, path + ".min_trade_notional", ValidationExtensions.DecimalRule.NonNegative, 0m, out _);
+        check.RequireRange(policy.EstimatedCostBps, 0, 1_000, path + ".estimated_cost_bps");
+        check.RequireCount(policy.LotSizes.Count, MaxPositions, path + ".lot_sizes");
+        foreach (var (instrument, lot) in policy.LotSizes.Take(MaxPositions))
+        {
+            check.RequireIdentifier(instrument, $"{path}.lot_sizes[{instrument}]");
+            check.RequireDecimal(lot, $"{path}.lot_sizes[{instrument}]", ValidationExtensions.DecimalRule.Positive, out _);
+        }
+    }
+
+    public static PortfolioSnapshot ToDomain(this Portfolio portfolio) => new(
+        portfolio.PortfolioId,
+        portfolio.Positions.Select(p => new Holding(p.InstrumentId, p.Quantity.ToDecimal())).ToArray(),
+        DecimalValue.TryParse(portfolio.Cash, out var cash) ? cash : 0m,
+        portfolio.Version);
+
+    /// <summary>Writes positions and cash of <paramref name="snapshot"/> into a copy of <paramref name="portfolio"/>.</summary>
+    public static Portfolio WithHoldings(this Portfolio portfolio, PortfolioSnapshot snapshot)
+    {
+        var copy = portfolio.Clone();
+        copy.Positions.Clear();
+        copy.Positions.AddRange(snapshot.Holdings.Select(h => new Position { InstrumentId = h.InstrumentId, Quantity = h.Quantity }));
+        copy.Cash = snapshot.Cash;
+        return copy;
+    }
+
+    public static TargetPolicy ToDomain(this Policy policy) => new(
+        policy.Targets.ToDictionary(t => t.InstrumentId, t => t.Weight, StringComparer.Ordinal),
+        policy.AbsoluteBand,
+        policy.RelativeBand,
+        policy.TotalDriftThreshold,
+        policy.RebalanceTarget == WireRebalanceTarget.BandEdge ? CoreRebalanceTarget.BandEdge : CoreRebalanceTarget.Target,
+        DecimalValue.TryParse(policy.MinTradeNotional, out var min) ? min : 0m,
+        policy.LotSizes.ToDictionary(kv => kv.Key, kv => kv.Value.ToDecimal(), StringComparer.Ordinal),
+        policy.EstimatedCostBps);
+
+    public static WireDriftReason ToWire(this CoreDriftReason reason) => new()
+    {
+        Rule = reason.Rule,
+        InstrumentId = reason.InstrumentId,
+        Measured = reason.Measured,
+        Threshold = reason.Threshold,
+        Breached = reason.Breached,
+        Message = reason.Message,
+    };
+
+    public static Side ToWire(this TradeSide side) => side == TradeSide.Buy ? Side.Buy : Side.Sell;
+
+    public static TradeSide ToDomain(this Side side) => side == Side.Buy ? TradeSide.Buy : TradeSide.Sell;
+
+    public static PortfolioValuation ToWire(this MarkedPortfolio marked, TargetPolicy? policy, DateTimeOffset asOf)
+    {
+        var valuation = new PortfolioValuation
+        {
+            Cash = marked.Cash,
+            NetValue = marked.NetValue,
+            AsOf = asOf.ToTimestamp(),
+            TotalDrift = policy is null ? 0 : DriftEvaluator.Evaluate(marked, policy).TotalDrift,
+        };
+        valuation.Positions.AddRange(marked.Positions.Select(p => new PositionValuation
+        {
+            InstrumentId = p.InstrumentId,
+            Quantity = p.Quantity,
+            Price = p.Price,
+            MarketValue = p.MarketValue,
+            Weight = p.Weight,
+            TargetWeight = policy?.TargetOf(p.InstrumentId) ?? 0,
+        }));
+        return valuation;
+    }
+
+    public static PlanLeg ToWire(this PlannedLeg leg) => new()
+    {
+        LegId = leg.LegId,
+        Sequence = leg.Sequence,
+        InstrumentId = leg.InstrumentId,
+        Side = leg.Side.ToWire(),
+        Quantity = leg.Quantity,
+        ReferencePrice = leg.ReferencePrice,
+        EstimatedNotional = leg.Notional,
+        EstimatedCost = leg.EstimatedCost,
+        WeightBefore = leg.WeightBefore,
+        WeightAfter = leg.WeightAfter,
+        FilledQuantity = 0m,
+        Fees = 0m,
+        Status = LegStatus.Pending,
+    };
+
+    /// <summary>True when no further change can happen to a plan in this status.</summary>
+    public static bool IsFinal(this PlanStatus status) => status is PlanStatus.Completed or PlanStatus.PartiallyFilled
+        or PlanStatus.Failed or PlanStatus.Cancelled or PlanStatus.NoAction;
+}

@@ -1,0 +1,255 @@
+using Google.Protobuf;
+using RebalanceMesh.Contracts;
+using RebalanceMesh.Contracts.Planning.V1;
+using RebalanceMesh.Domain;
+using StackExchange.Redis;
+
+namespace RebalanceMesh.Planning;
+
+/// <summary>
+/// Durable planning state in Redis. Keys (all under <c>pln:</c>):
+/// <list type="bullet">
+/// <item><c>pln:portfolio:{id}</c> hash {version, data}: the portfolio, updated only when the version matches.</item>
+/// <item><c>pln:policy:{id}</c> the policy; <c>pln:policies</c> set of portfolios that have one.</item>
+/// <item><c>pln:plan:{id}</c> the plan; <c>pln:plans:{portfolio}</c> sorted set of plan ids by creation time.</item>
+/// <item><c>pln:idem:{portfolio}:{key}</c> plan id of a submission key; <c>pln:fills:{plan}</c> fill ids applied.</item>
+/// <item><c>pln:halt</c> hash {halted, reason, changed_at}.</item>
+/// </list>
+/// Every read-modify-write is a transaction conditioned on what was read, retried on conflict.
+/// </summary>
+public sealed class PlanningStore(IConnectionMultiplexer redis, TimeProvider time)
+{
+    /// <summary>Redis pub/sub channel on which every replica announces plan changes to its watchers.</summary>
+    public static readonly RedisChannel PlanUpdatesChannel = RedisChannel.Literal("pln:plan-updates");
+
+    private const int MaxAttempts = 20;
+
+    private static RedisKey PortfolioKey(string id) => "pln:portfolio:" + id;
+
+    private static RedisKey PolicyKey(string id) => "pln:policy:" + id;
+
+    private static RedisKey PlanKey(string id) => "pln:plan:" + id;
+
+    private static RedisKey PlanIndexKey(string portfolioId) => "pln:plans:" + portfolioId;
+
+    private static RedisKey FillsKey(string planId) => "pln:fills:" + planId;
+
+    private static RedisKey IdempotencyKey(string portfolioId, string key) => $"pln:idem:{portfolioId}:{key}";
+
+    private static readonly RedisKey PoliciesKey = "pln:policies";
+    private static readonly RedisKey HaltKey = "pln:halt";
+
+    private IDatabase Db => redis.GetDatabase();
+
+    public async Task<Portfolio?> GetPortfolioAsync(string id)
+    {
+        var data = await Db.HashGetAsync(PortfolioKey(id), "data");
+        return data.IsNull ? null : Portfolio.Parser.ParseFrom((byte[])data!);
+    }
+
+    /// <summary>
+    /// Creates or replaces a portfolio. <paramref name="expectedVersion"/>: 0 = must not exist, -1 = no check,
+    /// otherwise the stored version must match. Returns the stored portfolio with its new version.
+    /// </summary>
+    public async Task<Portfolio> UpsertPortfolioAsync(Portfolio portfolio, long expectedVersion)
+    {
+        var key = PortfolioKey(portfolio.PortfolioId);
+        for (var attempt = 0; attempt < MaxAttempts; attempt++)
+        {
+            var current = await Db.HashGetAsync(key, "version");
+            var currentVersion = current.IsNull ? 0L : (long)current;
+            if (expectedVersion >= 0 && expectedVersion != currentVersion)
+            {
+                throw new DomainException(DomainErrorKind.Conflict,
+                    expectedVersion == 0
+                        ? $"Portfolio '{portfolio.PortfolioId}' exists already (version {currentVersion}); pass its version to replace it."
+                        : $"Portfolio '{portfolio.PortfolioId}' is at version {currentVersion}, not {expectedVersion}.");
+            }
+
+            var stored = portfolio.Clone();
+            stored.Version = currentVersion + 1;
+            stored.UpdatedAt = time.GetUtcNow().ToTimestamp();
+            var tran = Db.CreateTransaction();
+            tran.AddCondition(current.IsNull ? Condition.HashNotExists(key, "version") : Condition.HashEqual(key, "version", currentVersion));
+            _ = tran.HashSetAsync(key, [new HashEntry("version", stored.Version), new HashEntry("data", stored.ToByteArray())]);
+            if (await tran.ExecuteAsync())
+            {
+                return stored;
+            }
+        }
+
+        throw new DomainException(DomainErrorKind.Conflict, $"Portfolio '{portfolio.PortfolioId}' is changing too often; retry.");
+    }
+
+    public async Task<Policy?> GetPolicyAsync(string portfolioId)
+    {
+        var data = await Db.StringGetAsync(PolicyKey(portfolioId));
+        return data.IsNull ? null : Policy.Parser.ParseFrom((byte[])data!);
+    }
+
+    public async Task<Policy> SetPolicyAsync(Policy policy)
+    {
+        var key = PolicyKey(policy.PortfolioId);
+        for (var attempt = 0; attempt < MaxAttempts; attempt++)
+        {
+            var current = await Db.StringGetAsync(key);
+            var stored = policy.Clone();
+            stored.Version = current.IsNull ? 1 : Policy.Parser.ParseFrom((byte[])current!).Version + 1;
+            var tran = Db.CreateTransaction();
+            tran.AddCondition(current.IsNull ? Condition.KeyNotExists(key) : Condition.StringEqual(key, current));
+            _ = tran.StringSetAsync(key, stored.ToByteArray());
+            _ = tran.SetAddAsync(PoliciesKey, policy.PortfolioId);
+            if (await tran.ExecuteAsync())
+            {
+                return stored;
+            }
+        }
+
+        throw new DomainException(DomainErrorKind.Conflict, $"Policy of '{policy.PortfolioId}' is changing too often; retry.");
+    }
+
+    /// <summary>Portfolios that have a policy, for the monitor.</summary>
+    public async Task<IReadOnlyList<string>> GetPolicyPortfolioIdsAsync() =>
+        (await Db.SetMembersAsync(PoliciesKey)).Select(v => v.ToString()).ToArray();
+
+    public async Task<Plan?> GetPlanAsync(string planId)
+    {
+        var data = await Db.StringGetAsync(PlanKey(planId));
+        return data.IsNull ? null : Plan.Parser.ParseFrom((byte[])data!);
+    }
+
+    /// <summary>The plan id stored under a submission key, if any.</summary>
+    public async Task<string?> GetIdempotentPlanIdAsync(string portfolioId, string key)
+    {
+        var value = await Db.StringGetAsync(IdempotencyKey(portfolioId, key));
+        return value.IsNull ? null : value.ToString();
+    }
+
+    /// <summary>
+    /// Stores a new plan and its idempotency key atomically. Returns false when the key was taken meanwhile.
+    /// </summary>
+    public async Task<bool> CreatePlanAsync(Plan plan, string idempotencyKey)
+    {
+        var tran = Db.CreateTransaction();
+        var idem = IdempotencyKey(plan.PortfolioId, idempotencyKey);
+        tran.AddCondition(Condition.KeyNotExists(idem));
+        _ = tran.StringSetAsync(idem, plan.PlanId, TimeSpan.FromDays(7));
+        _ = tran.StringSetAsync(PlanKey(plan.PlanId), plan.ToByteArray());
+        _ = tran.SortedSetAddAsync(PlanIndexKey(plan.PortfolioId), plan.PlanId, plan.CreatedAt.ToDateTimeOffset().ToUnixTimeMilliseconds());
+        var created = await tran.ExecuteAsync();
+        if (created)
+        {
+            await AnnounceAsync(plan);
+        }
+
+        return created;
+    }
+
+    /// <summary>Applies <paramref name="change"/> to a stored plan (optimistically, retried). Returns the plan after the change.</summary>
+    public async Task<Plan> UpdatePlanAsync(string planId, Action<Plan> change)
+    {
+        var key = PlanKey(planId);
+        for (var attempt = 0; attempt < MaxAttempts; attempt++)
+        {
+            var current = await Db.StringGetAsync(key);
+            if (current.IsNull)
+            {
+                throw DomainException.NotFound($"Plan '{planId}'");
+            }
+
+            var plan = Plan.Parser.ParseFrom((byte[])current!);
+            change(plan);
+            plan.UpdatedAt = time.GetUtcNow().ToTimestamp();
+            var tran = Db.CreateTransaction();
+            tran.AddCondition(Condition.StringEqual(key, current));
+            _ = tran.StringSetAsync(key, plan.ToByteArray());
+            if (await tran.ExecuteAsync())
+            {
+                await AnnounceAsync(plan);
+                return plan;
+            }
+        }
+
+        throw new DomainException(DomainErrorKind.Conflict, $"Plan '{planId}' is changing too often; retry.");
+    }
+
+    /// <summary>
+    /// Applies one fill exactly once: the fill id is recorded, the portfolio and the plan are changed, all in one
+    /// transaction conditioned on what was read. Returns false when the fill was applied before.
+    /// </summary>
+    public async Task<bool> ApplyFillAsync(string planId, string fillId, Func<Portfolio, Portfolio> changePortfolio, Action<Plan> changePlan)
+    {
+        for (var attempt = 0; attempt < MaxAttempts; attempt++)
+        {
+            if (await Db.SetContainsAsync(FillsKey(planId), fillId))
+            {
+                return false;
+            }
+
+            var planRaw = await Db.StringGetAsync(PlanKey(planId));
+            if (planRaw.IsNull)
+            {
+                throw DomainException.NotFound($"Plan '{planId}'");
+            }
+
+            var plan = Plan.Parser.ParseFrom((byte[])planRaw!);
+            var portfolioKey = PortfolioKey(plan.PortfolioId);
+            var portfolioRaw = await Db.HashGetAllAsync(portfolioKey);
+            var data = portfolioRaw.FirstOrDefault(e => e.Name == "data").Value;
+            if (data.IsNull)
+            {
+                throw DomainException.NotFound($"Portfolio '{plan.PortfolioId}'");
+            }
+
+            var portfolio = Portfolio.Parser.ParseFrom((byte[])data!);
+            var updatedPortfolio = changePortfolio(portfolio);
+            updatedPortfolio.Version = portfolio.Version + 1;
+            updatedPortfolio.UpdatedAt = time.GetUtcNow().ToTimestamp();
+            changePlan(plan);
+            plan.UpdatedAt = updatedPortfolio.UpdatedAt;
+
+            var tran = Db.CreateTransaction();
+            tran.AddCondition(Condition.SetNotContains(FillsKey(planId), fillId));
+            tran.AddCondition(Condition.StringEqual(PlanKey(planId), planRaw));
+            tran.AddCondition(Condition.HashEqual(portfolioKey, "version", portfolio.Version));
+            _ = tran.SetAddAsync(FillsKey(planId), fillId);
+            _ = tran.HashSetAsync(portfolioKey, [new HashEntry("version", updatedPortfolio.Version), new HashEntry("data", updatedPortfolio.ToByteArray())]);
+            _ = tran.StringSetAsync(PlanKey(planId), plan.ToByteArray());
+            if (await tran.ExecuteAsync())
+            {
+                await AnnounceAsync(plan);
+                return true;
+            }
+        }
+
+        throw new DomainException(DomainErrorKind.Conflict, $"Plan '{planId}' is changing too often; retry.");
+    }
+
+    /// <summary>A page of a portfolio's plans, newest first. The page token is the offset.</summary>
+    public async Task<(IReadOnlyList<Plan> Plans, int? Next)> ListPlansAsync(string portfolioId, int offset, int pageSize)
+    {
+        var ids = await Db.SortedSetRangeByRankAsync(PlanIndexKey(portfolioId), offset, offset + pageSize, Order.Descending);
+        var page = ids.Take(pageSize).ToArray();
+        var values = page.Length == 0 ? [] : await Db.StringGetAsync(page.Select(id => PlanKey(id.ToString())).ToArray());
+        var plans = values.Where(v => !v.IsNull).Select(v => Plan.Parser.ParseFrom((byte[])v!)).ToArray();
+        return (plans, ids.Length > pageSize ? offset + pageSize : null);
+    }
+
+    public async Task<(bool Halted, string Reason, DateTimeOffset ChangedAt)> GetHaltAsync()
+    {
+        var entries = (await Db.HashGetAllAsync(HaltKey)).ToDictionary(e => e.Name.ToString(), e => e.Value);
+        var halted = entries.TryGetValue("halted", out var h) && h == "1";
+        var reason = entries.TryGetValue("reason", out var r) ? r.ToString() : string.Empty;
+        var changed = entries.TryGetValue("changed_at", out var c) && long.TryParse(c.ToString(), out var ms) ? DateTimeOffset.FromUnixTimeMilliseconds(ms) : DateTimeOffset.UnixEpoch;
+        return (halted, reason, changed);
+    }
+
+    public async Task<DateTimeOffset> SetHaltAsync(bool halted, string reason)
+    {
+        var now = time.GetUtcNow();
+        await Db.HashSetAsync(HaltKey, [new HashEntry("halted", halted ? "1" : "0"), new HashEntry("reason", reason), new HashEntry("changed_at", now.ToUnixTimeMilliseconds())]);
+        return now;
+    }
+
+    private Task AnnounceAsync(Plan plan) => redis.GetSubscriber().PublishAsync(PlanUpdatesChannel, plan.ToByteArray());
+}
