@@ -1,0 +1,66 @@
+using Grpc.Core;
+using Microsoft.Extensions.Options;
+using RebalanceMesh.Contracts.Execution.V1;
+using RebalanceMesh.Domain;
+
+namespace RebalanceMesh.Execution;
+
+/// <summary>gRPC surface of execution.</summary>
+public sealed class ExecutionGrpcService(ExecutionStore store, IOptions<ExecutionOptions> options) : ExecutionService.ExecutionServiceBase
+{
+    public override async Task<GetPlanExecutionResponse> GetPlanExecution(GetPlanExecutionRequest request, ServerCallContext context)
+    {
+        var check = new RequestValidator();
+        check.RequireIdentifier(request.PlanId, "plan_id");
+        check.ThrowIfInvalid();
+        var execution = await store.GetExecutionAsync(request.PlanId) ?? throw DomainException.NotFound($"Execution of plan '{request.PlanId}'");
+        execution.Orders.AddRange(await store.GetPlanOrdersAsync(request.PlanId));
+        return execution;
+    }
+
+    public override async Task<ListOrdersResponse> ListOrders(ListOrdersRequest request, ServerCallContext context)
+    {
+        var check = new RequestValidator();
+        check.RequireIdentifier(request.PlanId, "plan_id");
+        if (request.Venue.Length > 0)
+        {
+            check.RequireIdentifier(request.Venue, "venue");
+        }
+
+        check.ThrowIfInvalid();
+        var orders = await store.GetPlanOrdersAsync(request.PlanId);
+        var response = new ListOrdersResponse();
+        response.Orders.AddRange(orders.Where(o => request.Venue.Length == 0 || o.Venue == request.Venue));
+        return response;
+    }
+
+    public override async Task<CancelPlanResponse> CancelPlan(CancelPlanRequest request, ServerCallContext context)
+    {
+        var check = new RequestValidator();
+        check.RequireIdentifier(request.PlanId, "plan_id");
+        check.Require(request.Reason.Length <= 500, "reason", "must be at most 500 characters");
+        check.ThrowIfInvalid();
+        var execution = await store.GetExecutionAsync(request.PlanId) ?? throw DomainException.NotFound($"Execution of plan '{request.PlanId}'");
+        if (PlanExecutor.IsFinal(execution.Status))
+        {
+            return new CancelPlanResponse { PlanId = request.PlanId, Status = execution.Status, CancelledLegs = 0 };
+        }
+
+        await store.RequestCancelAsync(request.PlanId, request.Reason.Length > 0 ? request.Reason : "cancelled by client");
+        var open = execution.Legs.Count(l => Contracts.Common.V1.DecimalValue.TryParse(l.FilledQuantity, out var f) && f < l.Quantity.ToDecimal());
+        return new CancelPlanResponse { PlanId = request.PlanId, Status = execution.Status, CancelledLegs = open };
+    }
+
+    public override Task<ListVenuesResponse> ListVenues(ListVenuesRequest request, ServerCallContext context)
+    {
+        var response = new ListVenuesResponse();
+        response.Venues.AddRange(options.Value.Venues.Select(v => new Venue
+        {
+            VenueId = v.VenueId,
+            TakerFeeBps = v.TakerFeeBps,
+            MakerFeeBps = v.MakerFeeBps,
+            Available = v.Available,
+        }));
+        return Task.FromResult(response);
+    }
+}

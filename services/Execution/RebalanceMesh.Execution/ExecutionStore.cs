@@ -1,0 +1,108 @@
+using Google.Protobuf;
+using RebalanceMesh.Contracts.Execution.V1;
+using RebalanceMesh.Execution.Core;
+using StackExchange.Redis;
+using Order = RebalanceMesh.Contracts.Execution.V1.Order;
+
+namespace RebalanceMesh.Execution;
+
+/// <summary>
+/// The order journal and execution state in Redis. Keys (all under <c>exe:</c>):
+/// <list type="bullet">
+/// <item><c>exe:order:{client order id}</c> the order; <c>exe:plan-orders:{plan}</c> list of its client order ids.</item>
+/// <item><c>exe:plan:{plan}</c> the plan's execution state (legs, status).</item>
+/// <item><c>exe:venue:{venue}</c> hash client order id → the venue's execution, so a resent order is not filled twice.</item>
+/// <item><c>exe:cancel:{plan}</c> cancel request; <c>exe:halt</c> the trading halt flag.</item>
+/// </list>
+/// </summary>
+public sealed class ExecutionStore(IConnectionMultiplexer redis)
+{
+    private IDatabase Db => redis.GetDatabase();
+
+    private static RedisKey OrderKey(string clientOrderId) => "exe:order:" + clientOrderId;
+
+    private static RedisKey PlanOrdersKey(string planId) => "exe:plan-orders:" + planId;
+
+    private static RedisKey PlanKey(string planId) => "exe:plan:" + planId;
+
+    private static RedisKey VenueKey(string venue) => "exe:venue:" + venue;
+
+    private static RedisKey CancelKey(string planId) => "exe:cancel:" + planId;
+
+    private static readonly RedisKey HaltKey = "exe:halt";
+
+    public async Task<Order?> GetOrderAsync(string clientOrderId)
+    {
+        var data = await Db.StringGetAsync(OrderKey(clientOrderId));
+        return data.IsNull ? null : Order.Parser.ParseFrom((byte[])data!);
+    }
+
+    /// <summary>Journals an order; the first write also appends it to its plan's order list.</summary>
+    public async Task SaveOrderAsync(Order order)
+    {
+        var created = await Db.StringSetAsync(OrderKey(order.ClientOrderId), order.ToByteArray(), when: When.NotExists);
+        if (created)
+        {
+            await Db.ListRightPushAsync(PlanOrdersKey(order.PlanId), order.ClientOrderId);
+        }
+        else
+        {
+            await Db.StringSetAsync(OrderKey(order.ClientOrderId), order.ToByteArray());
+        }
+    }
+
+    public async Task<IReadOnlyList<Order>> GetPlanOrdersAsync(string planId)
+    {
+        var ids = await Db.ListRangeAsync(PlanOrdersKey(planId));
+        if (ids.Length == 0)
+        {
+            return [];
+        }
+
+        var values = await Db.StringGetAsync(ids.Select(id => OrderKey(id.ToString())).ToArray());
+        return values.Where(v => !v.IsNull).Select(v => Order.Parser.ParseFrom((byte[])v!)).ToArray();
+    }
+
+    public async Task<GetPlanExecutionResponse?> GetExecutionAsync(string planId)
+    {
+        var data = await Db.StringGetAsync(PlanKey(planId));
+        return data.IsNull ? null : GetPlanExecutionResponse.Parser.ParseFrom((byte[])data!);
+    }
+
+    public Task SaveExecutionAsync(GetPlanExecutionResponse execution) =>
+        Db.StringSetAsync(PlanKey(execution.PlanId), execution.ToByteArray());
+
+    /// <summary>The venue's record of a client order id: the first execution stored wins, so a resend returns it.</summary>
+    public async Task<VenueExecution> RecordVenueExecutionAsync(VenueExecution execution)
+    {
+        var value = string.Join('|', execution.Accepted ? "1" : "0", execution.FilledQuantity, execution.Price, execution.Fee, execution.RejectReason);
+        await Db.HashSetAsync(VenueKey(execution.VenueId), execution.ClientOrderId, value, When.NotExists);
+        var stored = (string)(await Db.HashGetAsync(VenueKey(execution.VenueId), execution.ClientOrderId))!;
+        var parts = stored.Split('|', 5);
+        return execution with
+        {
+            Accepted = parts[0] == "1",
+            FilledQuantity = decimal.Parse(parts[1], System.Globalization.CultureInfo.InvariantCulture),
+            Price = decimal.Parse(parts[2], System.Globalization.CultureInfo.InvariantCulture),
+            Fee = decimal.Parse(parts[3], System.Globalization.CultureInfo.InvariantCulture),
+            RejectReason = parts[4],
+        };
+    }
+
+    public Task RequestCancelAsync(string planId, string reason) => Db.StringSetAsync(CancelKey(planId), reason, TimeSpan.FromDays(7));
+
+    public async Task<string?> GetCancelReasonAsync(string planId)
+    {
+        var value = await Db.StringGetAsync(CancelKey(planId));
+        return value.IsNull ? null : value.ToString();
+    }
+
+    public Task SetHaltAsync(bool halted, string reason) =>
+        halted ? Db.StringSetAsync(HaltKey, reason) : Db.KeyDeleteAsync(HaltKey);
+
+    public async Task<string?> GetHaltReasonAsync()
+    {
+        var value = await Db.StringGetAsync(HaltKey);
+        return value.IsNull ? null : value.ToString();
+    }
+}

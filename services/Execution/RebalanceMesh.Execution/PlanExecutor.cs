@@ -1,0 +1,278 @@
+using System.Diagnostics;
+using System.Diagnostics.Metrics;
+using Microsoft.Extensions.Options;
+using RebalanceMesh.Contracts;
+using RebalanceMesh.Contracts.Common.V1;
+using RebalanceMesh.Contracts.Events.V1;
+using RebalanceMesh.Contracts.Execution.V1;
+using RebalanceMesh.EventBus;
+using RebalanceMesh.Execution.Core;
+using RebalanceMesh.MarketState;
+
+namespace RebalanceMesh.Execution;
+
+/// <summary>
+/// Executes an approved plan: legs in sequence (sells before buys), each routed across venues by all-in cost,
+/// every child order journaled before it is sent, rejected remainders re-routed to the other venues, and every
+/// fill, leg outcome and plan outcome published on execution.reports. Safe to run again on redelivery: journaled
+/// orders and the venues' records of client order ids make a repeat send return the original fill.
+/// </summary>
+public sealed class PlanExecutor(
+    ExecutionStore store,
+    MarketStateStore market,
+    IEventBus bus,
+    IOptions<ExecutionOptions> options,
+    TimeProvider time,
+    ILogger<PlanExecutor> logger)
+{
+    public static readonly ActivitySource ActivitySource = new("RebalanceMesh.Execution");
+    private static readonly Meter Meter = new("RebalanceMesh.Execution");
+    private static readonly Counter<long> Fills = Meter.CreateCounter<long>("rebalancemesh.execution.fills", description: "Fills by venue.");
+    private static readonly Counter<long> Rejects = Meter.CreateCounter<long>("rebalancemesh.execution.rejects", description: "Venue rejects by venue.");
+    private static readonly Histogram<double> Shortfall = Meter.CreateHistogram<double>("rebalancemesh.execution.shortfall", "bps", "Implementation shortfall per leg versus arrival.");
+
+    public async Task ExecuteAsync(PlanApproved plan, CancellationToken cancellationToken)
+    {
+        using var activity = ActivitySource.StartActivity("execute plan");
+        activity?.SetTag("execution.plan_id", plan.PlanId);
+        var execution = await store.GetExecutionAsync(plan.PlanId) ?? NewExecution(plan);
+        if (IsFinal(execution.Status))
+        {
+            logger.LogInformation("Plan {PlanId} already executed ({Status}); redelivery ignored", plan.PlanId, execution.Status);
+            return;
+        }
+
+        execution.Status = ExecutionStatus.Running;
+        await store.SaveExecutionAsync(execution);
+
+        string? stopReason = null;
+        foreach (var leg in plan.Legs.OrderBy(l => l.Sequence))
+        {
+            var state = execution.Legs.First(l => l.LegId == leg.LegId);
+            if (state.FilledQuantity.ToDecimal() >= state.Quantity.ToDecimal() && state.Quantity.ToDecimal() > 0)
+            {
+                continue; // done in an earlier delivery
+            }
+
+            stopReason ??= await StopReasonAsync(plan.PlanId);
+            if (stopReason is not null)
+            {
+                await PublishAsync(plan, leg.LegId, ReportKind.LegDone, r =>
+                {
+                    r.LegStatus = state.FilledQuantity.ToDecimal() > 0 ? ReportedLegStatus.PartiallyFilled : ReportedLegStatus.Cancelled;
+                    r.Message = stopReason;
+                }, cancellationToken);
+                continue;
+            }
+
+            await ExecuteLegAsync(plan, leg, state, cancellationToken);
+            await store.SaveExecutionAsync(execution);
+        }
+
+        var filledLegs = execution.Legs.Count(l => l.FilledQuantity.ToDecimal() >= l.Quantity.ToDecimal());
+        var anyFill = execution.Legs.Any(l => l.FilledQuantity.ToDecimal() > 0);
+        execution.Status = stopReason is not null ? ExecutionStatus.Cancelled
+            : filledLegs == execution.Legs.Count ? ExecutionStatus.Completed
+            : anyFill ? ExecutionStatus.PartiallyFilled
+            : ExecutionStatus.Failed;
+        await store.SaveExecutionAsync(execution);
+        var message = stopReason ?? $"{filledLegs}/{execution.Legs.Count} legs filled, fees {execution.Legs.Sum(l => l.Fees.ToDecimal()):F2}";
+        await PublishAsync(plan, string.Empty, ReportKind.PlanDone, r =>
+        {
+            r.PlanStatus = execution.Status switch
+            {
+                ExecutionStatus.Completed => ReportedPlanStatus.Completed,
+                ExecutionStatus.PartiallyFilled => ReportedPlanStatus.PartiallyFilled,
+                ExecutionStatus.Cancelled => ReportedPlanStatus.Cancelled,
+                _ => ReportedPlanStatus.Failed,
+            };
+            r.Message = message;
+        }, cancellationToken);
+        logger.LogInformation("Plan {PlanId} executed: {Status} ({Message})", plan.PlanId, execution.Status, message);
+    }
+
+    private async Task ExecuteLegAsync(PlanApproved plan, ApprovedLeg leg, LegExecution state, CancellationToken cancellationToken)
+    {
+        using var activity = ActivitySource.StartActivity("execute leg");
+        activity?.SetTag("execution.leg_id", leg.LegId);
+        activity?.SetTag("execution.instrument", leg.InstrumentId);
+        var side = leg.Side == Side.Buy ? OrderSide.Buy : OrderSide.Sell;
+        var quotes = (await market.GetQuotesAsync([leg.InstrumentId]))
+            .Select(q => new VenueQuote(q.Venue, q.Bid.ToDecimal(), q.Ask.ToDecimal(), DecimalOrZero(q.BidSize), DecimalOrZero(q.AskSize)))
+            .ToArray();
+        if (quotes.Length > 0 && (state.ArrivalPrice is null || state.ArrivalPrice.Value.Length == 0))
+        {
+            state.ArrivalPrice = quotes.Max(q => q.Bid) / 2m + (quotes.Min(q => q.Ask) / 2m);
+        }
+
+        var venues = options.Value.Venues;
+        var excluded = new HashSet<string>(StringComparer.Ordinal);
+        var attempt = 0;
+        while (state.FilledQuantity.ToDecimal() < state.Quantity.ToDecimal() && attempt < venues.Count)
+        {
+            attempt++;
+            var remaining = state.Quantity.ToDecimal() - state.FilledQuantity.ToDecimal();
+            var usable = venues.Where(v => !excluded.Contains(v.VenueId)).ToArray();
+            var children = SmartOrderRouter.Route(new LegOrder(plan.PlanId, $"{leg.LegId}-r{attempt}", leg.InstrumentId, side, remaining), usable, quotes);
+            if (children.Count == 0)
+            {
+                break;
+            }
+
+            foreach (var child in children)
+            {
+                var outcome = await SendAsync(plan, leg, side, child, venues.First(v => v.VenueId == child.VenueId), quotes.FirstOrDefault(q => q.VenueId == child.VenueId), cancellationToken);
+                if (outcome.Accepted && outcome.FilledQuantity > 0)
+                {
+                    var filled = state.FilledQuantity.ToDecimal();
+                    var average = DecimalValue.TryParse(state.AveragePrice, out var a) ? a : 0m;
+                    state.AveragePrice = (filled * average + outcome.FilledQuantity * outcome.Price) / (filled + outcome.FilledQuantity);
+                    state.FilledQuantity = filled + outcome.FilledQuantity;
+                    state.Fees = state.Fees.ToDecimal() + outcome.Fee;
+                }
+                else
+                {
+                    excluded.Add(child.VenueId);
+                }
+            }
+        }
+
+        var done = state.FilledQuantity.ToDecimal() >= state.Quantity.ToDecimal();
+        if (state.FilledQuantity.ToDecimal() > 0 && DecimalValue.TryParse(state.ArrivalPrice, out var arrival) && arrival > 0)
+        {
+            var sign = side == OrderSide.Buy ? 1.0 : -1.0;
+            state.ShortfallBps = sign * (double)((state.AveragePrice.ToDecimal() - arrival) / arrival) * 10_000;
+            Shortfall.Record(state.ShortfallBps, new KeyValuePair<string, object?>("instrument", leg.InstrumentId));
+        }
+
+        await PublishAsync(plan, leg.LegId, ReportKind.LegDone, r =>
+        {
+            r.LegStatus = done ? ReportedLegStatus.Filled : state.FilledQuantity.ToDecimal() > 0 ? ReportedLegStatus.PartiallyFilled : ReportedLegStatus.Rejected;
+            r.Message = done
+                ? $"filled {state.FilledQuantity.Value} at {state.AveragePrice.Value}, shortfall {state.ShortfallBps:F2} bps"
+                : quotes.Length == 0 ? "no venue quotes the instrument" : "every venue rejected the remainder";
+        }, cancellationToken);
+    }
+
+    private async Task<VenueExecution> SendAsync(PlanApproved plan, ApprovedLeg leg, OrderSide side, ChildOrder child, VenueSpec venue, VenueQuote? quote, CancellationToken cancellationToken)
+    {
+        var now = time.GetUtcNow().ToTimestamp();
+        var order = await store.GetOrderAsync(child.ClientOrderId) ?? new Order
+        {
+            ClientOrderId = child.ClientOrderId,
+            PlanId = plan.PlanId,
+            LegId = leg.LegId,
+            Venue = child.VenueId,
+            InstrumentId = leg.InstrumentId,
+            Side = leg.Side,
+            Quantity = child.Quantity,
+            FilledQuantity = 0m,
+            Fees = 0m,
+            Status = OrderStatus.New,
+            CreatedAt = now,
+            UpdatedAt = now,
+        };
+
+        if (order.Status == OrderStatus.Rejected)
+        {
+            return new VenueExecution(order.ClientOrderId, order.Venue, false, 0, 0, 0, order.StatusReason);
+        }
+
+        if (order.Status == OrderStatus.Filled)
+        {
+            // Executed in an earlier delivery: report the journaled fill again (planning applies each fill id once).
+            await PublishFillAsync(plan, leg, order, cancellationToken);
+            return new VenueExecution(order.ClientOrderId, order.Venue, true, order.FilledQuantity.ToDecimal(), order.AveragePrice.ToDecimal(), order.Fees.ToDecimal(), string.Empty);
+        }
+
+        // Journal before sending: a crash after this line resends the same client order id, which the venue de-duplicates.
+        if (order.Status == OrderStatus.New)
+        {
+            await store.SaveOrderAsync(order);
+            order.Status = OrderStatus.Sent;
+            order.UpdatedAt = time.GetUtcNow().ToTimestamp();
+            await store.SaveOrderAsync(order);
+        }
+
+        var execution = await store.RecordVenueExecutionAsync(SimulatedVenue.Execute(child, side, venue, quote));
+        if (!execution.Accepted)
+        {
+            order.Status = OrderStatus.Rejected;
+            order.StatusReason = execution.RejectReason;
+            order.UpdatedAt = time.GetUtcNow().ToTimestamp();
+            await store.SaveOrderAsync(order);
+            Rejects.Add(1, new KeyValuePair<string, object?>("venue", venue.VenueId));
+            return execution;
+        }
+
+        order.Status = OrderStatus.Filled;
+        order.FilledQuantity = execution.FilledQuantity;
+        order.AveragePrice = execution.Price;
+        order.Fees = execution.Fee;
+        order.UpdatedAt = time.GetUtcNow().ToTimestamp();
+        await store.SaveOrderAsync(order);
+        Fills.Add(1, new KeyValuePair<string, object?>("venue", venue.VenueId));
+
+        await PublishFillAsync(plan, leg, order, cancellationToken);
+        return execution;
+    }
+
+    private Task PublishFillAsync(PlanApproved plan, ApprovedLeg leg, Order order, CancellationToken cancellationToken) =>
+        PublishAsync(plan, leg.LegId, ReportKind.Fill, r => r.Fill = new Fill
+        {
+            FillId = order.ClientOrderId + ":1",
+            ClientOrderId = order.ClientOrderId,
+            Venue = order.Venue,
+            InstrumentId = order.InstrumentId,
+            Side = order.Side,
+            Quantity = order.FilledQuantity,
+            Price = order.AveragePrice,
+            Fee = order.Fees,
+            FilledAt = order.UpdatedAt,
+        }, cancellationToken);
+
+    private async Task<string?> StopReasonAsync(string planId)
+    {
+        if (await store.GetHaltReasonAsync() is { } halt)
+        {
+            return "trading halted: " + halt;
+        }
+
+        return await store.GetCancelReasonAsync(planId) is { } cancel ? "cancelled: " + cancel : null;
+    }
+
+    private Task PublishAsync(PlanApproved plan, string legId, ReportKind kind, Action<ExecutionReport> fill, CancellationToken cancellationToken)
+    {
+        var report = new ExecutionReport
+        {
+            ReportId = Guid.NewGuid().ToString("N"),
+            PlanId = plan.PlanId,
+            PortfolioId = plan.PortfolioId,
+            LegId = legId,
+            Kind = kind,
+            ReportedAt = time.GetUtcNow().ToTimestamp(),
+        };
+        fill(report);
+        return bus.PublishAsync(Topics.ExecutionReports, report, cancellationToken);
+    }
+
+    private static GetPlanExecutionResponse NewExecution(PlanApproved plan)
+    {
+        var execution = new GetPlanExecutionResponse { PlanId = plan.PlanId, Status = ExecutionStatus.Accepted };
+        execution.Legs.AddRange(plan.Legs.OrderBy(l => l.Sequence).Select(l => new LegExecution
+        {
+            LegId = l.LegId,
+            InstrumentId = l.InstrumentId,
+            Side = l.Side,
+            Quantity = l.Quantity,
+            FilledQuantity = 0m,
+            Fees = 0m,
+        }));
+        return execution;
+    }
+
+    public static bool IsFinal(ExecutionStatus status) =>
+        status is ExecutionStatus.Completed or ExecutionStatus.PartiallyFilled or ExecutionStatus.Failed or ExecutionStatus.Cancelled;
+
+    private static decimal DecimalOrZero(DecimalValue? value) => DecimalValue.TryParse(value, out var d) ? d : 0m;
+}

@@ -1,0 +1,27 @@
+using RebalanceMesh.Contracts.Events.V1;
+using RebalanceMesh.EventBus;
+using RebalanceMesh.Execution;
+using RebalanceMesh.MarketState;
+using RebalanceMesh.ServiceDefaults;
+
+var builder = WebApplication.CreateBuilder(args);
+builder.AddServiceDefaults("execution");
+builder.AddEventBus("execution");
+
+builder.Services.TryAddTimeProvider();
+builder.Services.Configure<ExecutionOptions>(builder.Configuration.GetSection("Execution"));
+builder.Services.Configure<MarketStateOptions>(builder.Configuration.GetSection("MarketState"));
+builder.Services.AddSingleton<MarketStateStore>();
+builder.Services.AddSingleton<ExecutionStore>();
+builder.Services.AddScoped<PlanExecutor>();
+builder.Services.AddEventSubscription<PlanApproved, PlanApprovedHandler>(Topics.PlansApproved);
+builder.Services.AddEventSubscription<TradingHaltChanged, TradingHaltHandler>(Topics.PlansHalted);
+
+var app = builder.Build();
+app.MapGrpcService<ExecutionGrpcService>();
+app.MapDefaultEndpoints();
+app.MapEventSubscriptions();
+app.Run();
+
+/// <summary>Entry point; public for the in-process test server.</summary>
+public partial class Program;
