@@ -62,9 +62,10 @@ public sealed class RedisStreamsConsumer(
             {
                 break;
             }
-            catch (Exception ex) when (ex is RedisException or TimeoutException or ObjectDisposedException)
+            catch (Exception ex) when (!stoppingToken.IsCancellationRequested)
             {
-                logger.LogWarning(ex, "Redis stream consumer for {Topic} lost Redis; retrying", topic);
+                // Never let one bad moment stop consumption: log, drop the reader connection, back off, resume.
+                logger.LogWarning(ex, "Redis stream consumer for {Topic} failed; resuming in 1 s", topic);
                 blocking?.Dispose();
                 blocking = null;
                 await Task.Delay(TimeSpan.FromSeconds(1), stoppingToken).ContinueWith(_ => { }, TaskScheduler.Default);
@@ -105,18 +106,35 @@ public sealed class RedisStreamsConsumer(
         return ParseReadResult(result);
     }
 
+    /// <summary>
+    /// Parses an XREADGROUP reply: per stream, [name, [[id, [field, value, …]], …]] under RESP2, or a map
+    /// name → entries under RESP3.
+    /// </summary>
     internal static IReadOnlyList<StreamEntry> ParseReadResult(RedisResult result)
     {
-        if (result.IsNull || result.Resp2Type != ResultType.Array)
+        if (result.IsNull)
         {
             return [];
         }
 
-        var entries = new List<StreamEntry>();
-        foreach (var stream in (RedisResult[])result!)
+        var streams = new List<RedisResult>();
+        var top = (RedisResult[])result!;
+        if (result.Resp3Type == ResultType.Map)
         {
-            var parts = (RedisResult[])stream!;
-            foreach (var raw in (RedisResult[])parts[1]!)
+            for (var i = 1; i < top.Length; i += 2)
+            {
+                streams.Add(top[i]);
+            }
+        }
+        else
+        {
+            streams.AddRange(top.Select(stream => ((RedisResult[])stream!)[1]));
+        }
+
+        var entries = new List<StreamEntry>();
+        foreach (var streamEntries in streams.Where(s => !s.IsNull))
+        {
+            foreach (var raw in (RedisResult[])streamEntries!)
             {
                 var pair = (RedisResult[])raw!;
                 var id = (RedisValue)pair[0];

@@ -1,0 +1,182 @@
+using System.Diagnostics;
+using System.Globalization;
+using Grpc.Core;
+using Grpc.Net.Client;
+using RebalanceMesh.Contracts.Common.V1;
+using RebalanceMesh.Contracts.Execution.V1;
+using RebalanceMesh.Contracts.Planning.V1;
+using RebalanceMesh.Contracts.Pricing.V1;
+
+namespace RebalanceMesh.Cli;
+
+/// <summary>What the demo measured.</summary>
+public sealed record DemoResult(Plan Plan, GetPortfolioResponse After, GetPlanExecutionResponse Execution, TimeSpan SubmitToLastFill, IReadOnlyList<SpanRecord> Spans);
+
+/// <summary>
+/// The demo: a EUR portfolio overweight the DAX against a 24 % × 4 policy; preview, submit, watch the plan to its
+/// end, then show fills, final weights and the trace.
+/// </summary>
+public sealed class DemoRunner(MeshState mesh, string spansDirectory, TextWriter output)
+{
+    public static readonly string[] Instruments = ["CAC", "DAX", "FTSE", "SMI"];
+
+    public async Task<DemoResult> RunAsync(string portfolioId, CancellationToken cancellationToken)
+    {
+        using var planningChannel = GrpcChannel.ForAddress(mesh.Service("planning").GrpcUrl);
+        using var pricingChannel = GrpcChannel.ForAddress(mesh.Service("pricing").GrpcUrl);
+        using var executionChannel = GrpcChannel.ForAddress(mesh.Service("execution").GrpcUrl);
+        var planning = new PlanningService.PlanningServiceClient(planningChannel);
+        var pricing = new PricingService.PricingServiceClient(pricingChannel);
+        var execution = new ExecutionService.ExecutionServiceClient(executionChannel);
+
+        var prices = await WaitForPricesAsync(pricing, cancellationToken);
+        output.WriteLine("Market (consolidated mids from pricing):");
+        foreach (var (instrument, mid) in prices.OrderBy(p => p.Key))
+        {
+            output.WriteLine($"  {instrument,-5} {mid,12:F2}");
+        }
+
+        // 1,000,000 EUR, far from target: 55 % DAX, 15 % SMI, 15 % CAC, 10 % FTSE, 5 % cash.
+        const decimal capital = 1_000_000m;
+        var start = new Dictionary<string, decimal> { ["DAX"] = 0.55m, ["SMI"] = 0.15m, ["CAC"] = 0.15m, ["FTSE"] = 0.10m };
+        var portfolio = new Portfolio { PortfolioId = portfolioId, DisplayName = "Demo: European indices", BaseCurrency = "EUR" };
+        decimal invested = 0;
+        foreach (var (instrument, weight) in start)
+        {
+            var quantity = decimal.Floor(capital * weight / prices[instrument]);
+            invested += quantity * prices[instrument];
+            portfolio.Positions.Add(new Position { InstrumentId = instrument, Quantity = quantity });
+        }
+
+        portfolio.Cash = decimal.Round(capital - invested, 2);
+        await planning.UpsertPortfolioAsync(new UpsertPortfolioRequest { Portfolio = portfolio, ExpectedVersion = -1 }, cancellationToken: cancellationToken);
+
+        var policy = new Policy
+        {
+            PortfolioId = portfolioId,
+            AbsoluteBand = 0.05,
+            RelativeBand = 0.25,
+            TotalDriftThreshold = 0.10,
+            RebalanceTarget = RebalanceTarget.Target,
+            MinTradeNotional = 1_000m,
+            EstimatedCostBps = 8,
+        };
+        policy.Targets.AddRange(Instruments.Select(i => new TargetWeight { InstrumentId = i, Weight = 0.24 }));
+        await planning.SetPolicyAsync(new SetPolicyRequest { Policy = policy }, cancellationToken: cancellationToken);
+        output.WriteLine();
+        output.WriteLine($"Portfolio {portfolioId}: 1,000,000 EUR at 55/15/15/10 % DAX/SMI/CAC/FTSE; policy 24 % each, ±5 pp or ±25 % bands.");
+
+        var preview = (await planning.PreviewRebalanceAsync(new PreviewRebalanceRequest { PortfolioId = portfolioId }, cancellationToken: cancellationToken)).Plan;
+        output.WriteLine();
+        output.WriteLine("Preview — why:");
+        foreach (var reason in preview.Reasons.Where(r => r.Breached))
+        {
+            output.WriteLine("  " + reason.Message);
+        }
+
+        PlanPrinter.PrintLegs(preview, output);
+
+        var stopwatch = Stopwatch.StartNew();
+        var submitted = (await planning.SubmitRebalanceAsync(new SubmitRebalanceRequest
+        {
+            PortfolioId = portfolioId,
+            IdempotencyKey = "demo-" + Guid.NewGuid().ToString("N"),
+        }, cancellationToken: cancellationToken)).Plan;
+        output.WriteLine();
+        output.WriteLine($"Submitted {submitted.PlanId}: {submitted.Status}");
+
+        var final = submitted;
+        using (var watch = planning.WatchPlans(new WatchPlansRequest { PlanId = submitted.PlanId }, deadline: DateTime.UtcNow.AddSeconds(60), cancellationToken: cancellationToken))
+        {
+            await foreach (var update in watch.ResponseStream.ReadAllAsync(cancellationToken))
+            {
+                final = update.Plan;
+                if (final.Status is PlanStatus.Completed or PlanStatus.PartiallyFilled or PlanStatus.Failed or PlanStatus.Cancelled or PlanStatus.NoAction)
+                {
+                    break;
+                }
+            }
+        }
+
+        var elapsed = stopwatch.Elapsed;
+        var executionState = await execution.GetPlanExecutionAsync(new GetPlanExecutionRequest { PlanId = submitted.PlanId }, cancellationToken: cancellationToken);
+        var lastFill = executionState.Orders.Where(o => o.Status == OrderStatus.Filled).Select(o => o.UpdatedAt.ToDateTime()).DefaultIfEmpty().Max();
+        var submitToLastFill = lastFill == default ? elapsed : lastFill - submitted.CreatedAt.ToDateTime();
+
+        output.WriteLine($"Plan {final.PlanId}: {final.Status} — {final.StatusMessage}");
+        output.WriteLine();
+        output.WriteLine("Fills:");
+        foreach (var order in executionState.Orders)
+        {
+            output.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"  {order.ClientOrderId,-36} {order.Venue,-6} {order.Side.ToString().ToUpperInvariant(),-4} {order.InstrumentId,-5} {order.FilledQuantity.Value,8} @ {order.AveragePrice?.Value,-10} fee {order.Fees.Value} {order.Status}"));
+        }
+
+        foreach (var leg in executionState.Legs)
+        {
+            output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"  leg {leg.LegId}: {leg.InstrumentId} shortfall vs arrival {leg.ShortfallBps:F2} bps"));
+        }
+
+        var after = await planning.GetPortfolioAsync(new GetPortfolioRequest { PortfolioId = portfolioId }, cancellationToken: cancellationToken);
+        output.WriteLine();
+        output.WriteLine("Final weights:");
+        foreach (var position in after.Valuation.Positions)
+        {
+            output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"  {position.InstrumentId,-5} {position.Quantity.Value,8} units  {position.Weight,7:P2}  (target {position.TargetWeight:P0})"));
+        }
+
+        output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"  cash  {after.Valuation.Cash.Value} EUR; total drift now {after.Valuation.TotalDrift:P2}"));
+        output.WriteLine();
+        output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"Submit to last fill: {submitToLastFill.TotalMilliseconds:F0} ms (submit to final status seen by the client: {elapsed.TotalMilliseconds:F0} ms)"));
+
+        // Spans are exported as they end; give the last consumer spans a moment to reach the files.
+        await Task.Delay(500, cancellationToken);
+        var spans = SpanFiles.ReadTrace(spansDirectory, submitted.TraceId);
+        output.WriteLine($"Trace {submitted.TraceId}: {spans.Count} spans from {string.Join(", ", spans.Select(s => s.Service).Distinct().Order())}");
+        SpanFiles.PrintTree(spans, output, maxLines: 40);
+        return new DemoResult(final, after, executionState, submitToLastFill, spans);
+    }
+
+    private static async Task<Dictionary<string, decimal>> WaitForPricesAsync(PricingService.PricingServiceClient pricing, CancellationToken cancellationToken)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (true)
+        {
+            var request = new GetQuotesRequest();
+            request.InstrumentIds.AddRange(Instruments);
+            var response = await pricing.GetQuotesAsync(request, deadline: DateTime.UtcNow.AddSeconds(5), cancellationToken: cancellationToken);
+            if (response.Prices.Count == Instruments.Length)
+            {
+                return response.Prices.ToDictionary(p => p.InstrumentId, p => p.Mid.ToDecimal());
+            }
+
+            if (DateTime.UtcNow > deadline)
+            {
+                throw new TimeoutException("Pricing has no quotes for the demo instruments after 30 s; is the CSV feed on?");
+            }
+
+            await Task.Delay(250, cancellationToken);
+        }
+    }
+}
+
+/// <summary>Prints plans for people.</summary>
+public static class PlanPrinter
+{
+    public static void PrintLegs(Plan plan, TextWriter output)
+    {
+        output.WriteLine($"Plan {plan.PlanId} ({plan.Status}): {plan.StatusMessage}");
+        foreach (var leg in plan.Legs)
+        {
+            output.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"  {leg.Sequence,2}. {leg.Side.ToString().ToUpperInvariant(),-4} {leg.Quantity.Value,8} {leg.InstrumentId,-5} @ {leg.ReferencePrice.Value,-10} ≈ {leg.EstimatedNotional.Value,14} EUR  weight {leg.WeightBefore:P2} → {leg.WeightAfter:P2}"));
+        }
+
+        if (plan.Risk is { } risk)
+        {
+            output.WriteLine(string.IsNullOrEmpty(risk.UnavailableReason)
+                ? string.Create(CultureInfo.InvariantCulture, $"  risk: volatility {risk.VolatilityBefore:P2} → {risk.VolatilityAfter:P2}, 1-day 99 % historical VaR {risk.Var99Before:N0} → {risk.Var99After:N0} EUR")
+                : $"  risk: unavailable ({risk.UnavailableReason})");
+        }
+    }
+}

@@ -1,0 +1,63 @@
+using Google.Protobuf;
+using Google.Rpc;
+using Grpc.Core;
+using RebalanceMesh.Contracts.Planning.V1;
+
+namespace RebalanceMesh.Cli;
+
+/// <summary>Reads request messages and prints responses, for people or (--json) for scripts.</summary>
+public static class Output
+{
+    private static readonly JsonFormatter Formatter = new(JsonFormatter.Settings.Default.WithIndentation());
+
+    public static T ReadMessage<T>(MessageParser<T> parser, string? data, FileInfo? file)
+        where T : IMessage<T>
+    {
+        var json = data ?? (file is not null ? File.ReadAllText(file.FullName) : throw new ArgumentException("Give the message with --data or --file."));
+        return parser.ParseJson(json);
+    }
+
+    public static void Print(IMessage message, bool json)
+    {
+        if (json)
+        {
+            Console.WriteLine(Formatter.Format(message));
+            return;
+        }
+
+        switch (message)
+        {
+            case PreviewRebalanceResponse preview:
+                PlanPrinter.PrintLegs(preview.Plan, Console.Out);
+                foreach (var reason in preview.Plan.Reasons)
+                {
+                    Console.WriteLine($"  {(reason.Breached ? "BREACH" : "ok    ")} {reason.Message}");
+                }
+
+                break;
+            case SubmitRebalanceResponse submit:
+                PlanPrinter.PrintLegs(submit.Plan, Console.Out);
+                break;
+            case GetPlanResponse get:
+                PlanPrinter.PrintLegs(get.Plan, Console.Out);
+                break;
+            case WatchPlansResponse update:
+                Console.WriteLine($"{update.Plan.UpdatedAt.ToDateTime():HH:mm:ss.fff} {update.Plan.PlanId} {update.Plan.Status} {update.Plan.StatusMessage}");
+                break;
+            default:
+                Console.WriteLine(Formatter.Format(message));
+                break;
+        }
+    }
+
+    public static void PrintError(RpcException ex)
+    {
+        Console.Error.WriteLine($"{ex.StatusCode}: {ex.Status.Detail}");
+        var status = ex.GetRpcStatus();
+        var badRequest = status?.GetDetail<BadRequest>();
+        foreach (var violation in badRequest?.FieldViolations ?? [])
+        {
+            Console.Error.WriteLine($"  {violation.Field}: {violation.Description}");
+        }
+    }
+}

@@ -1,0 +1,206 @@
+using System.CommandLine;
+using Google.Protobuf;
+using Grpc.Core;
+using Grpc.Net.Client;
+using RebalanceMesh.Cli;
+using RebalanceMesh.Contracts.Planning.V1;
+
+var repoOption = new Option<string?>("--repo") { Description = "Repository root holding tye.yaml (default: found from the current directory).", Recursive = true };
+var planningOption = new Option<string?>("--planning") { Description = "Planning gRPC address (default: from the running mesh, else tye.yaml).", Recursive = true };
+var jsonOption = new Option<bool>("--json") { Description = "Print the response as protobuf JSON.", Recursive = true };
+
+var root = new RootCommand("rmesh — run the RebalanceMesh suite locally and call planning.") { repoOption, planningOption, jsonOption };
+
+// --- mesh lifecycle ---------------------------------------------------------------------------
+var redisOption = new Option<string?>("--redis") { Description = "Use this Redis (host:port) instead of starting one. Also RMESH_REDIS." };
+var freePortsOption = new Option<bool>("--free-ports") { Description = "Take free ports instead of tye.yaml's." };
+var keepDataOption = new Option<bool>("--keep-data") { Description = "Start the local redis-server on the previous run's data (AOF) instead of empty." };
+var up = new Command("up", "Start redis-server (unless --redis) and the four services from tye.yaml; wait until healthy.") { redisOption, freePortsOption, keepDataOption };
+up.SetAction(async (parse, ct) =>
+{
+    var repo = Repo.Root(parse.GetValue(repoOption));
+    await MeshLauncher.UpAsync(MeshTopology.Load(Repo.TyePath(repo)), Repo.Options(repo, parse.GetValue(redisOption), parse.GetValue(freePortsOption)) with { KeepData = parse.GetValue(keepDataOption) }, Console.Out, ct);
+    Console.WriteLine("Mesh is up. `rmesh demo` runs a rebalance; `rmesh down` stops it.");
+    return 0;
+});
+root.Subcommands.Add(up);
+
+var down = new Command("down", "Stop everything `rmesh up` started.");
+down.SetAction(parse =>
+{
+    MeshLauncher.Down(Repo.StateDir(Repo.Root(parse.GetValue(repoOption))), Console.Out);
+    return 0;
+});
+root.Subcommands.Add(down);
+
+var status = new Command("status", "Show what is running.");
+status.SetAction(parse =>
+{
+    var state = MeshState.TryLoad(Repo.StateDir(Repo.Root(parse.GetValue(repoOption))));
+    if (state is null)
+    {
+        Console.WriteLine("The mesh is not running.");
+        return 1;
+    }
+
+    Console.WriteLine($"redis      {state.RedisConnection}");
+    foreach (var s in state.Services)
+    {
+        Console.WriteLine($"{s.Name,-10} {(MeshLauncher.IsAlive(s.Pid) ? "running" : "STOPPED"),-8} gRPC {s.GrpcUrl}  HTTP {s.HttpUrl}  pid {s.Pid}");
+    }
+
+    return 0;
+});
+root.Subcommands.Add(status);
+
+// --- demo and traces --------------------------------------------------------------------------
+var portfolioIdOption = new Option<string>("--portfolio") { Description = "Portfolio id.", DefaultValueFactory = _ => "demo-eu" };
+var keepOption = new Option<bool>("--keep") { Description = "Leave a mesh that the demo started running." };
+var demo = new Command("demo", "Create a portfolio, preview and submit a rebalance, print plan, fills, final weights and trace. Starts the mesh when it is not running.") { portfolioIdOption, keepOption, redisOption };
+demo.SetAction(async (parse, ct) =>
+{
+    var repo = Repo.Root(parse.GetValue(repoOption));
+    var stateDir = Repo.StateDir(repo);
+    var state = MeshState.TryLoad(stateDir);
+    var started = false;
+    if (state is null || !state.Services.All(s => MeshLauncher.IsAlive(s.Pid)))
+    {
+        if (state is not null)
+        {
+            MeshLauncher.Down(stateDir, TextWriter.Null);
+        }
+
+        Console.WriteLine("Starting the mesh …");
+        state = await MeshLauncher.UpAsync(MeshTopology.Load(Repo.TyePath(repo)), Repo.Options(repo, parse.GetValue(redisOption), freePorts: false), Console.Out, ct);
+        started = true;
+        Console.WriteLine();
+    }
+
+    try
+    {
+        await new DemoRunner(state, Path.Combine(stateDir, "spans"), Console.Out).RunAsync(parse.GetValue(portfolioIdOption)!, ct);
+        return 0;
+    }
+    finally
+    {
+        if (started && !parse.GetValue(keepOption))
+        {
+            Console.WriteLine();
+            MeshLauncher.Down(stateDir, Console.Out);
+        }
+    }
+});
+root.Subcommands.Add(demo);
+
+var traceIdArgument = new Argument<string>("trace-id") { Description = "W3C trace id (32 hex digits), as plans report it." };
+var trace = new Command("trace", "Print one trace from the local span files.") { traceIdArgument };
+trace.SetAction(parse =>
+{
+    var spans = SpanFiles.ReadTrace(Path.Combine(Repo.StateDir(Repo.Root(parse.GetValue(repoOption))), "spans"), parse.GetValue(traceIdArgument)!);
+    SpanFiles.PrintTree(spans, Console.Out, maxLines: 500);
+    return spans.Count > 0 ? 0 : 1;
+});
+root.Subcommands.Add(trace);
+
+// --- planning client --------------------------------------------------------------------------
+var dataOption = new Option<string?>("--data") { Description = "The message as protobuf JSON." };
+var fileOption = new Option<FileInfo?>("--file") { Description = "A file holding the message as protobuf JSON." };
+var portfolioOption = new Option<string>("--portfolio") { Description = "Portfolio id.", Required = true };
+var planOption = new Option<string>("--plan") { Description = "Plan id.", Required = true };
+var forceOption = new Option<bool>("--force") { Description = "Trade to target even inside the bands." };
+var expectedVersionOption = new Option<long>("--expected-version") { Description = "0: must be new; -1: no check; else the version last seen.", DefaultValueFactory = _ => -1 };
+
+Command Rpc(string name, string description, Func<ParseResultContext, Task<IMessage>> call, params Option[] options)
+{
+    var command = new Command(name, description);
+    foreach (var option in options)
+    {
+        command.Options.Add(option);
+    }
+
+    command.SetAction(async (parse, ct) =>
+    {
+        using var channel = GrpcChannel.ForAddress(Repo.PlanningAddress(parse.GetValue(repoOption), parse.GetValue(planningOption)));
+        var client = new PlanningService.PlanningServiceClient(channel);
+        try
+        {
+            var response = await call(new ParseResultContext(parse, client, ct));
+            Output.Print(response, parse.GetValue(jsonOption));
+            return 0;
+        }
+        catch (RpcException ex)
+        {
+            Output.PrintError(ex);
+            return 2;
+        }
+    });
+    return command;
+}
+
+T Parse<T>(ParseResultContext c, MessageParser<T> parser)
+    where T : IMessage<T> => Output.ReadMessage(parser, c.Parse.GetValue(dataOption), c.Parse.GetValue(fileOption));
+
+root.Subcommands.Add(Rpc("upsert-portfolio", "UpsertPortfolio: create or replace a portfolio (Portfolio JSON).",
+    async c => await c.Client.UpsertPortfolioAsync(new UpsertPortfolioRequest { Portfolio = Parse(c, Portfolio.Parser), ExpectedVersion = c.Parse.GetValue(expectedVersionOption) }, cancellationToken: c.Token),
+    dataOption, fileOption, expectedVersionOption));
+root.Subcommands.Add(Rpc("get-portfolio", "GetPortfolio: a portfolio, its policy and valuation.",
+    async c => await c.Client.GetPortfolioAsync(new GetPortfolioRequest { PortfolioId = c.Parse.GetValue(portfolioOption)! }, cancellationToken: c.Token),
+    portfolioOption));
+root.Subcommands.Add(Rpc("set-policy", "SetPolicy: set a portfolio's policy (Policy JSON).",
+    async c => await c.Client.SetPolicyAsync(new SetPolicyRequest { Policy = Parse(c, Policy.Parser) }, cancellationToken: c.Token),
+    dataOption, fileOption));
+root.Subcommands.Add(Rpc("preview", "PreviewRebalance: the plan that would run now.",
+    async c => await c.Client.PreviewRebalanceAsync(new PreviewRebalanceRequest { PortfolioId = c.Parse.GetValue(portfolioOption)!, Force = c.Parse.GetValue(forceOption) }, cancellationToken: c.Token),
+    portfolioOption, forceOption));
+var keyOption = new Option<string?>("--key") { Description = "Idempotency key (default: a new one)." };
+root.Subcommands.Add(Rpc("submit", "SubmitRebalance: compute, store and approve a plan.",
+    async c => await c.Client.SubmitRebalanceAsync(new SubmitRebalanceRequest
+    {
+        PortfolioId = c.Parse.GetValue(portfolioOption)!,
+        Force = c.Parse.GetValue(forceOption),
+        IdempotencyKey = c.Parse.GetValue(keyOption) ?? "cli-" + Guid.NewGuid().ToString("N"),
+    }, cancellationToken: c.Token),
+    portfolioOption, forceOption, keyOption));
+root.Subcommands.Add(Rpc("get-plan", "GetPlan: one plan.",
+    async c => await c.Client.GetPlanAsync(new GetPlanRequest { PlanId = c.Parse.GetValue(planOption)! }, cancellationToken: c.Token),
+    planOption));
+var pageSizeOption = new Option<int>("--page-size") { Description = "Plans per page (1–100)." , DefaultValueFactory = _ => 20 };
+var pageTokenOption = new Option<string?>("--page-token") { Description = "Token of the page to read." };
+root.Subcommands.Add(Rpc("list-plans", "ListPlans: a portfolio's plans, newest first.",
+    async c => await c.Client.ListPlansAsync(new ListPlansRequest { PortfolioId = c.Parse.GetValue(portfolioOption)!, PageSize = c.Parse.GetValue(pageSizeOption), PageToken = c.Parse.GetValue(pageTokenOption) ?? string.Empty }, cancellationToken: c.Token),
+    portfolioOption, pageSizeOption, pageTokenOption));
+var haltedOption = new Option<bool>("--halted") { Description = "true halts trading, false resumes.", Required = true };
+var reasonOption = new Option<string?>("--reason") { Description = "Why (required when halting)." };
+root.Subcommands.Add(Rpc("set-halt", "SetTradingHalt: halt or resume trading.",
+    async c => await c.Client.SetTradingHaltAsync(new SetTradingHaltRequest { Halted = c.Parse.GetValue(haltedOption), Reason = c.Parse.GetValue(reasonOption) ?? string.Empty }, cancellationToken: c.Token),
+    haltedOption, reasonOption));
+
+var watchPortfolioOption = new Option<string?>("--portfolio") { Description = "Watch a portfolio's plans." };
+var watchPlanOption = new Option<string?>("--plan") { Description = "Watch one plan until it ends." };
+var watch = new Command("watch-plans", "WatchPlans: stream plan changes.") { watchPortfolioOption, watchPlanOption };
+watch.SetAction(async (parse, ct) =>
+{
+    using var channel = GrpcChannel.ForAddress(Repo.PlanningAddress(parse.GetValue(repoOption), parse.GetValue(planningOption)));
+    var client = new PlanningService.PlanningServiceClient(channel);
+    try
+    {
+        using var call = client.WatchPlans(new WatchPlansRequest { PortfolioId = parse.GetValue(watchPortfolioOption) ?? string.Empty, PlanId = parse.GetValue(watchPlanOption) ?? string.Empty }, cancellationToken: ct);
+        await foreach (var update in call.ResponseStream.ReadAllAsync(ct))
+        {
+            Output.Print(update, parse.GetValue(jsonOption));
+        }
+
+        return 0;
+    }
+    catch (RpcException ex) when (ex.StatusCode != StatusCode.Cancelled)
+    {
+        Output.PrintError(ex);
+        return 2;
+    }
+});
+root.Subcommands.Add(watch);
+
+return await root.Parse(args).InvokeAsync();
+
+/// <summary>What an RPC subcommand's call needs.</summary>
+internal sealed record ParseResultContext(ParseResult Parse, PlanningService.PlanningServiceClient Client, CancellationToken Token);

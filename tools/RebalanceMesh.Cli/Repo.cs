@@ -1,0 +1,47 @@
+namespace RebalanceMesh.Cli;
+
+/// <summary>Locates the repository, its tye.yaml, its state directory and the planning address.</summary>
+public static class Repo
+{
+    public static string Root(string? given)
+    {
+        if (!string.IsNullOrEmpty(given))
+        {
+            return Path.GetFullPath(given);
+        }
+
+        for (var dir = new DirectoryInfo(Directory.GetCurrentDirectory()); dir is not null; dir = dir.Parent)
+        {
+            if (File.Exists(Path.Combine(dir.FullName, "tye.yaml")))
+            {
+                return dir.FullName;
+            }
+        }
+
+        throw new InvalidOperationException("No tye.yaml here or above; run from the repository or pass --repo.");
+    }
+
+    public static string TyePath(string repo) => Path.Combine(repo, "tye.yaml");
+
+    public static string StateDir(string repo) => Environment.GetEnvironmentVariable("RMESH_STATE_DIR") ?? Path.Combine(repo, ".rmesh");
+
+    public static LaunchOptions Options(string repo, string? redis, bool freePorts) =>
+        new(repo, StateDir(repo), redis ?? Environment.GetEnvironmentVariable("RMESH_REDIS"), freePorts);
+
+    public static string PlanningAddress(string? repoOption, string? given)
+    {
+        if (!string.IsNullOrEmpty(given))
+        {
+            return given;
+        }
+
+        var repo = Root(repoOption);
+        if (MeshState.TryLoad(StateDir(repo)) is { } state)
+        {
+            return state.Service("planning").GrpcUrl;
+        }
+
+        var planning = MeshTopology.Load(TyePath(repo)).Services.First(s => s.Name == "planning");
+        return $"http://127.0.0.1:{planning.Binding("grpc")!.Port}";
+    }
+}
