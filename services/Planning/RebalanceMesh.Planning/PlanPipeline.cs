@@ -1,3 +1,4 @@
+using Google.Protobuf.WellKnownTypes;
 using System.Diagnostics;
 using Grpc.Core;
 using RebalanceMesh.Contracts;

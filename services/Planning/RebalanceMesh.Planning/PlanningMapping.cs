@@ -1,3 +1,4 @@
+using Google.Protobuf.WellKnownTypes;
 using RebalanceMesh.Contracts;
 using RebalanceMesh.Contracts.Common.V1;
 using RebalanceMesh.Contracts.Planning.V1;
@@ -71,7 +72,7 @@ public static class PlanningMapping
         check.RequireRange(policy.RelativeBand, 0, 10, path + ".relative_band");
         check.RequireRange(policy.TotalDriftThreshold, 0, 1, path + ".total_drift_threshold");
         check.Require(policy.AbsoluteBand > 0 || policy.RelativeBand > 0 || policy.TotalDriftThreshold > 0, path, "at least one of absolute_band, relative_band, total_drift_threshold must be set");
-        check.Require(Enum.IsDefined(policy.RebalanceTarget), path + ".rebalance_target", "is not a known value");
+        check.Require(System.Enum.IsDefined(policy.RebalanceTarget), path + ".rebalance_target", "is not a known value");
         check.OptionalDecimal(policy.MinTradeNotional, path + ".min_trade_notional", ValidationExtensions.DecimalRule.NonNegative, 0m, out _);
         check.RequireRange(policy.EstimatedCostBps, 0, 1_000, path + ".estimated_cost_bps");
         check.RequireCount(policy.LotSizes.Count, MaxPositions, path + ".lot_sizes");

@@ -1,3 +1,4 @@
+using Google.Protobuf.WellKnownTypes;
 using Google.Protobuf;
 using RebalanceMesh.Contracts;
 using RebalanceMesh.Contracts.Planning.V1;

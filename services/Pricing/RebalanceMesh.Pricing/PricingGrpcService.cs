@@ -16,6 +16,7 @@ public sealed class PricingGrpcService(QuoteIngestor ingestor, MarketStateStore 
     : PricingService.PricingServiceBase
 {
     private const int MaxReportedRejections = 1_000;
+    private const int MaxKeptRejections = 10 * MaxReportedRejections;
     private const int IngestBatchSize = 256;
     private const int MaxValuationItems = 10_000;
     private const int MaxInstrumentsPerQuery = 10_000;
@@ -67,13 +68,17 @@ public sealed class PricingGrpcService(QuoteIngestor ingestor, MarketStateStore 
             await FlushAsync();
         }
 
+        // Malformed ticks are reported at once and the rest per batch: report them in stream order.
+        var ordered = response.Rejections.OrderBy(r => r.Index).Take(MaxReportedRejections).ToArray();
+        response.Rejections.Clear();
+        response.Rejections.AddRange(ordered);
         return response;
     }
 
     private static void AddRejection(IngestQuotesResponse response, long index, string venue, string instrument, TickRejection rejection)
     {
         response.RejectedCount++;
-        if (response.Rejections.Count < MaxReportedRejections)
+        if (response.Rejections.Count < MaxKeptRejections)
         {
             response.Rejections.Add(new QuoteRejection
             {

@@ -1,3 +1,4 @@
+using Google.Protobuf.WellKnownTypes;
 using RebalanceMesh.Contracts;
 using RebalanceMesh.Contracts.Common.V1;
 using RebalanceMesh.Contracts.Pricing.V1;

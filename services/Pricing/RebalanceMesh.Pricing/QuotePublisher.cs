@@ -1,3 +1,4 @@
+using Google.Protobuf.WellKnownTypes;
 using System.Diagnostics.Metrics;
 using Microsoft.Extensions.Options;
 using RebalanceMesh.Contracts;

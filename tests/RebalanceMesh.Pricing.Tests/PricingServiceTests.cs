@@ -1,0 +1,147 @@
+using Google.Protobuf.WellKnownTypes;
+using Grpc.Core;
+using RebalanceMesh.Contracts;
+using RebalanceMesh.Contracts.Common.V1;
+using RebalanceMesh.Contracts.Pricing.V1;
+using RebalanceMesh.Testing;
+using CoreRight = RebalanceMesh.Pricing.Core.OptionRight;
+
+namespace RebalanceMesh.Pricing.Tests;
+
+public sealed class PricingServiceTests : IClassFixture<RedisServer>, IAsyncLifetime
+{
+    private readonly RedisServer _redis;
+    private readonly GrpcTestServer<Program> _server;
+    private readonly PricingService.PricingServiceClient _client;
+
+    public PricingServiceTests(RedisServer redis)
+    {
+        _redis = redis;
+        _server = new GrpcTestServer<Program>(redis, new Dictionary<string, string?>
+        {
+            ["Pricing:Feed"] = "none",
+            ["Pricing:Instruments:0"] = "AAA",
+            ["Pricing:Instruments:1"] = "BBB",
+        });
+        _client = new PricingService.PricingServiceClient(_server.CreateChannel());
+    }
+
+    public Task InitializeAsync() => _redis.FlushAsync();
+
+    public Task DisposeAsync() => _server.DisposeAsync().AsTask();
+
+    private static Quote Quote(string instrument, string bid, string ask, DateTimeOffset at, string venue = "SIM-A") => new()
+    {
+        Venue = venue,
+        InstrumentId = instrument,
+        Bid = new DecimalValue { Value = bid },
+        Ask = new DecimalValue { Value = ask },
+        BidSize = 10m,
+        AskSize = 10m,
+        Timestamp = at.ToTimestamp(),
+    };
+
+    [Fact]
+    public async Task IngestQuotes_stores_good_ticks_and_rejects_bad_ones_with_reasons()
+    {
+        var now = DateTimeOffset.UtcNow;
+        using var call = _client.IngestQuotes();
+        var ticks = new[]
+        {
+            Quote("AAA", "99.5", "100.5", now.AddSeconds(-2)),
+            Quote("AAA", "101", "100", now.AddSeconds(-1)),           // crossed
+            Quote("AAA", "NaN", "100", now.AddSeconds(-1)),           // malformed
+            Quote("AAA", "-1", "100", now.AddSeconds(-1)),            // negative
+            Quote("ZZZ", "1", "2", now.AddSeconds(-1)),               // unknown instrument
+            Quote("AAA", "99", "100", now.AddMinutes(10)),            // future
+            Quote("AAA", "99", "100", now.AddSeconds(-3)),            // out of order
+            Quote("BBB", "9.9", "10.1", now.AddSeconds(-1), "SIM-B"),
+            Quote("AAA", "99.9", "100.1", now.AddSeconds(-1), "SIM-B"),
+        };
+        foreach (var tick in ticks)
+        {
+            await call.RequestStream.WriteAsync(new IngestQuotesRequest { Quote = tick });
+        }
+
+        await call.RequestStream.CompleteAsync();
+        var response = await call;
+
+        Assert.Equal(3, response.AcceptedCount);
+        Assert.Equal(6, response.RejectedCount);
+        Assert.Equal(
+            [RejectReason.CrossedBook, RejectReason.Malformed, RejectReason.NonPositivePrice, RejectReason.UnknownInstrument, RejectReason.FutureTimestamp, RejectReason.OutOfOrder],
+            response.Rejections.Select(r => r.Reason));
+        Assert.Equal([1L, 2, 3, 4, 5, 6], response.Rejections.Select(r => r.Index));
+
+        var quotes = await _client.GetQuotesAsync(new GetQuotesRequest { InstrumentIds = { "AAA" } });
+        Assert.Equal(2, quotes.Quotes.Count);
+        var consolidated = Assert.Single(quotes.Prices);
+        Assert.Equal(99.9m, consolidated.Bid.ToDecimal());   // best bid across venues
+        Assert.Equal(100.1m, consolidated.Ask.ToDecimal());  // best ask across venues
+        Assert.Equal(100m, consolidated.Mid.ToDecimal());
+        Assert.False(consolidated.Stale);
+    }
+
+    [Fact]
+    public async Task GetQuotes_validates_instrument_ids()
+    {
+        await RpcAssert.InvalidArgumentAsync(() => _client.GetQuotesAsync(new GetQuotesRequest { InstrumentIds = { "ok", "bad id!" } }).ResponseAsync, "instrument_ids[1]");
+    }
+
+    [Fact]
+    public async Task PriceInstruments_rejects_bad_items_field_by_field()
+    {
+        var request = new PriceInstrumentsRequest
+        {
+            Items =
+            {
+                new ValuationItem { Instrument = new Instrument { InstrumentId = "OPT", Kind = InstrumentKind.Option, UnderlyingId = "AAA" } },
+                new ValuationItem(),
+            },
+        };
+        var fields = await RpcAssert.InvalidArgumentAsync(() => _client.PriceInstrumentsAsync(request).ResponseAsync, "items[0].instrument.strike");
+        Assert.Contains("items[0].instrument.option_right", fields);
+        Assert.Contains("items[0].instrument.expiry", fields);
+        Assert.Contains("items[1].instrument", fields);
+    }
+
+    [Fact]
+    public async Task PriceInstruments_values_options_with_Black_Scholes()
+    {
+        var valuationTime = new DateTimeOffset(2026, 1, 1, 0, 0, 0, TimeSpan.Zero);
+        var request = new PriceInstrumentsRequest
+        {
+            ValuationTime = valuationTime.ToTimestamp(),
+            Items =
+            {
+                new ValuationItem
+                {
+                    Instrument = new Instrument
+                    {
+                        InstrumentId = "AAA-C40", Kind = InstrumentKind.Option, UnderlyingId = "AAA", Strike = 40m,
+                        OptionRight = Contracts.Common.V1.OptionRight.Call, Expiry = valuationTime.AddDays(182.5).ToTimestamp(),
+                    },
+                    Overrides = new MarketOverrides { UnderlyingPrice = 42m, Volatility = 0.2, Rate = 0.1 },
+                },
+                new ValuationItem { Instrument = new Instrument { InstrumentId = "NOQUOTE", Kind = InstrumentKind.Spot } },
+            },
+        };
+
+        var response = await _client.PriceInstrumentsAsync(request);
+        var expected = Core.BlackScholes.Value(CoreRight.Call, 42, 40, 0.5, 0.1, 0, 0.2);
+        Assert.Equal((decimal)expected.Price, response.Valuations[0].Price.ToDecimal(), 8);
+        Assert.Equal(expected.Delta, response.Valuations[0].Delta, 12);
+        Assert.Contains("no price", response.Valuations[1].Error);
+    }
+
+    [Fact]
+    public async Task Health_and_reflection_are_served()
+    {
+        var http = _server.CreateClient();
+        Assert.Equal(System.Net.HttpStatusCode.OK, (await http.GetAsync("/health/live")).StatusCode);
+        Assert.Equal(System.Net.HttpStatusCode.OK, (await http.GetAsync("/health/ready")).StatusCode);
+        var health = new Grpc.Health.V1.Health.HealthClient(_server.CreateChannel());
+        var status = await health.CheckAsync(new Grpc.Health.V1.HealthCheckRequest());
+        Assert.Equal(Grpc.Health.V1.HealthCheckResponse.Types.ServingStatus.Serving, status.Status);
+    }
+}

@@ -1,0 +1,87 @@
+using Grpc.Core;
+using Grpc.Net.Client;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Mvc.Testing;
+
+namespace RebalanceMesh.Testing;
+
+/// <summary>
+/// A service host on ASP.NET's in-process test server, configured against a real Redis, with gRPC channels over
+/// the test server's handler (the grpc-dotnet tester pattern).
+/// </summary>
+public sealed class GrpcTestServer<TProgram> : WebApplicationFactory<TProgram>
+    where TProgram : class
+{
+    private readonly IReadOnlyDictionary<string, string?> _settings;
+
+    public GrpcTestServer(RedisServer redis, IReadOnlyDictionary<string, string?>? settings = null)
+    {
+        var all = new Dictionary<string, string?>
+        {
+            ["ConnectionStrings:redis"] = redis.ConnectionString,
+            ["EventBus:Provider"] = "inmemory",
+            ["Logging:LogLevel:Default"] = "Warning",
+        };
+        foreach (var (key, value) in settings ?? new Dictionary<string, string?>())
+        {
+            all[key] = value;
+        }
+
+        _settings = all;
+    }
+
+    protected override void ConfigureWebHost(IWebHostBuilder builder)
+    {
+        foreach (var (key, value) in _settings)
+        {
+            builder.UseSetting(key, value);
+        }
+    }
+
+    public GrpcChannel CreateChannel() => GrpcChannel.ForAddress(Server.BaseAddress, new GrpcChannelOptions { HttpHandler = Server.CreateHandler() });
+}
+
+/// <summary>Assertions on gRPC statuses.</summary>
+public static class RpcAssert
+{
+    /// <summary>Asserts InvalidArgument with a google.rpc.BadRequest naming <paramref name="field"/>; returns all violated fields.</summary>
+    public static async Task<IReadOnlyList<string>> InvalidArgumentAsync(Func<Task> call, string field)
+    {
+        var ex = await Xunit.Assert.ThrowsAsync<RpcException>(call);
+        Xunit.Assert.Equal(StatusCode.InvalidArgument, ex.StatusCode);
+        var status = ex.GetRpcStatus();
+        Xunit.Assert.NotNull(status);
+        var badRequest = status!.GetDetail<Google.Rpc.BadRequest>();
+        Xunit.Assert.NotNull(badRequest);
+        var fields = badRequest!.FieldViolations.Select(v => v.Field).ToArray();
+        Xunit.Assert.Contains(field, fields);
+        return fields;
+    }
+
+    public static async Task<RpcException> StatusAsync(Func<Task> call, StatusCode expected)
+    {
+        var ex = await Xunit.Assert.ThrowsAsync<RpcException>(call);
+        Xunit.Assert.Equal(expected, ex.StatusCode);
+        return ex;
+    }
+}
+
+/// <summary>Paths inside the repository.</summary>
+public static class RepoPaths
+{
+    public static string Root
+    {
+        get
+        {
+            for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+            {
+                if (File.Exists(Path.Combine(dir.FullName, "RebalanceMesh.sln")))
+                {
+                    return dir.FullName;
+                }
+            }
+
+            throw new InvalidOperationException("RebalanceMesh.sln not found above the test directory.");
+        }
+    }
+}
