@@ -1,0 +1,120 @@
+using Grpc.Core;
+using Microsoft.Extensions.Options;
+using RebalanceMesh.Contracts.Common.V1;
+using RebalanceMesh.Contracts.Risk.V1;
+using RebalanceMesh.MarketState;
+using RebalanceMesh.Testing;
+
+namespace RebalanceMesh.Risk.Tests;
+
+public sealed class RiskServiceTests : IClassFixture<RedisServer>, IAsyncLifetime
+{
+    private readonly RedisServer _redis;
+    private readonly GrpcTestServer<Program> _server;
+    private readonly RiskService.RiskServiceClient _client;
+
+    public RiskServiceTests(RedisServer redis)
+    {
+        _redis = redis;
+        _server = new GrpcTestServer<Program>(redis);
+        _client = new RiskService.RiskServiceClient(_server.CreateChannel());
+    }
+
+    public async Task InitializeAsync()
+    {
+        await _redis.FlushAsync();
+        // History of the reference data set, written through MarketState as pricing writes it.
+        var store = new MarketStateStore(_redis.Connection!, Options.Create(new MarketStateOptions()), TimeProvider.System);
+        var returns = RiskReferenceTests.LastReturns(250);
+        for (var j = 0; j < returns.Count; j++)
+        {
+            var level = 1000.0;
+            var closes = new List<DailyClose> { new(20_000, level) };
+            for (var t = 0; t < returns.Days; t++)
+            {
+                level *= Math.Exp(returns.Values[t, j]);
+                closes.Add(new DailyClose(20_001 + t, level));
+            }
+
+            await store.UpsertDailyClosesAsync(returns.Instruments[j], closes);
+        }
+    }
+
+    public Task DisposeAsync() => _server.DisposeAsync().AsTask();
+
+    private static Holding Holding(string id, decimal quantity, decimal price) => new() { InstrumentId = id, Quantity = quantity, Price = price };
+
+    [Fact]
+    public async Task AssessPortfolio_reads_history_from_Redis_and_matches_the_reference()
+    {
+        // 100k DAX, 200k SMI, 300k CAC, 400k FTSE at a price of 1000 each, plus 50k cash.
+        var request = new AssessPortfolioRequest
+        {
+            Holdings = { Holding("DAX", 100, 1000), Holding("SMI", 200, 1000), Holding("CAC", 300, 1000), Holding("FTSE", 400, 1000) },
+            Cash = 50_000m,
+            Settings = new RiskSettings { LookbackDays = 250 },
+        };
+        var response = await _client.AssessPortfolioAsync(request);
+        Assert.Equal(250, response.Observations);
+        Assert.Equal(0.1677265176718118, response.AnnualVolatility, 1e-11);
+        var historical99 = response.Estimates.Single(e => e.Method == VarMethod.Historical && e.Confidence == 0.99);
+        Assert.Equal(27770.939573785618, historical99.Var, 1e-6);
+        Assert.Equal(31549.674051166334, historical99.Cvar, 1e-6);
+        Assert.Equal(4, response.Positions.Count);
+    }
+
+    [Fact]
+    public async Task CompareRisk_reports_the_variance_change_of_trades()
+    {
+        var request = new CompareRiskRequest
+        {
+            Holdings = { Holding("DAX", 500, 1000), Holding("FTSE", 0, 1000) },
+            Trades = { new TradeDelta { InstrumentId = "DAX", QuantityChange = -250m }, new TradeDelta { InstrumentId = "FTSE", QuantityChange = 250m } },
+            Settings = new RiskSettings { LookbackDays = 250 },
+        };
+        var response = await _client.CompareRiskAsync(request);
+        var before = response.Before.AnnualVolatility * response.Before.NetValue;
+        var after = response.After.AnnualVolatility * response.After.NetValue;
+        Assert.Equal((after * after) - (before * before), response.VarianceChange, 1e-3);
+        Assert.True(response.After.AnnualVolatility < response.Before.AnnualVolatility, "diversifying out of DAX lowers volatility");
+        Assert.Equal(0.5 + 0.5, response.Turnover, 12);
+        Assert.Equal(2, response.Contributions.Count);
+    }
+
+    [Fact]
+    public async Task Bad_input_is_InvalidArgument_with_field_violations()
+    {
+        var request = new AssessPortfolioRequest
+        {
+            Holdings = { Holding("DAX", 1, 1), new Holding { InstrumentId = "DAX", Quantity = new DecimalValue { Value = "1e5" } } },
+            Settings = new RiskSettings { HorizonDays = -1, ConfidenceLevels = { 1.5 }, LookbackDays = 3 },
+        };
+        var fields = await RpcAssert.InvalidArgumentAsync(() => _client.AssessPortfolioAsync(request).ResponseAsync, "holdings[1].instrument_id");
+        Assert.Contains("holdings[1].quantity", fields);
+        Assert.Contains("settings.horizon_days", fields);
+        Assert.Contains("settings.confidence_levels[0]", fields);
+        Assert.Contains("settings.lookback_days", fields);
+
+        await RpcAssert.InvalidArgumentAsync(() => _client.AssessPortfolioAsync(new AssessPortfolioRequest()).ResponseAsync, "holdings");
+        await RpcAssert.InvalidArgumentAsync(() => _client.EstimateCovarianceAsync(new EstimateCovarianceRequest { InstrumentIds = { "A" }, Returns = new ReturnMatrix { Rows = 3, Values = { 1, 2 } } }).ResponseAsync, "returns.values");
+    }
+
+    [Fact]
+    public async Task Missing_history_is_FailedPrecondition()
+    {
+        var ex = await RpcAssert.StatusAsync(() => _client.AssessPortfolioAsync(new AssessPortfolioRequest { Holdings = { Holding("NOHISTORY", 1, 10) } }).ResponseAsync, StatusCode.FailedPrecondition);
+        Assert.Contains("NOHISTORY", ex.Status.Detail);
+    }
+
+    [Fact]
+    public async Task EstimateCovariance_from_passed_returns_is_annualised()
+    {
+        // Two perfectly anti-correlated series with daily variance 1e-4 (sample, ddof 1): ±0.01 alternating.
+        var request = new EstimateCovarianceRequest { InstrumentIds = { "X", "Y" }, Returns = new ReturnMatrix { Rows = 4 } };
+        request.Returns.Values.AddRange([0.01, -0.01, -0.01, 0.01, 0.01, -0.01, -0.01, 0.01]);
+        var response = await _client.EstimateCovarianceAsync(request);
+        var expected = 4 * 0.0001 / 3 * 252; // Σ(x − 0)² / (n − 1), annualised
+        Assert.Equal(expected, response.Covariance[0], 12);
+        Assert.Equal(-1.0, response.Correlation[1], 12);
+    }
+}

@@ -1,0 +1,41 @@
+#!/usr/bin/python3
+"""Reference values for RebalanceMesh.Risk.Tests, from numpy/scipy (Debian python3-numpy, python3-scipy).
+
+Run:  /usr/bin/python3 tests/reference/risk_reference.py
+The printed numbers are recorded in tests/RebalanceMesh.Risk.Tests/RiskReferenceTests.cs.
+
+Data: data/eustockmarkets.csv (R's EuStockMarkets), the last 251 closes of DAX, SMI, CAC, FTSE -> 250 daily
+log returns. Portfolio: 100k DAX, 200k SMI, 300k CAC, 400k FTSE (currency values), 50k cash.
+"""
+import pathlib
+import numpy as np
+from scipy.stats import norm
+
+root = pathlib.Path(__file__).resolve().parents[2]
+data = np.genfromtxt(root / "data" / "eustockmarkets.csv", delimiter=",", names=True)
+prices = np.column_stack([data["DAX"], data["SMI"], data["CAC"], data["FTSE"]])[-251:]
+r = np.diff(np.log(prices), axis=0)
+values = np.array([100_000.0, 200_000.0, 300_000.0, 400_000.0])
+cash = 50_000.0
+
+sample = np.cov(r, rowvar=False, ddof=1)
+lam = 0.94
+w = lam ** np.arange(r.shape[0] - 1, -1, -1)
+ewma = (r * w[:, None]).T @ r / w.sum()
+
+daily_sigma = np.sqrt(values @ sample @ values)
+net = values.sum() + cash
+print(f"sample_cov_annual[0,0] = {sample[0,0]*252!r}")
+print(f"sample_cov_annual[1,3] = {sample[1,3]*252!r}")
+print(f"ewma_cov_annual[0,0]   = {ewma[0,0]*252!r}")
+print(f"ewma_cov_annual[2,3]   = {ewma[2,3]*252!r}")
+print(f"annual_vol             = {daily_sigma/net*np.sqrt(252)!r}")
+
+pnl = (np.expm1(r) * values).sum(axis=1)
+losses = -pnl
+for a in (0.95, 0.99):
+    var = np.quantile(losses, a)  # numpy default: linear interpolation (type 7)
+    cvar = losses[losses >= var].mean()
+    z = norm.ppf(a)
+    print(f"historical {a}: var = {var!r}, cvar = {cvar!r}")
+    print(f"parametric {a}: var = {z*daily_sigma!r}, cvar = {daily_sigma*norm.pdf(z)/(1-a)!r}")
