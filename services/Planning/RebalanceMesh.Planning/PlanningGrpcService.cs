@@ -50,6 +50,11 @@ public sealed class PlanningGrpcService(
             // The portfolio is still returned; the valuation is left empty when prices are missing.
             logger.LogInformation("Portfolio {PortfolioId} returned without valuation: {Reason}", request.PortfolioId, ex.Message);
         }
+        catch (RpcException ex) when (ex.StatusCode is StatusCode.Unavailable or StatusCode.DeadlineExceeded)
+        {
+            // Pricing is down: the stored portfolio is still the truth; only its valuation is missing.
+            logger.LogWarning("Portfolio {PortfolioId} returned without valuation: pricing unavailable ({Detail})", request.PortfolioId, ex.Status.Detail);
+        }
 
         return response;
     }

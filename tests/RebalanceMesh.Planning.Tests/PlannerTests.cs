@@ -1,0 +1,124 @@
+using RebalanceMesh.Domain;
+using RebalanceMesh.Planning.Core;
+
+namespace RebalanceMesh.Planning.Tests;
+
+public class PlannerTests
+{
+    private static readonly Dictionary<string, decimal> Prices = new() { ["A"] = 100m, ["B"] = 50m, ["C"] = 20m };
+
+    private static TargetPolicy Policy(double absolute = 0.05, double relative = 0, double total = 0, RebalanceTarget target = RebalanceTarget.Target,
+        decimal minNotional = 0, double costBps = 0, Dictionary<string, decimal>? lots = null) =>
+        new(new Dictionary<string, double> { ["A"] = 0.5, ["B"] = 0.3, ["C"] = 0.2 }, absolute, relative, total, target, minNotional, lots ?? [], costBps);
+
+    private static PortfolioSnapshot Portfolio(decimal a, decimal b, decimal c, decimal cash) =>
+        new("p", new[] { new Holding("A", a), new Holding("B", b), new Holding("C", c) }.Where(h => h.Quantity != 0).ToArray(), cash, 1);
+
+    [Fact]
+    public void Marks_weights_by_hand()
+    {
+        // A 70×100 = 7000, B 40×50 = 2000, C 50×20 = 1000, cash 0 → 70 %, 20 %, 10 %.
+        var marked = PortfolioMarking.Mark(Portfolio(70, 40, 50, 0), Policy(), Prices);
+        Assert.Equal(10_000m, marked.NetValue);
+        Assert.Equal([0.7, 0.2, 0.1], marked.Positions.Select(p => p.Weight));
+    }
+
+    [Fact]
+    public void Missing_prices_are_a_failed_precondition()
+    {
+        var ex = Assert.Throws<DomainException>(() => PortfolioMarking.Mark(Portfolio(1, 1, 1, 0), Policy(), new Dictionary<string, decimal> { ["A"] = 1m }));
+        Assert.Equal(DomainErrorKind.FailedPrecondition, ex.Kind);
+    }
+
+    [Fact]
+    public void Evaluation_records_every_rule_with_measured_value_and_threshold()
+    {
+        var marked = PortfolioMarking.Mark(Portfolio(70, 40, 50, 0), Policy(absolute: 0.05, relative: 0.25, total: 0.1), Prices);
+        var evaluation = DriftEvaluator.Evaluate(marked, Policy(absolute: 0.05, relative: 0.25, total: 0.1));
+        var a = evaluation.Reasons.Single(r => r.Rule == DriftEvaluator.AbsoluteBandRule && r.InstrumentId == "A");
+        Assert.Equal(0.2, a.Measured, 12);
+        Assert.Equal(0.05, a.Threshold);
+        Assert.True(a.Breached);
+        var cRelative = evaluation.Reasons.Single(r => r.Rule == DriftEvaluator.RelativeBandRule && r.InstrumentId == "C");
+        Assert.Equal(0.05, cRelative.Threshold, 12); // 25 % of the 20 % target
+        Assert.True(cRelative.Breached);             // drift 10 pp
+        // Total drift: (|0.7−0.5| + |0.2−0.3| + |0.1−0.2| + |0 − 0|) / 2 = 0.2.
+        Assert.Equal(0.2, evaluation.TotalDrift, 12);
+        Assert.True(evaluation.Reasons.Single(r => r.Rule == DriftEvaluator.TotalDriftRule).Breached);
+    }
+
+    [Fact]
+    public void Inside_the_bands_nothing_trades_unless_forced()
+    {
+        var marked = PortfolioMarking.Mark(Portfolio(52, 58, 100, 0), Policy(), Prices); // 52 %, 29 %, 20 %… within ±5 pp
+        Assert.False(RebalancePlanner.Propose(marked, Policy(), force: false).HasTrades);
+        Assert.True(RebalancePlanner.Propose(marked, Policy(), force: true).HasTrades);
+    }
+
+    [Fact]
+    public void Trades_to_target_with_sells_before_buys()
+    {
+        var marked = PortfolioMarking.Mark(Portfolio(70, 40, 50, 0), Policy(), Prices);
+        var proposal = RebalancePlanner.Propose(marked, Policy(), force: false);
+        // Target values 5000 / 3000 / 2000 → A −20, B +20, C +50.
+        Assert.Collection(proposal.Legs,
+            l => { Assert.Equal(("A", TradeSide.Sell, 20m, 1), (l.InstrumentId, l.Side, l.Quantity, l.Sequence)); },
+            l => { Assert.Equal(("B", TradeSide.Buy, 20m, 2), (l.InstrumentId, l.Side, l.Quantity, l.Sequence)); },
+            l => { Assert.Equal(("C", TradeSide.Buy, 50m, 3), (l.InstrumentId, l.Side, l.Quantity, l.Sequence)); });
+        Assert.Equal(0m, proposal.CashAfter);
+        Assert.Equal(0.4, proposal.Turnover, 12); // (2000 + 1000 + 1000) / 10000
+    }
+
+    [Fact]
+    public void Band_edge_trades_only_breached_positions_to_the_nearest_edge()
+    {
+        var policy = Policy(absolute: 0.05, target: RebalanceTarget.BandEdge);
+        var marked = PortfolioMarking.Mark(Portfolio(70, 54, 15, 0), policy, Prices); // A 70 %, B 27 %, C 3 %
+        var proposal = RebalancePlanner.Propose(marked, policy, force: false);
+        // A breached above → 55 % (sell 15); C breached below → 15 %, 1500 of value (buy 60); B inside → untouched.
+        Assert.Equal([("A", TradeSide.Sell, 15m), ("C", TradeSide.Buy, 60m)], proposal.Legs.Select(l => (l.InstrumentId, l.Side, l.Quantity)));
+    }
+
+    [Fact]
+    public void Lots_and_minimum_notional_are_respected()
+    {
+        var policy = Policy(minNotional: 1_500m, lots: new() { ["C"] = 30m });
+        var marked = PortfolioMarking.Mark(Portfolio(70, 40, 50, 0), policy, Prices);
+        var proposal = RebalancePlanner.Propose(marked, policy, force: false);
+        // A sell 20 (2000) and C buy 30 (lot 30, 600 notional, dropped by the 1500 minimum); B buy 20 = 1000 dropped.
+        var leg = Assert.Single(proposal.Legs);
+        Assert.Equal(("A", TradeSide.Sell, 20m), (leg.InstrumentId, leg.Side, leg.Quantity));
+    }
+
+    [Fact]
+    public void Buys_are_scaled_so_cash_never_goes_negative_after_costs()
+    {
+        var policy = Policy(costBps: 50);
+        var marked = PortfolioMarking.Mark(Portfolio(70, 40, 50, 0), policy, Prices);
+        var proposal = RebalancePlanner.Propose(marked, policy, force: false);
+        Assert.True(proposal.CashAfter >= 0m, $"cash after {proposal.CashAfter}");
+        var sequence = proposal.Legs.Select(l => l.Side).ToArray();
+        Assert.True(sequence.SkipWhile(s => s == TradeSide.Sell).All(s => s == TradeSide.Buy), "sells precede buys");
+    }
+
+    [Fact]
+    public void Rounds_toward_zero_in_whole_lots()
+    {
+        Assert.Equal(20m, RebalancePlanner.RoundToLot(29.9m, 10m));
+        Assert.Equal(-20m, RebalancePlanner.RoundToLot(-29.9m, 10m));
+        Assert.Equal(0.3m, RebalancePlanner.RoundToLot(0.34m, 0.05m));
+    }
+
+    [Fact]
+    public void Fills_move_positions_and_cash()
+    {
+        var start = Portfolio(10, 0, 0, 1_000m);
+        var afterBuy = PortfolioLedger.ApplyFill(start, "B", TradeSide.Buy, 4m, 50m, 1.5m);
+        Assert.Equal(4m, afterBuy.Holdings.Single(h => h.InstrumentId == "B").Quantity);
+        Assert.Equal(1_000m - 200m - 1.5m, afterBuy.Cash);
+        var afterSell = PortfolioLedger.ApplyFill(afterBuy, "A", TradeSide.Sell, 10m, 100m, 2m);
+        Assert.DoesNotContain(afterSell.Holdings, h => h.InstrumentId == "A");
+        Assert.Equal(798.5m + 1_000m - 2m, afterSell.Cash);
+        Assert.Equal(102.5m, PortfolioLedger.Vwap(10m, 100m, 10m, 105m));
+    }
+}

@@ -1,0 +1,173 @@
+using System.Net.Http.Headers;
+using System.Text;
+using System.Text.Json.Nodes;
+using Google.Protobuf;
+using Google.Protobuf.WellKnownTypes;
+using Grpc.Core;
+using Microsoft.Extensions.DependencyInjection;
+using RebalanceMesh.Contracts.Common.V1;
+using RebalanceMesh.Contracts.Events.V1;
+using RebalanceMesh.Contracts.Planning.V1;
+using RebalanceMesh.Testing;
+
+namespace RebalanceMesh.Planning.Tests;
+
+public sealed class PlanningServiceTests : IClassFixture<RedisServer>, IAsyncLifetime
+{
+    private readonly RedisServer _redis;
+    private readonly GrpcTestServer<Program> _server;
+    private readonly PlanningService.PlanningServiceClient _client;
+
+    public PlanningServiceTests(RedisServer redis)
+    {
+        _redis = redis;
+        _server = new GrpcTestServer<Program>(redis, new Dictionary<string, string?>
+        {
+            ["EventBus:Provider"] = "dapr",
+            ["Services:pricing:Grpc"] = "http://127.0.0.1:1",
+            ["Services:risk:Grpc"] = "http://127.0.0.1:1",
+        });
+        _client = new PlanningService.PlanningServiceClient(_server.CreateChannel());
+    }
+
+    public Task InitializeAsync() => _redis.FlushAsync();
+
+    public Task DisposeAsync() => _server.DisposeAsync().AsTask();
+
+    private static Portfolio Portfolio(string id = "p1") => new()
+    {
+        PortfolioId = id,
+        BaseCurrency = "EUR",
+        Cash = 1_000m,
+        Positions = { new Position { InstrumentId = "DAX", Quantity = 10m } },
+    };
+
+    [Fact]
+    public async Task UpsertPortfolio_validates_every_field()
+    {
+        var bad = new Portfolio
+        {
+            PortfolioId = "has space",
+            BaseCurrency = "eur",
+            Cash = new DecimalValue { Value = "-5" },
+            Positions = { new Position { InstrumentId = "DAX", Quantity = new DecimalValue { Value = "ten" } }, new Position { InstrumentId = "DAX", Quantity = 1m } },
+        };
+        var fields = await RpcAssert.InvalidArgumentAsync(() => _client.UpsertPortfolioAsync(new UpsertPortfolioRequest { Portfolio = bad }).ResponseAsync, "portfolio.portfolio_id");
+        Assert.Contains("portfolio.base_currency", fields);
+        Assert.Contains("portfolio.cash", fields);
+        Assert.Contains("portfolio.positions[0].quantity", fields);
+        Assert.Contains("portfolio.positions[1].instrument_id", fields);
+        await RpcAssert.InvalidArgumentAsync(() => _client.UpsertPortfolioAsync(new UpsertPortfolioRequest()).ResponseAsync, "portfolio");
+    }
+
+    [Fact]
+    public async Task UpsertPortfolio_uses_optimistic_concurrency()
+    {
+        var created = (await _client.UpsertPortfolioAsync(new UpsertPortfolioRequest { Portfolio = Portfolio(), ExpectedVersion = 0 })).Portfolio;
+        Assert.Equal(1, created.Version);
+        await RpcAssert.StatusAsync(() => _client.UpsertPortfolioAsync(new UpsertPortfolioRequest { Portfolio = Portfolio(), ExpectedVersion = 0 }).ResponseAsync, StatusCode.Aborted);
+        var updated = (await _client.UpsertPortfolioAsync(new UpsertPortfolioRequest { Portfolio = Portfolio(), ExpectedVersion = 1 })).Portfolio;
+        Assert.Equal(2, updated.Version);
+        await RpcAssert.StatusAsync(() => _client.UpsertPortfolioAsync(new UpsertPortfolioRequest { Portfolio = Portfolio(), ExpectedVersion = 1 }).ResponseAsync, StatusCode.Aborted);
+    }
+
+    [Fact]
+    public async Task Unknown_things_are_NotFound_and_bad_ids_InvalidArgument()
+    {
+        await RpcAssert.StatusAsync(() => _client.GetPortfolioAsync(new GetPortfolioRequest { PortfolioId = "nope" }).ResponseAsync, StatusCode.NotFound);
+        await RpcAssert.StatusAsync(() => _client.GetPlanAsync(new GetPlanRequest { PlanId = "nope" }).ResponseAsync, StatusCode.NotFound);
+        await RpcAssert.InvalidArgumentAsync(() => _client.GetPlanAsync(new GetPlanRequest()).ResponseAsync, "plan_id");
+        await RpcAssert.InvalidArgumentAsync(() => _client.ListPlansAsync(new ListPlansRequest { PortfolioId = "p", PageSize = 1000, PageToken = "x" }).ResponseAsync, "page_size");
+        await RpcAssert.InvalidArgumentAsync(() => _client.SubmitRebalanceAsync(new SubmitRebalanceRequest { PortfolioId = "p" }).ResponseAsync, "idempotency_key");
+        await RpcAssert.InvalidArgumentAsync(() => _client.SetTradingHaltAsync(new SetTradingHaltRequest { Halted = true }).ResponseAsync, "reason");
+    }
+
+    [Fact]
+    public async Task SetPolicy_validates_weights_and_bands()
+    {
+        await _client.UpsertPortfolioAsync(new UpsertPortfolioRequest { Portfolio = Portfolio(), ExpectedVersion = -1 });
+        var policy = new Policy
+        {
+            PortfolioId = "p1",
+            Targets = { new TargetWeight { InstrumentId = "DAX", Weight = 0.7 }, new TargetWeight { InstrumentId = "SMI", Weight = 0.6 } },
+            AbsoluteBand = 2,
+        };
+        var fields = await RpcAssert.InvalidArgumentAsync(() => _client.SetPolicyAsync(new SetPolicyRequest { Policy = policy }).ResponseAsync, "policy.targets");
+        Assert.Contains("policy.absolute_band", fields);
+
+        policy.Targets[1].Weight = 0.3;
+        policy.AbsoluteBand = 0.05;
+        var stored = (await _client.SetPolicyAsync(new SetPolicyRequest { Policy = policy })).Policy;
+        Assert.Equal(1, stored.Version);
+        await RpcAssert.StatusAsync(() => _client.SetPolicyAsync(new SetPolicyRequest { Policy = new Policy(policy) { PortfolioId = "ghost" } }).ResponseAsync, StatusCode.NotFound);
+    }
+
+    [Fact]
+    public async Task Dapr_delivers_subscriptions_as_CloudEvents_over_HTTP()
+    {
+        var http = _server.CreateClient();
+        var subscribe = JsonNode.Parse(await http.GetStringAsync("/dapr/subscribe"))!.AsArray();
+        var topics = subscribe.Select(s => s!["topic"]!.GetValue<string>()).Order().ToArray();
+        Assert.Equal(["execution.reports", "market.quotes"], topics);
+        Assert.All(subscribe, s => Assert.Equal("pubsub", s!["pubsubName"]!.GetValue<string>()));
+
+        // A stored portfolio and an approved plan for it.
+        await _client.UpsertPortfolioAsync(new UpsertPortfolioRequest { Portfolio = Portfolio(), ExpectedVersion = -1 });
+        var store = _server.Services.GetRequiredService<PlanningStore>();
+        var now = DateTimeOffset.UtcNow.ToTimestamp();
+        await store.CreatePlanAsync(new Plan
+        {
+            PlanId = "plan-1",
+            PortfolioId = "p1",
+            Status = PlanStatus.Approved,
+            CreatedAt = now,
+            Legs = { new PlanLeg { LegId = "L1", InstrumentId = "DAX", Side = Side.Buy, Quantity = 2m, FilledQuantity = 0m, Fees = 0m, Status = LegStatus.Pending } },
+        }, "k1");
+
+        var report = new ExecutionReport
+        {
+            ReportId = "r1",
+            PlanId = "plan-1",
+            PortfolioId = "p1",
+            LegId = "L1",
+            Kind = ReportKind.Fill,
+            Fill = new Fill { FillId = "f1", Venue = "SIM-A", InstrumentId = "DAX", Side = Side.Buy, Quantity = 2m, Price = 100m, Fee = 0.5m, FilledAt = now },
+        };
+
+        // Exactly what daprd posts: a structured CloudEvent, content type application/cloudevents+json.
+        async Task<string> PostAsync(string body)
+        {
+            using var content = new StringContent(body, Encoding.UTF8);
+            content.Headers.ContentType = new MediaTypeHeaderValue("application/cloudevents+json");
+            var response = await http.PostAsync("/events/execution.reports", content);
+            response.EnsureSuccessStatusCode();
+            return JsonNode.Parse(await response.Content.ReadAsStringAsync())!["status"]!.GetValue<string>();
+        }
+
+        var cloudEvent = new JsonObject
+        {
+            ["specversion"] = "1.0",
+            ["id"] = "evt-1",
+            ["source"] = "execution",
+            ["type"] = "rebalance.events.v1.ExecutionReport",
+            ["datacontenttype"] = "application/json",
+            ["topic"] = "execution.reports",
+            ["pubsubname"] = "pubsub",
+            ["traceparent"] = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            ["data"] = JsonNode.Parse(JsonFormatter.Default.Format(report)),
+        }.ToJsonString();
+
+        Assert.Equal("SUCCESS", await PostAsync(cloudEvent));
+        Assert.Equal("SUCCESS", await PostAsync(cloudEvent)); // redelivery: applied once
+        Assert.Equal("DROP", await PostAsync("{not json"));
+        Assert.Equal("DROP", await PostAsync(cloudEvent.Replace("rebalance.events.v1.ExecutionReport", "rebalance.events.v1.Unknown", StringComparison.Ordinal)));
+
+        var portfolio = (await _client.GetPortfolioAsync(new GetPortfolioRequest { PortfolioId = "p1" })).Portfolio;
+        Assert.Equal(12m, portfolio.Positions.Single(p => p.InstrumentId == "DAX").Quantity.ToDecimal());
+        Assert.Equal(1_000m - 200m - 0.5m, portfolio.Cash.ToDecimal());
+        var plan = (await _client.GetPlanAsync(new GetPlanRequest { PlanId = "plan-1" })).Plan;
+        Assert.Equal(PlanStatus.Executing, plan.Status);
+        Assert.Equal(LegStatus.Filled, plan.Legs[0].Status);
+        Assert.Equal(100m, plan.Legs[0].AverageFillPrice.ToDecimal());
+    }
+}
