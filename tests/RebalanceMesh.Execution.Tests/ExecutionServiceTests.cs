@@ -1,0 +1,133 @@
+using Google.Protobuf.WellKnownTypes;
+using Grpc.Core;
+using Microsoft.Extensions.DependencyInjection;
+using RebalanceMesh.Contracts.Common.V1;
+using RebalanceMesh.Contracts.Events.V1;
+using RebalanceMesh.Contracts.Execution.V1;
+using RebalanceMesh.EventBus;
+using RebalanceMesh.MarketState;
+using RebalanceMesh.Testing;
+
+namespace RebalanceMesh.Execution.Tests;
+
+public sealed class ExecutionServiceTests : IClassFixture<RedisServer>, IAsyncLifetime
+{
+    private readonly RedisServer _redis;
+    private readonly GrpcTestServer<Program> _server;
+    private readonly ExecutionService.ExecutionServiceClient _client;
+
+    public ExecutionServiceTests(RedisServer redis)
+    {
+        _redis = redis;
+        _server = new GrpcTestServer<Program>(redis);
+        _client = new ExecutionService.ExecutionServiceClient(_server.CreateChannel());
+    }
+
+    public async Task InitializeAsync()
+    {
+        await _redis.FlushAsync();
+        var market = _server.Services.GetRequiredService<MarketStateStore>();
+        var now = DateTimeOffset.UtcNow.ToTimestamp();
+        await market.WriteQuotesAsync(
+        [
+            new Quote { Venue = "SIM-A", InstrumentId = "DAX", Bid = 99.9m, Ask = 100.1m, BidSize = 100m, AskSize = 100m, Timestamp = now },
+            new Quote { Venue = "SIM-B", InstrumentId = "DAX", Bid = 99.8m, Ask = 100.2m, BidSize = 100m, AskSize = 100m, Timestamp = now },
+        ]);
+    }
+
+    public Task DisposeAsync() => _server.DisposeAsync().AsTask();
+
+    private static PlanApproved Plan(string id) => new()
+    {
+        PlanId = id,
+        PortfolioId = "p1",
+        Legs =
+        {
+            new ApprovedLeg { LegId = "L1", Sequence = 1, InstrumentId = "DAX", Side = Side.Sell, Quantity = 10m, ReferencePrice = 100m },
+            new ApprovedLeg { LegId = "L2", Sequence = 2, InstrumentId = "DAX", Side = Side.Buy, Quantity = 150m, ReferencePrice = 100m },
+        },
+    };
+
+    [Fact]
+    public async Task Executes_an_approved_plan_and_reports_fills_legs_and_completion()
+    {
+        var bus = _server.Services.GetRequiredService<InMemoryEventBus>();
+        await bus.PublishAsync(Topics.PlansApproved, Plan("plan-x"));
+        var execution = await WaitForFinalAsync("plan-x");
+
+        Assert.Equal(ExecutionStatus.Completed, execution.Status);
+        // Sell 10: SIM-A bid 99.9 less 10 bps = 99.8001 vs SIM-B 99.8 less 5 bps = 99.7501 → SIM-A.
+        // Buy 150: SIM-B 100.2·1.0005 = 100.2501 vs SIM-A 100.1·1.001 = 100.2001 → SIM-A first (100), SIM-B the rest (50).
+        Assert.Equal(
+            [("plan-x:L1-r1:1", "SIM-A", 10m), ("plan-x:L2-r1:1", "SIM-A", 100m), ("plan-x:L2-r1:2", "SIM-B", 50m)],
+            execution.Orders.Select(o => (o.ClientOrderId, o.Venue, o.FilledQuantity.ToDecimal())));
+        var buy = execution.Legs.Single(l => l.LegId == "L2");
+        Assert.Equal((100m * 100.1m + 50m * 100.2m) / 150m, buy.AveragePrice.ToDecimal());
+
+        var reports = bus.Published.Where(e => e.Topic == Topics.ExecutionReports).Select(e => e.ReadData(ExecutionReport.Parser)).ToArray();
+        Assert.Equal(3, reports.Count(r => r.Kind == ReportKind.Fill));
+        Assert.Equal(2, reports.Count(r => r.Kind == ReportKind.LegDone));
+        Assert.Equal(ReportedPlanStatus.Completed, reports.Single(r => r.Kind == ReportKind.PlanDone).PlanStatus);
+    }
+
+    [Fact]
+    public async Task A_redelivered_plan_sends_no_new_orders()
+    {
+        var executor = _server.Services.CreateScope().ServiceProvider.GetRequiredService<PlanExecutor>();
+        await executor.ExecuteAsync(Plan("plan-y"), CancellationToken.None);
+        await executor.ExecuteAsync(Plan("plan-y"), CancellationToken.None);
+        var orders = await _client.ListOrdersAsync(new ListOrdersRequest { PlanId = "plan-y" });
+        Assert.Equal(3, orders.Orders.Count);
+    }
+
+    [Fact]
+    public async Task A_halt_stops_the_plan_before_its_legs()
+    {
+        var scope = _server.Services.CreateScope();
+        await scope.ServiceProvider.GetRequiredService<ExecutionStore>().SetHaltAsync(true, "test halt");
+        try
+        {
+            await scope.ServiceProvider.GetRequiredService<PlanExecutor>().ExecuteAsync(Plan("plan-z"), CancellationToken.None);
+            var execution = await _client.GetPlanExecutionAsync(new GetPlanExecutionRequest { PlanId = "plan-z" });
+            Assert.Equal(ExecutionStatus.Cancelled, execution.Status);
+            Assert.Empty(execution.Orders);
+        }
+        finally
+        {
+            await scope.ServiceProvider.GetRequiredService<ExecutionStore>().SetHaltAsync(false, string.Empty);
+        }
+    }
+
+    [Fact]
+    public async Task RPCs_validate_input_and_list_venues()
+    {
+        await RpcAssert.InvalidArgumentAsync(() => _client.GetPlanExecutionAsync(new GetPlanExecutionRequest()).ResponseAsync, "plan_id");
+        await RpcAssert.InvalidArgumentAsync(() => _client.ListOrdersAsync(new ListOrdersRequest { PlanId = "p", Venue = "bad venue" }).ResponseAsync, "venue");
+        await RpcAssert.StatusAsync(() => _client.CancelPlanAsync(new CancelPlanRequest { PlanId = "unknown" }).ResponseAsync, StatusCode.NotFound);
+        var venues = await _client.ListVenuesAsync(new ListVenuesRequest());
+        Assert.Equal(["SIM-A", "SIM-B", "SIM-C"], venues.Venues.Select(v => v.VenueId));
+    }
+
+    private async Task<GetPlanExecutionResponse> WaitForFinalAsync(string planId)
+    {
+        for (var i = 0; i < 100; i++)
+        {
+            try
+            {
+                var execution = await _client.GetPlanExecutionAsync(new GetPlanExecutionRequest { PlanId = planId });
+                if (PlanExecutor.IsFinal(execution.Status))
+                {
+                    return execution;
+                }
+            }
+            catch (RpcException ex) when (ex.StatusCode == StatusCode.NotFound)
+            {
+                // not started yet
+            }
+
+            await Task.Delay(50);
+        }
+
+        throw new TimeoutException($"Plan {planId} did not finish.");
+    }
+}

@@ -1,0 +1,60 @@
+using RebalanceMesh.Execution.Core;
+
+namespace RebalanceMesh.Execution.Tests;
+
+public class RoutingTests
+{
+    private static readonly VenueSpec[] Venues = [new("A", 10, 0), new("B", 2, 0), new("C", 5, 0, Available: false)];
+
+    [Fact]
+    public void Buys_go_to_the_lowest_all_in_price_not_the_lowest_quote()
+    {
+        // A asks 100.00 with 10 bps → 100.10; B asks 100.05 with 2 bps → 100.07002: B is cheaper all-in.
+        var quotes = new[] { new VenueQuote("A", 99.9m, 100.00m, 50, 50), new VenueQuote("B", 99.8m, 100.05m, 50, 50) };
+        var orders = SmartOrderRouter.Route(new LegOrder("p", "L1", "X", OrderSide.Buy, 10), Venues, quotes);
+        var order = Assert.Single(orders);
+        Assert.Equal("B", order.VenueId);
+        Assert.Equal(100.05m * 1.0002m, order.AllInPrice);
+    }
+
+    [Fact]
+    public void Sells_go_to_the_highest_all_in_bid_and_split_by_displayed_size()
+    {
+        // Sell all-in: A 100·0.999 = 99.9, B 99.95·0.9998 = 99.93001 → B first (size 30), then A.
+        var quotes = new[] { new VenueQuote("A", 100m, 101m, 100, 100), new VenueQuote("B", 99.95m, 101m, 30, 30) };
+        var orders = SmartOrderRouter.Route(new LegOrder("p", "L1", "X", OrderSide.Sell, 50), Venues, quotes);
+        Assert.Equal([("B", 30m), ("A", 20m)], orders.Select(o => (o.VenueId, o.Quantity)));
+        Assert.Equal(["p:L1:1", "p:L1:2"], orders.Select(o => o.ClientOrderId));
+    }
+
+    [Fact]
+    public void Quantity_beyond_all_displayed_depth_goes_to_the_best_venue()
+    {
+        var quotes = new[] { new VenueQuote("B", 99m, 100m, 5, 5) };
+        var order = Assert.Single(SmartOrderRouter.Route(new LegOrder("p", "L1", "X", OrderSide.Buy, 12), Venues, quotes));
+        Assert.Equal(12m, order.Quantity);
+    }
+
+    [Fact]
+    public void Unavailable_venues_and_missing_quotes_get_nothing()
+    {
+        var quotes = new[] { new VenueQuote("C", 1m, 1.01m, 5, 5) };
+        Assert.Empty(SmartOrderRouter.Route(new LegOrder("p", "L1", "X", OrderSide.Buy, 1), Venues, quotes));
+    }
+
+    [Fact]
+    public void Client_order_ids_are_deterministic() =>
+        Assert.Equal(ClientOrderIds.For("plan-1", "L2", 3), ClientOrderIds.For("plan-1", "L2", 3));
+
+    [Fact]
+    public void Simulated_venue_fills_at_the_touch_and_charges_its_fee()
+    {
+        var order = new ChildOrder("p:L1:1", "A", 10m, 100m, 100.1m);
+        var fill = SimulatedVenue.Execute(order, OrderSide.Buy, Venues[0], new VenueQuote("A", 99m, 100m, 10, 10));
+        Assert.True(fill.Accepted);
+        Assert.Equal((10m, 100m, 1m), (fill.FilledQuantity, fill.Price, fill.Fee)); // 10 bps of 1000
+        var rejected = SimulatedVenue.Execute(order, OrderSide.Buy, Venues[2], new VenueQuote("C", 99m, 100m, 10, 10));
+        Assert.False(rejected.Accepted);
+        Assert.Equal("venue unavailable", rejected.RejectReason);
+    }
+}
