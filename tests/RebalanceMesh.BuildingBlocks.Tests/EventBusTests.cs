@@ -1,0 +1,207 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Text.Json.Nodes;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using RebalanceMesh.Contracts.Common.V1;
+using RebalanceMesh.Contracts.Events.V1;
+using RebalanceMesh.EventBus;
+using RebalanceMesh.Testing;
+using StackExchange.Redis;
+
+namespace RebalanceMesh.BuildingBlocks.Tests;
+
+/// <summary>What the test handler saw.</summary>
+public sealed class Received
+{
+    public ConcurrentQueue<(TradingHaltChanged Message, EventContext Context, ActivityTraceId TraceId, ActivitySpanId ParentSpanId)> Events { get; } = new();
+
+    /// <summary>Deliveries to fail before succeeding, per reason text.</summary>
+    public ConcurrentDictionary<string, int> FailuresLeft { get; } = new();
+}
+
+public sealed class RecordingHandler(Received received) : IEventHandler<TradingHaltChanged>
+{
+    public Task HandleAsync(TradingHaltChanged message, EventContext context, CancellationToken cancellationToken)
+    {
+        if (received.FailuresLeft.TryGetValue(message.Reason, out var left) && left > 0)
+        {
+            received.FailuresLeft[message.Reason] = left - 1;
+            throw new InvalidOperationException("transient failure");
+        }
+
+        var current = Activity.Current!;
+        received.Events.Enqueue((message, context, current.TraceId, current.ParentSpanId));
+        return Task.CompletedTask;
+    }
+}
+
+public sealed class EventBusTests : IClassFixture<RedisServer>, IAsyncLifetime
+{
+    private const string Topic = "test.halts";
+    private readonly RedisServer _redis;
+    private readonly ActivityListener _listener;
+    private readonly ConcurrentQueue<Activity> _activities = new();
+
+    public EventBusTests(RedisServer redis)
+    {
+        _redis = redis;
+        _listener = new ActivityListener
+        {
+            ShouldListenTo = source => source.Name.StartsWith("RebalanceMesh", StringComparison.Ordinal) || source.Name == "test",
+            Sample = (ref ActivityCreationOptions<ActivityContext> _) => ActivitySamplingResult.AllDataAndRecorded,
+            ActivityStopped = _activities.Enqueue,
+        };
+        ActivitySource.AddActivityListener(_listener);
+    }
+
+    public Task InitializeAsync() => _redis.FlushAsync();
+
+    public Task DisposeAsync()
+    {
+        _listener.Dispose();
+        return Task.CompletedTask;
+    }
+
+    private async Task<IHost> StartHostAsync(string provider, Received received, TimeSpan? processingTimeout = null)
+    {
+        var builder = Host.CreateApplicationBuilder();
+        builder.Logging.ClearProviders();
+        builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["EventBus:Provider"] = provider,
+            ["EventBus:ProcessingTimeout"] = (processingTimeout ?? TimeSpan.FromSeconds(30)).ToString(),
+            ["EventBus:RedeliverInterval"] = "00:00:00.100",
+            ["EventBus:MaxDeliveries"] = "3",
+            ["EventBus:ReadBlock"] = "00:00:00.200",
+        });
+        builder.Services.AddSingleton<IConnectionMultiplexer>(_ => ConnectionMultiplexer.Connect(_redis.ConnectionString));
+        builder.Services.AddSingleton(received);
+        builder.AddEventBus("test-app");
+        builder.Services.AddEventSubscription<TradingHaltChanged, RecordingHandler>(Topic);
+        var host = builder.Build();
+        await host.StartAsync();
+        return host;
+    }
+
+    private static async Task WaitUntilAsync(Func<bool> condition, int timeoutMs = 10_000)
+    {
+        var stopwatch = Stopwatch.StartNew();
+        while (!condition())
+        {
+            if (stopwatch.ElapsedMilliseconds > timeoutMs)
+            {
+                throw new TimeoutException("Condition not met in time.");
+            }
+
+            await Task.Delay(20);
+        }
+    }
+
+    [Fact]
+    public async Task Redis_stream_entries_have_Dapr_pubsub_redis_format()
+    {
+        using var host = await StartHostAsync("redis", new Received());
+        var bus = host.Services.GetRequiredService<IEventBus>();
+        using var source = new ActivitySource("test");
+        using (source.StartActivity("publisher"))
+        {
+            await bus.PublishAsync(Topic, new TradingHaltChanged { Halted = true, Reason = "wire" });
+        }
+
+        var entries = await _redis.Connection!.GetDatabase().StreamRangeAsync(Topic);
+        var entry = Assert.Single(entries);
+        var field = Assert.Single(entry.Values);
+        Assert.Equal("data", field.Name.ToString());
+
+        var cloudEvent = JsonNode.Parse(field.Value.ToString())!.AsObject();
+        Assert.Equal("1.0", (string?)cloudEvent["specversion"]);
+        Assert.Equal("test-app", (string?)cloudEvent["source"]);
+        Assert.Equal("rebalance.events.v1.TradingHaltChanged", (string?)cloudEvent["type"]);
+        Assert.Equal("application/json", (string?)cloudEvent["datacontenttype"]);
+        Assert.Equal(Topic, (string?)cloudEvent["topic"]);
+        Assert.Equal("pubsub", (string?)cloudEvent["pubsubname"]);
+        Assert.Matches("^[0-9a-f]{32}$", (string?)cloudEvent["id"]);
+        Assert.Matches("^00-[0-9a-f]{32}-[0-9a-f]{16}-01$", (string?)cloudEvent["traceparent"]);
+        Assert.True((bool?)cloudEvent["data"]!["halted"]);
+        Assert.Equal("wire", (string?)cloudEvent["data"]!["reason"]);
+    }
+
+    [Fact]
+    public async Task Consumes_with_the_app_id_as_group_acks_and_continues_the_trace()
+    {
+        var received = new Received();
+        using var host = await StartHostAsync("redis", received);
+        var bus = host.Services.GetRequiredService<IEventBus>();
+        using var source = new ActivitySource("test");
+        ActivityTraceId traceId;
+        using (var parent = source.StartActivity("publisher"))
+        {
+            traceId = parent!.TraceId;
+            await bus.PublishAsync(Topic, new TradingHaltChanged { Halted = true, Reason = "trace" });
+        }
+
+        await WaitUntilAsync(() => !received.Events.IsEmpty);
+        var (message, context, consumerTrace, consumerParent) = received.Events.Single();
+        Assert.Equal("trace", message.Reason);
+        Assert.Equal(1, context.DeliveryCount);
+        Assert.Equal(traceId, consumerTrace);
+        var publishSpan = _activities.Single(a => a.DisplayName == $"{Topic} publish" && a.TraceId == traceId);
+        var consumeSpan = _activities.Single(a => a.DisplayName == $"{Topic} process" && a.TraceId == traceId);
+        Assert.Equal(publishSpan.SpanId, consumeSpan.ParentSpanId);
+        Assert.Equal(ActivityKind.Consumer, consumeSpan.Kind);
+
+        var db = _redis.Connection!.GetDatabase();
+        var groups = await db.StreamGroupInfoAsync(Topic);
+        Assert.Equal("test-app", Assert.Single(groups).Name);
+        await WaitUntilAsync(() => db.StreamPending(Topic, "test-app").PendingMessageCount == 0);
+    }
+
+    [Fact]
+    public async Task Failed_events_are_redelivered_after_the_processing_timeout_then_dead_lettered()
+    {
+        var received = new Received();
+        received.FailuresLeft["flaky"] = 1;    // succeeds on the second delivery
+        received.FailuresLeft["poison"] = 100; // never succeeds
+        using var host = await StartHostAsync("redis", received, processingTimeout: TimeSpan.FromMilliseconds(300));
+        var bus = host.Services.GetRequiredService<IEventBus>();
+        await bus.PublishAsync(Topic, new TradingHaltChanged { Reason = "flaky" });
+        await bus.PublishAsync(Topic, new TradingHaltChanged { Reason = "poison" });
+        await _redis.Connection!.GetDatabase().StreamAddAsync(Topic, "data", "{not a cloud event");
+
+        await WaitUntilAsync(() => received.Events.Any(e => e.Message.Reason == "flaky"));
+        Assert.Equal(2, received.Events.Single(e => e.Message.Reason == "flaky").Context.DeliveryCount);
+
+        var db = _redis.Connection!.GetDatabase();
+        await WaitUntilAsync(() => db.StreamLength(Topics.DeadLetter(Topic)) == 2);
+        var dead = await db.StreamRangeAsync(Topics.DeadLetter(Topic));
+        Assert.Contains(dead, e => e["reason"] == "malformed");
+        Assert.Contains(dead, e => e["reason"] == "failed 3 deliveries" && e["data"].ToString().Contains("poison", StringComparison.Ordinal));
+        await WaitUntilAsync(() => db.StreamPending(Topic, "test-app").PendingMessageCount == 0);
+        Assert.DoesNotContain(received.Events, e => e.Message.Reason == "poison");
+    }
+
+    [Fact]
+    public async Task In_memory_bus_delivers_through_the_same_envelope()
+    {
+        var received = new Received();
+        using var host = await StartHostAsync("inmemory", received);
+        var bus = host.Services.GetRequiredService<InMemoryEventBus>();
+        await bus.PublishAsync(Topic, new TradingHaltChanged { Reason = "memory" });
+        await WaitUntilAsync(() => !received.Events.IsEmpty);
+        Assert.Equal("memory", received.Events.Single().Message.Reason);
+        Assert.Equal("rebalance.events.v1.TradingHaltChanged", bus.Published.Single().Type);
+    }
+
+    [Fact]
+    public void Envelope_rejects_events_that_are_not_CloudEvents()
+    {
+        Assert.Throws<MalformedEventException>(() => CloudEventEnvelope.Parse("[]"u8));
+        Assert.Throws<MalformedEventException>(() => CloudEventEnvelope.Parse("""{"specversion":"0.3","id":"1","type":"x"}"""u8));
+        var envelope = CloudEventEnvelope.Parse("""{"specversion":"1.0","id":"1","type":"rebalance.events.v1.QuotesUpdated","data":{}}"""u8);
+        Assert.Throws<MalformedEventException>(() => envelope.ReadData(TradingHaltChanged.Parser));
+        Assert.NotNull(envelope.ReadData(QuotesUpdated.Parser));
+    }
+}
