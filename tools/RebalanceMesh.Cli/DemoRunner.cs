@@ -10,7 +10,7 @@ using RebalanceMesh.Contracts.Pricing.V1;
 namespace RebalanceMesh.Cli;
 
 /// <summary>What the demo measured.</summary>
-public sealed record DemoResult(Plan Plan, GetPortfolioResponse After, GetPlanExecutionResponse Execution, TimeSpan SubmitToLastFill, IReadOnlyList<SpanRecord> Spans);
+public sealed record DemoResult(Portfolio Initial, Plan Plan, GetPortfolioResponse After, GetPlanExecutionResponse Execution, TimeSpan SubmitToLastFill, IReadOnlyList<SpanRecord> Spans);
 
 /// <summary>
 /// The demo: a EUR portfolio overweight the DAX against a 24 % × 4 policy; preview, submit, watch the plan to its
@@ -49,7 +49,7 @@ public sealed class DemoRunner(MeshState mesh, string spansDirectory, TextWriter
         }
 
         portfolio.Cash = decimal.Round(capital - invested, 2);
-        await planning.UpsertPortfolioAsync(new UpsertPortfolioRequest { Portfolio = portfolio, ExpectedVersion = -1 }, cancellationToken: cancellationToken);
+        var initial = (await planning.UpsertPortfolioAsync(new UpsertPortfolioRequest { Portfolio = portfolio, ExpectedVersion = -1 }, cancellationToken: cancellationToken)).Portfolio;
 
         var policy = new Policy
         {
@@ -134,7 +134,7 @@ public sealed class DemoRunner(MeshState mesh, string spansDirectory, TextWriter
         var spans = SpanFiles.ReadTrace(spansDirectory, submitted.TraceId);
         output.WriteLine($"Trace {submitted.TraceId}: {spans.Count} spans from {string.Join(", ", spans.Select(s => s.Service).Distinct().Order())}");
         SpanFiles.PrintTree(spans, output, maxLines: 40);
-        return new DemoResult(final, after, executionState, submitToLastFill, spans);
+        return new DemoResult(initial, final, after, executionState, submitToLastFill, spans);
     }
 
     private static async Task<Dictionary<string, decimal>> WaitForPricesAsync(PricingService.PricingServiceClient pricing, CancellationToken cancellationToken)

@@ -1,0 +1,84 @@
+using RebalanceMesh.Cli;
+using RebalanceMesh.Contracts.Common.V1;
+using RebalanceMesh.Contracts.Execution.V1;
+using RebalanceMesh.Contracts.Planning.V1;
+using RebalanceMesh.Testing;
+using Xunit.Abstractions;
+
+namespace RebalanceMesh.IntegrationTests;
+
+/// <summary>
+/// The whole mesh as real processes: a real redis-server, the four services on loopback ports talking real gRPC and
+/// the Redis Streams adapter, started by the same launcher as `rmesh up`, driven by the same demo as `rmesh demo`.
+/// </summary>
+[Trait("Category", "Integration")]
+public sealed class MeshEndToEndTests(ITestOutputHelper output) : IAsyncLifetime
+{
+    private readonly string _stateDir = Directory.CreateTempSubdirectory("rmesh-it-").FullName;
+    private MeshState? _mesh;
+
+    public async Task InitializeAsync()
+    {
+        var options = new LaunchOptions(
+            RepoPaths.Root,
+            _stateDir,
+            FreePorts: true,
+            ExtraEnv: new Dictionary<string, string> { ["Pricing__Csv__RowsPerSecond"] = "5" },
+#if DEBUG
+            Configuration: "Debug");
+#else
+            Configuration: "Release");
+#endif
+        using var cancel = new CancellationTokenSource(TimeSpan.FromMinutes(3));
+        var log = new StringWriter();
+        _mesh = await MeshLauncher.UpAsync(MeshTopology.Load(Path.Combine(RepoPaths.Root, "tye.yaml")), options, log, cancel.Token);
+        output.WriteLine(log.ToString());
+    }
+
+    public Task DisposeAsync()
+    {
+        MeshLauncher.Down(_stateDir, TextWriter.Null);
+        Directory.Delete(_stateDir, recursive: true);
+        return Task.CompletedTask;
+    }
+
+    [Fact]
+    public async Task A_submitted_rebalance_is_executed_applied_and_traced_across_all_four_services()
+    {
+        using var cancel = new CancellationTokenSource(TimeSpan.FromMinutes(2));
+        var console = new StringWriter();
+        var result = await new DemoRunner(_mesh!, Path.Combine(_stateDir, "spans"), console).RunAsync("it-portfolio", cancel.Token);
+        output.WriteLine(console.ToString());
+
+        // The plan ran to completion and every leg filled in full.
+        Assert.Equal(PlanStatus.Completed, result.Plan.Status);
+        Assert.NotEmpty(result.Plan.Legs);
+        Assert.All(result.Plan.Legs, leg => Assert.Equal(leg.Quantity.ToDecimal(), leg.FilledQuantity.ToDecimal()));
+        Assert.True(result.Plan.Legs.Select(l => l.Side).SkipWhile(s => s == Side.Sell).All(s => s == Side.Buy), "sells before buys");
+
+        // The fills reached planning: positions moved exactly by the legs, cash exactly by notional and fees.
+        var initial = result.Initial.Positions.ToDictionary(p => p.InstrumentId, p => p.Quantity.ToDecimal());
+        var final = result.After.Portfolio.Positions.ToDictionary(p => p.InstrumentId, p => p.Quantity.ToDecimal());
+        foreach (var leg in result.Plan.Legs)
+        {
+            var signed = leg.Side == Side.Buy ? leg.Quantity.ToDecimal() : -leg.Quantity.ToDecimal();
+            Assert.Equal(initial.GetValueOrDefault(leg.InstrumentId) + signed, final.GetValueOrDefault(leg.InstrumentId));
+        }
+
+        var filledOrders = result.Execution.Orders.Where(o => o.Status == OrderStatus.Filled).ToArray();
+        var cashFlow = filledOrders.Sum(o => (o.Side == Side.Buy ? -1 : 1) * o.FilledQuantity.ToDecimal() * o.AveragePrice.ToDecimal() - o.Fees.ToDecimal());
+        Assert.Equal(result.Initial.Cash.ToDecimal() + cashFlow, result.After.Portfolio.Cash.ToDecimal());
+        Assert.True(result.After.Portfolio.Cash.ToDecimal() >= 0m);
+
+        // Back inside the bands.
+        Assert.True(result.After.Valuation.TotalDrift < 0.02, $"total drift after {result.After.Valuation.TotalDrift}");
+
+        // One trace from the submit call through pricing, risk, execution and back to planning.
+        Assert.Matches("^[0-9a-f]{32}$", result.Plan.TraceId);
+        Assert.Equal(["execution", "planning", "pricing", "risk"], result.Spans.Select(s => s.Service).Distinct().Order());
+        Assert.Contains(result.Spans, s => s.Service == "execution" && s.Name == "plans.approved process");
+        Assert.Contains(result.Spans, s => s.Service == "planning" && s.Name == "execution.reports process");
+        Assert.Contains(result.Spans, s => s.Service == "pricing" && s.Kind == "Server");
+        Assert.Contains(result.Spans, s => s.Service == "risk" && s.Kind == "Server");
+    }
+}
