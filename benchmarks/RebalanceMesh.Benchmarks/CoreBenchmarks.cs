@@ -1,0 +1,61 @@
+using BenchmarkDotNet.Attributes;
+using RebalanceMesh.Planning.Core;
+using RebalanceMesh.Risk.Core;
+
+namespace RebalanceMesh.Benchmarks;
+
+/// <summary>Risk of an n-asset linear portfolio over 500 days of seeded random returns.</summary>
+[MemoryDiagnoser]
+public class RiskBenchmarks
+{
+    private ReturnMatrix _returns = null!;
+    private double[] _values = null!;
+
+    [Params(10, 100, 500)]
+    public int Assets { get; set; }
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        var random = new Random(1);
+        var data = new double[500, Assets];
+        for (var t = 0; t < 500; t++)
+        {
+            var market = (random.NextDouble() - 0.5) * 0.02;
+            for (var j = 0; j < Assets; j++)
+            {
+                data[t, j] = market + ((random.NextDouble() - 0.5) * 0.02);
+            }
+        }
+
+        _returns = new ReturnMatrix(Enumerable.Range(0, Assets).Select(i => "A" + i).ToArray(), data);
+        _values = Enumerable.Range(0, Assets).Select(_ => 10_000.0).ToArray();
+    }
+
+    [Benchmark]
+    public RiskReport Assess() => PortfolioRiskModel.Assess(_values, 1_000, _returns, RiskSettings.Default);
+}
+
+/// <summary>Drift evaluation and trade proposal for an n-asset portfolio.</summary>
+[MemoryDiagnoser]
+public class PlannerBenchmarks
+{
+    private MarkedPortfolio _marked = null!;
+    private TargetPolicy _policy = null!;
+
+    [Params(10, 500)]
+    public int Assets { get; set; }
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        var ids = Enumerable.Range(0, Assets).Select(i => "A" + i).ToArray();
+        var prices = ids.ToDictionary(i => i, _ => 100m);
+        var holdings = ids.Select((id, i) => new Holding(id, 10 + (i % 7))).ToArray();
+        _policy = new TargetPolicy(ids.ToDictionary(i => i, _ => 1.0 / Assets), 0.001, 0.1, 0, RebalanceTarget.Target, 10m, new Dictionary<string, decimal>(), 5);
+        _marked = PortfolioMarking.Mark(new PortfolioSnapshot("p", holdings, 1_000m, 1), _policy, prices);
+    }
+
+    [Benchmark]
+    public RebalanceProposal Propose() => RebalancePlanner.Propose(_marked, _policy, force: false);
+}

@@ -1,0 +1,3 @@
+using BenchmarkDotNet.Running;
+
+BenchmarkSwitcher.FromAssembly(typeof(RebalanceMesh.Benchmarks.RiskBenchmarks).Assembly).Run(args);
