@@ -35,3 +35,26 @@ public class DecimalValueTests
         Assert.Equal(value, wire.ToDecimal());
     }
 }
+
+public class WireValidationTests
+{
+    [Fact]
+    public void Decimals_beyond_the_magnitude_limit_are_violations_not_overflows()
+    {
+        var check = new RebalanceMesh.Domain.RequestValidator();
+        Assert.False(RebalanceMesh.Contracts.ValidationExtensions.RequireDecimal(check, new DecimalValue { Value = "79228162514264337593543950335" }, "q", RebalanceMesh.Contracts.ValidationExtensions.DecimalRule.Any, out _));
+        Assert.True(RebalanceMesh.Contracts.ValidationExtensions.RequireDecimal(check, new DecimalValue { Value = "999999999999" }, "p", RebalanceMesh.Contracts.ValidationExtensions.DecimalRule.Positive, out _));
+        Assert.Equal(["q"], check.Violations.Select(v => v.Field));
+    }
+
+    [Fact]
+    public void Timestamps_outside_the_representable_range_are_violations()
+    {
+        var check = new RebalanceMesh.Domain.RequestValidator();
+        RebalanceMesh.Contracts.ValidationExtensions.RequireTimestamp(check, new Google.Protobuf.WellKnownTypes.Timestamp { Seconds = long.MaxValue }, "a");
+        RebalanceMesh.Contracts.ValidationExtensions.RequireTimestamp(check, new Google.Protobuf.WellKnownTypes.Timestamp { Nanos = -1 }, "b");
+        RebalanceMesh.Contracts.ValidationExtensions.RequireTimestamp(check, null, "c");
+        RebalanceMesh.Contracts.ValidationExtensions.RequireTimestamp(check, null, "d", optional: true);
+        Assert.Equal(["a", "b", "c"], check.Violations.Select(v => v.Field));
+    }
+}

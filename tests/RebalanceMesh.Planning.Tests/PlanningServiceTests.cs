@@ -58,6 +58,11 @@ public sealed class PlanningServiceTests : IClassFixture<RedisServer>, IAsyncLif
         Assert.Contains("portfolio.positions[0].quantity", fields);
         Assert.Contains("portfolio.positions[1].instrument_id", fields);
         await RpcAssert.InvalidArgumentAsync(() => _client.UpsertPortfolioAsync(new UpsertPortfolioRequest()).ResponseAsync, "portfolio");
+
+        // Numbers that would overflow decimal arithmetic later are refused at the door.
+        var huge = Portfolio();
+        huge.Positions[0].Quantity = new DecimalValue { Value = "79228162514264337593543950335" };
+        await RpcAssert.InvalidArgumentAsync(() => _client.UpsertPortfolioAsync(new UpsertPortfolioRequest { Portfolio = huge }).ResponseAsync, "portfolio.positions[0].quantity");
     }
 
     [Fact]

@@ -83,6 +83,26 @@ public sealed class PricingServiceTests : IClassFixture<RedisServer>, IAsyncLife
     }
 
     [Fact]
+    public async Task A_restarted_service_still_rejects_ticks_older_than_market_state()
+    {
+        var now = DateTimeOffset.UtcNow;
+        using (var call = _client.IngestQuotes())
+        {
+            await call.RequestStream.WriteAsync(new IngestQuotesRequest { Quote = Quote("BBB", "1", "2", now) });
+            await call.RequestStream.CompleteAsync();
+            Assert.Equal(1, (await call).AcceptedCount);
+        }
+
+        await using var restarted = new GrpcTestServer<Program>(_redis, new Dictionary<string, string?> { ["Pricing:Feed"] = "none", ["Pricing:Instruments:0"] = "BBB" });
+        var client = new PricingService.PricingServiceClient(restarted.CreateChannel());
+        using var again = client.IngestQuotes();
+        await again.RequestStream.WriteAsync(new IngestQuotesRequest { Quote = Quote("BBB", "1", "2", now.AddSeconds(-1)) });
+        await again.RequestStream.CompleteAsync();
+        var response = await again;
+        Assert.Equal(RejectReason.OutOfOrder, Assert.Single(response.Rejections).Reason);
+    }
+
+    [Fact]
     public async Task GetQuotes_validates_instrument_ids()
     {
         await RpcAssert.InvalidArgumentAsync(() => _client.GetQuotesAsync(new GetQuotesRequest { InstrumentIds = { "ok", "bad id!" } }).ResponseAsync, "instrument_ids[1]");
@@ -97,12 +117,16 @@ public sealed class PricingServiceTests : IClassFixture<RedisServer>, IAsyncLife
             {
                 new ValuationItem { Instrument = new Instrument { InstrumentId = "OPT", Kind = InstrumentKind.Option, UnderlyingId = "AAA" } },
                 new ValuationItem(),
+                new ValuationItem { Instrument = new Instrument { InstrumentId = "FUT", Kind = InstrumentKind.Future, UnderlyingId = "AAA", Expiry = new Timestamp { Seconds = long.MaxValue } } },
             },
+            ValuationTime = new Timestamp { Nanos = -5 },
         };
         var fields = await RpcAssert.InvalidArgumentAsync(() => _client.PriceInstrumentsAsync(request).ResponseAsync, "items[0].instrument.strike");
         Assert.Contains("items[0].instrument.option_right", fields);
         Assert.Contains("items[0].instrument.expiry", fields);
         Assert.Contains("items[1].instrument", fields);
+        Assert.Contains("items[2].instrument.expiry", fields);
+        Assert.Contains("valuation_time", fields);
     }
 
     [Fact]

@@ -26,7 +26,7 @@ public static class PlanningMapping
         check.RequireIdentifier(portfolio!.PortfolioId, path + ".portfolio_id");
         check.Require(portfolio.DisplayName.Length <= 200, path + ".display_name", "must be at most 200 characters");
         check.Require(portfolio.BaseCurrency.Length is >= 3 and <= 8 && portfolio.BaseCurrency.All(char.IsAsciiLetterUpper), path + ".base_currency", "must be 3 to 8 upper-case letters");
-        check.OptionalDecimal(portfolio.Cash, path + ".cash", ValidationExtensions.DecimalRule.NonNegative, 0m, out _);
+        check.OptionalDecimal(portfolio.Cash, path + ".cash", ValidationExtensions.DecimalRule.NonNegative, 0m, out _, ValidationExtensions.MaxCashMagnitude);
         check.RequireCount(portfolio.Positions.Count, MaxPositions, path + ".positions");
         var seen = new HashSet<string>(StringComparer.Ordinal);
         for (var i = 0; i < portfolio.Positions.Count && i < MaxPositions; i++)

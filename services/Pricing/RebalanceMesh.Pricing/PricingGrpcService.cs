@@ -112,6 +112,7 @@ public sealed class PricingGrpcService(QuoteIngestor ingestor, MarketStateStore 
     {
         var check = new RequestValidator();
         check.Require(request.Items.Count > 0, "items", "must not be empty");
+        check.RequireTimestamp(request.ValuationTime, "valuation_time", optional: true);
         check.RequireCount(request.Items.Count, MaxValuationItems, "items");
         for (var i = 0; i < request.Items.Count && check.Violations.Count < 100; i++)
         {
@@ -154,16 +155,17 @@ public sealed class PricingGrpcService(QuoteIngestor ingestor, MarketStateStore 
             check.RequireIdentifier(instrument.UnderlyingId, path + ".instrument.underlying_id");
         }
 
+        check.OptionalDecimal(instrument.Multiplier, path + ".instrument.multiplier", ValidationExtensions.DecimalRule.Positive, 1m, out _);
         if (instrument.Kind == InstrumentKind.Option)
         {
             check.RequireDecimal(instrument.Strike, path + ".instrument.strike", ValidationExtensions.DecimalRule.Positive, out _);
             check.Require(instrument.OptionRight != WireOptionRight.Unspecified, path + ".instrument.option_right", "is required for options");
-            check.Require(instrument.Expiry is not null, path + ".instrument.expiry", "is required for options");
+            check.RequireTimestamp(instrument.Expiry, path + ".instrument.expiry");
         }
 
         if (instrument.Kind == InstrumentKind.Future)
         {
-            check.Require(instrument.Expiry is not null, path + ".instrument.expiry", "is required for futures");
+            check.RequireTimestamp(instrument.Expiry, path + ".instrument.expiry");
         }
 
         if (item.Overrides is { } o)

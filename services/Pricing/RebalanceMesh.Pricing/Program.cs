@@ -20,6 +20,7 @@ builder.Services.AddSingleton(sp => new ConfiguredFeed(
 builder.Services.AddSingleton(sp => PricingComposition.CreateValidator(
     sp.GetRequiredService<IOptions<PricingOptions>>().Value, sp.GetRequiredService<ConfiguredFeed>().Feed, sp.GetRequiredService<TimeProvider>()));
 builder.Services.AddSingleton<QuoteIngestor>();
+builder.Services.AddHostedService<TickOrderSeeder>();
 builder.Services.AddHostedService<FeedService>();
 builder.Services.AddHostedService<QuotePublisher>();
 

@@ -20,7 +20,7 @@ public static class QuoteMapping
         check.OptionalDecimal(quote.BidSize, "bid_size", ValidationExtensions.DecimalRule.Any, 0m, out var bidSize);
         check.OptionalDecimal(quote.AskSize, "ask_size", ValidationExtensions.DecimalRule.Any, 0m, out var askSize);
         check.OptionalDecimal(quote.Last, "last", ValidationExtensions.DecimalRule.Any, -1m, out var last);
-        check.Require(quote.Timestamp is not null, "timestamp", "is required");
+        check.RequireTimestamp(quote.Timestamp, "timestamp");
         check.RequireNotEmpty(quote.InstrumentId, "instrument_id", 64);
         if (!check.IsValid)
         {
@@ -28,18 +28,7 @@ public static class QuoteMapping
             return null;
         }
 
-        DateTimeOffset timestamp;
-        try
-        {
-            timestamp = quote.Timestamp!.ToDateTimeOffset();
-        }
-        catch (InvalidOperationException)
-        {
-            rejection = new TickRejection(TickRejectReason.Malformed, "timestamp is outside the representable range");
-            return null;
-        }
-
-        return new Tick(quote.Venue, quote.InstrumentId, bid, ask, bidSize, askSize, last == -1m ? null : last, timestamp);
+        return new Tick(quote.Venue, quote.InstrumentId, bid, ask, bidSize, askSize, last == -1m ? null : last, quote.Timestamp!.ToDateTimeOffset());
     }
 
     public static Quote ToQuote(this Tick tick)

@@ -16,7 +16,7 @@ public sealed class RiskGrpcService(RiskInputs inputs) : Wire.RiskService.RiskSe
     {
         var check = new RequestValidator();
         RiskInputs.ValidateHoldings(check, request.Holdings, "holdings");
-        check.OptionalDecimal(request.Cash, "cash", ValidationExtensions.DecimalRule.Any, 0m, out _);
+        check.OptionalDecimal(request.Cash, "cash", ValidationExtensions.DecimalRule.Any, 0m, out _, ValidationExtensions.MaxCashMagnitude);
         var settings = RiskInputs.ValidateSettings(check, request.Settings, "settings", out var lookback);
         check.ThrowIfInvalid();
 
@@ -92,7 +92,7 @@ public sealed class RiskGrpcService(RiskInputs inputs) : Wire.RiskService.RiskSe
     {
         var check = new RequestValidator();
         RiskInputs.ValidateHoldings(check, request.Holdings, "holdings", allowEmpty: true);
-        check.OptionalDecimal(request.Cash, "cash", ValidationExtensions.DecimalRule.Any, 0m, out _);
+        check.OptionalDecimal(request.Cash, "cash", ValidationExtensions.DecimalRule.Any, 0m, out _, ValidationExtensions.MaxCashMagnitude);
         check.Require(request.Holdings.Count + request.Trades.Count > 0, "trades", "holdings and trades must not both be empty");
         check.RequireCount(request.Trades.Count, RiskInputs.MaxHoldings, "trades");
         for (var i = 0; i < request.Trades.Count && i < RiskInputs.MaxHoldings; i++)
