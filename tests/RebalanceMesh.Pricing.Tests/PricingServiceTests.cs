@@ -159,6 +159,45 @@ public sealed class PricingServiceTests : IClassFixture<RedisServer>, IAsyncLife
     }
 
     [Fact]
+    public async Task PriceInstruments_marks_perpetuals_on_their_own_quotes_and_values_inverse_contracts()
+    {
+        var now = DateTimeOffset.UtcNow;
+        using (var call = _client.IngestQuotes())
+        {
+            await call.RequestStream.WriteAsync(new IngestQuotesRequest { Quote = Quote("AAA", "99.9", "100.1", now) });
+            await call.RequestStream.WriteAsync(new IngestQuotesRequest { Quote = Quote("BBB", "100.1", "100.3", now) });
+            await call.RequestStream.CompleteAsync();
+            Assert.Equal(2, (await call).AcceptedCount);
+        }
+
+        // BBB plays the perpetual on index AAA: mark 100.2 over index 100.
+        var response = await _client.PriceInstrumentsAsync(new PriceInstrumentsRequest
+        {
+            Items =
+            {
+                new ValuationItem { Instrument = new Instrument { InstrumentId = "BBB", Kind = InstrumentKind.Perpetual, UnderlyingId = "AAA" } },
+                new ValuationItem
+                {
+                    Instrument = new Instrument { InstrumentId = "BBB", Kind = InstrumentKind.Perpetual, UnderlyingId = "AAA", Inverse = true, Multiplier = 10m },
+                    Overrides = new MarketOverrides { FundingRate = -0.0002 },
+                },
+            },
+        });
+
+        var linear = response.Valuations[0];
+        Assert.Equal("", linear.Error);
+        Assert.Equal(100.2m, linear.MarkPrice.ToDecimal());
+        Assert.Equal(100m, linear.IndexPrice.ToDecimal());
+        Assert.Equal(0.002, linear.Basis, 12);
+        Assert.Equal(0.0015, linear.FundingRate, 12);
+        var inverse = response.Valuations[1];
+        Assert.Equal(10 / 100.2, inverse.CoinDelta, 12);
+        Assert.Equal(10.0, inverse.DollarDelta, 9);
+        Assert.Equal(-0.0002, inverse.FundingRate, 15);
+        Assert.Equal(0.0002 * 10 / 100.2, inverse.FundingPayment, 15); // shorts pay longs when funding is negative
+    }
+
+    [Fact]
     public async Task Health_and_reflection_are_served()
     {
         var http = _server.CreateClient();

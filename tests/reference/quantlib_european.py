@@ -36,3 +36,12 @@ for (name, right), k, vol, r, q, d in itertools.product(rights, strikes, vols, r
     option.setPricingEngine(ql.AnalyticEuropeanEngine(process))
     values = [option.NPV(), option.delta(), option.gamma(), option.vega(), option.theta(), option.rho()]
     out.write(",".join([name, repr(spot), repr(k), str(d), repr(r), repr(q), repr(vol)] + [repr(v) for v in values]) + "\n")
+
+# Black-76 (options on futures), printed to stderr so the CSV above stays clean:
+#   /usr/bin/python3 tests/reference/quantlib_european.py 2>&1 >/dev/null
+# F=100, T=0.5, r=5 %, σ=20 %: calls and puts at K=90, 100, 120 (recorded in InstrumentPricerTests).
+for k in (90.0, 100.0, 120.0):
+    for name, right in rights:
+        std = 0.2 * 0.5 ** 0.5
+        discount = __import__("math").exp(-0.05 * 0.5)
+        sys.stderr.write(f"black76 {name} K={k}: {ql.blackFormula(right, k, 100.0, std, discount)!r}\n")

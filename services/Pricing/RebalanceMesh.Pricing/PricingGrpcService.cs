@@ -123,7 +123,7 @@ public sealed class PricingGrpcService(QuoteIngestor ingestor, MarketStateStore 
 
         var valuationTime = request.ValuationTime?.ToDateTimeOffset() ?? time.GetUtcNow();
         var underlyings = request.Items
-            .Select(i => UnderlyingOf(i.Instrument))
+            .SelectMany(i => new[] { UnderlyingOf(i.Instrument), i.Instrument.InstrumentId })
             .Distinct(StringComparer.Ordinal)
             .ToArray();
         var prices = (await market.GetPricesAsync(underlyings)).ToDictionary(p => p.InstrumentId, p => p.Mid.ToDecimal(), StringComparer.Ordinal);
@@ -168,8 +168,16 @@ public sealed class PricingGrpcService(QuoteIngestor ingestor, MarketStateStore 
             check.RequireTimestamp(instrument.Expiry, path + ".instrument.expiry");
         }
 
+        check.Require(!instrument.Inverse || instrument.Kind is InstrumentKind.Perpetual or InstrumentKind.Future, path + ".instrument.inverse", "only perpetuals and futures can be inverse");
+        check.Require(instrument.UnderlyingKind is InstrumentKind.Unspecified or InstrumentKind.Spot or InstrumentKind.Future or InstrumentKind.Perpetual, path + ".instrument.underlying_kind", "must be spot, perpetual or future");
         if (item.Overrides is { } o)
         {
+            if (o.HasFundingRate)
+            {
+                check.RequireRange(o.FundingRate, -0.1, 0.1, path + ".overrides.funding_rate");
+            }
+
+            check.RequireRange(o.FundingIntervalHours, 0, 24 * 7, path + ".overrides.funding_interval_hours");
             check.OptionalDecimal(o.UnderlyingPrice, path + ".overrides.underlying_price", ValidationExtensions.DecimalRule.Positive, 1m, out _);
             check.RequireRange(o.Volatility, 0, 10, path + ".overrides.volatility");
             check.RequireRange(o.Rate, -1, 1, path + ".overrides.rate");
@@ -193,55 +201,63 @@ public sealed class PricingGrpcService(QuoteIngestor ingestor, MarketStateStore 
             return result;
         }
 
-        var volatility = item.Overrides is { Volatility: > 0 } ? item.Overrides.Volatility : settings.DefaultVolatility;
-        var rate = item.Overrides?.Rate is { } r && r != 0 ? r : settings.DefaultRate;
-        var carry = item.Overrides?.Carry ?? 0.0;
-        var multiplier = DecimalValue.TryParse(instrument.Multiplier, out var m) && m > 0 ? m : 1m;
-        result.UnderlyingPrice = underlying;
-        result.Volatility = volatility;
+        var overrides = item.Overrides;
+        var market = new MarketInputs(
+            (double)underlying,
+            instrument.Kind is InstrumentKind.Perpetual or InstrumentKind.Future && prices.TryGetValue(instrument.InstrumentId, out var own) ? (double)own : null,
+            overrides is { Volatility: > 0 } ? overrides.Volatility : settings.DefaultVolatility,
+            overrides?.Rate is { } r && r != 0 ? r : settings.DefaultRate,
+            overrides?.Carry ?? 0.0,
+            overrides?.HasFundingRate == true ? overrides.FundingRate : null,
+            overrides is { FundingIntervalHours: > 0 } ? overrides.FundingIntervalHours : 8);
 
-        switch (instrument.Kind)
+        ContractValuation value;
+        try
         {
-            case InstrumentKind.Spot:
-            case InstrumentKind.Perpetual:
-                result.Price = underlying * multiplier;
-                result.Delta = (double)multiplier;
-                break;
-            case InstrumentKind.Future:
-            {
-                var years = YearsTo(instrument.Expiry, valuationTime);
-                var growth = Math.Exp((rate - carry) * years);
-                result.Price = decimal.Round(underlying * (decimal)growth * multiplier, 10);
-                result.Delta = growth * (double)multiplier;
-                result.Rho = (double)underlying * years * growth * (double)multiplier;
-                break;
-            }
-
-            case InstrumentKind.Option:
-            {
-                var years = YearsTo(instrument.Expiry, valuationTime);
-                var right = instrument.OptionRight == WireOptionRight.Call ? CoreOptionRight.Call : CoreOptionRight.Put;
-                var greeks = BlackScholes.Value(right, (double)underlying, (double)instrument.Strike.ToDecimal(), years, rate, carry, volatility);
-                var scale = (double)multiplier;
-                result.Price = decimal.Round((decimal)(greeks.Price * scale), 10);
-                result.Delta = greeks.Delta * scale;
-                result.Gamma = greeks.Gamma * scale;
-                result.Vega = greeks.Vega * scale;
-                result.Theta = greeks.Theta * scale;
-                result.Rho = greeks.Rho * scale;
-                break;
-            }
-
-            default:
-                result.Error = "instrument kind is not supported";
-                break;
+            value = InstrumentPricer.Value(ToTerms(instrument), market, valuationTime);
+        }
+        catch (ArgumentOutOfRangeException ex)
+        {
+            result.Error = ex.Message.Split(" (Parameter", 2)[0];
+            return result;
         }
 
+        result.Price = decimal.Round((decimal)value.Price, 10);
+        result.Delta = value.Delta;
+        result.Gamma = value.Gamma;
+        result.Vega = value.Vega;
+        result.Theta = value.Theta;
+        result.Rho = value.Rho;
+        result.CoinDelta = value.CoinDelta;
+        result.DollarDelta = value.DollarDelta;
+        result.UnderlyingPrice = underlying;
+        result.IndexPrice = decimal.Round((decimal)value.IndexPrice, 10);
+        result.MarkPrice = decimal.Round((decimal)value.MarkPrice, 10);
+        result.Basis = value.Basis;
+        result.AnnualisedBasis = value.AnnualisedBasis;
+        result.FundingRate = value.FundingRate;
+        result.FundingPayment = value.FundingPayment;
+        result.ContractValue = value.ContractValue;
+        result.Volatility = instrument.Kind == InstrumentKind.Option ? market.Volatility : 0;
         return result;
     }
 
-    private static double YearsTo(Google.Protobuf.WellKnownTypes.Timestamp expiry, DateTimeOffset now) =>
-        Math.Max(0, (expiry.ToDateTimeOffset() - now).TotalDays / 365.0);
+    /// <summary>The contract terms the pricer needs, from a validated wire instrument.</summary>
+    public static InstrumentTerms ToTerms(Instrument instrument) => new(
+        instrument.InstrumentId,
+        instrument.Kind switch
+        {
+            InstrumentKind.Perpetual => ContractKind.Perpetual,
+            InstrumentKind.Future => ContractKind.Future,
+            InstrumentKind.Option => ContractKind.Option,
+            _ => ContractKind.Spot,
+        },
+        DecimalValue.TryParse(instrument.Multiplier, out var m) && m > 0 ? (double)m : 1.0,
+        instrument.Inverse,
+        DecimalValue.TryParse(instrument.Strike, out var k) ? (double)k : 0,
+        instrument.Expiry?.ToDateTimeOffset(),
+        instrument.OptionRight == WireOptionRight.Put ? CoreOptionRight.Put : CoreOptionRight.Call,
+        instrument.UnderlyingKind == InstrumentKind.Future);
 
     private static string Truncate(string value) => value.Length <= 64 ? value : value[..64];
 }
