@@ -33,7 +33,7 @@ public sealed class MarketStateTests(RedisServer redis) : IClassFixture<RedisSer
         Assert.False(price.Stale);
         _time.Advance(TimeSpan.FromMinutes(2));
         Assert.True(Assert.Single(await store.GetPricesAsync(["X"])).Stale);
-        Assert.Equal(["X"], await store.GetInstrumentsAsync());
+        Assert.Equal(["X"], await store.GetQuotedInstrumentsAsync());
         Assert.Equal(2, (await store.GetQuotesAsync([])).Count);
     }
 

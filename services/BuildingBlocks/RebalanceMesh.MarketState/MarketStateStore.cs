@@ -15,6 +15,9 @@ public sealed class MarketStateOptions
 
     /// <summary>Daily closes kept per instrument (about 20 years of business days by default).</summary>
     public int MaxDailyCloses { get; set; } = 5_200;
+
+    /// <summary>Consolidated mids kept per instrument in the intraday ring.</summary>
+    public int MaxIntradayPoints { get; set; } = 5_000;
 }
 
 /// <summary>One business day's closing price. <paramref name="Day"/> counts days since 1970-01-01 (UTC).</summary>
@@ -32,6 +35,9 @@ public readonly record struct DailyClose(int Day, double Close)
 /// <item><c>mkt:quote:{instrument}</c> hash venue → serialized <see cref="Quote"/>.</item>
 /// <item><c>mkt:price:{instrument}</c> serialized <see cref="ConsolidatedPrice"/> (best bid / best ask across venues).</item>
 /// <item><c>mkt:daily:{instrument}</c> sorted set, score = day number, member = "day:close".</item>
+/// <item><c>mkt:intraday:{instrument}</c> list (newest first) of "unix-ms:mid", bounded.</item>
+/// <item><c>mkt:instrument:{id}</c> serialized registered <see cref="Instrument"/>; <c>mkt:registry</c> their ids.</item>
+/// <item><c>mkt:vol:{underlying}</c> serialized volatility surface.</item>
 /// </list>
 /// Redis persistence (AOF) makes it survive a pricing restart.
 /// </summary>
@@ -52,6 +58,14 @@ public sealed class MarketStateStore(IConnectionMultiplexer redis, IOptions<Mark
     private static RedisKey PriceKey(string instrument) => "mkt:price:" + instrument;
 
     private static RedisKey DailyKey(string instrument) => "mkt:daily:" + instrument;
+
+    private static RedisKey IntradayKey(string instrument) => "mkt:intraday:" + instrument;
+
+    private static RedisKey InstrumentKey(string instrument) => "mkt:instrument:" + instrument;
+
+    private static RedisKey VolSurfaceKey(string underlying) => "mkt:vol:" + underlying;
+
+    private const string RegistryKey = "mkt:registry";
 
     /// <summary>
     /// Stores validated quotes: latest per venue, the new consolidated price of each instrument touched, and
@@ -89,7 +103,11 @@ public sealed class MarketStateStore(IConnectionMultiplexer redis, IOptions<Mark
             prices.Add(price);
             followUps.Add(db.StringSetAsync(PriceKey(instrument), price.ToByteArray()));
             var day = DailyClose.DayOf(price.Timestamp.ToDateTimeOffset());
-            followUps.Add(UpsertCloseAsync(db, instrument, new DailyClose(day, (double)price.Mid.ToDecimal())));
+            var mid = (double)price.Mid.ToDecimal();
+            followUps.Add(UpsertCloseAsync(db, instrument, new DailyClose(day, mid)));
+            var point = price.Timestamp.ToDateTimeOffset().ToUnixTimeMilliseconds().ToString(CultureInfo.InvariantCulture) + ":" + mid.ToString("R", CultureInfo.InvariantCulture);
+            followUps.Add(db.ListLeftPushAsync(IntradayKey(instrument), point));
+            followUps.Add(db.ListTrimAsync(IntradayKey(instrument), 0, options.Value.MaxIntradayPoints - 1));
         }
 
         await Task.WhenAll(followUps);
@@ -136,7 +154,7 @@ public sealed class MarketStateStore(IConnectionMultiplexer redis, IOptions<Mark
     public async Task<IReadOnlyList<Quote>> GetQuotesAsync(IReadOnlyCollection<string> instruments)
     {
         var db = redis.GetDatabase();
-        var names = instruments.Count > 0 ? instruments : await GetInstrumentsAsync();
+        var names = instruments.Count > 0 ? instruments : await GetQuotedInstrumentsAsync();
         var tasks = names.Select(i => db.HashGetAllAsync(QuoteKey(i))).ToArray();
         var results = await Task.WhenAll(tasks);
         return results.SelectMany(r => r.Select(v => Quote.Parser.ParseFrom((byte[])v.Value!)))
@@ -148,7 +166,7 @@ public sealed class MarketStateStore(IConnectionMultiplexer redis, IOptions<Mark
     public async Task<IReadOnlyList<ConsolidatedPrice>> GetPricesAsync(IReadOnlyCollection<string> instruments)
     {
         var db = redis.GetDatabase();
-        var names = instruments.Count > 0 ? instruments.ToArray() : (await GetInstrumentsAsync()).ToArray();
+        var names = instruments.Count > 0 ? instruments.ToArray() : (await GetQuotedInstrumentsAsync()).ToArray();
         if (names.Length == 0)
         {
             return [];
@@ -174,7 +192,7 @@ public sealed class MarketStateStore(IConnectionMultiplexer redis, IOptions<Mark
     }
 
     /// <summary>Instruments that have at least one quote.</summary>
-    public async Task<IReadOnlyList<string>> GetInstrumentsAsync()
+    public async Task<IReadOnlyList<string>> GetQuotedInstrumentsAsync()
     {
         var members = await redis.GetDatabase().SetMembersAsync(InstrumentsKey);
         return members.Select(m => m.ToString()).Order(StringComparer.Ordinal).ToArray();
@@ -201,6 +219,62 @@ public sealed class MarketStateStore(IConnectionMultiplexer redis, IOptions<Mark
         }
 
         return closes;
+    }
+
+    /// <summary>The most recent <paramref name="maxCount"/> intraday consolidated mids, oldest first.</summary>
+    public async Task<IReadOnlyList<(DateTimeOffset Time, double Mid)>> GetIntradayAsync(string instrument, int maxCount)
+    {
+        if (maxCount <= 0)
+        {
+            return [];
+        }
+
+        var values = await redis.GetDatabase().ListRangeAsync(IntradayKey(instrument), 0, maxCount - 1);
+        var points = new (DateTimeOffset, double)[values.Length];
+        for (var i = 0; i < values.Length; i++)
+        {
+            var text = values[i].ToString();
+            var colon = text.IndexOf(':', StringComparison.Ordinal);
+            points[values.Length - 1 - i] = (
+                DateTimeOffset.FromUnixTimeMilliseconds(long.Parse(text.AsSpan(0, colon), CultureInfo.InvariantCulture)),
+                double.Parse(text.AsSpan(colon + 1), CultureInfo.InvariantCulture));
+        }
+
+        return points;
+    }
+
+    /// <summary>Registers or replaces instruments and their terms.</summary>
+    public async Task UpsertInstrumentsAsync(IReadOnlyList<Instrument> instruments)
+    {
+        var db = redis.GetDatabase();
+        var batch = db.CreateBatch();
+        var tasks = instruments.Select(i => (Task)batch.StringSetAsync(InstrumentKey(i.InstrumentId), i.ToByteArray())).ToList();
+        tasks.Add(batch.SetAddAsync(RegistryKey, instruments.Select(i => (RedisValue)i.InstrumentId).ToArray()));
+        batch.Execute();
+        await Task.WhenAll(tasks);
+    }
+
+    /// <summary>Registered instruments, ordered by id.</summary>
+    public async Task<IReadOnlyList<Instrument>> GetRegisteredInstrumentsAsync()
+    {
+        var db = redis.GetDatabase();
+        var ids = await db.SetMembersAsync(RegistryKey);
+        if (ids.Length == 0)
+        {
+            return [];
+        }
+
+        var values = await db.StringGetAsync(ids.Select(id => InstrumentKey(id.ToString())).ToArray());
+        return values.Where(v => !v.IsNull).Select(v => Instrument.Parser.ParseFrom((byte[])v!)).OrderBy(i => i.InstrumentId, StringComparer.Ordinal).ToArray();
+    }
+
+    public Task SetVolSurfaceAsync(RebalanceMesh.Contracts.Pricing.V1.VolSurface surface) =>
+        redis.GetDatabase().StringSetAsync(VolSurfaceKey(surface.UnderlyingId), surface.ToByteArray());
+
+    public async Task<RebalanceMesh.Contracts.Pricing.V1.VolSurface?> GetVolSurfaceAsync(string underlying)
+    {
+        var value = await redis.GetDatabase().StringGetAsync(VolSurfaceKey(underlying));
+        return value.IsNull ? null : RebalanceMesh.Contracts.Pricing.V1.VolSurface.Parser.ParseFrom((byte[])value!);
     }
 
     private Task UpsertCloseAsync(IDatabaseAsync db, string instrument, DailyClose close) =>

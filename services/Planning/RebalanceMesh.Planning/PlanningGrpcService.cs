@@ -7,6 +7,7 @@ using RebalanceMesh.Contracts.Planning.V1;
 using RebalanceMesh.Domain;
 using RebalanceMesh.EventBus;
 using RebalanceMesh.Planning.Core;
+using RebalanceMesh.ServiceDefaults;
 
 namespace RebalanceMesh.Planning;
 
@@ -14,7 +15,7 @@ namespace RebalanceMesh.Planning;
 public sealed class PlanningGrpcService(
     PlanningStore store,
     PlanPipeline pipeline,
-    PlanWatchers watchers,
+    RedisBroadcast<Plan> planUpdates,
     IEventBus bus,
     TimeProvider time,
     ILogger<PlanningGrpcService> logger) : PlanningService.PlanningServiceBase
@@ -176,7 +177,7 @@ public sealed class PlanningGrpcService(
         check.ThrowIfInvalid();
 
         // Subscribe before reading the current state so no change in between is missed.
-        var (id, reader) = watchers.Subscribe();
+        using var subscription = planUpdates.Subscribe();
         try
         {
             if (request.PlanId.Length > 0)
@@ -197,7 +198,7 @@ public sealed class PlanningGrpcService(
                 }
             }
 
-            await foreach (var plan in reader.ReadAllAsync(context.CancellationToken))
+            await foreach (var plan in subscription.Reader.ReadAllAsync(context.CancellationToken))
             {
                 var matches = request.PlanId.Length > 0 ? plan.PlanId == request.PlanId : plan.PortfolioId == request.PortfolioId;
                 if (!matches)
@@ -215,10 +216,6 @@ public sealed class PlanningGrpcService(
         catch (OperationCanceledException) when (context.CancellationToken.IsCancellationRequested)
         {
             // The watcher went away.
-        }
-        finally
-        {
-            watchers.Unsubscribe(id);
         }
     }
 

@@ -3,6 +3,7 @@ using Google.Protobuf;
 using RebalanceMesh.Contracts;
 using RebalanceMesh.Contracts.Planning.V1;
 using RebalanceMesh.Domain;
+using RebalanceMesh.ServiceDefaults;
 using StackExchange.Redis;
 
 namespace RebalanceMesh.Planning;
@@ -18,10 +19,10 @@ namespace RebalanceMesh.Planning;
 /// </list>
 /// Every read-modify-write is a transaction conditioned on what was read, retried on conflict.
 /// </summary>
-public sealed class PlanningStore(IConnectionMultiplexer redis, TimeProvider time)
+public sealed class PlanningStore(IConnectionMultiplexer redis, RedisBroadcast<Plan> planUpdates, TimeProvider time)
 {
     /// <summary>Redis pub/sub channel on which every replica announces plan changes to its watchers.</summary>
-    public static readonly RedisChannel PlanUpdatesChannel = RedisChannel.Literal("pln:plan-updates");
+    public const string PlanUpdatesChannel = "pln:plan-updates";
 
     private const int MaxAttempts = 20;
 
@@ -252,5 +253,5 @@ public sealed class PlanningStore(IConnectionMultiplexer redis, TimeProvider tim
         return now;
     }
 
-    private Task AnnounceAsync(Plan plan) => redis.GetSubscriber().PublishAsync(PlanUpdatesChannel, plan.ToByteArray());
+    private Task AnnounceAsync(Plan plan) => planUpdates.PublishAsync(plan);
 }

@@ -10,10 +10,19 @@ namespace RebalanceMesh.Pricing.Core;
 /// </summary>
 public sealed class TickValidator(IEnumerable<string> universe, TimeProvider time, TimeSpan maxClockSkew)
 {
-    private readonly HashSet<string> _universe = new(universe, StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, bool> _universe = new(universe.Select(i => KeyValuePair.Create(i, true)), StringComparer.Ordinal);
     private readonly ConcurrentDictionary<(string Venue, string Instrument), DateTimeOffset> _lastAccepted = new();
 
-    public IReadOnlyCollection<string> Universe => _universe;
+    public IReadOnlyCollection<string> Universe => _universe.Keys.ToArray();
+
+    /// <summary>Adds instruments to the universe (registered instruments become quotable).</summary>
+    public void Admit(IEnumerable<string> instruments)
+    {
+        foreach (var instrument in instruments)
+        {
+            _universe.TryAdd(instrument, true);
+        }
+    }
 
     /// <summary>Records a quote already in market state so later ticks are ordered against it.</summary>
     public void Seed(string venue, string instrument, DateTimeOffset timestamp) =>
@@ -27,7 +36,7 @@ public sealed class TickValidator(IEnumerable<string> universe, TimeProvider tim
             return new(TickRejectReason.UnknownVenue, "venue is empty");
         }
 
-        if (!_universe.Contains(tick.InstrumentId))
+        if (!_universe.ContainsKey(tick.InstrumentId))
         {
             return new(TickRejectReason.UnknownInstrument, $"instrument '{tick.InstrumentId}' is not in the universe");
         }

@@ -1,3 +1,6 @@
+using RebalanceMesh.ServiceDefaults;
+using RebalanceMesh.Contracts.Events.V1;
+using Google.Protobuf.WellKnownTypes;
 using Grpc.Core;
 using Microsoft.Extensions.Options;
 using RebalanceMesh.Contracts;
@@ -12,7 +15,14 @@ using WireOptionRight = RebalanceMesh.Contracts.Common.V1.OptionRight;
 namespace RebalanceMesh.Pricing;
 
 /// <summary>gRPC surface of pricing: maps the wire to the domain and back.</summary>
-public sealed class PricingGrpcService(QuoteIngestor ingestor, MarketStateStore market, IOptions<PricingOptions> options, TimeProvider time)
+public sealed class PricingGrpcService(
+    QuoteIngestor ingestor,
+    MarketStateStore market,
+    InstrumentCatalog catalog,
+    VolSurfaceService surfaces,
+    RedisBroadcast<QuotesUpdated> quoteUpdates,
+    IOptions<PricingOptions> options,
+    TimeProvider time)
     : PricingService.PricingServiceBase
 {
     private const int MaxReportedRejections = 1_000;
@@ -127,11 +137,14 @@ public sealed class PricingGrpcService(QuoteIngestor ingestor, MarketStateStore 
             .Distinct(StringComparer.Ordinal)
             .ToArray();
         var prices = (await market.GetPricesAsync(underlyings)).ToDictionary(p => p.InstrumentId, p => p.Mid.ToDecimal(), StringComparer.Ordinal);
+        var volSurfaces = await LoadSurfacesAsync(request.Items
+            .Where(i => i.Instrument.Kind == InstrumentKind.Option && !(i.Overrides is { Volatility: > 0 }))
+            .Select(i => i.Instrument.UnderlyingId));
 
         var response = new PriceInstrumentsResponse();
         foreach (var item in request.Items)
         {
-            response.Valuations.Add(Value(item, prices, valuationTime));
+            response.Valuations.Add(Value(item, prices, volSurfaces, valuationTime));
         }
 
         return response;
@@ -142,50 +155,83 @@ public sealed class PricingGrpcService(QuoteIngestor ingestor, MarketStateStore 
 
     private static void ValidateItem(RequestValidator check, ValuationItem item, string path)
     {
-        if (!check.Require(item.Instrument is not null, path + ".instrument", "is required"))
+        if (!ValidateInstrument(check, item.Instrument, path + ".instrument"))
         {
             return;
         }
 
-        var instrument = item.Instrument!;
-        check.RequireIdentifier(instrument.InstrumentId, path + ".instrument.instrument_id");
-        check.Require(instrument.Kind != InstrumentKind.Unspecified, path + ".instrument.kind", "is required");
-        if (instrument.Kind != InstrumentKind.Spot && instrument.Kind != InstrumentKind.Unspecified)
+        ValidateOverrides(check, item.Overrides, path + ".overrides");
+    }
+
+    /// <summary>Checks an instrument's identity and terms; false when it is missing.</summary>
+    public static bool ValidateInstrument(RequestValidator check, Instrument? instrument, string path)
+    {
+        if (!check.Require(instrument is not null, path, "is required"))
         {
-            check.RequireIdentifier(instrument.UnderlyingId, path + ".instrument.underlying_id");
+            return false;
         }
 
-        check.OptionalDecimal(instrument.Multiplier, path + ".instrument.multiplier", ValidationExtensions.DecimalRule.Positive, 1m, out _);
+        check.RequireIdentifier(instrument!.InstrumentId, path + ".instrument_id");
+        check.Require(instrument.Kind != InstrumentKind.Unspecified, path + ".kind", "is required");
+        check.Require(System.Enum.IsDefined(instrument.Kind), path + ".kind", "is not a known kind");
+        if (instrument.Kind != InstrumentKind.Spot && instrument.Kind != InstrumentKind.Unspecified)
+        {
+            check.RequireIdentifier(instrument.UnderlyingId, path + ".underlying_id");
+        }
+
+        check.OptionalDecimal(instrument.Multiplier, path + ".multiplier", ValidationExtensions.DecimalRule.Positive, 1m, out _);
         if (instrument.Kind == InstrumentKind.Option)
         {
-            check.RequireDecimal(instrument.Strike, path + ".instrument.strike", ValidationExtensions.DecimalRule.Positive, out _);
-            check.Require(instrument.OptionRight != WireOptionRight.Unspecified, path + ".instrument.option_right", "is required for options");
-            check.RequireTimestamp(instrument.Expiry, path + ".instrument.expiry");
+            check.RequireDecimal(instrument.Strike, path + ".strike", ValidationExtensions.DecimalRule.Positive, out _);
+            check.Require(instrument.OptionRight is WireOptionRight.Call or WireOptionRight.Put, path + ".option_right", "is required for options");
+            check.RequireTimestamp(instrument.Expiry, path + ".expiry");
         }
 
         if (instrument.Kind == InstrumentKind.Future)
         {
-            check.RequireTimestamp(instrument.Expiry, path + ".instrument.expiry");
+            check.RequireTimestamp(instrument.Expiry, path + ".expiry");
         }
 
-        check.Require(!instrument.Inverse || instrument.Kind is InstrumentKind.Perpetual or InstrumentKind.Future, path + ".instrument.inverse", "only perpetuals and futures can be inverse");
-        check.Require(instrument.UnderlyingKind is InstrumentKind.Unspecified or InstrumentKind.Spot or InstrumentKind.Future or InstrumentKind.Perpetual, path + ".instrument.underlying_kind", "must be spot, perpetual or future");
-        if (item.Overrides is { } o)
-        {
-            if (o.HasFundingRate)
-            {
-                check.RequireRange(o.FundingRate, -0.1, 0.1, path + ".overrides.funding_rate");
-            }
-
-            check.RequireRange(o.FundingIntervalHours, 0, 24 * 7, path + ".overrides.funding_interval_hours");
-            check.OptionalDecimal(o.UnderlyingPrice, path + ".overrides.underlying_price", ValidationExtensions.DecimalRule.Positive, 1m, out _);
-            check.RequireRange(o.Volatility, 0, 10, path + ".overrides.volatility");
-            check.RequireRange(o.Rate, -1, 1, path + ".overrides.rate");
-            check.RequireRange(o.Carry, -1, 1, path + ".overrides.carry");
-        }
+        check.Require(!instrument.Inverse || instrument.Kind is InstrumentKind.Perpetual or InstrumentKind.Future, path + ".inverse", "only perpetuals and futures can be inverse");
+        check.Require(instrument.UnderlyingKind is InstrumentKind.Unspecified or InstrumentKind.Spot or InstrumentKind.Future or InstrumentKind.Perpetual, path + ".underlying_kind", "must be spot, perpetual or future");
+        check.Require(instrument.QuoteCurrency.Length <= 8 && instrument.SettlementCurrency.Length <= 8, path + ".quote_currency", "currency codes are at most 8 characters");
+        return true;
     }
 
-    private InstrumentValuation Value(ValuationItem item, IReadOnlyDictionary<string, decimal> prices, DateTimeOffset valuationTime)
+    private static void ValidateOverrides(RequestValidator check, MarketOverrides? o, string path)
+    {
+        if (o is null)
+        {
+            return;
+        }
+
+        check.OptionalDecimal(o.UnderlyingPrice, path + ".underlying_price", ValidationExtensions.DecimalRule.Positive, 1m, out _);
+        check.RequireRange(o.Volatility, 0, 10, path + ".volatility");
+        check.RequireRange(o.Rate, -1, 1, path + ".rate");
+        check.RequireRange(o.Carry, -1, 1, path + ".carry");
+        if (o.HasFundingRate)
+        {
+            check.RequireRange(o.FundingRate, -0.1, 0.1, path + ".funding_rate");
+        }
+
+        check.RequireRange(o.FundingIntervalHours, 0, 24 * 7, path + ".funding_interval_hours");
+    }
+
+    private async Task<IReadOnlyDictionary<string, Core.VolSurface>> LoadSurfacesAsync(IEnumerable<string> underlyings)
+    {
+        var result = new Dictionary<string, Core.VolSurface>(StringComparer.Ordinal);
+        foreach (var underlying in underlyings.Distinct(StringComparer.Ordinal))
+        {
+            if (await market.GetVolSurfaceAsync(underlying) is { Slices.Count: > 0 } surface)
+            {
+                result[underlying] = VolSurfaceMapping.ToDomain(surface);
+            }
+        }
+
+        return result;
+    }
+
+    private InstrumentValuation Value(ValuationItem item, IReadOnlyDictionary<string, decimal> prices, IReadOnlyDictionary<string, Core.VolSurface> volSurfaces, DateTimeOffset valuationTime)
     {
         var instrument = item.Instrument;
         var settings = options.Value;
@@ -205,7 +251,7 @@ public sealed class PricingGrpcService(QuoteIngestor ingestor, MarketStateStore 
         var market = new MarketInputs(
             (double)underlying,
             instrument.Kind is InstrumentKind.Perpetual or InstrumentKind.Future && prices.TryGetValue(instrument.InstrumentId, out var own) ? (double)own : null,
-            overrides is { Volatility: > 0 } ? overrides.Volatility : settings.DefaultVolatility,
+            VolatilityFor(instrument, overrides, volSurfaces, valuationTime, settings.DefaultVolatility),
             overrides?.Rate is { } r && r != 0 ? r : settings.DefaultRate,
             overrides?.Carry ?? 0.0,
             overrides?.HasFundingRate == true ? overrides.FundingRate : null,
@@ -240,6 +286,193 @@ public sealed class PricingGrpcService(QuoteIngestor ingestor, MarketStateStore 
         result.ContractValue = value.ContractValue;
         result.Volatility = instrument.Kind == InstrumentKind.Option ? market.Volatility : 0;
         return result;
+    }
+
+    /// <summary>Volatility of an option: the request's, else the underlying's surface at strike and expiry, else the default.</summary>
+    private static double VolatilityFor(Instrument instrument, MarketOverrides? overrides, IReadOnlyDictionary<string, Core.VolSurface> volSurfaces, DateTimeOffset valuationTime, double fallback)
+    {
+        if (overrides is { Volatility: > 0 })
+        {
+            return overrides.Volatility;
+        }
+
+        if (instrument.Kind == InstrumentKind.Option && volSurfaces.TryGetValue(instrument.UnderlyingId, out var surface))
+        {
+            var years = Math.Max(0, (instrument.Expiry.ToDateTimeOffset() - valuationTime).TotalDays / 365.0);
+            return surface.Volatility((double)instrument.Strike.ToDecimal(), years);
+        }
+
+        return fallback;
+    }
+
+    public override async Task StreamQuotes(StreamQuotesRequest request, IServerStreamWriter<StreamQuotesResponse> responseStream, ServerCallContext context)
+    {
+        var check = new RequestValidator();
+        check.RequireCount(request.InstrumentIds.Count, MaxInstrumentsPerQuery, "instrument_ids");
+        for (var i = 0; i < request.InstrumentIds.Count && i < MaxInstrumentsPerQuery; i++)
+        {
+            check.RequireIdentifier(request.InstrumentIds[i], $"instrument_ids[{i}]");
+        }
+
+        check.ThrowIfInvalid();
+        var wanted = request.InstrumentIds.ToHashSet(StringComparer.Ordinal);
+
+        // Subscribe first so nothing between the snapshot and the first update is lost.
+        using var subscription = quoteUpdates.Subscribe();
+        var snapshot = new StreamQuotesResponse { AsOf = time.GetUtcNow().ToTimestamp() };
+        snapshot.Prices.AddRange(await market.GetPricesAsync(wanted));
+        await responseStream.WriteAsync(snapshot, context.CancellationToken);
+        try
+        {
+            await foreach (var update in subscription.Reader.ReadAllAsync(context.CancellationToken))
+            {
+                var selected = update.Prices.Where(p => wanted.Count == 0 || wanted.Contains(p.InstrumentId)).ToArray();
+                if (selected.Length == 0)
+                {
+                    continue;
+                }
+
+                var message = new StreamQuotesResponse { AsOf = update.AsOf };
+                message.Prices.AddRange(selected);
+                await responseStream.WriteAsync(message, context.CancellationToken);
+            }
+        }
+        catch (OperationCanceledException) when (context.CancellationToken.IsCancellationRequested)
+        {
+            // The watcher went away.
+        }
+    }
+
+    public override async Task<UpsertInstrumentsResponse> UpsertInstruments(UpsertInstrumentsRequest request, ServerCallContext context)
+    {
+        var check = new RequestValidator();
+        check.Require(request.Instruments.Count > 0, "instruments", "must not be empty");
+        check.RequireCount(request.Instruments.Count, MaxValuationItems, "instruments");
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        for (var i = 0; i < request.Instruments.Count && i < MaxValuationItems && check.Violations.Count < 100; i++)
+        {
+            if (ValidateInstrument(check, request.Instruments[i], $"instruments[{i}]"))
+            {
+                check.Require(seen.Add(request.Instruments[i].InstrumentId), $"instruments[{i}].instrument_id", "appears more than once");
+            }
+        }
+
+        check.ThrowIfInvalid();
+        await catalog.UpsertAsync(request.Instruments);
+        return new UpsertInstrumentsResponse { StoredCount = request.Instruments.Count };
+    }
+
+    public override async Task<ListInstrumentsResponse> ListInstruments(ListInstrumentsRequest request, ServerCallContext context)
+    {
+        var check = new RequestValidator();
+        if (request.UnderlyingId.Length > 0)
+        {
+            check.RequireIdentifier(request.UnderlyingId, "underlying_id");
+        }
+
+        check.ThrowIfInvalid();
+        var response = new ListInstrumentsResponse();
+        response.Instruments.AddRange((await market.GetRegisteredInstrumentsAsync())
+            .Where(i => request.UnderlyingId.Length == 0 || i.UnderlyingId == request.UnderlyingId));
+        return response;
+    }
+
+    public override async Task<ComputeImpliedVolatilitiesResponse> ComputeImpliedVolatilities(ComputeImpliedVolatilitiesRequest request, ServerCallContext context)
+    {
+        var check = new RequestValidator();
+        check.Require(request.Items.Count > 0, "items", "must not be empty");
+        check.RequireCount(request.Items.Count, MaxValuationItems, "items");
+        check.RequireTimestamp(request.ValuationTime, "valuation_time", optional: true);
+        for (var i = 0; i < request.Items.Count && i < MaxValuationItems && check.Violations.Count < 100; i++)
+        {
+            var item = request.Items[i];
+            if (ValidateInstrument(check, item.Instrument, $"items[{i}].instrument"))
+            {
+                check.Require(item.Instrument.Kind == InstrumentKind.Option, $"items[{i}].instrument.kind", "must be INSTRUMENT_KIND_OPTION");
+            }
+
+            check.RequireDecimal(item.Price, $"items[{i}].price", ValidationExtensions.DecimalRule.Positive, out _);
+            ValidateOverrides(check, item.Overrides, $"items[{i}].overrides");
+        }
+
+        check.ThrowIfInvalid();
+        var now = request.ValuationTime?.ToDateTimeOffset() ?? time.GetUtcNow();
+        var mids = (await market.GetPricesAsync(request.Items.Select(i => i.Instrument.UnderlyingId).Distinct(StringComparer.Ordinal).ToArray()))
+            .ToDictionary(p => p.InstrumentId, p => p.Mid.ToDecimal(), StringComparer.Ordinal);
+        var settings = options.Value;
+        var response = new ComputeImpliedVolatilitiesResponse();
+        foreach (var item in request.Items)
+        {
+            var result = new ImpliedVolatilityResult { InstrumentId = item.Instrument.InstrumentId };
+            var instrument = item.Instrument;
+            decimal underlying;
+            if (item.Overrides?.UnderlyingPrice is { Value.Length: > 0 } given)
+            {
+                underlying = given.ToDecimal();
+            }
+            else if (!mids.TryGetValue(instrument.UnderlyingId, out underlying))
+            {
+                result.Error = $"no price for '{instrument.UnderlyingId}' in market state";
+                response.Results.Add(result);
+                continue;
+            }
+
+            var rate = item.Overrides?.Rate is { } r && r != 0 ? r : settings.DefaultRate;
+            var carry = instrument.UnderlyingKind == InstrumentKind.Future ? rate : item.Overrides?.Carry ?? 0.0;
+            var years = (instrument.Expiry.ToDateTimeOffset() - now).TotalDays / 365.0;
+            var right = instrument.OptionRight == WireOptionRight.Put ? CoreOptionRight.Put : CoreOptionRight.Call;
+            try
+            {
+                if (years <= 0)
+                {
+                    throw new ArgumentOutOfRangeException(nameof(request), "the option has expired");
+                }
+
+                result.ImpliedVolatility = ImpliedVolatility.Solve(right, (double)item.Price.ToDecimal(), (double)underlying, (double)instrument.Strike.ToDecimal(), years, rate, carry);
+            }
+            catch (ImpliedVolatilityException ex)
+            {
+                result.Error = ex.Message;
+            }
+            catch (ArgumentOutOfRangeException ex)
+            {
+                result.Error = ex.Message.Split(" (Parameter", 2)[0];
+            }
+
+            response.Results.Add(result);
+        }
+
+        return response;
+    }
+
+    public override async Task<GetVolSurfaceResponse> GetVolSurface(GetVolSurfaceRequest request, ServerCallContext context)
+    {
+        var check = new RequestValidator();
+        check.RequireIdentifier(request.UnderlyingId, "underlying_id");
+        check.ThrowIfInvalid();
+        var surface = await market.GetVolSurfaceAsync(request.UnderlyingId)
+            ?? await surfaces.RebuildAsync(request.UnderlyingId)
+            ?? throw DomainException.NotFound($"Volatility surface of '{request.UnderlyingId}' (no quoted options registered on it)");
+        return new GetVolSurfaceResponse { Surface = surface };
+    }
+
+    public override async Task<GetPriceHistoryResponse> GetPriceHistory(GetPriceHistoryRequest request, ServerCallContext context)
+    {
+        var check = new RequestValidator();
+        check.RequireIdentifier(request.InstrumentId, "instrument_id");
+        check.Require(request.DailyCount is >= 0 and <= 10_000, "daily_count", "must be between 0 and 10,000");
+        check.Require(request.IntradayCount is >= 0 and <= 10_000, "intraday_count", "must be between 0 and 10,000");
+        check.ThrowIfInvalid();
+        var response = new GetPriceHistoryResponse();
+        if (request.DailyCount > 0)
+        {
+            response.DailyCloses.AddRange((await market.GetDailyClosesAsync(request.InstrumentId, request.DailyCount))
+                .Select(c => new PricePoint { Time = Timestamp.FromDateTime(DateTime.SpecifyKind(c.Date.ToDateTime(TimeOnly.MinValue), DateTimeKind.Utc)), Price = c.Close }));
+        }
+
+        response.Intraday.AddRange((await market.GetIntradayAsync(request.InstrumentId, request.IntradayCount))
+            .Select(p => new PricePoint { Time = p.Time.ToTimestamp(), Price = p.Mid }));
+        return response;
     }
 
     /// <summary>The contract terms the pricer needs, from a validated wire instrument.</summary>

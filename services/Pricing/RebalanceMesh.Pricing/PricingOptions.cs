@@ -31,6 +31,9 @@ public sealed class PricingOptions
     /// <summary>Minimum time between two market.quotes events (coalescing).</summary>
     public TimeSpan PublishInterval { get; set; } = TimeSpan.FromMilliseconds(250);
 
+    /// <summary>How often volatility surfaces of newly quoted options are rebuilt.</summary>
+    public TimeSpan VolSurfaceInterval { get; set; } = TimeSpan.FromSeconds(1);
+
     /// <summary>Allowed clock skew of tick timestamps ahead of now.</summary>
     public TimeSpan MaxClockSkew { get; set; } = TimeSpan.FromSeconds(5);
 

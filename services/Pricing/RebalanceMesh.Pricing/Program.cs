@@ -20,6 +20,10 @@ builder.Services.AddSingleton(sp => new ConfiguredFeed(
 builder.Services.AddSingleton(sp => PricingComposition.CreateValidator(
     sp.GetRequiredService<IOptions<PricingOptions>>().Value, sp.GetRequiredService<ConfiguredFeed>().Feed, sp.GetRequiredService<TimeProvider>()));
 builder.Services.AddSingleton<QuoteIngestor>();
+builder.Services.AddSingleton<InstrumentCatalog>();
+builder.Services.AddSingleton<VolSurfaceService>();
+builder.Services.AddHostedService(sp => sp.GetRequiredService<VolSurfaceService>());
+builder.Services.AddRedisBroadcast<RebalanceMesh.Contracts.Events.V1.QuotesUpdated>(QuotePublisher.BroadcastChannel);
 builder.Services.AddHostedService<TickOrderSeeder>();
 builder.Services.AddHostedService<FeedService>();
 builder.Services.AddHostedService<QuotePublisher>();

@@ -10,7 +10,7 @@ namespace RebalanceMesh.Pricing;
 /// The one path ticks take into market state, whether from IngestQuotes or a feed: validate, store, and hand
 /// the changed consolidated prices to the coalescer that publishes market.quotes.
 /// </summary>
-public sealed class QuoteIngestor(TickValidator validator, MarketStateStore market, QuoteCoalescer<ConsolidatedPrice> coalescer, ILogger<QuoteIngestor> logger)
+public sealed class QuoteIngestor(TickValidator validator, MarketStateStore market, QuoteCoalescer<ConsolidatedPrice> coalescer, VolSurfaceService surfaces, ILogger<QuoteIngestor> logger)
 {
     public static readonly ActivitySource ActivitySource = new("RebalanceMesh.Pricing");
     private static readonly Meter Meter = new("RebalanceMesh.Pricing");
@@ -43,6 +43,7 @@ public sealed class QuoteIngestor(TickValidator validator, MarketStateStore mark
         foreach (var price in prices)
         {
             coalescer.Add(price.InstrumentId, price);
+            surfaces.OptionQuoted(price.InstrumentId);
         }
 
         Accepted.Add(accepted.Count, new KeyValuePair<string, object?>("origin", origin));

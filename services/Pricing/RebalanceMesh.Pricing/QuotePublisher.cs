@@ -6,12 +6,22 @@ using RebalanceMesh.Contracts.Common.V1;
 using RebalanceMesh.Contracts.Events.V1;
 using RebalanceMesh.EventBus;
 using RebalanceMesh.Pricing.Core;
+using RebalanceMesh.ServiceDefaults;
 
 namespace RebalanceMesh.Pricing;
 
 /// <summary>Publishes coalesced consolidated prices on market.quotes, at most once per publish interval.</summary>
-public sealed class QuotePublisher(QuoteCoalescer<ConsolidatedPrice> coalescer, IEventBus bus, IOptions<PricingOptions> options, TimeProvider time, ILogger<QuotePublisher> logger) : BackgroundService
+public sealed class QuotePublisher(
+    QuoteCoalescer<ConsolidatedPrice> coalescer,
+    IEventBus bus,
+    RedisBroadcast<QuotesUpdated> streams,
+    IOptions<PricingOptions> options,
+    TimeProvider time,
+    ILogger<QuotePublisher> logger) : BackgroundService
 {
+    /// <summary>Redis channel that feeds StreamQuotes on every pricing replica.</summary>
+    public const string BroadcastChannel = "mkt:quotes-updates";
+
     private static readonly Meter Meter = new("RebalanceMesh.Pricing.Publisher");
     private static readonly Counter<long> Published = Meter.CreateCounter<long>("rebalancemesh.pricing.quote_events.published", description: "market.quotes events published.");
 
@@ -33,6 +43,7 @@ public sealed class QuotePublisher(QuoteCoalescer<ConsolidatedPrice> coalescer, 
             try
             {
                 await bus.PublishAsync(Topics.MarketQuotes, message, stoppingToken);
+                await streams.PublishAsync(message);
                 Published.Add(1);
             }
             catch (Exception ex) when (ex is not OperationCanceledException)

@@ -4,15 +4,17 @@ using RebalanceMesh.Pricing.Core;
 namespace RebalanceMesh.Pricing;
 
 /// <summary>
-/// At start, teaches the tick validator the newest stored quote time per venue and instrument, so a restarted
-/// pricing service still rejects ticks older than what market state already holds.
+/// At start, loads the instrument registry and teaches the tick validator the newest stored quote time per venue and
+/// instrument, so a restarted pricing service accepts registered instruments and still rejects ticks older than what
+/// market state already holds.
 /// </summary>
-public sealed class TickOrderSeeder(MarketStateStore market, TickValidator validator, ILogger<TickOrderSeeder> logger) : IHostedService
+public sealed class TickOrderSeeder(MarketStateStore market, TickValidator validator, InstrumentCatalog catalog, ILogger<TickOrderSeeder> logger) : IHostedService
 {
     public async Task StartAsync(CancellationToken cancellationToken)
     {
         try
         {
+            await catalog.RefreshAsync();
             var quotes = await market.GetQuotesAsync([]);
             foreach (var quote in quotes)
             {

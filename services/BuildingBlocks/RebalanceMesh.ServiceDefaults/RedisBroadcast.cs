@@ -1,0 +1,103 @@
+using System.Collections.Concurrent;
+using System.Threading.Channels;
+using Google.Protobuf;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using StackExchange.Redis;
+
+namespace RebalanceMesh.ServiceDefaults;
+
+/// <summary>
+/// Fans protobuf messages out to server-streaming RPCs across every replica of a service: each replica publishes
+/// changes on one Redis pub/sub channel and hands every message it receives there to its local watchers. A watcher
+/// too slow to keep up loses its oldest messages, never blocks the others.
+/// </summary>
+public sealed class RedisBroadcast<T> : IHostedService
+    where T : IMessage<T>, new()
+{
+    private readonly IConnectionMultiplexer _redis;
+    private readonly RedisChannel _channel;
+    private readonly ILogger _logger;
+    private readonly MessageParser<T> _parser = new(() => new T());
+    private readonly ConcurrentDictionary<Guid, Channel<T>> _watchers = new();
+
+    public RedisBroadcast(IConnectionMultiplexer redis, string channel, ILogger logger)
+    {
+        _redis = redis;
+        _channel = RedisChannel.Literal(channel);
+        _logger = logger;
+    }
+
+    /// <summary>Starts receiving; dispose the returned subscription to stop.</summary>
+    public Subscription Subscribe()
+    {
+        var channel = Channel.CreateBounded<T>(new BoundedChannelOptions(1_000) { FullMode = BoundedChannelFullMode.DropOldest });
+        var id = Guid.NewGuid();
+        _watchers[id] = channel;
+        return new Subscription(this, id, channel.Reader);
+    }
+
+    public Task PublishAsync(T message) => _redis.GetSubscriber().PublishAsync(_channel, message.ToByteArray());
+
+    public async Task StartAsync(CancellationToken cancellationToken)
+    {
+        var queue = await _redis.GetSubscriber().SubscribeAsync(_channel);
+        queue.OnMessage(message =>
+        {
+            try
+            {
+                var parsed = _parser.ParseFrom((byte[])message.Message!);
+                foreach (var watcher in _watchers.Values)
+                {
+                    watcher.Writer.TryWrite(parsed);
+                }
+            }
+            catch (InvalidProtocolBufferException ex)
+            {
+                _logger.LogWarning(ex, "Ignoring a malformed message on {Channel}", _channel);
+            }
+        });
+    }
+
+    public async Task StopAsync(CancellationToken cancellationToken)
+    {
+        foreach (var id in _watchers.Keys)
+        {
+            Remove(id);
+        }
+
+        await _redis.GetSubscriber().UnsubscribeAsync(_channel);
+    }
+
+    private void Remove(Guid id)
+    {
+        if (_watchers.TryRemove(id, out var channel))
+        {
+            channel.Writer.TryComplete();
+        }
+    }
+
+    /// <summary>One watcher's view of the broadcast.</summary>
+    public sealed class Subscription(RedisBroadcast<T> owner, Guid id, ChannelReader<T> reader) : IDisposable
+    {
+        public ChannelReader<T> Reader { get; } = reader;
+
+        public void Dispose() => owner.Remove(id);
+    }
+}
+
+/// <summary>Registration of <see cref="RedisBroadcast{T}"/>.</summary>
+public static class RedisBroadcastExtensions
+{
+    public static IServiceCollection AddRedisBroadcast<T>(this IServiceCollection services, string channel)
+        where T : IMessage<T>, new()
+    {
+        services.AddSingleton(sp => new RedisBroadcast<T>(
+            sp.GetRequiredService<IConnectionMultiplexer>(),
+            channel,
+            sp.GetRequiredService<ILoggerFactory>().CreateLogger("RebalanceMesh.Broadcast." + typeof(T).Name)));
+        services.AddHostedService(sp => sp.GetRequiredService<RedisBroadcast<T>>());
+        return services;
+    }
+}

@@ -1,0 +1,38 @@
+using System.Collections.Concurrent;
+using RebalanceMesh.Contracts.Common.V1;
+using RebalanceMesh.MarketState;
+using RebalanceMesh.Pricing.Core;
+
+namespace RebalanceMesh.Pricing;
+
+/// <summary>
+/// This replica's copy of the instrument registry in market state, refreshed periodically so replicas converge;
+/// registered instruments are admitted to the tick validator's universe.
+/// </summary>
+public sealed class InstrumentCatalog(MarketStateStore market, TickValidator validator)
+{
+    private readonly ConcurrentDictionary<string, Instrument> _instruments = new(StringComparer.Ordinal);
+
+    public Instrument? Find(string instrumentId) => _instruments.GetValueOrDefault(instrumentId);
+
+    public IReadOnlyList<Instrument> OptionsOn(string underlyingId) =>
+        _instruments.Values.Where(i => i.Kind == InstrumentKind.Option && i.UnderlyingId == underlyingId).ToArray();
+
+    public async Task UpsertAsync(IReadOnlyList<Instrument> instruments)
+    {
+        await market.UpsertInstrumentsAsync(instruments);
+        Remember(instruments);
+    }
+
+    public async Task RefreshAsync() => Remember(await market.GetRegisteredInstrumentsAsync());
+
+    private void Remember(IEnumerable<Instrument> instruments)
+    {
+        foreach (var instrument in instruments)
+        {
+            _instruments[instrument.InstrumentId] = instrument;
+        }
+
+        validator.Admit(instruments.Select(i => i.InstrumentId));
+    }
+}
