@@ -1,5 +1,6 @@
 using RebalanceMesh.Cli;
 using RebalanceMesh.Contracts.Common.V1;
+using InstrumentKind = RebalanceMesh.Contracts.Common.V1.InstrumentKind;
 using RebalanceMesh.Contracts.Execution.V1;
 using RebalanceMesh.Contracts.Planning.V1;
 using RebalanceMesh.Testing;
@@ -69,6 +70,17 @@ public sealed class MeshEndToEndTests(ITestOutputHelper output) : IAsyncLifetime
         var cashFlow = filledOrders.Sum(o => (o.Side == Side.Buy ? -1 : 1) * o.FilledQuantity.ToDecimal() * o.AveragePrice.ToDecimal() - o.Fees.ToDecimal());
         Assert.Equal(result.Initial.Cash.ToDecimal() + cashFlow, result.After.Portfolio.Cash.ToDecimal());
         Assert.True(result.After.Portfolio.Cash.ToDecimal() >= 0m);
+
+        // The derivative overlay is valued by pricing and left alone by the policy.
+        var put = result.After.Valuation.Positions.Single(p => p.Kind == InstrumentKind.Option);
+        var perp = result.After.Valuation.Positions.Single(p => p.Kind == InstrumentKind.Perpetual);
+        Assert.Equal(100m, put.Quantity.ToDecimal());
+        Assert.InRange(put.Price.ToDecimal(), 0.01m, 1_000m);
+        Assert.True(put.DeltaExposure < 0, "a long put is short the underlying");
+        Assert.Equal(-50m, perp.Quantity.ToDecimal());
+        var entry = result.Initial.Positions.Single(p => p.InstrumentId == "DAX-PERP").EntryPrice.ToDecimal();
+        Assert.Equal(-50m * (perp.Price.ToDecimal() - entry), perp.MarketValue.ToDecimal()); // worth its unrealised profit, not its notional
+        Assert.DoesNotContain(result.Plan.Legs, l => l.InstrumentId == put.InstrumentId || l.InstrumentId == "DAX-PERP");
 
         // Back inside the bands.
         Assert.True(result.After.Valuation.TotalDrift < 0.02, $"total drift after {result.After.Valuation.TotalDrift}");

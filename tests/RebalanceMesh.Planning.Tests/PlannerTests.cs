@@ -122,3 +122,49 @@ public class PlannerTests
         Assert.Equal(102.5m, PortfolioLedger.Vwap(10m, 100m, 10m, 105m));
     }
 }
+
+public class DerivativeMarkingTests
+{
+    [Fact]
+    public void Margined_contracts_are_worth_their_unrealised_profit_and_are_never_traded()
+    {
+        // 10 A at 100 (1000), short 4 perps entered at 95 now marked 100 with multiplier 2 → value −4·(200 − 190) = −40.
+        var portfolio = new PortfolioSnapshot("p", [new Holding("A", 10), new Holding("A-PERP", -4, 95m)], 1_040m, 1);
+        var policy = new TargetPolicy(new Dictionary<string, double> { ["A"] = 0.5 }, 0.05, 0, 0, RebalanceTarget.Target, 0, new Dictionary<string, decimal>(), 0);
+        var marks = new Dictionary<string, InstrumentMark>
+        {
+            ["A"] = InstrumentMark.Spot(100m),
+            ["A-PERP"] = new InstrumentMark(200m, Margined: true, Multiplier: 2m, DeltaExposure: 200),
+        };
+        var marked = PortfolioMarking.Mark(portfolio, policy, marks);
+        Assert.Equal(-40m, marked.Find("A-PERP")!.MarketValue);
+        Assert.Equal(2_000m, marked.NetValue);
+        Assert.Equal(-800.0, marked.Find("A-PERP")!.DeltaExposure);
+        var proposal = RebalancePlanner.Propose(marked, policy, force: true);
+        Assert.DoesNotContain(proposal.Legs, l => l.InstrumentId == "A-PERP");
+        Assert.Equal(0.0, DriftEvaluator.Evaluate(marked, policy).Reasons.Single(r => r.InstrumentId == "A").Measured, 12); // A is 50 % of 2000, its target
+        Assert.DoesNotContain(DriftEvaluator.Evaluate(marked, policy).Reasons, r => r.InstrumentId == "A-PERP");
+    }
+
+    [Fact]
+    public void No_trade_instruments_count_in_net_value_but_are_not_measured_or_traded()
+    {
+        var portfolio = new PortfolioSnapshot("p", [new Holding("A", 10), new Holding("OPT", 5)], 500m, 1);
+        var policy = new TargetPolicy(new Dictionary<string, double> { ["A"] = 0.9 }, 0.01, 0, 0, RebalanceTarget.Target, 0, new Dictionary<string, decimal>(), 0, new HashSet<string> { "OPT" });
+        var marked = PortfolioMarking.Mark(portfolio, policy, new Dictionary<string, decimal> { ["A"] = 100m, ["OPT"] = 100m });
+        Assert.Equal(2_000m, marked.NetValue);
+        var evaluation = DriftEvaluator.Evaluate(marked, policy);
+        Assert.DoesNotContain(evaluation.Reasons, r => r.InstrumentId == "OPT");
+        var proposal = RebalancePlanner.Propose(marked, policy, force: false);
+        // 90 % of 2000 would be 8 more A, but the 500 of cash buys only 5: the option is not sold to pay for them.
+        Assert.Equal([("A", TradeSide.Buy, 5m)], proposal.Legs.Select(l => (l.InstrumentId, l.Side, l.Quantity)));
+    }
+
+    [Fact]
+    public void A_margined_position_without_entry_price_cannot_be_marked()
+    {
+        var portfolio = new PortfolioSnapshot("p", [new Holding("A-PERP", 1)], 0m, 1);
+        var ex = Assert.Throws<RebalanceMesh.Domain.DomainException>(() => PortfolioMarking.Mark(portfolio, null, new Dictionary<string, InstrumentMark> { ["A-PERP"] = new(100m, Margined: true) }));
+        Assert.Contains("entry price", ex.Message);
+    }
+}

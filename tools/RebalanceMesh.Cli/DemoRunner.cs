@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
+using Google.Protobuf.WellKnownTypes;
 using Grpc.Core;
 using Grpc.Net.Client;
 using RebalanceMesh.Contracts.Common.V1;
@@ -36,6 +37,21 @@ public sealed class DemoRunner(MeshState mesh, string spansDirectory, TextWriter
             output.WriteLine($"  {instrument,-5} {mid,12:F2}");
         }
 
+        // Derivatives the portfolio holds as an overlay, registered with pricing, which values them.
+        var putStrike = decimal.Round(prices["DAX"] * 0.95m, 0);
+        var daxPut = new Instrument
+        {
+            InstrumentId = "DAX-P" + putStrike.ToString("0", CultureInfo.InvariantCulture),
+            Kind = InstrumentKind.Option,
+            UnderlyingId = "DAX",
+            Strike = putStrike,
+            OptionRight = OptionRight.Put,
+            Expiry = Timestamp.FromDateTime(DateTime.UtcNow.Date.AddDays(91)),
+            QuoteCurrency = "EUR",
+        };
+        var daxPerp = new Instrument { InstrumentId = "DAX-PERP", Kind = InstrumentKind.Perpetual, UnderlyingId = "DAX", QuoteCurrency = "EUR", Multiplier = 1m };
+        await pricing.UpsertInstrumentsAsync(new UpsertInstrumentsRequest { Instruments = { daxPut, daxPerp } }, cancellationToken: cancellationToken);
+
         // 1,000,000 EUR, far from target: 55 % DAX, 15 % SMI, 15 % CAC, 10 % FTSE, 5 % cash.
         const decimal capital = 1_000_000m;
         var start = new Dictionary<string, decimal> { ["DAX"] = 0.55m, ["SMI"] = 0.15m, ["CAC"] = 0.15m, ["FTSE"] = 0.10m };
@@ -48,6 +64,11 @@ public sealed class DemoRunner(MeshState mesh, string spansDirectory, TextWriter
             portfolio.Positions.Add(new Position { InstrumentId = instrument, Quantity = quantity });
         }
 
+        // The overlay: 100 protective DAX puts (bought with cash) and a short DAX perpetual hedge opened at the index.
+        var putPrice = (await pricing.PriceInstrumentsAsync(new PriceInstrumentsRequest { Items = { new ValuationItem { InstrumentId = daxPut.InstrumentId } } }, cancellationToken: cancellationToken)).Valuations[0].Price.ToDecimal();
+        portfolio.Positions.Add(new Position { InstrumentId = daxPut.InstrumentId, Quantity = 100m });
+        portfolio.Positions.Add(new Position { InstrumentId = daxPerp.InstrumentId, Quantity = -50m, EntryPrice = prices["DAX"] });
+        invested += 100m * putPrice;
         portfolio.Cash = decimal.Round(capital - invested, 2);
         var initial = (await planning.UpsertPortfolioAsync(new UpsertPortfolioRequest { Portfolio = portfolio, ExpectedVersion = -1 }, cancellationToken: cancellationToken)).Portfolio;
 
@@ -62,9 +83,18 @@ public sealed class DemoRunner(MeshState mesh, string spansDirectory, TextWriter
             EstimatedCostBps = 8,
         };
         policy.Targets.AddRange(Instruments.Select(i => new TargetWeight { InstrumentId = i, Weight = 0.24 }));
+        policy.NoTradeInstruments.Add(daxPut.InstrumentId);
+        policy.NoTradeInstruments.Add(daxPerp.InstrumentId);
         await planning.SetPolicyAsync(new SetPolicyRequest { Policy = policy }, cancellationToken: cancellationToken);
         output.WriteLine();
         output.WriteLine($"Portfolio {portfolioId}: 1,000,000 EUR at 55/15/15/10 % DAX/SMI/CAC/FTSE; policy 24 % each, ±5 pp or ±25 % bands.");
+        output.WriteLine($"Overlay (valued by pricing, left alone by the policy): 100 {daxPut.InstrumentId} (91-day put), -50 DAX-PERP (short perpetual).");
+        var before = await planning.GetPortfolioAsync(new GetPortfolioRequest { PortfolioId = portfolioId }, cancellationToken: cancellationToken);
+        foreach (var position in before.Valuation.Positions.Where(p => p.Kind is InstrumentKind.Option or InstrumentKind.Perpetual))
+        {
+            output.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"  {position.InstrumentId,-10} {position.Kind.ToString().ToLowerInvariant(),-9} qty {position.Quantity.Value,6}  unit {position.Price.Value,-14} value {position.MarketValue.Value,-14} delta exposure {position.DeltaExposure,12:N0} EUR"));
+        }
 
         var preview = (await planning.PreviewRebalanceAsync(new PreviewRebalanceRequest { PortfolioId = portfolioId }, cancellationToken: cancellationToken)).Plan;
         output.WriteLine();
@@ -122,7 +152,8 @@ public sealed class DemoRunner(MeshState mesh, string spansDirectory, TextWriter
         output.WriteLine("Final weights:");
         foreach (var position in after.Valuation.Positions)
         {
-            output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"  {position.InstrumentId,-5} {position.Quantity.Value,8} units  {position.Weight,7:P2}  (target {position.TargetWeight:P0})"));
+            var target = position.Kind == InstrumentKind.Spot ? string.Create(CultureInfo.InvariantCulture, $"(target {position.TargetWeight:P0})") : "(overlay, not traded)";
+            output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"  {position.InstrumentId,-10} {position.Quantity.Value,8} units  {position.Weight,7:P2}  {target}"));
         }
 
         output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"  cash  {after.Valuation.Cash.Value} EUR; total drift now {after.Valuation.TotalDrift:P2}"));

@@ -268,6 +268,13 @@ public sealed class MarketStateStore(IConnectionMultiplexer redis, IOptions<Mark
         return values.Where(v => !v.IsNull).Select(v => Instrument.Parser.ParseFrom((byte[])v!)).OrderBy(i => i.InstrumentId, StringComparer.Ordinal).ToArray();
     }
 
+    /// <summary>One registered instrument, or null.</summary>
+    public async Task<Instrument?> GetRegisteredInstrumentAsync(string instrumentId)
+    {
+        var value = await redis.GetDatabase().StringGetAsync(InstrumentKey(instrumentId));
+        return value.IsNull ? null : Instrument.Parser.ParseFrom((byte[])value!);
+    }
+
     public Task SetVolSurfaceAsync(RebalanceMesh.Contracts.Pricing.V1.VolSurface surface) =>
         redis.GetDatabase().StringSetAsync(VolSurfaceKey(surface.UnderlyingId), surface.ToByteArray());
 

@@ -16,7 +16,7 @@ public static class DriftEvaluator
     {
         var reasons = new List<DriftReason>();
         double drift = 0;
-        foreach (var position in portfolio.Positions)
+        foreach (var position in portfolio.Positions.Where(p => IsRebalanced(p, policy)))
         {
             var target = policy.TargetOf(position.InstrumentId);
             var deviation = Math.Abs(position.Weight - target);
@@ -48,6 +48,10 @@ public static class DriftEvaluator
 
         return new DriftEvaluation(reasons, total);
     }
+
+    /// <summary>Whether weight rebalancing measures and trades a position: not on the no-trade list, not margined.</summary>
+    public static bool IsRebalanced(MarkedPosition position, TargetPolicy policy) =>
+        !position.Margined && !policy.IsNoTrade(position.InstrumentId);
 
     /// <summary>Half-width of an instrument's band: the tighter of the enabled bands; infinite when none.</summary>
     public static double BandWidth(TargetPolicy policy, double target)

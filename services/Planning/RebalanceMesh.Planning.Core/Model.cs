@@ -16,8 +16,19 @@ public enum RebalanceTarget
     BandEdge,
 }
 
-/// <summary>A quantity of one instrument.</summary>
-public sealed record Holding(string InstrumentId, decimal Quantity);
+/// <summary>A quantity of one instrument; <paramref name="EntryPrice"/> is the average entry of a margined contract.</summary>
+public sealed record Holding(string InstrumentId, decimal Quantity, decimal? EntryPrice = null);
+
+/// <summary>
+/// How pricing values one unit of an instrument. A margined contract (perpetual, dated future) is worth its
+/// unrealised profit, (unit price − entry × multiplier) per unit; anything else is worth its unit price.
+/// </summary>
+/// <param name="UnitPrice">Value of one unit (contract) in the base currency.</param>
+/// <param name="DeltaExposure">Exposure to the underlying per unit, in the base currency.</param>
+public sealed record InstrumentMark(decimal UnitPrice, bool Margined = false, decimal Multiplier = 1m, double DeltaExposure = 0)
+{
+    public static InstrumentMark Spot(decimal price) => new(price, DeltaExposure: (double)price);
+}
 
 /// <summary>The positions and cash of a portfolio at one version.</summary>
 public sealed record PortfolioSnapshot(string PortfolioId, IReadOnlyList<Holding> Holdings, decimal Cash, long Version);
@@ -38,8 +49,12 @@ public sealed record TargetPolicy(
     RebalanceTarget RebalanceTarget,
     decimal MinTradeNotional,
     IReadOnlyDictionary<string, decimal> LotSizes,
-    double EstimatedCostBps)
+    double EstimatedCostBps,
+    IReadOnlySet<string>? NoTrade = null)
 {
+    /// <summary>True when weight rebalancing leaves the instrument alone.</summary>
+    public bool IsNoTrade(string instrument) => NoTrade?.Contains(instrument) == true;
+
     public decimal LotSize(string instrument) => LotSizes.TryGetValue(instrument, out var lot) && lot > 0 ? lot : 1m;
 
     public double TargetOf(string instrument) => Targets.TryGetValue(instrument, out var w) ? w : 0.0;
@@ -47,8 +62,8 @@ public sealed record TargetPolicy(
     public double CashTarget => 1.0 - Targets.Values.Sum();
 }
 
-/// <summary>One position marked to market.</summary>
-public sealed record MarkedPosition(string InstrumentId, decimal Quantity, decimal Price, decimal MarketValue, double Weight);
+/// <summary>One position marked to market; a margined one is worth its unrealised profit and is never traded by weight.</summary>
+public sealed record MarkedPosition(string InstrumentId, decimal Quantity, decimal Price, decimal MarketValue, double Weight, bool Margined = false, double DeltaExposure = 0);
 
 /// <summary>A portfolio marked to market: positions (held or targeted), cash and net value.</summary>
 public sealed record MarkedPortfolio(IReadOnlyList<MarkedPosition> Positions, decimal Cash, decimal NetValue)

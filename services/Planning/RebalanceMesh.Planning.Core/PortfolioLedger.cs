@@ -15,10 +15,11 @@ public static class PortfolioLedger
         }
 
         var signed = side == TradeSide.Buy ? quantity : -quantity;
-        var holdings = portfolio.Holdings.ToDictionary(h => h.InstrumentId, h => h.Quantity, StringComparer.Ordinal);
-        holdings[instrument] = holdings.GetValueOrDefault(instrument) + signed;
+        var holdings = portfolio.Holdings.ToDictionary(h => h.InstrumentId, StringComparer.Ordinal);
+        var before = holdings.GetValueOrDefault(instrument) ?? new Holding(instrument, 0m);
+        holdings[instrument] = before with { Quantity = before.Quantity + signed };
         var cash = portfolio.Cash - (signed * price) - fee;
-        var updated = holdings.Where(kv => kv.Value != 0).OrderBy(kv => kv.Key, StringComparer.Ordinal).Select(kv => new Holding(kv.Key, kv.Value)).ToArray();
+        var updated = holdings.Values.Where(h => h.Quantity != 0).OrderBy(h => h.InstrumentId, StringComparer.Ordinal).ToArray();
         return portfolio with { Holdings = updated, Cash = cash };
     }
 

@@ -21,7 +21,7 @@ public static class RebalancePlanner
 
         var sells = new List<(MarkedPosition Position, decimal Quantity)>();
         var buys = new List<(MarkedPosition Position, decimal Quantity)>();
-        foreach (var position in portfolio.Positions)
+        foreach (var position in portfolio.Positions.Where(p => DriftEvaluator.IsRebalanced(p, policy)))
         {
             var target = policy.TargetOf(position.InstrumentId);
             double desired;

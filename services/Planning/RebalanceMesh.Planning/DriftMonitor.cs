@@ -7,13 +7,13 @@ using RebalanceMesh.Planning.Core;
 namespace RebalanceMesh.Planning;
 
 /// <summary>
-/// Consumes market.quotes: keeps the latest mids, re-marks every portfolio that has a policy and evaluates its
-/// bands. Each evaluation is logged with its reasons when it breaches, and the total drift is exported as a gauge.
+/// Consumes market.quotes: re-marks every portfolio that has a policy and holds or targets a changed instrument
+/// (through pricing, like the plan pipeline) and evaluates its bands. Each evaluation is logged with its reasons
+/// when it breaches, and the total drift is exported as a gauge.
 /// </summary>
-public sealed class DriftMonitor(PlanningStore store, ILogger<DriftMonitor> logger) : IEventHandler<QuotesUpdated>
+public sealed class DriftMonitor(PlanningStore store, PlanPipeline pipeline, ILogger<DriftMonitor> logger) : IEventHandler<QuotesUpdated>
 {
     private static readonly Meter Meter = new("RebalanceMesh.Planning.Monitor");
-    private static readonly ConcurrentDictionary<string, decimal> Mids = new(StringComparer.Ordinal);
     private static readonly ConcurrentDictionary<string, double> Drift = new(StringComparer.Ordinal);
     private static readonly ConcurrentDictionary<string, bool> Breached = new(StringComparer.Ordinal);
     private static readonly Counter<long> Evaluations = Meter.CreateCounter<long>("rebalancemesh.planning.evaluations", description: "Policy evaluations by the monitor.");
@@ -27,14 +27,7 @@ public sealed class DriftMonitor(PlanningStore store, ILogger<DriftMonitor> logg
 
     public async Task HandleAsync(QuotesUpdated message, EventContext context, CancellationToken cancellationToken)
     {
-        foreach (var price in message.Prices)
-        {
-            if (Contracts.Common.V1.DecimalValue.TryParse(price.Mid, out var mid))
-            {
-                Mids[price.InstrumentId] = mid;
-            }
-        }
-
+        var changed = message.Prices.Select(p => p.InstrumentId).ToHashSet(StringComparer.Ordinal);
         foreach (var portfolioId in await store.GetPolicyPortfolioIdsAsync())
         {
             var portfolio = await store.GetPortfolioAsync(portfolioId);
@@ -47,12 +40,28 @@ public sealed class DriftMonitor(PlanningStore store, ILogger<DriftMonitor> logg
             var snapshot = portfolio.ToDomain();
             var targetPolicy = policy.ToDomain();
             var needed = snapshot.Holdings.Select(h => h.InstrumentId).Concat(targetPolicy.Targets.Keys).Distinct().ToArray();
-            if (!needed.All(Mids.ContainsKey))
+            if (!needed.Any(changed.Contains))
             {
                 continue;
             }
 
-            var marked = PortfolioMarking.Mark(snapshot, targetPolicy, needed.ToDictionary(i => i, i => Mids[i], StringComparer.Ordinal));
+            MarkedPortfolio marked;
+            try
+            {
+                marked = PortfolioMarking.Mark(snapshot, targetPolicy, (await pipeline.GetMarksAsync(needed, cancellationToken)).Marks);
+            }
+            catch (RebalanceMesh.Domain.DomainException ex)
+            {
+                logger.LogDebug("Portfolio {PortfolioId} not evaluated: {Reason}", portfolioId, ex.Message);
+                continue;
+            }
+            catch (Grpc.Core.RpcException ex) when (ex.StatusCode is Grpc.Core.StatusCode.Unavailable or Grpc.Core.StatusCode.DeadlineExceeded)
+            {
+                // Quotes are transient: the next event evaluates again; retrying this one would only pile up.
+                logger.LogWarning("Monitor could not reach pricing: {Detail}", ex.Status.Detail);
+                return;
+            }
+
             var evaluation = DriftEvaluator.Evaluate(marked, targetPolicy);
             Evaluations.Add(1);
             Drift[portfolioId] = evaluation.TotalDrift;

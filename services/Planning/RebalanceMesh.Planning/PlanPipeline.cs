@@ -12,8 +12,11 @@ using RiskHolding = RebalanceMesh.Contracts.Risk.V1.Holding;
 
 namespace RebalanceMesh.Planning;
 
+/// <summary>Unit marks of instruments from pricing, with their kinds.</summary>
+public sealed record MarketMarks(IReadOnlyDictionary<string, InstrumentMark> Marks, IReadOnlyDictionary<string, InstrumentKind> Kinds);
+
 /// <summary>
-/// The plan pipeline: load portfolio and policy, fresh prices from pricing, evaluate bands and propose trades
+/// The plan pipeline: load portfolio and policy, fresh valuations from pricing, evaluate bands and propose trades
 /// (Planning.Core), measure the risk before and after with risk, and assemble the plan.
 /// </summary>
 public sealed class PlanPipeline(
@@ -31,24 +34,41 @@ public sealed class PlanPipeline(
         return (portfolio, await store.GetPolicyAsync(portfolioId));
     }
 
-    /// <summary>Consolidated mids from pricing; a missing or stale price refuses the request.</summary>
-    public async Task<IReadOnlyDictionary<string, decimal>> GetPricesAsync(IEnumerable<string> instruments, CancellationToken cancellationToken)
+    /// <summary>
+    /// Values one unit of each instrument through pricing (registered derivatives with their terms, anything else as
+    /// spot at its consolidated mid). A missing or stale price refuses the request: no plan on old prices.
+    /// </summary>
+    public async Task<MarketMarks> GetMarksAsync(IEnumerable<string> instruments, CancellationToken cancellationToken)
     {
-        var request = new GetQuotesRequest();
-        request.InstrumentIds.AddRange(instruments.Distinct(StringComparer.Ordinal));
-        if (request.InstrumentIds.Count == 0)
+        var request = new PriceInstrumentsRequest();
+        request.Items.AddRange(instruments.Distinct(StringComparer.Ordinal).Select(id => new ValuationItem { InstrumentId = id }));
+        if (request.Items.Count == 0)
         {
-            return new Dictionary<string, decimal>();
+            return new MarketMarks(new Dictionary<string, InstrumentMark>(), new Dictionary<string, InstrumentKind>());
         }
 
-        var response = await pricing.GetQuotesAsync(request, cancellationToken: cancellationToken);
-        var stale = response.Prices.Where(p => p.Stale).Select(p => p.InstrumentId).ToArray();
+        var response = await pricing.PriceInstrumentsAsync(request, cancellationToken: cancellationToken);
+        var missing = response.Valuations.Where(v => v.Error.Length > 0).Select(v => $"{v.InstrumentId} ({v.Error})").ToArray();
+        if (missing.Length > 0)
+        {
+            throw new DomainException(DomainErrorKind.FailedPrecondition, $"No market price for {string.Join(", ", missing)}.");
+        }
+
+        var stale = response.Valuations.Where(v => v.Stale).Select(v => v.InstrumentId).ToArray();
         if (stale.Length > 0)
         {
             throw new DomainException(DomainErrorKind.FailedPrecondition, $"Prices are stale for {string.Join(", ", stale)}; refusing to plan on old prices.");
         }
 
-        return response.Prices.ToDictionary(p => p.InstrumentId, p => p.Mid.ToDecimal(), StringComparer.Ordinal);
+        var marks = response.Valuations.ToDictionary(
+            v => v.InstrumentId,
+            v => new InstrumentMark(
+                v.Price.ToDecimal(),
+                Margined: v.Kind is InstrumentKind.Perpetual or InstrumentKind.Future,
+                Multiplier: (decimal)(v.Multiplier > 0 ? v.Multiplier : 1.0),
+                DeltaExposure: v.DollarDelta),
+            StringComparer.Ordinal);
+        return new MarketMarks(marks, response.Valuations.ToDictionary(v => v.InstrumentId, v => v.Kind, StringComparer.Ordinal));
     }
 
     /// <summary>Builds the plan that would rebalance the portfolio now; status PREVIEW, or NO_ACTION without trades.</summary>
@@ -65,8 +85,8 @@ public sealed class PlanPipeline(
         var snapshot = portfolio.ToDomain();
         var targetPolicy = policy.ToDomain();
         var instruments = snapshot.Holdings.Select(h => h.InstrumentId).Concat(targetPolicy.Targets.Keys);
-        var prices = await GetPricesAsync(instruments, cancellationToken);
-        var marked = PortfolioMarking.Mark(snapshot, targetPolicy, prices);
+        var marks = await GetMarksAsync(instruments, cancellationToken);
+        var marked = PortfolioMarking.Mark(snapshot, targetPolicy, marks.Marks);
         var proposal = RebalancePlanner.Propose(marked, targetPolicy, force);
         activity?.SetTag("planning.legs", proposal.Legs.Count);
         activity?.SetTag("planning.total_drift", proposal.Evaluation.TotalDrift);
@@ -91,19 +111,22 @@ public sealed class PlanPipeline(
         plan.Legs.AddRange(proposal.Legs.Select(l => l.ToWire()));
         plan.Reasons.AddRange(proposal.Evaluation.Reasons.Select(r => r.ToWire()));
         plan.Risk = proposal.HasTrades
-            ? await MeasureRiskAsync(marked, proposal, cancellationToken)
+            ? await MeasureRiskAsync(marked, marks, proposal, cancellationToken)
             : new RiskImpact { UnavailableReason = "no trades" };
         return plan;
     }
 
-    private async Task<RiskImpact> MeasureRiskAsync(MarkedPortfolio marked, RebalanceProposal proposal, CancellationToken cancellationToken)
+    private async Task<RiskImpact> MeasureRiskAsync(MarkedPortfolio marked, MarketMarks marks, RebalanceProposal proposal, CancellationToken cancellationToken)
     {
+        // Risk values linear holdings from their own price history; derivatives are left out until it revalues them.
         var request = new CompareRiskRequest
         {
             Cash = marked.Cash,
             Settings = new RiskSettings { HorizonDays = 1, ConfidenceLevels = { 0.99 }, Methods = { Contracts.Risk.V1.VarMethod.Historical } },
         };
-        request.Holdings.AddRange(marked.Positions.Select(p => new RiskHolding { InstrumentId = p.InstrumentId, Quantity = p.Quantity, Price = p.Price }));
+        request.Holdings.AddRange(marked.Positions
+            .Where(p => marks.Kinds.GetValueOrDefault(p.InstrumentId, InstrumentKind.Spot) == InstrumentKind.Spot)
+            .Select(p => new RiskHolding { InstrumentId = p.InstrumentId, Quantity = p.Quantity, Price = p.Price }));
         request.Trades.AddRange(proposal.Legs.Select(l => new TradeDelta
         {
             InstrumentId = l.InstrumentId,

@@ -43,8 +43,8 @@ public sealed class PlanningGrpcService(
         try
         {
             var instruments = snapshot.Holdings.Select(h => h.InstrumentId).Concat(targetPolicy?.Targets.Keys ?? []);
-            var prices = await pipeline.GetPricesAsync(instruments, context.CancellationToken);
-            response.Valuation = PortfolioMarking.Mark(snapshot, targetPolicy, prices).ToWire(targetPolicy, time.GetUtcNow());
+            var marks = await pipeline.GetMarksAsync(instruments, context.CancellationToken);
+            response.Valuation = PortfolioMarking.Mark(snapshot, targetPolicy, marks.Marks).ToWire(targetPolicy, time.GetUtcNow(), marks.Kinds);
         }
         catch (DomainException ex) when (ex.Kind == DomainErrorKind.FailedPrecondition)
         {

@@ -38,6 +38,7 @@ public static class PlanningMapping
             }
 
             check.RequireDecimal(position.Quantity, $"{path}.positions[{i}].quantity", ValidationExtensions.DecimalRule.Any, out _);
+            check.OptionalDecimal(position.EntryPrice, $"{path}.positions[{i}].entry_price", ValidationExtensions.DecimalRule.Positive, 1m, out _);
         }
     }
 
@@ -75,6 +76,15 @@ public static class PlanningMapping
         check.Require(System.Enum.IsDefined(policy.RebalanceTarget), path + ".rebalance_target", "is not a known value");
         check.OptionalDecimal(policy.MinTradeNotional, path + ".min_trade_notional", ValidationExtensions.DecimalRule.NonNegative, 0m, out _);
         check.RequireRange(policy.EstimatedCostBps, 0, 1_000, path + ".estimated_cost_bps");
+        check.RequireCount(policy.NoTradeInstruments.Count, MaxPositions, path + ".no_trade_instruments");
+        for (var i = 0; i < policy.NoTradeInstruments.Count && i < MaxPositions; i++)
+        {
+            if (check.RequireIdentifier(policy.NoTradeInstruments[i], $"{path}.no_trade_instruments[{i}]"))
+            {
+                check.Require(!seen.Contains(policy.NoTradeInstruments[i]), $"{path}.no_trade_instruments[{i}]", "has a target weight; an instrument is either targeted or left alone");
+            }
+        }
+
         check.RequireCount(policy.LotSizes.Count, MaxPositions, path + ".lot_sizes");
         foreach (var (instrument, lot) in policy.LotSizes.Take(MaxPositions))
         {
@@ -85,7 +95,7 @@ public static class PlanningMapping
 
     public static PortfolioSnapshot ToDomain(this Portfolio portfolio) => new(
         portfolio.PortfolioId,
-        portfolio.Positions.Select(p => new Holding(p.InstrumentId, p.Quantity.ToDecimal())).ToArray(),
+        portfolio.Positions.Select(p => new Holding(p.InstrumentId, p.Quantity.ToDecimal(), DecimalValue.TryParse(p.EntryPrice, out var entry) ? entry : null)).ToArray(),
         DecimalValue.TryParse(portfolio.Cash, out var cash) ? cash : 0m,
         portfolio.Version);
 
@@ -94,7 +104,16 @@ public static class PlanningMapping
     {
         var copy = portfolio.Clone();
         copy.Positions.Clear();
-        copy.Positions.AddRange(snapshot.Holdings.Select(h => new Position { InstrumentId = h.InstrumentId, Quantity = h.Quantity }));
+        copy.Positions.AddRange(snapshot.Holdings.Select(h =>
+        {
+            var position = new Position { InstrumentId = h.InstrumentId, Quantity = h.Quantity };
+            if (h.EntryPrice is { } entry)
+            {
+                position.EntryPrice = entry;
+            }
+
+            return position;
+        }));
         copy.Cash = snapshot.Cash;
         return copy;
     }
@@ -107,7 +126,8 @@ public static class PlanningMapping
         policy.RebalanceTarget == WireRebalanceTarget.BandEdge ? CoreRebalanceTarget.BandEdge : CoreRebalanceTarget.Target,
         DecimalValue.TryParse(policy.MinTradeNotional, out var min) ? min : 0m,
         policy.LotSizes.ToDictionary(kv => kv.Key, kv => kv.Value.ToDecimal(), StringComparer.Ordinal),
-        policy.EstimatedCostBps);
+        policy.EstimatedCostBps,
+        policy.NoTradeInstruments.ToHashSet(StringComparer.Ordinal));
 
     public static WireDriftReason ToWire(this CoreDriftReason reason) => new()
     {
@@ -123,7 +143,7 @@ public static class PlanningMapping
 
     public static TradeSide ToDomain(this Side side) => side == Side.Buy ? TradeSide.Buy : TradeSide.Sell;
 
-    public static PortfolioValuation ToWire(this MarkedPortfolio marked, TargetPolicy? policy, DateTimeOffset asOf)
+    public static PortfolioValuation ToWire(this MarkedPortfolio marked, TargetPolicy? policy, DateTimeOffset asOf, IReadOnlyDictionary<string, InstrumentKind>? kinds = null)
     {
         var valuation = new PortfolioValuation
         {
@@ -140,6 +160,8 @@ public static class PlanningMapping
             MarketValue = p.MarketValue,
             Weight = p.Weight,
             TargetWeight = policy?.TargetOf(p.InstrumentId) ?? 0,
+            DeltaExposure = p.DeltaExposure,
+            Kind = kinds?.GetValueOrDefault(p.InstrumentId, InstrumentKind.Spot) ?? InstrumentKind.Spot,
         }));
         return valuation;
     }

@@ -15,6 +15,26 @@ public sealed class InstrumentCatalog(MarketStateStore market, TickValidator val
 
     public Instrument? Find(string instrumentId) => _instruments.GetValueOrDefault(instrumentId);
 
+    /// <summary>
+    /// The registered terms of an instrument (asking market state when this replica has not seen it yet); an
+    /// unregistered id is a spot asset.
+    /// </summary>
+    public async Task<Instrument> ResolveAsync(string instrumentId)
+    {
+        if (Find(instrumentId) is { } known)
+        {
+            return known;
+        }
+
+        if (await market.GetRegisteredInstrumentAsync(instrumentId) is { } registered)
+        {
+            Remember([registered]);
+            return registered;
+        }
+
+        return new Instrument { InstrumentId = instrumentId, Kind = InstrumentKind.Spot };
+    }
+
     public IReadOnlyList<Instrument> OptionsOn(string underlyingId) =>
         _instruments.Values.Where(i => i.Kind == InstrumentKind.Option && i.UnderlyingId == underlyingId).ToArray();
 

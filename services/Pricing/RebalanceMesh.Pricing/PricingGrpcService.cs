@@ -122,9 +122,9 @@ public sealed class PricingGrpcService(
     {
         var check = new RequestValidator();
         check.Require(request.Items.Count > 0, "items", "must not be empty");
-        check.RequireTimestamp(request.ValuationTime, "valuation_time", optional: true);
         check.RequireCount(request.Items.Count, MaxValuationItems, "items");
-        for (var i = 0; i < request.Items.Count && check.Violations.Count < 100; i++)
+        check.RequireTimestamp(request.ValuationTime, "valuation_time", optional: true);
+        for (var i = 0; i < request.Items.Count && i < MaxValuationItems && check.Violations.Count < 100; i++)
         {
             ValidateItem(check, request.Items[i], $"items[{i}]");
         }
@@ -132,19 +132,22 @@ public sealed class PricingGrpcService(
         check.ThrowIfInvalid();
 
         var valuationTime = request.ValuationTime?.ToDateTimeOffset() ?? time.GetUtcNow();
-        var underlyings = request.Items
-            .SelectMany(i => new[] { UnderlyingOf(i.Instrument), i.Instrument.InstrumentId })
-            .Distinct(StringComparer.Ordinal)
-            .ToArray();
-        var prices = (await market.GetPricesAsync(underlyings)).ToDictionary(p => p.InstrumentId, p => p.Mid.ToDecimal(), StringComparer.Ordinal);
-        var volSurfaces = await LoadSurfacesAsync(request.Items
-            .Where(i => i.Instrument.Kind == InstrumentKind.Option && !(i.Overrides is { Volatility: > 0 }))
-            .Select(i => i.Instrument.UnderlyingId));
+        var instruments = new Instrument[request.Items.Count];
+        for (var i = 0; i < instruments.Length; i++)
+        {
+            instruments[i] = request.Items[i].Instrument ?? await catalog.ResolveAsync(request.Items[i].InstrumentId);
+        }
+
+        var ids = instruments.SelectMany(i => new[] { UnderlyingOf(i), i.InstrumentId }).Distinct(StringComparer.Ordinal).ToArray();
+        var prices = (await market.GetPricesAsync(ids)).ToDictionary(p => p.InstrumentId, StringComparer.Ordinal);
+        var volSurfaces = await LoadSurfacesAsync(instruments
+            .Where((instrument, i) => instrument.Kind == InstrumentKind.Option && !(request.Items[i].Overrides is { Volatility: > 0 }))
+            .Select(i => i.UnderlyingId));
 
         var response = new PriceInstrumentsResponse();
-        foreach (var item in request.Items)
+        for (var i = 0; i < instruments.Length; i++)
         {
-            response.Valuations.Add(Value(item, prices, volSurfaces, valuationTime));
+            response.Valuations.Add(Value(instruments[i], request.Items[i].Overrides, prices, volSurfaces, valuationTime));
         }
 
         return response;
@@ -155,7 +158,11 @@ public sealed class PricingGrpcService(
 
     private static void ValidateItem(RequestValidator check, ValuationItem item, string path)
     {
-        if (!ValidateInstrument(check, item.Instrument, path + ".instrument"))
+        if (item.Instrument is null && item.InstrumentId.Length > 0)
+        {
+            check.RequireIdentifier(item.InstrumentId, path + ".instrument_id");
+        }
+        else if (!ValidateInstrument(check, item.Instrument, path + ".instrument"))
         {
             return;
         }
@@ -231,26 +238,36 @@ public sealed class PricingGrpcService(
         return result;
     }
 
-    private InstrumentValuation Value(ValuationItem item, IReadOnlyDictionary<string, decimal> prices, IReadOnlyDictionary<string, Core.VolSurface> volSurfaces, DateTimeOffset valuationTime)
+    private InstrumentValuation Value(Instrument instrument, MarketOverrides? overrides, IReadOnlyDictionary<string, ConsolidatedPrice> prices, IReadOnlyDictionary<string, Core.VolSurface> volSurfaces, DateTimeOffset valuationTime)
     {
-        var instrument = item.Instrument;
         var settings = options.Value;
-        var result = new InstrumentValuation { InstrumentId = instrument.InstrumentId };
+        var result = new InstrumentValuation { InstrumentId = instrument.InstrumentId, Kind = instrument.Kind };
         decimal underlying;
-        if (item.Overrides?.UnderlyingPrice is { Value.Length: > 0 } overridePrice)
+        if (overrides?.UnderlyingPrice is { Value.Length: > 0 } overridePrice)
         {
             underlying = overridePrice.ToDecimal();
         }
-        else if (!prices.TryGetValue(UnderlyingOf(instrument), out underlying))
+        else if (prices.TryGetValue(UnderlyingOf(instrument), out var underlyingPrice))
+        {
+            underlying = underlyingPrice.Mid.ToDecimal();
+            result.Stale = underlyingPrice.Stale;
+        }
+        else
         {
             result.Error = $"no price for '{UnderlyingOf(instrument)}' in market state";
             return result;
         }
 
-        var overrides = item.Overrides;
+        double? ownMid = null;
+        if (instrument.Kind is InstrumentKind.Perpetual or InstrumentKind.Future && prices.TryGetValue(instrument.InstrumentId, out var own))
+        {
+            ownMid = (double)own.Mid.ToDecimal();
+            result.Stale |= own.Stale;
+        }
+
         var market = new MarketInputs(
             (double)underlying,
-            instrument.Kind is InstrumentKind.Perpetual or InstrumentKind.Future && prices.TryGetValue(instrument.InstrumentId, out var own) ? (double)own : null,
+            ownMid,
             VolatilityFor(instrument, overrides, volSurfaces, valuationTime, settings.DefaultVolatility),
             overrides?.Rate is { } r && r != 0 ? r : settings.DefaultRate,
             overrides?.Carry ?? 0.0,
@@ -285,6 +302,7 @@ public sealed class PricingGrpcService(
         result.FundingPayment = value.FundingPayment;
         result.ContractValue = value.ContractValue;
         result.Volatility = instrument.Kind == InstrumentKind.Option ? market.Volatility : 0;
+        result.Multiplier = DecimalValue.TryParse(instrument.Multiplier, out var multiplier) && multiplier > 0 ? (double)multiplier : 1.0;
         return result;
     }
 
