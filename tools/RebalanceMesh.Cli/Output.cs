@@ -41,6 +41,29 @@ public static class Output
             case GetPlanResponse get:
                 PlanPrinter.PrintLegs(get.Plan, Console.Out);
                 break;
+            case RebalanceMesh.Contracts.Pricing.V1.PriceInstrumentsResponse valuations:
+                Console.WriteLine($"{"instrument",-14}{"price",16}{"delta",12}{"gamma",12}{"vega",12}{"vol",8}  notes");
+                foreach (var v in valuations.Valuations)
+                {
+                    Console.WriteLine(v.Error.Length > 0
+                        ? $"{v.InstrumentId,-14}  error: {v.Error}"
+                        : string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                            $"{v.InstrumentId,-14}{v.Price.Value,16}{v.Delta,12:G6}{v.Gamma,12:G6}{v.Vega,12:G6}{v.Volatility,8:P1}  {v.Kind.ToString().ToLowerInvariant()}{(v.Stale ? " STALE" : string.Empty)}"));
+                }
+
+                break;
+            case RebalanceMesh.Contracts.Pricing.V1.GetQuotesResponse quotes:
+                foreach (var q in quotes.Quotes)
+                {
+                    Console.WriteLine($"{q.InstrumentId,-12} {q.Venue,-8} bid {q.Bid.Value,-14} ask {q.Ask.Value,-14} {q.Timestamp.ToDateTime():O}");
+                }
+
+                foreach (var p in quotes.Prices)
+                {
+                    Console.WriteLine($"{p.InstrumentId,-12} {"best",-8} bid {p.Bid.Value,-14} ask {p.Ask.Value,-14} mid {p.Mid.Value}{(p.Stale ? " STALE" : string.Empty)}");
+                }
+
+                break;
             case WatchPlansResponse update:
                 Console.WriteLine($"{update.Plan.UpdatedAt.ToDateTime():HH:mm:ss.fff} {update.Plan.PlanId} {update.Plan.Status} {update.Plan.StatusMessage}");
                 break;

@@ -120,7 +120,7 @@ Command Rpc(string name, string description, Func<ParseResultContext, Task<IMess
 
     command.SetAction(async (parse, ct) =>
     {
-        using var channel = GrpcChannel.ForAddress(Repo.PlanningAddress(parse.GetValue(repoOption), parse.GetValue(planningOption)));
+        using var channel = GrpcChannel.ForAddress(Repo.ServiceAddress("planning", parse.GetValue(repoOption), parse.GetValue(planningOption)));
         var client = new PlanningService.PlanningServiceClient(channel);
         try
         {
@@ -180,7 +180,7 @@ var watchPlanOption = new Option<string?>("--plan") { Description = "Watch one p
 var watch = new Command("watch-plans", "WatchPlans: stream plan changes.") { watchPortfolioOption, watchPlanOption };
 watch.SetAction(async (parse, ct) =>
 {
-    using var channel = GrpcChannel.ForAddress(Repo.PlanningAddress(parse.GetValue(repoOption), parse.GetValue(planningOption)));
+    using var channel = GrpcChannel.ForAddress(Repo.ServiceAddress("planning", parse.GetValue(repoOption), parse.GetValue(planningOption)));
     var client = new PlanningService.PlanningServiceClient(channel);
     try
     {
@@ -199,6 +199,8 @@ watch.SetAction(async (parse, ct) =>
     }
 });
 root.Subcommands.Add(watch);
+
+root.Subcommands.Add(PricingCommands.Create(repoOption, jsonOption));
 
 return await root.Parse(args).InvokeAsync();
 

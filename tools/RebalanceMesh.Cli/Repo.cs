@@ -28,7 +28,8 @@ public static class Repo
     public static LaunchOptions Options(string repo, string? redis, bool freePorts) =>
         new(repo, StateDir(repo), redis ?? Environment.GetEnvironmentVariable("RMESH_REDIS"), freePorts);
 
-    public static string PlanningAddress(string? repoOption, string? given)
+    /// <summary>gRPC address of a service: the one given, else the running mesh's, else tye.yaml's port on loopback.</summary>
+    public static string ServiceAddress(string service, string? repoOption, string? given)
     {
         if (!string.IsNullOrEmpty(given))
         {
@@ -38,10 +39,10 @@ public static class Repo
         var repo = Root(repoOption);
         if (MeshState.TryLoad(StateDir(repo)) is { } state)
         {
-            return state.Service("planning").GrpcUrl;
+            return state.Service(service).GrpcUrl;
         }
 
-        var planning = MeshTopology.Load(TyePath(repo)).Services.First(s => s.Name == "planning");
-        return $"http://127.0.0.1:{planning.Binding("grpc")!.Port}";
+        var entry = MeshTopology.Load(TyePath(repo)).Services.First(s => s.Name == service);
+        return $"http://127.0.0.1:{entry.Binding("grpc")!.Port}";
     }
 }
