@@ -119,3 +119,65 @@ public class RiskMathTests
         }
     }
 }
+
+/// <summary>Shape-aware and simulated VaR, ratios (values from tests/reference/risk_reference.py, scipy.stats / integrate.quad).</summary>
+public class DistributionalRiskTests
+{
+    private static readonly double[] Values = [100_000, 200_000, 300_000, 400_000];
+
+    private static RiskReport Assess(RiskSettings settings) => PortfolioRiskModel.Assess(Values, 50_000, RiskReferenceTests.LastReturns(250), settings);
+
+    [Fact]
+    public void Moments_Cornish_Fisher_and_ratios_match_scipy()
+    {
+        var report = Assess(RiskSettings.Default with { Methods = [VarMethod.CornishFisher] });
+        Assert.Equal(-0.23325878169234127, report.PnlMoments.Skewness, 1e-12);
+        Assert.Equal(0.8143249185661285, report.PnlMoments.ExcessKurtosis, 1e-12);
+        var cf95 = report.Figures.Single(f => f.Confidence == 0.95);
+        var cf99 = report.Figures.Single(f => f.Confidence == 0.99);
+        Assert.Equal(18790.058774392477, cf95.ValueAtRisk, 1e-7);
+        // CVaR: our closed form against scipy's numerical quad of the tail quantile function (quad is good to ~1e-8 relative here).
+        Assert.Equal(25518.92097604512, cf95.ConditionalValueAtRisk, 1e-3);
+        Assert.Equal(29596.411750365263, cf99.ValueAtRisk, 1e-7);
+        Assert.Equal(36229.42838360234, cf99.ConditionalValueAtRisk, 1e-3);
+        Assert.Equal(1.0953453319758346, report.DiversificationRatio, 1e-12);
+        Assert.Equal(1.6543891433399827, report.SharpeRatio, 1e-10);
+        Assert.Equal(2.4460773513859158, report.SortinoRatio, 1e-10);
+    }
+
+    [Fact]
+    public void Cornish_Fisher_reduces_to_the_normal_quantile_without_skew_or_kurtosis()
+    {
+        var figure = CornishFisher.Figure(1.0, 0, 0, 0.99, 1);
+        var normal = PortfolioRiskModel.Parametric(1.0, 0.99, 1);
+        Assert.Equal(normal.ValueAtRisk, figure.ValueAtRisk, 1e-14);
+        Assert.Equal(normal.ConditionalValueAtRisk, figure.ConditionalValueAtRisk, 1e-12);
+    }
+
+    [Theory]
+    [InlineData(0.95)]
+    [InlineData(0.99)]
+    public void Monte_Carlo_VaR_is_within_its_standard_error_of_the_analytic_value(double confidence)
+    {
+        const int scenarios = 100_000;
+        var report = Assess(RiskSettings.Default with { Methods = [VarMethod.MonteCarlo, VarMethod.Parametric], MonteCarloScenarios = scenarios, Seed = 11 });
+        var mc = report.Figures.Single(f => f.Method == VarMethod.MonteCarlo && f.Confidence == confidence);
+        var analytic = report.Figures.Single(f => f.Method == VarMethod.Parametric && f.Confidence == confidence);
+        // Standard error of a sample quantile: √(α(1−α)/N) / f(q), with f the normal density of the P&L at q.
+        var sigma = analytic.ValueAtRisk / MathNet.Numerics.Distributions.Normal.InvCDF(0, 1, confidence);
+        var z = analytic.ValueAtRisk / sigma;
+        var standardError = Math.Sqrt(confidence * (1 - confidence) / scenarios) / (MathNet.Numerics.Distributions.Normal.PDF(0, 1, z) / sigma);
+        Assert.True(Math.Abs(mc.ValueAtRisk - analytic.ValueAtRisk) <= 3 * standardError, $"MC {mc.ValueAtRisk:F1} vs analytic {analytic.ValueAtRisk:F1}, SE {standardError:F1}");
+        Assert.InRange(mc.ConditionalValueAtRisk / analytic.ConditionalValueAtRisk, 0.97, 1.03);
+    }
+
+    [Fact]
+    public void Monte_Carlo_reproduces_with_its_seed()
+    {
+        var a = Assess(RiskSettings.Default with { Methods = [VarMethod.MonteCarlo], MonteCarloScenarios = 5_000, Seed = 3 });
+        var b = Assess(RiskSettings.Default with { Methods = [VarMethod.MonteCarlo], MonteCarloScenarios = 5_000, Seed = 3 });
+        var c = Assess(RiskSettings.Default with { Methods = [VarMethod.MonteCarlo], MonteCarloScenarios = 5_000, Seed = 4 });
+        Assert.Equal(a.Figures[0].ValueAtRisk, b.Figures[0].ValueAtRisk);
+        Assert.NotEqual(a.Figures[0].ValueAtRisk, c.Figures[0].ValueAtRisk);
+    }
+}

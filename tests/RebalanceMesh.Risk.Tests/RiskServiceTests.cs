@@ -100,6 +100,46 @@ public sealed class RiskServiceTests : IClassFixture<RedisServer>, IAsyncLifetim
     }
 
     [Fact]
+    public async Task AssessPortfolio_reports_every_method_ratios_and_correlation()
+    {
+        var request = new AssessPortfolioRequest
+        {
+            Holdings = { Holding("DAX", 100, 1000), Holding("SMI", 200, 1000), Holding("CAC", 300, 1000), Holding("FTSE", 400, 1000) },
+            Cash = 50_000m,
+            Settings = new RiskSettings
+            {
+                LookbackDays = 250,
+                ConfidenceLevels = { 0.99 },
+                Methods = { VarMethod.Historical, VarMethod.Parametric, VarMethod.CornishFisher, VarMethod.MonteCarlo },
+                MonteCarloScenarios = 20_000,
+                Seed = 5,
+                IncludeCorrelation = true,
+            },
+        };
+        var response = await _client.AssessPortfolioAsync(request);
+        Assert.Equal(4, response.Estimates.Count);
+        Assert.Equal(29596.411750365263, response.Estimates.Single(e => e.Method == VarMethod.CornishFisher).Var, 1e-6);
+        Assert.InRange(response.Estimates.Single(e => e.Method == VarMethod.MonteCarlo).Var / 25808.657669564036, 0.95, 1.05);
+        Assert.Equal(1.0953453319758346, response.DiversificationRatio, 1e-11);
+        Assert.Equal(16, response.Correlation.Count);
+        Assert.Equal(1.0, response.Correlation[0], 12);
+        Assert.Equal(response.Correlation[1], response.Correlation[4], 12);
+    }
+
+    [Fact]
+    public async Task Oversized_work_is_refused_before_it_starts()
+    {
+        var holdings = Enumerable.Range(0, 200).Select(i => Holding("I" + i, 1, 1)).ToArray();
+        var request = new AssessPortfolioRequest { Settings = new RiskSettings { Methods = { VarMethod.MonteCarlo }, MonteCarloScenarios = 200_000 } };
+        request.Holdings.AddRange(holdings);
+        var ex = await RpcAssert.StatusAsync(() => _client.AssessPortfolioAsync(request).ResponseAsync, StatusCode.ResourceExhausted);
+        Assert.Contains("budget", ex.Status.Detail);
+        await RpcAssert.InvalidArgumentAsync(
+            () => _client.AssessPortfolioAsync(new AssessPortfolioRequest { Holdings = { Holding("DAX", 1, 1) }, Settings = new RiskSettings { MonteCarloScenarios = 1_000_000 } }).ResponseAsync,
+            "settings.monte_carlo_scenarios");
+    }
+
+    [Fact]
     public async Task Missing_history_is_FailedPrecondition()
     {
         var ex = await RpcAssert.StatusAsync(() => _client.AssessPortfolioAsync(new AssessPortfolioRequest { Holdings = { Holding("NOHISTORY", 1, 10) } }).ResponseAsync, StatusCode.FailedPrecondition);

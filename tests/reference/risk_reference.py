@@ -39,3 +39,28 @@ for a in (0.95, 0.99):
     z = norm.ppf(a)
     print(f"historical {a}: var = {var!r}, cvar = {cvar!r}")
     print(f"parametric {a}: var = {z*daily_sigma!r}, cvar = {daily_sigma*norm.pdf(z)/(1-a)!r}")
+
+# --- Distribution shape, Cornish–Fisher, ratios (RiskReferenceTests.Cornish_Fisher_… / Ratios_…) --------------
+from scipy import stats, integrate
+
+skew = stats.skew(pnl)                      # biased, as RebalanceMesh's Moments
+kurt = stats.kurtosis(pnl)                  # excess, biased
+loss_skew = -skew
+
+
+def cf(z):
+    return z + (z * z - 1) * loss_skew / 6 + (z ** 3 - 3 * z) * kurt / 24 - (2 * z ** 3 - 5 * z) * loss_skew ** 2 / 36
+
+
+print(f"pnl_skewness           = {skew!r}")
+print(f"pnl_excess_kurtosis    = {kurt!r}")
+for a in (0.95, 0.99):
+    var_cf = daily_sigma * cf(norm.ppf(a))
+    es_cf = daily_sigma * integrate.quad(lambda u: cf(norm.ppf(u)), a, 1, limit=200)[0] / (1 - a)
+    print(f"cornish-fisher {a}: var = {var_cf!r}, cvar = {es_cf!r}")
+
+vols = np.sqrt(np.diag(sample))
+print(f"diversification_ratio  = {(np.abs(values) * vols).sum() / daily_sigma!r}")
+ret = pnl / net
+print(f"sharpe                 = {ret.mean() / ret.std(ddof=1) * np.sqrt(252)!r}")
+print(f"sortino                = {ret.mean() / np.sqrt(np.mean(np.minimum(ret, 0) ** 2)) * np.sqrt(252)!r}")

@@ -10,11 +10,17 @@ public enum VarMethod
     Historical,
     /// <summary>Delta-normal from the sample covariance.</summary>
     Parametric,
+    /// <summary>Normal quantile corrected for the skewness and kurtosis of historical P&amp;L.</summary>
+    CornishFisher,
+    /// <summary>Seeded Monte Carlo under multivariate normal returns.</summary>
+    MonteCarlo,
 }
 
 /// <summary>Measurement settings.</summary>
 /// <param name="HorizonDays">Horizon in trading days; 1-day figures are scaled by √horizon.</param>
-public sealed record RiskSettings(double HorizonDays, IReadOnlyList<double> ConfidenceLevels, IReadOnlyList<VarMethod> Methods)
+/// <param name="MonteCarloScenarios">Scenarios of the Monte Carlo method.</param>
+/// <param name="Seed">Seed of the Monte Carlo generator.</param>
+public sealed record RiskSettings(double HorizonDays, IReadOnlyList<double> ConfidenceLevels, IReadOnlyList<VarMethod> Methods, int MonteCarloScenarios = 10_000, int Seed = 42)
 {
     public static RiskSettings Default { get; } = new(1, [0.95, 0.99], [VarMethod.Historical, VarMethod.Parametric]);
 }
@@ -28,6 +34,10 @@ public sealed record PositionRiskFigure(string InstrumentId, double MarketValue,
 
 /// <summary>A portfolio's measured risk.</summary>
 /// <param name="AnnualVariance">Annualised variance of portfolio value, in currency squared.</param>
+/// <param name="DiversificationRatio">Σ |Vᵢ|σᵢ / σ_p.</param>
+/// <param name="SharpeRatio">Annualised mean over volatility of the holdings' historical daily returns (zero risk-free rate).</param>
+/// <param name="SortinoRatio">Annualised mean over downside deviation (below zero) of the same returns.</param>
+/// <param name="Correlation">Correlation matrix of the holdings' returns.</param>
 public sealed record RiskReport(
     double NetValue,
     double AnnualVolatility,
@@ -36,7 +46,12 @@ public sealed record RiskReport(
     IReadOnlyList<VarFigure> Figures,
     IReadOnlyList<PositionRiskFigure> Positions,
     int Observations,
-    double GrossLeverage);
+    double GrossLeverage,
+    double DiversificationRatio,
+    double SharpeRatio,
+    double SortinoRatio,
+    Moments PnlMoments,
+    Matrix<double> Correlation);
 
 /// <summary>
 /// Risk of a linear portfolio (positions held as currency values) from daily log returns.
@@ -65,13 +80,23 @@ public static class PortfolioRiskModel
 
         var figures = new List<VarFigure>();
         var pnl = HistoricalPnl(values, returns.Values);
+        var moments = Moments.Of(pnl);
+        double[]? simulated = null;
         foreach (var method in settings.Methods)
         {
+            if (method == VarMethod.MonteCarlo)
+            {
+                simulated ??= MonteCarloVar.SimulatePnl(positionValues, covariance, settings.MonteCarloScenarios, settings.Seed);
+            }
+
             foreach (var confidence in settings.ConfidenceLevels)
             {
                 figures.Add(method switch
                 {
                     VarMethod.Historical => Historical(pnl, confidence, sqrtHorizon),
+                    // Losses are −P&L: their skewness is the P&L's with the sign flipped.
+                    VarMethod.CornishFisher => CornishFisher.Figure(dailySigma, -moments.Skewness, moments.ExcessKurtosis, confidence, sqrtHorizon),
+                    VarMethod.MonteCarlo => MonteCarloVar.Figure(simulated!, confidence, sqrtHorizon),
                     _ => Parametric(dailySigma, confidence, sqrtHorizon),
                 });
             }
@@ -93,6 +118,8 @@ public static class PortfolioRiskModel
         }
 
         var relative = netValue > 0 ? dailySigma / netValue : 0;
+        var standalone = Enumerable.Range(0, n).Sum(i => Math.Abs(values[i]) * Math.Sqrt(covariance[i, i]));
+        var (sharpe, sortino) = RatiosOf(pnl, netValue);
         return new RiskReport(
             netValue,
             relative * Math.Sqrt(RiskMath.TradingDaysPerYear),
@@ -101,7 +128,28 @@ public static class PortfolioRiskModel
             figures,
             positions,
             returns.Days,
-            netValue > 0 ? gross / netValue : 0);
+            netValue > 0 ? gross / netValue : 0,
+            dailySigma > 0 ? standalone / dailySigma : 0,
+            sharpe,
+            sortino,
+            moments,
+            CovarianceEstimator.Correlation(covariance));
+    }
+
+    /// <summary>Annualised Sharpe and Sortino of daily P&amp;L as returns on net value, zero risk-free rate and target.</summary>
+    public static (double Sharpe, double Sortino) RatiosOf(IReadOnlyList<double> pnl, double netValue)
+    {
+        if (netValue <= 0 || pnl.Count < 2)
+        {
+            return (0, 0);
+        }
+
+        var returns = pnl.Select(p => p / netValue).ToArray();
+        var mean = returns.Average();
+        var sd = Math.Sqrt(returns.Sum(r => (r - mean) * (r - mean)) / (returns.Length - 1));
+        var downside = Math.Sqrt(returns.Sum(r => r < 0 ? r * r : 0) / returns.Length);
+        var annualise = Math.Sqrt(RiskMath.TradingDaysPerYear);
+        return (sd > 0 ? mean / sd * annualise : 0, downside > 0 ? mean / downside * annualise : 0);
     }
 
     /// <summary>Daily P&amp;L of the positions under each day's returns, full revaluation of linear holdings.</summary>

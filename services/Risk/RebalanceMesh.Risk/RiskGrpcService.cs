@@ -18,7 +18,10 @@ public sealed class RiskGrpcService(RiskInputs inputs) : Wire.RiskService.RiskSe
         RiskInputs.ValidateHoldings(check, request.Holdings, "holdings");
         check.OptionalDecimal(request.Cash, "cash", ValidationExtensions.DecimalRule.Any, 0m, out _, ValidationExtensions.MaxCashMagnitude);
         var settings = RiskInputs.ValidateSettings(check, request.Settings, "settings", out var lookback);
+        check.Require(request.Settings?.IncludeCorrelation != true || request.Holdings.Count <= RiskInputs.MaxCorrelationHoldings,
+            "settings.include_correlation", $"is available for at most {RiskInputs.MaxCorrelationHoldings} holdings");
         check.ThrowIfInvalid();
+        RiskInputs.CheckBudget(settings, request.Holdings.Count);
 
         var portfolio = await inputs.ResolveAsync(request.Holdings, request.Cash, []);
         var returns = await inputs.LoadReturnsAsync(portfolio.Instruments, lookback);
@@ -26,7 +29,14 @@ public sealed class RiskGrpcService(RiskInputs inputs) : Wire.RiskService.RiskSe
         using var activity = ActivitySource.StartActivity("assess portfolio");
         activity?.SetTag("risk.instruments", portfolio.Instruments.Count);
         activity?.SetTag("risk.observations", returns.Days);
-        return ToWire(PortfolioRiskModel.Assess(portfolio.Values, (double)portfolio.Cash, returns, settings));
+        var report = PortfolioRiskModel.Assess(portfolio.Values, (double)portfolio.Cash, returns, settings);
+        var response = ToWire(report);
+        if (request.Settings?.IncludeCorrelation == true)
+        {
+            response.Correlation.AddRange(report.Correlation.ToRowMajorArray());
+        }
+
+        return response;
     }
 
     public override async Task<Wire.EstimateCovarianceResponse> EstimateCovariance(Wire.EstimateCovarianceRequest request, ServerCallContext context)
@@ -103,6 +113,7 @@ public sealed class RiskGrpcService(RiskInputs inputs) : Wire.RiskService.RiskSe
 
         var settings = RiskInputs.ValidateSettings(check, request.Settings, "settings", out var lookback);
         check.ThrowIfInvalid();
+        RiskInputs.CheckBudget(settings, request.Holdings.Count + request.Trades.Count);
 
         var tradeInstruments = request.Trades.Select(t => t.InstrumentId).ToArray();
         var before = await inputs.ResolveAsync(request.Holdings, request.Cash, tradeInstruments);
@@ -153,12 +164,23 @@ public sealed class RiskGrpcService(RiskInputs inputs) : Wire.RiskService.RiskSe
             HorizonVolatility = report.HorizonVolatility,
             Observations = report.Observations,
             GrossLeverage = report.GrossLeverage,
+            DiversificationRatio = report.DiversificationRatio,
+            SharpeRatio = report.SharpeRatio,
+            SortinoRatio = report.SortinoRatio,
+            Skewness = report.PnlMoments.Skewness,
+            ExcessKurtosis = report.PnlMoments.ExcessKurtosis,
         };
         foreach (var figure in report.Figures)
         {
             response.Estimates.Add(new Wire.VarEstimate
             {
-                Method = figure.Method == VarMethod.Historical ? Wire.VarMethod.Historical : Wire.VarMethod.Parametric,
+                Method = figure.Method switch
+                {
+                    VarMethod.Historical => Wire.VarMethod.Historical,
+                    VarMethod.CornishFisher => Wire.VarMethod.CornishFisher,
+                    VarMethod.MonteCarlo => Wire.VarMethod.MonteCarlo,
+                    _ => Wire.VarMethod.Parametric,
+                },
                 Confidence = figure.Confidence,
                 Var = figure.ValueAtRisk,
                 Cvar = figure.ConditionalValueAtRisk,

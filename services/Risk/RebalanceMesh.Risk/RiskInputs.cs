@@ -19,6 +19,10 @@ public sealed class RiskInputs(MarketStateStore market)
     public const int MaxHoldings = 2_000;
     public const int MaxLookbackDays = 5_000;
     public const int DefaultLookbackDays = 500;
+    public const int DefaultScenarios = 10_000;
+    public const int MaxScenarios = 200_000;
+    public const long MaxScenarioCells = 20_000_000;
+    public const int MaxCorrelationHoldings = 500;
 
     public static void ValidateHoldings(RequestValidator check, IReadOnlyList<Wire.Holding> holdings, string path, bool allowEmpty = false)
     {
@@ -63,14 +67,32 @@ public sealed class RiskInputs(MarketStateStore market)
                 case Wire.VarMethod.Parametric:
                     methods.Add(VarMethod.Parametric);
                     break;
+                case Wire.VarMethod.CornishFisher:
+                    methods.Add(VarMethod.CornishFisher);
+                    break;
+                case Wire.VarMethod.MonteCarlo:
+                    methods.Add(VarMethod.MonteCarlo);
+                    break;
                 default:
                     check.Add($"{path}.methods[{i}]", "is not a known method");
                     break;
             }
         }
 
+        var scenarios = settings.MonteCarloScenarios == 0 ? DefaultScenarios : settings.MonteCarloScenarios;
+        check.Require(scenarios is >= 100 and <= MaxScenarios, path + ".monte_carlo_scenarios", $"must be between 100 and {MaxScenarios}");
         var levels = settings.ConfidenceLevels.Count > 0 ? settings.ConfidenceLevels.Distinct().ToArray() : RiskSettings.Default.ConfidenceLevels;
-        return new RiskSettings(horizon, levels, methods.Count > 0 ? methods.Distinct().ToArray() : RiskSettings.Default.Methods);
+        return new RiskSettings(horizon, levels, methods.Count > 0 ? methods.Distinct().ToArray() : RiskSettings.Default.Methods, scenarios, settings.Seed);
+    }
+
+    /// <summary>Refuses work too large to do in one call: Monte Carlo scenarios × holdings beyond the budget.</summary>
+    public static void CheckBudget(RiskSettings settings, int holdings)
+    {
+        if (settings.Methods.Contains(VarMethod.MonteCarlo) && (long)settings.MonteCarloScenarios * holdings > MaxScenarioCells)
+        {
+            throw new DomainException(DomainErrorKind.ResourceExhausted,
+                $"Monte Carlo of {settings.MonteCarloScenarios} scenarios × {holdings} holdings exceeds the budget of {MaxScenarioCells:N0} cells; use fewer scenarios.");
+        }
     }
 
     /// <summary>Resolves prices (request first, then market-state mid). Call after validation.</summary>
