@@ -181,3 +181,52 @@ public class DistributionalRiskTests
         Assert.NotEqual(a.Figures[0].ValueAtRisk, c.Figures[0].ValueAtRisk);
     }
 }
+
+/// <summary>Shrinkage and volatility forecasts against scikit-learn and scipy (tests/reference/risk_reference.py).</summary>
+public class VolatilityModelTests
+{
+    [Fact]
+    public void Ledoit_Wolf_matches_scikit_learn()
+    {
+        var (covariance, shrinkage) = LedoitWolf.Estimate(RiskReferenceTests.LastReturns(250).Values);
+        Assert.Equal(0.02208081979299688, shrinkage, 1e-12);
+        Assert.Equal(0.05426074950235267, covariance[0, 0] * 252, 1e-14);
+        Assert.Equal(0.0230611485826616, covariance[1, 3] * 252, 1e-14);
+        Assert.All(covariance.Evd().EigenValues, e => Assert.True(e.Real > 0));
+    }
+
+    [Fact]
+    public void GARCH_maximum_likelihood_matches_scipy()
+    {
+        var dax = File.ReadAllLines(Path.Combine(RebalanceMesh.Testing.RepoPaths.Root, "data", "eustockmarkets.csv")).Skip(1)
+            .Select(l => double.Parse(l.Split(',')[1], System.Globalization.CultureInfo.InvariantCulture)).ToArray();
+        var returns = dax.Zip(dax.Skip(1), (a, b) => Math.Log(b / a)).TakeLast(1000).ToArray();
+        var fit = VolatilityForecaster.FitGarch(returns);
+        // The likelihood surface is flat near its top: the maximum is what must agree; parameters to a few digits.
+        Assert.True(fit.LogLikelihood >= 3211.997391285273 - 1e-6, $"log-likelihood {fit.LogLikelihood:R} below scipy's 3211.997391285273");
+        Assert.Equal(3211.997391285273, fit.LogLikelihood, 1e-3);
+        Assert.Equal(0.05323491260184166, fit.Alpha, 2e-3);
+        Assert.Equal(0.9398328071245592, fit.Beta, 2e-3);
+        Assert.Equal(9.018762333603683e-07, fit.Omega, 2e-7);
+    }
+
+    [Fact]
+    public void GARCH_term_structure_reverts_to_the_long_run_variance()
+    {
+        // Hand case: ω = 2e-6, α = 0.1, β = 0.8 → V_L = 2e-5; next variance 4e-5.
+        var fit = new GarchFit(2e-6, 0.1, 0.8, 0, 4e-5);
+        var curve = fit.TermStructure(3);
+        // σ²: 4e-5, 2e-5 + 0.9·2e-5 = 3.8e-5, 2e-5 + 0.81·2e-5 = 3.62e-5.
+        Assert.Equal(Math.Sqrt(252 * 4e-5), curve[0], 14);
+        Assert.Equal(Math.Sqrt(252 / 2.0 * (4e-5 + 3.8e-5)), curve[1], 14);
+        Assert.Equal(Math.Sqrt(252 / 3.0 * (4e-5 + 3.8e-5 + 3.62e-5)), curve[2], 14);
+        Assert.True(fit.TermStructure(2_000)[^1] < curve[0]);
+    }
+
+    [Fact]
+    public void EWMA_variance_weights_the_newest_return_most()
+    {
+        // λ = 0.5 over [0.01, 0.02, 0.04]: weights 0.25, 0.5, 1 → (0.25e-4 + 0.5·4e-4 + 16e-4) / 1.75.
+        Assert.Equal((0.25e-4 + 2e-4 + 16e-4) / 1.75, VolatilityForecaster.EwmaVariance([0.01, 0.02, 0.04], 0.5), 15);
+    }
+}

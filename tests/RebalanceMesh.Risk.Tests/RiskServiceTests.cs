@@ -147,6 +147,35 @@ public sealed class RiskServiceTests : IClassFixture<RedisServer>, IAsyncLifetim
     }
 
     [Fact]
+    public async Task EstimateCovariance_from_prices_with_Ledoit_Wolf_and_volatility_forecasts()
+    {
+        var lines = File.ReadAllLines(Path.Combine(RepoPaths.Root, "data", "eustockmarkets.csv")).Skip(1).TakeLast(251).ToArray();
+        var request = new EstimateCovarianceRequest
+        {
+            InstrumentIds = { "DAX", "SMI", "CAC", "FTSE" },
+            Method = CovarianceMethod.LedoitWolf,
+            Prices = new ReturnMatrix { Rows = lines.Length },
+            IncludeVolatilityForecasts = true,
+            ForecastHorizonDays = 10,
+        };
+        request.Prices.Values.AddRange(lines.SelectMany(l => l.Split(',').Skip(1).Select(v => double.Parse(v, System.Globalization.CultureInfo.InvariantCulture))));
+        var response = await _client.EstimateCovarianceAsync(request);
+        Assert.Equal(250, response.Observations);
+        Assert.Equal(0.02208081979299688, response.Shrinkage, 1e-12);          // scikit-learn
+        Assert.Equal(0.0230611485826616, response.Covariance[(1 * 4) + 3], 1e-14);
+        Assert.Equal(4, response.Forecasts.Count);
+        Assert.All(response.Forecasts, f =>
+        {
+            Assert.Equal(10, f.GarchTermStructure.Count);
+            Assert.True(f.GarchAlpha + f.GarchBeta < 1);
+            Assert.InRange(f.EwmaAnnualVolatility, 0.03, 0.6);
+        });
+        await RpcAssert.InvalidArgumentAsync(
+            () => _client.EstimateCovarianceAsync(new EstimateCovarianceRequest { InstrumentIds = { "A" }, Prices = new ReturnMatrix { Rows = 3, Values = { 1, -2, 3 } } }).ResponseAsync,
+            "prices.values");
+    }
+
+    [Fact]
     public async Task EstimateCovariance_from_passed_returns_is_annualised()
     {
         // Two perfectly anti-correlated series with daily variance 1e-4 (sample, ddof 1): ±0.01 alternating.

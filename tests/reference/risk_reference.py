@@ -64,3 +64,41 @@ print(f"diversification_ratio  = {(np.abs(values) * vols).sum() / daily_sigma!r}
 ret = pnl / net
 print(f"sharpe                 = {ret.mean() / ret.std(ddof=1) * np.sqrt(252)!r}")
 print(f"sortino                = {ret.mean() / np.sqrt(np.mean(np.minimum(ret, 0) ** 2)) * np.sqrt(252)!r}")
+
+# --- Ledoit–Wolf shrinkage (scikit-learn, Debian python3-sklearn) -----------------------------------------------
+from sklearn.covariance import ledoit_wolf
+
+lw, shrinkage = ledoit_wolf(r)              # centres, divides by T, shrinks toward tr(S)/p · I
+print(f"ledoit_wolf_shrinkage  = {shrinkage!r}")
+print(f"ledoit_wolf_annual[0,0] = {lw[0,0]*252!r}")
+print(f"ledoit_wolf_annual[1,3] = {lw[1,3]*252!r}")
+
+# --- GARCH(1,1) by maximum likelihood on the last 1,000 DAX log returns (scipy.optimize, SLSQP) ------------------
+from scipy.optimize import minimize
+
+all_prices = data["DAX"]
+g = np.diff(np.log(all_prices))[-1000:]
+e = g - g.mean()
+s2 = np.mean(e * e)
+
+
+def negloglik(params):
+    omega_scaled, alpha, beta = params      # ω / sample variance keeps the three unknowns on one scale
+    omega = omega_scaled * s2
+    var = s2; ll = 0.0
+    for x in e:
+        ll -= 0.5 * (np.log(2 * np.pi) + np.log(var) + x * x / var)
+        var = omega + alpha * x * x + beta * var
+    return -ll
+
+
+best = None
+for p0 in ([0.05, 0.08, 0.87], [0.1, 0.15, 0.75], [0.02, 0.05, 0.93]):
+    res = minimize(negloglik, p0, method="SLSQP",
+                   bounds=[(1e-12, None), (0.0, 1.0), (0.0, 1.0)],
+                   constraints=[{"type": "ineq", "fun": lambda p: 0.999999 - p[1] - p[2]}],
+                   options={"ftol": 1e-14, "maxiter": 1000})
+    if best is None or res.fun < best.fun:
+        best = res
+omega, alpha, beta = best.x[0] * s2, best.x[1], best.x[2]
+print(f"garch_dax omega = {omega!r}, alpha = {alpha!r}, beta = {beta!r}, loglik = {-best.fun!r}")

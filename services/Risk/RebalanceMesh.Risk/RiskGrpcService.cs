@@ -54,27 +54,30 @@ public sealed class RiskGrpcService(RiskInputs inputs) : Wire.RiskService.RiskSe
         check.Require(lookback is >= 2 and <= RiskInputs.MaxLookbackDays, "lookback_days", $"must be between 2 and {RiskInputs.MaxLookbackDays}");
         var lambda = request.EwmaLambda == 0 ? 0.94 : request.EwmaLambda;
         check.Require(double.IsFinite(lambda) && lambda > 0 && lambda < 1, "ewma_lambda", "must be in (0, 1)");
-        check.Require(request.Method is Wire.CovarianceMethod.Unspecified or Wire.CovarianceMethod.Sample or Wire.CovarianceMethod.Ewma, "method", "is not a known method");
-        if (request.Returns is { } given)
-        {
-            var n = request.InstrumentIds.Count;
-            check.Require(given.Rows is >= 2 and <= RiskInputs.MaxLookbackDays, "returns.rows", $"must be between 2 and {RiskInputs.MaxLookbackDays}");
-            check.Require((long)given.Rows * n == given.Values.Count, "returns.values", "must hold rows × instruments values");
-            check.Require(given.Values.All(double.IsFinite), "returns.values", "must be finite numbers");
-        }
-
+        check.Require(request.Method is Wire.CovarianceMethod.Unspecified or Wire.CovarianceMethod.Sample or Wire.CovarianceMethod.Ewma or Wire.CovarianceMethod.LedoitWolf, "method", "is not a known method");
+        check.Require(request.Returns is null || request.Prices is null, "prices", "give returns or prices, not both");
+        ValidateMatrix(check, request.Returns, request.InstrumentIds.Count, "returns", positive: false);
+        ValidateMatrix(check, request.Prices, request.InstrumentIds.Count, "prices", positive: true);
+        var horizon = request.ForecastHorizonDays == 0 ? 21 : request.ForecastHorizonDays;
+        check.Require(horizon is >= 1 and <= 252, "forecast_horizon_days", "must be between 1 and 252");
+        check.Require(!request.IncludeVolatilityForecasts || request.InstrumentIds.Count <= 200, "include_volatility_forecasts", "is available for at most 200 instruments");
         check.ThrowIfInvalid();
 
         var instruments = request.InstrumentIds.ToArray();
         ReturnMatrix returns;
         if (request.Returns is { } matrix)
         {
-            var values = new double[matrix.Rows, instruments.Length];
-            for (var r = 0; r < matrix.Rows; r++)
+            returns = new ReturnMatrix(instruments, ToArray(matrix, instruments.Length));
+        }
+        else if (request.Prices is { } priceMatrix)
+        {
+            var closes = ToArray(priceMatrix, instruments.Length);
+            var values = new double[priceMatrix.Rows - 1, instruments.Length];
+            for (var r = 1; r < priceMatrix.Rows; r++)
             {
                 for (var c = 0; c < instruments.Length; c++)
                 {
-                    values[r, c] = matrix.Values[(r * instruments.Length) + c];
+                    values[r - 1, c] = Math.Log(closes[r, c] / closes[r - 1, c]);
                 }
             }
 
@@ -85,17 +88,93 @@ public sealed class RiskGrpcService(RiskInputs inputs) : Wire.RiskService.RiskSe
             returns = await inputs.LoadReturnsAsync(instruments, lookback);
         }
 
-        var daily = request.Method == Wire.CovarianceMethod.Ewma
-            ? CovarianceEstimator.Ewma(returns.Values, lambda)
-            : CovarianceEstimator.Sample(returns.Values);
+        context.CancellationToken.ThrowIfCancellationRequested();
+        var shrinkage = 0.0;
+        MathNet.Numerics.LinearAlgebra.Matrix<double> daily;
+        switch (request.Method)
+        {
+            case Wire.CovarianceMethod.Ewma:
+                daily = CovarianceEstimator.Ewma(returns.Values, lambda);
+                break;
+            case Wire.CovarianceMethod.LedoitWolf:
+                (daily, shrinkage) = LedoitWolf.Estimate(returns.Values);
+                break;
+            default:
+                daily = CovarianceEstimator.Sample(returns.Values);
+                break;
+        }
+
         var annual = daily * RiskMath.TradingDaysPerYear;
         var correlation = CovarianceEstimator.Correlation(annual);
-        var response = new Wire.EstimateCovarianceResponse { Observations = returns.Days };
+        var response = new Wire.EstimateCovarianceResponse { Observations = returns.Days, Shrinkage = shrinkage };
+        if (request.IncludeVolatilityForecasts)
+        {
+            response.Forecasts.AddRange(Forecasts(returns, lambda, horizon, context.CancellationToken));
+        }
+
         response.InstrumentIds.AddRange(instruments);
         response.Covariance.AddRange(annual.ToRowMajorArray());
         response.Correlation.AddRange(correlation.ToRowMajorArray());
         response.AnnualVolatilities.AddRange(annual.Diagonal().Select(v => Math.Sqrt(Math.Max(v, 0))));
         return response;
+    }
+
+    private static void ValidateMatrix(RequestValidator check, Wire.ReturnMatrix? matrix, int columns, string path, bool positive)
+    {
+        if (matrix is null)
+        {
+            return;
+        }
+
+        check.Require(matrix.Rows is >= 3 and <= RiskInputs.MaxLookbackDays, path + ".rows", $"must be between 3 and {RiskInputs.MaxLookbackDays}");
+        check.Require((long)matrix.Rows * columns == matrix.Values.Count, path + ".values", "must hold rows × instruments values");
+        check.Require(matrix.Values.All(v => double.IsFinite(v) && (!positive || v > 0)), path + ".values", positive ? "must be positive finite prices" : "must be finite numbers");
+    }
+
+    private static double[,] ToArray(Wire.ReturnMatrix matrix, int columns)
+    {
+        var values = new double[matrix.Rows, columns];
+        for (var r = 0; r < matrix.Rows; r++)
+        {
+            for (var c = 0; c < columns; c++)
+            {
+                values[r, c] = matrix.Values[(r * columns) + c];
+            }
+        }
+
+        return values;
+    }
+
+    /// <summary>EWMA and GARCH(1,1) forecasts per instrument, fitted in parallel (independent, CPU-bound).</summary>
+    private static Wire.VolatilityForecast[] Forecasts(ReturnMatrix returns, double lambda, int horizon, CancellationToken cancellationToken)
+    {
+        var forecasts = new Wire.VolatilityForecast[returns.Count];
+        Parallel.For(0, returns.Count, new ParallelOptions { CancellationToken = cancellationToken }, j =>
+        {
+            var series = Enumerable.Range(0, returns.Days).Select(t => returns.Values[t, j]).ToArray();
+            var forecast = new Wire.VolatilityForecast
+            {
+                InstrumentId = returns.Instruments[j],
+                EwmaAnnualVolatility = Math.Sqrt(VolatilityForecaster.EwmaVariance(series, lambda) * RiskMath.TradingDaysPerYear),
+            };
+            try
+            {
+                var fit = VolatilityForecaster.FitGarch(series);
+                forecast.GarchOmega = fit.Omega;
+                forecast.GarchAlpha = fit.Alpha;
+                forecast.GarchBeta = fit.Beta;
+                forecast.GarchLogLikelihood = fit.LogLikelihood;
+                forecast.GarchLongRunAnnualVolatility = Math.Sqrt(fit.LongRunVariance * RiskMath.TradingDaysPerYear);
+                forecast.GarchTermStructure.AddRange(fit.TermStructure(horizon));
+            }
+            catch (ArgumentException ex)
+            {
+                forecast.GarchError = ex.Message.Split(" (Parameter", 2)[0];
+            }
+
+            forecasts[j] = forecast;
+        });
+        return forecasts;
     }
 
     public override async Task<Wire.CompareRiskResponse> CompareRisk(Wire.CompareRiskRequest request, ServerCallContext context)
