@@ -140,6 +140,36 @@ public sealed class RiskServiceTests : IClassFixture<RedisServer>, IAsyncLifetim
     }
 
     [Fact]
+    public async Task StressTest_applies_scenarios_correlation_breakdown_and_worst_windows()
+    {
+        var request = new StressTestRequest
+        {
+            Holdings = { Holding("DAX", 100, 1000), Holding("SMI", 200, 1000), Holding("CAC", 300, 1000), Holding("FTSE", 400, 1000) },
+            Cash = 50_000m,
+            Scenarios = { new StressScenario { Name = "crash", Shocks = { new PriceShock { RelativeChange = -0.3 }, new PriceShock { InstrumentId = "SMI", RelativeChange = -0.1 } } } },
+            CorrelationBreakdown = 1.0,
+            Confidence = 0.99,
+            WorstWindows = 3,
+            WindowDays = 5,
+            LookbackDays = 250,
+        };
+        var response = await _client.StressTestAsync(request);
+        var crash = Assert.Single(response.Scenarios);
+        Assert.Equal(-30_000 - 20_000 - 90_000 - 120_000, crash.Pnl, 9);
+        Assert.Equal(1_050_000 - 260_000, crash.NetValueAfter, 9);
+        // With every correlation at 1 a long-only portfolio's VaR is the sum of standalone VaRs: VaR × diversification ratio.
+        Assert.Equal(25808.657669564036, response.VarBeforeBreakdown, 1e-6);
+        Assert.Equal(25808.657669564036 * 1.0953453319758346, response.VarAfterBreakdown, 1e-5);
+        Assert.Equal(3, response.WorstWindows.Count);
+        Assert.True(response.WorstWindows[0].Pnl <= response.WorstWindows[1].Pnl && response.WorstWindows[1].Pnl <= response.WorstWindows[2].Pnl);
+        Assert.All(response.WorstWindows, w => Assert.True(w.WindowEnd.ToDateTime() > w.WindowStart.ToDateTime()));
+
+        await RpcAssert.InvalidArgumentAsync(
+            () => _client.StressTestAsync(new StressTestRequest { Holdings = { Holding("DAX", 1, 1) }, Scenarios = { new StressScenario { Name = "x", Shocks = { new PriceShock { RelativeChange = -1.5 } } } } }).ResponseAsync,
+            "scenarios[0].shocks[0].relative_change");
+    }
+
+    [Fact]
     public async Task Missing_history_is_FailedPrecondition()
     {
         var ex = await RpcAssert.StatusAsync(() => _client.AssessPortfolioAsync(new AssessPortfolioRequest { Holdings = { Holding("NOHISTORY", 1, 10) } }).ResponseAsync, StatusCode.FailedPrecondition);

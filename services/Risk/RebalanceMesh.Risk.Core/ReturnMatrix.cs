@@ -5,7 +5,7 @@ namespace RebalanceMesh.Risk.Core;
 /// <summary>Daily log returns, one row per day (oldest first), one column per instrument.</summary>
 public sealed class ReturnMatrix
 {
-    public ReturnMatrix(IReadOnlyList<string> instruments, double[,] values)
+    public ReturnMatrix(IReadOnlyList<string> instruments, double[,] values, IReadOnlyList<int>? closeDays = null)
     {
         if (values.GetLength(1) != instruments.Count)
         {
@@ -14,7 +14,11 @@ public sealed class ReturnMatrix
 
         Instruments = instruments;
         Values = values;
+        CloseDays = closeDays;
     }
+
+    /// <summary>Day numbers (days since 1970-01-01) of the closes: row t is the return from CloseDays[t] to CloseDays[t + 1]. Null when unknown.</summary>
+    public IReadOnlyList<int>? CloseDays { get; }
 
     public IReadOnlyList<string> Instruments { get; }
 
@@ -62,6 +66,6 @@ public sealed class ReturnMatrix
             }
         }
 
-        return new ReturnMatrix(instruments, values);
+        return new ReturnMatrix(instruments, values, keep);
     }
 }

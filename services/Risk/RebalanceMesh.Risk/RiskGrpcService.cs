@@ -1,3 +1,4 @@
+using Google.Protobuf.WellKnownTypes;
 using System.Diagnostics;
 using Grpc.Core;
 using RebalanceMesh.Contracts;
@@ -117,6 +118,90 @@ public sealed class RiskGrpcService(RiskInputs inputs) : Wire.RiskService.RiskSe
         response.Correlation.AddRange(correlation.ToRowMajorArray());
         response.AnnualVolatilities.AddRange(annual.Diagonal().Select(v => Math.Sqrt(Math.Max(v, 0))));
         return response;
+    }
+
+    public override async Task<Wire.StressTestResponse> StressTest(Wire.StressTestRequest request, ServerCallContext context)
+    {
+        var check = new RequestValidator();
+        RiskInputs.ValidateHoldings(check, request.Holdings, "holdings");
+        check.OptionalDecimal(request.Cash, "cash", ValidationExtensions.DecimalRule.Any, 0m, out _, ValidationExtensions.MaxCashMagnitude);
+        check.RequireCount(request.Scenarios.Count, 100, "scenarios");
+        for (var i = 0; i < request.Scenarios.Count && i < 100; i++)
+        {
+            var scenario = request.Scenarios[i];
+            check.RequireNotEmpty(scenario.Name, $"scenarios[{i}].name", 100);
+            check.Require(scenario.Shocks.Count is > 0 and <= RiskInputs.MaxHoldings, $"scenarios[{i}].shocks", $"must have 1 to {RiskInputs.MaxHoldings} shocks");
+            for (var k = 0; k < scenario.Shocks.Count && k < RiskInputs.MaxHoldings; k++)
+            {
+                var shock = scenario.Shocks[k];
+                if (shock.InstrumentId.Length > 0)
+                {
+                    check.RequireIdentifier(shock.InstrumentId, $"scenarios[{i}].shocks[{k}].instrument_id");
+                }
+
+                check.Require(double.IsFinite(shock.RelativeChange) && shock.RelativeChange > -1 && shock.RelativeChange <= 10,
+                    $"scenarios[{i}].shocks[{k}].relative_change", "must be greater than -1 and at most 10");
+            }
+        }
+
+        check.RequireRange(request.CorrelationBreakdown, 0, 1, "correlation_breakdown");
+        var confidence = request.Confidence == 0 ? 0.99 : request.Confidence;
+        check.Require(double.IsFinite(confidence) && confidence > 0.5 && confidence < 1, "confidence", "must be in (0.5, 1)");
+        check.Require(request.WorstWindows is >= 0 and <= 20, "worst_windows", "must be between 0 and 20");
+        var windowDays = request.WindowDays == 0 ? 10 : request.WindowDays;
+        check.Require(windowDays is >= 1 and <= 250, "window_days", "must be between 1 and 250");
+        var lookback = request.LookbackDays == 0 ? RiskInputs.DefaultLookbackDays : request.LookbackDays;
+        check.Require(lookback is >= 20 and <= RiskInputs.MaxLookbackDays, "lookback_days", $"must be between 20 and {RiskInputs.MaxLookbackDays}");
+        check.Require(request.Scenarios.Count > 0 || request.CorrelationBreakdown > 0 || request.WorstWindows > 0, "scenarios", "ask for at least one stress");
+        check.ThrowIfInvalid();
+
+        var portfolio = await inputs.ResolveAsync(request.Holdings, request.Cash, []);
+        var values = portfolio.Values;
+        var cash = (double)portfolio.Cash;
+        using var activity = ActivitySource.StartActivity("stress test");
+        var response = new Wire.StressTestResponse { NetValue = values.Sum() + cash };
+        foreach (var scenario in request.Scenarios)
+        {
+            var outcome = StressTesting.ApplyShocks(scenario.Name, portfolio.Instruments, values, cash,
+                scenario.Shocks.Select(s => new PriceShock(s.InstrumentId, s.RelativeChange)).ToArray());
+            response.Scenarios.Add(ToWire(outcome.Name, outcome.Pnl, outcome.PositionPnl, outcome.NetValueAfter, portfolio.Instruments));
+        }
+
+        if (request.CorrelationBreakdown > 0 || request.WorstWindows > 0)
+        {
+            var returns = await inputs.LoadReturnsAsync(portfolio.Instruments, lookback);
+            context.CancellationToken.ThrowIfCancellationRequested();
+            var vector = MathNet.Numerics.LinearAlgebra.Vector<double>.Build.DenseOfEnumerable(values);
+            if (request.CorrelationBreakdown > 0)
+            {
+                var covariance = CovarianceEstimator.Sample(returns.Values);
+                var stressed = StressTesting.CorrelationBreakdown(covariance, request.CorrelationBreakdown);
+                response.VarBeforeBreakdown = PortfolioRiskModel.Parametric(Math.Sqrt(Math.Max(vector * covariance * vector, 0)), confidence, 1).ValueAtRisk;
+                response.VarAfterBreakdown = PortfolioRiskModel.Parametric(Math.Sqrt(Math.Max(vector * stressed * vector, 0)), confidence, 1).ValueAtRisk;
+            }
+
+            var rank = 0;
+            foreach (var window in StressTesting.WorstWindows(values, returns.Values, windowDays, request.WorstWindows))
+            {
+                var result = ToWire($"worst window {++rank}", window.Pnl, window.PositionPnl, response.NetValue + window.Pnl, portfolio.Instruments);
+                if (returns.CloseDays is { } days)
+                {
+                    result.WindowStart = Timestamp.FromDateTime(DateTime.UnixEpoch.AddDays(days[window.StartIndex]));
+                    result.WindowEnd = Timestamp.FromDateTime(DateTime.UnixEpoch.AddDays(days[window.EndIndex + 1]));
+                }
+
+                response.WorstWindows.Add(result);
+            }
+        }
+
+        return response;
+    }
+
+    private static Wire.StressResult ToWire(string name, double pnl, IReadOnlyList<double> positionPnl, double netValueAfter, IReadOnlyList<string> instruments)
+    {
+        var result = new Wire.StressResult { Name = name, Pnl = pnl, NetValueAfter = netValueAfter };
+        result.Positions.AddRange(instruments.Select((id, i) => new Wire.PositionPnl { InstrumentId = id, Pnl = positionPnl[i] }));
+        return result;
     }
 
     private static void ValidateMatrix(RequestValidator check, Wire.ReturnMatrix? matrix, int columns, string path, bool positive)

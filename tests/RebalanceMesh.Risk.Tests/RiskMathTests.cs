@@ -1,0 +1,40 @@
+using MathNet.Numerics.LinearAlgebra;
+using RebalanceMesh.Risk.Core;
+
+namespace RebalanceMesh.Risk.Tests;
+
+public class StressTestingTests
+{
+    [Fact]
+    public void Shocks_revalue_each_position_with_specific_shocks_winning()
+    {
+        var outcome = StressTesting.ApplyShocks("crash", ["A", "B"], [1_000, 500], 100, [new PriceShock("", -0.3), new PriceShock("B", 0.1)]);
+        Assert.Equal([-300.0, 50.0], outcome.PositionPnl);
+        Assert.Equal(-250.0, outcome.Pnl);
+        Assert.Equal(1_350.0, outcome.NetValueAfter);
+    }
+
+    [Fact]
+    public void Full_correlation_breakdown_makes_VaR_the_sum_of_standalone_VaRs()
+    {
+        var covariance = Matrix<double>.Build.DenseOfArray(new[,] { { 0.0004, -0.0001 }, { -0.0001, 0.0009 } });
+        var stressed = StressTesting.CorrelationBreakdown(covariance, 1.0);
+        Assert.Equal(0.02 * 0.03, stressed[0, 1], 15);          // ρ = 1 with the volatilities kept
+        Assert.Equal(0.0004, stressed[0, 0], 15);
+        var half = StressTesting.CorrelationBreakdown(covariance, 0.5);
+        var rho = -0.0001 / (0.02 * 0.03);
+        Assert.Equal((rho + (0.5 * (1 - rho))) * 0.02 * 0.03, half[0, 1], 15);
+        Assert.All(half.Evd().EigenValues, e => Assert.True(e.Real >= -1e-18));
+    }
+
+    [Fact]
+    public void Worst_windows_are_the_worst_non_overlapping_ones()
+    {
+        // One asset worth 100; 2-day log-return sums: −0.1, −0.3, −0.05, −0.25 → worst rows 1–2, then rows 3–4.
+        double[,] returns = { { 0.1 }, { -0.2 }, { -0.1 }, { 0.05 }, { -0.3 } };
+        var windows = StressTesting.WorstWindows([100], returns, 2, 3);
+        Assert.Equal([(1, 2), (3, 4)], windows.Select(w => (w.StartIndex, w.EndIndex)));
+        Assert.Equal(100 * double.ExpM1(-0.3), windows[0].Pnl, 12);
+        Assert.Equal(100 * double.ExpM1(-0.25), windows[1].Pnl, 12);
+    }
+}
