@@ -57,6 +57,14 @@ public class RiskReferenceTests
         var report = PortfolioRiskModel.Assess(Values, Cash, LastReturns(250), RiskSettings.Default);
         var total = report.Figures.Single(f => f.Method == VarMethod.Parametric && f.Confidence == 0.99).ValueAtRisk;
         Assert.Equal(total, report.Positions.Sum(p => p.ComponentVar), 1e-8);
+
+        // Marginal VaR is the derivative of VaR in each position's value: check it by a finite difference.
+        const double bump = 1.0;
+        var bumped = (double[])Values.Clone();
+        bumped[2] += bump;
+        var shifted = PortfolioRiskModel.Assess(bumped, Cash, LastReturns(250), RiskSettings.Default);
+        var totalBumped = shifted.Figures.Single(f => f.Method == VarMethod.Parametric && f.Confidence == 0.99).ValueAtRisk;
+        Assert.Equal(totalBumped - total, report.Positions[2].MarginalVar * bump, 1e-6);
     }
 
     [Fact]

@@ -58,7 +58,7 @@ public static class CornishFisher
 /// </summary>
 public static class MonteCarloVar
 {
-    public static double[] SimulatePnl(IReadOnlyList<double> values, Matrix<double> dailyCovariance, int scenarios, int seed)
+    public static double[] SimulatePnl(IReadOnlyList<double> values, Matrix<double> dailyCovariance, int scenarios, int seed, CancellationToken cancellationToken = default)
     {
         var n = values.Count;
         var loading = Factor(dailyCovariance).TransposeThisAndMultiply(Vector<double>.Build.DenseOfEnumerable(values)).ToArray();
@@ -67,6 +67,11 @@ public static class MonteCarloVar
         var z = new double[n];
         for (var s = 0; s < scenarios; s++)
         {
+            if ((s & 1023) == 0)
+            {
+                cancellationToken.ThrowIfCancellationRequested(); // the caller went away or its deadline passed
+            }
+
             for (var i = 0; i < n; i++)
             {
                 z[i] = normals.Next();

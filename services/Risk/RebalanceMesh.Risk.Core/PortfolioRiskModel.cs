@@ -30,7 +30,8 @@ public sealed record VarFigure(VarMethod Method, double Confidence, double Value
 
 /// <summary>One position's risk.</summary>
 /// <param name="ComponentVar">Euler component of the parametric VaR at the highest confidence; components sum to it.</param>
-public sealed record PositionRiskFigure(string InstrumentId, double MarketValue, double Weight, double AnnualVolatility, double ComponentVar);
+/// <param name="MarginalVar">∂VaR/∂Vᵢ: VaR added per unit of currency added to the position.</param>
+public sealed record PositionRiskFigure(string InstrumentId, double MarketValue, double Weight, double AnnualVolatility, double ComponentVar, double MarginalVar);
 
 /// <summary>A portfolio's measured risk.</summary>
 /// <param name="AnnualVariance">Annualised variance of portfolio value, in currency squared.</param>
@@ -61,7 +62,7 @@ public sealed record RiskReport(
 /// </summary>
 public static class PortfolioRiskModel
 {
-    public static RiskReport Assess(IReadOnlyList<double> positionValues, double cash, ReturnMatrix returns, RiskSettings settings)
+    public static RiskReport Assess(IReadOnlyList<double> positionValues, double cash, ReturnMatrix returns, RiskSettings settings, CancellationToken cancellationToken = default)
     {
         var n = returns.Count;
         if (positionValues.Count != n)
@@ -86,7 +87,7 @@ public static class PortfolioRiskModel
         {
             if (method == VarMethod.MonteCarlo)
             {
-                simulated ??= MonteCarloVar.SimulatePnl(positionValues, covariance, settings.MonteCarloScenarios, settings.Seed);
+                simulated ??= MonteCarloVar.SimulatePnl(positionValues, covariance, settings.MonteCarloScenarios, settings.Seed, cancellationToken);
             }
 
             foreach (var confidence in settings.ConfidenceLevels)
@@ -108,13 +109,15 @@ public static class PortfolioRiskModel
         var positions = new PositionRiskFigure[n];
         for (var i = 0; i < n; i++)
         {
-            var component = dailySigma > 0 ? values[i] * marginal[i] / dailySigma * z * sqrtHorizon : 0.0;
+            var marginalVar = dailySigma > 0 ? marginal[i] / dailySigma * z * sqrtHorizon : 0.0;
+            var component = values[i] * marginalVar;
             positions[i] = new PositionRiskFigure(
                 returns.Instruments[i],
                 values[i],
                 netValue != 0 ? values[i] / netValue : 0,
                 Math.Sqrt(covariance[i, i] * RiskMath.TradingDaysPerYear),
-                component);
+                component,
+                marginalVar);
         }
 
         var relative = netValue > 0 ? dailySigma / netValue : 0;

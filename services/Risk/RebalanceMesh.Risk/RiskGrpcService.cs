@@ -30,7 +30,7 @@ public sealed class RiskGrpcService(RiskInputs inputs) : Wire.RiskService.RiskSe
         using var activity = ActivitySource.StartActivity("assess portfolio");
         activity?.SetTag("risk.instruments", portfolio.Instruments.Count);
         activity?.SetTag("risk.observations", returns.Days);
-        var report = PortfolioRiskModel.Assess(portfolio.Values, (double)portfolio.Cash, returns, settings);
+        var report = PortfolioRiskModel.Assess(portfolio.Values, (double)portfolio.Cash, returns, settings, context.CancellationToken);
         var response = ToWire(report);
         if (request.Settings?.IncludeCorrelation == true)
         {
@@ -302,8 +302,8 @@ public sealed class RiskGrpcService(RiskInputs inputs) : Wire.RiskService.RiskSe
         context.CancellationToken.ThrowIfCancellationRequested();
         using var activity = ActivitySource.StartActivity("compare risk");
         activity?.SetTag("risk.trades", request.Trades.Count);
-        var riskBefore = PortfolioRiskModel.Assess(before.Values, (double)before.Cash, returns, settings);
-        var riskAfter = PortfolioRiskModel.Assess(after.Values, (double)after.Cash, returns, settings);
+        var riskBefore = PortfolioRiskModel.Assess(before.Values, (double)before.Cash, returns, settings, context.CancellationToken);
+        var riskAfter = PortfolioRiskModel.Assess(after.Values, (double)after.Cash, returns, settings, context.CancellationToken);
         var response = new Wire.CompareRiskResponse
         {
             Before = ToWire(riskBefore),
@@ -360,6 +360,7 @@ public sealed class RiskGrpcService(RiskInputs inputs) : Wire.RiskService.RiskSe
                 Weight = position.Weight,
                 AnnualVolatility = position.AnnualVolatility,
                 ComponentVar = position.ComponentVar,
+                MarginalVar = position.MarginalVar,
             });
         }
 
