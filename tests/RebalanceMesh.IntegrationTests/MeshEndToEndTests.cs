@@ -13,6 +13,7 @@ namespace RebalanceMesh.IntegrationTests;
 /// the Redis Streams adapter, started by the same launcher as `rmesh up`, driven by the same demo as `rmesh demo`.
 /// </summary>
 [Trait("Category", "Integration")]
+[Collection(MeshProcesses.Name)]
 public sealed class MeshEndToEndTests(ITestOutputHelper output) : IAsyncLifetime
 {
     private readonly string _stateDir = Directory.CreateTempSubdirectory("rmesh-it-").FullName;
@@ -93,4 +94,11 @@ public sealed class MeshEndToEndTests(ITestOutputHelper output) : IAsyncLifetime
         Assert.Contains(result.Spans, s => s.Service == "pricing" && s.Kind == "Server");
         Assert.Contains(result.Spans, s => s.Service == "risk" && s.Kind == "Server");
     }
+}
+
+/// <summary>Tests that start service processes run one at a time: they compete for ports and both cores.</summary>
+[CollectionDefinition(Name)]
+public sealed class MeshProcesses
+{
+    public const string Name = "mesh processes";
 }

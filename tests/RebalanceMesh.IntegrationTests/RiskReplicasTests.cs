@@ -16,6 +16,7 @@ namespace RebalanceMesh.IntegrationTests;
 /// round-robin balancing both serve, and when one dies the client carries on with the other.
 /// </summary>
 [Trait("Category", "Integration")]
+[Collection(MeshProcesses.Name)]
 public sealed class RiskReplicasTests(RedisServer redis) : IClassFixture<RedisServer>, IAsyncLifetime
 {
     private readonly string _directory = Directory.CreateTempSubdirectory("rmesh-replicas-").FullName;
@@ -75,13 +76,14 @@ public sealed class RiskReplicasTests(RedisServer redis) : IClassFixture<RedisSe
         start.Environment["Telemetry__SpanFile"] = spanFile;
         start.Environment["Mesh__InstanceId"] = $"risk-{index}";
         var process = Process.Start(start)!;
-        process.OutputDataReceived += (_, _) => { };
-        process.ErrorDataReceived += (_, _) => { };
+        var output = new System.Collections.Concurrent.ConcurrentQueue<string>();
+        process.OutputDataReceived += (_, e) => { if (e.Data is not null) { output.Enqueue(e.Data); } };
+        process.ErrorDataReceived += (_, e) => { if (e.Data is not null) { output.Enqueue(e.Data); } };
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
 
         using var probe = new HttpClient { Timeout = TimeSpan.FromSeconds(2) };
-        for (var attempt = 0; attempt < 300; attempt++)
+        for (var attempt = 0; attempt < 600 && !process.HasExited; attempt++)
         {
             try
             {
@@ -98,7 +100,7 @@ public sealed class RiskReplicasTests(RedisServer redis) : IClassFixture<RedisSe
             await Task.Delay(100);
         }
 
-        throw new TimeoutException($"risk replica {index} did not become ready");
+        throw new TimeoutException($"risk replica {index} did not become ready (exited: {process.HasExited}):{Environment.NewLine}{string.Join(Environment.NewLine, output.TakeLast(20))}");
     }
 
     private GrpcChannel RoundRobinChannel()
