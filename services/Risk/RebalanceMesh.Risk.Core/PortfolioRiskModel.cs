@@ -38,7 +38,7 @@ public sealed record PositionRiskFigure(string InstrumentId, double MarketValue,
 /// <param name="DiversificationRatio">Σ |Vᵢ|σᵢ / σ_p.</param>
 /// <param name="SharpeRatio">Annualised mean over volatility of the holdings' historical daily returns (zero risk-free rate).</param>
 /// <param name="SortinoRatio">Annualised mean over downside deviation (below zero) of the same returns.</param>
-/// <param name="Correlation">Correlation matrix of the holdings' returns.</param>
+/// <param name="Correlation">Correlation matrix of the holdings' returns, computed on first use (O(T·n²)).</param>
 public sealed record RiskReport(
     double NetValue,
     double AnnualVolatility,
@@ -52,7 +52,7 @@ public sealed record RiskReport(
     double SharpeRatio,
     double SortinoRatio,
     Moments PnlMoments,
-    Matrix<double> Correlation);
+    Lazy<Matrix<double>> Correlation);
 
 /// <summary>
 /// Risk of a linear portfolio (positions held as currency values) from daily log returns.
@@ -73,8 +73,11 @@ public static class PortfolioRiskModel
         var values = Vector<double>.Build.DenseOfEnumerable(positionValues);
         var netValue = values.Sum() + cash;
         var gross = values.Select(Math.Abs).Sum();
-        var covariance = CovarianceEstimator.Sample(returns.Values);
-        var dailyVariance = Math.Max(values * covariance * values, 0);
+
+        // Everything but Monte Carlo and the correlation matrix needs only O(T·n) work: with centred returns Rc and
+        // y = Rc·V, VᵀSV = yᵀy/(T−1) and S·V = Rcᵀy/(T−1). The full n×n covariance is built only when asked for.
+        var (sigmaV, assetVariance, dailyVariance) = LinearMoments(returns.Values, positionValues);
+        var covariance = new Lazy<Matrix<double>>(() => CovarianceEstimator.Sample(returns.Values));
         var dailySigma = Math.Sqrt(dailyVariance);
         var sqrtHorizon = Math.Sqrt(settings.HorizonDays);
         var annualVariance = dailyVariance * RiskMath.TradingDaysPerYear;
@@ -87,7 +90,7 @@ public static class PortfolioRiskModel
         {
             if (method == VarMethod.MonteCarlo)
             {
-                simulated ??= MonteCarloVar.SimulatePnl(positionValues, covariance, settings.MonteCarloScenarios, settings.Seed, cancellationToken);
+                simulated ??= MonteCarloVar.SimulatePnl(positionValues, covariance.Value, settings.MonteCarloScenarios, settings.Seed, cancellationToken);
             }
 
             foreach (var confidence in settings.ConfidenceLevels)
@@ -105,7 +108,7 @@ public static class PortfolioRiskModel
 
         var topConfidence = settings.ConfidenceLevels.Count > 0 ? settings.ConfidenceLevels.Max() : 0.99;
         var z = Normal.InvCDF(0, 1, topConfidence);
-        var marginal = covariance * values;
+        var marginal = sigmaV;
         var positions = new PositionRiskFigure[n];
         for (var i = 0; i < n; i++)
         {
@@ -115,13 +118,13 @@ public static class PortfolioRiskModel
                 returns.Instruments[i],
                 values[i],
                 netValue != 0 ? values[i] / netValue : 0,
-                Math.Sqrt(covariance[i, i] * RiskMath.TradingDaysPerYear),
+                Math.Sqrt(assetVariance[i] * RiskMath.TradingDaysPerYear),
                 component,
                 marginalVar);
         }
 
         var relative = netValue > 0 ? dailySigma / netValue : 0;
-        var standalone = Enumerable.Range(0, n).Sum(i => Math.Abs(values[i]) * Math.Sqrt(covariance[i, i]));
+        var standalone = Enumerable.Range(0, n).Sum(i => Math.Abs(values[i]) * Math.Sqrt(assetVariance[i]));
         var (sharpe, sortino) = RatiosOf(pnl, netValue);
         return new RiskReport(
             netValue,
@@ -136,7 +139,62 @@ public static class PortfolioRiskModel
             sharpe,
             sortino,
             moments,
-            CovarianceEstimator.Correlation(covariance));
+            new Lazy<Matrix<double>>(() => CovarianceEstimator.Correlation(covariance.Value)));
+    }
+
+    /// <summary>S·V, the diagonal of S and VᵀSV of the unbiased sample covariance S, in O(T·n) without forming S.</summary>
+    public static (double[] CovarianceTimesValues, double[] AssetVariances, double PortfolioVariance) LinearMoments(double[,] returns, IReadOnlyList<double> values)
+    {
+        var t = returns.GetLength(0);
+        var n = returns.GetLength(1);
+        var means = new double[n];
+        for (var i = 0; i < t; i++)
+        {
+            for (var j = 0; j < n; j++)
+            {
+                means[j] += returns[i, j];
+            }
+        }
+
+        for (var j = 0; j < n; j++)
+        {
+            means[j] /= t;
+        }
+
+        var y = new double[t];
+        var squares = new double[n];
+        double portfolio = 0;
+        for (var i = 0; i < t; i++)
+        {
+            double sum = 0;
+            for (var j = 0; j < n; j++)
+            {
+                var centred = returns[i, j] - means[j];
+                sum += values[j] * centred;
+                squares[j] += centred * centred;
+            }
+
+            y[i] = sum;
+            portfolio += sum * sum;
+        }
+
+        var sv = new double[n];
+        for (var i = 0; i < t; i++)
+        {
+            for (var j = 0; j < n; j++)
+            {
+                sv[j] += (returns[i, j] - means[j]) * y[i];
+            }
+        }
+
+        var scale = 1.0 / (t - 1);
+        for (var j = 0; j < n; j++)
+        {
+            sv[j] *= scale;
+            squares[j] *= scale;
+        }
+
+        return (sv, squares, Math.Max(portfolio * scale, 0));
     }
 
     /// <summary>Annualised Sharpe and Sortino of daily P&amp;L as returns on net value, zero risk-free rate and target.</summary>

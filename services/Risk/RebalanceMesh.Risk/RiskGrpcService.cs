@@ -34,7 +34,7 @@ public sealed class RiskGrpcService(RiskInputs inputs) : Wire.RiskService.RiskSe
         var response = ToWire(report);
         if (request.Settings?.IncludeCorrelation == true)
         {
-            response.Correlation.AddRange(report.Correlation.ToRowMajorArray());
+            response.Correlation.AddRange(report.Correlation.Value.ToRowMajorArray());
         }
 
         return response;
