@@ -38,3 +38,40 @@ public class StressTestingTests
         Assert.Equal(100 * double.ExpM1(-0.25), windows[1].Pnl, 12);
     }
 }
+
+public class NormalSamplerTests
+{
+    [Fact]
+    public void Draws_are_standard_normal_by_moments_tails_and_Kolmogorov_Smirnov()
+    {
+        const int n = 1_000_000;
+        var sampler = new NormalSampler(123);
+        var draws = new double[n];
+        sampler.Fill(draws);
+        var mean = draws.Average();
+        var variance = draws.Sum(d => (d - mean) * (d - mean)) / (n - 1);
+        Assert.InRange(mean, -4 / Math.Sqrt(n), 4 / Math.Sqrt(n));                       // 4 standard errors
+        Assert.InRange(variance, 1 - (4 * Math.Sqrt(2.0 / n)), 1 + (4 * Math.Sqrt(2.0 / n)));
+        var beyond3 = draws.Count(d => Math.Abs(d) > 3) / (double)n;                        // 0.0026998
+        Assert.InRange(beyond3, 0.0026998 - (4 * Math.Sqrt(0.0027 / n)), 0.0026998 + (4 * Math.Sqrt(0.0027 / n)));
+        Assert.Contains(draws, d => d > 3.6);                                                // the tail beyond the base strip is reached
+
+        Array.Sort(draws);
+        double ks = 0;
+        for (var i = 0; i < n; i += 97)
+        {
+            var cdf = MathNet.Numerics.Distributions.Normal.CDF(0, 1, draws[i]);
+            ks = Math.Max(ks, Math.Max(Math.Abs(cdf - ((double)i / n)), Math.Abs(cdf - ((double)(i + 1) / n))));
+        }
+
+        Assert.True(ks < 1.95 / Math.Sqrt(n), $"KS distance {ks}");                          // 0.1 % critical value
+    }
+
+    [Fact]
+    public void The_same_seed_gives_the_same_sequence()
+    {
+        var a = new NormalSampler(9);
+        var b = new NormalSampler(9);
+        Assert.Equal(Enumerable.Range(0, 1000).Select(_ => a.Next()), Enumerable.Range(0, 1000).Select(_ => b.Next()));
+    }
+}

@@ -72,11 +72,7 @@ public static class MonteCarloVar
                 cancellationToken.ThrowIfCancellationRequested(); // the caller went away or its deadline passed
             }
 
-            for (var i = 0; i < n; i++)
-            {
-                z[i] = normals.Next();
-            }
-
+            normals.Fill(z);
             pnl[s] = System.Numerics.Tensors.TensorPrimitives.Dot<double>(loading, z);
         }
 
@@ -106,33 +102,127 @@ public static class MonteCarloVar
 
 }
 
-/// <summary>Standard normal draws by Marsaglia's polar method from a seeded generator (both values of each pair used).</summary>
-public sealed class NormalSampler(int seed)
+/// <summary>
+/// Standard normal draws by Marsaglia &amp; Tsang's ziggurat (J. Stat. Softw. 5(8), 2000; 128 layers) on a seeded
+/// xoshiro256** generator. The layer index and the candidate come from different bits of one 64-bit draw, which removes
+/// the original's known correlation between them. About 99 % of draws take the fast path: one draw, one multiply,
+/// one comparison. The same seed reproduces the same sequence.
+/// </summary>
+public sealed class NormalSampler
 {
-    private readonly Random _random = new(seed);
-    private double _spare;
-    private bool _hasSpare;
+    private const double R = 3.442619855899;
+    private static readonly uint[] Kn = new uint[128];
+    private static readonly double[] Wn = new double[128];
+    private static readonly double[] Fn = new double[128];
+    private ulong _s0, _s1, _s2, _s3;
+
+    static NormalSampler()
+    {
+        const double m1 = 2147483648.0;
+        const double vn = 9.91256303526217e-3;
+        var dn = R;
+        var tn = dn;
+        var q = vn / Math.Exp(-0.5 * dn * dn);
+        Kn[0] = (uint)(dn / q * m1);
+        Kn[1] = 0;
+        Wn[0] = q / m1;
+        Wn[127] = dn / m1;
+        Fn[0] = 1.0;
+        Fn[127] = Math.Exp(-0.5 * dn * dn);
+        for (var i = 126; i >= 1; i--)
+        {
+            dn = Math.Sqrt(-2 * Math.Log((vn / dn) + Math.Exp(-0.5 * dn * dn)));
+            Kn[i + 1] = (uint)(dn / tn * m1);
+            tn = dn;
+            Fn[i] = Math.Exp(-0.5 * dn * dn);
+            Wn[i] = dn / m1;
+        }
+    }
+
+    public NormalSampler(int seed)
+    {
+        // SplitMix64 expands the seed into the generator's state.
+        var x = (ulong)(uint)seed + 0x9E3779B97F4A7C15UL;
+        ulong SplitMix()
+        {
+            x += 0x9E3779B97F4A7C15UL;
+            var z = x;
+            z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
+            z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
+            return z ^ (z >> 31);
+        }
+
+        (_s0, _s1, _s2, _s3) = (SplitMix(), SplitMix(), SplitMix(), SplitMix());
+    }
+
+    /// <summary>Fills <paramref name="destination"/> with standard normals.</summary>
+    public void Fill(Span<double> destination)
+    {
+        for (var i = 0; i < destination.Length; i++)
+        {
+            destination[i] = Next();
+        }
+    }
 
     public double Next()
     {
-        if (_hasSpare)
+        var bits = NextBits();
+        var iz = (int)(bits & 127);
+        var hz = (int)(bits >> 32);
+        if ((uint)Math.Abs((long)hz) < Kn[iz])
         {
-            _hasSpare = false;
-            return _spare;
+            return hz * Wn[iz];
         }
 
+        return Slow(hz, iz);
+    }
+
+    private double Slow(int hz, int iz)
+    {
         while (true)
         {
-            var u = (2 * _random.NextDouble()) - 1;
-            var v = (2 * _random.NextDouble()) - 1;
-            var s = (u * u) + (v * v);
-            if (s is > 0 and < 1)
+            var x = hz * Wn[iz];
+            if (iz == 0)
             {
-                var factor = Math.Sqrt(-2 * Math.Log(s) / s);
-                _spare = v * factor;
-                _hasSpare = true;
-                return u * factor;
+                // The base strip's tail beyond R, by Marsaglia's exponential rejection.
+                double tail, y;
+                do
+                {
+                    tail = -Math.Log(Uniform()) / R;
+                    y = -Math.Log(Uniform());
+                }
+                while (y + y < tail * tail);
+                return hz > 0 ? R + tail : -R - tail;
+            }
+
+            if (Fn[iz] + (Uniform() * (Fn[iz - 1] - Fn[iz])) < Math.Exp(-0.5 * x * x))
+            {
+                return x;
+            }
+
+            var bits = NextBits();
+            iz = (int)(bits & 127);
+            hz = (int)(bits >> 32);
+            if ((uint)Math.Abs((long)hz) < Kn[iz])
+            {
+                return hz * Wn[iz];
             }
         }
+    }
+
+    /// <summary>Uniform on (0, 1].</summary>
+    private double Uniform() => ((NextBits() >> 11) + 1) * (1.0 / 9007199254740992.0);
+
+    private ulong NextBits()
+    {
+        var result = ulong.RotateLeft(_s1 * 5, 7) * 9;
+        var t = _s1 << 17;
+        _s2 ^= _s0;
+        _s3 ^= _s1;
+        _s1 ^= _s2;
+        _s0 ^= _s3;
+        _s2 ^= t;
+        _s3 = ulong.RotateLeft(_s3, 45);
+        return result;
     }
 }
