@@ -15,11 +15,12 @@ var root = new RootCommand("rmesh — run the RebalanceMesh suite locally and ca
 var redisOption = new Option<string?>("--redis") { Description = "Use this Redis (host:port) instead of starting one. Also RMESH_REDIS." };
 var freePortsOption = new Option<bool>("--free-ports") { Description = "Take free ports instead of tye.yaml's." };
 var keepDataOption = new Option<bool>("--keep-data") { Description = "Start the local redis-server on the previous run's data (AOF) instead of empty." };
-var up = new Command("up", "Start redis-server (unless --redis) and the four services from tye.yaml; wait until healthy.") { redisOption, freePortsOption, keepDataOption };
+var configurationOption = new Option<string>("--configuration") { Description = "Build configuration of the services to run (Debug or Release).", DefaultValueFactory = _ => "Debug" };
+var up = new Command("up", "Start redis-server (unless --redis) and the four services from tye.yaml; wait until healthy.") { redisOption, freePortsOption, keepDataOption, configurationOption };
 up.SetAction(async (parse, ct) =>
 {
     var repo = Repo.Root(parse.GetValue(repoOption));
-    await MeshLauncher.UpAsync(MeshTopology.Load(Repo.TyePath(repo)), Repo.Options(repo, parse.GetValue(redisOption), parse.GetValue(freePortsOption)) with { KeepData = parse.GetValue(keepDataOption) }, Console.Out, ct);
+    await MeshLauncher.UpAsync(MeshTopology.Load(Repo.TyePath(repo)), Repo.Options(repo, parse.GetValue(redisOption), parse.GetValue(freePortsOption)) with { KeepData = parse.GetValue(keepDataOption), Configuration = parse.GetValue(configurationOption)! }, Console.Out, ct);
     Console.WriteLine("Mesh is up. `rmesh demo` runs a rebalance; `rmesh down` stops it.");
     return 0;
 });
