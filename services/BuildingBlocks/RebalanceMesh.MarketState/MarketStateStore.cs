@@ -221,6 +221,13 @@ public sealed class MarketStateStore(IConnectionMultiplexer redis, IOptions<Mark
         return closes;
     }
 
+    /// <summary>Daily closes from <paramref name="fromDay"/> on, oldest first.</summary>
+    public async Task<IReadOnlyList<DailyClose>> GetDailyClosesFromAsync(string instrument, int fromDay)
+    {
+        var members = await redis.GetDatabase().SortedSetRangeByScoreAsync(DailyKey(instrument), fromDay, double.PositiveInfinity);
+        return members.Select(m => ParseMember(m.ToString())).ToArray();
+    }
+
     /// <summary>The most recent <paramref name="maxCount"/> intraday consolidated mids, oldest first.</summary>
     public async Task<IReadOnlyList<(DateTimeOffset Time, double Mid)>> GetIntradayAsync(string instrument, int maxCount)
     {

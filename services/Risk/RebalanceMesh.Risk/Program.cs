@@ -8,6 +8,7 @@ builder.AddServiceDefaults("risk");
 builder.Services.TryAddTimeProvider();
 builder.Services.Configure<MarketStateOptions>(builder.Configuration.GetSection("MarketState"));
 builder.Services.AddSingleton<MarketStateStore>();
+builder.Services.AddSingleton<HistoryCache>();
 builder.Services.AddSingleton<RiskInputs>();
 
 var app = builder.Build();

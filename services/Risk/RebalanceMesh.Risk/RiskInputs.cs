@@ -14,7 +14,7 @@ public sealed record PortfolioInputs(IReadOnlyList<string> Instruments, IReadOnl
 }
 
 /// <summary>Validates risk requests and loads what they need from market state.</summary>
-public sealed class RiskInputs(MarketStateStore market)
+public sealed class RiskInputs(MarketStateStore market, HistoryCache history)
 {
     public const int MaxHoldings = 2_000;
     public const int MaxLookbackDays = 5_000;
@@ -138,7 +138,7 @@ public sealed class RiskInputs(MarketStateStore market)
     /// <summary>Daily log returns of the instruments from market-state history.</summary>
     public async Task<ReturnMatrix> LoadReturnsAsync(IReadOnlyList<string> instruments, int lookbackDays)
     {
-        var series = await Task.WhenAll(instruments.Select(i => market.GetDailyClosesAsync(i, lookbackDays + 1)));
+        var series = await Task.WhenAll(instruments.Select(i => history.GetAsync(i, lookbackDays + 1)));
         return ReturnMatrix.FromCloses(
             instruments,
             series.Select(s => (IReadOnlyList<(int, double)>)s.Select(c => (c.Day, c.Close)).ToArray()).ToArray(),
