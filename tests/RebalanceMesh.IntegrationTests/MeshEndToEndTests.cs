@@ -83,6 +83,22 @@ public sealed class MeshEndToEndTests(ITestOutputHelper output) : IAsyncLifetime
         Assert.Equal(-50m * (perp.Price.ToDecimal() - entry), perp.MarketValue.ToDecimal()); // worth its unrealised profit, not its notional
         Assert.DoesNotContain(result.Plan.Legs, l => l.InstrumentId == put.InstrumentId || l.InstrumentId == "DAX-PERP");
 
+        // Risk measured the plan with the overlay: the put revalued in full through pricing, the perpetual by its delta.
+        Assert.Equal(string.Empty, result.Plan.Risk.UnavailableReason);
+        Assert.True(result.Plan.Risk.Var99After < result.Plan.Risk.Var99Before, "diversifying out of DAX lowers VaR");
+
+        // Risk on its own: greeks aggregated on DAX from the shares, the put and the perpetual.
+        using var riskChannel = Grpc.Net.Client.GrpcChannel.ForAddress(_mesh!.Service("risk").GrpcUrl);
+        var risk = new RebalanceMesh.Contracts.Risk.V1.RiskService.RiskServiceClient(riskChannel);
+        var assess = new RebalanceMesh.Contracts.Risk.V1.AssessPortfolioRequest { Cash = result.After.Portfolio.Cash };
+        assess.Holdings.AddRange(result.After.Portfolio.Positions.Select(p => new RebalanceMesh.Contracts.Risk.V1.Holding { InstrumentId = p.InstrumentId, Quantity = p.Quantity }));
+        var assessed = await risk.AssessPortfolioAsync(assess, cancellationToken: cancel.Token);
+        var dax = assessed.Greeks.Single(g => g.UnderlyingId == "DAX");
+        Assert.True(dax.Gamma > 0 && dax.Vega > 0, "the long put adds gamma and vega");
+        var daxShares = final["DAX"];
+        Assert.True(dax.Delta < (double)daxShares, "the put and the short perpetual hedge part of the shares' delta");
+        Assert.Equal("DAX", assessed.Positions.Single(p => p.InstrumentId == put.InstrumentId).RiskFactor);
+
         // Back inside the bands.
         Assert.True(result.After.Valuation.TotalDrift < 0.02, $"total drift after {result.After.Valuation.TotalDrift}");
 

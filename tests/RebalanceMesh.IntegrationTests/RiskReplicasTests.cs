@@ -75,6 +75,7 @@ public sealed class RiskReplicasTests(RedisServer redis) : IClassFixture<RedisSe
         start.Environment["ConnectionStrings__redis"] = redis.ConnectionString;
         start.Environment["Telemetry__SpanFile"] = spanFile;
         start.Environment["Mesh__InstanceId"] = $"risk-{index}";
+        start.Environment["Services__pricing__Grpc"] = "http://127.0.0.1:1"; // only derivatives need pricing; these holdings are spot
         var process = Process.Start(start)!;
         var output = new System.Collections.Concurrent.ConcurrentQueue<string>();
         process.OutputDataReceived += (_, e) => { if (e.Data is not null) { output.Enqueue(e.Data); } };

@@ -118,15 +118,23 @@ public sealed class PlanPipeline(
 
     private async Task<RiskImpact> MeasureRiskAsync(MarkedPortfolio marked, MarketMarks marks, RebalanceProposal proposal, CancellationToken cancellationToken)
     {
-        // Risk values linear holdings from their own price history; derivatives are left out until it revalues them.
+        // Spot holdings go with the price the plan used; derivatives go by id and risk values them through pricing
+        // (options revalued in full under each historical scenario).
         var request = new CompareRiskRequest
         {
             Cash = marked.Cash,
             Settings = new RiskSettings { HorizonDays = 1, ConfidenceLevels = { 0.99 }, Methods = { Contracts.Risk.V1.VarMethod.Historical } },
         };
-        request.Holdings.AddRange(marked.Positions
-            .Where(p => marks.Kinds.GetValueOrDefault(p.InstrumentId, InstrumentKind.Spot) == InstrumentKind.Spot)
-            .Select(p => new RiskHolding { InstrumentId = p.InstrumentId, Quantity = p.Quantity, Price = p.Price }));
+        request.Holdings.AddRange(marked.Positions.Select(p =>
+        {
+            var holding = new RiskHolding { InstrumentId = p.InstrumentId, Quantity = p.Quantity };
+            if (marks.Kinds.GetValueOrDefault(p.InstrumentId, InstrumentKind.Spot) == InstrumentKind.Spot)
+            {
+                holding.Price = p.Price;
+            }
+
+            return holding;
+        }));
         request.Trades.AddRange(proposal.Legs.Select(l => new TradeDelta
         {
             InstrumentId = l.InstrumentId,

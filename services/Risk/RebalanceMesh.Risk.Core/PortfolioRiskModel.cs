@@ -64,7 +64,13 @@ public sealed record RiskReport(
 /// </summary>
 public static class PortfolioRiskModel
 {
-    public static RiskReport Assess(IReadOnlyList<double> positionValues, double cash, ReturnMatrix returns, RiskSettings settings, CancellationToken cancellationToken = default)
+    /// <param name="positionValues">Exposure to each risk factor (column of <paramref name="returns"/>) in currency.</param>
+    /// <param name="historicalAdjustment">
+    /// Per historical day, what full revaluation of non-linear positions (options) adds to the linear P&amp;L of their
+    /// delta exposure; null for linear portfolios. Historical and Cornish–Fisher figures use it; the parametric and
+    /// Monte Carlo figures are delta-normal.
+    /// </param>
+    public static RiskReport Assess(IReadOnlyList<double> positionValues, double cash, ReturnMatrix returns, RiskSettings settings, IReadOnlyList<double>? historicalAdjustment = null, double? netValueOverride = null, CancellationToken cancellationToken = default)
     {
         var n = returns.Count;
         if (positionValues.Count != n)
@@ -73,7 +79,7 @@ public static class PortfolioRiskModel
         }
 
         var values = Vector<double>.Build.DenseOfEnumerable(positionValues);
-        var netValue = values.Sum() + cash;
+        var netValue = netValueOverride ?? values.Sum() + cash;
         var gross = values.Select(Math.Abs).Sum();
 
         // Everything but Monte Carlo and the correlation matrix needs only O(T·n) work: with centred returns Rc and
@@ -86,6 +92,13 @@ public static class PortfolioRiskModel
 
         var figures = new List<VarFigure>();
         var pnl = HistoricalPnl(values, returns.Values);
+        if (historicalAdjustment is not null)
+        {
+            for (var t = 0; t < pnl.Length; t++)
+            {
+                pnl[t] += historicalAdjustment[t];
+            }
+        }
         var moments = Moments.Of(pnl);
         double[]? simulated = null;
         foreach (var method in settings.Methods)

@@ -10,6 +10,8 @@ builder.Services.Configure<MarketStateOptions>(builder.Configuration.GetSection(
 builder.Services.AddSingleton<MarketStateStore>();
 builder.Services.AddSingleton<HistoryCache>();
 builder.Services.AddSingleton<RiskInputs>();
+builder.Services.AddTransient<RiskBookBuilder>();
+builder.AddMeshGrpcClient<RebalanceMesh.Contracts.Pricing.V1.PricingService.PricingServiceClient>("pricing");
 
 var app = builder.Build();
 app.MapGrpcService<RiskGrpcService>();

@@ -9,7 +9,7 @@ using Wire = RebalanceMesh.Contracts.Risk.V1;
 namespace RebalanceMesh.Risk;
 
 /// <summary>gRPC surface of risk: validates, loads market state, calls the models in Risk.Core.</summary>
-public sealed class RiskGrpcService(RiskInputs inputs) : Wire.RiskService.RiskServiceBase
+public sealed class RiskGrpcService(RiskInputs inputs, RiskBookBuilder books) : Wire.RiskService.RiskServiceBase
 {
     private static readonly ActivitySource ActivitySource = new("RebalanceMesh.Risk");
 
@@ -24,14 +24,15 @@ public sealed class RiskGrpcService(RiskInputs inputs) : Wire.RiskService.RiskSe
         check.ThrowIfInvalid();
         RiskInputs.CheckBudget(settings, request.Holdings.Count);
 
-        var portfolio = await inputs.ResolveAsync(request.Holdings, request.Cash, []);
-        var returns = await inputs.LoadReturnsAsync(portfolio.Instruments, lookback);
+        var book = await books.BuildAsync(request.Holdings, request.Cash, context.CancellationToken);
+        var returns = await inputs.LoadReturnsAsync(book.Factors, lookback);
+        var adjustment = await books.RevaluationAdjustmentAsync(book, returns, context.CancellationToken);
         context.CancellationToken.ThrowIfCancellationRequested();
         using var activity = ActivitySource.StartActivity("assess portfolio");
-        activity?.SetTag("risk.instruments", portfolio.Instruments.Count);
+        activity?.SetTag("risk.factors", book.Factors.Count);
         activity?.SetTag("risk.observations", returns.Days);
-        var report = PortfolioRiskModel.Assess(portfolio.Values, (double)portfolio.Cash, returns, settings, context.CancellationToken);
-        var response = ToWire(report);
+        var report = PortfolioRiskModel.Assess(book.Exposures, book.Cash, returns, settings, adjustment, book.NetValue, context.CancellationToken);
+        var response = ToWire(report, book);
         if (request.Settings?.IncludeCorrelation == true)
         {
             response.Correlation.AddRange(report.Correlation.Value.ToRowMajorArray());
@@ -279,43 +280,80 @@ public sealed class RiskGrpcService(RiskInputs inputs) : Wire.RiskService.RiskSe
         check.ThrowIfInvalid();
         RiskInputs.CheckBudget(settings, request.Holdings.Count + request.Trades.Count);
 
-        var tradeInstruments = request.Trades.Select(t => t.InstrumentId).ToArray();
-        var before = await inputs.ResolveAsync(request.Holdings, request.Cash, tradeInstruments);
-        var index = before.Instruments.Select((id, i) => (id, i)).ToDictionary(x => x.id, x => x.i, StringComparer.Ordinal);
-        var afterQuantities = before.Quantities.ToArray();
-        var cashAfter = before.Cash;
-        var changes = new List<ValueChange>();
-        decimal traded = 0m;
-        foreach (var trade in request.Trades)
+        // Before: the holdings plus every traded instrument (at zero when not held); after: quantities moved by the trades.
+        var quantities = new Dictionary<string, decimal>(StringComparer.Ordinal);
+        var prices = new Dictionary<string, Contracts.Common.V1.DecimalValue?>(StringComparer.Ordinal);
+        foreach (var holding in request.Holdings)
         {
-            var i = index[trade.InstrumentId];
-            var delta = trade.QuantityChange.ToDecimal();
-            afterQuantities[i] += delta;
-            var value = delta * before.Prices[i];
-            cashAfter -= value;
-            traded += Math.Abs(value);
-            changes.Add(new ValueChange(trade.InstrumentId, (double)value));
+            quantities[holding.InstrumentId] = holding.Quantity.ToDecimal();
+            prices[holding.InstrumentId] = holding.Price;
         }
 
-        var after = before with { Quantities = afterQuantities, Cash = cashAfter };
-        var returns = await inputs.LoadReturnsAsync(before.Instruments, lookback);
+        foreach (var trade in request.Trades)
+        {
+            quantities.TryAdd(trade.InstrumentId, 0m);
+        }
+
+        Wire.Holding[] Holdings(Func<string, decimal> quantity) => quantities.Keys
+            .Select(id => new Wire.Holding { InstrumentId = id, Quantity = quantity(id), Price = prices.GetValueOrDefault(id) })
+            .ToArray();
+
+        var delta = request.Trades.GroupBy(t => t.InstrumentId).ToDictionary(g => g.Key, g => g.Sum(t => t.QuantityChange.ToDecimal()), StringComparer.Ordinal);
+        var before = await books.BuildAsync(Holdings(id => quantities[id]), request.Cash, context.CancellationToken);
+        var unit = before.Positions.ToDictionary(p => p.InstrumentId, StringComparer.Ordinal);
+        var cashAfter = (decimal)before.Cash - delta.Sum(d => d.Value * (decimal)unit[d.Key].UnitPrice);
+        var after = await books.BuildAsync(Holdings(id => quantities[id] + delta.GetValueOrDefault(id)), cashAfter, context.CancellationToken);
+
+        var returns = await inputs.LoadReturnsAsync(before.Factors, lookback);
         context.CancellationToken.ThrowIfCancellationRequested();
         using var activity = ActivitySource.StartActivity("compare risk");
         activity?.SetTag("risk.trades", request.Trades.Count);
-        var riskBefore = PortfolioRiskModel.Assess(before.Values, (double)before.Cash, returns, settings, context.CancellationToken);
-        var riskAfter = PortfolioRiskModel.Assess(after.Values, (double)after.Cash, returns, settings, context.CancellationToken);
+        var afterExposures = before.Factors.Select(f => after.Factors.Contains(f) ? after.Exposures[after.Factors.ToList().IndexOf(f)] : 0.0).ToArray();
+        var riskBefore = PortfolioRiskModel.Assess(before.Exposures, before.Cash, returns, settings,
+            await books.RevaluationAdjustmentAsync(before, returns, context.CancellationToken), before.NetValue, context.CancellationToken);
+        var riskAfter = PortfolioRiskModel.Assess(afterExposures, after.Cash, returns, settings,
+            await books.RevaluationAdjustmentAsync(after, returns, context.CancellationToken), after.NetValue, context.CancellationToken);
+        var traded = delta.Sum(d => Math.Abs((double)d.Value * unit[d.Key].UnitExposure));
         var response = new Wire.CompareRiskResponse
         {
-            Before = ToWire(riskBefore),
-            After = ToWire(riskAfter),
+            Before = ToWire(riskBefore, before),
+            After = ToWire(riskAfter, after),
             VarianceChange = riskAfter.AnnualVariance - riskBefore.AnnualVariance,
-            Turnover = riskBefore.NetValue != 0 ? (double)traded / riskBefore.NetValue : 0,
+            Turnover = riskBefore.NetValue != 0 ? traded / riskBefore.NetValue : 0,
         };
-        foreach (var contribution in TradeImpact.Contributions(before.Values, changes, returns))
+        var changes = request.Trades.Select(t => new ValueChange(unit[t.InstrumentId].Factor, (double)t.QuantityChange.ToDecimal() * unit[t.InstrumentId].UnitExposure)).ToArray();
+        var contributions = TradeImpact.Contributions(before.Exposures, changes, returns);
+        for (var i = 0; i < request.Trades.Count; i++)
         {
-            response.Contributions.Add(new Wire.TradeRiskContribution { InstrumentId = contribution.InstrumentId, VarianceContribution = contribution.AnnualVarianceContribution });
+            response.Contributions.Add(new Wire.TradeRiskContribution { InstrumentId = request.Trades[i].InstrumentId, VarianceContribution = contributions[i].AnnualVarianceContribution });
         }
 
+        return response;
+    }
+
+    /// <summary>The report, with positions per holding (mapped from their risk factors) and greeks per underlying.</summary>
+    private static Wire.AssessPortfolioResponse ToWire(RiskReport report, RiskBook book)
+    {
+        var response = ToWire(report);
+        var byFactor = report.Positions.ToDictionary(p => p.InstrumentId, StringComparer.Ordinal);
+        response.Positions.Clear();
+        foreach (var position in book.Positions)
+        {
+            var factor = byFactor[position.Factor];
+            response.Positions.Add(new Wire.PositionRisk
+            {
+                InstrumentId = position.InstrumentId,
+                MarketValue = position.MarketValue,
+                Weight = report.NetValue != 0 ? position.MarketValue / report.NetValue : 0,
+                AnnualVolatility = factor.AnnualVolatility,
+                ComponentVar = position.Exposure * factor.MarginalVar,
+                MarginalVar = factor.MarginalVar,
+                RiskFactor = position.Factor,
+                Exposure = position.Exposure,
+            });
+        }
+
+        response.Greeks.AddRange(book.Greeks);
         return response;
     }
 

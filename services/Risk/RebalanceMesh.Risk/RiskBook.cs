@@ -1,0 +1,144 @@
+using RebalanceMesh.Contracts.Common.V1;
+using RebalanceMesh.Contracts.Pricing.V1;
+using RebalanceMesh.Domain;
+using RebalanceMesh.MarketState;
+using RebalanceMesh.Risk.Core;
+using Wire = RebalanceMesh.Contracts.Risk.V1;
+
+namespace RebalanceMesh.Risk;
+
+/// <summary>One holding as the risk model sees it: its risk factor, value and exposure.</summary>
+/// <param name="MarketValue">Value held: quantity × price for spot and options; zero for margined perpetuals and futures.</param>
+/// <param name="Exposure">Exposure to the risk factor in currency: value for spot, quantity × dollar delta otherwise.</param>
+/// <param name="UnitPrice">Cash paid per unit bought: price for spot and options, zero for margined contracts.</param>
+/// <param name="UnitExposure">Exposure per unit: price for spot, dollar delta for derivatives.</param>
+public sealed record BookPosition(string InstrumentId, string Factor, double Quantity, double MarketValue, double Exposure, Instrument? Derivative, InstrumentValuation? Valuation, double UnitPrice, double UnitExposure);
+
+/// <summary>
+/// A portfolio mapped onto risk factors. Spot holdings are their own factor; registered derivatives (in market state's
+/// instrument registry) are valued by pricing and mapped onto their underlying by their dollar delta; options are
+/// also revalued in full under each historical scenario through pricing.
+/// </summary>
+public sealed record RiskBook(IReadOnlyList<string> Factors, IReadOnlyList<double> Exposures, IReadOnlyList<BookPosition> Positions, double Cash, IReadOnlyList<Wire.UnderlyingGreeks> Greeks)
+{
+    public double NetValue => Positions.Sum(p => p.MarketValue) + Cash;
+
+    public bool HasOptions => Positions.Any(p => p.Derivative?.Kind == InstrumentKind.Option);
+}
+
+/// <summary>Builds <see cref="RiskBook"/>s and revalues their options under historical scenarios.</summary>
+public sealed class RiskBookBuilder(RiskInputs inputs, MarketStateStore market, PricingService.PricingServiceClient pricing)
+{
+    private const int MaxItemsPerCall = 10_000;
+
+    public async Task<RiskBook> BuildAsync(IReadOnlyList<Wire.Holding> holdings, DecimalValue? cash, CancellationToken cancellationToken)
+    {
+        var registered = await Task.WhenAll(holdings.Select(h => market.GetRegisteredInstrumentAsync(h.InstrumentId)));
+        var derivatives = holdings.Select((h, i) => (Holding: h, Instrument: registered[i]))
+            .Where(x => x.Instrument is { Kind: not (InstrumentKind.Spot or InstrumentKind.Unspecified) })
+            .ToArray();
+        var spotHoldings = holdings.Where((_, i) => registered[i] is null or { Kind: InstrumentKind.Spot or InstrumentKind.Unspecified }).ToArray();
+        var spot = spotHoldings.Length > 0 ? await inputs.ResolveAsync(spotHoldings, cash, []) : new PortfolioInputs([], [], [], DecimalValue.TryParse(cash, out var c) ? c : 0m);
+
+        var positions = new List<BookPosition>();
+        for (var i = 0; i < spot.Instruments.Count; i++)
+        {
+            var value = (double)(spot.Quantities[i] * spot.Prices[i]);
+            var price = (double)spot.Prices[i];
+            positions.Add(new BookPosition(spot.Instruments[i], spot.Instruments[i], (double)spot.Quantities[i], value, value, null, null, price, price));
+        }
+
+        if (derivatives.Length > 0)
+        {
+            var request = new PriceInstrumentsRequest();
+            request.Items.AddRange(derivatives.Select(d => new ValuationItem { Instrument = d.Instrument }));
+            var response = await pricing.PriceInstrumentsAsync(request, cancellationToken: cancellationToken);
+            for (var i = 0; i < derivatives.Length; i++)
+            {
+                var (holding, instrument) = derivatives[i];
+                var valuation = response.Valuations[i];
+                if (valuation.Error.Length > 0)
+                {
+                    throw new DomainException(DomainErrorKind.FailedPrecondition, $"Pricing could not value {instrument!.InstrumentId}: {valuation.Error}");
+                }
+
+                var quantity = (double)holding.Quantity.ToDecimal();
+                var margined = instrument!.Kind is InstrumentKind.Perpetual or InstrumentKind.Future;
+                var unitPrice = margined ? 0 : (double)valuation.Price.ToDecimal();
+                positions.Add(new BookPosition(instrument.InstrumentId, instrument.UnderlyingId, quantity,
+                    quantity * unitPrice, quantity * valuation.DollarDelta, instrument, valuation, unitPrice, valuation.DollarDelta));
+            }
+        }
+
+        var factors = positions.Select(p => p.Factor).Distinct(StringComparer.Ordinal).ToArray();
+        var exposures = factors.Select(f => positions.Where(p => p.Factor == f).Sum(p => p.Exposure)).ToArray();
+        var greeks = factors.Select(f =>
+        {
+            var onFactor = positions.Where(p => p.Factor == f).ToArray();
+            var price = onFactor.Select(p => p.Valuation is { } v ? (double)v.UnderlyingPrice.ToDecimal() : p.Quantity != 0 ? p.MarketValue / p.Quantity : 0).FirstOrDefault(x => x > 0);
+            return new Wire.UnderlyingGreeks
+            {
+                UnderlyingId = f,
+                Delta = onFactor.Sum(p => p.Valuation is { } v ? p.Quantity * v.Delta : p.Quantity),
+                DeltaNotional = onFactor.Sum(p => p.Exposure),
+                Gamma = onFactor.Sum(p => p.Quantity * (p.Valuation?.Gamma ?? 0)),
+                Vega = onFactor.Sum(p => p.Quantity * (p.Valuation?.Vega ?? 0)),
+                Theta = onFactor.Sum(p => p.Quantity * (p.Valuation?.Theta ?? 0)),
+            };
+        }).ToArray();
+        return new RiskBook(factors, exposures, positions, (double)spot.Cash, greeks);
+    }
+
+    /// <summary>
+    /// Per historical day, full revaluation of the options minus the linear P&amp;L of their delta exposure: each option
+    /// is repriced by pricing with its underlying moved by that day's return (volatility and rates held).
+    /// </summary>
+    public async Task<double[]?> RevaluationAdjustmentAsync(RiskBook book, ReturnMatrix returns, CancellationToken cancellationToken)
+    {
+        var options = book.Positions.Where(p => p.Derivative?.Kind == InstrumentKind.Option).ToArray();
+        if (options.Length == 0)
+        {
+            return null;
+        }
+
+        var factorIndex = returns.Instruments.Select((id, i) => (id, i)).ToDictionary(x => x.id, x => x.i, StringComparer.Ordinal);
+        var days = returns.Days;
+        var adjustment = new double[days];
+        var items = new List<(int Day, BookPosition Option, double Move, ValuationItem Item)>(options.Length * days);
+        foreach (var option in options)
+        {
+            var spot = (double)option.Valuation!.UnderlyingPrice.ToDecimal();
+            var column = factorIndex[option.Factor];
+            for (var t = 0; t < days; t++)
+            {
+                var move = double.ExpM1(returns.Values[t, column]);
+                items.Add((t, option, move, new ValuationItem
+                {
+                    Instrument = option.Derivative,
+                    Overrides = new MarketOverrides { UnderlyingPrice = (decimal)Math.Round(spot * (1 + move), 10), Volatility = option.Valuation.Volatility },
+                }));
+            }
+        }
+
+        foreach (var chunk in items.Chunk(MaxItemsPerCall))
+        {
+            var request = new PriceInstrumentsRequest();
+            request.Items.AddRange(chunk.Select(c => c.Item));
+            var response = await pricing.PriceInstrumentsAsync(request, cancellationToken: cancellationToken);
+            for (var k = 0; k < chunk.Length; k++)
+            {
+                var (day, option, move, _) = chunk[k];
+                var valuation = response.Valuations[k];
+                if (valuation.Error.Length > 0)
+                {
+                    throw new DomainException(DomainErrorKind.FailedPrecondition, $"Pricing could not revalue {option.InstrumentId}: {valuation.Error}");
+                }
+
+                var full = option.Quantity * ((double)valuation.Price.ToDecimal() - (double)option.Valuation!.Price.ToDecimal());
+                adjustment[day] += full - (option.Exposure * move);
+            }
+        }
+
+        return adjustment;
+    }
+}
