@@ -98,6 +98,9 @@ public sealed class MeshEndToEndTests(ITestOutputHelper output) : IAsyncLifetime
         var daxShares = final["DAX"];
         Assert.True(dax.Delta < (double)daxShares, "the put and the short perpetual hedge part of the shares' delta");
         Assert.Equal("DAX", assessed.Positions.Single(p => p.InstrumentId == put.InstrumentId).RiskFactor);
+        var perpNotional = Math.Abs(assessed.Positions.Single(p => p.InstrumentId == "DAX-PERP").Exposure);
+        Assert.Equal(0.10 * perpNotional, assessed.Margin.StandardInitial, 6);     // the long put needs no margin
+        Assert.True(assessed.Margin.PortfolioMaintenance > 0);
 
         // Back inside the bands.
         Assert.True(result.After.Valuation.TotalDrift < 0.02, $"total drift after {result.After.Valuation.TotalDrift}");

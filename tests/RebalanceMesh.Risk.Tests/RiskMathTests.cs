@@ -75,3 +75,32 @@ public class NormalSamplerTests
         Assert.Equal(Enumerable.Range(0, 1000).Select(_ => a.Next()), Enumerable.Range(0, 1000).Select(_ => b.Next()));
     }
 }
+
+public class MarginTests
+{
+    [Fact]
+    public void Standard_margin_by_hand()
+    {
+        var rates = new MarginRates();
+        var (initial, maintenance) = MarginModel.Standard(
+        [
+            new MarginPosition(MarginKind.Spot, 50_000, 0, false),          // fully paid: nothing
+            new MarginPosition(MarginKind.DeltaOne, 100_000, 0, true),      // 10 % / 5 % of notional
+            new MarginPosition(MarginKind.Option, 20_000, 1_500, false),    // long option: paid by its premium
+            new MarginPosition(MarginKind.Option, 40_000, -800, true),      // short option: premium + 15 % / 10 %
+        ], rates);
+        Assert.Equal(10_000 + 800 + 6_000, initial, 9);
+        Assert.Equal(5_000 + 800 + 4_000, maintenance, 9);
+    }
+
+    [Fact]
+    public void Portfolio_margin_is_the_worst_grid_loss()
+    {
+        var pnl = MarginModel.Grid.Select(g => (-100_000 * g.Price) + (20_000 * g.Volatility)).ToArray(); // long delta, long vega
+        var (maintenance, initial, price, volatility) = MarginModel.Portfolio(pnl);
+        Assert.Equal((0.15, -0.30), (price, volatility));
+        Assert.Equal(15_000 + 6_000, maintenance, 9);
+        Assert.Equal(1.25 * maintenance, initial, 9);
+        Assert.Equal(0, MarginModel.Portfolio(MarginModel.Grid.Select(_ => 1.0).ToArray()).Maintenance);
+    }
+}

@@ -90,6 +90,68 @@ public sealed class RiskBookBuilder(RiskInputs inputs, MarketStateStore market, 
     }
 
     /// <summary>
+    /// Standard and portfolio margin of the book as one account. Portfolio margin revalues every option through pricing
+    /// under each grid scenario (underlying price and volatility shocked together on every underlying).
+    /// </summary>
+    public async Task<Wire.MarginRequirement> MarginAsync(RiskBook book, MarginRates rates, CancellationToken cancellationToken)
+    {
+        var standard = MarginModel.Standard(book.Positions.Select(p => p.Derivative?.Kind switch
+        {
+            InstrumentKind.Perpetual or InstrumentKind.Future => new MarginPosition(MarginKind.DeltaOne, Math.Abs(p.Exposure), 0, p.Quantity < 0),
+            InstrumentKind.Option => new MarginPosition(MarginKind.Option,
+                Math.Abs(p.Quantity) * (double)p.Valuation!.UnderlyingPrice.ToDecimal() * (p.Valuation.Multiplier > 0 ? p.Valuation.Multiplier : 1),
+                p.MarketValue, p.Quantity < 0),
+            _ => new MarginPosition(MarginKind.Spot, Math.Abs(p.Exposure), 0, p.Quantity < 0),
+        }), rates);
+
+        var grid = MarginModel.Grid;
+        var pnl = grid.Select(g => book.Positions.Where(p => p.Derivative?.Kind != InstrumentKind.Option).Sum(p => p.Exposure * g.Price)).ToArray();
+        var options = book.Positions.Where(p => p.Derivative?.Kind == InstrumentKind.Option).ToArray();
+        if (options.Length > 0)
+        {
+            var request = new PriceInstrumentsRequest();
+            foreach (var (price, volatility) in grid)
+            {
+                request.Items.AddRange(options.Select(o => new ValuationItem
+                {
+                    Instrument = o.Derivative,
+                    Overrides = new MarketOverrides
+                    {
+                        UnderlyingPrice = (decimal)Math.Round((double)o.Valuation!.UnderlyingPrice.ToDecimal() * (1 + price), 10),
+                        Volatility = Math.Max(o.Valuation.Volatility * (1 + volatility), 1e-4),
+                    },
+                }));
+            }
+
+            var response = await pricing.PriceInstrumentsAsync(request, cancellationToken: cancellationToken);
+            for (var g = 0; g < grid.Count; g++)
+            {
+                for (var k = 0; k < options.Length; k++)
+                {
+                    var valuation = response.Valuations[(g * options.Length) + k];
+                    if (valuation.Error.Length > 0)
+                    {
+                        throw new DomainException(DomainErrorKind.FailedPrecondition, $"Pricing could not revalue {options[k].InstrumentId}: {valuation.Error}");
+                    }
+
+                    pnl[g] += options[k].Quantity * ((double)valuation.Price.ToDecimal() - (double)options[k].Valuation!.Price.ToDecimal());
+                }
+            }
+        }
+
+        var portfolio = MarginModel.Portfolio(pnl);
+        return new Wire.MarginRequirement
+        {
+            StandardInitial = standard.Initial,
+            StandardMaintenance = standard.Maintenance,
+            PortfolioMaintenance = portfolio.Maintenance,
+            PortfolioInitial = portfolio.Initial,
+            WorstPriceShock = portfolio.WorstPrice,
+            WorstVolatilityShock = portfolio.WorstVolatility,
+        };
+    }
+
+    /// <summary>
     /// Per historical day, full revaluation of the options minus the linear P&amp;L of their delta exposure: each option
     /// is repriced by pricing with its underlying moved by that day's return (volatility and rates held).
     /// </summary>

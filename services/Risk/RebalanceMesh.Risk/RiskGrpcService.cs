@@ -33,6 +33,7 @@ public sealed class RiskGrpcService(RiskInputs inputs, RiskBookBuilder books) : 
         activity?.SetTag("risk.observations", returns.Days);
         var report = PortfolioRiskModel.Assess(book.Exposures, book.Cash, returns, settings, adjustment, book.NetValue, context.CancellationToken);
         var response = ToWire(report, book);
+        response.Margin = await books.MarginAsync(book, new MarginRates(), context.CancellationToken);
         if (request.Settings?.IncludeCorrelation == true)
         {
             response.Correlation.AddRange(report.Correlation.Value.ToRowMajorArray());
