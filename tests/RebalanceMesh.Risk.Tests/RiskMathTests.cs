@@ -104,3 +104,25 @@ public class MarginTests
         Assert.Equal(0, MarginModel.Portfolio(MarginModel.Grid.Select(_ => 1.0).ToArray()).Maintenance);
     }
 }
+
+public class LoanRiskTests
+{
+    [Fact]
+    public void Health_factor_drop_distance_and_liquidation_price_by_hand()
+    {
+        // 10 ETH at 2,000 with LT 0.8 against 8,000 of debt: HF = 16,000 / 8,000 = 2; liquidated after a 50 % fall, at 1,000.
+        var figure = LoanRiskModel.Evaluate([new CollateralHolding("ETH", 10, 2_000, 0.8)], 8_000, 0.25);
+        Assert.Equal(2.0, figure.HealthFactor, 14);
+        Assert.Equal(0.5, figure.DropToLiquidation, 14);
+        Assert.Equal(1_000.0, figure.LiquidationPrice, 10);
+        Assert.Equal(Math.Log(2) / 0.25, figure.DistanceToLiquidationSd, 12);
+        Assert.Equal(0.0, LoanRiskModel.Evaluate([new CollateralHolding("ETH", 10, 2_000, 0.8)], 20_000, 0.25).DistanceToLiquidationSd);
+    }
+
+    [Fact]
+    public void Stressed_health_factor_moves_collateral_and_debt()
+    {
+        var hf = LoanRiskModel.StressedHealthFactor([new CollateralHolding("ETH", 10, 2_000, 0.8)], [("USDC", 8_000)], id => id == "ETH" ? -0.3 : 0.0);
+        Assert.Equal(16_000 * 0.7 / 8_000, hf, 14);
+    }
+}

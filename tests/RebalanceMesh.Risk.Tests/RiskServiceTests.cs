@@ -170,6 +170,47 @@ public sealed class RiskServiceTests : IClassFixture<RedisServer>, IAsyncLifetim
     }
 
     [Fact]
+    public async Task AssessPortfolio_reports_loan_health_and_distance_to_liquidation()
+    {
+        var store = new MarketStateStore(_redis.Connection!, Options.Create(new MarketStateOptions()), TimeProvider.System);
+        var now = Google.Protobuf.WellKnownTypes.Timestamp.FromDateTimeOffset(DateTimeOffset.UtcNow);
+        await store.WriteQuotesAsync(
+        [
+            new Quote { Venue = "V", InstrumentId = "DAX", Bid = 999m, Ask = 1001m, Timestamp = now },
+            new Quote { Venue = "V", InstrumentId = "USDC", Bid = 0.9999m, Ask = 1.0001m, Timestamp = now },
+        ]);
+        var request = new AssessPortfolioRequest
+        {
+            Holdings = { Holding("DAX", 1, 1000) },
+            Settings = new RiskSettings { LookbackDays = 250 },
+            Loans =
+            {
+                new CollateralLoan
+                {
+                    LoanId = "aave-1",
+                    Collateral = { new CollateralAsset { InstrumentId = "DAX", Quantity = 100m, LiquidationThreshold = 0.8 } },
+                    Debt = { new DebtAsset { InstrumentId = "USDC", Quantity = 40_000m } },
+                },
+            },
+        };
+        var loan = Assert.Single((await _client.AssessPortfolioAsync(request)).Loans);
+        Assert.Equal(2.0, loan.HealthFactor, 12);         // 100 × 1000 × 0.8 / 40,000
+        Assert.Equal(500.0, loan.LiquidationPrice, 9);
+        Assert.Equal(0.5, loan.DropToLiquidation, 12);
+
+        // σ of DAX's daily log returns as stored (sample standard deviation, computed here independently).
+        var closes = (await store.GetDailyClosesAsync("DAX", 251)).Select(c => c.Close).ToArray();
+        var r = closes.Zip(closes.Skip(1), (a, b) => Math.Log(b / a)).ToArray();
+        var mean = r.Average();
+        var sigma = Math.Sqrt(r.Sum(x => (x - mean) * (x - mean)) / (r.Length - 1));
+        Assert.Equal(Math.Log(2.0) / sigma, loan.DistanceToLiquidationSd, 9);
+
+        await RpcAssert.InvalidArgumentAsync(
+            () => _client.AssessPortfolioAsync(new AssessPortfolioRequest { Holdings = { Holding("DAX", 1, 1) }, Loans = { new CollateralLoan { LoanId = "x", Collateral = { new CollateralAsset { InstrumentId = "DAX", Quantity = 1m, LiquidationThreshold = 1.5 } }, Debt = { new DebtAsset { InstrumentId = "USDC", Quantity = 1m } } } } }).ResponseAsync,
+            "loans[0].collateral[0].liquidation_threshold");
+    }
+
+    [Fact]
     public async Task Missing_history_is_FailedPrecondition()
     {
         var ex = await RpcAssert.StatusAsync(() => _client.AssessPortfolioAsync(new AssessPortfolioRequest { Holdings = { Holding("NOHISTORY", 1, 10) } }).ResponseAsync, StatusCode.FailedPrecondition);

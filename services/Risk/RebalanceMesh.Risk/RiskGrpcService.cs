@@ -19,6 +19,27 @@ public sealed class RiskGrpcService(RiskInputs inputs, RiskBookBuilder books) : 
         RiskInputs.ValidateHoldings(check, request.Holdings, "holdings");
         check.OptionalDecimal(request.Cash, "cash", ValidationExtensions.DecimalRule.Any, 0m, out _, ValidationExtensions.MaxCashMagnitude);
         var settings = RiskInputs.ValidateSettings(check, request.Settings, "settings", out var lookback);
+        check.RequireCount(request.Loans.Count, 100, "loans");
+        for (var i = 0; i < request.Loans.Count && i < 100; i++)
+        {
+            var loan = request.Loans[i];
+            check.RequireIdentifier(loan.LoanId, $"loans[{i}].loan_id");
+            check.Require(loan.Collateral.Count is > 0 and <= 50, $"loans[{i}].collateral", "must have 1 to 50 assets");
+            check.Require(loan.Debt.Count is > 0 and <= 50, $"loans[{i}].debt", "must have 1 to 50 assets");
+            for (var k = 0; k < loan.Collateral.Count && k < 50; k++)
+            {
+                check.RequireIdentifier(loan.Collateral[k].InstrumentId, $"loans[{i}].collateral[{k}].instrument_id");
+                check.RequireDecimal(loan.Collateral[k].Quantity, $"loans[{i}].collateral[{k}].quantity", ValidationExtensions.DecimalRule.Positive, out _);
+                check.Require(loan.Collateral[k].LiquidationThreshold is > 0 and <= 1, $"loans[{i}].collateral[{k}].liquidation_threshold", "must be in (0, 1]");
+            }
+
+            for (var k = 0; k < loan.Debt.Count && k < 50; k++)
+            {
+                check.RequireIdentifier(loan.Debt[k].InstrumentId, $"loans[{i}].debt[{k}].instrument_id");
+                check.RequireDecimal(loan.Debt[k].Quantity, $"loans[{i}].debt[{k}].quantity", ValidationExtensions.DecimalRule.Positive, out _);
+            }
+        }
+
         check.Require(request.Settings?.IncludeCorrelation != true || request.Holdings.Count <= RiskInputs.MaxCorrelationHoldings,
             "settings.include_correlation", $"is available for at most {RiskInputs.MaxCorrelationHoldings} holdings");
         check.ThrowIfInvalid();
@@ -34,6 +55,11 @@ public sealed class RiskGrpcService(RiskInputs inputs, RiskBookBuilder books) : 
         var report = PortfolioRiskModel.Assess(book.Exposures, book.Cash, returns, settings, adjustment, book.NetValue, context.CancellationToken);
         var response = ToWire(report, book);
         response.Margin = await books.MarginAsync(book, new MarginRates(), context.CancellationToken);
+        foreach (var loan in request.Loans)
+        {
+            response.Loans.Add(await inputs.LoanRiskAsync(loan, settings.HorizonDays, lookback));
+        }
+
         if (request.Settings?.IncludeCorrelation == true)
         {
             response.Correlation.AddRange(report.Correlation.Value.ToRowMajorArray());

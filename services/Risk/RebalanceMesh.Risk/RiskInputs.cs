@@ -135,6 +135,41 @@ public sealed class RiskInputs(MarketStateStore market, HistoryCache history)
         return new PortfolioInputs(instruments, quantities, prices, cashValue);
     }
 
+    /// <summary>Health factor and distance to liquidation of one loan at market-state prices.</summary>
+    public async Task<Wire.LoanRisk> LoanRiskAsync(Wire.CollateralLoan loan, double horizonDays, int lookbackDays)
+    {
+        var ids = loan.Collateral.Select(c => c.InstrumentId).Concat(loan.Debt.Select(d => d.InstrumentId)).Distinct(StringComparer.Ordinal).ToArray();
+        var mids = (await market.GetPricesAsync(ids)).ToDictionary(p => p.InstrumentId, p => (double)p.Mid.ToDecimal(), StringComparer.Ordinal);
+        var missing = ids.Where(id => !mids.ContainsKey(id)).ToArray();
+        if (missing.Length > 0)
+        {
+            throw new DomainException(DomainErrorKind.FailedPrecondition, $"Loan {loan.LoanId}: no price for {string.Join(", ", missing)}.");
+        }
+
+        var collateral = loan.Collateral
+            .GroupBy(c => c.InstrumentId)
+            .Select(g => new CollateralHolding(g.Key, g.Sum(c => (double)c.Quantity.ToDecimal()), mids[g.Key], g.First().LiquidationThreshold))
+            .ToArray();
+        var debtValue = loan.Debt.Sum(d => (double)d.Quantity.ToDecimal() * mids[d.InstrumentId]);
+
+        // Volatility of the collateral basket's value over the horizon, from history.
+        var returns = await LoadReturnsAsync(collateral.Select(c => c.InstrumentId).ToArray(), lookbackDays);
+        var (_, _, variance) = PortfolioRiskModel.LinearMoments(returns.Values, collateral.Select(c => c.Value).ToArray());
+        var collateralValue = collateral.Sum(c => c.Value);
+        var sigma = collateralValue > 0 ? Math.Sqrt(variance * horizonDays) / collateralValue : 0;
+        var figure = LoanRiskModel.Evaluate(collateral, debtValue, sigma);
+        return new Wire.LoanRisk
+        {
+            LoanId = loan.LoanId,
+            HealthFactor = figure.HealthFactor,
+            CollateralValue = figure.CollateralValue,
+            DebtValue = figure.DebtValue,
+            DropToLiquidation = figure.DropToLiquidation,
+            DistanceToLiquidationSd = figure.DistanceToLiquidationSd,
+            LiquidationPrice = figure.LiquidationPrice,
+        };
+    }
+
     /// <summary>Daily log returns of the instruments from market-state history.</summary>
     public async Task<ReturnMatrix> LoadReturnsAsync(IReadOnlyList<string> instruments, int lookbackDays)
     {
