@@ -104,11 +104,7 @@ public sealed class PricingGrpcService(
     public override async Task<GetQuotesResponse> GetQuotes(GetQuotesRequest request, ServerCallContext context)
     {
         var check = new RequestValidator();
-        check.RequireCount(request.InstrumentIds.Count, MaxInstrumentsPerQuery, "instrument_ids");
-        for (var i = 0; i < request.InstrumentIds.Count; i++)
-        {
-            check.RequireIdentifier(request.InstrumentIds[i], $"instrument_ids[{i}]");
-        }
+        ValidateInstrumentIds(check, request.InstrumentIds);
 
         check.ThrowIfInvalid();
         var ids = request.InstrumentIds.Distinct(StringComparer.Ordinal).ToArray();
@@ -121,9 +117,7 @@ public sealed class PricingGrpcService(
     public override async Task<PriceInstrumentsResponse> PriceInstruments(PriceInstrumentsRequest request, ServerCallContext context)
     {
         var check = new RequestValidator();
-        check.Require(request.Items.Count > 0, "items", "must not be empty");
-        check.RequireCount(request.Items.Count, MaxValuationItems, "items");
-        check.RequireTimestamp(request.ValuationTime, "valuation_time", optional: true);
+        ValidateBatch(check, request.Items.Count, request.ValuationTime);
         for (var i = 0; i < request.Items.Count && i < MaxValuationItems && check.Violations.Count < 100; i++)
         {
             ValidateItem(check, request.Items[i], $"items[{i}]");
@@ -155,6 +149,23 @@ public sealed class PricingGrpcService(
 
     private static string UnderlyingOf(Instrument instrument) =>
         instrument.Kind == InstrumentKind.Spot || string.IsNullOrEmpty(instrument.UnderlyingId) ? instrument.InstrumentId : instrument.UnderlyingId;
+
+    /// <summary>A batch of items: at least one, at most the limit, and a valid valuation time when given.</summary>
+    private static void ValidateBatch(RequestValidator check, int count, Timestamp? valuationTime)
+    {
+        check.Require(count > 0, "items", "must not be empty");
+        check.RequireCount(count, MaxValuationItems, "items");
+        check.RequireTimestamp(valuationTime, "valuation_time", optional: true);
+    }
+
+    private static void ValidateInstrumentIds(RequestValidator check, IReadOnlyList<string> ids)
+    {
+        check.RequireCount(ids.Count, MaxInstrumentsPerQuery, "instrument_ids");
+        for (var i = 0; i < ids.Count && i < MaxInstrumentsPerQuery; i++)
+        {
+            check.RequireIdentifier(ids[i], $"instrument_ids[{i}]");
+        }
+    }
 
     private static void ValidateItem(RequestValidator check, ValuationItem item, string path)
     {
@@ -326,11 +337,7 @@ public sealed class PricingGrpcService(
     public override async Task StreamQuotes(StreamQuotesRequest request, IServerStreamWriter<StreamQuotesResponse> responseStream, ServerCallContext context)
     {
         var check = new RequestValidator();
-        check.RequireCount(request.InstrumentIds.Count, MaxInstrumentsPerQuery, "instrument_ids");
-        for (var i = 0; i < request.InstrumentIds.Count && i < MaxInstrumentsPerQuery; i++)
-        {
-            check.RequireIdentifier(request.InstrumentIds[i], $"instrument_ids[{i}]");
-        }
+        ValidateInstrumentIds(check, request.InstrumentIds);
 
         check.ThrowIfInvalid();
         var wanted = request.InstrumentIds.ToHashSet(StringComparer.Ordinal);
@@ -398,9 +405,7 @@ public sealed class PricingGrpcService(
     public override async Task<ComputeImpliedVolatilitiesResponse> ComputeImpliedVolatilities(ComputeImpliedVolatilitiesRequest request, ServerCallContext context)
     {
         var check = new RequestValidator();
-        check.Require(request.Items.Count > 0, "items", "must not be empty");
-        check.RequireCount(request.Items.Count, MaxValuationItems, "items");
-        check.RequireTimestamp(request.ValuationTime, "valuation_time", optional: true);
+        ValidateBatch(check, request.Items.Count, request.ValuationTime);
         for (var i = 0; i < request.Items.Count && i < MaxValuationItems && check.Violations.Count < 100; i++)
         {
             var item = request.Items[i];
