@@ -205,6 +205,15 @@ public sealed class RiskServiceTests : IClassFixture<RedisServer>, IAsyncLifetim
         var sigma = Math.Sqrt(r.Sum(x => (x - mean) * (x - mean)) / (r.Length - 1));
         Assert.Equal(Math.Log(2.0) / sigma, loan.DistanceToLiquidationSd, 9);
 
+        // The same loan after a 30 % DAX crash: health factor 2 × 0.7 = 1.4, debt unmoved.
+        var stress = await _client.StressTestAsync(new StressTestRequest
+        {
+            Holdings = { Holding("DAX", 1, 1000) },
+            Scenarios = { new StressScenario { Name = "dax crash", Shocks = { new PriceShock { InstrumentId = "DAX", RelativeChange = -0.3 } } } },
+            Loans = { request.Loans[0] },
+        });
+        Assert.Equal(1.4, Assert.Single(Assert.Single(stress.Scenarios).Loans).HealthFactor, 12);
+
         await RpcAssert.InvalidArgumentAsync(
             () => _client.AssessPortfolioAsync(new AssessPortfolioRequest { Holdings = { Holding("DAX", 1, 1) }, Loans = { new CollateralLoan { LoanId = "x", Collateral = { new CollateralAsset { InstrumentId = "DAX", Quantity = 1m, LiquidationThreshold = 1.5 } }, Debt = { new DebtAsset { InstrumentId = "USDC", Quantity = 1m } } } } }).ResponseAsync,
             "loans[0].collateral[0].liquidation_threshold");

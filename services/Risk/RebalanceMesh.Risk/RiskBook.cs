@@ -90,6 +90,45 @@ public sealed class RiskBookBuilder(RiskInputs inputs, MarketStateStore market, 
     }
 
     /// <summary>
+    /// P&amp;L of every position when each risk factor moves by <paramref name="move"/> (relative) and option volatilities
+    /// by <paramref name="volatilityShock"/>: delta-one and spot positions linearly, options revalued through pricing.
+    /// </summary>
+    public async Task<double[]> ScenarioPnlAsync(RiskBook book, Func<string, double> move, double volatilityShock, CancellationToken cancellationToken)
+    {
+        var pnl = book.Positions.Select(p => p.Derivative?.Kind == InstrumentKind.Option ? 0 : p.Exposure * move(p.Factor)).ToArray();
+        var options = book.Positions.Select((p, i) => (Position: p, Index: i)).Where(x => x.Position.Derivative?.Kind == InstrumentKind.Option).ToArray();
+        if (options.Length == 0)
+        {
+            return pnl;
+        }
+
+        var request = new PriceInstrumentsRequest();
+        request.Items.AddRange(options.Select(o => new ValuationItem
+        {
+            Instrument = o.Position.Derivative,
+            Overrides = new MarketOverrides
+            {
+                UnderlyingPrice = (decimal)Math.Round((double)o.Position.Valuation!.UnderlyingPrice.ToDecimal() * (1 + move(o.Position.Factor)), 10),
+                Volatility = Math.Max(o.Position.Valuation.Volatility * (1 + volatilityShock), 1e-4),
+            },
+        }));
+        var response = await pricing.PriceInstrumentsAsync(request, cancellationToken: cancellationToken);
+        for (var k = 0; k < options.Length; k++)
+        {
+            var (position, index) = options[k];
+            var valuation = response.Valuations[k];
+            if (valuation.Error.Length > 0)
+            {
+                throw new DomainException(DomainErrorKind.FailedPrecondition, $"Pricing could not revalue {position.InstrumentId}: {valuation.Error}");
+            }
+
+            pnl[index] = position.Quantity * ((double)valuation.Price.ToDecimal() - (double)position.Valuation!.Price.ToDecimal());
+        }
+
+        return pnl;
+    }
+
+    /// <summary>
     /// Standard and portfolio margin of the book as one account. Portfolio margin revalues every option through pricing
     /// under each grid scenario (underlying price and volatility shocked together on every underlying).
     /// </summary>

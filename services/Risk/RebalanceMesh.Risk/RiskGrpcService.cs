@@ -19,26 +19,7 @@ public sealed class RiskGrpcService(RiskInputs inputs, RiskBookBuilder books) : 
         RiskInputs.ValidateHoldings(check, request.Holdings, "holdings");
         check.OptionalDecimal(request.Cash, "cash", ValidationExtensions.DecimalRule.Any, 0m, out _, ValidationExtensions.MaxCashMagnitude);
         var settings = RiskInputs.ValidateSettings(check, request.Settings, "settings", out var lookback);
-        check.RequireCount(request.Loans.Count, 100, "loans");
-        for (var i = 0; i < request.Loans.Count && i < 100; i++)
-        {
-            var loan = request.Loans[i];
-            check.RequireIdentifier(loan.LoanId, $"loans[{i}].loan_id");
-            check.Require(loan.Collateral.Count is > 0 and <= 50, $"loans[{i}].collateral", "must have 1 to 50 assets");
-            check.Require(loan.Debt.Count is > 0 and <= 50, $"loans[{i}].debt", "must have 1 to 50 assets");
-            for (var k = 0; k < loan.Collateral.Count && k < 50; k++)
-            {
-                check.RequireIdentifier(loan.Collateral[k].InstrumentId, $"loans[{i}].collateral[{k}].instrument_id");
-                check.RequireDecimal(loan.Collateral[k].Quantity, $"loans[{i}].collateral[{k}].quantity", ValidationExtensions.DecimalRule.Positive, out _);
-                check.Require(loan.Collateral[k].LiquidationThreshold is > 0 and <= 1, $"loans[{i}].collateral[{k}].liquidation_threshold", "must be in (0, 1]");
-            }
-
-            for (var k = 0; k < loan.Debt.Count && k < 50; k++)
-            {
-                check.RequireIdentifier(loan.Debt[k].InstrumentId, $"loans[{i}].debt[{k}].instrument_id");
-                check.RequireDecimal(loan.Debt[k].Quantity, $"loans[{i}].debt[{k}].quantity", ValidationExtensions.DecimalRule.Positive, out _);
-            }
-        }
+        ValidateLoans(check, request.Loans);
 
         check.Require(request.Settings?.IncludeCorrelation != true || request.Holdings.Count <= RiskInputs.MaxCorrelationHoldings,
             "settings.include_correlation", $"is available for at most {RiskInputs.MaxCorrelationHoldings} holdings");
@@ -170,7 +151,12 @@ public sealed class RiskGrpcService(RiskInputs inputs, RiskBookBuilder books) : 
                 check.Require(double.IsFinite(shock.RelativeChange) && shock.RelativeChange > -1 && shock.RelativeChange <= 10,
                     $"scenarios[{i}].shocks[{k}].relative_change", "must be greater than -1 and at most 10");
             }
+
+            check.Require(double.IsFinite(scenario.VolatilityShock) && scenario.VolatilityShock > -1 && scenario.VolatilityShock <= 10,
+                $"scenarios[{i}].volatility_shock", "must be greater than -1 and at most 10");
         }
+
+        ValidateLoans(check, request.Loans);
 
         check.RequireRange(request.CorrelationBreakdown, 0, 1, "correlation_breakdown");
         var confidence = request.Confidence == 0 ? 0.99 : request.Confidence;
@@ -183,23 +169,33 @@ public sealed class RiskGrpcService(RiskInputs inputs, RiskBookBuilder books) : 
         check.Require(request.Scenarios.Count > 0 || request.CorrelationBreakdown > 0 || request.WorstWindows > 0, "scenarios", "ask for at least one stress");
         check.ThrowIfInvalid();
 
-        var portfolio = await inputs.ResolveAsync(request.Holdings, request.Cash, []);
-        var values = portfolio.Values;
-        var cash = (double)portfolio.Cash;
+        var book = await books.BuildAsync(request.Holdings, request.Cash, context.CancellationToken);
+        var instruments = book.Positions.Select(p => p.InstrumentId).ToArray();
         using var activity = ActivitySource.StartActivity("stress test");
-        var response = new Wire.StressTestResponse { NetValue = values.Sum() + cash };
+        var response = new Wire.StressTestResponse { NetValue = book.NetValue };
+        var loans = new List<(string Id, CollateralHolding[] Collateral, (string InstrumentId, double Value)[] Debt)>();
+        foreach (var loan in request.Loans)
+        {
+            var (collateral, debt) = await inputs.LoanHoldingsAsync(loan);
+            loans.Add((loan.LoanId, collateral, debt));
+        }
+
         foreach (var scenario in request.Scenarios)
         {
-            var outcome = StressTesting.ApplyShocks(scenario.Name, portfolio.Instruments, values, cash,
-                scenario.Shocks.Select(s => new PriceShock(s.InstrumentId, s.RelativeChange)).ToArray());
-            response.Scenarios.Add(ToWire(outcome.Name, outcome.Pnl, outcome.PositionPnl, outcome.NetValueAfter, portfolio.Instruments));
+            var all = scenario.Shocks.LastOrDefault(s => s.InstrumentId.Length == 0)?.RelativeChange ?? 0;
+            var specific = scenario.Shocks.Where(s => s.InstrumentId.Length > 0).GroupBy(s => s.InstrumentId).ToDictionary(g => g.Key, g => g.Last().RelativeChange, StringComparer.Ordinal);
+            double Move(string id) => specific.TryGetValue(id, out var m) ? m : all;
+            var pnl = await books.ScenarioPnlAsync(book, Move, scenario.VolatilityShock, context.CancellationToken);
+            var result = ToWire(scenario.Name, pnl.Sum(), pnl, book.NetValue + pnl.Sum(), instruments);
+            result.Loans.AddRange(loans.Select(l => new Wire.LoanHealth { LoanId = l.Id, HealthFactor = LoanRiskModel.StressedHealthFactor(l.Collateral, l.Debt, Move) }));
+            response.Scenarios.Add(result);
         }
 
         if (request.CorrelationBreakdown > 0 || request.WorstWindows > 0)
         {
-            var returns = await inputs.LoadReturnsAsync(portfolio.Instruments, lookback);
+            var returns = await inputs.LoadReturnsAsync(book.Factors, lookback);
             context.CancellationToken.ThrowIfCancellationRequested();
-            var vector = MathNet.Numerics.LinearAlgebra.Vector<double>.Build.DenseOfEnumerable(values);
+            var vector = MathNet.Numerics.LinearAlgebra.Vector<double>.Build.DenseOfEnumerable(book.Exposures);
             if (request.CorrelationBreakdown > 0)
             {
                 var covariance = CovarianceEstimator.Sample(returns.Values);
@@ -209,9 +205,10 @@ public sealed class RiskGrpcService(RiskInputs inputs, RiskBookBuilder books) : 
             }
 
             var rank = 0;
-            foreach (var window in StressTesting.WorstWindows(values, returns.Values, windowDays, request.WorstWindows))
+            foreach (var window in StressTesting.WorstWindows(book.Exposures, returns.Values, windowDays, request.WorstWindows))
             {
-                var result = ToWire($"worst window {++rank}", window.Pnl, window.PositionPnl, response.NetValue + window.Pnl, portfolio.Instruments);
+                // Reported per risk factor (the window revalues factor exposures: options by their delta).
+                var result = ToWire($"worst window {++rank}", window.Pnl, window.PositionPnl, response.NetValue + window.Pnl, book.Factors);
                 if (returns.CloseDays is { } days)
                 {
                     result.WindowStart = Timestamp.FromDateTime(DateTime.UnixEpoch.AddDays(days[window.StartIndex]));
@@ -223,6 +220,30 @@ public sealed class RiskGrpcService(RiskInputs inputs, RiskBookBuilder books) : 
         }
 
         return response;
+    }
+
+    private static void ValidateLoans(RequestValidator check, IReadOnlyList<Wire.CollateralLoan> loans)
+    {
+        check.RequireCount(loans.Count, 100, "loans");
+        for (var i = 0; i < loans.Count && i < 100; i++)
+        {
+            var loan = loans[i];
+            check.RequireIdentifier(loan.LoanId, $"loans[{i}].loan_id");
+            check.Require(loan.Collateral.Count is > 0 and <= 50, $"loans[{i}].collateral", "must have 1 to 50 assets");
+            check.Require(loan.Debt.Count is > 0 and <= 50, $"loans[{i}].debt", "must have 1 to 50 assets");
+            for (var k = 0; k < loan.Collateral.Count && k < 50; k++)
+            {
+                check.RequireIdentifier(loan.Collateral[k].InstrumentId, $"loans[{i}].collateral[{k}].instrument_id");
+                check.RequireDecimal(loan.Collateral[k].Quantity, $"loans[{i}].collateral[{k}].quantity", ValidationExtensions.DecimalRule.Positive, out _);
+                check.Require(loan.Collateral[k].LiquidationThreshold is > 0 and <= 1, $"loans[{i}].collateral[{k}].liquidation_threshold", "must be in (0, 1]");
+            }
+
+            for (var k = 0; k < loan.Debt.Count && k < 50; k++)
+            {
+                check.RequireIdentifier(loan.Debt[k].InstrumentId, $"loans[{i}].debt[{k}].instrument_id");
+                check.RequireDecimal(loan.Debt[k].Quantity, $"loans[{i}].debt[{k}].quantity", ValidationExtensions.DecimalRule.Positive, out _);
+            }
+        }
     }
 
     private static Wire.StressResult ToWire(string name, double pnl, IReadOnlyList<double> positionPnl, double netValueAfter, IReadOnlyList<string> instruments)

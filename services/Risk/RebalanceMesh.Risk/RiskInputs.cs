@@ -135,8 +135,8 @@ public sealed class RiskInputs(MarketStateStore market, HistoryCache history)
         return new PortfolioInputs(instruments, quantities, prices, cashValue);
     }
 
-    /// <summary>Health factor and distance to liquidation of one loan at market-state prices.</summary>
-    public async Task<Wire.LoanRisk> LoanRiskAsync(Wire.CollateralLoan loan, double horizonDays, int lookbackDays)
+    /// <summary>A loan's collateral and debt at market-state prices.</summary>
+    public async Task<(CollateralHolding[] Collateral, (string InstrumentId, double Value)[] Debt)> LoanHoldingsAsync(Wire.CollateralLoan loan)
     {
         var ids = loan.Collateral.Select(c => c.InstrumentId).Concat(loan.Debt.Select(d => d.InstrumentId)).Distinct(StringComparer.Ordinal).ToArray();
         var mids = (await market.GetPricesAsync(ids)).ToDictionary(p => p.InstrumentId, p => (double)p.Mid.ToDecimal(), StringComparer.Ordinal);
@@ -150,7 +150,15 @@ public sealed class RiskInputs(MarketStateStore market, HistoryCache history)
             .GroupBy(c => c.InstrumentId)
             .Select(g => new CollateralHolding(g.Key, g.Sum(c => (double)c.Quantity.ToDecimal()), mids[g.Key], g.First().LiquidationThreshold))
             .ToArray();
-        var debtValue = loan.Debt.Sum(d => (double)d.Quantity.ToDecimal() * mids[d.InstrumentId]);
+        var debt = loan.Debt.Select(d => (d.InstrumentId, (double)d.Quantity.ToDecimal() * mids[d.InstrumentId])).ToArray();
+        return (collateral, debt);
+    }
+
+    /// <summary>Health factor and distance to liquidation of one loan at market-state prices.</summary>
+    public async Task<Wire.LoanRisk> LoanRiskAsync(Wire.CollateralLoan loan, double horizonDays, int lookbackDays)
+    {
+        var (collateral, debt) = await LoanHoldingsAsync(loan);
+        var debtValue = debt.Sum(d => d.Value);
 
         // Volatility of the collateral basket's value over the horizon, from history.
         var returns = await LoadReturnsAsync(collateral.Select(c => c.InstrumentId).ToArray(), lookbackDays);
