@@ -78,6 +78,7 @@ public sealed class RiskServiceTests : IClassFixture<RedisServer>, IAsyncLifetim
         Assert.Equal((after * after) - (before * before), response.VarianceChange, 1e-3);
         Assert.True(response.After.AnnualVolatility < response.Before.AnnualVolatility, "diversifying out of DAX lowers volatility");
         Assert.Equal(0.5 + 0.5, response.Turnover, 12);
+        Assert.Equal(0.0, response.LeverageChange, 12); // a switch between two assets keeps gross exposure
         Assert.Equal(2, response.Contributions.Count);
     }
 

@@ -325,6 +325,7 @@ public sealed class RiskGrpcService(RiskInputs inputs, RiskBookBuilder books) : 
         }
 
         var settings = RiskInputs.ValidateSettings(check, request.Settings, "settings", out var lookback);
+        ValidateLoans(check, request.Loans);
         check.ThrowIfInvalid();
         RiskInputs.CheckBudget(settings, request.Holdings.Count + request.Trades.Count);
 
@@ -368,7 +369,15 @@ public sealed class RiskGrpcService(RiskInputs inputs, RiskBookBuilder books) : 
             After = ToWire(riskAfter, after),
             VarianceChange = riskAfter.AnnualVariance - riskBefore.AnnualVariance,
             Turnover = riskBefore.NetValue != 0 ? traded / riskBefore.NetValue : 0,
+            LeverageChange = riskAfter.GrossLeverage - riskBefore.GrossLeverage,
         };
+        foreach (var loan in request.Loans)
+        {
+            var health = await inputs.LoanRiskAsync(loan, settings.HorizonDays, lookback);
+            response.Before.Loans.Add(health);
+            response.After.Loans.Add(health);
+        }
+
         var changes = request.Trades.Select(t => new ValueChange(unit[t.InstrumentId].Factor, (double)t.QuantityChange.ToDecimal() * unit[t.InstrumentId].UnitExposure)).ToArray();
         var contributions = TradeImpact.Contributions(before.Exposures, changes, returns);
         for (var i = 0; i < request.Trades.Count; i++)
