@@ -115,6 +115,73 @@ public sealed class MeshEndToEndTests(ITestOutputHelper output) : IAsyncLifetime
     }
 }
 
+/// <summary>Target models computed from the risk service's covariance, through planning.</summary>
+[Trait("Category", "Integration")]
+[Collection(MeshProcesses.Name)]
+public sealed class TargetModelMeshTests(ITestOutputHelper output) : IAsyncLifetime
+{
+    private readonly string _stateDir = Directory.CreateTempSubdirectory("rmesh-it-").FullName;
+    private MeshState? _mesh;
+
+    public async Task InitializeAsync()
+    {
+        using var cancel = new CancellationTokenSource(TimeSpan.FromMinutes(3));
+        var log = new StringWriter();
+        _mesh = await MeshLauncher.UpAsync(MeshTopology.Load(Path.Combine(RepoPaths.Root, "tye.yaml")),
+#if DEBUG
+            new LaunchOptions(RepoPaths.Root, _stateDir, FreePorts: true, Configuration: "Debug"),
+#else
+            new LaunchOptions(RepoPaths.Root, _stateDir, FreePorts: true, Configuration: "Release"),
+#endif
+            log, cancel.Token);
+        output.WriteLine(log.ToString());
+    }
+
+    public Task DisposeAsync()
+    {
+        MeshLauncher.Down(_stateDir, TextWriter.Null);
+        Directory.Delete(_stateDir, recursive: true);
+        return Task.CompletedTask;
+    }
+
+    [Fact]
+    public async Task A_risk_parity_policy_plans_toward_equal_risk_contributions()
+    {
+        using var channel = Grpc.Net.Client.GrpcChannel.ForAddress(_mesh!.Service("planning").GrpcUrl);
+        var planning = new PlanningService.PlanningServiceClient(channel);
+        await planning.UpsertPortfolioAsync(new UpsertPortfolioRequest
+        {
+            Portfolio = new Portfolio { PortfolioId = "erc", BaseCurrency = "EUR", Cash = 1_000_000m },
+            ExpectedVersion = -1,
+        });
+        var policy = new Policy { PortfolioId = "erc", AbsoluteBand = 0.02, TargetModel = TargetModel.RiskParity, MinTradeNotional = 100m };
+        policy.Targets.AddRange(new[] { "DAX", "SMI", "CAC", "FTSE" }.Select(id => new TargetWeight { InstrumentId = id, Weight = 0.24 }));
+        await planning.SetPolicyAsync(new SetPolicyRequest { Policy = policy });
+
+        Plan plan = null!;
+        for (var attempt = 0; attempt < 50; attempt++)
+        {
+            try
+            {
+                plan = (await planning.PreviewRebalanceAsync(new PreviewRebalanceRequest { PortfolioId = "erc" })).Plan;
+                break;
+            }
+            catch (Grpc.Core.RpcException ex) when (ex.StatusCode == Grpc.Core.StatusCode.FailedPrecondition && attempt < 49)
+            {
+                await Task.Delay(200); // prices arrive with the first ticks of the feed
+            }
+        }
+
+        var model = plan.Reasons.Single(r => r.Rule == "target_model");
+        output.WriteLine(model.Message);
+        Assert.Equal(4, plan.Legs.Count);
+        Assert.All(plan.Legs, l => Assert.Equal(Side.Buy, l.Side));
+        var weights = plan.Legs.Select(l => l.WeightAfter).ToArray();
+        Assert.InRange(weights.Sum(), 0.94, 0.961);
+        Assert.True(weights.Max() - weights.Min() > 0.01, "risk parity differs from equal weight on real data");
+    }
+}
+
 /// <summary>Tests that start service processes run one at a time: they compete for ports and both cores.</summary>
 [CollectionDefinition(Name)]
 public sealed class MeshProcesses

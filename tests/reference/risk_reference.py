@@ -102,3 +102,12 @@ for p0 in ([0.05, 0.08, 0.87], [0.1, 0.15, 0.75], [0.02, 0.05, 0.93]):
         best = res
 omega, alpha, beta = best.x[0] * s2, best.x[1], best.x[2]
 print(f"garch_dax omega = {omega!r}, alpha = {alpha!r}, beta = {beta!r}, loglik = {-best.fun!r}")
+
+# --- Risk parity (equal risk contribution) on the 4 indices, scipy.optimize on Spinu's convex problem -----------
+from scipy.optimize import minimize as _minimize
+
+_obj = lambda x: 0.5 * x @ sample @ x - np.log(x).sum()
+_res = _minimize(_obj, np.ones(4) / np.sqrt(np.diag(sample)), jac=lambda x: sample @ x - 1 / x,
+                 method="L-BFGS-B", bounds=[(1e-12, None)] * 4, options={"ftol": 1e-15, "gtol": 1e-13, "maxiter": 10_000})
+erc = _res.x / _res.x.sum()
+print(f"risk_parity_weights    = {erc.tolist()!r}")

@@ -38,7 +38,16 @@ public sealed class DriftMonitor(PlanningStore store, PlanPipeline pipeline, ILo
             }
 
             var snapshot = portfolio.ToDomain();
-            var targetPolicy = policy.ToDomain();
+            TargetPolicy targetPolicy;
+            try
+            {
+                targetPolicy = (await pipeline.ResolvePolicyAsync(policy, cancellationToken)).Policy;
+            }
+            catch (Grpc.Core.RpcException ex) when (ex.StatusCode is Grpc.Core.StatusCode.Unavailable or Grpc.Core.StatusCode.DeadlineExceeded)
+            {
+                logger.LogWarning("Monitor could not reach risk for {PortfolioId}'s target model: {Detail}", portfolioId, ex.Status.Detail);
+                continue;
+            }
             var needed = snapshot.Holdings.Select(h => h.InstrumentId).Concat(targetPolicy.Targets.Keys).Distinct().ToArray();
             if (!needed.Any(changed.Contains))
             {

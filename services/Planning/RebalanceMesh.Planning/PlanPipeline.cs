@@ -71,6 +71,68 @@ public sealed class PlanPipeline(
         return new MarketMarks(marks, response.Valuations.ToDictionary(v => v.InstrumentId, v => v.Kind, StringComparer.Ordinal));
     }
 
+    /// <summary>
+    /// The policy in domain terms with its target weights set: as given, or computed by its target model from the
+    /// sample covariance that risk estimates over the universe (the reason records the weights the model chose).
+    /// </summary>
+    public async Task<(TargetPolicy Policy, Contracts.Planning.V1.DriftReason? Reason)> ResolvePolicyAsync(Policy policy, CancellationToken cancellationToken)
+    {
+        var domain = policy.ToDomain();
+        var model = policy.TargetModel switch
+        {
+            Contracts.Planning.V1.TargetModel.EqualWeight => Core.TargetModel.EqualWeight,
+            Contracts.Planning.V1.TargetModel.InverseVolatility => Core.TargetModel.InverseVolatility,
+            Contracts.Planning.V1.TargetModel.RiskParity => Core.TargetModel.RiskParity,
+            _ => Core.TargetModel.FixedWeights,
+        };
+        if (model == Core.TargetModel.FixedWeights)
+        {
+            return (domain, null);
+        }
+
+        var ids = policy.Targets.Select(t => t.InstrumentId).ToArray();
+        var budget = policy.Targets.Sum(t => t.Weight);
+        double[] weights;
+        if (model == Core.TargetModel.EqualWeight)
+        {
+            weights = TargetModels.Compute(model, new double[ids.Length, ids.Length], budget);
+        }
+        else
+        {
+            var request = new EstimateCovarianceRequest { Method = CovarianceMethod.Sample, LookbackDays = policy.ModelLookbackDays == 0 ? 250 : policy.ModelLookbackDays };
+            request.InstrumentIds.AddRange(ids);
+            var estimate = await risk.EstimateCovarianceAsync(request, cancellationToken: cancellationToken);
+            var covariance = new double[ids.Length, ids.Length];
+            for (var i = 0; i < ids.Length; i++)
+            {
+                for (var j = 0; j < ids.Length; j++)
+                {
+                    covariance[i, j] = estimate.Covariance[(i * ids.Length) + j];
+                }
+            }
+
+            try
+            {
+                weights = TargetModels.Compute(model, covariance, budget);
+            }
+            catch (ArgumentException ex)
+            {
+                throw new DomainException(DomainErrorKind.FailedPrecondition, $"Target model {policy.TargetModel} cannot size the universe: {ex.Message}");
+            }
+        }
+
+        var targets = ids.Select((id, i) => (id, w: weights[i])).ToDictionary(x => x.id, x => x.w, StringComparer.Ordinal);
+        var reason = new Contracts.Planning.V1.DriftReason
+        {
+            Rule = "target_model",
+            Measured = budget,
+            Threshold = budget,
+            Breached = false,
+            Message = $"{policy.TargetModel} targets: " + string.Join(", ", ids.Select((id, i) => string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{id} {weights[i]:P2}"))),
+        };
+        return (domain with { Targets = targets }, reason);
+    }
+
     /// <summary>Builds the plan that would rebalance the portfolio now; status PREVIEW, or NO_ACTION without trades.</summary>
     public async Task<Plan> BuildAsync(string portfolioId, bool force, CancellationToken cancellationToken)
     {
@@ -83,7 +145,7 @@ public sealed class PlanPipeline(
         }
 
         var snapshot = portfolio.ToDomain();
-        var targetPolicy = policy.ToDomain();
+        var (targetPolicy, modelReason) = await ResolvePolicyAsync(policy, cancellationToken);
         var instruments = snapshot.Holdings.Select(h => h.InstrumentId).Concat(targetPolicy.Targets.Keys);
         var marks = await GetMarksAsync(instruments, cancellationToken);
         var marked = PortfolioMarking.Mark(snapshot, targetPolicy, marks.Marks);
@@ -109,6 +171,11 @@ public sealed class PlanPipeline(
                 : (proposal.Evaluation.Breached ? "bands breached but no trade survives lot and minimum-notional rounding" : "portfolio is inside its bands"),
         };
         plan.Legs.AddRange(proposal.Legs.Select(l => l.ToWire()));
+        if (modelReason is not null)
+        {
+            plan.Reasons.Add(modelReason);
+        }
+
         plan.Reasons.AddRange(proposal.Evaluation.Reasons.Select(r => r.ToWire()));
         plan.Risk = proposal.HasTrades
             ? await MeasureRiskAsync(marked, marks, proposal, cancellationToken)

@@ -39,7 +39,7 @@ public sealed class PlanningGrpcService(
         var (portfolio, policy) = await pipeline.LoadAsync(request.PortfolioId);
         var response = new GetPortfolioResponse { Portfolio = portfolio, Policy = policy };
         var snapshot = portfolio.ToDomain();
-        var targetPolicy = policy?.ToDomain();
+        var targetPolicy = policy is null ? null : (await pipeline.ResolvePolicyAsync(policy, context.CancellationToken)).Policy;
         try
         {
             var instruments = snapshot.Holdings.Select(h => h.InstrumentId).Concat(targetPolicy?.Targets.Keys ?? []);

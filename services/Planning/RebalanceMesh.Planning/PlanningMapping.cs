@@ -69,6 +69,9 @@ public static class PlanningMapping
         }
 
         check.Require(sum <= 1 + 1e-9, path + ".targets", $"weights sum to {sum:F6}; they must sum to at most 1");
+        check.Require(System.Enum.IsDefined(policy.TargetModel), path + ".target_model", "is not a known model");
+        check.Require(policy.TargetModel is Contracts.Planning.V1.TargetModel.Unspecified or Contracts.Planning.V1.TargetModel.FixedWeights || sum > 0, path + ".targets", "a computed model needs a positive invested share (the sum of the weights)");
+        check.Require(policy.ModelLookbackDays is 0 or (>= 20 and <= 5_000), path + ".model_lookback_days", "must be 0 or between 20 and 5,000");
         check.RequireRange(policy.AbsoluteBand, 0, 1, path + ".absolute_band");
         check.RequireRange(policy.RelativeBand, 0, 10, path + ".relative_band");
         check.RequireRange(policy.TotalDriftThreshold, 0, 1, path + ".total_drift_threshold");
