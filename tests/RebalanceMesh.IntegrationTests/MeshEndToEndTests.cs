@@ -182,6 +182,68 @@ public sealed class TargetModelMeshTests(ITestOutputHelper output) : IAsyncLifet
     }
 }
 
+/// <summary>The monitor in automatic mode: a breached policy is rebalanced without any client call.</summary>
+[Trait("Category", "Integration")]
+[Collection(MeshProcesses.Name)]
+public sealed class AutoModeMeshTests(ITestOutputHelper output) : IAsyncLifetime
+{
+    private readonly string _stateDir = Directory.CreateTempSubdirectory("rmesh-it-").FullName;
+    private MeshState? _mesh;
+
+    public async Task InitializeAsync()
+    {
+        using var cancel = new CancellationTokenSource(TimeSpan.FromMinutes(3));
+        var log = new StringWriter();
+        _mesh = await MeshLauncher.UpAsync(MeshTopology.Load(Path.Combine(RepoPaths.Root, "tye.yaml")),
+#if DEBUG
+            new LaunchOptions(RepoPaths.Root, _stateDir, FreePorts: true, Configuration: "Debug"),
+#else
+            new LaunchOptions(RepoPaths.Root, _stateDir, FreePorts: true, Configuration: "Release"),
+#endif
+            log, cancel.Token);
+        output.WriteLine(log.ToString());
+    }
+
+    public Task DisposeAsync()
+    {
+        MeshLauncher.Down(_stateDir, TextWriter.Null);
+        Directory.Delete(_stateDir, recursive: true);
+        return Task.CompletedTask;
+    }
+
+    [Fact]
+    public async Task A_breached_auto_policy_is_rebalanced_once_by_the_monitor()
+    {
+        using var channel = Grpc.Net.Client.GrpcChannel.ForAddress(_mesh!.Service("planning").GrpcUrl);
+        var planning = new PlanningService.PlanningServiceClient(channel);
+        await planning.UpsertPortfolioAsync(new UpsertPortfolioRequest
+        {
+            Portfolio = new Portfolio { PortfolioId = "auto", BaseCurrency = "EUR", Cash = 1_000_000m },
+            ExpectedVersion = -1,
+        });
+        var policy = new Policy { PortfolioId = "auto", AbsoluteBand = 0.05, ExecutionMode = ExecutionMode.Auto, CooldownSeconds = 3_600, MinTradeNotional = 100m };
+        policy.Targets.AddRange(new[] { "DAX", "SMI", "CAC", "FTSE" }.Select(id => new TargetWeight { InstrumentId = id, Weight = 0.24 }));
+        await planning.SetPolicyAsync(new SetPolicyRequest { Policy = policy });
+
+        // No submit from here: the monitor sees the breach on the next market.quotes and submits.
+        Plan? completed = null;
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (completed is null && DateTime.UtcNow < deadline)
+        {
+            var plans = (await planning.ListPlansAsync(new ListPlansRequest { PortfolioId = "auto" })).Plans;
+            completed = plans.FirstOrDefault(p => p.Status == PlanStatus.Completed);
+            await Task.Delay(250);
+        }
+
+        Assert.NotNull(completed);
+        await Task.Delay(2_000); // further quote events must not start another plan inside the cooldown
+        var all = (await planning.ListPlansAsync(new ListPlansRequest { PortfolioId = "auto" })).Plans;
+        Assert.Single(all);
+        var valuation = (await planning.GetPortfolioAsync(new GetPortfolioRequest { PortfolioId = "auto" })).Valuation;
+        Assert.All(valuation.Positions, p => Assert.InRange(p.Weight, 0.22, 0.26));
+    }
+}
+
 /// <summary>Tests that start service processes run one at a time: they compete for ports and both cores.</summary>
 [CollectionDefinition(Name)]
 public sealed class MeshProcesses

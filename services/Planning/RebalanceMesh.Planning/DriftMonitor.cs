@@ -11,12 +11,16 @@ namespace RebalanceMesh.Planning;
 /// (through pricing, like the plan pipeline) and evaluates its bands. Each evaluation is logged with its reasons
 /// when it breaches, and the total drift is exported as a gauge.
 /// </summary>
-public sealed class DriftMonitor(PlanningStore store, PlanPipeline pipeline, ILogger<DriftMonitor> logger) : IEventHandler<QuotesUpdated>
+public sealed class DriftMonitor(PlanningStore store, PlanPipeline pipeline, PlanSubmitter submitter, TimeProvider time, ILogger<DriftMonitor> logger) : IEventHandler<QuotesUpdated>
 {
     private static readonly Meter Meter = new("RebalanceMesh.Planning.Monitor");
     private static readonly ConcurrentDictionary<string, double> Drift = new(StringComparer.Ordinal);
     private static readonly ConcurrentDictionary<string, bool> Breached = new(StringComparer.Ordinal);
     private static readonly Counter<long> Evaluations = Meter.CreateCounter<long>("rebalancemesh.planning.evaluations", description: "Policy evaluations by the monitor.");
+    private static readonly Counter<long> AutoSubmissions = Meter.CreateCounter<long>("rebalancemesh.planning.auto_submissions", description: "Plans the monitor submitted by itself.");
+
+    /// <summary>Least time between two automatic plans even without a cooldown, so rounding-bound breaches do not churn.</summary>
+    private static readonly TimeSpan MinimumAutoSpacing = TimeSpan.FromSeconds(5);
 
     static DriftMonitor()
     {
@@ -81,6 +85,53 @@ public sealed class DriftMonitor(PlanningStore store, PlanPipeline pipeline, ILo
                 logger.LogWarning("Portfolio {PortfolioId} breached its policy: {Reasons}", portfolioId,
                     string.Join("; ", evaluation.Reasons.Where(r => r.Breached).Select(r => r.Message)));
             }
+
+            await MaybeSubmitAsync(portfolioId, policy, evaluation.Breached, cancellationToken);
+        }
+    }
+
+    /// <summary>
+    /// Automatic mode: submits when the bands are breached or the calendar is due, unless a plan is still executing,
+    /// the cooldown since the last plan has not passed, or trading is halted. The idempotency key names the previous
+    /// plan, so every replica and every redelivery agrees on at most one automatic plan after each plan.
+    /// </summary>
+    private async Task MaybeSubmitAsync(string portfolioId, Contracts.Planning.V1.Policy policy, bool breached, CancellationToken cancellationToken)
+    {
+        if (policy.ExecutionMode != Contracts.Planning.V1.ExecutionMode.Auto)
+        {
+            return;
+        }
+
+        var now = time.GetUtcNow();
+        var (recent, _) = await store.ListPlansAsync(portfolioId, 0, 1);
+        var last = recent.Count > 0 ? recent[0] : null;
+        var sinceLast = last is null ? TimeSpan.MaxValue : now - last.CreatedAt.ToDateTimeOffset();
+        var calendarDue = policy.CalendarIntervalDays > 0 && sinceLast >= TimeSpan.FromDays(policy.CalendarIntervalDays);
+        if (!(breached || calendarDue))
+        {
+            return;
+        }
+
+        if (last is not null && !last.Status.IsFinal())
+        {
+            return; // the previous plan is still executing
+        }
+
+        var spacing = TimeSpan.FromSeconds(Math.Max(policy.CooldownSeconds, (long)MinimumAutoSpacing.TotalSeconds));
+        if (sinceLast < spacing)
+        {
+            return;
+        }
+
+        try
+        {
+            var plan = await submitter.SubmitAsync(portfolioId, force: calendarDue && !breached, "auto-after-" + (last?.PlanId ?? "none"), cancellationToken);
+            AutoSubmissions.Add(1);
+            logger.LogInformation("Monitor submitted {PlanId} for {PortfolioId} ({Status}): {Why}", plan.PlanId, portfolioId, plan.Status, breached ? "bands breached" : "calendar due");
+        }
+        catch (RebalanceMesh.Domain.DomainException ex)
+        {
+            logger.LogWarning("Monitor did not submit for {PortfolioId}: {Reason}", portfolioId, ex.Message);
         }
     }
 }

@@ -15,6 +15,7 @@ namespace RebalanceMesh.Planning;
 public sealed class PlanningGrpcService(
     PlanningStore store,
     PlanPipeline pipeline,
+    PlanSubmitter submitter,
     RedisBroadcast<Plan> planUpdates,
     IEventBus bus,
     TimeProvider time,
@@ -85,54 +86,7 @@ public sealed class PlanningGrpcService(
         check.RequireNotEmpty(request.IdempotencyKey, "idempotency_key", 128);
         check.ThrowIfInvalid();
 
-        if (await store.GetIdempotentPlanIdAsync(request.PortfolioId, request.IdempotencyKey) is { } existingId
-            && await store.GetPlanAsync(existingId) is { } existing)
-        {
-            return new SubmitRebalanceResponse { Plan = existing };
-        }
-
-        var halt = await store.GetHaltAsync();
-        if (halt.Halted)
-        {
-            throw new DomainException(DomainErrorKind.FailedPrecondition, $"Trading is halted: {halt.Reason}");
-        }
-
-        var plan = await pipeline.BuildAsync(request.PortfolioId, request.Force, context.CancellationToken);
-        if (plan.Status == PlanStatus.Preview)
-        {
-            plan.Status = PlanStatus.Approved;
-        }
-
-        if (!await store.CreatePlanAsync(plan, request.IdempotencyKey))
-        {
-            // A concurrent retry with the same key won; return its plan.
-            var winner = await store.GetIdempotentPlanIdAsync(request.PortfolioId, request.IdempotencyKey);
-            return new SubmitRebalanceResponse { Plan = winner is null ? plan : await store.GetPlanAsync(winner) ?? plan };
-        }
-
-        if (plan.Status != PlanStatus.Approved)
-        {
-            return new SubmitRebalanceResponse { Plan = plan };
-        }
-
-        try
-        {
-            await bus.PublishAsync(Topics.PlansApproved, ToApproved(plan), context.CancellationToken);
-        }
-        catch (Exception ex) when (ex is not DomainException)
-        {
-            // Stored but not published: say so on the plan instead of leaving it approved forever.
-            logger.LogError(ex, "Plan {PlanId} could not be published", plan.PlanId);
-            await store.UpdatePlanAsync(plan.PlanId, p =>
-            {
-                p.Status = PlanStatus.Failed;
-                p.StatusMessage = "could not be published for execution: " + ex.Message;
-            });
-            throw new RpcException(new Status(StatusCode.Unavailable, "The plan was stored but could not be sent to execution; it is marked FAILED. Retry with a new idempotency key."));
-        }
-
-        logger.LogInformation("Plan {PlanId} for {PortfolioId} approved with {Legs} legs", plan.PlanId, plan.PortfolioId, plan.Legs.Count);
-        return new SubmitRebalanceResponse { Plan = plan };
+        return new SubmitRebalanceResponse { Plan = await submitter.SubmitAsync(request.PortfolioId, request.Force, request.IdempotencyKey, context.CancellationToken) };
     }
 
     public override async Task<GetPlanResponse> GetPlan(GetPlanRequest request, ServerCallContext context)
@@ -236,20 +190,5 @@ public sealed class PlanningGrpcService(
         await bus.PublishAsync(Topics.PlansHalted, new TradingHaltChanged { Halted = request.Halted, Reason = request.Reason, ChangedAt = changedAt.ToTimestamp() }, context.CancellationToken);
         logger.LogWarning("Trading halt set to {Halted}: {Reason}", request.Halted, request.Reason);
         return new SetTradingHaltResponse { Halted = request.Halted, Reason = request.Reason, ChangedAt = changedAt.ToTimestamp() };
-    }
-
-    private PlanApproved ToApproved(Plan plan)
-    {
-        var approved = new PlanApproved { PlanId = plan.PlanId, PortfolioId = plan.PortfolioId, ApprovedAt = time.GetUtcNow().ToTimestamp() };
-        approved.Legs.AddRange(plan.Legs.Select(l => new ApprovedLeg
-        {
-            LegId = l.LegId,
-            Sequence = l.Sequence,
-            InstrumentId = l.InstrumentId,
-            Side = l.Side,
-            Quantity = l.Quantity,
-            ReferencePrice = l.ReferencePrice,
-        }));
-        return approved;
     }
 }

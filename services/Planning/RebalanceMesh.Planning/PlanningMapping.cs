@@ -72,10 +72,13 @@ public static class PlanningMapping
         check.Require(System.Enum.IsDefined(policy.TargetModel), path + ".target_model", "is not a known model");
         check.Require(policy.TargetModel is Contracts.Planning.V1.TargetModel.Unspecified or Contracts.Planning.V1.TargetModel.FixedWeights || sum > 0, path + ".targets", "a computed model needs a positive invested share (the sum of the weights)");
         check.Require(policy.ModelLookbackDays is 0 or (>= 20 and <= 5_000), path + ".model_lookback_days", "must be 0 or between 20 and 5,000");
+        check.Require(System.Enum.IsDefined(policy.ExecutionMode), path + ".execution_mode", "is not a known mode");
+        check.Require(policy.CooldownSeconds is >= 0 and <= 366L * 24 * 3600, path + ".cooldown_seconds", "must be between 0 and a year");
+        check.Require(policy.CalendarIntervalDays is >= 0 and <= 366, path + ".calendar_interval_days", "must be between 0 and 366");
         check.RequireRange(policy.AbsoluteBand, 0, 1, path + ".absolute_band");
         check.RequireRange(policy.RelativeBand, 0, 10, path + ".relative_band");
         check.RequireRange(policy.TotalDriftThreshold, 0, 1, path + ".total_drift_threshold");
-        check.Require(policy.AbsoluteBand > 0 || policy.RelativeBand > 0 || policy.TotalDriftThreshold > 0, path, "at least one of absolute_band, relative_band, total_drift_threshold must be set");
+        check.Require(policy.AbsoluteBand > 0 || policy.RelativeBand > 0 || policy.TotalDriftThreshold > 0 || policy.CalendarIntervalDays > 0, path, "at least one of absolute_band, relative_band, total_drift_threshold, calendar_interval_days must be set");
         check.Require(System.Enum.IsDefined(policy.RebalanceTarget), path + ".rebalance_target", "is not a known value");
         check.OptionalDecimal(policy.MinTradeNotional, path + ".min_trade_notional", ValidationExtensions.DecimalRule.NonNegative, 0m, out _);
         check.RequireRange(policy.EstimatedCostBps, 0, 1_000, path + ".estimated_cost_bps");

@@ -15,6 +15,7 @@ builder.AddMeshGrpcClient<RiskService.RiskServiceClient>("risk");
 builder.Services.AddSingleton<PlanningStore>();
 builder.Services.AddRedisBroadcast<RebalanceMesh.Contracts.Planning.V1.Plan>(PlanningStore.PlanUpdatesChannel);
 builder.Services.AddScoped<PlanPipeline>();
+builder.Services.AddScoped<PlanSubmitter>();
 builder.Services.AddEventSubscription<ExecutionReport, ExecutionReportHandler>(Topics.ExecutionReports);
 builder.Services.AddEventSubscription<QuotesUpdated, DriftMonitor>(Topics.MarketQuotes);
 

@@ -1,0 +1,82 @@
+using Google.Protobuf.WellKnownTypes;
+using Grpc.Core;
+using RebalanceMesh.Contracts.Events.V1;
+using RebalanceMesh.Contracts.Planning.V1;
+using RebalanceMesh.Domain;
+using RebalanceMesh.EventBus;
+
+namespace RebalanceMesh.Planning;
+
+/// <summary>
+/// Submits a rebalance: idempotent by key, refused while trading is halted, built by the plan pipeline, stored, then
+/// published on plans.approved. Shared by SubmitRebalance and the monitor's automatic submissions.
+/// </summary>
+public sealed class PlanSubmitter(PlanningStore store, PlanPipeline pipeline, IEventBus bus, TimeProvider time, ILogger<PlanSubmitter> logger)
+{
+    public async Task<Plan> SubmitAsync(string portfolioId, bool force, string idempotencyKey, CancellationToken cancellationToken)
+    {
+        if (await store.GetIdempotentPlanIdAsync(portfolioId, idempotencyKey) is { } existingId
+            && await store.GetPlanAsync(existingId) is { } existing)
+        {
+            return existing;
+        }
+
+        var halt = await store.GetHaltAsync();
+        if (halt.Halted)
+        {
+            throw new DomainException(DomainErrorKind.FailedPrecondition, $"Trading is halted: {halt.Reason}");
+        }
+
+        var plan = await pipeline.BuildAsync(portfolioId, force, cancellationToken);
+        if (plan.Status == PlanStatus.Preview)
+        {
+            plan.Status = PlanStatus.Approved;
+        }
+
+        if (!await store.CreatePlanAsync(plan, idempotencyKey))
+        {
+            // A concurrent retry with the same key won; return its plan.
+            var winner = await store.GetIdempotentPlanIdAsync(portfolioId, idempotencyKey);
+            return winner is null ? plan : await store.GetPlanAsync(winner) ?? plan;
+        }
+
+        if (plan.Status != PlanStatus.Approved)
+        {
+            return plan;
+        }
+
+        try
+        {
+            await bus.PublishAsync(Topics.PlansApproved, ToApproved(plan), cancellationToken);
+        }
+        catch (Exception ex) when (ex is not DomainException)
+        {
+            // Stored but not published: say so on the plan instead of leaving it approved forever.
+            logger.LogError(ex, "Plan {PlanId} could not be published", plan.PlanId);
+            await store.UpdatePlanAsync(plan.PlanId, p =>
+            {
+                p.Status = PlanStatus.Failed;
+                p.StatusMessage = "could not be published for execution: " + ex.Message;
+            });
+            throw new RpcException(new Status(StatusCode.Unavailable, "The plan was stored but could not be sent to execution; it is marked FAILED. Retry with a new idempotency key."));
+        }
+
+        logger.LogInformation("Plan {PlanId} for {PortfolioId} approved with {Legs} legs", plan.PlanId, plan.PortfolioId, plan.Legs.Count);
+        return plan;
+    }
+
+    private PlanApproved ToApproved(Plan plan)
+    {
+        var approved = new PlanApproved { PlanId = plan.PlanId, PortfolioId = plan.PortfolioId, ApprovedAt = time.GetUtcNow().ToTimestamp() };
+        approved.Legs.AddRange(plan.Legs.Select(l => new ApprovedLeg
+        {
+            LegId = l.LegId,
+            Sequence = l.Sequence,
+            InstrumentId = l.InstrumentId,
+            Side = l.Side,
+            Quantity = l.Quantity,
+            ReferencePrice = l.ReferencePrice,
+        }));
+        return approved;
+    }
+}
