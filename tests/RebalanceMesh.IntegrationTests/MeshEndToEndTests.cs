@@ -221,6 +221,7 @@ public sealed class AutoModeMeshTests(ITestOutputHelper output) : IAsyncLifetime
             Portfolio = new Portfolio { PortfolioId = "auto", BaseCurrency = "EUR", Cash = 1_000_000m },
             ExpectedVersion = -1,
         });
+        using var alerts = planning.WatchAlerts(new WatchAlertsRequest { PortfolioId = "auto" }, deadline: DateTime.UtcNow.AddSeconds(60));
         var policy = new Policy { PortfolioId = "auto", AbsoluteBand = 0.05, ExecutionMode = ExecutionMode.Auto, CooldownSeconds = 3_600, MinTradeNotional = 100m };
         policy.Targets.AddRange(new[] { "DAX", "SMI", "CAC", "FTSE" }.Select(id => new TargetWeight { InstrumentId = id, Weight = 0.24 }));
         await planning.SetPolicyAsync(new SetPolicyRequest { Policy = policy });
@@ -236,6 +237,9 @@ public sealed class AutoModeMeshTests(ITestOutputHelper output) : IAsyncLifetime
         }
 
         Assert.NotNull(completed);
+        Assert.True(await alerts.ResponseStream.MoveNext(CancellationToken.None));
+        Assert.True(alerts.ResponseStream.Current.Alert.Automatic);
+        Assert.Contains(alerts.ResponseStream.Current.Alert.Reasons, r => r.Rule == "absolute_band" && r.Breached);
         await Task.Delay(2_000); // further quote events must not start another plan inside the cooldown
         var all = (await planning.ListPlansAsync(new ListPlansRequest { PortfolioId = "auto" })).Plans;
         Assert.Single(all);

@@ -201,6 +201,30 @@ watch.SetAction(async (parse, ct) =>
 });
 root.Subcommands.Add(watch);
 
+var alertsPortfolioOption = new Option<string?>("--portfolio") { Description = "Only this portfolio's alerts." };
+var watchAlerts = new Command("watch-alerts", "WatchAlerts: stream the monitor's policy alerts.") { alertsPortfolioOption };
+watchAlerts.SetAction(async (parse, ct) =>
+{
+    using var channel = GrpcChannel.ForAddress(Repo.ServiceAddress("planning", parse.GetValue(repoOption), parse.GetValue(planningOption)));
+    var client = new PlanningService.PlanningServiceClient(channel);
+    try
+    {
+        using var call = client.WatchAlerts(new WatchAlertsRequest { PortfolioId = parse.GetValue(alertsPortfolioOption) ?? string.Empty }, cancellationToken: ct);
+        await foreach (var update in call.ResponseStream.ReadAllAsync(ct))
+        {
+            Output.Print(update, parse.GetValue(jsonOption));
+        }
+
+        return 0;
+    }
+    catch (RpcException ex) when (ex.StatusCode != StatusCode.Cancelled)
+    {
+        Output.PrintError(ex);
+        return 2;
+    }
+});
+root.Subcommands.Add(watchAlerts);
+
 root.Subcommands.Add(PricingCommands.Create(repoOption, jsonOption));
 
 return await root.Parse(args).InvokeAsync();

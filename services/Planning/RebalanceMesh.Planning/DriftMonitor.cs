@@ -3,6 +3,7 @@ using System.Diagnostics.Metrics;
 using RebalanceMesh.Contracts.Events.V1;
 using RebalanceMesh.EventBus;
 using RebalanceMesh.Planning.Core;
+using RebalanceMesh.ServiceDefaults;
 
 namespace RebalanceMesh.Planning;
 
@@ -11,7 +12,7 @@ namespace RebalanceMesh.Planning;
 /// (through pricing, like the plan pipeline) and evaluates its bands. Each evaluation is logged with its reasons
 /// when it breaches, and the total drift is exported as a gauge.
 /// </summary>
-public sealed class DriftMonitor(PlanningStore store, PlanPipeline pipeline, PlanSubmitter submitter, TimeProvider time, ILogger<DriftMonitor> logger) : IEventHandler<QuotesUpdated>
+public sealed class DriftMonitor(PlanningStore store, PlanPipeline pipeline, PlanSubmitter submitter, RedisBroadcast<Contracts.Planning.V1.PolicyAlert> alerts, TimeProvider time, ILogger<DriftMonitor> logger) : IEventHandler<QuotesUpdated>
 {
     private static readonly Meter Meter = new("RebalanceMesh.Planning.Monitor");
     private static readonly ConcurrentDictionary<string, double> Drift = new(StringComparer.Ordinal);
@@ -84,6 +85,15 @@ public sealed class DriftMonitor(PlanningStore store, PlanPipeline pipeline, Pla
             {
                 logger.LogWarning("Portfolio {PortfolioId} breached its policy: {Reasons}", portfolioId,
                     string.Join("; ", evaluation.Reasons.Where(r => r.Breached).Select(r => r.Message)));
+                var alert = new Contracts.Planning.V1.PolicyAlert
+                {
+                    PortfolioId = portfolioId,
+                    TotalDrift = evaluation.TotalDrift,
+                    RaisedAt = Google.Protobuf.WellKnownTypes.Timestamp.FromDateTimeOffset(time.GetUtcNow()),
+                    Automatic = policy.ExecutionMode == Contracts.Planning.V1.ExecutionMode.Auto,
+                };
+                alert.Reasons.AddRange(evaluation.Reasons.Where(r => r.Breached).Select(r => r.ToWire()));
+                await alerts.PublishAsync(alert);
             }
 
             await MaybeSubmitAsync(portfolioId, policy, evaluation.Breached, cancellationToken);

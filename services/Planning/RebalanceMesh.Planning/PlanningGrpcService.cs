@@ -17,6 +17,7 @@ public sealed class PlanningGrpcService(
     PlanPipeline pipeline,
     PlanSubmitter submitter,
     RedisBroadcast<Plan> planUpdates,
+    RedisBroadcast<PolicyAlert> alerts,
     IEventBus bus,
     TimeProvider time,
     ILogger<PlanningGrpcService> logger) : PlanningService.PlanningServiceBase
@@ -164,6 +165,32 @@ public sealed class PlanningGrpcService(
                 if (request.PlanId.Length > 0 && plan.Status.IsFinal())
                 {
                     return;
+                }
+            }
+        }
+        catch (OperationCanceledException) when (context.CancellationToken.IsCancellationRequested)
+        {
+            // The watcher went away.
+        }
+    }
+
+    public override async Task WatchAlerts(WatchAlertsRequest request, IServerStreamWriter<WatchAlertsResponse> responseStream, ServerCallContext context)
+    {
+        var check = new RequestValidator();
+        if (request.PortfolioId.Length > 0)
+        {
+            check.RequireIdentifier(request.PortfolioId, "portfolio_id");
+        }
+
+        check.ThrowIfInvalid();
+        using var subscription = alerts.Subscribe();
+        try
+        {
+            await foreach (var alert in subscription.Reader.ReadAllAsync(context.CancellationToken))
+            {
+                if (request.PortfolioId.Length == 0 || alert.PortfolioId == request.PortfolioId)
+                {
+                    await responseStream.WriteAsync(new WatchAlertsResponse { Alert = alert }, context.CancellationToken);
                 }
             }
         }

@@ -14,6 +14,7 @@ builder.AddMeshGrpcClient<PricingService.PricingServiceClient>("pricing");
 builder.AddMeshGrpcClient<RiskService.RiskServiceClient>("risk");
 builder.Services.AddSingleton<PlanningStore>();
 builder.Services.AddRedisBroadcast<RebalanceMesh.Contracts.Planning.V1.Plan>(PlanningStore.PlanUpdatesChannel);
+builder.Services.AddRedisBroadcast<RebalanceMesh.Contracts.Planning.V1.PolicyAlert>("pln:alerts");
 builder.Services.AddScoped<PlanPipeline>();
 builder.Services.AddScoped<PlanSubmitter>();
 builder.Services.AddEventSubscription<ExecutionReport, ExecutionReportHandler>(Topics.ExecutionReports);
