@@ -47,6 +47,18 @@ public class TargetModelTests
     }
 
     [Fact]
+    public void Minimum_variance_matches_cvxopt()
+    {
+        // cvxopt's long-only minimum variance on the same covariance (tests/reference/qp_reference.py, case 1).
+        var weights = TargetModels.Compute(TargetModel.MinimumVariance, Covariance(), 1.0);
+        double[] cvxopt = [6.867735006877014e-12, 0.2347034786382691, 1.2791285406827681e-10, 0.7652965212269504];
+        for (var i = 0; i < 4; i++)
+        {
+            Assert.Equal(cvxopt[i], weights[i], 1e-7);
+        }
+    }
+
+    [Fact]
     public void An_asset_without_variance_cannot_be_sized_by_risk()
     {
         Assert.Throws<ArgumentException>(() => TargetModels.Compute(TargetModel.RiskParity, new double[,] { { 0.0 } }, 1));

@@ -11,6 +11,8 @@ public enum TargetModel
     InverseVolatility,
     /// <summary>Equal risk contribution: wᵢ·(Σw)ᵢ equal for every asset.</summary>
     RiskParity,
+    /// <summary>Long-only minimum variance: minimise wᵀΣw with Σw = budget, w ≥ 0 (a QP).</summary>
+    MinimumVariance,
 }
 
 /// <summary>
@@ -32,10 +34,31 @@ public static class TargetModels
             TargetModel.EqualWeight => Enumerable.Repeat(1.0, n).ToArray(),
             TargetModel.InverseVolatility => Enumerable.Range(0, n).Select(i => 1 / Math.Sqrt(Positive(covariance[i, i], i))).ToArray(),
             TargetModel.RiskParity => RiskParity(covariance),
+            TargetModel.MinimumVariance => MinimumVariance(covariance),
             _ => throw new ArgumentOutOfRangeException(nameof(model), "Fixed weights are not computed."),
         };
         var sum = raw.Sum();
         return raw.Select(w => w / sum * budget).ToArray();
+    }
+
+    /// <summary>Long-only, fully invested minimum variance by the QP solver; weights sum to 1 before scaling.</summary>
+    public static double[] MinimumVariance(double[,] covariance)
+    {
+        var n = covariance.GetLength(0);
+        var p = MathNet.Numerics.LinearAlgebra.Matrix<double>.Build.DenseOfArray(covariance) * 2;
+        var a = MathNet.Numerics.LinearAlgebra.Matrix<double>.Build.Dense(n + 1, n, (i, j) => i == 0 ? 1.0 : (i - 1 == j ? 1.0 : 0.0));
+        var lower = MathNet.Numerics.LinearAlgebra.Vector<double>.Build.Dense(n + 1, i => i == 0 ? 1.0 : 0.0);
+        var upper = MathNet.Numerics.LinearAlgebra.Vector<double>.Build.Dense(n + 1, i => i == 0 ? 1.0 : double.PositiveInfinity);
+        var solution = QpSolver.Solve(new QuadraticProgram(p, MathNet.Numerics.LinearAlgebra.Vector<double>.Build.Dense(n), a, lower, upper));
+        if (!solution.Converged)
+        {
+            throw new ArgumentException("The minimum-variance problem did not converge.", nameof(covariance));
+        }
+
+        // Clean the last bits: tiny negatives to zero, renormalise.
+        var w = solution.X.Select(v => Math.Max(v, 0)).ToArray();
+        var sum = w.Sum();
+        return w.Select(v => v / sum).ToArray();
     }
 
     /// <summary>Risk contributions wᵢ(Σw)ᵢ / wᵀΣw; they sum to 1.</summary>

@@ -83,6 +83,7 @@ public sealed class PlanPipeline(
             Contracts.Planning.V1.TargetModel.EqualWeight => Core.TargetModel.EqualWeight,
             Contracts.Planning.V1.TargetModel.InverseVolatility => Core.TargetModel.InverseVolatility,
             Contracts.Planning.V1.TargetModel.RiskParity => Core.TargetModel.RiskParity,
+            Contracts.Planning.V1.TargetModel.MinimumVariance => Core.TargetModel.MinimumVariance,
             _ => Core.TargetModel.FixedWeights,
         };
         if (model == Core.TargetModel.FixedWeights)
