@@ -18,6 +18,11 @@ if (args.Length == 5 && args[0] == "risk-mc")
     return RiskThroughput.MonteCarlo(args[1], int.Parse(args[2], System.Globalization.CultureInfo.InvariantCulture), args[3], int.Parse(args[4], System.Globalization.CultureInfo.InvariantCulture));
 }
 
+if (args.Length == 4 && args[0] == "qp")
+{
+    return QpThroughput.Run(args[1], int.Parse(args[2], System.Globalization.CultureInfo.InvariantCulture), int.Parse(args[3], System.Globalization.CultureInfo.InvariantCulture));
+}
+
 if (args.Length == 4 && args[0] == "assess-load")
 {
     return await AssessLoad.RunAsync(args[1], int.Parse(args[2], System.Globalization.CultureInfo.InvariantCulture), int.Parse(args[3], System.Globalization.CultureInfo.InvariantCulture));
