@@ -99,7 +99,37 @@ public static class QpSolver
 
     private static MathNet.Numerics.LinearAlgebra.Factorization.Cholesky<double> Factor(Matrix<double> p, Matrix<double> a, Vector<double> rho, double sigma)
     {
-        var k = p + (Matrix<double>.Build.DenseIdentity(p.RowCount) * sigma) + a.TransposeThisAndMultiply(Matrix<double>.Build.DenseOfDiagonalVector(rho) * a);
+        // K = P + σI + Σᵣ ρᵣ·aᵣaᵣᵀ, accumulated row by row over the non-zeros of A: bounds rows (one non-zero) cost O(1),
+        // dense rows O(n²), never the O(m·n²) of a dense AᵀDA product.
+        var n = p.RowCount;
+        var k = p.Clone();
+        for (var i = 0; i < n; i++)
+        {
+            k[i, i] += sigma;
+        }
+
+        var nonZeros = new List<int>(n);
+        for (var r = 0; r < a.RowCount; r++)
+        {
+            nonZeros.Clear();
+            for (var j = 0; j < n; j++)
+            {
+                if (a[r, j] != 0)
+                {
+                    nonZeros.Add(j);
+                }
+            }
+
+            foreach (var i in nonZeros)
+            {
+                var scaled = rho[r] * a[r, i];
+                foreach (var j in nonZeros)
+                {
+                    k[i, j] += scaled * a[r, j];
+                }
+            }
+        }
+
         return k.Cholesky();
     }
 
@@ -108,8 +138,10 @@ public static class QpSolver
 
     /// <summary>
     /// Solves the KKT system on the active set guessed from the duals (y &lt; 0 lower bound active, y &gt; 0 upper, and
-    /// every equality), with a little regularisation and iterative refinement. Accepted when feasible within 1e-10,
-    /// its duals have the right signs, and its objective is not worse than the ADMM point's.
+    /// every equality). Active rows with a single non-zero fix their variable, which is eliminated; the rest is a small
+    /// equality-constrained system over the free variables, solved with a little regularisation and iterative
+    /// refinement. Accepted when feasible within 1e-10, its duals have the right signs, and its objective is not worse
+    /// than the ADMM point's.
     /// </summary>
     private static bool TryPolish(QuadraticProgram problem, Vector<double> x, Vector<double> y, out Vector<double> polishedX, out Vector<double> polishedY)
     {
@@ -117,60 +149,141 @@ public static class QpSolver
         polishedY = y;
         var (p, q, a, l, u) = (problem.P, problem.Q, problem.A, problem.Lower, problem.Upper);
         var n = p.RowCount;
+        var m = a.RowCount;
         var scale = Math.Max(1e-12, y.AbsoluteMaximum() * 1e-7);
-        var active = Enumerable.Range(0, a.RowCount)
-            .Where(i => l[i] == u[i] || (y[i] < -scale && !double.IsInfinity(l[i])) || (y[i] > scale && !double.IsInfinity(u[i])))
-            .ToArray();
-        var k = active.Length;
-        var kkt = Matrix<double>.Build.Dense(n + k, n + k);
-        kkt.SetSubMatrix(0, 0, p + (Matrix<double>.Build.DenseIdentity(n) * 1e-12));
-        var rhs = Vector<double>.Build.Dense(n + k);
-        rhs.SetSubVector(0, n, -q);
-        for (var r = 0; r < k; r++)
+        var target = new double[m];
+        var active = new List<int>();
+        for (var i = 0; i < m; i++)
         {
-            var row = active[r];
-            for (var j = 0; j < n; j++)
+            if (l[i] == u[i] || (y[i] < -scale && !double.IsInfinity(l[i])) || (y[i] > scale && !double.IsInfinity(u[i])))
             {
-                kkt[n + r, j] = a[row, j];
-                kkt[j, n + r] = a[row, j];
-            }
-
-            kkt[n + r, n + r] = -1e-12;
-            rhs[n + r] = l[row] == u[row] ? l[row] : y[row] < 0 ? l[row] : u[row];
-        }
-
-        Vector<double> solution;
-        try
-        {
-            var lu = kkt.LU();
-            solution = lu.Solve(rhs);
-            for (var refine = 0; refine < 3; refine++)
-            {
-                solution += lu.Solve(rhs - (kkt * solution));
+                active.Add(i);
+                target[i] = l[i] == u[i] ? l[i] : y[i] < 0 ? l[i] : u[i];
             }
         }
-        catch (Exception ex) when (ex is ArgumentException or InvalidOperationException)
+
+        // Rows with one non-zero fix a variable; the others stay as constraints.
+        var fixedBy = new Dictionary<int, int>();
+        var general = new List<int>();
+        foreach (var row in active)
         {
-            return false;
+            var single = -1;
+            var count = 0;
+            for (var j = 0; j < n && count < 2; j++)
+            {
+                if (a[row, j] != 0)
+                {
+                    single = j;
+                    count++;
+                }
+            }
+
+            if (count == 1 && !fixedBy.ContainsKey(single))
+            {
+                fixedBy[single] = row;
+            }
+            else
+            {
+                general.Add(row);
+            }
         }
 
-        var candidate = solution.SubVector(0, n);
+        var candidate = Vector<double>.Build.Dense(n);
+        foreach (var (variable, row) in fixedBy)
+        {
+            candidate[variable] = target[row] / a[row, variable];
+        }
+
+        var free = Enumerable.Range(0, n).Where(j => !fixedBy.ContainsKey(j)).ToArray();
+        var f = free.Length;
+        var g = general.Count;
+        var kkt = Matrix<double>.Build.Dense(f + g, f + g);
+        var rhs = Vector<double>.Build.Dense(f + g);
+        for (var i = 0; i < f; i++)
+        {
+            double known = 0;
+            foreach (var (variable, _) in fixedBy)
+            {
+                known += p[free[i], variable] * candidate[variable];
+            }
+
+            rhs[i] = -q[free[i]] - known;
+            for (var j = 0; j < f; j++)
+            {
+                kkt[i, j] = p[free[i], free[j]];
+            }
+
+            kkt[i, i] += 1e-12;
+        }
+
+        for (var r = 0; r < g; r++)
+        {
+            var row = general[r];
+            double known = 0;
+            foreach (var (variable, _) in fixedBy)
+            {
+                known += a[row, variable] * candidate[variable];
+            }
+
+            rhs[f + r] = target[row] - known;
+            for (var j = 0; j < f; j++)
+            {
+                kkt[f + r, j] = a[row, free[j]];
+                kkt[j, f + r] = a[row, free[j]];
+            }
+
+            kkt[f + r, f + r] = -1e-12;
+        }
+
+        if (f + g > 0)
+        {
+            Vector<double> solution;
+            try
+            {
+                var lu = kkt.LU();
+                solution = lu.Solve(rhs);
+                for (var refine = 0; refine < 3; refine++)
+                {
+                    solution += lu.Solve(rhs - (kkt * solution));
+                }
+            }
+            catch (Exception ex) when (ex is ArgumentException or InvalidOperationException)
+            {
+                return false;
+            }
+
+            for (var i = 0; i < f; i++)
+            {
+                candidate[free[i]] = solution[i];
+            }
+
+            for (var r = 0; r < g; r++)
+            {
+                polishedY = polishedY == y ? Vector<double>.Build.Dense(m) : polishedY;
+                polishedY[general[r]] = solution[f + r];
+            }
+        }
+
         if (!candidate.All(double.IsFinite))
         {
+            polishedY = y;
             return false;
+        }
+
+        var duals = polishedY == y ? Vector<double>.Build.Dense(m) : polishedY;
+        // Duals of the rows that fixed a variable, from stationarity: (Px + q + Aᵀy)ⱼ = 0.
+        var gradient = (p * candidate) + q + a.TransposeThisAndMultiply(duals);
+        foreach (var (variable, row) in fixedBy)
+        {
+            duals[row] = -gradient[variable] / a[row, variable];
         }
 
         var ax = a * candidate;
-        var feasible = Enumerable.Range(0, a.RowCount).All(i => ax[i] >= l[i] - 1e-10 && ax[i] <= u[i] + 1e-10);
-        var duals = Vector<double>.Build.Dense(a.RowCount);
-        for (var r = 0; r < k; r++)
-        {
-            duals[active[r]] = solution[n + r];
-        }
-
-        var signsOk = active.All(i => l[i] == u[i] || (rhs[Array.IndexOf(active, i) + n] == l[i] ? duals[i] <= 1e-9 : duals[i] >= -1e-9));
+        var feasible = Enumerable.Range(0, m).All(i => ax[i] >= l[i] - 1e-10 && ax[i] <= u[i] + 1e-10);
+        var signsOk = active.All(i => l[i] == u[i] || (target[i] == l[i] ? duals[i] <= 1e-9 : duals[i] >= -1e-9));
         if (!feasible || !signsOk || problem.Objective(candidate) > problem.Objective(x) + (1e-9 * Math.Max(1, Math.Abs(problem.Objective(x)))))
         {
+            polishedY = y;
             return false;
         }
 
