@@ -102,6 +102,18 @@ public sealed class PlanningServiceTests : IClassFixture<RedisServer>, IAsyncLif
 
         policy.Targets[1].Weight = 0.3;
         policy.AbsoluteBand = 0.05;
+        policy.CooldownSeconds = -1;
+        policy.ExecutionMode = (ExecutionMode)42;
+        policy.ModelLookbackDays = 5;
+        policy.NoTradeInstruments.Add("DAX");
+        var more = await RpcAssert.InvalidArgumentAsync(() => _client.SetPolicyAsync(new SetPolicyRequest { Policy = policy }).ResponseAsync, "policy.cooldown_seconds");
+        Assert.Contains("policy.execution_mode", more);
+        Assert.Contains("policy.model_lookback_days", more);
+        Assert.Contains("policy.no_trade_instruments[0]", more);  // targeted and left alone at once
+        policy.CooldownSeconds = 60;
+        policy.ExecutionMode = ExecutionMode.Auto;
+        policy.ModelLookbackDays = 0;
+        policy.NoTradeInstruments.Clear();
         var stored = (await _client.SetPolicyAsync(new SetPolicyRequest { Policy = policy })).Policy;
         Assert.Equal(1, stored.Version);
         await RpcAssert.StatusAsync(() => _client.SetPolicyAsync(new SetPolicyRequest { Policy = new Policy(policy) { PortfolioId = "ghost" } }).ResponseAsync, StatusCode.NotFound);
