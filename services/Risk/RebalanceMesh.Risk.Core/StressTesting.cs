@@ -14,12 +14,19 @@ public sealed record HistoricalWindow(int StartIndex, int EndIndex, double Pnl, 
 /// <summary>Stress tests of a linear portfolio (positions as currency values).</summary>
 public static class StressTesting
 {
-    /// <summary>Revalues each position under the shocks: a specific shock wins over an all-instrument one.</summary>
-    public static StressOutcome ApplyShocks(string name, IReadOnlyList<string> instruments, IReadOnlyList<double> values, double cash, IReadOnlyList<PriceShock> shocks)
+    /// <summary>The relative move of each instrument under a set of shocks: a specific shock wins over an all-instrument one.</summary>
+    public static Func<string, double> MoveOf(IReadOnlyList<PriceShock> shocks)
     {
         var all = shocks.LastOrDefault(s => s.InstrumentId.Length == 0)?.RelativeChange ?? 0;
         var specific = shocks.Where(s => s.InstrumentId.Length > 0).GroupBy(s => s.InstrumentId).ToDictionary(g => g.Key, g => g.Last().RelativeChange, StringComparer.Ordinal);
-        var pnl = instruments.Select((id, i) => values[i] * (specific.TryGetValue(id, out var move) ? move : all)).ToArray();
+        return id => specific.TryGetValue(id, out var move) ? move : all;
+    }
+
+    /// <summary>Revalues each linear position under the shocks.</summary>
+    public static StressOutcome ApplyShocks(string name, IReadOnlyList<string> instruments, IReadOnlyList<double> values, double cash, IReadOnlyList<PriceShock> shocks)
+    {
+        var move = MoveOf(shocks);
+        var pnl = instruments.Select((id, i) => values[i] * move(id)).ToArray();
         var total = pnl.Sum();
         return new StressOutcome(name, total, pnl, values.Sum() + cash + total);
     }

@@ -1,5 +1,3 @@
-using MathNet.Numerics.LinearAlgebra;
-
 namespace RebalanceMesh.Risk.Core;
 
 /// <summary>A trade's change of one position's value, in currency.</summary>
@@ -13,8 +11,8 @@ public static class TradeImpact
 {
     public static IReadOnlyList<VarianceContribution> Contributions(IReadOnlyList<double> valuesBefore, IReadOnlyList<ValueChange> changes, ReturnMatrix returns)
     {
-        var covariance = CovarianceEstimator.Sample(returns.Values) * RiskMath.TradingDaysPerYear;
-        var marginal = covariance * Vector<double>.Build.DenseOfEnumerable(valuesBefore);
+        // S·V in O(T·n) from the returns, without forming the n×n covariance.
+        var marginal = PortfolioRiskModel.LinearMoments(returns.Values, valuesBefore).CovarianceTimesValues.Select(v => v * RiskMath.TradingDaysPerYear).ToArray();
         var index = returns.Instruments.Select((id, i) => (id, i)).ToDictionary(x => x.id, x => x.i, StringComparer.Ordinal);
         return changes.Select(c => new VarianceContribution(c.InstrumentId, 2 * c.ValueDelta * marginal[index[c.InstrumentId]])).ToArray();
     }

@@ -38,7 +38,7 @@ public sealed class RiskBookBuilder(RiskInputs inputs, MarketStateStore market, 
             .Where(x => x.Instrument is { Kind: not (InstrumentKind.Spot or InstrumentKind.Unspecified) })
             .ToArray();
         var spotHoldings = holdings.Where((_, i) => registered[i] is null or { Kind: InstrumentKind.Spot or InstrumentKind.Unspecified }).ToArray();
-        var spot = spotHoldings.Length > 0 ? await inputs.ResolveAsync(spotHoldings, cash, []) : new PortfolioInputs([], [], [], DecimalValue.TryParse(cash, out var c) ? c : 0m);
+        var spot = spotHoldings.Length > 0 ? await inputs.ResolveAsync(spotHoldings, cash) : new PortfolioInputs([], [], [], DecimalValue.TryParse(cash, out var c) ? c : 0m);
 
         var positions = new List<BookPosition>();
         for (var i = 0; i < spot.Instruments.Count; i++)
@@ -97,32 +97,10 @@ public sealed class RiskBookBuilder(RiskInputs inputs, MarketStateStore market, 
     {
         var pnl = book.Positions.Select(p => p.Derivative?.Kind == InstrumentKind.Option ? 0 : p.Exposure * move(p.Factor)).ToArray();
         var options = book.Positions.Select((p, i) => (Position: p, Index: i)).Where(x => x.Position.Derivative?.Kind == InstrumentKind.Option).ToArray();
-        if (options.Length == 0)
-        {
-            return pnl;
-        }
-
-        var request = new PriceInstrumentsRequest();
-        request.Items.AddRange(options.Select(o => new ValuationItem
-        {
-            Instrument = o.Position.Derivative,
-            Overrides = new MarketOverrides
-            {
-                UnderlyingPrice = (decimal)Math.Round((double)o.Position.Valuation!.UnderlyingPrice.ToDecimal() * (1 + move(o.Position.Factor)), 10),
-                Volatility = Math.Max(o.Position.Valuation.Volatility * (1 + volatilityShock), 1e-4),
-            },
-        }));
-        var response = await pricing.PriceInstrumentsAsync(request, cancellationToken: cancellationToken);
+        var revalued = await RevaluedPnlAsync(options.Select(o => (o.Position, move(o.Position.Factor), volatilityShock)).ToArray(), cancellationToken);
         for (var k = 0; k < options.Length; k++)
         {
-            var (position, index) = options[k];
-            var valuation = response.Valuations[k];
-            if (valuation.Error.Length > 0)
-            {
-                throw new DomainException(DomainErrorKind.FailedPrecondition, $"Pricing could not revalue {position.InstrumentId}: {valuation.Error}");
-            }
-
-            pnl[index] = position.Quantity * ((double)valuation.Price.ToDecimal() - (double)position.Valuation!.Price.ToDecimal());
+            pnl[options[k].Index] = revalued[k];
         }
 
         return pnl;
@@ -146,35 +124,12 @@ public sealed class RiskBookBuilder(RiskInputs inputs, MarketStateStore market, 
         var grid = MarginModel.Grid;
         var pnl = grid.Select(g => book.Positions.Where(p => p.Derivative?.Kind != InstrumentKind.Option).Sum(p => p.Exposure * g.Price)).ToArray();
         var options = book.Positions.Where(p => p.Derivative?.Kind == InstrumentKind.Option).ToArray();
-        if (options.Length > 0)
+        var revalued = await RevaluedPnlAsync(grid.SelectMany(g => options.Select(o => (o, g.Price, g.Volatility))).ToArray(), cancellationToken);
+        for (var g = 0; g < grid.Count; g++)
         {
-            var request = new PriceInstrumentsRequest();
-            foreach (var (price, volatility) in grid)
+            for (var k = 0; k < options.Length; k++)
             {
-                request.Items.AddRange(options.Select(o => new ValuationItem
-                {
-                    Instrument = o.Derivative,
-                    Overrides = new MarketOverrides
-                    {
-                        UnderlyingPrice = (decimal)Math.Round((double)o.Valuation!.UnderlyingPrice.ToDecimal() * (1 + price), 10),
-                        Volatility = Math.Max(o.Valuation.Volatility * (1 + volatility), 1e-4),
-                    },
-                }));
-            }
-
-            var response = await pricing.PriceInstrumentsAsync(request, cancellationToken: cancellationToken);
-            for (var g = 0; g < grid.Count; g++)
-            {
-                for (var k = 0; k < options.Length; k++)
-                {
-                    var valuation = response.Valuations[(g * options.Length) + k];
-                    if (valuation.Error.Length > 0)
-                    {
-                        throw new DomainException(DomainErrorKind.FailedPrecondition, $"Pricing could not revalue {options[k].InstrumentId}: {valuation.Error}");
-                    }
-
-                    pnl[g] += options[k].Quantity * ((double)valuation.Price.ToDecimal() - (double)options[k].Valuation!.Price.ToDecimal());
-                }
+                pnl[g] += revalued[(g * options.Length) + k];
             }
         }
 
@@ -204,42 +159,60 @@ public sealed class RiskBookBuilder(RiskInputs inputs, MarketStateStore market, 
 
         var factorIndex = returns.Instruments.Select((id, i) => (id, i)).ToDictionary(x => x.id, x => x.i, StringComparer.Ordinal);
         var days = returns.Days;
+        var scenarios = options
+            .SelectMany(option => Enumerable.Range(0, days).Select(t => (Option: option, Day: t, Move: double.ExpM1(returns.Values[t, factorIndex[option.Factor]]))))
+            .ToArray();
+        var revalued = await RevaluedPnlAsync(scenarios.Select(s => (s.Option, s.Move, 0.0)).ToArray(), cancellationToken);
         var adjustment = new double[days];
-        var items = new List<(int Day, BookPosition Option, double Move, ValuationItem Item)>(options.Length * days);
-        foreach (var option in options)
+        for (var k = 0; k < scenarios.Length; k++)
         {
-            var spot = (double)option.Valuation!.UnderlyingPrice.ToDecimal();
-            var column = factorIndex[option.Factor];
-            for (var t = 0; t < days; t++)
-            {
-                var move = double.ExpM1(returns.Values[t, column]);
-                items.Add((t, option, move, new ValuationItem
-                {
-                    Instrument = option.Derivative,
-                    Overrides = new MarketOverrides { UnderlyingPrice = (decimal)Math.Round(spot * (1 + move), 10), Volatility = option.Valuation.Volatility },
-                }));
-            }
+            adjustment[scenarios[k].Day] += revalued[k] - (scenarios[k].Option.Exposure * scenarios[k].Move);
         }
 
-        foreach (var chunk in items.Chunk(MaxItemsPerCall))
+        return adjustment;
+    }
+
+    /// <summary>
+    /// Reprices each option through pricing with its underlying moved by a relative amount and its volatility shocked
+    /// (relative; none when zero), in calls of at most <see cref="MaxItemsPerCall"/> items, and returns each one's P&amp;L:
+    /// quantity × (new price − current price).
+    /// </summary>
+    private async Task<double[]> RevaluedPnlAsync(IReadOnlyList<(BookPosition Option, double Move, double VolatilityShock)> shocks, CancellationToken cancellationToken)
+    {
+        var pnl = new double[shocks.Count];
+        var offset = 0;
+        foreach (var chunk in shocks.Chunk(MaxItemsPerCall))
         {
             var request = new PriceInstrumentsRequest();
-            request.Items.AddRange(chunk.Select(c => c.Item));
+            request.Items.AddRange(chunk.Select(s =>
+            {
+                var valuation = s.Option.Valuation!;
+                return new ValuationItem
+                {
+                    Instrument = s.Option.Derivative,
+                    Overrides = new MarketOverrides
+                    {
+                        UnderlyingPrice = (decimal)Math.Round((double)valuation.UnderlyingPrice.ToDecimal() * (1 + s.Move), 10),
+                        Volatility = s.VolatilityShock == 0 ? valuation.Volatility : Math.Max(valuation.Volatility * (1 + s.VolatilityShock), 1e-4),
+                    },
+                };
+            }));
             var response = await pricing.PriceInstrumentsAsync(request, cancellationToken: cancellationToken);
             for (var k = 0; k < chunk.Length; k++)
             {
-                var (day, option, move, _) = chunk[k];
+                var (option, _, _) = chunk[k];
                 var valuation = response.Valuations[k];
                 if (valuation.Error.Length > 0)
                 {
                     throw new DomainException(DomainErrorKind.FailedPrecondition, $"Pricing could not revalue {option.InstrumentId}: {valuation.Error}");
                 }
 
-                var full = option.Quantity * ((double)valuation.Price.ToDecimal() - (double)option.Valuation!.Price.ToDecimal());
-                adjustment[day] += full - (option.Exposure * move);
+                pnl[offset + k] = option.Quantity * ((double)valuation.Price.ToDecimal() - (double)option.Valuation!.Price.ToDecimal());
             }
+
+            offset += chunk.Length;
         }
 
-        return adjustment;
+        return pnl;
     }
 }

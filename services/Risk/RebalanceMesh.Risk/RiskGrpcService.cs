@@ -182,12 +182,10 @@ public sealed class RiskGrpcService(RiskInputs inputs, RiskBookBuilder books) : 
 
         foreach (var scenario in request.Scenarios)
         {
-            var all = scenario.Shocks.LastOrDefault(s => s.InstrumentId.Length == 0)?.RelativeChange ?? 0;
-            var specific = scenario.Shocks.Where(s => s.InstrumentId.Length > 0).GroupBy(s => s.InstrumentId).ToDictionary(g => g.Key, g => g.Last().RelativeChange, StringComparer.Ordinal);
-            double Move(string id) => specific.TryGetValue(id, out var m) ? m : all;
-            var pnl = await books.ScenarioPnlAsync(book, Move, scenario.VolatilityShock, context.CancellationToken);
+            var move = StressTesting.MoveOf(scenario.Shocks.Select(s => new PriceShock(s.InstrumentId, s.RelativeChange)).ToArray());
+            var pnl = await books.ScenarioPnlAsync(book, move, scenario.VolatilityShock, context.CancellationToken);
             var result = ToWire(scenario.Name, pnl.Sum(), pnl, book.NetValue + pnl.Sum(), instruments);
-            result.Loans.AddRange(loans.Select(l => new Wire.LoanHealth { LoanId = l.Id, HealthFactor = LoanRiskModel.StressedHealthFactor(l.Collateral, l.Debt, Move) }));
+            result.Loans.AddRange(loans.Select(l => new Wire.LoanHealth { LoanId = l.Id, HealthFactor = LoanRiskModel.StressedHealthFactor(l.Collateral, l.Debt, move) }));
             response.Scenarios.Add(result);
         }
 

@@ -8,10 +8,7 @@ using Wire = RebalanceMesh.Contracts.Risk.V1;
 namespace RebalanceMesh.Risk;
 
 /// <summary>A validated portfolio: instruments, quantities and prices, ready for the risk models.</summary>
-public sealed record PortfolioInputs(IReadOnlyList<string> Instruments, IReadOnlyList<decimal> Quantities, IReadOnlyList<decimal> Prices, decimal Cash)
-{
-    public IReadOnlyList<double> Values => Quantities.Select((q, i) => (double)(q * Prices[i])).ToArray();
-}
+public sealed record PortfolioInputs(IReadOnlyList<string> Instruments, IReadOnlyList<decimal> Quantities, IReadOnlyList<decimal> Prices, decimal Cash);
 
 /// <summary>Validates risk requests and loads what they need from market state.</summary>
 public sealed class RiskInputs(MarketStateStore market, HistoryCache history)
@@ -95,28 +92,22 @@ public sealed class RiskInputs(MarketStateStore market, HistoryCache history)
         }
     }
 
-    /// <summary>Resolves prices (request first, then market-state mid). Call after validation.</summary>
-    public async Task<PortfolioInputs> ResolveAsync(IReadOnlyList<Wire.Holding> holdings, DecimalValue? cash, IReadOnlyCollection<string> extraInstruments)
+    /// <summary>Resolves prices (request first, then market-state mid). Call after validation; holdings are distinct.</summary>
+    public async Task<PortfolioInputs> ResolveAsync(IReadOnlyList<Wire.Holding> holdings, DecimalValue? cash)
     {
-        var instruments = holdings.Select(h => h.InstrumentId).Concat(extraInstruments).Distinct(StringComparer.Ordinal).ToArray();
+        var instruments = holdings.Select(h => h.InstrumentId).ToArray();
         var mids = (await market.GetPricesAsync(instruments)).ToDictionary(p => p.InstrumentId, p => p.Mid.ToDecimal(), StringComparer.Ordinal);
-        var byId = holdings.ToDictionary(h => h.InstrumentId, StringComparer.Ordinal);
         var quantities = new decimal[instruments.Length];
         var prices = new decimal[instruments.Length];
         var missing = new List<FieldViolation>();
-        for (var i = 0; i < instruments.Length; i++)
+        for (var i = 0; i < holdings.Count; i++)
         {
-            if (byId.TryGetValue(instruments[i], out var holding))
+            quantities[i] = holdings[i].Quantity.ToDecimal();
+            if (DecimalValue.TryParse(holdings[i].Price, out var given))
             {
-                quantities[i] = holding.Quantity.ToDecimal();
-                if (DecimalValue.TryParse(holding.Price, out var given))
-                {
-                    prices[i] = given;
-                    continue;
-                }
+                prices[i] = given;
             }
-
-            if (mids.TryGetValue(instruments[i], out var mid))
+            else if (mids.TryGetValue(instruments[i], out var mid))
             {
                 prices[i] = mid;
             }
