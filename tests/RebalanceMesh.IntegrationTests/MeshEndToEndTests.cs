@@ -14,43 +14,18 @@ namespace RebalanceMesh.IntegrationTests;
 /// </summary>
 [Trait("Category", "Integration")]
 [Collection(MeshProcesses.Name)]
-public sealed class MeshEndToEndTests(ITestOutputHelper output) : IAsyncLifetime
+public sealed class MeshEndToEndTests(ITestOutputHelper output) : MeshTest(output)
 {
-    private readonly string _stateDir = Directory.CreateTempSubdirectory("rmesh-it-").FullName;
-    private MeshState? _mesh;
-
-    public async Task InitializeAsync()
-    {
-        var options = new LaunchOptions(
-            RepoPaths.Root,
-            _stateDir,
-            FreePorts: true,
-            ExtraEnv: new Dictionary<string, string> { ["Pricing__Csv__RowsPerSecond"] = "5" },
-#if DEBUG
-            Configuration: "Debug");
-#else
-            Configuration: "Release");
-#endif
-        using var cancel = new CancellationTokenSource(TimeSpan.FromMinutes(3));
-        var log = new StringWriter();
-        _mesh = await MeshLauncher.UpAsync(MeshTopology.Load(Path.Combine(RepoPaths.Root, "tye.yaml")), options, log, cancel.Token);
-        output.WriteLine(log.ToString());
-    }
-
-    public Task DisposeAsync()
-    {
-        MeshLauncher.Down(_stateDir, TextWriter.Null);
-        Directory.Delete(_stateDir, recursive: true);
-        return Task.CompletedTask;
-    }
+    protected override IReadOnlyDictionary<string, string>? ExtraEnv { get; } =
+        new Dictionary<string, string> { ["Pricing__Csv__RowsPerSecond"] = "5" };
 
     [Fact]
     public async Task A_submitted_rebalance_is_executed_applied_and_traced_across_all_four_services()
     {
         using var cancel = new CancellationTokenSource(TimeSpan.FromMinutes(2));
         var console = new StringWriter();
-        var result = await new DemoRunner(_mesh!, Path.Combine(_stateDir, "spans"), console).RunAsync("it-portfolio", cancel.Token);
-        output.WriteLine(console.ToString());
+        var result = await new DemoRunner(Mesh, Path.Combine(StateDir, "spans"), console).RunAsync("it-portfolio", cancel.Token);
+        Output.WriteLine(console.ToString());
 
         // The plan ran to completion and every leg filled in full.
         Assert.Equal(PlanStatus.Completed, result.Plan.Status);
@@ -88,7 +63,7 @@ public sealed class MeshEndToEndTests(ITestOutputHelper output) : IAsyncLifetime
         Assert.True(result.Plan.Risk.Var99After < result.Plan.Risk.Var99Before, "diversifying out of DAX lowers VaR");
 
         // Risk on its own: greeks aggregated on DAX from the shares, the put and the perpetual.
-        using var riskChannel = Grpc.Net.Client.GrpcChannel.ForAddress(_mesh!.Service("risk").GrpcUrl);
+        using var riskChannel = Grpc.Net.Client.GrpcChannel.ForAddress(Mesh.Service("risk").GrpcUrl);
         var risk = new RebalanceMesh.Contracts.Risk.V1.RiskService.RiskServiceClient(riskChannel);
         var assess = new RebalanceMesh.Contracts.Risk.V1.AssessPortfolioRequest { Cash = result.After.Portfolio.Cash };
         assess.Holdings.AddRange(result.After.Portfolio.Positions.Select(p => new RebalanceMesh.Contracts.Risk.V1.Holding { InstrumentId = p.InstrumentId, Quantity = p.Quantity }));
@@ -118,36 +93,12 @@ public sealed class MeshEndToEndTests(ITestOutputHelper output) : IAsyncLifetime
 /// <summary>Target models computed from the risk service's covariance, through planning.</summary>
 [Trait("Category", "Integration")]
 [Collection(MeshProcesses.Name)]
-public sealed class TargetModelMeshTests(ITestOutputHelper output) : IAsyncLifetime
+public sealed class TargetModelMeshTests(ITestOutputHelper output) : MeshTest(output)
 {
-    private readonly string _stateDir = Directory.CreateTempSubdirectory("rmesh-it-").FullName;
-    private MeshState? _mesh;
-
-    public async Task InitializeAsync()
-    {
-        using var cancel = new CancellationTokenSource(TimeSpan.FromMinutes(3));
-        var log = new StringWriter();
-        _mesh = await MeshLauncher.UpAsync(MeshTopology.Load(Path.Combine(RepoPaths.Root, "tye.yaml")),
-#if DEBUG
-            new LaunchOptions(RepoPaths.Root, _stateDir, FreePorts: true, Configuration: "Debug"),
-#else
-            new LaunchOptions(RepoPaths.Root, _stateDir, FreePorts: true, Configuration: "Release"),
-#endif
-            log, cancel.Token);
-        output.WriteLine(log.ToString());
-    }
-
-    public Task DisposeAsync()
-    {
-        MeshLauncher.Down(_stateDir, TextWriter.Null);
-        Directory.Delete(_stateDir, recursive: true);
-        return Task.CompletedTask;
-    }
-
     [Fact]
     public async Task A_risk_parity_policy_plans_toward_equal_risk_contributions()
     {
-        using var channel = Grpc.Net.Client.GrpcChannel.ForAddress(_mesh!.Service("planning").GrpcUrl);
+        using var channel = Grpc.Net.Client.GrpcChannel.ForAddress(Mesh.Service("planning").GrpcUrl);
         var planning = new PlanningService.PlanningServiceClient(channel);
         await planning.UpsertPortfolioAsync(new UpsertPortfolioRequest
         {
@@ -173,7 +124,7 @@ public sealed class TargetModelMeshTests(ITestOutputHelper output) : IAsyncLifet
         }
 
         var model = plan.Reasons.Single(r => r.Rule == "target_model");
-        output.WriteLine(model.Message);
+        Output.WriteLine(model.Message);
         Assert.Equal(4, plan.Legs.Count);
         Assert.All(plan.Legs, l => Assert.Equal(Side.Buy, l.Side));
         var weights = plan.Legs.Select(l => l.WeightAfter).ToArray();
@@ -185,36 +136,12 @@ public sealed class TargetModelMeshTests(ITestOutputHelper output) : IAsyncLifet
 /// <summary>The monitor in automatic mode: a breached policy is rebalanced without any client call.</summary>
 [Trait("Category", "Integration")]
 [Collection(MeshProcesses.Name)]
-public sealed class AutoModeMeshTests(ITestOutputHelper output) : IAsyncLifetime
+public sealed class AutoModeMeshTests(ITestOutputHelper output) : MeshTest(output)
 {
-    private readonly string _stateDir = Directory.CreateTempSubdirectory("rmesh-it-").FullName;
-    private MeshState? _mesh;
-
-    public async Task InitializeAsync()
-    {
-        using var cancel = new CancellationTokenSource(TimeSpan.FromMinutes(3));
-        var log = new StringWriter();
-        _mesh = await MeshLauncher.UpAsync(MeshTopology.Load(Path.Combine(RepoPaths.Root, "tye.yaml")),
-#if DEBUG
-            new LaunchOptions(RepoPaths.Root, _stateDir, FreePorts: true, Configuration: "Debug"),
-#else
-            new LaunchOptions(RepoPaths.Root, _stateDir, FreePorts: true, Configuration: "Release"),
-#endif
-            log, cancel.Token);
-        output.WriteLine(log.ToString());
-    }
-
-    public Task DisposeAsync()
-    {
-        MeshLauncher.Down(_stateDir, TextWriter.Null);
-        Directory.Delete(_stateDir, recursive: true);
-        return Task.CompletedTask;
-    }
-
     [Fact]
     public async Task A_breached_auto_policy_is_rebalanced_once_by_the_monitor()
     {
-        using var channel = Grpc.Net.Client.GrpcChannel.ForAddress(_mesh!.Service("planning").GrpcUrl);
+        using var channel = Grpc.Net.Client.GrpcChannel.ForAddress(Mesh.Service("planning").GrpcUrl);
         var planning = new PlanningService.PlanningServiceClient(channel);
         await planning.UpsertPortfolioAsync(new UpsertPortfolioRequest
         {

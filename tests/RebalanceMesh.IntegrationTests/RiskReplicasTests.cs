@@ -1,3 +1,4 @@
+using RebalanceMesh.Cli;
 using System.Diagnostics;
 using Grpc.Core;
 using Grpc.Net.Client;
@@ -59,22 +60,14 @@ public sealed class RiskReplicasTests(RedisServer redis) : IClassFixture<RedisSe
     {
         var grpc = RedisServer.FreePort();
         var http = RedisServer.FreePort();
-        var dll = Path.Combine(RepoPaths.Root, "services", "Risk", "RebalanceMesh.Risk", "bin",
-#if DEBUG
-            "Debug",
-#else
-            "Release",
-#endif
-            "net10.0", "RebalanceMesh.Risk.dll");
+        var dll = Path.Combine(RepoPaths.Root, "services", "Risk", "RebalanceMesh.Risk", "bin", BuildConfiguration.Name, "net10.0", "RebalanceMesh.Risk.dll");
         var spanFile = Path.Combine(_directory, $"risk-{index}.jsonl");
         var start = new ProcessStartInfo("dotnet", [dll]) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        start.Environment["Kestrel__Endpoints__Grpc__Url"] = $"http://127.0.0.1:{grpc}";
-        start.Environment["Kestrel__Endpoints__Grpc__Protocols"] = "Http2";
-        start.Environment["Kestrel__Endpoints__Http__Url"] = $"http://127.0.0.1:{http}";
-        start.Environment["Kestrel__Endpoints__Http__Protocols"] = "Http1";
-        start.Environment["ConnectionStrings__redis"] = redis.ConnectionString;
-        start.Environment["Telemetry__SpanFile"] = spanFile;
-        start.Environment["Mesh__InstanceId"] = $"risk-{index}";
+        foreach (var (key, value) in MeshLauncher.ServiceEnvironment(grpc, http, redis.ConnectionString, spanFile, $"risk-{index}"))
+        {
+            start.Environment[key] = value;
+        }
+
         start.Environment["Services__pricing__Grpc"] = "http://127.0.0.1:1"; // only derivatives need pricing; these holdings are spot
         var process = Process.Start(start)!;
         var output = new System.Collections.Concurrent.ConcurrentQueue<string>();

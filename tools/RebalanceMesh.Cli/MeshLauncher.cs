@@ -81,18 +81,7 @@ public static class MeshLauncher
         {
             var dll = await EnsureBuiltAsync(options, service, log, cancellationToken);
             var (grpc, http) = ports[service.Name];
-            var env = new Dictionary<string, string>
-            {
-                ["ASPNETCORE_ENVIRONMENT"] = "Development",
-                ["DOTNET_ENVIRONMENT"] = "Development",
-                ["Kestrel__Endpoints__Grpc__Url"] = $"http://127.0.0.1:{grpc}",
-                ["Kestrel__Endpoints__Grpc__Protocols"] = "Http2",
-                ["Kestrel__Endpoints__Http__Url"] = $"http://127.0.0.1:{http}",
-                ["Kestrel__Endpoints__Http__Protocols"] = "Http1",
-                ["ConnectionStrings__redis"] = redis,
-                ["Telemetry__SpanFile"] = Path.Combine(spans, service.Name + ".jsonl"),
-                ["Mesh__InstanceId"] = service.Name + "-1",
-            };
+            var env = ServiceEnvironment(grpc, http, redis, Path.Combine(spans, service.Name + ".jsonl"), service.Name + "-1");
             foreach (var other in services)
             {
                 env[$"Services__{other.Name}__Grpc"] = $"http://127.0.0.1:{ports[other.Name].Grpc}";
@@ -131,6 +120,23 @@ public static class MeshLauncher
 
         return state;
     }
+
+    /// <summary>
+    /// The environment a locally run service needs: its gRPC (HTTP/2) and HTTP/1.1 endpoints on loopback, the Redis
+    /// connection, the span file and its instance id.
+    /// </summary>
+    public static Dictionary<string, string> ServiceEnvironment(int grpcPort, int httpPort, string redis, string spanFile, string instanceId) => new()
+    {
+        ["ASPNETCORE_ENVIRONMENT"] = "Development",
+        ["DOTNET_ENVIRONMENT"] = "Development",
+        ["Kestrel__Endpoints__Grpc__Url"] = $"http://127.0.0.1:{grpcPort}",
+        ["Kestrel__Endpoints__Grpc__Protocols"] = "Http2",
+        ["Kestrel__Endpoints__Http__Url"] = $"http://127.0.0.1:{httpPort}",
+        ["Kestrel__Endpoints__Http__Protocols"] = "Http1",
+        ["ConnectionStrings__redis"] = redis,
+        ["Telemetry__SpanFile"] = spanFile,
+        ["Mesh__InstanceId"] = instanceId,
+    };
 
     /// <summary>Stops everything state.json lists: SIGTERM, then SIGKILL after 10 s.</summary>
     public static void Down(string stateDir, TextWriter log)

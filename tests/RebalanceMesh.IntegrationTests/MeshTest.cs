@@ -1,0 +1,47 @@
+using RebalanceMesh.Cli;
+using RebalanceMesh.Testing;
+using Xunit.Abstractions;
+
+namespace RebalanceMesh.IntegrationTests;
+
+/// <summary>
+/// A test class with its own whole mesh: redis-server and the four services as real processes on free loopback ports,
+/// started by the same launcher as `rmesh up` before each test and stopped after it.
+/// </summary>
+public abstract class MeshTest(ITestOutputHelper output) : IAsyncLifetime
+{
+    protected ITestOutputHelper Output { get; } = output;
+
+    protected string StateDir { get; } = Directory.CreateTempSubdirectory("rmesh-it-").FullName;
+
+    protected MeshState Mesh { get; private set; } = null!;
+
+    /// <summary>Variables added to every service of this class's mesh.</summary>
+    protected virtual IReadOnlyDictionary<string, string>? ExtraEnv => null;
+
+    public async Task InitializeAsync()
+    {
+        using var cancel = new CancellationTokenSource(TimeSpan.FromMinutes(3));
+        var log = new StringWriter();
+        var options = new LaunchOptions(RepoPaths.Root, StateDir, FreePorts: true, ExtraEnv: ExtraEnv, Configuration: BuildConfiguration.Name);
+        Mesh = await MeshLauncher.UpAsync(MeshTopology.Load(Path.Combine(RepoPaths.Root, "tye.yaml")), options, log, cancel.Token);
+        Output.WriteLine(log.ToString());
+    }
+
+    public Task DisposeAsync()
+    {
+        MeshLauncher.Down(StateDir, TextWriter.Null);
+        Directory.Delete(StateDir, recursive: true);
+        return Task.CompletedTask;
+    }
+}
+
+/// <summary>The build configuration of this test assembly, which is also the one of the service builds it starts.</summary>
+public static class BuildConfiguration
+{
+#if DEBUG
+    public const string Name = "Debug";
+#else
+    public const string Name = "Release";
+#endif
+}
