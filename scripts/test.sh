@@ -11,7 +11,18 @@ export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPE
 
 passed=0
 failed=0
-"$ROOT/scripts/ensure-tools.sh" redis buf kubectl || { echo "tool installation failed"; echo "0 passed, 1 failed"; exit 1; }
+
+# Prints the closing line "N passed, N failed"; with TEST_SUMMARY_FILE set (as .ci/run does) writes it there instead,
+# so the caller prints it as its own last line.
+report() {
+  if [ -n "${TEST_SUMMARY_FILE:-}" ]; then echo "$1" > "$TEST_SUMMARY_FILE"; else echo "$1"; fi
+}
+
+if ! "$ROOT/scripts/ensure-tools.sh" redis buf kubectl; then
+  echo "tool installation failed"
+  report "0 passed, 1 failed"
+  exit 1
+fi
 
 echo "== buf lint (protos/)"
 if "$ROOT/.tools/npm/node_modules/.bin/buf" lint; then
@@ -23,7 +34,7 @@ fi
 echo "== dotnet build (warnings are errors)"
 if ! dotnet build RebalanceMesh.sln -c Debug --nologo -v quiet -clp:ErrorsOnly; then
   echo "build failed"
-  echo "$passed passed, $((failed + 1)) failed"
+  report "$passed passed, $((failed + 1)) failed"
   exit 1
 fi
 
@@ -50,5 +61,5 @@ if [ "$assemblies" -eq 0 ]; then
   failed=$((failed + 1))
 fi
 
-echo "$passed passed, $failed failed"
+report "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
