@@ -73,6 +73,51 @@ public static class Output
         }
     }
 
+    /// <summary>Runs a unary call and prints its response; a gRPC error is printed with its field violations (exit code 2).</summary>
+    public static async Task<int> CallAsync(Func<Task<IMessage>> call, bool json)
+    {
+        try
+        {
+            Print(await call(), json);
+            return 0;
+        }
+        catch (RpcException ex)
+        {
+            PrintError(ex);
+            return 2;
+        }
+    }
+
+    /// <summary>
+    /// Prints every message of a server stream until it ends, or until <paramref name="limit"/> messages (0: no limit);
+    /// a cancelled call (Ctrl+C) ends quietly, any other gRPC error is printed (exit code 2).
+    /// </summary>
+    public static async Task<int> StreamAsync<T>(AsyncServerStreamingCall<T> call, Action<T> print, int limit, CancellationToken cancellationToken)
+    {
+        using (call)
+        {
+            try
+            {
+                var seen = 0;
+                await foreach (var message in call.ResponseStream.ReadAllAsync(cancellationToken))
+                {
+                    print(message);
+                    if (limit > 0 && ++seen >= limit)
+                    {
+                        break;
+                    }
+                }
+
+                return 0;
+            }
+            catch (RpcException ex) when (ex.StatusCode != StatusCode.Cancelled)
+            {
+                PrintError(ex);
+                return 2;
+            }
+        }
+    }
+
     public static void PrintError(RpcException ex)
     {
         Console.Error.WriteLine($"{ex.StatusCode}: {ex.Status.Detail}");

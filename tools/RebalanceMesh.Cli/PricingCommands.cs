@@ -31,16 +31,7 @@ public static class PricingCommands
             command.SetAction(async (parse, ct) =>
             {
                 using var channel = GrpcChannel.ForAddress(Repo.ServiceAddress("pricing", parse.GetValue(repoOption), parse.GetValue(addressOption)));
-                try
-                {
-                    Output.Print(await call(new PricingService.PricingServiceClient(channel), parse, ct), parse.GetValue(jsonOption));
-                    return 0;
-                }
-                catch (RpcException ex)
-                {
-                    Output.PrintError(ex);
-                    return 2;
-                }
+                return await Output.CallAsync(() => call(new PricingService.PricingServiceClient(channel), parse, ct), parse.GetValue(jsonOption));
             });
             return command;
         }
@@ -89,38 +80,20 @@ public static class PricingCommands
         {
             using var channel = GrpcChannel.ForAddress(Repo.ServiceAddress("pricing", parse.GetValue(repoOption), parse.GetValue(addressOption)));
             var client = new PricingService.PricingServiceClient(channel);
-            try
+            var call = client.StreamQuotes(new StreamQuotesRequest { InstrumentIds = { parse.GetValue(instrumentsOption) ?? [] } }, cancellationToken: ct);
+            return await Output.StreamAsync(call, update =>
             {
-                using var call = client.StreamQuotes(new StreamQuotesRequest { InstrumentIds = { parse.GetValue(instrumentsOption) ?? [] } }, cancellationToken: ct);
-                var seen = 0;
-                var limit = parse.GetValue(countOption);
-                await foreach (var update in call.ResponseStream.ReadAllAsync(ct))
+                if (parse.GetValue(jsonOption))
                 {
-                    if (parse.GetValue(jsonOption))
-                    {
-                        Output.Print(update, json: true);
-                    }
-                    else
-                    {
-                        foreach (var price in update.Prices)
-                        {
-                            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{update.AsOf.ToDateTime():HH:mm:ss.fff} {price.InstrumentId,-10} bid {price.Bid.Value,-12} ask {price.Ask.Value,-12} mid {price.Mid.Value}{(price.Stale ? " STALE" : string.Empty)}"));
-                        }
-                    }
-
-                    if (limit > 0 && ++seen >= limit)
-                    {
-                        break;
-                    }
+                    Output.Print(update, json: true);
+                    return;
                 }
 
-                return 0;
-            }
-            catch (RpcException ex) when (ex.StatusCode != StatusCode.Cancelled)
-            {
-                Output.PrintError(ex);
-                return 2;
-            }
+                foreach (var price in update.Prices)
+                {
+                    Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{update.AsOf.ToDateTime():HH:mm:ss.fff} {price.InstrumentId,-10} bid {price.Bid.Value,-12} ask {price.Ask.Value,-12} mid {price.Mid.Value}{(price.Stale ? " STALE" : string.Empty)}"));
+                }
+            }, parse.GetValue(countOption), ct);
         });
         pricing.Subcommands.Add(stream);
         return pricing;

@@ -123,17 +123,7 @@ Command Rpc(string name, string description, Func<ParseResultContext, Task<IMess
     {
         using var channel = GrpcChannel.ForAddress(Repo.ServiceAddress("planning", parse.GetValue(repoOption), parse.GetValue(planningOption)));
         var client = new PlanningService.PlanningServiceClient(channel);
-        try
-        {
-            var response = await call(new ParseResultContext(parse, client, ct));
-            Output.Print(response, parse.GetValue(jsonOption));
-            return 0;
-        }
-        catch (RpcException ex)
-        {
-            Output.PrintError(ex);
-            return 2;
-        }
+        return await Output.CallAsync(() => call(new ParseResultContext(parse, client, ct)), parse.GetValue(jsonOption));
     });
     return command;
 }
@@ -183,21 +173,8 @@ watch.SetAction(async (parse, ct) =>
 {
     using var channel = GrpcChannel.ForAddress(Repo.ServiceAddress("planning", parse.GetValue(repoOption), parse.GetValue(planningOption)));
     var client = new PlanningService.PlanningServiceClient(channel);
-    try
-    {
-        using var call = client.WatchPlans(new WatchPlansRequest { PortfolioId = parse.GetValue(watchPortfolioOption) ?? string.Empty, PlanId = parse.GetValue(watchPlanOption) ?? string.Empty }, cancellationToken: ct);
-        await foreach (var update in call.ResponseStream.ReadAllAsync(ct))
-        {
-            Output.Print(update, parse.GetValue(jsonOption));
-        }
-
-        return 0;
-    }
-    catch (RpcException ex) when (ex.StatusCode != StatusCode.Cancelled)
-    {
-        Output.PrintError(ex);
-        return 2;
-    }
+    var call = client.WatchPlans(new WatchPlansRequest { PortfolioId = parse.GetValue(watchPortfolioOption) ?? string.Empty, PlanId = parse.GetValue(watchPlanOption) ?? string.Empty }, cancellationToken: ct);
+    return await Output.StreamAsync(call, update => Output.Print(update, parse.GetValue(jsonOption)), limit: 0, ct);
 });
 root.Subcommands.Add(watch);
 
@@ -207,21 +184,8 @@ watchAlerts.SetAction(async (parse, ct) =>
 {
     using var channel = GrpcChannel.ForAddress(Repo.ServiceAddress("planning", parse.GetValue(repoOption), parse.GetValue(planningOption)));
     var client = new PlanningService.PlanningServiceClient(channel);
-    try
-    {
-        using var call = client.WatchAlerts(new WatchAlertsRequest { PortfolioId = parse.GetValue(alertsPortfolioOption) ?? string.Empty }, cancellationToken: ct);
-        await foreach (var update in call.ResponseStream.ReadAllAsync(ct))
-        {
-            Output.Print(update, parse.GetValue(jsonOption));
-        }
-
-        return 0;
-    }
-    catch (RpcException ex) when (ex.StatusCode != StatusCode.Cancelled)
-    {
-        Output.PrintError(ex);
-        return 2;
-    }
+    var call = client.WatchAlerts(new WatchAlertsRequest { PortfolioId = parse.GetValue(alertsPortfolioOption) ?? string.Empty }, cancellationToken: ct);
+    return await Output.StreamAsync(call, update => Output.Print(update, parse.GetValue(jsonOption)), limit: 0, ct);
 });
 root.Subcommands.Add(watchAlerts);
 

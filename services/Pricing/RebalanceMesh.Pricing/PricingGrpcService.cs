@@ -292,7 +292,7 @@ public sealed class PricingGrpcService(
         }
         catch (ArgumentOutOfRangeException ex)
         {
-            result.Error = ex.Message.Split(" (Parameter", 2)[0];
+            result.Error = ArgumentErrors.Reason(ex);
             return result;
         }
 
@@ -459,7 +459,7 @@ public sealed class PricingGrpcService(
             }
             catch (ArgumentOutOfRangeException ex)
             {
-                result.Error = ex.Message.Split(" (Parameter", 2)[0];
+                result.Error = ArgumentErrors.Reason(ex);
             }
 
             response.Results.Add(result);

@@ -301,7 +301,7 @@ public sealed class RiskGrpcService(RiskInputs inputs, RiskBookBuilder books) : 
             }
             catch (ArgumentException ex)
             {
-                forecast.GarchError = ex.Message.Split(" (Parameter", 2)[0];
+                forecast.GarchError = ArgumentErrors.Reason(ex);
             }
 
             forecasts[j] = forecast;
