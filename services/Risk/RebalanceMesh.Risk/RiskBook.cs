@@ -23,6 +23,38 @@ public sealed record RiskBook(IReadOnlyList<string> Factors, IReadOnlyList<doubl
 {
     public double NetValue => Positions.Sum(p => p.MarketValue) + Cash;
 
+    /// <summary>A book from its positions: factors in order of first appearance, exposures and greeks summed per factor.</summary>
+    public static RiskBook From(IReadOnlyList<BookPosition> positions, double cash)
+    {
+        var factors = positions.Select(p => p.Factor).Distinct(StringComparer.Ordinal).ToArray();
+        var exposures = factors.Select(f => positions.Where(p => p.Factor == f).Sum(p => p.Exposure)).ToArray();
+        var greeks = factors.Select(f =>
+        {
+            var onFactor = positions.Where(p => p.Factor == f).ToArray();
+            return new Wire.UnderlyingGreeks
+            {
+                UnderlyingId = f,
+                Delta = onFactor.Sum(p => p.Valuation is { } v ? p.Quantity * v.Delta : p.Quantity),
+                DeltaNotional = onFactor.Sum(p => p.Exposure),
+                Gamma = onFactor.Sum(p => p.Quantity * (p.Valuation?.Gamma ?? 0)),
+                Vega = onFactor.Sum(p => p.Quantity * (p.Valuation?.Vega ?? 0)),
+                Theta = onFactor.Sum(p => p.Quantity * (p.Valuation?.Theta ?? 0)),
+            };
+        }).ToArray();
+        return new RiskBook(factors, exposures, positions, cash, greeks);
+    }
+
+    /// <summary>
+    /// The same book with other quantities and cash: unit prices and valuations are per unit, so nothing is fetched
+    /// again. Positions keep their order, so factors line up with this book's.
+    /// </summary>
+    public RiskBook WithQuantities(Func<string, double> quantity, double cash) =>
+        From(Positions.Select(p =>
+        {
+            var q = quantity(p.InstrumentId);
+            return p with { Quantity = q, MarketValue = q * p.UnitPrice, Exposure = q * p.UnitExposure };
+        }).ToArray(), cash);
+
     public bool HasOptions => Positions.Any(p => p.Derivative?.Kind == InstrumentKind.Option);
 }
 
@@ -70,23 +102,7 @@ public sealed class RiskBookBuilder(RiskInputs inputs, MarketStateStore market, 
             }
         }
 
-        var factors = positions.Select(p => p.Factor).Distinct(StringComparer.Ordinal).ToArray();
-        var exposures = factors.Select(f => positions.Where(p => p.Factor == f).Sum(p => p.Exposure)).ToArray();
-        var greeks = factors.Select(f =>
-        {
-            var onFactor = positions.Where(p => p.Factor == f).ToArray();
-            var price = onFactor.Select(p => p.Valuation is { } v ? (double)v.UnderlyingPrice.ToDecimal() : p.Quantity != 0 ? p.MarketValue / p.Quantity : 0).FirstOrDefault(x => x > 0);
-            return new Wire.UnderlyingGreeks
-            {
-                UnderlyingId = f,
-                Delta = onFactor.Sum(p => p.Valuation is { } v ? p.Quantity * v.Delta : p.Quantity),
-                DeltaNotional = onFactor.Sum(p => p.Exposure),
-                Gamma = onFactor.Sum(p => p.Quantity * (p.Valuation?.Gamma ?? 0)),
-                Vega = onFactor.Sum(p => p.Quantity * (p.Valuation?.Vega ?? 0)),
-                Theta = onFactor.Sum(p => p.Quantity * (p.Valuation?.Theta ?? 0)),
-            };
-        }).ToArray();
-        return new RiskBook(factors, exposures, positions, (double)spot.Cash, greeks);
+        return RiskBook.From(positions, (double)spot.Cash);
     }
 
     /// <summary>

@@ -327,7 +327,8 @@ public sealed class RiskGrpcService(RiskInputs inputs, RiskBookBuilder books) : 
         check.ThrowIfInvalid();
         RiskInputs.CheckBudget(settings, request.Holdings.Count + request.Trades.Count);
 
-        // Before: the holdings plus every traded instrument (at zero when not held); after: quantities moved by the trades.
+        // Before: the holdings plus every traded instrument (at zero when not held); after: the same book with the
+        // quantities moved by the trades (valuations are per unit, so nothing is fetched twice).
         var quantities = new Dictionary<string, decimal>(StringComparer.Ordinal);
         var prices = new Dictionary<string, Contracts.Common.V1.DecimalValue?>(StringComparer.Ordinal);
         foreach (var holding in request.Holdings)
@@ -341,24 +342,22 @@ public sealed class RiskGrpcService(RiskInputs inputs, RiskBookBuilder books) : 
             quantities.TryAdd(trade.InstrumentId, 0m);
         }
 
-        Wire.Holding[] Holdings(Func<string, decimal> quantity) => quantities.Keys
-            .Select(id => new Wire.Holding { InstrumentId = id, Quantity = quantity(id), Price = prices.GetValueOrDefault(id) })
+        var holdings = quantities.Keys
+            .Select(id => new Wire.Holding { InstrumentId = id, Quantity = quantities[id], Price = prices.GetValueOrDefault(id) })
             .ToArray();
-
         var delta = request.Trades.GroupBy(t => t.InstrumentId).ToDictionary(g => g.Key, g => g.Sum(t => t.QuantityChange.ToDecimal()), StringComparer.Ordinal);
-        var before = await books.BuildAsync(Holdings(id => quantities[id]), request.Cash, context.CancellationToken);
+        var before = await books.BuildAsync(holdings, request.Cash, context.CancellationToken);
         var unit = before.Positions.ToDictionary(p => p.InstrumentId, StringComparer.Ordinal);
         var cashAfter = (decimal)before.Cash - delta.Sum(d => d.Value * (decimal)unit[d.Key].UnitPrice);
-        var after = await books.BuildAsync(Holdings(id => quantities[id] + delta.GetValueOrDefault(id)), cashAfter, context.CancellationToken);
+        var after = before.WithQuantities(id => (double)(quantities[id] + delta.GetValueOrDefault(id)), (double)cashAfter);
 
         var returns = await inputs.LoadReturnsAsync(before.Factors, lookback);
         context.CancellationToken.ThrowIfCancellationRequested();
         using var activity = ActivitySource.StartActivity("compare risk");
         activity?.SetTag("risk.trades", request.Trades.Count);
-        var afterExposures = before.Factors.Select(f => after.Factors.Contains(f) ? after.Exposures[after.Factors.ToList().IndexOf(f)] : 0.0).ToArray();
         var riskBefore = PortfolioRiskModel.Assess(before.Exposures, before.Cash, returns, settings,
             await books.RevaluationAdjustmentAsync(before, returns, context.CancellationToken), before.NetValue, context.CancellationToken);
-        var riskAfter = PortfolioRiskModel.Assess(afterExposures, after.Cash, returns, settings,
+        var riskAfter = PortfolioRiskModel.Assess(after.Exposures, after.Cash, returns, settings,
             await books.RevaluationAdjustmentAsync(after, returns, context.CancellationToken), after.NetValue, context.CancellationToken);
         var traded = delta.Sum(d => Math.Abs((double)d.Value * unit[d.Key].UnitExposure));
         var response = new Wire.CompareRiskResponse
