@@ -42,7 +42,14 @@ public sealed class DriftMonitor(PlanningStore store, PlanPipeline pipeline, Pla
                 continue;
             }
 
+            // Only portfolios holding or targeting a changed instrument are re-marked (a computed model targets the same
+            // instruments as its policy lists, so this is decided before asking risk for the model's weights).
             var snapshot = portfolio.ToDomain();
+            if (!PlanPipeline.InstrumentsOf(snapshot, policy.Targets.Select(t => t.InstrumentId)).Any(changed.Contains))
+            {
+                continue;
+            }
+
             TargetPolicy targetPolicy;
             try
             {
@@ -53,16 +60,11 @@ public sealed class DriftMonitor(PlanningStore store, PlanPipeline pipeline, Pla
                 logger.LogWarning("Monitor could not reach risk for {PortfolioId}'s target model: {Detail}", portfolioId, ex.Status.Detail);
                 continue;
             }
-            var needed = snapshot.Holdings.Select(h => h.InstrumentId).Concat(targetPolicy.Targets.Keys).Distinct().ToArray();
-            if (!needed.Any(changed.Contains))
-            {
-                continue;
-            }
 
             MarkedPortfolio marked;
             try
             {
-                marked = PortfolioMarking.Mark(snapshot, targetPolicy, (await pipeline.GetMarksAsync(needed, cancellationToken)).Marks);
+                marked = (await pipeline.MarkAsync(snapshot, targetPolicy, cancellationToken)).Marked;
             }
             catch (RebalanceMesh.Domain.DomainException ex)
             {

@@ -71,6 +71,17 @@ public sealed class PlanPipeline(
         return new MarketMarks(marks, response.Valuations.ToDictionary(v => v.InstrumentId, v => v.Kind, StringComparer.Ordinal));
     }
 
+    /// <summary>Instruments a portfolio is marked over: those held and those its policy targets.</summary>
+    public static string[] InstrumentsOf(PortfolioSnapshot snapshot, IEnumerable<string> targeted) =>
+        snapshot.Holdings.Select(h => h.InstrumentId).Concat(targeted).Distinct(StringComparer.Ordinal).ToArray();
+
+    /// <summary>Marks a portfolio through pricing over its held and targeted instruments.</summary>
+    public async Task<(MarkedPortfolio Marked, MarketMarks Marks)> MarkAsync(PortfolioSnapshot snapshot, TargetPolicy? policy, CancellationToken cancellationToken)
+    {
+        var marks = await GetMarksAsync(InstrumentsOf(snapshot, policy?.Targets.Keys ?? []), cancellationToken);
+        return (PortfolioMarking.Mark(snapshot, policy, marks.Marks), marks);
+    }
+
     /// <summary>
     /// The policy in domain terms with its target weights set: as given, or computed by its target model from the
     /// sample covariance that risk estimates over the universe (the reason records the weights the model chose).
@@ -147,9 +158,7 @@ public sealed class PlanPipeline(
 
         var snapshot = portfolio.ToDomain();
         var (targetPolicy, modelReason) = await ResolvePolicyAsync(policy, cancellationToken);
-        var instruments = snapshot.Holdings.Select(h => h.InstrumentId).Concat(targetPolicy.Targets.Keys);
-        var marks = await GetMarksAsync(instruments, cancellationToken);
-        var marked = PortfolioMarking.Mark(snapshot, targetPolicy, marks.Marks);
+        var (marked, marks) = await MarkAsync(snapshot, targetPolicy, cancellationToken);
         var proposal = RebalancePlanner.Propose(marked, targetPolicy, force);
         activity?.SetTag("planning.legs", proposal.Legs.Count);
         activity?.SetTag("planning.total_drift", proposal.Evaluation.TotalDrift);

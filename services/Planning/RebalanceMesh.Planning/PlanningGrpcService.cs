@@ -44,9 +44,8 @@ public sealed class PlanningGrpcService(
         var targetPolicy = policy is null ? null : (await pipeline.ResolvePolicyAsync(policy, context.CancellationToken)).Policy;
         try
         {
-            var instruments = snapshot.Holdings.Select(h => h.InstrumentId).Concat(targetPolicy?.Targets.Keys ?? []);
-            var marks = await pipeline.GetMarksAsync(instruments, context.CancellationToken);
-            response.Valuation = PortfolioMarking.Mark(snapshot, targetPolicy, marks.Marks).ToWire(targetPolicy, time.GetUtcNow(), marks.Kinds);
+            var (marked, marks) = await pipeline.MarkAsync(snapshot, targetPolicy, context.CancellationToken);
+            response.Valuation = marked.ToWire(targetPolicy, time.GetUtcNow(), marks.Kinds);
         }
         catch (DomainException ex) when (ex.Kind == DomainErrorKind.FailedPrecondition)
         {
