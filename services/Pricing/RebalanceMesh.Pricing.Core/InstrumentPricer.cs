@@ -83,7 +83,7 @@ public static class InstrumentPricer
         }
 
         var index = market.UnderlyingPrice;
-        var years = terms.Expiry is { } expiry ? Math.Max(0, (expiry - valuationTime).TotalDays / 365.0) : 0;
+        var years = terms.Expiry is { } expiry ? Math.Max(0, YearFraction.Between(valuationTime, expiry)) : 0;
         var result = terms.Kind switch
         {
             ContractKind.Spot => ContractValuation.Linear(index * terms.Multiplier, terms.Multiplier, index, index),

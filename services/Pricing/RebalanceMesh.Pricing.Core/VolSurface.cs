@@ -116,7 +116,7 @@ public sealed class VolSurface
         var slices = new List<SmileSlice>();
         foreach (var expiry in quotes.GroupBy(q => q.Expiry).OrderBy(g => g.Key))
         {
-            var years = (expiry.Key - asOf).TotalDays / 365.0;
+            var years = YearFraction.Between(asOf, expiry.Key);
             if (years <= 0)
             {
                 rejections.AddRange(expiry.Select(q => new SurfaceRejection(q.InstrumentId, "expired")));

@@ -327,7 +327,7 @@ public sealed class PricingGrpcService(
 
         if (instrument.Kind == InstrumentKind.Option && volSurfaces.TryGetValue(instrument.UnderlyingId, out var surface))
         {
-            var years = Math.Max(0, (instrument.Expiry.ToDateTimeOffset() - valuationTime).TotalDays / 365.0);
+            var years = Math.Max(0, YearFraction.Between(valuationTime, instrument.Expiry.ToDateTimeOffset()));
             return surface.Volatility((double)instrument.Strike.ToDecimal(), years);
         }
 
@@ -442,7 +442,7 @@ public sealed class PricingGrpcService(
 
             var rate = item.Overrides?.Rate is { } r && r != 0 ? r : settings.DefaultRate;
             var carry = instrument.UnderlyingKind == InstrumentKind.Future ? rate : item.Overrides?.Carry ?? 0.0;
-            var years = (instrument.Expiry.ToDateTimeOffset() - now).TotalDays / 365.0;
+            var years = YearFraction.Between(now, instrument.Expiry.ToDateTimeOffset());
             var right = instrument.OptionRight == WireOptionRight.Put ? CoreOptionRight.Put : CoreOptionRight.Call;
             try
             {
