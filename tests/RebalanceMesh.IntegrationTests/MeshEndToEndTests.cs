@@ -62,12 +62,14 @@ public sealed class MeshEndToEndTests(ITestOutputHelper output) : MeshTest(outpu
         Assert.Equal(string.Empty, result.Plan.Risk.UnavailableReason);
         Assert.True(result.Plan.Risk.Var99After < result.Plan.Risk.Var99Before, "diversifying out of DAX lowers VaR");
 
-        // Risk on its own: greeks aggregated on DAX from the shares, the put and the perpetual.
+        // Risk on its own, reading the stored portfolio by id from planning: greeks aggregated on DAX from the shares,
+        // the put and the perpetual; margin for the whole book and for the SIM-B derivatives account.
         using var riskChannel = Grpc.Net.Client.GrpcChannel.ForAddress(Mesh.Service("risk").GrpcUrl);
         var risk = new RebalanceMesh.Contracts.Risk.V1.RiskService.RiskServiceClient(riskChannel);
-        var assess = new RebalanceMesh.Contracts.Risk.V1.AssessPortfolioRequest { Cash = result.After.Portfolio.Cash };
-        assess.Holdings.AddRange(result.After.Portfolio.Positions.Select(p => new RebalanceMesh.Contracts.Risk.V1.Holding { InstrumentId = p.InstrumentId, Quantity = p.Quantity }));
-        var assessed = await risk.AssessPortfolioAsync(assess, cancellationToken: cancel.Token);
+        var assessed = await risk.AssessPortfolioAsync(new RebalanceMesh.Contracts.Risk.V1.AssessPortfolioRequest { PortfolioId = "it-portfolio" }, cancellationToken: cancel.Token);
+        Assert.Equal(
+            result.After.Portfolio.Positions.Select(p => (p.Venue, p.InstrumentId)).Order(),
+            assessed.Positions.Select(p => (p.Venue, p.InstrumentId)).Order());
         var dax = assessed.Greeks.Single(g => g.UnderlyingId == "DAX");
         Assert.True(dax.Gamma > 0 && dax.Vega > 0, "the long put adds gamma and vega");
         var daxShares = final["DAX"];
@@ -76,6 +78,12 @@ public sealed class MeshEndToEndTests(ITestOutputHelper output) : MeshTest(outpu
         var perpNotional = Math.Abs(assessed.Positions.Single(p => p.InstrumentId == "DAX-PERP").Exposure);
         Assert.Equal(0.10 * perpNotional, assessed.Margin.StandardInitial, 6);     // the long put needs no margin
         Assert.True(assessed.Margin.PortfolioMaintenance > 0);
+        Assert.Equal(["", "SIM-B"], assessed.VenueMargins.Select(v => v.Venue));
+        Assert.Equal(assessed.Margin.StandardInitial, assessed.VenueMargins[1].Margin.StandardInitial, 6); // all of it on SIM-B
+        Assert.InRange(assessed.NetValue / (double)result.After.Valuation.NetValue.ToDecimal(), 0.95, 1.05); // the same book, prices a moment apart
+        var unknown = await Assert.ThrowsAsync<Grpc.Core.RpcException>(() => risk.AssessPortfolioAsync(
+            new RebalanceMesh.Contracts.Risk.V1.AssessPortfolioRequest { PortfolioId = "no-such-portfolio" }, cancellationToken: cancel.Token).ResponseAsync);
+        Assert.Equal(Grpc.Core.StatusCode.NotFound, unknown.StatusCode);
 
         // Back inside the bands.
         Assert.True(result.After.Valuation.TotalDrift < 0.02, $"total drift after {result.After.Valuation.TotalDrift}");

@@ -39,7 +39,7 @@ public sealed class PlanningServiceTests : IClassFixture<RedisServer>, IAsyncLif
         PortfolioId = id,
         BaseCurrency = "EUR",
         Cash = 1_000m,
-        Positions = { new Position { InstrumentId = "DAX", Quantity = 10m } },
+        Positions = { new Position { InstrumentId = "DAX", Quantity = 10m, Venue = "SIM-A" } },
     };
 
     [Fact]
@@ -50,13 +50,14 @@ public sealed class PlanningServiceTests : IClassFixture<RedisServer>, IAsyncLif
             PortfolioId = "has space",
             BaseCurrency = "eur",
             Cash = new DecimalValue { Value = "-5" },
-            Positions = { new Position { InstrumentId = "DAX", Quantity = new DecimalValue { Value = "ten" } }, new Position { InstrumentId = "DAX", Quantity = 1m } },
+            Positions = { new Position { InstrumentId = "DAX", Quantity = new DecimalValue { Value = "ten" } }, new Position { InstrumentId = "DAX", Quantity = 1m, Venue = "no/such venue" } },
         };
         var fields = await RpcAssert.InvalidArgumentAsync(() => _client.UpsertPortfolioAsync(new UpsertPortfolioRequest { Portfolio = bad }).ResponseAsync, "portfolio.portfolio_id");
         Assert.Contains("portfolio.base_currency", fields);
         Assert.Contains("portfolio.cash", fields);
         Assert.Contains("portfolio.positions[0].quantity", fields);
         Assert.Contains("portfolio.positions[1].instrument_id", fields);
+        Assert.Contains("portfolio.positions[1].venue", fields);
         await RpcAssert.InvalidArgumentAsync(() => _client.UpsertPortfolioAsync(new UpsertPortfolioRequest()).ResponseAsync, "portfolio");
 
         // Numbers that would overflow decimal arithmetic later are refused at the door.
@@ -179,8 +180,11 @@ public sealed class PlanningServiceTests : IClassFixture<RedisServer>, IAsyncLif
         Assert.Equal("DROP", await PostAsync("{not json"));
         Assert.Equal("DROP", await PostAsync(cloudEvent.Replace("rebalance.events.v1.ExecutionReport", "rebalance.events.v1.Unknown", StringComparison.Ordinal)));
 
-        var portfolio = (await _client.GetPortfolioAsync(new GetPortfolioRequest { PortfolioId = "p1" })).Portfolio;
+        var stored = await _client.GetPortfolioAsync(new GetPortfolioRequest { PortfolioId = "p1", SkipValuation = true });
+        Assert.Null(stored.Valuation);
+        var portfolio = stored.Portfolio;
         Assert.Equal(12m, portfolio.Positions.Single(p => p.InstrumentId == "DAX").Quantity.ToDecimal());
+        Assert.Equal("SIM-A", portfolio.Positions.Single(p => p.InstrumentId == "DAX").Venue); // a fill keeps the position's account
         Assert.Equal(1_000m - 200m - 0.5m, portfolio.Cash.ToDecimal());
         var plan = (await _client.GetPlanAsync(new GetPlanRequest { PlanId = "plan-1" })).Plan;
         Assert.Equal(PlanStatus.Executing, plan.Status);

@@ -97,6 +97,10 @@ public sealed class RiskServiceTests : IClassFixture<RedisServer>, IAsyncLifetim
         Assert.Contains("settings.lookback_days", fields);
 
         await RpcAssert.InvalidArgumentAsync(() => _client.AssessPortfolioAsync(new AssessPortfolioRequest()).ResponseAsync, "holdings");
+        var both = new AssessPortfolioRequest { PortfolioId = "p-1", Holdings = { Holding("DAX", 1, 1) }, Cash = 5m };
+        var bothFields = await RpcAssert.InvalidArgumentAsync(() => _client.AssessPortfolioAsync(both).ResponseAsync, "holdings");
+        Assert.Contains("cash", bothFields);
+        await RpcAssert.InvalidArgumentAsync(() => _client.AssessPortfolioAsync(new AssessPortfolioRequest { PortfolioId = "bad id!" }).ResponseAsync, "portfolio_id");
         await RpcAssert.InvalidArgumentAsync(() => _client.EstimateCovarianceAsync(new EstimateCovarianceRequest { InstrumentIds = { "A" }, Returns = new ReturnMatrix { Rows = 3, Values = { 1, 2 } } }).ResponseAsync, "returns.values");
     }
 

@@ -2,6 +2,8 @@ using Grpc.Core;
 using Grpc.Net.Client;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Mvc.Testing;
+using Microsoft.AspNetCore.TestHost;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace RebalanceMesh.Testing;
 
@@ -13,9 +15,12 @@ public sealed class GrpcTestServer<TProgram> : WebApplicationFactory<TProgram>
     where TProgram : class
 {
     private readonly IReadOnlyDictionary<string, string?> _settings;
+    private readonly Action<IServiceCollection>? _services;
 
-    public GrpcTestServer(RedisServer redis, IReadOnlyDictionary<string, string?>? settings = null)
+    /// <param name="services">Test-only service changes applied after the host's own (a fake clock, a client routed to another in-process server).</param>
+    public GrpcTestServer(RedisServer redis, IReadOnlyDictionary<string, string?>? settings = null, Action<IServiceCollection>? services = null)
     {
+        _services = services;
         var all = new Dictionary<string, string?>
         {
             ["ConnectionStrings:redis"] = redis.ConnectionString,
@@ -35,6 +40,11 @@ public sealed class GrpcTestServer<TProgram> : WebApplicationFactory<TProgram>
         foreach (var (key, value) in _settings)
         {
             builder.UseSetting(key, value);
+        }
+
+        if (_services is not null)
+        {
+            builder.ConfigureTestServices(_services);
         }
     }
 

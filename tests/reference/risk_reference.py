@@ -111,3 +111,40 @@ _res = _minimize(_obj, np.ones(4) / np.sqrt(np.diag(sample)), jac=lambda x: samp
                  method="L-BFGS-B", bounds=[(1e-12, None)] * 4, options={"ftol": 1e-15, "gtol": 1e-13, "maxiter": 10_000})
 erc = _res.x / _res.x.sum()
 print(f"risk_parity_weights    = {erc.tolist()!r}")
+
+# --- Historical VaR with options revalued in full, and portfolio margin (OptionRevaluationTests) -----------------
+# Book: 50 DAX at 1000 (account SIM-A), 10 calls K=1000 (SIM-A), -8 puts K=950 (SIM-B); European, T = 0.25 years
+# (Actual/365), sigma 0.20, r 0.03, no carry, underlying 1000. Scenario t moves DAX by exp(r_t) - 1 with the last 250
+# DAX log returns; P&L = full repricing minus today's price. Portfolio margin: worst loss over the grid of underlying
+# moves -15 %..+15 % in 5 % steps and volatility -30 %, 0, +30 % (relative).
+def bs(right, s, k, t, sigma, rate):
+    d1 = (np.log(s / k) + (rate + 0.5 * sigma * sigma) * t) / (sigma * np.sqrt(t))
+    d2 = d1 - sigma * np.sqrt(t)
+    if right == "call":
+        return s * norm.cdf(d1) - k * np.exp(-rate * t) * norm.cdf(d2)
+    return k * np.exp(-rate * t) * norm.cdf(-d2) - s * norm.cdf(-d1)
+
+
+S0, T, SIG, RATE = 1000.0, 0.25, 0.20, 0.03
+book = [("spot", None, 50.0, "SIM-A"), ("call", 1000.0, 10.0, "SIM-A"), ("put", 950.0, -8.0, "SIM-B")]
+
+
+def position_pnl(kind, k, q, move, vol_shock):
+    s = S0 * (1 + move)
+    if kind == "spot":
+        return q * S0 * move
+    return q * (bs(kind, s, k, T, SIG * (1 + vol_shock), RATE) - bs(kind, S0, k, T, SIG, RATE))
+
+
+dax_r = r[:, 0]
+opt_pnl = np.array([sum(position_pnl(kind, k, q, np.expm1(x), 0.0) for kind, k, q, _ in book) for x in dax_r])
+opt_losses = -opt_pnl
+for a in (0.95, 0.99):
+    var = np.quantile(opt_losses, a)
+    print(f"option book historical {a}: var = {var!r}, cvar = {opt_losses[opt_losses >= var].mean()!r}")
+print(f"option book call price = {bs('call', S0, 1000.0, T, SIG, RATE)!r}, put price = {bs('put', S0, 950.0, T, SIG, RATE)!r}")
+grid = [(m, v) for m in (-0.15, -0.10, -0.05, 0.0, 0.05, 0.10, 0.15) for v in (-0.30, 0.0, 0.30)]
+for venue in ("all", "SIM-A", "SIM-B"):
+    members = [p for p in book if venue == "all" or p[3] == venue]
+    worst = min(sum(position_pnl(kind, k, q, m, v) for kind, k, q, _ in members) for m, v in grid)
+    print(f"portfolio margin {venue}: maintenance = {max(0.0, -worst)!r}")

@@ -64,10 +64,11 @@ public sealed class DemoRunner(MeshState mesh, string spansDirectory, TextWriter
             portfolio.Positions.Add(new Position { InstrumentId = instrument, Quantity = quantity });
         }
 
-        // The overlay: 100 protective DAX puts (bought with cash) and a short DAX perpetual hedge opened at the index.
+        // The overlay, held in the derivatives account on SIM-B: 100 protective DAX puts (bought with cash) and a short
+        // DAX perpetual hedge opened at the index.
         var putPrice = (await pricing.PriceInstrumentsAsync(new PriceInstrumentsRequest { Items = { new ValuationItem { InstrumentId = daxPut.InstrumentId } } }, cancellationToken: cancellationToken)).Valuations[0].Price.ToDecimal();
-        portfolio.Positions.Add(new Position { InstrumentId = daxPut.InstrumentId, Quantity = 100m });
-        portfolio.Positions.Add(new Position { InstrumentId = daxPerp.InstrumentId, Quantity = -50m, EntryPrice = prices["DAX"] });
+        portfolio.Positions.Add(new Position { InstrumentId = daxPut.InstrumentId, Quantity = 100m, Venue = "SIM-B" });
+        portfolio.Positions.Add(new Position { InstrumentId = daxPerp.InstrumentId, Quantity = -50m, EntryPrice = prices["DAX"], Venue = "SIM-B" });
         invested += 100m * putPrice;
         portfolio.Cash = decimal.Round(capital - invested, 2);
         var initial = (await planning.UpsertPortfolioAsync(new UpsertPortfolioRequest { Portfolio = portfolio, ExpectedVersion = -1 }, cancellationToken: cancellationToken)).Portfolio;

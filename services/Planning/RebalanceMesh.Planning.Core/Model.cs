@@ -16,8 +16,11 @@ public enum RebalanceTarget
     BandEdge,
 }
 
-/// <summary>A quantity of one instrument; <paramref name="EntryPrice"/> is the average entry of a margined contract.</summary>
-public sealed record Holding(string InstrumentId, decimal Quantity, decimal? EntryPrice = null);
+/// <summary>
+/// A quantity of one instrument; <paramref name="EntryPrice"/> is the average entry of a margined contract and
+/// <paramref name="Venue"/> the account it is held in (empty: the default account).
+/// </summary>
+public sealed record Holding(string InstrumentId, decimal Quantity, decimal? EntryPrice = null, string Venue = "");
 
 /// <summary>
 /// How pricing values one unit of an instrument. A margined contract (perpetual, dated future) is worth its

@@ -188,15 +188,17 @@ public sealed class PlanPipeline(
 
         plan.Reasons.AddRange(proposal.Evaluation.Reasons.Select(r => r.ToWire()));
         plan.Risk = proposal.HasTrades
-            ? await MeasureRiskAsync(marked, marks, proposal, cancellationToken)
+            ? await MeasureRiskAsync(snapshot, marked, marks, proposal, cancellationToken)
             : new RiskImpact { UnavailableReason = "no trades" };
         return plan;
     }
 
-    private async Task<RiskImpact> MeasureRiskAsync(MarkedPortfolio marked, MarketMarks marks, RebalanceProposal proposal, CancellationToken cancellationToken)
+    private async Task<RiskImpact> MeasureRiskAsync(PortfolioSnapshot snapshot, MarkedPortfolio marked, MarketMarks marks, RebalanceProposal proposal, CancellationToken cancellationToken)
     {
         // Spot holdings go with the price the plan used; derivatives go by id and risk values them through pricing
-        // (options revalued in full under each historical scenario).
+        // (options revalued in full under each historical scenario). Each holding keeps its account, and a leg trades
+        // in the account that holds the instrument.
+        var held = snapshot.Holdings.ToDictionary(h => h.InstrumentId, StringComparer.Ordinal);
         var request = new CompareRiskRequest
         {
             Cash = marked.Cash,
@@ -204,7 +206,12 @@ public sealed class PlanPipeline(
         };
         request.Holdings.AddRange(marked.Positions.Select(p =>
         {
-            var holding = new RiskHolding { InstrumentId = p.InstrumentId, Quantity = p.Quantity };
+            var holding = new RiskHolding { InstrumentId = p.InstrumentId, Quantity = p.Quantity, Venue = held.GetValueOrDefault(p.InstrumentId)?.Venue ?? string.Empty };
+            if (held.GetValueOrDefault(p.InstrumentId)?.EntryPrice is { } entry)
+            {
+                holding.EntryPrice = entry;
+            }
+
             if (marks.Kinds.GetValueOrDefault(p.InstrumentId, InstrumentKind.Spot) == InstrumentKind.Spot)
             {
                 holding.Price = p.Price;
@@ -216,6 +223,7 @@ public sealed class PlanPipeline(
         {
             InstrumentId = l.InstrumentId,
             QuantityChange = l.Side == TradeSide.Buy ? l.Quantity : -l.Quantity,
+            Venue = held.GetValueOrDefault(l.InstrumentId)?.Venue ?? string.Empty,
         }));
         try
         {

@@ -40,6 +40,11 @@ public sealed class PlanningGrpcService(
         check.ThrowIfInvalid();
         var (portfolio, policy) = await pipeline.LoadAsync(request.PortfolioId);
         var response = new GetPortfolioResponse { Portfolio = portfolio, Policy = policy };
+        if (request.SkipValuation)
+        {
+            return response;
+        }
+
         var snapshot = portfolio.ToDomain();
         var targetPolicy = policy is null ? null : (await pipeline.ResolvePolicyAsync(policy, context.CancellationToken)).Policy;
         try

@@ -39,6 +39,10 @@ public static class PlanningMapping
 
             check.RequireDecimal(position.Quantity, $"{path}.positions[{i}].quantity", ValidationExtensions.DecimalRule.Any, out _);
             check.OptionalDecimal(position.EntryPrice, $"{path}.positions[{i}].entry_price", ValidationExtensions.DecimalRule.Positive, 1m, out _);
+            if (position.Venue.Length > 0)
+            {
+                check.RequireIdentifier(position.Venue, $"{path}.positions[{i}].venue");
+            }
         }
     }
 
@@ -101,7 +105,7 @@ public static class PlanningMapping
 
     public static PortfolioSnapshot ToDomain(this Portfolio portfolio) => new(
         portfolio.PortfolioId,
-        portfolio.Positions.Select(p => new Holding(p.InstrumentId, p.Quantity.ToDecimal(), DecimalValue.TryParse(p.EntryPrice, out var entry) ? entry : null)).ToArray(),
+        portfolio.Positions.Select(p => new Holding(p.InstrumentId, p.Quantity.ToDecimal(), DecimalValue.TryParse(p.EntryPrice, out var entry) ? entry : null, p.Venue)).ToArray(),
         DecimalValue.TryParse(portfolio.Cash, out var cash) ? cash : 0m,
         portfolio.Version);
 
@@ -112,7 +116,7 @@ public static class PlanningMapping
         copy.Positions.Clear();
         copy.Positions.AddRange(snapshot.Holdings.Select(h =>
         {
-            var position = new Position { InstrumentId = h.InstrumentId, Quantity = h.Quantity };
+            var position = new Position { InstrumentId = h.InstrumentId, Quantity = h.Quantity, Venue = h.Venue };
             if (h.EntryPrice is { } entry)
             {
                 position.EntryPrice = entry;

@@ -12,6 +12,7 @@ builder.Services.AddSingleton<HistoryCache>();
 builder.Services.AddSingleton<RiskInputs>();
 builder.Services.AddTransient<RiskBookBuilder>();
 builder.AddMeshGrpcClient<RebalanceMesh.Contracts.Pricing.V1.PricingService.PricingServiceClient>("pricing");
+builder.AddMeshGrpcClient<RebalanceMesh.Contracts.Planning.V1.PlanningService.PlanningServiceClient>("planning"); // AssessPortfolio by portfolio id
 
 var app = builder.Build();
 app.MapGrpcService<RiskGrpcService>();

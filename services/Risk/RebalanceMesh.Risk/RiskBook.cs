@@ -7,18 +7,30 @@ using Wire = RebalanceMesh.Contracts.Risk.V1;
 
 namespace RebalanceMesh.Risk;
 
-/// <summary>One holding as the risk model sees it: its risk factor, value and exposure.</summary>
-/// <param name="MarketValue">Value held: quantity × price for spot and options; zero for margined perpetuals and futures.</param>
+/// <summary>One holding as the risk model sees it: its account, risk factor, value and exposure.</summary>
+/// <param name="Venue">Account (venue) the holding sits in; empty for the default account.</param>
+/// <param name="MarketValue">Value held: quantity × unit price plus the open profit of a margined contract.</param>
 /// <param name="Exposure">Exposure to the risk factor in currency: value for spot, quantity × dollar delta otherwise.</param>
 /// <param name="UnitPrice">Cash paid per unit bought: price for spot and options, zero for margined contracts.</param>
 /// <param name="UnitExposure">Exposure per unit: price for spot, dollar delta for derivatives.</param>
-public sealed record BookPosition(string InstrumentId, string Factor, double Quantity, double MarketValue, double Exposure, Instrument? Derivative, InstrumentValuation? Valuation, double UnitPrice, double UnitExposure);
+/// <param name="OpenProfit">Unrealised profit of a margined contract since its entry price; trading at the mark keeps it.</param>
+public sealed record BookPosition(
+    string InstrumentId,
+    string Venue,
+    string Factor,
+    double Quantity,
+    double MarketValue,
+    double Exposure,
+    Instrument? Derivative,
+    InstrumentValuation? Valuation,
+    double UnitPrice,
+    double UnitExposure,
+    double OpenProfit = 0)
+{
+    /// <summary>The position's key: an instrument appears at most once per account.</summary>
+    public (string Venue, string InstrumentId) Key => (Venue, InstrumentId);
+}
 
-/// <summary>
-/// A portfolio mapped onto risk factors. Spot holdings are their own factor; registered derivatives (in market state's
-/// instrument registry) are valued by pricing and mapped onto their underlying by their dollar delta; options are
-/// also revalued in full under each historical scenario through pricing.
-/// </summary>
 public sealed record RiskBook(IReadOnlyList<string> Factors, IReadOnlyList<double> Exposures, IReadOnlyList<BookPosition> Positions, double Cash, IReadOnlyList<Wire.UnderlyingGreeks> Greeks)
 {
     public double NetValue => Positions.Sum(p => p.MarketValue) + Cash;
@@ -48,11 +60,11 @@ public sealed record RiskBook(IReadOnlyList<string> Factors, IReadOnlyList<doubl
     /// The same book with other quantities and cash: unit prices and valuations are per unit, so nothing is fetched
     /// again. Positions keep their order, so factors line up with this book's.
     /// </summary>
-    public RiskBook WithQuantities(Func<string, double> quantity, double cash) =>
+    public RiskBook WithQuantities(Func<BookPosition, double> quantity, double cash) =>
         From(Positions.Select(p =>
         {
-            var q = quantity(p.InstrumentId);
-            return p with { Quantity = q, MarketValue = q * p.UnitPrice, Exposure = q * p.UnitExposure };
+            var q = quantity(p);
+            return p with { Quantity = q, MarketValue = (q * p.UnitPrice) + p.OpenProfit, Exposure = q * p.UnitExposure };
         }).ToArray(), cash);
 
     public bool HasOptions => Positions.Any(p => p.Derivative?.Kind == InstrumentKind.Option);
@@ -63,42 +75,52 @@ public sealed class RiskBookBuilder(RiskInputs inputs, MarketStateStore market, 
 {
     private const int MaxItemsPerCall = 10_000;
 
+    /// <summary>
+    /// The book of <paramref name="holdings"/> in their order: spot holdings at their given price or market-state mid,
+    /// registered derivatives valued by pricing (margined contracts worth their open profit since their entry price).
+    /// </summary>
     public async Task<RiskBook> BuildAsync(IReadOnlyList<Wire.Holding> holdings, DecimalValue? cash, CancellationToken cancellationToken)
     {
         var registered = await Task.WhenAll(holdings.Select(h => market.GetRegisteredInstrumentAsync(h.InstrumentId)));
-        var derivatives = holdings.Select((h, i) => (Holding: h, Instrument: registered[i]))
-            .Where(x => x.Instrument is { Kind: not (InstrumentKind.Spot or InstrumentKind.Unspecified) })
-            .ToArray();
-        var spotHoldings = holdings.Where((_, i) => registered[i] is null or { Kind: InstrumentKind.Spot or InstrumentKind.Unspecified }).ToArray();
-        var spot = spotHoldings.Length > 0 ? await inputs.ResolveAsync(spotHoldings, cash) : new PortfolioInputs([], [], [], DecimalValue.TryParse(cash, out var c) ? c : 0m);
+        bool IsSpot(int i) => registered[i] is null or { Kind: InstrumentKind.Spot or InstrumentKind.Unspecified };
+        var spotIndex = Enumerable.Range(0, holdings.Count).Where(IsSpot).ToArray();
+        var derivativeIndex = Enumerable.Range(0, holdings.Count).Where(i => !IsSpot(i)).ToArray();
+        var spot = spotIndex.Length > 0
+            ? await inputs.ResolveAsync(spotIndex.Select(i => holdings[i]).ToArray(), cash)
+            : new PortfolioInputs([], [], [], DecimalValue.TryParse(cash, out var c) ? c : 0m);
 
-        var positions = new List<BookPosition>();
-        for (var i = 0; i < spot.Instruments.Count; i++)
+        var positions = new BookPosition[holdings.Count];
+        for (var k = 0; k < spotIndex.Length; k++)
         {
-            var value = (double)(spot.Quantities[i] * spot.Prices[i]);
-            var price = (double)spot.Prices[i];
-            positions.Add(new BookPosition(spot.Instruments[i], spot.Instruments[i], (double)spot.Quantities[i], value, value, null, null, price, price));
+            var value = (double)(spot.Quantities[k] * spot.Prices[k]);
+            var price = (double)spot.Prices[k];
+            var holding = holdings[spotIndex[k]];
+            positions[spotIndex[k]] = new BookPosition(holding.InstrumentId, holding.Venue, holding.InstrumentId, (double)spot.Quantities[k], value, value, null, null, price, price);
         }
 
-        if (derivatives.Length > 0)
+        if (derivativeIndex.Length > 0)
         {
             var request = new PriceInstrumentsRequest();
-            request.Items.AddRange(derivatives.Select(d => new ValuationItem { Instrument = d.Instrument }));
+            request.Items.AddRange(derivativeIndex.Select(i => new ValuationItem { Instrument = registered[i] }));
             var response = await pricing.PriceInstrumentsAsync(request, cancellationToken: cancellationToken);
-            for (var i = 0; i < derivatives.Length; i++)
+            for (var k = 0; k < derivativeIndex.Length; k++)
             {
-                var (holding, instrument) = derivatives[i];
-                var valuation = response.Valuations[i];
+                var holding = holdings[derivativeIndex[k]];
+                var instrument = registered[derivativeIndex[k]]!;
+                var valuation = response.Valuations[k];
                 if (valuation.Error.Length > 0)
                 {
-                    throw new DomainException(DomainErrorKind.FailedPrecondition, $"Pricing could not value {instrument!.InstrumentId}: {valuation.Error}");
+                    throw new DomainException(DomainErrorKind.FailedPrecondition, $"Pricing could not value {instrument.InstrumentId}: {valuation.Error}");
                 }
 
                 var quantity = (double)holding.Quantity.ToDecimal();
-                var margined = instrument!.Kind is InstrumentKind.Perpetual or InstrumentKind.Future;
-                var unitPrice = margined ? 0 : (double)valuation.Price.ToDecimal();
-                positions.Add(new BookPosition(instrument.InstrumentId, instrument.UnderlyingId, quantity,
-                    quantity * unitPrice, quantity * valuation.DollarDelta, instrument, valuation, unitPrice, valuation.DollarDelta));
+                var price = (double)valuation.Price.ToDecimal();
+                var margined = instrument.Kind is InstrumentKind.Perpetual or InstrumentKind.Future;
+                var unitPrice = margined ? 0 : price;
+                var multiplier = valuation.Multiplier > 0 ? valuation.Multiplier : 1;
+                var openProfit = margined && DecimalValue.TryParse(holding.EntryPrice, out var entry) ? quantity * (price - ((double)entry * multiplier)) : 0;
+                positions[derivativeIndex[k]] = new BookPosition(instrument.InstrumentId, holding.Venue, instrument.UnderlyingId, quantity,
+                    (quantity * unitPrice) + openProfit, quantity * valuation.DollarDelta, instrument, valuation, unitPrice, valuation.DollarDelta, openProfit);
             }
         }
 
@@ -123,43 +145,63 @@ public sealed class RiskBookBuilder(RiskInputs inputs, MarketStateStore market, 
     }
 
     /// <summary>
-    /// Standard and portfolio margin of the book as one account. Portfolio margin revalues every option through pricing
-    /// under each grid scenario (underlying price and volatility shocked together on every underlying).
+    /// Standard and portfolio margin of the whole book as one cross-margined account, and of each account (venue) on its
+    /// own. Portfolio margin revalues every option through pricing once per grid scenario (underlying price and
+    /// volatility shocked together on every underlying); the accounts' figures are sums over their own positions.
     /// </summary>
-    public async Task<Wire.MarginRequirement> MarginAsync(RiskBook book, MarginRates rates, CancellationToken cancellationToken)
+    public async Task<(Wire.MarginRequirement Total, IReadOnlyList<Wire.VenueMargin> Venues)> MarginAsync(RiskBook book, MarginRates rates, CancellationToken cancellationToken)
     {
-        var standard = MarginModel.Standard(book.Positions.Select(p => p.Derivative?.Kind switch
-        {
-            InstrumentKind.Perpetual or InstrumentKind.Future => new MarginPosition(MarginKind.DeltaOne, Math.Abs(p.Exposure), 0, p.Quantity < 0),
-            InstrumentKind.Option => new MarginPosition(MarginKind.Option,
-                Math.Abs(p.Quantity) * (double)p.Valuation!.UnderlyingPrice.ToDecimal() * (p.Valuation.Multiplier > 0 ? p.Valuation.Multiplier : 1),
-                p.MarketValue, p.Quantity < 0),
-            _ => new MarginPosition(MarginKind.Spot, Math.Abs(p.Exposure), 0, p.Quantity < 0),
-        }), rates);
-
+        var positions = book.Positions;
         var grid = MarginModel.Grid;
-        var pnl = grid.Select(g => book.Positions.Where(p => p.Derivative?.Kind != InstrumentKind.Option).Sum(p => p.Exposure * g.Price)).ToArray();
-        var options = book.Positions.Where(p => p.Derivative?.Kind == InstrumentKind.Option).ToArray();
-        var revalued = await RevaluedPnlAsync(grid.SelectMany(g => options.Select(o => (o, g.Price, g.Volatility))).ToArray(), cancellationToken);
+        var options = Enumerable.Range(0, positions.Count).Where(i => positions[i].Derivative?.Kind == InstrumentKind.Option).ToArray();
+        var revalued = await RevaluedPnlAsync(grid.SelectMany(g => options.Select(i => (positions[i], g.Price, g.Volatility))).ToArray(), cancellationToken);
+
+        // P&L of each position in each grid scenario: linear for spot and delta-one, in full for options.
+        var pnl = new double[grid.Count, positions.Count];
         for (var g = 0; g < grid.Count; g++)
         {
+            for (var i = 0; i < positions.Count; i++)
+            {
+                pnl[g, i] = positions[i].Derivative?.Kind == InstrumentKind.Option ? 0 : positions[i].Exposure * grid[g].Price;
+            }
+
             for (var k = 0; k < options.Length; k++)
             {
-                pnl[g] += revalued[(g * options.Length) + k];
+                pnl[g, options[k]] = revalued[(g * options.Length) + k];
             }
         }
 
-        var portfolio = MarginModel.Portfolio(pnl);
-        return new Wire.MarginRequirement
+        Wire.MarginRequirement Account(IReadOnlyList<int> members)
         {
-            StandardInitial = standard.Initial,
-            StandardMaintenance = standard.Maintenance,
-            PortfolioMaintenance = portfolio.Maintenance,
-            PortfolioInitial = portfolio.Initial,
-            WorstPriceShock = portfolio.WorstPrice,
-            WorstVolatilityShock = portfolio.WorstVolatility,
-        };
+            var standard = MarginModel.Standard(members.Select(i => ToMarginPosition(positions[i])), rates);
+            var portfolio = MarginModel.Portfolio(Enumerable.Range(0, grid.Count).Select(g => members.Sum(i => pnl[g, i])).ToArray());
+            return new Wire.MarginRequirement
+            {
+                StandardInitial = standard.Initial,
+                StandardMaintenance = standard.Maintenance,
+                PortfolioMaintenance = portfolio.Maintenance,
+                PortfolioInitial = portfolio.Initial,
+                WorstPriceShock = portfolio.WorstPrice,
+                WorstVolatilityShock = portfolio.WorstVolatility,
+            };
+        }
+
+        var total = Account(Enumerable.Range(0, positions.Count).ToArray());
+        var venues = Enumerable.Range(0, positions.Count)
+            .GroupBy(i => positions[i].Venue, StringComparer.Ordinal)
+            .Select(group => new Wire.VenueMargin { Venue = group.Key, Margin = Account(group.ToArray()) })
+            .ToArray();
+        return (total, venues);
     }
+
+    private static MarginPosition ToMarginPosition(BookPosition p) => p.Derivative?.Kind switch
+    {
+        InstrumentKind.Perpetual or InstrumentKind.Future => new MarginPosition(MarginKind.DeltaOne, Math.Abs(p.Exposure), 0, p.Quantity < 0),
+        InstrumentKind.Option => new MarginPosition(MarginKind.Option,
+            Math.Abs(p.Quantity) * (double)p.Valuation!.UnderlyingPrice.ToDecimal() * (p.Valuation.Multiplier > 0 ? p.Valuation.Multiplier : 1),
+            p.MarketValue, p.Quantity < 0),
+        _ => new MarginPosition(MarginKind.Spot, Math.Abs(p.Exposure), 0, p.Quantity < 0),
+    };
 
     /// <summary>
     /// Per historical day, full revaluation of the options minus the linear P&amp;L of their delta exposure: each option

@@ -1,7 +1,9 @@
 using Google.Protobuf.WellKnownTypes;
 using System.Diagnostics;
 using Grpc.Core;
+using Grpc.Net.ClientFactory;
 using RebalanceMesh.Contracts;
+using RebalanceMesh.Contracts.Planning.V1;
 using RebalanceMesh.Domain;
 using RebalanceMesh.Risk.Core;
 using Wire = RebalanceMesh.Contracts.Risk.V1;
@@ -9,24 +11,40 @@ using Wire = RebalanceMesh.Contracts.Risk.V1;
 namespace RebalanceMesh.Risk;
 
 /// <summary>gRPC surface of risk: validates, loads market state, calls the models in Risk.Core.</summary>
-public sealed class RiskGrpcService(RiskInputs inputs, RiskBookBuilder books) : Wire.RiskService.RiskServiceBase
+/// <remarks>The planning client is created only for AssessPortfolio by portfolio id, so risk runs without planning's address otherwise.</remarks>
+public sealed class RiskGrpcService(RiskInputs inputs, RiskBookBuilder books, GrpcClientFactory clients) : Wire.RiskService.RiskServiceBase
 {
     private static readonly ActivitySource ActivitySource = new("RebalanceMesh.Risk");
 
     public override async Task<Wire.AssessPortfolioResponse> AssessPortfolio(Wire.AssessPortfolioRequest request, ServerCallContext context)
     {
         var check = new RequestValidator();
-        RiskInputs.ValidateHoldings(check, request.Holdings, "holdings");
-        check.OptionalDecimal(request.Cash, "cash", ValidationExtensions.DecimalRule.Any, 0m, out _, ValidationExtensions.MaxCashMagnitude);
+        var byId = request.PortfolioId.Length > 0;
+        if (byId)
+        {
+            check.RequireIdentifier(request.PortfolioId, "portfolio_id");
+            check.Require(request.Holdings.Count == 0, "holdings", "must be empty when portfolio_id is set");
+            check.Require(request.Cash is null, "cash", "must be empty when portfolio_id is set");
+        }
+        else
+        {
+            RiskInputs.ValidateHoldings(check, request.Holdings, "holdings");
+            check.OptionalDecimal(request.Cash, "cash", ValidationExtensions.DecimalRule.Any, 0m, out _, ValidationExtensions.MaxCashMagnitude);
+        }
+
         var settings = RiskInputs.ValidateSettings(check, request.Settings, "settings", out var lookback);
         ValidateLoans(check, request.Loans);
-
-        check.Require(request.Settings?.IncludeCorrelation != true || request.Holdings.Count <= RiskInputs.MaxCorrelationHoldings,
-            "settings.include_correlation", $"is available for at most {RiskInputs.MaxCorrelationHoldings} holdings");
         check.ThrowIfInvalid();
-        RiskInputs.CheckBudget(settings, request.Holdings.Count);
 
-        var book = await books.BuildAsync(request.Holdings, request.Cash, context.CancellationToken);
+        var (holdings, cash) = byId ? await StoredPortfolioAsync(request.PortfolioId, context.CancellationToken) : (request.Holdings, request.Cash);
+        if (request.Settings?.IncludeCorrelation == true && holdings.Count > RiskInputs.MaxCorrelationHoldings)
+        {
+            throw DomainException.Invalid("settings.include_correlation", $"is available for at most {RiskInputs.MaxCorrelationHoldings} holdings");
+        }
+
+        RiskInputs.CheckBudget(settings, holdings.Count);
+
+        var book = await books.BuildAsync(holdings, cash, context.CancellationToken);
         var returns = await inputs.LoadReturnsAsync(book.Factors, lookback);
         var adjustment = await books.RevaluationAdjustmentAsync(book, returns, context.CancellationToken);
         context.CancellationToken.ThrowIfCancellationRequested();
@@ -35,7 +53,9 @@ public sealed class RiskGrpcService(RiskInputs inputs, RiskBookBuilder books) : 
         activity?.SetTag("risk.observations", returns.Days);
         var report = PortfolioRiskModel.Assess(book.Exposures, book.Cash, returns, settings, adjustment, book.NetValue, context.CancellationToken);
         var response = ToWire(report, book);
-        response.Margin = await books.MarginAsync(book, new MarginRates(), context.CancellationToken);
+        var (margin, venueMargins) = await books.MarginAsync(book, new MarginRates(), context.CancellationToken);
+        response.Margin = margin;
+        response.VenueMargins.AddRange(venueMargins);
         foreach (var loan in request.Loans)
         {
             response.Loans.Add(await inputs.LoanRiskAsync(loan, settings.HorizonDays, lookback));
@@ -170,7 +190,7 @@ public sealed class RiskGrpcService(RiskInputs inputs, RiskBookBuilder books) : 
         check.ThrowIfInvalid();
 
         var book = await books.BuildAsync(request.Holdings, request.Cash, context.CancellationToken);
-        var instruments = book.Positions.Select(p => p.InstrumentId).ToArray();
+        var keys = book.Positions.Select(p => p.Key).ToArray();
         using var activity = ActivitySource.StartActivity("stress test");
         var response = new Wire.StressTestResponse { NetValue = book.NetValue };
         var loans = new List<(string Id, CollateralHolding[] Collateral, (string InstrumentId, double Value)[] Debt)>();
@@ -184,7 +204,7 @@ public sealed class RiskGrpcService(RiskInputs inputs, RiskBookBuilder books) : 
         {
             var move = StressTesting.MoveOf(scenario.Shocks.Select(s => new PriceShock(s.InstrumentId, s.RelativeChange)).ToArray());
             var pnl = await books.ScenarioPnlAsync(book, move, scenario.VolatilityShock, context.CancellationToken);
-            var result = ToWire(scenario.Name, pnl.Sum(), pnl, book.NetValue + pnl.Sum(), instruments);
+            var result = ToWire(scenario.Name, pnl.Sum(), pnl, book.NetValue + pnl.Sum(), keys);
             result.Loans.AddRange(loans.Select(l => new Wire.LoanHealth { LoanId = l.Id, HealthFactor = LoanRiskModel.StressedHealthFactor(l.Collateral, l.Debt, move) }));
             response.Scenarios.Add(result);
         }
@@ -206,7 +226,7 @@ public sealed class RiskGrpcService(RiskInputs inputs, RiskBookBuilder books) : 
             foreach (var window in StressTesting.WorstWindows(book.Exposures, returns.Values, windowDays, request.WorstWindows))
             {
                 // Reported per risk factor (the window revalues factor exposures: options by their delta).
-                var result = ToWire($"worst window {++rank}", window.Pnl, window.PositionPnl, response.NetValue + window.Pnl, book.Factors);
+                var result = ToWire($"worst window {++rank}", window.Pnl, window.PositionPnl, response.NetValue + window.Pnl, book.Factors.Select(f => (string.Empty, f)).ToArray());
                 if (returns.CloseDays is { } days)
                 {
                     result.WindowStart = Timestamp.FromDateTime(DateTime.UnixEpoch.AddDays(days[window.StartIndex]));
@@ -218,6 +238,30 @@ public sealed class RiskGrpcService(RiskInputs inputs, RiskBookBuilder books) : 
         }
 
         return response;
+    }
+
+    /// <summary>
+    /// Positions (with their accounts and entry prices) and cash of a portfolio stored by planning, read without a
+    /// valuation. Planning's NOT_FOUND reaches the caller as it is.
+    /// </summary>
+    private async Task<(IReadOnlyList<Wire.Holding> Holdings, Contracts.Common.V1.DecimalValue? Cash)> StoredPortfolioAsync(string portfolioId, CancellationToken cancellationToken)
+    {
+        var planning = clients.CreateClient<PlanningService.PlanningServiceClient>(nameof(PlanningService.PlanningServiceClient));
+        var response = await planning.GetPortfolioAsync(new GetPortfolioRequest { PortfolioId = portfolioId, SkipValuation = true }, cancellationToken: cancellationToken);
+        var portfolio = response.Portfolio;
+        if (portfolio.Positions.Count == 0)
+        {
+            throw new DomainException(DomainErrorKind.FailedPrecondition, $"Portfolio '{portfolioId}' holds no positions; there is no risk to measure.");
+        }
+
+        var holdings = portfolio.Positions.Select(p => new Wire.Holding
+        {
+            InstrumentId = p.InstrumentId,
+            Quantity = p.Quantity,
+            Venue = p.Venue,
+            EntryPrice = p.EntryPrice,
+        }).ToArray();
+        return (holdings, portfolio.Cash);
     }
 
     private static void ValidateLoans(RequestValidator check, IReadOnlyList<Wire.CollateralLoan> loans)
@@ -244,10 +288,10 @@ public sealed class RiskGrpcService(RiskInputs inputs, RiskBookBuilder books) : 
         }
     }
 
-    private static Wire.StressResult ToWire(string name, double pnl, IReadOnlyList<double> positionPnl, double netValueAfter, IReadOnlyList<string> instruments)
+    private static Wire.StressResult ToWire(string name, double pnl, IReadOnlyList<double> positionPnl, double netValueAfter, IReadOnlyList<(string Venue, string InstrumentId)> positions)
     {
         var result = new Wire.StressResult { Name = name, Pnl = pnl, NetValueAfter = netValueAfter };
-        result.Positions.AddRange(instruments.Select((id, i) => new Wire.PositionPnl { InstrumentId = id, Pnl = positionPnl[i] }));
+        result.Positions.AddRange(positions.Select((p, i) => new Wire.PositionPnl { InstrumentId = p.InstrumentId, Venue = p.Venue, Pnl = positionPnl[i] }));
         return result;
     }
 
@@ -319,6 +363,11 @@ public sealed class RiskGrpcService(RiskInputs inputs, RiskBookBuilder books) : 
         for (var i = 0; i < request.Trades.Count && i < RiskInputs.MaxHoldings; i++)
         {
             check.RequireIdentifier(request.Trades[i].InstrumentId, $"trades[{i}].instrument_id");
+            if (request.Trades[i].Venue.Length > 0)
+            {
+                check.RequireIdentifier(request.Trades[i].Venue, $"trades[{i}].venue");
+            }
+
             check.RequireDecimal(request.Trades[i].QuantityChange, $"trades[{i}].quantity_change", ValidationExtensions.DecimalRule.Any, out _);
         }
 
@@ -327,29 +376,24 @@ public sealed class RiskGrpcService(RiskInputs inputs, RiskBookBuilder books) : 
         check.ThrowIfInvalid();
         RiskInputs.CheckBudget(settings, request.Holdings.Count + request.Trades.Count);
 
-        // Before: the holdings plus every traded instrument (at zero when not held); after: the same book with the
-        // quantities moved by the trades (valuations are per unit, so nothing is fetched twice).
-        var quantities = new Dictionary<string, decimal>(StringComparer.Ordinal);
-        var prices = new Dictionary<string, Contracts.Common.V1.DecimalValue?>(StringComparer.Ordinal);
-        foreach (var holding in request.Holdings)
-        {
-            quantities[holding.InstrumentId] = holding.Quantity.ToDecimal();
-            prices[holding.InstrumentId] = holding.Price;
-        }
-
+        // Before: the holdings plus every traded (account, instrument) at zero when not held; after: the same book with
+        // the quantities moved by the trades (valuations are per unit, so nothing is fetched twice).
+        static (string Venue, string InstrumentId) KeyOf(Wire.TradeDelta trade) => (trade.Venue, trade.InstrumentId);
+        var holdings = request.Holdings.ToList();
+        var held = holdings.Select(h => (h.Venue, h.InstrumentId)).ToHashSet();
         foreach (var trade in request.Trades)
         {
-            quantities.TryAdd(trade.InstrumentId, 0m);
+            if (held.Add(KeyOf(trade)))
+            {
+                holdings.Add(new Wire.Holding { InstrumentId = trade.InstrumentId, Venue = trade.Venue, Quantity = 0m });
+            }
         }
 
-        var holdings = quantities.Keys
-            .Select(id => new Wire.Holding { InstrumentId = id, Quantity = quantities[id], Price = prices.GetValueOrDefault(id) })
-            .ToArray();
-        var delta = request.Trades.GroupBy(t => t.InstrumentId).ToDictionary(g => g.Key, g => g.Sum(t => t.QuantityChange.ToDecimal()), StringComparer.Ordinal);
+        var delta = request.Trades.GroupBy(KeyOf).ToDictionary(g => g.Key, g => g.Sum(t => t.QuantityChange.ToDecimal()));
         var before = await books.BuildAsync(holdings, request.Cash, context.CancellationToken);
-        var unit = before.Positions.ToDictionary(p => p.InstrumentId, StringComparer.Ordinal);
+        var unit = before.Positions.ToDictionary(p => p.Key);
         var cashAfter = (decimal)before.Cash - delta.Sum(d => d.Value * (decimal)unit[d.Key].UnitPrice);
-        var after = before.WithQuantities(id => (double)(quantities[id] + delta.GetValueOrDefault(id)), (double)cashAfter);
+        var after = before.WithQuantities(p => p.Quantity + (double)delta.GetValueOrDefault(p.Key), (double)cashAfter);
 
         var returns = await inputs.LoadReturnsAsync(before.Factors, lookback);
         context.CancellationToken.ThrowIfCancellationRequested();
@@ -375,11 +419,16 @@ public sealed class RiskGrpcService(RiskInputs inputs, RiskBookBuilder books) : 
             response.After.Loans.Add(health);
         }
 
-        var changes = request.Trades.Select(t => new ValueChange(unit[t.InstrumentId].Factor, (double)t.QuantityChange.ToDecimal() * unit[t.InstrumentId].UnitExposure)).ToArray();
+        var changes = request.Trades.Select(t => new ValueChange(unit[KeyOf(t)].Factor, (double)t.QuantityChange.ToDecimal() * unit[KeyOf(t)].UnitExposure)).ToArray();
         var contributions = TradeImpact.Contributions(before.Exposures, changes, returns);
         for (var i = 0; i < request.Trades.Count; i++)
         {
-            response.Contributions.Add(new Wire.TradeRiskContribution { InstrumentId = request.Trades[i].InstrumentId, VarianceContribution = contributions[i].AnnualVarianceContribution });
+            response.Contributions.Add(new Wire.TradeRiskContribution
+            {
+                InstrumentId = request.Trades[i].InstrumentId,
+                Venue = request.Trades[i].Venue,
+                VarianceContribution = contributions[i].AnnualVarianceContribution,
+            });
         }
 
         return response;
@@ -404,6 +453,7 @@ public sealed class RiskGrpcService(RiskInputs inputs, RiskBookBuilder books) : 
                 MarginalVar = factor.MarginalVar,
                 RiskFactor = position.Factor,
                 Exposure = position.Exposure,
+                Venue = position.Venue,
             });
         }
 

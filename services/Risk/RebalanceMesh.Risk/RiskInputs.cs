@@ -25,17 +25,19 @@ public sealed class RiskInputs(MarketStateStore market, HistoryCache history)
     {
         check.Require(allowEmpty || holdings.Count > 0, path, "must not be empty");
         check.RequireCount(holdings.Count, MaxHoldings, path);
-        var seen = new HashSet<string>(StringComparer.Ordinal);
+        var seen = new HashSet<(string, string)>();
         for (var i = 0; i < holdings.Count && i < MaxHoldings; i++)
         {
             var holding = holdings[i];
-            if (check.RequireIdentifier(holding.InstrumentId, $"{path}[{i}].instrument_id"))
+            var venueValid = holding.Venue.Length == 0 || check.RequireIdentifier(holding.Venue, $"{path}[{i}].venue");
+            if (check.RequireIdentifier(holding.InstrumentId, $"{path}[{i}].instrument_id") && venueValid)
             {
-                check.Require(seen.Add(holding.InstrumentId), $"{path}[{i}].instrument_id", "appears more than once");
+                check.Require(seen.Add((holding.Venue, holding.InstrumentId)), $"{path}[{i}].instrument_id", "appears more than once in the same account");
             }
 
             check.RequireDecimal(holding.Quantity, $"{path}[{i}].quantity", ValidationExtensions.DecimalRule.Any, out _);
             check.OptionalDecimal(holding.Price, $"{path}[{i}].price", ValidationExtensions.DecimalRule.Positive, 0m, out _);
+            check.OptionalDecimal(holding.EntryPrice, $"{path}[{i}].entry_price", ValidationExtensions.DecimalRule.Positive, 1m, out _);
         }
     }
 
@@ -96,7 +98,7 @@ public sealed class RiskInputs(MarketStateStore market, HistoryCache history)
     public async Task<PortfolioInputs> ResolveAsync(IReadOnlyList<Wire.Holding> holdings, DecimalValue? cash)
     {
         var instruments = holdings.Select(h => h.InstrumentId).ToArray();
-        var mids = (await market.GetPricesAsync(instruments)).ToDictionary(p => p.InstrumentId, p => p.Mid.ToDecimal(), StringComparer.Ordinal);
+        var mids = (await market.GetPricesAsync(instruments.Distinct(StringComparer.Ordinal).ToArray())).ToDictionary(p => p.InstrumentId, p => p.Mid.ToDecimal(), StringComparer.Ordinal);
         var quantities = new decimal[instruments.Length];
         var prices = new decimal[instruments.Length];
         var missing = new List<FieldViolation>();
