@@ -2,12 +2,128 @@ using MathNet.Numerics.LinearAlgebra;
 
 namespace RebalanceMesh.Planning.Core;
 
-/// <summary>A convex quadratic program: minimise ½xᵀPx + qᵀx subject to l ≤ Ax ≤ u (P positive semi-definite).</summary>
+/// <summary>
+/// A convex quadratic program: minimise ½xᵀPx + qᵀx + Σᵣ gᵣ((Ax)ᵣ) subject to l ≤ Ax ≤ u (P positive semi-definite),
+/// where the optional separable row terms g (<see cref="RowTerms"/>) price trades: linear and 3/2-power costs on a row,
+/// and ℓ₁ budgets over groups of rows.
+/// </summary>
 /// <param name="Lower">Lower bounds of Ax; −∞ where there is none. l = u makes a row an equality.</param>
 /// <param name="Upper">Upper bounds of Ax; +∞ where there is none.</param>
-public sealed record QuadraticProgram(Matrix<double> P, Vector<double> Q, Matrix<double> A, Vector<double> Lower, Vector<double> Upper)
+public sealed record QuadraticProgram(Matrix<double> P, Vector<double> Q, Matrix<double> A, Vector<double> Lower, Vector<double> Upper, RowTerms? Terms = null)
 {
-    public double Objective(Vector<double> x) => (0.5 * (x * P * x)) + (Q * x);
+    public double Objective(Vector<double> x) => (0.5 * (x * P * x)) + (Q * x) + (Terms?.Value(A * x) ?? 0);
+}
+
+/// <summary>
+/// Separable convex terms on the rows z = Ax: row r costs Linear[r]·|zᵣ − Offset[r]| + Power[r]·|zᵣ − Offset[r]|^1.5
+/// (fees and half-spread, and market impact b·σ·|x|^1.5/√V as in cvxportfolio), and the rows of each group g satisfy
+/// Σ |zᵣ − Offset[r]| ≤ GroupBudgets[g] (a turnover cap on trade rows, a gross-leverage cap on holding rows).
+/// Group[r] is −1 for rows in no group.
+/// </summary>
+public sealed record RowTerms(double[] Linear, double[] Power, double[] Offset, int[] Group, double[] GroupBudgets)
+{
+    /// <summary>Terms for <paramref name="rows"/> rows with no cost and no group; fill in what applies.</summary>
+    public static RowTerms None(int rows, int groups = 0) =>
+        new(new double[rows], new double[rows], new double[rows], Enumerable.Repeat(-1, rows).ToArray(), new double[groups]);
+
+    /// <summary>Σ linear and power costs at z (the group budgets are constraints, not costs).</summary>
+    public double Value(Vector<double> z)
+    {
+        double total = 0;
+        for (var r = 0; r < Linear.Length; r++)
+        {
+            var d = Math.Abs(z[r] - Offset[r]);
+            total += (Linear[r] * d) + (Power[r] * d * Math.Sqrt(d));
+        }
+
+        return total;
+    }
+
+    private int[][]? _groupRows;
+
+    /// <summary>True for rows the prox must treat specially (a cost or a group).</summary>
+    internal bool IsSpecial(int row) => Linear[row] != 0 || Power[row] != 0 || Group[row] >= 0;
+
+    /// <summary>
+    /// The z-step of ADMM: for each row, argmin gᵣ(z) + ρᵣ/2 (z − vᵣ)² over [lᵣ, uᵣ] — in closed form, clamped to the
+    /// box (a convex scalar problem); for each group with a budget, the budget's multiplier λ ≥ 0 is found by
+    /// bisection (Σ|zᵣ(λ) − oᵣ| falls as λ grows) and added to the rows' linear costs.
+    /// </summary>
+    internal void Prox(Vector<double> v, Vector<double> rho, Vector<double> l, Vector<double> u, Vector<double> result)
+    {
+        for (var r = 0; r < v.Count; r++)
+        {
+            if (Group[r] < 0)
+            {
+                result[r] = RowProx(r, v[r], rho[r], l[r], u[r], 0);
+            }
+        }
+
+        _groupRows ??= Enumerable.Range(0, GroupBudgets.Length).Select(g => Enumerable.Range(0, Group.Length).Where(r => Group[r] == g).ToArray()).ToArray();
+        for (var g = 0; g < GroupBudgets.Length; g++)
+        {
+            var rows = _groupRows[g];
+            double Spend(double lambda)
+            {
+                double total = 0;
+                foreach (var r in rows)
+                {
+                    result[r] = RowProx(r, v[r], rho[r], l[r], u[r], lambda);
+                    total += Math.Abs(result[r] - Offset[r]);
+                }
+
+                return total;
+            }
+
+            if (Spend(0) <= GroupBudgets[g])
+            {
+                continue;
+            }
+
+            double low = 0, high = 1;
+            while (Spend(high) > GroupBudgets[g] && high < 1e12)
+            {
+                low = high;
+                high *= 4;
+            }
+
+            for (var i = 0; i < 100 && high - low > 1e-14 * Math.Max(1, high); i++)
+            {
+                var mid = 0.5 * (low + high);
+                if (Spend(mid) > GroupBudgets[g])
+                {
+                    low = mid;
+                }
+                else
+                {
+                    high = mid;
+                }
+            }
+
+            Spend(high);
+        }
+    }
+
+    private double RowProx(int r, double v, double rho, double l, double u, double extraLinear)
+    {
+        var k = Linear[r] + extraLinear;
+        var c = Power[r];
+        var d = v - Offset[r];
+        double z;
+        if (Math.Abs(d) * rho <= k)
+        {
+            z = Offset[r];
+        }
+        else
+        {
+            // ρe + 1.5c√e = ρ|d| − k for e = |z − o| > 0: a quadratic in √e.
+            var rhs = (rho * Math.Abs(d)) - k;
+            var root = c == 0 ? Math.Sqrt(rhs / rho) : (-1.5 * c + Math.Sqrt((2.25 * c * c) + (4 * rho * rhs))) / (2 * rho);
+            z = Offset[r] + (Math.Sign(d) * root * root);
+        }
+
+        return Math.Min(Math.Max(z, l), u);
+    }
 }
 
 /// <summary>Outcome of a solve.</summary>
@@ -36,7 +152,7 @@ public static class QpSolver
         var y = warmY?.Clone() ?? Vector<double>.Build.Dense(m);
         var z = Project(a * x, l, u);
         var rhoScalar = settings.Rho;
-        Vector<double> RhoVector(double r) => Vector<double>.Build.Dense(m, i => l[i] == u[i] ? 1e3 * r : double.IsInfinity(l[i]) && double.IsInfinity(u[i]) ? 1e-6 : r);
+        Vector<double> RhoVector(double r) => Vector<double>.Build.Dense(m, i => l[i] == u[i] ? 1e3 * r : double.IsInfinity(l[i]) && double.IsInfinity(u[i]) && problem.Terms?.IsSpecial(i) != true ? 1e-6 : r);
         var rho = RhoVector(rhoScalar);
         var factor = Factor(p, a, rho, settings.Sigma);
         double primal = double.PositiveInfinity, dual = double.PositiveInfinity;
@@ -49,7 +165,7 @@ public static class QpSolver
             var zTilde = a * xTilde;
             var xNext = (settings.Alpha * xTilde) + ((1 - settings.Alpha) * x);
             var zHat = (settings.Alpha * zTilde) + ((1 - settings.Alpha) * z);
-            var zNext = Project(zHat + y.PointwiseDivide(rho), l, u);
+            var zNext = Step(problem, zHat + y.PointwiseDivide(rho), rho, l, u);
             y += rho.PointwiseMultiply(zHat - zNext);
             x = xNext;
             z = zNext;
@@ -87,7 +203,7 @@ public static class QpSolver
         }
 
         var polished = false;
-        if (settings.Polish && TryPolish(problem, x, y, out var polishedX, out var polishedY))
+        if (settings.Polish && problem.Terms is null && TryPolish(problem, x, y, out var polishedX, out var polishedY))
         {
             x = polishedX;
             y = polishedY;
@@ -135,6 +251,14 @@ public static class QpSolver
 
     private static Vector<double> Project(Vector<double> v, Vector<double> l, Vector<double> u) =>
         Vector<double>.Build.Dense(v.Count, i => Math.Min(Math.Max(v[i], l[i]), u[i]));
+
+    /// <summary>The z-update: projection onto [l, u], or the prox of the row terms where there are some.</summary>
+    private static Vector<double> Step(QuadraticProgram problem, Vector<double> v, Vector<double> rho, Vector<double> l, Vector<double> u)
+    {
+        var z = Project(v, l, u);
+        problem.Terms?.Prox(v, rho, l, u, z);
+        return z;
+    }
 
     /// <summary>
     /// Solves the KKT system on the active set guessed from the duals (y &lt; 0 lower bound active, y &gt; 0 upper, and
