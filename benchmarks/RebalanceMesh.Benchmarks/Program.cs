@@ -23,6 +23,11 @@ if (args.Length == 4 && args[0] == "qp")
     return QpThroughput.Run(args[1], int.Parse(args[2], System.Globalization.CultureInfo.InvariantCulture), int.Parse(args[3], System.Globalization.CultureInfo.InvariantCulture));
 }
 
+if (args.Length == 2 && args[0] == "optimizer")
+{
+    return OptimizerThroughput.Run(args[1]);
+}
+
 if (args.Length == 4 && args[0] == "assess-load")
 {
     return await AssessLoad.RunAsync(args[1], int.Parse(args[2], System.Globalization.CultureInfo.InvariantCulture), int.Parse(args[3], System.Globalization.CultureInfo.InvariantCulture));

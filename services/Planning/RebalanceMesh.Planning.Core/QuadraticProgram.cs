@@ -1,4 +1,6 @@
+using System.Numerics.Tensors;
 using MathNet.Numerics.LinearAlgebra;
+using RebalanceMesh.Numerics;
 
 namespace RebalanceMesh.Planning.Core;
 
@@ -27,7 +29,10 @@ public sealed record RowTerms(double[] Linear, double[] Power, double[] Offset, 
         new(new double[rows], new double[rows], new double[rows], Enumerable.Repeat(-1, rows).ToArray(), new double[groups]);
 
     /// <summary>Σ linear and power costs at z (the group budgets are constraints, not costs).</summary>
-    public double Value(Vector<double> z)
+    public double Value(Vector<double> z) => Value(z.AsArray() ?? z.ToArray());
+
+    /// <summary>Σ linear and power costs at z.</summary>
+    public double Value(ReadOnlySpan<double> z)
     {
         double total = 0;
         for (var r = 0; r < Linear.Length; r++)
@@ -40,6 +45,7 @@ public sealed record RowTerms(double[] Linear, double[] Power, double[] Offset, 
     }
 
     private int[][]? _groupRows;
+    private double[]? _lastMultiplier;
 
     /// <summary>True for rows the prox must treat specially (a cost or a group).</summary>
     internal bool IsSpecial(int row) => Linear[row] != 0 || Power[row] != 0 || Group[row] >= 0;
@@ -49,9 +55,9 @@ public sealed record RowTerms(double[] Linear, double[] Power, double[] Offset, 
     /// box (a convex scalar problem); for each group with a budget, the budget's multiplier λ ≥ 0 is found by
     /// bisection (Σ|zᵣ(λ) − oᵣ| falls as λ grows) and added to the rows' linear costs.
     /// </summary>
-    internal void Prox(Vector<double> v, Vector<double> rho, Vector<double> l, Vector<double> u, Vector<double> result)
+    internal void Prox(double[] v, double[] rho, double[] l, double[] u, double[] result)
     {
-        for (var r = 0; r < v.Count; r++)
+        for (var r = 0; r < v.Length; r++)
         {
             if (Group[r] < 0)
             {
@@ -75,31 +81,49 @@ public sealed record RowTerms(double[] Linear, double[] Power, double[] Offset, 
                 return total;
             }
 
-            if (Spend(0) <= GroupBudgets[g])
+            var budget = GroupBudgets[g];
+            if (Spend(0) <= budget)
             {
                 continue;
             }
 
-            double low = 0, high = 1;
-            while (Spend(high) > GroupBudgets[g] && high < 1e12)
+            // Bracket the multiplier around the previous iteration's (it moves little between ADMM steps), then
+            // Illinois regula falsi on Spend(λ) − budget, which is continuous and non-increasing in λ.
+            _lastMultiplier ??= new double[GroupBudgets.Length];
+            double low = 0, high = Math.Max(_lastMultiplier[g], 1e-12), fLow = Spend(0) - budget;
+            var fHigh = Spend(high) - budget;
+            while (fHigh > 0 && high < 1e12)
             {
-                low = high;
+                (low, fLow) = (high, fHigh);
                 high *= 4;
+                fHigh = Spend(high) - budget;
             }
 
-            for (var i = 0; i < 100 && high - low > 1e-14 * Math.Max(1, high); i++)
+            var side = 0;
+            for (var i = 0; i < 200 && fHigh < -1e-15 * Math.Max(budget, 1e-300) && high - low > 1e-15 * high; i++)
             {
-                var mid = 0.5 * (low + high);
-                if (Spend(mid) > GroupBudgets[g])
+                var next = high - (fHigh * (high - low) / (fHigh - fLow));
+                if (!(next > low && next < high))
                 {
-                    low = mid;
+                    next = 0.5 * (low + high);
+                }
+
+                var fNext = Spend(next) - budget;
+                if (fNext > 0)
+                {
+                    (low, fLow) = (next, fNext);
+                    fHigh = side == -1 ? fHigh / 2 : fHigh;
+                    side = -1;
                 }
                 else
                 {
-                    high = mid;
+                    (high, fHigh) = (next, fNext);
+                    fLow = side == 1 ? fLow / 2 : fLow;
+                    side = 1;
                 }
             }
 
+            _lastMultiplier[g] = high;
             Spend(high);
         }
     }
@@ -147,46 +171,121 @@ public static class QpSolver
         settings ??= new QpSettings();
         var n = problem.P.RowCount;
         var m = problem.A.RowCount;
-        var (p, q, a, l, u) = (problem.P, problem.Q, problem.A, problem.Lower, problem.Upper);
-        var x = warmX?.Clone() ?? Vector<double>.Build.Dense(n);
-        var y = warmY?.Clone() ?? Vector<double>.Build.Dense(m);
-        var z = Project(a * x, l, u);
+        var p = problem.P.ToRowMajorArray();
+        var q = problem.Q.ToArray();
+        var l = problem.Lower.ToArray();
+        var u = problem.Upper.ToArray();
+        var a = SparseRows.FromDense(m, n, (r, c) => problem.A[r, c]);
+        var x = warmX?.ToArray() ?? new double[n];
+        var y = warmY?.ToArray() ?? new double[m];
+        var z = new double[m];
+        a.Multiply(x, z);
+        Clamp(z, l, u);
+
         var rhoScalar = settings.Rho;
-        Vector<double> RhoVector(double r) => Vector<double>.Build.Dense(m, i => l[i] == u[i] ? 1e3 * r : double.IsInfinity(l[i]) && double.IsInfinity(u[i]) && problem.Terms?.IsSpecial(i) != true ? 1e-6 : r);
-        var rho = RhoVector(rhoScalar);
-        var factor = Factor(p, a, rho, settings.Sigma);
+        var rho = new double[m];
+        void SetRho(double r)
+        {
+            for (var i = 0; i < m; i++)
+            {
+                rho[i] = l[i] == u[i] ? 1e3 * r : double.IsInfinity(l[i]) && double.IsInfinity(u[i]) && problem.Terms?.IsSpecial(i) != true ? 1e-6 : r;
+            }
+        }
+
+        SetRho(rhoScalar);
+        var factor = Factor(p, n, a, rho, settings.Sigma);
+        var (alpha, sigma) = (settings.Alpha, settings.Sigma);
+        var work = new double[m];
+        var rhs = new double[n];
+        var xTilde = new double[n];
+        var zHat = new double[m];
+        var zNext = new double[m];
+        var ax = new double[m];
+        var px = new double[n];
+        var aty = new double[n];
         double primal = double.PositiveInfinity, dual = double.PositiveInfinity;
         var iteration = 0;
         var converged = false;
+        var nextPolish = 0;
         for (; iteration < settings.MaxIterations; iteration++)
         {
-            var rhs = (settings.Sigma * x) - q + (a.TransposeThisAndMultiply(rho.PointwiseMultiply(z) - y));
-            var xTilde = factor.Solve(rhs);
-            var zTilde = a * xTilde;
-            var xNext = (settings.Alpha * xTilde) + ((1 - settings.Alpha) * x);
-            var zHat = (settings.Alpha * zTilde) + ((1 - settings.Alpha) * z);
-            var zNext = Step(problem, zHat + y.PointwiseDivide(rho), rho, l, u);
-            y += rho.PointwiseMultiply(zHat - zNext);
-            x = xNext;
-            z = zNext;
+            // x̃ = K⁻¹(σx − q + Aᵀ(ρz − y)); ẑ = αAx̃ + (1 − α)z; z⁺ = prox(ẑ + y/ρ); y += ρ(ẑ − z⁺).
+            for (var i = 0; i < m; i++)
+            {
+                work[i] = (rho[i] * z[i]) - y[i];
+            }
+
+            a.TransposeMultiply(work, rhs);
+            for (var j = 0; j < n; j++)
+            {
+                rhs[j] += (sigma * x[j]) - q[j];
+            }
+
+            factor.Solve(rhs, xTilde);
+            a.Multiply(xTilde, zHat);
+            for (var i = 0; i < m; i++)
+            {
+                zHat[i] = (alpha * zHat[i]) + ((1 - alpha) * z[i]);
+                work[i] = zHat[i] + (y[i] / rho[i]);
+            }
+
+            Step(problem.Terms, work, rho, l, u, zNext);
+            for (var i = 0; i < m; i++)
+            {
+                y[i] += rho[i] * (zHat[i] - zNext[i]);
+            }
+
+            for (var j = 0; j < n; j++)
+            {
+                x[j] = (alpha * xTilde[j]) + ((1 - alpha) * x[j]);
+            }
+
+            (z, zNext) = (zNext, z);
 
             if (iteration % 10 != 0)
             {
                 continue;
             }
 
-            var ax = a * x;
-            var px = p * x;
-            var aty = a.TransposeThisAndMultiply(y);
-            primal = (ax - z).InfinityNorm();
-            dual = (px + q + aty).InfinityNorm();
-            var primalScale = Math.Max(ax.InfinityNorm(), z.InfinityNorm());
-            var dualScale = Math.Max(Math.Max(px.InfinityNorm(), aty.InfinityNorm()), q.InfinityNorm());
+            a.Multiply(x, ax);
+            a.TransposeMultiply(y, aty);
+            for (var j = 0; j < n; j++)
+            {
+                px[j] = TensorPrimitives.Dot(p.AsSpan(j * n, n), x);
+            }
+
+            primal = 0;
+            for (var i = 0; i < m; i++)
+            {
+                primal = Math.Max(primal, Math.Abs(ax[i] - z[i]));
+            }
+
+            dual = 0;
+            for (var j = 0; j < n; j++)
+            {
+                dual = Math.Max(dual, Math.Abs(px[j] + q[j] + aty[j]));
+            }
+
+            var primalScale = Math.Max(InfinityNorm(ax), InfinityNorm(z));
+            var dualScale = Math.Max(Math.Max(InfinityNorm(px), InfinityNorm(aty)), InfinityNorm(q));
             if (primal <= settings.AbsoluteTolerance + (settings.RelativeTolerance * primalScale)
                 && dual <= settings.AbsoluteTolerance + (settings.RelativeTolerance * dualScale))
             {
                 converged = true;
                 break;
+            }
+
+            // With separable terms, try to finish by Newton on the face read from a moderately accurate point; a
+            // failed attempt (the face was misread) is retried 50 iterations later from a better point.
+            if (settings.Polish && problem.Terms is not null && iteration >= nextPolish
+                && primal <= 1e-3 * Math.Max(1e-6, primalScale) && dual <= 1e-3 * Math.Max(1e-6, dualScale))
+            {
+                if (SeparablePolish.TryPolish(p, q, a, l, u, problem.Terms, x, z, y, out var faceX, out var faceY))
+                {
+                    return new QpSolution(Vector<double>.Build.DenseOfArray(faceX), Vector<double>.Build.DenseOfArray(faceY), Objective(p, q, a, problem.Terms, faceX), iteration, true, true, primal, dual);
+                }
+
+                nextPolish = iteration + 20;
             }
 
             if (iteration % 50 == 0 && iteration > 0)
@@ -196,68 +295,79 @@ public static class QpSolver
                 if (proposed > 5 * rhoScalar || proposed < rhoScalar / 5)
                 {
                     rhoScalar = proposed;
-                    rho = RhoVector(rhoScalar);
-                    factor = Factor(p, a, rho, settings.Sigma);
+                    SetRho(rhoScalar);
+                    factor = Factor(p, n, a, rho, sigma);
                 }
             }
         }
 
+        var solutionX = Vector<double>.Build.DenseOfArray(x);
+        var solutionY = Vector<double>.Build.DenseOfArray(y);
         var polished = false;
-        if (settings.Polish && problem.Terms is null && TryPolish(problem, x, y, out var polishedX, out var polishedY))
+        if (settings.Polish && problem.Terms is null && TryPolish(problem, solutionX, solutionY, out var polishedX, out var polishedY))
         {
-            x = polishedX;
-            y = polishedY;
+            solutionX = polishedX;
+            solutionY = polishedY;
             polished = true;
         }
 
-        return new QpSolution(x, y, problem.Objective(x), iteration, converged || polished, polished, primal, dual);
+        return new QpSolution(solutionX, solutionY, problem.Objective(solutionX), iteration, converged || polished, polished, primal, dual);
     }
 
-    private static MathNet.Numerics.LinearAlgebra.Factorization.Cholesky<double> Factor(Matrix<double> p, Matrix<double> a, Vector<double> rho, double sigma)
+    /// <summary>K = P + σI + Σᵣ ρᵣ·aᵣaᵣᵀ over the non-zeros of A (bounds rows O(1), dense rows O(n²)), factored.</summary>
+    private static DenseCholesky Factor(double[] p, int n, SparseRows a, double[] rho, double sigma)
     {
-        // K = P + σI + Σᵣ ρᵣ·aᵣaᵣᵀ, accumulated row by row over the non-zeros of A: bounds rows (one non-zero) cost O(1),
-        // dense rows O(n²), never the O(m·n²) of a dense AᵀDA product.
-        var n = p.RowCount;
-        var k = p.Clone();
+        var k = (double[])p.Clone();
         for (var i = 0; i < n; i++)
         {
-            k[i, i] += sigma;
+            k[(i * n) + i] += sigma;
         }
 
-        var nonZeros = new List<int>(n);
-        for (var r = 0; r < a.RowCount; r++)
-        {
-            nonZeros.Clear();
-            for (var j = 0; j < n; j++)
-            {
-                if (a[r, j] != 0)
-                {
-                    nonZeros.Add(j);
-                }
-            }
-
-            foreach (var i in nonZeros)
-            {
-                var scaled = rho[r] * a[r, i];
-                foreach (var j in nonZeros)
-                {
-                    k[i, j] += scaled * a[r, j];
-                }
-            }
-        }
-
-        return k.Cholesky();
+        a.AddWeightedGram(rho, k);
+        return DenseCholesky.Factor(k, n);
     }
 
-    private static Vector<double> Project(Vector<double> v, Vector<double> l, Vector<double> u) =>
-        Vector<double>.Build.Dense(v.Count, i => Math.Min(Math.Max(v[i], l[i]), u[i]));
+    /// <summary>½xᵀPx + qᵀx + Σ row terms at Ax, on the solver's own arrays (P row-major).</summary>
+    internal static double Objective(double[] p, double[] q, SparseRows a, RowTerms? terms, double[] x)
+    {
+        var n = q.Length;
+        double value = 0;
+        for (var i = 0; i < n; i++)
+        {
+            value += x[i] * ((0.5 * TensorPrimitives.Dot(p.AsSpan(i * n, n), x)) + q[i]);
+        }
+
+        if (terms is not null)
+        {
+            var z = new double[a.Rows];
+            a.Multiply(x, z);
+            value += terms.Value(z);
+        }
+
+        return value;
+    }
+
+    private static double InfinityNorm(ReadOnlySpan<double> v) => v.IsEmpty ? 0 : Math.Abs(TensorPrimitives.MaxMagnitude(v));
+
+    private static void Clamp(Span<double> v, ReadOnlySpan<double> l, ReadOnlySpan<double> u)
+    {
+        for (var i = 0; i < v.Length; i++)
+        {
+            v[i] = Math.Min(Math.Max(v[i], l[i]), u[i]);
+        }
+    }
 
     /// <summary>The z-update: projection onto [l, u], or the prox of the row terms where there are some.</summary>
-    private static Vector<double> Step(QuadraticProgram problem, Vector<double> v, Vector<double> rho, Vector<double> l, Vector<double> u)
+    private static void Step(RowTerms? terms, double[] v, double[] rho, double[] l, double[] u, double[] result)
     {
-        var z = Project(v, l, u);
-        problem.Terms?.Prox(v, rho, l, u, z);
-        return z;
+        if (terms is null)
+        {
+            v.CopyTo(result, 0);
+            Clamp(result, l, u);
+            return;
+        }
+
+        terms.Prox(v, rho, l, u, result);
     }
 
     /// <summary>
