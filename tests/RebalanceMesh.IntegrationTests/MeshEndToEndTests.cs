@@ -141,6 +141,57 @@ public sealed class TargetModelMeshTests(ITestOutputHelper output) : MeshTest(ou
     }
 }
 
+/// <summary>The cost-aware optimiser through planning: covariance from risk, spreads from pricing's quotes.</summary>
+[Trait("Category", "Integration")]
+[Collection(MeshProcesses.Name)]
+public sealed class OptimizerMeshTests(ITestOutputHelper output) : MeshTest(output)
+{
+    [Fact]
+    public async Task An_optimised_policy_trades_within_its_turnover_cap_and_explains_why()
+    {
+        using var channel = Grpc.Net.Client.GrpcChannel.ForAddress(Mesh.Service("planning").GrpcUrl);
+        var planning = new PlanningService.PlanningServiceClient(channel);
+        await planning.UpsertPortfolioAsync(new UpsertPortfolioRequest
+        {
+            Portfolio = new Portfolio { PortfolioId = "opt", BaseCurrency = "EUR", Cash = 1_000_000m },
+            ExpectedVersion = -1,
+        });
+        var policy = new Policy
+        {
+            PortfolioId = "opt",
+            AbsoluteBand = 0.02,
+            MinTradeNotional = 100m,
+            Optimizer = new OptimizerSettings { Enabled = true, FeeBps = 5, TurnoverCap = 0.3, DailyVolumes = { ["DAX"] = 50_000_000m } },
+        };
+        policy.Targets.AddRange(new[] { "DAX", "SMI", "CAC", "FTSE" }.Select(id => new TargetWeight { InstrumentId = id, Weight = 0.24 }));
+        await planning.SetPolicyAsync(new SetPolicyRequest { Policy = policy });
+
+        Plan plan = null!;
+        for (var attempt = 0; attempt < 50; attempt++)
+        {
+            try
+            {
+                plan = (await planning.PreviewRebalanceAsync(new PreviewRebalanceRequest { PortfolioId = "opt" })).Plan;
+                break;
+            }
+            catch (Grpc.Core.RpcException ex) when (ex.StatusCode == Grpc.Core.StatusCode.FailedPrecondition && attempt < 49)
+            {
+                await Task.Delay(200); // prices arrive with the first ticks of the feed
+            }
+        }
+
+        var reason = plan.Reasons.Single(r => r.Rule == "optimizer");
+        Output.WriteLine(reason.Message);
+        Assert.Equal(0.3, reason.Threshold);
+        Assert.InRange(reason.Measured, 0.29, 0.3 + 1e-9);           // the cap binds: the targets need 96 % turnover
+        Assert.InRange(plan.Turnover, 0.28, 0.3 + 1e-9);             // whole units round the trades down a little
+        Assert.All(plan.Legs, l => Assert.Equal(Side.Buy, l.Side));
+        Assert.All(plan.Legs, l => Assert.True(l.EstimatedCost.ToDecimal() >= 0.0005m * l.EstimatedNotional.ToDecimal(), "fee plus half-spread at least"));
+        Assert.InRange(plan.Legs.Count, 1, 4); // the budget goes where it cuts tracking error most, not evenly
+        Assert.InRange(plan.Legs.Sum(l => l.WeightAfter), 0.28, 0.3 + 1e-9);
+    }
+}
+
 /// <summary>The monitor in automatic mode: a breached policy is rebalanced without any client call.</summary>
 [Trait("Category", "Integration")]
 [Collection(MeshProcesses.Name)]

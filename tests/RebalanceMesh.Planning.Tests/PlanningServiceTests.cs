@@ -67,6 +67,40 @@ public sealed class PlanningServiceTests : IClassFixture<RedisServer>, IAsyncLif
     }
 
     [Fact]
+    public async Task SetPolicy_validates_the_optimiser_settings()
+    {
+        await _client.UpsertPortfolioAsync(new UpsertPortfolioRequest { Portfolio = Portfolio(), ExpectedVersion = -1 });
+        var policy = new Policy
+        {
+            PortfolioId = "p1",
+            AbsoluteBand = 0.05,
+            Targets = { new TargetWeight { InstrumentId = "DAX", Weight = 0.9 } },
+            Optimizer = new OptimizerSettings
+            {
+                Enabled = true,
+                Objective = OptimizerObjective.MeanVariance,
+                RiskAversion = -1,
+                TurnoverCap = double.NaN,
+                DailyVolumes = { ["DAX"] = new DecimalValue { Value = "-5" } },
+                Bounds = { ["DAX"] = new WeightBounds { Lower = 0.5, Upper = 0.2 } },
+                DeltaBands = { new DeltaBand { UnderlyingId = "DAX", Tolerance = -0.1 }, new DeltaBand { UnderlyingId = "DAX" } },
+            },
+        };
+        var fields = await RpcAssert.InvalidArgumentAsync(() => _client.SetPolicyAsync(new SetPolicyRequest { Policy = policy }).ResponseAsync, "policy.optimizer.risk_aversion");
+        Assert.Contains("policy.optimizer.turnover_cap", fields);
+        Assert.Contains("policy.optimizer.daily_volumes[DAX]", fields);
+        Assert.Contains("policy.optimizer.bounds[DAX]", fields);
+        Assert.Contains("policy.optimizer.delta_bands[0].tolerance", fields);
+        Assert.Contains("policy.optimizer.delta_bands[1].underlying_id", fields);
+        Assert.Contains("policy.expected_returns", fields); // mean-variance without expected returns
+
+        // Fixed, the policy is stored with its settings.
+        policy.Optimizer = new OptimizerSettings { Enabled = true, TurnoverCap = 0.2, Bounds = { ["DAX"] = new WeightBounds { Lower = 0, Upper = 0.95 } } };
+        var stored = (await _client.SetPolicyAsync(new SetPolicyRequest { Policy = policy })).Policy;
+        Assert.Equal(0.2, stored.Optimizer.TurnoverCap);
+    }
+
+    [Fact]
     public async Task UpsertPortfolio_uses_optimistic_concurrency()
     {
         var created = (await _client.UpsertPortfolioAsync(new UpsertPortfolioRequest { Portfolio = Portfolio(), ExpectedVersion = 0 })).Portfolio;

@@ -28,7 +28,8 @@ public sealed record Holding(string InstrumentId, decimal Quantity, decimal? Ent
 /// </summary>
 /// <param name="UnitPrice">Value of one unit (contract) in the base currency.</param>
 /// <param name="DeltaExposure">Exposure to the underlying per unit, in the base currency.</param>
-public sealed record InstrumentMark(decimal UnitPrice, bool Margined = false, decimal Multiplier = 1m, double DeltaExposure = 0)
+/// <param name="Underlying">Underlying the delta refers to; null or the instrument itself for spot.</param>
+public sealed record InstrumentMark(decimal UnitPrice, bool Margined = false, decimal Multiplier = 1m, double DeltaExposure = 0, string? Underlying = null)
 {
     public static InstrumentMark Spot(decimal price) => new(price, DeltaExposure: (double)price);
 }
@@ -53,7 +54,9 @@ public sealed record TargetPolicy(
     decimal MinTradeNotional,
     IReadOnlyDictionary<string, decimal> LotSizes,
     double EstimatedCostBps,
-    IReadOnlySet<string>? NoTrade = null)
+    IReadOnlySet<string>? NoTrade = null,
+    OptimizerPolicy? Optimizer = null,
+    IReadOnlyDictionary<string, double>? ExpectedReturns = null)
 {
     /// <summary>True when weight rebalancing leaves the instrument alone.</summary>
     public bool IsNoTrade(string instrument) => NoTrade?.Contains(instrument) == true;
@@ -65,8 +68,38 @@ public sealed record TargetPolicy(
     public double CashTarget => 1.0 - Targets.Values.Sum();
 }
 
-/// <summary>One position marked to market; a margined one is worth its unrealised profit and is never traded by weight.</summary>
-public sealed record MarkedPosition(string InstrumentId, decimal Quantity, decimal Price, decimal MarketValue, double Weight, bool Margined = false, double DeltaExposure = 0);
+/// <summary>The cost-aware optimiser's settings of a policy (see <see cref="RebalanceOptimizer"/>).</summary>
+/// <param name="FeeBps">Fee in basis points of traded notional; the half-spread is added from quotes.</param>
+/// <param name="ImpactCoefficient">b of b·σ·|x|^1.5/√V.</param>
+/// <param name="DailyVolumes">Average daily traded value per instrument; instruments without one get no impact term.</param>
+/// <param name="Bounds">Weight bounds per instrument; others are long-only up to 1.</param>
+public sealed record OptimizerPolicy(
+    OptimizerObjective Objective,
+    double RiskAversion,
+    double FeeBps,
+    double ImpactCoefficient,
+    IReadOnlyDictionary<string, decimal> DailyVolumes,
+    double? TurnoverCap,
+    double? MaxGrossLeverage,
+    IReadOnlyDictionary<string, (double Lower, double Upper)> Bounds,
+    double MinCashWeight,
+    IReadOnlyList<DeltaBand> DeltaBands);
+
+/// <summary>Net delta on one underlying (weight of net value) kept within Target ± Tolerance.</summary>
+public sealed record DeltaBand(string Underlying, double Target, double Tolerance);
+
+/// <summary>
+/// One position marked to market; a margined one is worth its unrealised profit and is never traded by weight.
+/// <paramref name="DeltaExposure"/> is the position's exposure to <paramref name="Underlying"/> in the base currency.
+/// </summary>
+public sealed record MarkedPosition(string InstrumentId, decimal Quantity, decimal Price, decimal MarketValue, double Weight, bool Margined = false, double DeltaExposure = 0, string? Underlying = null)
+{
+    /// <summary>The underlying its delta refers to: the instrument itself for spot.</summary>
+    public string UnderlyingId => Underlying ?? InstrumentId;
+
+    /// <summary>Spot: its own underlying, worth its price.</summary>
+    public bool IsSpot => !Margined && UnderlyingId == InstrumentId;
+}
 
 /// <summary>A portfolio marked to market: positions (held or targeted), cash and net value.</summary>
 public sealed record MarkedPortfolio(IReadOnlyList<MarkedPosition> Positions, decimal Cash, decimal NetValue)

@@ -32,7 +32,8 @@ public static class PortfolioMarking
             values[k],
             net != 0 ? (double)(values[k] / net) : 0,
             prices[id].Margined,
-            (double)(holdings.GetValueOrDefault(id)?.Quantity ?? 0m) * prices[id].DeltaExposure)).ToArray();
+            (double)(holdings.GetValueOrDefault(id)?.Quantity ?? 0m) * prices[id].DeltaExposure,
+            prices[id].Underlying)).ToArray();
         return new MarkedPortfolio(positions, portfolio.Cash, net);
     }
 

@@ -1,13 +1,15 @@
 namespace RebalanceMesh.Planning.Core;
 
 /// <summary>
-/// Turns a breached policy into trades: desired weights (target, or band edge for breached positions), whole
-/// lots rounded toward zero, trades under the minimum notional dropped, buys scaled down so cash (after sells and
-/// estimated costs) never goes negative, and legs ordered sells before buys.
+/// Turns a breached policy into trades: desired weights (target, band edge for breached positions, or the weights the
+/// cost-aware optimiser chose), whole lots rounded toward zero, trades under the minimum notional dropped, buys scaled
+/// down so cash (after sells and estimated costs) never goes negative, and legs ordered sells before buys.
 /// </summary>
 public static class RebalancePlanner
 {
-    public static RebalanceProposal Propose(MarkedPortfolio portfolio, TargetPolicy policy, bool force)
+    /// <param name="optimized">The optimiser's weights and cost rates; null trades to target or band edge at the
+    /// policy's flat cost estimate.</param>
+    public static RebalanceProposal Propose(MarkedPortfolio portfolio, TargetPolicy policy, bool force, OptimizedWeights? optimized = null)
     {
         var evaluation = DriftEvaluator.Evaluate(portfolio, policy);
         if ((!evaluation.Breached && !force) || portfolio.NetValue <= 0)
@@ -18,6 +20,9 @@ public static class RebalancePlanner
         var breachedInstruments = evaluation.Reasons.Where(r => r.Breached && r.InstrumentId.Length > 0).Select(r => r.InstrumentId).ToHashSet(StringComparer.Ordinal);
         var onlyTotalDrift = breachedInstruments.Count == 0;
         var costRate = (decimal)policy.EstimatedCostBps / 10_000m;
+        decimal CostOf(MarkedPosition position, decimal quantity) => optimized is not null
+            ? optimized.CostOf(position.InstrumentId, quantity * position.Price, portfolio.NetValue)
+            : decimal.Round(quantity * position.Price * costRate, 8);
 
         var sells = new List<(MarkedPosition Position, decimal Quantity)>();
         var buys = new List<(MarkedPosition Position, decimal Quantity)>();
@@ -25,7 +30,14 @@ public static class RebalancePlanner
         {
             var target = policy.TargetOf(position.InstrumentId);
             double desired;
-            if (force || policy.RebalanceTarget == RebalanceTarget.Target || onlyTotalDrift)
+            if (optimized is not null)
+            {
+                if (!optimized.Weights.TryGetValue(position.InstrumentId, out desired))
+                {
+                    continue; // outside the optimiser's universe (an option held by weight): left as it is
+                }
+            }
+            else if (force || policy.RebalanceTarget == RebalanceTarget.Target || onlyTotalDrift)
             {
                 desired = target;
             }
@@ -57,9 +69,9 @@ public static class RebalancePlanner
         }
 
         // Cash available for buys: current cash plus sale proceeds, less the costs of every trade.
-        var proceeds = sells.Sum(s => s.Quantity * s.Position.Price * (1 - costRate));
+        var proceeds = sells.Sum(s => (s.Quantity * s.Position.Price) - CostOf(s.Position, s.Quantity));
         var available = portfolio.Cash + proceeds;
-        var buyCost = buys.Sum(b => b.Quantity * b.Position.Price * (1 + costRate));
+        var buyCost = buys.Sum(b => (b.Quantity * b.Position.Price) + CostOf(b.Position, b.Quantity));
         if (buyCost > available && buyCost > 0)
         {
             var scale = Math.Max(available, 0) / buyCost;
@@ -73,12 +85,12 @@ public static class RebalancePlanner
         var sequence = 0;
         foreach (var (position, quantity) in sells.OrderBy(s => s.Position.InstrumentId, StringComparer.Ordinal))
         {
-            legs.Add(Leg(++sequence, position, TradeSide.Sell, quantity, costRate, portfolio.NetValue));
+            legs.Add(Leg(++sequence, position, TradeSide.Sell, quantity, CostOf(position, quantity), portfolio.NetValue));
         }
 
         foreach (var (position, quantity) in buys.OrderBy(b => b.Position.InstrumentId, StringComparer.Ordinal))
         {
-            legs.Add(Leg(++sequence, position, TradeSide.Buy, quantity, costRate, portfolio.NetValue));
+            legs.Add(Leg(++sequence, position, TradeSide.Buy, quantity, CostOf(position, quantity), portfolio.NetValue));
         }
 
         var cost = legs.Sum(l => l.EstimatedCost);
@@ -94,7 +106,7 @@ public static class RebalancePlanner
     public static decimal RoundToLot(decimal quantity, decimal lot) =>
         lot <= 0 ? quantity : decimal.Truncate(quantity / lot) * lot;
 
-    private static PlannedLeg Leg(int sequence, MarkedPosition position, TradeSide side, decimal quantity, decimal costRate, decimal netValue)
+    private static PlannedLeg Leg(int sequence, MarkedPosition position, TradeSide side, decimal quantity, decimal cost, decimal netValue)
     {
         var notional = quantity * position.Price;
         var signed = side == TradeSide.Buy ? notional : -notional;
@@ -106,7 +118,7 @@ public static class RebalancePlanner
             quantity,
             position.Price,
             notional,
-            decimal.Round(notional * costRate, 8),
+            cost,
             position.Weight,
             netValue != 0 ? (double)((position.MarketValue + signed) / netValue) : 0);
     }

@@ -1,5 +1,6 @@
 using Google.Protobuf.WellKnownTypes;
 using System.Diagnostics;
+using System.Diagnostics.Metrics;
 using Grpc.Core;
 using RebalanceMesh.Contracts;
 using RebalanceMesh.Contracts.Common.V1;
@@ -27,6 +28,9 @@ public sealed class PlanPipeline(
     ILogger<PlanPipeline> logger)
 {
     public static readonly ActivitySource ActivitySource = new("RebalanceMesh.Planning");
+    private static readonly Meter Meter = new("RebalanceMesh.Planning.Optimizer");
+    private static readonly Histogram<double> OptimizerSeconds = Meter.CreateHistogram<double>("rebalancemesh.planning.optimizer.duration", "s", "Time of one cost-aware optimisation.");
+    private static readonly Histogram<long> OptimizerIterations = Meter.CreateHistogram<long>("rebalancemesh.planning.optimizer.iterations", description: "ADMM iterations of one cost-aware optimisation.");
 
     public async Task<(Portfolio Portfolio, Policy? Policy)> LoadAsync(string portfolioId)
     {
@@ -66,7 +70,8 @@ public sealed class PlanPipeline(
                 v.Price.ToDecimal(),
                 Margined: v.Kind is InstrumentKind.Perpetual or InstrumentKind.Future,
                 Multiplier: (decimal)(v.Multiplier > 0 ? v.Multiplier : 1.0),
-                DeltaExposure: v.DollarDelta),
+                DeltaExposure: v.DollarDelta,
+                Underlying: v.UnderlyingId.Length > 0 ? v.UnderlyingId : null),
             StringComparer.Ordinal);
         return new MarketMarks(marks, response.Valuations.ToDictionary(v => v.InstrumentId, v => v.Kind, StringComparer.Ordinal));
     }
@@ -111,18 +116,7 @@ public sealed class PlanPipeline(
         }
         else
         {
-            var request = new EstimateCovarianceRequest { Method = CovarianceMethod.Sample, LookbackDays = policy.ModelLookbackDays == 0 ? 250 : policy.ModelLookbackDays };
-            request.InstrumentIds.AddRange(ids);
-            var estimate = await risk.EstimateCovarianceAsync(request, cancellationToken: cancellationToken);
-            var covariance = new double[ids.Length, ids.Length];
-            for (var i = 0; i < ids.Length; i++)
-            {
-                for (var j = 0; j < ids.Length; j++)
-                {
-                    covariance[i, j] = estimate.Covariance[(i * ids.Length) + j];
-                }
-            }
-
+            var covariance = await CovarianceAsync(ids, policy.ModelLookbackDays, cancellationToken);
             try
             {
                 weights = TargetModels.Compute(model, covariance, budget);
@@ -145,6 +139,54 @@ public sealed class PlanPipeline(
         return (domain with { Targets = targets }, reason);
     }
 
+    /// <summary>Annualised sample covariance of the instruments' daily returns, estimated by risk (lookback 0 means 250 days).</summary>
+    public async Task<double[,]> CovarianceAsync(IReadOnlyList<string> ids, int lookbackDays, CancellationToken cancellationToken)
+    {
+        var request = new EstimateCovarianceRequest { Method = CovarianceMethod.Sample, LookbackDays = lookbackDays == 0 ? 250 : lookbackDays };
+        request.InstrumentIds.AddRange(ids);
+        var estimate = await risk.EstimateCovarianceAsync(request, cancellationToken: cancellationToken);
+        var covariance = new double[ids.Count, ids.Count];
+        for (var i = 0; i < ids.Count; i++)
+        {
+            for (var j = 0; j < ids.Count; j++)
+            {
+                covariance[i, j] = estimate.Covariance[(i * ids.Count) + j];
+            }
+        }
+
+        return covariance;
+    }
+
+    /// <summary>
+    /// Runs the policy's cost-aware optimiser on the marked portfolio: covariance of the universe from risk, half-spreads
+    /// from pricing's consolidated quotes.
+    /// </summary>
+    public async Task<OptimizedWeights> OptimizeAsync(MarkedPortfolio marked, TargetPolicy policy, int lookbackDays, CancellationToken cancellationToken)
+    {
+        using var activity = ActivitySource.StartActivity("optimize");
+        var universe = OptimizedRebalance.Universe(marked, policy);
+        activity?.SetTag("planning.optimizer.assets", universe.Count);
+        if (universe.Count == 0)
+        {
+            throw new DomainException(DomainErrorKind.FailedPrecondition, "The optimiser has no spot instrument to trade: target some, or hold some that are not on the no-trade list.");
+        }
+
+        var covariance = await CovarianceAsync(universe, lookbackDays, cancellationToken);
+        var quotes = new GetQuotesRequest();
+        quotes.InstrumentIds.AddRange(universe);
+        var prices = (await pricing.GetQuotesAsync(quotes, cancellationToken: cancellationToken)).Prices;
+        var halfSpreads = prices
+            .Where(p => p.Mid.ToDecimal() > 0 && p.Ask.ToDecimal() >= p.Bid.ToDecimal())
+            .ToDictionary(p => p.InstrumentId, p => (double)((p.Ask.ToDecimal() - p.Bid.ToDecimal()) / 2 / p.Mid.ToDecimal()), StringComparer.Ordinal);
+        var started = Stopwatch.GetTimestamp();
+        var optimized = OptimizedRebalance.Choose(marked, policy, new OptimizerMarket(universe, covariance, halfSpreads));
+        OptimizerSeconds.Record(Stopwatch.GetElapsedTime(started).TotalSeconds);
+        OptimizerIterations.Record(optimized.Result.Iterations);
+        activity?.SetTag("planning.optimizer.iterations", optimized.Result.Iterations);
+        activity?.SetTag("planning.optimizer.turnover", optimized.Result.Turnover);
+        return optimized;
+    }
+
     /// <summary>Builds the plan that would rebalance the portfolio now; status PREVIEW, or NO_ACTION without trades.</summary>
     public async Task<Plan> BuildAsync(string portfolioId, bool force, CancellationToken cancellationToken)
     {
@@ -159,7 +201,11 @@ public sealed class PlanPipeline(
         var snapshot = portfolio.ToDomain();
         var (targetPolicy, modelReason) = await ResolvePolicyAsync(policy, cancellationToken);
         var (marked, marks) = await MarkAsync(snapshot, targetPolicy, cancellationToken);
-        var proposal = RebalancePlanner.Propose(marked, targetPolicy, force);
+        var evaluation = DriftEvaluator.Evaluate(marked, targetPolicy);
+        var optimized = targetPolicy.Optimizer is not null && (force || evaluation.Breached)
+            ? await OptimizeAsync(marked, targetPolicy, policy.ModelLookbackDays, cancellationToken)
+            : null;
+        var proposal = RebalancePlanner.Propose(marked, targetPolicy, force, optimized);
         activity?.SetTag("planning.legs", proposal.Legs.Count);
         activity?.SetTag("planning.total_drift", proposal.Evaluation.TotalDrift);
 
@@ -187,6 +233,10 @@ public sealed class PlanPipeline(
         }
 
         plan.Reasons.AddRange(proposal.Evaluation.Reasons.Select(r => r.ToWire()));
+        if (optimized is not null)
+        {
+            plan.Reasons.Add(optimized.Reason.ToWire());
+        }
         plan.Risk = proposal.HasTrades
             ? await MeasureRiskAsync(snapshot, marked, marks, proposal, cancellationToken)
             : new RiskImpact { UnavailableReason = "no trades" };

@@ -8,6 +8,9 @@ using CoreDriftReason = RebalanceMesh.Planning.Core.DriftReason;
 using CoreRebalanceTarget = RebalanceMesh.Planning.Core.RebalanceTarget;
 using WireDriftReason = RebalanceMesh.Contracts.Planning.V1.DriftReason;
 using WireRebalanceTarget = RebalanceMesh.Contracts.Planning.V1.RebalanceTarget;
+using CoreDeltaBand = RebalanceMesh.Planning.Core.DeltaBand;
+using CoreObjective = RebalanceMesh.Planning.Core.OptimizerObjective;
+using WireObjective = RebalanceMesh.Contracts.Planning.V1.OptimizerObjective;
 
 namespace RebalanceMesh.Planning;
 
@@ -95,11 +98,66 @@ public static class PlanningMapping
             }
         }
 
+        check.RequireCount(policy.ExpectedReturns.Count, MaxPositions, path + ".expected_returns");
+        foreach (var (instrument, expected) in policy.ExpectedReturns.Take(MaxPositions))
+        {
+            check.RequireIdentifier(instrument, $"{path}.expected_returns[{instrument}]");
+            check.RequireRange(expected, -10, 10, $"{path}.expected_returns[{instrument}]");
+        }
+
+        ValidateOptimizer(check, policy.Optimizer, path + ".optimizer");
+        check.Require(policy.Optimizer?.Objective != WireObjective.MeanVariance || policy.ExpectedReturns.Count > 0,
+            path + ".expected_returns", "the mean-variance objective needs expected returns");
         check.RequireCount(policy.LotSizes.Count, MaxPositions, path + ".lot_sizes");
         foreach (var (instrument, lot) in policy.LotSizes.Take(MaxPositions))
         {
             check.RequireIdentifier(instrument, $"{path}.lot_sizes[{instrument}]");
             check.RequireDecimal(lot, $"{path}.lot_sizes[{instrument}]", ValidationExtensions.DecimalRule.Positive, out _);
+        }
+    }
+
+    private static void ValidateOptimizer(RequestValidator check, OptimizerSettings? optimizer, string path)
+    {
+        if (optimizer is null)
+        {
+            return;
+        }
+
+        check.Require(System.Enum.IsDefined(optimizer.Objective), path + ".objective", "is not a known objective");
+        check.RequireRange(optimizer.RiskAversion, 0, 1e6, path + ".risk_aversion");
+        check.RequireRange(optimizer.FeeBps, 0, 1_000, path + ".fee_bps");
+        check.RequireRange(optimizer.ImpactCoefficient, 0, 100, path + ".impact_coefficient");
+        check.RequireRange(optimizer.TurnoverCap, 0, 10, path + ".turnover_cap");
+        check.RequireRange(optimizer.MaxGrossLeverage, 0, 100, path + ".max_gross_leverage");
+        check.RequireRange(optimizer.MinCashWeight, 0, 1, path + ".min_cash_weight");
+        check.RequireCount(optimizer.DailyVolumes.Count, MaxPositions, path + ".daily_volumes");
+        foreach (var (instrument, volume) in optimizer.DailyVolumes.Take(MaxPositions))
+        {
+            check.RequireIdentifier(instrument, $"{path}.daily_volumes[{instrument}]");
+            check.RequireDecimal(volume, $"{path}.daily_volumes[{instrument}]", ValidationExtensions.DecimalRule.Positive, out _, ValidationExtensions.MaxCashMagnitude);
+        }
+
+        check.RequireCount(optimizer.Bounds.Count, MaxPositions, path + ".bounds");
+        foreach (var (instrument, bounds) in optimizer.Bounds.Take(MaxPositions))
+        {
+            check.RequireIdentifier(instrument, $"{path}.bounds[{instrument}]");
+            var lower = check.RequireRange(bounds.Lower, -10, 10, $"{path}.bounds[{instrument}].lower");
+            var upper = check.RequireRange(bounds.Upper, -10, 10, $"{path}.bounds[{instrument}].upper");
+            check.Require(!(lower && upper) || bounds.Lower <= bounds.Upper, $"{path}.bounds[{instrument}]", "lower must not exceed upper");
+        }
+
+        check.RequireCount(optimizer.DeltaBands.Count, 100, path + ".delta_bands");
+        var underlyings = new HashSet<string>(StringComparer.Ordinal);
+        for (var i = 0; i < optimizer.DeltaBands.Count && i < 100; i++)
+        {
+            var band = optimizer.DeltaBands[i];
+            if (check.RequireIdentifier(band.UnderlyingId, $"{path}.delta_bands[{i}].underlying_id"))
+            {
+                check.Require(underlyings.Add(band.UnderlyingId), $"{path}.delta_bands[{i}].underlying_id", "appears more than once");
+            }
+
+            check.RequireRange(band.Target, -10, 10, $"{path}.delta_bands[{i}].target");
+            check.RequireRange(band.Tolerance, 0, 10, $"{path}.delta_bands[{i}].tolerance");
         }
     }
 
@@ -137,7 +195,22 @@ public static class PlanningMapping
         DecimalValue.TryParse(policy.MinTradeNotional, out var min) ? min : 0m,
         policy.LotSizes.ToDictionary(kv => kv.Key, kv => kv.Value.ToDecimal(), StringComparer.Ordinal),
         policy.EstimatedCostBps,
-        policy.NoTradeInstruments.ToHashSet(StringComparer.Ordinal));
+        policy.NoTradeInstruments.ToHashSet(StringComparer.Ordinal),
+        policy.Optimizer is { Enabled: true } optimizer ? optimizer.ToDomain(policy.EstimatedCostBps) : null,
+        policy.ExpectedReturns.ToDictionary(kv => kv.Key, kv => kv.Value, StringComparer.Ordinal));
+
+    /// <summary>The optimiser settings in domain terms, with the documented defaults for zeros.</summary>
+    public static OptimizerPolicy ToDomain(this OptimizerSettings optimizer, double estimatedCostBps) => new(
+        optimizer.Objective == WireObjective.MeanVariance ? CoreObjective.MeanVariance : CoreObjective.TrackingError,
+        optimizer.RiskAversion == 0 ? 1 : optimizer.RiskAversion,
+        optimizer.FeeBps == 0 ? estimatedCostBps : optimizer.FeeBps,
+        optimizer.ImpactCoefficient == 0 ? 1 : optimizer.ImpactCoefficient,
+        optimizer.DailyVolumes.ToDictionary(kv => kv.Key, kv => kv.Value.ToDecimal(), StringComparer.Ordinal),
+        optimizer.TurnoverCap > 0 ? optimizer.TurnoverCap : null,
+        optimizer.MaxGrossLeverage > 0 ? optimizer.MaxGrossLeverage : null,
+        optimizer.Bounds.ToDictionary(kv => kv.Key, kv => (kv.Value.Lower, kv.Value.Upper), StringComparer.Ordinal),
+        optimizer.MinCashWeight,
+        optimizer.DeltaBands.Select(b => new CoreDeltaBand(b.UnderlyingId, b.Target, b.Tolerance)).ToArray());
 
     public static WireDriftReason ToWire(this CoreDriftReason reason) => new()
     {

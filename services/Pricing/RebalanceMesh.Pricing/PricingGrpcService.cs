@@ -252,7 +252,7 @@ public sealed class PricingGrpcService(
     private InstrumentValuation Value(Instrument instrument, MarketOverrides? overrides, IReadOnlyDictionary<string, ConsolidatedPrice> prices, IReadOnlyDictionary<string, Core.VolSurface> volSurfaces, DateTimeOffset valuationTime)
     {
         var settings = options.Value;
-        var result = new InstrumentValuation { InstrumentId = instrument.InstrumentId, Kind = instrument.Kind };
+        var result = new InstrumentValuation { InstrumentId = instrument.InstrumentId, Kind = instrument.Kind, UnderlyingId = UnderlyingOf(instrument) };
         decimal underlying;
         if (overrides?.UnderlyingPrice is { Value.Length: > 0 } overridePrice)
         {
