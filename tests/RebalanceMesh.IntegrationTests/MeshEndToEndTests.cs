@@ -139,6 +139,68 @@ public sealed class TargetModelMeshTests(ITestOutputHelper output) : MeshTest(ou
         Assert.InRange(weights.Sum(), 0.94, 0.961);
         Assert.True(weights.Max() - weights.Min() > 0.01, "risk parity differs from equal weight on real data");
     }
+
+    [Fact]
+    public async Task Return_aware_models_take_history_or_the_parameters_passed_in()
+    {
+        using var channel = Grpc.Net.Client.GrpcChannel.ForAddress(Mesh.Service("planning").GrpcUrl);
+        var planning = new PlanningService.PlanningServiceClient(channel);
+        await planning.UpsertPortfolioAsync(new UpsertPortfolioRequest
+        {
+            Portfolio = new Portfolio { PortfolioId = "frontier", BaseCurrency = "EUR", Cash = 1_000_000m },
+            ExpectedVersion = -1,
+        });
+        string[] ids = ["DAX", "SMI", "CAC", "FTSE"];
+
+        async Task<Plan> PreviewAsync(Policy policy)
+        {
+            policy.Targets.AddRange(ids.Select(id => new TargetWeight { InstrumentId = id, Weight = 0.25 }));
+            await planning.SetPolicyAsync(new SetPolicyRequest { Policy = policy });
+            for (var attempt = 0; ; attempt++)
+            {
+                try
+                {
+                    return (await planning.PreviewRebalanceAsync(new PreviewRebalanceRequest { PortfolioId = "frontier", Force = true })).Plan;
+                }
+                catch (Grpc.Core.RpcException ex) when (ex.StatusCode == Grpc.Core.StatusCode.FailedPrecondition && attempt < 49)
+                {
+                    await Task.Delay(200); // prices arrive with the first ticks of the feed
+                }
+            }
+        }
+
+        // Efficient risk with expected returns from history (risk's annualised mean log returns): the target volatility
+        // is met by the invested share.
+        var historical = await PreviewAsync(new Policy
+        {
+            PortfolioId = "frontier",
+            AbsoluteBand = 0.02,
+            TargetModel = TargetModel.EfficientRisk,
+            ModelParameters = new ModelParameters { TargetVolatility = 0.18 },
+        });
+        Output.WriteLine(historical.Reasons.Single(r => r.Rule == "target_model").Message);
+        Assert.NotEmpty(historical.Legs);
+
+        // Maximum Sharpe with the covariance and returns passed in (uncorrelated, σ 20 %): weights ∝ (μ − r_f)/σ²,
+        // so (0.09, 0.05, 0.03, 0.01) → 50 %, 27.8 %, 16.7 %, 5.6 % of the invested share.
+        var passed = new Policy
+        {
+            PortfolioId = "frontier",
+            AbsoluteBand = 0.02,
+            MinTradeNotional = 1m,
+            TargetModel = TargetModel.MaximumSharpe,
+            ModelParameters = new ModelParameters { RiskFreeRate = 0.01 },
+            ExpectedReturns = { ["DAX"] = 0.10, ["SMI"] = 0.06, ["CAC"] = 0.04, ["FTSE"] = 0.02 },
+        };
+        passed.ModelParameters.Covariance.AddRange(Enumerable.Range(0, 16).Select(k => k % 5 == 0 ? 0.04 : 0.0));
+        var sharpe = await PreviewAsync(passed);
+        Output.WriteLine(sharpe.Reasons.Single(r => r.Rule == "target_model").Message);
+        var after = sharpe.Legs.ToDictionary(l => l.InstrumentId, l => l.WeightAfter);
+        Assert.Equal(1.0 * 9 / 18, after["DAX"], 2);
+        Assert.Equal(1.0 * 5 / 18, after["SMI"], 2);
+        Assert.Equal(1.0 * 3 / 18, after["CAC"], 2);
+        Assert.Equal(1.0 * 1 / 18, after["FTSE"], 2);
+    }
 }
 
 /// <summary>The cost-aware optimiser through planning: covariance from risk, spreads from pricing's quotes.</summary>

@@ -101,6 +101,31 @@ public sealed class PlanningServiceTests : IClassFixture<RedisServer>, IAsyncLif
     }
 
     [Fact]
+    public async Task SetPolicy_validates_the_model_parameters()
+    {
+        await _client.UpsertPortfolioAsync(new UpsertPortfolioRequest { Portfolio = Portfolio(), ExpectedVersion = -1 });
+        var policy = new Policy
+        {
+            PortfolioId = "p1",
+            AbsoluteBand = 0.05,
+            TargetModel = TargetModel.EfficientRisk,
+            Targets = { new TargetWeight { InstrumentId = "DAX", Weight = 0.5 }, new TargetWeight { InstrumentId = "SMI", Weight = 0.4 } },
+            ModelParameters = new ModelParameters { RiskFreeRate = 2, Covariance = { 0.04, 0.01, 0.02 } },
+            ExpectedReturns = { ["DAX"] = double.PositiveInfinity },
+        };
+        var fields = await RpcAssert.InvalidArgumentAsync(() => _client.SetPolicyAsync(new SetPolicyRequest { Policy = policy }).ResponseAsync, "policy.model_parameters.target_volatility");
+        Assert.Contains("policy.model_parameters.risk_free_rate", fields);
+        Assert.Contains("policy.model_parameters.covariance", fields);
+        Assert.Contains("policy.expected_returns[DAX]", fields);
+
+        policy.ModelParameters = new ModelParameters { TargetVolatility = 0.2, Covariance = { 0.04, 0.01, 0.02, 0.09 } };
+        policy.ExpectedReturns.Clear();
+        await RpcAssert.InvalidArgumentAsync(() => _client.SetPolicyAsync(new SetPolicyRequest { Policy = policy }).ResponseAsync, "policy.model_parameters.covariance"); // not symmetric
+        policy.ModelParameters.Covariance[2] = 0.01;
+        Assert.Equal(0.2, (await _client.SetPolicyAsync(new SetPolicyRequest { Policy = policy })).Policy.ModelParameters.TargetVolatility);
+    }
+
+    [Fact]
     public async Task UpsertPortfolio_uses_optimistic_concurrency()
     {
         var created = (await _client.UpsertPortfolioAsync(new UpsertPortfolioRequest { Portfolio = Portfolio(), ExpectedVersion = 0 })).Portfolio;

@@ -63,4 +63,61 @@ public class TargetModelTests
     {
         Assert.Throws<ArgumentException>(() => TargetModels.Compute(TargetModel.RiskParity, new double[,] { { 0.0 } }, 1));
     }
+
+    private static double[,] AnnualCovariance()
+    {
+        var daily = Covariance();
+        var annual = new double[4, 4];
+        for (var i = 0; i < 4; i++)
+        {
+            for (var j = 0; j < 4; j++)
+            {
+                annual[i, j] = daily[i, j] * 252;
+            }
+        }
+
+        return annual;
+    }
+
+    private static readonly double[] Mu = [0.08, 0.05, 0.07, 0.04];
+
+    public static TheoryData<string, double[]> ReturnModels() => new()
+    {
+        // cvxopt on the same problems: tests/reference/target_models_reference.py.
+        { "MaximumSharpe", [0.6431343372331573, 1.8330169396123562e-13, 0.356865662766554, 1.0538735050026287e-13] },
+        { "MeanVariance", [0.1429894798638636, 0.1378166744386847, 0.2732876856494215, 0.4459061600480302] },
+        { "EfficientReturn", [0.3303943703403636, 0.029908034240557005, 0.3828381614659961, 0.25685943395308314] },
+        { "EfficientRisk", [0.19056645901670013, 0.11042060081984498, 0.30109979705759016, 0.39791314310586473] },
+    };
+
+    [Theory]
+    [MemberData(nameof(ReturnModels))]
+    public void Return_aware_models_match_cvxopt(string model, double[] cvxopt)
+    {
+        var inputs = new ReturnModelInputs(Mu, RiskFreeRate: 0.01, RiskAversion: 4, TargetReturn: 0.065, TargetVolatility: 0.18);
+        var weights = TargetModels.Compute(Enum.Parse<TargetModel>(model), AnnualCovariance(), 0.9, inputs);
+        for (var i = 0; i < 4; i++)
+        {
+            Assert.Equal(0.9 * cvxopt[i], weights[i], 1e-6);
+        }
+    }
+
+    [Fact]
+    public void Frontier_targets_hold_and_unreachable_ones_are_refused()
+    {
+        var covariance = AnnualCovariance();
+        var atReturn = TargetModels.Compute(TargetModel.EfficientReturn, covariance, 1, new ReturnModelInputs(Mu, TargetReturn: 0.065));
+        Assert.Equal(0.065, atReturn.Select((w, i) => w * Mu[i]).Sum(), 9);
+        var atRisk = TargetModels.Compute(TargetModel.EfficientRisk, covariance, 1, new ReturnModelInputs(Mu, TargetVolatility: 0.18));
+        var variance = Enumerable.Range(0, 4).Sum(i => Enumerable.Range(0, 4).Sum(j => atRisk[i] * covariance[i, j] * atRisk[j]));
+        Assert.Equal(0.18, Math.Sqrt(variance), 8);
+
+        Assert.Throws<ArgumentException>(() => TargetModels.Compute(TargetModel.EfficientReturn, covariance, 1, new ReturnModelInputs(Mu, TargetReturn: 0.09)));
+        Assert.Throws<ArgumentException>(() => TargetModels.Compute(TargetModel.EfficientRisk, covariance, 1, new ReturnModelInputs(Mu, TargetVolatility: 0.10)));
+        Assert.Throws<ArgumentException>(() => TargetModels.Compute(TargetModel.MaximumSharpe, covariance, 1, new ReturnModelInputs(Mu, RiskFreeRate: 0.1)));
+        Assert.Throws<ArgumentException>(() => TargetModels.Compute(TargetModel.MeanVariance, covariance, 1));
+
+        // A generous volatility budget buys the highest-return asset outright.
+        Assert.Equal([1.0, 0, 0, 0], TargetModels.Compute(TargetModel.EfficientRisk, covariance, 1, new ReturnModelInputs(Mu, TargetVolatility: 0.5)));
+    }
 }

@@ -270,5 +270,10 @@ public sealed class RiskServiceTests : IClassFixture<RedisServer>, IAsyncLifetim
         var expected = 4 * 0.0001 / 3 * 252; // Σ(x − 0)² / (n − 1), annualised
         Assert.Equal(expected, response.Covariance[0], 12);
         Assert.Equal(-1.0, response.Correlation[1], 12);
+        Assert.Equal([0.0, 0.0], response.AnnualMeanReturns);
+
+        // Means by hand: X earns 1 % and 3 % on alternate days → mean 2 % a day → 5.04 a year.
+        var drifting = new EstimateCovarianceRequest { InstrumentIds = { "X" }, Returns = new ReturnMatrix { Rows = 4, Values = { 0.01, 0.03, 0.01, 0.03 } } };
+        Assert.Equal(0.02 * 252, (await _client.EstimateCovarianceAsync(drifting)).AnnualMeanReturns[0], 12);
     }
 }

@@ -13,7 +13,23 @@ public enum TargetModel
     RiskParity,
     /// <summary>Long-only minimum variance: minimise wᵀΣw with Σw = budget, w ≥ 0 (a QP).</summary>
     MinimumVariance,
+    /// <summary>Long-only tangency portfolio: maximise (μ − r_f)ᵀw / √(wᵀΣw).</summary>
+    MaximumSharpe,
+    /// <summary>Long-only mean-variance: maximise μᵀw − γ/2·wᵀΣw.</summary>
+    MeanVariance,
+    /// <summary>Efficient frontier at a target return: minimise wᵀΣw with μᵀw = target.</summary>
+    EfficientReturn,
+    /// <summary>Efficient frontier at a target volatility: maximise μᵀw with √(wᵀΣw) ≤ target.</summary>
+    EfficientRisk,
 }
+
+/// <summary>What the return-aware models need besides the covariance (all annualised, as fractions).</summary>
+/// <param name="ExpectedReturns">μ per asset, in covariance order.</param>
+/// <param name="RiskFreeRate">r_f of the maximum-Sharpe model.</param>
+/// <param name="RiskAversion">γ of the mean-variance model.</param>
+/// <param name="TargetReturn">Return of the invested share on the frontier (EfficientReturn).</param>
+/// <param name="TargetVolatility">Volatility of the invested share on the frontier (EfficientRisk).</param>
+public sealed record ReturnModelInputs(IReadOnlyList<double> ExpectedReturns, double RiskFreeRate = 0, double RiskAversion = 1, double TargetReturn = 0, double TargetVolatility = 0);
 
 /// <summary>
 /// Target weights from a covariance matrix. Every model returns long-only weights summing to the budget (the share
@@ -21,7 +37,11 @@ public enum TargetModel
 /// </summary>
 public static class TargetModels
 {
-    public static double[] Compute(TargetModel model, double[,] covariance, double budget)
+    /// <summary>The return-aware models, which need <paramref name="returns"/>.</summary>
+    public static bool NeedsReturns(TargetModel model) =>
+        model is TargetModel.MaximumSharpe or TargetModel.MeanVariance or TargetModel.EfficientReturn or TargetModel.EfficientRisk;
+
+    public static double[] Compute(TargetModel model, double[,] covariance, double budget, ReturnModelInputs? returns = null)
     {
         var n = covariance.GetLength(0);
         if (n == 0 || covariance.GetLength(1) != n)
@@ -29,8 +49,17 @@ public static class TargetModels
             throw new ArgumentException("A square, non-empty covariance is required.", nameof(covariance));
         }
 
+        if (NeedsReturns(model) && (returns is null || returns.ExpectedReturns.Count != n || !returns.ExpectedReturns.All(double.IsFinite)))
+        {
+            throw new ArgumentException($"{model} needs a finite expected return per asset.", nameof(returns));
+        }
+
         double[] raw = model switch
         {
+            TargetModel.MaximumSharpe => MaximumSharpe(covariance, returns!),
+            TargetModel.MeanVariance => MeanVariance(covariance, returns!.ExpectedReturns, returns.RiskAversion),
+            TargetModel.EfficientReturn => EfficientReturn(covariance, returns!),
+            TargetModel.EfficientRisk => EfficientRisk(covariance, returns!),
             TargetModel.EqualWeight => Enumerable.Repeat(1.0, n).ToArray(),
             TargetModel.InverseVolatility => Enumerable.Range(0, n).Select(i => 1 / Math.Sqrt(Positive(covariance[i, i], i))).ToArray(),
             TargetModel.RiskParity => RiskParity(covariance),
@@ -59,6 +88,125 @@ public static class TargetModels
         var w = solution.X.Select(v => Math.Max(v, 0)).ToArray();
         var sum = w.Sum();
         return w.Select(v => v / sum).ToArray();
+    }
+
+    /// <summary>
+    /// Tangency portfolio, long-only, as a QP (Cornuéjols–Tütüncü): minimise yᵀΣy with (μ − r_f)ᵀy = 1, y ≥ 0, then
+    /// w = y / Σy. Needs some asset to beat the risk-free rate.
+    /// </summary>
+    public static double[] MaximumSharpe(double[,] covariance, ReturnModelInputs returns)
+    {
+        var excess = returns.ExpectedReturns.Select(r => r - returns.RiskFreeRate).ToArray();
+        if (excess.All(e => e <= 0))
+        {
+            throw new ArgumentException("No asset's expected return beats the risk-free rate; the maximum-Sharpe portfolio does not exist.", nameof(returns));
+        }
+
+        var y = SolveLongOnly(covariance, 2, new double[excess.Length], [(excess, 1, 1)]);
+        var sum = y.Sum();
+        return y.Select(v => v / sum).ToArray();
+    }
+
+    /// <summary>Long-only, fully invested mean-variance: minimise γ/2·wᵀΣw − μᵀw with Σw = 1, w ≥ 0.</summary>
+    public static double[] MeanVariance(double[,] covariance, IReadOnlyList<double> expected, double riskAversion, double[]? warm = null)
+    {
+        if (!(riskAversion > 0))
+        {
+            throw new ArgumentException("Risk aversion must be positive.", nameof(riskAversion));
+        }
+
+        var n = expected.Count;
+        return SolveLongOnly(covariance, riskAversion, expected.Select(r => -r).ToArray(), [(Enumerable.Repeat(1.0, n).ToArray(), 1, 1)], warm);
+    }
+
+    /// <summary>Frontier at a target return: minimise wᵀΣw with μᵀw = target, Σw = 1, w ≥ 0.</summary>
+    public static double[] EfficientReturn(double[,] covariance, ReturnModelInputs returns)
+    {
+        var mu = returns.ExpectedReturns;
+        if (returns.TargetReturn < mu.Min() - 1e-12 || returns.TargetReturn > mu.Max() + 1e-12)
+        {
+            throw new ArgumentException($"A long-only portfolio returns between {mu.Min():P2} and {mu.Max():P2}; {returns.TargetReturn:P2} is out of reach.", nameof(returns));
+        }
+
+        var n = mu.Count;
+        return SolveLongOnly(covariance, 2, new double[n], [(Enumerable.Repeat(1.0, n).ToArray(), 1, 1), (mu.ToArray(), returns.TargetReturn, returns.TargetReturn)]);
+    }
+
+    /// <summary>
+    /// Frontier at a target volatility: the highest expected return with √(wᵀΣw) ≤ target. By duality it is the
+    /// mean-variance portfolio for some γ, found by bisection on log γ (volatility falls as γ grows). When even the
+    /// highest-return corner is within the target, that corner; when the minimum-variance portfolio exceeds it, an error.
+    /// </summary>
+    public static double[] EfficientRisk(double[,] covariance, ReturnModelInputs returns)
+    {
+        var mu = returns.ExpectedReturns;
+        var target = returns.TargetVolatility;
+        double Volatility(IReadOnlyList<double> w) => Math.Sqrt(Math.Max(Quadratic(covariance, w), 0));
+        var minimum = MinimumVariance(covariance);
+        if (Volatility(minimum) > target * (1 + 1e-12))
+        {
+            throw new ArgumentException($"The least volatile long-only portfolio has volatility {Volatility(minimum):P2}, above the target {target:P2}.", nameof(returns));
+        }
+
+        var best = Enumerable.Range(0, mu.Count).MaxBy(i => mu[i]);
+        var corner = Enumerable.Range(0, mu.Count).Select(i => i == best ? 1.0 : 0.0).ToArray();
+        if (Volatility(corner) <= target)
+        {
+            return corner;
+        }
+
+        double low = Math.Log(1e-4), high = Math.Log(1e6);
+        double[] weights = MeanVariance(covariance, mu, Math.Exp(high));
+        for (var i = 0; i < 80 && high - low > 1e-13; i++)
+        {
+            var mid = 0.5 * (low + high);
+            var candidate = MeanVariance(covariance, mu, Math.Exp(mid), weights);
+            if (Volatility(candidate) > target)
+            {
+                low = mid;
+            }
+            else
+            {
+                high = mid;
+                weights = candidate;
+            }
+        }
+
+        return weights;
+    }
+
+    /// <summary>minimise scale/2·wᵀΣw + qᵀw over w ≥ 0 with extra rows lᵣ ≤ aᵣᵀw ≤ uᵣ, by the QP solver.</summary>
+    private static double[] SolveLongOnly(double[,] covariance, double scale, double[] q, IReadOnlyList<(double[] Row, double Lower, double Upper)> rows, double[]? warm = null)
+    {
+        var n = q.Length;
+        var m = rows.Count + n;
+        var p = MathNet.Numerics.LinearAlgebra.Matrix<double>.Build.DenseOfArray(covariance) * scale;
+        var a = MathNet.Numerics.LinearAlgebra.Matrix<double>.Build.Dense(m, n, (i, j) => i < rows.Count ? rows[i].Row[j] : (i - rows.Count == j ? 1.0 : 0.0));
+        var lower = MathNet.Numerics.LinearAlgebra.Vector<double>.Build.Dense(m, i => i < rows.Count ? rows[i].Lower : 0.0);
+        var upper = MathNet.Numerics.LinearAlgebra.Vector<double>.Build.Dense(m, i => i < rows.Count ? rows[i].Upper : double.PositiveInfinity);
+        var solution = QpSolver.Solve(
+            new QuadraticProgram(p, MathNet.Numerics.LinearAlgebra.Vector<double>.Build.DenseOfArray(q), a, lower, upper),
+            warmX: warm is null ? null : MathNet.Numerics.LinearAlgebra.Vector<double>.Build.DenseOfArray(warm));
+        if (!solution.Converged)
+        {
+            throw new ArgumentException("The target model's optimisation did not converge.", nameof(covariance));
+        }
+
+        return solution.X.Select(v => Math.Max(v, 0)).ToArray();
+    }
+
+    private static double Quadratic(double[,] covariance, IReadOnlyList<double> w)
+    {
+        double total = 0;
+        for (var i = 0; i < w.Count; i++)
+        {
+            for (var j = 0; j < w.Count; j++)
+            {
+                total += w[i] * covariance[i, j] * w[j];
+            }
+        }
+
+        return total;
     }
 
     /// <summary>Risk contributions wᵢ(Σw)ᵢ / wᵀΣw; they sum to 1.</summary>

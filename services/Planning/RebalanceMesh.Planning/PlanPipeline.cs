@@ -100,6 +100,10 @@ public sealed class PlanPipeline(
             Contracts.Planning.V1.TargetModel.InverseVolatility => Core.TargetModel.InverseVolatility,
             Contracts.Planning.V1.TargetModel.RiskParity => Core.TargetModel.RiskParity,
             Contracts.Planning.V1.TargetModel.MinimumVariance => Core.TargetModel.MinimumVariance,
+            Contracts.Planning.V1.TargetModel.MaximumSharpe => Core.TargetModel.MaximumSharpe,
+            Contracts.Planning.V1.TargetModel.MeanVariance => Core.TargetModel.MeanVariance,
+            Contracts.Planning.V1.TargetModel.EfficientReturn => Core.TargetModel.EfficientReturn,
+            Contracts.Planning.V1.TargetModel.EfficientRisk => Core.TargetModel.EfficientRisk,
             _ => Core.TargetModel.FixedWeights,
         };
         if (model == Core.TargetModel.FixedWeights)
@@ -116,10 +120,43 @@ public sealed class PlanPipeline(
         }
         else
         {
-            var covariance = await CovarianceAsync(ids, policy.ModelLookbackDays, cancellationToken);
+            // Covariance as passed in, else estimated by risk; expected returns from the policy, else historical means.
+            var parameters = policy.ModelParameters ?? new ModelParameters();
+            var needsReturns = TargetModels.NeedsReturns(model);
+            double[,] covariance;
+            double[]? means = null;
+            if (parameters.Covariance.Count > 0)
+            {
+                covariance = new double[ids.Length, ids.Length];
+                for (var i = 0; i < ids.Length; i++)
+                {
+                    for (var j = 0; j < ids.Length; j++)
+                    {
+                        covariance[i, j] = parameters.Covariance[(i * ids.Length) + j];
+                    }
+                }
+            }
+            else
+            {
+                (covariance, means) = await EstimateAsync(ids, policy.ModelLookbackDays, cancellationToken);
+            }
+
+            if (needsReturns && means is null && ids.Any(id => !policy.ExpectedReturns.ContainsKey(id)))
+            {
+                means = (await EstimateAsync(ids, policy.ModelLookbackDays, cancellationToken)).AnnualMeans;
+            }
+
+            var returns = needsReturns
+                ? new ReturnModelInputs(
+                    ids.Select((id, i) => policy.ExpectedReturns.TryGetValue(id, out var expected) ? expected : means![i]).ToArray(),
+                    parameters.RiskFreeRate,
+                    parameters.RiskAversion == 0 ? 1 : parameters.RiskAversion,
+                    parameters.TargetReturn,
+                    parameters.TargetVolatility)
+                : null;
             try
             {
-                weights = TargetModels.Compute(model, covariance, budget);
+                weights = TargetModels.Compute(model, covariance, budget, returns);
             }
             catch (ArgumentException ex)
             {
@@ -139,8 +176,11 @@ public sealed class PlanPipeline(
         return (domain with { Targets = targets }, reason);
     }
 
-    /// <summary>Annualised sample covariance of the instruments' daily returns, estimated by risk (lookback 0 means 250 days).</summary>
-    public async Task<double[,]> CovarianceAsync(IReadOnlyList<string> ids, int lookbackDays, CancellationToken cancellationToken)
+    /// <summary>
+    /// Annualised sample covariance and mean log return of the instruments' daily returns, estimated by risk from
+    /// market-state history (lookback 0 means 250 days).
+    /// </summary>
+    public async Task<(double[,] Covariance, double[] AnnualMeans)> EstimateAsync(IReadOnlyList<string> ids, int lookbackDays, CancellationToken cancellationToken)
     {
         var request = new EstimateCovarianceRequest { Method = CovarianceMethod.Sample, LookbackDays = lookbackDays == 0 ? 250 : lookbackDays };
         request.InstrumentIds.AddRange(ids);
@@ -154,7 +194,7 @@ public sealed class PlanPipeline(
             }
         }
 
-        return covariance;
+        return (covariance, estimate.AnnualMeanReturns.ToArray());
     }
 
     /// <summary>
@@ -171,7 +211,7 @@ public sealed class PlanPipeline(
             throw new DomainException(DomainErrorKind.FailedPrecondition, "The optimiser has no spot instrument to trade: target some, or hold some that are not on the no-trade list.");
         }
 
-        var covariance = await CovarianceAsync(universe, lookbackDays, cancellationToken);
+        var (covariance, _) = await EstimateAsync(universe, lookbackDays, cancellationToken);
         var quotes = new GetQuotesRequest();
         quotes.InstrumentIds.AddRange(universe);
         var prices = (await pricing.GetQuotesAsync(quotes, cancellationToken: cancellationToken)).Prices;

@@ -106,6 +106,7 @@ public static class PlanningMapping
         }
 
         ValidateOptimizer(check, policy.Optimizer, path + ".optimizer");
+        ValidateModelParameters(check, policy, path);
         check.Require(policy.Optimizer?.Objective != WireObjective.MeanVariance || policy.ExpectedReturns.Count > 0,
             path + ".expected_returns", "the mean-variance objective needs expected returns");
         check.RequireCount(policy.LotSizes.Count, MaxPositions, path + ".lot_sizes");
@@ -113,6 +114,38 @@ public static class PlanningMapping
         {
             check.RequireIdentifier(instrument, $"{path}.lot_sizes[{instrument}]");
             check.RequireDecimal(lot, $"{path}.lot_sizes[{instrument}]", ValidationExtensions.DecimalRule.Positive, out _);
+        }
+    }
+
+    private static void ValidateModelParameters(RequestValidator check, Policy policy, string path)
+    {
+        var parameters = policy.ModelParameters ?? new ModelParameters();
+        path += ".model_parameters";
+        check.RequireRange(parameters.RiskFreeRate, -1, 1, path + ".risk_free_rate");
+        check.RequireRange(parameters.RiskAversion, 0, 1e6, path + ".risk_aversion");
+        check.RequireRange(parameters.TargetReturn, -1, 10, path + ".target_return");
+        check.RequireRange(parameters.TargetVolatility, 0, 10, path + ".target_volatility");
+        check.Require(policy.TargetModel != Contracts.Planning.V1.TargetModel.EfficientRisk || parameters.TargetVolatility > 0,
+            path + ".target_volatility", "the efficient-risk model needs a positive target volatility");
+        var n = policy.Targets.Count;
+        if (parameters.Covariance.Count == 0)
+        {
+            return;
+        }
+
+        if (!check.Require(parameters.Covariance.Count == n * n, path + ".covariance", $"must hold {n} × {n} values in the order of the targets"))
+        {
+            return;
+        }
+
+        for (var i = 0; i < n; i++)
+        {
+            check.Require(double.IsFinite(parameters.Covariance[(i * n) + i]) && parameters.Covariance[(i * n) + i] > 0, path + ".covariance", $"diagonal entry {i} must be positive");
+            for (var j = 0; j < i; j++)
+            {
+                double a = parameters.Covariance[(i * n) + j], b = parameters.Covariance[(j * n) + i];
+                check.Require(double.IsFinite(a) && Math.Abs(a - b) <= 1e-12 * Math.Max(1, Math.Abs(a)), path + ".covariance", $"must be symmetric (entries {i},{j} and {j},{i} differ)");
+            }
         }
     }
 
