@@ -12,7 +12,7 @@ namespace RebalanceMesh.Planning;
 /// (through pricing, like the plan pipeline) and evaluates its bands. Each evaluation is logged with its reasons
 /// when it breaches, and the total drift is exported as a gauge.
 /// </summary>
-public sealed class DriftMonitor(PlanningStore store, PlanPipeline pipeline, PlanSubmitter submitter, RedisBroadcast<Contracts.Planning.V1.PolicyAlert> alerts, TimeProvider time, ILogger<DriftMonitor> logger) : IEventHandler<QuotesUpdated>
+public sealed class DriftMonitor(PlanningStore store, PlanPipeline pipeline, PlanSubmitter submitter, ModelWeightCache models, RedisBroadcast<Contracts.Planning.V1.PolicyAlert> alerts, TimeProvider time, ILogger<DriftMonitor> logger) : IEventHandler<QuotesUpdated>
 {
     private static readonly Meter Meter = new("RebalanceMesh.Planning.Monitor");
     private static readonly ConcurrentDictionary<string, double> Drift = new(StringComparer.Ordinal);
@@ -53,7 +53,7 @@ public sealed class DriftMonitor(PlanningStore store, PlanPipeline pipeline, Pla
             TargetPolicy targetPolicy;
             try
             {
-                targetPolicy = (await pipeline.ResolvePolicyAsync(policy, cancellationToken)).Policy;
+                targetPolicy = await models.GetAsync(portfolioId, policy, async () => (await pipeline.ResolvePolicyAsync(policy, cancellationToken)).Policy);
             }
             catch (Grpc.Core.RpcException ex) when (ex.StatusCode is Grpc.Core.StatusCode.Unavailable or Grpc.Core.StatusCode.DeadlineExceeded)
             {

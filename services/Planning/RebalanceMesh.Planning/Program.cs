@@ -18,6 +18,7 @@ builder.Services.AddRedisBroadcast<RebalanceMesh.Contracts.Planning.V1.PolicyAle
 builder.Services.AddScoped<PlanPipeline>();
 builder.Services.AddScoped<PlanSubmitter>();
 builder.Services.AddEventSubscription<ExecutionReport, ExecutionReportHandler>(Topics.ExecutionReports);
+builder.Services.AddSingleton<ModelWeightCache>();
 builder.Services.AddEventSubscription<QuotesUpdated, DriftMonitor>(Topics.MarketQuotes);
 
 var app = builder.Build();
