@@ -34,8 +34,20 @@ public sealed record InstrumentMark(decimal UnitPrice, bool Margined = false, de
     public static InstrumentMark Spot(decimal price) => new(price, DeltaExposure: (double)price);
 }
 
-/// <summary>The positions and cash of a portfolio at one version.</summary>
-public sealed record PortfolioSnapshot(string PortfolioId, IReadOnlyList<Holding> Holdings, decimal Cash, long Version);
+/// <summary>The positions, cash and loans of a portfolio at one version.</summary>
+public sealed record PortfolioSnapshot(string PortfolioId, IReadOnlyList<Holding> Holdings, decimal Cash, long Version, IReadOnlyList<Loan>? Loans = null)
+{
+    public IReadOnlyList<Loan> LoanList => Loans ?? [];
+}
+
+/// <summary>One asset pledged to a loan: an instrument, or the base currency for cash collateral.</summary>
+public sealed record LoanCollateral(string Asset, decimal Quantity, double LiquidationThreshold);
+
+/// <summary>A collateralised loan on a lending venue; its debt is in the portfolio's base currency.</summary>
+public sealed record Loan(string LoanId, string Venue, IReadOnlyList<LoanCollateral> Collateral, decimal Debt);
+
+/// <summary>The liquidation guard's band (see <see cref="LiquidationGuard"/>); zero disables boost and emergency.</summary>
+public sealed record HealthFactorBand(double Target, double RepayBelow, double BoostAbove, double EmergencyBelow);
 
 /// <summary>Target-weight policy with drift bands.</summary>
 /// <param name="Targets">Target weight per instrument; the rest of the portfolio is cash.</param>
@@ -56,7 +68,8 @@ public sealed record TargetPolicy(
     double EstimatedCostBps,
     IReadOnlySet<string>? NoTrade = null,
     OptimizerPolicy? Optimizer = null,
-    IReadOnlyDictionary<string, double>? ExpectedReturns = null)
+    IReadOnlyDictionary<string, double>? ExpectedReturns = null,
+    HealthFactorBand? Guard = null)
 {
     /// <summary>True when weight rebalancing leaves the instrument alone.</summary>
     public bool IsNoTrade(string instrument) => NoTrade?.Contains(instrument) == true;

@@ -23,6 +23,79 @@ public static class PortfolioLedger
         return portfolio with { Holdings = updated, Cash = cash };
     }
 
+    /// <summary>
+    /// Applies a completed loan leg: repay takes cash and reduces debt; borrow the reverse; supply moves held units (or
+    /// cash, for the base currency) into the loan's collateral; withdraw the reverse.
+    /// </summary>
+    public static PortfolioSnapshot ApplyLoanLeg(PortfolioSnapshot portfolio, GuardAction action, string loanId, string asset, decimal quantity, string baseCurrency)
+    {
+        if (quantity <= 0)
+        {
+            throw new ArgumentOutOfRangeException(nameof(quantity), "A loan leg moves a positive quantity.");
+        }
+
+        var loans = portfolio.LoanList.ToList();
+        var index = loans.FindIndex(l => l.LoanId == loanId);
+        if (index < 0)
+        {
+            throw new ArgumentException($"The portfolio has no loan '{loanId}'.", nameof(loanId));
+        }
+
+        var loan = loans[index];
+        var cash = portfolio.Cash;
+        var holdings = portfolio.Holdings.ToDictionary(h => h.InstrumentId, StringComparer.Ordinal);
+        void Hold(decimal change)
+        {
+            if (asset == baseCurrency)
+            {
+                cash += change;
+                return;
+            }
+
+            var before = holdings.GetValueOrDefault(asset) ?? new Holding(asset, 0m);
+            holdings[asset] = before with { Quantity = before.Quantity + change };
+        }
+
+        Loan Pledge(decimal change)
+        {
+            var collateral = loan.Collateral.ToList();
+            var at = collateral.FindIndex(c => c.Asset == asset);
+            if (at < 0)
+            {
+                throw new ArgumentException($"Loan '{loanId}' does not accept {asset} as collateral.", nameof(asset));
+            }
+
+            collateral[at] = collateral[at] with { Quantity = collateral[at].Quantity + change };
+            return loan with { Collateral = collateral };
+        }
+
+        switch (action)
+        {
+            case GuardAction.Repay:
+                cash -= quantity;
+                loan = loan with { Debt = loan.Debt - quantity };
+                break;
+            case GuardAction.Borrow:
+                cash += quantity;
+                loan = loan with { Debt = loan.Debt + quantity };
+                break;
+            case GuardAction.SupplyCollateral:
+                Hold(-quantity);
+                loan = Pledge(quantity);
+                break;
+            case GuardAction.WithdrawCollateral:
+                Hold(quantity);
+                loan = Pledge(-quantity);
+                break;
+            default:
+                throw new ArgumentOutOfRangeException(nameof(action), "Trades are applied as fills.");
+        }
+
+        loans[index] = loan;
+        var updated = holdings.Values.Where(h => h.Quantity != 0).OrderBy(h => h.InstrumentId, StringComparer.Ordinal).ToArray();
+        return portfolio with { Holdings = updated, Cash = cash, Loans = loans };
+    }
+
     /// <summary>Volume-weighted average price after adding a fill.</summary>
     public static decimal Vwap(decimal filledBefore, decimal averageBefore, decimal quantity, decimal price) =>
         filledBefore + quantity == 0 ? 0 : ((filledBefore * averageBefore) + (quantity * price)) / (filledBefore + quantity);

@@ -1,0 +1,210 @@
+using System.Globalization;
+
+namespace RebalanceMesh.Planning.Core;
+
+/// <summary>A loan at current prices.</summary>
+/// <param name="Adjusted">Σ collateral value × liquidation threshold.</param>
+public sealed record MarkedLoan(Loan Loan, decimal CollateralValue, decimal Adjusted, decimal Debt)
+{
+    /// <summary>Adjusted collateral / debt; infinite without debt.</summary>
+    public double HealthFactor => Debt > 0 ? (double)(Adjusted / Debt) : double.PositiveInfinity;
+
+    public decimal Equity => CollateralValue - Debt;
+
+    /// <summary>Values a loan with unit prices of its assets (the base currency is worth 1).</summary>
+    public static MarkedLoan Mark(Loan loan, Func<string, decimal> priceOf)
+    {
+        var value = loan.Collateral.Sum(c => c.Quantity * priceOf(c.Asset));
+        var adjusted = loan.Collateral.Sum(c => c.Quantity * priceOf(c.Asset) * (decimal)c.LiquidationThreshold);
+        return new MarkedLoan(loan, value, adjusted, loan.Debt);
+    }
+}
+
+/// <summary>What a guard leg does.</summary>
+public enum GuardAction
+{
+    /// <summary>Repay debt with cash.</summary>
+    Repay,
+    /// <summary>Move held units (or cash) into the loan's collateral.</summary>
+    SupplyCollateral,
+    /// <summary>Take collateral out into the holdings.</summary>
+    WithdrawCollateral,
+    /// <summary>Borrow cash against the collateral.</summary>
+    Borrow,
+    /// <summary>Sell withdrawn collateral on a trading venue.</summary>
+    Sell,
+    /// <summary>Buy collateral with borrowed cash on a trading venue.</summary>
+    Buy,
+}
+
+/// <summary>One guard leg, with why it is there.</summary>
+/// <param name="Asset">Instrument, or the base currency for repay, borrow and cash collateral.</param>
+public sealed record GuardLeg(GuardAction Action, string LoanId, string Venue, string Asset, decimal Quantity, decimal Price, string Reason)
+{
+    public decimal Value => Quantity * Price;
+}
+
+/// <summary>The guard's legs, the health-factor reasons it measured, and whether any loan was in emergency.</summary>
+public sealed record GuardPlan(IReadOnlyList<GuardLeg> Legs, IReadOnlyList<DriftReason> Reasons, bool Emergency)
+{
+    public bool Acts => Legs.Count > 0;
+}
+
+/// <summary>
+/// The liquidation guard. For each loan below its band (worst first) it restores the target health factor T with the
+/// cheapest means first, each sized in closed form from HF = A / D (A = Σ value × liquidation threshold, D = debt):
+/// (1) repay from free cash, r = D − A/T; (2) add collateral from holdings of an asset the loan already accepts,
+/// highest threshold first, v = (T·D − A)/LT; (3) deleverage — withdraw collateral, sell it and repay with the
+/// proceeds after costs, lowest threshold first, v = (T·D − A)/(T(1 − c) − LT). Above the boost level it borrows, buys
+/// the highest-threshold collateral and supplies it, v = (A − T·D)/(T − (1 − c)·LT). Each leg says what it does to the
+/// health factor; when the target cannot be reached with what the portfolio has, a reason says so.
+/// </summary>
+public static class LiquidationGuard
+{
+    public const string Rule = "health_factor";
+
+    public static GuardPlan Plan(PortfolioSnapshot portfolio, IReadOnlyDictionary<string, decimal> prices, string baseCurrency, HealthFactorBand band, decimal costRate)
+    {
+        decimal PriceOf(string asset) => asset == baseCurrency ? 1m : prices[asset];
+        var legs = new List<GuardLeg>();
+        var reasons = new List<DriftReason>();
+        var emergency = false;
+        var cash = portfolio.Cash;
+        var held = portfolio.Holdings.ToDictionary(h => h.InstrumentId, h => h.Quantity, StringComparer.Ordinal);
+        var target = (decimal)band.Target;
+
+        foreach (var marked in portfolio.LoanList.Select(l => MarkedLoan.Mark(l, PriceOf)).Where(m => m.Debt > 0).OrderBy(m => m.HealthFactor))
+        {
+            var loan = marked.Loan;
+            var hf = marked.HealthFactor;
+            var below = hf < band.RepayBelow;
+            var above = band.BoostAbove > 0 && hf > band.BoostAbove;
+            var inEmergency = band.EmergencyBelow > 0 && hf < band.EmergencyBelow;
+            emergency |= inEmergency;
+            reasons.Add(new DriftReason(Rule, loan.LoanId, hf, below || !above ? band.RepayBelow : band.BoostAbove, below || above,
+                Describe(loan.LoanId, hf, band, below, above, inEmergency)));
+            decimal a = marked.Adjusted, d = marked.Debt;
+            string Hf() => (d > 0 ? a / d : 0m).ToString("F4", CultureInfo.InvariantCulture);
+
+            if (below)
+            {
+                // (1) Repay from free cash.
+                var repay = Math.Min(Ceiling(d - (a / target), 2), Math.Max(cash, 0));
+                if (repay > 0)
+                {
+                    var before = Hf();
+                    d -= repay;
+                    cash -= repay;
+                    legs.Add(new GuardLeg(GuardAction.Repay, loan.LoanId, loan.Venue, baseCurrency, repay, 1m, $"repay {repay.ToString("F2", CultureInfo.InvariantCulture)} from free cash: health factor {before} → {Hf()}"));
+                }
+
+                // (2) Add collateral the loan accepts from holdings, highest threshold first.
+                foreach (var collateral in loan.Collateral.Where(c => c.Asset != baseCurrency).OrderByDescending(c => c.LiquidationThreshold))
+                {
+                    if (a >= target * d)
+                    {
+                        break;
+                    }
+
+                    var price = PriceOf(collateral.Asset);
+                    var units = Math.Min(Ceiling((target * d - a) / ((decimal)collateral.LiquidationThreshold * price), 8), Math.Max(held.GetValueOrDefault(collateral.Asset), 0));
+                    if (units <= 0)
+                    {
+                        continue;
+                    }
+
+                    var before = Hf();
+                    a += units * price * (decimal)collateral.LiquidationThreshold;
+                    held[collateral.Asset] = held.GetValueOrDefault(collateral.Asset) - units;
+                    legs.Add(new GuardLeg(GuardAction.SupplyCollateral, loan.LoanId, loan.Venue, collateral.Asset, units, price,
+                        $"add {Units(units)} {collateral.Asset} from holdings as collateral: health factor {before} → {Hf()}"));
+                }
+
+                // (3) Deleverage: sell collateral and repay, lowest threshold first.
+                var pledged = loan.Collateral.ToDictionary(c => c.Asset, c => c.Quantity, StringComparer.Ordinal);
+                foreach (var collateral in loan.Collateral.Where(c => c.Asset != baseCurrency).OrderBy(c => c.LiquidationThreshold))
+                {
+                    if (a >= target * d)
+                    {
+                        break;
+                    }
+
+                    var price = PriceOf(collateral.Asset);
+                    var lt = (decimal)collateral.LiquidationThreshold;
+                    var denominator = (target * (1 - costRate)) - lt;
+                    if (denominator <= 0)
+                    {
+                        continue;
+                    }
+
+                    // The repayment is rounded down to cents; sell enough more that the cent does not leave HF short.
+                    var units = Math.Min(Ceiling(((target * d) - a + (target * 0.01m)) / denominator / price, 8), pledged[collateral.Asset]);
+                    if (units <= 0)
+                    {
+                        continue;
+                    }
+
+                    var before = Hf();
+                    var proceeds = Math.Min(decimal.Round(units * price * (1 - costRate), 2, MidpointRounding.ToZero), d);
+                    a -= units * price * lt;
+                    d -= proceeds;
+                    pledged[collateral.Asset] -= units;
+                    legs.Add(new GuardLeg(GuardAction.WithdrawCollateral, loan.LoanId, loan.Venue, collateral.Asset, units, price, $"withdraw {Units(units)} {collateral.Asset} to sell"));
+                    legs.Add(new GuardLeg(GuardAction.Sell, loan.LoanId, loan.Venue, collateral.Asset, units, price, $"sell {Units(units)} {collateral.Asset} to repay debt"));
+                    legs.Add(new GuardLeg(GuardAction.Repay, loan.LoanId, loan.Venue, baseCurrency, proceeds, 1m,
+                        $"repay {proceeds.ToString("F2", CultureInfo.InvariantCulture)} from the sale: health factor {before} → {Hf()}"));
+                }
+
+                if (a < target * d)
+                {
+                    reasons.Add(new DriftReason(Rule, loan.LoanId, (double)(a / d), band.Target, true,
+                        $"{loan.LoanId}: target health factor {band.Target:F2} is out of reach with the portfolio's cash, holdings and collateral; the guard reaches {Hf()}"));
+                }
+            }
+            else if (above)
+            {
+                // Boost: borrow, buy the highest-threshold collateral, supply it.
+                var best = loan.Collateral.Where(c => c.Asset != baseCurrency).OrderByDescending(c => c.LiquidationThreshold).FirstOrDefault();
+                if (best is null)
+                {
+                    continue;
+                }
+
+                var price = PriceOf(best.Asset);
+                var lt = (decimal)best.LiquidationThreshold;
+                var denominator = target - ((1 - costRate) * lt);
+                var borrow = denominator > 0 ? decimal.Round((a - (target * d)) / denominator, 2, MidpointRounding.ToZero) : 0m;
+                var units = decimal.Round(borrow * (1 - costRate) / price, 8, MidpointRounding.ToZero);
+                if (borrow <= 0 || units <= 0)
+                {
+                    continue;
+                }
+
+                var before = Hf();
+                d += borrow;
+                a += units * price * lt;
+                legs.Add(new GuardLeg(GuardAction.Borrow, loan.LoanId, loan.Venue, baseCurrency, borrow, 1m, $"borrow {borrow.ToString("F2", CultureInfo.InvariantCulture)} against the collateral"));
+                legs.Add(new GuardLeg(GuardAction.Buy, loan.LoanId, loan.Venue, best.Asset, units, price, $"buy {Units(units)} {best.Asset} with it"));
+                legs.Add(new GuardLeg(GuardAction.SupplyCollateral, loan.LoanId, loan.Venue, best.Asset, units, price,
+                    $"supply {Units(units)} {best.Asset}: health factor {before} → {Hf()}"));
+            }
+        }
+
+        return new GuardPlan(legs, reasons, emergency);
+    }
+
+    private static string Describe(string loanId, double hf, HealthFactorBand band, bool below, bool above, bool emergency) =>
+        emergency ? FormattableString.Invariant($"{loanId}: health factor {hf:F4} below the emergency level {band.EmergencyBelow:F2}: acting first")
+        : below ? FormattableString.Invariant($"{loanId}: health factor {hf:F4} < repay level {band.RepayBelow:F2}: restore {band.Target:F2}")
+        : above ? FormattableString.Invariant($"{loanId}: health factor {hf:F4} > boost level {band.BoostAbove:F2}: borrow back to {band.Target:F2}")
+        : FormattableString.Invariant($"{loanId}: health factor {hf:F4} inside the band [{band.RepayBelow:F2}, {(band.BoostAbove > 0 ? band.BoostAbove.ToString("F2", CultureInfo.InvariantCulture) : "∞")}]");
+
+    private static string Units(decimal units) => units.ToString("0.########", CultureInfo.InvariantCulture);
+
+    /// <summary>Rounds up to <paramref name="decimals"/> places (amounts that must reach a target).</summary>
+    private static decimal Ceiling(decimal value, int decimals)
+    {
+        var scale = (decimal)Math.Pow(10, decimals);
+        return decimal.Ceiling(value * scale) / scale;
+    }
+}

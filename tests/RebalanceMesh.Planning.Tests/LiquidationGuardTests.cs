@@ -1,0 +1,109 @@
+using RebalanceMesh.Planning.Core;
+
+namespace RebalanceMesh.Planning.Tests;
+
+/// <summary>The liquidation guard on hand-computed loans: 10 ETH at 2,000 pledged with a liquidation threshold of 0.8.</summary>
+public class LiquidationGuardTests
+{
+    private static readonly Dictionary<string, decimal> Prices = new() { ["ETH"] = 2_000m };
+    private static readonly HealthFactorBand Band = new(Target: 1.5, RepayBelow: 1.2, BoostAbove: 1.8, EmergencyBelow: 1.05);
+
+    private static PortfolioSnapshot Portfolio(decimal debt, decimal cash = 1_000m, decimal heldEth = 2m) =>
+        new("p", heldEth > 0 ? [new Holding("ETH", heldEth)] : [], cash, 1, [new Loan("L1", "LEND", [new LoanCollateral("ETH", 10m, 0.8)], debt)]);
+
+    private static double HealthFactor(PortfolioSnapshot portfolio) =>
+        MarkedLoan.Mark(portfolio.LoanList.Single(), a => a == "EUR" ? 1m : Prices[a]).HealthFactor;
+
+    /// <summary>Applies the guard's legs the way fills and loan reports will: trades as fills, the rest as loan legs.</summary>
+    private static PortfolioSnapshot Apply(PortfolioSnapshot portfolio, GuardPlan plan, decimal costRate) =>
+        plan.Legs.Aggregate(portfolio, (p, leg) => leg.Action switch
+        {
+            GuardAction.Sell => PortfolioLedger.ApplyFill(p, leg.Asset, TradeSide.Sell, leg.Quantity, leg.Price, leg.Value * costRate),
+            GuardAction.Buy => PortfolioLedger.ApplyFill(p, leg.Asset, TradeSide.Buy, leg.Quantity, leg.Price, leg.Value * costRate),
+            _ => PortfolioLedger.ApplyLoanLeg(p, leg.Action, leg.LoanId, leg.Asset, leg.Quantity, "EUR"),
+        });
+
+    [Fact]
+    public void Below_the_band_it_repays_from_cash_then_adds_held_collateral_then_deleverages_to_the_target()
+    {
+        // A = 10 × 2,000 × 0.8 = 16,000 against 15,000 of debt: HF 1.0667 < 1.2.
+        var portfolio = Portfolio(debt: 15_000m);
+        var plan = LiquidationGuard.Plan(portfolio, Prices, "EUR", Band, costRate: 0.001m);
+        Assert.False(plan.Emergency);
+        Assert.True(plan.Reasons.Single(r => r.InstrumentId == "L1" && r.Threshold == 1.2).Breached);
+
+        // (1) all 1,000 of cash repays: D = 14,000, HF 1.142857. (2) both held ETH go in: A = 19,200, HF 1.371429.
+        // (3) sell v = (1.5 × 14,000 − 19,200) / (1.5 × 0.999 − 0.8) = 2,576.95 of pledged ETH and repay.
+        Assert.Equal([GuardAction.Repay, GuardAction.SupplyCollateral, GuardAction.WithdrawCollateral, GuardAction.Sell, GuardAction.Repay], plan.Legs.Select(l => l.Action));
+        Assert.Equal(1_000m, plan.Legs[0].Quantity);
+        Assert.Equal(2m, plan.Legs[1].Quantity);
+        var units = decimal.Ceiling((1_800m + 0.015m) / 0.6985m / 2_000m * 100_000_000m) / 100_000_000m; // + a cent of repayment rounding
+        Assert.Equal(units, plan.Legs[2].Quantity);
+        Assert.Equal(units, plan.Legs[3].Quantity);
+        Assert.Equal(decimal.Round(units * 2_000m * 0.999m, 2, MidpointRounding.ToZero), plan.Legs[4].Quantity);
+        Assert.Contains("health factor 1.0667 → 1.1429", plan.Legs[0].Reason);
+
+        // Carried out, the legs bring the loan to the target (just above it: amounts are rounded toward safety).
+        var after = Apply(portfolio, plan, 0.001m);
+        Assert.InRange(HealthFactor(after), 1.5, 1.5001);
+        Assert.InRange(after.Cash, 0m, 0.01m); // free cash spent; the sale's proceeds repaid to the cent
+        Assert.DoesNotContain(after.Holdings, h => h.InstrumentId == "ETH");
+    }
+
+    [Fact]
+    public void Below_the_emergency_level_it_says_so()
+    {
+        var plan = LiquidationGuard.Plan(Portfolio(debt: 16_000m), Prices, "EUR", Band, 0.001m); // HF 1.0
+        Assert.True(plan.Emergency);
+        Assert.Contains("emergency", plan.Reasons[0].Message);
+        Assert.InRange(HealthFactor(Apply(Portfolio(debt: 16_000m), plan, 0.001m)), 1.5, 1.5001);
+    }
+
+    [Fact]
+    public void Out_of_reach_targets_are_reported_with_what_the_guard_achieves()
+    {
+        // Underwater: 25,000 owed against 20,000 of collateral, nothing else. Selling all of it repays 19,980 and
+        // still leaves debt with no collateral.
+        var plan = LiquidationGuard.Plan(Portfolio(debt: 25_000m, cash: 0m, heldEth: 0m), Prices, "EUR", Band, 0.001m);
+        Assert.Equal(10m, plan.Legs.Single(l => l.Action == GuardAction.Sell).Quantity);
+        Assert.Contains(plan.Reasons, r => r.Message.Contains("out of reach", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void Above_the_boost_level_it_borrows_buys_and_supplies_back_to_the_target()
+    {
+        // A = 16,000 against 8,000: HF 2.0 > 1.8. Borrow x = (16,000 − 1.5 × 8,000) / (1.5 − 0.999 × 0.8) = 5,707.76.
+        var portfolio = Portfolio(debt: 8_000m);
+        var plan = LiquidationGuard.Plan(portfolio, Prices, "EUR", Band, 0.001m);
+        Assert.Equal([GuardAction.Borrow, GuardAction.Buy, GuardAction.SupplyCollateral], plan.Legs.Select(l => l.Action));
+        Assert.Equal(5_707.76m, plan.Legs[0].Quantity);
+        var after = Apply(portfolio, plan, 0.001m);
+        Assert.Equal(1.5, HealthFactor(after), 3);
+        Assert.True(after.Cash >= portfolio.Cash - 0.01m, "the borrowed cash pays for the collateral bought");
+    }
+
+    [Fact]
+    public void Inside_the_band_nothing_happens()
+    {
+        var plan = LiquidationGuard.Plan(Portfolio(debt: 10_000m), Prices, "EUR", Band, 0.001m); // HF 1.6
+        Assert.False(plan.Acts);
+        Assert.False(plan.Reasons.Single().Breached);
+    }
+
+    [Fact]
+    public void Loan_legs_move_cash_holdings_collateral_and_debt()
+    {
+        var portfolio = Portfolio(debt: 15_000m);
+        var repaid = PortfolioLedger.ApplyLoanLeg(portfolio, GuardAction.Repay, "L1", "EUR", 400m, "EUR");
+        Assert.Equal(600m, repaid.Cash);
+        Assert.Equal(14_600m, repaid.LoanList[0].Debt);
+        var supplied = PortfolioLedger.ApplyLoanLeg(repaid, GuardAction.SupplyCollateral, "L1", "ETH", 2m, "EUR");
+        Assert.Empty(supplied.Holdings);
+        Assert.Equal(12m, supplied.LoanList[0].Collateral[0].Quantity);
+        var withdrawn = PortfolioLedger.ApplyLoanLeg(supplied, GuardAction.WithdrawCollateral, "L1", "ETH", 5m, "EUR");
+        Assert.Equal(5m, withdrawn.Holdings.Single().Quantity);
+        Assert.Equal(7m, withdrawn.LoanList[0].Collateral[0].Quantity);
+        Assert.Throws<ArgumentException>(() => PortfolioLedger.ApplyLoanLeg(portfolio, GuardAction.Repay, "nope", "EUR", 1m, "EUR"));
+        Assert.Throws<ArgumentException>(() => PortfolioLedger.ApplyLoanLeg(portfolio, GuardAction.SupplyCollateral, "L1", "BTC", 1m, "EUR"));
+    }
+}
