@@ -254,6 +254,86 @@ public sealed class OptimizerMeshTests(ITestOutputHelper output) : MeshTest(outp
     }
 }
 
+/// <summary>The liquidation guard through the mesh: a loan below its band leads the plan with guard legs.</summary>
+[Trait("Category", "Integration")]
+[Collection(MeshProcesses.Name)]
+public sealed class GuardMeshTests(ITestOutputHelper output) : MeshTest(output)
+{
+    [Fact]
+    public async Task A_loan_below_its_band_is_repaired_first_and_execution_says_what_it_cannot_do_yet()
+    {
+        using var channel = Grpc.Net.Client.GrpcChannel.ForAddress(Mesh.Service("planning").GrpcUrl);
+        var planning = new PlanningService.PlanningServiceClient(channel);
+
+        // Wait for a DAX price, then borrow 80 % of the value of 10 DAX pledged at a 0.85 threshold: HF 1.0625.
+        GetPortfolioResponse? probe = null;
+        await planning.UpsertPortfolioAsync(new UpsertPortfolioRequest
+        {
+            Portfolio = new Portfolio { PortfolioId = "guarded", BaseCurrency = "EUR", Cash = 1_000m, Positions = { new Position { InstrumentId = "DAX", Quantity = 1m } } },
+            ExpectedVersion = -1,
+        });
+        for (var attempt = 0; attempt < 50 && probe?.Valuation is null; attempt++)
+        {
+            probe = await planning.GetPortfolioAsync(new GetPortfolioRequest { PortfolioId = "guarded" });
+            if (probe.Valuation is null)
+            {
+                await Task.Delay(200);
+            }
+        }
+
+        Assert.NotNull(probe?.Valuation);
+        var dax = probe!.Valuation.Positions.Single(p => p.InstrumentId == "DAX").Price.ToDecimal();
+        var portfolio = probe.Portfolio.Clone();
+        portfolio.Loans.Add(new Loan
+        {
+            LoanId = "L1",
+            Venue = "LEND-A",
+            Collateral = { new LoanCollateral { Asset = "DAX", Quantity = 10m, LiquidationThreshold = 0.85 } },
+            Debt = { new LoanDebt { Asset = "EUR", Quantity = decimal.Round(8m * dax, 2) } },
+        });
+        await planning.UpsertPortfolioAsync(new UpsertPortfolioRequest { Portfolio = portfolio, ExpectedVersion = -1 });
+        await planning.SetPolicyAsync(new SetPolicyRequest
+        {
+            Policy = new Policy
+            {
+                PortfolioId = "guarded",
+                AbsoluteBand = 0.5,
+                Targets = { new TargetWeight { InstrumentId = "DAX", Weight = 0.5 } },
+                HealthFactorBand = new HealthFactorBand { Target = 1.4, RepayBelow = 1.2, EmergencyBelow = 1.1 },
+            },
+        });
+
+        var valuation = (await planning.GetPortfolioAsync(new GetPortfolioRequest { PortfolioId = "guarded" })).Valuation;
+        Assert.InRange(valuation.Loans.Single().HealthFactor, 1.0, 1.15); // prices move a little with the feed
+
+        // Emergency: the plan is the guard's legs only — repay from cash, add the held DAX, then deleverage.
+        var preview = (await planning.PreviewRebalanceAsync(new PreviewRebalanceRequest { PortfolioId = "guarded" })).Plan;
+        Output.WriteLine(preview.StatusMessage);
+        foreach (var leg in preview.Legs)
+        {
+            Output.WriteLine($"{leg.LegId} {leg.Kind} {leg.Side} {leg.Quantity.Value} {leg.InstrumentId}: {leg.Reason}");
+        }
+
+        Assert.StartsWith("EMERGENCY", preview.StatusMessage);
+        Assert.Equal([LegKind.Repay, LegKind.SupplyCollateral, LegKind.WithdrawCollateral, LegKind.Trade, LegKind.Repay], preview.Legs.Select(l => l.Kind));
+        Assert.All(preview.Legs, l => Assert.StartsWith("G", l.LegId));
+        Assert.Contains(preview.Reasons, r => r.Rule == "health_factor" && r.Breached && r.Message.Contains("emergency", StringComparison.Ordinal));
+
+        // Execution has no lending-venue connector yet: it rejects the first loan leg and stops the plan, and says so.
+        var submitted = (await planning.SubmitRebalanceAsync(new SubmitRebalanceRequest { PortfolioId = "guarded", IdempotencyKey = "guard-1" })).Plan;
+        Plan final = submitted;
+        for (var attempt = 0; attempt < 100 && final.Status is PlanStatus.Approved or PlanStatus.Executing; attempt++)
+        {
+            await Task.Delay(100);
+            final = (await planning.GetPlanAsync(new GetPlanRequest { PlanId = submitted.PlanId })).Plan;
+        }
+
+        Assert.Equal(PlanStatus.Cancelled, final.Status);
+        Assert.Contains("lending-venue operations are not supported", final.StatusMessage);
+        Assert.Equal(LegStatus.Rejected, final.Legs[0].Status);
+    }
+}
+
 /// <summary>The monitor in automatic mode: a breached policy is rebalanced without any client call.</summary>
 [Trait("Category", "Integration")]
 [Collection(MeshProcesses.Name)]

@@ -14,14 +14,7 @@ public class LiquidationGuardTests
     private static double HealthFactor(PortfolioSnapshot portfolio) =>
         MarkedLoan.Mark(portfolio.LoanList.Single(), a => a == "EUR" ? 1m : Prices[a]).HealthFactor;
 
-    /// <summary>Applies the guard's legs the way fills and loan reports will: trades as fills, the rest as loan legs.</summary>
-    private static PortfolioSnapshot Apply(PortfolioSnapshot portfolio, GuardPlan plan, decimal costRate) =>
-        plan.Legs.Aggregate(portfolio, (p, leg) => leg.Action switch
-        {
-            GuardAction.Sell => PortfolioLedger.ApplyFill(p, leg.Asset, TradeSide.Sell, leg.Quantity, leg.Price, leg.Value * costRate),
-            GuardAction.Buy => PortfolioLedger.ApplyFill(p, leg.Asset, TradeSide.Buy, leg.Quantity, leg.Price, leg.Value * costRate),
-            _ => PortfolioLedger.ApplyLoanLeg(p, leg.Action, leg.LoanId, leg.Asset, leg.Quantity, "EUR"),
-        });
+    private static PortfolioSnapshot Apply(PortfolioSnapshot portfolio, GuardPlan plan, decimal costRate) => LiquidationGuard.Apply(portfolio, plan, "EUR", costRate);
 
     [Fact]
     public void Below_the_band_it_repays_from_cash_then_adds_held_collateral_then_deleverages_to_the_target()

@@ -125,6 +125,107 @@ public sealed class PlanningServiceTests : IClassFixture<RedisServer>, IAsyncLif
         Assert.Equal(0.2, (await _client.SetPolicyAsync(new SetPolicyRequest { Policy = policy })).Policy.ModelParameters.TargetVolatility);
     }
 
+    private static Portfolio WithLoan(Portfolio portfolio)
+    {
+        portfolio.Loans.Add(new Loan
+        {
+            LoanId = "L1",
+            Venue = "LEND-A",
+            Collateral = { new LoanCollateral { Asset = "DAX", Quantity = 5m, LiquidationThreshold = 0.8 } },
+            Debt = { new LoanDebt { Asset = "EUR", Quantity = 300m } },
+        });
+        return portfolio;
+    }
+
+    [Fact]
+    public async Task Loans_and_the_health_factor_band_are_validated()
+    {
+        var bad = WithLoan(Portfolio());
+        bad.Loans.Add(new Loan { LoanId = "L1", Venue = "", Debt = { new LoanDebt { Asset = "USD", Quantity = 1m } } });
+        bad.Loans[0].Collateral.Add(new LoanCollateral { Asset = "DAX", Quantity = 1m, LiquidationThreshold = 1.5 });
+        var fields = await RpcAssert.InvalidArgumentAsync(() => _client.UpsertPortfolioAsync(new UpsertPortfolioRequest { Portfolio = bad, ExpectedVersion = -1 }).ResponseAsync, "portfolio.loans[1].loan_id");
+        Assert.Contains("portfolio.loans[1].venue", fields);
+        Assert.Contains("portfolio.loans[1].collateral", fields);
+        Assert.Contains("portfolio.loans[1].debt[0].asset", fields);
+        Assert.Contains("portfolio.loans[0].collateral[1].asset", fields);
+        Assert.Contains("portfolio.loans[0].collateral[1].liquidation_threshold", fields);
+
+        var stored = (await _client.UpsertPortfolioAsync(new UpsertPortfolioRequest { Portfolio = WithLoan(Portfolio()), ExpectedVersion = -1 })).Portfolio;
+        Assert.Equal(300m, stored.Loans.Single().Debt.Single().Quantity.ToDecimal());
+
+        var policy = new Policy
+        {
+            PortfolioId = "p1",
+            AbsoluteBand = 0.05,
+            Targets = { new TargetWeight { InstrumentId = "DAX", Weight = 0.9 } },
+            HealthFactorBand = new HealthFactorBand { Target = 1.5, RepayBelow = 1.6, BoostAbove = 1.4, EmergencyBelow = 0.9 },
+        };
+        var bandFields = await RpcAssert.InvalidArgumentAsync(() => _client.SetPolicyAsync(new SetPolicyRequest { Policy = policy }).ResponseAsync, "policy.health_factor_band.repay_below");
+        Assert.Contains("policy.health_factor_band.boost_above", bandFields);
+        Assert.Contains("policy.health_factor_band.emergency_below", bandFields);
+    }
+
+    [Fact]
+    public async Task Loan_leg_fills_move_debt_collateral_and_cash_once()
+    {
+        await _client.UpsertPortfolioAsync(new UpsertPortfolioRequest { Portfolio = WithLoan(Portfolio()), ExpectedVersion = -1 });
+        var store = _server.Services.GetRequiredService<PlanningStore>();
+        var now = DateTimeOffset.UtcNow.ToTimestamp();
+        await store.CreatePlanAsync(new Plan
+        {
+            PlanId = "plan-guard",
+            PortfolioId = "p1",
+            Status = PlanStatus.Approved,
+            CreatedAt = now,
+            Legs =
+            {
+                new PlanLeg { LegId = "G1", Sequence = 1, Kind = LegKind.Repay, LoanId = "L1", InstrumentId = "EUR", Quantity = 200m, FilledQuantity = 0m, Fees = 0m, Status = LegStatus.Pending },
+                new PlanLeg { LegId = "G2", Sequence = 2, Kind = LegKind.SupplyCollateral, LoanId = "L1", InstrumentId = "DAX", Quantity = 4m, FilledQuantity = 0m, Fees = 0m, Status = LegStatus.Pending },
+            },
+        }, "k-guard");
+
+        var http = _server.CreateClient();
+        async Task PostAsync(ExecutionReport report)
+        {
+            var cloudEvent = new JsonObject
+            {
+                ["specversion"] = "1.0",
+                ["id"] = report.ReportId,
+                ["source"] = "execution",
+                ["type"] = "rebalance.events.v1.ExecutionReport",
+                ["datacontenttype"] = "application/json",
+                ["topic"] = "execution.reports",
+                ["pubsubname"] = "pubsub",
+                ["data"] = JsonNode.Parse(JsonFormatter.Default.Format(report)),
+            }.ToJsonString();
+            using var content = new StringContent(cloudEvent, Encoding.UTF8);
+            content.Headers.ContentType = new MediaTypeHeaderValue("application/cloudevents+json");
+            (await http.PostAsync("/events/execution.reports", content)).EnsureSuccessStatusCode();
+        }
+
+        ExecutionReport Fill(string reportId, string legId, string asset, decimal quantity) => new()
+        {
+            ReportId = reportId,
+            PlanId = "plan-guard",
+            PortfolioId = "p1",
+            LegId = legId,
+            Kind = ReportKind.Fill,
+            Fill = new Fill { FillId = "f-" + reportId, Venue = "LEND-A", InstrumentId = asset, Quantity = quantity, Price = 1m, Fee = 0m, FilledAt = now },
+        };
+
+        await PostAsync(Fill("r1", "G1", "EUR", 200m));
+        await PostAsync(Fill("r1", "G1", "EUR", 200m)); // redelivered: applied once
+        await PostAsync(Fill("r2", "G2", "DAX", 4m));
+
+        var portfolio = (await _client.GetPortfolioAsync(new GetPortfolioRequest { PortfolioId = "p1", SkipValuation = true })).Portfolio;
+        Assert.Equal(1_000m - 200m, portfolio.Cash.ToDecimal());
+        Assert.Equal(100m, portfolio.Loans.Single().Debt.Single().Quantity.ToDecimal());
+        Assert.Equal(9m, portfolio.Loans.Single().Collateral.Single().Quantity.ToDecimal());
+        Assert.Equal(6m, portfolio.Positions.Single(p => p.InstrumentId == "DAX").Quantity.ToDecimal());
+        var plan = (await _client.GetPlanAsync(new GetPlanRequest { PlanId = "plan-guard" })).Plan;
+        Assert.All(plan.Legs, l => Assert.Equal(LegStatus.Filled, l.Status));
+    }
+
     [Fact]
     public async Task UpsertPortfolio_uses_optimistic_concurrency()
     {

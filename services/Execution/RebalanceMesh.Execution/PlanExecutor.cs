@@ -56,6 +56,20 @@ public sealed class PlanExecutor(
             }
 
             stopReason ??= await StopReasonAsync(plan.PlanId);
+            if (stopReason is null && leg.Kind is not (LegKind.Unspecified or LegKind.Trade))
+            {
+                // Loan legs (repay, supply, withdraw, borrow) need a lending-venue connector, which this service does not
+                // have yet. They lead their plan and what follows depends on them, so the plan stops here, said loudly.
+                stopReason = $"leg {leg.LegId} is a {leg.Kind} on loan {leg.LoanId} at {leg.Venue}: lending-venue operations are not supported by execution yet; the plan stops before it";
+                logger.LogError("Plan {PlanId}: {Reason}", plan.PlanId, stopReason);
+                await PublishAsync(plan, leg.LegId, ReportKind.LegDone, r =>
+                {
+                    r.LegStatus = ReportedLegStatus.Rejected;
+                    r.Message = stopReason;
+                }, cancellationToken);
+                continue;
+            }
+
             if (stopReason is not null)
             {
                 await PublishAsync(plan, leg.LegId, ReportKind.LegDone, r =>

@@ -193,6 +193,18 @@ public static class LiquidationGuard
         return new GuardPlan(legs, reasons, emergency);
     }
 
+    /// <summary>
+    /// The portfolio after the guard's legs at their reference prices: trades as fills paying <paramref name="costRate"/>
+    /// of notional, loan legs through the ledger. Plans build their rebalancing legs on this.
+    /// </summary>
+    public static PortfolioSnapshot Apply(PortfolioSnapshot portfolio, GuardPlan plan, string baseCurrency, decimal costRate) =>
+        plan.Legs.Aggregate(portfolio, (p, leg) => leg.Action switch
+        {
+            GuardAction.Sell => PortfolioLedger.ApplyFill(p, leg.Asset, TradeSide.Sell, leg.Quantity, leg.Price, leg.Value * costRate),
+            GuardAction.Buy => PortfolioLedger.ApplyFill(p, leg.Asset, TradeSide.Buy, leg.Quantity, leg.Price, leg.Value * costRate),
+            _ => PortfolioLedger.ApplyLoanLeg(p, leg.Action, leg.LoanId, leg.Asset, leg.Quantity, baseCurrency),
+        });
+
     private static string Describe(string loanId, double hf, HealthFactorBand band, bool below, bool above, bool emergency) =>
         emergency ? FormattableString.Invariant($"{loanId}: health factor {hf:F4} below the emergency level {band.EmergencyBelow:F2}: acting first")
         : below ? FormattableString.Invariant($"{loanId}: health factor {hf:F4} < repay level {band.RepayBelow:F2}: restore {band.Target:F2}")

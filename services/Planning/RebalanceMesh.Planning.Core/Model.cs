@@ -35,9 +35,13 @@ public sealed record InstrumentMark(decimal UnitPrice, bool Margined = false, de
 }
 
 /// <summary>The positions, cash and loans of a portfolio at one version.</summary>
-public sealed record PortfolioSnapshot(string PortfolioId, IReadOnlyList<Holding> Holdings, decimal Cash, long Version, IReadOnlyList<Loan>? Loans = null)
+public sealed record PortfolioSnapshot(string PortfolioId, IReadOnlyList<Holding> Holdings, decimal Cash, long Version, IReadOnlyList<Loan>? Loans = null, string BaseCurrency = "")
 {
     public IReadOnlyList<Loan> LoanList => Loans ?? [];
+
+    /// <summary>Instruments pledged to loans (the base currency, cash collateral, excluded).</summary>
+    public IEnumerable<string> CollateralInstruments =>
+        LoanList.SelectMany(l => l.Collateral).Select(c => c.Asset).Where(a => a != BaseCurrency).Distinct(StringComparer.Ordinal);
 }
 
 /// <summary>One asset pledged to a loan: an instrument, or the base currency for cash collateral.</summary>

@@ -17,6 +17,7 @@ public sealed class DriftMonitor(PlanningStore store, PlanPipeline pipeline, Pla
     private static readonly Meter Meter = new("RebalanceMesh.Planning.Monitor");
     private static readonly ConcurrentDictionary<string, double> Drift = new(StringComparer.Ordinal);
     private static readonly ConcurrentDictionary<string, bool> Breached = new(StringComparer.Ordinal);
+    private static readonly ConcurrentDictionary<(string Portfolio, string Loan), double> HealthFactors = new();
     private static readonly Counter<long> Evaluations = Meter.CreateCounter<long>("rebalancemesh.planning.evaluations", description: "Policy evaluations by the monitor.");
     private static readonly Counter<long> AutoSubmissions = Meter.CreateCounter<long>("rebalancemesh.planning.auto_submissions", description: "Plans the monitor submitted by itself.");
 
@@ -28,6 +29,10 @@ public sealed class DriftMonitor(PlanningStore store, PlanPipeline pipeline, Pla
         Meter.CreateObservableGauge("rebalancemesh.planning.total_drift", () =>
             Drift.Select(kv => new Measurement<double>(kv.Value, new KeyValuePair<string, object?>("portfolio_id", kv.Key))),
             description: "Total drift Σ|w − w*| / 2 of each monitored portfolio.");
+        Meter.CreateObservableGauge("rebalancemesh.planning.health_factor", () =>
+            HealthFactors.Select(kv => new Measurement<double>(kv.Value,
+                new KeyValuePair<string, object?>("portfolio_id", kv.Key.Portfolio), new KeyValuePair<string, object?>("loan_id", kv.Key.Loan))),
+            description: "Health factor of each monitored loan.");
     }
 
     public async Task HandleAsync(QuotesUpdated message, EventContext context, CancellationToken cancellationToken)
@@ -62,9 +67,10 @@ public sealed class DriftMonitor(PlanningStore store, PlanPipeline pipeline, Pla
             }
 
             MarkedPortfolio marked;
+            MarketMarks marks;
             try
             {
-                marked = (await pipeline.MarkAsync(snapshot, targetPolicy, cancellationToken)).Marked;
+                (marked, marks) = await pipeline.MarkAsync(snapshot, targetPolicy, cancellationToken);
             }
             catch (RebalanceMesh.Domain.DomainException ex)
             {
@@ -78,7 +84,15 @@ public sealed class DriftMonitor(PlanningStore store, PlanPipeline pipeline, Pla
                 return;
             }
 
-            var evaluation = DriftEvaluator.Evaluate(marked, targetPolicy);
+            // Bands and, for portfolios with loans, the liquidation guard's health-factor band.
+            var bands = DriftEvaluator.Evaluate(marked, targetPolicy);
+            var guard = PlanPipeline.GuardOf(snapshot, targetPolicy, marks, (decimal)policy.EstimatedCostBps / 10_000m);
+            var evaluation = guard is null ? bands : bands with { Reasons = [.. guard.Reasons, .. bands.Reasons] };
+            foreach (var reason in guard?.Reasons.DistinctBy(r => r.InstrumentId) ?? [])
+            {
+                HealthFactors[(portfolioId, reason.InstrumentId)] = reason.Measured;
+            }
+
             Evaluations.Add(1);
             Drift[portfolioId] = evaluation.TotalDrift;
             var wasBreached = Breached.TryGetValue(portfolioId, out var before) && before;
@@ -98,7 +112,7 @@ public sealed class DriftMonitor(PlanningStore store, PlanPipeline pipeline, Pla
                 await alerts.PublishAsync(alert);
             }
 
-            await MaybeSubmitAsync(portfolioId, policy, evaluation.Breached, cancellationToken);
+            await MaybeSubmitAsync(portfolioId, policy, evaluation.Breached, guard?.Emergency == true, cancellationToken);
         }
     }
 
@@ -107,7 +121,8 @@ public sealed class DriftMonitor(PlanningStore store, PlanPipeline pipeline, Pla
     /// the cooldown since the last plan has not passed, or trading is halted. The idempotency key names the previous
     /// plan, so every replica and every redelivery agrees on at most one automatic plan after each plan.
     /// </summary>
-    private async Task MaybeSubmitAsync(string portfolioId, Contracts.Planning.V1.Policy policy, bool breached, CancellationToken cancellationToken)
+    /// <param name="emergency">A loan is below the emergency health factor: the cooldown is skipped.</param>
+    private async Task MaybeSubmitAsync(string portfolioId, Contracts.Planning.V1.Policy policy, bool breached, bool emergency, CancellationToken cancellationToken)
     {
         if (policy.ExecutionMode != Contracts.Planning.V1.ExecutionMode.Auto)
         {
@@ -129,7 +144,7 @@ public sealed class DriftMonitor(PlanningStore store, PlanPipeline pipeline, Pla
             return; // the previous plan is still executing
         }
 
-        var spacing = TimeSpan.FromSeconds(Math.Max(policy.CooldownSeconds, (long)MinimumAutoSpacing.TotalSeconds));
+        var spacing = emergency ? MinimumAutoSpacing : TimeSpan.FromSeconds(Math.Max(policy.CooldownSeconds, (long)MinimumAutoSpacing.TotalSeconds));
         if (sinceLast < spacing)
         {
             return;
@@ -139,7 +154,8 @@ public sealed class DriftMonitor(PlanningStore store, PlanPipeline pipeline, Pla
         {
             var plan = await submitter.SubmitAsync(portfolioId, force: calendarDue && !breached, "auto-after-" + (last?.PlanId ?? "none"), cancellationToken);
             AutoSubmissions.Add(1);
-            logger.LogInformation("Monitor submitted {PlanId} for {PortfolioId} ({Status}): {Why}", plan.PlanId, portfolioId, plan.Status, breached ? "bands breached" : "calendar due");
+            logger.LogInformation("Monitor submitted {PlanId} for {PortfolioId} ({Status}): {Why}", plan.PlanId, portfolioId, plan.Status,
+                emergency ? "health factor below the emergency level" : breached ? "policy breached" : "calendar due");
         }
         catch (RebalanceMesh.Domain.DomainException ex)
         {

@@ -14,7 +14,7 @@ public sealed class ExecutionReportHandler(PlanningStore store, ILogger<Executio
 {
     public async Task HandleAsync(ExecutionReport report, EventContext context, CancellationToken cancellationToken)
     {
-        if (await store.GetPlanAsync(report.PlanId) is null)
+        if (await store.GetPlanAsync(report.PlanId) is not { } stored)
         {
             logger.LogWarning("Execution report {ReportId} names unknown plan {PlanId}; ignored", report.ReportId, report.PlanId);
             return;
@@ -23,7 +23,7 @@ public sealed class ExecutionReportHandler(PlanningStore store, ILogger<Executio
         switch (report.Kind)
         {
             case ReportKind.Fill when report.Fill is { } fill:
-                await ApplyFillAsync(report, fill);
+                await ApplyFillAsync(report, fill, stored.Legs.FirstOrDefault(l => l.LegId == report.LegId));
                 break;
             case ReportKind.LegDone:
                 await store.UpdatePlanAsync(report.PlanId, plan =>
@@ -67,28 +67,63 @@ public sealed class ExecutionReportHandler(PlanningStore store, ILogger<Executio
         }
     }
 
-    private async Task ApplyFillAsync(ExecutionReport report, Fill fill)
+    /// <summary>
+    /// A fill of a trade leg moves the position and cash; a fill of a loan leg (repay, supply, withdraw, borrow) moves
+    /// cash, holdings, collateral and debt as the leg says. Either is applied once per fill id.
+    /// </summary>
+    private async Task ApplyFillAsync(ExecutionReport report, Fill fill, PlanLeg? leg)
     {
-        if (!DecimalValue.TryParse(fill.Quantity, out var quantity) || quantity <= 0
-            || !DecimalValue.TryParse(fill.Price, out var price) || price <= 0
-            || !DecimalValue.TryParse(fill.Fee, out var fee) || fee < 0
-            || fill.Side is not (Side.Buy or Side.Sell) || string.IsNullOrEmpty(fill.FillId))
+        var loanAction = leg?.Kind switch
         {
-            throw new MalformedEventException($"Fill in report {report.ReportId} has an invalid id, side, quantity, price or fee.");
+            LegKind.Repay => GuardAction.Repay,
+            LegKind.SupplyCollateral => GuardAction.SupplyCollateral,
+            LegKind.WithdrawCollateral => GuardAction.WithdrawCollateral,
+            LegKind.Borrow => GuardAction.Borrow,
+            _ => (GuardAction?)null,
+        };
+        if (!DecimalValue.TryParse(fill.Quantity, out var quantity) || quantity <= 0
+            || !DecimalValue.TryParse(fill.Fee, out var fee) || fee < 0
+            || string.IsNullOrEmpty(fill.FillId))
+        {
+            throw new MalformedEventException($"Fill in report {report.ReportId} has an invalid id, quantity or fee.");
+        }
+
+        var price = DecimalValue.TryParse(fill.Price, out var p) ? p : 0m;
+        if (loanAction is null && (price <= 0 || fill.Side is not (Side.Buy or Side.Sell)))
+        {
+            throw new MalformedEventException($"Trade fill in report {report.ReportId} needs a side and a positive price.");
+        }
+
+        Portfolio Apply(Portfolio portfolio)
+        {
+            try
+            {
+                return portfolio.WithHoldings(loanAction is { } action
+                    ? PortfolioLedger.ApplyLoanLeg(portfolio.ToDomain(), action, leg!.LoanId, fill.InstrumentId, quantity, portfolio.BaseCurrency)
+                    : PortfolioLedger.ApplyFill(portfolio.ToDomain(), fill.InstrumentId, fill.Side.ToDomain(), quantity, price, fee));
+            }
+            catch (ArgumentException ex)
+            {
+                throw new MalformedEventException($"Fill in report {report.ReportId} cannot be applied: {ex.Message}");
+            }
         }
 
         var applied = await store.ApplyFillAsync(
             report.PlanId,
             fill.FillId,
-            portfolio => portfolio.WithHoldings(PortfolioLedger.ApplyFill(portfolio.ToDomain(), fill.InstrumentId, fill.Side.ToDomain(), quantity, price, fee)),
+            Apply,
             plan =>
             {
-                var leg = plan.Legs.FirstOrDefault(l => l.LegId == report.LegId);
-                if (leg is not null)
+                var planLeg = plan.Legs.FirstOrDefault(l => l.LegId == report.LegId);
+                if (planLeg is { } leg)
                 {
                     var filledBefore = DecimalValue.TryParse(leg.FilledQuantity, out var f) ? f : 0m;
                     var averageBefore = DecimalValue.TryParse(leg.AverageFillPrice, out var a) ? a : 0m;
-                    leg.AverageFillPrice = PortfolioLedger.Vwap(filledBefore, averageBefore, quantity, price);
+                    if (price > 0)
+                    {
+                        leg.AverageFillPrice = PortfolioLedger.Vwap(filledBefore, averageBefore, quantity, price);
+                    }
+
                     leg.FilledQuantity = filledBefore + quantity;
                     leg.Fees = (DecimalValue.TryParse(leg.Fees, out var fees) ? fees : 0m) + fee;
                     leg.Status = leg.FilledQuantity.ToDecimal() >= leg.Quantity.ToDecimal() ? LegStatus.Filled : LegStatus.PartiallyFilled;

@@ -76,9 +76,9 @@ public sealed class PlanPipeline(
         return new MarketMarks(marks, response.Valuations.ToDictionary(v => v.InstrumentId, v => v.Kind, StringComparer.Ordinal));
     }
 
-    /// <summary>Instruments a portfolio is marked over: those held and those its policy targets.</summary>
+    /// <summary>Instruments a portfolio is marked over: those held, pledged to its loans, and targeted by its policy.</summary>
     public static string[] InstrumentsOf(PortfolioSnapshot snapshot, IEnumerable<string> targeted) =>
-        snapshot.Holdings.Select(h => h.InstrumentId).Concat(targeted).Distinct(StringComparer.Ordinal).ToArray();
+        snapshot.Holdings.Select(h => h.InstrumentId).Concat(snapshot.CollateralInstruments).Concat(targeted).Distinct(StringComparer.Ordinal).ToArray();
 
     /// <summary>Marks a portfolio through pricing over its held and targeted instruments.</summary>
     public async Task<(MarkedPortfolio Marked, MarketMarks Marks)> MarkAsync(PortfolioSnapshot snapshot, TargetPolicy? policy, CancellationToken cancellationToken)
@@ -241,47 +241,80 @@ public sealed class PlanPipeline(
         var snapshot = portfolio.ToDomain();
         var (targetPolicy, modelReason) = await ResolvePolicyAsync(policy, cancellationToken);
         var (marked, marks) = await MarkAsync(snapshot, targetPolicy, cancellationToken);
+
+        // The liquidation guard first: its legs lead the plan, and the rest is planned on the portfolio after them.
+        // In an emergency the plan is the guard's legs alone (no optimisation, no rebalancing).
+        var costRate = (decimal)policy.EstimatedCostBps / 10_000m;
+        var guard = GuardOf(snapshot, targetPolicy, marks, costRate);
+        var emergency = guard is { Emergency: true, Acts: true };
+        if (guard?.Acts == true)
+        {
+            snapshot = LiquidationGuard.Apply(snapshot, guard, portfolio.BaseCurrency, costRate);
+            marked = PortfolioMarking.Mark(snapshot, targetPolicy, marks.Marks);
+        }
+
         var evaluation = DriftEvaluator.Evaluate(marked, targetPolicy);
-        var optimized = targetPolicy.Optimizer is not null && (force || evaluation.Breached)
+        var optimized = !emergency && targetPolicy.Optimizer is not null && (force || evaluation.Breached)
             ? await OptimizeAsync(marked, targetPolicy, policy.ModelLookbackDays, cancellationToken)
             : null;
-        var proposal = RebalancePlanner.Propose(marked, targetPolicy, force, optimized);
+        var proposal = emergency
+            ? new RebalanceProposal(evaluation, [], marked.NetValue, 0m, 0, marked.Cash)
+            : RebalancePlanner.Propose(marked, targetPolicy, force, optimized);
+        var guardLegs = guard?.Legs ?? [];
         activity?.SetTag("planning.legs", proposal.Legs.Count);
+        activity?.SetTag("planning.guard_legs", guardLegs.Count);
         activity?.SetTag("planning.total_drift", proposal.Evaluation.TotalDrift);
 
+        var guardCost = guardLegs.Where(l => l.Action is GuardAction.Sell or GuardAction.Buy).Sum(l => decimal.Round(l.Value * costRate, 8));
+        var hasLegs = proposal.HasTrades || guardLegs.Count > 0;
         var now = time.GetUtcNow().ToTimestamp();
         var plan = new Plan
         {
             PlanId = "plan-" + Guid.NewGuid().ToString("N")[..16],
             PortfolioId = portfolioId,
             PortfolioVersion = portfolio.Version,
-            Status = proposal.HasTrades ? PlanStatus.Preview : PlanStatus.NoAction,
-            EstimatedCost = proposal.EstimatedCost,
+            Status = hasLegs ? PlanStatus.Preview : PlanStatus.NoAction,
+            EstimatedCost = proposal.EstimatedCost + guardCost,
             Turnover = proposal.Turnover,
             NetValue = proposal.NetValue,
             CreatedAt = now,
             UpdatedAt = now,
             TraceId = Activity.Current?.TraceId.ToHexString() ?? string.Empty,
-            StatusMessage = proposal.HasTrades
-                ? $"{proposal.Legs.Count} legs, turnover {proposal.Turnover:P2}, estimated cost {proposal.EstimatedCost:F2}"
-                : (proposal.Evaluation.Breached ? "bands breached but no trade survives lot and minimum-notional rounding" : "portfolio is inside its bands"),
+            StatusMessage = emergency
+                ? $"EMERGENCY: {guardLegs.Count} guard legs restore the health factor before anything else"
+                : hasLegs
+                    ? $"{guardLegs.Count} guard legs, {proposal.Legs.Count} rebalancing legs, turnover {proposal.Turnover:P2}, estimated cost {proposal.EstimatedCost + guardCost:F2}"
+                    : (proposal.Evaluation.Breached ? "bands breached but no trade survives lot and minimum-notional rounding" : "portfolio is inside its bands"),
         };
-        plan.Legs.AddRange(proposal.Legs.Select(l => l.ToWire()));
+        plan.Legs.AddRange(guardLegs.Select((l, i) => l.ToWire($"G{i + 1}", i + 1, costRate)));
+        plan.Legs.AddRange(proposal.Legs.Select(l => l.ToWire()).Select(l =>
+        {
+            l.Sequence += guardLegs.Count;
+            return l;
+        }));
         if (modelReason is not null)
         {
             plan.Reasons.Add(modelReason);
         }
 
+        plan.Reasons.AddRange((guard?.Reasons ?? []).Select(r => r.ToWire()));
         plan.Reasons.AddRange(proposal.Evaluation.Reasons.Select(r => r.ToWire()));
         if (optimized is not null)
         {
             plan.Reasons.Add(optimized.Reason.ToWire());
         }
+
         plan.Risk = proposal.HasTrades
             ? await MeasureRiskAsync(snapshot, marked, marks, proposal, cancellationToken)
-            : new RiskImpact { UnavailableReason = "no trades" };
+            : new RiskImpact { UnavailableReason = guardLegs.Count > 0 ? "guard legs only (loan collateral is measured by the risk service's loan figures)" : "no trades" };
         return plan;
     }
+
+    /// <summary>The liquidation guard's plan for the portfolio's loans, when the policy has a health-factor band.</summary>
+    public static GuardPlan? GuardOf(PortfolioSnapshot snapshot, TargetPolicy policy, MarketMarks marks, decimal costRate) =>
+        policy.Guard is { } band && snapshot.LoanList.Count > 0
+            ? LiquidationGuard.Plan(snapshot, marks.Marks.ToDictionary(kv => kv.Key, kv => kv.Value.UnitPrice, StringComparer.Ordinal), snapshot.BaseCurrency, band, costRate)
+            : null;
 
     private async Task<RiskImpact> MeasureRiskAsync(PortfolioSnapshot snapshot, MarkedPortfolio marked, MarketMarks marks, RebalanceProposal proposal, CancellationToken cancellationToken)
     {

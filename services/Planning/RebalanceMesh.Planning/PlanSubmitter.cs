@@ -76,6 +76,9 @@ public sealed class PlanSubmitter(PlanningStore store, PlanPipeline pipeline, IE
             Side = l.Side,
             Quantity = l.Quantity,
             ReferencePrice = l.ReferencePrice,
+            Kind = l.Kind,
+            LoanId = l.LoanId,
+            Venue = l.Venue,
         }));
         return approved;
     }

@@ -51,6 +51,8 @@ public sealed class PlanningGrpcService(
         {
             var (marked, marks) = await pipeline.MarkAsync(snapshot, targetPolicy, context.CancellationToken);
             response.Valuation = marked.ToWire(targetPolicy, time.GetUtcNow(), marks.Kinds);
+            response.Valuation.Loans.AddRange(snapshot.LoanList.Select(loan =>
+                MarkedLoan.Mark(loan, asset => asset == portfolio.BaseCurrency ? 1m : marks.Marks[asset].UnitPrice).ToWire()));
         }
         catch (DomainException ex) when (ex.Kind == DomainErrorKind.FailedPrecondition)
         {

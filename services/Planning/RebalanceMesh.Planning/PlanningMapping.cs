@@ -30,6 +30,7 @@ public static class PlanningMapping
         check.Require(portfolio.DisplayName.Length <= 200, path + ".display_name", "must be at most 200 characters");
         check.Require(portfolio.BaseCurrency.Length is >= 3 and <= 8 && portfolio.BaseCurrency.All(char.IsAsciiLetterUpper), path + ".base_currency", "must be 3 to 8 upper-case letters");
         check.OptionalDecimal(portfolio.Cash, path + ".cash", ValidationExtensions.DecimalRule.NonNegative, 0m, out _, ValidationExtensions.MaxCashMagnitude);
+        ValidateLoans(check, portfolio, path);
         check.RequireCount(portfolio.Positions.Count, MaxPositions, path + ".positions");
         var seen = new HashSet<string>(StringComparer.Ordinal);
         for (var i = 0; i < portfolio.Positions.Count && i < MaxPositions; i++)
@@ -47,6 +48,58 @@ public static class PlanningMapping
                 check.RequireIdentifier(position.Venue, $"{path}.positions[{i}].venue");
             }
         }
+    }
+
+    public const int MaxLoans = 20;
+
+    private static void ValidateLoans(RequestValidator check, Portfolio portfolio, string path)
+    {
+        check.RequireCount(portfolio.Loans.Count, MaxLoans, path + ".loans");
+        var ids = new HashSet<string>(StringComparer.Ordinal);
+        for (var i = 0; i < portfolio.Loans.Count && i < MaxLoans; i++)
+        {
+            var loan = portfolio.Loans[i];
+            var at = $"{path}.loans[{i}]";
+            if (check.RequireIdentifier(loan.LoanId, at + ".loan_id"))
+            {
+                check.Require(ids.Add(loan.LoanId), at + ".loan_id", "appears more than once");
+            }
+
+            check.RequireIdentifier(loan.Venue, at + ".venue");
+            check.Require(loan.Collateral.Count is > 0 and <= 20, at + ".collateral", "must have 1 to 20 assets");
+            var assets = new HashSet<string>(StringComparer.Ordinal);
+            for (var k = 0; k < loan.Collateral.Count && k < 20; k++)
+            {
+                var collateral = loan.Collateral[k];
+                if (check.RequireIdentifier(collateral.Asset, $"{at}.collateral[{k}].asset"))
+                {
+                    check.Require(assets.Add(collateral.Asset), $"{at}.collateral[{k}].asset", "appears more than once");
+                }
+
+                check.RequireDecimal(collateral.Quantity, $"{at}.collateral[{k}].quantity", ValidationExtensions.DecimalRule.NonNegative, out _);
+                check.Require(collateral.LiquidationThreshold is > 0 and <= 1, $"{at}.collateral[{k}].liquidation_threshold", "must be in (0, 1]");
+            }
+
+            check.Require(loan.Debt.Count <= 1, at + ".debt", "at most one debt entry, in the base currency");
+            for (var k = 0; k < loan.Debt.Count && k < 1; k++)
+            {
+                check.Require(loan.Debt[k].Asset == portfolio.BaseCurrency, $"{at}.debt[{k}].asset", $"must be the base currency {portfolio.BaseCurrency} (other debt assets are not supported yet)");
+                check.RequireDecimal(loan.Debt[k].Quantity, $"{at}.debt[{k}].quantity", ValidationExtensions.DecimalRule.NonNegative, out _, ValidationExtensions.MaxCashMagnitude);
+            }
+        }
+    }
+
+    private static void ValidateHealthFactorBand(RequestValidator check, Contracts.Planning.V1.HealthFactorBand? band, string path)
+    {
+        if (band is null)
+        {
+            return;
+        }
+
+        check.RequireRange(band.Target, 1.0001, 100, path + ".target");
+        check.Require(band.RepayBelow > 1 && band.RepayBelow <= band.Target, path + ".repay_below", "must be greater than 1 and at most target");
+        check.Require(band.BoostAbove == 0 || (double.IsFinite(band.BoostAbove) && band.BoostAbove > band.Target), path + ".boost_above", "must be 0 or above target");
+        check.Require(band.EmergencyBelow == 0 || (band.EmergencyBelow > 1 && band.EmergencyBelow <= band.RepayBelow), path + ".emergency_below", "must be 0, or greater than 1 and at most repay_below");
     }
 
     public static void ValidatePolicy(RequestValidator check, Policy? policy, string path)
@@ -107,6 +160,7 @@ public static class PlanningMapping
 
         ValidateOptimizer(check, policy.Optimizer, path + ".optimizer");
         ValidateModelParameters(check, policy, path);
+        ValidateHealthFactorBand(check, policy.HealthFactorBand, path + ".health_factor_band");
         check.Require(policy.Optimizer?.Objective != WireObjective.MeanVariance || policy.ExpectedReturns.Count > 0,
             path + ".expected_returns", "the mean-variance objective needs expected returns");
         check.RequireCount(policy.LotSizes.Count, MaxPositions, path + ".lot_sizes");
@@ -198,7 +252,13 @@ public static class PlanningMapping
         portfolio.PortfolioId,
         portfolio.Positions.Select(p => new Holding(p.InstrumentId, p.Quantity.ToDecimal(), DecimalValue.TryParse(p.EntryPrice, out var entry) ? entry : null, p.Venue)).ToArray(),
         DecimalValue.TryParse(portfolio.Cash, out var cash) ? cash : 0m,
-        portfolio.Version);
+        portfolio.Version,
+        portfolio.Loans.Select(l => new Core.Loan(
+            l.LoanId,
+            l.Venue,
+            l.Collateral.Select(c => new Core.LoanCollateral(c.Asset, c.Quantity.ToDecimal(), c.LiquidationThreshold)).ToArray(),
+            l.Debt.Sum(d => d.Quantity.ToDecimal()))).ToArray(),
+        portfolio.BaseCurrency);
 
     /// <summary>Writes positions and cash of <paramref name="snapshot"/> into a copy of <paramref name="portfolio"/>.</summary>
     public static Portfolio WithHoldings(this Portfolio portfolio, PortfolioSnapshot snapshot)
@@ -216,6 +276,14 @@ public static class PlanningMapping
             return position;
         }));
         copy.Cash = snapshot.Cash;
+        copy.Loans.Clear();
+        copy.Loans.AddRange(snapshot.LoanList.Select(l =>
+        {
+            var loan = new Contracts.Planning.V1.Loan { LoanId = l.LoanId, Venue = l.Venue };
+            loan.Collateral.AddRange(l.Collateral.Select(c => new Contracts.Planning.V1.LoanCollateral { Asset = c.Asset, Quantity = c.Quantity, LiquidationThreshold = c.LiquidationThreshold }));
+            loan.Debt.Add(new LoanDebt { Asset = portfolio.BaseCurrency, Quantity = l.Debt });
+            return loan;
+        }));
         return copy;
     }
 
@@ -230,7 +298,8 @@ public static class PlanningMapping
         policy.EstimatedCostBps,
         policy.NoTradeInstruments.ToHashSet(StringComparer.Ordinal),
         policy.Optimizer is { Enabled: true } optimizer ? optimizer.ToDomain(policy.EstimatedCostBps) : null,
-        policy.ExpectedReturns.ToDictionary(kv => kv.Key, kv => kv.Value, StringComparer.Ordinal));
+        policy.ExpectedReturns.ToDictionary(kv => kv.Key, kv => kv.Value, StringComparer.Ordinal),
+        policy.HealthFactorBand is { } band ? new Core.HealthFactorBand(band.Target, band.RepayBelow, band.BoostAbove, band.EmergencyBelow) : null);
 
     /// <summary>The optimiser settings in domain terms, with the documented defaults for zeros.</summary>
     public static OptimizerPolicy ToDomain(this OptimizerSettings optimizer, double estimatedCostBps) => new(
@@ -294,6 +363,47 @@ public static class PlanningMapping
         EstimatedCost = leg.EstimatedCost,
         WeightBefore = leg.WeightBefore,
         WeightAfter = leg.WeightAfter,
+        FilledQuantity = 0m,
+        Fees = 0m,
+        Status = LegStatus.Pending,
+    };
+
+    public static LoanValuation ToWire(this MarkedLoan loan) => new()
+    {
+        LoanId = loan.Loan.LoanId,
+        CollateralValue = decimal.Round(loan.CollateralValue, 8),
+        DebtValue = loan.Debt,
+        HealthFactor = double.IsInfinity(loan.HealthFactor) ? 0 : loan.HealthFactor,
+        Equity = decimal.Round(loan.Equity, 8),
+    };
+
+    /// <summary>A guard leg as a plan leg: trades with their side, loan legs with their kind, each with its reason.</summary>
+    public static PlanLeg ToWire(this GuardLeg leg, string legId, int sequence, decimal costRate) => new()
+    {
+        LegId = legId,
+        Sequence = sequence,
+        InstrumentId = leg.Asset,
+        Kind = leg.Action switch
+        {
+            GuardAction.Repay => LegKind.Repay,
+            GuardAction.SupplyCollateral => LegKind.SupplyCollateral,
+            GuardAction.WithdrawCollateral => LegKind.WithdrawCollateral,
+            GuardAction.Borrow => LegKind.Borrow,
+            _ => LegKind.Trade,
+        },
+        Side = leg.Action switch
+        {
+            GuardAction.Sell => Side.Sell,
+            GuardAction.Buy => Side.Buy,
+            _ => Side.Unspecified,
+        },
+        LoanId = leg.LoanId,
+        Venue = leg.Venue,
+        Reason = leg.Reason,
+        Quantity = leg.Quantity,
+        ReferencePrice = leg.Price,
+        EstimatedNotional = leg.Value,
+        EstimatedCost = leg.Action is GuardAction.Sell or GuardAction.Buy ? decimal.Round(leg.Value * costRate, 8) : 0m,
         FilledQuantity = 0m,
         Fees = 0m,
         Status = LegStatus.Pending,
