@@ -288,6 +288,7 @@ public sealed class PlanningServiceTests : IClassFixture<RedisServer>, IAsyncLif
         var topics = subscribe.Select(s => s!["topic"]!.GetValue<string>()).Order().ToArray();
         Assert.Equal(["execution.reports", "market.quotes"], topics);
         Assert.All(subscribe, s => Assert.Equal("pubsub", s!["pubsubName"]!.GetValue<string>()));
+        Assert.All(subscribe, s => Assert.Equal(s!["topic"]!.GetValue<string>() + ".deadletter", s!["deadLetterTopic"]!.GetValue<string>()));
 
         // A stored portfolio and an approved plan for it.
         await _client.UpsertPortfolioAsync(new UpsertPortfolioRequest { Portfolio = Portfolio(), ExpectedVersion = -1 });

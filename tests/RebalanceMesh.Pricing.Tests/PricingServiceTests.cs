@@ -206,5 +206,11 @@ public sealed class PricingServiceTests : IClassFixture<RedisServer>, IAsyncLife
         var health = new Grpc.Health.V1.Health.HealthClient(_server.CreateChannel());
         var status = await health.CheckAsync(new Grpc.Health.V1.HealthCheckRequest());
         Assert.Equal(Grpc.Health.V1.HealthCheckResponse.Types.ServingStatus.Serving, status.Status);
+
+        // The named services Kubernetes' gRPC probes ask for.
+        foreach (var service in new[] { "liveness", "readiness" })
+        {
+            Assert.Equal(Grpc.Health.V1.HealthCheckResponse.Types.ServingStatus.Serving, (await health.CheckAsync(new Grpc.Health.V1.HealthCheckRequest { Service = service })).Status);
+        }
     }
 }

@@ -87,7 +87,7 @@ public static class EventBusExtensions
                     var outcome = await events.DispatchAsync(topic, buffer.ToArray(), 1, http.RequestAborted);
                     return Results.Json(new { status = outcome.ToString().ToUpperInvariant() });
                 })
-                .WithTopic(options.PubSubName, topic)
+                .WithTopic(new TopicOptions { PubsubName = options.PubSubName, Name = topic, DeadLetterTopic = Topics.DeadLetter(topic) })
                 .WithName("dapr-" + topic);
         }
 

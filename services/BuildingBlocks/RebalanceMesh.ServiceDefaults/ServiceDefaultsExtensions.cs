@@ -22,6 +22,9 @@ public static class ServiceDefaultsExtensions
     /// <summary>Health-check tag of checks that gate readiness (dependencies such as Redis).</summary>
     public const string ReadyTag = "ready";
 
+    /// <summary>Tag of the checks that only say the process is alive (no dependencies).</summary>
+    public const string LiveTag = "live";
+
     /// <summary>Largest gRPC message a host accepts or sends.</summary>
     public const int MaxMessageBytes = 16 * 1024 * 1024;
 
@@ -52,12 +55,15 @@ public static class ServiceDefaultsExtensions
         });
         builder.Services.AddGrpcReflection();
         builder.Services.AddGrpcHealthChecks()
-            .AddCheck("self", () => HealthCheckResult.Healthy(), ["live"])
+            .AddCheck("self", () => HealthCheckResult.Healthy(), [LiveTag])
             .AddCheck<RedisHealthCheck>("redis", tags: [ReadyTag]);
         builder.Services.Configure<Grpc.AspNetCore.HealthChecks.GrpcHealthChecksOptions>(options =>
         {
-            // The gRPC health service reports readiness: serving only when Redis answers.
-            options.Services.Map(string.Empty, result => result.Tags.Contains(ReadyTag) || result.Tags.Contains("live"));
+            // The overall service ("") and "readiness" serve only when Redis answers; "liveness" only says the process
+            // runs (Kubernetes' gRPC probes name these services, so a Redis outage never restarts a pod).
+            options.Services.Map(string.Empty, result => result.Tags.Contains(ReadyTag) || result.Tags.Contains(LiveTag));
+            options.Services.Map("readiness", result => result.Tags.Contains(ReadyTag) || result.Tags.Contains(LiveTag));
+            options.Services.Map("liveness", result => result.Tags.Contains(LiveTag));
         });
         return builder;
     }
@@ -154,7 +160,7 @@ public static class ServiceDefaultsExtensions
     {
         app.MapGrpcHealthChecksService();
         app.MapGrpcReflectionService();
-        app.MapHealthChecks("/health/live", new HealthCheckOptions { Predicate = check => check.Tags.Contains("live") });
+        app.MapHealthChecks("/health/live", new HealthCheckOptions { Predicate = check => check.Tags.Contains(LiveTag) });
         app.MapHealthChecks("/health/ready", new HealthCheckOptions { Predicate = check => check.Tags.Contains(ReadyTag) });
         return app;
     }
