@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Installs what the project needs on a fresh Debian machine, quietly, and only when missing:
-#   redis-server (local mesh and integration tests), buf (contract lint, from npm into .tools/),
-#   kubectl (offline rendering of deploy/k8s with its built-in kustomize).
-# Usage: scripts/ensure-tools.sh [redis] [buf] [kubectl]   (no arguments: everything)
+#   redis-server (local mesh and integration tests), kubectl (offline rendering of deploy/k8s with its built-in
+#   kustomize), and from npm into .tools/npm: buf (contract lint and breaking-change check), kubernetes-models and
+#   yaml (offline schema validation of the rendered manifests, scripts/validate-deploy.mjs).
+# Usage: scripts/ensure-tools.sh [redis] [kubectl] [npm]   (no arguments: everything; "buf" is an alias of "npm")
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-want="${*:-redis buf kubectl}"
+want="${*:-redis kubectl npm}"
+want="${want//buf/npm}"
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
@@ -25,8 +27,19 @@ if [[ " $want " == *" kubectl "* ]] && ! command -v kubectl >/dev/null 2>&1; the
   apt_install kubectl
 fi
 
-if [[ " $want " == *" buf "* ]] && [ ! -x "$ROOT/.tools/npm/node_modules/.bin/buf" ]; then
-  echo "installing buf (npm @bufbuild/buf) …" >&2
+# The npm tools are installed together (an install with --no-save prunes whatever it was not asked for).
+NPM_TOOLS=(@bufbuild/buf@1.75.0 kubernetes-models@5.1.0 yaml@2.9.1)
+npm_ready() {
+  [ -x "$ROOT/.tools/npm/node_modules/.bin/buf" ] \
+    && [ -f "$ROOT/.tools/npm/node_modules/kubernetes-models/package.json" ] \
+    && [ -f "$ROOT/.tools/npm/node_modules/yaml/package.json" ]
+}
+if [[ " $want " == *" npm "* ]] && ! npm_ready; then
+  if ! command -v npm >/dev/null 2>&1; then
+    echo "installing nodejs and npm …" >&2
+    apt_install nodejs npm
+  fi
+  echo "installing ${NPM_TOOLS[*]} (npm) …" >&2
   mkdir -p "$ROOT/.tools/npm"
-  npm install --prefix "$ROOT/.tools/npm" --no-save --no-audit --no-fund --silent @bufbuild/buf@1.75.0 >/dev/null
+  npm install --prefix "$ROOT/.tools/npm" --no-save --no-audit --no-fund --silent "${NPM_TOOLS[@]}" >/dev/null
 fi

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# The test command: installs what the tests need (redis-server, buf, kubectl) when missing, lints the contracts,
-# builds with warnings as errors and runs every test project. Ends with its own line "N passed, N failed" and
-# exits non-zero on any failure.
+# The test command: installs what the tests need (redis-server, kubectl, node tools) when missing, lints the
+# contracts and checks them for breaking changes, renders and validates every deploy/ overlay offline, builds with
+# warnings as errors, publishes each service as its image would, and runs every test project. Ends with its own
+# line "N passed, N failed" and exits non-zero on any failure.
 #   scripts/test.sh                 everything
 #   TEST_FILTER='Category!=Integration' scripts/test.sh    skip the whole-mesh tests
+#   SKIP_PUBLISH=1 scripts/test.sh  skip the four Release publishes (quicker local runs)
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -18,7 +20,7 @@ report() {
   if [ -n "${TEST_SUMMARY_FILE:-}" ]; then echo "$1" > "$TEST_SUMMARY_FILE"; else echo "$1"; fi
 }
 
-if ! "$ROOT/scripts/ensure-tools.sh" redis buf kubectl; then
+if ! "$ROOT/scripts/ensure-tools.sh" redis kubectl npm; then
   echo "tool installation failed"
   report "0 passed, 1 failed"
   exit 1
@@ -31,11 +33,55 @@ else
   failed=$((failed + 1)); echo "buf lint: FAILED"
 fi
 
+# Contracts guard independent releases: no breaking change against main (on a branch), or against the previous
+# commit (on main itself). BUF_AGAINST overrides the reference (for example '.git#tag=v1.2.0').
+echo "== buf breaking (protos/)"
+against="${BUF_AGAINST:-}"
+if [ -z "$against" ] && git -C "$ROOT" rev-parse --verify -q HEAD >/dev/null; then
+  if [ "$(git -C "$ROOT" rev-parse HEAD)" != "$(git -C "$ROOT" rev-parse -q --verify main 2>/dev/null || true)" ] && git -C "$ROOT" rev-parse -q --verify main >/dev/null; then
+    against=".git#branch=main"
+  elif git -C "$ROOT" rev-parse -q --verify HEAD~1 >/dev/null; then
+    against=".git#ref=$(git -C "$ROOT" rev-parse HEAD~1)"
+  fi
+fi
+if [ -z "$against" ]; then
+  echo "buf breaking: skipped (no git history to compare with)"
+elif "$ROOT/.tools/npm/node_modules/.bin/buf" breaking --against "$against"; then
+  passed=$((passed + 1)); echo "buf breaking against $against: ok"
+else
+  failed=$((failed + 1)); echo "buf breaking against $against: FAILED"
+fi
+
+echo "== deploy/: every overlay renders and validates offline (Kubernetes OpenAPI schemas, Dapr spec fields)"
+for overlay in base overlays/dev overlays/prod; do
+  if kubectl kustomize "$ROOT/deploy/k8s/$overlay" | node "$ROOT/scripts/validate-deploy.mjs" > /tmp/validate-deploy.$$ 2>&1; then
+    passed=$((passed + 1)); echo "deploy/k8s/$overlay: $(tail -1 /tmp/validate-deploy.$$)"
+  else
+    failed=$((failed + 1)); echo "deploy/k8s/$overlay: FAILED"; cat /tmp/validate-deploy.$$
+  fi
+  rm -f /tmp/validate-deploy.$$
+done
+
 echo "== dotnet build (warnings are errors)"
 if ! dotnet build RebalanceMesh.sln -c Debug --nologo -v quiet -clp:ErrorsOnly; then
   echo "build failed"
   report "$passed passed, $((failed + 1)) failed"
   exit 1
+fi
+
+# Each image's build step (deploy/docker/*.Dockerfile runs exactly this publish): Release, into a scratch directory.
+if [ -z "${SKIP_PUBLISH:-}" ]; then
+  echo "== dotnet publish per service (the Dockerfiles' build step)"
+  publish_dir="$(mktemp -d)"
+  for service in Pricing Risk Planning Execution; do
+    if dotnet publish "services/$service/RebalanceMesh.$service/RebalanceMesh.$service.csproj" -c Release -o "$publish_dir/$service" --nologo -v quiet -clp:ErrorsOnly >/dev/null \
+      && [ -f "$publish_dir/$service/RebalanceMesh.$service.dll" ]; then
+      passed=$((passed + 1)); echo "publish $service: ok"
+    else
+      failed=$((failed + 1)); echo "publish $service: FAILED"
+    fi
+  done
+  rm -rf "$publish_dir"
 fi
 
 echo "== dotnet test"

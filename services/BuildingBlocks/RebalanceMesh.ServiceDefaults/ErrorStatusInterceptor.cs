@@ -16,55 +16,56 @@ namespace RebalanceMesh.ServiceDefaults;
 /// </summary>
 public sealed class ErrorStatusInterceptor(ILogger<ErrorStatusInterceptor> logger) : Interceptor
 {
-    public override async Task<TResponse> UnaryServerHandler<TRequest, TResponse>(
-        TRequest request, ServerCallContext context, UnaryServerMethod<TRequest, TResponse> continuation)
-    {
-        try
-        {
-            return await continuation(request, context);
-        }
-        catch (Exception ex) when (ex is not RpcException)
-        {
-            throw Translate(ex, context);
-        }
-    }
+    private static readonly System.Diagnostics.Metrics.Meter Meter = new("RebalanceMesh.Rpc");
+    private static readonly System.Diagnostics.Metrics.Counter<long> Calls = Meter.CreateCounter<long>(
+        "rebalancemesh.rpc.server.calls", description: "Completed RPCs by method and gRPC status code (the R and E of RED per RPC).");
 
-    public override async Task<TResponse> ClientStreamingServerHandler<TRequest, TResponse>(
-        IAsyncStreamReader<TRequest> requestStream, ServerCallContext context, ClientStreamingServerMethod<TRequest, TResponse> continuation)
-    {
-        try
-        {
-            return await continuation(requestStream, context);
-        }
-        catch (Exception ex) when (ex is not RpcException)
-        {
-            throw Translate(ex, context);
-        }
-    }
+    public override Task<TResponse> UnaryServerHandler<TRequest, TResponse>(
+        TRequest request, ServerCallContext context, UnaryServerMethod<TRequest, TResponse> continuation) =>
+        ObserveAsync(context, () => continuation(request, context));
 
-    public override async Task ServerStreamingServerHandler<TRequest, TResponse>(
-        TRequest request, IServerStreamWriter<TResponse> responseStream, ServerCallContext context, ServerStreamingServerMethod<TRequest, TResponse> continuation)
-    {
-        try
+    public override Task<TResponse> ClientStreamingServerHandler<TRequest, TResponse>(
+        IAsyncStreamReader<TRequest> requestStream, ServerCallContext context, ClientStreamingServerMethod<TRequest, TResponse> continuation) =>
+        ObserveAsync(context, () => continuation(requestStream, context));
+
+    public override Task ServerStreamingServerHandler<TRequest, TResponse>(
+        TRequest request, IServerStreamWriter<TResponse> responseStream, ServerCallContext context, ServerStreamingServerMethod<TRequest, TResponse> continuation) =>
+        ObserveAsync(context, async () =>
         {
             await continuation(request, responseStream, context);
-        }
-        catch (Exception ex) when (ex is not RpcException)
-        {
-            throw Translate(ex, context);
-        }
-    }
+            return true;
+        });
 
-    public override async Task DuplexStreamingServerHandler<TRequest, TResponse>(
-        IAsyncStreamReader<TRequest> requestStream, IServerStreamWriter<TResponse> responseStream, ServerCallContext context, DuplexStreamingServerMethod<TRequest, TResponse> continuation)
-    {
-        try
+    public override Task DuplexStreamingServerHandler<TRequest, TResponse>(
+        IAsyncStreamReader<TRequest> requestStream, IServerStreamWriter<TResponse> responseStream, ServerCallContext context, DuplexStreamingServerMethod<TRequest, TResponse> continuation) =>
+        ObserveAsync(context, async () =>
         {
             await continuation(requestStream, responseStream, context);
-        }
-        catch (Exception ex) when (ex is not RpcException)
+            return true;
+        });
+
+    /// <summary>Runs a handler, translates its failure, and counts the call by method and final status.</summary>
+    private async Task<T> ObserveAsync<T>(ServerCallContext context, Func<Task<T>> handler)
+    {
+        var code = StatusCode.OK;
+        try
         {
-            throw Translate(ex, context);
+            return await handler();
+        }
+        catch (RpcException rpc)
+        {
+            code = rpc.StatusCode;
+            throw;
+        }
+        catch (Exception ex)
+        {
+            var translated = Translate(ex, context);
+            code = translated.StatusCode;
+            throw translated;
+        }
+        finally
+        {
+            Calls.Add(1, new KeyValuePair<string, object?>("rpc.method", context.Method), new KeyValuePair<string, object?>("rpc.grpc.status_code", (int)code));
         }
     }
 

@@ -13,6 +13,10 @@ namespace RebalanceMesh.Planning;
 /// </summary>
 public sealed class PlanSubmitter(PlanningStore store, PlanPipeline pipeline, IEventBus bus, TimeProvider time, ILogger<PlanSubmitter> logger)
 {
+    private static readonly System.Diagnostics.Metrics.Meter Meter = new("RebalanceMesh.Planning.Plans");
+    private static readonly System.Diagnostics.Metrics.Counter<long> Submitted = Meter.CreateCounter<long>(
+        "rebalancemesh.planning.plans.submitted", description: "Plans stored by SubmitRebalance and the monitor, by status (approved or no_action) and whether guard legs lead them.");
+
     public async Task<Plan> SubmitAsync(string portfolioId, bool force, string idempotencyKey, CancellationToken cancellationToken)
     {
         if (await store.GetIdempotentPlanIdAsync(portfolioId, idempotencyKey) is { } existingId
@@ -61,6 +65,8 @@ public sealed class PlanSubmitter(PlanningStore store, PlanPipeline pipeline, IE
             throw new RpcException(new Status(StatusCode.Unavailable, "The plan was stored but could not be sent to execution; it is marked FAILED. Retry with a new idempotency key."));
         }
 
+        Submitted.Add(1, new KeyValuePair<string, object?>("status", plan.Status == PlanStatus.Approved ? "approved" : "no_action"),
+            new KeyValuePair<string, object?>("guard", plan.Legs.Any(l => l.Kind is not (Contracts.Common.V1.LegKind.Unspecified or Contracts.Common.V1.LegKind.Trade))));
         logger.LogInformation("Plan {PlanId} for {PortfolioId} approved with {Legs} legs", plan.PlanId, plan.PortfolioId, plan.Legs.Count);
         return plan;
     }

@@ -15,6 +15,9 @@ namespace RebalanceMesh.Risk;
 public sealed class RiskGrpcService(RiskInputs inputs, RiskBookBuilder books, GrpcClientFactory clients) : Wire.RiskService.RiskServiceBase
 {
     private static readonly ActivitySource ActivitySource = new("RebalanceMesh.Risk");
+    private static readonly System.Diagnostics.Metrics.Meter Meter = new("RebalanceMesh.Risk");
+    private static readonly System.Diagnostics.Metrics.Histogram<double> VarRatio = Meter.CreateHistogram<double>(
+        "rebalancemesh.risk.var_ratio", description: "VaR of each assessed portfolio as a fraction of its net value, by method and confidence.");
 
     public override async Task<Wire.AssessPortfolioResponse> AssessPortfolio(Wire.AssessPortfolioRequest request, ServerCallContext context)
     {
@@ -53,6 +56,15 @@ public sealed class RiskGrpcService(RiskInputs inputs, RiskBookBuilder books, Gr
         activity?.SetTag("risk.observations", returns.Days);
         var report = PortfolioRiskModel.Assess(book.Exposures, book.Cash, returns, settings, adjustment, book.NetValue, context.CancellationToken);
         var response = ToWire(report, book);
+        if (report.NetValue > 0)
+        {
+            foreach (var estimate in response.Estimates)
+            {
+                VarRatio.Record(estimate.Var / report.NetValue,
+                    new KeyValuePair<string, object?>("method", estimate.Method.ToString()), new KeyValuePair<string, object?>("confidence", estimate.Confidence));
+            }
+        }
+
         var (margin, venueMargins) = await books.MarginAsync(book, new MarginRates(), context.CancellationToken);
         response.Margin = margin;
         response.VenueMargins.AddRange(venueMargins);
