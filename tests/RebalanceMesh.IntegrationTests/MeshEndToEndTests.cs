@@ -197,9 +197,23 @@ public sealed class TargetModelMeshTests(ITestOutputHelper output) : MeshTest(ou
         Output.WriteLine(sharpe.Reasons.Single(r => r.Rule == "target_model").Message);
         var after = sharpe.Legs.ToDictionary(l => l.InstrumentId, l => l.WeightAfter);
         Assert.Equal(1.0 * 9 / 18, after["DAX"], 2);
+        Assert.DoesNotContain(sharpe.Reasons, r => r.Rule == "risk_limit");
         Assert.Equal(1.0 * 5 / 18, after["SMI"], 2);
         Assert.Equal(1.0 * 3 / 18, after["CAC"], 2);
         Assert.Equal(1.0 * 1 / 18, after["FTSE"], 2);
+
+        // The same policy under risk limits: DAX capped at 40 %, then the invested share scaled to 8 % volatility
+        // (under the passed covariance, σ of the capped weights is 20 % × √(0.4² + …) > 8 %).
+        passed.RiskLimits = new RiskLimits { MaxWeight = 0.4, MaxVolatility = 0.08 };
+        passed.Targets.Clear();
+        var limited = await PreviewAsync(passed);
+        var limits = limited.Reasons.Where(r => r.Rule == "risk_limit").ToArray();
+        Output.WriteLine(string.Join(Environment.NewLine, limits.Select(r => r.Message)));
+        Assert.Contains(limits, r => r.InstrumentId == "DAX" && r.Message.Contains("capped", StringComparison.Ordinal));
+        Assert.Contains(limits, r => r.Message.Contains("de-risked", StringComparison.Ordinal));
+        var weights = limited.Legs.ToDictionary(l => l.InstrumentId, l => l.WeightAfter);
+        var volatility = 0.2 * Math.Sqrt(weights.Values.Sum(w => w * w));
+        Assert.InRange(volatility, 0.075, 0.0801); // whole units round the trades down a little
     }
 }
 

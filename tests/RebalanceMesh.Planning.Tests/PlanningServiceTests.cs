@@ -112,11 +112,15 @@ public sealed class PlanningServiceTests : IClassFixture<RedisServer>, IAsyncLif
             Targets = { new TargetWeight { InstrumentId = "DAX", Weight = 0.5 }, new TargetWeight { InstrumentId = "SMI", Weight = 0.4 } },
             ModelParameters = new ModelParameters { RiskFreeRate = 2, Covariance = { 0.04, 0.01, 0.02 } },
             ExpectedReturns = { ["DAX"] = double.PositiveInfinity },
+            RiskLimits = new RiskLimits { MaxWeight = 2, MaxVar99 = -0.1 },
         };
         var fields = await RpcAssert.InvalidArgumentAsync(() => _client.SetPolicyAsync(new SetPolicyRequest { Policy = policy }).ResponseAsync, "policy.model_parameters.target_volatility");
         Assert.Contains("policy.model_parameters.risk_free_rate", fields);
         Assert.Contains("policy.model_parameters.covariance", fields);
         Assert.Contains("policy.expected_returns[DAX]", fields);
+        Assert.Contains("policy.risk_limits.max_weight", fields);
+        Assert.Contains("policy.risk_limits.max_var_99", fields);
+        policy.RiskLimits = new RiskLimits { MaxWeight = 0.6 };
 
         policy.ModelParameters = new ModelParameters { TargetVolatility = 0.2, Covariance = { 0.04, 0.01, 0.02, 0.09 } };
         policy.ExpectedReturns.Clear();

@@ -4,7 +4,8 @@ namespace RebalanceMesh.Planning.Core;
 
 /// <summary>
 /// Measures every band rule of a policy and records each measurement, breached or not:
-/// absolute band |w − w*| &gt; a, relative band |w − w*| &gt; r·w*, and total drift Σ|w − w*| / 2 (cash included) &gt; T.
+/// absolute band |w − w*| &gt; a, relative band |w − w*| &gt; r·w*, and total drift Σ|w − w*| / 2 (cash included) &gt; T;
+/// and, when the policy has risk limits, concentration, volatility and VaR (<see cref="RiskLimitRules"/>).
 /// </summary>
 public static class DriftEvaluator
 {
@@ -44,6 +45,11 @@ public static class DriftEvaluator
             var breached = total > policy.TotalDriftThreshold;
             reasons.Add(new DriftReason(TotalDriftRule, string.Empty, total, policy.TotalDriftThreshold, breached,
                 string.Create(CultureInfo.InvariantCulture, $"total drift {total:P2} {(breached ? ">" : "<=")} threshold {policy.TotalDriftThreshold:P2}")));
+        }
+
+        if (policy.Limits is { } limits)
+        {
+            reasons.AddRange(RiskLimitRules.Measure(portfolio, policy, limits, policy.RiskModel));
         }
 
         return new DriftEvaluation(reasons, total);

@@ -73,7 +73,9 @@ public sealed record TargetPolicy(
     IReadOnlySet<string>? NoTrade = null,
     OptimizerPolicy? Optimizer = null,
     IReadOnlyDictionary<string, double>? ExpectedReturns = null,
-    HealthFactorBand? Guard = null)
+    HealthFactorBand? Guard = null,
+    RiskLimits? Limits = null,
+    RiskModelInputs? RiskModel = null)
 {
     /// <summary>True when weight rebalancing leaves the instrument alone.</summary>
     public bool IsNoTrade(string instrument) => NoTrade?.Contains(instrument) == true;

@@ -88,10 +88,12 @@ public sealed class PlanPipeline(
     }
 
     /// <summary>
-    /// The policy in domain terms with its target weights set: as given, or computed by its target model from the
-    /// sample covariance that risk estimates over the universe (the reason records the weights the model chose).
+    /// The policy in domain terms with its target weights set — as given, or computed by its target model from the
+    /// covariance passed in or estimated by risk over the universe — and brought inside its risk limits (weights capped,
+    /// invested share scaled to the volatility and VaR limits). The reasons record what the model chose and what the
+    /// limits changed.
     /// </summary>
-    public async Task<(TargetPolicy Policy, Contracts.Planning.V1.DriftReason? Reason)> ResolvePolicyAsync(Policy policy, CancellationToken cancellationToken)
+    public async Task<(TargetPolicy Policy, IReadOnlyList<Contracts.Planning.V1.DriftReason> Reasons)> ResolvePolicyAsync(Policy policy, CancellationToken cancellationToken)
     {
         var domain = policy.ToDomain();
         var model = policy.TargetModel switch
@@ -106,25 +108,20 @@ public sealed class PlanPipeline(
             Contracts.Planning.V1.TargetModel.EfficientRisk => Core.TargetModel.EfficientRisk,
             _ => Core.TargetModel.FixedWeights,
         };
-        if (model == Core.TargetModel.FixedWeights)
-        {
-            return (domain, null);
-        }
-
         var ids = policy.Targets.Select(t => t.InstrumentId).ToArray();
-        var budget = policy.Targets.Sum(t => t.Weight);
-        double[] weights;
-        if (model == Core.TargetModel.EqualWeight)
+        var parameters = policy.ModelParameters ?? new ModelParameters();
+        var reasons = new List<Contracts.Planning.V1.DriftReason>();
+
+        // Covariance as passed in, else estimated by risk (with historical mean returns), fetched at most once.
+        double[,]? covariance = null;
+        double[]? means = null;
+        async Task<double[,]> CovarianceAsync()
         {
-            weights = TargetModels.Compute(model, new double[ids.Length, ids.Length], budget);
-        }
-        else
-        {
-            // Covariance as passed in, else estimated by risk; expected returns from the policy, else historical means.
-            var parameters = policy.ModelParameters ?? new ModelParameters();
-            var needsReturns = TargetModels.NeedsReturns(model);
-            double[,] covariance;
-            double[]? means = null;
+            if (covariance is not null)
+            {
+                return covariance;
+            }
+
             if (parameters.Covariance.Count > 0)
             {
                 covariance = new double[ids.Length, ids.Length];
@@ -141,39 +138,65 @@ public sealed class PlanPipeline(
                 (covariance, means) = await EstimateAsync(ids, policy.ModelLookbackDays, cancellationToken);
             }
 
-            if (needsReturns && means is null && ids.Any(id => !policy.ExpectedReturns.ContainsKey(id)))
-            {
-                means = (await EstimateAsync(ids, policy.ModelLookbackDays, cancellationToken)).AnnualMeans;
-            }
-
-            var returns = needsReturns
-                ? new ReturnModelInputs(
-                    ids.Select((id, i) => policy.ExpectedReturns.TryGetValue(id, out var expected) ? expected : means![i]).ToArray(),
-                    parameters.RiskFreeRate,
-                    parameters.RiskAversion == 0 ? 1 : parameters.RiskAversion,
-                    parameters.TargetReturn,
-                    parameters.TargetVolatility)
-                : null;
-            try
-            {
-                weights = TargetModels.Compute(model, covariance, budget, returns);
-            }
-            catch (ArgumentException ex)
-            {
-                throw new DomainException(DomainErrorKind.FailedPrecondition, $"Target model {policy.TargetModel} cannot size the universe: {ex.Message}");
-            }
+            return covariance;
         }
 
-        var targets = ids.Select((id, i) => (id, w: weights[i])).ToDictionary(x => x.id, x => x.w, StringComparer.Ordinal);
-        var reason = new Contracts.Planning.V1.DriftReason
+        if (model != Core.TargetModel.FixedWeights)
         {
-            Rule = "target_model",
-            Measured = budget,
-            Threshold = budget,
-            Breached = false,
-            Message = $"{policy.TargetModel} targets: " + string.Join(", ", ids.Select((id, i) => string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{id} {weights[i]:P2}"))),
-        };
-        return (domain with { Targets = targets }, reason);
+            var budget = policy.Targets.Sum(t => t.Weight);
+            double[] weights;
+            if (model == Core.TargetModel.EqualWeight)
+            {
+                weights = TargetModels.Compute(model, new double[ids.Length, ids.Length], budget);
+            }
+            else
+            {
+                var modelCovariance = await CovarianceAsync();
+                var needsReturns = TargetModels.NeedsReturns(model);
+                if (needsReturns && means is null && ids.Any(id => !policy.ExpectedReturns.ContainsKey(id)))
+                {
+                    means = (await EstimateAsync(ids, policy.ModelLookbackDays, cancellationToken)).AnnualMeans;
+                }
+
+                var returns = needsReturns
+                    ? new ReturnModelInputs(
+                        ids.Select((id, i) => policy.ExpectedReturns.TryGetValue(id, out var expected) ? expected : means![i]).ToArray(),
+                        parameters.RiskFreeRate,
+                        parameters.RiskAversion == 0 ? 1 : parameters.RiskAversion,
+                        parameters.TargetReturn,
+                        parameters.TargetVolatility)
+                    : null;
+                try
+                {
+                    weights = TargetModels.Compute(model, modelCovariance, budget, returns);
+                }
+                catch (ArgumentException ex)
+                {
+                    throw new DomainException(DomainErrorKind.FailedPrecondition, $"Target model {policy.TargetModel} cannot size the universe: {ex.Message}");
+                }
+            }
+
+            domain = domain with { Targets = ids.Select((id, i) => (id, w: weights[i])).ToDictionary(x => x.id, x => x.w, StringComparer.Ordinal) };
+            reasons.Add(new Contracts.Planning.V1.DriftReason
+            {
+                Rule = "target_model",
+                Measured = budget,
+                Threshold = budget,
+                Breached = false,
+                Message = $"{policy.TargetModel} targets: " + string.Join(", ", ids.Select((id, i) => string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{id} {weights[i]:P2}"))),
+            });
+        }
+
+        if (domain.Limits is { } limits && ids.Length > 0)
+        {
+            // Concentration needs no covariance; volatility and VaR limits do.
+            var riskModel = limits.MaxVolatility > 0 || limits.MaxVar99 > 0 ? new RiskModelInputs(ids, await CovarianceAsync()) : new RiskModelInputs(ids, new double[ids.Length, ids.Length]);
+            var (capped, limitReasons) = RiskLimitRules.ApplyToTargets(domain.Targets, limits, riskModel);
+            domain = domain with { Targets = capped, RiskModel = riskModel };
+            reasons.AddRange(limitReasons.Select(r => r.ToWire()));
+        }
+
+        return (domain, reasons);
     }
 
     /// <summary>
@@ -239,7 +262,7 @@ public sealed class PlanPipeline(
         }
 
         var snapshot = portfolio.ToDomain();
-        var (targetPolicy, modelReason) = await ResolvePolicyAsync(policy, cancellationToken);
+        var (targetPolicy, policyReasons) = await ResolvePolicyAsync(policy, cancellationToken);
         var (marked, marks) = await MarkAsync(snapshot, targetPolicy, cancellationToken);
 
         // The liquidation guard first: its legs lead the plan, and the rest is planned on the portfolio after them.
@@ -292,10 +315,7 @@ public sealed class PlanPipeline(
             l.Sequence += guardLegs.Count;
             return l;
         }));
-        if (modelReason is not null)
-        {
-            plan.Reasons.Add(modelReason);
-        }
+        plan.Reasons.AddRange(policyReasons);
 
         plan.Reasons.AddRange((guard?.Reasons ?? []).Select(r => r.ToWire()));
         plan.Reasons.AddRange(proposal.Evaluation.Reasons.Select(r => r.ToWire()));

@@ -161,6 +161,12 @@ public static class PlanningMapping
         ValidateOptimizer(check, policy.Optimizer, path + ".optimizer");
         ValidateModelParameters(check, policy, path);
         ValidateHealthFactorBand(check, policy.HealthFactorBand, path + ".health_factor_band");
+        if (policy.RiskLimits is { } limits)
+        {
+            check.RequireRange(limits.MaxWeight, 0, 1, path + ".risk_limits.max_weight");
+            check.RequireRange(limits.MaxVolatility, 0, 10, path + ".risk_limits.max_volatility");
+            check.RequireRange(limits.MaxVar99, 0, 1, path + ".risk_limits.max_var_99");
+        }
         check.Require(policy.Optimizer?.Objective != WireObjective.MeanVariance || policy.ExpectedReturns.Count > 0,
             path + ".expected_returns", "the mean-variance objective needs expected returns");
         check.RequireCount(policy.LotSizes.Count, MaxPositions, path + ".lot_sizes");
@@ -299,7 +305,10 @@ public static class PlanningMapping
         policy.NoTradeInstruments.ToHashSet(StringComparer.Ordinal),
         policy.Optimizer is { Enabled: true } optimizer ? optimizer.ToDomain(policy.EstimatedCostBps) : null,
         policy.ExpectedReturns.ToDictionary(kv => kv.Key, kv => kv.Value, StringComparer.Ordinal),
-        policy.HealthFactorBand is { } band ? new Core.HealthFactorBand(band.Target, band.RepayBelow, band.BoostAbove, band.EmergencyBelow) : null);
+        policy.HealthFactorBand is { } band ? new Core.HealthFactorBand(band.Target, band.RepayBelow, band.BoostAbove, band.EmergencyBelow) : null,
+        policy.RiskLimits is { } limits && (limits.MaxWeight > 0 || limits.MaxVolatility > 0 || limits.MaxVar99 > 0)
+            ? new Core.RiskLimits(limits.MaxWeight, limits.MaxVolatility, limits.MaxVar99)
+            : null);
 
     /// <summary>The optimiser settings in domain terms, with the documented defaults for zeros.</summary>
     public static OptimizerPolicy ToDomain(this OptimizerSettings optimizer, double estimatedCostBps) => new(
