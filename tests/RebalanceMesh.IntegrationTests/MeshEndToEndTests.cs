@@ -346,6 +346,64 @@ public sealed class GuardMeshTests(ITestOutputHelper output) : MeshTest(output)
         Assert.Contains("lending-venue operations are not supported", final.StatusMessage);
         Assert.Equal(LegStatus.Rejected, final.Legs[0].Status);
     }
+
+    [Fact]
+    public async Task Delta_hedges_follow_the_rebalancing_legs_they_hedge()
+    {
+        using var planningChannel = Grpc.Net.Client.GrpcChannel.ForAddress(Mesh.Service("planning").GrpcUrl);
+        using var pricingChannel = Grpc.Net.Client.GrpcChannel.ForAddress(Mesh.Service("pricing").GrpcUrl);
+        var planning = new PlanningService.PlanningServiceClient(planningChannel);
+        var pricing = new RebalanceMesh.Contracts.Pricing.V1.PricingService.PricingServiceClient(pricingChannel);
+        await pricing.UpsertInstrumentsAsync(new RebalanceMesh.Contracts.Pricing.V1.UpsertInstrumentsRequest
+        {
+            Instruments = { new Instrument { InstrumentId = "DAX-PERP", Kind = InstrumentKind.Perpetual, UnderlyingId = "DAX", QuoteCurrency = "EUR", Multiplier = 1m } },
+        });
+        await planning.UpsertPortfolioAsync(new UpsertPortfolioRequest
+        {
+            Portfolio = new Portfolio { PortfolioId = "hedged", BaseCurrency = "EUR", Cash = 1_000_000m },
+            ExpectedVersion = -1,
+        });
+        var policy = new Policy
+        {
+            PortfolioId = "hedged",
+            AbsoluteBand = 0.02,
+            Targets = { new TargetWeight { InstrumentId = "DAX", Weight = 0.6 }, new TargetWeight { InstrumentId = "SMI", Weight = 0.3 } },
+            Hedges = { new HedgeRule { UnderlyingId = "DAX", HedgeInstrumentId = "DAX-PERP", Target = 0.1, Tolerance = 0.02 } },
+        };
+        await planning.SetPolicyAsync(new SetPolicyRequest { Policy = policy });
+
+        Plan plan = null!;
+        for (var attempt = 0; attempt < 50; attempt++)
+        {
+            try
+            {
+                plan = (await planning.PreviewRebalanceAsync(new PreviewRebalanceRequest { PortfolioId = "hedged" })).Plan;
+                break;
+            }
+            catch (Grpc.Core.RpcException ex) when (ex.StatusCode == Grpc.Core.StatusCode.FailedPrecondition && attempt < 49)
+            {
+                await Task.Delay(200);
+            }
+        }
+
+        // Buying 60 % DAX would leave 60 % of net delta on DAX; the hedge sells perpetuals back to 10 % (± 2 %), after
+        // the buys it hedges.
+        foreach (var leg in plan.Legs)
+        {
+            Output.WriteLine($"{leg.LegId} #{leg.Sequence} {leg.Side} {leg.Quantity.Value} {leg.InstrumentId} {leg.Reason}");
+        }
+
+        var hedge = plan.Legs.Single(l => l.Hedge);
+        Assert.Equal("DAX-PERP", hedge.InstrumentId);
+        Assert.Equal(Side.Sell, hedge.Side);
+        Assert.Equal(1m, hedge.ContractMultiplier.ToDecimal());
+        Assert.True(hedge.Sequence > plan.Legs.Where(l => !l.Hedge).Max(l => l.Sequence), "the hedge follows the legs it hedges");
+        var daxBought = plan.Legs.Single(l => l.InstrumentId == "DAX").EstimatedNotional.ToDecimal();
+        var hedged = hedge.EstimatedNotional.ToDecimal();
+        var net = (double)((daxBought - hedged) / plan.NetValue.ToDecimal());
+        Assert.InRange(net, 0.1 - 0.001, 0.1 + 0.001); // whole contracts: within one contract of the target
+        Assert.Contains(plan.Reasons, r => r.Rule == "delta" && r.InstrumentId == "DAX" && r.Breached);
+    }
 }
 
 /// <summary>The monitor in automatic mode: a breached policy is rebalanced without any client call.</summary>

@@ -75,7 +75,8 @@ public sealed record TargetPolicy(
     IReadOnlyDictionary<string, double>? ExpectedReturns = null,
     HealthFactorBand? Guard = null,
     RiskLimits? Limits = null,
-    RiskModelInputs? RiskModel = null)
+    RiskModelInputs? RiskModel = null,
+    IReadOnlyList<HedgeRule>? Hedges = null)
 {
     /// <summary>True when weight rebalancing leaves the instrument alone.</summary>
     public bool IsNoTrade(string instrument) => NoTrade?.Contains(instrument) == true;

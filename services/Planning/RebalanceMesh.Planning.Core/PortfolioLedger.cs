@@ -96,6 +96,41 @@ public static class PortfolioLedger
         return portfolio with { Holdings = updated, Cash = cash, Loans = loans };
     }
 
+    /// <summary>
+    /// A fill of a margined contract (perpetual, future): no notional changes hands. Adding to a position moves its
+    /// entry price to the quantity-weighted average; reducing it realises (price − entry) × closed × multiplier into
+    /// cash (flipping sides opens the rest at the fill price); the fee is paid in cash.
+    /// </summary>
+    public static PortfolioSnapshot ApplyMarginedFill(PortfolioSnapshot portfolio, string instrument, TradeSide side, decimal quantity, decimal price, decimal fee, decimal multiplier)
+    {
+        if (quantity <= 0 || price <= 0 || fee < 0 || multiplier <= 0)
+        {
+            throw new ArgumentOutOfRangeException(nameof(quantity), "A fill has a positive quantity, price and multiplier and a non-negative fee.");
+        }
+
+        var signed = side == TradeSide.Buy ? quantity : -quantity;
+        var holdings = portfolio.Holdings.ToDictionary(h => h.InstrumentId, StringComparer.Ordinal);
+        var before = holdings.GetValueOrDefault(instrument) ?? new Holding(instrument, 0m);
+        var held = before.Quantity;
+        var entry = before.EntryPrice ?? price;
+        var cash = portfolio.Cash - fee;
+        decimal newEntry;
+        if (held == 0 || Math.Sign(held) == Math.Sign(signed))
+        {
+            newEntry = ((Math.Abs(held) * entry) + (quantity * price)) / (Math.Abs(held) + quantity);
+        }
+        else
+        {
+            var closed = Math.Min(quantity, Math.Abs(held));
+            cash += closed * (price - entry) * multiplier * Math.Sign(held);
+            newEntry = quantity > Math.Abs(held) ? price : entry;
+        }
+
+        holdings[instrument] = before with { Quantity = held + signed, EntryPrice = held + signed == 0 ? null : newEntry };
+        var updated = holdings.Values.Where(h => h.Quantity != 0).OrderBy(h => h.InstrumentId, StringComparer.Ordinal).ToArray();
+        return portfolio with { Holdings = updated, Cash = cash };
+    }
+
     /// <summary>Volume-weighted average price after adding a fill.</summary>
     public static decimal Vwap(decimal filledBefore, decimal averageBefore, decimal quantity, decimal price) =>
         filledBefore + quantity == 0 ? 0 : ((filledBefore * averageBefore) + (quantity * price)) / (filledBefore + quantity);

@@ -87,7 +87,8 @@ public sealed class DriftMonitor(PlanningStore store, PlanPipeline pipeline, Pla
             // Bands and, for portfolios with loans, the liquidation guard's health-factor band.
             var bands = DriftEvaluator.Evaluate(marked, targetPolicy);
             var guard = PlanPipeline.GuardOf(snapshot, targetPolicy, marks, (decimal)policy.EstimatedCostBps / 10_000m);
-            var evaluation = guard is null ? bands : bands with { Reasons = [.. guard.Reasons, .. bands.Reasons] };
+            var (_, hedgeReasons) = PlanPipeline.HedgesOf(marked, marks, targetPolicy, []);
+            var evaluation = bands with { Reasons = [.. guard?.Reasons ?? [], .. bands.Reasons, .. hedgeReasons] };
             foreach (var reason in guard?.Reasons.DistinctBy(r => r.InstrumentId) ?? [])
             {
                 HealthFactors[(portfolioId, reason.InstrumentId)] = reason.Measured;

@@ -68,7 +68,8 @@ public sealed class ExecutionReportHandler(PlanningStore store, ILogger<Executio
     }
 
     /// <summary>
-    /// A fill of a trade leg moves the position and cash; a fill of a loan leg (repay, supply, withdraw, borrow) moves
+    /// A fill of a trade leg moves the position and cash (for a margined contract, its entry price and realised
+    /// profit); a fill of a loan leg (repay, supply, withdraw, borrow) moves
     /// cash, holdings, collateral and debt as the leg says. Either is applied once per fill id.
     /// </summary>
     private async Task ApplyFillAsync(ExecutionReport report, Fill fill, PlanLeg? leg)
@@ -98,9 +99,11 @@ public sealed class ExecutionReportHandler(PlanningStore store, ILogger<Executio
         {
             try
             {
-                return portfolio.WithHoldings(loanAction is { } action
-                    ? PortfolioLedger.ApplyLoanLeg(portfolio.ToDomain(), action, leg!.LoanId, fill.InstrumentId, quantity, portfolio.BaseCurrency)
-                    : PortfolioLedger.ApplyFill(portfolio.ToDomain(), fill.InstrumentId, fill.Side.ToDomain(), quantity, price, fee));
+                var snapshot = portfolio.ToDomain();
+                return portfolio.WithHoldings(
+                    loanAction is { } action ? PortfolioLedger.ApplyLoanLeg(snapshot, action, leg!.LoanId, fill.InstrumentId, quantity, portfolio.BaseCurrency)
+                    : DecimalValue.TryParse(leg?.ContractMultiplier, out var multiplier) ? PortfolioLedger.ApplyMarginedFill(snapshot, fill.InstrumentId, fill.Side.ToDomain(), quantity, price, fee, multiplier)
+                    : PortfolioLedger.ApplyFill(snapshot, fill.InstrumentId, fill.Side.ToDomain(), quantity, price, fee));
             }
             catch (ArgumentException ex)
             {

@@ -83,7 +83,7 @@ public sealed class PlanPipeline(
     /// <summary>Marks a portfolio through pricing over its held and targeted instruments.</summary>
     public async Task<(MarkedPortfolio Marked, MarketMarks Marks)> MarkAsync(PortfolioSnapshot snapshot, TargetPolicy? policy, CancellationToken cancellationToken)
     {
-        var marks = await GetMarksAsync(InstrumentsOf(snapshot, policy?.Targets.Keys ?? []), cancellationToken);
+        var marks = await GetMarksAsync(InstrumentsOf(snapshot, (policy?.Targets.Keys ?? []).Concat(policy?.Hedges?.Select(h => h.HedgeInstrument) ?? [])), cancellationToken);
         return (PortfolioMarking.Mark(snapshot, policy, marks.Marks), marks);
     }
 
@@ -284,12 +284,15 @@ public sealed class PlanPipeline(
             ? new RebalanceProposal(evaluation, [], marked.NetValue, 0m, 0, marked.Cash)
             : RebalancePlanner.Propose(marked, targetPolicy, force, optimized);
         var guardLegs = guard?.Legs ?? [];
+        var (hedgeLegs, hedgeReasons) = emergency ? ([], []) : HedgesOf(marked, marks, targetPolicy, proposal.Legs);
         activity?.SetTag("planning.legs", proposal.Legs.Count);
+        activity?.SetTag("planning.hedge_legs", hedgeLegs.Count);
         activity?.SetTag("planning.guard_legs", guardLegs.Count);
         activity?.SetTag("planning.total_drift", proposal.Evaluation.TotalDrift);
 
         var guardCost = guardLegs.Where(l => l.Action is GuardAction.Sell or GuardAction.Buy).Sum(l => decimal.Round(l.Value * costRate, 8));
-        var hasLegs = proposal.HasTrades || guardLegs.Count > 0;
+        var hasLegs = proposal.HasTrades || guardLegs.Count > 0 || hedgeLegs.Count > 0;
+        var hedgeCost = hedgeLegs.Sum(l => decimal.Round(l.Quantity * l.Price * l.Multiplier * costRate, 8));
         var now = time.GetUtcNow().ToTimestamp();
         var plan = new Plan
         {
@@ -297,7 +300,7 @@ public sealed class PlanPipeline(
             PortfolioId = portfolioId,
             PortfolioVersion = portfolio.Version,
             Status = hasLegs ? PlanStatus.Preview : PlanStatus.NoAction,
-            EstimatedCost = proposal.EstimatedCost + guardCost,
+            EstimatedCost = proposal.EstimatedCost + guardCost + hedgeCost,
             Turnover = proposal.Turnover,
             NetValue = proposal.NetValue,
             CreatedAt = now,
@@ -306,7 +309,7 @@ public sealed class PlanPipeline(
             StatusMessage = emergency
                 ? $"EMERGENCY: {guardLegs.Count} guard legs restore the health factor before anything else"
                 : hasLegs
-                    ? $"{guardLegs.Count} guard legs, {proposal.Legs.Count} rebalancing legs, turnover {proposal.Turnover:P2}, estimated cost {proposal.EstimatedCost + guardCost:F2}"
+                    ? $"{guardLegs.Count} guard legs, {proposal.Legs.Count} rebalancing legs, {hedgeLegs.Count} hedge legs, turnover {proposal.Turnover:P2}, estimated cost {proposal.EstimatedCost + guardCost + hedgeCost:F2}"
                     : (proposal.Evaluation.Breached ? "bands breached but no trade survives lot and minimum-notional rounding" : "portfolio is inside its bands"),
         };
         plan.Legs.AddRange(guardLegs.Select((l, i) => l.ToWire($"G{i + 1}", i + 1, costRate)));
@@ -315,10 +318,12 @@ public sealed class PlanPipeline(
             l.Sequence += guardLegs.Count;
             return l;
         }));
+        plan.Legs.AddRange(hedgeLegs.Select((l, i) => l.ToWire($"H{i + 1}", guardLegs.Count + proposal.Legs.Count + i + 1, costRate)));
         plan.Reasons.AddRange(policyReasons);
 
         plan.Reasons.AddRange((guard?.Reasons ?? []).Select(r => r.ToWire()));
         plan.Reasons.AddRange(proposal.Evaluation.Reasons.Select(r => r.ToWire()));
+        plan.Reasons.AddRange(hedgeReasons.Select(r => r.ToWire()));
         if (optimized is not null)
         {
             plan.Reasons.Add(optimized.Reason.ToWire());
@@ -328,6 +333,24 @@ public sealed class PlanPipeline(
             ? await MeasureRiskAsync(snapshot, marked, marks, proposal, cancellationToken)
             : new RiskImpact { UnavailableReason = guardLegs.Count > 0 ? "guard legs only (loan collateral is measured by the risk service's loan figures)" : "no trades" };
         return plan;
+    }
+
+    /// <summary>
+    /// The policy's delta hedges, measured on the portfolio after <paramref name="legs"/> (each leg moves delta by its
+    /// signed quantity × the instrument's delta per unit, on its underlying).
+    /// </summary>
+    public static (IReadOnlyList<HedgeLeg> Legs, IReadOnlyList<Core.DriftReason> Reasons) HedgesOf(MarkedPortfolio marked, MarketMarks marks, TargetPolicy policy, IReadOnlyList<PlannedLeg> legs)
+    {
+        if (policy.Hedges is not { Count: > 0 } rules)
+        {
+            return ([], []);
+        }
+
+        var positions = marked.Positions.ToDictionary(p => p.InstrumentId, StringComparer.Ordinal);
+        var moves = legs
+            .GroupBy(l => positions.TryGetValue(l.InstrumentId, out var p) ? p.UnderlyingId : l.InstrumentId, StringComparer.Ordinal)
+            .ToDictionary(g => g.Key, g => g.Sum(l => (double)(l.Side == TradeSide.Buy ? l.Quantity : -l.Quantity) * marks.Marks[l.InstrumentId].DeltaExposure), StringComparer.Ordinal);
+        return DeltaHedger.Plan(marked, marks.Marks, rules, moves);
     }
 
     /// <summary>The liquidation guard's plan for the portfolio's loans, when the policy has a health-factor band.</summary>

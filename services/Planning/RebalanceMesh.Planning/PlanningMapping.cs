@@ -161,6 +161,26 @@ public static class PlanningMapping
         ValidateOptimizer(check, policy.Optimizer, path + ".optimizer");
         ValidateModelParameters(check, policy, path);
         ValidateHealthFactorBand(check, policy.HealthFactorBand, path + ".health_factor_band");
+        check.RequireCount(policy.Hedges.Count, 100, path + ".hedges");
+        var hedged = new HashSet<string>(StringComparer.Ordinal);
+        for (var i = 0; i < policy.Hedges.Count && i < 100; i++)
+        {
+            var hedge = policy.Hedges[i];
+            if (check.RequireIdentifier(hedge.UnderlyingId, $"{path}.hedges[{i}].underlying_id"))
+            {
+                check.Require(hedged.Add(hedge.UnderlyingId), $"{path}.hedges[{i}].underlying_id", "is hedged twice");
+            }
+
+            if (check.RequireIdentifier(hedge.HedgeInstrumentId, $"{path}.hedges[{i}].hedge_instrument_id"))
+            {
+                check.Require(policy.Targets.All(t => t.InstrumentId != hedge.HedgeInstrumentId), $"{path}.hedges[{i}].hedge_instrument_id", "is a target; a hedge instrument is traded only as a hedge");
+            }
+
+            check.RequireRange(hedge.Target, -10, 10, $"{path}.hedges[{i}].target");
+            check.RequireRange(hedge.Tolerance, 0, 10, $"{path}.hedges[{i}].tolerance");
+            check.OptionalDecimal(hedge.LotSize, $"{path}.hedges[{i}].lot_size", ValidationExtensions.DecimalRule.Positive, 1m, out _);
+        }
+
         if (policy.RiskLimits is { } limits)
         {
             check.RequireRange(limits.MaxWeight, 0, 1, path + ".risk_limits.max_weight");
@@ -308,7 +328,8 @@ public static class PlanningMapping
         policy.HealthFactorBand is { } band ? new Core.HealthFactorBand(band.Target, band.RepayBelow, band.BoostAbove, band.EmergencyBelow) : null,
         policy.RiskLimits is { } limits && (limits.MaxWeight > 0 || limits.MaxVolatility > 0 || limits.MaxVar99 > 0)
             ? new Core.RiskLimits(limits.MaxWeight, limits.MaxVolatility, limits.MaxVar99)
-            : null);
+            : null,
+        Hedges: policy.Hedges.Select(h => new Core.HedgeRule(h.UnderlyingId, h.HedgeInstrumentId, h.Target, h.Tolerance, DecimalValue.TryParse(h.LotSize, out var lot) ? lot : 1m)).ToArray());
 
     /// <summary>The optimiser settings in domain terms, with the documented defaults for zeros.</summary>
     public static OptimizerPolicy ToDomain(this OptimizerSettings optimizer, double estimatedCostBps) => new(
@@ -384,6 +405,26 @@ public static class PlanningMapping
         DebtValue = loan.Debt,
         HealthFactor = double.IsInfinity(loan.HealthFactor) ? 0 : loan.HealthFactor,
         Equity = decimal.Round(loan.Equity, 8),
+    };
+
+    /// <summary>A hedge leg as a plan leg: a trade of a margined contract, flagged as a hedge.</summary>
+    public static PlanLeg ToWire(this HedgeLeg leg, string legId, int sequence, decimal costRate) => new()
+    {
+        LegId = legId,
+        Sequence = sequence,
+        InstrumentId = leg.Instrument,
+        Kind = LegKind.Trade,
+        Side = leg.Side.ToWire(),
+        Quantity = leg.Quantity,
+        ReferencePrice = leg.Price,
+        EstimatedNotional = leg.Quantity * leg.Price * leg.Multiplier,
+        EstimatedCost = decimal.Round(leg.Quantity * leg.Price * leg.Multiplier * costRate, 8),
+        ContractMultiplier = leg.Multiplier,
+        Hedge = true,
+        Reason = leg.Reason,
+        FilledQuantity = 0m,
+        Fees = 0m,
+        Status = LegStatus.Pending,
     };
 
     /// <summary>A guard leg as a plan leg: trades with their side, loan legs with their kind, each with its reason.</summary>
