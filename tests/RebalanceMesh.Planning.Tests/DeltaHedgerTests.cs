@@ -22,7 +22,7 @@ public class DeltaHedgerTests
         // 100 A (10,000 of delta) and 50 puts (−2,000): net 8,000 of delta on a net value of 11,250 → 71.1 %.
         // Neutral ± 5 %: sell 8,000 / 200 = 40 contracts.
         var marked = Marked(new Holding("A", 100m), new Holding("A-PUT", 50m));
-        var (legs, reasons) = DeltaHedger.Plan(marked, Marks, [new HedgeRule("A", "A-PERP", 0, 0.05)], new Dictionary<string, double>());
+        var (legs, reasons, _) = DeltaHedger.Plan(marked, Marks, [new HedgeRule("A", "A-PERP", 0, 0.05)], new Dictionary<string, double>());
         var leg = Assert.Single(legs);
         Assert.Equal((TradeSide.Sell, 40m, 100m, 2m), (leg.Side, leg.Quantity, leg.Price, leg.Multiplier));
         Assert.Equal(8_000.0 / 11_250, leg.DeltaBefore, 12);
@@ -35,9 +35,30 @@ public class DeltaHedgerTests
     {
         var marked = Marked(new Holding("A", 100m), new Holding("A-PUT", 50m));
         // The plan also sells 75 A (−7,500 of delta): net 500 → 4.4 % of net value, inside ± 5 %.
-        var (legs, reasons) = DeltaHedger.Plan(marked, Marks, [new HedgeRule("A", "A-PERP", 0, 0.05)], new Dictionary<string, double> { ["A"] = -7_500 });
+        var (legs, reasons, _) = DeltaHedger.Plan(marked, Marks, [new HedgeRule("A", "A-PERP", 0, 0.05)], new Dictionary<string, double> { ["A"] = -7_500 });
         Assert.Empty(legs);
         Assert.False(reasons.Single().Breached);
+    }
+
+    [Fact]
+    public void A_leverage_band_recentres_only_outside_the_band_and_its_ripcord_is_an_emergency()
+    {
+        // A 2× leveraged long on A: 100 A (10,000) and 25 long perpetuals (5,000 of delta) on 11,000 of net value:
+        // leverage 15,000 / 11,000 = 1.364×, outside the band [1.75, 2.25] → buy (2 × 11,000 − 15,000) / 200 = 35.
+        var marked = Marked(new Holding("A", 100m), new Holding("A-PERP", 25m, 100m));
+        var band = new HedgeRule("A", "A-PERP", Target: 2, Tolerance: 0, Lower: 1.75, Upper: 2.25, Ripcord: 3);
+        var (legs, reasons, ripcord) = DeltaHedger.Plan(marked, Marks, [band], new Dictionary<string, double>());
+        Assert.Equal((TradeSide.Buy, 35m), (legs.Single().Side, legs.Single().Quantity));
+        Assert.Equal(2, legs.Single().DeltaAfter, 12);
+        Assert.False(ripcord);
+        Assert.True(reasons.Single().Breached);
+
+        // Inside the band: nothing. After a rally to 3.09× (120 perpetuals: 34,000 / 11,000), past the ripcord at 3×:
+        // an emergency that sells back to 2×.
+        Assert.Empty(DeltaHedger.Plan(marked, Marks, [band with { Lower = 1.3 }], new Dictionary<string, double>()).Legs);
+        var rallied = DeltaHedger.Plan(Marked(new Holding("A", 100m), new Holding("A-PERP", 120m, 100m)), Marks, [band], new Dictionary<string, double>());
+        Assert.True(rallied.Ripcord);
+        Assert.Equal((TradeSide.Sell, 60m), (rallied.Legs.Single().Side, rallied.Legs.Single().Quantity));
     }
 
     [Fact]

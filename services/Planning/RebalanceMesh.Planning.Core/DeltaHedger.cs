@@ -3,9 +3,20 @@ using System.Globalization;
 namespace RebalanceMesh.Planning.Core;
 
 /// <summary>A delta hedge of one underlying with a margined contract (see <see cref="DeltaHedger"/>).</summary>
-/// <param name="Target">Target net delta, weight of net value (0: neutral).</param>
+/// <param name="Target">Target net delta, weight of net value (0: neutral; 2: a 2× leveraged long).</param>
 /// <param name="Tolerance">Distance from the target tolerated before hedging, weight of net value.</param>
-public sealed record HedgeRule(string Underlying, string HedgeInstrument, double Target, double Tolerance, decimal LotSize = 1m);
+/// <param name="Lower">With <paramref name="Upper"/>, a leverage band replacing target ± tolerance (both zero: none).</param>
+/// <param name="Ripcord">Net delta beyond which the rule is an emergency (zero: none).</param>
+public sealed record HedgeRule(string Underlying, string HedgeInstrument, double Target, double Tolerance, decimal LotSize = 1m, double Lower = 0, double Upper = 0, double Ripcord = 0)
+{
+    public bool IsBand => Lower < Upper;
+
+    /// <summary>Whether a net delta weight is outside the rule: outside [lower, upper], or farther than tolerance from target.</summary>
+    public bool Breached(double weight) => IsBand ? weight < Lower || weight > Upper : Math.Abs(weight - Target) > Tolerance;
+
+    /// <summary>Past the ripcord, on the side of the target (above it for long targets, below it for short ones).</summary>
+    public bool PastRipcord(double weight) => Ripcord != 0 && (Target >= 0 ? weight > Ripcord : weight < Ripcord);
+}
 
 /// <summary>One hedge trade and why.</summary>
 /// <param name="Multiplier">Contract multiplier of the hedge instrument (for the margined ledger).</param>
@@ -22,15 +33,16 @@ public static class DeltaHedger
     public const string Rule = "delta";
 
     /// <param name="tradeDeltas">Change of delta (base currency) per underlying from the plan's other legs.</param>
-    public static (IReadOnlyList<HedgeLeg> Legs, IReadOnlyList<DriftReason> Reasons) Plan(
+    public static (IReadOnlyList<HedgeLeg> Legs, IReadOnlyList<DriftReason> Reasons, bool Ripcord) Plan(
         MarkedPortfolio marked, IReadOnlyDictionary<string, InstrumentMark> marks, IReadOnlyList<HedgeRule> rules, IReadOnlyDictionary<string, double> tradeDeltas)
     {
         var legs = new List<HedgeLeg>();
         var reasons = new List<DriftReason>();
+        var ripcord = false;
         var nav = (double)marked.NetValue;
         if (nav <= 0)
         {
-            return (legs, reasons);
+            return (legs, reasons, ripcord);
         }
 
         foreach (var rule in rules)
@@ -44,9 +56,12 @@ public static class DeltaHedger
             var delta = marked.Positions.Where(p => p.UnderlyingId == rule.Underlying).Sum(p => p.DeltaExposure) + tradeDeltas.GetValueOrDefault(rule.Underlying);
             var weight = delta / nav;
             var gap = weight - rule.Target;
-            var breached = Math.Abs(gap) > rule.Tolerance;
-            reasons.Add(new DriftReason(Rule, rule.Underlying, weight, rule.Tolerance, breached, string.Create(CultureInfo.InvariantCulture,
-                $"{rule.Underlying}: net delta {weight:P2} of net value vs target {rule.Target:P2} ± {rule.Tolerance:P2}")));
+            var breached = rule.Breached(weight);
+            var pulled = rule.PastRipcord(weight);
+            ripcord |= pulled;
+            reasons.Add(new DriftReason(Rule, rule.Underlying, weight, rule.IsBand ? (weight < rule.Lower ? rule.Lower : rule.Upper) : rule.Tolerance, breached, rule.IsBand
+                ? string.Create(CultureInfo.InvariantCulture, $"{rule.Underlying}: leverage {weight:F3}× vs band [{rule.Lower:F3}, {rule.Upper:F3}], target {rule.Target:F3}{(pulled ? $", past the ripcord {rule.Ripcord:F3}: acting at once" : string.Empty)}")
+                : string.Create(CultureInfo.InvariantCulture, $"{rule.Underlying}: net delta {weight:P2} of net value vs target {rule.Target:P2} ± {rule.Tolerance:P2}")));
             if (!breached)
             {
                 continue;
@@ -65,6 +80,6 @@ public static class DeltaHedger
                 string.Create(CultureInfo.InvariantCulture, $"hedge {rule.Underlying}: {(quantity > 0 ? "buy" : "sell")} {Math.Abs(quantity)} {rule.HedgeInstrument}, net delta {weight:P2} → {after:P2} of net value")));
         }
 
-        return (legs, reasons);
+        return (legs, reasons, ripcord);
     }
 }

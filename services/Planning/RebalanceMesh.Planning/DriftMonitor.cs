@@ -87,7 +87,7 @@ public sealed class DriftMonitor(PlanningStore store, PlanPipeline pipeline, Pla
             // Bands and, for portfolios with loans, the liquidation guard's health-factor band.
             var bands = DriftEvaluator.Evaluate(marked, targetPolicy);
             var guard = PlanPipeline.GuardOf(snapshot, targetPolicy, marks, (decimal)policy.EstimatedCostBps / 10_000m);
-            var (_, hedgeReasons) = PlanPipeline.HedgesOf(marked, marks, targetPolicy, []);
+            var (_, hedgeReasons, ripcord) = PlanPipeline.HedgesOf(marked, marks, targetPolicy, []);
             var evaluation = bands with { Reasons = [.. guard?.Reasons ?? [], .. bands.Reasons, .. hedgeReasons] };
             foreach (var reason in guard?.Reasons.DistinctBy(r => r.InstrumentId) ?? [])
             {
@@ -113,7 +113,7 @@ public sealed class DriftMonitor(PlanningStore store, PlanPipeline pipeline, Pla
                 await alerts.PublishAsync(alert);
             }
 
-            await MaybeSubmitAsync(portfolioId, policy, evaluation.Breached, guard?.Emergency == true, cancellationToken);
+            await MaybeSubmitAsync(portfolioId, policy, evaluation.Breached, guard?.Emergency == true || ripcord, cancellationToken);
         }
     }
 
@@ -122,7 +122,8 @@ public sealed class DriftMonitor(PlanningStore store, PlanPipeline pipeline, Pla
     /// the cooldown since the last plan has not passed, or trading is halted. The idempotency key names the previous
     /// plan, so every replica and every redelivery agrees on at most one automatic plan after each plan.
     /// </summary>
-    /// <param name="emergency">A loan is below the emergency health factor: the cooldown is skipped.</param>
+    /// <param name="emergency">A loan is below the emergency health factor, or a leverage band's ripcord is pulled: the
+    /// cooldown is skipped.</param>
     private async Task MaybeSubmitAsync(string portfolioId, Contracts.Planning.V1.Policy policy, bool breached, bool emergency, CancellationToken cancellationToken)
     {
         if (policy.ExecutionMode != Contracts.Planning.V1.ExecutionMode.Auto)

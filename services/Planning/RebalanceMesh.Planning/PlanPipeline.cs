@@ -284,7 +284,7 @@ public sealed class PlanPipeline(
             ? new RebalanceProposal(evaluation, [], marked.NetValue, 0m, 0, marked.Cash)
             : RebalancePlanner.Propose(marked, targetPolicy, force, optimized);
         var guardLegs = guard?.Legs ?? [];
-        var (hedgeLegs, hedgeReasons) = emergency ? ([], []) : HedgesOf(marked, marks, targetPolicy, proposal.Legs);
+        var (hedgeLegs, hedgeReasons, _) = emergency ? ([], [], false) : HedgesOf(marked, marks, targetPolicy, proposal.Legs);
         activity?.SetTag("planning.legs", proposal.Legs.Count);
         activity?.SetTag("planning.hedge_legs", hedgeLegs.Count);
         activity?.SetTag("planning.guard_legs", guardLegs.Count);
@@ -339,11 +339,11 @@ public sealed class PlanPipeline(
     /// The policy's delta hedges, measured on the portfolio after <paramref name="legs"/> (each leg moves delta by its
     /// signed quantity × the instrument's delta per unit, on its underlying).
     /// </summary>
-    public static (IReadOnlyList<HedgeLeg> Legs, IReadOnlyList<Core.DriftReason> Reasons) HedgesOf(MarkedPortfolio marked, MarketMarks marks, TargetPolicy policy, IReadOnlyList<PlannedLeg> legs)
+    public static (IReadOnlyList<HedgeLeg> Legs, IReadOnlyList<Core.DriftReason> Reasons, bool Ripcord) HedgesOf(MarkedPortfolio marked, MarketMarks marks, TargetPolicy policy, IReadOnlyList<PlannedLeg> legs)
     {
         if (policy.Hedges is not { Count: > 0 } rules)
         {
-            return ([], []);
+            return ([], [], false);
         }
 
         var positions = marked.Positions.ToDictionary(p => p.InstrumentId, StringComparer.Ordinal);

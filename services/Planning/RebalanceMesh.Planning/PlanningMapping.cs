@@ -179,6 +179,14 @@ public static class PlanningMapping
             check.RequireRange(hedge.Target, -10, 10, $"{path}.hedges[{i}].target");
             check.RequireRange(hedge.Tolerance, 0, 10, $"{path}.hedges[{i}].tolerance");
             check.OptionalDecimal(hedge.LotSize, $"{path}.hedges[{i}].lot_size", ValidationExtensions.DecimalRule.Positive, 1m, out _);
+            if (hedge.Lower != 0 || hedge.Upper != 0)
+            {
+                check.Require(double.IsFinite(hedge.Lower) && double.IsFinite(hedge.Upper) && hedge.Lower <= hedge.Target && hedge.Target <= hedge.Upper && hedge.Lower < hedge.Upper,
+                    $"{path}.hedges[{i}].upper", "a leverage band needs lower ≤ target ≤ upper with lower < upper");
+            }
+
+            check.Require(hedge.Ripcord == 0 || (double.IsFinite(hedge.Ripcord) && (hedge.Target >= 0 ? hedge.Ripcord > Math.Max(hedge.Upper, hedge.Target) : hedge.Ripcord < Math.Min(hedge.Lower, hedge.Target))),
+                $"{path}.hedges[{i}].ripcord", "must be 0, or beyond the band on the target's side");
         }
 
         if (policy.RiskLimits is { } limits)
@@ -329,7 +337,7 @@ public static class PlanningMapping
         policy.RiskLimits is { } limits && (limits.MaxWeight > 0 || limits.MaxVolatility > 0 || limits.MaxVar99 > 0)
             ? new Core.RiskLimits(limits.MaxWeight, limits.MaxVolatility, limits.MaxVar99)
             : null,
-        Hedges: policy.Hedges.Select(h => new Core.HedgeRule(h.UnderlyingId, h.HedgeInstrumentId, h.Target, h.Tolerance, DecimalValue.TryParse(h.LotSize, out var lot) ? lot : 1m)).ToArray());
+        Hedges: policy.Hedges.Select(h => new Core.HedgeRule(h.UnderlyingId, h.HedgeInstrumentId, h.Target, h.Tolerance, DecimalValue.TryParse(h.LotSize, out var lot) ? lot : 1m, h.Lower, h.Upper, h.Ripcord)).ToArray());
 
     /// <summary>The optimiser settings in domain terms, with the documented defaults for zeros.</summary>
     public static OptimizerPolicy ToDomain(this OptimizerSettings optimizer, double estimatedCostBps) => new(
