@@ -190,6 +190,7 @@ watchAlerts.SetAction(async (parse, ct) =>
 root.Subcommands.Add(watchAlerts);
 
 root.Subcommands.Add(PricingCommands.Create(repoOption, jsonOption));
+root.Subcommands.Add(BacktestCommand.Create(repoOption, jsonOption));
 
 return await root.Parse(args).InvokeAsync();
 

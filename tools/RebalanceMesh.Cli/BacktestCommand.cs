@@ -1,0 +1,133 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using RebalanceMesh.Planning.Core;
+
+namespace RebalanceMesh.Cli;
+
+/// <summary>
+/// `rmesh backtest`: replays buy-and-hold, a calendar and the band policy over daily closes with the planning code
+/// (Planning.Core's <see cref="Backtester"/>), prints the statistics and draws the net values as an SVG chart.
+/// Offline: it needs no running mesh.
+/// </summary>
+public static class BacktestCommand
+{
+    public static Command Create(Option<string?> repoOption, Option<bool> jsonOption)
+    {
+        var dataOption = new Option<FileInfo?>("--prices") { Description = "CSV of daily closes: a day column, then one column per instrument (default: data/eustockmarkets.csv)." };
+        var targetsOption = new Option<string?>("--targets") { Description = "Target weights, e.g. DAX=0.24,SMI=0.24,CAC=0.24,FTSE=0.24 (default: equal weights summing to 0.96)." };
+        var bandOption = new Option<double>("--band") { Description = "Absolute band (weight units).", DefaultValueFactory = _ => 0.05 };
+        var costOption = new Option<double>("--cost-bps") { Description = "Trading cost in basis points of notional.", DefaultValueFactory = _ => 10 };
+        var calendarOption = new Option<int>("--calendar-days") { Description = "Trading days between calendar rebalances.", DefaultValueFactory = _ => 21 };
+        var capitalOption = new Option<decimal>("--capital") { Description = "Starting cash.", DefaultValueFactory = _ => 1_000_000m };
+        var svgOption = new Option<FileInfo?>("--svg") { Description = "Where to write the chart (default: .rmesh/backtest.svg)." };
+        var command = new Command("backtest", "Replay buy-and-hold, a calendar and the band policy over daily closes; print statistics and write an SVG chart.")
+        {
+            dataOption, targetsOption, bandOption, costOption, calendarOption, capitalOption, svgOption,
+        };
+        command.SetAction(parse =>
+        {
+            var root = Repo.Root(parse.GetValue(repoOption));
+            var file = parse.GetValue(dataOption)?.FullName ?? Path.Combine(root, "data", "eustockmarkets.csv");
+            var (instruments, closes) = ReadCloses(file);
+            var targets = ParseTargets(parse.GetValue(targetsOption), instruments);
+            var policy = new TargetPolicy(targets, parse.GetValue(bandOption), 0, 0, RebalanceTarget.Target, 0m, new Dictionary<string, decimal>(), parse.GetValue(costOption));
+            var results = Backtester.Run(targets.Keys.ToArray(), closes.Select(row => targets.Keys.Select(id => row[Array.IndexOf(instruments, id)]).ToArray()).ToArray(),
+                parse.GetValue(capitalOption),
+                [
+                    new BacktestStrategy("buy and hold", BacktestTrigger.Never, policy),
+                    new BacktestStrategy($"calendar ({parse.GetValue(calendarOption)} days)", BacktestTrigger.Calendar, policy, parse.GetValue(calendarOption)),
+                    new BacktestStrategy($"bands (±{parse.GetValue(bandOption):P0})", BacktestTrigger.Bands, policy),
+                ]);
+
+            var svg = parse.GetValue(svgOption)?.FullName ?? Path.Combine(Repo.StateDir(root), "backtest.svg");
+            Directory.CreateDirectory(Path.GetDirectoryName(svg)!);
+            File.WriteAllText(svg, Chart(results, $"{Path.GetFileName(file)}: {string.Join(", ", targets.Select(t => string.Create(CultureInfo.InvariantCulture, $"{t.Key} {t.Value:P0}")))}; cost {parse.GetValue(costOption)} bp"));
+            if (parse.GetValue(jsonOption))
+            {
+                Console.WriteLine(JsonSerializer.Serialize(results.Select(r => new { r.Name, r.Rebalances, r.Costs, r.AnnualReturn, r.AnnualVolatility, r.Sharpe, r.MaxDrawdown, r.Turnover, r.TrackingError, FinalNetValue = r.NetValues[^1] })));
+            }
+            else
+            {
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{closes.Count} days of {string.Join(", ", targets.Keys)} from {file}"));
+                Console.WriteLine($"{"strategy",-22} {"final",14} {"return/y",9} {"vol/y",7} {"Sharpe",7} {"max DD",7} {"rebal.",6} {"turnover",9} {"costs",10} {"TE/y",6}");
+                foreach (var r in results)
+                {
+                    Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                        $"{r.Name,-22} {r.NetValues[^1],14:N0} {r.AnnualReturn,9:P2} {r.AnnualVolatility,7:P1} {r.Sharpe,7:F2} {r.MaxDrawdown,7:P1} {r.Rebalances,6} {r.Turnover,9:F2} {r.Costs,10:N0} {r.TrackingError,6:P2}"));
+                }
+
+                Console.WriteLine($"chart: {svg}");
+            }
+
+            return 0;
+        });
+        return command;
+    }
+
+    private static (string[] Instruments, IReadOnlyList<double[]> Closes) ReadCloses(string file)
+    {
+        var lines = File.ReadAllLines(file).Where(l => l.Length > 0).ToArray();
+        var header = lines[0].Split(',');
+        var instruments = header.Skip(1).ToArray();
+        var closes = lines.Skip(1).Select(l => l.Split(',').Skip(1).Select(v => double.Parse(v, CultureInfo.InvariantCulture)).ToArray()).ToArray();
+        return (instruments, closes);
+    }
+
+    private static Dictionary<string, double> ParseTargets(string? text, string[] instruments)
+    {
+        if (string.IsNullOrWhiteSpace(text))
+        {
+            return instruments.ToDictionary(id => id, _ => 0.96 / instruments.Length, StringComparer.Ordinal);
+        }
+
+        var targets = new Dictionary<string, double>(StringComparer.Ordinal);
+        foreach (var part in text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            var pieces = part.Split('=');
+            if (pieces.Length != 2 || !instruments.Contains(pieces[0]) || !double.TryParse(pieces[1], CultureInfo.InvariantCulture, out var weight) || weight < 0)
+            {
+                throw new ArgumentException($"--targets: '{part}' is not INSTRUMENT=WEIGHT for one of {string.Join(", ", instruments)}.");
+            }
+
+            targets[pieces[0]] = weight;
+        }
+
+        return targets.Values.Sum() <= 1 + 1e-9 ? targets : throw new ArgumentException("--targets: the weights sum to more than 1.");
+    }
+
+    /// <summary>Net values of each strategy, rebased to 100, as an SVG line chart with axes and a legend.</summary>
+    public static string Chart(IReadOnlyList<BacktestResult> results, string title)
+    {
+        const double width = 960, height = 480, left = 70, right = 20, top = 40, bottom = 50;
+        string[] colors = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd"];
+        var series = results.Select(r => r.NetValues.Select(v => (double)(v / r.NetValues[0]) * 100).ToArray()).ToArray();
+        var days = series.Max(s => s.Length);
+        var min = series.Min(s => s.Min());
+        var max = series.Max(s => s.Max());
+        double X(int day) => left + ((width - left - right) * day / Math.Max(days - 1, 1));
+        double Y(double value) => top + ((height - top - bottom) * (max - value) / Math.Max(max - min, 1e-9));
+        var svg = new StringBuilder();
+        svg.Append(CultureInfo.InvariantCulture, $"<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" viewBox=\"0 0 {width} {height}\" font-family=\"sans-serif\" font-size=\"12\">\n");
+        svg.Append(CultureInfo.InvariantCulture, $"<rect width=\"{width}\" height=\"{height}\" fill=\"white\"/>\n<text x=\"{left}\" y=\"24\" font-size=\"14\">{Escape(title)}</text>\n");
+        for (var i = 0; i <= 5; i++)
+        {
+            var value = min + ((max - min) * i / 5);
+            svg.Append(CultureInfo.InvariantCulture, $"<line x1=\"{left}\" x2=\"{width - right}\" y1=\"{Y(value):F1}\" y2=\"{Y(value):F1}\" stroke=\"#ddd\"/><text x=\"{left - 8}\" y=\"{Y(value) + 4:F1}\" text-anchor=\"end\">{value:F0}</text>\n");
+        }
+
+        svg.Append(CultureInfo.InvariantCulture, $"<text x=\"{(width + left) / 2}\" y=\"{height - 12}\" text-anchor=\"middle\">trading day (0 … {days - 1}); net value rebased to 100</text>\n");
+        for (var s = 0; s < series.Length; s++)
+        {
+            var points = string.Join(' ', series[s].Select((v, day) => string.Create(CultureInfo.InvariantCulture, $"{X(day):F1},{Y(v):F1}")));
+            svg.Append(CultureInfo.InvariantCulture, $"<polyline fill=\"none\" stroke=\"{colors[s % colors.Length]}\" stroke-width=\"1.5\" points=\"{points}\"/>\n");
+            svg.Append(CultureInfo.InvariantCulture, $"<rect x=\"{left + 10}\" y=\"{top + 6 + (s * 18)}\" width=\"12\" height=\"3\" fill=\"{colors[s % colors.Length]}\"/><text x=\"{left + 28}\" y=\"{top + 11 + (s * 18)}\">{Escape(results[s].Name)}</text>\n");
+        }
+
+        svg.Append("</svg>\n");
+        return svg.ToString();
+    }
+
+    private static string Escape(string text) => System.Security.SecurityElement.Escape(text) ?? string.Empty;
+}
