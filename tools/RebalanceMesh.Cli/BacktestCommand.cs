@@ -43,7 +43,7 @@ public static class BacktestCommand
 
             var svg = parse.GetValue(svgOption)?.FullName ?? Path.Combine(Repo.StateDir(root), "backtest.svg");
             Directory.CreateDirectory(Path.GetDirectoryName(svg)!);
-            File.WriteAllText(svg, Chart(results, $"{Path.GetFileName(file)}: {string.Join(", ", targets.Select(t => string.Create(CultureInfo.InvariantCulture, $"{t.Key} {t.Value:P0}")))}; cost {parse.GetValue(costOption)} bp"));
+            File.WriteAllText(svg, Chart(results, targets.Keys.ToArray(), $"{Path.GetFileName(file)}: {string.Join(", ", targets.Select(t => string.Create(CultureInfo.InvariantCulture, $"{t.Key} {t.Value:P0}")))}; cost {parse.GetValue(costOption)} bp"));
             if (parse.GetValue(jsonOption))
             {
                 Console.WriteLine(JsonSerializer.Serialize(results.Select(r => new { r.Name, r.Rebalances, r.Costs, r.AnnualReturn, r.AnnualVolatility, r.Sharpe, r.MaxDrawdown, r.Turnover, r.TrackingError, FinalNetValue = r.NetValues[^1] })));
@@ -97,10 +97,13 @@ public static class BacktestCommand
         return targets.Values.Sum() <= 1 + 1e-9 ? targets : throw new ArgumentException("--targets: the weights sum to more than 1.");
     }
 
-    /// <summary>Net values of each strategy, rebased to 100, as an SVG line chart with axes and a legend.</summary>
-    public static string Chart(IReadOnlyList<BacktestResult> results, string title)
+    /// <summary>
+    /// An SVG chart: above, each strategy's net value rebased to 100; below, the weights of the last strategy (the band
+    /// policy) per instrument, with its targets' sum as cash's complement.
+    /// </summary>
+    public static string Chart(IReadOnlyList<BacktestResult> results, IReadOnlyList<string> instruments, string title)
     {
-        const double width = 960, height = 480, left = 70, right = 20, top = 40, bottom = 50;
+        const double width = 960, height = 480, left = 70, right = 20, top = 40, bottom = 50, weightsHeight = 220;
         string[] colors = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd"];
         var series = results.Select(r => r.NetValues.Select(v => (double)(v / r.NetValues[0]) * 100).ToArray()).ToArray();
         var days = series.Max(s => s.Length);
@@ -109,8 +112,8 @@ public static class BacktestCommand
         double X(int day) => left + ((width - left - right) * day / Math.Max(days - 1, 1));
         double Y(double value) => top + ((height - top - bottom) * (max - value) / Math.Max(max - min, 1e-9));
         var svg = new StringBuilder();
-        svg.Append(CultureInfo.InvariantCulture, $"<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" viewBox=\"0 0 {width} {height}\" font-family=\"sans-serif\" font-size=\"12\">\n");
-        svg.Append(CultureInfo.InvariantCulture, $"<rect width=\"{width}\" height=\"{height}\" fill=\"white\"/>\n<text x=\"{left}\" y=\"24\" font-size=\"14\">{Escape(title)}</text>\n");
+        svg.Append(CultureInfo.InvariantCulture, $"<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height + weightsHeight}\" viewBox=\"0 0 {width} {height + weightsHeight}\" font-family=\"sans-serif\" font-size=\"12\">\n");
+        svg.Append(CultureInfo.InvariantCulture, $"<rect width=\"{width}\" height=\"{height + weightsHeight}\" fill=\"white\"/>\n<text x=\"{left}\" y=\"24\" font-size=\"14\">{Escape(title)}</text>\n");
         for (var i = 0; i <= 5; i++)
         {
             var value = min + ((max - min) * i / 5);
@@ -123,6 +126,25 @@ public static class BacktestCommand
             var points = string.Join(' ', series[s].Select((v, day) => string.Create(CultureInfo.InvariantCulture, $"{X(day):F1},{Y(v):F1}")));
             svg.Append(CultureInfo.InvariantCulture, $"<polyline fill=\"none\" stroke=\"{colors[s % colors.Length]}\" stroke-width=\"1.5\" points=\"{points}\"/>\n");
             svg.Append(CultureInfo.InvariantCulture, $"<rect x=\"{left + 10}\" y=\"{top + 6 + (s * 18)}\" width=\"12\" height=\"3\" fill=\"{colors[s % colors.Length]}\"/><text x=\"{left + 28}\" y=\"{top + 11 + (s * 18)}\">{Escape(results[s].Name)}</text>\n");
+        }
+
+        // Weights of the last strategy, 0 … max weight, below the value chart.
+        var last = results[^1];
+        var maxWeight = Math.Max(last.Weights.Max(w => w.DefaultIfEmpty(0).Max()), 1e-9);
+        double WeightsY(double weight) => height + 20 + ((weightsHeight - 50) * (1 - (weight / maxWeight)));
+        svg.Append(CultureInfo.InvariantCulture, $"<text x=\"{left}\" y=\"{height + 12}\" font-size=\"13\">weights: {Escape(last.Name)}</text>\n");
+        for (var i = 0; i <= 4; i++)
+        {
+            var weight = maxWeight * i / 4;
+            svg.Append(CultureInfo.InvariantCulture, $"<line x1=\"{left}\" x2=\"{width - right}\" y1=\"{WeightsY(weight):F1}\" y2=\"{WeightsY(weight):F1}\" stroke=\"#eee\"/><text x=\"{left - 8}\" y=\"{WeightsY(weight) + 4:F1}\" text-anchor=\"end\">{weight:P0}</text>\n");
+        }
+
+        for (var k = 0; k < instruments.Count; k++)
+        {
+            var color = colors[(k + series.Length) % colors.Length];
+            var points = string.Join(' ', last.Weights.Select((w, day) => string.Create(CultureInfo.InvariantCulture, $"{X(day):F1},{WeightsY(w[k]):F1}")));
+            svg.Append(CultureInfo.InvariantCulture, $"<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"1\" points=\"{points}\"/>\n");
+            svg.Append(CultureInfo.InvariantCulture, $"<rect x=\"{left + 10 + (k * 90)}\" y=\"{height + 24}\" width=\"12\" height=\"3\" fill=\"{color}\"/><text x=\"{left + 28 + (k * 90)}\" y=\"{height + 29}\">{Escape(instruments[k])}</text>\n");
         }
 
         svg.Append("</svg>\n");

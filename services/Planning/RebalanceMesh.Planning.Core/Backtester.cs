@@ -20,9 +20,11 @@ public sealed record BacktestStrategy(string Name, BacktestTrigger Trigger, Targ
 /// <param name="MaxDrawdown">Largest fall from a previous peak, as a fraction.</param>
 /// <param name="Turnover">Σ traded notional / average net value, over the whole run.</param>
 /// <param name="TrackingError">Annualised volatility of the daily return difference to the target portfolio rebalanced every day at no cost.</param>
+/// <param name="Weights">Each day's weights at the close (after any rebalance), in the order of the instruments.</param>
 public sealed record BacktestResult(
     string Name,
     IReadOnlyList<decimal> NetValues,
+    IReadOnlyList<double[]> Weights,
     int Rebalances,
     decimal Costs,
     double AnnualReturn,
@@ -58,6 +60,7 @@ public static class Backtester
         var costRate = (decimal)policy.EstimatedCostBps / 10_000m;
         var portfolio = new PortfolioSnapshot(strategy.Name, [], capital, 0);
         var values = new List<decimal>();
+        var weights = new List<double[]>();
         var benchmarkReturns = new List<double>();
         int rebalances = 0, sinceLast = 0;
         decimal costs = 0, traded = 0;
@@ -94,6 +97,7 @@ public static class Backtester
             }
 
             values.Add(marked.NetValue);
+            weights.Add(instruments.Select(id => marked.Find(id)?.Weight ?? 0).ToArray());
             if (day > 0)
             {
                 // The target portfolio rebalanced daily at no cost: Σ w*ᵢ·rᵢ (cash earns nothing).
@@ -117,6 +121,7 @@ public static class Backtester
         return new BacktestResult(
             strategy.Name,
             values,
+            weights,
             rebalances,
             costs,
             Math.Pow((double)(values[^1] / values[0]), 1 / years) - 1,
