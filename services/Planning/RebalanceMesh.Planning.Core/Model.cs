@@ -76,7 +76,8 @@ public sealed record TargetPolicy(
     HealthFactorBand? Guard = null,
     RiskLimits? Limits = null,
     RiskModelInputs? RiskModel = null,
-    IReadOnlyList<HedgeRule>? Hedges = null)
+    IReadOnlyList<HedgeRule>? Hedges = null,
+    bool OptimalLotRounding = false)
 {
     /// <summary>True when weight rebalancing leaves the instrument alone.</summary>
     public bool IsNoTrade(string instrument) => NoTrade?.Contains(instrument) == true;
@@ -151,8 +152,8 @@ public sealed record PlannedLeg(
     double WeightBefore,
     double WeightAfter);
 
-/// <summary>The trades of a rebalance and why they were chosen.</summary>
-public sealed record RebalanceProposal(DriftEvaluation Evaluation, IReadOnlyList<PlannedLeg> Legs, decimal NetValue, decimal EstimatedCost, double Turnover, decimal CashAfter)
+/// <summary>The trades of a rebalance and why they were chosen; <paramref name="Rounding"/> when lots were chosen by CP-SAT.</summary>
+public sealed record RebalanceProposal(DriftEvaluation Evaluation, IReadOnlyList<PlannedLeg> Legs, decimal NetValue, decimal EstimatedCost, double Turnover, decimal CashAfter, RoundingResult? Rounding = null)
 {
     public bool HasTrades => Legs.Count > 0;
 }

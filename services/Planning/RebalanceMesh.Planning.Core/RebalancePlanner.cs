@@ -25,6 +25,7 @@ public static class RebalancePlanner
             : decimal.Round(quantity * position.Price * costRate, 8);
 
         var sells = new List<(MarkedPosition Position, decimal Quantity)>();
+        var rounding = new List<(MarkedPosition Position, RoundingItem Item)>();
         var buys = new List<(MarkedPosition Position, decimal Quantity)>();
         foreach (var position in portfolio.Positions.Where(p => DriftEvaluator.IsRebalanced(p, policy)))
         {
@@ -52,6 +53,14 @@ public static class RebalancePlanner
             }
 
             var desiredValue = (decimal)desired * portfolio.NetValue;
+            if (policy.OptimalLotRounding)
+            {
+                var rate = optimized?.CostRates.TryGetValue(position.InstrumentId, out var r) == true ? (decimal)r.Linear : costRate;
+                rounding.Add((position, new RoundingItem(position.InstrumentId, position.Price, policy.LotSize(position.InstrumentId),
+                    (desiredValue - position.MarketValue) / position.Price, policy.MinTradeNotional, rate)));
+                continue;
+            }
+
             var quantity = RoundToLot((desiredValue - position.MarketValue) / position.Price, policy.LotSize(position.InstrumentId));
             if (quantity == 0 || Math.Abs(quantity * position.Price) < policy.MinTradeNotional)
             {
@@ -68,7 +77,27 @@ public static class RebalancePlanner
             }
         }
 
-        // Cash available for buys: current cash plus sale proceeds, less the costs of every trade.
+        // Whole lots chosen together (CP-SAT): nearest to the continuous plan with cash never negative.
+        RoundingResult? rounded = null;
+        if (rounding.Count > 0)
+        {
+            rounded = LotRounder.Round(rounding.Select(x => x.Item).ToArray(), portfolio.Cash);
+            foreach (var (position, item) in rounding)
+            {
+                var change = rounded.Changes[item.InstrumentId];
+                if (change < 0)
+                {
+                    sells.Add((position, -change));
+                }
+                else if (change > 0)
+                {
+                    buys.Add((position, change));
+                }
+            }
+        }
+
+        // Cash available for buys: current cash plus sale proceeds, less the costs of every trade (with the optimiser's
+        // impact costs this can still exceed what rounding assumed, so buys are scaled down if needed).
         var proceeds = sells.Sum(s => (s.Quantity * s.Position.Price) - CostOf(s.Position, s.Quantity));
         var available = portfolio.Cash + proceeds;
         var buyCost = buys.Sum(b => (b.Quantity * b.Position.Price) + CostOf(b.Position, b.Quantity));
@@ -99,7 +128,7 @@ public static class RebalancePlanner
             - legs.Where(l => l.Side == TradeSide.Buy).Sum(l => l.Notional)
             - cost;
         var turnover = portfolio.NetValue > 0 ? (double)(legs.Sum(l => l.Notional) / portfolio.NetValue) : 0;
-        return new RebalanceProposal(evaluation, legs, portfolio.NetValue, cost, turnover, cashAfter);
+        return new RebalanceProposal(evaluation, legs, portfolio.NetValue, cost, turnover, cashAfter, rounded);
     }
 
     /// <summary>Rounds toward zero to a whole number of lots.</summary>

@@ -324,6 +324,17 @@ public sealed class PlanPipeline(
         plan.Reasons.AddRange((guard?.Reasons ?? []).Select(r => r.ToWire()));
         plan.Reasons.AddRange(proposal.Evaluation.Reasons.Select(r => r.ToWire()));
         plan.Reasons.AddRange(hedgeReasons.Select(r => r.ToWire()));
+        if (proposal.Rounding is { } rounding)
+        {
+            plan.Reasons.Add(new Contracts.Planning.V1.DriftReason
+            {
+                Rule = "lot_rounding",
+                Measured = (double)rounding.Deviation,
+                Breached = false,
+                Message = string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                    $"whole lots by CP-SAT{(rounding.Optimal ? " (optimal)" : " (best found in the time limit)")}: {rounding.Deviation:N2} of notional from the unrounded plan, {rounding.CashAfter:N2} of cash left"),
+            });
+        }
         if (optimized is not null)
         {
             plan.Reasons.Add(optimized.Reason.ToWire());

@@ -161,6 +161,7 @@ public static class PlanningMapping
         ValidateOptimizer(check, policy.Optimizer, path + ".optimizer");
         ValidateModelParameters(check, policy, path);
         ValidateHealthFactorBand(check, policy.HealthFactorBand, path + ".health_factor_band");
+        check.Require(System.Enum.IsDefined(policy.LotRounding), path + ".lot_rounding", "is not a known rounding");
         check.RequireCount(policy.Hedges.Count, 100, path + ".hedges");
         var hedged = new HashSet<string>(StringComparer.Ordinal);
         for (var i = 0; i < policy.Hedges.Count && i < 100; i++)
@@ -337,6 +338,7 @@ public static class PlanningMapping
         policy.RiskLimits is { } limits && (limits.MaxWeight > 0 || limits.MaxVolatility > 0 || limits.MaxVar99 > 0)
             ? new Core.RiskLimits(limits.MaxWeight, limits.MaxVolatility, limits.MaxVar99)
             : null,
+        OptimalLotRounding: policy.LotRounding == LotRounding.Optimal,
         Hedges: policy.Hedges.Select(h => new Core.HedgeRule(h.UnderlyingId, h.HedgeInstrumentId, h.Target, h.Tolerance, DecimalValue.TryParse(h.LotSize, out var lot) ? lot : 1m, h.Lower, h.Upper, h.Ripcord)).ToArray());
 
     /// <summary>The optimiser settings in domain terms, with the documented defaults for zeros.</summary>
