@@ -117,19 +117,7 @@ public sealed class TargetModelMeshTests(ITestOutputHelper output) : MeshTest(ou
         policy.Targets.AddRange(new[] { "DAX", "SMI", "CAC", "FTSE" }.Select(id => new TargetWeight { InstrumentId = id, Weight = 0.24 }));
         await planning.SetPolicyAsync(new SetPolicyRequest { Policy = policy });
 
-        Plan plan = null!;
-        for (var attempt = 0; attempt < 50; attempt++)
-        {
-            try
-            {
-                plan = (await planning.PreviewRebalanceAsync(new PreviewRebalanceRequest { PortfolioId = "erc" })).Plan;
-                break;
-            }
-            catch (Grpc.Core.RpcException ex) when (ex.StatusCode == Grpc.Core.StatusCode.FailedPrecondition && attempt < 49)
-            {
-                await Task.Delay(200); // prices arrive with the first ticks of the feed
-            }
-        }
+        var plan = await PreviewWhenPricedAsync(planning, new PreviewRebalanceRequest { PortfolioId = "erc" });
 
         var model = plan.Reasons.Single(r => r.Rule == "target_model");
         Output.WriteLine(model.Message);
@@ -156,17 +144,7 @@ public sealed class TargetModelMeshTests(ITestOutputHelper output) : MeshTest(ou
         {
             policy.Targets.AddRange(ids.Select(id => new TargetWeight { InstrumentId = id, Weight = 0.25 }));
             await planning.SetPolicyAsync(new SetPolicyRequest { Policy = policy });
-            for (var attempt = 0; ; attempt++)
-            {
-                try
-                {
-                    return (await planning.PreviewRebalanceAsync(new PreviewRebalanceRequest { PortfolioId = "frontier", Force = true })).Plan;
-                }
-                catch (Grpc.Core.RpcException ex) when (ex.StatusCode == Grpc.Core.StatusCode.FailedPrecondition && attempt < 49)
-                {
-                    await Task.Delay(200); // prices arrive with the first ticks of the feed
-                }
-            }
+            return await PreviewWhenPricedAsync(planning, new PreviewRebalanceRequest { PortfolioId = "frontier", Force = true });
         }
 
         // Efficient risk with expected returns from history (risk's annualised mean log returns): the target volatility
@@ -242,19 +220,7 @@ public sealed class OptimizerMeshTests(ITestOutputHelper output) : MeshTest(outp
         policy.Targets.AddRange(new[] { "DAX", "SMI", "CAC", "FTSE" }.Select(id => new TargetWeight { InstrumentId = id, Weight = 0.24 }));
         await planning.SetPolicyAsync(new SetPolicyRequest { Policy = policy });
 
-        Plan plan = null!;
-        for (var attempt = 0; attempt < 50; attempt++)
-        {
-            try
-            {
-                plan = (await planning.PreviewRebalanceAsync(new PreviewRebalanceRequest { PortfolioId = "opt" })).Plan;
-                break;
-            }
-            catch (Grpc.Core.RpcException ex) when (ex.StatusCode == Grpc.Core.StatusCode.FailedPrecondition && attempt < 49)
-            {
-                await Task.Delay(200); // prices arrive with the first ticks of the feed
-            }
-        }
+        var plan = await PreviewWhenPricedAsync(planning, new PreviewRebalanceRequest { PortfolioId = "opt" });
 
         var reason = plan.Reasons.Single(r => r.Rule == "optimizer");
         Output.WriteLine(reason.Message);
@@ -372,19 +338,7 @@ public sealed class GuardMeshTests(ITestOutputHelper output) : MeshTest(output)
         };
         await planning.SetPolicyAsync(new SetPolicyRequest { Policy = policy });
 
-        Plan plan = null!;
-        for (var attempt = 0; attempt < 50; attempt++)
-        {
-            try
-            {
-                plan = (await planning.PreviewRebalanceAsync(new PreviewRebalanceRequest { PortfolioId = "hedged" })).Plan;
-                break;
-            }
-            catch (Grpc.Core.RpcException ex) when (ex.StatusCode == Grpc.Core.StatusCode.FailedPrecondition && attempt < 49)
-            {
-                await Task.Delay(200);
-            }
-        }
+        var plan = await PreviewWhenPricedAsync(planning, new PreviewRebalanceRequest { PortfolioId = "hedged" });
 
         // Buying 60 % DAX would leave 60 % of net delta on DAX; the hedge sells perpetuals back to 10 % (± 2 %), after
         // the buys it hedges.

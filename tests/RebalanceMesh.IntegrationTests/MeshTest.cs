@@ -28,6 +28,26 @@ public abstract class MeshTest(ITestOutputHelper output) : IAsyncLifetime
         Output.WriteLine(log.ToString());
     }
 
+    /// <summary>
+    /// PreviewRebalance, retried while the feed's first ticks have not priced the portfolio yet (FAILED_PRECONDITION:
+    /// no market price), for up to ten seconds.
+    /// </summary>
+    protected static async Task<RebalanceMesh.Contracts.Planning.V1.Plan> PreviewWhenPricedAsync(
+        RebalanceMesh.Contracts.Planning.V1.PlanningService.PlanningServiceClient planning, RebalanceMesh.Contracts.Planning.V1.PreviewRebalanceRequest request)
+    {
+        for (var attempt = 0; ; attempt++)
+        {
+            try
+            {
+                return (await planning.PreviewRebalanceAsync(request)).Plan;
+            }
+            catch (Grpc.Core.RpcException ex) when (ex.StatusCode == Grpc.Core.StatusCode.FailedPrecondition && attempt < 49)
+            {
+                await Task.Delay(200);
+            }
+        }
+    }
+
     public Task DisposeAsync()
     {
         MeshLauncher.Down(StateDir, TextWriter.Null);

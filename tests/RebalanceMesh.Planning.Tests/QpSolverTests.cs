@@ -7,19 +7,7 @@ namespace RebalanceMesh.Planning.Tests;
 /// <summary>The ADMM QP solver against cvxopt (values from tests/reference/qp_reference.py).</summary>
 public class QpSolverTests
 {
-    public static TheoryData<string> Cases()
-    {
-        var data = new TheoryData<string>();
-        foreach (var element in Load().EnumerateArray())
-        {
-            data.Add(element.GetProperty("name").GetString()!);
-        }
-
-        return data;
-    }
-
-    private static JsonElement Load() =>
-        JsonDocument.Parse(File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "Reference", "qp_cases.json"))).RootElement;
+    public static TheoryData<string> Cases() => ReferenceCases.Names("qp_cases.json");
 
     private static double Number(JsonElement e) => e.ValueKind == JsonValueKind.String
         ? (e.GetString() == "inf" ? double.PositiveInfinity : double.NegativeInfinity)
@@ -29,7 +17,7 @@ public class QpSolverTests
     [MemberData(nameof(Cases))]
     public void Objective_matches_cvxopt_to_1e6_relative(string name)
     {
-        var c = Load().EnumerateArray().Single(e => e.GetProperty("name").GetString() == name);
+        var c = ReferenceCases.Case("qp_cases.json", name);
         Matrix<double> M(string key) => Matrix<double>.Build.DenseOfRows(c.GetProperty(key).EnumerateArray().Select(r => r.EnumerateArray().Select(Number)));
         Vector<double> V(string key) => Vector<double>.Build.DenseOfEnumerable(c.GetProperty(key).EnumerateArray().Select(Number));
         var problem = new QuadraticProgram(M("P"), V("q"), M("A"), V("l"), V("u"));

@@ -6,21 +6,11 @@ namespace RebalanceMesh.Planning.Tests;
 /// <summary>The cost-aware optimiser against cvxopt (cases and values from tests/reference/optimizer_reference.py).</summary>
 public class RebalanceOptimizerTests
 {
-    public static TheoryData<string> Cases()
-    {
-        var data = new TheoryData<string>();
-        foreach (var element in Load().EnumerateArray())
-        {
-            data.Add(element.GetProperty("name").GetString()!);
-        }
+    private const string CasesFile = "optimizer_cases.json";
 
-        return data;
-    }
+    public static TheoryData<string> Cases() => ReferenceCases.Names(CasesFile);
 
-    private static JsonElement Load() =>
-        JsonDocument.Parse(File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "Reference", "optimizer_cases.json"))).RootElement;
-
-    private static JsonElement Case(string name) => Load().EnumerateArray().Single(e => e.GetProperty("name").GetString() == name);
+    private static JsonElement Case(string name) => ReferenceCases.Case(CasesFile, name);
 
     [Theory]
     [MemberData(nameof(Cases))]
