@@ -357,6 +357,26 @@ public sealed class GuardMeshTests(ITestOutputHelper output) : MeshTest(output)
         var net = (double)((daxBought - hedged) / plan.NetValue.ToDecimal());
         Assert.InRange(net, 0.1 - 0.001, 0.1 + 0.001); // whole contracts: within one contract of the target
         Assert.Contains(plan.Reasons, r => r.Rule == "delta" && r.InstrumentId == "DAX" && r.Breached);
+
+        // Submitted, the feed's perpetual quotes make the hedge fillable: the short lands in the portfolio with its
+        // entry price, and only fees leave cash for it (no notional changes hands on a margined contract).
+        var submitted = (await planning.SubmitRebalanceAsync(new SubmitRebalanceRequest { PortfolioId = "hedged", IdempotencyKey = "hedge-1" })).Plan;
+        var final = submitted;
+        for (var attempt = 0; attempt < 150 && final.Status is PlanStatus.Approved or PlanStatus.Executing; attempt++)
+        {
+            await Task.Delay(100);
+            final = (await planning.GetPlanAsync(new GetPlanRequest { PlanId = submitted.PlanId })).Plan;
+        }
+
+        Output.WriteLine($"{final.Status}: {final.StatusMessage}");
+        Assert.Equal(PlanStatus.Completed, final.Status);
+        var portfolio = (await planning.GetPortfolioAsync(new GetPortfolioRequest { PortfolioId = "hedged", SkipValuation = true })).Portfolio;
+        var perp = portfolio.Positions.Single(p => p.InstrumentId == "DAX-PERP");
+        var filledHedge = final.Legs.Single(l => l.Hedge);
+        Assert.Equal(-filledHedge.Quantity.ToDecimal(), perp.Quantity.ToDecimal());
+        Assert.Equal(filledHedge.AverageFillPrice.ToDecimal(), perp.EntryPrice.ToDecimal());
+        var spotSpend = final.Legs.Where(l => !l.Hedge).Sum(l => (l.FilledQuantity.ToDecimal() * l.AverageFillPrice.ToDecimal()) + l.Fees.ToDecimal());
+        Assert.Equal(1_000_000m - spotSpend - filledHedge.Fees.ToDecimal(), portfolio.Cash.ToDecimal());
     }
 }
 

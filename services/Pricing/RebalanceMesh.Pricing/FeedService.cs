@@ -1,10 +1,15 @@
+using Microsoft.Extensions.Options;
 using RebalanceMesh.MarketState;
+using RebalanceMesh.Pricing.Core;
 using RebalanceMesh.Pricing.Core.Feeds;
 
 namespace RebalanceMesh.Pricing;
 
-/// <summary>Runs the configured feed: seeds its history into market state once, then ingests its ticks.</summary>
-public sealed class FeedService(ConfiguredFeed configured, QuoteIngestor ingestor, MarketStateStore market, TimeProvider time, ILogger<FeedService> logger) : BackgroundService
+/// <summary>
+/// Runs the configured feed: seeds its history into market state once, then ingests its ticks — with, when
+/// <see cref="PricingOptions.QuotePerpetuals"/> is on, the same quotes for each registered perpetual on a quoted index.
+/// </summary>
+public sealed class FeedService(ConfiguredFeed configured, QuoteIngestor ingestor, MarketStateStore market, InstrumentCatalog catalog, IOptions<PricingOptions> options, TimeProvider time, ILogger<FeedService> logger) : BackgroundService
 {
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
@@ -51,9 +56,16 @@ public sealed class FeedService(ConfiguredFeed configured, QuoteIngestor ingesto
 
         await foreach (var batch in source.StreamAsync(stoppingToken))
         {
-            await ingestor.IngestAsync(batch, source.Name);
+            await ingestor.IngestAsync(options.Value.QuotePerpetuals ? WithPerpetuals(batch) : batch, source.Name);
         }
 
         logger.LogInformation("Feed {Feed} ended", source.Name);
+    }
+
+    /// <summary>The batch plus, for each tick of an index with registered perpetuals, the same quote for each of them.</summary>
+    private IReadOnlyList<Tick> WithPerpetuals(IReadOnlyList<Tick> batch)
+    {
+        var derived = batch.SelectMany(tick => catalog.PerpetualsOn(tick.InstrumentId).Select(perpetual => tick with { InstrumentId = perpetual.InstrumentId })).ToArray();
+        return derived.Length == 0 ? batch : [.. batch, .. derived];
     }
 }

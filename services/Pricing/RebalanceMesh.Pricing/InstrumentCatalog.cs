@@ -35,6 +35,9 @@ public sealed class InstrumentCatalog(MarketStateStore market, TickValidator val
         return new Instrument { InstrumentId = instrumentId, Kind = InstrumentKind.Spot };
     }
 
+    public IReadOnlyList<Instrument> PerpetualsOn(string underlyingId) =>
+        _instruments.Values.Where(i => i.Kind == InstrumentKind.Perpetual && i.UnderlyingId == underlyingId).ToArray();
+
     public IReadOnlyList<Instrument> OptionsOn(string underlyingId) =>
         _instruments.Values.Where(i => i.Kind == InstrumentKind.Option && i.UnderlyingId == underlyingId).ToArray();
 

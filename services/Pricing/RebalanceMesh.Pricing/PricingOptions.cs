@@ -42,4 +42,10 @@ public sealed class PricingOptions
 
     /// <summary>Risk-free rate used when the request gives none.</summary>
     public double DefaultRate { get; set; } = 0.03;
+
+    /// <summary>
+    /// The feeds also quote registered perpetuals on the instruments they quote, at the same venues and prices as
+    /// their index (a perpetual's mark tracks its index through funding), so they can be traded as hedges.
+    /// </summary>
+    public bool QuotePerpetuals { get; set; } = true;
 }
