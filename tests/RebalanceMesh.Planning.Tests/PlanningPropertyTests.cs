@@ -1,0 +1,116 @@
+using FsCheck;
+using FsCheck.Fluent;
+using RebalanceMesh.Planning.Core;
+
+namespace RebalanceMesh.Planning.Tests;
+
+/// <summary>
+/// Invariants of plan building, checked by FsCheck over random portfolios, policies and loans (seeded by FsCheck;
+/// a failure prints the smallest counter-example it finds).
+/// </summary>
+public class PlanningPropertyTests
+{
+    private static readonly Config Runs = Config.QuickThrowOnFailure.WithMaxTest(300);
+
+    /// <summary>A random portfolio and policy: 1–6 instruments, prices, holdings, cash, targets summing to ≤ 1, lots, minimum notional, cost.</summary>
+    public sealed record Case(decimal[] Prices, decimal[] Held, decimal Cash, double[] Targets, decimal[] Lots, decimal MinNotional, double CostBps, bool Optimal);
+
+    private static readonly Gen<Case> Cases =
+        from n in Gen.Choose(1, 6)
+        from prices in Gen.ArrayOf(Gen.Choose(1, 100_000).Select(p => p / 100m), n)
+        from held in Gen.ArrayOf(Gen.Choose(0, 2_000).Select(q => (decimal)q), n)
+        from cash in Gen.Choose(0, 1_000_000).Select(c => (decimal)c)
+        from raw in Gen.ArrayOf(Gen.Choose(0, 100), n)
+        from invested in Gen.Choose(0, 100)
+        from lots in Gen.ArrayOf(Gen.Elements(1m, 5m, 10m, 0.5m), n)
+        from minNotional in Gen.Elements(0m, 100m, 1_000m)
+        from cost in Gen.Elements(0.0, 5.0, 25.0)
+        from optimal in Gen.Elements(false, true)
+        let total = Math.Max(raw.Sum(), 1)
+        select new Case(prices, held, cash, raw.Select(r => invested / 100.0 * r / total).ToArray(), lots, minNotional, cost, optimal);
+
+    private static (MarkedPortfolio Marked, TargetPolicy Policy, PortfolioSnapshot Snapshot) Build(Case c)
+    {
+        var ids = Enumerable.Range(0, c.Prices.Length).Select(i => $"I{i}").ToArray();
+        var policy = new TargetPolicy(ids.Select((id, i) => (id, c.Targets[i])).ToDictionary(x => x.id, x => x.Item2), 0.01, 0, 0, RebalanceTarget.Target, c.MinNotional,
+            ids.Select((id, i) => (id, c.Lots[i])).ToDictionary(x => x.id, x => x.Item2), c.CostBps, OptimalLotRounding: c.Optimal);
+        var snapshot = new PortfolioSnapshot("p", ids.Select((id, i) => new Holding(id, c.Held[i])).Where(h => h.Quantity != 0).ToArray(), c.Cash, 1);
+        var marked = PortfolioMarking.Mark(snapshot, policy, ids.Select((id, i) => (id, c.Prices[i])).ToDictionary(x => x.id, x => x.Item2));
+        return (marked, policy, snapshot);
+    }
+
+    [Fact]
+    public void A_plan_never_takes_cash_negative_at_any_step_and_sells_precede_buys()
+    {
+        Prop.ForAll(Cases.ToArbitrary(), c =>
+        {
+            var (marked, policy, snapshot) = Build(c);
+            var proposal = RebalancePlanner.Propose(marked, policy, force: true);
+            var portfolio = snapshot;
+            foreach (var leg in proposal.Legs)
+            {
+                portfolio = PortfolioLedger.ApplyFill(portfolio, leg.InstrumentId, leg.Side, leg.Quantity, leg.ReferencePrice, leg.EstimatedCost);
+                if (portfolio.Cash < 0)
+                {
+                    return false;
+                }
+            }
+
+            var sides = proposal.Legs.Select(l => l.Side).ToArray();
+            return sides.SkipWhile(s => s == TradeSide.Sell).All(s => s == TradeSide.Buy) && portfolio.Cash == proposal.CashAfter;
+        }).Check(Runs);
+    }
+
+    [Fact]
+    public void Rounding_keeps_whole_lots_minimum_notionals_and_never_trades_past_the_target()
+    {
+        Prop.ForAll(Cases.ToArbitrary(), c =>
+        {
+            var (marked, policy, _) = Build(c);
+            var proposal = RebalancePlanner.Propose(marked, policy, force: true);
+            return proposal.Legs.All(leg =>
+            {
+                var position = marked.Find(leg.InstrumentId)!;
+                var lot = policy.LotSize(leg.InstrumentId);
+                var desired = (((decimal)policy.TargetOf(leg.InstrumentId) * marked.NetValue) - position.MarketValue) / position.Price;
+                var signed = leg.Side == TradeSide.Buy ? leg.Quantity : -leg.Quantity;
+                return leg.Quantity % lot == 0
+                    && leg.Notional >= policy.MinTradeNotional
+                    && Math.Sign(signed) == Math.Sign(desired)
+                    && Math.Abs(signed) <= Math.Abs(desired) + lot;  // at most one lot past the unrounded trade (CP-SAT), none when truncating
+            });
+        }).Check(Runs);
+    }
+
+    /// <summary>A random loan: collateral units, price, threshold, debt; free cash and held units of the collateral.</summary>
+    public sealed record LoanCase(decimal Units, decimal Price, double Threshold, decimal Debt, decimal Cash, decimal Held, double Target, double Cost);
+
+    private static readonly Gen<LoanCase> Loans =
+        from units in Gen.Choose(1, 1_000).Select(u => (decimal)u)
+        from price in Gen.Choose(100, 500_000).Select(p => p / 100m)
+        from threshold in Gen.Choose(50, 95).Select(t => t / 100.0)
+        from leverage in Gen.Choose(10, 120).Select(l => l / 100m)
+        from cash in Gen.Choose(0, 100_000).Select(c => (decimal)c)
+        from held in Gen.Choose(0, 200).Select(h => (decimal)h)
+        from target in Gen.Choose(110, 300).Select(t => t / 100.0)
+        from cost in Gen.Elements(0.0, 0.001, 0.005)
+        select new LoanCase(units, price, threshold, decimal.Round(units * price * leverage, 2), cash, held, target, cost);
+
+    [Fact]
+    public void The_guard_restores_the_target_health_factor_whenever_it_says_it_can()
+    {
+        Prop.ForAll(Loans.ToArbitrary(), c =>
+        {
+            var portfolio = new PortfolioSnapshot("p", c.Held > 0 ? [new Holding("X", c.Held)] : [], c.Cash, 1,
+                [new Loan("L", "LEND", [new LoanCollateral("X", c.Units, c.Threshold)], c.Debt)], "EUR");
+            var band = new HealthFactorBand(c.Target, c.Target, 0, 0);
+            var prices = new Dictionary<string, decimal> { ["X"] = c.Price };
+            var plan = LiquidationGuard.Plan(portfolio, prices, "EUR", band, (decimal)c.Cost);
+            var after = LiquidationGuard.Apply(portfolio, plan, "EUR", (decimal)c.Cost);
+            var hf = MarkedLoan.Mark(after.LoanList[0], a => a == "EUR" ? 1m : c.Price).HealthFactor;
+            var unreachable = plan.Reasons.Any(r => r.Message.Contains("out of reach", StringComparison.Ordinal));
+            var cashOk = after.Cash >= 0 && after.Holdings.All(h => h.Quantity >= 0) && after.LoanList[0].Collateral[0].Quantity >= 0;
+            return cashOk && (unreachable || hf >= c.Target - 1e-9);
+        }).Check(Runs);
+    }
+}
