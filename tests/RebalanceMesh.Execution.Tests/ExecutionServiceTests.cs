@@ -71,6 +71,33 @@ public sealed class ExecutionServiceTests : IClassFixture<RedisServer>, IAsyncLi
     }
 
     [Fact]
+    public async Task Limit_price_protection_skips_venues_beyond_the_maximum_slippage_and_stops_legs_that_cannot_fill()
+    {
+        var bus = _server.Services.GetRequiredService<InMemoryEventBus>();
+
+        // Arrival mid 100.00. At 15 bps the buy limit is 100.15: SIM-A (100.10) trades, SIM-B (100.20) does not.
+        var within = Plan("plan-limit-15");
+        within.MaxSlippageBps = 15;
+        await bus.PublishAsync(Topics.PlansApproved, within);
+        var execution = await WaitForFinalAsync("plan-limit-15");
+        Assert.Equal(ExecutionStatus.Completed, execution.Status);
+        Assert.DoesNotContain(execution.Orders, o => o.Venue == "SIM-B");
+
+        // At 5 bps neither the buy limit 100.05 nor the sell limit 99.95 is reachable: both legs stop and say why.
+        var tight = Plan("plan-limit-5");
+        tight.MaxSlippageBps = 5;
+        await bus.PublishAsync(Topics.PlansApproved, tight);
+        execution = await WaitForFinalAsync("plan-limit-5");
+        Assert.Equal(ExecutionStatus.Failed, execution.Status);
+        Assert.Empty(execution.Orders);
+        var legsDone = bus.Published.Where(e => e.Topic == Topics.ExecutionReports).Select(e => e.ReadData(ExecutionReport.Parser))
+            .Where(r => r.PlanId == "plan-limit-5" && r.Kind == ReportKind.LegDone).ToArray();
+        Assert.Equal(2, legsDone.Length);
+        Assert.All(legsDone, r => Assert.StartsWith("stopped at the limit", r.Message, StringComparison.Ordinal));
+        Assert.Contains("99.95 ", legsDone.Single(r => r.LegId == "L1").Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task A_redelivered_plan_sends_no_new_orders()
     {
         var executor = _server.Services.CreateScope().ServiceProvider.GetRequiredService<PlanExecutor>();

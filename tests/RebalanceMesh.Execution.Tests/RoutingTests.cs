@@ -57,4 +57,18 @@ public class RoutingTests
         Assert.False(rejected.Accepted);
         Assert.Equal("venue unavailable", rejected.RejectReason);
     }
+
+    [Fact]
+    public void A_limit_price_keeps_children_within_the_maximum_slippage()
+    {
+        // 10 bps from an arrival of 100: buys accept asks up to 100.10, sells bids down to 99.90.
+        Assert.Equal(100.1m, SlippageLimit.For(OrderSide.Buy, 100m, 10));
+        Assert.Equal(99.9m, SlippageLimit.For(OrderSide.Sell, 100m, 10));
+        var quotes = new[] { new VenueQuote("A", 99.95m, 100.05m, 5, 5), new VenueQuote("B", 99.8m, 100.2m, 50, 50) };
+        var venues = new[] { new VenueSpec("A", 0, 0), new VenueSpec("B", 0, 0) };
+        var buys = SmartOrderRouter.Route(new LegOrder("p", "L", "X", OrderSide.Buy, 20), venues, quotes, SlippageLimit.For(OrderSide.Buy, 100m, 10));
+        Assert.Equal([("A", 20m)], buys.Select(c => (c.VenueId, c.Quantity)));   // B's 100.20 is beyond the limit
+        Assert.Empty(SmartOrderRouter.Route(new LegOrder("p", "L", "X", OrderSide.Sell, 20), venues, quotes, 99.99m));
+        Assert.Throws<ArgumentOutOfRangeException>(() => SlippageLimit.For(OrderSide.Buy, 0m, 10));
+    }
 }

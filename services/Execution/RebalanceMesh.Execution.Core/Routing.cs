@@ -24,10 +24,11 @@ public sealed record ChildOrder(string ClientOrderId, string VenueId, decimal Qu
 /// <summary>
 /// Splits a leg across venues by expected all-in price (touch price with taker fee): the best venue first, up to
 /// its displayed size, then the next. Whatever exceeds the displayed depth of every venue goes to the best venue.
+/// With a limit price, venues whose touch is beyond it (above for buys, below for sells) get nothing.
 /// </summary>
 public static class SmartOrderRouter
 {
-    public static IReadOnlyList<ChildOrder> Route(LegOrder leg, IReadOnlyList<VenueSpec> venues, IReadOnlyList<VenueQuote> quotes)
+    public static IReadOnlyList<ChildOrder> Route(LegOrder leg, IReadOnlyList<VenueSpec> venues, IReadOnlyList<VenueQuote> quotes, decimal? limitPrice = null)
     {
         if (leg.Quantity <= 0)
         {
@@ -38,7 +39,7 @@ public static class SmartOrderRouter
             .Where(v => v.Available)
             .Join(quotes, v => v.VenueId, q => q.VenueId, (v, q) => (Venue: v, Quote: q), StringComparer.Ordinal)
             .Select(x => (x.Venue, x.Quote, Price: leg.Side == OrderSide.Buy ? x.Quote.Ask : x.Quote.Bid, Size: leg.Side == OrderSide.Buy ? x.Quote.AskSize : x.Quote.BidSize))
-            .Where(x => x.Price > 0)
+            .Where(x => x.Price > 0 && (limitPrice is not { } limit || (leg.Side == OrderSide.Buy ? x.Price <= limit : x.Price >= limit)))
             .Select(x => (x.Venue, x.Price, x.Size, AllIn: AllInPrice(leg.Side, x.Price, x.Venue.TakerFeeBps)))
             .OrderBy(x => leg.Side == OrderSide.Buy ? x.AllIn : -x.AllIn)
             .ThenBy(x => x.Venue.VenueId, StringComparer.Ordinal)
@@ -83,6 +84,21 @@ public static class SmartOrderRouter
     {
         var fee = (decimal)takerFeeBps / 10_000m;
         return side == OrderSide.Buy ? price * (1 + fee) : price * (1 - fee);
+    }
+}
+
+/// <summary>Limit-price protection: the worst price a leg accepts, a maximum slippage in basis points from its arrival price.</summary>
+public static class SlippageLimit
+{
+    public static decimal For(OrderSide side, decimal arrivalPrice, double maxSlippageBps)
+    {
+        if (arrivalPrice <= 0 || !(maxSlippageBps > 0))
+        {
+            throw new ArgumentOutOfRangeException(nameof(maxSlippageBps), "A limit needs a positive arrival price and slippage.");
+        }
+
+        var slippage = (decimal)maxSlippageBps / 10_000m;
+        return side == OrderSide.Buy ? arrivalPrice * (1 + slippage) : arrivalPrice * (1 - slippage);
     }
 }
 

@@ -120,17 +120,27 @@ public sealed class PlanExecutor(
             state.ArrivalPrice = quotes.Max(q => q.Bid) / 2m + (quotes.Min(q => q.Ask) / 2m);
         }
 
+        // Limit-price protection: no child beyond the plan's maximum slippage from the arrival price.
+        decimal? limit = plan.MaxSlippageBps > 0 && DecimalValue.TryParse(state.ArrivalPrice, out var arrivalPrice) && arrivalPrice > 0
+            ? SlippageLimit.For(side, arrivalPrice, plan.MaxSlippageBps)
+            : null;
         var venues = options.Value.Venues;
         var excluded = new HashSet<string>(StringComparer.Ordinal);
+        string? limitStop = null;
         var attempt = 0;
         while (state.FilledQuantity.ToDecimal() < state.Quantity.ToDecimal() && attempt < venues.Count)
         {
             attempt++;
             var remaining = state.Quantity.ToDecimal() - state.FilledQuantity.ToDecimal();
             var usable = venues.Where(v => !excluded.Contains(v.VenueId)).ToArray();
-            var children = SmartOrderRouter.Route(new LegOrder(plan.PlanId, $"{leg.LegId}-r{attempt}", leg.InstrumentId, side, remaining), usable, quotes);
+            var children = SmartOrderRouter.Route(new LegOrder(plan.PlanId, $"{leg.LegId}-r{attempt}", leg.InstrumentId, side, remaining), usable, quotes, limit);
             if (children.Count == 0)
             {
+                if (limit is not null && SmartOrderRouter.Route(new LegOrder(plan.PlanId, leg.LegId, leg.InstrumentId, side, remaining), usable, quotes).Count > 0)
+                {
+                    limitStop = $"stopped at the limit {limit.Value:0.######} ({plan.MaxSlippageBps} bps from arrival {state.ArrivalPrice.Value}): every remaining venue quotes beyond it";
+                }
+
                 break;
             }
 
@@ -165,7 +175,7 @@ public sealed class PlanExecutor(
             r.LegStatus = done ? ReportedLegStatus.Filled : state.FilledQuantity.ToDecimal() > 0 ? ReportedLegStatus.PartiallyFilled : ReportedLegStatus.Rejected;
             r.Message = done
                 ? $"filled {state.FilledQuantity.Value} at {state.AveragePrice.Value}, shortfall {state.ShortfallBps:F2} bps"
-                : quotes.Length == 0 ? "no venue quotes the instrument" : "every venue rejected the remainder";
+                : limitStop ?? (quotes.Length == 0 ? "no venue quotes the instrument" : "every venue rejected the remainder");
         }, cancellationToken);
     }
 

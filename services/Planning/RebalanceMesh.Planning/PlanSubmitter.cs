@@ -51,7 +51,8 @@ public sealed class PlanSubmitter(PlanningStore store, PlanPipeline pipeline, IE
 
         try
         {
-            await bus.PublishAsync(Topics.PlansApproved, ToApproved(plan), cancellationToken);
+            var policy = await store.GetPolicyAsync(plan.PortfolioId);
+            await bus.PublishAsync(Topics.PlansApproved, ToApproved(plan, policy?.MaxSlippageBps ?? 0), cancellationToken);
         }
         catch (Exception ex) when (ex is not DomainException)
         {
@@ -71,9 +72,9 @@ public sealed class PlanSubmitter(PlanningStore store, PlanPipeline pipeline, IE
         return plan;
     }
 
-    private PlanApproved ToApproved(Plan plan)
+    private PlanApproved ToApproved(Plan plan, double maxSlippageBps)
     {
-        var approved = new PlanApproved { PlanId = plan.PlanId, PortfolioId = plan.PortfolioId, ApprovedAt = time.GetUtcNow().ToTimestamp() };
+        var approved = new PlanApproved { PlanId = plan.PlanId, PortfolioId = plan.PortfolioId, ApprovedAt = time.GetUtcNow().ToTimestamp(), MaxSlippageBps = maxSlippageBps };
         approved.Legs.AddRange(plan.Legs.Select(l => new ApprovedLeg
         {
             LegId = l.LegId,

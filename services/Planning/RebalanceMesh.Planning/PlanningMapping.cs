@@ -162,6 +162,7 @@ public static class PlanningMapping
         ValidateModelParameters(check, policy, path);
         ValidateHealthFactorBand(check, policy.HealthFactorBand, path + ".health_factor_band");
         check.Require(System.Enum.IsDefined(policy.LotRounding), path + ".lot_rounding", "is not a known rounding");
+        check.RequireRange(policy.MaxSlippageBps, 0, 10_000, path + ".max_slippage_bps");
         check.RequireCount(policy.Hedges.Count, 100, path + ".hedges");
         var hedged = new HashSet<string>(StringComparer.Ordinal);
         for (var i = 0; i < policy.Hedges.Count && i < 100; i++)
