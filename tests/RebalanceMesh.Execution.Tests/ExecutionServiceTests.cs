@@ -68,6 +68,23 @@ public sealed class ExecutionServiceTests : IClassFixture<RedisServer>, IAsyncLi
         Assert.Equal(3, reports.Count(r => r.Kind == ReportKind.Fill));
         Assert.Equal(2, reports.Count(r => r.Kind == ReportKind.LegDone));
         Assert.Equal(ReportedPlanStatus.Completed, reports.Single(r => r.Kind == ReportKind.PlanDone).PlanStatus);
+
+        // Shortfall against arrival (mid 100.00) and against the plan's reference price (100): the sell gave up 10 bp,
+        // the buy paid 13.33 bp.
+        var legsDone = reports.Where(r => r.Kind == ReportKind.LegDone).ToDictionary(r => r.LegId);
+        Assert.Equal(10, legsDone["L1"].ShortfallVsPlanBps, 9);
+        Assert.Equal(((100m * 100.1m + 50m * 100.2m) / 150m - 100m) / 100m * 10_000m, (decimal)legsDone["L2"].ShortfallVsPlanBps, 9);
+        Assert.Equal(legsDone["L2"].ShortfallBps, legsDone["L2"].ShortfallVsPlanBps, 9); // arrival and reference agree here
+
+        // Realised costs per venue, once per fill: SIM-A sold 10 at 99.9 and bought 100 at 100.1 (0.10 a unit beyond
+        // the mid each way); SIM-B bought 50 at 100.2.
+        var venues = (await _client.ListVenuesAsync(new ListVenuesRequest())).Venues.ToDictionary(v => v.VenueId);
+        var simA = venues["SIM-A"].RealisedCosts;
+        Assert.Equal(2, simA.Fills);
+        Assert.Equal((double)(10m * 99.9m + 100m * 100.1m), simA.Notional, 9);
+        Assert.Equal(0.1 * 10 + 0.1 * 100, simA.Slippage, 9);
+        Assert.Equal(venues["SIM-A"].TakerFeeBps, simA.FeeBps, 6);
+        Assert.Equal(0.2 * 50, venues["SIM-B"].RealisedCosts.Slippage, 9);
     }
 
     [Fact]

@@ -51,16 +51,30 @@ public sealed class ExecutionGrpcService(ExecutionStore store, IOptions<Executio
         return new CancelPlanResponse { PlanId = request.PlanId, Status = execution.Status, CancelledLegs = open };
     }
 
-    public override Task<ListVenuesResponse> ListVenues(ListVenuesRequest request, ServerCallContext context)
+    public override async Task<ListVenuesResponse> ListVenues(ListVenuesRequest request, ServerCallContext context)
     {
         var response = new ListVenuesResponse();
-        response.Venues.AddRange(options.Value.Venues.Select(v => new Venue
+        foreach (var v in options.Value.Venues)
         {
-            VenueId = v.VenueId,
-            TakerFeeBps = v.TakerFeeBps,
-            MakerFeeBps = v.MakerFeeBps,
-            Available = v.Available,
-        }));
-        return Task.FromResult(response);
+            var (fills, notional, fees, slippage) = await store.GetVenueCostsAsync(v.VenueId);
+            response.Venues.Add(new Venue
+            {
+                VenueId = v.VenueId,
+                TakerFeeBps = v.TakerFeeBps,
+                MakerFeeBps = v.MakerFeeBps,
+                Available = v.Available,
+                RealisedCosts = new VenueCosts
+                {
+                    Fills = fills,
+                    Notional = notional,
+                    Fees = fees,
+                    Slippage = slippage,
+                    FeeBps = notional > 0 ? fees / notional * 10_000 : 0,
+                    SlippageBps = notional > 0 ? slippage / notional * 10_000 : 0,
+                },
+            });
+        }
+
+        return response;
     }
 }

@@ -13,6 +13,7 @@ namespace RebalanceMesh.Execution;
 /// <item><c>exe:plan:{plan}</c> the plan's execution state (legs, status).</item>
 /// <item><c>exe:venue:{venue}</c> hash client order id → the venue's execution, so a resent order is not filled twice.</item>
 /// <item><c>exe:cancel:{plan}</c> cancel request; <c>exe:halt</c> the trading halt flag.</item>
+/// <item><c>exe:venue-costs:{venue}</c> hash of realised costs (fills, notional, fees, slippage), counted once per fill.</item>
 /// </list>
 /// </summary>
 public sealed class ExecutionStore(IConnectionMultiplexer redis)
@@ -28,6 +29,8 @@ public sealed class ExecutionStore(IConnectionMultiplexer redis)
     private static RedisKey VenueKey(string venue) => "exe:venue:" + venue;
 
     private static RedisKey CancelKey(string planId) => "exe:cancel:" + planId;
+
+    private static RedisKey VenueCostsKey(string venue) => "exe:venue-costs:" + venue;
 
     private static readonly RedisKey HaltKey = "exe:halt";
 
@@ -73,10 +76,27 @@ public sealed class ExecutionStore(IConnectionMultiplexer redis)
         Db.StringSetAsync(PlanKey(execution.PlanId), execution.ToByteArray());
 
     /// <summary>The venue's record of a client order id: the first execution stored wins, so a resend returns it.</summary>
-    public async Task<VenueExecution> RecordVenueExecutionAsync(VenueExecution execution)
+    /// <summary>
+    /// Records a venue's execution of a client order once (a resent order keeps the first outcome) and, in the same
+    /// transaction, adds a fill's realised costs to the venue's totals: notional, fee, and the price paid beyond the
+    /// arrival mid (<paramref name="slippageCost"/>).
+    /// </summary>
+    public async Task<VenueExecution> RecordVenueExecutionAsync(VenueExecution execution, decimal slippageCost = 0)
     {
         var value = string.Join('|', execution.Accepted ? "1" : "0", execution.FilledQuantity, execution.Price, execution.Fee, execution.RejectReason);
-        await Db.HashSetAsync(VenueKey(execution.VenueId), execution.ClientOrderId, value, When.NotExists);
+        var transaction = Db.CreateTransaction();
+        transaction.AddCondition(Condition.HashNotExists(VenueKey(execution.VenueId), execution.ClientOrderId));
+        _ = transaction.HashSetAsync(VenueKey(execution.VenueId), execution.ClientOrderId, value);
+        if (execution.Accepted && execution.FilledQuantity > 0)
+        {
+            var costs = VenueCostsKey(execution.VenueId);
+            _ = transaction.HashIncrementAsync(costs, "fills", 1);
+            _ = transaction.HashIncrementAsync(costs, "notional", (double)(execution.FilledQuantity * execution.Price));
+            _ = transaction.HashIncrementAsync(costs, "fees", (double)execution.Fee);
+            _ = transaction.HashIncrementAsync(costs, "slippage", (double)slippageCost);
+        }
+
+        await transaction.ExecuteAsync();
         var stored = (string)(await Db.HashGetAsync(VenueKey(execution.VenueId), execution.ClientOrderId))!;
         var parts = stored.Split('|', 5);
         return execution with
@@ -87,6 +107,13 @@ public sealed class ExecutionStore(IConnectionMultiplexer redis)
             Fee = decimal.Parse(parts[3], System.Globalization.CultureInfo.InvariantCulture),
             RejectReason = parts[4],
         };
+    }
+
+    /// <summary>Realised costs of a venue: fills, notional, fees and slippage (zeros before its first fill).</summary>
+    public async Task<(long Fills, double Notional, double Fees, double Slippage)> GetVenueCostsAsync(string venue)
+    {
+        var fields = (await Db.HashGetAllAsync(VenueCostsKey(venue))).ToDictionary(e => e.Name.ToString(), e => (double)e.Value);
+        return ((long)fields.GetValueOrDefault("fills"), fields.GetValueOrDefault("notional"), fields.GetValueOrDefault("fees"), fields.GetValueOrDefault("slippage"));
     }
 
     public Task RequestCancelAsync(string planId, string reason) => Db.StringSetAsync(CancelKey(planId), reason, TimeSpan.FromDays(7));

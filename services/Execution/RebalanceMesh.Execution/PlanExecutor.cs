@@ -146,7 +146,7 @@ public sealed class PlanExecutor(
 
             foreach (var child in children)
             {
-                var outcome = await SendAsync(plan, leg, side, child, venues.First(v => v.VenueId == child.VenueId), quotes.FirstOrDefault(q => q.VenueId == child.VenueId), cancellationToken);
+                var outcome = await SendAsync(plan, leg, side, child, venues.First(v => v.VenueId == child.VenueId), quotes.FirstOrDefault(q => q.VenueId == child.VenueId), state.ArrivalPrice, cancellationToken);
                 if (outcome.Accepted && outcome.FilledQuantity > 0)
                 {
                     var filled = state.FilledQuantity.ToDecimal();
@@ -167,19 +167,26 @@ public sealed class PlanExecutor(
         {
             var sign = side == OrderSide.Buy ? 1.0 : -1.0;
             state.ShortfallBps = sign * (double)((state.AveragePrice.ToDecimal() - arrival) / arrival) * 10_000;
+            if (DecimalValue.TryParse(leg.ReferencePrice, out var reference) && reference > 0)
+            {
+                state.ShortfallVsPlanBps = sign * (double)((state.AveragePrice.ToDecimal() - reference) / reference) * 10_000;
+            }
+
             Shortfall.Record(state.ShortfallBps, new KeyValuePair<string, object?>("instrument", leg.InstrumentId));
         }
 
         await PublishAsync(plan, leg.LegId, ReportKind.LegDone, r =>
         {
             r.LegStatus = done ? ReportedLegStatus.Filled : state.FilledQuantity.ToDecimal() > 0 ? ReportedLegStatus.PartiallyFilled : ReportedLegStatus.Rejected;
+            r.ShortfallBps = state.ShortfallBps;
+            r.ShortfallVsPlanBps = state.ShortfallVsPlanBps;
             r.Message = done
                 ? $"filled {state.FilledQuantity.Value} at {state.AveragePrice.Value}, shortfall {state.ShortfallBps:F2} bps"
                 : limitStop ?? (quotes.Length == 0 ? "no venue quotes the instrument" : "every venue rejected the remainder");
         }, cancellationToken);
     }
 
-    private async Task<VenueExecution> SendAsync(PlanApproved plan, ApprovedLeg leg, OrderSide side, ChildOrder child, VenueSpec venue, VenueQuote? quote, CancellationToken cancellationToken)
+    private async Task<VenueExecution> SendAsync(PlanApproved plan, ApprovedLeg leg, OrderSide side, ChildOrder child, VenueSpec venue, VenueQuote? quote, DecimalValue? arrivalPrice, CancellationToken cancellationToken)
     {
         var now = time.GetUtcNow().ToTimestamp();
         var order = await store.GetOrderAsync(child.ClientOrderId) ?? new Order
@@ -219,7 +226,10 @@ public sealed class PlanExecutor(
             await store.SaveOrderAsync(order);
         }
 
-        var execution = await store.RecordVenueExecutionAsync(SimulatedVenue.Execute(child, side, venue, quote));
+        var outcome = SimulatedVenue.Execute(child, side, venue, quote);
+        var arrival = DecimalValue.TryParse(arrivalPrice, out var a) ? a : 0m;
+        var slippage = arrival > 0 && outcome.Accepted ? (side == OrderSide.Buy ? 1 : -1) * (outcome.Price - arrival) * outcome.FilledQuantity : 0m;
+        var execution = await store.RecordVenueExecutionAsync(outcome, slippage);
         if (!execution.Accepted)
         {
             order.Status = OrderStatus.Rejected;
