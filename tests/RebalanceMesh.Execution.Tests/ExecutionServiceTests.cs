@@ -115,6 +115,25 @@ public sealed class ExecutionServiceTests : IClassFixture<RedisServer>, IAsyncLi
     }
 
     [Fact]
+    public async Task TWAP_sends_each_leg_in_equal_slices_at_equal_intervals()
+    {
+        var bus = _server.Services.GetRequiredService<InMemoryEventBus>();
+        var plan = Plan("plan-twap");
+        plan.TwapSlices = 3;
+        plan.TwapDurationSeconds = 0.6;
+        await bus.PublishAsync(Topics.PlansApproved, plan);
+        var execution = await WaitForFinalAsync("plan-twap");
+
+        Assert.Equal(ExecutionStatus.Completed, execution.Status);
+        var buys = execution.Orders.Where(o => o.LegId == "L2").ToArray();
+        Assert.Equal(["s1", "s2", "s3"], buys.Select(o => o.ClientOrderId.Split(':')[1].Split('-')[1]).Distinct());
+        Assert.Equal([50m, 50m, 50m], buys.GroupBy(o => o.ClientOrderId.Split(':')[1].Split('-')[1]).Select(g => g.Sum(o => o.FilledQuantity.ToDecimal())));
+        var sliceStarts = buys.GroupBy(o => o.ClientOrderId.Split(':')[1].Split('-')[1]).Select(g => g.Min(o => o.CreatedAt.ToDateTimeOffset())).ToArray();
+        Assert.True(sliceStarts[1] - sliceStarts[0] >= TimeSpan.FromMilliseconds(150), "slices are spread over the duration");
+        Assert.True(sliceStarts[2] - sliceStarts[1] >= TimeSpan.FromMilliseconds(150));
+    }
+
+    [Fact]
     public async Task A_redelivered_plan_sends_no_new_orders()
     {
         var executor = _server.Services.CreateScope().ServiceProvider.GetRequiredService<PlanExecutor>();

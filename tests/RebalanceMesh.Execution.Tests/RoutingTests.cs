@@ -71,4 +71,13 @@ public class RoutingTests
         Assert.Empty(SmartOrderRouter.Route(new LegOrder("p", "L", "X", OrderSide.Sell, 20), venues, quotes, 99.99m));
         Assert.Throws<ArgumentOutOfRangeException>(() => SlippageLimit.For(OrderSide.Buy, 0m, 10));
     }
+
+    [Fact]
+    public void TWAP_cuts_a_leg_into_equal_cumulative_slices_ending_at_the_whole()
+    {
+        Assert.Equal([50m, 100m, 150m], TwapSchedule.Cumulative(150m, 3));
+        Assert.Equal([3.33333333m, 6.66666666m, 10m], TwapSchedule.Cumulative(10m, 3));
+        Assert.Equal([7m], TwapSchedule.Cumulative(7m, 0));
+        Assert.Throws<ArgumentOutOfRangeException>(() => TwapSchedule.Cumulative(0m, 3));
+    }
 }

@@ -113,6 +113,8 @@ public sealed class PlanningServiceTests : IClassFixture<RedisServer>, IAsyncLif
             ModelParameters = new ModelParameters { RiskFreeRate = 2, Covariance = { 0.04, 0.01, 0.02 } },
             ExpectedReturns = { ["DAX"] = double.PositiveInfinity },
             RiskLimits = new RiskLimits { MaxWeight = 2, MaxVar99 = -0.1 },
+            MaxSlippageBps = -1,
+            ExecutionStyle = new ExecutionStyle { TwapSlices = 5 },
         };
         var fields = await RpcAssert.InvalidArgumentAsync(() => _client.SetPolicyAsync(new SetPolicyRequest { Policy = policy }).ResponseAsync, "policy.model_parameters.target_volatility");
         Assert.Contains("policy.model_parameters.risk_free_rate", fields);
@@ -120,6 +122,10 @@ public sealed class PlanningServiceTests : IClassFixture<RedisServer>, IAsyncLif
         Assert.Contains("policy.expected_returns[DAX]", fields);
         Assert.Contains("policy.risk_limits.max_weight", fields);
         Assert.Contains("policy.risk_limits.max_var_99", fields);
+        Assert.Contains("policy.max_slippage_bps", fields);
+        Assert.Contains("policy.execution_style.twap_duration_seconds", fields); // slices need a duration
+        policy.MaxSlippageBps = 25;
+        policy.ExecutionStyle = new ExecutionStyle { TwapSlices = 5, TwapDurationSeconds = 60 };
         policy.RiskLimits = new RiskLimits { MaxWeight = 0.6 };
 
         policy.ModelParameters = new ModelParameters { TargetVolatility = 0.2, Covariance = { 0.04, 0.01, 0.02, 0.09 } };

@@ -102,6 +102,22 @@ public static class SlippageLimit
     }
 }
 
+/// <summary>Time-weighted slicing: a leg cut into equal slices sent at equal intervals.</summary>
+public static class TwapSchedule
+{
+    /// <summary>Cumulative quantity due after each slice (the last is the whole quantity); one slice for 0 or 1.</summary>
+    public static IReadOnlyList<decimal> Cumulative(decimal quantity, int slices)
+    {
+        if (quantity <= 0)
+        {
+            throw new ArgumentOutOfRangeException(nameof(quantity), "A leg quantity is positive.");
+        }
+
+        var count = Math.Max(slices, 1);
+        return Enumerable.Range(1, count).Select(k => k == count ? quantity : decimal.Round(quantity * k / count, 8, MidpointRounding.ToZero)).ToArray();
+    }
+}
+
 /// <summary>Client order ids derived from plan, leg and slice, so a retry sends the same id and a venue can de-duplicate it.</summary>
 public static class ClientOrderIds
 {

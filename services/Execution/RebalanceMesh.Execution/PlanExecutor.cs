@@ -80,7 +80,7 @@ public sealed class PlanExecutor(
                 continue;
             }
 
-            await ExecuteLegAsync(plan, leg, state, cancellationToken);
+            await ExecuteLegAsync(plan, leg, state, execution, cancellationToken);
             await store.SaveExecutionAsync(execution);
         }
 
@@ -106,7 +106,7 @@ public sealed class PlanExecutor(
         logger.LogInformation("Plan {PlanId} executed: {Status} ({Message})", plan.PlanId, execution.Status, message);
     }
 
-    private async Task ExecuteLegAsync(PlanApproved plan, ApprovedLeg leg, LegExecution state, CancellationToken cancellationToken)
+    private async Task ExecuteLegAsync(PlanApproved plan, ApprovedLeg leg, LegExecution state, GetPlanExecutionResponse execution, CancellationToken cancellationToken)
     {
         using var activity = ActivitySource.StartActivity("execute leg");
         activity?.SetTag("execution.leg_id", leg.LegId);
@@ -127,39 +127,74 @@ public sealed class PlanExecutor(
         var venues = options.Value.Venues;
         var excluded = new HashSet<string>(StringComparer.Ordinal);
         string? limitStop = null;
-        var attempt = 0;
-        while (state.FilledQuantity.ToDecimal() < state.Quantity.ToDecimal() && attempt < venues.Count)
+        // Immediate: one slice. TWAP: equal slices at equal intervals; slices already filled (an earlier delivery) are
+        // skipped, and a halt or cancel between slices stops the leg.
+        var schedule = TwapSchedule.Cumulative(state.Quantity.ToDecimal(), plan.TwapSlices);
+        var interval = schedule.Count > 1 ? TimeSpan.FromSeconds(plan.TwapDurationSeconds / schedule.Count) : TimeSpan.Zero;
+        for (var slice = 0; slice < schedule.Count && limitStop is null; slice++)
         {
-            attempt++;
-            var remaining = state.Quantity.ToDecimal() - state.FilledQuantity.ToDecimal();
-            var usable = venues.Where(v => !excluded.Contains(v.VenueId)).ToArray();
-            var children = SmartOrderRouter.Route(new LegOrder(plan.PlanId, $"{leg.LegId}-r{attempt}", leg.InstrumentId, side, remaining), usable, quotes, limit);
-            if (children.Count == 0)
+            if (state.FilledQuantity.ToDecimal() >= schedule[slice])
             {
-                if (limit is not null && SmartOrderRouter.Route(new LegOrder(plan.PlanId, leg.LegId, leg.InstrumentId, side, remaining), usable, quotes).Count > 0)
-                {
-                    limitStop = $"stopped at the limit {limit.Value:0.######} ({plan.MaxSlippageBps} bps from arrival {state.ArrivalPrice.Value}): every remaining venue quotes beyond it";
-                }
-
-                break;
+                continue;
             }
 
-            foreach (var child in children)
+            if (slice > 0)
             {
-                var outcome = await SendAsync(plan, leg, side, child, venues.First(v => v.VenueId == child.VenueId), quotes.FirstOrDefault(q => q.VenueId == child.VenueId), state.ArrivalPrice, cancellationToken);
-                if (outcome.Accepted && outcome.FilledQuantity > 0)
+                await Task.Delay(interval, time, cancellationToken);
+                if (await StopReasonAsync(plan.PlanId) is { } stop)
                 {
-                    var filled = state.FilledQuantity.ToDecimal();
-                    var average = DecimalValue.TryParse(state.AveragePrice, out var a) ? a : 0m;
-                    state.AveragePrice = (filled * average + outcome.FilledQuantity * outcome.Price) / (filled + outcome.FilledQuantity);
-                    state.FilledQuantity = filled + outcome.FilledQuantity;
-                    state.Fees = state.Fees.ToDecimal() + outcome.Fee;
+                    limitStop = $"stopped after {slice} of {schedule.Count} slices: {stop}";
+                    break;
                 }
-                else
+
+                quotes = (await market.GetQuotesAsync([leg.InstrumentId]))
+                    .Select(q => new VenueQuote(q.Venue, q.Bid.ToDecimal(), q.Ask.ToDecimal(), DecimalOrZero(q.BidSize), DecimalOrZero(q.AskSize)))
+                    .ToArray();
+                excluded.Clear();
+            }
+
+            var prefix = schedule.Count > 1 ? $"{leg.LegId}-s{slice + 1}" : leg.LegId;
+            var attempt = 0;
+            while (state.FilledQuantity.ToDecimal() < schedule[slice] && attempt < venues.Count)
+            {
+                attempt++;
+                var remaining = schedule[slice] - state.FilledQuantity.ToDecimal();
+                var usable = venues.Where(v => !excluded.Contains(v.VenueId)).ToArray();
+                var children = SmartOrderRouter.Route(new LegOrder(plan.PlanId, $"{prefix}-r{attempt}", leg.InstrumentId, side, remaining), usable, quotes, limit);
+                if (children.Count == 0)
                 {
-                    excluded.Add(child.VenueId);
+                    if (limit is not null && SmartOrderRouter.Route(new LegOrder(plan.PlanId, leg.LegId, leg.InstrumentId, side, remaining), usable, quotes).Count > 0)
+                    {
+                        limitStop = $"stopped at the limit {limit.Value:0.######} ({plan.MaxSlippageBps} bps from arrival {state.ArrivalPrice.Value}): every remaining venue quotes beyond it";
+                    }
+
+                    break;
+                }
+
+                foreach (var child in children)
+                {
+                    var outcome = await SendAsync(plan, leg, side, child, venues.First(v => v.VenueId == child.VenueId), quotes.FirstOrDefault(q => q.VenueId == child.VenueId), state.ArrivalPrice, cancellationToken);
+                    if (outcome.Accepted && outcome.FilledQuantity > 0)
+                    {
+                        var filled = state.FilledQuantity.ToDecimal();
+                        var average = DecimalValue.TryParse(state.AveragePrice, out var a) ? a : 0m;
+                        state.AveragePrice = (filled * average + outcome.FilledQuantity * outcome.Price) / (filled + outcome.FilledQuantity);
+                        state.FilledQuantity = filled + outcome.FilledQuantity;
+                        state.Fees = state.Fees.ToDecimal() + outcome.Fee;
+                    }
+                    else
+                    {
+                        excluded.Add(child.VenueId);
+                    }
                 }
             }
+
+            if (state.FilledQuantity.ToDecimal() < schedule[slice])
+            {
+                break; // the slice could not fill: the leg ends here and says why
+            }
+
+            await store.SaveExecutionAsync(execution);
         }
 
         var done = state.FilledQuantity.ToDecimal() >= state.Quantity.ToDecimal();

@@ -52,7 +52,7 @@ public sealed class PlanSubmitter(PlanningStore store, PlanPipeline pipeline, IE
         try
         {
             var policy = await store.GetPolicyAsync(plan.PortfolioId);
-            await bus.PublishAsync(Topics.PlansApproved, ToApproved(plan, policy?.MaxSlippageBps ?? 0), cancellationToken);
+            await bus.PublishAsync(Topics.PlansApproved, ToApproved(plan, policy), cancellationToken);
         }
         catch (Exception ex) when (ex is not DomainException)
         {
@@ -72,9 +72,18 @@ public sealed class PlanSubmitter(PlanningStore store, PlanPipeline pipeline, IE
         return plan;
     }
 
-    private PlanApproved ToApproved(Plan plan, double maxSlippageBps)
+    /// <summary>The event execution acts on: legs, and the policy's limit-price protection and execution style.</summary>
+    private PlanApproved ToApproved(Plan plan, Policy? policy)
     {
-        var approved = new PlanApproved { PlanId = plan.PlanId, PortfolioId = plan.PortfolioId, ApprovedAt = time.GetUtcNow().ToTimestamp(), MaxSlippageBps = maxSlippageBps };
+        var approved = new PlanApproved
+        {
+            PlanId = plan.PlanId,
+            PortfolioId = plan.PortfolioId,
+            ApprovedAt = time.GetUtcNow().ToTimestamp(),
+            MaxSlippageBps = policy?.MaxSlippageBps ?? 0,
+            TwapSlices = policy?.ExecutionStyle?.TwapSlices ?? 0,
+            TwapDurationSeconds = policy?.ExecutionStyle?.TwapDurationSeconds ?? 0,
+        };
         approved.Legs.AddRange(plan.Legs.Select(l => new ApprovedLeg
         {
             LegId = l.LegId,

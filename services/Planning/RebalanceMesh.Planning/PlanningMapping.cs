@@ -163,6 +163,12 @@ public static class PlanningMapping
         ValidateHealthFactorBand(check, policy.HealthFactorBand, path + ".health_factor_band");
         check.Require(System.Enum.IsDefined(policy.LotRounding), path + ".lot_rounding", "is not a known rounding");
         check.RequireRange(policy.MaxSlippageBps, 0, 10_000, path + ".max_slippage_bps");
+        if (policy.ExecutionStyle is { } style)
+        {
+            check.Require(style.TwapSlices is >= 0 and <= 100, path + ".execution_style.twap_slices", "must be between 0 and 100");
+            check.RequireRange(style.TwapDurationSeconds, 0, 86_400, path + ".execution_style.twap_duration_seconds");
+            check.Require(style.TwapSlices <= 1 || style.TwapDurationSeconds > 0, path + ".execution_style.twap_duration_seconds", "is required with more than one slice");
+        }
         check.RequireCount(policy.Hedges.Count, 100, path + ".hedges");
         var hedged = new HashSet<string>(StringComparer.Ordinal);
         for (var i = 0; i < policy.Hedges.Count && i < 100; i++)
