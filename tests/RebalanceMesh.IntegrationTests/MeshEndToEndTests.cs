@@ -106,13 +106,8 @@ public sealed class TargetModelMeshTests(ITestOutputHelper output) : MeshTest(ou
     [Fact]
     public async Task A_risk_parity_policy_plans_toward_equal_risk_contributions()
     {
-        using var channel = Grpc.Net.Client.GrpcChannel.ForAddress(Mesh.Service("planning").GrpcUrl);
-        var planning = new PlanningService.PlanningServiceClient(channel);
-        await planning.UpsertPortfolioAsync(new UpsertPortfolioRequest
-        {
-            Portfolio = new Portfolio { PortfolioId = "erc", BaseCurrency = "EUR", Cash = 1_000_000m },
-            ExpectedVersion = -1,
-        });
+        var planning = PlanningClient();
+        await CashPortfolioAsync(planning, "erc", 1_000_000m);
         var policy = new Policy { PortfolioId = "erc", AbsoluteBand = 0.02, TargetModel = TargetModel.RiskParity, MinTradeNotional = 100m };
         policy.Targets.AddRange(new[] { "DAX", "SMI", "CAC", "FTSE" }.Select(id => new TargetWeight { InstrumentId = id, Weight = 0.24 }));
         await planning.SetPolicyAsync(new SetPolicyRequest { Policy = policy });
@@ -131,13 +126,8 @@ public sealed class TargetModelMeshTests(ITestOutputHelper output) : MeshTest(ou
     [Fact]
     public async Task Return_aware_models_take_history_or_the_parameters_passed_in()
     {
-        using var channel = Grpc.Net.Client.GrpcChannel.ForAddress(Mesh.Service("planning").GrpcUrl);
-        var planning = new PlanningService.PlanningServiceClient(channel);
-        await planning.UpsertPortfolioAsync(new UpsertPortfolioRequest
-        {
-            Portfolio = new Portfolio { PortfolioId = "frontier", BaseCurrency = "EUR", Cash = 1_000_000m },
-            ExpectedVersion = -1,
-        });
+        var planning = PlanningClient();
+        await CashPortfolioAsync(planning, "frontier", 1_000_000m);
         string[] ids = ["DAX", "SMI", "CAC", "FTSE"];
 
         async Task<Plan> PreviewAsync(Policy policy)
@@ -203,13 +193,8 @@ public sealed class OptimizerMeshTests(ITestOutputHelper output) : MeshTest(outp
     [Fact]
     public async Task An_optimised_policy_trades_within_its_turnover_cap_and_explains_why()
     {
-        using var channel = Grpc.Net.Client.GrpcChannel.ForAddress(Mesh.Service("planning").GrpcUrl);
-        var planning = new PlanningService.PlanningServiceClient(channel);
-        await planning.UpsertPortfolioAsync(new UpsertPortfolioRequest
-        {
-            Portfolio = new Portfolio { PortfolioId = "opt", BaseCurrency = "EUR", Cash = 1_000_000m },
-            ExpectedVersion = -1,
-        });
+        var planning = PlanningClient();
+        await CashPortfolioAsync(planning, "opt", 1_000_000m);
         var policy = new Policy
         {
             PortfolioId = "opt",
@@ -242,8 +227,7 @@ public sealed class GuardMeshTests(ITestOutputHelper output) : MeshTest(output)
     [Fact]
     public async Task A_loan_below_its_band_is_repaired_first_and_execution_says_what_it_cannot_do_yet()
     {
-        using var channel = Grpc.Net.Client.GrpcChannel.ForAddress(Mesh.Service("planning").GrpcUrl);
-        var planning = new PlanningService.PlanningServiceClient(channel);
+        var planning = PlanningClient();
 
         // Wait for a DAX price, then borrow 80 % of the value of 10 DAX pledged at a 0.85 threshold: HF 1.0625.
         GetPortfolioResponse? probe = null;
@@ -316,19 +300,14 @@ public sealed class GuardMeshTests(ITestOutputHelper output) : MeshTest(output)
     [Fact]
     public async Task Delta_hedges_follow_the_rebalancing_legs_they_hedge()
     {
-        using var planningChannel = Grpc.Net.Client.GrpcChannel.ForAddress(Mesh.Service("planning").GrpcUrl);
         using var pricingChannel = Grpc.Net.Client.GrpcChannel.ForAddress(Mesh.Service("pricing").GrpcUrl);
-        var planning = new PlanningService.PlanningServiceClient(planningChannel);
+        var planning = PlanningClient();
         var pricing = new RebalanceMesh.Contracts.Pricing.V1.PricingService.PricingServiceClient(pricingChannel);
         await pricing.UpsertInstrumentsAsync(new RebalanceMesh.Contracts.Pricing.V1.UpsertInstrumentsRequest
         {
             Instruments = { new Instrument { InstrumentId = "DAX-PERP", Kind = InstrumentKind.Perpetual, UnderlyingId = "DAX", QuoteCurrency = "EUR", Multiplier = 1m } },
         });
-        await planning.UpsertPortfolioAsync(new UpsertPortfolioRequest
-        {
-            Portfolio = new Portfolio { PortfolioId = "hedged", BaseCurrency = "EUR", Cash = 1_000_000m },
-            ExpectedVersion = -1,
-        });
+        await CashPortfolioAsync(planning, "hedged", 1_000_000m);
         var policy = new Policy
         {
             PortfolioId = "hedged",
@@ -388,13 +367,8 @@ public sealed class AutoModeMeshTests(ITestOutputHelper output) : MeshTest(outpu
     [Fact]
     public async Task A_breached_auto_policy_is_rebalanced_once_by_the_monitor()
     {
-        using var channel = Grpc.Net.Client.GrpcChannel.ForAddress(Mesh.Service("planning").GrpcUrl);
-        var planning = new PlanningService.PlanningServiceClient(channel);
-        await planning.UpsertPortfolioAsync(new UpsertPortfolioRequest
-        {
-            Portfolio = new Portfolio { PortfolioId = "auto", BaseCurrency = "EUR", Cash = 1_000_000m },
-            ExpectedVersion = -1,
-        });
+        var planning = PlanningClient();
+        await CashPortfolioAsync(planning, "auto", 1_000_000m);
         using var alerts = planning.WatchAlerts(new WatchAlertsRequest { PortfolioId = "auto" }, deadline: DateTime.UtcNow.AddSeconds(60));
         var policy = new Policy { PortfolioId = "auto", AbsoluteBand = 0.05, ExecutionMode = ExecutionMode.Auto, CooldownSeconds = 3_600, MinTradeNotional = 100m };
         policy.Targets.AddRange(new[] { "DAX", "SMI", "CAC", "FTSE" }.Select(id => new TargetWeight { InstrumentId = id, Weight = 0.24 }));

@@ -28,6 +28,24 @@ public abstract class MeshTest(ITestOutputHelper output) : IAsyncLifetime
         Output.WriteLine(log.ToString());
     }
 
+    private readonly List<Grpc.Net.Client.GrpcChannel> _channels = [];
+
+    /// <summary>A planning client on this mesh (its channel is disposed with the mesh).</summary>
+    protected RebalanceMesh.Contracts.Planning.V1.PlanningService.PlanningServiceClient PlanningClient()
+    {
+        var channel = Grpc.Net.Client.GrpcChannel.ForAddress(Mesh.Service("planning").GrpcUrl);
+        _channels.Add(channel);
+        return new RebalanceMesh.Contracts.Planning.V1.PlanningService.PlanningServiceClient(channel);
+    }
+
+    /// <summary>Creates (or replaces) a portfolio holding only cash, in EUR.</summary>
+    protected static Task CashPortfolioAsync(RebalanceMesh.Contracts.Planning.V1.PlanningService.PlanningServiceClient planning, string portfolioId, decimal cash) =>
+        planning.UpsertPortfolioAsync(new RebalanceMesh.Contracts.Planning.V1.UpsertPortfolioRequest
+        {
+            Portfolio = new RebalanceMesh.Contracts.Planning.V1.Portfolio { PortfolioId = portfolioId, BaseCurrency = "EUR", Cash = cash },
+            ExpectedVersion = -1,
+        }).ResponseAsync;
+
     /// <summary>
     /// PreviewRebalance, retried while the feed's first ticks have not priced the portfolio yet (FAILED_PRECONDITION:
     /// no market price), for up to ten seconds.
@@ -50,6 +68,11 @@ public abstract class MeshTest(ITestOutputHelper output) : IAsyncLifetime
 
     public Task DisposeAsync()
     {
+        foreach (var channel in _channels)
+        {
+            channel.Dispose();
+        }
+
         MeshLauncher.Down(StateDir, TextWriter.Null);
         Directory.Delete(StateDir, recursive: true);
         return Task.CompletedTask;
