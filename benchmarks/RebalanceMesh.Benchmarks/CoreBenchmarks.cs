@@ -59,3 +59,37 @@ public class PlannerBenchmarks
     [Benchmark]
     public RebalanceProposal Propose() => RebalancePlanner.Propose(_marked, _policy, force: false);
 }
+
+/// <summary>Routing decision time of a 100-leg plan over three venues (issue 7): every leg split by all-in price.</summary>
+[MemoryDiagnoser]
+public class RoutingBenchmarks
+{
+    private readonly RebalanceMesh.Execution.Core.VenueSpec[] _venues = [new("SIM-A", 10, 2), new("SIM-B", 5, 1), new("SIM-C", 2, 0)];
+    private RebalanceMesh.Execution.Core.LegOrder[] _legs = null!;
+    private RebalanceMesh.Execution.Core.VenueQuote[][] _quotes = null!;
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        var random = new Random(7);
+        _legs = Enumerable.Range(0, 100).Select(i => new RebalanceMesh.Execution.Core.LegOrder("plan", "L" + i, "I" + i,
+            i % 2 == 0 ? RebalanceMesh.Execution.Core.OrderSide.Buy : RebalanceMesh.Execution.Core.OrderSide.Sell, random.Next(1, 50_000))).ToArray();
+        _quotes = Enumerable.Range(0, 100).Select(_ =>
+        {
+            var mid = (decimal)(random.NextDouble() * 1_000) + 1;
+            return _venues.Select((v, k) => new RebalanceMesh.Execution.Core.VenueQuote(v.VenueId, mid * (1 - (0.0002m * (k + 1))), mid * (1 + (0.0002m * (k + 1))), 1_000 * (k + 1), 1_000 * (k + 1))).ToArray();
+        }).ToArray();
+    }
+
+    [Benchmark]
+    public int RouteHundredLegs()
+    {
+        var children = 0;
+        for (var i = 0; i < _legs.Length; i++)
+        {
+            children += RebalanceMesh.Execution.Core.SmartOrderRouter.Route(_legs[i], _venues, _quotes[i]).Count;
+        }
+
+        return children;
+    }
+}
