@@ -270,6 +270,16 @@ public sealed class GuardMeshTests(ITestOutputHelper output) : MeshTest(output)
         var valuation = (await planning.GetPortfolioAsync(new GetPortfolioRequest { PortfolioId = "guarded" })).Valuation;
         Assert.InRange(valuation.Loans.Single().HealthFactor, 1.0, 1.15); // prices move a little with the feed
 
+        // Risk reads the stored loan with the portfolio (its EUR debt priced at 1) and measures the same health factor,
+        // plus how far the collateral may fall before liquidation.
+        using var riskChannel = Grpc.Net.Client.GrpcChannel.ForAddress(Mesh.Service("risk").GrpcUrl);
+        var risk = new RebalanceMesh.Contracts.Risk.V1.RiskService.RiskServiceClient(riskChannel);
+        var loanRisk = (await risk.AssessPortfolioAsync(new RebalanceMesh.Contracts.Risk.V1.AssessPortfolioRequest { PortfolioId = "guarded" })).Loans.Single();
+        Assert.Equal("L1", loanRisk.LoanId);
+        Assert.InRange(loanRisk.HealthFactor, valuation.Loans.Single().HealthFactor * 0.97, valuation.Loans.Single().HealthFactor * 1.03);
+        Assert.Equal(1 - (1 / loanRisk.HealthFactor), loanRisk.DropToLiquidation, 6);
+        Assert.True(loanRisk.DistanceToLiquidationSd > 0);
+
         // Emergency: the plan is the guard's legs only — repay from cash, add the held DAX, then deleverage.
         var preview = (await planning.PreviewRebalanceAsync(new PreviewRebalanceRequest { PortfolioId = "guarded" })).Plan;
         Output.WriteLine(preview.StatusMessage);

@@ -39,7 +39,9 @@ public sealed class RiskGrpcService(RiskInputs inputs, RiskBookBuilder books, Gr
         ValidateLoans(check, request.Loans);
         check.ThrowIfInvalid();
 
-        var (holdings, cash) = byId ? await StoredPortfolioAsync(request.PortfolioId, context.CancellationToken) : (request.Holdings, request.Cash);
+        var (holdings, cash, storedLoans, baseCurrency) = byId
+            ? await StoredPortfolioAsync(request.PortfolioId, context.CancellationToken)
+            : (request.Holdings, request.Cash, [], null);
         if (request.Settings?.IncludeCorrelation == true && holdings.Count > RiskInputs.MaxCorrelationHoldings)
         {
             throw DomainException.Invalid("settings.include_correlation", $"is available for at most {RiskInputs.MaxCorrelationHoldings} holdings");
@@ -68,9 +70,9 @@ public sealed class RiskGrpcService(RiskInputs inputs, RiskBookBuilder books, Gr
         var (margin, venueMargins) = await books.MarginAsync(book, new MarginRates(), context.CancellationToken);
         response.Margin = margin;
         response.VenueMargins.AddRange(venueMargins);
-        foreach (var loan in request.Loans)
+        foreach (var loan in request.Loans.Concat(storedLoans))
         {
-            response.Loans.Add(await inputs.LoanRiskAsync(loan, settings.HorizonDays, lookback));
+            response.Loans.Add(await inputs.LoanRiskAsync(loan, settings.HorizonDays, lookback, baseCurrency));
         }
 
         if (request.Settings?.IncludeCorrelation == true)
@@ -254,10 +256,10 @@ public sealed class RiskGrpcService(RiskInputs inputs, RiskBookBuilder books, Gr
     }
 
     /// <summary>
-    /// Positions (with their accounts and entry prices) and cash of a portfolio stored by planning, read without a
-    /// valuation. Planning's NOT_FOUND reaches the caller as it is.
+    /// Positions (with their accounts and entry prices), cash and loans of a portfolio stored by planning, read without
+    /// a valuation; loans' base-currency collateral and debt are priced at 1. Planning's NOT_FOUND reaches the caller.
     /// </summary>
-    private async Task<(IReadOnlyList<Wire.Holding> Holdings, Contracts.Common.V1.DecimalValue? Cash)> StoredPortfolioAsync(string portfolioId, CancellationToken cancellationToken)
+    private async Task<(IReadOnlyList<Wire.Holding> Holdings, Contracts.Common.V1.DecimalValue? Cash, IReadOnlyList<Wire.CollateralLoan> Loans, string BaseCurrency)> StoredPortfolioAsync(string portfolioId, CancellationToken cancellationToken)
     {
         var planning = clients.CreateClient<PlanningService.PlanningServiceClient>(nameof(PlanningService.PlanningServiceClient));
         var response = await planning.GetPortfolioAsync(new GetPortfolioRequest { PortfolioId = portfolioId, SkipValuation = true }, cancellationToken: cancellationToken);
@@ -274,7 +276,14 @@ public sealed class RiskGrpcService(RiskInputs inputs, RiskBookBuilder books, Gr
             Venue = p.Venue,
             EntryPrice = p.EntryPrice,
         }).ToArray();
-        return (holdings, portfolio.Cash);
+        var loans = portfolio.Loans.Select(l =>
+        {
+            var loan = new Wire.CollateralLoan { LoanId = l.LoanId };
+            loan.Collateral.AddRange(l.Collateral.Select(c => new Wire.CollateralAsset { InstrumentId = c.Asset, Quantity = c.Quantity, LiquidationThreshold = c.LiquidationThreshold }));
+            loan.Debt.AddRange(l.Debt.Where(d => d.Quantity.ToDecimal() > 0).Select(d => new Wire.DebtAsset { InstrumentId = d.Asset, Quantity = d.Quantity }));
+            return loan;
+        }).Where(l => l.Debt.Count > 0).ToArray();
+        return (holdings, portfolio.Cash, loans, portfolio.BaseCurrency);
     }
 
     private static void ValidateLoans(RequestValidator check, IReadOnlyList<Wire.CollateralLoan> loans)

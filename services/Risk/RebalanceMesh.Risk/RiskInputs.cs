@@ -128,11 +128,19 @@ public sealed class RiskInputs(MarketStateStore market, HistoryCache history)
         return new PortfolioInputs(instruments, quantities, prices, cashValue);
     }
 
-    /// <summary>A loan's collateral and debt at market-state prices.</summary>
-    public async Task<(CollateralHolding[] Collateral, (string InstrumentId, double Value)[] Debt)> LoanHoldingsAsync(Wire.CollateralLoan loan)
+    /// <summary>
+    /// A loan's collateral and debt at market-state prices; <paramref name="cashAsset"/> (a portfolio's base currency)
+    /// is worth 1 a unit.
+    /// </summary>
+    public async Task<(CollateralHolding[] Collateral, (string InstrumentId, double Value)[] Debt)> LoanHoldingsAsync(Wire.CollateralLoan loan, string? cashAsset = null)
     {
-        var ids = loan.Collateral.Select(c => c.InstrumentId).Concat(loan.Debt.Select(d => d.InstrumentId)).Distinct(StringComparer.Ordinal).ToArray();
-        var mids = (await market.GetPricesAsync(ids)).ToDictionary(p => p.InstrumentId, p => (double)p.Mid.ToDecimal(), StringComparer.Ordinal);
+        var ids = loan.Collateral.Select(c => c.InstrumentId).Concat(loan.Debt.Select(d => d.InstrumentId)).Where(id => id != cashAsset).Distinct(StringComparer.Ordinal).ToArray();
+        var mids = (ids.Length > 0 ? await market.GetPricesAsync(ids) : []).ToDictionary(p => p.InstrumentId, p => (double)p.Mid.ToDecimal(), StringComparer.Ordinal);
+        if (cashAsset is not null)
+        {
+            mids[cashAsset] = 1;
+        }
+
         var missing = ids.Where(id => !mids.ContainsKey(id)).ToArray();
         if (missing.Length > 0)
         {
@@ -148,14 +156,20 @@ public sealed class RiskInputs(MarketStateStore market, HistoryCache history)
     }
 
     /// <summary>Health factor and distance to liquidation of one loan at market-state prices.</summary>
-    public async Task<Wire.LoanRisk> LoanRiskAsync(Wire.CollateralLoan loan, double horizonDays, int lookbackDays)
+    public async Task<Wire.LoanRisk> LoanRiskAsync(Wire.CollateralLoan loan, double horizonDays, int lookbackDays, string? cashAsset = null)
     {
-        var (collateral, debt) = await LoanHoldingsAsync(loan);
+        var (collateral, debt) = await LoanHoldingsAsync(loan, cashAsset);
         var debtValue = debt.Sum(d => d.Value);
 
-        // Volatility of the collateral basket's value over the horizon, from history.
-        var returns = await LoadReturnsAsync(collateral.Select(c => c.InstrumentId).ToArray(), lookbackDays);
-        var (_, _, variance) = PortfolioRiskModel.LinearMoments(returns.Values, collateral.Select(c => c.Value).ToArray());
+        // Volatility of the collateral basket's value over the horizon, from history (cash collateral does not move).
+        var risky = collateral.Where(c => c.InstrumentId != cashAsset).ToArray();
+        var variance = 0.0;
+        if (risky.Length > 0)
+        {
+            var returns = await LoadReturnsAsync(risky.Select(c => c.InstrumentId).ToArray(), lookbackDays);
+            (_, _, variance) = PortfolioRiskModel.LinearMoments(returns.Values, risky.Select(c => c.Value).ToArray());
+        }
+
         var collateralValue = collateral.Sum(c => c.Value);
         var sigma = collateralValue > 0 ? Math.Sqrt(variance * horizonDays) / collateralValue : 0;
         var figure = LoanRiskModel.Evaluate(collateral, debtValue, sigma);
