@@ -112,9 +112,7 @@ public sealed class PlanExecutor(
         activity?.SetTag("execution.leg_id", leg.LegId);
         activity?.SetTag("execution.instrument", leg.InstrumentId);
         var side = leg.Side == Side.Buy ? OrderSide.Buy : OrderSide.Sell;
-        var quotes = (await market.GetQuotesAsync([leg.InstrumentId]))
-            .Select(q => new VenueQuote(q.Venue, q.Bid.ToDecimal(), q.Ask.ToDecimal(), DecimalOrZero(q.BidSize), DecimalOrZero(q.AskSize)))
-            .ToArray();
+        var quotes = await VenueQuotesAsync(leg.InstrumentId);
         if (quotes.Length > 0 && (state.ArrivalPrice is null || state.ArrivalPrice.Value.Length == 0))
         {
             state.ArrivalPrice = quotes.Max(q => q.Bid) / 2m + (quotes.Min(q => q.Ask) / 2m);
@@ -147,9 +145,7 @@ public sealed class PlanExecutor(
                     break;
                 }
 
-                quotes = (await market.GetQuotesAsync([leg.InstrumentId]))
-                    .Select(q => new VenueQuote(q.Venue, q.Bid.ToDecimal(), q.Ask.ToDecimal(), DecimalOrZero(q.BidSize), DecimalOrZero(q.AskSize)))
-                    .ToArray();
+                quotes = await VenueQuotesAsync(leg.InstrumentId);
                 excluded.Clear();
             }
 
@@ -343,6 +339,12 @@ public sealed class PlanExecutor(
 
     public static bool IsFinal(ExecutionStatus status) =>
         status is ExecutionStatus.Completed or ExecutionStatus.PartiallyFilled or ExecutionStatus.Failed or ExecutionStatus.Cancelled;
+
+    /// <summary>Each venue's latest top of book for the instrument, from market state.</summary>
+    private async Task<VenueQuote[]> VenueQuotesAsync(string instrumentId) =>
+        (await market.GetQuotesAsync([instrumentId]))
+            .Select(q => new VenueQuote(q.Venue, q.Bid.ToDecimal(), q.Ask.ToDecimal(), DecimalOrZero(q.BidSize), DecimalOrZero(q.AskSize)))
+            .ToArray();
 
     private static decimal DecimalOrZero(DecimalValue? value) => DecimalValue.TryParse(value, out var d) ? d : 0m;
 }

@@ -347,7 +347,8 @@ public static class QpSolver
         return value;
     }
 
-    private static double InfinityNorm(ReadOnlySpan<double> v) => v.IsEmpty ? 0 : Math.Abs(TensorPrimitives.MaxMagnitude(v));
+    /// <summary>max |vᵢ|; zero for an empty vector.</summary>
+    internal static double InfinityNorm(ReadOnlySpan<double> v) => v.IsEmpty ? 0 : Math.Abs(TensorPrimitives.MaxMagnitude(v));
 
     private static void Clamp(Span<double> v, ReadOnlySpan<double> l, ReadOnlySpan<double> u)
     {

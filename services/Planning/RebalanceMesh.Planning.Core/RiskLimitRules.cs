@@ -107,21 +107,8 @@ public static class RiskLimitRules
     }
 
     /// <summary>√(wᵀΣw) over the model's universe (weights of other instruments ignored).</summary>
-    public static double Volatility(IReadOnlyDictionary<string, double> weights, RiskModelInputs model)
-    {
-        var ids = model.Instruments;
-        double variance = 0;
-        for (var i = 0; i < ids.Count; i++)
-        {
-            var wi = weights.GetValueOrDefault(ids[i]);
-            for (var j = 0; j < ids.Count; j++)
-            {
-                variance += wi * model.AnnualCovariance[i, j] * weights.GetValueOrDefault(ids[j]);
-            }
-        }
-
-        return Math.Sqrt(Math.Max(variance, 0));
-    }
+    public static double Volatility(IReadOnlyDictionary<string, double> weights, RiskModelInputs model) =>
+        Math.Sqrt(Math.Max(TargetModels.Quadratic(model.AnnualCovariance, model.Instruments.Select(id => weights.GetValueOrDefault(id)).ToArray()), 0));
 
     /// <summary>1-day 99 % parametric VaR (fraction of net value) of an annualised volatility.</summary>
     public static double Var99(double annualVolatility) => Z99 * annualVolatility / Math.Sqrt(252);

@@ -206,7 +206,7 @@ internal static class SeparablePolish
                 gradient[j] += px[j] + q[j];
             }
 
-            var scale = Math.Max(1e-12, Math.Max(InfinityNorm(q), Math.Max(InfinityNorm(px), InfinityNorm(terms.Linear))));
+            var scale = Math.Max(1e-12, Math.Max(QpSolver.InfinityNorm(q), Math.Max(QpSolver.InfinityNorm(px), QpSolver.InfinityNorm(terms.Linear))));
             var tolerance = 1e-8 * scale;
             var z = new double[m];
             a.Multiply(x, z);
@@ -312,8 +312,6 @@ internal static class SeparablePolish
 
         return false;
     }
-
-    private static double InfinityNorm(ReadOnlySpan<double> v) => v.IsEmpty ? 0 : Math.Abs(TensorPrimitives.MaxMagnitude(v));
 
     /// <summary>
     /// Newton's method on the free variables with the face's equalities, by the Schur complement of the Hessian's

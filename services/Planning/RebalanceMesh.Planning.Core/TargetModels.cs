@@ -195,7 +195,8 @@ public static class TargetModels
         return solution.X.Select(v => Math.Max(v, 0)).ToArray();
     }
 
-    private static double Quadratic(double[,] covariance, IReadOnlyList<double> w)
+    /// <summary>wᵀΣw.</summary>
+    internal static double Quadratic(double[,] covariance, IReadOnlyList<double> w)
     {
         double total = 0;
         for (var i = 0; i < w.Count; i++)
