@@ -295,12 +295,7 @@ public sealed class GuardMeshTests(ITestOutputHelper output) : MeshTest(output)
 
         // Execution has no lending-venue connector yet: it rejects the first loan leg and stops the plan, and says so.
         var submitted = (await planning.SubmitRebalanceAsync(new SubmitRebalanceRequest { PortfolioId = "guarded", IdempotencyKey = "guard-1" })).Plan;
-        Plan final = submitted;
-        for (var attempt = 0; attempt < 100 && final.Status is PlanStatus.Approved or PlanStatus.Executing; attempt++)
-        {
-            await Task.Delay(100);
-            final = (await planning.GetPlanAsync(new GetPlanRequest { PlanId = submitted.PlanId })).Plan;
-        }
+        var final = await WaitForPlanEndAsync(planning, submitted);
 
         Assert.Equal(PlanStatus.Cancelled, final.Status);
         Assert.Contains("lending-venue operations are not supported", final.StatusMessage);
@@ -350,12 +345,7 @@ public sealed class GuardMeshTests(ITestOutputHelper output) : MeshTest(output)
         // Submitted, the feed's perpetual quotes make the hedge fillable: the short lands in the portfolio with its
         // entry price, and only fees leave cash for it (no notional changes hands on a margined contract).
         var submitted = (await planning.SubmitRebalanceAsync(new SubmitRebalanceRequest { PortfolioId = "hedged", IdempotencyKey = "hedge-1" })).Plan;
-        var final = submitted;
-        for (var attempt = 0; attempt < 150 && final.Status is PlanStatus.Approved or PlanStatus.Executing; attempt++)
-        {
-            await Task.Delay(100);
-            final = (await planning.GetPlanAsync(new GetPlanRequest { PlanId = submitted.PlanId })).Plan;
-        }
+        var final = await WaitForPlanEndAsync(planning, submitted);
 
         Output.WriteLine($"{final.Status}: {final.StatusMessage}");
         Assert.Equal(PlanStatus.Completed, final.Status);

@@ -9,9 +9,10 @@ public static class RebalancePlanner
 {
     /// <param name="optimized">The optimiser's weights and cost rates; null trades to target or band edge at the
     /// policy's flat cost estimate.</param>
-    public static RebalanceProposal Propose(MarkedPortfolio portfolio, TargetPolicy policy, bool force, OptimizedWeights? optimized = null)
+    /// <param name="evaluation">The policy already evaluated on this portfolio; null evaluates it here.</param>
+    public static RebalanceProposal Propose(MarkedPortfolio portfolio, TargetPolicy policy, bool force, OptimizedWeights? optimized = null, DriftEvaluation? evaluation = null)
     {
-        var evaluation = DriftEvaluator.Evaluate(portfolio, policy);
+        evaluation ??= DriftEvaluator.Evaluate(portfolio, policy);
         if ((!evaluation.Breached && !force) || portfolio.NetValue <= 0)
         {
             return new RebalanceProposal(evaluation, [], portfolio.NetValue, 0m, 0, portfolio.Cash);

@@ -74,14 +74,7 @@ public sealed class ExecutionReportHandler(PlanningStore store, ILogger<Executio
     /// </summary>
     private async Task ApplyFillAsync(ExecutionReport report, Fill fill, PlanLeg? leg)
     {
-        var loanAction = leg?.Kind switch
-        {
-            LegKind.Repay => GuardAction.Repay,
-            LegKind.SupplyCollateral => GuardAction.SupplyCollateral,
-            LegKind.WithdrawCollateral => GuardAction.WithdrawCollateral,
-            LegKind.Borrow => GuardAction.Borrow,
-            _ => (GuardAction?)null,
-        };
+        var loanAction = leg?.Kind.ToLoanAction();
         if (!DecimalValue.TryParse(fill.Quantity, out var quantity) || quantity <= 0
             || !DecimalValue.TryParse(fill.Fee, out var fee) || fee < 0
             || string.IsNullOrEmpty(fill.FillId))

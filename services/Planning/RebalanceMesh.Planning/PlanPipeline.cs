@@ -282,7 +282,7 @@ public sealed class PlanPipeline(
             : null;
         var proposal = emergency
             ? new RebalanceProposal(evaluation, [], marked.NetValue, 0m, 0, marked.Cash)
-            : RebalancePlanner.Propose(marked, targetPolicy, force, optimized);
+            : RebalancePlanner.Propose(marked, targetPolicy, force, optimized, evaluation);
         var guardLegs = guard?.Legs ?? [];
         var (hedgeLegs, hedgeReasons, _) = emergency ? ([], [], false) : HedgesOf(marked, marks, targetPolicy, proposal.Legs);
         activity?.SetTag("planning.legs", proposal.Legs.Count);

@@ -67,7 +67,7 @@ public sealed class PlanSubmitter(PlanningStore store, PlanPipeline pipeline, IE
         }
 
         Submitted.Add(1, new KeyValuePair<string, object?>("status", plan.Status == PlanStatus.Approved ? "approved" : "no_action"),
-            new KeyValuePair<string, object?>("guard", plan.Legs.Any(l => l.Kind is not (Contracts.Common.V1.LegKind.Unspecified or Contracts.Common.V1.LegKind.Trade))));
+            new KeyValuePair<string, object?>("guard", plan.Legs.Any(l => l.Kind.ToLoanAction() is not null)));
         logger.LogInformation("Plan {PlanId} for {PortfolioId} approved with {Legs} legs", plan.PlanId, plan.PortfolioId, plan.Legs.Count);
         return plan;
     }

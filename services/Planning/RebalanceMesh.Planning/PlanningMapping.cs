@@ -444,20 +444,33 @@ public static class PlanningMapping
         Status = LegStatus.Pending,
     };
 
+    /// <summary>The plan-leg kind of a guard action: a loan operation, or a trade for sells and buys.</summary>
+    public static LegKind ToLegKind(this GuardAction action) => action switch
+    {
+        GuardAction.Repay => LegKind.Repay,
+        GuardAction.SupplyCollateral => LegKind.SupplyCollateral,
+        GuardAction.WithdrawCollateral => LegKind.WithdrawCollateral,
+        GuardAction.Borrow => LegKind.Borrow,
+        _ => LegKind.Trade,
+    };
+
+    /// <summary>The loan operation of a plan-leg kind; null for trades.</summary>
+    public static GuardAction? ToLoanAction(this LegKind kind) => kind switch
+    {
+        LegKind.Repay => GuardAction.Repay,
+        LegKind.SupplyCollateral => GuardAction.SupplyCollateral,
+        LegKind.WithdrawCollateral => GuardAction.WithdrawCollateral,
+        LegKind.Borrow => GuardAction.Borrow,
+        _ => null,
+    };
+
     /// <summary>A guard leg as a plan leg: trades with their side, loan legs with their kind, each with its reason.</summary>
     public static PlanLeg ToWire(this GuardLeg leg, string legId, int sequence, decimal costRate) => new()
     {
         LegId = legId,
         Sequence = sequence,
         InstrumentId = leg.Asset,
-        Kind = leg.Action switch
-        {
-            GuardAction.Repay => LegKind.Repay,
-            GuardAction.SupplyCollateral => LegKind.SupplyCollateral,
-            GuardAction.WithdrawCollateral => LegKind.WithdrawCollateral,
-            GuardAction.Borrow => LegKind.Borrow,
-            _ => LegKind.Trade,
-        },
+        Kind = leg.Action.ToLegKind(),
         Side = leg.Action switch
         {
             GuardAction.Sell => Side.Sell,
