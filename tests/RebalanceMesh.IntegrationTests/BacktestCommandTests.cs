@@ -7,11 +7,11 @@ namespace RebalanceMesh.IntegrationTests;
 public class BacktestCommandTests
 {
     [Fact]
-    public void The_chart_is_well_formed_SVG_with_value_lines_per_strategy_and_weight_lines_per_instrument()
+    public async Task The_chart_is_well_formed_SVG_with_value_lines_per_strategy_and_weight_lines_per_instrument()
     {
         var policy = new TargetPolicy(new Dictionary<string, double> { ["A"] = 0.5, ["B"] = 0.5 }, 0.05, 0, 0, RebalanceTarget.Target, 0m, new Dictionary<string, decimal>(), 0);
         double[][] closes = [[100, 100], [110, 95], [120, 90], [100, 100]];
-        var results = Backtester.Run(["A", "B"], closes, 10_000m,
+        var results = await Backtester.RunAsync(["A", "B"], closes, 10_000m,
             [new BacktestStrategy("hold", BacktestTrigger.Never, policy), new BacktestStrategy("bands <5%> & co", BacktestTrigger.Bands, policy)]);
         var svg = XDocument.Parse(BacktestCommand.Chart(results, ["A", "B"], "title & <escaped>"));
         XNamespace ns = "http://www.w3.org/2000/svg";

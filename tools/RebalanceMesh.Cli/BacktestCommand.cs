@@ -22,40 +22,74 @@ public static class BacktestCommand
         var calendarOption = new Option<int>("--calendar-days") { Description = "Trading days between calendar rebalances.", DefaultValueFactory = _ => 21 };
         var capitalOption = new Option<decimal>("--capital") { Description = "Starting cash.", DefaultValueFactory = _ => 1_000_000m };
         var svgOption = new Option<FileInfo?>("--svg") { Description = "Where to write the chart (default: .rmesh/backtest.svg)." };
-        var command = new Command("backtest", "Replay buy-and-hold, a calendar and the band policy over daily closes; print statistics and write an SVG chart.")
+        var modelOption = new Option<string>("--model")
         {
-            dataOption, targetsOption, bandOption, costOption, calendarOption, capitalOption, svgOption,
+            Description = "Target model, re-estimated daily over the trailing history: fixed, equal-weight, inverse-volatility, risk-parity, minimum-variance, maximum-sharpe, mean-variance.",
+            DefaultValueFactory = _ => "fixed",
         };
-        command.SetAction(parse =>
+        var lookbackOption = new Option<int>("--lookback") { Description = "Days of history for estimated covariance and returns (computed models, the optimiser).", DefaultValueFactory = _ => 250 };
+        var optimizerOption = new Option<bool>("--optimizer") { Description = "Trade with the cost-aware optimiser (tracking error + fees, half-spread and impact) instead of straight to target." };
+        var loanOption = new Option<decimal>("--loan-ltv") { Description = "Open a loan on the first day: half the capital buys the first instrument as collateral and this loan-to-value is borrowed; adds a strategy with the liquidation guard.", DefaultValueFactory = _ => 0m };
+        var command = new Command("backtest", "Replay buy-and-hold, a calendar and the band policy over daily closes with the planning pipeline; print statistics and write an SVG chart.")
+        {
+            dataOption, targetsOption, bandOption, costOption, calendarOption, capitalOption, svgOption, modelOption, lookbackOption, optimizerOption, loanOption,
+        };
+        command.SetAction(async (parse, cancellationToken) =>
         {
             var root = Repo.Root(parse.GetValue(repoOption));
             var file = parse.GetValue(dataOption)?.FullName ?? Path.Combine(root, "data", "eustockmarkets.csv");
             var (instruments, closes) = ReadCloses(file);
             var targets = ParseTargets(parse.GetValue(targetsOption), instruments);
-            var policy = new TargetPolicy(targets, parse.GetValue(bandOption), 0, 0, RebalanceTarget.Target, 0m, new Dictionary<string, decimal>(), parse.GetValue(costOption));
-            var results = Backtester.Run(targets.Keys.ToArray(), closes.Select(row => targets.Keys.Select(id => row[Array.IndexOf(instruments, id)]).ToArray()).ToArray(),
-                parse.GetValue(capitalOption),
-                [
-                    new BacktestStrategy("buy and hold", BacktestTrigger.Never, policy),
-                    new BacktestStrategy($"calendar ({parse.GetValue(calendarOption)} days)", BacktestTrigger.Calendar, policy, parse.GetValue(calendarOption)),
-                    new BacktestStrategy($"bands (±{parse.GetValue(bandOption):P0})", BacktestTrigger.Bands, policy),
-                ]);
+            var costBps = parse.GetValue(costOption);
+            var policy = new TargetPolicy(targets, parse.GetValue(bandOption), 0, 0, RebalanceTarget.Target, 0m, new Dictionary<string, decimal>(), costBps)
+            {
+                Model = new TargetModelSpec(ParseModel(parse.GetValue(modelOption) ?? "fixed"), parse.GetValue(lookbackOption)),
+                Optimizer = parse.GetValue(optimizerOption)
+                    ? new OptimizerPolicy(OptimizerObjective.TrackingError, 1, costBps, 1, new Dictionary<string, decimal>(), null, null, new Dictionary<string, (double, double)>(), 0, [])
+                    : null,
+            };
+            var ltv = parse.GetValue(loanOption);
+            var loan = ltv > 0 ? new BacktestLoan(targets.Keys.First(), 0.5m, ltv, 0.8) : null;
+            List<BacktestStrategy> strategies =
+            [
+                new BacktestStrategy("buy and hold", BacktestTrigger.Never, policy, Loan: loan),
+                new BacktestStrategy($"calendar ({parse.GetValue(calendarOption)} days)", BacktestTrigger.Calendar, policy, parse.GetValue(calendarOption), Loan: loan),
+                new BacktestStrategy($"bands (±{parse.GetValue(bandOption):P0})", BacktestTrigger.Bands, policy, Loan: loan),
+            ];
+            if (loan is not null)
+            {
+                strategies.Add(new BacktestStrategy("bands + guard", BacktestTrigger.Bands, policy with { Guard = new HealthFactorBand(1.6, 1.3, 0, 1.1) }, Loan: loan));
+            }
+
+            var ordered = targets.Keys.ToArray();
+            var results = await Backtester.RunAsync(ordered, closes.Select(row => ordered.Select(id => row[Array.IndexOf(instruments, id)]).ToArray()).ToArray(),
+                parse.GetValue(capitalOption), strategies, cancellationToken);
 
             var svg = parse.GetValue(svgOption)?.FullName ?? Path.Combine(Repo.StateDir(root), "backtest.svg");
             Directory.CreateDirectory(Path.GetDirectoryName(svg)!);
             File.WriteAllText(svg, Chart(results, targets.Keys.ToArray(), $"{Path.GetFileName(file)}: {string.Join(", ", targets.Select(t => string.Create(CultureInfo.InvariantCulture, $"{t.Key} {t.Value:P0}")))}; cost {parse.GetValue(costOption)} bp"));
             if (parse.GetValue(jsonOption))
             {
-                Console.WriteLine(JsonSerializer.Serialize(results.Select(r => new { r.Name, r.Rebalances, r.Costs, r.AnnualReturn, r.AnnualVolatility, r.Sharpe, r.MaxDrawdown, r.Turnover, r.TrackingError, FinalNetValue = r.NetValues[^1] })));
+                Console.WriteLine(JsonSerializer.Serialize(results.Select(r => new
+                {
+                    r.Name, r.Rebalances, r.Costs, r.AnnualReturn, r.AnnualVolatility, r.Sharpe, r.MaxDrawdown, r.Turnover, r.TrackingError, FinalNetValue = r.NetValues[^1],
+                    r.Liquidations, r.LiquidationPenalty, MinHealthFactor = double.IsFinite(r.MinHealthFactor) ? r.MinHealthFactor : (double?)null, r.GuardActions,
+                })));
             }
             else
             {
-                Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{closes.Count} days of {string.Join(", ", targets.Keys)} from {file}"));
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{results[0].NetValues.Count} days of {string.Join(", ", targets.Keys)} from {file} ({closes.Count - results[0].NetValues.Count} days of warm-up), model {policy.Model!.Model}{(policy.Optimizer is null ? string.Empty : ", cost-aware optimiser")}"));
                 Console.WriteLine($"{"strategy",-22} {"final",14} {"return/y",9} {"vol/y",7} {"Sharpe",7} {"max DD",7} {"rebal.",6} {"turnover",9} {"costs",10} {"TE/y",6}");
                 foreach (var r in results)
                 {
                     Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                         $"{r.Name,-22} {r.NetValues[^1],14:N0} {r.AnnualReturn,9:P2} {r.AnnualVolatility,7:P1} {r.Sharpe,7:F2} {r.MaxDrawdown,7:P1} {r.Rebalances,6} {r.Turnover,9:F2} {r.Costs,10:N0} {r.TrackingError,6:P2}"));
+                }
+
+                foreach (var r in results.Where(r => double.IsFinite(r.MinHealthFactor)))
+                {
+                    Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                        $"{r.Name,-22} loan: lowest health factor {r.MinHealthFactor:F3}, {r.Liquidations} liquidations ({r.LiquidationPenalty:N0} lost to the bonus), guard acted on {r.GuardActions} days"));
                 }
 
                 Console.WriteLine($"chart: {svg}");
@@ -65,6 +99,18 @@ public static class BacktestCommand
         });
         return command;
     }
+
+    private static TargetModel ParseModel(string text) => text.ToLowerInvariant() switch
+    {
+        "fixed" => TargetModel.FixedWeights,
+        "equal-weight" => TargetModel.EqualWeight,
+        "inverse-volatility" => TargetModel.InverseVolatility,
+        "risk-parity" => TargetModel.RiskParity,
+        "minimum-variance" => TargetModel.MinimumVariance,
+        "maximum-sharpe" => TargetModel.MaximumSharpe,
+        "mean-variance" => TargetModel.MeanVariance,
+        _ => throw new ArgumentException($"--model: '{text}' is not one of fixed, equal-weight, inverse-volatility, risk-parity, minimum-variance, maximum-sharpe, mean-variance."),
+    };
 
     private static (string[] Instruments, IReadOnlyList<double[]> Closes) ReadCloses(string file)
     {

@@ -77,7 +77,8 @@ public sealed record TargetPolicy(
     RiskLimits? Limits = null,
     RiskModelInputs? RiskModel = null,
     IReadOnlyList<HedgeRule>? Hedges = null,
-    bool OptimalLotRounding = false)
+    bool OptimalLotRounding = false,
+    TargetModelSpec? Model = null)
 {
     /// <summary>True when weight rebalancing leaves the instrument alone.</summary>
     public bool IsNoTrade(string instrument) => NoTrade?.Contains(instrument) == true;

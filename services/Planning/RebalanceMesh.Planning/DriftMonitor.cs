@@ -58,7 +58,7 @@ public sealed class DriftMonitor(PlanningStore store, PlanPipeline pipeline, Pla
             TargetPolicy targetPolicy;
             try
             {
-                targetPolicy = await models.GetAsync(portfolioId, policy, async () => (await pipeline.ResolvePolicyAsync(policy, cancellationToken)).Policy);
+                targetPolicy = await models.GetAsync(portfolioId, policy, async () => (await pipeline.ResolvePolicyAsync(policy, null, cancellationToken)).Policy);
             }
             catch (Grpc.Core.RpcException ex) when (ex.StatusCode is Grpc.Core.StatusCode.Unavailable or Grpc.Core.StatusCode.DeadlineExceeded)
             {
@@ -86,8 +86,8 @@ public sealed class DriftMonitor(PlanningStore store, PlanPipeline pipeline, Pla
 
             // Bands and, for portfolios with loans, the liquidation guard's health-factor band.
             var bands = DriftEvaluator.Evaluate(marked, targetPolicy);
-            var guard = PlanPipeline.GuardOf(snapshot, targetPolicy, marks, (decimal)policy.EstimatedCostBps / 10_000m);
-            var (_, hedgeReasons, ripcord) = PlanPipeline.HedgesOf(marked, marks, targetPolicy, []);
+            var guard = PlanComposer.Guard(snapshot, targetPolicy, marks.Marks);
+            var (_, hedgeReasons, ripcord) = PlanComposer.Hedges(marked, marks.Marks, targetPolicy, []);
             var evaluation = bands with { Reasons = [.. guard?.Reasons ?? [], .. bands.Reasons, .. hedgeReasons] };
             foreach (var reason in guard?.Reasons.DistinctBy(r => r.InstrumentId) ?? [])
             {

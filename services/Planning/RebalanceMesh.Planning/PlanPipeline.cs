@@ -80,175 +80,29 @@ public sealed class PlanPipeline(
     public static string[] InstrumentsOf(PortfolioSnapshot snapshot, IEnumerable<string> targeted) =>
         snapshot.Holdings.Select(h => h.InstrumentId).Concat(snapshot.CollateralInstruments).Concat(targeted).Distinct(StringComparer.Ordinal).ToArray();
 
+    /// <summary>Instruments a portfolio is marked over under a policy: also its targets and hedge instruments.</summary>
+    public static string[] InstrumentsOf(PortfolioSnapshot snapshot, TargetPolicy? policy) =>
+        InstrumentsOf(snapshot, (policy?.Targets.Keys ?? []).Concat(policy?.Hedges?.Select(h => h.HedgeInstrument) ?? []));
+
     /// <summary>Marks a portfolio through pricing over its held and targeted instruments.</summary>
     public async Task<(MarkedPortfolio Marked, MarketMarks Marks)> MarkAsync(PortfolioSnapshot snapshot, TargetPolicy? policy, CancellationToken cancellationToken)
     {
-        var marks = await GetMarksAsync(InstrumentsOf(snapshot, (policy?.Targets.Keys ?? []).Concat(policy?.Hedges?.Select(h => h.HedgeInstrument) ?? [])), cancellationToken);
+        var marks = await GetMarksAsync(InstrumentsOf(snapshot, policy), cancellationToken);
         return (PortfolioMarking.Mark(snapshot, policy, marks.Marks), marks);
     }
 
     /// <summary>
-    /// The policy in domain terms with its target weights set — as given, or computed by its target model from the
-    /// covariance passed in or estimated by risk over the universe — and brought inside its risk limits (weights capped,
-    /// invested share scaled to the volatility and VaR limits). The reasons record what the model chose and what the
-    /// limits changed.
+    /// The policy in domain terms with its target weights set by its model and brought inside its risk limits
+    /// (<see cref="PlanComposer.ResolvePolicyAsync"/>), with the market data of the mesh.
     /// </summary>
-    public async Task<(TargetPolicy Policy, IReadOnlyList<Contracts.Planning.V1.DriftReason> Reasons)> ResolvePolicyAsync(Policy policy, CancellationToken cancellationToken)
+    public async Task<(TargetPolicy Policy, IReadOnlyList<Contracts.Planning.V1.DriftReason> Reasons)> ResolvePolicyAsync(Policy policy, IPlanningMarketData? market, CancellationToken cancellationToken)
     {
-        var domain = policy.ToDomain();
-        var model = policy.TargetModel switch
-        {
-            Contracts.Planning.V1.TargetModel.EqualWeight => Core.TargetModel.EqualWeight,
-            Contracts.Planning.V1.TargetModel.InverseVolatility => Core.TargetModel.InverseVolatility,
-            Contracts.Planning.V1.TargetModel.RiskParity => Core.TargetModel.RiskParity,
-            Contracts.Planning.V1.TargetModel.MinimumVariance => Core.TargetModel.MinimumVariance,
-            Contracts.Planning.V1.TargetModel.MaximumSharpe => Core.TargetModel.MaximumSharpe,
-            Contracts.Planning.V1.TargetModel.MeanVariance => Core.TargetModel.MeanVariance,
-            Contracts.Planning.V1.TargetModel.EfficientReturn => Core.TargetModel.EfficientReturn,
-            Contracts.Planning.V1.TargetModel.EfficientRisk => Core.TargetModel.EfficientRisk,
-            _ => Core.TargetModel.FixedWeights,
-        };
-        var ids = policy.Targets.Select(t => t.InstrumentId).ToArray();
-        var parameters = policy.ModelParameters ?? new ModelParameters();
-        var reasons = new List<Contracts.Planning.V1.DriftReason>();
-
-        // Covariance as passed in, else estimated by risk (with historical mean returns), fetched at most once.
-        double[,]? covariance = null;
-        double[]? means = null;
-        async Task<double[,]> CovarianceAsync()
-        {
-            if (covariance is not null)
-            {
-                return covariance;
-            }
-
-            if (parameters.Covariance.Count > 0)
-            {
-                covariance = new double[ids.Length, ids.Length];
-                for (var i = 0; i < ids.Length; i++)
-                {
-                    for (var j = 0; j < ids.Length; j++)
-                    {
-                        covariance[i, j] = parameters.Covariance[(i * ids.Length) + j];
-                    }
-                }
-            }
-            else
-            {
-                (covariance, means) = await EstimateAsync(ids, policy.ModelLookbackDays, cancellationToken);
-            }
-
-            return covariance;
-        }
-
-        if (model != Core.TargetModel.FixedWeights)
-        {
-            var budget = policy.Targets.Sum(t => t.Weight);
-            double[] weights;
-            if (model == Core.TargetModel.EqualWeight)
-            {
-                weights = TargetModels.Compute(model, new double[ids.Length, ids.Length], budget);
-            }
-            else
-            {
-                var modelCovariance = await CovarianceAsync();
-                var needsReturns = TargetModels.NeedsReturns(model);
-                if (needsReturns && means is null && ids.Any(id => !policy.ExpectedReturns.ContainsKey(id)))
-                {
-                    means = (await EstimateAsync(ids, policy.ModelLookbackDays, cancellationToken)).AnnualMeans;
-                }
-
-                var returns = needsReturns
-                    ? new ReturnModelInputs(
-                        ids.Select((id, i) => policy.ExpectedReturns.TryGetValue(id, out var expected) ? expected : means![i]).ToArray(),
-                        parameters.RiskFreeRate,
-                        parameters.RiskAversion == 0 ? 1 : parameters.RiskAversion,
-                        parameters.TargetReturn,
-                        parameters.TargetVolatility)
-                    : null;
-                try
-                {
-                    weights = TargetModels.Compute(model, modelCovariance, budget, returns);
-                }
-                catch (ArgumentException ex)
-                {
-                    throw new DomainException(DomainErrorKind.FailedPrecondition, $"Target model {policy.TargetModel} cannot size the universe: {ex.Message}");
-                }
-            }
-
-            domain = domain with { Targets = ids.Select((id, i) => (id, w: weights[i])).ToDictionary(x => x.id, x => x.w, StringComparer.Ordinal) };
-            reasons.Add(new Contracts.Planning.V1.DriftReason
-            {
-                Rule = "target_model",
-                Measured = budget,
-                Threshold = budget,
-                Breached = false,
-                Message = $"{policy.TargetModel} targets: " + string.Join(", ", ids.Select((id, i) => string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{id} {weights[i]:P2}"))),
-            });
-        }
-
-        if (domain.Limits is { } limits && ids.Length > 0)
-        {
-            // Concentration needs no covariance; volatility and VaR limits do.
-            var riskModel = limits.MaxVolatility > 0 || limits.MaxVar99 > 0 ? new RiskModelInputs(ids, await CovarianceAsync()) : new RiskModelInputs(ids, new double[ids.Length, ids.Length]);
-            var (capped, limitReasons) = RiskLimitRules.ApplyToTargets(domain.Targets, limits, riskModel);
-            domain = domain with { Targets = capped, RiskModel = riskModel };
-            reasons.AddRange(limitReasons.Select(r => r.ToWire()));
-        }
-
-        return (domain, reasons);
+        var (resolved, reasons) = await PlanComposer.ResolvePolicyAsync(policy.ToDomain(), market ?? MarketData(), cancellationToken);
+        return (resolved, reasons.Select(r => r.ToWire()).ToArray());
     }
 
-    /// <summary>
-    /// Annualised sample covariance and mean log return of the instruments' daily returns, estimated by risk from
-    /// market-state history (lookback 0 means 250 days).
-    /// </summary>
-    public async Task<(double[,] Covariance, double[] AnnualMeans)> EstimateAsync(IReadOnlyList<string> ids, int lookbackDays, CancellationToken cancellationToken)
-    {
-        var request = new EstimateCovarianceRequest { Method = CovarianceMethod.Sample, LookbackDays = lookbackDays == 0 ? 250 : lookbackDays };
-        request.InstrumentIds.AddRange(ids);
-        var estimate = await risk.EstimateCovarianceAsync(request, cancellationToken: cancellationToken);
-        var covariance = new double[ids.Count, ids.Count];
-        for (var i = 0; i < ids.Count; i++)
-        {
-            for (var j = 0; j < ids.Count; j++)
-            {
-                covariance[i, j] = estimate.Covariance[(i * ids.Count) + j];
-            }
-        }
-
-        return (covariance, estimate.AnnualMeanReturns.ToArray());
-    }
-
-    /// <summary>
-    /// Runs the policy's cost-aware optimiser on the marked portfolio: covariance of the universe from risk, half-spreads
-    /// from pricing's consolidated quotes.
-    /// </summary>
-    public async Task<OptimizedWeights> OptimizeAsync(MarkedPortfolio marked, TargetPolicy policy, int lookbackDays, CancellationToken cancellationToken)
-    {
-        using var activity = ActivitySource.StartActivity("optimize");
-        var universe = OptimizedRebalance.Universe(marked, policy);
-        activity?.SetTag("planning.optimizer.assets", universe.Count);
-        if (universe.Count == 0)
-        {
-            throw new DomainException(DomainErrorKind.FailedPrecondition, "The optimiser has no spot instrument to trade: target some, or hold some that are not on the no-trade list.");
-        }
-
-        var (covariance, _) = await EstimateAsync(universe, lookbackDays, cancellationToken);
-        var quotes = new GetQuotesRequest();
-        quotes.InstrumentIds.AddRange(universe);
-        var prices = (await pricing.GetQuotesAsync(quotes, cancellationToken: cancellationToken)).Prices;
-        var halfSpreads = prices
-            .Where(p => p.Mid.ToDecimal() > 0 && p.Ask.ToDecimal() >= p.Bid.ToDecimal())
-            .ToDictionary(p => p.InstrumentId, p => (double)((p.Ask.ToDecimal() - p.Bid.ToDecimal()) / 2 / p.Mid.ToDecimal()), StringComparer.Ordinal);
-        var started = Stopwatch.GetTimestamp();
-        var optimized = OptimizedRebalance.Choose(marked, policy, new OptimizerMarket(universe, covariance, halfSpreads));
-        OptimizerSeconds.Record(Stopwatch.GetElapsedTime(started).TotalSeconds);
-        OptimizerIterations.Record(optimized.Result.Iterations);
-        activity?.SetTag("planning.optimizer.iterations", optimized.Result.Iterations);
-        activity?.SetTag("planning.optimizer.turnover", optimized.Result.Turnover);
-        return optimized;
-    }
+    /// <summary>Covariance and mean returns estimated by risk from market-state history; half-spreads from pricing's quotes.</summary>
+    public IPlanningMarketData MarketData() => new MeshMarketData(pricing, risk);
 
     /// <summary>Builds the plan that would rebalance the portfolio now; status PREVIEW, or NO_ACTION without trades.</summary>
     public async Task<Plan> BuildAsync(string portfolioId, bool force, CancellationToken cancellationToken)
@@ -262,36 +116,21 @@ public sealed class PlanPipeline(
         }
 
         var snapshot = portfolio.ToDomain();
-        var (targetPolicy, policyReasons) = await ResolvePolicyAsync(policy, cancellationToken);
-        var (marked, marks) = await MarkAsync(snapshot, targetPolicy, cancellationToken);
-
-        // The liquidation guard first: its legs lead the plan, and the rest is planned on the portfolio after them.
-        // In an emergency the plan is the guard's legs alone (no optimisation, no rebalancing).
+        var market = new SharedMarketData(MarketData());
+        var (targetPolicy, policyReasons) = await ResolvePolicyAsync(policy, market, cancellationToken);
+        var marks = await GetMarksAsync(InstrumentsOf(snapshot, targetPolicy), cancellationToken);
+        var composed = await PlanComposer.ComposeAsync(snapshot, targetPolicy, marks.Marks, force, market, time, cancellationToken);
+        RecordOptimizer(composed);
+        var (proposal, guardLegs, hedgeLegs, emergency) = (composed.Proposal, composed.GuardLegs, composed.Hedges, composed.Emergency);
         var costRate = (decimal)policy.EstimatedCostBps / 10_000m;
-        var guard = GuardOf(snapshot, targetPolicy, marks, costRate);
-        var emergency = guard is { Emergency: true, Acts: true };
-        if (guard?.Acts == true)
-        {
-            snapshot = LiquidationGuard.Apply(snapshot, guard, portfolio.BaseCurrency, costRate);
-            marked = PortfolioMarking.Mark(snapshot, targetPolicy, marks.Marks);
-        }
-
-        var evaluation = DriftEvaluator.Evaluate(marked, targetPolicy);
-        var optimized = !emergency && targetPolicy.Optimizer is not null && (force || evaluation.Breached)
-            ? await OptimizeAsync(marked, targetPolicy, policy.ModelLookbackDays, cancellationToken)
-            : null;
-        var proposal = emergency
-            ? new RebalanceProposal(evaluation, [], marked.NetValue, 0m, 0, marked.Cash)
-            : RebalancePlanner.Propose(marked, targetPolicy, force, optimized, evaluation);
-        var guardLegs = guard?.Legs ?? [];
-        var (hedgeLegs, hedgeReasons, _) = emergency ? ([], [], false) : HedgesOf(marked, marks, targetPolicy, proposal.Legs);
         activity?.SetTag("planning.legs", proposal.Legs.Count);
         activity?.SetTag("planning.hedge_legs", hedgeLegs.Count);
         activity?.SetTag("planning.guard_legs", guardLegs.Count);
         activity?.SetTag("planning.total_drift", proposal.Evaluation.TotalDrift);
+        activity?.SetTag("planning.covariance_fetches", market.Fetches);
 
         var guardCost = guardLegs.Where(l => l.Action is GuardAction.Sell or GuardAction.Buy).Sum(l => decimal.Round(l.Value * costRate, 8));
-        var hasLegs = proposal.HasTrades || guardLegs.Count > 0 || hedgeLegs.Count > 0;
+        var hasLegs = composed.HasLegs;
         var hedgeCost = hedgeLegs.Sum(l => decimal.Round(l.Quantity * l.Price * l.Multiplier * costRate, 8));
         var now = time.GetUtcNow().ToTimestamp();
         var plan = new Plan
@@ -321,9 +160,9 @@ public sealed class PlanPipeline(
         plan.Legs.AddRange(hedgeLegs.Select((l, i) => l.ToWire($"H{i + 1}", guardLegs.Count + proposal.Legs.Count + i + 1, costRate)));
         plan.Reasons.AddRange(policyReasons);
 
-        plan.Reasons.AddRange((guard?.Reasons ?? []).Select(r => r.ToWire()));
+        plan.Reasons.AddRange((composed.Guard?.Reasons ?? []).Select(r => r.ToWire()));
         plan.Reasons.AddRange(proposal.Evaluation.Reasons.Select(r => r.ToWire()));
-        plan.Reasons.AddRange(hedgeReasons.Select(r => r.ToWire()));
+        plan.Reasons.AddRange(composed.HedgeReasons.Select(r => r.ToWire()));
         if (proposal.Rounding is { } rounding)
         {
             plan.Reasons.Add(new Contracts.Planning.V1.DriftReason
@@ -335,40 +174,33 @@ public sealed class PlanPipeline(
                     $"whole lots by CP-SAT{(rounding.Optimal ? " (optimal)" : " (best found in the time limit)")}: {rounding.Deviation:N2} of notional from the unrounded plan, {rounding.CashAfter:N2} of cash left"),
             });
         }
-        if (optimized is not null)
+        if (composed.Optimized is { } optimized)
         {
             plan.Reasons.Add(optimized.Reason.ToWire());
         }
 
         plan.Risk = proposal.HasTrades
-            ? await MeasureRiskAsync(snapshot, marked, marks, proposal, cancellationToken)
+            ? await MeasureRiskAsync(composed.Snapshot, composed.Marked, marks, proposal, cancellationToken)
             : new RiskImpact { UnavailableReason = guardLegs.Count > 0 ? "guard legs only (loan collateral is measured by the risk service's loan figures)" : "no trades" };
         return plan;
     }
 
-    /// <summary>
-    /// The policy's delta hedges, measured on the portfolio after <paramref name="legs"/> (each leg moves delta by its
-    /// signed quantity × the instrument's delta per unit, on its underlying).
-    /// </summary>
-    public static (IReadOnlyList<HedgeLeg> Legs, IReadOnlyList<Core.DriftReason> Reasons, bool Ripcord) HedgesOf(MarkedPortfolio marked, MarketMarks marks, TargetPolicy policy, IReadOnlyList<PlannedLeg> legs)
+    /// <summary>The optimiser's time and iterations as metrics, and its run as a span of the plan's trace.</summary>
+    private static void RecordOptimizer(ComposedPlan composed)
     {
-        if (policy.Hedges is not { Count: > 0 } rules)
+        if (composed is not { Optimized: { } optimized, OptimizerTime: { } timing })
         {
-            return ([], [], false);
+            return;
         }
 
-        var positions = marked.Positions.ToDictionary(p => p.InstrumentId, StringComparer.Ordinal);
-        var moves = legs
-            .GroupBy(l => positions.TryGetValue(l.InstrumentId, out var p) ? p.UnderlyingId : l.InstrumentId, StringComparer.Ordinal)
-            .ToDictionary(g => g.Key, g => g.Sum(l => (double)(l.Side == TradeSide.Buy ? l.Quantity : -l.Quantity) * marks.Marks[l.InstrumentId].DeltaExposure), StringComparer.Ordinal);
-        return DeltaHedger.Plan(marked, marks.Marks, rules, moves);
+        OptimizerSeconds.Record(timing.Elapsed.TotalSeconds);
+        OptimizerIterations.Record(optimized.Result.Iterations);
+        using var span = ActivitySource.StartActivity("optimize", ActivityKind.Internal, Activity.Current?.Context ?? default, startTime: timing.Started);
+        span?.SetTag("planning.optimizer.assets", optimized.Weights.Count);
+        span?.SetTag("planning.optimizer.iterations", optimized.Result.Iterations);
+        span?.SetTag("planning.optimizer.turnover", optimized.Result.Turnover);
+        span?.SetEndTime((timing.Started + timing.Elapsed).UtcDateTime);
     }
-
-    /// <summary>The liquidation guard's plan for the portfolio's loans, when the policy has a health-factor band.</summary>
-    public static GuardPlan? GuardOf(PortfolioSnapshot snapshot, TargetPolicy policy, MarketMarks marks, decimal costRate) =>
-        policy.Guard is { } band && snapshot.LoanList.Count > 0
-            ? LiquidationGuard.Plan(snapshot, marks.Marks.ToDictionary(kv => kv.Key, kv => kv.Value.UnitPrice, StringComparer.Ordinal), snapshot.BaseCurrency, band, costRate)
-            : null;
 
     private async Task<RiskImpact> MeasureRiskAsync(PortfolioSnapshot snapshot, MarkedPortfolio marked, MarketMarks marks, RebalanceProposal proposal, CancellationToken cancellationToken)
     {

@@ -46,7 +46,7 @@ public sealed class PlanningGrpcService(
         }
 
         var snapshot = portfolio.ToDomain();
-        var targetPolicy = policy is null ? null : (await pipeline.ResolvePolicyAsync(policy, context.CancellationToken)).Policy;
+        var targetPolicy = policy is null ? null : (await pipeline.ResolvePolicyAsync(policy, null, context.CancellationToken)).Policy;
         try
         {
             var (marked, marks) = await pipeline.MarkAsync(snapshot, targetPolicy, context.CancellationToken);

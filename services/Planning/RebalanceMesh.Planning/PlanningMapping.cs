@@ -346,7 +346,41 @@ public static class PlanningMapping
             ? new Core.RiskLimits(limits.MaxWeight, limits.MaxVolatility, limits.MaxVar99)
             : null,
         OptimalLotRounding: policy.LotRounding == LotRounding.Optimal,
-        Hedges: policy.Hedges.Select(h => new Core.HedgeRule(h.UnderlyingId, h.HedgeInstrumentId, h.Target, h.Tolerance, DecimalValue.TryParse(h.LotSize, out var lot) ? lot : 1m, h.Lower, h.Upper, h.Ripcord)).ToArray());
+        Hedges: policy.Hedges.Select(h => new Core.HedgeRule(h.UnderlyingId, h.HedgeInstrumentId, h.Target, h.Tolerance, DecimalValue.TryParse(h.LotSize, out var lot) ? lot : 1m, h.Lower, h.Upper, h.Ripcord)).ToArray(),
+        Model: policy.ToModelSpec());
+
+    /// <summary>The policy's target model with its parameters; a covariance passed in is in the order of the targets.</summary>
+    public static TargetModelSpec ToModelSpec(this Policy policy)
+    {
+        var parameters = policy.ModelParameters ?? new ModelParameters();
+        var n = policy.Targets.Count;
+        double[,]? covariance = null;
+        if (parameters.Covariance.Count == n * n && n > 0)
+        {
+            covariance = new double[n, n];
+            for (var i = 0; i < n; i++)
+            {
+                for (var j = 0; j < n; j++)
+                {
+                    covariance[i, j] = parameters.Covariance[(i * n) + j];
+                }
+            }
+        }
+
+        var model = policy.TargetModel switch
+        {
+            Contracts.Planning.V1.TargetModel.EqualWeight => Core.TargetModel.EqualWeight,
+            Contracts.Planning.V1.TargetModel.InverseVolatility => Core.TargetModel.InverseVolatility,
+            Contracts.Planning.V1.TargetModel.RiskParity => Core.TargetModel.RiskParity,
+            Contracts.Planning.V1.TargetModel.MinimumVariance => Core.TargetModel.MinimumVariance,
+            Contracts.Planning.V1.TargetModel.MaximumSharpe => Core.TargetModel.MaximumSharpe,
+            Contracts.Planning.V1.TargetModel.MeanVariance => Core.TargetModel.MeanVariance,
+            Contracts.Planning.V1.TargetModel.EfficientReturn => Core.TargetModel.EfficientReturn,
+            Contracts.Planning.V1.TargetModel.EfficientRisk => Core.TargetModel.EfficientRisk,
+            _ => Core.TargetModel.FixedWeights,
+        };
+        return new TargetModelSpec(model, policy.ModelLookbackDays, covariance, parameters.RiskFreeRate, parameters.RiskAversion == 0 ? 1 : parameters.RiskAversion, parameters.TargetReturn, parameters.TargetVolatility);
+    }
 
     /// <summary>The optimiser settings in domain terms, with the documented defaults for zeros.</summary>
     public static OptimizerPolicy ToDomain(this OptimizerSettings optimizer, double estimatedCostBps) => new(

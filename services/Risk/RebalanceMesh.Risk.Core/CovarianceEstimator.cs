@@ -1,32 +1,13 @@
 using MathNet.Numerics.LinearAlgebra;
+using RebalanceMesh.Numerics;
 
 namespace RebalanceMesh.Risk.Core;
 
 /// <summary>Covariance estimators over daily returns. Results are per day; annualise with <see cref="RiskMath.TradingDaysPerYear"/>.</summary>
 public static class CovarianceEstimator
 {
-    /// <summary>Unbiased sample covariance (divides by T − 1), positive semi-definite by construction.</summary>
-    public static Matrix<double> Sample(double[,] returns)
-    {
-        var t = returns.GetLength(0);
-        var n = returns.GetLength(1);
-        if (t < 2)
-        {
-            throw new ArgumentException("At least two observations are required.", nameof(returns));
-        }
-
-        var centered = Matrix<double>.Build.Dense(t, n, (i, j) => returns[i, j]);
-        for (var j = 0; j < n; j++)
-        {
-            var mean = centered.Column(j).Average();
-            for (var i = 0; i < t; i++)
-            {
-                centered[i, j] -= mean;
-            }
-        }
-
-        return centered.TransposeThisAndMultiply(centered) / (t - 1);
-    }
+    /// <summary>Unbiased sample covariance (divides by T − 1), positive semi-definite by construction (<see cref="SampleMoments"/>).</summary>
+    public static Matrix<double> Sample(double[,] returns) => Matrix<double>.Build.DenseOfArray(SampleMoments.Covariance(returns));
 
     /// <summary>
     /// RiskMetrics EWMA covariance with decay <paramref name="lambda"/> around a zero mean, weights normalised to

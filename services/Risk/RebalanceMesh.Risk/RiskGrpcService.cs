@@ -160,7 +160,7 @@ public sealed class RiskGrpcService(RiskInputs inputs, RiskBookBuilder books, Gr
         response.Covariance.AddRange(annual.ToRowMajorArray());
         response.Correlation.AddRange(correlation.ToRowMajorArray());
         response.AnnualVolatilities.AddRange(annual.Diagonal().Select(v => Math.Sqrt(Math.Max(v, 0))));
-        response.AnnualMeanReturns.AddRange(Enumerable.Range(0, returns.Count).Select(j => Enumerable.Range(0, returns.Days).Average(t => returns.Values[t, j]) * RiskMath.TradingDaysPerYear));
+        response.AnnualMeanReturns.AddRange(Numerics.SampleMoments.Means(returns.Values).Select(m => m * RiskMath.TradingDaysPerYear));
         return response;
     }
 

@@ -1,0 +1,280 @@
+using System.Diagnostics;
+using System.Globalization;
+using RebalanceMesh.Domain;
+
+namespace RebalanceMesh.Planning.Core;
+
+/// <summary>How a policy's target weights are computed, and from what.</summary>
+/// <param name="LookbackDays">Days of history for estimated covariance and mean returns (0 means 250).</param>
+/// <param name="Covariance">Annualised covariance of the targets passed in (in the targets' order); null: estimated.</param>
+/// <param name="RiskAversion">γ of the mean-variance model.</param>
+public sealed record TargetModelSpec(
+    TargetModel Model,
+    int LookbackDays = 0,
+    double[,]? Covariance = null,
+    double RiskFreeRate = 0,
+    double RiskAversion = 1,
+    double TargetReturn = 0,
+    double TargetVolatility = 0)
+{
+    public const int DefaultLookbackDays = 250;
+
+    public int Lookback => LookbackDays > 0 ? LookbackDays : DefaultLookbackDays;
+}
+
+/// <summary>Annualised covariance and mean log returns of some instruments' daily returns, in their order.</summary>
+public sealed record CovarianceEstimate(IReadOnlyList<string> Instruments, double[,] AnnualCovariance, double[] AnnualMeans)
+{
+    /// <summary>The estimate restricted to <paramref name="instruments"/> (all of which it covers), in their order.</summary>
+    public CovarianceEstimate Restrict(IReadOnlyList<string> instruments)
+    {
+        var index = Instruments.Select((id, i) => (id, i)).ToDictionary(x => x.id, x => x.i, StringComparer.Ordinal);
+        var at = instruments.Select(id => index[id]).ToArray();
+        var covariance = new double[at.Length, at.Length];
+        for (var i = 0; i < at.Length; i++)
+        {
+            for (var j = 0; j < at.Length; j++)
+            {
+                covariance[i, j] = AnnualCovariance[at[i], at[j]];
+            }
+        }
+
+        return new CovarianceEstimate(instruments.ToArray(), covariance, at.Select(i => AnnualMeans[i]).ToArray());
+    }
+}
+
+/// <summary>
+/// What planning needs from the market besides unit marks: estimated covariance and mean returns, and half-spreads.
+/// Live, the host asks the risk and pricing services; a backtest answers from the history up to the day it replays.
+/// </summary>
+public interface IPlanningMarketData
+{
+    Task<CovarianceEstimate> EstimateCovarianceAsync(IReadOnlyList<string> instruments, int lookbackDays, CancellationToken cancellationToken);
+
+    /// <summary>Half the best bid-ask spread over the mid per instrument; missing means zero.</summary>
+    Task<IReadOnlyDictionary<string, double>> HalfSpreadsAsync(IReadOnlyList<string> instruments, CancellationToken cancellationToken);
+}
+
+/// <summary>
+/// One plan's market data: each covariance estimate is fetched once and serves every later request it covers (the
+/// target model, the risk limits and the optimiser share it; a subset is read from the larger matrix).
+/// </summary>
+public sealed class SharedMarketData(IPlanningMarketData inner) : IPlanningMarketData
+{
+    private readonly List<(int Lookback, CovarianceEstimate Estimate)> _estimates = [];
+
+    /// <summary>Estimates fetched from the inner source (the rest were served from them).</summary>
+    public int Fetches { get; private set; }
+
+    public async Task<CovarianceEstimate> EstimateCovarianceAsync(IReadOnlyList<string> instruments, int lookbackDays, CancellationToken cancellationToken)
+    {
+        foreach (var (lookback, estimate) in _estimates)
+        {
+            if (lookback == lookbackDays && instruments.All(estimate.Instruments.Contains))
+            {
+                return estimate.Instruments.SequenceEqual(instruments) ? estimate : estimate.Restrict(instruments);
+            }
+        }
+
+        var fetched = await inner.EstimateCovarianceAsync(instruments, lookbackDays, cancellationToken);
+        Fetches++;
+        _estimates.Add((lookbackDays, fetched));
+        return fetched;
+    }
+
+    public Task<IReadOnlyDictionary<string, double>> HalfSpreadsAsync(IReadOnlyList<string> instruments, CancellationToken cancellationToken) =>
+        inner.HalfSpreadsAsync(instruments, cancellationToken);
+}
+
+/// <summary>What the pipeline decided for one portfolio, stage by stage.</summary>
+/// <param name="Snapshot">The portfolio after the guard's legs (as it will be when the rebalancing legs trade).</param>
+/// <param name="Marked">That portfolio marked to market.</param>
+/// <param name="OptimizerTime">When the optimiser ran and for how long (setting up and solving).</param>
+public sealed record ComposedPlan(
+    PortfolioSnapshot Snapshot,
+    MarkedPortfolio Marked,
+    GuardPlan? Guard,
+    RebalanceProposal Proposal,
+    IReadOnlyList<HedgeLeg> Hedges,
+    IReadOnlyList<DriftReason> HedgeReasons,
+    OptimizedWeights? Optimized,
+    (DateTimeOffset Started, TimeSpan Elapsed)? OptimizerTime)
+{
+    /// <summary>A loan is below the emergency level: the plan is the guard's legs alone.</summary>
+    public bool Emergency => Guard is { Emergency: true, Acts: true };
+
+    public IReadOnlyList<GuardLeg> GuardLegs => Guard?.Legs ?? [];
+
+    public bool HasLegs => Proposal.HasTrades || GuardLegs.Count > 0 || Hedges.Count > 0;
+}
+
+/// <summary>
+/// The staged planning pipeline of ARCHITECTURE.md, shared by the live service and the backtest:
+/// policy resolution (target model, risk limits) → liquidation guard → trigger evaluation → cost-aware optimiser →
+/// plan builder (lots, minimum notionals, cash never negative) → delta hedges beside the legs they hedge.
+/// </summary>
+public static class PlanComposer
+{
+    public const string TargetModelRule = "target_model";
+
+    /// <summary>
+    /// The policy with its target weights set — as given, or computed by its target model from the covariance passed
+    /// in or estimated over its targets — and brought inside its risk limits (weights capped, invested share scaled to
+    /// the volatility and VaR limits). The reasons record what the model chose and what the limits changed.
+    /// </summary>
+    public static async Task<(TargetPolicy Policy, IReadOnlyList<DriftReason> Reasons)> ResolvePolicyAsync(
+        TargetPolicy policy, IPlanningMarketData market, CancellationToken cancellationToken)
+    {
+        var spec = policy.Model ?? new TargetModelSpec(TargetModel.FixedWeights);
+        var ids = policy.Targets.Keys.ToArray();
+        var reasons = new List<DriftReason>();
+        CovarianceEstimate? estimate = null;
+        async Task<double[,]> CovarianceAsync()
+        {
+            if (spec.Covariance is { } given)
+            {
+                return given;
+            }
+
+            estimate ??= await market.EstimateCovarianceAsync(ids, spec.Lookback, cancellationToken);
+            return estimate.AnnualCovariance;
+        }
+
+        if (spec.Model != TargetModel.FixedWeights && ids.Length > 0)
+        {
+            var budget = policy.Targets.Values.Sum();
+            double[] weights;
+            if (spec.Model == TargetModel.EqualWeight)
+            {
+                weights = TargetModels.Compute(spec.Model, new double[ids.Length, ids.Length], budget);
+            }
+            else
+            {
+                var covariance = await CovarianceAsync();
+                ReturnModelInputs? returns = null;
+                if (TargetModels.NeedsReturns(spec.Model))
+                {
+                    var given = policy.ExpectedReturns ?? new Dictionary<string, double>();
+                    var means = ids.All(given.ContainsKey)
+                        ? null
+                        : (estimate ??= await market.EstimateCovarianceAsync(ids, spec.Lookback, cancellationToken)).AnnualMeans;
+                    returns = new ReturnModelInputs(
+                        ids.Select((id, i) => given.TryGetValue(id, out var expected) ? expected : means![i]).ToArray(),
+                        spec.RiskFreeRate,
+                        spec.RiskAversion == 0 ? 1 : spec.RiskAversion,
+                        spec.TargetReturn,
+                        spec.TargetVolatility);
+                }
+
+                try
+                {
+                    weights = TargetModels.Compute(spec.Model, covariance, budget, returns);
+                }
+                catch (ArgumentException ex)
+                {
+                    throw new DomainException(DomainErrorKind.FailedPrecondition, $"Target model {spec.Model} cannot size the universe: {ex.Message}");
+                }
+            }
+
+            policy = policy with { Targets = ids.Select((id, i) => (id, w: weights[i])).ToDictionary(x => x.id, x => x.w, StringComparer.Ordinal) };
+            reasons.Add(new DriftReason(TargetModelRule, string.Empty, budget, budget, false,
+                $"{spec.Model} targets: " + string.Join(", ", ids.Select((id, i) => string.Create(CultureInfo.InvariantCulture, $"{id} {weights[i]:P2}")))));
+        }
+
+        if (policy.Limits is { } limits && ids.Length > 0)
+        {
+            // Concentration needs no covariance; volatility and VaR limits do.
+            var riskModel = limits.MaxVolatility > 0 || limits.MaxVar99 > 0
+                ? new RiskModelInputs(ids, await CovarianceAsync())
+                : new RiskModelInputs(ids, new double[ids.Length, ids.Length]);
+            var (capped, limitReasons) = RiskLimitRules.ApplyToTargets(policy.Targets, limits, riskModel);
+            policy = policy with { Targets = capped, RiskModel = riskModel };
+            reasons.AddRange(limitReasons);
+        }
+
+        return (policy, reasons);
+    }
+
+    /// <summary>
+    /// Runs the pipeline on a portfolio under a resolved policy. The liquidation guard goes first: its legs lead the
+    /// plan and the rest is planned on the portfolio after them; in an emergency the plan is the guard's legs alone
+    /// (no optimisation, no rebalancing, no hedges). The optimiser runs when the policy has one and the bands are
+    /// breached (or the rebalance is forced).
+    /// </summary>
+    public static async Task<ComposedPlan> ComposeAsync(
+        PortfolioSnapshot snapshot,
+        TargetPolicy policy,
+        IReadOnlyDictionary<string, InstrumentMark> marks,
+        bool force,
+        IPlanningMarketData market,
+        TimeProvider time,
+        CancellationToken cancellationToken)
+    {
+        var costRate = (decimal)policy.EstimatedCostBps / 10_000m;
+        var marked = PortfolioMarking.Mark(snapshot, policy, marks);
+        var guard = Guard(snapshot, policy, marks);
+        var emergency = guard is { Emergency: true, Acts: true };
+        if (guard?.Acts == true)
+        {
+            snapshot = LiquidationGuard.Apply(snapshot, guard, snapshot.BaseCurrency, costRate);
+            marked = PortfolioMarking.Mark(snapshot, policy, marks);
+        }
+
+        var evaluation = DriftEvaluator.Evaluate(marked, policy);
+        OptimizedWeights? optimized = null;
+        (DateTimeOffset, TimeSpan)? optimizerTime = null;
+        if (!emergency && policy.Optimizer is not null && (force || evaluation.Breached))
+        {
+            var started = time.GetUtcNow();
+            var clock = Stopwatch.GetTimestamp();
+            optimized = await OptimizeAsync(marked, policy, market, cancellationToken);
+            optimizerTime = (started, Stopwatch.GetElapsedTime(clock));
+        }
+
+        var proposal = emergency
+            ? new RebalanceProposal(evaluation, [], marked.NetValue, 0m, 0, marked.Cash)
+            : RebalancePlanner.Propose(marked, policy, force, optimized, evaluation);
+        var (hedges, hedgeReasons, _) = emergency ? ([], [], false) : Hedges(marked, marks, policy, proposal.Legs);
+        return new ComposedPlan(snapshot, marked, guard, proposal, hedges, hedgeReasons, optimized, optimizerTime);
+    }
+
+    /// <summary>The cost-aware optimiser on the marked portfolio: covariance of its universe and half-spreads from the market.</summary>
+    public static async Task<OptimizedWeights> OptimizeAsync(MarkedPortfolio marked, TargetPolicy policy, IPlanningMarketData market, CancellationToken cancellationToken)
+    {
+        var universe = OptimizedRebalance.Universe(marked, policy);
+        if (universe.Count == 0)
+        {
+            throw new DomainException(DomainErrorKind.FailedPrecondition, "The optimiser has no spot instrument to trade: target some, or hold some that are not on the no-trade list.");
+        }
+
+        var lookback = (policy.Model ?? new TargetModelSpec(TargetModel.FixedWeights)).Lookback;
+        var estimate = await market.EstimateCovarianceAsync(universe, lookback, cancellationToken);
+        var halfSpreads = await market.HalfSpreadsAsync(universe, cancellationToken);
+        return OptimizedRebalance.Choose(marked, policy, new OptimizerMarket(universe, estimate.AnnualCovariance, halfSpreads));
+    }
+
+    /// <summary>The liquidation guard's plan for the portfolio's loans, when the policy has a health-factor band.</summary>
+    public static GuardPlan? Guard(PortfolioSnapshot snapshot, TargetPolicy policy, IReadOnlyDictionary<string, InstrumentMark> marks) =>
+        policy.Guard is { } band && snapshot.LoanList.Count > 0
+            ? LiquidationGuard.Plan(snapshot, marks.ToDictionary(kv => kv.Key, kv => kv.Value.UnitPrice, StringComparer.Ordinal), snapshot.BaseCurrency, band, (decimal)policy.EstimatedCostBps / 10_000m)
+            : null;
+
+    /// <summary>
+    /// The policy's delta hedges, measured on the portfolio after <paramref name="legs"/> (each leg moves delta by its
+    /// signed quantity × the instrument's delta per unit, on its underlying).
+    /// </summary>
+    public static (IReadOnlyList<HedgeLeg> Legs, IReadOnlyList<DriftReason> Reasons, bool Ripcord) Hedges(
+        MarkedPortfolio marked, IReadOnlyDictionary<string, InstrumentMark> marks, TargetPolicy policy, IReadOnlyList<PlannedLeg> legs)
+    {
+        if (policy.Hedges is not { Count: > 0 } rules)
+        {
+            return ([], [], false);
+        }
+
+        var positions = marked.Positions.ToDictionary(p => p.InstrumentId, StringComparer.Ordinal);
+        var moves = legs
+            .GroupBy(l => positions.TryGetValue(l.InstrumentId, out var p) ? p.UnderlyingId : l.InstrumentId, StringComparer.Ordinal)
+            .ToDictionary(g => g.Key, g => g.Sum(l => (double)(l.Side == TradeSide.Buy ? l.Quantity : -l.Quantity) * marks[l.InstrumentId].DeltaExposure), StringComparer.Ordinal);
+        return DeltaHedger.Plan(marked, marks, rules, moves);
+    }
+}

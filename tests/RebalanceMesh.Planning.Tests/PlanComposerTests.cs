@@ -1,0 +1,65 @@
+using RebalanceMesh.Planning.Core;
+
+namespace RebalanceMesh.Planning.Tests;
+
+public class PlanComposerTests
+{
+    /// <summary>Answers from a fixed covariance of A, B, C and counts what it is asked.</summary>
+    private sealed class CountingMarket : IPlanningMarketData
+    {
+        public List<string[]> Requests { get; } = [];
+
+        public Task<CovarianceEstimate> EstimateCovarianceAsync(IReadOnlyList<string> instruments, int lookbackDays, CancellationToken cancellationToken)
+        {
+            Requests.Add([.. instruments]);
+            var full = new CovarianceEstimate(["A", "B", "C"], new double[,] { { 0.04, 0.01, 0.0 }, { 0.01, 0.09, 0.02 }, { 0.0, 0.02, 0.16 } }, [0.05, 0.06, 0.07]);
+            return Task.FromResult(full.Restrict(instruments));
+        }
+
+        public Task<IReadOnlyDictionary<string, double>> HalfSpreadsAsync(IReadOnlyList<string> instruments, CancellationToken cancellationToken) =>
+            Task.FromResult<IReadOnlyDictionary<string, double>>(new Dictionary<string, double>());
+    }
+
+    [Fact]
+    public async Task One_estimate_serves_every_later_request_it_covers()
+    {
+        var inner = new CountingMarket();
+        var shared = new SharedMarketData(inner);
+        var all = await shared.EstimateCovarianceAsync(["A", "B", "C"], 250, CancellationToken.None);
+        var pair = await shared.EstimateCovarianceAsync(["C", "A"], 250, CancellationToken.None);
+        Assert.Single(inner.Requests);
+        Assert.Equal(0.16, pair.AnnualCovariance[0, 0]);
+        Assert.Equal(0.0, pair.AnnualCovariance[0, 1]);
+        Assert.Equal(0.04, pair.AnnualCovariance[1, 1]);
+        Assert.Equal([0.07, 0.05], pair.AnnualMeans);
+        Assert.Same(all, await shared.EstimateCovarianceAsync(["A", "B", "C"], 250, CancellationToken.None));
+
+        // Another lookback is another estimate.
+        await shared.EstimateCovarianceAsync(["A"], 60, CancellationToken.None);
+        Assert.Equal(2, shared.Fetches);
+    }
+
+    [Fact]
+    public async Task A_computed_model_its_volatility_limit_and_the_optimiser_share_one_covariance()
+    {
+        // Inverse volatility over A, B (σ 20 %, 30 %): 0.9 × (5, 3.33)/(8.33) = 0.54, 0.36; a 15 % volatility limit
+        // then scales the invested share; the optimiser trades the same universe. One estimate is fetched.
+        var inner = new CountingMarket();
+        var market = new SharedMarketData(inner);
+        var policy = new TargetPolicy(new Dictionary<string, double> { ["A"] = 0.45, ["B"] = 0.45 }, 0.02, 0, 0, RebalanceTarget.Target, 0m, new Dictionary<string, decimal>(), 10,
+            Optimizer: new OptimizerPolicy(OptimizerObjective.TrackingError, 1, 10, 1, new Dictionary<string, decimal>(), null, null, new Dictionary<string, (double, double)>(), 0, []),
+            Limits: new RiskLimits(0, 0.15, 0),
+            Model: new TargetModelSpec(TargetModel.InverseVolatility));
+        var (resolved, reasons) = await PlanComposer.ResolvePolicyAsync(policy, market, CancellationToken.None);
+        Assert.Equal(0.54 / 0.9, resolved.Targets["A"] / (resolved.Targets["A"] + resolved.Targets["B"]), 12);
+        Assert.Contains(reasons, r => r.Rule == PlanComposer.TargetModelRule);
+        Assert.Equal(0.15, RiskLimitRules.Volatility(resolved.Targets, resolved.RiskModel!), 9);
+
+        var snapshot = new PortfolioSnapshot("p", [], 100_000m, 1);
+        var marks = new Dictionary<string, InstrumentMark> { ["A"] = InstrumentMark.Spot(100m), ["B"] = InstrumentMark.Spot(50m) };
+        var composed = await PlanComposer.ComposeAsync(snapshot, resolved, marks, force: true, market, TimeProvider.System, CancellationToken.None);
+        Assert.NotNull(composed.Optimized);
+        Assert.True(composed.Proposal.HasTrades);
+        Assert.Single(inner.Requests);
+    }
+}
