@@ -99,4 +99,50 @@ public class LiquidationGuardTests
         Assert.Throws<ArgumentException>(() => PortfolioLedger.ApplyLoanLeg(portfolio, GuardAction.Repay, "nope", "EUR", 1m, "EUR"));
         Assert.Throws<ArgumentException>(() => PortfolioLedger.ApplyLoanLeg(portfolio, GuardAction.SupplyCollateral, "L1", "BTC", 1m, "EUR"));
     }
+
+    [Fact]
+    public void Debt_owed_in_an_instrument_is_repaid_in_its_units_from_holdings_then_bought_with_cash_then_with_sold_collateral()
+    {
+        // 2 BTC at 30,000 (LT 0.8) against 20 ETH at 2,000: A = 48,000, D = 40,000, HF 1.2 < 1.3; no costs.
+        var prices = new Dictionary<string, decimal> { ["BTC"] = 30_000m, ["ETH"] = 2_000m };
+        var band = new HealthFactorBand(Target: 1.5, RepayBelow: 1.3, BoostAbove: 0, EmergencyBelow: 0);
+        var portfolio = new PortfolioSnapshot("p", [new Holding("ETH", 3m)], 1_000m, 1,
+            [new Loan("L1", "LEND", [new LoanCollateral("BTC", 2m, 0.8)], 20m, DebtAsset: "ETH")], "EUR");
+        Assert.Equal(["BTC", "ETH"], portfolio.LoanInstruments.Order());
+        var plan = LiquidationGuard.Plan(portfolio, prices, "EUR", band, costRate: 0m);
+
+        // (0) the 3 held ETH repay (D 34,000, HF 1.4118); (1) 1,000 of cash buys 0.5 ETH and repays it (D 33,000);
+        // (3) sell u = ⌈(1.5 × 33,000 − 48,000 + 1.5 × 1e-8 × 2,000) / 0.7 / 30,000⌉ = 0.07142858 BTC, buy
+        // ⌊2,142.8574 / 2,000⌋ = 1.0714287 ETH with the proceeds and repay it: HF 46,285.71408 / 30,857.1426 = 1.5000000058.
+        Assert.Equal(
+            [(GuardAction.Repay, "ETH", 3m), (GuardAction.Buy, "ETH", 0.5m), (GuardAction.Repay, "ETH", 0.5m),
+             (GuardAction.WithdrawCollateral, "BTC", 0.07142858m), (GuardAction.Sell, "BTC", 0.07142858m), (GuardAction.Buy, "ETH", 1.0714287m), (GuardAction.Repay, "ETH", 1.0714287m)],
+            plan.Legs.Select(l => (l.Action, l.Asset, l.Quantity)));
+        Assert.Contains("repay 3 ETH from holdings: health factor 1.2000 → 1.4118", plan.Legs[0].Reason);
+
+        var after = LiquidationGuard.Apply(portfolio, plan, "EUR", 0m);
+        var loan = after.LoanList.Single();
+        Assert.Equal(20m - 3m - 0.5m - 1.0714287m, loan.Debt);
+        Assert.Equal(46_285.71408 / 30_857.1426, MarkedLoan.Mark(loan, a => prices[a]).HealthFactor, 12);
+        Assert.Equal(0m, after.Cash);                               // 1,000 spent on ETH, the sale's 2,142.8574 on ETH too
+        Assert.Equal(0m, after.QuantityOf("ETH"));
+        Assert.Throws<ArgumentException>(() => PortfolioLedger.ApplyLoanLeg(portfolio, GuardAction.Repay, "L1", "EUR", 1m, "EUR")); // it owes ETH
+    }
+
+    [Fact]
+    public void Above_the_boost_level_borrowed_units_of_the_debt_asset_are_sold_to_buy_collateral()
+    {
+        // 2 BTC at 30,000 (LT 0.8) against 5 ETH at 2,000: A = 48,000, D = 10,000, HF 4.8 > 2. Target 1.5, no costs:
+        // borrow b with 48,000 + 0.8·b = 1.5 (10,000 + b) → b = 33,000 / 0.7 = 47,142.857… → 23.57142857 ETH.
+        var prices = new Dictionary<string, decimal> { ["BTC"] = 30_000m, ["ETH"] = 2_000m };
+        var portfolio = new PortfolioSnapshot("p", [], 0m, 1, [new Loan("L1", "LEND", [new LoanCollateral("BTC", 2m, 0.8)], 5m, DebtAsset: "ETH")], "EUR");
+        var plan = LiquidationGuard.Plan(portfolio, prices, "EUR", new HealthFactorBand(1.5, 1.3, 2.0, 0), 0m);
+        Assert.Equal([GuardAction.Borrow, GuardAction.Sell, GuardAction.Buy, GuardAction.SupplyCollateral], plan.Legs.Select(l => l.Action));
+        Assert.Equal(23.57142857m, plan.Legs[0].Quantity);
+        Assert.Equal(("ETH", 23.57142857m), (plan.Legs[1].Asset, plan.Legs[1].Quantity));
+        Assert.Equal(("BTC", 1.57142857m), (plan.Legs[2].Asset, plan.Legs[2].Quantity));
+        var after = LiquidationGuard.Apply(portfolio, plan, "EUR", 0m);
+        Assert.Equal(1.5, MarkedLoan.Mark(after.LoanList.Single(), a => prices[a]).HealthFactor, 6);
+        Assert.True(after.Cash >= 0m);
+    }
 }

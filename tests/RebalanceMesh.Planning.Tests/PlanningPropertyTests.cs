@@ -82,8 +82,11 @@ public class PlanningPropertyTests
         }).Check(Runs);
     }
 
-    /// <summary>A random loan: collateral units, price, threshold, debt; free cash and held units of the collateral.</summary>
-    public sealed record LoanCase(decimal Units, decimal Price, double Threshold, decimal Debt, decimal Cash, decimal Held, double Target, double Cost);
+    /// <summary>
+    /// A random loan: collateral units, price, threshold, debt value; free cash and held units of the collateral; and,
+    /// when <paramref name="DebtPrice"/> is set, debt owed in units of an instrument Y at that price (with held Y units).
+    /// </summary>
+    public sealed record LoanCase(decimal Units, decimal Price, double Threshold, decimal Debt, decimal Cash, decimal Held, double Target, double Cost, decimal? DebtPrice, decimal HeldDebt);
 
     private static readonly Gen<LoanCase> Loans =
         from units in Gen.Choose(1, 1_000).Select(u => (decimal)u)
@@ -94,22 +97,38 @@ public class PlanningPropertyTests
         from held in Gen.Choose(0, 200).Select(h => (decimal)h)
         from target in Gen.Choose(110, 300).Select(t => t / 100.0)
         from cost in Gen.Elements(0.0, 0.001, 0.005)
-        select new LoanCase(units, price, threshold, decimal.Round(units * price * leverage, 2), cash, held, target, cost);
+        from debtPrice in Gen.OneOf(Gen.Constant((decimal?)null), Gen.Choose(1, 400_000).Select(p => (decimal?)(p / 100m)))
+        from heldDebt in Gen.Choose(0, 50).Select(h => (decimal)h)
+        let debtValue = units * price * leverage
+        select new LoanCase(units, price, threshold,
+            debtPrice is { } dp ? decimal.Round(debtValue / dp, 8) : decimal.Round(debtValue, 2),
+            cash, held, target, cost, debtPrice, debtPrice is null ? 0 : heldDebt);
 
     [Fact]
     public void The_guard_restores_the_target_health_factor_whenever_it_says_it_can()
     {
         Prop.ForAll(Loans.ToArbitrary(), c =>
         {
-            var portfolio = new PortfolioSnapshot("p", c.Held > 0 ? [new Holding("X", c.Held)] : [], c.Cash, 1,
-                [new Loan("L", "LEND", [new LoanCollateral("X", c.Units, c.Threshold)], c.Debt)], "EUR");
+            var holdings = new List<Holding>();
+            if (c.Held > 0)
+            {
+                holdings.Add(new Holding("X", c.Held));
+            }
+
+            if (c.HeldDebt > 0)
+            {
+                holdings.Add(new Holding("Y", c.HeldDebt));
+            }
+
+            var portfolio = new PortfolioSnapshot("p", holdings, c.Cash, 1,
+                [new Loan("L", "LEND", [new LoanCollateral("X", c.Units, c.Threshold)], c.Debt, c.DebtPrice is null ? string.Empty : "Y")], "EUR");
             var band = new HealthFactorBand(c.Target, c.Target, 0, 0);
-            var prices = new Dictionary<string, decimal> { ["X"] = c.Price };
+            var prices = new Dictionary<string, decimal> { ["X"] = c.Price, ["Y"] = c.DebtPrice ?? 1m };
             var plan = LiquidationGuard.Plan(portfolio, prices, "EUR", band, (decimal)c.Cost);
             var after = LiquidationGuard.Apply(portfolio, plan, "EUR", (decimal)c.Cost);
-            var hf = MarkedLoan.Mark(after.LoanList[0], a => a == "EUR" ? 1m : c.Price).HealthFactor;
+            var hf = MarkedLoan.Mark(after.LoanList[0], a => a == "EUR" ? 1m : prices[a]).HealthFactor;
             var unreachable = plan.Reasons.Any(r => r.Message.Contains("out of reach", StringComparison.Ordinal));
-            var cashOk = after.Cash >= 0 && after.Holdings.All(h => h.Quantity >= 0) && after.LoanList[0].Collateral[0].Quantity >= 0;
+            var cashOk = after.Cash >= 0 && after.Holdings.All(h => h.Quantity >= 0) && after.LoanList[0].Collateral[0].Quantity >= 0 && after.LoanList[0].Debt >= 0;
             return cashOk && (unreachable || hf >= c.Target - 1e-9);
         }).Check(Runs);
     }

@@ -50,14 +50,21 @@ public sealed class PlanningServiceTests : IClassFixture<RedisServer>, IAsyncLif
             PortfolioId = "has space",
             BaseCurrency = "eur",
             Cash = new DecimalValue { Value = "-5" },
-            Positions = { new Position { InstrumentId = "DAX", Quantity = new DecimalValue { Value = "ten" } }, new Position { InstrumentId = "DAX", Quantity = 1m, Venue = "no/such venue" } },
+            Positions =
+            {
+                new Position { InstrumentId = "DAX", Quantity = new DecimalValue { Value = "ten" } },
+                new Position { InstrumentId = "DAX", Quantity = 1m, Venue = "no/such venue" },
+                new Position { InstrumentId = "DAX", Quantity = 2m }, // the default account again
+                new Position { InstrumentId = "DAX", Quantity = 3m, Venue = "SIM-B" }, // another account: fine
+            },
         };
         var fields = await RpcAssert.InvalidArgumentAsync(() => _client.UpsertPortfolioAsync(new UpsertPortfolioRequest { Portfolio = bad }).ResponseAsync, "portfolio.portfolio_id");
         Assert.Contains("portfolio.base_currency", fields);
         Assert.Contains("portfolio.cash", fields);
         Assert.Contains("portfolio.positions[0].quantity", fields);
-        Assert.Contains("portfolio.positions[1].instrument_id", fields);
+        Assert.Contains("portfolio.positions[2].instrument_id", fields);
         Assert.Contains("portfolio.positions[1].venue", fields);
+        Assert.DoesNotContain(fields, f => f.StartsWith("portfolio.positions[3]", StringComparison.Ordinal));
         await RpcAssert.InvalidArgumentAsync(() => _client.UpsertPortfolioAsync(new UpsertPortfolioRequest()).ResponseAsync, "portfolio");
 
         // Numbers that would overflow decimal arithmetic later are refused at the door.
@@ -151,7 +158,8 @@ public sealed class PlanningServiceTests : IClassFixture<RedisServer>, IAsyncLif
     public async Task Loans_and_the_health_factor_band_are_validated()
     {
         var bad = WithLoan(Portfolio());
-        bad.Loans.Add(new Loan { LoanId = "L1", Venue = "", Debt = { new LoanDebt { Asset = "USD", Quantity = 1m } } });
+        bad.Loans.Add(new Loan { LoanId = "L1", Venue = "", Debt = { new LoanDebt { Asset = "no such asset", Quantity = 1m } } });
+        bad.Loans[0].Debt[0].Asset = "DAX"; // owed and pledged at once
         bad.Loans[0].Collateral.Add(new LoanCollateral { Asset = "DAX", Quantity = 1m, LiquidationThreshold = 1.5 });
         var fields = await RpcAssert.InvalidArgumentAsync(() => _client.UpsertPortfolioAsync(new UpsertPortfolioRequest { Portfolio = bad, ExpectedVersion = -1 }).ResponseAsync, "portfolio.loans[1].loan_id");
         Assert.Contains("portfolio.loans[1].venue", fields);
@@ -159,9 +167,17 @@ public sealed class PlanningServiceTests : IClassFixture<RedisServer>, IAsyncLif
         Assert.Contains("portfolio.loans[1].debt[0].asset", fields);
         Assert.Contains("portfolio.loans[0].collateral[1].asset", fields);
         Assert.Contains("portfolio.loans[0].collateral[1].liquidation_threshold", fields);
+        Assert.Contains("portfolio.loans[0].debt[0].asset", fields);
 
         var stored = (await _client.UpsertPortfolioAsync(new UpsertPortfolioRequest { Portfolio = WithLoan(Portfolio()), ExpectedVersion = -1 })).Portfolio;
         Assert.Equal(300m, stored.Loans.Single().Debt.Single().Quantity.ToDecimal());
+
+        // Debt may be owed in an instrument (units of it), and survives the round trip.
+        var owesSmi = WithLoan(Portfolio());
+        owesSmi.Loans[0].Debt[0] = new LoanDebt { Asset = "SMI", Quantity = 0.25m };
+        var storedSmi = (await _client.UpsertPortfolioAsync(new UpsertPortfolioRequest { Portfolio = owesSmi, ExpectedVersion = stored.Version })).Portfolio;
+        Assert.Equal(("SMI", 0.25m), (storedSmi.Loans[0].Debt[0].Asset, storedSmi.Loans[0].Debt[0].Quantity.ToDecimal()));
+        Assert.Equal("SMI", storedSmi.ToDomain().LoanList[0].DebtAsset);
 
         var policy = new Policy
         {
@@ -310,7 +326,7 @@ public sealed class PlanningServiceTests : IClassFixture<RedisServer>, IAsyncLif
             PortfolioId = "p1",
             Status = PlanStatus.Approved,
             CreatedAt = now,
-            Legs = { new PlanLeg { LegId = "L1", InstrumentId = "DAX", Side = Side.Buy, Quantity = 2m, FilledQuantity = 0m, Fees = 0m, Status = LegStatus.Pending } },
+            Legs = { new PlanLeg { LegId = "L1", InstrumentId = "DAX", Side = Side.Buy, Quantity = 2m, FilledQuantity = 0m, Fees = 0m, Status = LegStatus.Pending, Venue = "SIM-A" } },
         }, "k1");
 
         var report = new ExecutionReport
@@ -355,7 +371,7 @@ public sealed class PlanningServiceTests : IClassFixture<RedisServer>, IAsyncLif
         Assert.Null(stored.Valuation);
         var portfolio = stored.Portfolio;
         Assert.Equal(12m, portfolio.Positions.Single(p => p.InstrumentId == "DAX").Quantity.ToDecimal());
-        Assert.Equal("SIM-A", portfolio.Positions.Single(p => p.InstrumentId == "DAX").Venue); // a fill keeps the position's account
+        Assert.Equal("SIM-A", portfolio.Positions.Single(p => p.InstrumentId == "DAX").Venue); // booked in the leg's account
         Assert.Equal(1_000m - 200m - 0.5m, portfolio.Cash.ToDecimal());
         var plan = (await _client.GetPlanAsync(new GetPlanRequest { PlanId = "plan-1" })).Plan;
         Assert.Equal(PlanStatus.Executing, plan.Status);

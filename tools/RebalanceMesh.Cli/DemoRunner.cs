@@ -61,7 +61,19 @@ public sealed class DemoRunner(MeshState mesh, string spansDirectory, TextWriter
         {
             var quantity = decimal.Floor(capital * weight / prices[instrument]);
             invested += quantity * prices[instrument];
-            portfolio.Positions.Add(new Position { InstrumentId = instrument, Quantity = quantity });
+            if (instrument != "DAX")
+            {
+                portfolio.Positions.Add(new Position { InstrumentId = instrument, Quantity = quantity });
+                continue;
+            }
+
+            // DAX sits in three accounts: the custodian (default account, 15 of the 55 %), and 20 % each on the SIM-A and
+            // SIM-C exchange accounts. Its sell is split over the exchange accounts and sold on those venues.
+            var onA = decimal.Floor(quantity * 20m / 55m);
+            var onC = decimal.Floor(quantity * 20m / 55m);
+            portfolio.Positions.Add(new Position { InstrumentId = instrument, Quantity = quantity - onA - onC });
+            portfolio.Positions.Add(new Position { InstrumentId = instrument, Quantity = onA, Venue = "SIM-A" });
+            portfolio.Positions.Add(new Position { InstrumentId = instrument, Quantity = onC, Venue = "SIM-C" });
         }
 
         // The overlay, held in the derivatives account on SIM-B: 100 protective DAX puts (bought with cash) and a short
@@ -88,7 +100,7 @@ public sealed class DemoRunner(MeshState mesh, string spansDirectory, TextWriter
         policy.NoTradeInstruments.Add(daxPerp.InstrumentId);
         await planning.SetPolicyAsync(new SetPolicyRequest { Policy = policy }, cancellationToken: cancellationToken);
         output.WriteLine();
-        output.WriteLine($"Portfolio {portfolioId}: 1,000,000 EUR at 55/15/15/10 % DAX/SMI/CAC/FTSE; policy 24 % each, ±5 pp or ±25 % bands.");
+        output.WriteLine($"Portfolio {portfolioId}: 1,000,000 EUR at 55/15/15/10 % DAX/SMI/CAC/FTSE (DAX over three accounts: custodian, SIM-A, SIM-C); policy 24 % each, ±5 pp or ±25 % bands.");
         output.WriteLine($"Overlay (valued by pricing, left alone by the policy): 100 {daxPut.InstrumentId} (91-day put), -50 DAX-PERP (short perpetual).");
         var before = await planning.GetPortfolioAsync(new GetPortfolioRequest { PortfolioId = portfolioId }, cancellationToken: cancellationToken);
         foreach (var position in before.Valuation.Positions.Where(p => p.Kind is InstrumentKind.Option or InstrumentKind.Perpetual))
@@ -201,7 +213,7 @@ public static class PlanPrinter
         foreach (var leg in plan.Legs)
         {
             output.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"  {leg.Sequence,2}. {leg.Side.ToString().ToUpperInvariant(),-4} {leg.Quantity.Value,8} {leg.InstrumentId,-5} @ {leg.ReferencePrice.Value,-10} ≈ {leg.EstimatedNotional.Value,14} EUR  weight {leg.WeightBefore:P2} → {leg.WeightAfter:P2}"));
+                $"  {leg.Sequence,2}. {leg.Side.ToString().ToUpperInvariant(),-4} {leg.Quantity.Value,8} {leg.InstrumentId,-5} @ {leg.ReferencePrice.Value,-10} ≈ {leg.EstimatedNotional.Value,14} EUR  weight {leg.WeightBefore:P2} → {leg.WeightAfter:P2}{(leg.Venue.Length > 0 ? $"  [account {leg.Venue}]" : string.Empty)}"));
         }
 
         if (plan.Risk is { } risk)

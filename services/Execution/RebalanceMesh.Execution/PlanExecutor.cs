@@ -122,7 +122,9 @@ public sealed class PlanExecutor(
         decimal? limit = plan.MaxSlippageBps > 0 && DecimalValue.TryParse(state.ArrivalPrice, out var arrivalPrice) && arrivalPrice > 0
             ? SlippageLimit.For(side, arrivalPrice, plan.MaxSlippageBps)
             : null;
-        var venues = options.Value.Venues;
+        // A leg that names an account (venue) trades only there: units held on a venue are sold on it.
+        IReadOnlyList<VenueSpec> venues = leg.Venue.Length > 0 ? options.Value.Venues.Where(v => v.VenueId == leg.Venue).ToArray() : options.Value.Venues;
+        activity?.SetTag("execution.account", leg.Venue);
         var excluded = new HashSet<string>(StringComparer.Ordinal);
         string? limitStop = null;
         // Immediate: one slice. TWAP: equal slices at equal intervals; slices already filled (an earlier delivery) are
@@ -213,7 +215,10 @@ public sealed class PlanExecutor(
             r.ShortfallVsPlanBps = state.ShortfallVsPlanBps;
             r.Message = done
                 ? $"filled {state.FilledQuantity.Value} at {state.AveragePrice.Value}, shortfall {state.ShortfallBps:F2} bps"
-                : limitStop ?? (quotes.Length == 0 ? "no venue quotes the instrument" : "every venue rejected the remainder");
+                : limitStop ?? (venues.Count == 0 ? $"the leg trades in account {leg.Venue}, which is not a venue execution trades on"
+                    : quotes.Length == 0 ? "no venue quotes the instrument"
+                    : leg.Venue.Length > 0 ? $"venue {leg.Venue}, which holds the account, rejected the remainder or does not quote the instrument"
+                    : "every venue rejected the remainder");
         }, cancellationToken);
     }
 

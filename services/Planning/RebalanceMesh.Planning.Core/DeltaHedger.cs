@@ -20,7 +20,7 @@ public sealed record HedgeRule(string Underlying, string HedgeInstrument, double
 
 /// <summary>One hedge trade and why.</summary>
 /// <param name="Multiplier">Contract multiplier of the hedge instrument (for the margined ledger).</param>
-public sealed record HedgeLeg(string Underlying, string Instrument, TradeSide Side, decimal Quantity, decimal Price, decimal Multiplier, double DeltaBefore, double DeltaAfter, string Reason);
+public sealed record HedgeLeg(string Underlying, string Instrument, TradeSide Side, decimal Quantity, decimal Price, decimal Multiplier, double DeltaBefore, double DeltaAfter, string Reason, string Venue = "");
 
 /// <summary>
 /// Keeps the net delta per underlying — spot, options and delta-one positions together, each position's delta from
@@ -77,7 +77,8 @@ public static class DeltaHedger
 
             var after = (delta + ((double)quantity * hedge.DeltaExposure)) / nav;
             legs.Add(new HedgeLeg(rule.Underlying, rule.HedgeInstrument, quantity > 0 ? TradeSide.Buy : TradeSide.Sell, Math.Abs(quantity), hedge.UnitPrice / hedge.Multiplier, hedge.Multiplier, weight, after,
-                string.Create(CultureInfo.InvariantCulture, $"hedge {rule.Underlying}: {(quantity > 0 ? "buy" : "sell")} {Math.Abs(quantity)} {rule.HedgeInstrument}, net delta {weight:P2} → {after:P2} of net value")));
+                string.Create(CultureInfo.InvariantCulture, $"hedge {rule.Underlying}: {(quantity > 0 ? "buy" : "sell")} {Math.Abs(quantity)} {rule.HedgeInstrument}, net delta {weight:P2} → {after:P2} of net value"),
+                marked.Find(rule.HedgeInstrument)?.Accounts is [var account, ..] ? account.Venue : string.Empty));
         }
 
         return (legs, reasons, ripcord);

@@ -11,12 +11,12 @@ public sealed record MarkedLoan(Loan Loan, decimal CollateralValue, decimal Adju
 
     public decimal Equity => CollateralValue - Debt;
 
-    /// <summary>Values a loan with unit prices of its assets (the base currency is worth 1).</summary>
+    /// <summary>Values a loan with unit prices of its assets (the base currency is worth 1); <see cref="Debt"/> is the debt's value.</summary>
     public static MarkedLoan Mark(Loan loan, Func<string, decimal> priceOf)
     {
         var value = loan.Collateral.Sum(c => c.Quantity * priceOf(c.Asset));
         var adjusted = loan.Collateral.Sum(c => c.Quantity * priceOf(c.Asset) * (decimal)c.LiquidationThreshold);
-        return new MarkedLoan(loan, value, adjusted, loan.Debt);
+        return new MarkedLoan(loan, value, adjusted, loan.OwesCash ? loan.Debt : loan.Debt * priceOf(loan.DebtAsset));
     }
 }
 
@@ -70,7 +70,7 @@ public static class LiquidationGuard
         var reasons = new List<DriftReason>();
         var emergency = false;
         var cash = portfolio.Cash;
-        var held = portfolio.Holdings.ToDictionary(h => h.InstrumentId, h => h.Quantity, StringComparer.Ordinal);
+        var held = portfolio.Holdings.GroupBy(h => h.InstrumentId, StringComparer.Ordinal).ToDictionary(g => g.Key, g => g.Sum(h => h.Quantity), StringComparer.Ordinal);
         var target = (decimal)band.Target;
 
         foreach (var marked in portfolio.LoanList.Select(l => MarkedLoan.Mark(l, PriceOf)).Where(m => m.Debt > 0).OrderBy(m => m.HealthFactor))
@@ -86,16 +86,51 @@ public static class LiquidationGuard
             decimal a = marked.Adjusted, d = marked.Debt;
             string Hf() => (d > 0 ? a / d : 0m).ToString("F4", CultureInfo.InvariantCulture);
 
+            // Debt in the base currency is repaid with cash; debt in an instrument is repaid in its units, bought with
+            // cash (each conversion pays the cost rate) unless the portfolio already holds them.
+            var debtAsset = loan.OwesCash ? baseCurrency : loan.DebtAsset;
+            var debtPrice = PriceOf(debtAsset);
+            var conversion = loan.OwesCash ? 1 - costRate : (1 - costRate) * (1 - costRate); // debt value repaid per unit of collateral value sold
+            void Repay(decimal units, string why)
+            {
+                var before = Hf();
+                d -= units * debtPrice;
+                legs.Add(new GuardLeg(GuardAction.Repay, loan.LoanId, loan.Venue, debtAsset, units, debtPrice,
+                    $"repay {(loan.OwesCash ? units.ToString("F2", CultureInfo.InvariantCulture) : $"{Units(units)} {debtAsset}")} {why}: health factor {before} → {Hf()}"));
+            }
+
             if (below)
             {
-                // (1) Repay from free cash.
-                var repay = Math.Min(Ceiling(d - (a / target), 2), Math.Max(cash, 0));
-                if (repay > 0)
+                // (0) Repay with units of the debt asset the portfolio holds.
+                if (!loan.OwesCash)
                 {
-                    var before = Hf();
-                    d -= repay;
-                    cash -= repay;
-                    legs.Add(new GuardLeg(GuardAction.Repay, loan.LoanId, loan.Venue, baseCurrency, repay, 1m, $"repay {repay.ToString("F2", CultureInfo.InvariantCulture)} from free cash: health factor {before} → {Hf()}"));
+                    var units = Math.Min(Ceiling((d - (a / target)) / debtPrice, 8), Math.Max(held.GetValueOrDefault(debtAsset), 0));
+                    if (units > 0)
+                    {
+                        held[debtAsset] = held.GetValueOrDefault(debtAsset) - units;
+                        Repay(units, "from holdings");
+                    }
+                }
+
+                // (1) Repay from free cash (buying the debt asset first when it is not cash).
+                if (a < target * d && cash > 0)
+                {
+                    if (loan.OwesCash)
+                    {
+                        var repay = Math.Min(Ceiling(d - (a / target), 2), cash);
+                        cash -= repay;
+                        Repay(repay, "from free cash");
+                    }
+                    else
+                    {
+                        var units = Math.Min(Ceiling((d - (a / target)) / debtPrice, 8), decimal.Round(cash * (1 - costRate) / debtPrice, 8, MidpointRounding.ToZero));
+                        if (units > 0)
+                        {
+                            cash -= units * debtPrice * (1 + costRate);
+                            legs.Add(new GuardLeg(GuardAction.Buy, loan.LoanId, loan.Venue, debtAsset, units, debtPrice, $"buy {Units(units)} {debtAsset} with free cash to repay"));
+                            Repay(units, "bought with free cash");
+                        }
+                    }
                 }
 
                 // (2) Add collateral the loan accepts from holdings, highest threshold first.
@@ -120,9 +155,9 @@ public static class LiquidationGuard
                         $"add {Units(units)} {collateral.Asset} from holdings as collateral: health factor {before} → {Hf()}"));
                 }
 
-                // (3) Deleverage: sell collateral and repay, lowest threshold first.
+                // (3) Deleverage: sell collateral and repay (through the debt asset when it is not cash), lowest threshold first.
                 var pledged = loan.Collateral.ToDictionary(c => c.Asset, c => c.Quantity, StringComparer.Ordinal);
-                foreach (var collateral in loan.Collateral.Where(c => c.Asset != baseCurrency).OrderBy(c => c.LiquidationThreshold))
+                foreach (var collateral in loan.Collateral.Where(c => c.Asset != baseCurrency && c.Asset != debtAsset).OrderBy(c => c.LiquidationThreshold))
                 {
                     if (a >= target * d)
                     {
@@ -131,28 +166,35 @@ public static class LiquidationGuard
 
                     var price = PriceOf(collateral.Asset);
                     var lt = (decimal)collateral.LiquidationThreshold;
-                    var denominator = (target * (1 - costRate)) - lt;
+                    var denominator = (target * conversion) - lt;
                     if (denominator <= 0)
                     {
                         continue;
                     }
 
-                    // The repayment is rounded down to cents; sell enough more that the cent does not leave HF short.
-                    var units = Math.Min(Ceiling(((target * d) - a + (target * 0.01m)) / denominator / price, 8), pledged[collateral.Asset]);
+                    // The repayment is rounded down (cents, or 1e-8 units); sell enough more that it does not leave HF short.
+                    var slack = target * (loan.OwesCash ? 0.01m : 0.00000001m * debtPrice);
+                    var units = Math.Min(Ceiling(((target * d) - a + slack) / denominator / price, 8), pledged[collateral.Asset]);
                     if (units <= 0)
                     {
                         continue;
                     }
 
-                    var before = Hf();
-                    var proceeds = Math.Min(decimal.Round(units * price * (1 - costRate), 2, MidpointRounding.ToZero), d);
+                    var proceeds = units * price * (1 - costRate);
                     a -= units * price * lt;
-                    d -= proceeds;
                     pledged[collateral.Asset] -= units;
                     legs.Add(new GuardLeg(GuardAction.WithdrawCollateral, loan.LoanId, loan.Venue, collateral.Asset, units, price, $"withdraw {Units(units)} {collateral.Asset} to sell"));
                     legs.Add(new GuardLeg(GuardAction.Sell, loan.LoanId, loan.Venue, collateral.Asset, units, price, $"sell {Units(units)} {collateral.Asset} to repay debt"));
-                    legs.Add(new GuardLeg(GuardAction.Repay, loan.LoanId, loan.Venue, baseCurrency, proceeds, 1m,
-                        $"repay {proceeds.ToString("F2", CultureInfo.InvariantCulture)} from the sale: health factor {before} → {Hf()}"));
+                    if (loan.OwesCash)
+                    {
+                        Repay(Math.Min(decimal.Round(proceeds, 2, MidpointRounding.ToZero), d), "from the sale");
+                    }
+                    else
+                    {
+                        var bought = Math.Min(decimal.Round(proceeds * (1 - costRate) / debtPrice, 8, MidpointRounding.ToZero), d / debtPrice);
+                        legs.Add(new GuardLeg(GuardAction.Buy, loan.LoanId, loan.Venue, debtAsset, bought, debtPrice, $"buy {Units(bought)} {debtAsset} with the proceeds"));
+                        Repay(bought, "bought with the sale");
+                    }
                 }
 
                 if (a < target * d)
@@ -163,8 +205,9 @@ public static class LiquidationGuard
             }
             else if (above)
             {
-                // Boost: borrow, buy the highest-threshold collateral, supply it.
-                var best = loan.Collateral.Where(c => c.Asset != baseCurrency).OrderByDescending(c => c.LiquidationThreshold).FirstOrDefault();
+                // Boost: borrow, buy the highest-threshold collateral (selling borrowed units first when the debt is not
+                // cash), supply it.
+                var best = loan.Collateral.Where(c => c.Asset != baseCurrency && c.Asset != debtAsset).OrderByDescending(c => c.LiquidationThreshold).FirstOrDefault();
                 if (best is null)
                 {
                     continue;
@@ -172,18 +215,27 @@ public static class LiquidationGuard
 
                 var price = PriceOf(best.Asset);
                 var lt = (decimal)best.LiquidationThreshold;
-                var denominator = target - ((1 - costRate) * lt);
-                var borrow = denominator > 0 ? decimal.Round((a - (target * d)) / denominator, 2, MidpointRounding.ToZero) : 0m;
-                var units = decimal.Round(borrow * (1 - costRate) / price, 8, MidpointRounding.ToZero);
+                var denominator = target - (conversion * lt);
+                var borrowValue = denominator > 0 ? (a - (target * d)) / denominator : 0m;
+                var borrow = loan.OwesCash
+                    ? decimal.Round(borrowValue, 2, MidpointRounding.ToZero)
+                    : decimal.Round(borrowValue / debtPrice, 8, MidpointRounding.ToZero);
+                var units = decimal.Round(borrow * debtPrice * conversion / price, 8, MidpointRounding.ToZero);
                 if (borrow <= 0 || units <= 0)
                 {
                     continue;
                 }
 
                 var before = Hf();
-                d += borrow;
+                d += borrow * debtPrice;
                 a += units * price * lt;
-                legs.Add(new GuardLeg(GuardAction.Borrow, loan.LoanId, loan.Venue, baseCurrency, borrow, 1m, $"borrow {borrow.ToString("F2", CultureInfo.InvariantCulture)} against the collateral"));
+                legs.Add(new GuardLeg(GuardAction.Borrow, loan.LoanId, loan.Venue, debtAsset, borrow, debtPrice,
+                    loan.OwesCash ? $"borrow {borrow.ToString("F2", CultureInfo.InvariantCulture)} against the collateral" : $"borrow {Units(borrow)} {debtAsset} against the collateral"));
+                if (!loan.OwesCash)
+                {
+                    legs.Add(new GuardLeg(GuardAction.Sell, loan.LoanId, loan.Venue, debtAsset, borrow, debtPrice, $"sell the borrowed {Units(borrow)} {debtAsset}"));
+                }
+
                 legs.Add(new GuardLeg(GuardAction.Buy, loan.LoanId, loan.Venue, best.Asset, units, price, $"buy {Units(units)} {best.Asset} with it"));
                 legs.Add(new GuardLeg(GuardAction.SupplyCollateral, loan.LoanId, loan.Venue, best.Asset, units, price,
                     $"supply {Units(units)} {best.Asset}: health factor {before} → {Hf()}"));

@@ -34,21 +34,34 @@ public sealed record InstrumentMark(decimal UnitPrice, bool Margined = false, de
     public static InstrumentMark Spot(decimal price) => new(price, DeltaExposure: (double)price);
 }
 
-/// <summary>The positions, cash and loans of a portfolio at one version.</summary>
+/// <summary>
+/// The positions, cash and loans of a portfolio at one version. An instrument may be held in several accounts, once
+/// per account (venue).
+/// </summary>
 public sealed record PortfolioSnapshot(string PortfolioId, IReadOnlyList<Holding> Holdings, decimal Cash, long Version, IReadOnlyList<Loan>? Loans = null, string BaseCurrency = "")
 {
     public IReadOnlyList<Loan> LoanList => Loans ?? [];
 
-    /// <summary>Instruments pledged to loans (the base currency, cash collateral, excluded).</summary>
-    public IEnumerable<string> CollateralInstruments =>
-        LoanList.SelectMany(l => l.Collateral).Select(c => c.Asset).Where(a => a != BaseCurrency).Distinct(StringComparer.Ordinal);
+    /// <summary>Units of an instrument over every account.</summary>
+    public decimal QuantityOf(string instrument) => Holdings.Where(h => h.InstrumentId == instrument).Sum(h => h.Quantity);
+
+    /// <summary>Instruments pledged to or owed by loans (the base currency excluded).</summary>
+    public IEnumerable<string> LoanInstruments =>
+        LoanList.SelectMany(l => l.Collateral.Select(c => c.Asset).Append(l.DebtAsset)).Where(a => a.Length > 0 && a != BaseCurrency).Distinct(StringComparer.Ordinal);
 }
 
 /// <summary>One asset pledged to a loan: an instrument, or the base currency for cash collateral.</summary>
 public sealed record LoanCollateral(string Asset, decimal Quantity, double LiquidationThreshold);
 
-/// <summary>A collateralised loan on a lending venue; its debt is in the portfolio's base currency.</summary>
-public sealed record Loan(string LoanId, string Venue, IReadOnlyList<LoanCollateral> Collateral, decimal Debt);
+/// <summary>
+/// A collateralised loan on a lending venue. <paramref name="Debt"/> is owed in units of <paramref name="DebtAsset"/>
+/// (an instrument, for example ETH borrowed against BTC); empty is the portfolio's base currency.
+/// </summary>
+public sealed record Loan(string LoanId, string Venue, IReadOnlyList<LoanCollateral> Collateral, decimal Debt, string DebtAsset = "")
+{
+    /// <summary>True when the debt is owed in the base currency.</summary>
+    public bool OwesCash => DebtAsset.Length == 0;
+}
 
 /// <summary>The liquidation guard's band (see <see cref="LiquidationGuard"/>); zero disables boost and emergency.</summary>
 public sealed record HealthFactorBand(double Target, double RepayBelow, double BoostAbove, double EmergencyBelow);
@@ -114,7 +127,8 @@ public sealed record DeltaBand(string Underlying, double Target, double Toleranc
 /// One position marked to market; a margined one is worth its unrealised profit and is never traded by weight.
 /// <paramref name="DeltaExposure"/> is the position's exposure to <paramref name="Underlying"/> in the base currency.
 /// </summary>
-public sealed record MarkedPosition(string InstrumentId, decimal Quantity, decimal Price, decimal MarketValue, double Weight, bool Margined = false, double DeltaExposure = 0, string? Underlying = null)
+/// <param name="Accounts">Where the quantity is held: per account (venue; empty is the default account), largest first.</param>
+public sealed record MarkedPosition(string InstrumentId, decimal Quantity, decimal Price, decimal MarketValue, double Weight, bool Margined = false, double DeltaExposure = 0, string? Underlying = null, IReadOnlyList<AccountQuantity>? Accounts = null)
 {
     /// <summary>The underlying its delta refers to: the instrument itself for spot.</summary>
     public string UnderlyingId => Underlying ?? InstrumentId;
@@ -123,7 +137,10 @@ public sealed record MarkedPosition(string InstrumentId, decimal Quantity, decim
     public bool IsSpot => !Margined && UnderlyingId == InstrumentId;
 }
 
-/// <summary>A portfolio marked to market: positions (held or targeted), cash and net value.</summary>
+/// <summary>The quantity of an instrument held in one account (a venue; empty is the default account).</summary>
+public sealed record AccountQuantity(string Venue, decimal Quantity);
+
+/// <summary>A portfolio marked to market: positions (held or targeted, summed over accounts), cash and net value.</summary>
 public sealed record MarkedPortfolio(IReadOnlyList<MarkedPosition> Positions, decimal Cash, decimal NetValue)
 {
     public double CashWeight => NetValue != 0 ? (double)(Cash / NetValue) : 0;
@@ -140,7 +157,10 @@ public sealed record DriftEvaluation(IReadOnlyList<DriftReason> Reasons, double 
     public bool Breached => Reasons.Any(r => r.Breached);
 }
 
-/// <summary>A planned trade.</summary>
+/// <summary>
+/// A planned trade. <paramref name="Venue"/> is the account it trades in: a sell of units held on a venue is sold
+/// there, a buy into an account is bought there; empty is the default account, tradable on any venue.
+/// </summary>
 public sealed record PlannedLeg(
     string LegId,
     int Sequence,
@@ -151,7 +171,8 @@ public sealed record PlannedLeg(
     decimal Notional,
     decimal EstimatedCost,
     double WeightBefore,
-    double WeightAfter);
+    double WeightAfter,
+    string Venue = "");
 
 /// <summary>The trades of a rebalance and why they were chosen; <paramref name="Rounding"/> when lots were chosen by CP-SAT.</summary>
 public sealed record RebalanceProposal(DriftEvaluation Evaluation, IReadOnlyList<PlannedLeg> Legs, decimal NetValue, decimal EstimatedCost, double Turnover, decimal CashAfter, RoundingResult? Rounding = null)

@@ -4,10 +4,11 @@ namespace RebalanceMesh.Planning.Core;
 public static class PortfolioLedger
 {
     /// <summary>
-    /// A buy adds quantity and pays notional plus fee; a sell removes quantity and receives notional less fee.
-    /// Positions that reach zero are removed.
+    /// A buy adds quantity to the account and pays notional plus fee; a sell removes quantity from it and receives
+    /// notional less fee. Positions that reach zero are removed.
     /// </summary>
-    public static PortfolioSnapshot ApplyFill(PortfolioSnapshot portfolio, string instrument, TradeSide side, decimal quantity, decimal price, decimal fee)
+    /// <param name="venue">The account (venue) the fill is booked in; empty is the default account.</param>
+    public static PortfolioSnapshot ApplyFill(PortfolioSnapshot portfolio, string instrument, TradeSide side, decimal quantity, decimal price, decimal fee, string venue = "")
     {
         if (quantity <= 0 || price <= 0 || fee < 0)
         {
@@ -15,17 +16,27 @@ public static class PortfolioLedger
         }
 
         var signed = side == TradeSide.Buy ? quantity : -quantity;
-        var holdings = portfolio.Holdings.ToDictionary(h => h.InstrumentId, StringComparer.Ordinal);
-        var before = holdings.GetValueOrDefault(instrument) ?? new Holding(instrument, 0m);
-        holdings[instrument] = before with { Quantity = before.Quantity + signed };
+        var holdings = Accounts(portfolio);
+        var key = (instrument, venue);
+        var before = holdings.GetValueOrDefault(key) ?? new Holding(instrument, 0m, Venue: venue);
+        holdings[key] = before with { Quantity = before.Quantity + signed };
         var cash = portfolio.Cash - (signed * price) - fee;
-        var updated = holdings.Values.Where(h => h.Quantity != 0).OrderBy(h => h.InstrumentId, StringComparer.Ordinal).ToArray();
-        return portfolio with { Holdings = updated, Cash = cash };
+        return portfolio with { Holdings = Ordered(holdings), Cash = cash };
     }
 
+    /// <summary>Holdings by (instrument, account).</summary>
+    private static Dictionary<(string Instrument, string Venue), Holding> Accounts(PortfolioSnapshot portfolio) =>
+        portfolio.Holdings.ToDictionary(h => (h.InstrumentId, h.Venue));
+
+    /// <summary>Non-zero holdings by instrument, then account.</summary>
+    private static Holding[] Ordered(Dictionary<(string Instrument, string Venue), Holding> holdings) =>
+        holdings.Values.Where(h => h.Quantity != 0).OrderBy(h => h.InstrumentId, StringComparer.Ordinal).ThenBy(h => h.Venue, StringComparer.Ordinal).ToArray();
+
     /// <summary>
-    /// Applies a completed loan leg: repay takes cash and reduces debt; borrow the reverse; supply moves held units (or
-    /// cash, for the base currency) into the loan's collateral; withdraw the reverse.
+    /// Applies a completed loan leg: repay takes cash (or units of the debt asset) and reduces debt; borrow the reverse;
+    /// supply moves held units (or
+    /// cash, for the base currency) into the loan's collateral — from the default account first, then the largest
+    /// accounts; withdraw returns them to the default account.
     /// </summary>
     public static PortfolioSnapshot ApplyLoanLeg(PortfolioSnapshot portfolio, GuardAction action, string loanId, string asset, decimal quantity, string baseCurrency)
     {
@@ -43,7 +54,7 @@ public static class PortfolioLedger
 
         var loan = loans[index];
         var cash = portfolio.Cash;
-        var holdings = portfolio.Holdings.ToDictionary(h => h.InstrumentId, StringComparer.Ordinal);
+        var holdings = Accounts(portfolio);
         void Hold(decimal change)
         {
             if (asset == baseCurrency)
@@ -52,8 +63,25 @@ public static class PortfolioLedger
                 return;
             }
 
-            var before = holdings.GetValueOrDefault(asset) ?? new Holding(asset, 0m);
-            holdings[asset] = before with { Quantity = before.Quantity + change };
+            // Taking units out: the default account, then the accounts holding most; what they lack comes out of the
+            // default account (below zero, as a fill would). Putting units back: the default account.
+            var sources = change < 0
+                ? holdings.Values.Where(h => h.InstrumentId == asset && h.Quantity > 0).OrderBy(h => h.Venue.Length == 0 ? 0 : 1).ThenByDescending(h => h.Quantity).ToList()
+                : [];
+            var remaining = change;
+            foreach (var source in sources)
+            {
+                var take = Math.Max(remaining, -source.Quantity);
+                holdings[(asset, source.Venue)] = source with { Quantity = source.Quantity + take };
+                remaining -= take;
+                if (remaining == 0)
+                {
+                    return;
+                }
+            }
+
+            var before = holdings.GetValueOrDefault((asset, "")) ?? new Holding(asset, 0m);
+            holdings[(asset, "")] = before with { Quantity = before.Quantity + remaining };
         }
 
         Loan Pledge(decimal change)
@@ -71,12 +99,14 @@ public static class PortfolioLedger
 
         switch (action)
         {
+            case GuardAction.Repay or GuardAction.Borrow when asset != (loan.OwesCash ? baseCurrency : loan.DebtAsset):
+                throw new ArgumentException($"Loan '{loanId}' owes {(loan.OwesCash ? baseCurrency : loan.DebtAsset)}, not {asset}.", nameof(asset));
             case GuardAction.Repay:
-                cash -= quantity;
+                Hold(-quantity);
                 loan = loan with { Debt = loan.Debt - quantity };
                 break;
             case GuardAction.Borrow:
-                cash += quantity;
+                Hold(quantity);
                 loan = loan with { Debt = loan.Debt + quantity };
                 break;
             case GuardAction.SupplyCollateral:
@@ -92,16 +122,16 @@ public static class PortfolioLedger
         }
 
         loans[index] = loan;
-        var updated = holdings.Values.Where(h => h.Quantity != 0).OrderBy(h => h.InstrumentId, StringComparer.Ordinal).ToArray();
-        return portfolio with { Holdings = updated, Cash = cash, Loans = loans };
+        return portfolio with { Holdings = Ordered(holdings), Cash = cash, Loans = loans };
     }
 
     /// <summary>
     /// A fill of a margined contract (perpetual, future): no notional changes hands. Adding to a position moves its
     /// entry price to the quantity-weighted average; reducing it realises (price − entry) × closed × multiplier into
-    /// cash (flipping sides opens the rest at the fill price); the fee is paid in cash.
+    /// cash (flipping sides opens the rest at the fill price); the fee is paid in cash. Each account (venue) keeps its
+    /// own position and entry price.
     /// </summary>
-    public static PortfolioSnapshot ApplyMarginedFill(PortfolioSnapshot portfolio, string instrument, TradeSide side, decimal quantity, decimal price, decimal fee, decimal multiplier)
+    public static PortfolioSnapshot ApplyMarginedFill(PortfolioSnapshot portfolio, string instrument, TradeSide side, decimal quantity, decimal price, decimal fee, decimal multiplier, string venue = "")
     {
         if (quantity <= 0 || price <= 0 || fee < 0 || multiplier <= 0)
         {
@@ -109,8 +139,9 @@ public static class PortfolioLedger
         }
 
         var signed = side == TradeSide.Buy ? quantity : -quantity;
-        var holdings = portfolio.Holdings.ToDictionary(h => h.InstrumentId, StringComparer.Ordinal);
-        var before = holdings.GetValueOrDefault(instrument) ?? new Holding(instrument, 0m);
+        var holdings = Accounts(portfolio);
+        var key = (instrument, venue);
+        var before = holdings.GetValueOrDefault(key) ?? new Holding(instrument, 0m, Venue: venue);
         var held = before.Quantity;
         var entry = before.EntryPrice ?? price;
         var cash = portfolio.Cash - fee;
@@ -126,9 +157,8 @@ public static class PortfolioLedger
             newEntry = quantity > Math.Abs(held) ? price : entry;
         }
 
-        holdings[instrument] = before with { Quantity = held + signed, EntryPrice = held + signed == 0 ? null : newEntry };
-        var updated = holdings.Values.Where(h => h.Quantity != 0).OrderBy(h => h.InstrumentId, StringComparer.Ordinal).ToArray();
-        return portfolio with { Holdings = updated, Cash = cash };
+        holdings[key] = before with { Quantity = held + signed, EntryPrice = held + signed == 0 ? null : newEntry };
+        return portfolio with { Holdings = Ordered(holdings), Cash = cash };
     }
 
     /// <summary>Volume-weighted average price after adding a fill.</summary>

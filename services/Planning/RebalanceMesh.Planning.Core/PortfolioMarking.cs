@@ -2,7 +2,7 @@ using RebalanceMesh.Domain;
 
 namespace RebalanceMesh.Planning.Core;
 
-/// <summary>Marks a portfolio to market over the union of held and targeted instruments.</summary>
+/// <summary>Marks a portfolio to market over the union of held and targeted instruments; each position sums its accounts.</summary>
 public static class PortfolioMarking
 {
     /// <summary>Marks with spot prices only (every instrument worth its price).</summary>
@@ -22,28 +22,28 @@ public static class PortfolioMarking
             throw new DomainException(DomainErrorKind.FailedPrecondition, $"No market price for {string.Join(", ", missing)}.");
         }
 
-        var holdings = portfolio.Holdings.ToDictionary(h => h.InstrumentId, StringComparer.Ordinal);
-        var values = instruments.Select(i => Value(holdings.GetValueOrDefault(i), prices[i])).ToArray();
+        var holdings = portfolio.Holdings.ToLookup(h => h.InstrumentId, StringComparer.Ordinal);
+        var values = instruments.Select(i => holdings[i].Sum(h => Value(h, prices[i]))).ToArray();
         var net = values.Sum() + portfolio.Cash;
-        var positions = instruments.Select((id, k) => new MarkedPosition(
-            id,
-            holdings.GetValueOrDefault(id)?.Quantity ?? 0m,
-            prices[id].UnitPrice,
-            values[k],
-            net != 0 ? (double)(values[k] / net) : 0,
-            prices[id].Margined,
-            (double)(holdings.GetValueOrDefault(id)?.Quantity ?? 0m) * prices[id].DeltaExposure,
-            prices[id].Underlying)).ToArray();
+        var positions = instruments.Select((id, k) =>
+        {
+            var quantity = holdings[id].Sum(h => h.Quantity);
+            return new MarkedPosition(
+                id,
+                quantity,
+                prices[id].UnitPrice,
+                values[k],
+                net != 0 ? (double)(values[k] / net) : 0,
+                prices[id].Margined,
+                (double)quantity * prices[id].DeltaExposure,
+                prices[id].Underlying,
+                holdings[id].Select(h => new AccountQuantity(h.Venue, h.Quantity)).OrderByDescending(a => Math.Abs(a.Quantity)).ThenBy(a => a.Venue, StringComparer.Ordinal).ToArray());
+        }).ToArray();
         return new MarkedPortfolio(positions, portfolio.Cash, net);
     }
 
-    private static decimal Value(Holding? holding, InstrumentMark mark)
+    private static decimal Value(Holding holding, InstrumentMark mark)
     {
-        if (holding is null)
-        {
-            return 0m;
-        }
-
         if (!mark.Margined)
         {
             return holding.Quantity * mark.UnitPrice;

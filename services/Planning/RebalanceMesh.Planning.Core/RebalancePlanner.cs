@@ -112,15 +112,27 @@ public static class RebalancePlanner
         }
 
         var legs = new List<PlannedLeg>();
-        var sequence = 0;
         foreach (var (position, quantity) in sells.OrderBy(s => s.Position.InstrumentId, StringComparer.Ordinal))
         {
-            legs.Add(Leg(++sequence, position, TradeSide.Sell, quantity, CostOf(position, quantity), portfolio.NetValue));
+            // Units are sold where they are held: one leg per account, largest first; the cost splits with the quantity.
+            var value = position.MarketValue;
+            var legCost = CostOf(position, quantity);
+            var parts = SplitSell(position, quantity);
+            var costLeft = legCost;
+            for (var k = 0; k < parts.Count; k++)
+            {
+                var partCost = k == parts.Count - 1 ? costLeft : decimal.Round(legCost * parts[k].Quantity / quantity, 8);
+                costLeft -= partCost;
+                var leg = Leg(legs.Count + 1, position, TradeSide.Sell, parts[k].Quantity, partCost, value, portfolio.NetValue, parts[k].Venue);
+                legs.Add(leg);
+                value -= leg.Notional;
+            }
         }
 
         foreach (var (position, quantity) in buys.OrderBy(b => b.Position.InstrumentId, StringComparer.Ordinal))
         {
-            legs.Add(Leg(++sequence, position, TradeSide.Buy, quantity, CostOf(position, quantity), portfolio.NetValue));
+            // A buy goes to the account that already holds most of the instrument (the default account when none does).
+            legs.Add(Leg(legs.Count + 1, position, TradeSide.Buy, quantity, CostOf(position, quantity), position.MarketValue, portfolio.NetValue, position.Accounts is [var main, ..] ? main.Venue : string.Empty));
         }
 
         var cost = legs.Sum(l => l.EstimatedCost);
@@ -136,7 +148,44 @@ public static class RebalancePlanner
     public static decimal RoundToLot(decimal quantity, decimal lot) =>
         lot <= 0 ? quantity : decimal.Truncate(quantity / lot) * lot;
 
-    private static PlannedLeg Leg(int sequence, MarkedPosition position, TradeSide side, decimal quantity, decimal cost, decimal netValue)
+    /// <summary>
+    /// Splits a sell over the accounts holding the instrument, largest first; what exceeds every account's units (a
+    /// short, or a lot rounded past the holding) is sold in the largest account (the default one when none holds it).
+    /// </summary>
+    public static IReadOnlyList<(string Venue, decimal Quantity)> SplitSell(MarkedPosition position, decimal quantity)
+    {
+        var parts = new List<(string Venue, decimal Quantity)>();
+        var remaining = quantity;
+        foreach (var account in (position.Accounts ?? []).Where(a => a.Quantity > 0))
+        {
+            if (remaining == 0)
+            {
+                break;
+            }
+
+            var part = Math.Min(account.Quantity, remaining);
+            parts.Add((account.Venue, part));
+            remaining -= part;
+        }
+
+        if (remaining > 0)
+        {
+            var venue = position.Accounts is [var main, ..] ? main.Venue : string.Empty;
+            var at = parts.FindIndex(p => p.Venue == venue);
+            if (at >= 0)
+            {
+                parts[at] = (venue, parts[at].Quantity + remaining);
+            }
+            else
+            {
+                parts.Add((venue, remaining));
+            }
+        }
+
+        return parts;
+    }
+
+    private static PlannedLeg Leg(int sequence, MarkedPosition position, TradeSide side, decimal quantity, decimal cost, decimal valueBefore, decimal netValue, string venue)
     {
         var notional = quantity * position.Price;
         var signed = side == TradeSide.Buy ? notional : -notional;
@@ -149,7 +198,8 @@ public static class RebalancePlanner
             position.Price,
             notional,
             cost,
-            position.Weight,
-            netValue != 0 ? (double)((position.MarketValue + signed) / netValue) : 0);
+            netValue != 0 ? (double)(valueBefore / netValue) : 0,
+            netValue != 0 ? (double)((valueBefore + signed) / netValue) : 0,
+            venue);
     }
 }

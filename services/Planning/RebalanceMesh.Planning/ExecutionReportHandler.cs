@@ -68,8 +68,8 @@ public sealed class ExecutionReportHandler(PlanningStore store, ILogger<Executio
     }
 
     /// <summary>
-    /// A fill of a trade leg moves the position and cash (for a margined contract, its entry price and realised
-    /// profit); a fill of a loan leg (repay, supply, withdraw, borrow) moves
+    /// A fill of a trade leg moves the position in the leg's account and cash (for a margined contract, its entry price
+    /// and realised profit); a fill of a loan leg (repay, supply, withdraw, borrow) moves
     /// cash, holdings, collateral and debt as the leg says. Either is applied once per fill id.
     /// </summary>
     private async Task ApplyFillAsync(ExecutionReport report, Fill fill, PlanLeg? leg)
@@ -88,6 +88,8 @@ public sealed class ExecutionReportHandler(PlanningStore store, ILogger<Executio
             throw new MalformedEventException($"Trade fill in report {report.ReportId} needs a side and a positive price.");
         }
 
+        // A trade is booked in the account its leg names (the venue holding the units; empty is the default account).
+        var account = leg?.Venue ?? string.Empty;
         Portfolio Apply(Portfolio portfolio)
         {
             try
@@ -95,8 +97,8 @@ public sealed class ExecutionReportHandler(PlanningStore store, ILogger<Executio
                 var snapshot = portfolio.ToDomain();
                 return portfolio.WithHoldings(
                     loanAction is { } action ? PortfolioLedger.ApplyLoanLeg(snapshot, action, leg!.LoanId, fill.InstrumentId, quantity, portfolio.BaseCurrency)
-                    : DecimalValue.TryParse(leg?.ContractMultiplier, out var multiplier) ? PortfolioLedger.ApplyMarginedFill(snapshot, fill.InstrumentId, fill.Side.ToDomain(), quantity, price, fee, multiplier)
-                    : PortfolioLedger.ApplyFill(snapshot, fill.InstrumentId, fill.Side.ToDomain(), quantity, price, fee));
+                    : DecimalValue.TryParse(leg?.ContractMultiplier, out var multiplier) ? PortfolioLedger.ApplyMarginedFill(snapshot, fill.InstrumentId, fill.Side.ToDomain(), quantity, price, fee, multiplier, account)
+                    : PortfolioLedger.ApplyFill(snapshot, fill.InstrumentId, fill.Side.ToDomain(), quantity, price, fee, account));
             }
             catch (ArgumentException ex)
             {

@@ -76,9 +76,9 @@ public sealed class PlanPipeline(
         return new MarketMarks(marks, response.Valuations.ToDictionary(v => v.InstrumentId, v => v.Kind, StringComparer.Ordinal));
     }
 
-    /// <summary>Instruments a portfolio is marked over: those held, pledged to its loans, and targeted by its policy.</summary>
+    /// <summary>Instruments a portfolio is marked over: those held, pledged to or owed by its loans, and targeted by its policy.</summary>
     public static string[] InstrumentsOf(PortfolioSnapshot snapshot, IEnumerable<string> targeted) =>
-        snapshot.Holdings.Select(h => h.InstrumentId).Concat(snapshot.CollateralInstruments).Concat(targeted).Distinct(StringComparer.Ordinal).ToArray();
+        snapshot.Holdings.Select(h => h.InstrumentId).Concat(snapshot.LoanInstruments).Concat(targeted).Distinct(StringComparer.Ordinal).ToArray();
 
     /// <summary>Instruments a portfolio is marked over under a policy: also its targets and hedge instruments.</summary>
     public static string[] InstrumentsOf(PortfolioSnapshot snapshot, TargetPolicy? policy) =>
@@ -205,25 +205,29 @@ public sealed class PlanPipeline(
     private async Task<RiskImpact> MeasureRiskAsync(PortfolioSnapshot snapshot, MarkedPortfolio marked, MarketMarks marks, RebalanceProposal proposal, CancellationToken cancellationToken)
     {
         // Spot holdings go with the price the plan used; derivatives go by id and risk values them through pricing
-        // (options revalued in full under each historical scenario). Each holding keeps its account, and a leg trades
-        // in the account that holds the instrument.
-        var held = snapshot.Holdings.ToDictionary(h => h.InstrumentId, StringComparer.Ordinal);
+        // (options revalued in full under each historical scenario). Each holding keeps its account, and each leg trades
+        // in the account it names; targeted instruments not yet held, and accounts a leg opens, start at zero.
         var request = new CompareRiskRequest
         {
             Cash = marked.Cash,
             Settings = new RiskSettings { HorizonDays = 1, ConfidenceLevels = { 0.99 }, Methods = { Contracts.Risk.V1.VarMethod.Historical } },
         };
-        request.Holdings.AddRange(marked.Positions.Select(p =>
+        var prices = marked.Positions.ToDictionary(p => p.InstrumentId, p => p.Price, StringComparer.Ordinal);
+        var rows = snapshot.Holdings
+            .Concat(marked.Positions.Where(p => p.Quantity == 0 && p.Accounts is not { Count: > 0 }).Select(p => new Core.Holding(p.InstrumentId, 0m)))
+            .Concat(proposal.Legs.Select(l => new Core.Holding(l.InstrumentId, 0m, Venue: l.Venue)))
+            .DistinctBy(h => (h.InstrumentId, h.Venue));
+        request.Holdings.AddRange(rows.Select(h =>
         {
-            var holding = new RiskHolding { InstrumentId = p.InstrumentId, Quantity = p.Quantity, Venue = held.GetValueOrDefault(p.InstrumentId)?.Venue ?? string.Empty };
-            if (held.GetValueOrDefault(p.InstrumentId)?.EntryPrice is { } entry)
+            var holding = new RiskHolding { InstrumentId = h.InstrumentId, Quantity = h.Quantity, Venue = h.Venue };
+            if (h.EntryPrice is { } entry)
             {
                 holding.EntryPrice = entry;
             }
 
-            if (marks.Kinds.GetValueOrDefault(p.InstrumentId, InstrumentKind.Spot) == InstrumentKind.Spot)
+            if (marks.Kinds.GetValueOrDefault(h.InstrumentId, InstrumentKind.Spot) == InstrumentKind.Spot && prices.TryGetValue(h.InstrumentId, out var price))
             {
-                holding.Price = p.Price;
+                holding.Price = price;
             }
 
             return holding;
@@ -232,7 +236,7 @@ public sealed class PlanPipeline(
         {
             InstrumentId = l.InstrumentId,
             QuantityChange = l.Side == TradeSide.Buy ? l.Quantity : -l.Quantity,
-            Venue = held.GetValueOrDefault(l.InstrumentId)?.Venue ?? string.Empty,
+            Venue = l.Venue,
         }));
         try
         {

@@ -32,13 +32,13 @@ public static class PlanningMapping
         check.OptionalDecimal(portfolio.Cash, path + ".cash", ValidationExtensions.DecimalRule.NonNegative, 0m, out _, ValidationExtensions.MaxCashMagnitude);
         ValidateLoans(check, portfolio, path);
         check.RequireCount(portfolio.Positions.Count, MaxPositions, path + ".positions");
-        var seen = new HashSet<string>(StringComparer.Ordinal);
+        var seen = new HashSet<(string Instrument, string Venue)>();
         for (var i = 0; i < portfolio.Positions.Count && i < MaxPositions; i++)
         {
             var position = portfolio.Positions[i];
             if (check.RequireIdentifier(position.InstrumentId, $"{path}.positions[{i}].instrument_id"))
             {
-                check.Require(seen.Add(position.InstrumentId), $"{path}.positions[{i}].instrument_id", "appears more than once");
+                check.Require(seen.Add((position.InstrumentId, position.Venue)), $"{path}.positions[{i}].instrument_id", "appears more than once in the same account (venue)");
             }
 
             check.RequireDecimal(position.Quantity, $"{path}.positions[{i}].quantity", ValidationExtensions.DecimalRule.Any, out _);
@@ -80,10 +80,14 @@ public static class PlanningMapping
                 check.Require(collateral.LiquidationThreshold is > 0 and <= 1, $"{at}.collateral[{k}].liquidation_threshold", "must be in (0, 1]");
             }
 
-            check.Require(loan.Debt.Count <= 1, at + ".debt", "at most one debt entry, in the base currency");
+            check.Require(loan.Debt.Count <= 1, at + ".debt", "at most one debt entry: the base currency or one instrument");
             for (var k = 0; k < loan.Debt.Count && k < 1; k++)
             {
-                check.Require(loan.Debt[k].Asset == portfolio.BaseCurrency, $"{at}.debt[{k}].asset", $"must be the base currency {portfolio.BaseCurrency} (other debt assets are not supported yet)");
+                if (check.RequireIdentifier(loan.Debt[k].Asset, $"{at}.debt[{k}].asset"))
+                {
+                    check.Require(!assets.Contains(loan.Debt[k].Asset), $"{at}.debt[{k}].asset", "cannot also be the loan's collateral");
+                }
+
                 check.RequireDecimal(loan.Debt[k].Quantity, $"{at}.debt[{k}].quantity", ValidationExtensions.DecimalRule.NonNegative, out _, ValidationExtensions.MaxCashMagnitude);
             }
         }
@@ -299,7 +303,8 @@ public static class PlanningMapping
             l.LoanId,
             l.Venue,
             l.Collateral.Select(c => new Core.LoanCollateral(c.Asset, c.Quantity.ToDecimal(), c.LiquidationThreshold)).ToArray(),
-            l.Debt.Sum(d => d.Quantity.ToDecimal()))).ToArray(),
+            l.Debt.Sum(d => d.Quantity.ToDecimal()),
+            l.Debt.Count > 0 && l.Debt[0].Asset != portfolio.BaseCurrency ? l.Debt[0].Asset : string.Empty)).ToArray(),
         portfolio.BaseCurrency);
 
     /// <summary>Writes positions and cash of <paramref name="snapshot"/> into a copy of <paramref name="portfolio"/>.</summary>
@@ -323,7 +328,7 @@ public static class PlanningMapping
         {
             var loan = new Contracts.Planning.V1.Loan { LoanId = l.LoanId, Venue = l.Venue };
             loan.Collateral.AddRange(l.Collateral.Select(c => new Contracts.Planning.V1.LoanCollateral { Asset = c.Asset, Quantity = c.Quantity, LiquidationThreshold = c.LiquidationThreshold }));
-            loan.Debt.Add(new LoanDebt { Asset = portfolio.BaseCurrency, Quantity = l.Debt });
+            loan.Debt.Add(new LoanDebt { Asset = l.OwesCash ? portfolio.BaseCurrency : l.DebtAsset, Quantity = l.Debt });
             return loan;
         }));
         return copy;
@@ -444,6 +449,7 @@ public static class PlanningMapping
         EstimatedCost = leg.EstimatedCost,
         WeightBefore = leg.WeightBefore,
         WeightAfter = leg.WeightAfter,
+        Venue = leg.Venue,
         FilledQuantity = 0m,
         Fees = 0m,
         Status = LegStatus.Pending,
@@ -472,6 +478,7 @@ public static class PlanningMapping
         EstimatedCost = decimal.Round(leg.Quantity * leg.Price * leg.Multiplier * costRate, 8),
         ContractMultiplier = leg.Multiplier,
         Hedge = true,
+        Venue = leg.Venue,
         Reason = leg.Reason,
         FilledQuantity = 0m,
         Fees = 0m,
@@ -512,7 +519,7 @@ public static class PlanningMapping
             _ => Side.Unspecified,
         },
         LoanId = leg.LoanId,
-        Venue = leg.Venue,
+        Venue = leg.Action is GuardAction.Sell or GuardAction.Buy ? string.Empty : leg.Venue, // trades: the default account
         Reason = leg.Reason,
         Quantity = leg.Quantity,
         ReferencePrice = leg.Price,

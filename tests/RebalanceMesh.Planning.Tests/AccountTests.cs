@@ -1,0 +1,89 @@
+using RebalanceMesh.Planning.Core;
+
+namespace RebalanceMesh.Planning.Tests;
+
+/// <summary>An instrument held in several accounts (venues): weights sum them, sells split over them, fills book to them.</summary>
+public class AccountTests
+{
+    private static readonly TargetPolicy HalfAndHalf = new(
+        new Dictionary<string, double> { ["A"] = 0.5, ["B"] = 0.5 }, 0.05, 0, 0, RebalanceTarget.Target, 0m, new Dictionary<string, decimal>(), 0);
+
+    private static readonly Dictionary<string, decimal> Prices = new() { ["A"] = 100m, ["B"] = 50m };
+
+    [Fact]
+    public void A_position_is_the_sum_of_its_accounts_largest_first()
+    {
+        // A: 30 in the default account, 40 on SIM-A, 10 on SIM-C = 80 × 100 = 8,000; B: 40 × 50 = 2,000; no cash.
+        var portfolio = new PortfolioSnapshot("p", [new Holding("A", 30m), new Holding("A", 40m, Venue: "SIM-A"), new Holding("A", 10m, Venue: "SIM-C"), new Holding("B", 40m)], 0m, 1);
+        var marked = PortfolioMarking.Mark(portfolio, HalfAndHalf, Prices);
+        var a = marked.Find("A")!;
+        Assert.Equal(80m, a.Quantity);
+        Assert.Equal(8_000m, a.MarketValue);
+        Assert.Equal(0.8, a.Weight, 12);
+        Assert.Equal([new AccountQuantity("SIM-A", 40m), new AccountQuantity("", 30m), new AccountQuantity("SIM-C", 10m)], a.Accounts);
+        Assert.Equal(80m, portfolio.QuantityOf("A"));
+    }
+
+    [Fact]
+    public void A_sell_is_split_over_the_accounts_largest_first_and_a_buy_goes_to_the_largest_account()
+    {
+        // To 50/50 of 10,000: sell 30 A (3,000), buy 60 B. SIM-A's 40 cover the sell alone; with SIM-A holding 20 the
+        // sell takes 20 there and 10 from the default account (30 > 10 on SIM-C).
+        var portfolio = new PortfolioSnapshot("p", [new Holding("A", 30m), new Holding("A", 40m, Venue: "SIM-A"), new Holding("A", 10m, Venue: "SIM-C"), new Holding("B", 40m, Venue: "SIM-B")], 0m, 1);
+        var proposal = RebalancePlanner.Propose(PortfolioMarking.Mark(portfolio, HalfAndHalf, Prices), HalfAndHalf, force: true);
+        Assert.Equal([("L1", "A", TradeSide.Sell, 30m, "SIM-A"), ("L2", "B", TradeSide.Buy, 60m, "SIM-B")],
+            proposal.Legs.Select(l => (l.LegId, l.InstrumentId, l.Side, l.Quantity, l.Venue)));
+
+        var smaller = portfolio with { Holdings = [new Holding("A", 50m), new Holding("A", 20m, Venue: "SIM-A"), new Holding("A", 10m, Venue: "SIM-C"), new Holding("B", 40m)] };
+        var split = RebalancePlanner.Propose(PortfolioMarking.Mark(smaller, HalfAndHalf, Prices), HalfAndHalf, force: true);
+        Assert.Equal([("L1", "A", 30m, ""), ("L2", "B", 60m, "")], split.Legs.Select(l => (l.LegId, l.InstrumentId, l.Quantity, l.Venue)));
+
+        var spread = portfolio with { Holdings = [new Holding("A", 25m), new Holding("A", 20m, Venue: "SIM-A"), new Holding("A", 35m, Venue: "SIM-C"), new Holding("B", 40m)] };
+        var three = RebalancePlanner.Propose(PortfolioMarking.Mark(spread, HalfAndHalf with { EstimatedCostBps = 10 }, Prices), HalfAndHalf with { EstimatedCostBps = 10 }, force: true);
+        var sells = three.Legs.Where(l => l.Side == TradeSide.Sell).ToArray();
+        Assert.Equal([("SIM-C", 30m)], sells.Select(l => (l.Venue, l.Quantity)));
+        Assert.Equal(3m, sells[0].EstimatedCost); // 10 bp of 3,000
+
+        // 80 A must go (to 0 % A): 35 on SIM-C, 25 in the default account, 20 on SIM-A — three legs, costs split.
+        var allOut = new TargetPolicy(new Dictionary<string, double> { ["B"] = 0.9 }, 0.05, 0, 0, RebalanceTarget.Target, 0m, new Dictionary<string, decimal>(), 10);
+        var out3 = RebalancePlanner.Propose(PortfolioMarking.Mark(spread, allOut, Prices), allOut, force: true);
+        var outSells = out3.Legs.Where(l => l.Side == TradeSide.Sell).ToArray();
+        Assert.Equal([("L1", "SIM-C", 35m), ("L2", "", 25m), ("L3", "SIM-A", 20m)], outSells.Select(l => (l.LegId, l.Venue, l.Quantity)));
+        Assert.Equal(8m, outSells.Sum(l => l.EstimatedCost)); // 10 bp of 8,000, split with the quantity
+        Assert.Equal(0.8, outSells[0].WeightBefore, 12);
+        Assert.Equal(0.45, outSells[0].WeightAfter, 12);
+        Assert.Equal(0.45, outSells[1].WeightBefore, 12);
+        Assert.Equal(0.0, outSells[2].WeightAfter, 12);
+    }
+
+    [Fact]
+    public void Fills_book_to_the_account_of_their_leg_and_margined_accounts_keep_their_own_entry()
+    {
+        var portfolio = new PortfolioSnapshot("p", [new Holding("A", 30m), new Holding("A", 40m, Venue: "SIM-A")], 1_000m, 1);
+        var sold = PortfolioLedger.ApplyFill(portfolio, "A", TradeSide.Sell, 40m, 100m, 1m, "SIM-A");
+        Assert.Equal([new Holding("A", 30m)], sold.Holdings); // the SIM-A account emptied and removed
+        Assert.Equal(1_000m + 4_000m - 1m, sold.Cash);
+        var bought = PortfolioLedger.ApplyFill(sold, "A", TradeSide.Buy, 5m, 100m, 0m, "SIM-C");
+        Assert.Equal([new Holding("A", 30m), new Holding("A", 5m, Venue: "SIM-C")], bought.Holdings);
+
+        // Perpetual shorts on two venues: each averages its own entry; closing one realises against its own entry.
+        var perps = new PortfolioSnapshot("p", [new Holding("X-PERP", -2m, 100m, "SIM-A"), new Holding("X-PERP", -1m, 120m, "SIM-B")], 0m, 1);
+        var added = PortfolioLedger.ApplyMarginedFill(perps, "X-PERP", TradeSide.Sell, 2m, 110m, 0m, 1m, "SIM-A");
+        Assert.Equal([new Holding("X-PERP", -4m, 105m, "SIM-A"), new Holding("X-PERP", -1m, 120m, "SIM-B")], added.Holdings);
+        var closed = PortfolioLedger.ApplyMarginedFill(added, "X-PERP", TradeSide.Buy, 1m, 110m, 0m, 1m, "SIM-B");
+        Assert.Equal(10m, closed.Cash); // short 1 from 120 bought back at 110
+        Assert.Equal([new Holding("X-PERP", -4m, 105m, "SIM-A")], closed.Holdings);
+    }
+
+    [Fact]
+    public void Collateral_is_supplied_from_the_default_account_first_then_the_largest_and_withdrawn_to_the_default()
+    {
+        var loan = new Loan("L", "LEND", [new LoanCollateral("A", 10m, 0.8)], 500m);
+        var portfolio = new PortfolioSnapshot("p", [new Holding("A", 3m), new Holding("A", 4m, Venue: "SIM-A"), new Holding("A", 6m, Venue: "SIM-C")], 0m, 1, [loan], "EUR");
+        var supplied = PortfolioLedger.ApplyLoanLeg(portfolio, GuardAction.SupplyCollateral, "L", "A", 8m, "EUR");
+        Assert.Equal([new Holding("A", 4m, Venue: "SIM-A"), new Holding("A", 1m, Venue: "SIM-C")], supplied.Holdings); // 3 default, then 5 of SIM-C's 6
+        Assert.Equal(18m, supplied.LoanList[0].Collateral[0].Quantity);
+        var withdrawn = PortfolioLedger.ApplyLoanLeg(supplied, GuardAction.WithdrawCollateral, "L", "A", 2m, "EUR");
+        Assert.Contains(new Holding("A", 2m), withdrawn.Holdings);
+    }
+}
