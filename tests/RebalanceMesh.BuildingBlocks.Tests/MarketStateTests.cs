@@ -57,4 +57,26 @@ public sealed class MarketStateTests(RedisServer redis) : IClassFixture<RedisSer
         Assert.Equal((DailyClose.DayOf(Now), 10.0), (close.Day, close.Close));
         Assert.Equal(new DateOnly(2026, 11, 25), close.Date);
     }
+
+    [Fact]
+    public async Task A_batch_spanning_several_days_closes_each_day_at_its_last_consolidated_mid()
+    {
+        // Venue B quoted Z yesterday-but-two before the batch; the batch backfills A over three days.
+        var store = Store();
+        await store.WriteQuotesAsync([new Quote { Venue = "B", InstrumentId = "Z", Bid = 95m, Ask = 105m, Timestamp = Now.AddDays(-3).ToTimestamp() }]);
+        await store.WriteQuotesAsync(
+        [
+            new Quote { Venue = "A", InstrumentId = "Z", Bid = 98m, Ask = 104m, Timestamp = Now.AddDays(-2).AddHours(-1).ToTimestamp() },
+            new Quote { Venue = "A", InstrumentId = "Z", Bid = 99m, Ask = 103m, Timestamp = Now.AddDays(-2).ToTimestamp() },
+            new Quote { Venue = "A", InstrumentId = "Z", Bid = 100m, Ask = 106m, Timestamp = Now.AddDays(-1).ToTimestamp() },
+            new Quote { Venue = "A", InstrumentId = "Z", Bid = 101m, Ask = 102m, Timestamp = Now.ToTimestamp() },
+        ]);
+
+        // Day −2 closes on its last quote with B's: best bid 99, best ask 103 → 101; day −1: bid 100, ask 105 → 102.5;
+        // today: bid 101, ask 102 → 101.5. The day before the batch keeps B's own close.
+        var today = DailyClose.DayOf(Now);
+        Assert.Equal(
+            [new DailyClose(today - 3, 100), new DailyClose(today - 2, 101), new DailyClose(today - 1, 102.5), new DailyClose(today, 101.5)],
+            await store.GetDailyClosesAsync("Z", 10));
+    }
 }

@@ -198,6 +198,71 @@ public sealed class TargetModelMeshTests(ITestOutputHelper output) : MeshTest(ou
     }
 }
 
+/// <summary>Cash in another currency: valued at pricing's quote of the currency, never spent on trades, risk-measured.</summary>
+[Trait("Category", "Integration")]
+[Collection(MeshProcesses.Name)]
+public sealed class ForeignCashMeshTests(ITestOutputHelper output) : MeshTest(output)
+{
+    [Fact]
+    public async Task Foreign_cash_counts_in_the_net_value_and_its_risk_but_only_base_cash_pays_for_trades()
+    {
+        // USD as a spot instrument quoted in EUR, with thirty daily closes (a feed connector would stream these).
+        using var pricingChannel = Grpc.Net.Client.GrpcChannel.ForAddress(Mesh.Service("pricing").GrpcUrl);
+        var pricing = new RebalanceMesh.Contracts.Pricing.V1.PricingService.PricingServiceClient(pricingChannel);
+        await pricing.UpsertInstrumentsAsync(new RebalanceMesh.Contracts.Pricing.V1.UpsertInstrumentsRequest
+        {
+            Instruments = { new Instrument { InstrumentId = "USD", Kind = InstrumentKind.Spot, QuoteCurrency = "EUR" } },
+        });
+        using (var ingest = pricing.IngestQuotes())
+        {
+            var now = DateTimeOffset.UtcNow;
+            for (var day = 29; day >= 0; day--)
+            {
+                var mid = 0.92m + (0.004m * (day % 5)) - 0.008m;
+                await ingest.RequestStream.WriteAsync(new RebalanceMesh.Contracts.Pricing.V1.IngestQuotesRequest
+                {
+                    Quote = new Quote { Venue = "FX", InstrumentId = "USD", Bid = mid - 0.0005m, Ask = mid + 0.0005m, BidSize = 1_000_000m, AskSize = 1_000_000m, Timestamp = Google.Protobuf.WellKnownTypes.Timestamp.FromDateTimeOffset(now.AddDays(-day).AddSeconds(-1)) },
+                });
+            }
+
+            await ingest.RequestStream.CompleteAsync();
+            Assert.Equal(30, (await ingest.ResponseAsync).AcceptedCount);
+        }
+
+        var planning = PlanningClient();
+        await planning.UpsertPortfolioAsync(new UpsertPortfolioRequest
+        {
+            Portfolio = new Portfolio { PortfolioId = "fx", BaseCurrency = "EUR", Cash = 100_000m, CashBalances = { new CashBalance { Currency = "USD", Amount = 50_000m } } },
+            ExpectedVersion = -1,
+        });
+        var policy = new Policy { PortfolioId = "fx", AbsoluteBand = 0.05, MinTradeNotional = 100m, EstimatedCostBps = 10 };
+        policy.Targets.AddRange(new[] { "DAX", "CAC" }.Select(id => new TargetWeight { InstrumentId = id, Weight = 0.45 }));
+        await planning.SetPolicyAsync(new SetPolicyRequest { Policy = policy });
+
+        var plan = await PreviewWhenPricedAsync(planning, new PreviewRebalanceRequest { PortfolioId = "fx" });
+        var valued = await planning.GetPortfolioAsync(new GetPortfolioRequest { PortfolioId = "fx" });
+        var usd = valued.Valuation.CashBalances.Single();
+        Assert.Equal(0.92m - 0.008m, usd.Rate.ToDecimal()); // the last close's mid (day 0)
+        Assert.Equal(50_000m * usd.Rate.ToDecimal(), usd.Value.ToDecimal());
+        Assert.Equal(100_000m + usd.Value.ToDecimal(), valued.Valuation.NetValue.ToDecimal());
+        Assert.Equal((double)(usd.Value.ToDecimal() / valued.Valuation.NetValue.ToDecimal()), usd.Weight, 12);
+
+        // 45 % of ~146,000 each is more than the 100,000 EUR: the buys are scaled to the base cash, costs included.
+        Assert.All(plan.Legs, l => Assert.Equal(Side.Buy, l.Side));
+        var spent = plan.Legs.Sum(l => l.EstimatedNotional.ToDecimal() + l.EstimatedCost.ToDecimal());
+        Assert.InRange(spent, 90_000m, 100_000m);
+
+        // The plan's risk and risk's own assessment both carry the dollars as an exchange-rate position.
+        Assert.True(plan.Risk.UnavailableReason.Length == 0, plan.Risk.UnavailableReason);
+        using var riskChannel = Grpc.Net.Client.GrpcChannel.ForAddress(Mesh.Service("risk").GrpcUrl);
+        var risk = new RebalanceMesh.Contracts.Risk.V1.RiskService.RiskServiceClient(riskChannel);
+        var assessed = await risk.AssessPortfolioAsync(new RebalanceMesh.Contracts.Risk.V1.AssessPortfolioRequest { PortfolioId = "fx" });
+        var dollars = assessed.Positions.Single(p => p.InstrumentId == "USD");
+        Assert.Equal((double)usd.Value.ToDecimal(), dollars.MarketValue, 6);
+        Assert.True(dollars.AnnualVolatility > 0, "thirty closes give the currency a volatility");
+    }
+}
+
 /// <summary>The cost-aware optimiser through planning: covariance from risk, spreads from pricing's quotes.</summary>
 [Trait("Category", "Integration")]
 [Collection(MeshProcesses.Name)]

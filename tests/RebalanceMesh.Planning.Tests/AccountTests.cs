@@ -86,4 +86,30 @@ public class AccountTests
         var withdrawn = PortfolioLedger.ApplyLoanLeg(supplied, GuardAction.WithdrawCollateral, "L", "A", 2m, "EUR");
         Assert.Contains(new Holding("A", 2m), withdrawn.Holdings);
     }
+
+    [Fact]
+    public void Foreign_cash_counts_in_the_net_value_and_the_cash_target_but_only_base_cash_buys()
+    {
+        // 2,000 EUR and 5,000 USD at 0.9 (4,500 EUR); 30 A at 100. NAV 9,500: A 31.58 %, cash 68.42 % in all.
+        var policy = new TargetPolicy(new Dictionary<string, double> { ["A"] = 0.8 }, 0.05, 0, 0, RebalanceTarget.Target, 0m, new Dictionary<string, decimal>(), 0);
+        var portfolio = new PortfolioSnapshot("p", [new Holding("A", 30m)], 2_000m, 1, CashBalances: [new CashBalance("USD", 5_000m)]);
+        var marks = new Dictionary<string, decimal> { ["A"] = 100m, ["USD"] = 0.9m };
+        var marked = PortfolioMarking.Mark(portfolio, policy, marks);
+        Assert.Equal(9_500m, marked.NetValue);
+        var usd = Assert.Single(marked.ForeignCash!);
+        Assert.Equal(("USD", 5_000m, 0.9m, 4_500m), (usd.Currency, usd.Amount, usd.Rate, usd.Value));
+        Assert.Equal(4_500.0 / 9_500, usd.Weight, 12);
+        Assert.Equal(2_000.0 / 9_500, marked.CashWeight, 12);
+        Assert.Equal(6_500.0 / 9_500, marked.TotalCashWeight, 12);
+        Assert.Equal(((0.8 - (3_000.0 / 9_500)) + ((6_500.0 / 9_500) - 0.2)) / 2, DriftEvaluator.Evaluate(marked, policy).TotalDrift, 12);
+
+        // To 80 % A = 7,600 means buying 46 A (4,600), but only the 2,000 EUR pay: 20 A.
+        var proposal = RebalancePlanner.Propose(marked, policy, force: true);
+        Assert.Equal([(TradeSide.Buy, 20m)], proposal.Legs.Select(l => (l.Side, l.Quantity)));
+        Assert.Equal(0m, proposal.CashAfter);
+
+        // Without a quote for the currency there is no valuation.
+        var missing = Assert.Throws<RebalanceMesh.Domain.DomainException>(() => PortfolioMarking.Mark(portfolio, policy, new Dictionary<string, decimal> { ["A"] = 100m }));
+        Assert.Contains("USD", missing.Message);
+    }
 }

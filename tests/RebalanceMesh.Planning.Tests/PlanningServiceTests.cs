@@ -57,6 +57,12 @@ public sealed class PlanningServiceTests : IClassFixture<RedisServer>, IAsyncLif
                 new Position { InstrumentId = "DAX", Quantity = 2m }, // the default account again
                 new Position { InstrumentId = "DAX", Quantity = 3m, Venue = "SIM-B" }, // another account: fine
             },
+            CashBalances =
+            {
+                new CashBalance { Currency = "usd", Amount = 1m },
+                new CashBalance { Currency = "CHF", Amount = new DecimalValue { Value = "-1" } },
+                new CashBalance { Currency = "CHF", Amount = 1m },
+            },
         };
         var fields = await RpcAssert.InvalidArgumentAsync(() => _client.UpsertPortfolioAsync(new UpsertPortfolioRequest { Portfolio = bad }).ResponseAsync, "portfolio.portfolio_id");
         Assert.Contains("portfolio.base_currency", fields);
@@ -65,6 +71,9 @@ public sealed class PlanningServiceTests : IClassFixture<RedisServer>, IAsyncLif
         Assert.Contains("portfolio.positions[2].instrument_id", fields);
         Assert.Contains("portfolio.positions[1].venue", fields);
         Assert.DoesNotContain(fields, f => f.StartsWith("portfolio.positions[3]", StringComparison.Ordinal));
+        Assert.Contains("portfolio.cash_balances[0].currency", fields);
+        Assert.Contains("portfolio.cash_balances[1].amount", fields);
+        Assert.Contains("portfolio.cash_balances[2].currency", fields); // CHF twice
         await RpcAssert.InvalidArgumentAsync(() => _client.UpsertPortfolioAsync(new UpsertPortfolioRequest()).ResponseAsync, "portfolio");
 
         // Numbers that would overflow decimal arithmetic later are refused at the door.

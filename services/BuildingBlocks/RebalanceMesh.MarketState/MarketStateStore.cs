@@ -69,7 +69,8 @@ public sealed class MarketStateStore(IConnectionMultiplexer redis, IOptions<Mark
 
     /// <summary>
     /// Stores validated quotes: latest per venue, the new consolidated price of each instrument touched, and
-    /// today's close. Returns the consolidated prices that changed.
+    /// today's close (and, for a batch spanning several days, each earlier day's close). Returns the consolidated
+    /// prices that changed.
     /// </summary>
     public async Task<IReadOnlyList<ConsolidatedPrice>> WriteQuotesAsync(IReadOnlyList<Quote> quotes)
     {
@@ -79,6 +80,28 @@ public sealed class MarketStateStore(IConnectionMultiplexer redis, IOptions<Mark
         }
 
         var db = redis.GetDatabase();
+
+        // A batch that spans several days (a backfill) also closes each earlier day, at the consolidated price after
+        // that day's last quote: the venues' state before the batch, replayed quote by quote in time order.
+        var backfills = new List<Task>();
+        foreach (var spanning in quotes.GroupBy(q => q.InstrumentId, StringComparer.Ordinal).Where(g => g.Select(q => DailyClose.DayOf(q.Timestamp.ToDateTimeOffset())).Distinct().Skip(1).Any()))
+        {
+            var state = (await db.HashGetAllAsync(QuoteKey(spanning.Key))).ToDictionary(v => v.Name.ToString(), v => Quote.Parser.ParseFrom((byte[])v.Value!), StringComparer.Ordinal);
+            var ordered = spanning.OrderBy(q => q.Timestamp).ToArray();
+            var lastDay = DailyClose.DayOf(ordered[^1].Timestamp.ToDateTimeOffset());
+            for (var i = 0; i < ordered.Length; i++)
+            {
+                state[ordered[i].Venue] = ordered[i];
+                var day = DailyClose.DayOf(ordered[i].Timestamp.ToDateTimeOffset());
+                var endOfDay = i == ordered.Length - 1 || DailyClose.DayOf(ordered[i + 1].Timestamp.ToDateTimeOffset()) != day;
+                if (endOfDay && day < lastDay && Consolidate(spanning.Key, state.Values) is { } close)
+                {
+                    backfills.Add(UpsertCloseAsync(db, spanning.Key, new DailyClose(day, (double)close.Mid.ToDecimal())));
+                }
+            }
+        }
+
+        await Task.WhenAll(backfills);
         var writes = new List<Task>(quotes.Count + 1);
         foreach (var quote in quotes)
         {

@@ -38,7 +38,7 @@ public static class DriftEvaluator
             }
         }
 
-        drift += Math.Abs(portfolio.CashWeight - policy.CashTarget);
+        drift += Math.Abs(portfolio.TotalCashWeight - policy.CashTarget); // cash in every currency against the cash target
         var total = drift / 2;
         if (policy.TotalDriftThreshold > 0)
         {

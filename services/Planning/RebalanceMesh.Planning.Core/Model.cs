@@ -38,9 +38,13 @@ public sealed record InstrumentMark(decimal UnitPrice, bool Margined = false, de
 /// The positions, cash and loans of a portfolio at one version. An instrument may be held in several accounts, once
 /// per account (venue).
 /// </summary>
-public sealed record PortfolioSnapshot(string PortfolioId, IReadOnlyList<Holding> Holdings, decimal Cash, long Version, IReadOnlyList<Loan>? Loans = null, string BaseCurrency = "")
+/// <param name="Cash">Cash in the base currency: what pays for trades.</param>
+/// <param name="CashBalances">Cash in other currencies, valued at pricing's quote of each currency code.</param>
+public sealed record PortfolioSnapshot(string PortfolioId, IReadOnlyList<Holding> Holdings, decimal Cash, long Version, IReadOnlyList<Loan>? Loans = null, string BaseCurrency = "", IReadOnlyList<CashBalance>? CashBalances = null)
 {
     public IReadOnlyList<Loan> LoanList => Loans ?? [];
+
+    public IReadOnlyList<CashBalance> ForeignCash => CashBalances ?? [];
 
     /// <summary>Units of an instrument over every account.</summary>
     public decimal QuantityOf(string instrument) => Holdings.Where(h => h.InstrumentId == instrument).Sum(h => h.Quantity);
@@ -49,6 +53,12 @@ public sealed record PortfolioSnapshot(string PortfolioId, IReadOnlyList<Holding
     public IEnumerable<string> LoanInstruments =>
         LoanList.SelectMany(l => l.Collateral.Select(c => c.Asset).Append(l.DebtAsset)).Where(a => a.Length > 0 && a != BaseCurrency).Distinct(StringComparer.Ordinal);
 }
+
+/// <summary>Cash in a currency other than the base currency.</summary>
+public sealed record CashBalance(string Currency, decimal Amount);
+
+/// <summary>A foreign cash balance at the current exchange rate (base-currency units per unit).</summary>
+public sealed record MarkedCash(string Currency, decimal Amount, decimal Rate, decimal Value, double Weight);
 
 /// <summary>One asset pledged to a loan: an instrument, or the base currency for cash collateral.</summary>
 public sealed record LoanCollateral(string Asset, decimal Quantity, double LiquidationThreshold);
@@ -140,10 +150,17 @@ public sealed record MarkedPosition(string InstrumentId, decimal Quantity, decim
 /// <summary>The quantity of an instrument held in one account (a venue; empty is the default account).</summary>
 public sealed record AccountQuantity(string Venue, decimal Quantity);
 
-/// <summary>A portfolio marked to market: positions (held or targeted, summed over accounts), cash and net value.</summary>
-public sealed record MarkedPortfolio(IReadOnlyList<MarkedPosition> Positions, decimal Cash, decimal NetValue)
+/// <summary>
+/// A portfolio marked to market: positions (held or targeted, summed over accounts), base-currency cash, cash in
+/// other currencies at their exchange rates, and net value (all of it, in the base currency).
+/// </summary>
+public sealed record MarkedPortfolio(IReadOnlyList<MarkedPosition> Positions, decimal Cash, decimal NetValue, IReadOnlyList<MarkedCash>? ForeignCash = null)
 {
+    /// <summary>Weight of base-currency cash, the cash that pays for trades.</summary>
     public double CashWeight => NetValue != 0 ? (double)(Cash / NetValue) : 0;
+
+    /// <summary>Weight of cash in every currency: what a policy's cash target is measured against.</summary>
+    public double TotalCashWeight => NetValue != 0 ? (double)((Cash + (ForeignCash?.Sum(c => c.Value) ?? 0m)) / NetValue) : 0;
 
     public MarkedPosition? Find(string instrument) => Positions.FirstOrDefault(p => p.InstrumentId == instrument);
 }

@@ -2,7 +2,10 @@ using RebalanceMesh.Domain;
 
 namespace RebalanceMesh.Planning.Core;
 
-/// <summary>Marks a portfolio to market over the union of held and targeted instruments; each position sums its accounts.</summary>
+/// <summary>
+/// Marks a portfolio to market over the union of held and targeted instruments (each position sums its accounts), with
+/// cash in other currencies converted at the price of their currency code.
+/// </summary>
 public static class PortfolioMarking
 {
     /// <summary>Marks with spot prices only (every instrument worth its price).</summary>
@@ -16,7 +19,7 @@ public static class PortfolioMarking
             .Distinct(StringComparer.Ordinal)
             .Order(StringComparer.Ordinal)
             .ToArray();
-        var missing = instruments.Where(i => !prices.ContainsKey(i)).ToArray();
+        var missing = instruments.Concat(portfolio.ForeignCash.Select(c => c.Currency)).Where(i => !prices.ContainsKey(i)).ToArray();
         if (missing.Length > 0)
         {
             throw new DomainException(DomainErrorKind.FailedPrecondition, $"No market price for {string.Join(", ", missing)}.");
@@ -24,7 +27,8 @@ public static class PortfolioMarking
 
         var holdings = portfolio.Holdings.ToLookup(h => h.InstrumentId, StringComparer.Ordinal);
         var values = instruments.Select(i => holdings[i].Sum(h => Value(h, prices[i]))).ToArray();
-        var net = values.Sum() + portfolio.Cash;
+        var foreign = portfolio.ForeignCash.Select(c => (c.Currency, c.Amount, Rate: prices[c.Currency].UnitPrice)).ToArray();
+        var net = values.Sum() + portfolio.Cash + foreign.Sum(c => c.Amount * c.Rate);
         var positions = instruments.Select((id, k) =>
         {
             var quantity = holdings[id].Sum(h => h.Quantity);
@@ -39,7 +43,8 @@ public static class PortfolioMarking
                 prices[id].Underlying,
                 holdings[id].Select(h => new AccountQuantity(h.Venue, h.Quantity)).OrderByDescending(a => Math.Abs(a.Quantity)).ThenBy(a => a.Venue, StringComparer.Ordinal).ToArray());
         }).ToArray();
-        return new MarkedPortfolio(positions, portfolio.Cash, net);
+        var cash = foreign.Select(c => new MarkedCash(c.Currency, c.Amount, c.Rate, c.Amount * c.Rate, net != 0 ? (double)(c.Amount * c.Rate / net) : 0)).ToArray();
+        return new MarkedPortfolio(positions, portfolio.Cash, net, cash);
     }
 
     private static decimal Value(Holding holding, InstrumentMark mark)

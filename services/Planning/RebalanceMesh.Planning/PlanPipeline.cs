@@ -76,9 +76,9 @@ public sealed class PlanPipeline(
         return new MarketMarks(marks, response.Valuations.ToDictionary(v => v.InstrumentId, v => v.Kind, StringComparer.Ordinal));
     }
 
-    /// <summary>Instruments a portfolio is marked over: those held, pledged to or owed by its loans, and targeted by its policy.</summary>
+    /// <summary>Instruments a portfolio is marked over: those held, pledged to or owed by its loans, its foreign currencies, and those targeted by its policy.</summary>
     public static string[] InstrumentsOf(PortfolioSnapshot snapshot, IEnumerable<string> targeted) =>
-        snapshot.Holdings.Select(h => h.InstrumentId).Concat(snapshot.LoanInstruments).Concat(targeted).Distinct(StringComparer.Ordinal).ToArray();
+        snapshot.Holdings.Select(h => h.InstrumentId).Concat(snapshot.LoanInstruments).Concat(snapshot.ForeignCash.Select(c => c.Currency)).Concat(targeted).Distinct(StringComparer.Ordinal).ToArray();
 
     /// <summary>Instruments a portfolio is marked over under a policy: also its targets and hedge instruments.</summary>
     public static string[] InstrumentsOf(PortfolioSnapshot snapshot, TargetPolicy? policy) =>
@@ -206,14 +206,21 @@ public sealed class PlanPipeline(
     {
         // Spot holdings go with the price the plan used; derivatives go by id and risk values them through pricing
         // (options revalued in full under each historical scenario). Each holding keeps its account, and each leg trades
-        // in the account it names; targeted instruments not yet held, and accounts a leg opens, start at zero.
+        // in the account it names; targeted instruments not yet held, and accounts a leg opens, start at zero. Cash in
+        // other currencies goes in as holdings of the currency.
         var request = new CompareRiskRequest
         {
             Cash = marked.Cash,
             Settings = new RiskSettings { HorizonDays = 1, ConfidenceLevels = { 0.99 }, Methods = { Contracts.Risk.V1.VarMethod.Historical } },
         };
         var prices = marked.Positions.ToDictionary(p => p.InstrumentId, p => p.Price, StringComparer.Ordinal);
+        foreach (var cash in marked.ForeignCash ?? [])
+        {
+            prices[cash.Currency] = cash.Rate; // foreign cash is held as its currency: exchange-rate risk
+        }
+
         var rows = snapshot.Holdings
+            .Concat(snapshot.ForeignCash.Where(c => c.Amount > 0).Select(c => new Core.Holding(c.Currency, c.Amount)))
             .Concat(marked.Positions.Where(p => p.Quantity == 0 && p.Accounts is not { Count: > 0 }).Select(p => new Core.Holding(p.InstrumentId, 0m)))
             .Concat(proposal.Legs.Select(l => new Core.Holding(l.InstrumentId, 0m, Venue: l.Venue)))
             .DistinctBy(h => (h.InstrumentId, h.Venue));

@@ -19,6 +19,8 @@ public static class PlanningMapping
 {
     public const int MaxPositions = 1_000;
 
+    public const int MaxCashBalances = 20;
+
     public static void ValidatePortfolio(RequestValidator check, Portfolio? portfolio, string path)
     {
         if (!check.Require(portfolio is not null, path, "is required"))
@@ -31,6 +33,21 @@ public static class PlanningMapping
         check.Require(portfolio.BaseCurrency.Length is >= 3 and <= 8 && portfolio.BaseCurrency.All(char.IsAsciiLetterUpper), path + ".base_currency", "must be 3 to 8 upper-case letters");
         check.OptionalDecimal(portfolio.Cash, path + ".cash", ValidationExtensions.DecimalRule.NonNegative, 0m, out _, ValidationExtensions.MaxCashMagnitude);
         ValidateLoans(check, portfolio, path);
+        check.RequireCount(portfolio.CashBalances.Count, MaxCashBalances, path + ".cash_balances");
+        var currencies = new HashSet<string>(StringComparer.Ordinal);
+        for (var i = 0; i < portfolio.CashBalances.Count && i < MaxCashBalances; i++)
+        {
+            var balance = portfolio.CashBalances[i];
+            var at = $"{path}.cash_balances[{i}]";
+            if (check.Require(balance.Currency.Length == 3 && balance.Currency.All(char.IsAsciiLetterUpper), at + ".currency", "must be an ISO 4217 code of three upper-case letters"))
+            {
+                check.Require(balance.Currency != portfolio.BaseCurrency, at + ".currency", "is the base currency: its cash goes in cash");
+                check.Require(currencies.Add(balance.Currency), at + ".currency", "appears more than once");
+            }
+
+            check.RequireDecimal(balance.Amount, at + ".amount", ValidationExtensions.DecimalRule.NonNegative, out _, ValidationExtensions.MaxCashMagnitude);
+        }
+
         check.RequireCount(portfolio.Positions.Count, MaxPositions, path + ".positions");
         var seen = new HashSet<(string Instrument, string Venue)>();
         for (var i = 0; i < portfolio.Positions.Count && i < MaxPositions; i++)
@@ -305,7 +322,8 @@ public static class PlanningMapping
             l.Collateral.Select(c => new Core.LoanCollateral(c.Asset, c.Quantity.ToDecimal(), c.LiquidationThreshold)).ToArray(),
             l.Debt.Sum(d => d.Quantity.ToDecimal()),
             l.Debt.Count > 0 && l.Debt[0].Asset != portfolio.BaseCurrency ? l.Debt[0].Asset : string.Empty)).ToArray(),
-        portfolio.BaseCurrency);
+        portfolio.BaseCurrency,
+        portfolio.CashBalances.Select(c => new Core.CashBalance(c.Currency, c.Amount.ToDecimal())).ToArray());
 
     /// <summary>Writes positions and cash of <paramref name="snapshot"/> into a copy of <paramref name="portfolio"/>.</summary>
     public static Portfolio WithHoldings(this Portfolio portfolio, PortfolioSnapshot snapshot)
@@ -423,6 +441,7 @@ public static class PlanningMapping
             AsOf = asOf.ToTimestamp(),
             TotalDrift = policy is null ? 0 : DriftEvaluator.Evaluate(marked, policy).TotalDrift,
         };
+        valuation.CashBalances.AddRange((marked.ForeignCash ?? []).Select(c => new CashValuation { Currency = c.Currency, Amount = c.Amount, Rate = c.Rate, Value = c.Value, Weight = c.Weight }));
         valuation.Positions.AddRange(marked.Positions.Select(p => new PositionValuation
         {
             InstrumentId = p.InstrumentId,

@@ -257,25 +257,31 @@ public sealed class RiskGrpcService(RiskInputs inputs, RiskBookBuilder books, Gr
 
     /// <summary>
     /// Positions (with their accounts and entry prices), cash and loans of a portfolio stored by planning, read without
-    /// a valuation; loans' base-currency collateral and debt are priced at 1. Planning's NOT_FOUND reaches the caller.
+    /// a valuation; loans' base-currency collateral and debt are priced at 1; cash in other currencies is held as the
+    /// currency (FX risk). Planning's NOT_FOUND reaches the caller.
     /// </summary>
     private async Task<(IReadOnlyList<Wire.Holding> Holdings, Contracts.Common.V1.DecimalValue? Cash, IReadOnlyList<Wire.CollateralLoan> Loans, string BaseCurrency)> StoredPortfolioAsync(string portfolioId, CancellationToken cancellationToken)
     {
         var planning = clients.CreateClient<PlanningService.PlanningServiceClient>(nameof(PlanningService.PlanningServiceClient));
         var response = await planning.GetPortfolioAsync(new GetPortfolioRequest { PortfolioId = portfolioId, SkipValuation = true }, cancellationToken: cancellationToken);
         var portfolio = response.Portfolio;
-        if (portfolio.Positions.Count == 0)
-        {
-            throw new DomainException(DomainErrorKind.FailedPrecondition, $"Portfolio '{portfolioId}' holds no positions; there is no risk to measure.");
-        }
-
         var holdings = portfolio.Positions.Select(p => new Wire.Holding
         {
             InstrumentId = p.InstrumentId,
             Quantity = p.Quantity,
             Venue = p.Venue,
             EntryPrice = p.EntryPrice,
-        }).ToArray();
+        }).Concat(portfolio.CashBalances.Where(c => c.Amount.ToDecimal() > 0).Select(c => new Wire.Holding
+        {
+            // Foreign cash carries exchange-rate risk: a holding of the currency, valued at pricing's quote of its code.
+            InstrumentId = c.Currency,
+            Quantity = c.Amount,
+        })).ToArray();
+        if (holdings.Length == 0)
+        {
+            throw new DomainException(DomainErrorKind.FailedPrecondition, $"Portfolio '{portfolioId}' holds no positions and no foreign cash; there is no risk to measure.");
+        }
+
         var loans = portfolio.Loans.Select(l =>
         {
             var loan = new Wire.CollateralLoan { LoanId = l.LoanId };
