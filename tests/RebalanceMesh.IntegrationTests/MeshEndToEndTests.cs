@@ -435,6 +435,86 @@ public sealed class GuardMeshTests(ITestOutputHelper output) : MeshTest(output)
         var spotSpend = final.Legs.Where(l => !l.Hedge).Sum(l => (l.FilledQuantity.ToDecimal() * l.AverageFillPrice.ToDecimal()) + l.Fees.ToDecimal());
         Assert.Equal(1_000_000m - spotSpend - filledHedge.Fees.ToDecimal(), portfolio.Cash.ToDecimal());
     }
+
+    [Fact]
+    public async Task A_margin_ratio_below_its_band_closes_the_losing_perpetual_first_and_the_closes_fill()
+    {
+        using var pricingChannel = Grpc.Net.Client.GrpcChannel.ForAddress(Mesh.Service("pricing").GrpcUrl);
+        var pricing = new RebalanceMesh.Contracts.Pricing.V1.PricingService.PricingServiceClient(pricingChannel);
+        await pricing.UpsertInstrumentsAsync(new RebalanceMesh.Contracts.Pricing.V1.UpsertInstrumentsRequest
+        {
+            Instruments =
+            {
+                new Instrument { InstrumentId = "DAX-PERP", Kind = InstrumentKind.Perpetual, UnderlyingId = "DAX", QuoteCurrency = "EUR", Multiplier = 1m },
+                new Instrument { InstrumentId = "SMI-PERP", Kind = InstrumentKind.Perpetual, UnderlyingId = "SMI", QuoteCurrency = "EUR", Multiplier = 1m },
+            },
+        });
+        var mids = new Dictionary<string, decimal>();
+        for (var attempt = 0; attempt < 50 && mids.Count < 2; attempt++)
+        {
+            var quotes = await pricing.GetQuotesAsync(new RebalanceMesh.Contracts.Pricing.V1.GetQuotesRequest { InstrumentIds = { "DAX", "SMI" } });
+            mids = quotes.Prices.Where(p => p.Mid.ToDecimal() > 0).ToDictionary(p => p.InstrumentId, p => p.Mid.ToDecimal());
+            await Task.Delay(mids.Count < 2 ? 200 : 0);
+        }
+
+        // Long 200 DAX perpetuals bought 10 % above the market (losing), short 100 SMI perpetuals sold 5 % above it (in
+        // profit); cash sized so net value is 1.2 × the 5 % maintenance margin of both.
+        var margin = 0.05m * ((200m * mids["DAX"]) + (100m * mids["SMI"]));
+        var loss = 200m * 0.1m * mids["DAX"];
+        var cash = decimal.Round((1.2m * margin) + loss - (100m * 0.05m * mids["SMI"]), 2);
+        var planning = PlanningClient();
+        await planning.UpsertPortfolioAsync(new UpsertPortfolioRequest
+        {
+            Portfolio = new Portfolio
+            {
+                PortfolioId = "margined",
+                BaseCurrency = "EUR",
+                Cash = cash,
+                Positions =
+                {
+                    new Position { InstrumentId = "DAX-PERP", Quantity = 200m, EntryPrice = decimal.Round(mids["DAX"] * 1.1m, 2), Venue = "SIM-B" },
+                    new Position { InstrumentId = "SMI-PERP", Quantity = -100m, EntryPrice = decimal.Round(mids["SMI"] * 1.05m, 2), Venue = "SIM-B" },
+                },
+            },
+            ExpectedVersion = -1,
+        });
+        await planning.SetPolicyAsync(new SetPolicyRequest
+        {
+            Policy = new Policy
+            {
+                PortfolioId = "margined",
+                AbsoluteBand = 0.05,
+                MinTradeNotional = 1_000m,
+                Targets = { new TargetWeight { InstrumentId = "DAX", Weight = 0.0 } },
+                MarginBand = new MarginBand { Target = 2, ActBelow = 1.5, MaintenanceRate = 0.05 },
+            },
+        });
+
+        var plan = await PreviewWhenPricedAsync(planning, new PreviewRebalanceRequest { PortfolioId = "margined" });
+        foreach (var leg in plan.Legs)
+        {
+            Output.WriteLine($"{leg.LegId} {leg.Side} {leg.Quantity.Value} {leg.InstrumentId} {leg.Reason}");
+        }
+
+        // The losing DAX perpetual goes first (the SMI short is in profit): closing
+        // k ≈ (2 − 1.2) × margin / (0.1 × DAX) of it restores a ratio of 2, on the account holding it.
+        var ratio = plan.Reasons.Single(r => r.Rule == "margin_ratio");
+        Assert.True(ratio.Breached);
+        Assert.InRange(ratio.Measured, 1.15, 1.25);
+        var close = Assert.Single(plan.Legs);
+        Assert.Equal(("M1", "DAX-PERP", Side.Sell, "SIM-B"), (close.LegId, close.InstrumentId, close.Side, close.Venue));
+        Assert.InRange(close.Quantity.ToDecimal(), (0.8m * margin / (0.1m * mids["DAX"])) - 10, (0.8m * margin / (0.1m * mids["DAX"])) + 10);
+
+        var submitted = (await planning.SubmitRebalanceAsync(new SubmitRebalanceRequest { PortfolioId = "margined", IdempotencyKey = "margin-1" })).Plan;
+        var final = await WaitForPlanEndAsync(planning, submitted);
+        Assert.Equal(PlanStatus.Completed, final.Status);
+        var filled = final.Legs.Single();
+        var portfolio = (await planning.GetPortfolioAsync(new GetPortfolioRequest { PortfolioId = "margined", SkipValuation = true })).Portfolio;
+        var dax = portfolio.Positions.Single(p => p.InstrumentId == "DAX-PERP");
+        Assert.Equal(200m - filled.Quantity.ToDecimal(), dax.Quantity.ToDecimal());
+        var entry = decimal.Round(mids["DAX"] * 1.1m, 2);
+        Assert.Equal(cash + (filled.Quantity.ToDecimal() * (filled.AverageFillPrice.ToDecimal() - entry)) - filled.Fees.ToDecimal(), portfolio.Cash.ToDecimal()); // the loss realised
+    }
 }
 
 /// <summary>The monitor in automatic mode: a breached policy is rebalanced without any client call.</summary>

@@ -132,4 +132,41 @@ public class PlanningPropertyTests
             return cashOk && (unreachable || hf >= c.Target - 1e-9);
         }).Check(Runs);
     }
+
+    /// <summary>A random book of perpetuals: per position quantity (signed), entry and mark; free cash; band and costs.</summary>
+    public sealed record MarginCase((int Quantity, decimal Entry, decimal Mark)[] Positions, decimal Cash, double Target, double Rate, double Cost);
+
+    private static readonly Gen<MarginCase> Books =
+        from count in Gen.Choose(1, 5)
+        from positions in Gen.ArrayOf(
+            from quantity in Gen.Choose(-500, 500).Where(q => q != 0)
+            from entry in Gen.Choose(1_000, 50_000).Select(e => e / 100m)
+            from move in Gen.Choose(-30, 30).Select(m => 1 + (m / 100m))
+            select (quantity, entry, decimal.Round(entry * move, 2)), count)
+        from cash in Gen.Choose(0, 200_000).Select(c => (decimal)c)
+        from target in Gen.Choose(120, 400).Select(t => t / 100.0)
+        from rate in Gen.Elements(0.02, 0.05, 0.1)
+        from cost in Gen.Elements(0.0, 0.0005, 0.002)
+        select new MarginCase(positions, cash, target, rate, cost);
+
+    [Fact]
+    public void The_margin_guard_restores_the_target_ratio_whenever_it_says_it_can_and_only_closes()
+    {
+        Prop.ForAll(Books.ToArbitrary(), c =>
+        {
+            var holdings = c.Positions.Select((p, i) => new Holding($"P{i}", p.Quantity, p.Entry)).ToArray();
+            var marks = c.Positions.Select((p, i) => (id: $"P{i}", mark: new InstrumentMark(p.Mark, Margined: true, DeltaExposure: (double)p.Mark)))
+                .ToDictionary(x => x.id, x => x.mark);
+            var portfolio = new PortfolioSnapshot("p", holdings, c.Cash, 1);
+            var marked = PortfolioMarking.Mark(portfolio, null, marks);
+            var band = new MarginBand(c.Target, c.Target, 0, c.Rate);
+            var plan = MarginGuard.Plan(marked, holdings, marks, band, (decimal)c.Cost);
+            var after = MarginGuard.Apply(portfolio, plan, (decimal)c.Cost);
+            var again = MarginGuard.Plan(PortfolioMarking.Mark(after, null, marks), after.Holdings, marks, band, (decimal)c.Cost);
+            var unreachable = plan.Reasons.Any(r => r.Message.Contains("out of reach", StringComparison.Ordinal)) || marked.NetValue <= 0;
+            var onlyCloses = after.Holdings.All(h => holdings.Any(o => o.InstrumentId == h.InstrumentId && Math.Sign(o.Quantity) == Math.Sign(h.Quantity) && Math.Abs(h.Quantity) <= Math.Abs(o.Quantity)));
+            var restored = again.Reasons.Count == 0 || again.Reasons[0].Measured >= c.Target - 1e-9;
+            return onlyCloses && (unreachable || restored);
+        }).Check(Runs);
+    }
 }

@@ -194,10 +194,17 @@ public sealed class PlanningServiceTests : IClassFixture<RedisServer>, IAsyncLif
             AbsoluteBand = 0.05,
             Targets = { new TargetWeight { InstrumentId = "DAX", Weight = 0.9 } },
             HealthFactorBand = new HealthFactorBand { Target = 1.5, RepayBelow = 1.6, BoostAbove = 1.4, EmergencyBelow = 0.9 },
+            MarginBand = new MarginBand { Target = 1.5, ActBelow = 1.6, EmergencyBelow = 1.7, MaintenanceRate = 0 },
         };
         var bandFields = await RpcAssert.InvalidArgumentAsync(() => _client.SetPolicyAsync(new SetPolicyRequest { Policy = policy }).ResponseAsync, "policy.health_factor_band.repay_below");
         Assert.Contains("policy.health_factor_band.boost_above", bandFields);
         Assert.Contains("policy.health_factor_band.emergency_below", bandFields);
+        Assert.Contains("policy.margin_band.act_below", bandFields);
+        Assert.Contains("policy.margin_band.emergency_below", bandFields);
+        Assert.Contains("policy.margin_band.maintenance_rate", bandFields);
+        policy.HealthFactorBand = new HealthFactorBand { Target = 1.5, RepayBelow = 1.2 };
+        policy.MarginBand = new MarginBand { Target = 2, ActBelow = 1.5, EmergencyBelow = 1.1, MaintenanceRate = 0.05 };
+        Assert.Equal(0.05, (await _client.SetPolicyAsync(new SetPolicyRequest { Policy = policy })).Policy.MarginBand.MaintenanceRate);
     }
 
     [Fact]

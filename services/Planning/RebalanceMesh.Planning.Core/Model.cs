@@ -101,7 +101,8 @@ public sealed record TargetPolicy(
     RiskModelInputs? RiskModel = null,
     IReadOnlyList<HedgeRule>? Hedges = null,
     bool OptimalLotRounding = false,
-    TargetModelSpec? Model = null)
+    TargetModelSpec? Model = null,
+    MarginBand? Margin = null)
 {
     /// <summary>True when weight rebalancing leaves the instrument alone.</summary>
     public bool IsNoTrade(string instrument) => NoTrade?.Contains(instrument) == true;

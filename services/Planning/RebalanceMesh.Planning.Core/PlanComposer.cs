@@ -98,14 +98,17 @@ public sealed record ComposedPlan(
     IReadOnlyList<HedgeLeg> Hedges,
     IReadOnlyList<DriftReason> HedgeReasons,
     OptimizedWeights? Optimized,
-    (DateTimeOffset Started, TimeSpan Elapsed)? OptimizerTime)
+    (DateTimeOffset Started, TimeSpan Elapsed)? OptimizerTime,
+    MarginPlan? Margin = null)
 {
-    /// <summary>A loan is below the emergency level: the plan is the guard's legs alone.</summary>
-    public bool Emergency => Guard is { Emergency: true, Acts: true };
+    /// <summary>A loan or the margin ratio is below its emergency level: the plan is the guards' legs alone.</summary>
+    public bool Emergency => Guard is { Emergency: true, Acts: true } || Margin is { Emergency: true, Acts: true };
 
     public IReadOnlyList<GuardLeg> GuardLegs => Guard?.Legs ?? [];
 
-    public bool HasLegs => Proposal.HasTrades || GuardLegs.Count > 0 || Hedges.Count > 0;
+    public IReadOnlyList<MarginLeg> MarginLegs => Margin?.Legs ?? [];
+
+    public bool HasLegs => Proposal.HasTrades || GuardLegs.Count > 0 || MarginLegs.Count > 0 || Hedges.Count > 0;
 }
 
 /// <summary>
@@ -196,8 +199,9 @@ public static class PlanComposer
     }
 
     /// <summary>
-    /// Runs the pipeline on a portfolio under a resolved policy. The liquidation guard goes first: its legs lead the
-    /// plan and the rest is planned on the portfolio after them; in an emergency the plan is the guard's legs alone
+    /// Runs the pipeline on a portfolio under a resolved policy. The guards go first — the liquidation guard for loans,
+    /// then the margin guard for margined contracts: their legs lead the plan and the rest is planned on the portfolio
+    /// after them; in an emergency the plan is the guards' legs alone
     /// (no optimisation, no rebalancing, no hedges). The optimiser runs when the policy has one and the bands are
     /// breached (or the rebalance is forced).
     /// </summary>
@@ -213,12 +217,20 @@ public static class PlanComposer
         var costRate = (decimal)policy.EstimatedCostBps / 10_000m;
         var marked = PortfolioMarking.Mark(snapshot, policy, marks);
         var guard = Guard(snapshot, policy, marks);
-        var emergency = guard is { Emergency: true, Acts: true };
         if (guard?.Acts == true)
         {
             snapshot = LiquidationGuard.Apply(snapshot, guard, snapshot.BaseCurrency, costRate);
             marked = PortfolioMarking.Mark(snapshot, policy, marks);
         }
+
+        var margin = Margin(marked, snapshot, policy, marks);
+        if (margin?.Acts == true)
+        {
+            snapshot = MarginGuard.Apply(snapshot, margin, costRate);
+            marked = PortfolioMarking.Mark(snapshot, policy, marks);
+        }
+
+        var emergency = guard is { Emergency: true, Acts: true } || margin is { Emergency: true, Acts: true };
 
         var evaluation = DriftEvaluator.Evaluate(marked, policy);
         OptimizedWeights? optimized = null;
@@ -235,7 +247,7 @@ public static class PlanComposer
             ? new RebalanceProposal(evaluation, [], marked.NetValue, 0m, 0, marked.Cash)
             : RebalancePlanner.Propose(marked, policy, force, optimized, evaluation);
         var (hedges, hedgeReasons, _) = emergency ? ([], [], false) : Hedges(marked, marks, policy, proposal.Legs);
-        return new ComposedPlan(snapshot, marked, guard, proposal, hedges, hedgeReasons, optimized, optimizerTime);
+        return new ComposedPlan(snapshot, marked, guard, proposal, hedges, hedgeReasons, optimized, optimizerTime, margin);
     }
 
     /// <summary>The cost-aware optimiser on the marked portfolio: covariance of its universe and half-spreads from the market.</summary>
@@ -258,6 +270,10 @@ public static class PlanComposer
         policy.Guard is { } band && snapshot.LoanList.Count > 0
             ? LiquidationGuard.Plan(snapshot, marks.ToDictionary(kv => kv.Key, kv => kv.Value.UnitPrice, StringComparer.Ordinal), snapshot.BaseCurrency, band, (decimal)policy.EstimatedCostBps / 10_000m)
             : null;
+
+    /// <summary>The margin guard's plan for the portfolio's margined contracts, when the policy has a margin band.</summary>
+    public static MarginPlan? Margin(MarkedPortfolio marked, PortfolioSnapshot snapshot, TargetPolicy policy, IReadOnlyDictionary<string, InstrumentMark> marks) =>
+        policy.Margin is { } band ? MarginGuard.Plan(marked, snapshot.Holdings, marks, band, (decimal)policy.EstimatedCostBps / 10_000m) : null;
 
     /// <summary>
     /// The policy's delta hedges, measured on the portfolio after <paramref name="legs"/> (each leg moves delta by its

@@ -18,6 +18,7 @@ public sealed class DriftMonitor(PlanningStore store, PlanPipeline pipeline, Pla
     private static readonly ConcurrentDictionary<string, double> Drift = new(StringComparer.Ordinal);
     private static readonly ConcurrentDictionary<string, bool> Breached = new(StringComparer.Ordinal);
     private static readonly ConcurrentDictionary<(string Portfolio, string Loan), double> HealthFactors = new();
+    private static readonly ConcurrentDictionary<string, double> MarginRatios = new(StringComparer.Ordinal);
     private static readonly Counter<long> Evaluations = Meter.CreateCounter<long>("rebalancemesh.planning.evaluations", description: "Policy evaluations by the monitor.");
     private static readonly Counter<long> AutoSubmissions = Meter.CreateCounter<long>("rebalancemesh.planning.auto_submissions", description: "Plans the monitor submitted by itself.");
 
@@ -33,6 +34,9 @@ public sealed class DriftMonitor(PlanningStore store, PlanPipeline pipeline, Pla
             HealthFactors.Select(kv => new Measurement<double>(kv.Value,
                 new KeyValuePair<string, object?>("portfolio_id", kv.Key.Portfolio), new KeyValuePair<string, object?>("loan_id", kv.Key.Loan))),
             description: "Health factor of each monitored loan.");
+        Meter.CreateObservableGauge("rebalancemesh.planning.margin_ratio", () =>
+            MarginRatios.Select(kv => new Measurement<double>(kv.Value, new KeyValuePair<string, object?>("portfolio_id", kv.Key))),
+            description: "Margin ratio (net value over maintenance margin) of each monitored portfolio with margined contracts.");
     }
 
     public async Task HandleAsync(QuotesUpdated message, EventContext context, CancellationToken cancellationToken)
@@ -87,8 +91,14 @@ public sealed class DriftMonitor(PlanningStore store, PlanPipeline pipeline, Pla
             // Bands and, for portfolios with loans, the liquidation guard's health-factor band.
             var bands = DriftEvaluator.Evaluate(marked, targetPolicy);
             var guard = PlanComposer.Guard(snapshot, targetPolicy, marks.Marks);
+            var margin = PlanComposer.Margin(marked, snapshot, targetPolicy, marks.Marks);
             var (_, hedgeReasons, ripcord) = PlanComposer.Hedges(marked, marks.Marks, targetPolicy, []);
-            var evaluation = bands with { Reasons = [.. guard?.Reasons ?? [], .. bands.Reasons, .. hedgeReasons] };
+            var evaluation = bands with { Reasons = [.. guard?.Reasons ?? [], .. margin?.Reasons ?? [], .. bands.Reasons, .. hedgeReasons] };
+            if (margin?.Reasons is [var ratio, ..])
+            {
+                MarginRatios[portfolioId] = ratio.Measured;
+            }
+
             foreach (var reason in guard?.Reasons.DistinctBy(r => r.InstrumentId) ?? [])
             {
                 HealthFactors[(portfolioId, reason.InstrumentId)] = reason.Measured;
@@ -113,7 +123,7 @@ public sealed class DriftMonitor(PlanningStore store, PlanPipeline pipeline, Pla
                 await alerts.PublishAsync(alert);
             }
 
-            await MaybeSubmitAsync(portfolioId, policy, evaluation.Breached, guard?.Emergency == true || ripcord, cancellationToken);
+            await MaybeSubmitAsync(portfolioId, policy, evaluation.Breached, guard?.Emergency == true || margin?.Emergency == true || ripcord, cancellationToken);
         }
     }
 
@@ -122,8 +132,8 @@ public sealed class DriftMonitor(PlanningStore store, PlanPipeline pipeline, Pla
     /// the cooldown since the last plan has not passed, or trading is halted. The idempotency key names the previous
     /// plan, so every replica and every redelivery agrees on at most one automatic plan after each plan.
     /// </summary>
-    /// <param name="emergency">A loan is below the emergency health factor, or a leverage band's ripcord is pulled: the
-    /// cooldown is skipped.</param>
+    /// <param name="emergency">A loan is below the emergency health factor, the margin ratio below its emergency level,
+    /// or a leverage band's ripcord is pulled: the cooldown is skipped.</param>
     private async Task MaybeSubmitAsync(string portfolioId, Contracts.Planning.V1.Policy policy, bool breached, bool emergency, CancellationToken cancellationToken)
     {
         if (policy.ExecutionMode != Contracts.Planning.V1.ExecutionMode.Auto)

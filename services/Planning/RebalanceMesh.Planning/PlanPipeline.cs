@@ -121,17 +121,19 @@ public sealed class PlanPipeline(
         var marks = await GetMarksAsync(InstrumentsOf(snapshot, targetPolicy), cancellationToken);
         var composed = await PlanComposer.ComposeAsync(snapshot, targetPolicy, marks.Marks, force, market, time, cancellationToken);
         RecordOptimizer(composed);
-        var (proposal, guardLegs, hedgeLegs, emergency) = (composed.Proposal, composed.GuardLegs, composed.Hedges, composed.Emergency);
+        var (proposal, guardLegs, marginLegs, hedgeLegs, emergency) = (composed.Proposal, composed.GuardLegs, composed.MarginLegs, composed.Hedges, composed.Emergency);
         var costRate = (decimal)policy.EstimatedCostBps / 10_000m;
         activity?.SetTag("planning.legs", proposal.Legs.Count);
         activity?.SetTag("planning.hedge_legs", hedgeLegs.Count);
         activity?.SetTag("planning.guard_legs", guardLegs.Count);
+        activity?.SetTag("planning.margin_legs", marginLegs.Count);
         activity?.SetTag("planning.total_drift", proposal.Evaluation.TotalDrift);
         activity?.SetTag("planning.covariance_fetches", market.Fetches);
 
         var guardCost = guardLegs.Where(l => l.Action is GuardAction.Sell or GuardAction.Buy).Sum(l => decimal.Round(l.Value * costRate, 8));
         var hasLegs = composed.HasLegs;
-        var hedgeCost = hedgeLegs.Sum(l => decimal.Round(l.Quantity * l.Price * l.Multiplier * costRate, 8));
+        var hedgeCost = hedgeLegs.Sum(l => decimal.Round(l.Quantity * l.Price * l.Multiplier * costRate, 8))
+            + marginLegs.Sum(l => decimal.Round(l.Quantity * l.Price * l.Multiplier * costRate, 8));
         var now = time.GetUtcNow().ToTimestamp();
         var plan = new Plan
         {
@@ -146,21 +148,24 @@ public sealed class PlanPipeline(
             UpdatedAt = now,
             TraceId = Activity.Current?.TraceId.ToHexString() ?? string.Empty,
             StatusMessage = emergency
-                ? $"EMERGENCY: {guardLegs.Count} guard legs restore the health factor before anything else"
+                ? $"EMERGENCY: {guardLegs.Count} guard legs and {marginLegs.Count} margin legs restore the health factor and margin ratio before anything else"
                 : hasLegs
-                    ? $"{guardLegs.Count} guard legs, {proposal.Legs.Count} rebalancing legs, {hedgeLegs.Count} hedge legs, turnover {proposal.Turnover:P2}, estimated cost {proposal.EstimatedCost + guardCost + hedgeCost:F2}"
+                    ? $"{guardLegs.Count} guard legs, {marginLegs.Count} margin legs, {proposal.Legs.Count} rebalancing legs, {hedgeLegs.Count} hedge legs, turnover {proposal.Turnover:P2}, estimated cost {proposal.EstimatedCost + guardCost + hedgeCost:F2}"
                     : (proposal.Evaluation.Breached ? "bands breached but no trade survives lot and minimum-notional rounding" : "portfolio is inside its bands"),
         };
+        var leading = guardLegs.Count + marginLegs.Count;
         plan.Legs.AddRange(guardLegs.Select((l, i) => l.ToWire($"G{i + 1}", i + 1, costRate)));
+        plan.Legs.AddRange(marginLegs.Select((l, i) => l.ToWire($"M{i + 1}", guardLegs.Count + i + 1, costRate)));
         plan.Legs.AddRange(proposal.Legs.Select(l => l.ToWire()).Select(l =>
         {
-            l.Sequence += guardLegs.Count;
+            l.Sequence += leading;
             return l;
         }));
-        plan.Legs.AddRange(hedgeLegs.Select((l, i) => l.ToWire($"H{i + 1}", guardLegs.Count + proposal.Legs.Count + i + 1, costRate)));
+        plan.Legs.AddRange(hedgeLegs.Select((l, i) => l.ToWire($"H{i + 1}", leading + proposal.Legs.Count + i + 1, costRate)));
         plan.Reasons.AddRange(policyReasons);
 
         plan.Reasons.AddRange((composed.Guard?.Reasons ?? []).Select(r => r.ToWire()));
+        plan.Reasons.AddRange((composed.Margin?.Reasons ?? []).Select(r => r.ToWire()));
         plan.Reasons.AddRange(proposal.Evaluation.Reasons.Select(r => r.ToWire()));
         plan.Reasons.AddRange(composed.HedgeReasons.Select(r => r.ToWire()));
         if (proposal.Rounding is { } rounding)

@@ -123,6 +123,19 @@ public static class PlanningMapping
         check.Require(band.EmergencyBelow == 0 || (band.EmergencyBelow > 1 && band.EmergencyBelow <= band.RepayBelow), path + ".emergency_below", "must be 0, or greater than 1 and at most repay_below");
     }
 
+    private static void ValidateMarginBand(RequestValidator check, Contracts.Planning.V1.MarginBand? band, string path)
+    {
+        if (band is null)
+        {
+            return;
+        }
+
+        check.RequireRange(band.Target, 1.0001, 100, path + ".target");
+        check.Require(band.ActBelow > 1 && band.ActBelow <= band.Target, path + ".act_below", "must be greater than 1 and at most target");
+        check.Require(band.EmergencyBelow == 0 || (band.EmergencyBelow > 1 && band.EmergencyBelow <= band.ActBelow), path + ".emergency_below", "must be 0, or greater than 1 and at most act_below");
+        check.Require(band.MaintenanceRate is > 0 and <= 1, path + ".maintenance_rate", "must be in (0, 1]");
+    }
+
     public static void ValidatePolicy(RequestValidator check, Policy? policy, string path)
     {
         if (!check.Require(policy is not null, path, "is required"))
@@ -182,6 +195,7 @@ public static class PlanningMapping
         ValidateOptimizer(check, policy.Optimizer, path + ".optimizer");
         ValidateModelParameters(check, policy, path);
         ValidateHealthFactorBand(check, policy.HealthFactorBand, path + ".health_factor_band");
+        ValidateMarginBand(check, policy.MarginBand, path + ".margin_band");
         check.Require(System.Enum.IsDefined(policy.LotRounding), path + ".lot_rounding", "is not a known rounding");
         check.RequireRange(policy.MaxSlippageBps, 0, 10_000, path + ".max_slippage_bps");
         if (policy.ExecutionStyle is { } style)
@@ -370,7 +384,8 @@ public static class PlanningMapping
             : null,
         OptimalLotRounding: policy.LotRounding == LotRounding.Optimal,
         Hedges: policy.Hedges.Select(h => new Core.HedgeRule(h.UnderlyingId, h.HedgeInstrumentId, h.Target, h.Tolerance, DecimalValue.TryParse(h.LotSize, out var lot) ? lot : 1m, h.Lower, h.Upper, h.Ripcord)).ToArray(),
-        Model: policy.ToModelSpec());
+        Model: policy.ToModelSpec(),
+        Margin: policy.MarginBand is { } margin ? new Core.MarginBand(margin.Target, margin.ActBelow, margin.EmergencyBelow, margin.MaintenanceRate) : null);
 
     /// <summary>The policy's target model with its parameters; a covariance passed in is in the order of the targets.</summary>
     public static TargetModelSpec ToModelSpec(this Policy policy)
@@ -484,21 +499,28 @@ public static class PlanningMapping
     };
 
     /// <summary>A hedge leg as a plan leg: a trade of a margined contract, flagged as a hedge.</summary>
-    public static PlanLeg ToWire(this HedgeLeg leg, string legId, int sequence, decimal costRate) => new()
+    public static PlanLeg ToWire(this HedgeLeg leg, string legId, int sequence, decimal costRate) =>
+        MarginedTrade(legId, sequence, leg.Instrument, leg.Side, leg.Quantity, leg.Price, leg.Multiplier, leg.Reason, leg.Venue, costRate, hedge: true);
+
+    public static PlanLeg ToWire(this MarginLeg leg, string legId, int sequence, decimal costRate) =>
+        MarginedTrade(legId, sequence, leg.Instrument, leg.Side, leg.Quantity, leg.Price, leg.Multiplier, leg.Reason, leg.Venue, costRate, hedge: false);
+
+    /// <summary>A trade leg in a margined contract: its notional is quantity × price × multiplier; fills move its entry price.</summary>
+    private static PlanLeg MarginedTrade(string legId, int sequence, string instrument, TradeSide side, decimal quantity, decimal price, decimal multiplier, string reason, string venue, decimal costRate, bool hedge) => new()
     {
         LegId = legId,
         Sequence = sequence,
-        InstrumentId = leg.Instrument,
+        InstrumentId = instrument,
         Kind = LegKind.Trade,
-        Side = leg.Side.ToWire(),
-        Quantity = leg.Quantity,
-        ReferencePrice = leg.Price,
-        EstimatedNotional = leg.Quantity * leg.Price * leg.Multiplier,
-        EstimatedCost = decimal.Round(leg.Quantity * leg.Price * leg.Multiplier * costRate, 8),
-        ContractMultiplier = leg.Multiplier,
-        Hedge = true,
-        Venue = leg.Venue,
-        Reason = leg.Reason,
+        Side = side.ToWire(),
+        Quantity = quantity,
+        ReferencePrice = price,
+        EstimatedNotional = quantity * price * multiplier,
+        EstimatedCost = decimal.Round(quantity * price * multiplier * costRate, 8),
+        ContractMultiplier = multiplier,
+        Hedge = hedge,
+        Venue = venue,
+        Reason = reason,
         FilledQuantity = 0m,
         Fees = 0m,
         Status = LegStatus.Pending,
