@@ -171,6 +171,123 @@ public sealed class ExecutionServiceTests : IClassFixture<RedisServer>, IAsyncLi
         Assert.Equal(["SIM-A", "SIM-B", "SIM-C"], venues.Venues.Select(v => v.VenueId));
     }
 
+    private static LendingAccount DaxLoan(decimal debt) => new()
+    {
+        Venue = "LEND-A",
+        PortfolioId = "p1",
+        LoanId = "L1",
+        BaseCurrency = "EUR",
+        Collateral = { new LendingCollateral { Asset = "DAX", Quantity = 100m } },
+        DebtAsset = "EUR",
+        Debt = debt,
+    };
+
+    [Fact]
+    public async Task Loan_legs_execute_once_on_the_lending_venue_and_a_refusal_stops_the_plan()
+    {
+        // 100 DAX at the mid 100 (LT 0.8) against 7,000 EUR: HF 8,000 / 7,000 = 1.1429.
+        var opened = (await _client.OpenLendingAccountAsync(new OpenLendingAccountRequest { Account = DaxLoan(7_000m) })).Account;
+        Assert.Equal(8_000.0 / 7_000, opened.HealthFactor, 9);
+        var bus = _server.Services.GetRequiredService<InMemoryEventBus>();
+        var plan = new PlanApproved
+        {
+            PlanId = "plan-guard",
+            PortfolioId = "p1",
+            Legs =
+            {
+                new ApprovedLeg { LegId = "G1", Sequence = 1, Kind = LegKind.Repay, LoanId = "L1", Venue = "LEND-A", InstrumentId = "EUR", Quantity = 2_000m, ReferencePrice = 1m },
+                new ApprovedLeg { LegId = "G2", Sequence = 2, Kind = LegKind.SupplyCollateral, LoanId = "L1", Venue = "LEND-A", InstrumentId = "DAX", Quantity = 5m, ReferencePrice = 100m },
+                new ApprovedLeg { LegId = "L1", Sequence = 3, InstrumentId = "DAX", Side = Side.Buy, Quantity = 1m, ReferencePrice = 100m },
+            },
+        };
+        await bus.PublishAsync(Topics.PlansApproved, plan);
+        Assert.Equal(ExecutionStatus.Completed, (await WaitForFinalAsync("plan-guard")).Status);
+
+        // Debt 5,000, collateral 105 DAX: HF 105 × 100 × 0.8 / 5,000 = 1.68. A redelivery applies nothing twice.
+        await bus.PublishAsync(Topics.PlansApproved, plan);
+        await Task.Delay(300);
+        var account = (await _client.GetLendingAccountAsync(new GetLendingAccountRequest { Venue = "LEND-A", PortfolioId = "p1", LoanId = "L1" })).Account;
+        Assert.Equal((5_000m, 105m), (account.Debt.ToDecimal(), account.Collateral.Single().Quantity.ToDecimal()));
+        Assert.Equal(1.68, account.HealthFactor, 9);
+        var fills = bus.Published.Where(e => e.Topic == Topics.ExecutionReports).Select(e => e.ReadData(ExecutionReport.Parser))
+            .Where(r => r.PlanId == "plan-guard" && r.Kind == ReportKind.Fill).ToArray();
+        Assert.Equal(["plan-guard:G1:loan", "plan-guard:G2:loan"], fills.Where(f => f.LegId.StartsWith('G')).Select(f => f.Fill.FillId).Distinct());
+        Assert.Equal(2_000m, fills.First(f => f.LegId == "G1").Fill.Quantity.ToDecimal());
+
+        // A withdrawal that would take HF below 1 is refused by the venue: the plan stops there, the trade after it
+        // is cancelled, and the account is untouched.
+        await bus.PublishAsync(Topics.PlansApproved, new PlanApproved
+        {
+            PlanId = "plan-greedy",
+            PortfolioId = "p1",
+            Legs =
+            {
+                new ApprovedLeg { LegId = "G1", Sequence = 1, Kind = LegKind.WithdrawCollateral, LoanId = "L1", Venue = "LEND-A", InstrumentId = "DAX", Quantity = 50m, ReferencePrice = 100m },
+                new ApprovedLeg { LegId = "L1", Sequence = 2, InstrumentId = "DAX", Side = Side.Sell, Quantity = 50m, ReferencePrice = 100m },
+            },
+        });
+        Assert.Equal(ExecutionStatus.Cancelled, (await WaitForFinalAsync("plan-greedy")).Status);
+        var greedy = bus.Published.Where(e => e.Topic == Topics.ExecutionReports).Select(e => e.ReadData(ExecutionReport.Parser)).Where(r => r.PlanId == "plan-greedy").ToArray();
+        Assert.Contains("below 1", greedy.Single(r => r.Kind == ReportKind.LegDone && r.LegId == "G1").Message);
+        Assert.Equal(ReportedLegStatus.Cancelled, greedy.Single(r => r.Kind == ReportKind.LegDone && r.LegId == "L1").LegStatus);
+        Assert.Equal(105m, (await _client.GetLendingAccountAsync(new GetLendingAccountRequest { Venue = "LEND-A", PortfolioId = "p1", LoanId = "L1" })).Account.Collateral.Single().Quantity.ToDecimal());
+    }
+
+    [Fact]
+    public async Task A_quote_that_takes_a_loan_below_1_is_liquidated_and_reported_once()
+    {
+        await _client.OpenLendingAccountAsync(new OpenLendingAccountRequest { Account = DaxLoan(7_000m) });
+        var market = _server.Services.GetRequiredService<MarketStateStore>();
+        var bus = _server.Services.GetRequiredService<InMemoryEventBus>();
+
+        // DAX falls to 85 (mid): HF 100 × 85 × 0.8 / 7,000 = 0.9714 → half the debt repaid, 3,500 × 1.05 / 85 DAX seized.
+        var now = DateTimeOffset.UtcNow.ToTimestamp();
+        var changed = await market.WriteQuotesAsync(
+        [
+            new Quote { Venue = "SIM-A", InstrumentId = "DAX", Bid = 84.9m, Ask = 85.1m, BidSize = 100m, AskSize = 100m, Timestamp = now },
+            new Quote { Venue = "SIM-B", InstrumentId = "DAX", Bid = 84.9m, Ask = 85.1m, BidSize = 100m, AskSize = 100m, Timestamp = now },
+        ]);
+        var quotes = new QuotesUpdated { AsOf = now };
+        quotes.Prices.AddRange(changed);
+        await bus.PublishAsync(Topics.MarketQuotes, quotes);
+        await bus.PublishAsync(Topics.MarketQuotes, quotes); // the same prices again: nothing more to do
+
+        Liquidation? liquidation = null;
+        for (var i = 0; i < 100 && liquidation is null; i++)
+        {
+            await Task.Delay(50);
+            liquidation = bus.Published.Where(e => e.Topic == Topics.ExecutionReports).Select(e => e.ReadData(ExecutionReport.Parser))
+                .FirstOrDefault(r => r.Kind == ReportKind.Liquidation)?.Liquidation;
+        }
+
+        Assert.NotNull(liquidation);
+        Assert.Equal(("LEND-A:p1:L1:1", "DAX", 3_500m), (liquidation.LiquidationId, liquidation.SeizedAsset, liquidation.DebtRepaid.ToDecimal()));
+        Assert.Equal(3_675m / 85m, liquidation.SeizedQuantity.ToDecimal());
+        Assert.Equal(0.9714285714, liquidation.HealthFactorBefore, 9);
+        await Task.Delay(300);
+        Assert.Single(bus.Published.Where(e => e.Topic == Topics.ExecutionReports).Select(e => e.ReadData(ExecutionReport.Parser)), r => r.Kind == ReportKind.Liquidation);
+        var account = (await _client.GetLendingAccountAsync(new GetLendingAccountRequest { Venue = "LEND-A", PortfolioId = "p1", LoanId = "L1" })).Account;
+        Assert.Equal((3_500m, 1), (account.Debt.ToDecimal(), account.Liquidations));
+        Assert.True(account.HealthFactor > 1);
+    }
+
+    [Fact]
+    public async Task Lending_RPCs_validate_input()
+    {
+        var bad = DaxLoan(-1m);
+        bad.Venue = "LEND-Z";
+        bad.Collateral.Add(new LendingCollateral { Asset = "DAX", Quantity = 1m });
+        var fields = await RpcAssert.InvalidArgumentAsync(() => _client.OpenLendingAccountAsync(new OpenLendingAccountRequest { Account = bad }).ResponseAsync, "account.venue");
+        Assert.Contains("account.debt", fields);
+        Assert.Contains("account.collateral[1].asset", fields);
+        var unaccepted = DaxLoan(1m);
+        unaccepted.Collateral[0].Asset = "BTC";
+        await RpcAssert.InvalidArgumentAsync(() => _client.OpenLendingAccountAsync(new OpenLendingAccountRequest { Account = unaccepted }).ResponseAsync, "account.collateral[0].asset");
+        await RpcAssert.InvalidArgumentAsync(() => _client.OpenLendingAccountAsync(new OpenLendingAccountRequest()).ResponseAsync, "account");
+        await RpcAssert.InvalidArgumentAsync(() => _client.GetLendingAccountAsync(new GetLendingAccountRequest { Venue = "LEND-A" }).ResponseAsync, "portfolio_id");
+        await RpcAssert.StatusAsync(() => _client.GetLendingAccountAsync(new GetLendingAccountRequest { Venue = "LEND-A", PortfolioId = "p", LoanId = "none" }).ResponseAsync, StatusCode.NotFound);
+    }
+
     private async Task<GetPlanExecutionResponse> WaitForFinalAsync(string planId)
     {
         for (var i = 0; i < 100; i++)

@@ -303,11 +303,11 @@ public sealed class OptimizerMeshTests(ITestOutputHelper output) : MeshTest(outp
 public sealed class GuardMeshTests(ITestOutputHelper output) : MeshTest(output)
 {
     [Fact]
-    public async Task A_loan_below_its_band_is_repaired_first_and_execution_says_what_it_cannot_do_yet()
+    public async Task A_loan_below_its_band_is_repaired_first_on_the_lending_venue()
     {
         var planning = PlanningClient();
 
-        // Wait for a DAX price, then borrow 80 % of the value of 10 DAX pledged at a 0.85 threshold: HF 1.0625.
+        // Wait for a DAX price, then borrow 7.5 × DAX against 10 DAX pledged at the venue's 0.8 threshold: HF 1.0667.
         GetPortfolioResponse? probe = null;
         await planning.UpsertPortfolioAsync(new UpsertPortfolioRequest
         {
@@ -325,15 +325,34 @@ public sealed class GuardMeshTests(ITestOutputHelper output) : MeshTest(output)
 
         Assert.NotNull(probe?.Valuation);
         var dax = probe!.Valuation.Positions.Single(p => p.InstrumentId == "DAX").Price.ToDecimal();
+        var debt = decimal.Round(7.5m * dax, 2);
         var portfolio = probe.Portfolio.Clone();
         portfolio.Loans.Add(new Loan
         {
             LoanId = "L1",
             Venue = "LEND-A",
-            Collateral = { new LoanCollateral { Asset = "DAX", Quantity = 10m, LiquidationThreshold = 0.85 } },
-            Debt = { new LoanDebt { Asset = "EUR", Quantity = decimal.Round(8m * dax, 2) } },
+            Collateral = { new LoanCollateral { Asset = "DAX", Quantity = 10m, LiquidationThreshold = 0.8 } },
+            Debt = { new LoanDebt { Asset = "EUR", Quantity = debt } },
         });
         await planning.UpsertPortfolioAsync(new UpsertPortfolioRequest { Portfolio = portfolio, ExpectedVersion = -1 });
+
+        // The same loan on the lending venue, where the client opened it.
+        using var executionChannel = Grpc.Net.Client.GrpcChannel.ForAddress(Mesh.Service("execution").GrpcUrl);
+        var execution = new RebalanceMesh.Contracts.Execution.V1.ExecutionService.ExecutionServiceClient(executionChannel);
+        var lendingKey = new RebalanceMesh.Contracts.Execution.V1.GetLendingAccountRequest { Venue = "LEND-A", PortfolioId = "guarded", LoanId = "L1" };
+        await execution.OpenLendingAccountAsync(new RebalanceMesh.Contracts.Execution.V1.OpenLendingAccountRequest
+        {
+            Account = new RebalanceMesh.Contracts.Execution.V1.LendingAccount
+            {
+                Venue = "LEND-A",
+                PortfolioId = "guarded",
+                LoanId = "L1",
+                BaseCurrency = "EUR",
+                Collateral = { new RebalanceMesh.Contracts.Execution.V1.LendingCollateral { Asset = "DAX", Quantity = 10m } },
+                DebtAsset = "EUR",
+                Debt = debt,
+            },
+        });
         await planning.SetPolicyAsync(new SetPolicyRequest
         {
             Policy = new Policy
@@ -371,13 +390,18 @@ public sealed class GuardMeshTests(ITestOutputHelper output) : MeshTest(output)
         Assert.All(preview.Legs, l => Assert.StartsWith("G", l.LegId));
         Assert.Contains(preview.Reasons, r => r.Rule == "health_factor" && r.Breached && r.Message.Contains("emergency", StringComparison.Ordinal));
 
-        // Execution has no lending-venue connector yet: it rejects the first loan leg and stops the plan, and says so.
+        // Executed: the loan legs on LEND-A (which enforces its own rules on each), the sale on a trading venue. The
+        // venue's loan and planning's agree afterwards, at the target health factor or above.
         var submitted = (await planning.SubmitRebalanceAsync(new SubmitRebalanceRequest { PortfolioId = "guarded", IdempotencyKey = "guard-1" })).Plan;
         var final = await WaitForPlanEndAsync(planning, submitted);
-
-        Assert.Equal(PlanStatus.Cancelled, final.Status);
-        Assert.Contains("lending-venue operations are not supported", final.StatusMessage);
-        Assert.Equal(LegStatus.Rejected, final.Legs[0].Status);
+        Output.WriteLine($"{final.Status}: {final.StatusMessage}");
+        Assert.Equal(PlanStatus.Completed, final.Status);
+        var venueLoan = (await execution.GetLendingAccountAsync(lendingKey)).Account;
+        var plannedLoan = (await planning.GetPortfolioAsync(new GetPortfolioRequest { PortfolioId = "guarded", SkipValuation = true })).Portfolio.Loans.Single();
+        Assert.Equal(plannedLoan.Debt.Single().Quantity.ToDecimal(), venueLoan.Debt.ToDecimal());
+        Assert.Equal(plannedLoan.Collateral.Single().Quantity.ToDecimal(), venueLoan.Collateral.Single().Quantity.ToDecimal());
+        Assert.InRange(venueLoan.HealthFactor, 1.3, 1.6); // 1.4 at the plan's prices; the feed moves on meanwhile
+        Assert.Equal(0, venueLoan.Liquidations);
     }
 
     [Fact]

@@ -87,6 +87,16 @@ public abstract class MeshTest(ITestOutputHelper output) : IAsyncLifetime
             channel.Dispose();
         }
 
+        // The services' last log lines go with the test's output (shown when it fails), before the state is removed.
+        foreach (var service in Mesh?.Services ?? [])
+        {
+            if (File.Exists(service.LogFile))
+            {
+                Output.WriteLine($"--- {service.Name} log (last 40 lines) ---");
+                Output.WriteLine(string.Join(Environment.NewLine, File.ReadLines(service.LogFile).TakeLast(40)));
+            }
+        }
+
         MeshLauncher.Down(StateDir, TextWriter.Null);
         Directory.Delete(StateDir, recursive: true);
         return Task.CompletedTask;

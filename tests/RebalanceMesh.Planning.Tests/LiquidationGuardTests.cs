@@ -55,11 +55,37 @@ public class LiquidationGuardTests
     [Fact]
     public void Out_of_reach_targets_are_reported_with_what_the_guard_achieves()
     {
-        // Underwater: 25,000 owed against 20,000 of collateral, nothing else. Selling all of it repays 19,980 and
-        // still leaves debt with no collateral.
+        // Underwater: 25,000 owed against 20,000 of collateral (HF 0.64), nothing else. The venue refuses any withdrawal
+        // below a health factor of 1, so there is nothing the guard can do: it says so.
         var plan = LiquidationGuard.Plan(Portfolio(debt: 25_000m, cash: 0m, heldEth: 0m), Prices, "EUR", Band, 0.001m);
-        Assert.Equal(10m, plan.Legs.Single(l => l.Action == GuardAction.Sell).Quantity);
-        Assert.Contains(plan.Reasons, r => r.Message.Contains("out of reach", StringComparison.Ordinal));
+        Assert.Empty(plan.Legs);
+        Assert.Contains(plan.Reasons, r => r.Message.Contains("out of reach", StringComparison.Ordinal) && r.Message.Contains("reaches 0.6400", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void Collateral_comes_out_in_rounds_that_keep_the_health_factor_above_1_until_each_repayment()
+    {
+        // 15,000 owed against 10 ETH (A 16,000, HF 1.0667), no cash, no costs. Withdrawing at once the v = (1.5 × 15,000
+        // − 16,000) / 0.7 = 9,286 of ETH needed would leave (16,000 − 7,429) / 15,000 = 0.571 before the repayment, and
+        // the venue would refuse it: rounds of at most (A − 1.01 D) / (0.8 × 2,000) ETH each, until HF 1.5.
+        var plan = LiquidationGuard.Plan(Portfolio(debt: 15_000m, cash: 0m, heldEth: 0m), Prices, "EUR", Band, 0m);
+        var withdrawals = plan.Legs.Where(l => l.Action == GuardAction.WithdrawCollateral).ToArray();
+        Assert.True(withdrawals.Length > 1, "several rounds");
+        decimal a = 16_000m, d = 15_000m;
+        foreach (var leg in plan.Legs)
+        {
+            if (leg.Action == GuardAction.WithdrawCollateral)
+            {
+                a -= leg.Quantity * 2_000m * 0.8m;
+                Assert.True(a / d >= LiquidationGuard.WithdrawalFloor - 0.0000001m, $"after {leg.Reason}: HF {a / d}");
+            }
+            else if (leg.Action == GuardAction.Repay)
+            {
+                d -= leg.Quantity;
+            }
+        }
+
+        Assert.InRange(HealthFactor(Apply(Portfolio(debt: 15_000m, cash: 0m, heldEth: 0m), plan, 0m)), 1.5, 1.5001);
     }
 
     [Fact]

@@ -129,7 +129,17 @@ public class PlanningPropertyTests
             var hf = MarkedLoan.Mark(after.LoanList[0], a => a == "EUR" ? 1m : prices[a]).HealthFactor;
             var unreachable = plan.Reasons.Any(r => r.Message.Contains("out of reach", StringComparison.Ordinal));
             var cashOk = after.Cash >= 0 && after.Holdings.All(h => h.Quantity >= 0) && after.LoanList[0].Collateral[0].Quantity >= 0 && after.LoanList[0].Debt >= 0;
-            return cashOk && (unreachable || hf >= c.Target - 1e-9);
+
+            // Leg by leg, no withdrawal leaves the health factor below 1 (a lending venue would refuse it).
+            var step = portfolio;
+            var venueOk = true;
+            foreach (var leg in plan.Legs)
+            {
+                step = LiquidationGuard.Apply(step, new GuardPlan([leg], [], false), "EUR", (decimal)c.Cost);
+                venueOk &= leg.Action != GuardAction.WithdrawCollateral || MarkedLoan.Mark(step.LoanList[0], a => a == "EUR" ? 1m : prices[a]).HealthFactor >= 1;
+            }
+
+            return cashOk && venueOk && (unreachable || hf >= c.Target - 1e-9);
         }).Check(Runs);
     }
 

@@ -394,4 +394,46 @@ public sealed class PlanningServiceTests : IClassFixture<RedisServer>, IAsyncLif
         Assert.Equal(LegStatus.Filled, plan.Legs[0].Status);
         Assert.Equal(100m, plan.Legs[0].AverageFillPrice.ToDecimal());
     }
+
+    [Fact]
+    public async Task A_liquidation_report_takes_seized_collateral_and_repaid_debt_off_the_loan_once()
+    {
+        await _client.UpsertPortfolioAsync(new UpsertPortfolioRequest { Portfolio = WithLoan(Portfolio()), ExpectedVersion = -1 }); // 5 DAX against 300 EUR
+        var http = _server.CreateClient();
+        var report = new ExecutionReport
+        {
+            ReportId = "r-liq",
+            PortfolioId = "p1",
+            Kind = ReportKind.Liquidation,
+            Liquidation = new Liquidation { LiquidationId = "LEND-A:p1:L1:1", Venue = "LEND-A", LoanId = "L1", SeizedAsset = "DAX", SeizedQuantity = 2.5m, DebtAsset = "EUR", DebtRepaid = 150m, HealthFactorBefore = 0.97, HealthFactorAfter = 1.1 },
+        };
+        async Task<string> PostAsync(ExecutionReport body)
+        {
+            var cloudEvent = new JsonObject
+            {
+                ["specversion"] = "1.0",
+                ["id"] = body.ReportId,
+                ["source"] = "execution",
+                ["type"] = "rebalance.events.v1.ExecutionReport",
+                ["datacontenttype"] = "application/json",
+                ["topic"] = "execution.reports",
+                ["pubsubname"] = "pubsub",
+                ["data"] = JsonNode.Parse(JsonFormatter.Default.Format(body)),
+            }.ToJsonString();
+            using var content = new StringContent(cloudEvent, Encoding.UTF8);
+            content.Headers.ContentType = new MediaTypeHeaderValue("application/cloudevents+json");
+            var response = await http.PostAsync("/events/execution.reports", content);
+            response.EnsureSuccessStatusCode();
+            return JsonNode.Parse(await response.Content.ReadAsStringAsync())!["status"]!.GetValue<string>();
+        }
+
+        Assert.Equal("SUCCESS", await PostAsync(report));
+        Assert.Equal("SUCCESS", await PostAsync(new ExecutionReport(report) { ReportId = "r-liq-again" })); // the same liquidation redelivered
+        var loan = (await _client.GetPortfolioAsync(new GetPortfolioRequest { PortfolioId = "p1", SkipValuation = true })).Portfolio.Loans.Single();
+        Assert.Equal((2.5m, 150m), (loan.Collateral.Single().Quantity.ToDecimal(), loan.Debt.Single().Quantity.ToDecimal()));
+
+        // A liquidation of a loan the portfolio does not have is malformed: dropped to the dead letters, nothing changes.
+        var unknown = new ExecutionReport(report) { ReportId = "r-bad", Liquidation = new Liquidation(report.Liquidation) { LiquidationId = "x", LoanId = "L9" } };
+        Assert.Equal("DROP", await PostAsync(unknown));
+    }
 }

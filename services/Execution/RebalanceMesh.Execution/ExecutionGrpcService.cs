@@ -6,8 +6,32 @@ using RebalanceMesh.Domain;
 namespace RebalanceMesh.Execution;
 
 /// <summary>gRPC surface of execution.</summary>
-public sealed class ExecutionGrpcService(ExecutionStore store, IOptions<ExecutionOptions> options) : ExecutionService.ExecutionServiceBase
+public sealed class ExecutionGrpcService(ExecutionStore store, LendingDesk lending, IOptions<ExecutionOptions> options) : ExecutionService.ExecutionServiceBase
 {
+    public override async Task<OpenLendingAccountResponse> OpenLendingAccount(OpenLendingAccountRequest request, ServerCallContext context)
+    {
+        if (request.Account is null)
+        {
+            var check = new RequestValidator();
+            check.Require(false, "account", "is required");
+            check.ThrowIfInvalid();
+        }
+
+        return new OpenLendingAccountResponse { Account = await lending.OpenAsync(request.Account!) };
+    }
+
+    public override async Task<GetLendingAccountResponse> GetLendingAccount(GetLendingAccountRequest request, ServerCallContext context)
+    {
+        var check = new RequestValidator();
+        check.RequireIdentifier(request.Venue, "venue");
+        check.RequireIdentifier(request.PortfolioId, "portfolio_id");
+        check.RequireIdentifier(request.LoanId, "loan_id");
+        check.ThrowIfInvalid();
+        var account = await lending.GetAsync(request.Venue, request.PortfolioId, request.LoanId)
+            ?? throw DomainException.NotFound($"Loan '{request.LoanId}' of portfolio '{request.PortfolioId}' on {request.Venue}");
+        return new GetLendingAccountResponse { Account = account };
+    }
+
     public override async Task<GetPlanExecutionResponse> GetPlanExecution(GetPlanExecutionRequest request, ServerCallContext context)
     {
         var check = new RequestValidator();

@@ -11,4 +11,20 @@ public sealed class ExecutionOptions
         new("SIM-B", TakerFeeBps: 5, MakerFeeBps: 1),
         new("SIM-C", TakerFeeBps: 2, MakerFeeBps: 0),
     ];
+
+    /// <summary>
+    /// Simulated lending venues (Aave-like) and the collateral they accept: liquidation threshold, bonus and maximum
+    /// loan-to-value per asset. EUR is cash collateral.
+    /// </summary>
+    public List<LendingVenueSpec> LendingVenues { get; set; } =
+    [
+        new("LEND-A",
+        [
+            new("DAX", 0.80m, 0.05m, 0.75m),
+            new("SMI", 0.80m, 0.05m, 0.75m),
+            new("CAC", 0.78m, 0.06m, 0.72m),
+            new("FTSE", 0.78m, 0.06m, 0.72m),
+            new("EUR", 0.93m, 0.02m, 0.90m),
+        ]),
+    ];
 }

@@ -14,6 +14,8 @@ namespace RebalanceMesh.Execution;
 /// <item><c>exe:venue:{venue}</c> hash client order id → the venue's execution, so a resent order is not filled twice.</item>
 /// <item><c>exe:cancel:{plan}</c> cancel request; <c>exe:halt</c> the trading halt flag.</item>
 /// <item><c>exe:venue-costs:{venue}</c> hash of realised costs (fills, notional, fees, slippage), counted once per fill.</item>
+/// <item><c>exe:lend:{venue}:{portfolio}:{loan}</c> a lending venue's account; <c>exe:lend-accounts</c> set of those keys;
+/// <c>exe:lend-ops</c> hash operation id (plan:leg) → "quantity|reject reason", written with the account it changed.</item>
 /// </list>
 /// </summary>
 public sealed class ExecutionStore(IConnectionMultiplexer redis)
@@ -33,6 +35,60 @@ public sealed class ExecutionStore(IConnectionMultiplexer redis)
     private static RedisKey VenueCostsKey(string venue) => "exe:venue-costs:" + venue;
 
     private static readonly RedisKey HaltKey = "exe:halt";
+
+    private static readonly RedisKey LendingAccountsKey = "exe:lend-accounts";
+
+    private static readonly RedisKey LendingOpsKey = "exe:lend-ops";
+
+    public static string LendingKey(string venue, string portfolioId, string loanId) => $"exe:lend:{venue}:{portfolioId}:{loanId}";
+
+    /// <summary>A lending account and its stored bytes (the optimistic-concurrency token of <see cref="TryUpdateLendingAsync"/>).</summary>
+    public async Task<(LendingAccount? Account, RedisValue Raw)> GetLendingAsync(string key)
+    {
+        var raw = await Db.StringGetAsync(key);
+        return (raw.IsNull ? null : LendingAccount.Parser.ParseFrom((byte[])raw!), raw);
+    }
+
+    public async Task<IReadOnlyList<string>> GetLendingKeysAsync() =>
+        (await Db.SetMembersAsync(LendingAccountsKey)).Select(v => v.ToString()).ToArray();
+
+    /// <summary>Opens (or replaces) an account.</summary>
+    public async Task SaveLendingAsync(LendingAccount account)
+    {
+        var key = LendingKey(account.Venue, account.PortfolioId, account.LoanId);
+        var transaction = Db.CreateTransaction();
+        _ = transaction.StringSetAsync(key, account.ToByteArray());
+        _ = transaction.SetAddAsync(LendingAccountsKey, key);
+        await transaction.ExecuteAsync();
+    }
+
+    /// <summary>
+    /// Replaces an account if it still holds <paramref name="before"/>; with an operation id, records the operation's
+    /// outcome in the same transaction, and only if it was not recorded before. False when either changed meanwhile.
+    /// </summary>
+    public Task<bool> TryUpdateLendingAsync(string key, RedisValue before, LendingAccount after, string? operationId = null, string? outcome = null)
+    {
+        var transaction = Db.CreateTransaction();
+        transaction.AddCondition(Condition.StringEqual(key, before));
+        if (operationId is not null)
+        {
+            transaction.AddCondition(Condition.HashNotExists(LendingOpsKey, operationId));
+            _ = transaction.HashSetAsync(LendingOpsKey, operationId, outcome);
+        }
+
+        _ = transaction.StringSetAsync(key, after.ToByteArray());
+        return transaction.ExecuteAsync();
+    }
+
+    /// <summary>Records a refused operation once (the account is unchanged).</summary>
+    public Task RecordLendingOperationAsync(string operationId, string outcome) => Db.HashSetAsync(LendingOpsKey, operationId, outcome, When.NotExists);
+
+    /// <summary>The recorded outcome of a lending operation, "quantity|reject reason", or null before it ran.</summary>
+    public async Task<string?> GetLendingOperationAsync(string operationId)
+    {
+        var value = await Db.HashGetAsync(LendingOpsKey, operationId);
+        return value.IsNull ? null : value.ToString();
+    }
 
     public async Task<Order?> GetOrderAsync(string clientOrderId)
     {

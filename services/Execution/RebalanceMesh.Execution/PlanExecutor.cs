@@ -13,7 +13,8 @@ using RebalanceMesh.MarketState;
 namespace RebalanceMesh.Execution;
 
 /// <summary>
-/// Executes an approved plan: legs in sequence (sells before buys), each routed across venues by all-in cost,
+/// Executes an approved plan: legs in sequence (guard legs first, sells before buys), trades routed across venues by
+/// all-in cost, loan legs applied on their lending venue (<see cref="LendingDesk"/>),
 /// every child order journaled before it is sent, rejected remainders re-routed to the other venues, and every
 /// fill, leg outcome and plan outcome published on execution.reports. Safe to run again on redelivery: journaled
 /// orders and the venues' records of client order ids make a repeat send return the original fill.
@@ -21,6 +22,7 @@ namespace RebalanceMesh.Execution;
 public sealed class PlanExecutor(
     ExecutionStore store,
     MarketStateStore market,
+    LendingDesk lending,
     IEventBus bus,
     IOptions<ExecutionOptions> options,
     TimeProvider time,
@@ -58,15 +60,16 @@ public sealed class PlanExecutor(
             stopReason ??= await StopReasonAsync(plan.PlanId);
             if (stopReason is null && leg.Kind is not (LegKind.Unspecified or LegKind.Trade))
             {
-                // Loan legs (repay, supply, withdraw, borrow) need a lending-venue connector, which this service does not
-                // have yet. They lead their plan and what follows depends on them, so the plan stops here, said loudly.
-                stopReason = $"leg {leg.LegId} is a {leg.Kind} on loan {leg.LoanId} at {leg.Venue}: lending-venue operations are not supported by execution yet; the plan stops before it";
-                logger.LogError("Plan {PlanId}: {Reason}", plan.PlanId, stopReason);
-                await PublishAsync(plan, leg.LegId, ReportKind.LegDone, r =>
+                // Loan legs (repay, supply, withdraw, borrow) act on the lending venue. A refusal stops the plan: what
+                // follows (the sale that was to repay, the rebalancing planned after the guard) depends on it.
+                var refused = await ExecuteLoanLegAsync(plan, leg, state, execution, cancellationToken);
+                await store.SaveExecutionAsync(execution);
+                if (refused is not null)
                 {
-                    r.LegStatus = ReportedLegStatus.Rejected;
-                    r.Message = stopReason;
-                }, cancellationToken);
+                    stopReason = $"leg {leg.LegId} ({leg.Kind} on loan {leg.LoanId} at {leg.Venue}) refused: {refused}; the plan stops";
+                    logger.LogError("Plan {PlanId}: {Reason}", plan.PlanId, stopReason);
+                }
+
                 continue;
             }
 
@@ -104,6 +107,64 @@ public sealed class PlanExecutor(
             r.Message = message;
         }, cancellationToken);
         logger.LogInformation("Plan {PlanId} executed: {Status} ({Message})", plan.PlanId, execution.Status, message);
+    }
+
+    /// <summary>
+    /// A loan leg on its lending venue, once: its fill (the units moved, at the leg's reference price, no fee) and its
+    /// outcome are reported like a trade's. Returns the venue's reason when it refused.
+    /// </summary>
+    private async Task<string?> ExecuteLoanLegAsync(PlanApproved plan, ApprovedLeg leg, LegExecution state, GetPlanExecutionResponse execution, CancellationToken cancellationToken)
+    {
+        using var activity = ActivitySource.StartActivity("execute loan leg");
+        activity?.SetTag("execution.leg_id", leg.LegId);
+        activity?.SetTag("execution.venue", leg.Venue);
+        activity?.SetTag("execution.loan_id", leg.LoanId);
+        if (leg.FundedByLegId.Length > 0)
+        {
+            // Repay what the sale really raised, never more: a sale below its reference price must not take cash negative.
+            var sale = execution.Legs.FirstOrDefault(l => l.LegId == leg.FundedByLegId);
+            var raised = sale is null ? 0m : decimal.Round((sale.FilledQuantity.ToDecimal() * (DecimalValue.TryParse(sale.AveragePrice, out var p) ? p : 0m)) - sale.Fees.ToDecimal(), 2, MidpointRounding.ToZero);
+            var capped = Math.Min(leg.Quantity.ToDecimal(), Math.Max(raised, 0m));
+            activity?.SetTag("execution.funded_by", leg.FundedByLegId);
+            if (capped <= 0)
+            {
+                await PublishAsync(plan, leg.LegId, ReportKind.LegDone, r =>
+                {
+                    r.LegStatus = ReportedLegStatus.Rejected;
+                    r.Message = $"the sale {leg.FundedByLegId} that funds it raised nothing";
+                }, cancellationToken);
+                return $"the sale {leg.FundedByLegId} that funds it raised nothing";
+            }
+
+            leg = new ApprovedLeg(leg) { Quantity = capped };
+            state.Quantity = capped; // the leg is complete once it repays what the sale raised
+        }
+
+        var (accepted, quantity, reason) = await lending.ApplyLegAsync(plan.PortfolioId, plan.PlanId, leg);
+        if (accepted)
+        {
+            var now = time.GetUtcNow().ToTimestamp();
+            await PublishAsync(plan, leg.LegId, ReportKind.Fill, r => r.Fill = new Fill
+            {
+                FillId = $"{plan.PlanId}:{leg.LegId}:loan",
+                ClientOrderId = $"{plan.PlanId}:{leg.LegId}",
+                Venue = leg.Venue,
+                InstrumentId = leg.InstrumentId,
+                Quantity = quantity,
+                Price = leg.ReferencePrice,
+                Fee = 0m,
+                FilledAt = now,
+            }, cancellationToken);
+            state.FilledQuantity = quantity;
+            state.AveragePrice = leg.ReferencePrice;
+        }
+
+        await PublishAsync(plan, leg.LegId, ReportKind.LegDone, r =>
+        {
+            r.LegStatus = accepted ? ReportedLegStatus.Filled : ReportedLegStatus.Rejected;
+            r.Message = accepted ? $"{leg.Kind} {quantity} {leg.InstrumentId} on {leg.Venue}" : reason;
+        }, cancellationToken);
+        return accepted ? null : reason;
     }
 
     private async Task ExecuteLegAsync(PlanApproved plan, ApprovedLeg leg, LegExecution state, GetPlanExecutionResponse execution, CancellationToken cancellationToken)

@@ -13,9 +13,11 @@ builder.Services.Configure<ExecutionOptions>(builder.Configuration.GetSection("E
 builder.Services.Configure<MarketStateOptions>(builder.Configuration.GetSection("MarketState"));
 builder.Services.AddSingleton<MarketStateStore>();
 builder.Services.AddSingleton<ExecutionStore>();
+builder.Services.AddSingleton<LendingDesk>();
 builder.Services.AddScoped<PlanExecutor>();
 builder.Services.AddEventSubscription<PlanApproved, PlanApprovedHandler>(Topics.PlansApproved);
 builder.Services.AddEventSubscription<TradingHaltChanged, TradingHaltHandler>(Topics.PlansHalted);
+builder.Services.AddEventSubscription<QuotesUpdated, LiquidationMonitor>(Topics.MarketQuotes);
 
 var app = builder.Build();
 app.MapGrpcService<ExecutionGrpcService>();

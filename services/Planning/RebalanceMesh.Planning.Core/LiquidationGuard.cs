@@ -39,7 +39,8 @@ public enum GuardAction
 
 /// <summary>One guard leg, with why it is there.</summary>
 /// <param name="Asset">Instrument, or the base currency for repay, borrow and cash collateral.</param>
-public sealed record GuardLeg(GuardAction Action, string LoanId, string Venue, string Asset, decimal Quantity, decimal Price, string Reason)
+/// <param name="FundedBy">For a repayment of a sale's proceeds: the position of the sale among the guard's legs.</param>
+public sealed record GuardLeg(GuardAction Action, string LoanId, string Venue, string Asset, decimal Quantity, decimal Price, string Reason, int? FundedBy = null)
 {
     public decimal Value => Quantity * Price;
 }
@@ -62,6 +63,12 @@ public sealed record GuardPlan(IReadOnlyList<GuardLeg> Legs, IReadOnlyList<Drift
 public static class LiquidationGuard
 {
     public const string Rule = "health_factor";
+
+    /// <summary>Least health factor a withdrawal may leave before its sale repays (a venue refuses below 1).</summary>
+    public const decimal WithdrawalFloor = 1.01m;
+
+    /// <summary>Most withdraw-sell-repay rounds per collateral asset.</summary>
+    public const int MaxDeleverageRounds = 24;
 
     public static GuardPlan Plan(PortfolioSnapshot portfolio, IReadOnlyDictionary<string, decimal> prices, string baseCurrency, HealthFactorBand band, decimal costRate)
     {
@@ -91,12 +98,12 @@ public static class LiquidationGuard
             var debtAsset = loan.OwesCash ? baseCurrency : loan.DebtAsset;
             var debtPrice = PriceOf(debtAsset);
             var conversion = loan.OwesCash ? 1 - costRate : (1 - costRate) * (1 - costRate); // debt value repaid per unit of collateral value sold
-            void Repay(decimal units, string why)
+            void Repay(decimal units, string why, int? fundedBy = null)
             {
                 var before = Hf();
                 d -= units * debtPrice;
                 legs.Add(new GuardLeg(GuardAction.Repay, loan.LoanId, loan.Venue, debtAsset, units, debtPrice,
-                    $"repay {(loan.OwesCash ? units.ToString("F2", CultureInfo.InvariantCulture) : $"{Units(units)} {debtAsset}")} {why}: health factor {before} → {Hf()}"));
+                    $"repay {(loan.OwesCash ? units.ToString("F2", CultureInfo.InvariantCulture) : $"{Units(units)} {debtAsset}")} {why}: health factor {before} → {Hf()}", fundedBy));
             }
 
             if (below)
@@ -155,45 +162,43 @@ public static class LiquidationGuard
                         $"add {Units(units)} {collateral.Asset} from holdings as collateral: health factor {before} → {Hf()}"));
                 }
 
-                // (3) Deleverage: sell collateral and repay (through the debt asset when it is not cash), lowest threshold first.
+                // (3) Deleverage: sell collateral and repay (through the debt asset when it is not cash), lowest threshold
+                // first. A lending venue refuses a withdrawal that leaves the health factor below 1 before the sale's
+                // repayment lands, so collateral comes out in rounds that each keep it at WithdrawalFloor or above.
                 var pledged = loan.Collateral.ToDictionary(c => c.Asset, c => c.Quantity, StringComparer.Ordinal);
                 foreach (var collateral in loan.Collateral.Where(c => c.Asset != baseCurrency && c.Asset != debtAsset).OrderBy(c => c.LiquidationThreshold))
                 {
-                    if (a >= target * d)
-                    {
-                        break;
-                    }
-
                     var price = PriceOf(collateral.Asset);
                     var lt = (decimal)collateral.LiquidationThreshold;
                     var denominator = (target * conversion) - lt;
-                    if (denominator <= 0)
+                    for (var round = 0; round < MaxDeleverageRounds && a < target * d && denominator > 0; round++)
                     {
-                        continue;
-                    }
+                        // The repayment is rounded down (cents, or 1e-8 units); sell enough more that it does not leave HF short.
+                        var slack = target * (loan.OwesCash ? 0.01m : 0.00000001m * debtPrice);
+                        var needed = Math.Min(Ceiling(((target * d) - a + slack) / denominator / price, 8), pledged[collateral.Asset]);
+                        var safe = decimal.Round((a - (WithdrawalFloor * d)) / (lt * price), 8, MidpointRounding.ToZero);
+                        var units = Math.Min(needed, safe);
+                        if (units <= 0)
+                        {
+                            break;
+                        }
 
-                    // The repayment is rounded down (cents, or 1e-8 units); sell enough more that it does not leave HF short.
-                    var slack = target * (loan.OwesCash ? 0.01m : 0.00000001m * debtPrice);
-                    var units = Math.Min(Ceiling(((target * d) - a + slack) / denominator / price, 8), pledged[collateral.Asset]);
-                    if (units <= 0)
-                    {
-                        continue;
-                    }
-
-                    var proceeds = units * price * (1 - costRate);
-                    a -= units * price * lt;
-                    pledged[collateral.Asset] -= units;
-                    legs.Add(new GuardLeg(GuardAction.WithdrawCollateral, loan.LoanId, loan.Venue, collateral.Asset, units, price, $"withdraw {Units(units)} {collateral.Asset} to sell"));
-                    legs.Add(new GuardLeg(GuardAction.Sell, loan.LoanId, loan.Venue, collateral.Asset, units, price, $"sell {Units(units)} {collateral.Asset} to repay debt"));
-                    if (loan.OwesCash)
-                    {
-                        Repay(Math.Min(decimal.Round(proceeds, 2, MidpointRounding.ToZero), d), "from the sale");
-                    }
-                    else
-                    {
-                        var bought = Math.Min(decimal.Round(proceeds * (1 - costRate) / debtPrice, 8, MidpointRounding.ToZero), d / debtPrice);
-                        legs.Add(new GuardLeg(GuardAction.Buy, loan.LoanId, loan.Venue, debtAsset, bought, debtPrice, $"buy {Units(bought)} {debtAsset} with the proceeds"));
-                        Repay(bought, "bought with the sale");
+                        var proceeds = units * price * (1 - costRate);
+                        a -= units * price * lt;
+                        pledged[collateral.Asset] -= units;
+                        legs.Add(new GuardLeg(GuardAction.WithdrawCollateral, loan.LoanId, loan.Venue, collateral.Asset, units, price,
+                            $"withdraw {Units(units)} {collateral.Asset} to sell{(units < needed ? $" (round {round + 1}: at most what keeps the health factor at {WithdrawalFloor:F2} until the repayment)" : string.Empty)}"));
+                        legs.Add(new GuardLeg(GuardAction.Sell, loan.LoanId, loan.Venue, collateral.Asset, units, price, $"sell {Units(units)} {collateral.Asset} to repay debt"));
+                        if (loan.OwesCash)
+                        {
+                            Repay(Math.Min(decimal.Round(proceeds, 2, MidpointRounding.ToZero), d), "from the sale", legs.Count - 1);
+                        }
+                        else
+                        {
+                            var bought = Math.Min(decimal.Round(proceeds * (1 - costRate) / debtPrice, 8, MidpointRounding.ToZero), d / debtPrice);
+                            legs.Add(new GuardLeg(GuardAction.Buy, loan.LoanId, loan.Venue, debtAsset, bought, debtPrice, $"buy {Units(bought)} {debtAsset} with the proceeds"));
+                            Repay(bought, "bought with the sale");
+                        }
                     }
                 }
 

@@ -14,6 +14,12 @@ public sealed class ExecutionReportHandler(PlanningStore store, ILogger<Executio
 {
     public async Task HandleAsync(ExecutionReport report, EventContext context, CancellationToken cancellationToken)
     {
+        if (report.Kind == ReportKind.Liquidation)
+        {
+            await ApplyLiquidationAsync(report);
+            return;
+        }
+
         if (await store.GetPlanAsync(report.PlanId) is not { } stored)
         {
             logger.LogWarning("Execution report {ReportId} names unknown plan {PlanId}; ignored", report.ReportId, report.PlanId);
@@ -64,6 +70,53 @@ public sealed class ExecutionReportHandler(PlanningStore store, ILogger<Executio
             default:
                 logger.LogWarning("Execution report {ReportId} of kind {Kind} carries nothing to apply", report.ReportId, report.Kind);
                 break;
+        }
+    }
+
+    /// <summary>
+    /// A lending venue liquidated part of a loan: the portfolio's loan loses the seized collateral and the repaid debt,
+    /// once per liquidation id. Liquidations are logged as warnings: the guard did not protect the loan.
+    /// </summary>
+    private async Task ApplyLiquidationAsync(ExecutionReport report)
+    {
+        if (report.Liquidation is not { } liquidation || liquidation.LiquidationId.Length == 0 || report.PortfolioId.Length == 0
+            || !DecimalValue.TryParse(liquidation.SeizedQuantity, out var seized) || seized < 0
+            || !DecimalValue.TryParse(liquidation.DebtRepaid, out var repaid) || repaid < 0)
+        {
+            throw new MalformedEventException($"Liquidation report {report.ReportId} needs a portfolio, a liquidation id and non-negative amounts.");
+        }
+
+        Portfolio Apply(Portfolio portfolio)
+        {
+            var copy = portfolio.Clone();
+            var loan = copy.Loans.FirstOrDefault(l => l.LoanId == liquidation.LoanId)
+                ?? throw new MalformedEventException($"Portfolio {report.PortfolioId} has no loan {liquidation.LoanId} to liquidate.");
+            var collateral = loan.Collateral.FirstOrDefault(c => c.Asset == liquidation.SeizedAsset);
+            if (collateral is not null)
+            {
+                collateral.Quantity = Math.Max(collateral.Quantity.ToDecimal() - seized, 0m);
+            }
+
+            var debt = loan.Debt.FirstOrDefault(d => d.Asset == liquidation.DebtAsset);
+            if (debt is not null)
+            {
+                debt.Quantity = Math.Max(debt.Quantity.ToDecimal() - repaid, 0m);
+            }
+
+            return copy;
+        }
+
+        try
+        {
+            if (await store.ApplyPortfolioEventAsync(report.PortfolioId, liquidation.LiquidationId, Apply))
+            {
+                logger.LogWarning("Loan {LoanId} of {PortfolioId} liquidated on {Venue}: {Seized} {Asset} seized, {Repaid} {DebtAsset} repaid; health factor {Before:F4} → {After:F4}",
+                    liquidation.LoanId, report.PortfolioId, liquidation.Venue, seized, liquidation.SeizedAsset, repaid, liquidation.DebtAsset, liquidation.HealthFactorBefore, liquidation.HealthFactorAfter);
+            }
+        }
+        catch (RebalanceMesh.Domain.DomainException ex) when (ex.Kind == RebalanceMesh.Domain.DomainErrorKind.NotFound)
+        {
+            throw new MalformedEventException($"Liquidation report {report.ReportId}: {ex.Message}");
         }
     }
 

@@ -154,7 +154,7 @@ public sealed class PlanPipeline(
                     : (proposal.Evaluation.Breached ? "bands breached but no trade survives lot and minimum-notional rounding" : "portfolio is inside its bands"),
         };
         var leading = guardLegs.Count + marginLegs.Count;
-        plan.Legs.AddRange(guardLegs.Select((l, i) => l.ToWire($"G{i + 1}", i + 1, costRate)));
+        plan.Legs.AddRange(guardLegs.Select((l, i) => l.ToWire($"G{i + 1}", i + 1, costRate, k => $"G{k + 1}")));
         plan.Legs.AddRange(marginLegs.Select((l, i) => l.ToWire($"M{i + 1}", guardLegs.Count + i + 1, costRate)));
         plan.Legs.AddRange(proposal.Legs.Select(l => l.ToWire()).Select(l =>
         {

@@ -95,6 +95,7 @@ public sealed class PlanSubmitter(PlanningStore store, PlanPipeline pipeline, IE
             Kind = l.Kind,
             LoanId = l.LoanId,
             Venue = l.Venue,
+            FundedByLegId = l.FundedByLegId,
         }));
         return approved;
     }

@@ -547,8 +547,10 @@ public static class PlanningMapping
     };
 
     /// <summary>A guard leg as a plan leg: trades with their side, loan legs with their kind, each with its reason.</summary>
-    public static PlanLeg ToWire(this GuardLeg leg, string legId, int sequence, decimal costRate) => new()
+    /// <param name="legIdOf">The wire leg id of the guard leg at a position (for <see cref="GuardLeg.FundedBy"/>).</param>
+    public static PlanLeg ToWire(this GuardLeg leg, string legId, int sequence, decimal costRate, Func<int, string> legIdOf) => new()
     {
+        FundedByLegId = leg.FundedBy is { } funding ? legIdOf(funding) : string.Empty,
         LegId = legId,
         Sequence = sequence,
         InstrumentId = leg.Asset,

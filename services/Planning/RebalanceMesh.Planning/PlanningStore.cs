@@ -36,6 +36,8 @@ public sealed class PlanningStore(IConnectionMultiplexer redis, RedisBroadcast<P
 
     private static RedisKey FillsKey(string planId) => "pln:fills:" + planId;
 
+    private static RedisKey PortfolioEventsKey(string portfolioId) => "pln:portfolio-events:" + portfolioId;
+
     private static RedisKey IdempotencyKey(string portfolioId, string key) => $"pln:idem:{portfolioId}:{key}";
 
     private static readonly RedisKey PoliciesKey = "pln:policies";
@@ -225,6 +227,44 @@ public sealed class PlanningStore(IConnectionMultiplexer redis, RedisBroadcast<P
         }
 
         throw new DomainException(DomainErrorKind.Conflict, $"Plan '{planId}' is changing too often; retry.");
+    }
+
+    /// <summary>
+    /// Applies an event that changes a portfolio outside any plan (a lending venue's liquidation) once per event id:
+    /// false when it was applied before. Optimistic on the portfolio's version, like fills.
+    /// </summary>
+    public async Task<bool> ApplyPortfolioEventAsync(string portfolioId, string eventId, Func<Portfolio, Portfolio> change)
+    {
+        var key = PortfolioKey(portfolioId);
+        for (var attempt = 0; attempt < MaxAttempts; attempt++)
+        {
+            if (await Db.SetContainsAsync(PortfolioEventsKey(portfolioId), eventId))
+            {
+                return false;
+            }
+
+            var data = await Db.HashGetAsync(key, "data");
+            if (data.IsNull)
+            {
+                throw DomainException.NotFound($"Portfolio '{portfolioId}'");
+            }
+
+            var portfolio = Portfolio.Parser.ParseFrom((byte[])data!);
+            var updated = change(portfolio);
+            updated.Version = portfolio.Version + 1;
+            updated.UpdatedAt = time.GetUtcNow().ToTimestamp();
+            var tran = Db.CreateTransaction();
+            tran.AddCondition(Condition.SetNotContains(PortfolioEventsKey(portfolioId), eventId));
+            tran.AddCondition(Condition.HashEqual(key, "version", portfolio.Version));
+            _ = tran.SetAddAsync(PortfolioEventsKey(portfolioId), eventId);
+            _ = tran.HashSetAsync(key, [new HashEntry("version", updated.Version), new HashEntry("data", updated.ToByteArray())]);
+            if (await tran.ExecuteAsync())
+            {
+                return true;
+            }
+        }
+
+        throw new DomainException(DomainErrorKind.Conflict, $"Portfolio '{portfolioId}' is changing too often; retry.");
     }
 
     /// <summary>A page of a portfolio's plans, newest first. The page token is the offset.</summary>

@@ -1,0 +1,288 @@
+using System.Diagnostics;
+using System.Diagnostics.Metrics;
+using System.Globalization;
+using Google.Protobuf.WellKnownTypes;
+using Microsoft.Extensions.Options;
+using RebalanceMesh.Contracts;
+using RebalanceMesh.Contracts.Common.V1;
+using RebalanceMesh.Contracts.Events.V1;
+using RebalanceMesh.Contracts.Execution.V1;
+using RebalanceMesh.Domain;
+using RebalanceMesh.EventBus;
+using RebalanceMesh.Execution.Core;
+using RebalanceMesh.MarketState;
+using LendingCollateral = RebalanceMesh.Contracts.Execution.V1.LendingCollateral;
+
+namespace RebalanceMesh.Execution;
+
+/// <summary>
+/// The simulated lending venues' desk: accounts in Redis, loan legs applied once each (operation id = plan and leg)
+/// under optimistic concurrency with liquidations, and liquidation of every account whose health factor falls below
+/// 1 as quotes move (each call published on execution.reports so planning's portfolio follows the venue). The rules
+/// are <see cref="LendingVenue"/>'s; prices are the consolidated mids of market state, the base currency at 1.
+/// </summary>
+public sealed class LendingDesk(ExecutionStore store, MarketStateStore market, IEventBus bus, IOptions<ExecutionOptions> options, TimeProvider time, ILogger<LendingDesk> logger)
+{
+    private static readonly Meter Meter = new("RebalanceMesh.Execution.Lending");
+    private static readonly Counter<long> Operations = Meter.CreateCounter<long>("rebalancemesh.execution.lending_operations", description: "Loan-leg operations on lending venues, by operation and outcome.");
+    private static readonly Counter<long> Liquidations = Meter.CreateCounter<long>("rebalancemesh.execution.liquidations", description: "Liquidation calls lending venues made, by venue.");
+    private const int MaxAttempts = 20;
+
+    public LendingVenueSpec? Venue(string venueId) => options.Value.LendingVenues.FirstOrDefault(v => v.VenueId == venueId);
+
+    /// <summary>Validates and stores an account opened by a client on a lending venue.</summary>
+    public async Task<LendingAccount> OpenAsync(LendingAccount account)
+    {
+        var check = new RequestValidator();
+        var venue = check.RequireIdentifier(account.Venue, "account.venue") ? Venue(account.Venue) : null;
+        check.Require(account.Venue.Length == 0 || venue is not null, "account.venue", "is not a lending venue: " + string.Join(", ", options.Value.LendingVenues.Select(v => v.VenueId)));
+        check.RequireIdentifier(account.PortfolioId, "account.portfolio_id");
+        check.RequireIdentifier(account.LoanId, "account.loan_id");
+        check.Require(account.BaseCurrency.Length is >= 3 and <= 8 && account.BaseCurrency.All(char.IsAsciiLetterUpper), "account.base_currency", "must be 3 to 8 upper-case letters");
+        check.RequireCount(account.Collateral.Count, 20, "account.collateral");
+        var assets = new HashSet<string>(StringComparer.Ordinal);
+        for (var i = 0; i < account.Collateral.Count && i < 20; i++)
+        {
+            var at = $"account.collateral[{i}]";
+            if (check.RequireIdentifier(account.Collateral[i].Asset, at + ".asset"))
+            {
+                check.Require(assets.Add(account.Collateral[i].Asset), at + ".asset", "appears more than once");
+                check.Require(venue is null || venue.Terms(account.Collateral[i].Asset) is not null, at + ".asset", "is not accepted as collateral by the venue");
+            }
+
+            check.RequireDecimal(account.Collateral[i].Quantity, at + ".quantity", ValidationExtensions.DecimalRule.NonNegative, out _);
+        }
+
+        check.RequireIdentifier(account.DebtAsset, "account.debt_asset");
+        check.RequireDecimal(account.Debt, "account.debt", ValidationExtensions.DecimalRule.NonNegative, out _);
+        check.ThrowIfInvalid();
+
+        var stored = account.Clone();
+        stored.HealthFactor = 0;
+        stored.Liquidations = 0;
+        stored.Version = 1;
+        await store.SaveLendingAsync(stored);
+        logger.LogInformation("Lending account {Venue}/{PortfolioId}/{LoanId} opened: debt {Debt} {DebtAsset}", stored.Venue, stored.PortfolioId, stored.LoanId, stored.Debt.Value, stored.DebtAsset);
+        return await ValuedAsync(stored);
+    }
+
+    /// <summary>An account valued at current prices, or null when it does not exist.</summary>
+    public async Task<LendingAccount?> GetAsync(string venue, string portfolioId, string loanId)
+    {
+        var (account, _) = await store.GetLendingAsync(ExecutionStore.LendingKey(venue, portfolioId, loanId));
+        return account is null ? null : await ValuedAsync(account);
+    }
+
+    /// <summary>
+    /// Applies a loan leg on its lending venue once: a redelivered leg returns the recorded outcome. Returns the units
+    /// moved (a repayment is capped at the debt), or why the venue refused.
+    /// </summary>
+    public async Task<(bool Accepted, decimal Quantity, string Reason)> ApplyLegAsync(string portfolioId, string planId, ApprovedLeg leg)
+    {
+        var operationId = $"{planId}:{leg.LegId}";
+        if (await store.GetLendingOperationAsync(operationId) is { } recorded)
+        {
+            return Parse(recorded);
+        }
+
+        var operation = leg.Kind switch
+        {
+            LegKind.SupplyCollateral => LendingOperation.Supply,
+            LegKind.WithdrawCollateral => LendingOperation.Withdraw,
+            LegKind.Borrow => LendingOperation.Borrow,
+            LegKind.Repay => LendingOperation.Repay,
+            _ => throw new ArgumentOutOfRangeException(nameof(leg), leg.Kind, "Not a loan leg."),
+        };
+        if (Venue(leg.Venue) is not { } venue)
+        {
+            return await RefuseAsync(operationId, operation, $"{leg.Venue} is not a lending venue here");
+        }
+
+        var key = ExecutionStore.LendingKey(leg.Venue, portfolioId, leg.LoanId);
+        for (var attempt = 0; attempt < MaxAttempts; attempt++)
+        {
+            var (account, raw) = await store.GetLendingAsync(key);
+            if (account is null)
+            {
+                return await RefuseAsync(operationId, operation, $"{leg.Venue} has no loan {leg.LoanId} for portfolio {portfolioId}");
+            }
+
+            var position = ToDomain(account);
+            var prices = await PricesAsync(position);
+            if (prices.Missing.Length > 0)
+            {
+                return await RefuseAsync(operationId, operation, "no price for " + string.Join(", ", prices.Missing));
+            }
+
+            var outcome = LendingVenue.Apply(position, venue, operation, leg.InstrumentId, leg.Quantity.ToDecimal(), prices.Of);
+            if (!outcome.Accepted)
+            {
+                return await RefuseAsync(operationId, operation, outcome.RejectReason);
+            }
+
+            var after = ToWire(outcome.Position, account.Version + 1);
+            if (await store.TryUpdateLendingAsync(key, raw, after, operationId, Format(true, outcome.Quantity, string.Empty)))
+            {
+                Operations.Add(1, new KeyValuePair<string, object?>("operation", operation.ToString()), new KeyValuePair<string, object?>("outcome", "applied"));
+                logger.LogInformation("{Venue}: {Operation} {Quantity} {Asset} on loan {LoanId} of {PortfolioId}; health factor {HealthFactor:F4}",
+                    leg.Venue, operation, outcome.Quantity, leg.InstrumentId, leg.LoanId, portfolioId, LendingVenue.HealthFactor(outcome.Position, venue, prices.Of));
+                return (true, outcome.Quantity, string.Empty);
+            }
+
+            if (await store.GetLendingOperationAsync(operationId) is { } raced)
+            {
+                return Parse(raced);
+            }
+        }
+
+        throw new DomainException(DomainErrorKind.Conflict, $"Loan {leg.LoanId} on {leg.Venue} is changing too often; retry.");
+    }
+
+    /// <summary>
+    /// Liquidates every account holding or owing one of <paramref name="changed"/> whose health factor is below 1,
+    /// and publishes each call on execution.reports.
+    /// </summary>
+    public async Task LiquidateAsync(IReadOnlySet<string> changed, CancellationToken cancellationToken)
+    {
+        foreach (var key in await store.GetLendingKeysAsync())
+        {
+            for (var attempt = 0; attempt < MaxAttempts; attempt++)
+            {
+                var (account, raw) = await store.GetLendingAsync(key);
+                if (account is null || Venue(account.Venue) is not { } venue)
+                {
+                    break;
+                }
+
+                var position = ToDomain(account);
+                if (!position.Collateral.Keys.Append(position.DebtAsset).Any(changed.Contains))
+                {
+                    break;
+                }
+
+                var prices = await PricesAsync(position);
+                if (prices.Missing.Length > 0)
+                {
+                    break;
+                }
+
+                var (after, calls) = LendingVenue.Liquidate(position, venue, prices.Of);
+                if (calls.Count == 0)
+                {
+                    break;
+                }
+
+                using var activity = PlanExecutor.ActivitySource.StartActivity("liquidate");
+                activity?.SetTag("execution.venue", account.Venue);
+                activity?.SetTag("execution.loan_id", account.LoanId);
+                activity?.SetTag("execution.liquidation_calls", calls.Count);
+                if (!await store.TryUpdateLendingAsync(key, raw, ToWire(after, account.Version + 1)))
+                {
+                    continue; // a loan leg changed it meanwhile: measure again
+                }
+
+                Liquidations.Add(calls.Count, new KeyValuePair<string, object?>("venue", account.Venue));
+                for (var i = 0; i < calls.Count; i++)
+                {
+                    var call = calls[i];
+                    logger.LogWarning("{Venue} liquidated loan {LoanId} of {PortfolioId}: seized {Seized} {Asset}, repaid {Repaid} {DebtAsset}; health factor {Before:F4} → {After:F4}",
+                        account.Venue, account.LoanId, account.PortfolioId, call.SeizedQuantity, call.SeizedAsset, call.DebtRepaid, position.DebtAsset, call.HealthFactorBefore, call.HealthFactorAfter);
+                    await bus.PublishAsync(Topics.ExecutionReports, new ExecutionReport
+                    {
+                        ReportId = Guid.NewGuid().ToString("N"),
+                        PortfolioId = account.PortfolioId,
+                        Kind = ReportKind.Liquidation,
+                        ReportedAt = time.GetUtcNow().ToTimestamp(),
+                        Message = string.Create(CultureInfo.InvariantCulture, $"{account.Venue} liquidated loan {account.LoanId}: health factor {call.HealthFactorBefore:F4} → {call.HealthFactorAfter:F4}"),
+                        Liquidation = new Liquidation
+                        {
+                            // Deterministic: the account's liquidation count after this call.
+                            LiquidationId = $"{account.Venue}:{account.PortfolioId}:{account.LoanId}:{account.Liquidations + i + 1}",
+                            Venue = account.Venue,
+                            LoanId = account.LoanId,
+                            SeizedAsset = call.SeizedAsset,
+                            SeizedQuantity = call.SeizedQuantity,
+                            DebtAsset = position.DebtAsset,
+                            DebtRepaid = call.DebtRepaid,
+                            HealthFactorBefore = Finite(call.HealthFactorBefore),
+                            HealthFactorAfter = Finite(call.HealthFactorAfter),
+                            LiquidatedAt = time.GetUtcNow().ToTimestamp(),
+                        },
+                    }, cancellationToken);
+                }
+
+                break;
+            }
+        }
+    }
+
+    private async Task<(bool, decimal, string)> RefuseAsync(string operationId, LendingOperation operation, string reason)
+    {
+        await store.RecordLendingOperationAsync(operationId, Format(false, 0, reason));
+        Operations.Add(1, new KeyValuePair<string, object?>("operation", operation.ToString()), new KeyValuePair<string, object?>("outcome", "refused"));
+        return Parse((await store.GetLendingOperationAsync(operationId))!);
+    }
+
+    private async Task<LendingAccount> ValuedAsync(LendingAccount account)
+    {
+        var valued = account.Clone();
+        var position = ToDomain(account);
+        var prices = await PricesAsync(position);
+        valued.HealthFactor = Venue(account.Venue) is { } venue && prices.Missing.Length == 0 ? Finite(LendingVenue.HealthFactor(position, venue, prices.Of)) : 0;
+        return valued;
+    }
+
+    /// <summary>Consolidated mids of the account's instruments; the base currency is 1.</summary>
+    private async Task<(Func<string, decimal> Of, string[] Missing)> PricesAsync(LendingPosition position)
+    {
+        var instruments = position.Collateral.Keys.Append(position.DebtAsset).Where(a => a != position.BaseCurrency).Distinct(StringComparer.Ordinal).ToArray();
+        var mids = (await market.GetPricesAsync(instruments)).Where(p => p.Mid.ToDecimal() > 0).ToDictionary(p => p.InstrumentId, p => p.Mid.ToDecimal(), StringComparer.Ordinal);
+        var missing = instruments.Where(i => !mids.ContainsKey(i)).ToArray();
+        return (asset => asset == position.BaseCurrency ? 1m : mids[asset], missing);
+    }
+
+    private static double Finite(double value) => double.IsFinite(value) ? value : 0; // 0: no debt
+
+    private static string Format(bool accepted, decimal quantity, string reason) =>
+        string.Join('|', accepted ? "1" : "0", quantity.ToString(CultureInfo.InvariantCulture), reason);
+
+    private static (bool, decimal, string) Parse(string recorded)
+    {
+        var parts = recorded.Split('|', 3);
+        return (parts[0] == "1", decimal.Parse(parts[1], CultureInfo.InvariantCulture), parts[2]);
+    }
+
+    public static LendingPosition ToDomain(LendingAccount account) => new(
+        account.Venue,
+        account.PortfolioId,
+        account.LoanId,
+        account.BaseCurrency,
+        account.Collateral.GroupBy(c => c.Asset, StringComparer.Ordinal).ToDictionary(g => g.Key, g => g.Sum(c => c.Quantity.ToDecimal()), StringComparer.Ordinal),
+        account.DebtAsset,
+        account.Debt.ToDecimal(),
+        account.Liquidations);
+
+    public static LendingAccount ToWire(LendingPosition position, long version)
+    {
+        var account = new LendingAccount
+        {
+            Venue = position.Venue,
+            PortfolioId = position.PortfolioId,
+            LoanId = position.LoanId,
+            BaseCurrency = position.BaseCurrency,
+            DebtAsset = position.DebtAsset,
+            Debt = position.Debt,
+            Liquidations = position.Liquidations,
+            Version = version,
+        };
+        account.Collateral.AddRange(position.Collateral.OrderBy(c => c.Key, StringComparer.Ordinal).Select(c => new LendingCollateral { Asset = c.Key, Quantity = c.Value }));
+        return account;
+    }
+}
+
+/// <summary>Runs the lending venues' liquidations on every market.quotes event.</summary>
+public sealed class LiquidationMonitor(LendingDesk desk) : IEventHandler<QuotesUpdated>
+{
+    public Task HandleAsync(QuotesUpdated message, EventContext context, CancellationToken cancellationToken) =>
+        desk.LiquidateAsync(message.Prices.Select(p => p.InstrumentId).ToHashSet(StringComparer.Ordinal), cancellationToken);
+}

@@ -1,0 +1,159 @@
+using Google.Protobuf.WellKnownTypes;
+using RebalanceMesh.Contracts.Common.V1;
+using RebalanceMesh.Contracts.Execution.V1;
+using RebalanceMesh.Contracts.Planning.V1;
+using RebalanceMesh.Contracts.Pricing.V1;
+using Xunit.Abstractions;
+
+namespace RebalanceMesh.IntegrationTests;
+
+/// <summary>
+/// The whole mesh through a market crash: DAX falls 30 % in about half a minute (quotes driven by the test through
+/// pricing's IngestQuotes; the CSV feed is off). Two portfolios hold the same loan on the simulated lending venue —
+/// 100 DAX pledged against 120,000 EUR, health factor 1.33 — one with the liquidation guard in automatic mode, one
+/// without. The venue liquidates whatever falls below a health factor of 1.
+/// </summary>
+[Trait("Category", "Integration")]
+[Collection(MeshProcesses.Name)]
+public sealed class CrashScenarioTests(ITestOutputHelper output) : MeshTest(output)
+{
+    protected override IReadOnlyDictionary<string, string>? ExtraEnv { get; } = new Dictionary<string, string>
+    {
+        ["Pricing__Feed"] = "none",
+        ["Pricing__Instruments__0"] = "DAX",
+    };
+
+    private DateTimeOffset _lastTick = DateTimeOffset.UtcNow.AddMinutes(-1);
+
+    [Fact]
+    public async Task With_the_guard_no_loan_is_liquidated_and_its_health_factor_is_restored_without_it_the_venue_liquidates()
+    {
+        using var pricingChannel = Grpc.Net.Client.GrpcChannel.ForAddress(Mesh.Service("pricing").GrpcUrl);
+        using var executionChannel = Grpc.Net.Client.GrpcChannel.ForAddress(Mesh.Service("execution").GrpcUrl);
+        var pricing = new PricingService.PricingServiceClient(pricingChannel);
+        var execution = new ExecutionService.ExecutionServiceClient(executionChannel);
+        var planning = PlanningClient();
+        await QuoteAsync(pricing, 2_000m);
+
+        foreach (var (id, guarded) in new[] { ("crash-guarded", true), ("crash-open", false) })
+        {
+            await planning.UpsertPortfolioAsync(new UpsertPortfolioRequest
+            {
+                Portfolio = new Portfolio
+                {
+                    PortfolioId = id,
+                    BaseCurrency = "EUR",
+                    Cash = 30_000m,
+                    Loans =
+                    {
+                        new Loan
+                        {
+                            LoanId = "L1",
+                            Venue = "LEND-A",
+                            Collateral = { new LoanCollateral { Asset = "DAX", Quantity = 100m, LiquidationThreshold = 0.8 } },
+                            Debt = { new LoanDebt { Asset = "EUR", Quantity = 120_000m } },
+                        },
+                    },
+                },
+                ExpectedVersion = -1,
+            });
+            await execution.OpenLendingAccountAsync(new OpenLendingAccountRequest
+            {
+                Account = new LendingAccount
+                {
+                    Venue = "LEND-A",
+                    PortfolioId = id,
+                    LoanId = "L1",
+                    BaseCurrency = "EUR",
+                    Collateral = { new LendingCollateral { Asset = "DAX", Quantity = 100m } },
+                    DebtAsset = "EUR",
+                    Debt = 120_000m,
+                },
+            });
+            var policy = new Policy
+            {
+                PortfolioId = id,
+                AbsoluteBand = 0.5,
+                Targets = { new TargetWeight { InstrumentId = "DAX", Weight = 0 } },
+                ExecutionMode = ExecutionMode.Auto,
+            };
+            if (guarded)
+            {
+                // Act on any fall below the target: repay from cash while it lasts, then sell collateral to repay.
+                policy.HealthFactorBand = new HealthFactorBand { Target = 1.6, RepayBelow = 1.6, EmergencyBelow = 1.2 };
+            }
+
+            await planning.SetPolicyAsync(new SetPolicyRequest { Policy = policy });
+        }
+
+        // The crash: −30 % in 60 steps of half a second.
+        for (var step = 1; step <= 60; step++)
+        {
+            await QuoteAsync(pricing, decimal.Round(2_000m * (1 - (0.30m * step / 60)), 2));
+            await Task.Delay(500);
+        }
+
+        // Settle at the bottom: the guard's last plan restores the target; the open loan's liquidation reaches planning.
+        LendingAccount guardedLoan = null!, openLoan = null!;
+        Portfolio guardedPortfolio = null!, openPortfolio = null!;
+        for (var attempt = 0; attempt < 60; attempt++)
+        {
+            await QuoteAsync(pricing, 1_400m);
+            await Task.Delay(500);
+            guardedLoan = (await execution.GetLendingAccountAsync(new GetLendingAccountRequest { Venue = "LEND-A", PortfolioId = "crash-guarded", LoanId = "L1" })).Account;
+            openLoan = (await execution.GetLendingAccountAsync(new GetLendingAccountRequest { Venue = "LEND-A", PortfolioId = "crash-open", LoanId = "L1" })).Account;
+            guardedPortfolio = (await planning.GetPortfolioAsync(new GetPortfolioRequest { PortfolioId = "crash-guarded", SkipValuation = true })).Portfolio;
+            openPortfolio = (await planning.GetPortfolioAsync(new GetPortfolioRequest { PortfolioId = "crash-open", SkipValuation = true })).Portfolio;
+            var plans = (await planning.ListPlansAsync(new ListPlansRequest { PortfolioId = "crash-guarded", PageSize = 1 })).Plans;
+            var settled = guardedLoan.HealthFactor >= 1.59 && plans.All(p => p.Status is PlanStatus.Completed or PlanStatus.NoAction)
+                && openPortfolio.Loans[0].Debt[0].Quantity.ToDecimal() == openLoan.Debt.ToDecimal();
+            if (settled)
+            {
+                break;
+            }
+        }
+
+        var history = (await planning.ListPlansAsync(new ListPlansRequest { PortfolioId = "crash-guarded", PageSize = 50 })).Plans;
+        foreach (var plan in history.Reverse())
+        {
+            Output.WriteLine($"{plan.PlanId} {plan.Status}: {plan.StatusMessage}");
+        }
+
+        Output.WriteLine($"guarded: HF {guardedLoan.HealthFactor:F4}, debt {guardedLoan.Debt.Value}, collateral {guardedLoan.Collateral.Single().Quantity.Value}, liquidations {guardedLoan.Liquidations}");
+        Output.WriteLine($"open:    HF {openLoan.HealthFactor:F4}, debt {openLoan.Debt.Value}, collateral {openLoan.Collateral.Single().Quantity.Value}, liquidations {openLoan.Liquidations}");
+
+        // Guard on: never liquidated, health factor back at its target at the bottom, planning's loan = the venue's.
+        Assert.Equal(0, guardedLoan.Liquidations);
+        Assert.InRange(guardedLoan.HealthFactor, 1.59, 1.7);
+        Assert.Contains(history, p => p.Legs.Any(l => l.Kind == LegKind.WithdrawCollateral) && p.Status == PlanStatus.Completed); // cash ran out: it deleveraged
+        Assert.Equal(guardedLoan.Debt.ToDecimal(), guardedPortfolio.Loans[0].Debt[0].Quantity.ToDecimal());
+        Assert.Equal(guardedLoan.Collateral.Single().Quantity.ToDecimal(), guardedPortfolio.Loans[0].Collateral[0].Quantity.ToDecimal());
+        Assert.True(guardedPortfolio.Cash.ToDecimal() >= 0);
+
+        // Guard off: the venue liquidated (HF 1.33 crosses 1 at −25 %); the liquidation reached planning's portfolio.
+        Assert.True(openLoan.Liquidations >= 1, "the unguarded loan is liquidated");
+        Assert.True(openLoan.Debt.ToDecimal() < 120_000m && openLoan.Collateral.Single().Quantity.ToDecimal() < 100m);
+        Assert.Equal(openLoan.Debt.ToDecimal(), openPortfolio.Loans[0].Debt[0].Quantity.ToDecimal());
+        Assert.Equal(openLoan.Collateral.Single().Quantity.ToDecimal(), openPortfolio.Loans[0].Collateral[0].Quantity.ToDecimal());
+        Assert.DoesNotContain((await planning.ListPlansAsync(new ListPlansRequest { PortfolioId = "crash-open", PageSize = 5 })).Plans, p => p.Legs.Count > 0);
+    }
+
+    /// <summary>One tick of DAX at <paramref name="mid"/> on each venue, a cent either side.</summary>
+    private async Task QuoteAsync(PricingService.PricingServiceClient pricing, decimal mid)
+    {
+        var now = DateTimeOffset.UtcNow;
+        _lastTick = now > _lastTick ? now : _lastTick.AddMilliseconds(1);
+        using var ingest = pricing.IngestQuotes();
+        foreach (var venue in new[] { "SIM-A", "SIM-B", "SIM-C" })
+        {
+            await ingest.RequestStream.WriteAsync(new IngestQuotesRequest
+            {
+                Quote = new Quote { Venue = venue, InstrumentId = "DAX", Bid = mid - 0.01m, Ask = mid + 0.01m, BidSize = 10_000m, AskSize = 10_000m, Timestamp = _lastTick.ToTimestamp() },
+            });
+        }
+
+        await ingest.RequestStream.CompleteAsync();
+        var response = await ingest.ResponseAsync;
+        Assert.Equal(3, response.AcceptedCount);
+    }
+}
