@@ -57,34 +57,37 @@ public sealed class ExecutionServiceTests : IClassFixture<RedisServer>, IAsyncLi
 
         Assert.Equal(ExecutionStatus.Completed, execution.Status);
         // Sell 10: SIM-A bid 99.9 less 10 bps = 99.8001 vs SIM-B 99.8 less 5 bps = 99.7501 → SIM-A.
-        // Buy 150: SIM-B 100.2·1.0005 = 100.2501 vs SIM-A 100.1·1.001 = 100.2001 → SIM-A first (100), SIM-B the rest (50).
+        // Buy 150, walking the books (SIM-A: 1 bp steps, size doubling a level): SIM-A's touch 100.10 × 100 is 100.2001
+        // all-in and its next level 100.11001 × 200 is 100.21012 — both cheaper than SIM-B's touch 100.2 · 1.0005 =
+        // 100.2501. So all 150 go to SIM-A: 100 at the touch, 50 one level deeper.
         Assert.Equal(
-            [("plan-x:L1-r1:1", "SIM-A", 10m), ("plan-x:L2-r1:1", "SIM-A", 100m), ("plan-x:L2-r1:2", "SIM-B", 50m)],
+            [("plan-x:L1-r1:1", "SIM-A", 10m), ("plan-x:L2-r1:1", "SIM-A", 150m)],
             execution.Orders.Select(o => (o.ClientOrderId, o.Venue, o.FilledQuantity.ToDecimal())));
+        var average = decimal.Round(((100m * 100.1m) + (50m * 100.11001m)) / 150m, 8);
         var buy = execution.Legs.Single(l => l.LegId == "L2");
-        Assert.Equal((100m * 100.1m + 50m * 100.2m) / 150m, buy.AveragePrice.ToDecimal());
+        Assert.Equal(average, buy.AveragePrice.ToDecimal());
 
         var reports = bus.Published.Where(e => e.Topic == Topics.ExecutionReports).Select(e => e.ReadData(ExecutionReport.Parser)).ToArray();
-        Assert.Equal(3, reports.Count(r => r.Kind == ReportKind.Fill));
+        Assert.Equal(2, reports.Count(r => r.Kind == ReportKind.Fill));
         Assert.Equal(2, reports.Count(r => r.Kind == ReportKind.LegDone));
         Assert.Equal(ReportedPlanStatus.Completed, reports.Single(r => r.Kind == ReportKind.PlanDone).PlanStatus);
 
         // Shortfall against arrival (mid 100.00) and against the plan's reference price (100): the sell gave up 10 bp,
-        // the buy paid 13.33 bp.
+        // the buy paid (average − 100) / 100.
         var legsDone = reports.Where(r => r.Kind == ReportKind.LegDone).ToDictionary(r => r.LegId);
         Assert.Equal(10, legsDone["L1"].ShortfallVsPlanBps, 9);
-        Assert.Equal(((100m * 100.1m + 50m * 100.2m) / 150m - 100m) / 100m * 10_000m, (decimal)legsDone["L2"].ShortfallVsPlanBps, 9);
+        Assert.Equal((average - 100m) / 100m * 10_000m, (decimal)legsDone["L2"].ShortfallVsPlanBps, 9);
         Assert.Equal(legsDone["L2"].ShortfallBps, legsDone["L2"].ShortfallVsPlanBps, 9); // arrival and reference agree here
 
-        // Realised costs per venue, once per fill: SIM-A sold 10 at 99.9 and bought 100 at 100.1 (0.10 a unit beyond
-        // the mid each way); SIM-B bought 50 at 100.2.
+        // Realised costs per venue, once per fill: SIM-A sold 10 at 99.9 and bought 150 at the average (0.10 a unit
+        // beyond the mid at the touch, 0.11001 one level deeper); SIM-B traded nothing.
         var venues = (await _client.ListVenuesAsync(new ListVenuesRequest())).Venues.ToDictionary(v => v.VenueId);
         var simA = venues["SIM-A"].RealisedCosts;
         Assert.Equal(2, simA.Fills);
-        Assert.Equal((double)(10m * 99.9m + 100m * 100.1m), simA.Notional, 9);
-        Assert.Equal(0.1 * 10 + 0.1 * 100, simA.Slippage, 9);
+        Assert.Equal((double)((10m * 99.9m) + (150m * average)), simA.Notional, 6);
+        Assert.Equal((double)((0.1m * 10) + (150m * (average - 100m))), simA.Slippage, 5);
         Assert.Equal(venues["SIM-A"].TakerFeeBps, simA.FeeBps, 6);
-        Assert.Equal(0.2 * 50, venues["SIM-B"].RealisedCosts.Slippage, 9);
+        Assert.Equal(0, venues["SIM-B"].RealisedCosts.Fills);
     }
 
     [Fact]
@@ -140,7 +143,7 @@ public sealed class ExecutionServiceTests : IClassFixture<RedisServer>, IAsyncLi
         await executor.ExecuteAsync(Plan("plan-y"), CancellationToken.None);
         await executor.ExecuteAsync(Plan("plan-y"), CancellationToken.None);
         var orders = await _client.ListOrdersAsync(new ListOrdersRequest { PlanId = "plan-y" });
-        Assert.Equal(3, orders.Orders.Count);
+        Assert.Equal(2, orders.Orders.Count);
     }
 
     [Fact]
@@ -169,6 +172,52 @@ public sealed class ExecutionServiceTests : IClassFixture<RedisServer>, IAsyncLi
         await RpcAssert.StatusAsync(() => _client.CancelPlanAsync(new CancelPlanRequest { PlanId = "unknown" }).ResponseAsync, StatusCode.NotFound);
         var venues = await _client.ListVenuesAsync(new ListVenuesRequest());
         Assert.Equal(["SIM-A", "SIM-B", "SIM-C"], venues.Venues.Select(v => v.VenueId));
+    }
+
+    [Fact]
+    public async Task A_venue_taken_down_is_routed_around_and_its_book_stays_visible()
+    {
+        var down = (await _client.SetVenueStatusAsync(new SetVenueStatusRequest { VenueId = "SIM-A", Available = false, Reason = "maintenance" })).Venue;
+        Assert.Equal((false, "maintenance"), (down.Available, down.StatusReason));
+        var book = await _client.GetVenueBookAsync(new GetVenueBookRequest { VenueId = "SIM-A", InstrumentId = "DAX" });
+        Assert.False(book.Available);
+        Assert.Equal([(100.1m, 100m), (100.11001m, 200m)], book.Asks.Take(2).Select(l => (l.Price.ToDecimal(), l.Size.ToDecimal())));
+        Assert.Equal((99.9m, 100m), (book.Bids[0].Price.ToDecimal(), book.Bids[0].Size.ToDecimal()));
+        Assert.Equal(10, book.Asks.Count);
+
+        var bus = _server.Services.GetRequiredService<InMemoryEventBus>();
+        await bus.PublishAsync(Topics.PlansApproved, Plan("plan-outage"));
+        var execution = await WaitForFinalAsync("plan-outage");
+        Assert.Equal(ExecutionStatus.Completed, execution.Status);
+        Assert.All(execution.Orders, o => Assert.Equal("SIM-B", o.Venue));
+
+        await _client.SetVenueStatusAsync(new SetVenueStatusRequest { VenueId = "SIM-A", Available = true });
+        Assert.True((await _client.ListVenuesAsync(new ListVenuesRequest())).Venues.Single(v => v.VenueId == "SIM-A").Available);
+        await RpcAssert.InvalidArgumentAsync(() => _client.SetVenueStatusAsync(new SetVenueStatusRequest { VenueId = "SIM-Z" }).ResponseAsync, "venue_id");
+        await RpcAssert.InvalidArgumentAsync(() => _client.GetVenueBookAsync(new GetVenueBookRequest { VenueId = "SIM-A" }).ResponseAsync, "instrument_id");
+        await RpcAssert.StatusAsync(() => _client.GetVenueBookAsync(new GetVenueBookRequest { VenueId = "SIM-A", InstrumentId = "NOPE" }).ResponseAsync, StatusCode.NotFound);
+    }
+
+    [Fact]
+    public async Task A_leg_beyond_every_book_fills_what_the_books_hold_and_says_so()
+    {
+        // Displayed asks: SIM-A 100 + 200 + … + 1,000 = 5,500, SIM-B 100 × (1 + 0.5 k), k < 10 = 3,250; SIM-C quotes
+        // nothing. Each routing takes at most half of what is left of each book (the books deplete until the next
+        // quote), one routing per venue: (5,500 + 3,250) × (1/2 + 1/4 + 1/8) = 7,656.25 of 100,000 fill.
+        var bus = _server.Services.GetRequiredService<InMemoryEventBus>();
+        await bus.PublishAsync(Topics.PlansApproved, new PlanApproved
+        {
+            PlanId = "plan-huge",
+            PortfolioId = "p1",
+            Legs = { new ApprovedLeg { LegId = "L1", Sequence = 1, InstrumentId = "DAX", Side = Side.Buy, Quantity = 100_000m, ReferencePrice = 100m } },
+        });
+        var execution = await WaitForFinalAsync("plan-huge");
+        Assert.Equal(ExecutionStatus.PartiallyFilled, execution.Status);
+        Assert.Equal(7_656.25m, execution.Legs.Single().FilledQuantity.ToDecimal());
+        Assert.Contains(execution.Orders, o => o.Status == OrderStatus.Filled);
+        var done = bus.Published.Where(e => e.Topic == Topics.ExecutionReports).Select(e => e.ReadData(ExecutionReport.Parser)).Single(r => r.PlanId == "plan-huge" && r.Kind == ReportKind.LegDone);
+        Assert.Equal(ReportedLegStatus.PartiallyFilled, done.LegStatus);
+        Assert.Contains("books held no more", done.Message, StringComparison.Ordinal);
     }
 
     private static LendingAccount DaxLoan(decimal debt) => new()

@@ -28,11 +28,54 @@ public class RoutingTests
     }
 
     [Fact]
-    public void Quantity_beyond_all_displayed_depth_goes_to_the_best_venue()
+    public void Quantity_beyond_every_book_is_not_routed()
     {
+        // B shows 5 at the touch and nothing deeper: 5 of 12 are routed, the rest is the executor's to report.
         var quotes = new[] { new VenueQuote("B", 99m, 100m, 5, 5) };
         var order = Assert.Single(SmartOrderRouter.Route(new LegOrder("p", "L1", "X", OrderSide.Buy, 12), Venues, quotes));
-        Assert.Equal(12m, order.Quantity);
+        Assert.Equal(5m, order.Quantity);
+    }
+
+    [Fact]
+    public void Books_are_walked_across_venues_cheapest_level_first_within_each_participation_cap()
+    {
+        // A: asks 100.00 × 10, 100.02 × 15, 100.04 × 20 (2 bp steps, +50 % size a level), no fee.
+        // B: asks 100.01 × 10, 100.03 × 15, … with a 1 bp fee: all-in 100.02, 100.04, …
+        // Buy 40: A 100.00 (10), B 100.02 all-in ties A 100.02 → A first by name (15), then B 100.02 (10), then A 100.04
+        // and B 100.04 … A is capped at half its 45 displayed = 22.5.
+        var book = new BookProfile(Levels: 3, LevelStepBps: 2, SizeGrowth: 0.5);
+        var venues = new[] { new VenueSpec("A", 0, 0, Book: book, ParticipationCap: 0.5), new VenueSpec("B", 1, 0, Book: book) };
+        var quotes = new[] { new VenueQuote("A", 99.98m, 100.00m, 10, 10), new VenueQuote("B", 99.99m, 100.01m, 10, 10) };
+        var children = SmartOrderRouter.Route(new LegOrder("p", "L1", "X", OrderSide.Buy, 40), venues, quotes);
+        Assert.Equal([("A", 22.5m), ("B", 17.5m)], children.Select(c => (c.VenueId, c.Quantity)));
+        Assert.Equal(decimal.Round(((10m * 100m) + (12.5m * 100.02m)) / 22.5m, 8), children[0].ExpectedPrice);
+        var b = OrderBook.FromQuote(quotes[1], book);
+        Assert.Equal(decimal.Round(((10m * 100.01m) + (7.5m * b.Asks[1].Price)) / 17.5m, 8), children[1].ExpectedPrice);
+
+        // The venue fills an order by walking the same book: 30 at A takes 10 + 15 + 5.
+        var (filled, price) = OrderBook.FromQuote(quotes[0], book).Walk(OrderSide.Buy, 30);
+        Assert.Equal((30m, decimal.Round(((10m * 100m) + (15m * 100.02m) + (5m * 100.04m)) / 30m, 8)), (filled, price));
+        Assert.Equal(45m, OrderBook.FromQuote(quotes[0], book).Depth(OrderSide.Buy));
+        Assert.Equal(25m, OrderBook.FromQuote(quotes[0], book).Depth(OrderSide.Buy, limit: 100.03m));
+    }
+
+    [Fact]
+    public void A_partial_fill_leaves_the_rest_expired_and_order_states_only_move_forward()
+    {
+        var venue = new VenueSpec("A", 10, 0, Book: new BookProfile(Levels: 2, LevelStepBps: 10, SizeGrowth: 0));
+        var quote = new VenueQuote("A", 99m, 100m, 10, 10);
+        var order = new ChildOrder("p:L1:1", "A", 30m, 100m, 100.1m);
+        var partial = SimulatedVenue.Execute(order, OrderSide.Buy, venue, quote, limitPrice: 100.05m); // only the touch is within
+        Assert.Equal((10m, 100m), (partial.FilledQuantity, partial.Price));
+        Assert.Equal(OrderStates.State.PartiallyFilled, OrderStates.AfterExecution(partial, 30m));
+        Assert.Equal(OrderStates.State.Expired, OrderStates.AfterExecution(SimulatedVenue.Execute(order, OrderSide.Buy, venue, quote, limitPrice: 99m), 30m));
+        Assert.Equal(OrderStates.State.Filled, OrderStates.AfterExecution(SimulatedVenue.Execute(order with { Quantity = 20m }, OrderSide.Buy, venue, quote), 20m));
+        Assert.Equal(OrderStates.State.Rejected, OrderStates.AfterExecution(SimulatedVenue.Execute(order, OrderSide.Buy, venue with { Available = false }, quote), 30m));
+        Assert.True(OrderStates.CanMove(OrderStates.State.New, OrderStates.State.Sent));
+        Assert.True(OrderStates.CanMove(OrderStates.State.New, OrderStates.State.Cancelled));
+        Assert.False(OrderStates.CanMove(OrderStates.State.Filled, OrderStates.State.Sent));
+        Assert.False(OrderStates.CanMove(OrderStates.State.Sent, OrderStates.State.New));
+        Assert.All(Enum.GetValues<OrderStates.State>().Where(OrderStates.IsFinal), final => Assert.DoesNotContain(Enum.GetValues<OrderStates.State>(), next => OrderStates.CanMove(final, next)));
     }
 
     [Fact]
@@ -64,7 +107,7 @@ public class RoutingTests
         // 10 bps from an arrival of 100: buys accept asks up to 100.10, sells bids down to 99.90.
         Assert.Equal(100.1m, SlippageLimit.For(OrderSide.Buy, 100m, 10));
         Assert.Equal(99.9m, SlippageLimit.For(OrderSide.Sell, 100m, 10));
-        var quotes = new[] { new VenueQuote("A", 99.95m, 100.05m, 5, 5), new VenueQuote("B", 99.8m, 100.2m, 50, 50) };
+        var quotes = new[] { new VenueQuote("A", 99.95m, 100.05m, 25, 25), new VenueQuote("B", 99.8m, 100.2m, 50, 50) };
         var venues = new[] { new VenueSpec("A", 0, 0), new VenueSpec("B", 0, 0) };
         var buys = SmartOrderRouter.Route(new LegOrder("p", "L", "X", OrderSide.Buy, 20), venues, quotes, SlippageLimit.For(OrderSide.Buy, 100m, 10));
         Assert.Equal([("A", 20m)], buys.Select(c => (c.VenueId, c.Quantity)));   // B's 100.20 is beyond the limit

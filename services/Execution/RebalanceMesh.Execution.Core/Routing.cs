@@ -7,8 +7,15 @@ public enum OrderSide
     Sell,
 }
 
-/// <summary>A venue's fee schedule and availability.</summary>
-public sealed record VenueSpec(string VenueId, double TakerFeeBps, double MakerFeeBps, bool Available = true);
+/// <summary>A venue's fee schedule, availability, book depth, latency and participation cap.</summary>
+/// <param name="Book">Depth beyond the quoted touch; null is the touch alone.</param>
+/// <param name="LatencyMs">Simulated round trip of one order.</param>
+/// <param name="ParticipationCap">Largest share of the venue's displayed depth (within the limit) one routing takes.</param>
+public sealed record VenueSpec(string VenueId, double TakerFeeBps, double MakerFeeBps, bool Available = true, BookProfile? Book = null, int LatencyMs = 0, double ParticipationCap = 1.0)
+{
+    /// <summary>The venue's book for a quote.</summary>
+    public OrderBook BookOf(VenueQuote quote) => OrderBook.FromQuote(quote, Book ?? new BookProfile(Levels: 1));
+}
 
 /// <summary>A venue's top of book for one instrument.</summary>
 public sealed record VenueQuote(string VenueId, decimal Bid, decimal Ask, decimal BidSize, decimal AskSize);
@@ -16,66 +23,65 @@ public sealed record VenueQuote(string VenueId, decimal Bid, decimal Ask, decima
 /// <summary>A leg to execute.</summary>
 public sealed record LegOrder(string PlanId, string LegId, string InstrumentId, OrderSide Side, decimal Quantity);
 
-/// <summary>A child order routed to one venue, at the venue's touch price.</summary>
-/// <param name="ExpectedPrice">Price expected at the venue (ask for buys, bid for sells).</param>
+/// <summary>A child order routed to one venue.</summary>
+/// <param name="ExpectedPrice">Average price expected from walking the venue's book for the order's quantity.</param>
 /// <param name="AllInPrice">Expected price including the taker fee: what one unit really costs or yields.</param>
 public sealed record ChildOrder(string ClientOrderId, string VenueId, decimal Quantity, decimal ExpectedPrice, decimal AllInPrice);
 
 /// <summary>
-/// Splits a leg across venues by expected all-in price (touch price with taker fee): the best venue first, up to
-/// its displayed size, then the next. Whatever exceeds the displayed depth of every venue goes to the best venue.
-/// With a limit price, venues whose touch is beyond it (above for buys, below for sells) get nothing.
+/// Splits a leg across venues by expected all-in cost from walking their books: every venue's levels (within the
+/// limit price, when given) are priced with the venue's taker fee and taken cheapest first — fees, spread and the
+/// impact of going deeper all count — with no venue giving more than its participation cap of its displayed depth.
+/// What exceeds every venue's capped depth is not routed: the executor reports the shortfall or routes it again on
+/// fresher quotes.
 /// </summary>
 public static class SmartOrderRouter
 {
-    public static IReadOnlyList<ChildOrder> Route(LegOrder leg, IReadOnlyList<VenueSpec> venues, IReadOnlyList<VenueQuote> quotes, decimal? limitPrice = null)
+    /// <param name="taken">Quantity already taken from each venue's book on this side since its quote (earlier routings).</param>
+    public static IReadOnlyList<ChildOrder> Route(LegOrder leg, IReadOnlyList<VenueSpec> venues, IReadOnlyList<VenueQuote> quotes, decimal? limitPrice = null, IReadOnlyDictionary<string, decimal>? taken = null)
     {
         if (leg.Quantity <= 0)
         {
             throw new ArgumentOutOfRangeException(nameof(leg), "A leg quantity is positive.");
         }
 
-        var candidates = venues
+        var books = venues
             .Where(v => v.Available)
-            .Join(quotes, v => v.VenueId, q => q.VenueId, (v, q) => (Venue: v, Quote: q), StringComparer.Ordinal)
-            .Select(x => (x.Venue, x.Quote, Price: leg.Side == OrderSide.Buy ? x.Quote.Ask : x.Quote.Bid, Size: leg.Side == OrderSide.Buy ? x.Quote.AskSize : x.Quote.BidSize))
-            .Where(x => x.Price > 0 && (limitPrice is not { } limit || (leg.Side == OrderSide.Buy ? x.Price <= limit : x.Price >= limit)))
-            .Select(x => (x.Venue, x.Price, x.Size, AllIn: AllInPrice(leg.Side, x.Price, x.Venue.TakerFeeBps)))
-            .OrderBy(x => leg.Side == OrderSide.Buy ? x.AllIn : -x.AllIn)
-            .ThenBy(x => x.Venue.VenueId, StringComparer.Ordinal)
-            .ToList();
-        if (candidates.Count == 0)
-        {
-            return [];
-        }
-
-        var allocations = new Dictionary<string, decimal>(StringComparer.Ordinal);
+            .Join(quotes, v => v.VenueId, q => q.VenueId, (v, q) => (Venue: v, Book: v.BookOf(q).After(leg.Side, taken?.GetValueOrDefault(v.VenueId) ?? 0)), StringComparer.Ordinal)
+            .ToArray();
+        var levels = books
+            .SelectMany(b => b.Book.Taking(leg.Side, limitPrice).Select((level, depth) => (b.Venue, level.Price, level.Size, Depth: depth, AllIn: AllInPrice(leg.Side, level.Price, b.Venue.TakerFeeBps))))
+            .Where(l => l.Price > 0 && l.Size > 0)
+            .OrderBy(l => leg.Side == OrderSide.Buy ? l.AllIn : -l.AllIn)
+            .ThenBy(l => l.Venue.VenueId, StringComparer.Ordinal)
+            .ThenBy(l => l.Depth)
+            .ToArray();
+        var caps = books.ToDictionary(b => b.Venue.VenueId, b => b.Book.Depth(leg.Side, limitPrice) * (decimal)Math.Clamp(b.Venue.ParticipationCap, 0, 1), StringComparer.Ordinal);
+        var allocated = new Dictionary<string, (decimal Quantity, decimal Notional, int First)>(StringComparer.Ordinal);
         var remaining = leg.Quantity;
-        foreach (var candidate in candidates)
+        for (var i = 0; i < levels.Length && remaining > 0; i++)
         {
-            if (remaining <= 0)
+            var level = levels[i];
+            var sofar = allocated.TryGetValue(level.Venue.VenueId, out var before) ? before : (Quantity: 0m, Notional: 0m, First: i);
+            var take = Math.Min(Math.Min(level.Size, remaining), caps[level.Venue.VenueId] - sofar.Quantity);
+            if (take <= 0)
             {
-                break;
+                continue;
             }
 
-            var take = Math.Min(remaining, Math.Max(candidate.Size, 0));
-            if (take > 0)
-            {
-                allocations[candidate.Venue.VenueId] = take;
-                remaining -= take;
-            }
-        }
-
-        if (remaining > 0)
-        {
-            var best = candidates[0].Venue.VenueId;
-            allocations[best] = allocations.GetValueOrDefault(best) + remaining;
+            allocated[level.Venue.VenueId] = (sofar.Quantity + take, sofar.Notional + (take * level.Price), sofar.First);
+            remaining -= take;
         }
 
         var slice = 0;
-        return candidates
-            .Where(c => allocations.ContainsKey(c.Venue.VenueId))
-            .Select(c => new ChildOrder(ClientOrderIds.For(leg.PlanId, leg.LegId, ++slice), c.Venue.VenueId, allocations[c.Venue.VenueId], c.Price, c.AllIn))
+        return allocated
+            .OrderBy(t => t.Value.First)
+            .Select(t =>
+            {
+                var venue = books.First(b => b.Venue.VenueId == t.Key).Venue;
+                var price = decimal.Round(t.Value.Notional / t.Value.Quantity, 8);
+                return new ChildOrder(ClientOrderIds.For(leg.PlanId, leg.LegId, ++slice), t.Key, t.Value.Quantity, price, AllInPrice(leg.Side, price, venue.TakerFeeBps));
+            })
             .ToArray();
     }
 

@@ -6,7 +6,7 @@ using RebalanceMesh.Domain;
 namespace RebalanceMesh.Execution;
 
 /// <summary>gRPC surface of execution.</summary>
-public sealed class ExecutionGrpcService(ExecutionStore store, LendingDesk lending, IOptions<ExecutionOptions> options) : ExecutionService.ExecutionServiceBase
+public sealed class ExecutionGrpcService(ExecutionStore store, LendingDesk lending, RebalanceMesh.MarketState.MarketStateStore market, IOptions<ExecutionOptions> options, ILogger<ExecutionGrpcService> logger) : ExecutionService.ExecutionServiceBase
 {
     public override async Task<OpenLendingAccountResponse> OpenLendingAccount(OpenLendingAccountRequest request, ServerCallContext context)
     {
@@ -78,27 +78,72 @@ public sealed class ExecutionGrpcService(ExecutionStore store, LendingDesk lendi
     public override async Task<ListVenuesResponse> ListVenues(ListVenuesRequest request, ServerCallContext context)
     {
         var response = new ListVenuesResponse();
+        var down = await store.GetVenuesDownAsync();
         foreach (var v in options.Value.Venues)
         {
-            var (fills, notional, fees, slippage) = await store.GetVenueCostsAsync(v.VenueId);
-            response.Venues.Add(new Venue
-            {
-                VenueId = v.VenueId,
-                TakerFeeBps = v.TakerFeeBps,
-                MakerFeeBps = v.MakerFeeBps,
-                Available = v.Available,
-                RealisedCosts = new VenueCosts
-                {
-                    Fills = fills,
-                    Notional = notional,
-                    Fees = fees,
-                    Slippage = slippage,
-                    FeeBps = notional > 0 ? fees / notional * 10_000 : 0,
-                    SlippageBps = notional > 0 ? slippage / notional * 10_000 : 0,
-                },
-            });
+            response.Venues.Add(await DescribeAsync(v, down));
         }
 
         return response;
+    }
+
+    public override async Task<GetVenueBookResponse> GetVenueBook(GetVenueBookRequest request, ServerCallContext context)
+    {
+        var check = new RequestValidator();
+        var venue = check.RequireIdentifier(request.VenueId, "venue_id") ? options.Value.Venues.FirstOrDefault(v => v.VenueId == request.VenueId) : null;
+        check.Require(request.VenueId.Length == 0 || venue is not null, "venue_id", "is not a trading venue: " + string.Join(", ", options.Value.Venues.Select(v => v.VenueId)));
+        check.RequireIdentifier(request.InstrumentId, "instrument_id");
+        check.ThrowIfInvalid();
+        var quote = (await market.GetQuotesAsync([request.InstrumentId])).FirstOrDefault(q => q.Venue == request.VenueId)
+            ?? throw DomainException.NotFound($"A quote of {request.InstrumentId} on {request.VenueId}");
+        var book = venue!.BookOf(new Core.VenueQuote(quote.Venue, quote.Bid.ToDecimal(), quote.Ask.ToDecimal(),
+            Contracts.Common.V1.DecimalValue.TryParse(quote.BidSize, out var bidSize) ? bidSize : 0m,
+            Contracts.Common.V1.DecimalValue.TryParse(quote.AskSize, out var askSize) ? askSize : 0m));
+        var response = new GetVenueBookResponse
+        {
+            VenueId = request.VenueId,
+            InstrumentId = request.InstrumentId,
+            Available = !(await store.GetVenuesDownAsync()).ContainsKey(request.VenueId),
+            AsOf = quote.Timestamp,
+        };
+        response.Bids.AddRange(book.Bids.Select(l => new BookLevel { Price = l.Price, Size = l.Size }));
+        response.Asks.AddRange(book.Asks.Select(l => new BookLevel { Price = l.Price, Size = l.Size }));
+        return response;
+    }
+
+    public override async Task<SetVenueStatusResponse> SetVenueStatus(SetVenueStatusRequest request, ServerCallContext context)
+    {
+        var check = new RequestValidator();
+        var venue = check.RequireIdentifier(request.VenueId, "venue_id") ? options.Value.Venues.FirstOrDefault(v => v.VenueId == request.VenueId) : null;
+        check.Require(request.VenueId.Length == 0 || venue is not null, "venue_id", "is not a trading venue: " + string.Join(", ", options.Value.Venues.Select(v => v.VenueId)));
+        check.Require(request.Reason.Length <= 500, "reason", "must be at most 500 characters");
+        check.ThrowIfInvalid();
+        await store.SetVenueDownAsync(request.VenueId, !request.Available, request.Reason.Length > 0 ? request.Reason : "taken down by an operator");
+        logger.LogWarning("Venue {Venue} {Status}: {Reason}", request.VenueId, request.Available ? "back up" : "down", request.Reason);
+        return new SetVenueStatusResponse { Venue = await DescribeAsync(venue!, await store.GetVenuesDownAsync()) };
+    }
+
+    private async Task<Venue> DescribeAsync(Core.VenueSpec v, IReadOnlyDictionary<string, string> down)
+    {
+        var (fills, notional, fees, slippage) = await store.GetVenueCostsAsync(v.VenueId);
+        return new Venue
+        {
+            VenueId = v.VenueId,
+            TakerFeeBps = v.TakerFeeBps,
+            MakerFeeBps = v.MakerFeeBps,
+            Available = v.Available && !down.ContainsKey(v.VenueId),
+            StatusReason = down.GetValueOrDefault(v.VenueId, string.Empty),
+            LatencyMs = v.LatencyMs,
+            ParticipationCap = v.ParticipationCap,
+            RealisedCosts = new VenueCosts
+            {
+                Fills = fills,
+                Notional = notional,
+                Fees = fees,
+                Slippage = slippage,
+                FeeBps = notional > 0 ? fees / notional * 10_000 : 0,
+                SlippageBps = notional > 0 ? slippage / notional * 10_000 : 0,
+            },
+        };
     }
 }

@@ -12,7 +12,7 @@ namespace RebalanceMesh.Execution;
 /// <item><c>exe:order:{client order id}</c> the order; <c>exe:plan-orders:{plan}</c> list of its client order ids.</item>
 /// <item><c>exe:plan:{plan}</c> the plan's execution state (legs, status).</item>
 /// <item><c>exe:venue:{venue}</c> hash client order id → the venue's execution, so a resent order is not filled twice.</item>
-/// <item><c>exe:cancel:{plan}</c> cancel request; <c>exe:halt</c> the trading halt flag.</item>
+/// <item><c>exe:cancel:{plan}</c> cancel request; <c>exe:halt</c> the trading halt flag; <c>exe:venues-down</c> hash venue → why it is down.</item>
 /// <item><c>exe:venue-costs:{venue}</c> hash of realised costs (fills, notional, fees, slippage), counted once per fill.</item>
 /// <item><c>exe:lend:{venue}:{portfolio}:{loan}</c> a lending venue's account; <c>exe:lend-accounts</c> set of those keys;
 /// <c>exe:lend-ops</c> hash operation id (plan:leg) → "quantity|reject reason", written with the account it changed.</item>
@@ -35,6 +35,15 @@ public sealed class ExecutionStore(IConnectionMultiplexer redis)
     private static RedisKey VenueCostsKey(string venue) => "exe:venue-costs:" + venue;
 
     private static readonly RedisKey HaltKey = "exe:halt";
+
+    private static readonly RedisKey VenuesDownKey = "exe:venues-down";
+
+    /// <summary>Venues taken down at run time, with why.</summary>
+    public async Task<IReadOnlyDictionary<string, string>> GetVenuesDownAsync() =>
+        (await Db.HashGetAllAsync(VenuesDownKey)).ToDictionary(e => e.Name.ToString(), e => e.Value.ToString(), StringComparer.Ordinal);
+
+    public Task SetVenueDownAsync(string venue, bool down, string reason) =>
+        down ? Db.HashSetAsync(VenuesDownKey, venue, reason) : Db.HashDeleteAsync(VenuesDownKey, venue);
 
     private static readonly RedisKey LendingAccountsKey = "exe:lend-accounts";
 

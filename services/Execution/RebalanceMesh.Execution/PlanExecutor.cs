@@ -183,10 +183,12 @@ public sealed class PlanExecutor(
         decimal? limit = plan.MaxSlippageBps > 0 && DecimalValue.TryParse(state.ArrivalPrice, out var arrivalPrice) && arrivalPrice > 0
             ? SlippageLimit.For(side, arrivalPrice, plan.MaxSlippageBps)
             : null;
-        // A leg that names an account (venue) trades only there: units held on a venue are sold on it.
-        IReadOnlyList<VenueSpec> venues = leg.Venue.Length > 0 ? options.Value.Venues.Where(v => v.VenueId == leg.Venue).ToArray() : options.Value.Venues;
+        // A leg that names an account (venue) trades only there: units held on a venue are sold on it. Venues taken
+        // down at run time are routed around (and re-checked before every routing).
+        var venues = await VenuesAsync(leg.Venue);
         activity?.SetTag("execution.account", leg.Venue);
         var excluded = new HashSet<string>(StringComparer.Ordinal);
+        var taken = new Dictionary<string, decimal>(StringComparer.Ordinal); // liquidity used per venue since the quotes were read
         string? limitStop = null;
         // Immediate: one slice. TWAP: equal slices at equal intervals; slices already filled (an earlier delivery) are
         // skipped, and a halt or cancel between slices stops the leg.
@@ -209,7 +211,9 @@ public sealed class PlanExecutor(
                 }
 
                 quotes = await VenueQuotesAsync(leg.InstrumentId);
+                venues = await VenuesAsync(leg.Venue);
                 excluded.Clear();
+                taken.Clear();
             }
 
             var prefix = schedule.Count > 1 ? $"{leg.LegId}-s{slice + 1}" : leg.LegId;
@@ -219,7 +223,7 @@ public sealed class PlanExecutor(
                 attempt++;
                 var remaining = schedule[slice] - state.FilledQuantity.ToDecimal();
                 var usable = venues.Where(v => !excluded.Contains(v.VenueId)).ToArray();
-                var children = SmartOrderRouter.Route(new LegOrder(plan.PlanId, $"{prefix}-r{attempt}", leg.InstrumentId, side, remaining), usable, quotes, limit);
+                var children = SmartOrderRouter.Route(new LegOrder(plan.PlanId, $"{prefix}-r{attempt}", leg.InstrumentId, side, remaining), usable, quotes, limit, taken);
                 if (children.Count == 0)
                 {
                     if (limit is not null && SmartOrderRouter.Route(new LegOrder(plan.PlanId, leg.LegId, leg.InstrumentId, side, remaining), usable, quotes).Count > 0)
@@ -232,9 +236,10 @@ public sealed class PlanExecutor(
 
                 foreach (var child in children)
                 {
-                    var outcome = await SendAsync(plan, leg, side, child, venues.First(v => v.VenueId == child.VenueId), quotes.FirstOrDefault(q => q.VenueId == child.VenueId), state.ArrivalPrice, cancellationToken);
+                    var outcome = await SendAsync(plan, leg, side, child, venues.First(v => v.VenueId == child.VenueId), quotes.FirstOrDefault(q => q.VenueId == child.VenueId), state.ArrivalPrice, limit, taken.GetValueOrDefault(child.VenueId), cancellationToken);
                     if (outcome.Accepted && outcome.FilledQuantity > 0)
                     {
+                        taken[child.VenueId] = taken.GetValueOrDefault(child.VenueId) + outcome.FilledQuantity;
                         var filled = state.FilledQuantity.ToDecimal();
                         var average = DecimalValue.TryParse(state.AveragePrice, out var a) ? a : 0m;
                         state.AveragePrice = (filled * average + outcome.FilledQuantity * outcome.Price) / (filled + outcome.FilledQuantity);
@@ -246,6 +251,8 @@ public sealed class PlanExecutor(
                         excluded.Add(child.VenueId);
                     }
                 }
+
+                venues = await VenuesAsync(leg.Venue); // an outage during the routing shows on the next attempt
             }
 
             if (state.FilledQuantity.ToDecimal() < schedule[slice])
@@ -279,11 +286,12 @@ public sealed class PlanExecutor(
                 : limitStop ?? (venues.Count == 0 ? $"the leg trades in account {leg.Venue}, which is not a venue execution trades on"
                     : quotes.Length == 0 ? "no venue quotes the instrument"
                     : leg.Venue.Length > 0 ? $"venue {leg.Venue}, which holds the account, rejected the remainder or does not quote the instrument"
+                    : state.FilledQuantity.ToDecimal() > 0 ? $"filled {state.FilledQuantity.Value} of {state.Quantity.Value}: the venues' books held no more within their participation caps"
                     : "every venue rejected the remainder");
         }, cancellationToken);
     }
 
-    private async Task<VenueExecution> SendAsync(PlanApproved plan, ApprovedLeg leg, OrderSide side, ChildOrder child, VenueSpec venue, VenueQuote? quote, DecimalValue? arrivalPrice, CancellationToken cancellationToken)
+    private async Task<VenueExecution> SendAsync(PlanApproved plan, ApprovedLeg leg, OrderSide side, ChildOrder child, VenueSpec venue, VenueQuote? quote, DecimalValue? arrivalPrice, decimal? limit, decimal taken, CancellationToken cancellationToken)
     {
         var now = time.GetUtcNow().ToTimestamp();
         var order = await store.GetOrderAsync(child.ClientOrderId) ?? new Order
@@ -302,12 +310,12 @@ public sealed class PlanExecutor(
             UpdatedAt = now,
         };
 
-        if (order.Status == OrderStatus.Rejected)
+        if (order.Status is OrderStatus.Rejected or OrderStatus.Expired or OrderStatus.Cancelled)
         {
             return new VenueExecution(order.ClientOrderId, order.Venue, false, 0, 0, 0, order.StatusReason);
         }
 
-        if (order.Status == OrderStatus.Filled)
+        if (order.Status is OrderStatus.Filled or OrderStatus.PartiallyFilled)
         {
             // Executed in an earlier delivery: report the journaled fill again (planning applies each fill id once).
             await PublishFillAsync(plan, leg, order, cancellationToken);
@@ -323,21 +331,29 @@ public sealed class PlanExecutor(
             await store.SaveOrderAsync(order);
         }
 
-        var outcome = SimulatedVenue.Execute(child, side, venue, quote);
+        if (venue.LatencyMs > 0)
+        {
+            await Task.Delay(TimeSpan.FromMilliseconds(venue.LatencyMs), time, cancellationToken);
+        }
+
+        var outcome = SimulatedVenue.Execute(child, side, venue, quote, limit, taken);
         var arrival = DecimalValue.TryParse(arrivalPrice, out var a) ? a : 0m;
         var slippage = arrival > 0 && outcome.Accepted ? (side == OrderSide.Buy ? 1 : -1) * (outcome.Price - arrival) * outcome.FilledQuantity : 0m;
         var execution = await store.RecordVenueExecutionAsync(outcome, slippage);
-        if (!execution.Accepted)
+        var next = OrderStates.AfterExecution(execution, order.Quantity.ToDecimal());
+        if (execution.FilledQuantity <= 0)
         {
-            order.Status = OrderStatus.Rejected;
+            order.Status = next == OrderStates.State.Expired ? OrderStatus.Expired : OrderStatus.Rejected;
             order.StatusReason = execution.RejectReason;
             order.UpdatedAt = time.GetUtcNow().ToTimestamp();
             await store.SaveOrderAsync(order);
-            Rejects.Add(1, new KeyValuePair<string, object?>("venue", venue.VenueId));
-            return execution;
+            Rejects.Add(1, new KeyValuePair<string, object?>("venue", venue.VenueId), new KeyValuePair<string, object?>("status", order.Status.ToString()));
+            return execution with { Accepted = false };
         }
 
-        order.Status = OrderStatus.Filled;
+        // Immediate-or-cancel: what the book held within the limit filled, the rest expired.
+        order.Status = next == OrderStates.State.Filled ? OrderStatus.Filled : OrderStatus.PartiallyFilled;
+        order.StatusReason = execution.RejectReason;
         order.FilledQuantity = execution.FilledQuantity;
         order.AveragePrice = execution.Price;
         order.Fees = execution.Fee;
@@ -405,6 +421,16 @@ public sealed class PlanExecutor(
 
     public static bool IsFinal(ExecutionStatus status) =>
         status is ExecutionStatus.Completed or ExecutionStatus.PartiallyFilled or ExecutionStatus.Failed or ExecutionStatus.Cancelled;
+
+    /// <summary>The configured venues a leg may use (its account's venue alone, when it names one), with run-time outages applied.</summary>
+    private async Task<IReadOnlyList<VenueSpec>> VenuesAsync(string account)
+    {
+        var down = await store.GetVenuesDownAsync();
+        return options.Value.Venues
+            .Where(v => account.Length == 0 || v.VenueId == account)
+            .Select(v => down.ContainsKey(v.VenueId) ? v with { Available = false } : v)
+            .ToArray();
+    }
 
     /// <summary>Each venue's latest top of book for the instrument, from market state.</summary>
     private async Task<VenueQuote[]> VenueQuotesAsync(string instrumentId) =>
