@@ -92,8 +92,12 @@ public abstract class MeshTest(ITestOutputHelper output) : IAsyncLifetime
         {
             if (File.Exists(service.LogFile))
             {
-                Output.WriteLine($"--- {service.Name} log (last 40 lines) ---");
-                Output.WriteLine(string.Join(Environment.NewLine, File.ReadLines(service.LogFile).TakeLast(40)));
+                // Warnings, errors and anything that is not a structured log line (a crash's stack trace), the last 30.
+                var notable = File.ReadLines(service.LogFile)
+                    .Where(l => !l.StartsWith('{') || l.Contains("\"LogLevel\":\"Warning\"", StringComparison.Ordinal) || l.Contains("\"LogLevel\":\"Error\"", StringComparison.Ordinal) || l.Contains("\"LogLevel\":\"Critical\"", StringComparison.Ordinal))
+                    .TakeLast(30);
+                Output.WriteLine($"--- {service.Name} log: last warnings and errors ---");
+                Output.WriteLine(string.Join(Environment.NewLine, notable));
             }
         }
 

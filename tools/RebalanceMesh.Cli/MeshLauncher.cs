@@ -22,7 +22,8 @@ public sealed record LaunchOptions(
     bool KeepData = false);
 
 /// <summary>A started service process.</summary>
-public sealed record RunningService(string Name, int Pid, string GrpcUrl, string HttpUrl, string LogFile, string SpanFile);
+/// <param name="Dll">The service's entry assembly and <paramref name="Env"/> its environment, to start it again.</param>
+public sealed record RunningService(string Name, int Pid, string GrpcUrl, string HttpUrl, string LogFile, string SpanFile, string? Dll = null, Dictionary<string, string>? Env = null);
 
 /// <summary>What <c>rmesh up</c> started; saved as state.json so <c>down</c> and the other commands find it.</summary>
 public sealed record MeshState(string RedisConnection, int? RedisPid, List<RunningService> Services)
@@ -99,7 +100,7 @@ public static class MeshLauncher
 
             var logFile = Path.Combine(logs, service.Name + ".log");
             var pid = StartDetached("dotnet", [dll], logFile, env);
-            state.Services.Add(new RunningService(service.Name, pid, $"http://127.0.0.1:{grpc}", $"http://127.0.0.1:{http}", logFile, env["Telemetry__SpanFile"]));
+            state.Services.Add(new RunningService(service.Name, pid, $"http://127.0.0.1:{grpc}", $"http://127.0.0.1:{http}", logFile, env["Telemetry__SpanFile"], dll, env));
         }
 
         await File.WriteAllTextAsync(MeshState.PathIn(options.StateDir), JsonSerializer.Serialize(state, new JsonSerializerOptions { WriteIndented = true }), cancellationToken);
@@ -161,6 +162,42 @@ public static class MeshLauncher
         }
 
         File.Delete(MeshState.PathIn(stateDir));
+    }
+
+    /// <summary>
+    /// Kills one service at once (SIGKILL: no graceful shutdown, as a crash or an evicted pod), starts it again with
+    /// the same assembly, ports and environment, and waits until it is ready. Returns the mesh state with its new pid.
+    /// </summary>
+    public static async Task<MeshState> RestartAsync(string stateDir, string name, CancellationToken cancellationToken)
+    {
+        var state = MeshState.TryLoad(stateDir) ?? throw new InvalidOperationException("Nothing is running (no state file).");
+        var service = state.Service(name);
+        if (service.Dll is null || service.Env is null)
+        {
+            throw new InvalidOperationException($"{name} was started without what it takes to start it again.");
+        }
+
+        Kill(service.Pid);
+        var restarted = service with { Pid = StartDetached("dotnet", [service.Dll], service.LogFile, service.Env) };
+        state.Services[state.Services.IndexOf(service)] = restarted;
+        await File.WriteAllTextAsync(MeshState.PathIn(stateDir), JsonSerializer.Serialize(state, new JsonSerializerOptions { WriteIndented = true }), cancellationToken);
+        await WaitHealthyAsync(restarted, cancellationToken);
+        return state;
+    }
+
+    /// <summary>SIGKILL, then waits for the process to be gone.</summary>
+    public static void Kill(int pid)
+    {
+        try
+        {
+            using var process = Process.GetProcessById(pid);
+            process.Kill(entireProcessTree: true);
+            process.WaitForExit(TimeSpan.FromSeconds(10));
+        }
+        catch (ArgumentException)
+        {
+            // already gone
+        }
     }
 
     /// <summary>Stops one process gracefully, killing it when it does not exit within 10 seconds.</summary>

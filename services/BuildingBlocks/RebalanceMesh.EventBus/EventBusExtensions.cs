@@ -25,7 +25,11 @@ public static class EventBusExtensions
     {
         builder.Services.AddOptions<EventBusOptions>()
             .Bind(builder.Configuration.GetSection("EventBus"))
-            .PostConfigure(o => o.AppId = string.IsNullOrWhiteSpace(o.AppId) ? appId : o.AppId);
+            .PostConfigure(o =>
+            {
+                o.AppId = string.IsNullOrWhiteSpace(o.AppId) ? appId : o.AppId;
+                o.ConsumerName = string.IsNullOrWhiteSpace(o.ConsumerName) ? builder.Configuration["Mesh:InstanceId"] ?? string.Empty : o.ConsumerName;
+            });
         builder.Services.TryAddSingleton(TimeProvider.System);
         builder.Services.AddSingleton<EventDispatcher>();
 

@@ -12,6 +12,13 @@ public sealed class EventBusOptions
     /// <summary>The app id: CloudEvent source and the Redis consumer group, as Dapr uses it.</summary>
     public string AppId { get; set; } = string.Empty;
 
+    /// <summary>
+    /// This replica's consumer name in the Redis consumer group. Stable across restarts (from Mesh:InstanceId, which
+    /// the local mesh sets per service instance), a restarted replica takes back its own unacknowledged events at
+    /// once; otherwise (empty: machine name and process id) they are reclaimed after <see cref="ProcessingTimeout"/>.
+    /// </summary>
+    public string ConsumerName { get; set; } = string.Empty;
+
     /// <summary>A delivered event not acknowledged within this time is claimed and delivered again.</summary>
     public TimeSpan ProcessingTimeout { get; set; } = TimeSpan.FromSeconds(30);
 

@@ -19,7 +19,9 @@ public sealed class RedisStreamsConsumer(
     IOptions<EventBusOptions> options,
     ILogger<RedisStreamsConsumer> logger) : BackgroundService
 {
-    private readonly string _consumerName = $"{options.Value.AppId}-{Environment.MachineName}-{Environment.ProcessId}";
+    private readonly string _consumerName = options.Value.ConsumerName.Length > 0
+        ? $"{options.Value.AppId}-{options.Value.ConsumerName}"
+        : $"{options.Value.AppId}-{Environment.MachineName}-{Environment.ProcessId}";
 
     protected override Task ExecuteAsync(CancellationToken stoppingToken)
     {

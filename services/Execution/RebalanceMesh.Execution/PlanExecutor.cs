@@ -239,7 +239,7 @@ public sealed class PlanExecutor(
                     var outcome = await SendAsync(plan, leg, side, child, venues.First(v => v.VenueId == child.VenueId), quotes.FirstOrDefault(q => q.VenueId == child.VenueId), state.ArrivalPrice, limit, taken.GetValueOrDefault(child.VenueId), cancellationToken);
                     if (outcome.Accepted && outcome.FilledQuantity > 0)
                     {
-                        taken[child.VenueId] = taken.GetValueOrDefault(child.VenueId) + outcome.FilledQuantity;
+                        taken[outcome.VenueId] = taken.GetValueOrDefault(outcome.VenueId) + outcome.FilledQuantity;
                         var filled = state.FilledQuantity.ToDecimal();
                         var average = DecimalValue.TryParse(state.AveragePrice, out var a) ? a : 0m;
                         state.AveragePrice = (filled * average + outcome.FilledQuantity * outcome.Price) / (filled + outcome.FilledQuantity);
@@ -313,6 +313,16 @@ public sealed class PlanExecutor(
         if (order.Status is OrderStatus.Rejected or OrderStatus.Expired or OrderStatus.Cancelled)
         {
             return new VenueExecution(order.ClientOrderId, order.Venue, false, 0, 0, 0, order.StatusReason);
+        }
+
+        if (order.Venue != child.VenueId && options.Value.Venues.FirstOrDefault(v => v.VenueId == order.Venue) is { } journaled)
+        {
+            // Journaled before a crash with another routing: the order is what was (maybe) sent — same venue, same
+            // quantity — so the venue's record of its client order id de-duplicates it.
+            child = child with { VenueId = order.Venue, Quantity = order.Quantity.ToDecimal() };
+            venue = journaled;
+            quote = (await VenueQuotesAsync(leg.InstrumentId)).FirstOrDefault(q => q.VenueId == order.Venue);
+            taken = 0;
         }
 
         if (order.Status is OrderStatus.Filled or OrderStatus.PartiallyFilled)
