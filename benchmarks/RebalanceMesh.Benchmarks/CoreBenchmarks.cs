@@ -60,11 +60,11 @@ public class PlannerBenchmarks
     public RebalanceProposal Propose() => RebalancePlanner.Propose(_marked, _policy, force: false);
 }
 
-/// <summary>Routing decision time of a 100-leg plan over three venues (issue 7): every leg split by all-in price.</summary>
+/// <summary>Routing decision time of a 100-leg plan over the three simulated venues (issue 7): every leg split by walking their books.</summary>
 [MemoryDiagnoser]
 public class RoutingBenchmarks
 {
-    private readonly RebalanceMesh.Execution.Core.VenueSpec[] _venues = [new("SIM-A", 10, 2), new("SIM-B", 5, 1), new("SIM-C", 2, 0)];
+    private readonly RebalanceMesh.Execution.Core.VenueSpec[] _venues = [.. RebalanceMesh.Execution.Core.SimulatedVenues.Defaults];
     private RebalanceMesh.Execution.Core.LegOrder[] _legs = null!;
     private RebalanceMesh.Execution.Core.VenueQuote[][] _quotes = null!;
 

@@ -93,3 +93,27 @@ internal static class PlanStatusExtensions
     public static bool IsFinalStatus(this PlanStatus status) =>
         status is PlanStatus.Completed or PlanStatus.PartiallyFilled or PlanStatus.Failed or PlanStatus.Cancelled or PlanStatus.NoAction;
 }
+
+/// <summary>The whole-mesh latency benchmark (`rmesh bench-mesh`) runs end to end; its figures go to docs/benchmarks.md.</summary>
+[Trait("Category", "Integration")]
+[Collection(MeshProcesses.Name)]
+public sealed class MeshBenchmarkTests(ITestOutputHelper output)
+{
+    [Fact]
+    public async Task The_mesh_benchmark_measures_submit_to_last_fill_of_every_plan()
+    {
+        using var cancel = new CancellationTokenSource(TimeSpan.FromMinutes(3));
+        var log = new StringWriter();
+        var result = await MeshBenchmark.RunAsync(RebalanceMesh.Testing.RepoPaths.Root, plans: 3, legs: 5, BuildConfiguration.Name, log, cancel.Token);
+        output.WriteLine(log.ToString());
+        Assert.Equal(5, result.Legs);
+        Assert.Equal(3, result.Milliseconds.Count);
+        Assert.All(result.Milliseconds, ms => Assert.InRange(ms, 0.1, 60_000));
+        Assert.True(result.Percentile(50) <= result.Percentile(99));
+        Assert.Equal(result.Milliseconds.Max(), result.Percentile(100));
+    }
+
+    [Fact]
+    public void Percentiles_are_nearest_rank() =>
+        Assert.Equal((20.0, 40.0, 10.0), (new MeshBenchmarkResult(1, [40, 10, 30, 20]).Percentile(50), new MeshBenchmarkResult(1, [40, 10, 30, 20]).Percentile(99), new MeshBenchmarkResult(1, [40, 10, 30, 20]).Percentile(1)));
+}

@@ -191,6 +191,7 @@ root.Subcommands.Add(watchAlerts);
 
 root.Subcommands.Add(PricingCommands.Create(repoOption, jsonOption));
 root.Subcommands.Add(BacktestCommand.Create(repoOption, jsonOption));
+root.Subcommands.Add(MeshBenchmark.Create(repoOption, jsonOption));
 
 return await root.Parse(args).InvokeAsync();
 

@@ -28,3 +28,18 @@ public static class SimulatedVenue
         return new VenueExecution(order.ClientOrderId, venue.VenueId, true, filled, price, fee, filled < order.Quantity ? $"{order.Quantity - filled} beyond the book or the limit expired" : string.Empty);
     }
 }
+
+/// <summary>The local mesh's simulated trading venues, configured in this one place (the service's defaults).</summary>
+public static class SimulatedVenues
+{
+    /// <summary>
+    /// Three venues with different fees, depth and speed: A is fast and expensive with a deep book, C cheap and slow
+    /// and its book thins out fastest; none gives a routing more than half its displayed depth.
+    /// </summary>
+    public static IReadOnlyList<VenueSpec> Defaults { get; } =
+    [
+        new("SIM-A", TakerFeeBps: 10, MakerFeeBps: 2, Book: new BookProfile(Levels: 10, LevelStepBps: 1, SizeGrowth: 1.0), LatencyMs: 2, ParticipationCap: 0.5),
+        new("SIM-B", TakerFeeBps: 5, MakerFeeBps: 1, Book: new BookProfile(Levels: 10, LevelStepBps: 2, SizeGrowth: 0.5), LatencyMs: 5, ParticipationCap: 0.5),
+        new("SIM-C", TakerFeeBps: 2, MakerFeeBps: 0, Book: new BookProfile(Levels: 5, LevelStepBps: 4, SizeGrowth: 0.25), LatencyMs: 15, ParticipationCap: 0.5),
+    ];
+}
