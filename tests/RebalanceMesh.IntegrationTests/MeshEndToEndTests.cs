@@ -437,7 +437,8 @@ public sealed class GuardMeshTests(ITestOutputHelper output) : MeshTest(output)
         Assert.Equal("DAX-PERP", hedge.InstrumentId);
         Assert.Equal(Side.Sell, hedge.Side);
         Assert.Equal(1m, hedge.ContractMultiplier.ToDecimal());
-        Assert.True(hedge.Sequence > plan.Legs.Where(l => !l.Hedge).Max(l => l.Sequence), "the hedge follows the legs it hedges");
+        Assert.Equal(plan.Legs.Single(l => l.InstrumentId == "DAX").Sequence + 1, hedge.Sequence); // right after the leg it hedges
+        Assert.Contains(plan.Legs, l => l.InstrumentId == "SMI" && l.Sequence > hedge.Sequence);  // before the unrelated SMI buy
         var daxBought = plan.Legs.Single(l => l.InstrumentId == "DAX").EstimatedNotional.ToDecimal();
         var hedged = hedge.EstimatedNotional.ToDecimal();
         var net = (double)((daxBought - hedged) / plan.NetValue.ToDecimal());

@@ -62,4 +62,23 @@ public class PlanComposerTests
         Assert.True(composed.Proposal.HasTrades);
         Assert.Single(inner.Requests);
     }
+
+    [Fact]
+    public void Each_hedge_follows_the_last_leg_on_its_underlying_and_hedges_of_untraded_underlyings_go_first()
+    {
+        // Legs: sell A, sell B, buy A, buy C. A call on A counts as A; hedges on A (after leg 2), on C (after leg 3),
+        // and on D (no leg: first).
+        var marked = new MarkedPortfolio(
+        [
+            new MarkedPosition("A", 1, 1, 1, 0), new MarkedPosition("B", 1, 1, 1, 0), new MarkedPosition("C", 1, 1, 1, 0),
+            new MarkedPosition("A-CALL", 1, 1, 1, 0, Underlying: "A"),
+        ], 0, 4);
+        PlannedLeg Leg(string id) => new("L", 0, id, TradeSide.Buy, 1, 1, 1, 0, 0, 0);
+        HedgeLeg Hedge(string underlying) => new(underlying, underlying + "-PERP", TradeSide.Sell, 1, 1, 1, 0, 0, string.Empty);
+        PlannedLeg[] legs = [Leg("A"), Leg("B"), Leg("A-CALL"), Leg("C")];
+        HedgeLeg[] hedges = [Hedge("A"), Hedge("C"), Hedge("D")];
+        Assert.Equal(
+            [(false, 2), (true, 0), (true, 1), (true, 2), (false, 0), (true, 3), (false, 1)],
+            PlanComposer.Interleave(legs, hedges, marked));
+    }
 }

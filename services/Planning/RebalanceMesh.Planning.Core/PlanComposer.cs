@@ -271,6 +271,33 @@ public static class PlanComposer
             ? LiquidationGuard.Plan(snapshot, marks.ToDictionary(kv => kv.Key, kv => kv.Value.UnitPrice, StringComparer.Ordinal), snapshot.BaseCurrency, band, (decimal)policy.EstimatedCostBps / 10_000m)
             : null;
 
+    /// <summary>
+    /// The order rebalancing legs and hedges execute in: each hedge right after the last rebalancing leg on its
+    /// underlying, so net delta leaves its tolerance for one leg at most while the plan executes; hedges of
+    /// underlyings no leg trades go first (they correct delta that is already out of tolerance). Returns, in execution
+    /// order, each leg as (true, index into <paramref name="legs"/>) or (false, index into <paramref name="hedges"/>).
+    /// </summary>
+    public static IReadOnlyList<(bool Rebalancing, int Index)> Interleave(IReadOnlyList<PlannedLeg> legs, IReadOnlyList<HedgeLeg> hedges, MarkedPortfolio marked)
+    {
+        var underlyingOf = marked.Positions.ToDictionary(p => p.InstrumentId, p => p.UnderlyingId, StringComparer.Ordinal);
+        string Underlying(PlannedLeg leg) => underlyingOf.GetValueOrDefault(leg.InstrumentId, leg.InstrumentId);
+        var lastLeg = new Dictionary<string, int>(StringComparer.Ordinal);
+        for (var i = 0; i < legs.Count; i++)
+        {
+            lastLeg[Underlying(legs[i])] = i;
+        }
+
+        var order = new List<(bool, int)>();
+        order.AddRange(hedges.Select((h, k) => (h, k)).Where(x => !lastLeg.ContainsKey(x.h.Underlying)).Select(x => (false, x.k)));
+        for (var i = 0; i < legs.Count; i++)
+        {
+            order.Add((true, i));
+            order.AddRange(hedges.Select((h, k) => (h, k)).Where(x => lastLeg.TryGetValue(x.h.Underlying, out var last) && last == i).Select(x => (false, x.k)));
+        }
+
+        return order;
+    }
+
     /// <summary>The margin guard's plan for the portfolio's margined contracts, when the policy has a margin band.</summary>
     public static MarginPlan? Margin(MarkedPortfolio marked, PortfolioSnapshot snapshot, TargetPolicy policy, IReadOnlyDictionary<string, InstrumentMark> marks) =>
         policy.Margin is { } band ? MarginGuard.Plan(marked, snapshot.Holdings, marks, band, (decimal)policy.EstimatedCostBps / 10_000m) : null;

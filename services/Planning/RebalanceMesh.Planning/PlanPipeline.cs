@@ -156,12 +156,15 @@ public sealed class PlanPipeline(
         var leading = guardLegs.Count + marginLegs.Count;
         plan.Legs.AddRange(guardLegs.Select((l, i) => l.ToWire($"G{i + 1}", i + 1, costRate, k => $"G{k + 1}")));
         plan.Legs.AddRange(marginLegs.Select((l, i) => l.ToWire($"M{i + 1}", guardLegs.Count + i + 1, costRate)));
-        plan.Legs.AddRange(proposal.Legs.Select(l => l.ToWire()).Select(l =>
+        // Rebalancing legs keep their order (sells before buys); each hedge follows the last leg on its underlying.
+        var sequence = leading;
+        foreach (var (rebalancing, index) in PlanComposer.Interleave(proposal.Legs, hedgeLegs, composed.Marked))
         {
-            l.Sequence += leading;
-            return l;
-        }));
-        plan.Legs.AddRange(hedgeLegs.Select((l, i) => l.ToWire($"H{i + 1}", leading + proposal.Legs.Count + i + 1, costRate)));
+            var wire = rebalancing ? proposal.Legs[index].ToWire() : hedgeLegs[index].ToWire($"H{index + 1}", 0, costRate);
+            wire.Sequence = ++sequence;
+            plan.Legs.Add(wire);
+        }
+
         plan.Reasons.AddRange(policyReasons);
 
         plan.Reasons.AddRange((composed.Guard?.Reasons ?? []).Select(r => r.ToWire()));
