@@ -33,7 +33,7 @@ public abstract class MeshTest(ITestOutputHelper output) : IAsyncLifetime
     /// <summary>A planning client on this mesh (its channel is disposed with the mesh).</summary>
     protected RebalanceMesh.Contracts.Planning.V1.PlanningService.PlanningServiceClient PlanningClient()
     {
-        var channel = Grpc.Net.Client.GrpcChannel.ForAddress(Mesh.Service("planning").GrpcUrl);
+        var channel = Mesh.PlanningChannel();
         _channels.Add(channel);
         return new RebalanceMesh.Contracts.Planning.V1.PlanningService.PlanningServiceClient(channel);
     }

@@ -21,13 +21,13 @@ public sealed class PlanningServiceTests : IClassFixture<RedisServer>, IAsyncLif
     public PlanningServiceTests(RedisServer redis)
     {
         _redis = redis;
-        _server = new GrpcTestServer<Program>(redis, new Dictionary<string, string?>
+        _server = new GrpcTestServer<Program>(redis, new Dictionary<string, string?>(TestAuth.Settings)
         {
             ["EventBus:Provider"] = "dapr",
             ["Services:pricing:Grpc"] = "http://127.0.0.1:1",
             ["Services:risk:Grpc"] = "http://127.0.0.1:1",
         });
-        _client = new PlanningService.PlanningServiceClient(_server.CreateChannel());
+        _client = new PlanningService.PlanningServiceClient(_server.CreateChannel(TestAuth.Token(RebalanceMesh.ServiceDefaults.MeshAuth.Admin)));
     }
 
     public Task InitializeAsync() => _redis.FlushAsync();

@@ -49,6 +49,54 @@ public sealed class GrpcTestServer<TProgram> : WebApplicationFactory<TProgram>
     }
 
     public GrpcChannel CreateChannel() => GrpcChannel.ForAddress(Server.BaseAddress, new GrpcChannelOptions { HttpHandler = Server.CreateHandler() });
+
+    /// <summary>A channel whose every call carries <paramref name="bearerToken"/> (or the mesh credential, with <paramref name="meshToken"/>).</summary>
+    public GrpcChannel CreateChannel(string? bearerToken, string? meshToken = null)
+    {
+        var credentials = CallCredentials.FromInterceptor((_, metadata) =>
+        {
+            if (bearerToken is not null)
+            {
+                metadata.Add("Authorization", "Bearer " + bearerToken);
+            }
+
+            if (meshToken is not null)
+            {
+                metadata.Add(RebalanceMesh.ServiceDefaults.MeshAuth.MeshTokenHeader, meshToken);
+            }
+
+            return Task.CompletedTask;
+        });
+        return GrpcChannel.ForAddress(Server.BaseAddress, new GrpcChannelOptions
+        {
+            HttpHandler = Server.CreateHandler(),
+            Credentials = ChannelCredentials.Create(ChannelCredentials.Insecure, credentials),
+            UnsafeUseInsecureChannelCallCredentials = true,
+        });
+    }
+}
+
+/// <summary>A test issuer: settings that turn a service's authentication on, and tokens it accepts.</summary>
+public static class TestAuth
+{
+    public const string Issuer = "rebalancemesh-tests";
+    public const string Audience = "rebalancemesh-planning";
+
+    /// <summary>Fixed per test run, generated: no secret lives in the repository.</summary>
+    public static string SigningKey { get; } = RebalanceMesh.ServiceDefaults.MeshAuth.NewSecret();
+
+    public static string MeshToken { get; } = RebalanceMesh.ServiceDefaults.MeshAuth.NewSecret();
+
+    public static IReadOnlyDictionary<string, string?> Settings { get; } = new Dictionary<string, string?>
+    {
+        ["Auth:Issuer"] = Issuer,
+        ["Auth:Audience"] = Audience,
+        ["Auth:SigningKeys:0"] = SigningKey,
+        ["Auth:MeshToken"] = MeshToken,
+    };
+
+    public static string Token(string role, string subject = "tester", TimeSpan? lifetime = null, string? key = null, string issuer = Issuer) =>
+        RebalanceMesh.ServiceDefaults.MeshAuth.IssueToken(key ?? SigningKey, issuer, Audience, subject, role, lifetime ?? TimeSpan.FromHours(1));
 }
 
 /// <summary>Assertions on gRPC statuses.</summary>

@@ -23,7 +23,7 @@ public sealed class DemoRunner(MeshState mesh, string spansDirectory, TextWriter
 
     public async Task<DemoResult> RunAsync(string portfolioId, CancellationToken cancellationToken)
     {
-        using var planningChannel = GrpcChannel.ForAddress(mesh.Service("planning").GrpcUrl);
+        using var planningChannel = mesh.PlanningChannel();
         using var pricingChannel = GrpcChannel.ForAddress(mesh.Service("pricing").GrpcUrl);
         using var executionChannel = GrpcChannel.ForAddress(mesh.Service("execution").GrpcUrl);
         var planning = new PlanningService.PlanningServiceClient(planningChannel);

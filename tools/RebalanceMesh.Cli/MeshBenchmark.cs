@@ -83,7 +83,7 @@ public static class MeshBenchmark
         {
             var mesh = await MeshLauncher.UpAsync(MeshTopology.Load(Repo.TyePath(repo)), new LaunchOptions(repo, stateDir, FreePorts: true, ExtraEnv: env, Configuration: configuration), log, cancellationToken);
             using var pricingChannel = GrpcChannel.ForAddress(mesh.Service("pricing").GrpcUrl);
-            using var planningChannel = GrpcChannel.ForAddress(mesh.Service("planning").GrpcUrl);
+            using var planningChannel = mesh.PlanningChannel();
             using var executionChannel = GrpcChannel.ForAddress(mesh.Service("execution").GrpcUrl);
             var pricing = new PricingService.PricingServiceClient(pricingChannel);
             var planning = new PlanningService.PlanningServiceClient(planningChannel);

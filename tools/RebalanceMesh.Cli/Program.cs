@@ -121,7 +121,7 @@ Command Rpc(string name, string description, Func<ParseResultContext, Task<IMess
 
     command.SetAction(async (parse, ct) =>
     {
-        using var channel = GrpcChannel.ForAddress(Repo.ServiceAddress("planning", parse.GetValue(repoOption), parse.GetValue(planningOption)));
+        using var channel = Repo.PlanningChannel(parse.GetValue(repoOption), parse.GetValue(planningOption));
         var client = new PlanningService.PlanningServiceClient(channel);
         return await Output.CallAsync(() => call(new ParseResultContext(parse, client, ct)), parse.GetValue(jsonOption));
     });
@@ -171,7 +171,7 @@ var watchPlanOption = new Option<string?>("--plan") { Description = "Watch one p
 var watch = new Command("watch-plans", "WatchPlans: stream plan changes.") { watchPortfolioOption, watchPlanOption };
 watch.SetAction(async (parse, ct) =>
 {
-    using var channel = GrpcChannel.ForAddress(Repo.ServiceAddress("planning", parse.GetValue(repoOption), parse.GetValue(planningOption)));
+    using var channel = Repo.PlanningChannel(parse.GetValue(repoOption), parse.GetValue(planningOption));
     var client = new PlanningService.PlanningServiceClient(channel);
     var call = client.WatchPlans(new WatchPlansRequest { PortfolioId = parse.GetValue(watchPortfolioOption) ?? string.Empty, PlanId = parse.GetValue(watchPlanOption) ?? string.Empty }, cancellationToken: ct);
     return await Output.StreamAsync(call, update => Output.Print(update, parse.GetValue(jsonOption)), limit: 0, ct);
@@ -182,7 +182,7 @@ var alertsPortfolioOption = new Option<string?>("--portfolio") { Description = "
 var watchAlerts = new Command("watch-alerts", "WatchAlerts: stream the monitor's policy alerts.") { alertsPortfolioOption };
 watchAlerts.SetAction(async (parse, ct) =>
 {
-    using var channel = GrpcChannel.ForAddress(Repo.ServiceAddress("planning", parse.GetValue(repoOption), parse.GetValue(planningOption)));
+    using var channel = Repo.PlanningChannel(parse.GetValue(repoOption), parse.GetValue(planningOption));
     var client = new PlanningService.PlanningServiceClient(channel);
     var call = client.WatchAlerts(new WatchAlertsRequest { PortfolioId = parse.GetValue(alertsPortfolioOption) ?? string.Empty }, cancellationToken: ct);
     return await Output.StreamAsync(call, update => Output.Print(update, parse.GetValue(jsonOption)), limit: 0, ct);

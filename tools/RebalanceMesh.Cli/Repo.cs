@@ -28,6 +28,21 @@ public static class Repo
     public static LaunchOptions Options(string repo, string? redis, bool freePorts) =>
         new(repo, StateDir(repo), redis ?? Environment.GetEnvironmentVariable("RMESH_REDIS"), freePorts);
 
+    /// <summary>
+    /// A channel to planning: at the address given (with the RMESH_TOKEN bearer token), else the running mesh's (with
+    /// its development admin token, or RMESH_TOKEN), else tye.yaml's port.
+    /// </summary>
+    public static Grpc.Net.Client.GrpcChannel PlanningChannel(string? repoOption, string? given)
+    {
+        var token = Environment.GetEnvironmentVariable("RMESH_TOKEN");
+        if (string.IsNullOrEmpty(given) && MeshState.TryLoad(StateDir(Root(repoOption))) is { } state)
+        {
+            return state.PlanningChannel();
+        }
+
+        return MeshState.AuthorizedChannel(ServiceAddress("planning", repoOption, given), token);
+    }
+
     /// <summary>gRPC address of a service: the one given, else the running mesh's, else tye.yaml's port on loopback.</summary>
     public static string ServiceAddress(string service, string? repoOption, string? given)
     {

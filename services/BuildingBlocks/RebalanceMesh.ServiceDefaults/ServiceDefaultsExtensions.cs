@@ -1,3 +1,4 @@
+using Microsoft.Extensions.DependencyInjection.Extensions;
 using Grpc.Net.ClientFactory;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Diagnostics.HealthChecks;
@@ -49,10 +50,12 @@ public static class ServiceDefaultsExtensions
         builder.Services.AddGrpc(options =>
         {
             options.Interceptors.Add<ErrorStatusInterceptor>();
+            options.Interceptors.Add<RoleAuthorizationInterceptor>();
             options.MaxReceiveMessageSize = MaxMessageBytes;
             options.MaxSendMessageSize = MaxMessageBytes;
             options.EnableDetailedErrors = false;
         });
+        builder.Services.TryAddSingleton(new RoleRequirements(new Dictionary<string, string[]>(), Enabled: false));
         builder.Services.AddGrpcReflection();
         builder.Services.AddGrpcHealthChecks()
             .AddCheck("self", () => HealthCheckResult.Healthy(), [LiveTag])
@@ -152,6 +155,7 @@ public static class ServiceDefaultsExtensions
                 channel.MaxSendMessageSize = MaxMessageBytes;
             })
             .AddInterceptor(() => new DefaultDeadlineInterceptor(TimeSpan.FromSeconds(10)))
+            .AddInterceptor(() => new MeshCredentialInterceptor(builder.Configuration["Auth:MeshToken"]))
             .EnableCallContextPropagation(options => options.SuppressContextNotFoundErrors = true);
     }
 

@@ -10,6 +10,24 @@ builder.AddServiceDefaults("planning");
 builder.AddEventBus("planning");
 
 builder.Services.TryAddTimeProvider();
+
+// Clients authenticate with a JWT bearer token: viewers read and preview, traders also submit, admins also change
+// portfolios, policies and the trading halt. Services of the mesh (risk reading a stored portfolio) use the mesh
+// credential and may only read portfolios.
+string Rpc(string method) => $"/{RebalanceMesh.Contracts.Planning.V1.PlanningService.Descriptor.FullName}/{method}";
+builder.AddMeshAuthentication(new Dictionary<string, string[]>
+{
+    [Rpc("GetPortfolio")] = [MeshAuth.Viewer, MeshAuth.Mesh],
+    [Rpc("PreviewRebalance")] = [MeshAuth.Viewer],
+    [Rpc("GetPlan")] = [MeshAuth.Viewer],
+    [Rpc("ListPlans")] = [MeshAuth.Viewer],
+    [Rpc("WatchPlans")] = [MeshAuth.Viewer],
+    [Rpc("WatchAlerts")] = [MeshAuth.Viewer],
+    [Rpc("SubmitRebalance")] = [MeshAuth.Trader],
+    [Rpc("UpsertPortfolio")] = [MeshAuth.Admin],
+    [Rpc("SetPolicy")] = [MeshAuth.Admin],
+    [Rpc("SetTradingHalt")] = [MeshAuth.Admin],
+});
 builder.AddMeshGrpcClient<PricingService.PricingServiceClient>("pricing");
 builder.AddMeshGrpcClient<RiskService.RiskServiceClient>("risk");
 builder.Services.AddSingleton<PlanningStore>();
@@ -22,6 +40,7 @@ builder.Services.AddSingleton<ModelWeightCache>();
 builder.Services.AddEventSubscription<QuotesUpdated, DriftMonitor>(Topics.MarketQuotes);
 
 var app = builder.Build();
+app.UseMeshAuthentication();
 app.MapGrpcService<PlanningGrpcService>();
 app.MapDefaultEndpoints();
 app.MapEventSubscriptions();

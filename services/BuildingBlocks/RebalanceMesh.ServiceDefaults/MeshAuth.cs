@@ -1,0 +1,231 @@
+using System.Security.Claims;
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Encodings.Web;
+using Grpc.Core;
+using Grpc.Core.Interceptors;
+using Microsoft.AspNetCore.Authentication;
+using Microsoft.AspNetCore.Authentication.JwtBearer;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using Microsoft.IdentityModel.JsonWebTokens;
+using Microsoft.IdentityModel.Tokens;
+
+namespace RebalanceMesh.ServiceDefaults;
+
+/// <summary>Configuration section <c>Auth</c>.</summary>
+public sealed class AuthOptions
+{
+    /// <summary>On by default; off only for a service that must run without any caller identity (isolated tests).</summary>
+    public bool Enabled { get; set; } = true;
+
+    /// <summary>The issuer client tokens must name.</summary>
+    public string Issuer { get; set; } = string.Empty;
+
+    /// <summary>The audience client tokens must name.</summary>
+    public string Audience { get; set; } = string.Empty;
+
+    /// <summary>HMAC-SHA256 signing keys, base64, at least 32 bytes each; several during a rotation.</summary>
+    public List<string> SigningKeys { get; set; } = [];
+
+    /// <summary>The mesh credential: services present it in the <see cref="MeshAuth.MeshTokenHeader"/> header (or Dapr's API token).</summary>
+    public string MeshToken { get; set; } = string.Empty;
+}
+
+/// <summary>
+/// Authentication and role authorisation for gRPC services. Clients present a JWT bearer token (issuer, audience and
+/// signing keys from configuration) whose <c>role</c> claims are viewer, trader or admin (each includes the ones
+/// before it); services of the mesh present the mesh credential instead and act as <see cref="Mesh"/>. Each RPC needs
+/// a role; no identity is Unauthenticated, too little is PermissionDenied; every decision is logged with the caller.
+/// </summary>
+public static class MeshAuth
+{
+    public const string Viewer = "viewer";
+    public const string Trader = "trader";
+    public const string Admin = "admin";
+
+    /// <summary>A service of the mesh (the mesh credential).</summary>
+    public const string Mesh = "mesh";
+
+    public const string MeshTokenHeader = "x-mesh-token";
+
+    /// <summary>Dapr's app API token header, accepted as the mesh credential too.</summary>
+    public const string DaprApiTokenHeader = "dapr-api-token";
+
+    private const string MeshScheme = "MeshToken";
+    private const string SelectorScheme = "MeshOrBearer";
+
+    /// <summary>What each role may also do.</summary>
+    public static IReadOnlySet<string> Implied(string role) => role switch
+    {
+        Admin => new HashSet<string> { Admin, Trader, Viewer },
+        Trader => new HashSet<string> { Trader, Viewer },
+        Viewer => new HashSet<string> { Viewer },
+        Mesh => new HashSet<string> { Mesh },
+        _ => new HashSet<string>(),
+    };
+
+    /// <summary>
+    /// Authentication (JWT bearer and the mesh credential) and the role check for every RPC of the host:
+    /// <paramref name="requiredRoles"/> maps a full method name ("/package.Service/Method") to the roles that may call
+    /// it. Methods not in the map (health, reflection) are open.
+    /// </summary>
+    public static IHostApplicationBuilder AddMeshAuthentication(this IHostApplicationBuilder builder, IReadOnlyDictionary<string, string[]> requiredRoles)
+    {
+        var section = builder.Configuration.GetSection("Auth");
+        var options = section.Get<AuthOptions>() ?? new AuthOptions();
+        builder.Services.Configure<AuthOptions>(section);
+        builder.Services.AddSingleton(new RoleRequirements(requiredRoles, options.Enabled));
+        if (!options.Enabled)
+        {
+            return builder;
+        }
+
+        var keys = options.SigningKeys.Where(k => k.Length > 0).Select(k => new SymmetricSecurityKey(Convert.FromBase64String(k))).ToArray();
+        if (keys.Length == 0 || options.Issuer.Length == 0 || options.Audience.Length == 0)
+        {
+            throw new InvalidOperationException("Auth is on but Auth:Issuer, Auth:Audience or Auth:SigningKeys is missing (`rmesh up` generates development keys; see docs/operations.md).");
+        }
+
+        if (keys.Any(k => k.Key.Length < 32))
+        {
+            throw new InvalidOperationException("Auth:SigningKeys must be at least 32 bytes each.");
+        }
+
+        builder.Services.AddAuthentication(SelectorScheme)
+            .AddPolicyScheme(SelectorScheme, "JWT bearer or mesh credential", o => o.ForwardDefaultSelector = context =>
+                context.Request.Headers.ContainsKey(MeshTokenHeader) || context.Request.Headers.ContainsKey(DaprApiTokenHeader) ? MeshScheme : JwtBearerDefaults.AuthenticationScheme)
+            .AddScheme<AuthenticationSchemeOptions, MeshTokenHandler>(MeshScheme, _ => { })
+            .AddJwtBearer(o =>
+            {
+                o.MapInboundClaims = false;
+                o.TokenValidationParameters = new TokenValidationParameters
+                {
+                    ValidIssuer = options.Issuer,
+                    ValidAudience = options.Audience,
+                    IssuerSigningKeys = keys,
+                    ValidAlgorithms = [SecurityAlgorithms.HmacSha256],
+                    RoleClaimType = "role",
+                    NameClaimType = "sub",
+                    ClockSkew = TimeSpan.FromSeconds(30),
+                };
+            });
+        return builder;
+    }
+
+    /// <summary>Authenticates each request (before the gRPC endpoints), when auth is on.</summary>
+    public static WebApplication UseMeshAuthentication(this WebApplication app)
+    {
+        if (app.Services.GetRequiredService<RoleRequirements>().Enabled)
+        {
+            app.UseAuthentication();
+        }
+
+        return app;
+    }
+
+    /// <summary>A signed JWT for a subject with a role (development tokens, tests).</summary>
+    public static string IssueToken(string base64Key, string issuer, string audience, string subject, string role, TimeSpan lifetime)
+    {
+        var now = DateTime.UtcNow;
+        return new JsonWebTokenHandler().CreateToken(new SecurityTokenDescriptor
+        {
+            Issuer = issuer,
+            Audience = audience,
+            IssuedAt = now,
+            NotBefore = now,
+            Expires = now + lifetime,
+            Claims = new Dictionary<string, object> { ["sub"] = subject, ["role"] = role },
+            SigningCredentials = new SigningCredentials(new SymmetricSecurityKey(Convert.FromBase64String(base64Key)), SecurityAlgorithms.HmacSha256),
+        });
+    }
+
+    /// <summary>A new random signing key (256 bits, base64) or mesh credential.</summary>
+    public static string NewSecret() => Convert.ToBase64String(RandomNumberGenerator.GetBytes(32));
+}
+
+/// <summary>The roles each RPC needs, and whether auth is on.</summary>
+public sealed record RoleRequirements(IReadOnlyDictionary<string, string[]> Methods, bool Enabled);
+
+/// <summary>Authenticates a request carrying the mesh credential (constant-time comparison).</summary>
+public sealed class MeshTokenHandler(IOptionsMonitor<AuthenticationSchemeOptions> options, ILoggerFactory logger, UrlEncoder encoder, IOptions<AuthOptions> auth)
+    : AuthenticationHandler<AuthenticationSchemeOptions>(options, logger, encoder)
+{
+    protected override Task<AuthenticateResult> HandleAuthenticateAsync()
+    {
+        var presented = Request.Headers[MeshAuth.MeshTokenHeader].FirstOrDefault() ?? Request.Headers[MeshAuth.DaprApiTokenHeader].FirstOrDefault();
+        var expected = auth.Value.MeshToken;
+        if (presented is null)
+        {
+            return Task.FromResult(AuthenticateResult.NoResult());
+        }
+
+        if (expected.Length == 0 || !CryptographicOperations.FixedTimeEquals(Encoding.UTF8.GetBytes(presented), Encoding.UTF8.GetBytes(expected)))
+        {
+            return Task.FromResult(AuthenticateResult.Fail("The mesh credential does not match."));
+        }
+
+        var identity = new ClaimsIdentity([new Claim("sub", "mesh-service"), new Claim("role", MeshAuth.Mesh)], Scheme.Name, "sub", "role");
+        return Task.FromResult(AuthenticateResult.Success(new AuthenticationTicket(new ClaimsPrincipal(identity), Scheme.Name)));
+    }
+}
+
+/// <summary>
+/// The role check of every RPC in <see cref="RoleRequirements"/>: Unauthenticated without an identity,
+/// PermissionDenied without a role the method accepts; each decision logged with the caller's identity (audit).
+/// </summary>
+public sealed class RoleAuthorizationInterceptor(RoleRequirements requirements, ILogger<RoleAuthorizationInterceptor> logger) : Interceptor
+{
+    public override Task<TResponse> UnaryServerHandler<TRequest, TResponse>(TRequest request, ServerCallContext context, UnaryServerMethod<TRequest, TResponse> continuation)
+    {
+        Authorize(context);
+        return continuation(request, context);
+    }
+
+    public override Task ServerStreamingServerHandler<TRequest, TResponse>(TRequest request, IServerStreamWriter<TResponse> responseStream, ServerCallContext context, ServerStreamingServerMethod<TRequest, TResponse> continuation)
+    {
+        Authorize(context);
+        return continuation(request, responseStream, context);
+    }
+
+    public override Task<TResponse> ClientStreamingServerHandler<TRequest, TResponse>(IAsyncStreamReader<TRequest> requestStream, ServerCallContext context, ClientStreamingServerMethod<TRequest, TResponse> continuation)
+    {
+        Authorize(context);
+        return continuation(requestStream, context);
+    }
+
+    public override Task DuplexStreamingServerHandler<TRequest, TResponse>(IAsyncStreamReader<TRequest> requestStream, IServerStreamWriter<TResponse> responseStream, ServerCallContext context, DuplexStreamingServerMethod<TRequest, TResponse> continuation)
+    {
+        Authorize(context);
+        return continuation(requestStream, responseStream, context);
+    }
+
+    private void Authorize(ServerCallContext context)
+    {
+        if (!requirements.Enabled || !requirements.Methods.TryGetValue(context.Method, out var accepted))
+        {
+            return;
+        }
+
+        var user = context.GetHttpContext().User;
+        var caller = user.FindFirst("sub")?.Value ?? "anonymous";
+        if (user.Identity?.IsAuthenticated != true)
+        {
+            logger.LogWarning("Denied {Method}: no valid credentials (caller {Caller}, peer {Peer})", context.Method, caller, context.Peer);
+            throw new RpcException(new Status(StatusCode.Unauthenticated, "A bearer token or the mesh credential is required."));
+        }
+
+        var roles = user.FindAll("role").SelectMany(c => MeshAuth.Implied(c.Value)).ToHashSet(StringComparer.Ordinal);
+        if (!accepted.Any(roles.Contains))
+        {
+            logger.LogWarning("Denied {Method} to {Caller} with roles {Roles}: needs one of {Accepted}", context.Method, caller, string.Join(",", roles), string.Join(",", accepted));
+            throw new RpcException(new Status(StatusCode.PermissionDenied, $"{context.Method} needs the role {string.Join(" or ", accepted)}."));
+        }
+
+        logger.LogInformation("Allowed {Method} to {Caller}", context.Method, caller);
+    }
+}
