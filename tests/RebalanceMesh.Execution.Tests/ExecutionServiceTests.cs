@@ -137,6 +137,25 @@ public sealed class ExecutionServiceTests : IClassFixture<RedisServer>, IAsyncLi
     }
 
     [Fact]
+    public async Task POV_sends_each_leg_in_slices_of_a_share_of_the_displayed_liquidity()
+    {
+        // Displayed asks: SIM-A 100 + SIM-B 100 = 200; 10 % is 20 a slice: the 150 buy goes in 8 slices (7 × 20 + 10),
+        // one every 50 ms.
+        var bus = _server.Services.GetRequiredService<InMemoryEventBus>();
+        var plan = Plan("plan-pov");
+        plan.PovRate = 0.1;
+        plan.PovIntervalSeconds = 0.05;
+        await bus.PublishAsync(Topics.PlansApproved, plan);
+        var execution = await WaitForFinalAsync("plan-pov");
+        Assert.Equal(ExecutionStatus.Completed, execution.Status);
+        var slices = execution.Orders.Where(o => o.LegId == "L2").GroupBy(o => o.ClientOrderId.Split(':')[1].Split('-')[1]).ToArray();
+        Assert.Equal(8, slices.Length);
+        Assert.Equal([20m, 20m, 20m, 20m, 20m, 20m, 20m, 10m], slices.Select(g => g.Sum(o => o.FilledQuantity.ToDecimal())));
+        var starts = slices.Select(g => g.Min(o => o.CreatedAt.ToDateTimeOffset())).ToArray();
+        Assert.All(starts.Zip(starts.Skip(1)), pair => Assert.True(pair.Second - pair.First >= TimeSpan.FromMilliseconds(40)));
+    }
+
+    [Fact]
     public async Task A_redelivered_plan_sends_no_new_orders()
     {
         var executor = _server.Services.CreateScope().ServiceProvider.GetRequiredService<PlanExecutor>();

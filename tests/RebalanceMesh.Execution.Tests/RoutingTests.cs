@@ -123,4 +123,16 @@ public class RoutingTests
         Assert.Equal([7m], TwapSchedule.Cumulative(7m, 0));
         Assert.Throws<ArgumentOutOfRangeException>(() => TwapSchedule.Cumulative(0m, 3));
     }
+
+    [Fact]
+    public void POV_slices_are_a_share_of_the_displayed_liquidity_and_never_more_than_a_thousand()
+    {
+        // 10 % of 300 displayed = 30 a slice: 30, 60, 90, then the last 10.
+        Assert.Equal([30m, 60m, 90m, 100m], PovSchedule.Cumulative(100m, 300m, 0.1));
+        var huge = PovSchedule.Cumulative(1_000_000m, 1m, 0.1); // 0.1 a slice would take 10 million slices
+        Assert.Equal(PovSchedule.MaxSlices, huge.Count);
+        Assert.Equal(1_000_000m, huge[^1]);
+        Assert.Equal([5m], PovSchedule.Cumulative(5m, 1_000m, 0.5)); // one slice covers it
+        Assert.Throws<ArgumentOutOfRangeException>(() => PovSchedule.Cumulative(5m, 10m, 0));
+    }
 }

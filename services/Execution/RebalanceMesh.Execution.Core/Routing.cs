@@ -124,6 +124,29 @@ public static class TwapSchedule
     }
 }
 
+/// <summary>
+/// Percentage-of-volume slicing against displayed liquidity: each slice is <c>rate</c> × the venues' displayed size on
+/// the leg's side (the simulated venues publish no trade prints), one slice per interval, at most
+/// <see cref="MaxSlices"/> slices (slices grow when the leg needs more).
+/// </summary>
+public static class PovSchedule
+{
+    public const int MaxSlices = 1_000;
+
+    /// <summary>Cumulative quantity due after each slice (the last is the whole quantity).</summary>
+    public static IReadOnlyList<decimal> Cumulative(decimal quantity, decimal displayed, double rate)
+    {
+        if (quantity <= 0 || !(rate > 0 && rate <= 1))
+        {
+            throw new ArgumentOutOfRangeException(nameof(rate), "A positive quantity and a rate in (0, 1] are required.");
+        }
+
+        var slice = Math.Max(displayed * (decimal)rate, quantity / MaxSlices);
+        var count = slice <= 0 ? 1 : (int)Math.Min(Math.Ceiling(quantity / slice), MaxSlices);
+        return Enumerable.Range(1, count).Select(k => k == count ? quantity : Math.Min(decimal.Round(slice * k, 8, MidpointRounding.ToZero), quantity)).ToArray();
+    }
+}
+
 /// <summary>Client order ids derived from plan, leg and slice, so a retry sends the same id and a venue can de-duplicate it.</summary>
 public static class ClientOrderIds
 {

@@ -192,8 +192,15 @@ public sealed class PlanExecutor(
         string? limitStop = null;
         // Immediate: one slice. TWAP: equal slices at equal intervals; slices already filled (an earlier delivery) are
         // skipped, and a halt or cancel between slices stops the leg.
-        var schedule = TwapSchedule.Cumulative(state.Quantity.ToDecimal(), plan.TwapSlices);
-        var interval = schedule.Count > 1 ? TimeSpan.FromSeconds(plan.TwapDurationSeconds / schedule.Count) : TimeSpan.Zero;
+        // POV: slices of a share of the displayed liquidity at the leg's start, one per interval.
+        var displayed = quotes.Where(q => venues.Any(v => v.VenueId == q.VenueId && v.Available)).Sum(q => side == OrderSide.Buy ? q.AskSize : q.BidSize);
+        var schedule = plan.PovRate > 0 && displayed > 0
+            ? PovSchedule.Cumulative(state.Quantity.ToDecimal(), displayed, plan.PovRate)
+            : TwapSchedule.Cumulative(state.Quantity.ToDecimal(), plan.TwapSlices);
+        var interval = schedule.Count <= 1 ? TimeSpan.Zero
+            : plan.PovRate > 0 ? TimeSpan.FromSeconds(plan.PovIntervalSeconds)
+            : TimeSpan.FromSeconds(plan.TwapDurationSeconds / schedule.Count);
+        activity?.SetTag("execution.slices", schedule.Count);
         for (var slice = 0; slice < schedule.Count && limitStop is null; slice++)
         {
             if (state.FilledQuantity.ToDecimal() >= schedule[slice])

@@ -83,6 +83,8 @@ public sealed class PlanSubmitter(PlanningStore store, PlanPipeline pipeline, IE
             MaxSlippageBps = policy?.MaxSlippageBps ?? 0,
             TwapSlices = policy?.ExecutionStyle?.TwapSlices ?? 0,
             TwapDurationSeconds = policy?.ExecutionStyle?.TwapDurationSeconds ?? 0,
+            PovRate = policy?.ExecutionStyle?.PovRate ?? 0,
+            PovIntervalSeconds = policy?.ExecutionStyle?.PovIntervalSeconds ?? 0,
         };
         approved.Legs.AddRange(plan.Legs.Select(l => new ApprovedLeg
         {

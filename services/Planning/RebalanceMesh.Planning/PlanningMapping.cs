@@ -203,6 +203,9 @@ public static class PlanningMapping
             check.Require(style.TwapSlices is >= 0 and <= 100, path + ".execution_style.twap_slices", "must be between 0 and 100");
             check.RequireRange(style.TwapDurationSeconds, 0, 86_400, path + ".execution_style.twap_duration_seconds");
             check.Require(style.TwapSlices <= 1 || style.TwapDurationSeconds > 0, path + ".execution_style.twap_duration_seconds", "is required with more than one slice");
+            check.RequireRange(style.PovRate, 0, 0.5, path + ".execution_style.pov_rate");
+            check.Require(style.PovRate == 0 || style.TwapSlices <= 1, path + ".execution_style.pov_rate", "cannot be combined with TWAP slices");
+            check.Require(style.PovRate == 0 || style.PovIntervalSeconds is >= 0.01 and <= 3_600, path + ".execution_style.pov_interval_seconds", "must be between 0.01 and 3,600 with a POV rate");
         }
         check.RequireCount(policy.Hedges.Count, 100, path + ".hedges");
         var hedged = new HashSet<string>(StringComparer.Ordinal);
