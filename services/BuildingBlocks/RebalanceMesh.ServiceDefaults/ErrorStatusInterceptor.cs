@@ -77,7 +77,9 @@ public sealed class ErrorStatusInterceptor(ILogger<ErrorStatusInterceptor> logge
             case DomainException domain:
                 logger.LogInformation("{Method} refused: {Kind} {Message}", context.Method, domain.Kind, domain.Message);
                 return ToRpcException(domain);
-            case OperationCanceledException when context.CancellationToken.IsCancellationRequested:
+            case not RpcException when context.CancellationToken.IsCancellationRequested:
+                // The caller went away or its deadline passed: whatever failed after that (a cancelled wait, a write to
+                // a finished stream) is a consequence, not a fault.
                 return new RpcException(new Grpc.Core.Status(StatusCode.Cancelled, "The call was cancelled or its deadline passed."));
             case RedisConnectionException or RedisTimeoutException:
                 logger.LogWarning(ex, "{Method} failed: Redis unavailable", context.Method);
