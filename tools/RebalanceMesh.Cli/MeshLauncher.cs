@@ -119,9 +119,10 @@ public static class MeshLauncher
         }
 
         var services = topology.Projects.ToList();
+        var free = options.FreePorts ? new Queue<int>(FreePorts(services.Count * 2)) : new Queue<int>();
         var ports = services.ToDictionary(
             s => s.Name,
-            s => (Grpc: options.FreePorts ? FreePort() : s.Binding("grpc")!.Port, Http: options.FreePorts ? FreePort() : s.Binding("http")!.Port));
+            s => (Grpc: options.FreePorts ? free.Dequeue() : s.Binding("grpc")!.Port, Http: options.FreePorts ? free.Dequeue() : s.Binding("http")!.Port));
         foreach (var (name, (grpc, http)) in ports)
         {
             EnsurePortFree(grpc, name);
@@ -402,6 +403,27 @@ public static class MeshLauncher
         {
             throw new InvalidOperationException($"Port {port} for {service} is in use. Is the mesh already up? Run `rmesh down`, or `rmesh up --free-ports`.");
         }
+    }
+
+    /// <summary>
+    /// Distinct free loopback ports: all are held open together before any is released, so the system cannot hand
+    /// out the same port twice (as separate probes may, which once gave two services one port).
+    /// </summary>
+    public static IReadOnlyList<int> FreePorts(int count)
+    {
+        var listeners = Enumerable.Range(0, count).Select(_ =>
+        {
+            var listener = new TcpListener(IPAddress.Loopback, 0);
+            listener.Start();
+            return listener;
+        }).ToArray();
+        var ports = listeners.Select(l => ((IPEndPoint)l.LocalEndpoint).Port).ToArray();
+        foreach (var listener in listeners)
+        {
+            listener.Stop();
+        }
+
+        return ports;
     }
 
     public static int FreePort()

@@ -67,7 +67,14 @@ public sealed class RedisBroadcast<T> : IHostedService
             Remove(id);
         }
 
-        await _redis.GetSubscriber().UnsubscribeAsync(_channel);
+        try
+        {
+            await _redis.GetSubscriber().UnsubscribeAsync(_channel);
+        }
+        catch (RedisConnectionException)
+        {
+            // Stopping while Redis is unreachable: the subscription went with the connection; nothing to undo.
+        }
     }
 
     private void Remove(Guid id)
