@@ -1,3 +1,4 @@
+using System.Globalization;
 using Grpc.Core;
 using Grpc.Net.Client;
 using System.Diagnostics;
@@ -112,7 +113,7 @@ public static class MeshLauncher
             }
 
             Directory.CreateDirectory(dir);
-            redisPid = StartDetached("redis-server", ["--port", port.ToString(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes", "--dir", dir], Path.Combine(logs, "redis.log"), new Dictionary<string, string>());
+            redisPid = StartRedis(options.StateDir, port);
             redis = $"127.0.0.1:{port}";
             await WaitForRedisAsync(port, redisPid.Value, cancellationToken);
             log.WriteLine($"redis      {redis} (pid {redisPid})");
@@ -237,6 +238,30 @@ public static class MeshLauncher
         await File.WriteAllTextAsync(MeshState.PathIn(stateDir), JsonSerializer.Serialize(state, new JsonSerializerOptions { WriteIndented = true }), cancellationToken);
         await WaitHealthyAsync(restarted, cancellationToken);
         return state;
+    }
+
+    /// <summary>The local redis-server: append-only file in the state directory, so a restart keeps every write.</summary>
+    private static int StartRedis(string stateDir, int port) =>
+        StartDetached("redis-server", ["--port", port.ToString(CultureInfo.InvariantCulture), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes", "--dir", Path.Combine(stateDir, "redis")],
+            Path.Combine(stateDir, "logs", "redis.log"), new Dictionary<string, string>());
+
+    /// <summary>Stops the mesh's redis-server (SIGTERM: it flushes its append-only file) and waits until it is gone.</summary>
+    public static void StopRedis(string stateDir)
+    {
+        var state = MeshState.TryLoad(stateDir) ?? throw new InvalidOperationException("Nothing is running (no state file).");
+        Stop(state.RedisPid ?? throw new InvalidOperationException("The mesh uses a Redis it did not start."));
+    }
+
+    /// <summary>Starts the mesh's redis-server again on its port and data; returns the state with its new pid.</summary>
+    public static async Task<MeshState> StartRedisAsync(string stateDir, CancellationToken cancellationToken)
+    {
+        var state = MeshState.TryLoad(stateDir) ?? throw new InvalidOperationException("Nothing is running (no state file).");
+        var port = int.Parse(state.RedisConnection.Split(':')[1], CultureInfo.InvariantCulture);
+        var pid = StartRedis(stateDir, port);
+        await WaitForRedisAsync(port, pid, cancellationToken);
+        var restarted = state with { RedisPid = pid };
+        await File.WriteAllTextAsync(MeshState.PathIn(stateDir), JsonSerializer.Serialize(restarted, new JsonSerializerOptions { WriteIndented = true }), cancellationToken);
+        return restarted;
     }
 
     /// <summary>SIGKILL, then waits for the process to be gone.</summary>
