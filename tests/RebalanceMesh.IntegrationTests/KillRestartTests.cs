@@ -57,12 +57,7 @@ public sealed class KillRestartTests(ITestOutputHelper output) : MeshTest(output
         await MeshLauncher.RestartAsync(StateDir, "execution", cancel.Token);
         Output.WriteLine($"{DateTime.UtcNow:HH:mm:ss.fff} execution killed after {before} filled orders and started again");
 
-        var plan = submitted;
-        for (var attempt = 0; attempt < 600 && !plan.Status.IsFinalStatus(); attempt++)
-        {
-            await Task.Delay(100);
-            plan = (await planning.GetPlanAsync(new GetPlanRequest { PlanId = submitted.PlanId })).Plan;
-        }
+        var plan = await WaitForPlanEndAsync(planning, submitted, seconds: 60);
 
         Output.WriteLine($"{DateTime.UtcNow:HH:mm:ss.fff} {plan.Status}: {plan.StatusMessage}");
         Assert.Equal(PlanStatus.Completed, plan.Status);
@@ -86,12 +81,6 @@ public sealed class KillRestartTests(ITestOutputHelper output) : MeshTest(output
         var spent = orders.Sum(o => (o.FilledQuantity.ToDecimal() * o.AveragePrice.ToDecimal()) + o.Fees.ToDecimal());
         Assert.Equal(1_000_000m - spent, portfolio.Cash.ToDecimal());
     }
-}
-
-internal static class PlanStatusExtensions
-{
-    public static bool IsFinalStatus(this PlanStatus status) =>
-        status is PlanStatus.Completed or PlanStatus.PartiallyFilled or PlanStatus.Failed or PlanStatus.Cancelled or PlanStatus.NoAction;
 }
 
 /// <summary>The whole-mesh latency benchmark (`rmesh bench-mesh`) runs end to end; its figures go to docs/benchmarks.md.</summary>

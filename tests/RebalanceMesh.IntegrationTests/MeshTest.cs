@@ -66,12 +66,12 @@ public abstract class MeshTest(ITestOutputHelper output) : IAsyncLifetime
         }
     }
 
-    /// <summary>Polls GetPlan until the plan leaves APPROVED and EXECUTING, for up to fifteen seconds; returns it as last seen.</summary>
+    /// <summary>Polls GetPlan until the plan leaves APPROVED and EXECUTING, for up to <paramref name="seconds"/>; returns it as last seen.</summary>
     protected static async Task<RebalanceMesh.Contracts.Planning.V1.Plan> WaitForPlanEndAsync(
-        RebalanceMesh.Contracts.Planning.V1.PlanningService.PlanningServiceClient planning, RebalanceMesh.Contracts.Planning.V1.Plan submitted)
+        RebalanceMesh.Contracts.Planning.V1.PlanningService.PlanningServiceClient planning, RebalanceMesh.Contracts.Planning.V1.Plan submitted, int seconds = 15)
     {
         var plan = submitted;
-        for (var attempt = 0; attempt < 150 && plan.Status is RebalanceMesh.Contracts.Planning.V1.PlanStatus.Approved or RebalanceMesh.Contracts.Planning.V1.PlanStatus.Executing; attempt++)
+        for (var attempt = 0; attempt < seconds * 10 && plan.Status is RebalanceMesh.Contracts.Planning.V1.PlanStatus.Approved or RebalanceMesh.Contracts.Planning.V1.PlanStatus.Executing; attempt++)
         {
             await Task.Delay(100);
             plan = (await planning.GetPlanAsync(new RebalanceMesh.Contracts.Planning.V1.GetPlanRequest { PlanId = submitted.PlanId })).Plan;

@@ -53,20 +53,7 @@ public sealed class GrpcTestServer<TProgram> : WebApplicationFactory<TProgram>
     /// <summary>A channel whose every call carries <paramref name="bearerToken"/> (or the mesh credential, with <paramref name="meshToken"/>).</summary>
     public GrpcChannel CreateChannel(string? bearerToken, string? meshToken = null)
     {
-        var credentials = CallCredentials.FromInterceptor((_, metadata) =>
-        {
-            if (bearerToken is not null)
-            {
-                metadata.Add("Authorization", "Bearer " + bearerToken);
-            }
-
-            if (meshToken is not null)
-            {
-                metadata.Add(RebalanceMesh.ServiceDefaults.MeshAuth.MeshTokenHeader, meshToken);
-            }
-
-            return Task.CompletedTask;
-        });
+        var credentials = RebalanceMesh.ServiceDefaults.MeshAuth.ClientCredentials(bearerToken, meshToken);
         return GrpcChannel.ForAddress(Server.BaseAddress, new GrpcChannelOptions
         {
             HttpHandler = Server.CreateHandler(),

@@ -70,11 +70,7 @@ public sealed record MeshState(string RedisConnection, int? RedisPid, List<Runni
             return GrpcChannel.ForAddress(address);
         }
 
-        var credentials = CallCredentials.FromInterceptor((_, metadata) =>
-        {
-            metadata.Add("Authorization", "Bearer " + token);
-            return Task.CompletedTask;
-        });
+        var credentials = RebalanceMesh.ServiceDefaults.MeshAuth.ClientCredentials(token);
         return GrpcChannel.ForAddress(address, new GrpcChannelOptions
         {
             Credentials = ChannelCredentials.Create(ChannelCredentials.Insecure, credentials),
@@ -83,6 +79,10 @@ public sealed record MeshState(string RedisConnection, int? RedisPid, List<Runni
     }
 
     public static string PathIn(string stateDir) => Path.Combine(stateDir, "state.json");
+
+    /// <summary>Writes the state where <see cref="TryLoad"/> finds it.</summary>
+    public Task SaveAsync(string stateDir, CancellationToken cancellationToken) =>
+        File.WriteAllTextAsync(PathIn(stateDir), JsonSerializer.Serialize(this, new JsonSerializerOptions { WriteIndented = true }), cancellationToken);
 
     public static MeshState? TryLoad(string stateDir)
     {
@@ -158,7 +158,7 @@ public static class MeshLauncher
             state.Services.Add(new RunningService(service.Name, pid, $"http://127.0.0.1:{grpc}", $"http://127.0.0.1:{http}", logFile, env["Telemetry__SpanFile"], dll, env));
         }
 
-        await File.WriteAllTextAsync(MeshState.PathIn(options.StateDir), JsonSerializer.Serialize(state, new JsonSerializerOptions { WriteIndented = true }), cancellationToken);
+        await state.SaveAsync(options.StateDir, cancellationToken);
         try
         {
             await Task.WhenAll(state.Services.Select(s => WaitHealthyAsync(s, cancellationToken)));
@@ -235,7 +235,7 @@ public static class MeshLauncher
         Kill(service.Pid);
         var restarted = service with { Pid = StartDetached("dotnet", [service.Dll], service.LogFile, service.Env) };
         state.Services[state.Services.IndexOf(service)] = restarted;
-        await File.WriteAllTextAsync(MeshState.PathIn(stateDir), JsonSerializer.Serialize(state, new JsonSerializerOptions { WriteIndented = true }), cancellationToken);
+        await state.SaveAsync(stateDir, cancellationToken);
         await WaitHealthyAsync(restarted, cancellationToken);
         return state;
     }
@@ -260,7 +260,7 @@ public static class MeshLauncher
         var pid = StartRedis(stateDir, port);
         await WaitForRedisAsync(port, pid, cancellationToken);
         var restarted = state with { RedisPid = pid };
-        await File.WriteAllTextAsync(MeshState.PathIn(stateDir), JsonSerializer.Serialize(restarted, new JsonSerializerOptions { WriteIndented = true }), cancellationToken);
+        await restarted.SaveAsync(stateDir, cancellationToken);
         return restarted;
     }
 

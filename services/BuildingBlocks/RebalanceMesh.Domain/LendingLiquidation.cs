@@ -9,7 +9,8 @@ public sealed record LendingCollateral(string Asset, decimal Quantity, decimal P
 }
 
 /// <summary>One liquidation call: debt value repaid by the liquidator and the collateral units it seized.</summary>
-public sealed record LiquidationCall(decimal DebtValueRepaid, string SeizedAsset, decimal SeizedQuantity);
+/// <param name="HealthFactorBefore">Set by <see cref="LendingLiquidation.Run"/>: the health factor around the call.</param>
+public sealed record LiquidationCall(decimal DebtValueRepaid, string SeizedAsset, decimal SeizedQuantity, double HealthFactorBefore = 0, double HealthFactorAfter = 0);
 
 /// <summary>
 /// Aave v3's liquidation rule, shared by the simulated lending venue and the backtest. An account whose health factor
@@ -26,6 +27,31 @@ public static class LendingLiquidation
 
     public static double HealthFactor(IReadOnlyList<LendingCollateral> collateral, decimal debtValue) =>
         debtValue > 0 ? (double)(collateral.Sum(c => c.Value * c.LiquidationThreshold) / debtValue) : double.PositiveInfinity;
+
+    /// <summary>
+    /// The liquidation calls liquidators make one after another while the account stays below a health factor of 1
+    /// (at most <paramref name="maxCalls"/>), each applied before the next, with the health factor around each.
+    /// </summary>
+    public static IReadOnlyList<LiquidationCall> Run(IReadOnlyList<LendingCollateral> collateral, decimal debtValue, int maxCalls = 16)
+    {
+        var current = collateral.ToList();
+        var calls = new List<LiquidationCall>();
+        for (var i = 0; i < maxCalls; i++)
+        {
+            var before = HealthFactor(current, debtValue);
+            if (Next(current, debtValue) is not { } call)
+            {
+                break;
+            }
+
+            var at = current.FindIndex(c => c.Asset == call.SeizedAsset);
+            current[at] = current[at] with { Quantity = current[at].Quantity - call.SeizedQuantity };
+            debtValue -= call.DebtValueRepaid;
+            calls.Add(call with { HealthFactorBefore = before, HealthFactorAfter = HealthFactor(current, debtValue) });
+        }
+
+        return calls;
+    }
 
     /// <summary>The liquidation call a liquidator would make now, or null when the account is healthy (HF ≥ 1) or empty.</summary>
     public static LiquidationCall? Next(IReadOnlyList<LendingCollateral> collateral, decimal debtValue)

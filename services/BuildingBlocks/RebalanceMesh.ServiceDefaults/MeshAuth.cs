@@ -144,6 +144,23 @@ public static class MeshAuth
         });
     }
 
+    /// <summary>Call credentials that put a bearer token and/or the mesh credential on every call of a client channel.</summary>
+    public static CallCredentials ClientCredentials(string? bearerToken, string? meshToken = null) =>
+        CallCredentials.FromInterceptor((_, metadata) =>
+        {
+            if (!string.IsNullOrEmpty(bearerToken))
+            {
+                metadata.Add("Authorization", "Bearer " + bearerToken);
+            }
+
+            if (!string.IsNullOrEmpty(meshToken))
+            {
+                metadata.Add(MeshTokenHeader, meshToken);
+            }
+
+            return Task.CompletedTask;
+        });
+
     /// <summary>A new random signing key (256 bits, base64) or mesh credential.</summary>
     public static string NewSecret() => Convert.ToBase64String(RandomNumberGenerator.GetBytes(32));
 }

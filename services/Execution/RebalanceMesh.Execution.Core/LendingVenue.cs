@@ -113,25 +113,25 @@ public static class LendingVenue
     /// <summary>Liquidation calls while the health factor is below 1 (at most <paramref name="maxCalls"/>), and the position after them.</summary>
     public static (LendingPosition Position, IReadOnlyList<LiquidationEvent> Calls) Liquidate(LendingPosition position, LendingVenueSpec venue, Func<string, decimal> price, int maxCalls = 16)
     {
-        var calls = new List<LiquidationEvent>();
         var debtPrice = price(position.DebtAsset);
-        for (var i = 0; i < maxCalls && debtPrice > 0; i++)
+        if (debtPrice <= 0)
         {
-            var before = HealthFactor(position, venue, price);
-            if (LendingLiquidation.Next(Collateral(position, venue, price), DebtValue(position, price)) is not { } call)
-            {
-                break;
-            }
-
-            var repaid = Math.Min(call.DebtValueRepaid / debtPrice, position.Debt);
-            var collateral = position.Collateral.ToDictionary(kv => kv.Key, kv => kv.Value, StringComparer.Ordinal);
-            var seized = Math.Min(call.SeizedQuantity, collateral[call.SeizedAsset]);
-            collateral[call.SeizedAsset] -= seized;
-            position = position with { Collateral = collateral, Debt = position.Debt - repaid, Liquidations = position.Liquidations + 1 };
-            calls.Add(new LiquidationEvent(call.SeizedAsset, seized, repaid, before, HealthFactor(position, venue, price)));
+            return (position, []);
         }
 
-        return (position, calls);
+        var calls = LendingLiquidation.Run(Collateral(position, venue, price), DebtValue(position, price), maxCalls);
+        var collateral = position.Collateral.ToDictionary(kv => kv.Key, kv => kv.Value, StringComparer.Ordinal);
+        var debt = position.Debt;
+        var events = new List<LiquidationEvent>();
+        foreach (var call in calls)
+        {
+            var repaid = Math.Min(call.DebtValueRepaid / debtPrice, debt);
+            collateral[call.SeizedAsset] -= call.SeizedQuantity;
+            debt -= repaid;
+            events.Add(new LiquidationEvent(call.SeizedAsset, call.SeizedQuantity, repaid, call.HealthFactorBefore, call.HealthFactorAfter));
+        }
+
+        return (position with { Collateral = collateral, Debt = debt, Liquidations = position.Liquidations + calls.Count }, events);
     }
 
     private static LendingCollateral[] Collateral(LendingPosition position, LendingVenueSpec venue, Func<string, decimal> price) =>

@@ -90,15 +90,12 @@ public sealed class ExecutionGrpcService(ExecutionStore store, LendingDesk lendi
     public override async Task<GetVenueBookResponse> GetVenueBook(GetVenueBookRequest request, ServerCallContext context)
     {
         var check = new RequestValidator();
-        var venue = check.RequireIdentifier(request.VenueId, "venue_id") ? options.Value.Venues.FirstOrDefault(v => v.VenueId == request.VenueId) : null;
-        check.Require(request.VenueId.Length == 0 || venue is not null, "venue_id", "is not a trading venue: " + string.Join(", ", options.Value.Venues.Select(v => v.VenueId)));
+        var venue = TradingVenue(check, request.VenueId);
         check.RequireIdentifier(request.InstrumentId, "instrument_id");
         check.ThrowIfInvalid();
         var quote = (await market.GetQuotesAsync([request.InstrumentId])).FirstOrDefault(q => q.Venue == request.VenueId)
             ?? throw DomainException.NotFound($"A quote of {request.InstrumentId} on {request.VenueId}");
-        var book = venue!.BookOf(new Core.VenueQuote(quote.Venue, quote.Bid.ToDecimal(), quote.Ask.ToDecimal(),
-            Contracts.Common.V1.DecimalValue.TryParse(quote.BidSize, out var bidSize) ? bidSize : 0m,
-            Contracts.Common.V1.DecimalValue.TryParse(quote.AskSize, out var askSize) ? askSize : 0m));
+        var book = venue!.BookOf(PlanExecutor.ToVenueQuote(quote));
         var response = new GetVenueBookResponse
         {
             VenueId = request.VenueId,
@@ -114,13 +111,20 @@ public sealed class ExecutionGrpcService(ExecutionStore store, LendingDesk lendi
     public override async Task<SetVenueStatusResponse> SetVenueStatus(SetVenueStatusRequest request, ServerCallContext context)
     {
         var check = new RequestValidator();
-        var venue = check.RequireIdentifier(request.VenueId, "venue_id") ? options.Value.Venues.FirstOrDefault(v => v.VenueId == request.VenueId) : null;
-        check.Require(request.VenueId.Length == 0 || venue is not null, "venue_id", "is not a trading venue: " + string.Join(", ", options.Value.Venues.Select(v => v.VenueId)));
+        var venue = TradingVenue(check, request.VenueId);
         check.Require(request.Reason.Length <= 500, "reason", "must be at most 500 characters");
         check.ThrowIfInvalid();
         await store.SetVenueDownAsync(request.VenueId, !request.Available, request.Reason.Length > 0 ? request.Reason : "taken down by an operator");
         logger.LogWarning("Venue {Venue} {Status}: {Reason}", request.VenueId, request.Available ? "back up" : "down", request.Reason);
         return new SetVenueStatusResponse { Venue = await DescribeAsync(venue!, await store.GetVenuesDownAsync()) };
+    }
+
+    /// <summary>The configured trading venue named by a request's venue_id, or a field violation.</summary>
+    private Core.VenueSpec? TradingVenue(RequestValidator check, string venueId)
+    {
+        var venue = check.RequireIdentifier(venueId, "venue_id") ? options.Value.Venues.FirstOrDefault(v => v.VenueId == venueId) : null;
+        check.Require(venueId.Length == 0 || venue is not null, "venue_id", "is not a trading venue: " + string.Join(", ", options.Value.Venues.Select(v => v.VenueId)));
+        return venue;
     }
 
     private async Task<Venue> DescribeAsync(Core.VenueSpec v, IReadOnlyDictionary<string, string> down)

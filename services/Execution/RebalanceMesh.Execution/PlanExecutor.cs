@@ -451,9 +451,11 @@ public sealed class PlanExecutor(
 
     /// <summary>Each venue's latest top of book for the instrument, from market state.</summary>
     private async Task<VenueQuote[]> VenueQuotesAsync(string instrumentId) =>
-        (await market.GetQuotesAsync([instrumentId]))
-            .Select(q => new VenueQuote(q.Venue, q.Bid.ToDecimal(), q.Ask.ToDecimal(), DecimalOrZero(q.BidSize), DecimalOrZero(q.AskSize)))
-            .ToArray();
+        (await market.GetQuotesAsync([instrumentId])).Select(ToVenueQuote).ToArray();
+
+    /// <summary>A venue's protobuf quote as the router and the simulated venues read it (missing sizes are zero).</summary>
+    public static VenueQuote ToVenueQuote(Quote q) =>
+        new(q.Venue, q.Bid.ToDecimal(), q.Ask.ToDecimal(), DecimalOrZero(q.BidSize), DecimalOrZero(q.AskSize));
 
     private static decimal DecimalOrZero(DecimalValue? value) => DecimalValue.TryParse(value, out var d) ? d : 0m;
 }

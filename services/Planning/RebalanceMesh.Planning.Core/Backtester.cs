@@ -77,9 +77,11 @@ public sealed record BacktestResult(
 /// </summary>
 public sealed class HistoricalMarketData(IReadOnlyList<string> universe, IReadOnlyList<double[]> closes, int day, double halfSpread) : IPlanningMarketData
 {
+    private readonly Dictionary<string, int> _columns = universe.Select((id, j) => (id, j)).ToDictionary(x => x.id, x => x.j, StringComparer.Ordinal);
+
     public Task<CovarianceEstimate> EstimateCovarianceAsync(IReadOnlyList<string> instruments, int lookbackDays, CancellationToken cancellationToken)
     {
-        var columns = instruments.Select(id => universe.ToList().IndexOf(id) is var j and >= 0 ? j : throw new DomainException(DomainErrorKind.FailedPrecondition, $"No price history for {id}.")).ToArray();
+        var columns = instruments.Select(id => _columns.TryGetValue(id, out var j) ? j : throw new DomainException(DomainErrorKind.FailedPrecondition, $"No price history for {id}.")).ToArray();
         var first = Math.Max(0, day - lookbackDays);
         if (day - first < 2)
         {
@@ -149,7 +151,7 @@ public static class Backtester
 
     private static async Task<BacktestResult> ReplayAsync(IReadOnlyList<string> instruments, IReadOnlyList<double[]> closes, int start, decimal capital, BacktestStrategy strategy, CancellationToken cancellationToken)
     {
-        var costRate = (decimal)strategy.Policy.EstimatedCostBps / 10_000m;
+        var costRate = strategy.Policy.CostRate;
         var portfolio = new PortfolioSnapshot(strategy.Name, [], capital, 0, BaseCurrency: BaseCurrency);
         var values = new List<decimal>();
         var weights = new List<double[]>();
@@ -281,31 +283,21 @@ public static class Backtester
     /// <summary>The lending venue's liquidations at today's prices, repeated while a loan stays below 1 (bounded).</summary>
     private static (PortfolioSnapshot Portfolio, int Calls, decimal Penalty) Liquidate(PortfolioSnapshot portfolio, IReadOnlyDictionary<string, decimal> prices, BacktestLoan? setup)
     {
-        var loans = portfolio.LoanList.ToList();
-        int calls = 0;
+        int count = 0;
         decimal penalty = 0;
-        for (var i = 0; i < loans.Count; i++)
+        var loans = portfolio.LoanList.Select(loan =>
         {
-            for (var attempt = 0; attempt < 16; attempt++)
+            var collateral = loan.Collateral.Select(c => new LendingCollateral(c.Asset, c.Quantity, prices[c.Asset], (decimal)c.LiquidationThreshold, setup?.LiquidationBonus ?? 0.05m)).ToArray();
+            var calls = LendingLiquidation.Run(collateral, loan.Debt);
+            count += calls.Count;
+            penalty += calls.Sum(call => (call.SeizedQuantity * prices[call.SeizedAsset]) - call.DebtValueRepaid);
+            return loan with
             {
-                var loan = loans[i];
-                var collateral = loan.Collateral.Select(c => new LendingCollateral(c.Asset, c.Quantity, prices[c.Asset], (decimal)c.LiquidationThreshold, setup?.LiquidationBonus ?? 0.05m)).ToArray();
-                if (LendingLiquidation.Next(collateral, loan.Debt) is not { } call)
-                {
-                    break;
-                }
-
-                calls++;
-                penalty += (call.SeizedQuantity * prices[call.SeizedAsset]) - call.DebtValueRepaid;
-                loans[i] = loan with
-                {
-                    Debt = loan.Debt - call.DebtValueRepaid,
-                    Collateral = loan.Collateral.Select(c => c.Asset == call.SeizedAsset ? c with { Quantity = c.Quantity - call.SeizedQuantity } : c).ToArray(),
-                };
-            }
-        }
-
-        return (portfolio with { Loans = loans }, calls, penalty);
+                Debt = loan.Debt - calls.Sum(call => call.DebtValueRepaid),
+                Collateral = loan.Collateral.Select(c => c with { Quantity = c.Quantity - calls.Where(call => call.SeizedAsset == c.Asset).Sum(call => call.SeizedQuantity) }).ToArray(),
+            };
+        }).ToArray();
+        return (portfolio with { Loans = loans }, count, penalty);
     }
 
     private static double StandardDeviation(IReadOnlyList<double> values)

@@ -112,6 +112,9 @@ public sealed record TargetPolicy(
     public double TargetOf(string instrument) => Targets.TryGetValue(instrument, out var w) ? w : 0.0;
 
     public double CashTarget => 1.0 - Targets.Values.Sum();
+
+    /// <summary><see cref="EstimatedCostBps"/> as a fraction of notional.</summary>
+    public decimal CostRate => (decimal)EstimatedCostBps / 10_000m;
 }
 
 /// <summary>The cost-aware optimiser's settings of a policy (see <see cref="RebalanceOptimizer"/>).</summary>

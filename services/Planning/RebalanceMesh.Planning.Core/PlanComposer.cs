@@ -214,7 +214,7 @@ public static class PlanComposer
         TimeProvider time,
         CancellationToken cancellationToken)
     {
-        var costRate = (decimal)policy.EstimatedCostBps / 10_000m;
+        var costRate = policy.CostRate;
         var marked = PortfolioMarking.Mark(snapshot, policy, marks);
         var guard = Guard(snapshot, policy, marks);
         if (guard?.Acts == true)
@@ -268,7 +268,7 @@ public static class PlanComposer
     /// <summary>The liquidation guard's plan for the portfolio's loans, when the policy has a health-factor band.</summary>
     public static GuardPlan? Guard(PortfolioSnapshot snapshot, TargetPolicy policy, IReadOnlyDictionary<string, InstrumentMark> marks) =>
         policy.Guard is { } band && snapshot.LoanList.Count > 0
-            ? LiquidationGuard.Plan(snapshot, marks.ToDictionary(kv => kv.Key, kv => kv.Value.UnitPrice, StringComparer.Ordinal), snapshot.BaseCurrency, band, (decimal)policy.EstimatedCostBps / 10_000m)
+            ? LiquidationGuard.Plan(snapshot, marks.ToDictionary(kv => kv.Key, kv => kv.Value.UnitPrice, StringComparer.Ordinal), snapshot.BaseCurrency, band, policy.CostRate)
             : null;
 
     /// <summary>
@@ -300,7 +300,7 @@ public static class PlanComposer
 
     /// <summary>The margin guard's plan for the portfolio's margined contracts, when the policy has a margin band.</summary>
     public static MarginPlan? Margin(MarkedPortfolio marked, PortfolioSnapshot snapshot, TargetPolicy policy, IReadOnlyDictionary<string, InstrumentMark> marks) =>
-        policy.Margin is { } band ? MarginGuard.Plan(marked, snapshot.Holdings, marks, band, (decimal)policy.EstimatedCostBps / 10_000m) : null;
+        policy.Margin is { } band ? MarginGuard.Plan(marked, snapshot.Holdings, marks, band, policy.CostRate) : null;
 
     /// <summary>
     /// The policy's delta hedges, measured on the portfolio after <paramref name="legs"/> (each leg moves delta by its

@@ -20,7 +20,7 @@ public static class RebalancePlanner
 
         var breachedInstruments = evaluation.Reasons.Where(r => r.Breached && r.InstrumentId.Length > 0).Select(r => r.InstrumentId).ToHashSet(StringComparer.Ordinal);
         var onlyTotalDrift = breachedInstruments.Count == 0;
-        var costRate = (decimal)policy.EstimatedCostBps / 10_000m;
+        var costRate = policy.CostRate;
         decimal CostOf(MarkedPosition position, decimal quantity) => optimized is not null
             ? optimized.CostOf(position.InstrumentId, quantity * position.Price, portfolio.NetValue)
             : decimal.Round(quantity * position.Price * costRate, 8);

@@ -122,7 +122,7 @@ public sealed class PlanPipeline(
         var composed = await PlanComposer.ComposeAsync(snapshot, targetPolicy, marks.Marks, force, market, time, cancellationToken);
         RecordOptimizer(composed);
         var (proposal, guardLegs, marginLegs, hedgeLegs, emergency) = (composed.Proposal, composed.GuardLegs, composed.MarginLegs, composed.Hedges, composed.Emergency);
-        var costRate = (decimal)policy.EstimatedCostBps / 10_000m;
+        var costRate = targetPolicy.CostRate;
         activity?.SetTag("planning.legs", proposal.Legs.Count);
         activity?.SetTag("planning.hedge_legs", hedgeLegs.Count);
         activity?.SetTag("planning.guard_legs", guardLegs.Count);
