@@ -20,7 +20,7 @@ public sealed class ExecutionServiceTests : IClassFixture<RedisServer>, IAsyncLi
     {
         _redis = redis;
         _server = new GrpcTestServer<Program>(redis);
-        _client = new ExecutionService.ExecutionServiceClient(_server.CreateChannel());
+        _client = new ExecutionService.ExecutionServiceClient(_server.CreateMeshInvoker());
     }
 
     public async Task InitializeAsync()
@@ -36,6 +36,26 @@ public sealed class ExecutionServiceTests : IClassFixture<RedisServer>, IAsyncLi
     }
 
     public Task DisposeAsync() => _server.DisposeAsync().AsTask();
+
+    [Fact]
+    public async Task Only_mesh_callers_with_a_deadline_are_served()
+    {
+        var request = new ListVenuesRequest();
+        await RpcAssert.StatusAsync(() => new ExecutionService.ExecutionServiceClient(_server.CreateInvoker()).ListVenuesAsync(request).ResponseAsync, StatusCode.Unauthenticated);
+
+        // A client token (even planning's admin) is not a mesh credential; neither is a wrong mesh credential.
+        await RpcAssert.StatusAsync(() => new ExecutionService.ExecutionServiceClient(_server.CreateInvoker(TestAuth.Token(RebalanceMesh.ServiceDefaults.MeshAuth.Admin))).ListVenuesAsync(request).ResponseAsync, StatusCode.Unauthenticated);
+        await RpcAssert.StatusAsync(() => new ExecutionService.ExecutionServiceClient(_server.CreateInvoker(meshToken: RebalanceMesh.ServiceDefaults.MeshAuth.NewSecret())).ListVenuesAsync(request).ResponseAsync, StatusCode.Unauthenticated);
+
+        // A mesh caller without a deadline is refused, naming the header; with one it is served.
+        var noDeadline = new ExecutionService.ExecutionServiceClient(_server.CreateInvoker(meshToken: TestAuth.MeshToken, defaultDeadline: false));
+        await RpcAssert.InvalidArgumentAsync(() => noDeadline.ListVenuesAsync(request).ResponseAsync, RebalanceMesh.ServiceDefaults.RequiredDeadlineInterceptor.Field);
+        Assert.NotEmpty((await noDeadline.ListVenuesAsync(request, deadline: DateTime.UtcNow.AddSeconds(5))).Venues);
+
+        // Probes need neither.
+        var health = new Grpc.Health.V1.Health.HealthClient(_server.CreateInvoker(defaultDeadline: false));
+        Assert.Equal(Grpc.Health.V1.HealthCheckResponse.Types.ServingStatus.Serving, (await health.CheckAsync(new Grpc.Health.V1.HealthCheckRequest { Service = "liveness" })).Status);
+    }
 
     private static PlanApproved Plan(string id) => new()
     {

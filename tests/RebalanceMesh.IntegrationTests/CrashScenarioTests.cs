@@ -1,3 +1,4 @@
+using RebalanceMesh.ServiceDefaults;
 using Google.Protobuf.WellKnownTypes;
 using RebalanceMesh.Contracts.Common.V1;
 using RebalanceMesh.Contracts.Execution.V1;
@@ -28,10 +29,10 @@ public sealed class CrashScenarioTests(ITestOutputHelper output) : MeshTest(outp
     [Fact]
     public async Task With_the_guard_no_loan_is_liquidated_and_its_health_factor_is_restored_without_it_the_venue_liquidates()
     {
-        using var pricingChannel = Grpc.Net.Client.GrpcChannel.ForAddress(Mesh.Service("pricing").GrpcUrl);
-        using var executionChannel = Grpc.Net.Client.GrpcChannel.ForAddress(Mesh.Service("execution").GrpcUrl);
-        var pricing = new PricingService.PricingServiceClient(pricingChannel);
-        var execution = new ExecutionService.ExecutionServiceClient(executionChannel);
+        using var pricingChannel = Mesh.ServiceChannel("pricing");
+        using var executionChannel = Mesh.ServiceChannel("execution");
+        var pricing = new PricingService.PricingServiceClient(pricingChannel.WithDefaultDeadline());
+        var execution = new ExecutionService.ExecutionServiceClient(executionChannel.WithDefaultDeadline());
         var planning = PlanningClient();
         await QuoteAsync(pricing, 2_000m);
 

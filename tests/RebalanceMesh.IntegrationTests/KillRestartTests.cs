@@ -1,3 +1,4 @@
+using RebalanceMesh.ServiceDefaults;
 using RebalanceMesh.Cli;
 using RebalanceMesh.Contracts.Common.V1;
 using RebalanceMesh.Contracts.Execution.V1;
@@ -34,8 +35,8 @@ public sealed class KillRestartTests(ITestOutputHelper output) : MeshTest(output
 
         Output.WriteLine($"{DateTime.UtcNow:HH:mm:ss.fff} submitting");
         var submitted = (await planning.SubmitRebalanceAsync(new SubmitRebalanceRequest { PortfolioId = "killed", IdempotencyKey = "kill-1" })).Plan;
-        using var executionChannel = Grpc.Net.Client.GrpcChannel.ForAddress(Mesh.Service("execution").GrpcUrl);
-        var execution = new ExecutionService.ExecutionServiceClient(executionChannel);
+        using var executionChannel = Mesh.ServiceChannel("execution");
+        var execution = new ExecutionService.ExecutionServiceClient(executionChannel.WithDefaultDeadline());
 
         // Kill once some slices have filled and the plan is far from done.
         var before = 0;

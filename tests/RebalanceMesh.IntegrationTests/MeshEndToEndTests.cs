@@ -1,3 +1,4 @@
+using RebalanceMesh.ServiceDefaults;
 using RebalanceMesh.Cli;
 using RebalanceMesh.Contracts.Common.V1;
 using InstrumentKind = RebalanceMesh.Contracts.Common.V1.InstrumentKind;
@@ -77,8 +78,8 @@ public sealed class MeshEndToEndTests(ITestOutputHelper output) : MeshTest(outpu
 
         // Risk on its own, reading the stored portfolio by id from planning: greeks aggregated on DAX from the shares,
         // the put and the perpetual; margin for the whole book and for the SIM-B derivatives account.
-        using var riskChannel = Grpc.Net.Client.GrpcChannel.ForAddress(Mesh.Service("risk").GrpcUrl);
-        var risk = new RebalanceMesh.Contracts.Risk.V1.RiskService.RiskServiceClient(riskChannel);
+        using var riskChannel = Mesh.ServiceChannel("risk");
+        var risk = new RebalanceMesh.Contracts.Risk.V1.RiskService.RiskServiceClient(riskChannel.WithDefaultDeadline());
         var assessed = await risk.AssessPortfolioAsync(new RebalanceMesh.Contracts.Risk.V1.AssessPortfolioRequest { PortfolioId = "it-portfolio" }, cancellationToken: cancel.Token);
         Assert.Equal(
             result.After.Portfolio.Positions.Select(p => (p.Venue, p.InstrumentId)).Order(),
@@ -207,8 +208,8 @@ public sealed class ForeignCashMeshTests(ITestOutputHelper output) : MeshTest(ou
     public async Task Foreign_cash_counts_in_the_net_value_and_its_risk_but_only_base_cash_pays_for_trades()
     {
         // USD as a spot instrument quoted in EUR, with thirty daily closes (a feed connector would stream these).
-        using var pricingChannel = Grpc.Net.Client.GrpcChannel.ForAddress(Mesh.Service("pricing").GrpcUrl);
-        var pricing = new RebalanceMesh.Contracts.Pricing.V1.PricingService.PricingServiceClient(pricingChannel);
+        using var pricingChannel = Mesh.ServiceChannel("pricing");
+        var pricing = new RebalanceMesh.Contracts.Pricing.V1.PricingService.PricingServiceClient(pricingChannel.WithDefaultDeadline());
         await pricing.UpsertInstrumentsAsync(new RebalanceMesh.Contracts.Pricing.V1.UpsertInstrumentsRequest
         {
             Instruments = { new Instrument { InstrumentId = "USD", Kind = InstrumentKind.Spot, QuoteCurrency = "EUR" } },
@@ -254,8 +255,8 @@ public sealed class ForeignCashMeshTests(ITestOutputHelper output) : MeshTest(ou
 
         // The plan's risk and risk's own assessment both carry the dollars as an exchange-rate position.
         Assert.True(plan.Risk.UnavailableReason.Length == 0, plan.Risk.UnavailableReason);
-        using var riskChannel = Grpc.Net.Client.GrpcChannel.ForAddress(Mesh.Service("risk").GrpcUrl);
-        var risk = new RebalanceMesh.Contracts.Risk.V1.RiskService.RiskServiceClient(riskChannel);
+        using var riskChannel = Mesh.ServiceChannel("risk");
+        var risk = new RebalanceMesh.Contracts.Risk.V1.RiskService.RiskServiceClient(riskChannel.WithDefaultDeadline());
         var assessed = await risk.AssessPortfolioAsync(new RebalanceMesh.Contracts.Risk.V1.AssessPortfolioRequest { PortfolioId = "fx" });
         var dollars = assessed.Positions.Single(p => p.InstrumentId == "USD");
         Assert.Equal((double)usd.Value.ToDecimal(), dollars.MarketValue, 6);
@@ -337,8 +338,8 @@ public sealed class GuardMeshTests(ITestOutputHelper output) : MeshTest(output)
         await planning.UpsertPortfolioAsync(new UpsertPortfolioRequest { Portfolio = portfolio, ExpectedVersion = -1 });
 
         // The same loan on the lending venue, where the client opened it.
-        using var executionChannel = Grpc.Net.Client.GrpcChannel.ForAddress(Mesh.Service("execution").GrpcUrl);
-        var execution = new RebalanceMesh.Contracts.Execution.V1.ExecutionService.ExecutionServiceClient(executionChannel);
+        using var executionChannel = Mesh.ServiceChannel("execution");
+        var execution = new RebalanceMesh.Contracts.Execution.V1.ExecutionService.ExecutionServiceClient(executionChannel.WithDefaultDeadline());
         var lendingKey = new RebalanceMesh.Contracts.Execution.V1.GetLendingAccountRequest { Venue = "LEND-A", PortfolioId = "guarded", LoanId = "L1" };
         await execution.OpenLendingAccountAsync(new RebalanceMesh.Contracts.Execution.V1.OpenLendingAccountRequest
         {
@@ -369,8 +370,8 @@ public sealed class GuardMeshTests(ITestOutputHelper output) : MeshTest(output)
 
         // Risk reads the stored loan with the portfolio (its EUR debt priced at 1) and measures the same health factor,
         // plus how far the collateral may fall before liquidation.
-        using var riskChannel = Grpc.Net.Client.GrpcChannel.ForAddress(Mesh.Service("risk").GrpcUrl);
-        var risk = new RebalanceMesh.Contracts.Risk.V1.RiskService.RiskServiceClient(riskChannel);
+        using var riskChannel = Mesh.ServiceChannel("risk");
+        var risk = new RebalanceMesh.Contracts.Risk.V1.RiskService.RiskServiceClient(riskChannel.WithDefaultDeadline());
         var loanRisk = (await risk.AssessPortfolioAsync(new RebalanceMesh.Contracts.Risk.V1.AssessPortfolioRequest { PortfolioId = "guarded" })).Loans.Single();
         Assert.Equal("L1", loanRisk.LoanId);
         Assert.InRange(loanRisk.HealthFactor, valuation.Loans.Single().HealthFactor * 0.97, valuation.Loans.Single().HealthFactor * 1.03);
@@ -407,9 +408,9 @@ public sealed class GuardMeshTests(ITestOutputHelper output) : MeshTest(output)
     [Fact]
     public async Task Delta_hedges_follow_the_rebalancing_legs_they_hedge()
     {
-        using var pricingChannel = Grpc.Net.Client.GrpcChannel.ForAddress(Mesh.Service("pricing").GrpcUrl);
+        using var pricingChannel = Mesh.ServiceChannel("pricing");
         var planning = PlanningClient();
-        var pricing = new RebalanceMesh.Contracts.Pricing.V1.PricingService.PricingServiceClient(pricingChannel);
+        var pricing = new RebalanceMesh.Contracts.Pricing.V1.PricingService.PricingServiceClient(pricingChannel.WithDefaultDeadline());
         await pricing.UpsertInstrumentsAsync(new RebalanceMesh.Contracts.Pricing.V1.UpsertInstrumentsRequest
         {
             Instruments = { new Instrument { InstrumentId = "DAX-PERP", Kind = InstrumentKind.Perpetual, UnderlyingId = "DAX", QuoteCurrency = "EUR", Multiplier = 1m } },
@@ -464,8 +465,8 @@ public sealed class GuardMeshTests(ITestOutputHelper output) : MeshTest(output)
     [Fact]
     public async Task A_margin_ratio_below_its_band_closes_the_losing_perpetual_first_and_the_closes_fill()
     {
-        using var pricingChannel = Grpc.Net.Client.GrpcChannel.ForAddress(Mesh.Service("pricing").GrpcUrl);
-        var pricing = new RebalanceMesh.Contracts.Pricing.V1.PricingService.PricingServiceClient(pricingChannel);
+        using var pricingChannel = Mesh.ServiceChannel("pricing");
+        var pricing = new RebalanceMesh.Contracts.Pricing.V1.PricingService.PricingServiceClient(pricingChannel.WithDefaultDeadline());
         await pricing.UpsertInstrumentsAsync(new RebalanceMesh.Contracts.Pricing.V1.UpsertInstrumentsRequest
         {
             Instruments =

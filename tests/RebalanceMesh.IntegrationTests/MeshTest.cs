@@ -1,3 +1,4 @@
+using RebalanceMesh.ServiceDefaults;
 using RebalanceMesh.Cli;
 using RebalanceMesh.Testing;
 using Xunit.Abstractions;
@@ -35,7 +36,7 @@ public abstract class MeshTest(ITestOutputHelper output) : IAsyncLifetime
     {
         var channel = Mesh.PlanningChannel();
         _channels.Add(channel);
-        return new RebalanceMesh.Contracts.Planning.V1.PlanningService.PlanningServiceClient(channel);
+        return new RebalanceMesh.Contracts.Planning.V1.PlanningService.PlanningServiceClient(channel.WithDefaultDeadline());
     }
 
     /// <summary>Creates (or replaces) a portfolio holding only cash, in EUR.</summary>

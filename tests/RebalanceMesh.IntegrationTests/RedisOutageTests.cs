@@ -1,3 +1,4 @@
+using RebalanceMesh.ServiceDefaults;
 using System.Net;
 using RebalanceMesh.Cli;
 using RebalanceMesh.Contracts.Execution.V1;
@@ -27,8 +28,8 @@ public sealed class RedisOutageTests(ITestOutputHelper output) : MeshTest(output
         var plan = await WaitForPlanEndAsync(planning, submitted);
         Assert.Equal(PlanStatus.Completed, plan.Status);
         var before = (await planning.GetPortfolioAsync(new GetPortfolioRequest { PortfolioId = "outage", SkipValuation = true })).Portfolio;
-        using var executionChannel = Grpc.Net.Client.GrpcChannel.ForAddress(Mesh.Service("execution").GrpcUrl);
-        var execution = new ExecutionService.ExecutionServiceClient(executionChannel);
+        using var executionChannel = Mesh.ServiceChannel("execution");
+        var execution = new ExecutionService.ExecutionServiceClient(executionChannel.WithDefaultDeadline());
         var orders = (await execution.ListOrdersAsync(new ListOrdersRequest { PlanId = plan.PlanId })).Orders;
         await Task.Delay(1_500); // past the append-only file's once-a-second fsync
 

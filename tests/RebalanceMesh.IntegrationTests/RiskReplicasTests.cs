@@ -1,3 +1,4 @@
+using RebalanceMesh.ServiceDefaults;
 using RebalanceMesh.Cli;
 using System.Diagnostics;
 using Grpc.Core;
@@ -68,6 +69,7 @@ public sealed class RiskReplicasTests(RedisServer redis) : IClassFixture<RedisSe
             start.Environment[key] = value;
         }
 
+        start.Environment["Auth__MeshToken"] = TestAuth.MeshToken; // risk accepts only mesh callers
         start.Environment["Services__pricing__Grpc"] = "http://127.0.0.1:1"; // only derivatives need pricing; these holdings are spot
         var process = Process.Start(start)!;
         var output = new System.Collections.Concurrent.ConcurrentQueue<string>();
@@ -103,7 +105,8 @@ public sealed class RiskReplicasTests(RedisServer redis) : IClassFixture<RedisSe
         services.AddSingleton<ResolverFactory>(new StaticResolverFactory(_ => _replicas.Select(r => new BalancerAddress("127.0.0.1", r.Port)).ToArray()));
         return GrpcChannel.ForAddress("static:///risk", new GrpcChannelOptions
         {
-            Credentials = ChannelCredentials.Insecure,
+            Credentials = ChannelCredentials.Create(ChannelCredentials.Insecure, MeshAuth.ClientCredentials(null, TestAuth.MeshToken)),
+            UnsafeUseInsecureChannelCallCredentials = true,
             ServiceProvider = services.BuildServiceProvider(),
             ServiceConfig = new ServiceConfig
             {
@@ -134,7 +137,7 @@ public sealed class RiskReplicasTests(RedisServer redis) : IClassFixture<RedisSe
     public async Task Two_replicas_share_the_load_and_one_survives_the_other()
     {
         using var channel = RoundRobinChannel();
-        var client = new RiskService.RiskServiceClient(channel);
+        var client = new RiskService.RiskServiceClient(channel.WithDefaultDeadline());
         var request = new AssessPortfolioRequest
         {
             Holdings =

@@ -26,7 +26,7 @@ public sealed class PlanningAuthTests : IClassFixture<RedisServer>, IAsyncLifeti
 
     public Task DisposeAsync() => _server.DisposeAsync().AsTask();
 
-    private PlanningService.PlanningServiceClient Client(string? token, string? meshToken = null) => new(_server.CreateChannel(token, meshToken));
+    private PlanningService.PlanningServiceClient Client(string? token, string? meshToken = null) => new(_server.CreateInvoker(token, meshToken));
 
     [Fact]
     public async Task Without_a_valid_token_every_client_RPC_is_unauthenticated()

@@ -32,7 +32,7 @@ public sealed class PlanningFuzzTests : IClassFixture<RedisServer>, IAsyncLifeti
             ["Services:pricing:Grpc"] = "http://127.0.0.1:1",
             ["Services:risk:Grpc"] = "http://127.0.0.1:1",
         });
-        _client = new PlanningService.PlanningServiceClient(_server.CreateChannel(TestAuth.Token(MeshAuth.Admin)));
+        _client = new PlanningService.PlanningServiceClient(_server.CreateInvoker(TestAuth.Token(MeshAuth.Admin)));
     }
 
     public async Task InitializeAsync()

@@ -27,7 +27,7 @@ public sealed class PlanningServiceTests : IClassFixture<RedisServer>, IAsyncLif
             ["Services:pricing:Grpc"] = "http://127.0.0.1:1",
             ["Services:risk:Grpc"] = "http://127.0.0.1:1",
         });
-        _client = new PlanningService.PlanningServiceClient(_server.CreateChannel(TestAuth.Token(RebalanceMesh.ServiceDefaults.MeshAuth.Admin)));
+        _client = new PlanningService.PlanningServiceClient(_server.CreateInvoker(TestAuth.Token(RebalanceMesh.ServiceDefaults.MeshAuth.Admin)));
     }
 
     public Task InitializeAsync() => _redis.FlushAsync();

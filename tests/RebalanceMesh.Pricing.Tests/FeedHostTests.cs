@@ -28,7 +28,7 @@ public sealed class FeedHostTests(RedisServer redis) : IClassFixture<RedisServer
             ["Pricing:Simulated:StepsPerSecond"] = "100",
             ["Pricing:PublishInterval"] = "00:00:00.200",
         });
-        var client = new PricingService.PricingServiceClient(server.CreateChannel());
+        var client = new PricingService.PricingServiceClient(server.CreateMeshInvoker());
         var bus = server.Services.GetRequiredService<InMemoryEventBus>();
 
         var started = DateTime.UtcNow;

@@ -26,7 +26,7 @@ public sealed class OptionsAndStreamsTests : IClassFixture<RedisServer>, IAsyncL
             ["Pricing:VolSurfaceInterval"] = "00:00:00.100",
             ["Pricing:PublishInterval"] = "00:00:00.050",
         });
-        _client = new PricingService.PricingServiceClient(_server.CreateChannel());
+        _client = new PricingService.PricingServiceClient(_server.CreateMeshInvoker());
     }
 
     public Task InitializeAsync() => _redis.FlushAsync();

@@ -23,7 +23,7 @@ public sealed class PricingServiceTests : IClassFixture<RedisServer>, IAsyncLife
             ["Pricing:Instruments:0"] = "AAA",
             ["Pricing:Instruments:1"] = "BBB",
         });
-        _client = new PricingService.PricingServiceClient(_server.CreateChannel());
+        _client = new PricingService.PricingServiceClient(_server.CreateMeshInvoker());
     }
 
     public Task InitializeAsync() => _redis.FlushAsync();
@@ -94,7 +94,7 @@ public sealed class PricingServiceTests : IClassFixture<RedisServer>, IAsyncLife
         }
 
         await using var restarted = new GrpcTestServer<Program>(_redis, new Dictionary<string, string?> { ["Pricing:Feed"] = "none", ["Pricing:Instruments:0"] = "BBB" });
-        var client = new PricingService.PricingServiceClient(restarted.CreateChannel());
+        var client = new PricingService.PricingServiceClient(restarted.CreateMeshInvoker());
         using var again = client.IngestQuotes();
         await again.RequestStream.WriteAsync(new IngestQuotesRequest { Quote = Quote("BBB", "1", "2", now.AddSeconds(-1)) });
         await again.RequestStream.CompleteAsync();
@@ -203,7 +203,7 @@ public sealed class PricingServiceTests : IClassFixture<RedisServer>, IAsyncLife
         var http = _server.CreateClient();
         Assert.Equal(System.Net.HttpStatusCode.OK, (await http.GetAsync("/health/live")).StatusCode);
         Assert.Equal(System.Net.HttpStatusCode.OK, (await http.GetAsync("/health/ready")).StatusCode);
-        var health = new Grpc.Health.V1.Health.HealthClient(_server.CreateChannel());
+        var health = new Grpc.Health.V1.Health.HealthClient(_server.CreateMeshInvoker());
         var status = await health.CheckAsync(new Grpc.Health.V1.HealthCheckRequest());
         Assert.Equal(Grpc.Health.V1.HealthCheckResponse.Types.ServingStatus.Serving, status.Status);
 

@@ -38,7 +38,7 @@ public sealed class OptionRevaluationTests : IClassFixture<RedisServer>, IAsyncL
         _risk = new GrpcTestServer<Program>(redis,
             new Dictionary<string, string?> { ["Services:pricing:Grpc"] = "http://localhost" },
             services => services.AddGrpcClient<PricingService.PricingServiceClient>().ConfigurePrimaryHttpMessageHandler(() => _pricing.Server.CreateHandler()));
-        _client = new RiskService.RiskServiceClient(_risk.CreateChannel());
+        _client = new RiskService.RiskServiceClient(_risk.CreateMeshInvoker());
     }
 
     public async Task InitializeAsync()

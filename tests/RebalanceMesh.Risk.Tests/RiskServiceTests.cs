@@ -17,7 +17,7 @@ public sealed class RiskServiceTests : IClassFixture<RedisServer>, IAsyncLifetim
     {
         _redis = redis;
         _server = new GrpcTestServer<Program>(redis, new Dictionary<string, string?> { ["Services:pricing:Grpc"] = "http://127.0.0.1:1" });
-        _client = new RiskService.RiskServiceClient(_server.CreateChannel());
+        _client = new RiskService.RiskServiceClient(_server.CreateMeshInvoker());
     }
 
     public async Task InitializeAsync()

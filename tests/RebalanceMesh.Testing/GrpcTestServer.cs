@@ -4,6 +4,7 @@ using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Mvc.Testing;
 using Microsoft.AspNetCore.TestHost;
 using Microsoft.Extensions.DependencyInjection;
+using RebalanceMesh.ServiceDefaults;
 
 namespace RebalanceMesh.Testing;
 
@@ -27,6 +28,11 @@ public sealed class GrpcTestServer<TProgram> : WebApplicationFactory<TProgram>
             ["EventBus:Provider"] = "inmemory",
             ["Logging:LogLevel:Default"] = "Warning",
         };
+        foreach (var (key, value) in TestAuth.Settings)
+        {
+            all[key] = value;
+        }
+
         foreach (var (key, value) in settings ?? new Dictionary<string, string?>())
         {
             all[key] = value;
@@ -48,19 +54,26 @@ public sealed class GrpcTestServer<TProgram> : WebApplicationFactory<TProgram>
         }
     }
 
-    public GrpcChannel CreateChannel() => GrpcChannel.ForAddress(Server.BaseAddress, new GrpcChannelOptions { HttpHandler = Server.CreateHandler() });
-
-    /// <summary>A channel whose every call carries <paramref name="bearerToken"/> (or the mesh credential, with <paramref name="meshToken"/>).</summary>
-    public GrpcChannel CreateChannel(string? bearerToken, string? meshToken = null)
+    /// <summary>
+    /// Calls over the test server's handler carrying <paramref name="bearerToken"/> and/or the mesh credential
+    /// <paramref name="meshToken"/>; every unary call gets a 30 s deadline unless <paramref name="defaultDeadline"/> is
+    /// false (the services refuse unary calls without one).
+    /// </summary>
+    public CallInvoker CreateInvoker(string? bearerToken = null, string? meshToken = null, bool defaultDeadline = true)
     {
-        var credentials = RebalanceMesh.ServiceDefaults.MeshAuth.ClientCredentials(bearerToken, meshToken);
-        return GrpcChannel.ForAddress(Server.BaseAddress, new GrpcChannelOptions
+        var options = new GrpcChannelOptions { HttpHandler = Server.CreateHandler() };
+        if (bearerToken is not null || meshToken is not null)
         {
-            HttpHandler = Server.CreateHandler(),
-            Credentials = ChannelCredentials.Create(ChannelCredentials.Insecure, credentials),
-            UnsafeUseInsecureChannelCallCredentials = true,
-        });
+            options.Credentials = ChannelCredentials.Create(ChannelCredentials.Insecure, MeshAuth.ClientCredentials(bearerToken, meshToken));
+            options.UnsafeUseInsecureChannelCallCredentials = true;
+        }
+
+        var channel = GrpcChannel.ForAddress(Server.BaseAddress, options);
+        return defaultDeadline ? channel.WithDefaultDeadline() : channel.CreateCallInvoker();
     }
+
+    /// <summary>Calls as a service of the mesh (the test mesh credential), which internal services require.</summary>
+    public CallInvoker CreateMeshInvoker() => CreateInvoker(meshToken: TestAuth.MeshToken);
 }
 
 /// <summary>A test issuer: settings that turn a service's authentication on, and tokens it accepts.</summary>
@@ -70,9 +83,9 @@ public static class TestAuth
     public const string Audience = "rebalancemesh-planning";
 
     /// <summary>Fixed per test run, generated: no secret lives in the repository.</summary>
-    public static string SigningKey { get; } = RebalanceMesh.ServiceDefaults.MeshAuth.NewSecret();
+    public static string SigningKey { get; } = MeshAuth.NewSecret();
 
-    public static string MeshToken { get; } = RebalanceMesh.ServiceDefaults.MeshAuth.NewSecret();
+    public static string MeshToken { get; } = MeshAuth.NewSecret();
 
     public static IReadOnlyDictionary<string, string?> Settings { get; } = new Dictionary<string, string?>
     {
@@ -83,7 +96,7 @@ public static class TestAuth
     };
 
     public static string Token(string role, string subject = "tester", TimeSpan? lifetime = null, string? key = null, string issuer = Issuer) =>
-        RebalanceMesh.ServiceDefaults.MeshAuth.IssueToken(key ?? SigningKey, issuer, Audience, subject, role, lifetime ?? TimeSpan.FromHours(1));
+        MeshAuth.IssueToken(key ?? SigningKey, issuer, Audience, subject, role, lifetime ?? TimeSpan.FromHours(1));
 }
 
 /// <summary>Assertions on gRPC statuses.</summary>

@@ -1,3 +1,4 @@
+using RebalanceMesh.ServiceDefaults;
 using System.Diagnostics;
 using System.Globalization;
 using Google.Protobuf.WellKnownTypes;
@@ -24,11 +25,11 @@ public sealed class DemoRunner(MeshState mesh, string spansDirectory, TextWriter
     public async Task<DemoResult> RunAsync(string portfolioId, CancellationToken cancellationToken)
     {
         using var planningChannel = mesh.PlanningChannel();
-        using var pricingChannel = GrpcChannel.ForAddress(mesh.Service("pricing").GrpcUrl);
-        using var executionChannel = GrpcChannel.ForAddress(mesh.Service("execution").GrpcUrl);
-        var planning = new PlanningService.PlanningServiceClient(planningChannel);
-        var pricing = new PricingService.PricingServiceClient(pricingChannel);
-        var execution = new ExecutionService.ExecutionServiceClient(executionChannel);
+        using var pricingChannel = mesh.ServiceChannel("pricing");
+        using var executionChannel = mesh.ServiceChannel("execution");
+        var planning = new PlanningService.PlanningServiceClient(planningChannel.WithDefaultDeadline());
+        var pricing = new PricingService.PricingServiceClient(pricingChannel.WithDefaultDeadline());
+        var execution = new ExecutionService.ExecutionServiceClient(executionChannel.WithDefaultDeadline());
 
         var prices = await WaitForPricesAsync(pricing, cancellationToken);
         output.WriteLine("Market (consolidated mids from pricing):");

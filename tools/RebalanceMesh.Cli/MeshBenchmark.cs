@@ -1,3 +1,4 @@
+using RebalanceMesh.ServiceDefaults;
 using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
@@ -82,12 +83,12 @@ public static class MeshBenchmark
         try
         {
             var mesh = await MeshLauncher.UpAsync(MeshTopology.Load(Repo.TyePath(repo)), new LaunchOptions(repo, stateDir, FreePorts: true, ExtraEnv: env, Configuration: configuration), log, cancellationToken);
-            using var pricingChannel = GrpcChannel.ForAddress(mesh.Service("pricing").GrpcUrl);
+            using var pricingChannel = mesh.ServiceChannel("pricing");
             using var planningChannel = mesh.PlanningChannel();
-            using var executionChannel = GrpcChannel.ForAddress(mesh.Service("execution").GrpcUrl);
-            var pricing = new PricingService.PricingServiceClient(pricingChannel);
-            var planning = new PlanningService.PlanningServiceClient(planningChannel);
-            var execution = new ExecutionService.ExecutionServiceClient(executionChannel);
+            using var executionChannel = mesh.ServiceChannel("execution");
+            var pricing = new PricingService.PricingServiceClient(pricingChannel.WithDefaultDeadline());
+            var planning = new PlanningService.PlanningServiceClient(planningChannel.WithDefaultDeadline());
+            var execution = new ExecutionService.ExecutionServiceClient(executionChannel.WithDefaultDeadline());
 
             var policy = new Policy { PortfolioId = "bench", AbsoluteBand = 0.01, MinTradeNotional = 10m };
             policy.Targets.AddRange(instruments.Select(id => new TargetWeight { InstrumentId = id, Weight = 0.9 / instruments.Length }));

@@ -63,14 +63,22 @@ public sealed record MeshState(string RedisConnection, int? RedisPid, List<Runni
     public GrpcChannel PlanningChannel(string role = RebalanceMesh.ServiceDefaults.MeshAuth.Admin) =>
         AuthorizedChannel(Service("planning").GrpcUrl, Environment.GetEnvironmentVariable("RMESH_TOKEN") ?? Credentials?.Token(role));
 
-    public static GrpcChannel AuthorizedChannel(string address, string? token)
+    /// <summary>
+    /// A channel to an internal service (pricing, risk, execution), whose calls carry the mesh credential: they accept
+    /// no other caller. The RMESH_MESH_TOKEN variable, when set, instead of this run's.
+    /// </summary>
+    public GrpcChannel ServiceChannel(string name) =>
+        AuthorizedChannel(Service(name).GrpcUrl, null, Environment.GetEnvironmentVariable("RMESH_MESH_TOKEN") ?? Credentials?.MeshToken);
+
+    /// <summary>A channel whose calls carry a bearer token and/or the mesh credential (plain HTTP/2: loopback only).</summary>
+    public static GrpcChannel AuthorizedChannel(string address, string? token, string? meshToken = null)
     {
-        if (string.IsNullOrEmpty(token))
+        if (string.IsNullOrEmpty(token) && string.IsNullOrEmpty(meshToken))
         {
             return GrpcChannel.ForAddress(address);
         }
 
-        var credentials = RebalanceMesh.ServiceDefaults.MeshAuth.ClientCredentials(token);
+        var credentials = RebalanceMesh.ServiceDefaults.MeshAuth.ClientCredentials(token, meshToken);
         return GrpcChannel.ForAddress(address, new GrpcChannelOptions
         {
             Credentials = ChannelCredentials.Create(ChannelCredentials.Insecure, credentials),

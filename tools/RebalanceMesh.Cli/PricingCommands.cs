@@ -1,3 +1,4 @@
+using RebalanceMesh.ServiceDefaults;
 using System.CommandLine;
 using System.Globalization;
 using Google.Protobuf;
@@ -30,8 +31,8 @@ public static class PricingCommands
 
             command.SetAction(async (parse, ct) =>
             {
-                using var channel = GrpcChannel.ForAddress(Repo.ServiceAddress("pricing", parse.GetValue(repoOption), parse.GetValue(addressOption)));
-                return await Output.CallAsync(() => call(new PricingService.PricingServiceClient(channel), parse, ct), parse.GetValue(jsonOption));
+                using var channel = Repo.ServiceChannel("pricing", parse.GetValue(repoOption), parse.GetValue(addressOption));
+                return await Output.CallAsync(() => call(new PricingService.PricingServiceClient(channel.WithDefaultDeadline()), parse, ct), parse.GetValue(jsonOption));
             });
             return command;
         }
@@ -78,8 +79,8 @@ public static class PricingCommands
         var stream = new Command("stream-quotes", "StreamQuotes: consolidated prices as they change.") { instrumentsOption, countOption };
         stream.SetAction(async (parse, ct) =>
         {
-            using var channel = GrpcChannel.ForAddress(Repo.ServiceAddress("pricing", parse.GetValue(repoOption), parse.GetValue(addressOption)));
-            var client = new PricingService.PricingServiceClient(channel);
+            using var channel = Repo.ServiceChannel("pricing", parse.GetValue(repoOption), parse.GetValue(addressOption));
+            var client = new PricingService.PricingServiceClient(channel.WithDefaultDeadline());
             var call = client.StreamQuotes(new StreamQuotesRequest { InstrumentIds = { parse.GetValue(instrumentsOption) ?? [] } }, cancellationToken: ct);
             return await Output.StreamAsync(call, update =>
             {

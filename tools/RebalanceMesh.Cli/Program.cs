@@ -1,3 +1,4 @@
+using RebalanceMesh.ServiceDefaults;
 using System.CommandLine;
 using Google.Protobuf;
 using Grpc.Core;
@@ -122,7 +123,7 @@ Command Rpc(string name, string description, Func<ParseResultContext, Task<IMess
     command.SetAction(async (parse, ct) =>
     {
         using var channel = Repo.PlanningChannel(parse.GetValue(repoOption), parse.GetValue(planningOption));
-        var client = new PlanningService.PlanningServiceClient(channel);
+        var client = new PlanningService.PlanningServiceClient(channel.WithDefaultDeadline());
         return await Output.CallAsync(() => call(new ParseResultContext(parse, client, ct)), parse.GetValue(jsonOption));
     });
     return command;
@@ -172,7 +173,7 @@ var watch = new Command("watch-plans", "WatchPlans: stream plan changes.") { wat
 watch.SetAction(async (parse, ct) =>
 {
     using var channel = Repo.PlanningChannel(parse.GetValue(repoOption), parse.GetValue(planningOption));
-    var client = new PlanningService.PlanningServiceClient(channel);
+    var client = new PlanningService.PlanningServiceClient(channel.WithDefaultDeadline());
     var call = client.WatchPlans(new WatchPlansRequest { PortfolioId = parse.GetValue(watchPortfolioOption) ?? string.Empty, PlanId = parse.GetValue(watchPlanOption) ?? string.Empty }, cancellationToken: ct);
     return await Output.StreamAsync(call, update => Output.Print(update, parse.GetValue(jsonOption)), limit: 0, ct);
 });
@@ -183,7 +184,7 @@ var watchAlerts = new Command("watch-alerts", "WatchAlerts: stream the monitor's
 watchAlerts.SetAction(async (parse, ct) =>
 {
     using var channel = Repo.PlanningChannel(parse.GetValue(repoOption), parse.GetValue(planningOption));
-    var client = new PlanningService.PlanningServiceClient(channel);
+    var client = new PlanningService.PlanningServiceClient(channel.WithDefaultDeadline());
     var call = client.WatchAlerts(new WatchAlertsRequest { PortfolioId = parse.GetValue(alertsPortfolioOption) ?? string.Empty }, cancellationToken: ct);
     return await Output.StreamAsync(call, update => Output.Print(update, parse.GetValue(jsonOption)), limit: 0, ct);
 });

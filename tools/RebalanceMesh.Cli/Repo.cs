@@ -43,6 +43,17 @@ public static class Repo
         return MeshState.AuthorizedChannel(ServiceAddress("planning", repoOption, given), token);
     }
 
+    /// <summary>
+    /// A channel to an internal service with the mesh credential: the running mesh's (RMESH_MESH_TOKEN instead, when
+    /// set), at the address given or the mesh's.
+    /// </summary>
+    public static Grpc.Net.Client.GrpcChannel ServiceChannel(string service, string? repoOption, string? given)
+    {
+        var meshToken = Environment.GetEnvironmentVariable("RMESH_MESH_TOKEN")
+            ?? MeshState.TryLoad(StateDir(Root(repoOption)))?.Credentials?.MeshToken;
+        return MeshState.AuthorizedChannel(ServiceAddress(service, repoOption, given), null, meshToken);
+    }
+
     /// <summary>gRPC address of a service: the one given, else the running mesh's, else tye.yaml's port on loopback.</summary>
     public static string ServiceAddress(string service, string? repoOption, string? given)
     {

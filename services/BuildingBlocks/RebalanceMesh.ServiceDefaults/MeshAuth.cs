@@ -85,6 +85,20 @@ public static class MeshAuth
             return builder;
         }
 
+        var clientRoles = requiredRoles.Values.SelectMany(r => r).Any(r => r != Mesh);
+        if (options.MeshToken.Length == 0 && !clientRoles)
+        {
+            throw new InvalidOperationException("Auth is on but Auth:MeshToken is missing: this service accepts only mesh callers (`rmesh up` generates the credential; see docs/operations.md).");
+        }
+
+        var authentication = builder.Services.AddAuthentication(clientRoles ? SelectorScheme : MeshScheme)
+            .AddScheme<AuthenticationSchemeOptions, MeshTokenHandler>(MeshScheme, _ => { });
+        if (!clientRoles)
+        {
+            // An internal service: only the mesh credential (or Dapr's API token) authenticates.
+            return builder;
+        }
+
         var keys = options.SigningKeys.Where(k => k.Length > 0).Select(k => new SymmetricSecurityKey(Convert.FromBase64String(k))).ToArray();
         if (keys.Length == 0 || options.Issuer.Length == 0 || options.Audience.Length == 0)
         {
@@ -96,10 +110,9 @@ public static class MeshAuth
             throw new InvalidOperationException("Auth:SigningKeys must be at least 32 bytes each.");
         }
 
-        builder.Services.AddAuthentication(SelectorScheme)
+        authentication
             .AddPolicyScheme(SelectorScheme, "JWT bearer or mesh credential", o => o.ForwardDefaultSelector = context =>
                 context.Request.Headers.ContainsKey(MeshTokenHeader) || context.Request.Headers.ContainsKey(DaprApiTokenHeader) ? MeshScheme : JwtBearerDefaults.AuthenticationScheme)
-            .AddScheme<AuthenticationSchemeOptions, MeshTokenHandler>(MeshScheme, _ => { })
             .AddJwtBearer(o =>
             {
                 o.MapInboundClaims = false;
@@ -116,6 +129,13 @@ public static class MeshAuth
             });
         return builder;
     }
+
+    /// <summary>
+    /// Every RPC of the services (all their methods) for mesh callers only: the requirement map of an internal service,
+    /// which accepts the mesh credential or Dapr's API token and no client token.
+    /// </summary>
+    public static IReadOnlyDictionary<string, string[]> MeshOnly(params Google.Protobuf.Reflection.ServiceDescriptor[] services) =>
+        services.SelectMany(s => s.Methods).ToDictionary(m => $"/{m.Service.FullName}/{m.Name}", _ => new[] { Mesh });
 
     /// <summary>Authenticates each request (before the gRPC endpoints), when auth is on.</summary>
     public static WebApplication UseMeshAuthentication(this WebApplication app)

@@ -51,6 +51,7 @@ public static class ServiceDefaultsExtensions
         {
             options.Interceptors.Add<ErrorStatusInterceptor>();
             options.Interceptors.Add<RoleAuthorizationInterceptor>();
+            options.Interceptors.Add<RequiredDeadlineInterceptor>();
             options.MaxReceiveMessageSize = MaxMessageBytes;
             options.MaxSendMessageSize = MaxMessageBytes;
             options.EnableDetailedErrors = false;

@@ -8,6 +8,9 @@ var builder = WebApplication.CreateBuilder(args);
 builder.AddServiceDefaults("execution");
 builder.AddEventBus("execution");
 
+// An internal service: only the mesh credential (or Dapr's API token) may call it; clients go through planning.
+builder.AddMeshAuthentication(MeshAuth.MeshOnly(RebalanceMesh.Contracts.Execution.V1.ExecutionService.Descriptor));
+
 builder.Services.TryAddTimeProvider();
 builder.Services.Configure<ExecutionOptions>(builder.Configuration.GetSection("Execution"));
 builder.Services.Configure<MarketStateOptions>(builder.Configuration.GetSection("MarketState"));
@@ -20,6 +23,7 @@ builder.Services.AddEventSubscription<TradingHaltChanged, TradingHaltHandler>(To
 builder.Services.AddEventSubscription<QuotesUpdated, LiquidationMonitor>(Topics.MarketQuotes);
 
 var app = builder.Build();
+app.UseMeshAuthentication();
 app.MapGrpcService<ExecutionGrpcService>();
 app.MapDefaultEndpoints();
 app.MapEventSubscriptions();

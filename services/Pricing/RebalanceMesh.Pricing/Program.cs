@@ -10,6 +10,9 @@ var builder = WebApplication.CreateBuilder(args);
 builder.AddServiceDefaults("pricing");
 builder.AddEventBus("pricing");
 
+// An internal service: only the mesh credential (or Dapr's API token) may call it; clients go through planning.
+builder.AddMeshAuthentication(MeshAuth.MeshOnly(RebalanceMesh.Contracts.Pricing.V1.PricingService.Descriptor));
+
 builder.Services.TryAddTimeProvider();
 builder.Services.Configure<PricingOptions>(builder.Configuration.GetSection("Pricing"));
 builder.Services.Configure<MarketStateOptions>(builder.Configuration.GetSection("MarketState"));
@@ -29,6 +32,7 @@ builder.Services.AddHostedService<FeedService>();
 builder.Services.AddHostedService<QuotePublisher>();
 
 var app = builder.Build();
+app.UseMeshAuthentication();
 app.MapGrpcService<PricingGrpcService>();
 app.MapDefaultEndpoints();
 app.MapEventSubscriptions();

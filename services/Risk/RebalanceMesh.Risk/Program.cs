@@ -5,6 +5,9 @@ using RebalanceMesh.ServiceDefaults;
 var builder = WebApplication.CreateBuilder(args);
 builder.AddServiceDefaults("risk");
 
+// An internal service: only the mesh credential (or Dapr's API token) may call it; clients go through planning.
+builder.AddMeshAuthentication(MeshAuth.MeshOnly(RebalanceMesh.Contracts.Risk.V1.RiskService.Descriptor));
+
 builder.Services.TryAddTimeProvider();
 builder.Services.Configure<MarketStateOptions>(builder.Configuration.GetSection("MarketState"));
 builder.Services.AddSingleton<MarketStateStore>();
@@ -15,6 +18,7 @@ builder.AddMeshGrpcClient<RebalanceMesh.Contracts.Pricing.V1.PricingService.Pric
 builder.AddMeshGrpcClient<RebalanceMesh.Contracts.Planning.V1.PlanningService.PlanningServiceClient>("planning"); // AssessPortfolio by portfolio id
 
 var app = builder.Build();
+app.UseMeshAuthentication();
 app.MapGrpcService<RiskGrpcService>();
 app.MapDefaultEndpoints();
 app.Run();
