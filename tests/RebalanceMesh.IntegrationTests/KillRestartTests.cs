@@ -8,44 +8,79 @@ using Xunit.Abstractions;
 namespace RebalanceMesh.IntegrationTests;
 
 /// <summary>
-/// Execution killed (SIGKILL) in the middle of a plan and started again: it takes its unacknowledged plans.approved
-/// back from the stream, resumes from its order journal, and the plan completes with no order lost and none sent
-/// twice — every leg filled exactly once in planning's portfolio.
+/// A service killed (SIGKILL) in the middle of a plan. Execution started again takes its unacknowledged
+/// plans.approved back from the stream, resumes from its order journal, and the plan completes with no order lost and
+/// none sent twice. Planning killed while the plan executes and started again after execution has finished: it takes
+/// the reports it missed from the stream and the plan's status, positions and cash converge to what was filled.
 /// </summary>
 [Trait("Category", "Integration")]
 [Collection(MeshProcesses.Name)]
 public sealed class KillRestartTests(ITestOutputHelper output) : MeshTest(output)
 {
+    private const decimal Capital = 1_000_000m;
+
     [Fact]
     public async Task Execution_killed_mid_plan_resumes_with_no_lost_and_no_duplicate_orders()
     {
         var planning = PlanningClient();
-        await CashPortfolioAsync(planning, "killed", 1_000_000m);
+        var (submitted, execution) = await SubmitAndWaitForSomeFillsAsync(planning, "killed");
+        using var cancel = new CancellationTokenSource(TimeSpan.FromMinutes(2));
+        await MeshLauncher.RestartAsync(StateDir, "execution", cancel.Token);
+        Output.WriteLine($"{DateTime.UtcNow:HH:mm:ss.fff} execution killed and started again");
+
+        var plan = await WaitForPlanEndAsync(planning, submitted, seconds: 60);
+        Output.WriteLine($"{DateTime.UtcNow:HH:mm:ss.fff} {plan.Status}: {plan.StatusMessage}");
+        await AssertFilledExactlyOnceAsync(planning, execution, plan, "killed");
+    }
+
+    [Fact]
+    public async Task Planning_killed_mid_plan_converges_from_the_reports_after_its_restart()
+    {
+        var planning = PlanningClient();
+        var (submitted, execution) = await SubmitAndWaitForSomeFillsAsync(planning, "planner-down");
+        MeshLauncher.KillService(StateDir, "planning");
+        Output.WriteLine($"{DateTime.UtcNow:HH:mm:ss.fff} planning killed");
+
+        // Execution carries on without planning and finishes the plan; its reports wait in the stream.
+        var finished = await WaitForExecutionAsync(execution, submitted.PlanId, seconds: 60);
+        Assert.Equal(ExecutionStatus.Completed, finished.Status);
+        Output.WriteLine($"{DateTime.UtcNow:HH:mm:ss.fff} execution completed the plan while planning was down");
+
+        using var cancel = new CancellationTokenSource(TimeSpan.FromMinutes(2));
+        await MeshLauncher.StartServiceAgainAsync(StateDir, "planning", cancel.Token);
+        var plan = await WaitForPlanEndAsync(planning, submitted, seconds: 60);
+        Output.WriteLine($"{DateTime.UtcNow:HH:mm:ss.fff} planning started again: {plan.Status}: {plan.StatusMessage}");
+        await AssertFilledExactlyOnceAsync(planning, execution, plan, "planner-down");
+    }
+
+    /// <summary>A cash portfolio rebalanced into four indices, each leg sliced over 3 s; returns once three slices have filled.</summary>
+    private async Task<(Plan Submitted, ExecutionService.ExecutionServiceClient Execution)> SubmitAndWaitForSomeFillsAsync(PlanningService.PlanningServiceClient planning, string portfolioId)
+    {
+        await CashPortfolioAsync(planning, portfolioId, Capital);
         var policy = new Policy
         {
-            PortfolioId = "killed",
+            PortfolioId = portfolioId,
             AbsoluteBand = 0.02,
             MinTradeNotional = 100m,
             ExecutionStyle = new ExecutionStyle { TwapSlices = 6, TwapDurationSeconds = 3 }, // each leg over 3 s
         };
         policy.Targets.AddRange(new[] { "DAX", "SMI", "CAC", "FTSE" }.Select(id => new TargetWeight { InstrumentId = id, Weight = 0.24 }));
         await planning.SetPolicyAsync(new SetPolicyRequest { Policy = policy });
-        var preview = await PreviewWhenPricedAsync(planning, new PreviewRebalanceRequest { PortfolioId = "killed" });
+        var preview = await PreviewWhenPricedAsync(planning, new PreviewRebalanceRequest { PortfolioId = portfolioId });
         Assert.Equal(4, preview.Legs.Count);
 
         Output.WriteLine($"{DateTime.UtcNow:HH:mm:ss.fff} submitting");
-        var submitted = (await planning.SubmitRebalanceAsync(new SubmitRebalanceRequest { PortfolioId = "killed", IdempotencyKey = "kill-1" })).Plan;
-        using var executionChannel = Mesh.ServiceChannel("execution");
-        var execution = new ExecutionService.ExecutionServiceClient(executionChannel.WithDefaultDeadline());
+        var submitted = (await planning.SubmitRebalanceAsync(new SubmitRebalanceRequest { PortfolioId = portfolioId, IdempotencyKey = portfolioId + "-1" })).Plan;
+        var execution = new ExecutionService.ExecutionServiceClient(ServiceChannel("execution").WithDefaultDeadline());
 
-        // Kill once some slices have filled and the plan is far from done.
-        var before = 0;
-        for (var attempt = 0; attempt < 100 && before < 3; attempt++)
+        // Some slices have filled and the plan is far from done.
+        var filled = 0;
+        for (var attempt = 0; attempt < 100 && filled < 3; attempt++)
         {
             await Task.Delay(100);
             try
             {
-                before = (await execution.ListOrdersAsync(new ListOrdersRequest { PlanId = submitted.PlanId })).Orders.Count(o => o.Status == OrderStatus.Filled);
+                filled = (await execution.ListOrdersAsync(new ListOrdersRequest { PlanId = submitted.PlanId })).Orders.Count(o => o.Status == OrderStatus.Filled);
             }
             catch (Grpc.Core.RpcException)
             {
@@ -53,19 +88,32 @@ public sealed class KillRestartTests(ITestOutputHelper output) : MeshTest(output
             }
         }
 
-        Assert.True(before >= 3, "slices filled before the kill");
-        using var cancel = new CancellationTokenSource(TimeSpan.FromMinutes(2));
-        await MeshLauncher.RestartAsync(StateDir, "execution", cancel.Token);
-        Output.WriteLine($"{DateTime.UtcNow:HH:mm:ss.fff} execution killed after {before} filled orders and started again");
+        Assert.True(filled >= 3, "slices filled before the kill");
+        Output.WriteLine($"{DateTime.UtcNow:HH:mm:ss.fff} {filled} orders filled");
+        return (submitted, execution);
+    }
 
-        var plan = await WaitForPlanEndAsync(planning, submitted, seconds: 60);
+    private static async Task<GetPlanExecutionResponse> WaitForExecutionAsync(ExecutionService.ExecutionServiceClient execution, string planId, int seconds)
+    {
+        var state = await execution.GetPlanExecutionAsync(new GetPlanExecutionRequest { PlanId = planId });
+        for (var attempt = 0; attempt < seconds * 10 && state.Status is ExecutionStatus.Accepted or ExecutionStatus.Running; attempt++)
+        {
+            await Task.Delay(100);
+            state = await execution.GetPlanExecutionAsync(new GetPlanExecutionRequest { PlanId = planId });
+        }
 
-        Output.WriteLine($"{DateTime.UtcNow:HH:mm:ss.fff} {plan.Status}: {plan.StatusMessage}");
+        return state;
+    }
+
+    /// <summary>
+    /// The plan completed; every leg filled exactly its quantity (planning applies each fill id once); every order id
+    /// is distinct and each leg's orders add up to the leg; positions and cash are what the fills say: nothing lost,
+    /// nothing applied twice.
+    /// </summary>
+    private static async Task AssertFilledExactlyOnceAsync(PlanningService.PlanningServiceClient planning, ExecutionService.ExecutionServiceClient execution, Plan plan, string portfolioId)
+    {
         Assert.Equal(PlanStatus.Completed, plan.Status);
-
-        // Every leg filled exactly its quantity (planning applies each fill id once), every order id is distinct, and
-        // each leg's orders add up to the leg: nothing lost, nothing sent twice.
-        var orders = (await execution.ListOrdersAsync(new ListOrdersRequest { PlanId = submitted.PlanId })).Orders;
+        var orders = (await execution.ListOrdersAsync(new ListOrdersRequest { PlanId = plan.PlanId })).Orders;
         Assert.Equal(orders.Count, orders.Select(o => o.ClientOrderId).Distinct().Count());
         foreach (var leg in plan.Legs)
         {
@@ -73,14 +121,14 @@ public sealed class KillRestartTests(ITestOutputHelper output) : MeshTest(output
             Assert.Equal(leg.Quantity.ToDecimal(), orders.Where(o => o.LegId == leg.LegId).Sum(o => o.FilledQuantity.ToDecimal()));
         }
 
-        var portfolio = (await planning.GetPortfolioAsync(new GetPortfolioRequest { PortfolioId = "killed", SkipValuation = true })).Portfolio;
+        var portfolio = (await planning.GetPortfolioAsync(new GetPortfolioRequest { PortfolioId = portfolioId, SkipValuation = true })).Portfolio;
         foreach (var leg in plan.Legs)
         {
             Assert.Equal(leg.Quantity.ToDecimal(), portfolio.Positions.Single(p => p.InstrumentId == leg.InstrumentId).Quantity.ToDecimal());
         }
 
         var spent = orders.Sum(o => (o.FilledQuantity.ToDecimal() * o.AveragePrice.ToDecimal()) + o.Fees.ToDecimal());
-        Assert.Equal(1_000_000m - spent, portfolio.Cash.ToDecimal());
+        Assert.Equal(Capital - spent, portfolio.Cash.ToDecimal());
     }
 }
 

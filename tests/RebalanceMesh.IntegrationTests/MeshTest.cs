@@ -39,6 +39,14 @@ public abstract class MeshTest(ITestOutputHelper output) : IAsyncLifetime
         return new RebalanceMesh.Contracts.Planning.V1.PlanningService.PlanningServiceClient(channel.WithDefaultDeadline());
     }
 
+    /// <summary>A channel to an internal service of this mesh, with the mesh credential (disposed with the mesh).</summary>
+    protected Grpc.Net.Client.GrpcChannel ServiceChannel(string service)
+    {
+        var channel = Mesh.ServiceChannel(service);
+        _channels.Add(channel);
+        return channel;
+    }
+
     /// <summary>Creates (or replaces) a portfolio holding only cash, in EUR.</summary>
     protected static Task CashPortfolioAsync(RebalanceMesh.Contracts.Planning.V1.PlanningService.PlanningServiceClient planning, string portfolioId, decimal cash) =>
         planning.UpsertPortfolioAsync(new RebalanceMesh.Contracts.Planning.V1.UpsertPortfolioRequest

@@ -72,6 +72,10 @@ public sealed class OptionsAndStreamsTests : IClassFixture<RedisServer>, IAsyncL
         await RpcAssert.InvalidArgumentAsync(
             () => _client.UpsertInstrumentsAsync(new UpsertInstrumentsRequest { Instruments = { new Instrument { InstrumentId = "X", Kind = InstrumentKind.Option, UnderlyingId = "UND" } } }).ResponseAsync,
             "instruments[0].strike");
+        // Found by the fuzz: an option registered as its own underlying broke the surface build (Internal).
+        await RpcAssert.InvalidArgumentAsync(
+            () => _client.UpsertInstrumentsAsync(new UpsertInstrumentsRequest { Instruments = { Option("UND", Contracts.Common.V1.OptionRight.Call, 100) } }).ResponseAsync,
+            "instruments[0].underlying_id");
         await _client.UpsertInstrumentsAsync(new UpsertInstrumentsRequest
         {
             Instruments =

@@ -233,6 +233,20 @@ public static class MeshLauncher
     /// </summary>
     public static async Task<MeshState> RestartAsync(string stateDir, string name, CancellationToken cancellationToken)
     {
+        KillService(stateDir, name);
+        return await StartServiceAgainAsync(stateDir, name, cancellationToken);
+    }
+
+    /// <summary>Kills one service of the mesh (SIGKILL) and leaves it down.</summary>
+    public static void KillService(string stateDir, string name)
+    {
+        var state = MeshState.TryLoad(stateDir) ?? throw new InvalidOperationException("Nothing is running (no state file).");
+        Kill(state.Service(name).Pid);
+    }
+
+    /// <summary>Starts a service that went down again with the same assembly, ports and environment; waits until it is ready.</summary>
+    public static async Task<MeshState> StartServiceAgainAsync(string stateDir, string name, CancellationToken cancellationToken)
+    {
         var state = MeshState.TryLoad(stateDir) ?? throw new InvalidOperationException("Nothing is running (no state file).");
         var service = state.Service(name);
         if (service.Dll is null || service.Env is null)
@@ -240,7 +254,11 @@ public static class MeshLauncher
             throw new InvalidOperationException($"{name} was started without what it takes to start it again.");
         }
 
-        Kill(service.Pid);
+        if (IsAlive(service.Pid))
+        {
+            throw new InvalidOperationException($"{name} is still running (pid {service.Pid}).");
+        }
+
         var restarted = service with { Pid = StartDetached("dotnet", [service.Dll], service.LogFile, service.Env) };
         state.Services[state.Services.IndexOf(service)] = restarted;
         await state.SaveAsync(stateDir, cancellationToken);

@@ -39,7 +39,7 @@ public sealed class InstrumentCatalog(MarketStateStore market, TickValidator val
         _instruments.Values.Where(i => i.Kind == InstrumentKind.Perpetual && i.UnderlyingId == underlyingId).ToArray();
 
     public IReadOnlyList<Instrument> OptionsOn(string underlyingId) =>
-        _instruments.Values.Where(i => i.Kind == InstrumentKind.Option && i.UnderlyingId == underlyingId).ToArray();
+        _instruments.Values.Where(i => i.Kind == InstrumentKind.Option && i.UnderlyingId == underlyingId && i.InstrumentId != underlyingId).ToArray();
 
     public async Task UpsertAsync(IReadOnlyList<Instrument> instruments)
     {

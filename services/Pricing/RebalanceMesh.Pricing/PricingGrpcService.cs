@@ -194,7 +194,10 @@ public sealed class PricingGrpcService(
         check.Require(System.Enum.IsDefined(instrument.Kind), path + ".kind", "is not a known kind");
         if (instrument.Kind != InstrumentKind.Spot && instrument.Kind != InstrumentKind.Unspecified)
         {
-            check.RequireIdentifier(instrument.UnderlyingId, path + ".underlying_id");
+            if (check.RequireIdentifier(instrument.UnderlyingId, path + ".underlying_id"))
+            {
+                check.Require(!string.Equals(instrument.UnderlyingId, instrument.InstrumentId, StringComparison.Ordinal), path + ".underlying_id", "a derivative cannot be its own underlying");
+            }
         }
 
         check.OptionalDecimal(instrument.Multiplier, path + ".multiplier", ValidationExtensions.DecimalRule.Positive, 1m, out _);
