@@ -28,10 +28,5 @@ if (args.Length == 2 && args[0] == "optimizer")
     return OptimizerThroughput.Run(args[1]);
 }
 
-if (args.Length == 4 && args[0] == "assess-load")
-{
-    return await AssessLoad.RunAsync(args[1], int.Parse(args[2], System.Globalization.CultureInfo.InvariantCulture), int.Parse(args[3], System.Globalization.CultureInfo.InvariantCulture));
-}
-
 BenchmarkSwitcher.FromAssembly(typeof(RiskBenchmarks).Assembly).Run(args);
 return 0;

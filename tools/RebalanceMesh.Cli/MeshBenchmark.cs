@@ -14,18 +14,7 @@ namespace RebalanceMesh.Cli;
 /// <summary>Submit-to-last-fill latencies of plans through the whole mesh, in milliseconds.</summary>
 public sealed record MeshBenchmarkResult(int Legs, IReadOnlyList<double> Milliseconds)
 {
-    public double Percentile(double p)
-    {
-        var sorted = Milliseconds.Order().ToArray();
-        if (sorted.Length == 0)
-        {
-            return double.NaN;
-        }
-
-        // Nearest rank.
-        var rank = (int)Math.Ceiling(p / 100 * sorted.Length);
-        return sorted[Math.Clamp(rank - 1, 0, sorted.Length - 1)];
-    }
+    public double Percentile(double p) => Percentiles.NearestRank(Milliseconds, p);
 }
 
 /// <summary>
@@ -51,15 +40,9 @@ public static class MeshBenchmark
             var legs = Math.Clamp(parse.GetValue(legsOption), 1, 50);
             var repo = Repo.Root(parse.GetValue(repoOption));
             var configuration = parse.GetValue(configurationOption) ?? "Release";
-            Console.WriteLine($"building the services ({configuration}) …");
-            using (var build = Process.Start(new ProcessStartInfo("dotnet", ["build", Path.Combine(repo, "RebalanceMesh.sln"), "-c", configuration, "--nologo", "-v", "quiet"]) { UseShellExecute = false })!)
+            if (!await OwnMesh.BuildAsync(repo, configuration, Console.Out, ct))
             {
-                await build.WaitForExitAsync(ct);
-                if (build.ExitCode != 0)
-                {
-                    Console.Error.WriteLine("The build failed.");
-                    return 1;
-                }
+                return 1;
             }
 
             var result = await RunAsync(repo, plans, legs, configuration, Console.Out, ct);
@@ -79,55 +62,47 @@ public static class MeshBenchmark
             env[$"Pricing__Instruments__{i}"] = instruments[i];
         }
 
-        var stateDir = Directory.CreateTempSubdirectory("rmesh-bench-").FullName;
-        try
+        using var own = await OwnMesh.StartAsync(repo, env, configuration, "rmesh-bench-", log, cancellationToken);
+        var mesh = own.State;
+        using var pricingChannel = mesh.ServiceChannel("pricing");
+        using var planningChannel = mesh.PlanningChannel();
+        using var executionChannel = mesh.ServiceChannel("execution");
+        var pricing = new PricingService.PricingServiceClient(pricingChannel.WithDefaultDeadline());
+        var planning = new PlanningService.PlanningServiceClient(planningChannel.WithDefaultDeadline());
+        var execution = new ExecutionService.ExecutionServiceClient(executionChannel.WithDefaultDeadline());
+
+        var policy = new Policy { PortfolioId = "bench", AbsoluteBand = 0.01, MinTradeNotional = 10m };
+        policy.Targets.AddRange(instruments.Select(id => new TargetWeight { InstrumentId = id, Weight = 0.9 / instruments.Length }));
+        var latencies = new List<double>();
+        for (var run = 0; run < plans; run++)
         {
-            var mesh = await MeshLauncher.UpAsync(MeshTopology.Load(Repo.TyePath(repo)), new LaunchOptions(repo, stateDir, FreePorts: true, ExtraEnv: env, Configuration: configuration), log, cancellationToken);
-            using var pricingChannel = mesh.ServiceChannel("pricing");
-            using var planningChannel = mesh.PlanningChannel();
-            using var executionChannel = mesh.ServiceChannel("execution");
-            var pricing = new PricingService.PricingServiceClient(pricingChannel.WithDefaultDeadline());
-            var planning = new PlanningService.PlanningServiceClient(planningChannel.WithDefaultDeadline());
-            var execution = new ExecutionService.ExecutionServiceClient(executionChannel.WithDefaultDeadline());
-
-            var policy = new Policy { PortfolioId = "bench", AbsoluteBand = 0.01, MinTradeNotional = 10m };
-            policy.Targets.AddRange(instruments.Select(id => new TargetWeight { InstrumentId = id, Weight = 0.9 / instruments.Length }));
-            var latencies = new List<double>();
-            for (var run = 0; run < plans; run++)
+            // Fresh quotes (the market moves a little), a cash-only portfolio, then the measured submit.
+            await QuoteAsync(pricing, instruments, run, cancellationToken);
+            await planning.UpsertPortfolioAsync(new UpsertPortfolioRequest
             {
-                // Fresh quotes (the market moves a little), a cash-only portfolio, then the measured submit.
-                await QuoteAsync(pricing, instruments, run, cancellationToken);
-                await planning.UpsertPortfolioAsync(new UpsertPortfolioRequest
-                {
-                    Portfolio = new Portfolio { PortfolioId = "bench", BaseCurrency = "EUR", Cash = 10_000_000m },
-                    ExpectedVersion = -1,
-                }, cancellationToken: cancellationToken);
-                if (run == 0)
-                {
-                    await planning.SetPolicyAsync(new SetPolicyRequest { Policy = policy }, cancellationToken: cancellationToken);
-                }
-
-                var submittedAt = DateTimeOffset.UtcNow;
-                var started = Stopwatch.GetTimestamp();
-                var plan = (await planning.SubmitRebalanceAsync(new SubmitRebalanceRequest { PortfolioId = "bench", IdempotencyKey = $"bench-{run}-{Guid.NewGuid():N}" }, cancellationToken: cancellationToken)).Plan;
-                if (plan.Legs.Count != legs)
-                {
-                    throw new InvalidOperationException($"Plan {plan.PlanId} has {plan.Legs.Count} legs, not {legs} (missing {string.Join(", ", instruments.Except(plan.Legs.Select(l => l.InstrumentId)))}): {plan.StatusMessage}; {string.Join("; ", plan.Reasons.Where(r => r.Breached).Select(r => r.Message).Take(3))}");
-                }
-
-                var done = await WaitForExecutionAsync(execution, plan.PlanId, cancellationToken);
-                var lastFill = done.Orders.Where(o => o.FilledQuantity.ToDecimal() > 0).Max(o => o.UpdatedAt.ToDateTimeOffset());
-                var wall = Stopwatch.GetElapsedTime(started).TotalMilliseconds;
-                latencies.Add(Math.Min((lastFill - submittedAt).TotalMilliseconds, wall));
+                Portfolio = new Portfolio { PortfolioId = "bench", BaseCurrency = "EUR", Cash = 10_000_000m },
+                ExpectedVersion = -1,
+            }, cancellationToken: cancellationToken);
+            if (run == 0)
+            {
+                await planning.SetPolicyAsync(new SetPolicyRequest { Policy = policy }, cancellationToken: cancellationToken);
             }
 
-            return new MeshBenchmarkResult(legs, latencies);
+            var submittedAt = DateTimeOffset.UtcNow;
+            var started = Stopwatch.GetTimestamp();
+            var plan = (await planning.SubmitRebalanceAsync(new SubmitRebalanceRequest { PortfolioId = "bench", IdempotencyKey = $"bench-{run}-{Guid.NewGuid():N}" }, cancellationToken: cancellationToken)).Plan;
+            if (plan.Legs.Count != legs)
+            {
+                throw new InvalidOperationException($"Plan {plan.PlanId} has {plan.Legs.Count} legs, not {legs} (missing {string.Join(", ", instruments.Except(plan.Legs.Select(l => l.InstrumentId)))}): {plan.StatusMessage}; {string.Join("; ", plan.Reasons.Where(r => r.Breached).Select(r => r.Message).Take(3))}");
+            }
+
+            var done = await WaitForExecutionAsync(execution, plan.PlanId, cancellationToken);
+            var lastFill = done.Orders.Where(o => o.FilledQuantity.ToDecimal() > 0).Max(o => o.UpdatedAt.ToDateTimeOffset());
+            var wall = Stopwatch.GetElapsedTime(started).TotalMilliseconds;
+            latencies.Add(Math.Min((lastFill - submittedAt).TotalMilliseconds, wall));
         }
-        finally
-        {
-            MeshLauncher.Down(stateDir, TextWriter.Null);
-            Directory.Delete(stateDir, recursive: true);
-        }
+
+        return new MeshBenchmarkResult(legs, latencies);
     }
 
     private static async Task<GetPlanExecutionResponse> WaitForExecutionAsync(ExecutionService.ExecutionServiceClient execution, string planId, CancellationToken cancellationToken)

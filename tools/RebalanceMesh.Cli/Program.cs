@@ -193,6 +193,10 @@ root.Subcommands.Add(watchAlerts);
 root.Subcommands.Add(PricingCommands.Create(repoOption, jsonOption));
 root.Subcommands.Add(BacktestCommand.Create(repoOption, jsonOption));
 root.Subcommands.Add(MeshBenchmark.Create(repoOption, jsonOption));
+foreach (var command in LoadCommands.Create(repoOption))
+{
+    root.Subcommands.Add(command);
+}
 
 return await root.Parse(args).InvokeAsync();
 
