@@ -357,6 +357,34 @@ public sealed class ExecutionServiceTests : IClassFixture<RedisServer>, IAsyncLi
         var account = (await _client.GetLendingAccountAsync(new GetLendingAccountRequest { Venue = "LEND-A", PortfolioId = "p1", LoanId = "L1" })).Account;
         Assert.Equal((3_500m, 1), (account.Debt.ToDecimal(), account.Liquidations));
         Assert.True(account.HealthFactor > 1);
+        Assert.Empty(await _server.Services.GetRequiredService<ExecutionStore>().GetOutboxAsync(10)); // published, so out of the outbox
+    }
+
+    [Fact]
+    public async Task A_report_committed_but_never_published_is_relayed_from_the_outbox()
+    {
+        // The state a crash between the Redis commit and the publish leaves: the report sits in the outbox.
+        var store = _server.Services.GetRequiredService<ExecutionStore>();
+        var bus = _server.Services.GetRequiredService<InMemoryEventBus>();
+        var stranded = new ExecutionReport
+        {
+            ReportId = "liquidation:LEND-A:p9:L1:1",
+            PortfolioId = "p9",
+            Kind = ReportKind.Liquidation,
+            ReportedAt = DateTimeOffset.UtcNow.AddSeconds(-10).ToTimestamp(),
+            Liquidation = new Liquidation { LiquidationId = "LEND-A:p9:L1:1", Venue = "LEND-A", LoanId = "L1", SeizedAsset = "DAX", SeizedQuantity = 1m, DebtAsset = "EUR", DebtRepaid = 80m },
+        };
+        await store.AddToOutboxAsync([stranded]);
+
+        ExecutionReport? relayed = null;
+        for (var i = 0; i < 100 && relayed is null; i++)
+        {
+            await Task.Delay(50);
+            relayed = bus.Published.Where(e => e.Topic == Topics.ExecutionReports).Select(e => e.ReadData(ExecutionReport.Parser)).FirstOrDefault(r => r.ReportId == stranded.ReportId);
+        }
+
+        Assert.Equal(stranded, relayed);
+        Assert.Empty(await store.GetOutboxAsync(10));
     }
 
     [Fact]

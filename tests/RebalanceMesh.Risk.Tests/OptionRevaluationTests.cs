@@ -28,13 +28,19 @@ public sealed class OptionRevaluationTests : IClassFixture<RedisServer>, IAsyncL
     private readonly GrpcTestServer<PricingProgram> _pricing;
     private readonly GrpcTestServer<Program> _risk;
     private readonly RiskService.RiskServiceClient _client;
+    private readonly DeadlineRecorder _pricingCalls = new();
 
     public OptionRevaluationTests(RedisServer redis)
     {
         _redis = redis;
         _pricing = new GrpcTestServer<PricingProgram>(redis,
             new Dictionary<string, string?> { ["Pricing:Feed"] = "none", ["Pricing:DefaultVolatility"] = "0.2", ["Pricing:DefaultRate"] = "0.03" },
-            services => services.AddSingleton<TimeProvider>(new FakeTimeProvider(Now)));
+            services =>
+            {
+                services.AddSingleton<TimeProvider>(new FakeTimeProvider(Now));
+                services.AddSingleton(_pricingCalls);
+                services.Configure<Grpc.AspNetCore.Server.GrpcServiceOptions>(o => o.Interceptors.Add<DeadlineRecorder>());
+            });
         _risk = new GrpcTestServer<Program>(redis,
             new Dictionary<string, string?> { ["Services:pricing:Grpc"] = "http://localhost" },
             services => services.AddGrpcClient<PricingService.PricingServiceClient>().ConfigurePrimaryHttpMessageHandler(() => _pricing.Server.CreateHandler()));
@@ -91,6 +97,29 @@ public sealed class OptionRevaluationTests : IClassFixture<RedisServer>, IAsyncL
         },
         Settings = new RiskSettings { LookbackDays = 250, ConfidenceLevels = { 0.95, 0.99 }, Methods = { VarMethod.Historical } },
     };
+
+    [Fact]
+    public async Task The_callers_deadline_reaches_pricing_through_risk()
+    {
+        // Risk revalues the options through pricing within the deadline of the call it serves (7 s here), not with its
+        // own 10 s default: a caller that gives up releases the whole chain.
+        var deadline = DateTime.UtcNow.AddSeconds(7);
+        await _client.AssessPortfolioAsync(Book(), deadline: deadline);
+        Assert.NotEmpty(_pricingCalls.Deadlines);
+        Assert.All(_pricingCalls.Deadlines, d => Assert.InRange((d - deadline).TotalMilliseconds, -1_000, 1_000));
+    }
+
+    /// <summary>Test instrumentation on pricing: the deadline each incoming call carries.</summary>
+    private sealed class DeadlineRecorder : Grpc.Core.Interceptors.Interceptor
+    {
+        public System.Collections.Concurrent.ConcurrentBag<DateTime> Deadlines { get; } = [];
+
+        public override Task<TResponse> UnaryServerHandler<TRequest, TResponse>(TRequest request, Grpc.Core.ServerCallContext context, Grpc.Core.UnaryServerMethod<TRequest, TResponse> continuation)
+        {
+            Deadlines.Add(context.Deadline);
+            return continuation(request, context);
+        }
+    }
 
     [Fact]
     public async Task Historical_VaR_revalues_options_in_full_and_matches_scipy()

@@ -2,6 +2,7 @@ using Google.Protobuf;
 using RebalanceMesh.Contracts.Execution.V1;
 using RebalanceMesh.Execution.Core;
 using StackExchange.Redis;
+using ExecutionReport = RebalanceMesh.Contracts.Events.V1.ExecutionReport;
 using Order = RebalanceMesh.Contracts.Execution.V1.Order;
 
 namespace RebalanceMesh.Execution;
@@ -14,8 +15,10 @@ namespace RebalanceMesh.Execution;
 /// <item><c>exe:venue:{venue}</c> hash client order id → the venue's execution, so a resent order is not filled twice.</item>
 /// <item><c>exe:cancel:{plan}</c> cancel request; <c>exe:halt</c> the trading halt flag; <c>exe:venues-down</c> hash venue → why it is down.</item>
 /// <item><c>exe:venue-costs:{venue}</c> hash of realised costs (fills, notional, fees, slippage), counted once per fill.</item>
-/// <item><c>exe:lend:{venue}:{portfolio}:{loan}</c> a lending venue's account; <c>exe:lend-accounts</c> set of those keys;
-/// <c>exe:lend-ops</c> hash operation id (plan:leg) → "quantity|reject reason", written with the account it changed.</item>
+/// <item><c>exe:lend:{venue}:{portfolio}:{loan}</c> a lending venue's account;
+/// <c>exe:lend-ops</c> hash operation id (plan:leg) → "quantity|reject reason", written with the account it changed;
+/// <c>exe:lend-by-asset:{asset}</c> set of the accounts that hold or owe the asset (or did: a superset).</item>
+/// <item><c>exe:outbox</c> list of reports committed with the state they report and not yet published.</item>
 /// </list>
 /// </summary>
 public sealed class ExecutionStore(IConnectionMultiplexer redis)
@@ -45,8 +48,6 @@ public sealed class ExecutionStore(IConnectionMultiplexer redis)
     public Task SetVenueDownAsync(string venue, bool down, string reason) =>
         down ? Db.HashSetAsync(VenuesDownKey, venue, reason) : Db.HashDeleteAsync(VenuesDownKey, venue);
 
-    private static readonly RedisKey LendingAccountsKey = "exe:lend-accounts";
-
     private static readonly RedisKey LendingOpsKey = "exe:lend-ops";
 
     public static string LendingKey(string venue, string portfolioId, string loanId) => $"exe:lend:{venue}:{portfolioId}:{loanId}";
@@ -58,8 +59,16 @@ public sealed class ExecutionStore(IConnectionMultiplexer redis)
         return (raw.IsNull ? null : LendingAccount.Parser.ParseFrom((byte[])raw!), raw);
     }
 
-    public async Task<IReadOnlyList<string>> GetLendingKeysAsync() =>
-        (await Db.SetMembersAsync(LendingAccountsKey)).Select(v => v.ToString()).ToArray();
+    private static RedisKey LendingAssetKey(string asset) => "exe:lend-by-asset:" + asset;
+
+    private static readonly RedisKey OutboxKey = "exe:outbox";
+
+    /// <summary>The accounts that hold or owe any of <paramref name="assets"/> (possibly a few that no longer do).</summary>
+    public async Task<IReadOnlyList<string>> GetLendingKeysAsync(IEnumerable<string> assets)
+    {
+        var keys = assets.Select(LendingAssetKey).ToArray();
+        return keys.Length == 0 ? [] : (await Db.SetCombineAsync(SetOperation.Union, keys)).Select(v => v.ToString()).ToArray();
+    }
 
     /// <summary>Opens (or replaces) an account.</summary>
     public async Task SaveLendingAsync(LendingAccount account)
@@ -67,15 +76,16 @@ public sealed class ExecutionStore(IConnectionMultiplexer redis)
         var key = LendingKey(account.Venue, account.PortfolioId, account.LoanId);
         var transaction = Db.CreateTransaction();
         _ = transaction.StringSetAsync(key, account.ToByteArray());
-        _ = transaction.SetAddAsync(LendingAccountsKey, key);
+        IndexAssets(transaction, key, account);
         await transaction.ExecuteAsync();
     }
 
     /// <summary>
     /// Replaces an account if it still holds <paramref name="before"/>; with an operation id, records the operation's
-    /// outcome in the same transaction, and only if it was not recorded before. False when either changed meanwhile.
+    /// outcome in the same transaction, and only if it was not recorded before; with reports, puts them in the outbox in
+    /// the same transaction (nothing committed goes unreported). False when either changed meanwhile.
     /// </summary>
-    public Task<bool> TryUpdateLendingAsync(string key, RedisValue before, LendingAccount after, string? operationId = null, string? outcome = null)
+    public Task<bool> TryUpdateLendingAsync(string key, RedisValue before, LendingAccount after, string? operationId = null, string? outcome = null, IReadOnlyList<ExecutionReport>? reports = null)
     {
         var transaction = Db.CreateTransaction();
         transaction.AddCondition(Condition.StringEqual(key, before));
@@ -86,8 +96,33 @@ public sealed class ExecutionStore(IConnectionMultiplexer redis)
         }
 
         _ = transaction.StringSetAsync(key, after.ToByteArray());
+        IndexAssets(transaction, key, after);
+        if (reports is { Count: > 0 })
+        {
+            _ = transaction.ListRightPushAsync(OutboxKey, reports.Select(r => (RedisValue)r.ToByteArray()).ToArray());
+        }
+
         return transaction.ExecuteAsync();
     }
+
+    private static void IndexAssets(ITransaction transaction, string key, LendingAccount account)
+    {
+        foreach (var asset in account.Collateral.Select(c => c.Asset).Append(account.DebtAsset).Where(a => a.Length > 0).Distinct(StringComparer.Ordinal))
+        {
+            _ = transaction.SetAddAsync(LendingAssetKey(asset), key);
+        }
+    }
+
+    /// <summary>The oldest reports in the outbox, each with its stored bytes (what <see cref="RemoveFromOutboxAsync"/> takes).</summary>
+    public async Task<IReadOnlyList<(ExecutionReport Report, RedisValue Raw)>> GetOutboxAsync(int max) =>
+        (await Db.ListRangeAsync(OutboxKey, 0, max - 1)).Select(raw => (ExecutionReport.Parser.ParseFrom((byte[])raw!), raw)).ToArray();
+
+    /// <summary>Removes one published report (by its exact bytes, so replicas relaying the same outbox never drop another's).</summary>
+    public Task RemoveFromOutboxAsync(RedisValue raw) => Db.ListRemoveAsync(OutboxKey, raw, 1);
+
+    /// <summary>Puts reports in the outbox on their own (tests: the state of a crash between commit and publish).</summary>
+    public Task AddToOutboxAsync(IReadOnlyList<ExecutionReport> reports) =>
+        Db.ListRightPushAsync(OutboxKey, reports.Select(r => (RedisValue)r.ToByteArray()).ToArray());
 
     /// <summary>Records a refused operation once (the account is unchanged).</summary>
     public Task RecordLendingOperationAsync(string operationId, string outcome) => Db.HashSetAsync(LendingOpsKey, operationId, outcome, When.NotExists);

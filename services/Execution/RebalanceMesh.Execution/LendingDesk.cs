@@ -18,10 +18,11 @@ namespace RebalanceMesh.Execution;
 /// <summary>
 /// The simulated lending venues' desk: accounts in Redis, loan legs applied once each (operation id = plan and leg)
 /// under optimistic concurrency with liquidations, and liquidation of every account whose health factor falls below
-/// 1 as quotes move (each call published on execution.reports so planning's portfolio follows the venue). The rules
+/// 1 as quotes move (each call reported on execution.reports through the outbox so planning's portfolio follows the
+/// venue). The rules
 /// are <see cref="LendingVenue"/>'s; prices are the consolidated mids of market state, the base currency at 1.
 /// </summary>
-public sealed class LendingDesk(ExecutionStore store, MarketStateStore market, IEventBus bus, IOptions<ExecutionOptions> options, TimeProvider time, ILogger<LendingDesk> logger)
+public sealed class LendingDesk(ExecutionStore store, MarketStateStore market, ReportOutbox outbox, IOptions<ExecutionOptions> options, TimeProvider time, ILogger<LendingDesk> logger)
 {
     private static readonly Meter Meter = new("RebalanceMesh.Execution.Lending");
     private static readonly Counter<long> Operations = Meter.CreateCounter<long>("rebalancemesh.execution.lending_operations", description: "Loan-leg operations on lending venues, by operation and outcome.");
@@ -139,12 +140,13 @@ public sealed class LendingDesk(ExecutionStore store, MarketStateStore market, I
     }
 
     /// <summary>
-    /// Liquidates every account holding or owing one of <paramref name="changed"/> whose health factor is below 1,
-    /// and publishes each call on execution.reports.
+    /// Liquidates every account holding or owing one of <paramref name="changed"/> whose health factor is below 1.
+    /// Each call's report is committed to the outbox with the account it changed, then published on
+    /// execution.reports (a crash in between leaves it to <see cref="ReportOutbox"/>).
     /// </summary>
     public async Task LiquidateAsync(IReadOnlySet<string> changed, CancellationToken cancellationToken)
     {
-        foreach (var key in await store.GetLendingKeysAsync())
+        foreach (var key in await store.GetLendingKeysAsync(changed))
         {
             for (var attempt = 0; attempt < MaxAttempts; attempt++)
             {
@@ -176,44 +178,50 @@ public sealed class LendingDesk(ExecutionStore store, MarketStateStore market, I
                 activity?.SetTag("execution.venue", account.Venue);
                 activity?.SetTag("execution.loan_id", account.LoanId);
                 activity?.SetTag("execution.liquidation_calls", calls.Count);
-                if (!await store.TryUpdateLendingAsync(key, raw, ToWire(after, account.Version + 1)))
+                var reports = calls.Select((call, i) => LiquidationReport(account, position.DebtAsset, call, account.Liquidations + i + 1)).ToArray();
+                if (!await store.TryUpdateLendingAsync(key, raw, ToWire(after, account.Version + 1), reports: reports))
                 {
                     continue; // a loan leg changed it meanwhile: measure again
                 }
 
                 Liquidations.Add(calls.Count, new KeyValuePair<string, object?>("venue", account.Venue));
-                for (var i = 0; i < calls.Count; i++)
+                foreach (var call in calls)
                 {
-                    var call = calls[i];
                     logger.LogWarning("{Venue} liquidated loan {LoanId} of {PortfolioId}: seized {Seized} {Asset}, repaid {Repaid} {DebtAsset}; health factor {Before:F4} → {After:F4}",
                         account.Venue, account.LoanId, account.PortfolioId, call.SeizedQuantity, call.SeizedAsset, call.DebtRepaid, position.DebtAsset, call.HealthFactorBefore, call.HealthFactorAfter);
-                    await bus.PublishAsync(Topics.ExecutionReports, new ExecutionReport
-                    {
-                        ReportId = Guid.NewGuid().ToString("N"),
-                        PortfolioId = account.PortfolioId,
-                        Kind = ReportKind.Liquidation,
-                        ReportedAt = time.GetUtcNow().ToTimestamp(),
-                        Message = string.Create(CultureInfo.InvariantCulture, $"{account.Venue} liquidated loan {account.LoanId}: health factor {call.HealthFactorBefore:F4} → {call.HealthFactorAfter:F4}"),
-                        Liquidation = new Liquidation
-                        {
-                            // Deterministic: the account's liquidation count after this call.
-                            LiquidationId = $"{account.Venue}:{account.PortfolioId}:{account.LoanId}:{account.Liquidations + i + 1}",
-                            Venue = account.Venue,
-                            LoanId = account.LoanId,
-                            SeizedAsset = call.SeizedAsset,
-                            SeizedQuantity = call.SeizedQuantity,
-                            DebtAsset = position.DebtAsset,
-                            DebtRepaid = call.DebtRepaid,
-                            HealthFactorBefore = Finite(call.HealthFactorBefore),
-                            HealthFactorAfter = Finite(call.HealthFactorAfter),
-                            LiquidatedAt = time.GetUtcNow().ToTimestamp(),
-                        },
-                    }, cancellationToken);
                 }
 
+                await outbox.PublishAsync(reports, cancellationToken);
                 break;
             }
         }
+    }
+
+    /// <summary>The report of one liquidation call; its ids are deterministic (the account's liquidation count after it).</summary>
+    private ExecutionReport LiquidationReport(LendingAccount account, string debtAsset, LiquidationEvent call, int number)
+    {
+        var liquidationId = $"{account.Venue}:{account.PortfolioId}:{account.LoanId}:{number}";
+        return new ExecutionReport
+        {
+            ReportId = "liquidation:" + liquidationId,
+            PortfolioId = account.PortfolioId,
+            Kind = ReportKind.Liquidation,
+            ReportedAt = time.GetUtcNow().ToTimestamp(),
+            Message = string.Create(CultureInfo.InvariantCulture, $"{account.Venue} liquidated loan {account.LoanId}: health factor {call.HealthFactorBefore:F4} → {call.HealthFactorAfter:F4}"),
+            Liquidation = new Liquidation
+            {
+                LiquidationId = liquidationId,
+                Venue = account.Venue,
+                LoanId = account.LoanId,
+                SeizedAsset = call.SeizedAsset,
+                SeizedQuantity = call.SeizedQuantity,
+                DebtAsset = debtAsset,
+                DebtRepaid = call.DebtRepaid,
+                HealthFactorBefore = Finite(call.HealthFactorBefore),
+                HealthFactorAfter = Finite(call.HealthFactorAfter),
+                LiquidatedAt = time.GetUtcNow().ToTimestamp(),
+            },
+        };
     }
 
     private async Task<(bool, decimal, string)> RefuseAsync(string operationId, LendingOperation operation, string reason)

@@ -16,6 +16,8 @@ builder.Services.Configure<ExecutionOptions>(builder.Configuration.GetSection("E
 builder.Services.Configure<MarketStateOptions>(builder.Configuration.GetSection("MarketState"));
 builder.Services.AddSingleton<MarketStateStore>();
 builder.Services.AddSingleton<ExecutionStore>();
+builder.Services.AddSingleton<ReportOutbox>();
+builder.Services.AddHostedService(sp => sp.GetRequiredService<ReportOutbox>());
 builder.Services.AddSingleton<LendingDesk>();
 builder.Services.AddScoped<PlanExecutor>();
 builder.Services.AddEventSubscription<PlanApproved, PlanApprovedHandler>(Topics.PlansApproved);

@@ -1,0 +1,71 @@
+using Google.Protobuf;
+using System.Diagnostics.Metrics;
+using RebalanceMesh.Contracts.Events.V1;
+using RebalanceMesh.EventBus;
+
+namespace RebalanceMesh.Execution;
+
+/// <summary>
+/// The transactional outbox of reports that are committed together with the state they report (liquidations: the
+/// venue's account and its reports in one Redis transaction). The committing code publishes at once and removes each
+/// report after it was published; this relay publishes what a crash left behind — entries older than
+/// <see cref="Grace"/> — every second, so no committed liquidation goes unreported. Delivery is at least once: a
+/// report may be published twice (replicas, a crash after publishing), and planning applies each liquidation id once.
+/// </summary>
+public sealed class ReportOutbox(ExecutionStore store, IEventBus bus, TimeProvider time, ILogger<ReportOutbox> logger) : BackgroundService
+{
+    /// <summary>How long an entry is left to the code that committed it before the relay takes it.</summary>
+    public static readonly TimeSpan Grace = TimeSpan.FromSeconds(2);
+
+    private static readonly Meter Meter = new("RebalanceMesh.Execution.Outbox");
+    private static readonly Counter<long> Relayed = Meter.CreateCounter<long>("rebalancemesh.execution.outbox_relayed", description: "Reports the outbox relay published after their committer did not (a crash between commit and publish).");
+
+    /// <summary>Publishes committed reports and takes them out of the outbox.</summary>
+    public async Task PublishAsync(IReadOnlyList<ExecutionReport> reports, CancellationToken cancellationToken)
+    {
+        foreach (var report in reports)
+        {
+            await bus.PublishAsync(Topics.ExecutionReports, report, cancellationToken);
+            await store.RemoveFromOutboxAsync(report.ToByteArray());
+        }
+    }
+
+    /// <summary>One pass: publishes every entry older than the grace period; returns how many.</summary>
+    public async Task<int> RelayAsync(CancellationToken cancellationToken)
+    {
+        var relayed = 0;
+        foreach (var (report, raw) in await store.GetOutboxAsync(100))
+        {
+            if (time.GetUtcNow() - report.ReportedAt.ToDateTimeOffset() < Grace)
+            {
+                continue;
+            }
+
+            using var activity = PlanExecutor.ActivitySource.StartActivity("relay outbox report");
+            activity?.SetTag("execution.report_id", report.ReportId);
+            await bus.PublishAsync(Topics.ExecutionReports, report, cancellationToken);
+            await store.RemoveFromOutboxAsync(raw);
+            logger.LogWarning("Relayed report {ReportId} of {PortfolioId} from the outbox (its committer did not publish it)", report.ReportId, report.PortfolioId);
+            Relayed.Add(1);
+            relayed++;
+        }
+
+        return relayed;
+    }
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        using var timer = new PeriodicTimer(TimeSpan.FromSeconds(1), time);
+        while (await timer.WaitForNextTickAsync(stoppingToken))
+        {
+            try
+            {
+                await RelayAsync(stoppingToken);
+            }
+            catch (Exception ex) when (ex is StackExchange.Redis.RedisException or TimeoutException)
+            {
+                logger.LogWarning(ex, "Outbox relay pass failed; retrying next second");
+            }
+        }
+    }
+}
