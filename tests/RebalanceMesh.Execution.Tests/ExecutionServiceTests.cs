@@ -361,6 +361,49 @@ public sealed class ExecutionServiceTests : IClassFixture<RedisServer>, IAsyncLi
     }
 
     [Fact]
+    public async Task A_hedge_leg_follows_each_slice_of_the_leg_it_hedges()
+    {
+        var market = _server.Services.GetRequiredService<MarketStateStore>();
+        var now = DateTimeOffset.UtcNow.ToTimestamp();
+        await market.WriteQuotesAsync(
+        [
+            new Quote { Venue = "SIM-A", InstrumentId = "DAX-PERP", Bid = 99.9m, Ask = 100.1m, BidSize = 100m, AskSize = 100m, Timestamp = now },
+            new Quote { Venue = "SIM-B", InstrumentId = "DAX-PERP", Bid = 99.8m, Ask = 100.2m, BidSize = 100m, AskSize = 100m, Timestamp = now },
+        ]);
+        var plan = new PlanApproved
+        {
+            PlanId = "plan-hedged",
+            PortfolioId = "p1",
+            TwapSlices = 3,
+            TwapDurationSeconds = 0.6,
+            Legs =
+            {
+                new ApprovedLeg { LegId = "L1", Sequence = 1, InstrumentId = "DAX", Side = Side.Buy, Quantity = 30m, ReferencePrice = 100m },
+                new ApprovedLeg { LegId = "H1", Sequence = 2, InstrumentId = "DAX-PERP", Side = Side.Sell, Quantity = 24m, ReferencePrice = 100m, HedgesLegId = "L1" },
+            },
+        };
+        var bus = _server.Services.GetRequiredService<InMemoryEventBus>();
+        await bus.PublishAsync(Topics.PlansApproved, plan);
+        var execution = await WaitForFinalAsync("plan-hedged");
+
+        // After each 10-unit slice of the buy, the hedge is sold to the same share of its 24 (8, 16, 24): delta never
+        // drifts by more than one slice while the leg executes, instead of by the whole leg until the hedge's turn.
+        Assert.Equal(ExecutionStatus.Completed, execution.Status);
+        Assert.Equal(
+            [("L1-s1", 10m), ("H1-f1", 8m), ("L1-s2", 10m), ("H1-f2", 8m), ("L1-s3", 10m), ("H1-f3", 8m)],
+            execution.Orders.Select(o => (o.ClientOrderId["plan-hedged:".Length..o.ClientOrderId.LastIndexOf("-r", StringComparison.Ordinal)], o.FilledQuantity.ToDecimal())));
+        var legDone = bus.Published.Where(e => e.Topic == Topics.ExecutionReports).Select(e => e.ReadData(ExecutionReport.Parser)).Where(r => r.Kind == ReportKind.LegDone).ToArray();
+        Assert.Equal(["L1", "H1"], legDone.Select(r => r.LegId).Order().Reverse());
+        Assert.All(legDone, r => Assert.Equal(ReportedLegStatus.Filled, r.LegStatus));
+    }
+
+    [Fact]
+    public void A_hedge_target_is_its_share_of_what_the_hedged_leg_filled() =>
+        Assert.Equal(
+            [10m, 2.33333333m, 5m, 5m, 0m],
+            [PlanExecutor.HedgeTarget(30m, 10m, 30m), PlanExecutor.HedgeTarget(7m, 1m, 3m), PlanExecutor.HedgeTarget(5m, 3m, 3m), PlanExecutor.HedgeTarget(5m, 4m, 3m), PlanExecutor.HedgeTarget(5m, 0m, 3m)]);
+
+    [Fact]
     public async Task A_report_committed_but_never_published_is_relayed_from_the_outbox()
     {
         // The state a crash between the Redis commit and the publish leaves: the report sits in the outbox.

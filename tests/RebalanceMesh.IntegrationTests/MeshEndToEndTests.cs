@@ -439,6 +439,7 @@ public sealed class GuardMeshTests(ITestOutputHelper output) : MeshTest(output)
         Assert.Equal(Side.Sell, hedge.Side);
         Assert.Equal(1m, hedge.ContractMultiplier.ToDecimal());
         Assert.Equal(plan.Legs.Single(l => l.InstrumentId == "DAX").Sequence + 1, hedge.Sequence); // right after the leg it hedges
+        Assert.Equal(plan.Legs.Single(l => l.InstrumentId == "DAX").LegId, hedge.HedgesLegId);        // and names it: execution follows its slices
         Assert.Contains(plan.Legs, l => l.InstrumentId == "SMI" && l.Sequence > hedge.Sequence);  // before the unrelated SMI buy
         var daxBought = plan.Legs.Single(l => l.InstrumentId == "DAX").EstimatedNotional.ToDecimal();
         var hedged = hedge.EstimatedNotional.ToDecimal();

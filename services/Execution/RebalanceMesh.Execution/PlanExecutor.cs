@@ -83,6 +83,23 @@ public sealed class PlanExecutor(
                 continue;
             }
 
+            if (leg.HedgesLegId.Length > 0 && execution.Legs.FirstOrDefault(l => l.LegId == leg.HedgesLegId) is { } hedged
+                && hedged.FilledQuantity.ToDecimal() < hedged.Quantity.ToDecimal())
+            {
+                // The leg it hedges ended short: hedge what that leg filled, not what it was to fill.
+                state.Quantity = HedgeTarget(leg.Quantity.ToDecimal(), hedged.FilledQuantity.ToDecimal(), hedged.Quantity.ToDecimal());
+                if (state.Quantity.ToDecimal() <= 0)
+                {
+                    await store.SaveExecutionAsync(execution);
+                    await PublishAsync(plan, leg.LegId, ReportKind.LegDone, r =>
+                    {
+                        r.LegStatus = ReportedLegStatus.Cancelled;
+                        r.Message = $"the leg it hedges ({hedged.LegId}) filled nothing";
+                    }, cancellationToken);
+                    continue;
+                }
+            }
+
             await ExecuteLegAsync(plan, leg, state, execution, cancellationToken);
             await store.SaveExecutionAsync(execution);
         }
@@ -167,33 +184,63 @@ public sealed class PlanExecutor(
         return accepted ? null : reason;
     }
 
+    /// <summary>A trade leg in progress: its market view, venues, the liquidity it took and why it stopped.</summary>
+    private sealed class LegRun(ApprovedLeg leg, LegExecution state)
+    {
+        public ApprovedLeg Leg { get; } = leg;
+
+        public LegExecution State { get; } = state;
+
+        public OrderSide Side { get; } = leg.Side == Contracts.Common.V1.Side.Buy ? OrderSide.Buy : OrderSide.Sell;
+
+        public VenueQuote[] Quotes { get; set; } = [];
+
+        public IReadOnlyList<VenueSpec> Venues { get; set; } = [];
+
+        /// <summary>Venues that rejected this slice's remainder.</summary>
+        public HashSet<string> Excluded { get; } = new(StringComparer.Ordinal);
+
+        /// <summary>Liquidity used per venue since the quotes were read.</summary>
+        public Dictionary<string, decimal> Taken { get; } = new(StringComparer.Ordinal);
+
+        public decimal? Limit { get; set; }
+
+        public string? Stop { get; set; }
+
+        public decimal Filled => State.FilledQuantity.ToDecimal();
+    }
+
+    /// <summary>Reads the market for a trade leg, fixes its arrival price (once) and its limit, and the venues it may use.</summary>
+    private async Task<LegRun> StartLegAsync(PlanApproved plan, ApprovedLeg leg, LegExecution state)
+    {
+        var run = new LegRun(leg, state) { Quotes = await VenueQuotesAsync(leg.InstrumentId) };
+        if (run.Quotes.Length > 0 && (state.ArrivalPrice is null || state.ArrivalPrice.Value.Length == 0))
+        {
+            state.ArrivalPrice = run.Quotes.Max(q => q.Bid) / 2m + (run.Quotes.Min(q => q.Ask) / 2m);
+        }
+
+        // Limit-price protection: no child beyond the plan's maximum slippage from the arrival price.
+        run.Limit = plan.MaxSlippageBps > 0 && DecimalValue.TryParse(state.ArrivalPrice, out var arrivalPrice) && arrivalPrice > 0
+            ? SlippageLimit.For(run.Side, arrivalPrice, plan.MaxSlippageBps)
+            : null;
+        // A leg that names an account (venue) trades only there: units held on a venue are sold on it. Venues taken
+        // down at run time are routed around (and re-checked before every routing).
+        run.Venues = await VenuesAsync(leg.Venue);
+        return run;
+    }
+
     private async Task ExecuteLegAsync(PlanApproved plan, ApprovedLeg leg, LegExecution state, GetPlanExecutionResponse execution, CancellationToken cancellationToken)
     {
         using var activity = ActivitySource.StartActivity("execute leg");
         activity?.SetTag("execution.leg_id", leg.LegId);
         activity?.SetTag("execution.instrument", leg.InstrumentId);
-        var side = leg.Side == Side.Buy ? OrderSide.Buy : OrderSide.Sell;
-        var quotes = await VenueQuotesAsync(leg.InstrumentId);
-        if (quotes.Length > 0 && (state.ArrivalPrice is null || state.ArrivalPrice.Value.Length == 0))
-        {
-            state.ArrivalPrice = quotes.Max(q => q.Bid) / 2m + (quotes.Min(q => q.Ask) / 2m);
-        }
-
-        // Limit-price protection: no child beyond the plan's maximum slippage from the arrival price.
-        decimal? limit = plan.MaxSlippageBps > 0 && DecimalValue.TryParse(state.ArrivalPrice, out var arrivalPrice) && arrivalPrice > 0
-            ? SlippageLimit.For(side, arrivalPrice, plan.MaxSlippageBps)
-            : null;
-        // A leg that names an account (venue) trades only there: units held on a venue are sold on it. Venues taken
-        // down at run time are routed around (and re-checked before every routing).
-        var venues = await VenuesAsync(leg.Venue);
         activity?.SetTag("execution.account", leg.Venue);
-        var excluded = new HashSet<string>(StringComparer.Ordinal);
-        var taken = new Dictionary<string, decimal>(StringComparer.Ordinal); // liquidity used per venue since the quotes were read
-        string? limitStop = null;
+        var run = await StartLegAsync(plan, leg, state);
+
         // Immediate: one slice. TWAP: equal slices at equal intervals; slices already filled (an earlier delivery) are
         // skipped, and a halt or cancel between slices stops the leg.
         // POV: slices of a share of the displayed liquidity at the leg's start, one per interval.
-        var displayed = quotes.Where(q => venues.Any(v => v.VenueId == q.VenueId && v.Available)).Sum(q => side == OrderSide.Buy ? q.AskSize : q.BidSize);
+        var displayed = run.Quotes.Where(q => run.Venues.Any(v => v.VenueId == q.VenueId && v.Available)).Sum(q => run.Side == OrderSide.Buy ? q.AskSize : q.BidSize);
         var schedule = plan.PovRate > 0 && displayed > 0
             ? PovSchedule.Cumulative(state.Quantity.ToDecimal(), displayed, plan.PovRate)
             : TwapSchedule.Cumulative(state.Quantity.ToDecimal(), plan.TwapSlices);
@@ -201,9 +248,9 @@ public sealed class PlanExecutor(
             : plan.PovRate > 0 ? TimeSpan.FromSeconds(plan.PovIntervalSeconds)
             : TimeSpan.FromSeconds(plan.TwapDurationSeconds / schedule.Count);
         activity?.SetTag("execution.slices", schedule.Count);
-        for (var slice = 0; slice < schedule.Count && limitStop is null; slice++)
+        for (var slice = 0; slice < schedule.Count && run.Stop is null; slice++)
         {
-            if (state.FilledQuantity.ToDecimal() >= schedule[slice])
+            if (run.Filled >= schedule[slice])
             {
                 continue;
             }
@@ -213,67 +260,126 @@ public sealed class PlanExecutor(
                 await Task.Delay(interval, time, cancellationToken);
                 if (await StopReasonAsync(plan.PlanId) is { } stop)
                 {
-                    limitStop = $"stopped after {slice} of {schedule.Count} slices: {stop}";
+                    run.Stop = $"stopped after {slice} of {schedule.Count} slices: {stop}";
                     break;
                 }
 
-                quotes = await VenueQuotesAsync(leg.InstrumentId);
-                venues = await VenuesAsync(leg.Venue);
-                excluded.Clear();
-                taken.Clear();
+                await RefreshAsync(run);
             }
 
-            var prefix = schedule.Count > 1 ? $"{leg.LegId}-s{slice + 1}" : leg.LegId;
-            var attempt = 0;
-            while (state.FilledQuantity.ToDecimal() < schedule[slice] && attempt < venues.Count)
-            {
-                attempt++;
-                var remaining = schedule[slice] - state.FilledQuantity.ToDecimal();
-                var usable = venues.Where(v => !excluded.Contains(v.VenueId)).ToArray();
-                var children = SmartOrderRouter.Route(new LegOrder(plan.PlanId, $"{prefix}-r{attempt}", leg.InstrumentId, side, remaining), usable, quotes, limit, taken);
-                if (children.Count == 0)
-                {
-                    if (limit is not null && SmartOrderRouter.Route(new LegOrder(plan.PlanId, leg.LegId, leg.InstrumentId, side, remaining), usable, quotes).Count > 0)
-                    {
-                        limitStop = $"stopped at the limit {limit.Value:0.######} ({plan.MaxSlippageBps} bps from arrival {state.ArrivalPrice.Value}): every remaining venue quotes beyond it";
-                    }
-
-                    break;
-                }
-
-                foreach (var child in children)
-                {
-                    var outcome = await SendAsync(plan, leg, side, child, venues.First(v => v.VenueId == child.VenueId), quotes.FirstOrDefault(q => q.VenueId == child.VenueId), state.ArrivalPrice, limit, taken.GetValueOrDefault(child.VenueId), cancellationToken);
-                    if (outcome.Accepted && outcome.FilledQuantity > 0)
-                    {
-                        taken[outcome.VenueId] = taken.GetValueOrDefault(outcome.VenueId) + outcome.FilledQuantity;
-                        var filled = state.FilledQuantity.ToDecimal();
-                        var average = DecimalValue.TryParse(state.AveragePrice, out var a) ? a : 0m;
-                        state.AveragePrice = (filled * average + outcome.FilledQuantity * outcome.Price) / (filled + outcome.FilledQuantity);
-                        state.FilledQuantity = filled + outcome.FilledQuantity;
-                        state.Fees = state.Fees.ToDecimal() + outcome.Fee;
-                    }
-                    else
-                    {
-                        excluded.Add(child.VenueId);
-                    }
-                }
-
-                venues = await VenuesAsync(leg.Venue); // an outage during the routing shows on the next attempt
-            }
-
-            if (state.FilledQuantity.ToDecimal() < schedule[slice])
+            await RouteUpToAsync(plan, run, schedule[slice], schedule.Count > 1 ? $"{leg.LegId}-s{slice + 1}" : leg.LegId, cancellationToken);
+            await store.SaveExecutionAsync(execution);
+            await FollowWithHedgesAsync(plan, run, execution, slice, cancellationToken);
+            if (run.Filled < schedule[slice])
             {
                 break; // the slice could not fill: the leg ends here and says why
             }
-
-            await store.SaveExecutionAsync(execution);
         }
 
-        var done = state.FilledQuantity.ToDecimal() >= state.Quantity.ToDecimal();
-        if (state.FilledQuantity.ToDecimal() > 0 && DecimalValue.TryParse(state.ArrivalPrice, out var arrival) && arrival > 0)
+        await CompleteLegAsync(plan, run, cancellationToken);
+    }
+
+    /// <summary>Fresh quotes and venue states for the next slice; the liquidity taken from the old quotes no longer counts.</summary>
+    private async Task RefreshAsync(LegRun run)
+    {
+        run.Quotes = await VenueQuotesAsync(run.Leg.InstrumentId);
+        run.Venues = await VenuesAsync(run.Leg.Venue);
+        run.Excluded.Clear();
+        run.Taken.Clear();
+    }
+
+    /// <summary>
+    /// Routes and sends children until the leg has filled <paramref name="target"/> in all, re-routing what a venue
+    /// rejected to the others; stops at the limit price (and says so) or when no venue can take more.
+    /// </summary>
+    private async Task RouteUpToAsync(PlanApproved plan, LegRun run, decimal target, string prefix, CancellationToken cancellationToken)
+    {
+        var attempt = 0;
+        while (run.Filled < target && attempt < run.Venues.Count)
         {
-            var sign = side == OrderSide.Buy ? 1.0 : -1.0;
+            attempt++;
+            var remaining = target - run.Filled;
+            var usable = run.Venues.Where(v => !run.Excluded.Contains(v.VenueId)).ToArray();
+            var children = SmartOrderRouter.Route(new LegOrder(plan.PlanId, $"{prefix}-r{attempt}", run.Leg.InstrumentId, run.Side, remaining), usable, run.Quotes, run.Limit, run.Taken);
+            if (children.Count == 0)
+            {
+                if (run.Limit is not null && SmartOrderRouter.Route(new LegOrder(plan.PlanId, run.Leg.LegId, run.Leg.InstrumentId, run.Side, remaining), usable, run.Quotes).Count > 0)
+                {
+                    run.Stop = $"stopped at the limit {run.Limit.Value:0.######} ({plan.MaxSlippageBps} bps from arrival {run.State.ArrivalPrice.Value}): every remaining venue quotes beyond it";
+                }
+
+                return;
+            }
+
+            foreach (var child in children)
+            {
+                var outcome = await SendAsync(plan, run.Leg, run.Side, child, run.Venues.First(v => v.VenueId == child.VenueId), run.Quotes.FirstOrDefault(q => q.VenueId == child.VenueId), run.State.ArrivalPrice, run.Limit, run.Taken.GetValueOrDefault(child.VenueId), cancellationToken);
+                if (outcome.Accepted && outcome.FilledQuantity > 0)
+                {
+                    run.Taken[outcome.VenueId] = run.Taken.GetValueOrDefault(outcome.VenueId) + outcome.FilledQuantity;
+                    var filled = run.Filled;
+                    var average = DecimalValue.TryParse(run.State.AveragePrice, out var a) ? a : 0m;
+                    run.State.AveragePrice = (filled * average + outcome.FilledQuantity * outcome.Price) / (filled + outcome.FilledQuantity);
+                    run.State.FilledQuantity = filled + outcome.FilledQuantity;
+                    run.State.Fees = run.State.Fees.ToDecimal() + outcome.Fee;
+                }
+                else
+                {
+                    run.Excluded.Add(child.VenueId);
+                }
+            }
+
+            run.Venues = await VenuesAsync(run.Leg.Venue); // an outage during the routing shows on the next attempt
+        }
+    }
+
+    /// <summary>
+    /// After a slice of <paramref name="hedged"/>: each hedge leg that follows it is brought to the same share of its
+    /// quantity as the hedged leg has filled (immediately, across venues), so delta stays within tolerance while the
+    /// hedged leg executes rather than only after it. A hedge that reaches its quantity this way reports its end here.
+    /// </summary>
+    private async Task FollowWithHedgesAsync(PlanApproved plan, LegRun hedged, GetPlanExecutionResponse execution, int slice, CancellationToken cancellationToken)
+    {
+        var quantity = hedged.State.Quantity.ToDecimal();
+        if (quantity <= 0 || hedged.Filled <= 0)
+        {
+            return;
+        }
+
+        foreach (var hedge in plan.Legs.Where(l => l.HedgesLegId == hedged.Leg.LegId && l.Kind is LegKind.Unspecified or LegKind.Trade))
+        {
+            var state = execution.Legs.First(l => l.LegId == hedge.LegId);
+            var target = HedgeTarget(state.Quantity.ToDecimal(), hedged.Filled, quantity);
+            if (state.FilledQuantity.ToDecimal() >= target)
+            {
+                continue;
+            }
+
+            using var activity = ActivitySource.StartActivity("follow with hedge");
+            activity?.SetTag("execution.leg_id", hedge.LegId);
+            activity?.SetTag("execution.hedges_leg_id", hedged.Leg.LegId);
+            var run = await StartLegAsync(plan, hedge, state);
+            await RouteUpToAsync(plan, run, target, $"{hedge.LegId}-f{slice + 1}", cancellationToken);
+            await store.SaveExecutionAsync(execution);
+            if (run.Filled >= state.Quantity.ToDecimal())
+            {
+                await CompleteLegAsync(plan, run, cancellationToken);
+            }
+        }
+    }
+
+    /// <summary>A hedge's cumulative quantity when its hedged leg has filled <paramref name="filled"/> of <paramref name="hedgedQuantity"/> (to 8 decimals, never above the hedge).</summary>
+    public static decimal HedgeTarget(decimal hedgeQuantity, decimal filled, decimal hedgedQuantity) =>
+        filled >= hedgedQuantity ? hedgeQuantity : Math.Min(hedgeQuantity, decimal.Round(hedgeQuantity * filled / hedgedQuantity, 8, MidpointRounding.ToZero));
+
+    /// <summary>The leg's shortfall versus arrival and versus the plan, and its end on execution.reports.</summary>
+    private async Task CompleteLegAsync(PlanApproved plan, LegRun run, CancellationToken cancellationToken)
+    {
+        var (leg, state) = (run.Leg, run.State);
+        var done = run.Filled >= state.Quantity.ToDecimal();
+        if (run.Filled > 0 && DecimalValue.TryParse(state.ArrivalPrice, out var arrival) && arrival > 0)
+        {
+            var sign = run.Side == OrderSide.Buy ? 1.0 : -1.0;
             state.ShortfallBps = sign * (double)((state.AveragePrice.ToDecimal() - arrival) / arrival) * 10_000;
             if (DecimalValue.TryParse(leg.ReferencePrice, out var reference) && reference > 0)
             {
@@ -285,15 +391,15 @@ public sealed class PlanExecutor(
 
         await PublishAsync(plan, leg.LegId, ReportKind.LegDone, r =>
         {
-            r.LegStatus = done ? ReportedLegStatus.Filled : state.FilledQuantity.ToDecimal() > 0 ? ReportedLegStatus.PartiallyFilled : ReportedLegStatus.Rejected;
+            r.LegStatus = done ? ReportedLegStatus.Filled : run.Filled > 0 ? ReportedLegStatus.PartiallyFilled : ReportedLegStatus.Rejected;
             r.ShortfallBps = state.ShortfallBps;
             r.ShortfallVsPlanBps = state.ShortfallVsPlanBps;
             r.Message = done
                 ? $"filled {state.FilledQuantity.Value} at {state.AveragePrice.Value}, shortfall {state.ShortfallBps:F2} bps"
-                : limitStop ?? (venues.Count == 0 ? $"the leg trades in account {leg.Venue}, which is not a venue execution trades on"
-                    : quotes.Length == 0 ? "no venue quotes the instrument"
+                : run.Stop ?? (run.Venues.Count == 0 ? $"the leg trades in account {leg.Venue}, which is not a venue execution trades on"
+                    : run.Quotes.Length == 0 ? "no venue quotes the instrument"
                     : leg.Venue.Length > 0 ? $"venue {leg.Venue}, which holds the account, rejected the remainder or does not quote the instrument"
-                    : state.FilledQuantity.ToDecimal() > 0 ? $"filled {state.FilledQuantity.Value} of {state.Quantity.Value}: the venues' books held no more within their participation caps"
+                    : run.Filled > 0 ? $"filled {state.FilledQuantity.Value} of {state.Quantity.Value}: the venues' books held no more within their participation caps"
                     : "every venue rejected the remainder");
         }, cancellationToken);
     }

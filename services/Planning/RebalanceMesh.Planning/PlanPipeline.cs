@@ -156,12 +156,23 @@ public sealed class PlanPipeline(
         var leading = guardLegs.Count + marginLegs.Count;
         plan.Legs.AddRange(guardLegs.Select((l, i) => l.ToWire($"G{i + 1}", i + 1, costRate, k => $"G{k + 1}")));
         plan.Legs.AddRange(marginLegs.Select((l, i) => l.ToWire($"M{i + 1}", guardLegs.Count + i + 1, costRate)));
-        // Rebalancing legs keep their order (sells before buys); each hedge follows the last leg on its underlying.
+        // Rebalancing legs keep their order (sells before buys); each hedge follows the last leg on its underlying and
+        // names it, so execution sends the hedge in step with that leg's slices.
         var sequence = leading;
+        string? lastRebalancing = null;
         foreach (var (rebalancing, index) in PlanComposer.Interleave(proposal.Legs, hedgeLegs, composed.Marked))
         {
             var wire = rebalancing ? proposal.Legs[index].ToWire() : hedgeLegs[index].ToWire($"H{index + 1}", 0, costRate);
             wire.Sequence = ++sequence;
+            if (rebalancing)
+            {
+                lastRebalancing = wire.LegId;
+            }
+            else if (lastRebalancing is not null)
+            {
+                wire.HedgesLegId = lastRebalancing;
+            }
+
             plan.Legs.Add(wire);
         }
 

@@ -98,6 +98,7 @@ public sealed class PlanSubmitter(PlanningStore store, PlanPipeline pipeline, IE
             LoanId = l.LoanId,
             Venue = l.Venue,
             FundedByLegId = l.FundedByLegId,
+            HedgesLegId = l.HedgesLegId,
         }));
         return approved;
     }
