@@ -403,6 +403,115 @@ public sealed class ExecutionServiceTests : IClassFixture<RedisServer>, IAsyncLi
             [10m, 2.33333333m, 5m, 5m, 0m],
             [PlanExecutor.HedgeTarget(30m, 10m, 30m), PlanExecutor.HedgeTarget(7m, 1m, 3m), PlanExecutor.HedgeTarget(5m, 3m, 3m), PlanExecutor.HedgeTarget(5m, 4m, 3m), PlanExecutor.HedgeTarget(5m, 0m, 3m)]);
 
+    private static VenueMarginAccount ShortPerpAccount(string portfolioId) => new()
+    {
+        Venue = "SIM-B",
+        PortfolioId = portfolioId,
+        BaseCurrency = "EUR",
+        Collateral = 1_000m,
+        Positions = { new VenueMarginPosition { InstrumentId = "DAX-PERP", Quantity = -10m, EntryPrice = 100m } },
+    };
+
+    private async Task QuotePerpAsync(decimal mid, bool publish)
+    {
+        var market = _server.Services.GetRequiredService<MarketStateStore>();
+        var now = DateTimeOffset.UtcNow.ToTimestamp();
+        var changed = await market.WriteQuotesAsync(
+        [
+            new Quote { Venue = "SIM-A", InstrumentId = "DAX-PERP", Bid = mid - 0.1m, Ask = mid + 0.1m, BidSize = 100m, AskSize = 100m, Timestamp = now },
+            new Quote { Venue = "SIM-B", InstrumentId = "DAX-PERP", Bid = mid - 0.1m, Ask = mid + 0.1m, BidSize = 100m, AskSize = 100m, Timestamp = now },
+        ]);
+        if (publish)
+        {
+            var quotes = new QuotesUpdated { AsOf = now };
+            quotes.Prices.AddRange(changed);
+            var bus = _server.Services.GetRequiredService<InMemoryEventBus>();
+            await bus.PublishAsync(Topics.MarketQuotes, quotes);
+            await bus.PublishAsync(Topics.MarketQuotes, quotes); // twice: liquidated once
+        }
+    }
+
+    [Fact]
+    public async Task A_margin_account_below_maintenance_is_liquidated_by_its_venue_unless_topped_up_in_time()
+    {
+        await QuotePerpAsync(100m, publish: false);
+        var opened = (await _client.OpenMarginAccountAsync(new OpenMarginAccountRequest { Account = ShortPerpAccount("p-open") })).Account;
+        Assert.Equal((1_000m, 50m, 20.0), (opened.Equity.ToDecimal(), opened.MaintenanceMargin.ToDecimal(), opened.MarginRatio)); // 10 × 100 × 5 %
+        await _client.OpenMarginAccountAsync(new OpenMarginAccountRequest { Account = ShortPerpAccount("p-topped") });
+
+        // The plan of p-topped tops its account up by 100 (applied once, though delivered twice).
+        var bus = _server.Services.GetRequiredService<InMemoryEventBus>();
+        var topUp = new PlanApproved
+        {
+            PlanId = "plan-top-up",
+            PortfolioId = "p-topped",
+            Legs = { new ApprovedLeg { LegId = "M1", Sequence = 1, InstrumentId = "EUR", Kind = LegKind.MarginTopUp, Venue = "SIM-B", Quantity = 100m, ReferencePrice = 1m } },
+        };
+        await bus.PublishAsync(Topics.PlansApproved, topUp);
+        Assert.Equal(ExecutionStatus.Completed, (await WaitForFinalAsync("plan-top-up")).Status);
+        await bus.PublishAsync(Topics.PlansApproved, topUp);
+        Assert.Equal(1_100m, (await _client.GetMarginAccountAsync(new GetMarginAccountRequest { Venue = "SIM-B", PortfolioId = "p-topped" })).Account.Collateral.ToDecimal());
+
+        // The perpetual rallies to 195: p-open's equity 1,000 − 950 = 50 < maintenance 97.5 → SIM-B closes the short at
+        // 195 with its 1.25 % fee (24.375): collateral 1,000 − 950 − 24.375 = 25.625. p-topped's equity 150 ≥ 97.5 stays.
+        await QuotePerpAsync(195m, publish: true);
+        MarginLiquidation? liquidation = null;
+        for (var i = 0; i < 100 && liquidation is null; i++)
+        {
+            await Task.Delay(50);
+            liquidation = bus.Published.Where(e => e.Topic == Topics.ExecutionReports).Select(e => e.ReadData(ExecutionReport.Parser))
+                .FirstOrDefault(r => r.Kind == ReportKind.MarginLiquidation)?.MarginLiquidation;
+        }
+
+        Assert.NotNull(liquidation);
+        Assert.Equal(("SIM-B:p-open:margin:1", "DAX-PERP", 10m, 195m, 24.375m, -950m), (liquidation.LiquidationId, liquidation.InstrumentId, liquidation.ClosedQuantity.ToDecimal(), liquidation.Price.ToDecimal(), liquidation.Fee.ToDecimal(), liquidation.RealizedPnl.ToDecimal()));
+        Assert.Equal(50.0 / 97.5, liquidation.RatioBefore, 9);
+        await Task.Delay(300);
+        Assert.Single(bus.Published.Where(e => e.Topic == Topics.ExecutionReports).Select(e => e.ReadData(ExecutionReport.Parser)), r => r.Kind == ReportKind.MarginLiquidation);
+        var liquidated = (await _client.GetMarginAccountAsync(new GetMarginAccountRequest { Venue = "SIM-B", PortfolioId = "p-open" })).Account;
+        Assert.Equal((25.625m, 0, 1), (liquidated.Collateral.ToDecimal(), liquidated.Positions.Count, liquidated.Liquidations));
+        var topped = (await _client.GetMarginAccountAsync(new GetMarginAccountRequest { Venue = "SIM-B", PortfolioId = "p-topped" })).Account;
+        Assert.Equal(0, topped.Liquidations);
+        Assert.Equal(150.0 / 97.5, topped.MarginRatio, 9);
+    }
+
+    [Fact]
+    public async Task A_perpetual_fill_in_a_venue_account_moves_its_margin_account_once()
+    {
+        await QuotePerpAsync(100m, publish: false);
+        await _server.Services.GetRequiredService<MarketStateStore>().UpsertInstrumentsAsync([new Instrument { InstrumentId = "DAX-PERP", Kind = InstrumentKind.Perpetual, UnderlyingId = "DAX", Multiplier = 1m, QuoteCurrency = "EUR" }]);
+        await _client.OpenMarginAccountAsync(new OpenMarginAccountRequest { Account = ShortPerpAccount("p-fill") });
+        var plan = new PlanApproved
+        {
+            PlanId = "plan-perp",
+            PortfolioId = "p-fill",
+            Legs = { new ApprovedLeg { LegId = "L1", Sequence = 1, InstrumentId = "DAX-PERP", Side = Side.Buy, Quantity = 5m, ReferencePrice = 100m, Venue = "SIM-B" } },
+        };
+        var bus = _server.Services.GetRequiredService<InMemoryEventBus>();
+        await bus.PublishAsync(Topics.PlansApproved, plan);
+        Assert.Equal(ExecutionStatus.Completed, (await WaitForFinalAsync("plan-perp")).Status);
+        await bus.PublishAsync(Topics.PlansApproved, plan); // redelivered: the fill is not applied again
+
+        // Buying 5 back at SIM-B's ask 100.1 closes half the short: realised (100.1 − 100) × −5 = −0.5, fee 5 × 100.1 ×
+        // 5 bps = 0.25025; collateral 1,000 − 0.5 − 0.25025.
+        var account = (await _client.GetMarginAccountAsync(new GetMarginAccountRequest { Venue = "SIM-B", PortfolioId = "p-fill" })).Account;
+        Assert.Equal((-5m, 100m, 999.24975m), (account.Positions.Single().Quantity.ToDecimal(), account.Positions.Single().EntryPrice.ToDecimal(), account.Collateral.ToDecimal()));
+    }
+
+    [Fact]
+    public async Task Margin_RPCs_validate_input()
+    {
+        var bad = ShortPerpAccount("p1");
+        bad.Venue = "LEND-A";
+        bad.Collateral = -1m;
+        bad.Positions.Add(new VenueMarginPosition { InstrumentId = "DAX-PERP", Quantity = 0m, EntryPrice = 0m });
+        var fields = await RpcAssert.InvalidArgumentAsync(() => _client.OpenMarginAccountAsync(new OpenMarginAccountRequest { Account = bad }).ResponseAsync, "account.venue");
+        Assert.Equal(["account.venue", "account.collateral", "account.positions[1].instrument_id", "account.positions[1].quantity", "account.positions[1].entry_price"], fields);
+        await RpcAssert.InvalidArgumentAsync(() => _client.OpenMarginAccountAsync(new OpenMarginAccountRequest()).ResponseAsync, "account");
+        await RpcAssert.InvalidArgumentAsync(() => _client.GetMarginAccountAsync(new GetMarginAccountRequest { Venue = "SIM-B" }).ResponseAsync, "portfolio_id");
+        await RpcAssert.StatusAsync(() => _client.GetMarginAccountAsync(new GetMarginAccountRequest { Venue = "SIM-B", PortfolioId = "none" }).ResponseAsync, StatusCode.NotFound);
+    }
+
     [Fact]
     public async Task A_report_committed_but_never_published_is_relayed_from_the_outbox()
     {

@@ -60,6 +60,10 @@ public sealed class RequestValidator
         return true;
     }
 
+    /// <summary>Currency code rule (base currencies, collateral): 3 to 8 upper-case ASCII letters.</summary>
+    public bool RequireCurrency(string? value, string field)
+        => Require(value is { Length: >= 3 and <= 8 } && value.All(char.IsAsciiLetterUpper), field, "must be 3 to 8 upper-case letters");
+
     public bool RequireFinite(double value, string field)
         => Require(double.IsFinite(value), field, "must be a finite number");
 

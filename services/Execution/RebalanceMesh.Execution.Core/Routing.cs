@@ -11,7 +11,7 @@ public enum OrderSide
 /// <param name="Book">Depth beyond the quoted touch; null is the touch alone.</param>
 /// <param name="LatencyMs">Simulated round trip of one order.</param>
 /// <param name="ParticipationCap">Largest share of the venue's displayed depth (within the limit) one routing takes.</param>
-public sealed record VenueSpec(string VenueId, double TakerFeeBps, double MakerFeeBps, bool Available = true, BookProfile? Book = null, int LatencyMs = 0, double ParticipationCap = 1.0)
+public sealed record VenueSpec(string VenueId, double TakerFeeBps, double MakerFeeBps, bool Available = true, BookProfile? Book = null, int LatencyMs = 0, double ParticipationCap = 1.0, MarginTerms? Margin = null)
 {
     /// <summary>The venue's book for a quote.</summary>
     public OrderBook BookOf(VenueQuote quote) => OrderBook.FromQuote(quote, Book ?? new BookProfile(Levels: 1));

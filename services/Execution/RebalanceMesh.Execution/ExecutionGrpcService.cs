@@ -6,7 +6,7 @@ using RebalanceMesh.Domain;
 namespace RebalanceMesh.Execution;
 
 /// <summary>gRPC surface of execution.</summary>
-public sealed class ExecutionGrpcService(ExecutionStore store, LendingDesk lending, RebalanceMesh.MarketState.MarketStateStore market, IOptions<ExecutionOptions> options, ILogger<ExecutionGrpcService> logger) : ExecutionService.ExecutionServiceBase
+public sealed class ExecutionGrpcService(ExecutionStore store, LendingDesk lending, MarginDesk margin, RebalanceMesh.MarketState.MarketStateStore market, IOptions<ExecutionOptions> options, ILogger<ExecutionGrpcService> logger) : ExecutionService.ExecutionServiceBase
 {
     public override async Task<OpenLendingAccountResponse> OpenLendingAccount(OpenLendingAccountRequest request, ServerCallContext context)
     {
@@ -30,6 +30,29 @@ public sealed class ExecutionGrpcService(ExecutionStore store, LendingDesk lendi
         var account = await lending.GetAsync(request.Venue, request.PortfolioId, request.LoanId)
             ?? throw DomainException.NotFound($"Loan '{request.LoanId}' of portfolio '{request.PortfolioId}' on {request.Venue}");
         return new GetLendingAccountResponse { Account = account };
+    }
+
+    public override async Task<OpenMarginAccountResponse> OpenMarginAccount(OpenMarginAccountRequest request, ServerCallContext context)
+    {
+        if (request.Account is null)
+        {
+            var check = new RequestValidator();
+            check.Require(false, "account", "is required");
+            check.ThrowIfInvalid();
+        }
+
+        return new OpenMarginAccountResponse { Account = await margin.OpenAsync(request.Account!) };
+    }
+
+    public override async Task<GetMarginAccountResponse> GetMarginAccount(GetMarginAccountRequest request, ServerCallContext context)
+    {
+        var check = new RequestValidator();
+        check.RequireIdentifier(request.Venue, "venue");
+        check.RequireIdentifier(request.PortfolioId, "portfolio_id");
+        check.ThrowIfInvalid();
+        var account = await margin.GetAsync(request.Venue, request.PortfolioId)
+            ?? throw DomainException.NotFound($"Margin account of portfolio '{request.PortfolioId}' on {request.Venue}");
+        return new GetMarginAccountResponse { Account = account };
     }
 
     public override async Task<GetPlanExecutionResponse> GetPlanExecution(GetPlanExecutionRequest request, ServerCallContext context)

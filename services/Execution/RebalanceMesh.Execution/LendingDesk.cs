@@ -39,7 +39,7 @@ public sealed class LendingDesk(ExecutionStore store, MarketStateStore market, R
         check.Require(account.Venue.Length == 0 || venue is not null, "account.venue", "is not a lending venue: " + string.Join(", ", options.Value.LendingVenues.Select(v => v.VenueId)));
         check.RequireIdentifier(account.PortfolioId, "account.portfolio_id");
         check.RequireIdentifier(account.LoanId, "account.loan_id");
-        check.Require(account.BaseCurrency.Length is >= 3 and <= 8 && account.BaseCurrency.All(char.IsAsciiLetterUpper), "account.base_currency", "must be 3 to 8 upper-case letters");
+        check.RequireCurrency(account.BaseCurrency, "account.base_currency");
         check.RequireCount(account.Collateral.Count, 20, "account.collateral");
         var assets = new HashSet<string>(StringComparer.Ordinal);
         for (var i = 0; i < account.Collateral.Count && i < 20; i++)
@@ -288,9 +288,13 @@ public sealed class LendingDesk(ExecutionStore store, MarketStateStore market, R
     }
 }
 
-/// <summary>Runs the lending venues' liquidations on every market.quotes event.</summary>
-public sealed class LiquidationMonitor(LendingDesk desk) : IEventHandler<QuotesUpdated>
+/// <summary>Runs the lending venues' and the trading venues' margin liquidations on every market.quotes event.</summary>
+public sealed class LiquidationMonitor(LendingDesk lending, MarginDesk margin) : IEventHandler<QuotesUpdated>
 {
-    public Task HandleAsync(QuotesUpdated message, EventContext context, CancellationToken cancellationToken) =>
-        desk.LiquidateAsync(message.Prices.Select(p => p.InstrumentId).ToHashSet(StringComparer.Ordinal), cancellationToken);
+    public async Task HandleAsync(QuotesUpdated message, EventContext context, CancellationToken cancellationToken)
+    {
+        var changed = message.Prices.Select(p => p.InstrumentId).ToHashSet(StringComparer.Ordinal);
+        await lending.LiquidateAsync(changed, cancellationToken);
+        await margin.LiquidateAsync(changed, cancellationToken);
+    }
 }

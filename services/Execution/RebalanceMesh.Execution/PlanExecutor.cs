@@ -23,6 +23,7 @@ public sealed class PlanExecutor(
     ExecutionStore store,
     MarketStateStore market,
     LendingDesk lending,
+    MarginDesk margin,
     IEventBus bus,
     IOptions<ExecutionOptions> options,
     TimeProvider time,
@@ -60,7 +61,8 @@ public sealed class PlanExecutor(
             stopReason ??= await StopReasonAsync(plan.PlanId);
             if (stopReason is null && leg.Kind is not (LegKind.Unspecified or LegKind.Trade))
             {
-                // Loan legs (repay, supply, withdraw, borrow) act on the lending venue. A refusal stops the plan: what
+                // Loan legs (repay, supply, withdraw, borrow) act on the lending venue, margin top-ups on the trading venue's
+                // margin account. A refusal stops the plan: what
                 // follows (the sale that was to repay, the rebalancing planned after the guard) depends on it.
                 var refused = await ExecuteLoanLegAsync(plan, leg, state, execution, cancellationToken);
                 await store.SaveExecutionAsync(execution);
@@ -127,7 +129,8 @@ public sealed class PlanExecutor(
     }
 
     /// <summary>
-    /// A loan leg on its lending venue, once: its fill (the units moved, at the leg's reference price, no fee) and its
+    /// A loan leg on its lending venue (or a margin top-up on its trading venue), once: its fill (the units moved, at the
+    /// leg's reference price, no fee) and its
     /// outcome are reported like a trade's. Returns the venue's reason when it refused.
     /// </summary>
     private async Task<string?> ExecuteLoanLegAsync(PlanApproved plan, ApprovedLeg leg, LegExecution state, GetPlanExecutionResponse execution, CancellationToken cancellationToken)
@@ -157,13 +160,15 @@ public sealed class PlanExecutor(
             state.Quantity = capped; // the leg is complete once it repays what the sale raised
         }
 
-        var (accepted, quantity, reason) = await lending.ApplyLegAsync(plan.PortfolioId, plan.PlanId, leg);
+        var (accepted, quantity, reason) = leg.Kind == LegKind.MarginTopUp
+            ? await margin.TopUpAsync(plan.PortfolioId, plan.PlanId, leg)
+            : await lending.ApplyLegAsync(plan.PortfolioId, plan.PlanId, leg);
         if (accepted)
         {
             var now = time.GetUtcNow().ToTimestamp();
             await PublishAsync(plan, leg.LegId, ReportKind.Fill, r => r.Fill = new Fill
             {
-                FillId = $"{plan.PlanId}:{leg.LegId}:loan",
+                FillId = $"{plan.PlanId}:{leg.LegId}:{(leg.Kind == LegKind.MarginTopUp ? "top-up" : "loan")}",
                 ClientOrderId = $"{plan.PlanId}:{leg.LegId}",
                 Venue = leg.Venue,
                 InstrumentId = leg.InstrumentId,
@@ -483,6 +488,11 @@ public sealed class PlanExecutor(
         order.UpdatedAt = time.GetUtcNow().ToTimestamp();
         await store.SaveOrderAsync(order);
         Fills.Add(1, new KeyValuePair<string, object?>("venue", venue.VenueId));
+        if (leg.Venue.Length > 0)
+        {
+            // A leg in a venue account: a margined contract moves the portfolio's margin account there (once per order).
+            await margin.ApplyFillAsync(plan.PortfolioId, order.Venue, leg.InstrumentId, (side == OrderSide.Buy ? 1 : -1) * execution.FilledQuantity, execution.Price, execution.Fee, order.ClientOrderId);
+        }
 
         await PublishFillAsync(plan, leg, order, cancellationToken);
         return execution;

@@ -19,6 +19,7 @@ builder.Services.AddSingleton<ExecutionStore>();
 builder.Services.AddSingleton<ReportOutbox>();
 builder.Services.AddHostedService(sp => sp.GetRequiredService<ReportOutbox>());
 builder.Services.AddSingleton<LendingDesk>();
+builder.Services.AddSingleton<MarginDesk>();
 builder.Services.AddScoped<PlanExecutor>();
 builder.Services.AddEventSubscription<PlanApproved, PlanApprovedHandler>(Topics.PlansApproved);
 builder.Services.AddEventSubscription<TradingHaltChanged, TradingHaltHandler>(Topics.PlansHalted);

@@ -40,8 +40,14 @@ public sealed record InstrumentMark(decimal UnitPrice, bool Margined = false, de
 /// </summary>
 /// <param name="Cash">Cash in the base currency: what pays for trades.</param>
 /// <param name="CashBalances">Cash in other currencies, valued at pricing's quote of each currency code.</param>
-public sealed record PortfolioSnapshot(string PortfolioId, IReadOnlyList<Holding> Holdings, decimal Cash, long Version, IReadOnlyList<Loan>? Loans = null, string BaseCurrency = "", IReadOnlyList<CashBalance>? CashBalances = null)
+/// <param name="MarginAccounts">Base-currency collateral posted in venues' margin accounts for the margined contracts held there.</param>
+public sealed record PortfolioSnapshot(string PortfolioId, IReadOnlyList<Holding> Holdings, decimal Cash, long Version, IReadOnlyList<Loan>? Loans = null, string BaseCurrency = "", IReadOnlyList<CashBalance>? CashBalances = null, IReadOnlyList<MarginCollateral>? MarginAccounts = null)
 {
+    public IReadOnlyList<MarginCollateral> MarginAccountList => MarginAccounts ?? [];
+
+    /// <summary>Collateral in every margin account.</summary>
+    public decimal MarginCollateralTotal => MarginAccountList.Sum(a => a.Collateral);
+
     public IReadOnlyList<Loan> LoanList => Loans ?? [];
 
     public IReadOnlyList<CashBalance> ForeignCash => CashBalances ?? [];
@@ -53,6 +59,9 @@ public sealed record PortfolioSnapshot(string PortfolioId, IReadOnlyList<Holding
     public IEnumerable<string> LoanInstruments =>
         LoanList.SelectMany(l => l.Collateral.Select(c => c.Asset).Append(l.DebtAsset)).Where(a => a.Length > 0 && a != BaseCurrency).Distinct(StringComparer.Ordinal);
 }
+
+/// <summary>Collateral (base currency) in the margin account a venue keeps for the margined contracts held with it.</summary>
+public sealed record MarginCollateral(string Venue, decimal Collateral);
 
 /// <summary>Cash in a currency other than the base currency.</summary>
 public sealed record CashBalance(string Currency, decimal Amount);
@@ -158,13 +167,14 @@ public sealed record AccountQuantity(string Venue, decimal Quantity);
 /// A portfolio marked to market: positions (held or targeted, summed over accounts), base-currency cash, cash in
 /// other currencies at their exchange rates, and net value (all of it, in the base currency).
 /// </summary>
-public sealed record MarkedPortfolio(IReadOnlyList<MarkedPosition> Positions, decimal Cash, decimal NetValue, IReadOnlyList<MarkedCash>? ForeignCash = null)
+/// <param name="MarginCollateral">Collateral in venues' margin accounts: part of net value, not available to pay for trades.</param>
+public sealed record MarkedPortfolio(IReadOnlyList<MarkedPosition> Positions, decimal Cash, decimal NetValue, IReadOnlyList<MarkedCash>? ForeignCash = null, decimal MarginCollateral = 0)
 {
     /// <summary>Weight of base-currency cash, the cash that pays for trades.</summary>
     public double CashWeight => NetValue != 0 ? (double)(Cash / NetValue) : 0;
 
     /// <summary>Weight of cash in every currency: what a policy's cash target is measured against.</summary>
-    public double TotalCashWeight => NetValue != 0 ? (double)((Cash + (ForeignCash?.Sum(c => c.Value) ?? 0m)) / NetValue) : 0;
+    public double TotalCashWeight => NetValue != 0 ? (double)((Cash + MarginCollateral + (ForeignCash?.Sum(c => c.Value) ?? 0m)) / NetValue) : 0;
 
     public MarkedPosition? Find(string instrument) => Positions.FirstOrDefault(p => p.InstrumentId == instrument);
 }

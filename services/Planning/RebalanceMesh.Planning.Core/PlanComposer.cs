@@ -108,7 +108,7 @@ public sealed record ComposedPlan(
 
     public IReadOnlyList<MarginLeg> MarginLegs => Margin?.Legs ?? [];
 
-    public bool HasLegs => Proposal.HasTrades || GuardLegs.Count > 0 || MarginLegs.Count > 0 || Hedges.Count > 0;
+    public bool HasLegs => Proposal.HasTrades || GuardLegs.Count > 0 || Margin?.Acts == true || Hedges.Count > 0;
 }
 
 /// <summary>
@@ -300,7 +300,7 @@ public static class PlanComposer
 
     /// <summary>The margin guard's plan for the portfolio's margined contracts, when the policy has a margin band.</summary>
     public static MarginPlan? Margin(MarkedPortfolio marked, PortfolioSnapshot snapshot, TargetPolicy policy, IReadOnlyDictionary<string, InstrumentMark> marks) =>
-        policy.Margin is { } band ? MarginGuard.Plan(marked, snapshot.Holdings, marks, band, policy.CostRate) : null;
+        policy.Margin is { } band ? MarginGuard.Plan(marked, snapshot.Holdings, marks, band, policy.CostRate, snapshot.MarginAccountList, snapshot.Cash) : null;
 
     /// <summary>
     /// The policy's delta hedges, measured on the portfolio after <paramref name="legs"/> (each leg moves delta by its

@@ -127,9 +127,9 @@ public static class PortfolioLedger
 
     /// <summary>
     /// A fill of a margined contract (perpetual, future): no notional changes hands. Adding to a position moves its
-    /// entry price to the quantity-weighted average; reducing it realises (price − entry) × closed × multiplier into
-    /// cash (flipping sides opens the rest at the fill price); the fee is paid in cash. Each account (venue) keeps its
-    /// own position and entry price.
+    /// entry price to the quantity-weighted average; reducing it realises (price − entry) × closed × multiplier
+    /// (flipping sides opens the rest at the fill price); profit, loss and fee settle in the venue's margin account when
+    /// the portfolio has one there, else in cash. Each account (venue) keeps its own position and entry price.
     /// </summary>
     public static PortfolioSnapshot ApplyMarginedFill(PortfolioSnapshot portfolio, string instrument, TradeSide side, decimal quantity, decimal price, decimal fee, decimal multiplier, string venue = "")
     {
@@ -144,7 +144,7 @@ public static class PortfolioLedger
         var before = holdings.GetValueOrDefault(key) ?? new Holding(instrument, 0m, Venue: venue);
         var held = before.Quantity;
         var entry = before.EntryPrice ?? price;
-        var cash = portfolio.Cash - fee;
+        var settled = -fee;
         decimal newEntry;
         if (held == 0 || Math.Sign(held) == Math.Sign(signed))
         {
@@ -153,12 +153,66 @@ public static class PortfolioLedger
         else
         {
             var closed = Math.Min(quantity, Math.Abs(held));
-            cash += closed * (price - entry) * multiplier * Math.Sign(held);
+            settled += closed * (price - entry) * multiplier * Math.Sign(held);
             newEntry = quantity > Math.Abs(held) ? price : entry;
         }
 
         holdings[key] = before with { Quantity = held + signed, EntryPrice = held + signed == 0 ? null : newEntry };
-        return portfolio with { Holdings = Ordered(holdings), Cash = cash };
+        return Settle(portfolio with { Holdings = Ordered(holdings) }, venue, settled);
+    }
+
+    /// <summary>Base-currency cash moved into the margin account on <paramref name="venue"/> (opened when it has none).</summary>
+    public static PortfolioSnapshot ApplyMarginTopUp(PortfolioSnapshot portfolio, string venue, decimal amount)
+    {
+        if (amount <= 0)
+        {
+            throw new ArgumentOutOfRangeException(nameof(amount), "A top-up moves a positive amount.");
+        }
+
+        var accounts = portfolio.MarginAccountList.ToList();
+        var index = accounts.FindIndex(a => a.Venue == venue);
+        if (index < 0)
+        {
+            accounts.Add(new MarginCollateral(venue, amount));
+        }
+        else
+        {
+            accounts[index] = accounts[index] with { Collateral = accounts[index].Collateral + amount };
+        }
+
+        return portfolio with { Cash = portfolio.Cash - amount, MarginAccounts = accounts.OrderBy(a => a.Venue, StringComparer.Ordinal).ToArray() };
+    }
+
+    /// <summary>
+    /// A position a venue liquidated: the account's position moves by <paramref name="closedQuantity"/> (its entry
+    /// unchanged), the realised profit less the venue's fee settles in the venue's margin account (or cash without one).
+    /// </summary>
+    public static PortfolioSnapshot ApplyMarginLiquidation(PortfolioSnapshot portfolio, string venue, string instrument, decimal closedQuantity, decimal realizedPnl, decimal fee)
+    {
+        var holdings = Accounts(portfolio);
+        var key = (instrument, venue);
+        if (holdings.GetValueOrDefault(key) is { } before)
+        {
+            var after = before.Quantity + closedQuantity;
+            holdings[key] = before with { Quantity = after, EntryPrice = after == 0 ? null : before.EntryPrice };
+        }
+
+        return Settle(portfolio with { Holdings = Ordered(holdings) }, venue, realizedPnl - fee);
+    }
+
+    /// <summary>Profit, loss and fees of margined contracts settle in the venue's margin account when there is one, else in cash.</summary>
+    private static PortfolioSnapshot Settle(PortfolioSnapshot portfolio, string venue, decimal amount)
+    {
+        var accounts = portfolio.MarginAccountList;
+        var index = accounts.ToList().FindIndex(a => a.Venue == venue);
+        if (venue.Length == 0 || index < 0)
+        {
+            return portfolio with { Cash = portfolio.Cash + amount };
+        }
+
+        var updated = accounts.ToArray();
+        updated[index] = updated[index] with { Collateral = updated[index].Collateral + amount };
+        return portfolio with { MarginAccounts = updated };
     }
 
     /// <summary>Volume-weighted average price after adding a fill.</summary>

@@ -28,7 +28,7 @@ public static class PortfolioMarking
         var holdings = portfolio.Holdings.ToLookup(h => h.InstrumentId, StringComparer.Ordinal);
         var values = instruments.Select(i => holdings[i].Sum(h => Value(h, prices[i]))).ToArray();
         var foreign = portfolio.ForeignCash.Select(c => (c.Currency, c.Amount, Rate: prices[c.Currency].UnitPrice)).ToArray();
-        var net = values.Sum() + portfolio.Cash + foreign.Sum(c => c.Amount * c.Rate);
+        var net = values.Sum() + portfolio.Cash + portfolio.MarginCollateralTotal + foreign.Sum(c => c.Amount * c.Rate);
         var positions = instruments.Select((id, k) =>
         {
             var quantity = holdings[id].Sum(h => h.Quantity);
@@ -44,7 +44,7 @@ public static class PortfolioMarking
                 holdings[id].Select(h => new AccountQuantity(h.Venue, h.Quantity)).OrderByDescending(a => Math.Abs(a.Quantity)).ThenBy(a => a.Venue, StringComparer.Ordinal).ToArray());
         }).ToArray();
         var cash = foreign.Select(c => new MarkedCash(c.Currency, c.Amount, c.Rate, c.Amount * c.Rate, net != 0 ? (double)(c.Amount * c.Rate / net) : 0)).ToArray();
-        return new MarkedPortfolio(positions, portfolio.Cash, net, cash);
+        return new MarkedPortfolio(positions, portfolio.Cash, net, cash, portfolio.MarginCollateralTotal);
     }
 
     private static decimal Value(Holding holding, InstrumentMark mark)

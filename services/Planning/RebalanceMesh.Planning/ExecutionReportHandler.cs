@@ -20,6 +20,12 @@ public sealed class ExecutionReportHandler(PlanningStore store, ILogger<Executio
             return;
         }
 
+        if (report.Kind == ReportKind.MarginLiquidation)
+        {
+            await ApplyMarginLiquidationAsync(report);
+            return;
+        }
+
         if (await store.GetPlanAsync(report.PlanId) is not { } stored)
         {
             logger.LogWarning("Execution report {ReportId} names unknown plan {PlanId}; ignored", report.ReportId, report.PlanId);
@@ -121,6 +127,38 @@ public sealed class ExecutionReportHandler(PlanningStore store, ILogger<Executio
     }
 
     /// <summary>
+    /// A trading venue closed a margined position below its maintenance margin: the position in that venue's account
+    /// moves by the closed quantity and the realised profit less the fee settles in the account's collateral, once per
+    /// liquidation id. Logged as a warning: the margin guard did not protect the account.
+    /// </summary>
+    private async Task ApplyMarginLiquidationAsync(ExecutionReport report)
+    {
+        if (report.MarginLiquidation is not { } liquidation || liquidation.LiquidationId.Length == 0 || report.PortfolioId.Length == 0 || liquidation.InstrumentId.Length == 0
+            || !DecimalValue.TryParse(liquidation.ClosedQuantity, out var closed)
+            || !DecimalValue.TryParse(liquidation.RealizedPnl, out var realized)
+            || !DecimalValue.TryParse(liquidation.Fee, out var fee) || fee < 0)
+        {
+            throw new MalformedEventException($"Margin liquidation report {report.ReportId} needs a portfolio, a liquidation id, an instrument and amounts.");
+        }
+
+        Portfolio Apply(Portfolio portfolio) =>
+            portfolio.WithHoldings(PortfolioLedger.ApplyMarginLiquidation(portfolio.ToDomain(), liquidation.Venue, liquidation.InstrumentId, closed, realized, fee));
+
+        try
+        {
+            if (await store.ApplyPortfolioEventAsync(report.PortfolioId, liquidation.LiquidationId, Apply))
+            {
+                logger.LogWarning("{Venue} liquidated {Closed} {Instrument} of {PortfolioId} at {Price}: realised {Pnl}, fee {Fee}; margin ratio {Before:F4} → {After:F4}",
+                    liquidation.Venue, closed, liquidation.InstrumentId, report.PortfolioId, liquidation.Price.Value, realized, fee, liquidation.RatioBefore, liquidation.RatioAfter);
+            }
+        }
+        catch (RebalanceMesh.Domain.DomainException ex) when (ex.Kind == RebalanceMesh.Domain.DomainErrorKind.NotFound)
+        {
+            throw new MalformedEventException($"Margin liquidation report {report.ReportId}: {ex.Message}");
+        }
+    }
+
+    /// <summary>
     /// A fill of a trade leg moves the position in the leg's account and cash (for a margined contract, its entry price
     /// and realised profit); a fill of a loan leg (repay, supply, withdraw, borrow) moves
     /// cash, holdings, collateral and debt as the leg says. Either is applied once per fill id.
@@ -128,6 +166,7 @@ public sealed class ExecutionReportHandler(PlanningStore store, ILogger<Executio
     private async Task ApplyFillAsync(ExecutionReport report, Fill fill, PlanLeg? leg)
     {
         var loanAction = leg?.Kind.ToLoanAction();
+        var topUp = leg?.Kind == LegKind.MarginTopUp;
         if (!DecimalValue.TryParse(fill.Quantity, out var quantity) || quantity <= 0
             || !DecimalValue.TryParse(fill.Fee, out var fee) || fee < 0
             || string.IsNullOrEmpty(fill.FillId))
@@ -136,7 +175,7 @@ public sealed class ExecutionReportHandler(PlanningStore store, ILogger<Executio
         }
 
         var price = DecimalValue.TryParse(fill.Price, out var p) ? p : 0m;
-        if (loanAction is null && (price <= 0 || fill.Side is not (Side.Buy or Side.Sell)))
+        if (loanAction is null && !topUp && (price <= 0 || fill.Side is not (Side.Buy or Side.Sell)))
         {
             throw new MalformedEventException($"Trade fill in report {report.ReportId} needs a side and a positive price.");
         }
@@ -149,7 +188,8 @@ public sealed class ExecutionReportHandler(PlanningStore store, ILogger<Executio
             {
                 var snapshot = portfolio.ToDomain();
                 return portfolio.WithHoldings(
-                    loanAction is { } action ? PortfolioLedger.ApplyLoanLeg(snapshot, action, leg!.LoanId, fill.InstrumentId, quantity, portfolio.BaseCurrency)
+                    topUp ? PortfolioLedger.ApplyMarginTopUp(snapshot, account, quantity)
+                    : loanAction is { } action ? PortfolioLedger.ApplyLoanLeg(snapshot, action, leg!.LoanId, fill.InstrumentId, quantity, portfolio.BaseCurrency)
                     : DecimalValue.TryParse(leg?.ContractMultiplier, out var multiplier) ? PortfolioLedger.ApplyMarginedFill(snapshot, fill.InstrumentId, fill.Side.ToDomain(), quantity, price, fee, multiplier, account)
                     : PortfolioLedger.ApplyFill(snapshot, fill.InstrumentId, fill.Side.ToDomain(), quantity, price, fee, account));
             }

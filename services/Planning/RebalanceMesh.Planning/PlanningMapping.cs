@@ -20,6 +20,7 @@ public static class PlanningMapping
     public const int MaxPositions = 1_000;
 
     public const int MaxCashBalances = 20;
+    public const int MaxMarginAccounts = 20;
 
     public static void ValidatePortfolio(RequestValidator check, Portfolio? portfolio, string path)
     {
@@ -30,7 +31,7 @@ public static class PlanningMapping
 
         check.RequireIdentifier(portfolio!.PortfolioId, path + ".portfolio_id");
         check.Require(portfolio.DisplayName.Length <= 200, path + ".display_name", "must be at most 200 characters");
-        check.Require(portfolio.BaseCurrency.Length is >= 3 and <= 8 && portfolio.BaseCurrency.All(char.IsAsciiLetterUpper), path + ".base_currency", "must be 3 to 8 upper-case letters");
+        check.RequireCurrency(portfolio.BaseCurrency, path + ".base_currency");
         check.OptionalDecimal(portfolio.Cash, path + ".cash", ValidationExtensions.DecimalRule.NonNegative, 0m, out _, ValidationExtensions.MaxCashMagnitude);
         ValidateLoans(check, portfolio, path);
         check.RequireCount(portfolio.CashBalances.Count, MaxCashBalances, path + ".cash_balances");
@@ -46,6 +47,20 @@ public static class PlanningMapping
             }
 
             check.RequireDecimal(balance.Amount, at + ".amount", ValidationExtensions.DecimalRule.NonNegative, out _, ValidationExtensions.MaxCashMagnitude);
+        }
+
+        check.RequireCount(portfolio.MarginAccounts.Count, MaxMarginAccounts, path + ".margin_accounts");
+        var marginVenues = new HashSet<string>(StringComparer.Ordinal);
+        for (var i = 0; i < portfolio.MarginAccounts.Count && i < MaxMarginAccounts; i++)
+        {
+            var account = portfolio.MarginAccounts[i];
+            var at = $"{path}.margin_accounts[{i}]";
+            if (check.RequireIdentifier(account.Venue, at + ".venue"))
+            {
+                check.Require(marginVenues.Add(account.Venue), at + ".venue", "appears more than once");
+            }
+
+            check.RequireDecimal(account.Collateral, at + ".collateral", ValidationExtensions.DecimalRule.NonNegative, out _, ValidationExtensions.MaxCashMagnitude);
         }
 
         check.RequireCount(portfolio.Positions.Count, MaxPositions, path + ".positions");
@@ -340,7 +355,8 @@ public static class PlanningMapping
             l.Debt.Sum(d => d.Quantity.ToDecimal()),
             l.Debt.Count > 0 && l.Debt[0].Asset != portfolio.BaseCurrency ? l.Debt[0].Asset : string.Empty)).ToArray(),
         portfolio.BaseCurrency,
-        portfolio.CashBalances.Select(c => new Core.CashBalance(c.Currency, c.Amount.ToDecimal())).ToArray());
+        portfolio.CashBalances.Select(c => new Core.CashBalance(c.Currency, c.Amount.ToDecimal())).ToArray(),
+        portfolio.MarginAccounts.Select(a => new MarginCollateral(a.Venue, a.Collateral.ToDecimal())).ToArray());
 
     /// <summary>Writes positions and cash of <paramref name="snapshot"/> into a copy of <paramref name="portfolio"/>.</summary>
     public static Portfolio WithHoldings(this Portfolio portfolio, PortfolioSnapshot snapshot)
@@ -358,6 +374,8 @@ public static class PlanningMapping
             return position;
         }));
         copy.Cash = snapshot.Cash;
+        copy.MarginAccounts.Clear();
+        copy.MarginAccounts.AddRange(snapshot.MarginAccountList.Select(a => new MarginAccount { Venue = a.Venue, Collateral = a.Collateral }));
         copy.Loans.Clear();
         copy.Loans.AddRange(snapshot.LoanList.Select(l =>
         {
@@ -507,6 +525,25 @@ public static class PlanningMapping
 
     public static PlanLeg ToWire(this MarginLeg leg, string legId, int sequence, decimal costRate) =>
         MarginedTrade(legId, sequence, leg.Instrument, leg.Side, leg.Quantity, leg.Price, leg.Multiplier, leg.Reason, leg.Venue, costRate, hedge: false);
+
+    /// <summary>A margin top-up as a plan leg: base-currency cash (at 1) into the venue's margin account.</summary>
+    public static PlanLeg ToWire(this MarginTopUp topUp, string legId, int sequence, string baseCurrency) => new()
+    {
+        LegId = legId,
+        Sequence = sequence,
+        InstrumentId = baseCurrency,
+        Kind = LegKind.MarginTopUp,
+        Side = Side.Unspecified,
+        Quantity = topUp.Amount,
+        ReferencePrice = 1m,
+        EstimatedNotional = topUp.Amount,
+        EstimatedCost = 0m,
+        Venue = topUp.Venue,
+        Reason = topUp.Reason,
+        FilledQuantity = 0m,
+        Fees = 0m,
+        Status = LegStatus.Pending,
+    };
 
     /// <summary>A trade leg in a margined contract: its notional is quantity × price × multiplier; fills move its entry price.</summary>
     private static PlanLeg MarginedTrade(string legId, int sequence, string instrument, TradeSide side, decimal quantity, decimal price, decimal multiplier, string reason, string venue, decimal costRate, bool hedge) => new()

@@ -1,0 +1,111 @@
+namespace RebalanceMesh.Execution.Core;
+
+/// <summary>A venue's margin rules for the perpetuals and futures it clears.</summary>
+/// <param name="MaintenanceRate">Maintenance margin per unit of contract notional (|quantity| × mark × multiplier).</param>
+/// <param name="LiquidationFeeRate">Fee per unit of notional the venue charges on a position it liquidates.</param>
+public sealed record MarginTerms(decimal MaintenanceRate, decimal LiquidationFeeRate);
+
+/// <summary>One margined position in a venue account: signed contracts, average entry price per unit of the underlying.</summary>
+public sealed record MarginPosition(string Instrument, decimal Quantity, decimal EntryPrice, decimal Multiplier);
+
+/// <summary>A portfolio's margin account on a venue: its collateral (in the base currency) and positions.</summary>
+public sealed record MarginAccountState(string Venue, string PortfolioId, string BaseCurrency, decimal Collateral, IReadOnlyList<MarginPosition> Positions, int Liquidations = 0);
+
+/// <summary>One position the venue closed because the account fell below its maintenance margin.</summary>
+/// <param name="ClosedQuantity">Signed change of the position (a long of 5 closed is −5).</param>
+/// <param name="RealizedPnl">Profit or loss realised against the entry price, credited to the collateral.</param>
+/// <param name="RatioBefore">Margin ratio (equity over maintenance margin) before and after this call.</param>
+public sealed record MarginLiquidationCall(string Instrument, decimal ClosedQuantity, decimal Price, decimal Fee, decimal RealizedPnl, double RatioBefore, double RatioAfter);
+
+/// <summary>
+/// The rules of a venue that clears margined contracts in isolated accounts, enforced as prices move and on every
+/// fill: equity E = collateral + Σ (mark − entry) × quantity × multiplier; maintenance margin M = Σ |quantity| × mark ×
+/// multiplier × maintenance rate. Below E &lt; M the venue liquidates: it closes positions at the mark, largest
+/// maintenance first, charging its liquidation fee on each, until E ≥ M or nothing is left — a plan that did not
+/// top the account up in time is liquidated for real. Fills move the average entry when a position grows and realise
+/// profit and loss into the collateral when it shrinks; fees come out of the collateral.
+/// </summary>
+public static class MarginVenue
+{
+    /// <summary>Collateral plus every position's open profit or loss at <paramref name="mark"/>.</summary>
+    public static decimal Equity(MarginAccountState account, Func<string, decimal> mark) =>
+        account.Collateral + account.Positions.Sum(p => (mark(p.Instrument) - p.EntryPrice) * p.Quantity * p.Multiplier);
+
+    /// <summary>Σ |quantity| × mark × multiplier × maintenance rate.</summary>
+    public static decimal Maintenance(MarginAccountState account, Func<string, decimal> mark, MarginTerms terms) =>
+        account.Positions.Sum(p => Math.Abs(p.Quantity) * mark(p.Instrument) * p.Multiplier * terms.MaintenanceRate);
+
+    /// <summary>Equity over maintenance margin; infinite without positions.</summary>
+    public static double Ratio(MarginAccountState account, Func<string, decimal> mark, MarginTerms terms)
+    {
+        var maintenance = Maintenance(account, mark, terms);
+        return maintenance <= 0 ? double.PositiveInfinity : (double)(Equity(account, mark) / maintenance);
+    }
+
+    /// <summary>Cash moved into the account's collateral (a margin top-up); the amount must be positive.</summary>
+    public static MarginAccountState TopUp(MarginAccountState account, decimal amount) =>
+        amount > 0 ? account with { Collateral = account.Collateral + amount } : throw new ArgumentOutOfRangeException(nameof(amount), "A top-up moves a positive amount.");
+
+    /// <summary>
+    /// A fill of <paramref name="signedQuantity"/> contracts at <paramref name="price"/>: a growing position averages
+    /// its entry, a shrinking one realises (price − entry) × closed × multiplier into the collateral, a flip opens
+    /// the rest at the fill price; the fee comes out of the collateral.
+    /// </summary>
+    public static MarginAccountState ApplyFill(MarginAccountState account, string instrument, decimal signedQuantity, decimal price, decimal fee, decimal multiplier)
+    {
+        var positions = account.Positions.ToList();
+        var index = positions.FindIndex(p => p.Instrument == instrument);
+        var before = index >= 0 ? positions[index] : new MarginPosition(instrument, 0m, price, multiplier);
+        var after = before.Quantity + signedQuantity;
+        decimal realized = 0;
+        MarginPosition updated;
+        if (before.Quantity == 0 || Math.Sign(before.Quantity) == Math.Sign(signedQuantity))
+        {
+            var entry = ((before.EntryPrice * Math.Abs(before.Quantity)) + (price * Math.Abs(signedQuantity))) / Math.Abs(after);
+            updated = before with { Quantity = after, EntryPrice = entry };
+        }
+        else
+        {
+            var closed = Math.Min(Math.Abs(signedQuantity), Math.Abs(before.Quantity)) * Math.Sign(before.Quantity);
+            realized = (price - before.EntryPrice) * closed * before.Multiplier;
+            updated = before with { Quantity = after, EntryPrice = Math.Sign(after) == Math.Sign(before.Quantity) || after == 0 ? before.EntryPrice : price };
+        }
+
+        if (index >= 0)
+        {
+            positions[index] = updated;
+        }
+        else
+        {
+            positions.Add(updated);
+        }
+
+        return account with { Collateral = account.Collateral + realized - fee, Positions = positions.Where(p => p.Quantity != 0).ToArray() };
+    }
+
+    /// <summary>
+    /// The venue's liquidation: while equity is below maintenance, close the position with the largest maintenance
+    /// margin at the mark, charging the liquidation fee on its notional. Returns the account after and each call.
+    /// </summary>
+    public static (MarginAccountState After, IReadOnlyList<MarginLiquidationCall> Calls) Liquidate(MarginAccountState account, Func<string, decimal> mark, MarginTerms terms)
+    {
+        var calls = new List<MarginLiquidationCall>();
+        while (account.Positions.Count > 0 && Equity(account, mark) < Maintenance(account, mark, terms))
+        {
+            var before = Ratio(account, mark, terms);
+            var position = account.Positions.OrderByDescending(p => Math.Abs(p.Quantity) * mark(p.Instrument) * p.Multiplier).ThenBy(p => p.Instrument, StringComparer.Ordinal).First();
+            var price = mark(position.Instrument);
+            var fee = Math.Abs(position.Quantity) * price * position.Multiplier * terms.LiquidationFeeRate;
+            var realized = (price - position.EntryPrice) * position.Quantity * position.Multiplier;
+            account = account with
+            {
+                Collateral = account.Collateral + realized - fee,
+                Positions = account.Positions.Where(p => p != position).ToArray(),
+                Liquidations = account.Liquidations + 1,
+            };
+            calls.Add(new MarginLiquidationCall(position.Instrument, -position.Quantity, price, fee, realized, before, Ratio(account, mark, terms)));
+        }
+
+        return (account, calls);
+    }
+}

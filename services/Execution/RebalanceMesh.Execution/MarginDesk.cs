@@ -1,0 +1,293 @@
+using System.Diagnostics.Metrics;
+using System.Globalization;
+using Google.Protobuf.WellKnownTypes;
+using Microsoft.Extensions.Options;
+using RebalanceMesh.Contracts;
+using RebalanceMesh.Contracts.Common.V1;
+using RebalanceMesh.Contracts.Events.V1;
+using RebalanceMesh.Contracts.Execution.V1;
+using RebalanceMesh.Domain;
+using RebalanceMesh.Execution.Core;
+using RebalanceMesh.MarketState;
+
+namespace RebalanceMesh.Execution;
+
+/// <summary>
+/// The trading venues' margin accounts: per (venue, portfolio) the collateral and the perpetuals and futures held
+/// there, in Redis. Top-up legs add collateral once each (operation id = plan and leg); fills of account legs in
+/// margined contracts move the account's positions and collateral once each (operation id = client order id); and as
+/// quotes move, every account below its maintenance margin is liquidated by its venue's rules
+/// (<see cref="MarginVenue"/>), each closed position reported through the outbox so planning's portfolio follows.
+/// Marks are the consolidated mids of market state.
+/// </summary>
+public sealed class MarginDesk(ExecutionStore store, MarketStateStore market, ReportOutbox outbox, IOptions<ExecutionOptions> options, TimeProvider time, ILogger<MarginDesk> logger)
+{
+    private static readonly Meter Meter = new("RebalanceMesh.Execution.Margin");
+    private static readonly Counter<long> Operations = Meter.CreateCounter<long>("rebalancemesh.execution.margin_operations", description: "Top-ups and fills applied to venue margin accounts, by operation and outcome.");
+    private static readonly Counter<long> Liquidations = Meter.CreateCounter<long>("rebalancemesh.execution.margin_liquidations", description: "Positions trading venues liquidated below maintenance margin, by venue.");
+    private const int MaxAttempts = 20;
+    private const int MaxPositions = 100;
+
+    /// <summary>The margin terms of a trading venue, or null when it clears no margined contracts.</summary>
+    public MarginTerms? Terms(string venueId) => options.Value.Venues.FirstOrDefault(v => v.VenueId == venueId)?.Margin;
+
+    /// <summary>Validates and stores a margin account a client opens on a trading venue.</summary>
+    public async Task<VenueMarginAccount> OpenAsync(VenueMarginAccount account)
+    {
+        var check = new RequestValidator();
+        if (check.RequireIdentifier(account.Venue, "account.venue"))
+        {
+            check.Require(Terms(account.Venue) is not null, "account.venue", "is not a trading venue with margin accounts: " + string.Join(", ", options.Value.Venues.Where(v => v.Margin is not null).Select(v => v.VenueId)));
+        }
+
+        check.RequireIdentifier(account.PortfolioId, "account.portfolio_id");
+        check.RequireCurrency(account.BaseCurrency, "account.base_currency");
+        check.RequireDecimal(account.Collateral, "account.collateral", ValidationExtensions.DecimalRule.NonNegative, out _);
+        check.RequireCount(account.Positions.Count, MaxPositions, "account.positions");
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        for (var i = 0; i < account.Positions.Count && i < MaxPositions; i++)
+        {
+            var at = $"account.positions[{i}]";
+            var position = account.Positions[i];
+            if (check.RequireIdentifier(position.InstrumentId, at + ".instrument_id"))
+            {
+                check.Require(seen.Add(position.InstrumentId), at + ".instrument_id", "appears more than once");
+            }
+
+            if (check.RequireDecimal(position.Quantity, at + ".quantity", ValidationExtensions.DecimalRule.Any, out var quantity))
+            {
+                check.Require(quantity != 0, at + ".quantity", "must not be zero");
+            }
+
+            check.RequireDecimal(position.EntryPrice, at + ".entry_price", ValidationExtensions.DecimalRule.Positive, out _);
+            check.OptionalDecimal(position.Multiplier, at + ".multiplier", ValidationExtensions.DecimalRule.Positive, 1m, out _);
+        }
+
+        check.ThrowIfInvalid();
+        var stored = ToWire(ToDomain(account), 1);
+        await store.SaveMarginAsync(stored);
+        logger.LogInformation("Margin account {Venue}/{PortfolioId} opened: collateral {Collateral} {Currency}, {Positions} positions", stored.Venue, stored.PortfolioId, stored.Collateral.Value, stored.BaseCurrency, stored.Positions.Count);
+        return await ValuedAsync(stored);
+    }
+
+    /// <summary>An account valued at current marks, or null when it does not exist.</summary>
+    public async Task<VenueMarginAccount?> GetAsync(string venue, string portfolioId)
+    {
+        var (account, _) = await store.GetMarginAsync(ExecutionStore.MarginKey(venue, portfolioId));
+        return account is null ? null : await ValuedAsync(account);
+    }
+
+    /// <summary>
+    /// A top-up leg once: its amount (the leg's quantity) into the account's collateral. A redelivered leg returns the
+    /// recorded outcome; a venue without the account refuses.
+    /// </summary>
+    public async Task<(bool Accepted, decimal Quantity, string Reason)> TopUpAsync(string portfolioId, string planId, ApprovedLeg leg)
+    {
+        var operationId = $"{planId}:{leg.LegId}";
+        var amount = leg.Quantity.ToDecimal();
+        var outcome = await ApplyOnceAsync(ExecutionStore.MarginKey(leg.Venue, portfolioId), operationId, account =>
+            amount <= 0 ? (null, "the amount must be positive") : (MarginVenue.TopUp(account, amount), string.Empty));
+        if (outcome.Missing)
+        {
+            await store.RecordMarginOperationAsync(operationId, Format(false, 0, $"{leg.Venue} has no margin account for portfolio {portfolioId}"));
+            return Parse((await store.GetMarginOperationAsync(operationId))!);
+        }
+
+        Operations.Add(1, new KeyValuePair<string, object?>("operation", "top_up"), new KeyValuePair<string, object?>("outcome", outcome.Accepted ? "applied" : "refused"));
+        return (outcome.Accepted, outcome.Accepted ? amount : 0, outcome.Reason);
+    }
+
+    /// <summary>
+    /// A fill in the portfolio's account on <paramref name="venue"/>, once per client order id, when the portfolio has a
+    /// margin account there and the instrument is a registered perpetual or future; anything else is left alone.
+    /// </summary>
+    public async Task ApplyFillAsync(string portfolioId, string venue, string instrumentId, decimal signedQuantity, decimal price, decimal fee, string clientOrderId)
+    {
+        if (Terms(venue) is null || await market.GetRegisteredInstrumentAsync(instrumentId) is not { Kind: InstrumentKind.Perpetual or InstrumentKind.Future } instrument)
+        {
+            return;
+        }
+
+        var multiplier = DecimalValue.TryParse(instrument.Multiplier, out var m) && m > 0 ? m : 1m;
+        var outcome = await ApplyOnceAsync(ExecutionStore.MarginKey(venue, portfolioId), "fill:" + clientOrderId, account =>
+            (MarginVenue.ApplyFill(account, instrumentId, signedQuantity, price, fee, multiplier), string.Empty));
+        if (!outcome.Missing)
+        {
+            Operations.Add(1, new KeyValuePair<string, object?>("operation", "fill"), new KeyValuePair<string, object?>("outcome", "applied"));
+        }
+    }
+
+    /// <summary>
+    /// Liquidates every margin account holding one of <paramref name="changed"/> whose equity is below its maintenance
+    /// margin; each closed position is committed to the outbox with the account, then published.
+    /// </summary>
+    public async Task LiquidateAsync(IReadOnlySet<string> changed, CancellationToken cancellationToken)
+    {
+        foreach (var key in await store.GetMarginKeysAsync(changed))
+        {
+            for (var attempt = 0; attempt < MaxAttempts; attempt++)
+            {
+                var (wire, raw) = await store.GetMarginAsync(key);
+                if (wire is null || Terms(wire.Venue) is not { } terms || !wire.Positions.Any(p => changed.Contains(p.InstrumentId)))
+                {
+                    break;
+                }
+
+                var account = ToDomain(wire);
+                var marks = await MarksAsync(account);
+                if (marks.Missing.Length > 0)
+                {
+                    break;
+                }
+
+                var (after, calls) = MarginVenue.Liquidate(account, marks.Of, terms);
+                if (calls.Count == 0)
+                {
+                    break;
+                }
+
+                using var activity = PlanExecutor.ActivitySource.StartActivity("liquidate margin account");
+                activity?.SetTag("execution.venue", wire.Venue);
+                activity?.SetTag("execution.portfolio_id", wire.PortfolioId);
+                activity?.SetTag("execution.liquidation_calls", calls.Count);
+                var reports = calls.Select((call, i) => LiquidationReport(wire, call, wire.Liquidations + i + 1)).ToArray();
+                if (!await store.TryUpdateMarginAsync(key, raw, ToWire(after, wire.Version + 1), reports: reports))
+                {
+                    continue; // a fill or top-up changed it meanwhile: measure again
+                }
+
+                Liquidations.Add(calls.Count, new KeyValuePair<string, object?>("venue", wire.Venue));
+                foreach (var call in calls)
+                {
+                    logger.LogWarning("{Venue} liquidated {Quantity} {Instrument} of {PortfolioId} at {Price} below maintenance margin: realised {Pnl}, fee {Fee}; margin ratio {Before:F4} → {After:F4}",
+                        wire.Venue, call.ClosedQuantity, call.Instrument, wire.PortfolioId, call.Price, call.RealizedPnl, call.Fee, call.RatioBefore, call.RatioAfter);
+                }
+
+                await outbox.PublishAsync(reports, cancellationToken);
+                break;
+            }
+        }
+    }
+
+    private ExecutionReport LiquidationReport(VenueMarginAccount account, MarginLiquidationCall call, int number)
+    {
+        var liquidationId = $"{account.Venue}:{account.PortfolioId}:margin:{number}";
+        return new ExecutionReport
+        {
+            ReportId = "margin-liquidation:" + liquidationId,
+            PortfolioId = account.PortfolioId,
+            Kind = ReportKind.MarginLiquidation,
+            ReportedAt = time.GetUtcNow().ToTimestamp(),
+            Message = string.Create(CultureInfo.InvariantCulture, $"{account.Venue} liquidated {call.ClosedQuantity} {call.Instrument} at {call.Price}: margin ratio {call.RatioBefore:F4} → {Finite(call.RatioAfter):F4}"),
+            MarginLiquidation = new MarginLiquidation
+            {
+                LiquidationId = liquidationId,
+                Venue = account.Venue,
+                InstrumentId = call.Instrument,
+                ClosedQuantity = call.ClosedQuantity,
+                Price = call.Price,
+                Fee = call.Fee,
+                RealizedPnl = call.RealizedPnl,
+                RatioBefore = Finite(call.RatioBefore),
+                RatioAfter = Finite(call.RatioAfter),
+                LiquidatedAt = time.GetUtcNow().ToTimestamp(),
+            },
+        };
+    }
+
+    /// <summary>Applies <paramref name="change"/> to an account once under <paramref name="operationId"/> (optimistic concurrency with liquidations).</summary>
+    private async Task<(bool Missing, bool Accepted, string Reason)> ApplyOnceAsync(string key, string operationId, Func<MarginAccountState, (MarginAccountState? After, string Reason)> change)
+    {
+        for (var attempt = 0; attempt < MaxAttempts; attempt++)
+        {
+            if (await store.GetMarginOperationAsync(operationId) is { } recorded)
+            {
+                var (accepted, _, reason) = Parse(recorded);
+                return (false, accepted, reason);
+            }
+
+            var (wire, raw) = await store.GetMarginAsync(key);
+            if (wire is null)
+            {
+                return (true, false, string.Empty);
+            }
+
+            var (after, refusal) = change(ToDomain(wire));
+            if (after is null)
+            {
+                await store.RecordMarginOperationAsync(operationId, Format(false, 0, refusal));
+                continue; // read back the recorded refusal
+            }
+
+            if (await store.TryUpdateMarginAsync(key, raw, ToWire(after, wire.Version + 1), operationId, Format(true, after.Collateral, string.Empty)))
+            {
+                return (false, true, string.Empty);
+            }
+        }
+
+        throw new DomainException(DomainErrorKind.Conflict, $"Margin account {key} is changing too often; retry.");
+    }
+
+    private async Task<VenueMarginAccount> ValuedAsync(VenueMarginAccount wire)
+    {
+        var valued = wire.Clone();
+        var account = ToDomain(wire);
+        var marks = await MarksAsync(account);
+        if (Terms(wire.Venue) is { } terms && marks.Missing.Length == 0)
+        {
+            valued.Equity = MarginVenue.Equity(account, marks.Of);
+            valued.MaintenanceMargin = MarginVenue.Maintenance(account, marks.Of, terms);
+            valued.MarginRatio = Finite(MarginVenue.Ratio(account, marks.Of, terms));
+        }
+
+        return valued;
+    }
+
+    /// <summary>Consolidated mids of the account's contracts.</summary>
+    private async Task<(Func<string, decimal> Of, string[] Missing)> MarksAsync(MarginAccountState account)
+    {
+        var instruments = account.Positions.Select(p => p.Instrument).Distinct(StringComparer.Ordinal).ToArray();
+        var mids = (await market.GetPricesAsync(instruments)).Where(p => p.Mid.ToDecimal() > 0).ToDictionary(p => p.InstrumentId, p => p.Mid.ToDecimal(), StringComparer.Ordinal);
+        return (instrument => mids[instrument], instruments.Where(i => !mids.ContainsKey(i)).ToArray());
+    }
+
+    private static double Finite(double value) => double.IsFinite(value) ? value : 0; // 0: nothing open
+
+    private static string Format(bool accepted, decimal quantity, string reason) =>
+        string.Join('|', accepted ? "1" : "0", quantity.ToString(CultureInfo.InvariantCulture), reason);
+
+    private static (bool, decimal, string) Parse(string recorded)
+    {
+        var parts = recorded.Split('|', 3);
+        return (parts[0] == "1", decimal.Parse(parts[1], CultureInfo.InvariantCulture), parts[2]);
+    }
+
+    public static MarginAccountState ToDomain(VenueMarginAccount account) => new(
+        account.Venue,
+        account.PortfolioId,
+        account.BaseCurrency,
+        account.Collateral.ToDecimal(),
+        account.Positions.Select(p => new MarginPosition(p.InstrumentId, p.Quantity.ToDecimal(), p.EntryPrice.ToDecimal(), DecimalValue.TryParse(p.Multiplier, out var m) && m > 0 ? m : 1m)).ToArray(),
+        account.Liquidations);
+
+    public static VenueMarginAccount ToWire(MarginAccountState account, long version)
+    {
+        var wire = new VenueMarginAccount
+        {
+            Venue = account.Venue,
+            PortfolioId = account.PortfolioId,
+            BaseCurrency = account.BaseCurrency,
+            Collateral = account.Collateral,
+            Liquidations = account.Liquidations,
+            Version = version,
+        };
+        wire.Positions.AddRange(account.Positions.OrderBy(p => p.Instrument, StringComparer.Ordinal).Select(p => new VenueMarginPosition
+        {
+            InstrumentId = p.Instrument,
+            Quantity = p.Quantity,
+            EntryPrice = p.EntryPrice,
+            Multiplier = p.Multiplier,
+        }));
+        return wire;
+    }
+}

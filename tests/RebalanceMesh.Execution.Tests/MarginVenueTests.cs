@@ -1,0 +1,87 @@
+using RebalanceMesh.Execution.Core;
+
+namespace RebalanceMesh.Execution.Tests;
+
+/// <summary>The margin venue's rules against hand-computed cases.</summary>
+public sealed class MarginVenueTests
+{
+    private static readonly MarginTerms Terms = new(MaintenanceRate: 0.05m, LiquidationFeeRate: 0.01m);
+
+    private static MarginAccountState ShortPerp(decimal collateral = 1_000m) =>
+        new("SIM-B", "p1", "EUR", collateral, [new MarginPosition("DAX-PERP", -10m, 100m, 1m)]);
+
+    [Fact]
+    public void Equity_maintenance_and_ratio_by_hand()
+    {
+        // Short 10 from 100 with 1,000 of collateral. At 190: E = 1,000 − 90 × 10 = 100, M = 10 × 190 × 5 % = 95.
+        var account = ShortPerp();
+        Assert.Equal(100m, MarginVenue.Equity(account, _ => 190m));
+        Assert.Equal(95m, MarginVenue.Maintenance(account, _ => 190m, Terms));
+        Assert.Equal(100.0 / 95.0, MarginVenue.Ratio(account, _ => 190m, Terms), 12);
+        Assert.Equal(double.PositiveInfinity, MarginVenue.Ratio(account with { Positions = [] }, _ => 190m, Terms));
+    }
+
+    [Fact]
+    public void Above_maintenance_nothing_is_liquidated()
+    {
+        var (after, calls) = MarginVenue.Liquidate(ShortPerp(), _ => 190m, Terms);
+        Assert.Empty(calls);
+        Assert.Equal((1_000m, -10m, 0), (after.Collateral, after.Positions.Single().Quantity, after.Liquidations));
+    }
+
+    [Fact]
+    public void Below_maintenance_the_venue_closes_at_the_mark_and_charges_its_fee()
+    {
+        // At 195: E = 1,000 − 950 = 50 < M = 97.5. Closed at 195: realised −950, fee 10 × 195 × 1 % = 19.5,
+        // collateral 1,000 − 950 − 19.5 = 30.5, nothing left open.
+        var (after, calls) = MarginVenue.Liquidate(ShortPerp(), _ => 195m, Terms);
+        var call = Assert.Single(calls);
+        Assert.Equal(("DAX-PERP", 10m, 195m, 19.5m, -950m), (call.Instrument, call.ClosedQuantity, call.Price, call.Fee, call.RealizedPnl));
+        Assert.Equal(50.0 / 97.5, call.RatioBefore, 12);
+        Assert.Equal(double.PositiveInfinity, call.RatioAfter);
+        Assert.Equal((30.5m, 0, 1), (after.Collateral, after.Positions.Count, after.Liquidations));
+    }
+
+    [Fact]
+    public void A_top_up_in_time_prevents_the_liquidation()
+    {
+        // 100 more collateral: E = 150 ≥ M = 97.5 at 195.
+        var (after, calls) = MarginVenue.Liquidate(MarginVenue.TopUp(ShortPerp(), 100m), _ => 195m, Terms);
+        Assert.Empty(calls);
+        Assert.Equal(1_100m, after.Collateral);
+        Assert.Throws<ArgumentOutOfRangeException>(() => MarginVenue.TopUp(ShortPerp(), 0m));
+    }
+
+    [Fact]
+    public void The_largest_position_goes_first_and_liquidation_stops_once_maintenance_is_covered()
+    {
+        // Long 20 A at entry 100 (now 80) and long 5 B at entry 100 (now 100), collateral 450.
+        // E = 450 − 400 = 50; M = (20 × 80 + 5 × 100) × 5 % = 105 → close A (notional 1,600 > 500): realised −400, fee 16:
+        // collateral 450 − 400 − 16 = 34 = E; M = 25 → ratio 1.36, B stays.
+        var account = new MarginAccountState("SIM-A", "p1", "EUR", 450m, [new MarginPosition("A", 20m, 100m, 1m), new MarginPosition("B", 5m, 100m, 1m)]);
+        var marks = new Dictionary<string, decimal> { ["A"] = 80m, ["B"] = 100m };
+        var (after, calls) = MarginVenue.Liquidate(account, i => marks[i], Terms);
+        var call = Assert.Single(calls);
+        Assert.Equal(("A", -20m, -400m, 16m), (call.Instrument, call.ClosedQuantity, call.RealizedPnl, call.Fee));
+        Assert.Equal(34m / 25m, (decimal)call.RatioAfter, 10);
+        Assert.Equal((34m, "B"), (after.Collateral, after.Positions.Single().Instrument));
+    }
+
+    [Fact]
+    public void Fills_average_the_entry_realise_on_reduction_and_flip()
+    {
+        var account = new MarginAccountState("SIM-A", "p1", "EUR", 1_000m, []);
+        account = MarginVenue.ApplyFill(account, "X", 5m, 100m, 1m, 2m);   // long 5 @ 100, fee 1
+        account = MarginVenue.ApplyFill(account, "X", 5m, 110m, 1m, 2m);   // long 10 @ 105, fee 1
+        Assert.Equal((10m, 105m, 998m), (account.Positions.Single().Quantity, account.Positions.Single().EntryPrice, account.Collateral));
+
+        account = MarginVenue.ApplyFill(account, "X", -4m, 120m, 1m, 2m);  // realise (120 − 105) × 4 × 2 = 120, fee 1
+        Assert.Equal((6m, 105m, 1_117m), (account.Positions.Single().Quantity, account.Positions.Single().EntryPrice, account.Collateral));
+
+        account = MarginVenue.ApplyFill(account, "X", -8m, 100m, 1m, 2m);  // close 6: (100 − 105) × 6 × 2 = −60; short 2 @ 100
+        Assert.Equal((-2m, 100m, 1_056m), (account.Positions.Single().Quantity, account.Positions.Single().EntryPrice, account.Collateral));
+
+        account = MarginVenue.ApplyFill(account, "X", 2m, 90m, 0m, 2m);    // close the short: (90 − 100) × −2 × 2 = +40
+        Assert.Equal((0, 1_096m), (account.Positions.Count, account.Collateral));
+    }
+}
