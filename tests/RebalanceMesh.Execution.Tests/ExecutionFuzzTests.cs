@@ -45,11 +45,23 @@ public sealed class ExecutionFuzzTests(RedisServer redis) : IClassFixture<RedisS
                 ["GetLendingAccount"] = new GetLendingAccountRequest { Venue = "LEND-A", PortfolioId = "fz", LoanId = "L1" },
                 ["GetVenueBook"] = new GetVenueBookRequest { VenueId = "SIM-A", InstrumentId = "DAX" },
                 ["SetVenueStatus"] = new SetVenueStatusRequest { VenueId = "SIM-B", Available = true, Reason = "fuzz" },
+                ["OpenMarginAccount"] = new OpenMarginAccountRequest
+                {
+                    Account = new VenueMarginAccount
+                    {
+                        Venue = "SIM-B",
+                        PortfolioId = "fz",
+                        BaseCurrency = "EUR",
+                        Collateral = 1_000m,
+                        Positions = { new VenueMarginPosition { InstrumentId = "DAX-PERP", Quantity = -10m, EntryPrice = 100m, Multiplier = 1m } },
+                    },
+                },
+                ["GetMarginAccount"] = new GetMarginAccountRequest { Venue = "SIM-B", PortfolioId = "fz" },
             },
-            writes: new HashSet<string> { "CancelPlan", "OpenLendingAccount", "SetVenueStatus" },
+            writes: new HashSet<string> { "CancelPlan", "OpenLendingAccount", "SetVenueStatus", "OpenMarginAccount" },
             digest: () => RequestFuzzer.DigestAsync(redis.Connection!.GetDatabase(), "exe:*"));
 
-        Assert.True(outcomes["OpenLendingAccount"].GetValueOrDefault(StatusCode.InvalidArgument) > RequestFuzzer.PerRpc / 10, string.Join(", ", outcomes["OpenLendingAccount"]));
+        Assert.All(new[] { "OpenLendingAccount", "OpenMarginAccount" }, rpc => Assert.True(outcomes[rpc].GetValueOrDefault(StatusCode.InvalidArgument) > RequestFuzzer.PerRpc / 10, $"{rpc}: {string.Join(", ", outcomes[rpc])}"));
         Assert.NotEmpty((await client.ListVenuesAsync(new ListVenuesRequest())).Venues);
     }
 }

@@ -38,6 +38,63 @@ public class MarginGuardTests
         Assert.False(again.Acts);
     }
 
+    /// <summary>Short 10 DAX-PERP from 100 in the SIM-B margin account (170 of collateral), marked at 110.</summary>
+    private static PortfolioSnapshot IsolatedShort(decimal cash) =>
+        new("p", [new Holding("DAX-PERP", -10m, 100m, "SIM-B")], cash, 1, MarginAccounts: [new MarginCollateral("SIM-B", 170m)]);
+
+    [Fact]
+    public void A_margin_account_is_margined_on_its_own_and_topped_up_from_free_cash()
+    {
+        // Account SIM-B: E = 170 + (110 − 100) × −10 = 70, M = 10 × 110 × 5 % = 55, ratio 1.2727 < 1.5. Top-up to the
+        // target 2: 2 × 55 − 70 = 40. Net value counts the collateral: 1,000 + 170 − 100 = 1,070.
+        var marks = new Dictionary<string, InstrumentMark> { ["DAX-PERP"] = Perp(110m) };
+        var portfolio = IsolatedShort(1_000m);
+        var marked = PortfolioMarking.Mark(portfolio, null, marks);
+        Assert.Equal(1_070m, marked.NetValue);
+
+        var plan = MarginGuard.Plan(marked, portfolio.Holdings, marks, Band, 0m, portfolio.MarginAccountList, portfolio.Cash);
+        var reason = Assert.Single(plan.Reasons);
+        Assert.Equal(("SIM-B", 70.0 / 55.0, true), (reason.InstrumentId, reason.Measured, reason.Breached));
+        Assert.False(plan.Emergency);
+        Assert.Empty(plan.Legs);
+        Assert.Equal(("SIM-B", 40m), (Assert.Single(plan.TopUpList).Venue, plan.TopUpList[0].Amount));
+
+        var after = MarginGuard.Apply(portfolio, plan, 0m);
+        Assert.Equal((960m, 210m), (after.Cash, after.MarginAccountList.Single().Collateral));
+        Assert.False(MarginGuard.Plan(PortfolioMarking.Mark(after, null, marks), after.Holdings, marks, Band, 0m, after.MarginAccountList, after.Cash).Acts);
+    }
+
+    [Fact]
+    public void What_free_cash_cannot_restore_is_done_by_closing_in_that_account()
+    {
+        // Only 25 of cash: E = 95 after the top-up, 15 short of 2 × 55. Without costs each contract closed frees
+        // 110 × 2 × 5 % = 11 → 2 contracts: M 44, ratio 95 / 44 = 2.159. The buy realises 2 × (110 − 100) × −1 = −20 in
+        // the account: collateral 170 + 25 − 20 = 175; 8 short remain.
+        var marks = new Dictionary<string, InstrumentMark> { ["DAX-PERP"] = Perp(110m) };
+        var portfolio = IsolatedShort(25m);
+        var plan = MarginGuard.Plan(PortfolioMarking.Mark(portfolio, null, marks), portfolio.Holdings, marks, Band, 0m, portfolio.MarginAccountList, portfolio.Cash);
+        Assert.Equal(25m, Assert.Single(plan.TopUpList).Amount);
+        Assert.Equal(("DAX-PERP", "SIM-B", TradeSide.Buy, 2m), (Assert.Single(plan.Legs).Instrument, plan.Legs[0].Venue, plan.Legs[0].Side, plan.Legs[0].Quantity));
+        Assert.Contains("margin ratio of the SIM-B account 1.7273 → 2.1591", plan.Legs[0].Reason);
+
+        var after = MarginGuard.Apply(portfolio, plan, 0m);
+        Assert.Equal((0m, 175m, -8m), (after.Cash, after.MarginAccountList.Single().Collateral, after.Holdings.Single().Quantity));
+    }
+
+    [Fact]
+    public void A_venue_liquidation_settles_in_its_account_or_in_cash_without_one()
+    {
+        // SIM-B closed the short of 10 at 195: realised −950, fee 24.375 → collateral 170 − 974.375 (the venue's insurance
+        // takes what is below zero; planning books what the venue reports).
+        var liquidated = PortfolioLedger.ApplyMarginLiquidation(IsolatedShort(1_000m), "SIM-B", "DAX-PERP", 10m, -950m, 24.375m);
+        Assert.Empty(liquidated.Holdings);
+        Assert.Equal((1_000m, 170m - 974.375m), (liquidated.Cash, liquidated.MarginAccountList.Single().Collateral));
+
+        var noAccount = new PortfolioSnapshot("p", [new Holding("DAX-PERP", -10m, 100m, "SIM-A")], 1_000m, 1);
+        var settled = PortfolioLedger.ApplyMarginLiquidation(noAccount, "SIM-A", "DAX-PERP", 4m, -40m, 4m);
+        Assert.Equal((956m, -6m, 100m), (settled.Cash, settled.Holdings.Single().Quantity, settled.Holdings.Single().EntryPrice!.Value));
+    }
+
     [Fact]
     public void Costs_are_paid_out_of_equity_and_a_target_beyond_reach_is_said()
     {

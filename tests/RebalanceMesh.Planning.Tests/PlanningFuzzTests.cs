@@ -47,6 +47,7 @@ public sealed class PlanningFuzzTests : IClassFixture<RedisServer>, IAsyncLifeti
         Positions = { new Position { InstrumentId = "DAX", Quantity = 2m, Venue = "SIM-A" } },
         Loans = { new Loan { LoanId = "L1", Venue = "LEND-A", Collateral = { new LoanCollateral { Asset = "DAX", Quantity = 1m, LiquidationThreshold = 0.8 } }, Debt = { new LoanDebt { Asset = "EUR", Quantity = 10m } } } },
         CashBalances = { new CashBalance { Currency = "USD", Amount = 5m } },
+        MarginAccounts = { new MarginAccount { Venue = "SIM-B", Collateral = 50m } },
     };
 
     private static Policy ValidPolicy() => new()

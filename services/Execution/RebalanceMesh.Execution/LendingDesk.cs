@@ -125,8 +125,8 @@ public sealed class LendingDesk(ExecutionStore store, MarketStateStore market, R
             if (await store.TryUpdateLendingAsync(key, raw, after, operationId, Format(true, outcome.Quantity, string.Empty)))
             {
                 Operations.Add(1, new KeyValuePair<string, object?>("operation", operation.ToString()), new KeyValuePair<string, object?>("outcome", "applied"));
-                logger.LogInformation("{Venue}: {Operation} {Quantity} {Asset} on loan {LoanId} of {PortfolioId}; health factor {HealthFactor:F4}",
-                    leg.Venue, operation, outcome.Quantity, leg.InstrumentId, leg.LoanId, portfolioId, LendingVenue.HealthFactor(outcome.Position, venue, prices.Of));
+                logger.LogInformation("{Venue}: {Operation} {Quantity} {Asset} on loan {LoanId} of {PortfolioId}; health factor {HealthFactor}",
+                    leg.Venue, operation, outcome.Quantity, leg.InstrumentId, leg.LoanId, portfolioId, LogValues.Ratio(LendingVenue.HealthFactor(outcome.Position, venue, prices.Of)));
                 return (true, outcome.Quantity, string.Empty);
             }
 
@@ -187,8 +187,8 @@ public sealed class LendingDesk(ExecutionStore store, MarketStateStore market, R
                 Liquidations.Add(calls.Count, new KeyValuePair<string, object?>("venue", account.Venue));
                 foreach (var call in calls)
                 {
-                    logger.LogWarning("{Venue} liquidated loan {LoanId} of {PortfolioId}: seized {Seized} {Asset}, repaid {Repaid} {DebtAsset}; health factor {Before:F4} → {After:F4}",
-                        account.Venue, account.LoanId, account.PortfolioId, call.SeizedQuantity, call.SeizedAsset, call.DebtRepaid, position.DebtAsset, call.HealthFactorBefore, call.HealthFactorAfter);
+                    logger.LogWarning("{Venue} liquidated loan {LoanId} of {PortfolioId}: seized {Seized} {Asset}, repaid {Repaid} {DebtAsset}; health factor {Before} → {After}",
+                        account.Venue, account.LoanId, account.PortfolioId, call.SeizedQuantity, call.SeizedAsset, call.DebtRepaid, position.DebtAsset, LogValues.Ratio(call.HealthFactorBefore), LogValues.Ratio(call.HealthFactorAfter));
                 }
 
                 await outbox.PublishAsync(reports, cancellationToken);

@@ -159,8 +159,8 @@ public sealed class MarginDesk(ExecutionStore store, MarketStateStore market, Re
                 Liquidations.Add(calls.Count, new KeyValuePair<string, object?>("venue", wire.Venue));
                 foreach (var call in calls)
                 {
-                    logger.LogWarning("{Venue} liquidated {Quantity} {Instrument} of {PortfolioId} at {Price} below maintenance margin: realised {Pnl}, fee {Fee}; margin ratio {Before:F4} → {After:F4}",
-                        wire.Venue, call.ClosedQuantity, call.Instrument, wire.PortfolioId, call.Price, call.RealizedPnl, call.Fee, call.RatioBefore, call.RatioAfter);
+                    logger.LogWarning("{Venue} liquidated {Quantity} {Instrument} of {PortfolioId} at {Price} below maintenance margin: realised {Pnl}, fee {Fee}; margin ratio {Before} → {After}",
+                        wire.Venue, call.ClosedQuantity, call.Instrument, wire.PortfolioId, call.Price, call.RealizedPnl, call.Fee, LogValues.Ratio(call.RatioBefore), LogValues.Ratio(call.RatioAfter));
                 }
 
                 await outbox.PublishAsync(reports, cancellationToken);
