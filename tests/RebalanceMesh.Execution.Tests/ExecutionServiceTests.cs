@@ -513,6 +513,51 @@ public sealed class ExecutionServiceTests : IClassFixture<RedisServer>, IAsyncLi
     }
 
     [Fact]
+    public async Task A_maker_first_slice_rests_at_the_touch_fills_as_the_market_comes_and_takes_the_rest()
+    {
+        // Buy 30 DAX, maker first for 1.5 s: a post-only bid rests at the best bid, SIM-A's 99.9 (SIM-B bids 99.8).
+        var bus = _server.Services.GetRequiredService<InMemoryEventBus>();
+        var plan = new PlanApproved
+        {
+            PlanId = "plan-maker",
+            PortfolioId = "p1",
+            MakerWaitSeconds = 1.5,
+            Legs = { new ApprovedLeg { LegId = "L1", Sequence = 1, InstrumentId = "DAX", Side = Side.Buy, Quantity = 30m, ReferencePrice = 100m } },
+        };
+        await bus.PublishAsync(Topics.PlansApproved, plan);
+        Order? resting = null;
+        for (var i = 0; i < 100 && resting is null; i++)
+        {
+            await Task.Delay(20);
+            resting = (await _client.ListOrdersAsync(new ListOrdersRequest { PlanId = "plan-maker" })).Orders.FirstOrDefault();
+        }
+
+        Assert.NotNull(resting);
+        Assert.Equal(("plan-maker:L1-m", "SIM-A", 99.9m, OrderStatus.Sent), (resting.ClientOrderId, resting.Venue, resting.LimitPrice.ToDecimal(), resting.Status));
+
+        // A seller comes down to our bid on SIM-A: the ask at 99.9 shows 40, of which the venue's 50 % cap gives 20.
+        // They fill at our 99.9 with SIM-A's 2 bp maker fee (0.3996), not the 10 bp taker fee.
+        var market = _server.Services.GetRequiredService<MarketStateStore>();
+        await market.WriteQuotesAsync([new Quote { Venue = "SIM-A", InstrumentId = "DAX", Bid = 99.8m, Ask = 99.9m, BidSize = 100m, AskSize = 40m, Timestamp = DateTimeOffset.UtcNow.ToTimestamp() }]);
+        var execution = await WaitForFinalAsync("plan-maker");
+
+        // After the wait the rest (10) is cancelled and taken: immediate-or-cancel across venues, at the touch of 99.9.
+        Assert.Equal(ExecutionStatus.Completed, execution.Status);
+        var maker = execution.Orders.Single(o => o.ClientOrderId == "plan-maker:L1-m");
+        Assert.Equal((20m, 99.9m, 0.3996m, OrderStatus.Cancelled), (maker.FilledQuantity.ToDecimal(), maker.AveragePrice.ToDecimal(), maker.Fees.ToDecimal(), maker.Status));
+        Assert.Contains("20 of 30 filled as maker", maker.StatusReason);
+        var taker = execution.Orders.Where(o => o.ClientOrderId != maker.ClientOrderId).ToArray();
+        Assert.Equal(10m, taker.Sum(o => o.FilledQuantity.ToDecimal()));
+        Assert.Equal(("SIM-A", 99.9m), (taker.Single().Venue, taker.Single().AveragePrice.ToDecimal())); // 20 of the 40 at 99.9 are left after the maker fills
+        Assert.All(taker, o => Assert.True(o.LimitPrice is null || o.LimitPrice.Value.Length == 0));
+
+        // The maker fill was reported under its own id and counted in SIM-A's realised costs.
+        var fills = bus.Published.Where(e => e.Topic == Topics.ExecutionReports).Select(e => e.ReadData(ExecutionReport.Parser)).Where(r => r.Kind == ReportKind.Fill).Select(r => r.Fill).ToArray();
+        Assert.Contains(fills, f => f.FillId == "plan-maker:L1-m@20" && f.Quantity.ToDecimal() == 20m && f.Price.ToDecimal() == 99.9m && f.Fee.ToDecimal() == 0.3996m);
+        Assert.Equal(30m, fills.Sum(f => f.Quantity.ToDecimal()));
+    }
+
+    [Fact]
     public async Task A_report_committed_but_never_published_is_relayed_from_the_outbox()
     {
         // The state a crash between the Redis commit and the publish leaves: the report sits in the outbox.

@@ -141,9 +141,10 @@ public sealed class PlanningServiceTests : IClassFixture<RedisServer>, IAsyncLif
         Assert.Contains("policy.max_slippage_bps", fields);
         Assert.Contains("policy.execution_style.twap_duration_seconds", fields); // slices need a duration
         policy.MaxSlippageBps = 25;
-        policy.ExecutionStyle = new ExecutionStyle { TwapSlices = 5, TwapDurationSeconds = 60, PovRate = 0.7 };
+        policy.ExecutionStyle = new ExecutionStyle { TwapSlices = 5, TwapDurationSeconds = 60, PovRate = 0.7, MakerWaitSeconds = 601 };
         var styleFields = await RpcAssert.InvalidArgumentAsync(() => _client.SetPolicyAsync(new SetPolicyRequest { Policy = policy }).ResponseAsync, "policy.execution_style.pov_rate"); // above 0.5, and with TWAP
         Assert.Contains("policy.execution_style.pov_interval_seconds", styleFields);
+        Assert.Contains("policy.execution_style.maker_wait_seconds", styleFields); // at most 10 minutes
         policy.ExecutionStyle = new ExecutionStyle { TwapSlices = 5, TwapDurationSeconds = 60 };
         policy.RiskLimits = new RiskLimits { MaxWeight = 0.6 };
 

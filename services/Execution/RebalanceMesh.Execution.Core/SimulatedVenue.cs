@@ -29,6 +29,38 @@ public static class SimulatedVenue
     }
 }
 
+/// <summary>
+/// A resting (post-only) limit order on a simulated venue: posted at the near touch, it is a maker — it fills only when
+/// the market comes to it, that is when the venue's opposite side reaches its price (a buy resting at L fills when the
+/// ask is at or below L), at its own price and for no more than the venue shows there within its participation cap,
+/// paying the maker fee. While the market stays away nothing fills (no queue position is modelled: a fill needs the
+/// touch to cross the order, which is conservative).
+/// </summary>
+public static class RestingOrder
+{
+    /// <summary>The post-only price: the bid for a buy, the ask for a sell (it never crosses the spread).</summary>
+    public static decimal PostPrice(OrderSide side, VenueQuote quote) => side == OrderSide.Buy ? quote.Bid : quote.Ask;
+
+    /// <summary>
+    /// What the resting order fills against <paramref name="quote"/> when <paramref name="open"/> of it is still open
+    /// and <paramref name="taken"/> of that quote's liquidity was already filled; <paramref name="fillId"/> names this
+    /// fill at the venue (the venue records each fill once).
+    /// </summary>
+    public static VenueExecution Fill(string fillId, OrderSide side, decimal limit, decimal open, VenueSpec venue, VenueQuote? quote, decimal taken = 0)
+    {
+        if (!venue.Available || quote is null || open <= 0)
+        {
+            return new VenueExecution(fillId, venue.VenueId, true, 0, limit, 0, string.Empty);
+        }
+
+        var crossed = side == OrderSide.Buy ? quote.Ask > 0 && quote.Ask <= limit : quote.Bid > 0 && quote.Bid >= limit;
+        var shown = side == OrderSide.Buy ? quote.AskSize : quote.BidSize;
+        var filled = crossed ? Math.Max(Math.Min(open, decimal.Round(shown * (decimal)venue.ParticipationCap, 8, MidpointRounding.ToZero) - taken), 0m) : 0m;
+        var fee = decimal.Round(filled * limit * (decimal)venue.MakerFeeBps / 10_000m, 8);
+        return new VenueExecution(fillId, venue.VenueId, true, filled, limit, fee, string.Empty);
+    }
+}
+
 /// <summary>The local mesh's simulated trading venues, configured in this one place (the service's defaults).</summary>
 public static class SimulatedVenues
 {

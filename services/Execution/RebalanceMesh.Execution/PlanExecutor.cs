@@ -272,7 +272,13 @@ public sealed class PlanExecutor(
                 await RefreshAsync(run);
             }
 
-            await RouteUpToAsync(plan, run, schedule[slice], schedule.Count > 1 ? $"{leg.LegId}-s{slice + 1}" : leg.LegId, cancellationToken);
+            var prefix = schedule.Count > 1 ? $"{leg.LegId}-s{slice + 1}" : leg.LegId;
+            if (plan.MakerWaitSeconds > 0)
+            {
+                await RestAsync(plan, run, schedule[slice], prefix, TimeSpan.FromSeconds(plan.MakerWaitSeconds), cancellationToken);
+            }
+
+            await RouteUpToAsync(plan, run, schedule[slice], prefix, cancellationToken);
             await store.SaveExecutionAsync(execution);
             await FollowWithHedgesAsync(plan, run, execution, slice, cancellationToken);
             if (run.Filled < schedule[slice])
@@ -292,6 +298,149 @@ public sealed class PlanExecutor(
         run.Excluded.Clear();
         run.Taken.Clear();
     }
+
+    /// <summary>
+    /// Maker first: a post-only limit order for what the slice still needs rests at the best near touch (the highest
+    /// bid for a buy, the lowest ask for a sell; the lower maker fee on a tie; never beyond the leg's limit) for up to
+    /// <paramref name="wait"/>, filling as the market comes to it (<see cref="RestingOrder"/>) — each fill journaled,
+    /// recorded once at the venue and reported. Then the rest is cancelled and the caller takes what is left. A halt or
+    /// cancel, or the venue going down, cancels the rest at once. A resting order journaled in an earlier delivery
+    /// carries on from what it had filled.
+    /// </summary>
+    private async Task RestAsync(PlanApproved plan, LegRun run, decimal target, string prefix, TimeSpan wait, CancellationToken cancellationToken)
+    {
+        var clientOrderId = $"{plan.PlanId}:{prefix}-m";
+        var order = await store.GetOrderAsync(clientOrderId);
+        if (order is { Status: OrderStatus.Filled or OrderStatus.Cancelled or OrderStatus.Rejected or OrderStatus.Expired } || target - run.Filled <= 0)
+        {
+            return;
+        }
+
+        using var activity = ActivitySource.StartActivity("rest maker order");
+        activity?.SetTag("execution.leg_id", run.Leg.LegId);
+        if (order is null)
+        {
+            var best = run.Venues.Where(v => v.Available)
+                .Select(v => (Venue: v, Quote: run.Quotes.FirstOrDefault(q => q.VenueId == v.VenueId)))
+                .Where(x => x.Quote is not null && RestingOrder.PostPrice(run.Side, x.Quote) > 0)
+                .OrderBy(x => run.Side == OrderSide.Buy ? -RestingOrder.PostPrice(run.Side, x.Quote!) : RestingOrder.PostPrice(run.Side, x.Quote!))
+                .ThenBy(x => x.Venue.MakerFeeBps)
+                .FirstOrDefault();
+            if (best.Quote is null)
+            {
+                return;
+            }
+
+            var price = RestingOrder.PostPrice(run.Side, best.Quote);
+            if (run.Limit is { } limit && (run.Side == OrderSide.Buy ? price > limit : price < limit))
+            {
+                return;
+            }
+
+            var now = time.GetUtcNow().ToTimestamp();
+            order = new Order
+            {
+                ClientOrderId = clientOrderId,
+                PlanId = plan.PlanId,
+                LegId = run.Leg.LegId,
+                Venue = best.Venue.VenueId,
+                InstrumentId = run.Leg.InstrumentId,
+                Side = run.Leg.Side,
+                Quantity = target - run.Filled,
+                FilledQuantity = 0m,
+                Fees = 0m,
+                LimitPrice = price,
+                Status = OrderStatus.New,
+                CreatedAt = now,
+                UpdatedAt = now,
+            };
+            await store.SaveOrderAsync(order);
+            order.Status = OrderStatus.Sent;
+            await store.SaveOrderAsync(order);
+        }
+
+        activity?.SetTag("execution.venue", order.Venue);
+        var restingPrice = order.LimitPrice.ToDecimal();
+        var until = time.GetUtcNow() + wait;
+        string? cancelled = null;
+        (VenueQuote? Quote, decimal Taken) seen = (null, 0m); // a quote's liquidity fills the order once, until the next quote
+        while (order.FilledQuantity.ToDecimal() < order.Quantity.ToDecimal() && cancelled is null)
+        {
+            var left = until - time.GetUtcNow();
+            if (left <= TimeSpan.Zero)
+            {
+                cancelled = $"rest cancelled after {wait.TotalSeconds:0.###} s";
+                break;
+            }
+
+            await Task.Delay(left < RestingPoll ? left : RestingPoll, time, cancellationToken);
+            if (await StopReasonAsync(plan.PlanId) is { } stop)
+            {
+                cancelled = stop;
+                break;
+            }
+
+            var venue = (await VenuesAsync(run.Leg.Venue)).FirstOrDefault(v => v.VenueId == order.Venue);
+            if (venue is not { Available: true })
+            {
+                cancelled = $"venue {order.Venue} went down";
+                break;
+            }
+
+            var quote = (await VenueQuotesAsync(run.Leg.InstrumentId)).FirstOrDefault(q => q.VenueId == order.Venue);
+            var open = order.Quantity.ToDecimal() - order.FilledQuantity.ToDecimal();
+            seen = quote == seen.Quote ? seen : (quote, 0m);
+            var fill = RestingOrder.Fill(clientOrderId, run.Side, restingPrice, open, venue, quote, seen.Taken);
+            seen.Taken += fill.FilledQuantity;
+            if (fill.FilledQuantity <= 0)
+            {
+                continue;
+            }
+
+            // Each fill of the resting order has its own id at the venue and in the reports: the order's cumulative fill after it.
+            var filledAfter = order.FilledQuantity.ToDecimal() + fill.FilledQuantity;
+            var fillId = $"{clientOrderId}@{filledAfter.ToString("0.########", System.Globalization.CultureInfo.InvariantCulture)}";
+            var arrival = DecimalValue.TryParse(run.State.ArrivalPrice, out var a) ? a : 0m;
+            var slippage = arrival > 0 ? (run.Side == OrderSide.Buy ? 1 : -1) * (fill.Price - arrival) * fill.FilledQuantity : 0m;
+            var recorded = await store.RecordVenueExecutionAsync(fill with { ClientOrderId = fillId }, slippage);
+            order.AveragePrice = restingPrice;
+            order.FilledQuantity = filledAfter;
+            order.Fees = order.Fees.ToDecimal() + recorded.Fee;
+            order.Status = filledAfter >= order.Quantity.ToDecimal() ? OrderStatus.Filled : OrderStatus.PartiallyFilled;
+            order.UpdatedAt = time.GetUtcNow().ToTimestamp();
+            await store.SaveOrderAsync(order);
+            var filledBefore = run.Filled;
+            var average = DecimalValue.TryParse(run.State.AveragePrice, out var avg) ? avg : 0m;
+            run.State.AveragePrice = (filledBefore * average + recorded.FilledQuantity * recorded.Price) / (filledBefore + recorded.FilledQuantity);
+            run.State.FilledQuantity = filledBefore + recorded.FilledQuantity;
+            run.State.Fees = run.State.Fees.ToDecimal() + recorded.Fee;
+            Fills.Add(1, new KeyValuePair<string, object?>("venue", order.Venue), new KeyValuePair<string, object?>("liquidity", "maker"));
+            if (run.Leg.Venue.Length > 0)
+            {
+                await margin.ApplyFillAsync(plan.PortfolioId, order.Venue, run.Leg.InstrumentId, (run.Side == OrderSide.Buy ? 1 : -1) * recorded.FilledQuantity, recorded.Price, recorded.Fee, fillId);
+            }
+
+            await PublishFillAsync(plan, run.Leg, order, fillId, recorded.FilledQuantity, recorded.Price, recorded.Fee, cancellationToken);
+        }
+
+        if (cancelled is not null && order.FilledQuantity.ToDecimal() < order.Quantity.ToDecimal())
+        {
+            order.Status = OrderStatus.Cancelled;
+            order.StatusReason = $"{cancelled}: {order.FilledQuantity.Value} of {order.Quantity.Value} filled as maker";
+            order.UpdatedAt = time.GetUtcNow().ToTimestamp();
+            await store.SaveOrderAsync(order);
+        }
+
+        // The rest is taken on the market as it is now; what the resting order took from the current quote is gone.
+        await RefreshAsync(run);
+        if (seen.Quote is { } last && run.Quotes.Contains(last))
+        {
+            run.Taken[order.Venue] = seen.Taken;
+        }
+    }
+
+    /// <summary>How often a resting order looks at its venue's quote.</summary>
+    private static readonly TimeSpan RestingPoll = TimeSpan.FromMilliseconds(100);
 
     /// <summary>
     /// Routes and sends children until the leg has filled <paramref name="target"/> in all, re-routing what a venue
@@ -498,17 +647,21 @@ public sealed class PlanExecutor(
         return execution;
     }
 
+    /// <summary>An immediate-or-cancel order's one fill: what the order filled in all.</summary>
     private Task PublishFillAsync(PlanApproved plan, ApprovedLeg leg, Order order, CancellationToken cancellationToken) =>
+        PublishFillAsync(plan, leg, order, order.ClientOrderId + ":1", order.FilledQuantity.ToDecimal(), order.AveragePrice.ToDecimal(), order.Fees.ToDecimal(), cancellationToken);
+
+    private Task PublishFillAsync(PlanApproved plan, ApprovedLeg leg, Order order, string fillId, decimal quantity, decimal price, decimal fee, CancellationToken cancellationToken) =>
         PublishAsync(plan, leg.LegId, ReportKind.Fill, r => r.Fill = new Fill
         {
-            FillId = order.ClientOrderId + ":1",
+            FillId = fillId,
             ClientOrderId = order.ClientOrderId,
             Venue = order.Venue,
             InstrumentId = order.InstrumentId,
             Side = order.Side,
-            Quantity = order.FilledQuantity,
-            Price = order.AveragePrice,
-            Fee = order.Fees,
+            Quantity = quantity,
+            Price = price,
+            Fee = fee,
             FilledAt = order.UpdatedAt,
         }, cancellationToken);
 

@@ -85,6 +85,7 @@ public sealed class PlanSubmitter(PlanningStore store, PlanPipeline pipeline, IE
             TwapDurationSeconds = policy?.ExecutionStyle?.TwapDurationSeconds ?? 0,
             PovRate = policy?.ExecutionStyle?.PovRate ?? 0,
             PovIntervalSeconds = policy?.ExecutionStyle?.PovIntervalSeconds ?? 0,
+            MakerWaitSeconds = policy?.ExecutionStyle?.MakerWaitSeconds ?? 0,
         };
         approved.Legs.AddRange(plan.Legs.Select(l => new ApprovedLeg
         {

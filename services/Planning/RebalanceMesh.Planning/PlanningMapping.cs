@@ -221,6 +221,7 @@ public static class PlanningMapping
             check.RequireRange(style.PovRate, 0, 0.5, path + ".execution_style.pov_rate");
             check.Require(style.PovRate == 0 || style.TwapSlices <= 1, path + ".execution_style.pov_rate", "cannot be combined with TWAP slices");
             check.Require(style.PovRate == 0 || style.PovIntervalSeconds is >= 0.01 and <= 3_600, path + ".execution_style.pov_interval_seconds", "must be between 0.01 and 3,600 with a POV rate");
+            check.RequireRange(style.MakerWaitSeconds, 0, 600, path + ".execution_style.maker_wait_seconds");
         }
         check.RequireCount(policy.Hedges.Count, 100, path + ".hedges");
         var hedged = new HashSet<string>(StringComparer.Ordinal);
