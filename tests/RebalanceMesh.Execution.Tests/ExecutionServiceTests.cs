@@ -476,6 +476,40 @@ public sealed class ExecutionServiceTests : IClassFixture<RedisServer>, IAsyncLi
     }
 
     [Fact]
+    public async Task Collateral_moves_between_venues_once_and_only_while_the_source_keeps_its_initial_margin()
+    {
+        await QuotePerpAsync(100m, publish: false);
+        await _client.OpenMarginAccountAsync(new OpenMarginAccountRequest { Account = ShortPerpAccount("p-move") }); // SIM-B: 1,000, short 10 at 100
+        var sourceAccount = ShortPerpAccount("p-move");
+        sourceAccount.Venue = "SIM-A";
+        await _client.OpenMarginAccountAsync(new OpenMarginAccountRequest { Account = sourceAccount });
+
+        // SIM-A lets 900 leave (10 × 100 × 10 % initial margin stays covered): 850 moves; a second 100 would not.
+        var bus = _server.Services.GetRequiredService<InMemoryEventBus>();
+        var move = new PlanApproved
+        {
+            PlanId = "plan-move",
+            PortfolioId = "p-move",
+            Legs =
+            {
+                new ApprovedLeg { LegId = "X1", Sequence = 1, InstrumentId = "EUR", Kind = LegKind.CollateralTransfer, FromVenue = "SIM-A", Venue = "SIM-B", Quantity = 850m, ReferencePrice = 1m },
+                new ApprovedLeg { LegId = "X2", Sequence = 2, InstrumentId = "EUR", Kind = LegKind.CollateralTransfer, FromVenue = "SIM-A", Venue = "SIM-B", Quantity = 100m, ReferencePrice = 1m },
+            },
+        };
+        await bus.PublishAsync(Topics.PlansApproved, move);
+        var execution = await WaitForFinalAsync("plan-move");
+        await bus.PublishAsync(Topics.PlansApproved, move); // redelivered: nothing moves twice
+
+        Assert.Equal(ExecutionStatus.Cancelled, execution.Status); // the refused second transfer stops the plan
+        var legDone = bus.Published.Where(e => e.Topic == Topics.ExecutionReports).Select(e => e.ReadData(ExecutionReport.Parser)).Where(r => r.Kind == ReportKind.LegDone && r.PlanId == "plan-move").ToArray();
+        Assert.Equal(ReportedLegStatus.Filled, legDone.Single(r => r.LegId == "X1").LegStatus);
+        Assert.Contains("initial margin", legDone.Single(r => r.LegId == "X2").Message);
+        var source = (await _client.GetMarginAccountAsync(new GetMarginAccountRequest { Venue = "SIM-A", PortfolioId = "p-move" })).Account;
+        var destination = (await _client.GetMarginAccountAsync(new GetMarginAccountRequest { Venue = "SIM-B", PortfolioId = "p-move" })).Account;
+        Assert.Equal((150m, 1_850m), (source.Collateral.ToDecimal(), destination.Collateral.ToDecimal()));
+    }
+
+    [Fact]
     public async Task A_perpetual_fill_in_a_venue_account_moves_its_margin_account_once()
     {
         await QuotePerpAsync(100m, publish: false);

@@ -5,7 +5,7 @@ namespace RebalanceMesh.Execution.Tests;
 /// <summary>The margin venue's rules against hand-computed cases.</summary>
 public sealed class MarginVenueTests
 {
-    private static readonly MarginTerms Terms = new(MaintenanceRate: 0.05m, LiquidationFeeRate: 0.01m);
+    private static readonly MarginTerms Terms = new(MaintenanceRate: 0.05m, LiquidationFeeRate: 0.01m, InitialRate: 0.10m);
 
     private static MarginAccountState ShortPerp(decimal collateral = 1_000m) =>
         new("SIM-B", "p1", "EUR", collateral, [new MarginPosition("DAX-PERP", -10m, 100m, 1m)]);
@@ -65,6 +65,17 @@ public sealed class MarginVenueTests
         Assert.Equal(("A", -20m, -400m, 16m), (call.Instrument, call.ClosedQuantity, call.RealizedPnl, call.Fee));
         Assert.Equal(34m / 25m, (decimal)call.RatioAfter, 10);
         Assert.Equal((34m, "B"), (after.Collateral, after.Positions.Single().Instrument));
+    }
+
+    [Fact]
+    public void Collateral_leaves_only_while_what_stays_covers_the_initial_margin()
+    {
+        // At 100: E = 1,000, initial 10 × 100 × 10 % = 100 → up to 900 may leave.
+        var (after, reason) = MarginVenue.Withdraw(ShortPerp(), 900m, _ => 100m, Terms);
+        Assert.Equal((100m, string.Empty), (after!.Collateral, reason));
+        Assert.Contains("initial margin", MarginVenue.Withdraw(ShortPerp(), 900.01m, _ => 100m, Terms).Reason);
+        Assert.Contains("only 1000", MarginVenue.Withdraw(ShortPerp(), 1_001m, _ => 100m, Terms).Reason);
+        Assert.Null(MarginVenue.Withdraw(ShortPerp(), 0m, _ => 100m, Terms).After);
     }
 
     [Fact]

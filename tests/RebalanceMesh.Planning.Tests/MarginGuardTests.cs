@@ -82,6 +82,24 @@ public class MarginGuardTests
     }
 
     [Fact]
+    public void Without_free_cash_collateral_moves_from_another_venues_account_beyond_its_own_target()
+    {
+        // No cash; SIM-B needs 40 (as above). SIM-A holds 1,000 of collateral and no position: all of it is beyond its
+        // target, so 40 move from SIM-A to SIM-B and nothing is closed.
+        var marks = new Dictionary<string, InstrumentMark> { ["DAX-PERP"] = Perp(110m) };
+        var portfolio = IsolatedShort(0m) with { MarginAccounts = [new MarginCollateral("SIM-A", 1_000m), new MarginCollateral("SIM-B", 170m)] };
+        var plan = MarginGuard.Plan(PortfolioMarking.Mark(portfolio, null, marks), portfolio.Holdings, marks, Band, 0m, portfolio.MarginAccountList, portfolio.Cash);
+        Assert.Empty(plan.TopUpList);
+        Assert.Empty(plan.Legs);
+        Assert.Equal(("SIM-A", "SIM-B", 40m), (Assert.Single(plan.TransferList).FromVenue, plan.TransferList[0].ToVenue, plan.TransferList[0].Amount));
+
+        var after = MarginGuard.Apply(portfolio, plan, 0m);
+        Assert.Equal([new MarginCollateral("SIM-A", 960m), new MarginCollateral("SIM-B", 210m)], after.MarginAccountList);
+        Assert.Equal(0m, after.Cash);
+        Assert.Throws<ArgumentException>(() => PortfolioLedger.ApplyCollateralTransfer(portfolio, "SIM-C", "SIM-B", 1m)); // no account there
+    }
+
+    [Fact]
     public void A_venue_liquidation_settles_in_its_account_or_in_cash_without_one()
     {
         // SIM-B closed the short of 10 at 195: realised −950, fee 24.375 → collateral 170 − 974.375 (the venue's insurance

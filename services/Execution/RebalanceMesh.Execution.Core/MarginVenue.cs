@@ -3,7 +3,8 @@ namespace RebalanceMesh.Execution.Core;
 /// <summary>A venue's margin rules for the perpetuals and futures it clears.</summary>
 /// <param name="MaintenanceRate">Maintenance margin per unit of contract notional (|quantity| × mark × multiplier).</param>
 /// <param name="LiquidationFeeRate">Fee per unit of notional the venue charges on a position it liquidates.</param>
-public sealed record MarginTerms(decimal MaintenanceRate, decimal LiquidationFeeRate);
+/// <param name="InitialRate">Initial margin per unit of notional: collateral may leave the account only while what stays covers it.</param>
+public sealed record MarginTerms(decimal MaintenanceRate, decimal LiquidationFeeRate, decimal InitialRate);
 
 /// <summary>One margined position in a venue account: signed contracts, average entry price per unit of the underlying.</summary>
 public sealed record MarginPosition(string Instrument, decimal Quantity, decimal EntryPrice, decimal Multiplier);
@@ -40,6 +41,32 @@ public static class MarginVenue
     {
         var maintenance = Maintenance(account, mark, terms);
         return maintenance <= 0 ? double.PositiveInfinity : (double)(Equity(account, mark) / maintenance);
+    }
+
+    /// <summary>Σ |quantity| × mark × multiplier × initial rate.</summary>
+    public static decimal Initial(MarginAccountState account, Func<string, decimal> mark, MarginTerms terms) =>
+        account.Positions.Sum(p => Math.Abs(p.Quantity) * mark(p.Instrument) * p.Multiplier * terms.InitialRate);
+
+    /// <summary>
+    /// Collateral leaving the account (to another venue): at most the collateral, and only while the equity that stays
+    /// covers the initial margin. Returns the account after, or why the venue refuses.
+    /// </summary>
+    public static (MarginAccountState? After, string Reason) Withdraw(MarginAccountState account, decimal amount, Func<string, decimal> mark, MarginTerms terms)
+    {
+        if (amount <= 0)
+        {
+            return (null, "the amount must be positive");
+        }
+
+        if (amount > account.Collateral)
+        {
+            return (null, $"only {account.Collateral} of collateral is in the account");
+        }
+
+        var after = account with { Collateral = account.Collateral - amount };
+        var equity = Equity(after, mark);
+        var initial = Initial(after, mark, terms);
+        return equity < initial ? (null, $"what stays ({equity:0.##}) would not cover the initial margin ({initial:0.##})") : (after, string.Empty);
     }
 
     /// <summary>Cash moved into the account's collateral (a margin top-up); the amount must be positive.</summary>

@@ -101,6 +101,22 @@ public sealed class ExecutionStore(IConnectionMultiplexer redis)
     public Task<bool> TryUpdateMarginAsync(string key, RedisValue before, VenueMarginAccount after, string? operationId = null, string? outcome = null, IReadOnlyList<ExecutionReport>? reports = null) =>
         TryUpdateAccountAsync(key, before, after, after.Positions.Select(p => MarginAssetKey(p.InstrumentId)), MarginOpsKey, operationId, outcome, reports);
 
+    /// <summary>
+    /// Moves collateral between two margin accounts in one transaction, if neither changed meanwhile and the operation
+    /// was not recorded before (it is recorded with the move). False when any of them changed.
+    /// </summary>
+    public Task<bool> TryTransferMarginAsync(string fromKey, RedisValue fromBefore, VenueMarginAccount fromAfter, string toKey, RedisValue toBefore, VenueMarginAccount toAfter, string operationId, string outcome)
+    {
+        var transaction = Db.CreateTransaction();
+        transaction.AddCondition(Condition.StringEqual(fromKey, fromBefore));
+        transaction.AddCondition(Condition.StringEqual(toKey, toBefore));
+        transaction.AddCondition(Condition.HashNotExists(MarginOpsKey, operationId));
+        _ = transaction.HashSetAsync(MarginOpsKey, operationId, outcome);
+        _ = transaction.StringSetAsync(fromKey, fromAfter.ToByteArray());
+        _ = transaction.StringSetAsync(toKey, toAfter.ToByteArray());
+        return transaction.ExecuteAsync();
+    }
+
     public Task RecordMarginOperationAsync(string operationId, string outcome) => Db.HashSetAsync(MarginOpsKey, operationId, outcome, When.NotExists);
 
     public Task<string?> GetMarginOperationAsync(string operationId) => GetOperationAsync(MarginOpsKey, operationId);

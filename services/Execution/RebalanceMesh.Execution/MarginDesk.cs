@@ -98,6 +98,59 @@ public sealed class MarginDesk(ExecutionStore store, MarketStateStore market, Re
     }
 
     /// <summary>
+    /// A collateral transfer leg once: its amount leaves the margin account on the leg's from_venue — which allows it
+    /// only while what stays covers its initial margin (<see cref="MarginVenue.Withdraw"/>) — and lands in the account on
+    /// the leg's venue, both in one transaction. A redelivered leg returns the recorded outcome.
+    /// </summary>
+    public async Task<(bool Accepted, decimal Quantity, string Reason)> TransferAsync(string portfolioId, string planId, ApprovedLeg leg)
+    {
+        var operationId = $"{planId}:{leg.LegId}";
+        var amount = leg.Quantity.ToDecimal();
+        var fromKey = ExecutionStore.MarginKey(leg.FromVenue, portfolioId);
+        var toKey = ExecutionStore.MarginKey(leg.Venue, portfolioId);
+        for (var attempt = 0; attempt < MaxAttempts; attempt++)
+        {
+            if (await store.GetMarginOperationAsync(operationId) is { } recorded)
+            {
+                return Parse(recorded);
+            }
+
+            var (from, fromRaw) = await store.GetMarginAsync(fromKey);
+            var (to, toRaw) = await store.GetMarginAsync(toKey);
+            if (from is null || to is null || leg.FromVenue == leg.Venue || Terms(leg.FromVenue) is not { } terms)
+            {
+                await store.RecordMarginOperationAsync(operationId, Format(false, 0, $"a transfer needs margin accounts of portfolio {portfolioId} on two venues ({leg.FromVenue} → {leg.Venue})"));
+                continue;
+            }
+
+            var source = ToDomain(from);
+            var marks = await MarksAsync(source);
+            if (marks.Missing.Length > 0)
+            {
+                await store.RecordMarginOperationAsync(operationId, Format(false, 0, "no mark for " + string.Join(", ", marks.Missing)));
+                continue;
+            }
+
+            var (sourceAfter, refusal) = MarginVenue.Withdraw(source, amount, marks.Of, terms);
+            if (sourceAfter is null)
+            {
+                await store.RecordMarginOperationAsync(operationId, Format(false, 0, $"{leg.FromVenue} refuses: {refusal}"));
+                continue;
+            }
+
+            var destinationAfter = MarginVenue.TopUp(ToDomain(to), amount);
+            if (await store.TryTransferMarginAsync(fromKey, fromRaw, ToWire(sourceAfter, from.Version + 1), toKey, toRaw, ToWire(destinationAfter, to.Version + 1), operationId, Format(true, amount, string.Empty)))
+            {
+                Operations.Add(1, new KeyValuePair<string, object?>("operation", "transfer"), new KeyValuePair<string, object?>("outcome", "applied"));
+                logger.LogInformation("Moved {Amount} {Currency} of collateral of {PortfolioId} from {From} to {To}", amount, from.BaseCurrency, portfolioId, leg.FromVenue, leg.Venue);
+                return (true, amount, string.Empty);
+            }
+        }
+
+        throw new DomainException(DomainErrorKind.Conflict, $"Margin accounts of {portfolioId} are changing too often; retry.");
+    }
+
+    /// <summary>
     /// A fill in the portfolio's account on <paramref name="venue"/>, once per client order id, when the portfolio has a
     /// margin account there and the instrument is a registered perpetual or future; anything else is left alone.
     /// </summary>

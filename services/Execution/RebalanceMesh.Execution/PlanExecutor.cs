@@ -160,15 +160,18 @@ public sealed class PlanExecutor(
             state.Quantity = capped; // the leg is complete once it repays what the sale raised
         }
 
-        var (accepted, quantity, reason) = leg.Kind == LegKind.MarginTopUp
-            ? await margin.TopUpAsync(plan.PortfolioId, plan.PlanId, leg)
-            : await lending.ApplyLegAsync(plan.PortfolioId, plan.PlanId, leg);
+        var (accepted, quantity, reason) = leg.Kind switch
+        {
+            LegKind.MarginTopUp => await margin.TopUpAsync(plan.PortfolioId, plan.PlanId, leg),
+            LegKind.CollateralTransfer => await margin.TransferAsync(plan.PortfolioId, plan.PlanId, leg),
+            _ => await lending.ApplyLegAsync(plan.PortfolioId, plan.PlanId, leg),
+        };
         if (accepted)
         {
             var now = time.GetUtcNow().ToTimestamp();
             await PublishAsync(plan, leg.LegId, ReportKind.Fill, r => r.Fill = new Fill
             {
-                FillId = $"{plan.PlanId}:{leg.LegId}:{(leg.Kind == LegKind.MarginTopUp ? "top-up" : "loan")}",
+                FillId = $"{plan.PlanId}:{leg.LegId}:{leg.Kind switch { LegKind.MarginTopUp => "top-up", LegKind.CollateralTransfer => "transfer", _ => "loan" }}",
                 ClientOrderId = $"{plan.PlanId}:{leg.LegId}",
                 Venue = leg.Venue,
                 InstrumentId = leg.InstrumentId,

@@ -13,12 +13,17 @@ public sealed record MarginLeg(string Instrument, string Venue, TradeSide Side, 
 /// <summary>Base-currency cash the margin guard moves into a venue's margin account, with why.</summary>
 public sealed record MarginTopUp(string Venue, decimal Amount, string Reason);
 
-/// <summary>The margin guard's top-ups and closes, its reasons, and whether a ratio was below the emergency level.</summary>
-public sealed record MarginPlan(IReadOnlyList<MarginLeg> Legs, IReadOnlyList<DriftReason> Reasons, bool Emergency, IReadOnlyList<MarginTopUp>? TopUps = null)
+/// <summary>Collateral the margin guard moves from one venue's margin account to another's, with why.</summary>
+public sealed record MarginTransfer(string FromVenue, string ToVenue, decimal Amount, string Reason);
+
+/// <summary>The margin guard's top-ups, transfers and closes, its reasons, and whether a ratio was below the emergency level.</summary>
+public sealed record MarginPlan(IReadOnlyList<MarginLeg> Legs, IReadOnlyList<DriftReason> Reasons, bool Emergency, IReadOnlyList<MarginTopUp>? TopUps = null, IReadOnlyList<MarginTransfer>? Transfers = null)
 {
     public IReadOnlyList<MarginTopUp> TopUpList => TopUps ?? [];
 
-    public bool Acts => Legs.Count > 0 || TopUpList.Count > 0;
+    public IReadOnlyList<MarginTransfer> TransferList => Transfers ?? [];
+
+    public bool Acts => Legs.Count > 0 || TopUpList.Count > 0 || TransferList.Count > 0;
 }
 
 /// <summary>
@@ -26,7 +31,9 @@ public sealed record MarginPlan(IReadOnlyList<MarginLeg> Legs, IReadOnlyList<Dri
 /// notional × maintenance rate. Contracts held in a venue's margin account are margined there alone (as the venue
 /// does, which liquidates the account below R = 1): E is the account's collateral plus their open profit. The rest is
 /// cross-margined over the portfolio: E is its net value without the margin accounts. Below the band, an account is
-/// topped up from free cash to the target — (T·M − E), as far as cash goes — and what cash cannot restore is done by
+/// topped up from free cash to the target — (T·M − E), as far as cash goes — then from other margin accounts' excess
+/// over their own target (E − T·M, largest first: a transfer between venues; a target of at least the venues' initial
+/// over maintenance rate keeps the source within what its venue lets leave), and what neither restores is done by
 /// closing positions: losing positions first, ranked by margin freed per unit of loss (rate × notional / |open loss
 /// per contract|, highest first), then the rest largest notional first. Closing k contracts of notional U frees
 /// k·U·m of margin and pays k·U·c of costs, so the target needs k = (T·M − E) / (U·(T·m − c)), rounded up to whole
@@ -59,22 +66,29 @@ public static class MarginGuard
             })
             .ToArray();
         var collateral = (accounts ?? []).ToDictionary(a => a.Venue, a => a.Collateral, StringComparer.Ordinal);
-        var guard = new Restoration(band, rate, costRate, Math.Max(freeCash, 0));
+        var target = (decimal)band.Target;
+        var isolated = collateral.OrderBy(a => a.Key, StringComparer.Ordinal).Select(a =>
+        {
+            var held = margined.Where(m => m.Holding.Venue == a.Key).ToArray();
+            var equity = a.Value + held.Sum(m => m.PnlPerContract * Math.Abs(m.Holding.Quantity));
+            var margin = held.Sum(m => Math.Abs(m.Holding.Quantity) * m.Notional * rate);
+            return (Venue: a.Key, Held: held, Equity: equity, Margin: margin);
+        }).ToArray();
+
+        // What each account holds beyond its own target may move to an account below its band.
+        var excess = isolated.Where(a => a.Equity > target * a.Margin).ToDictionary(a => a.Venue, a => decimal.Floor((a.Equity - (target * a.Margin)) * 100m) / 100m, StringComparer.Ordinal);
+        var guard = new Restoration(band, rate, costRate, Math.Max(freeCash, 0), excess);
 
         // Each margin account on its own, as its venue margins it.
-        decimal isolatedEquity = 0;
-        foreach (var (venue, posted) in collateral.OrderBy(a => a.Key, StringComparer.Ordinal))
+        foreach (var (venue, held, equity, _) in isolated)
         {
-            var held = margined.Where(m => m.Holding.Venue == venue).ToArray();
-            var equity = posted + held.Sum(m => m.PnlPerContract * Math.Abs(m.Holding.Quantity));
-            isolatedEquity += equity;
             guard.Restore(venue, held, equity);
         }
 
         // The rest, cross-margined over the portfolio.
         var pooled = margined.Where(m => !collateral.ContainsKey(m.Holding.Venue)).ToArray();
-        guard.Restore(null, pooled, marked.NetValue - isolatedEquity);
-        return new MarginPlan(guard.Legs, guard.Reasons, guard.Emergency, guard.TopUps);
+        guard.Restore(null, pooled, marked.NetValue - isolated.Sum(a => a.Equity));
+        return new MarginPlan(guard.Legs, guard.Reasons, guard.Emergency, guard.TopUps, guard.Transfers);
     }
 
     /// <summary>
@@ -84,6 +98,7 @@ public static class MarginGuard
     public static PortfolioSnapshot Apply(PortfolioSnapshot portfolio, MarginPlan plan, decimal costRate)
     {
         var after = plan.TopUpList.Aggregate(portfolio, (p, topUp) => PortfolioLedger.ApplyMarginTopUp(p, topUp.Venue, topUp.Amount));
+        after = plan.TransferList.Aggregate(after, (p, transfer) => PortfolioLedger.ApplyCollateralTransfer(p, transfer.FromVenue, transfer.ToVenue, transfer.Amount));
         return plan.Legs.Aggregate(after, (p, leg) => PortfolioLedger.ApplyMarginedFill(
             p, leg.Instrument, leg.Side, leg.Quantity, leg.Price, decimal.Round(leg.Quantity * leg.Price * leg.Multiplier * costRate, 8), leg.Multiplier, leg.Venue));
     }
@@ -91,11 +106,13 @@ public static class MarginGuard
     private sealed record Margined(Holding Holding, decimal Notional, InstrumentMark Mark, decimal PnlPerContract);
 
     /// <summary>Restores one margin pool (an account, or the cross-margined rest) and collects the legs and reasons.</summary>
-    private sealed class Restoration(MarginBand band, decimal rate, decimal costRate, decimal freeCash)
+    private sealed class Restoration(MarginBand band, decimal rate, decimal costRate, decimal freeCash, Dictionary<string, decimal> excess)
     {
         public List<MarginLeg> Legs { get; } = [];
 
         public List<MarginTopUp> TopUps { get; } = [];
+
+        public List<MarginTransfer> Transfers { get; } = [];
 
         public List<DriftReason> Reasons { get; } = [];
 
@@ -135,6 +152,14 @@ public static class MarginGuard
                     equity += amount;
                     freeCash -= amount;
                 }
+            }
+
+            while (venue is not null && equity < target * margin && excess.Where(e => e.Key != venue && e.Value > 0).OrderByDescending(e => e.Value).ThenBy(e => e.Key, StringComparer.Ordinal).FirstOrDefault() is { Key: { } donor } available)
+            {
+                var amount = Math.Min(decimal.Ceiling(((target * margin) - equity) * 100m) / 100m, available.Value);
+                Transfers.Add(new MarginTransfer(donor, venue, amount, Invariant($"move {amount:N2} of collateral from the {donor} account (beyond its own target) to {venue}: margin ratio {equity / margin:F4} → {(equity + amount) / margin:F4}")));
+                equity += amount;
+                excess[donor] = available.Value - amount;
             }
 
             var ordered = held.Where(m => m.PnlPerContract < 0).OrderByDescending(m => m.Notional * rate / -m.PnlPerContract)

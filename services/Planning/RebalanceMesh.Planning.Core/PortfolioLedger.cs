@@ -183,6 +183,18 @@ public static class PortfolioLedger
         return portfolio with { Cash = portfolio.Cash - amount, MarginAccounts = accounts.OrderBy(a => a.Venue, StringComparer.Ordinal).ToArray() };
     }
 
+    /// <summary>Collateral moved between margin accounts (an empty venue is the default account's cash).</summary>
+    public static PortfolioSnapshot ApplyCollateralTransfer(PortfolioSnapshot portfolio, string fromVenue, string toVenue, decimal amount)
+    {
+        if (amount <= 0 || fromVenue == toVenue)
+        {
+            throw new ArgumentOutOfRangeException(nameof(amount), "A transfer moves a positive amount between two accounts.");
+        }
+
+        var left = fromVenue.Length == 0 ? portfolio with { Cash = portfolio.Cash - amount } : Settle(portfolio, fromVenue, -amount, requireAccount: true);
+        return toVenue.Length == 0 ? left with { Cash = left.Cash + amount } : ApplyMarginTopUp(left with { Cash = left.Cash + amount }, toVenue, amount);
+    }
+
     /// <summary>
     /// A position a venue liquidated: the account's position moves by <paramref name="closedQuantity"/> (its entry
     /// unchanged), the realised profit less the venue's fee settles in the venue's margin account (or cash without one).
@@ -201,13 +213,15 @@ public static class PortfolioLedger
     }
 
     /// <summary>Profit, loss and fees of margined contracts settle in the venue's margin account when there is one, else in cash.</summary>
-    private static PortfolioSnapshot Settle(PortfolioSnapshot portfolio, string venue, decimal amount)
+    private static PortfolioSnapshot Settle(PortfolioSnapshot portfolio, string venue, decimal amount, bool requireAccount = false)
     {
         var accounts = portfolio.MarginAccountList;
         var index = accounts.ToList().FindIndex(a => a.Venue == venue);
         if (venue.Length == 0 || index < 0)
         {
-            return portfolio with { Cash = portfolio.Cash + amount };
+            return requireAccount
+                ? throw new ArgumentException($"The portfolio has no margin account on {venue}.", nameof(venue))
+                : portfolio with { Cash = portfolio.Cash + amount };
         }
 
         var updated = accounts.ToArray();

@@ -167,6 +167,7 @@ public sealed class ExecutionReportHandler(PlanningStore store, ILogger<Executio
     {
         var loanAction = leg?.Kind.ToLoanAction();
         var topUp = leg?.Kind == LegKind.MarginTopUp;
+        var transfer = leg?.Kind == LegKind.CollateralTransfer;
         if (!DecimalValue.TryParse(fill.Quantity, out var quantity) || quantity <= 0
             || !DecimalValue.TryParse(fill.Fee, out var fee) || fee < 0
             || string.IsNullOrEmpty(fill.FillId))
@@ -175,7 +176,7 @@ public sealed class ExecutionReportHandler(PlanningStore store, ILogger<Executio
         }
 
         var price = DecimalValue.TryParse(fill.Price, out var p) ? p : 0m;
-        if (loanAction is null && !topUp && (price <= 0 || fill.Side is not (Side.Buy or Side.Sell)))
+        if (loanAction is null && !topUp && !transfer && (price <= 0 || fill.Side is not (Side.Buy or Side.Sell)))
         {
             throw new MalformedEventException($"Trade fill in report {report.ReportId} needs a side and a positive price.");
         }
@@ -189,6 +190,7 @@ public sealed class ExecutionReportHandler(PlanningStore store, ILogger<Executio
                 var snapshot = portfolio.ToDomain();
                 return portfolio.WithHoldings(
                     topUp ? PortfolioLedger.ApplyMarginTopUp(snapshot, account, quantity)
+                    : transfer ? PortfolioLedger.ApplyCollateralTransfer(snapshot, leg!.FromVenue, account, quantity)
                     : loanAction is { } action ? PortfolioLedger.ApplyLoanLeg(snapshot, action, leg!.LoanId, fill.InstrumentId, quantity, portfolio.BaseCurrency)
                     : DecimalValue.TryParse(leg?.ContractMultiplier, out var multiplier) ? PortfolioLedger.ApplyMarginedFill(snapshot, fill.InstrumentId, fill.Side.ToDomain(), quantity, price, fee, multiplier, account)
                     : PortfolioLedger.ApplyFill(snapshot, fill.InstrumentId, fill.Side.ToDomain(), quantity, price, fee, account));

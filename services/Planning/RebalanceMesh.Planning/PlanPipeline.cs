@@ -130,7 +130,7 @@ public sealed class PlanPipeline(
         activity?.SetTag("planning.total_drift", proposal.Evaluation.TotalDrift);
         activity?.SetTag("planning.covariance_fetches", market.Fetches);
 
-        var topUpCount = composed.Margin?.TopUpList.Count ?? 0;
+        var collateralLegs = (composed.Margin?.TopUpList.Count ?? 0) + (composed.Margin?.TransferList.Count ?? 0);
         var guardCost = guardLegs.Where(l => l.Action is GuardAction.Sell or GuardAction.Buy).Sum(l => decimal.Round(l.Value * costRate, 8));
         var hasLegs = composed.HasLegs;
         var hedgeCost = hedgeLegs.Sum(l => decimal.Round(l.Quantity * l.Price * l.Multiplier * costRate, 8))
@@ -149,17 +149,20 @@ public sealed class PlanPipeline(
             UpdatedAt = now,
             TraceId = Activity.Current?.TraceId.ToHexString() ?? string.Empty,
             StatusMessage = emergency
-                ? $"EMERGENCY: {guardLegs.Count} guard legs and {marginLegs.Count + topUpCount} margin legs restore the health factor and margin ratio before anything else"
+                ? $"EMERGENCY: {guardLegs.Count} guard legs and {marginLegs.Count + collateralLegs} margin legs restore the health factor and margin ratio before anything else"
                 : hasLegs
-                    ? $"{guardLegs.Count} guard legs, {marginLegs.Count + topUpCount} margin legs, {proposal.Legs.Count} rebalancing legs, {hedgeLegs.Count} hedge legs, turnover {proposal.Turnover:P2}, estimated cost {proposal.EstimatedCost + guardCost + hedgeCost:F2}"
+                    ? $"{guardLegs.Count} guard legs, {marginLegs.Count + collateralLegs} margin legs, {proposal.Legs.Count} rebalancing legs, {hedgeLegs.Count} hedge legs, turnover {proposal.Turnover:P2}, estimated cost {proposal.EstimatedCost + guardCost + hedgeCost:F2}"
                     : (proposal.Evaluation.Breached ? "bands breached but no trade survives lot and minimum-notional rounding" : "portfolio is inside its bands"),
         };
-        var leading = guardLegs.Count + topUpCount + marginLegs.Count;
+        var leading = guardLegs.Count + collateralLegs + marginLegs.Count;
         plan.Legs.AddRange(guardLegs.Select((l, i) => l.ToWire($"G{i + 1}", i + 1, costRate, k => $"G{k + 1}")));
         // The margin guard's top-ups go before its closes: cash restores an account before any position is given up.
+        // Then collateral moves between venues, then the closes.
         var topUps = composed.Margin?.TopUpList ?? [];
+        var transfers = composed.Margin?.TransferList ?? [];
         plan.Legs.AddRange(topUps.Select((t, i) => t.ToWire($"T{i + 1}", guardLegs.Count + i + 1, snapshot.BaseCurrency)));
-        plan.Legs.AddRange(marginLegs.Select((l, i) => l.ToWire($"M{i + 1}", guardLegs.Count + topUps.Count + i + 1, costRate)));
+        plan.Legs.AddRange(transfers.Select((t, i) => t.ToWire($"X{i + 1}", guardLegs.Count + topUps.Count + i + 1, snapshot.BaseCurrency)));
+        plan.Legs.AddRange(marginLegs.Select((l, i) => l.ToWire($"M{i + 1}", guardLegs.Count + collateralLegs + i + 1, costRate)));
         // Rebalancing legs keep their order (sells before buys); each hedge follows the last leg on its underlying and
         // names it, so execution sends the hedge in step with that leg's slices.
         var sequence = leading;

@@ -100,6 +100,7 @@ public sealed class PlanSubmitter(PlanningStore store, PlanPipeline pipeline, IE
             Venue = l.Venue,
             FundedByLegId = l.FundedByLegId,
             HedgesLegId = l.HedgesLegId,
+            FromVenue = l.FromVenue,
         }));
         return approved;
     }

@@ -546,6 +546,26 @@ public static class PlanningMapping
         Status = LegStatus.Pending,
     };
 
+    /// <summary>A collateral transfer as a plan leg: base-currency collateral (at 1) from one venue's margin account to another's.</summary>
+    public static PlanLeg ToWire(this MarginTransfer transfer, string legId, int sequence, string baseCurrency) => new()
+    {
+        LegId = legId,
+        Sequence = sequence,
+        InstrumentId = baseCurrency,
+        Kind = LegKind.CollateralTransfer,
+        Side = Side.Unspecified,
+        Quantity = transfer.Amount,
+        ReferencePrice = 1m,
+        EstimatedNotional = transfer.Amount,
+        EstimatedCost = 0m,
+        FromVenue = transfer.FromVenue,
+        Venue = transfer.ToVenue,
+        Reason = transfer.Reason,
+        FilledQuantity = 0m,
+        Fees = 0m,
+        Status = LegStatus.Pending,
+    };
+
     /// <summary>A trade leg in a margined contract: its notional is quantity × price × multiplier; fills move its entry price.</summary>
     private static PlanLeg MarginedTrade(string legId, int sequence, string instrument, TradeSide side, decimal quantity, decimal price, decimal multiplier, string reason, string venue, decimal costRate, bool hedge) => new()
     {
