@@ -32,6 +32,27 @@ public sealed class PlanningServiceTests : IClassFixture<RedisServer>, IAsyncLif
 
     public Task InitializeAsync() => _redis.FlushAsync();
 
+    /// <summary>Posts a report as daprd delivers it (a structured CloudEvent); returns the subscription's answer.</summary>
+    private async Task<string> PostReportAsync(ExecutionReport body)
+    {
+        var cloudEvent = new JsonObject
+        {
+            ["specversion"] = "1.0",
+            ["id"] = body.ReportId,
+            ["source"] = "execution",
+            ["type"] = "rebalance.events.v1.ExecutionReport",
+            ["datacontenttype"] = "application/json",
+            ["topic"] = "execution.reports",
+            ["pubsubname"] = "pubsub",
+            ["data"] = JsonNode.Parse(JsonFormatter.Default.Format(body)),
+        }.ToJsonString();
+        using var content = new StringContent(cloudEvent, Encoding.UTF8);
+        content.Headers.ContentType = new MediaTypeHeaderValue("application/cloudevents+json");
+        var response = await _server.CreateClient().PostAsync("/events/execution.reports", content);
+        response.EnsureSuccessStatusCode();
+        return JsonNode.Parse(await response.Content.ReadAsStringAsync())!["status"]!.GetValue<string>();
+    }
+
     public Task DisposeAsync() => _server.DisposeAsync().AsTask();
 
     private static Portfolio Portfolio(string id = "p1") => new()
@@ -400,10 +421,38 @@ public sealed class PlanningServiceTests : IClassFixture<RedisServer>, IAsyncLif
     }
 
     [Fact]
+    public async Task Reports_out_of_order_end_in_the_same_state_as_in_order()
+    {
+        // The plan's end, then the leg's end, then the fill (twice): the plan is completed, the leg filled once, the
+        // position and cash moved once — as if they had come in order.
+        await _client.UpsertPortfolioAsync(new UpsertPortfolioRequest { Portfolio = Portfolio(), ExpectedVersion = -1 });
+        var store = _server.Services.GetRequiredService<PlanningStore>();
+        var now = DateTimeOffset.UtcNow.ToTimestamp();
+        await store.CreatePlanAsync(new Plan
+        {
+            PlanId = "plan-late",
+            PortfolioId = "p1",
+            Status = PlanStatus.Approved,
+            CreatedAt = now,
+            Legs = { new PlanLeg { LegId = "L1", InstrumentId = "DAX", Side = Side.Buy, Quantity = 2m, FilledQuantity = 0m, Fees = 0m, Status = LegStatus.Pending, Venue = "SIM-A" } },
+        }, "k-late");
+        ExecutionReport Report(string id, ReportKind kind) => new() { ReportId = id, PlanId = "plan-late", PortfolioId = "p1", LegId = kind == ReportKind.PlanDone ? string.Empty : "L1", Kind = kind, ReportedAt = now };
+        Assert.Equal("SUCCESS", await PostReportAsync(new ExecutionReport(Report("r3", ReportKind.PlanDone)) { PlanStatus = ReportedPlanStatus.Completed, Message = "1/1 legs filled" }));
+        Assert.Equal("SUCCESS", await PostReportAsync(new ExecutionReport(Report("r2", ReportKind.LegDone)) { LegStatus = ReportedLegStatus.Filled }));
+        var fill = new ExecutionReport(Report("r1", ReportKind.Fill)) { Fill = new Fill { FillId = "late-f1", Venue = "SIM-A", InstrumentId = "DAX", Side = Side.Buy, Quantity = 2m, Price = 100m, Fee = 0.5m, FilledAt = now } };
+        Assert.Equal("SUCCESS", await PostReportAsync(fill));
+        Assert.Equal("SUCCESS", await PostReportAsync(new ExecutionReport(fill) { ReportId = "r1-again" }));
+
+        var plan = (await _client.GetPlanAsync(new GetPlanRequest { PlanId = "plan-late" })).Plan;
+        Assert.Equal((PlanStatus.Completed, LegStatus.Filled, 2m), (plan.Status, plan.Legs[0].Status, plan.Legs[0].FilledQuantity.ToDecimal()));
+        var portfolio = (await _client.GetPortfolioAsync(new GetPortfolioRequest { PortfolioId = "p1", SkipValuation = true })).Portfolio;
+        Assert.Equal((12m, 1_000m - 200m - 0.5m), (portfolio.Positions.Single().Quantity.ToDecimal(), portfolio.Cash.ToDecimal()));
+    }
+
+    [Fact]
     public async Task A_liquidation_report_takes_seized_collateral_and_repaid_debt_off_the_loan_once()
     {
         await _client.UpsertPortfolioAsync(new UpsertPortfolioRequest { Portfolio = WithLoan(Portfolio()), ExpectedVersion = -1 }); // 5 DAX against 300 EUR
-        var http = _server.CreateClient();
         var report = new ExecutionReport
         {
             ReportId = "r-liq",
@@ -411,33 +460,13 @@ public sealed class PlanningServiceTests : IClassFixture<RedisServer>, IAsyncLif
             Kind = ReportKind.Liquidation,
             Liquidation = new Liquidation { LiquidationId = "LEND-A:p1:L1:1", Venue = "LEND-A", LoanId = "L1", SeizedAsset = "DAX", SeizedQuantity = 2.5m, DebtAsset = "EUR", DebtRepaid = 150m, HealthFactorBefore = 0.97, HealthFactorAfter = 1.1 },
         };
-        async Task<string> PostAsync(ExecutionReport body)
-        {
-            var cloudEvent = new JsonObject
-            {
-                ["specversion"] = "1.0",
-                ["id"] = body.ReportId,
-                ["source"] = "execution",
-                ["type"] = "rebalance.events.v1.ExecutionReport",
-                ["datacontenttype"] = "application/json",
-                ["topic"] = "execution.reports",
-                ["pubsubname"] = "pubsub",
-                ["data"] = JsonNode.Parse(JsonFormatter.Default.Format(body)),
-            }.ToJsonString();
-            using var content = new StringContent(cloudEvent, Encoding.UTF8);
-            content.Headers.ContentType = new MediaTypeHeaderValue("application/cloudevents+json");
-            var response = await http.PostAsync("/events/execution.reports", content);
-            response.EnsureSuccessStatusCode();
-            return JsonNode.Parse(await response.Content.ReadAsStringAsync())!["status"]!.GetValue<string>();
-        }
-
-        Assert.Equal("SUCCESS", await PostAsync(report));
-        Assert.Equal("SUCCESS", await PostAsync(new ExecutionReport(report) { ReportId = "r-liq-again" })); // the same liquidation redelivered
+        Assert.Equal("SUCCESS", await PostReportAsync(report));
+        Assert.Equal("SUCCESS", await PostReportAsync(new ExecutionReport(report) { ReportId = "r-liq-again" })); // the same liquidation redelivered
         var loan = (await _client.GetPortfolioAsync(new GetPortfolioRequest { PortfolioId = "p1", SkipValuation = true })).Portfolio.Loans.Single();
         Assert.Equal((2.5m, 150m), (loan.Collateral.Single().Quantity.ToDecimal(), loan.Debt.Single().Quantity.ToDecimal()));
 
         // A liquidation of a loan the portfolio does not have is malformed: dropped to the dead letters, nothing changes.
         var unknown = new ExecutionReport(report) { ReportId = "r-bad", Liquidation = new Liquidation(report.Liquidation) { LiquidationId = "x", LoanId = "L9" } };
-        Assert.Equal("DROP", await PostAsync(unknown));
+        Assert.Equal("DROP", await PostReportAsync(unknown));
     }
 }
