@@ -83,7 +83,7 @@ public sealed class LendingDesk(ExecutionStore store, MarketStateStore market, R
         var operationId = $"{planId}:{leg.LegId}";
         if (await store.GetLendingOperationAsync(operationId) is { } recorded)
         {
-            return Parse(recorded);
+            return RecordedOperation.Parse(recorded);
         }
 
         var operation = leg.Kind switch
@@ -122,17 +122,17 @@ public sealed class LendingDesk(ExecutionStore store, MarketStateStore market, R
             }
 
             var after = ToWire(outcome.Position, account.Version + 1);
-            if (await store.TryUpdateLendingAsync(key, raw, after, operationId, Format(true, outcome.Quantity, string.Empty)))
+            if (await store.TryUpdateLendingAsync(key, raw, after, operationId, RecordedOperation.Format(true, outcome.Quantity, string.Empty)))
             {
                 Operations.Add(1, new KeyValuePair<string, object?>("operation", operation.ToString()), new KeyValuePair<string, object?>("outcome", "applied"));
                 logger.LogInformation("{Venue}: {Operation} {Quantity} {Asset} on loan {LoanId} of {PortfolioId}; health factor {HealthFactor}",
-                    leg.Venue, operation, outcome.Quantity, leg.InstrumentId, leg.LoanId, portfolioId, LogValues.Ratio(LendingVenue.HealthFactor(outcome.Position, venue, prices.Of)));
+                    leg.Venue, operation, outcome.Quantity, leg.InstrumentId, leg.LoanId, portfolioId, Ratios.ForLog(LendingVenue.HealthFactor(outcome.Position, venue, prices.Of)));
                 return (true, outcome.Quantity, string.Empty);
             }
 
             if (await store.GetLendingOperationAsync(operationId) is { } raced)
             {
-                return Parse(raced);
+                return RecordedOperation.Parse(raced);
             }
         }
 
@@ -188,7 +188,7 @@ public sealed class LendingDesk(ExecutionStore store, MarketStateStore market, R
                 foreach (var call in calls)
                 {
                     logger.LogWarning("{Venue} liquidated loan {LoanId} of {PortfolioId}: seized {Seized} {Asset}, repaid {Repaid} {DebtAsset}; health factor {Before} → {After}",
-                        account.Venue, account.LoanId, account.PortfolioId, call.SeizedQuantity, call.SeizedAsset, call.DebtRepaid, position.DebtAsset, LogValues.Ratio(call.HealthFactorBefore), LogValues.Ratio(call.HealthFactorAfter));
+                        account.Venue, account.LoanId, account.PortfolioId, call.SeizedQuantity, call.SeizedAsset, call.DebtRepaid, position.DebtAsset, Ratios.ForLog(call.HealthFactorBefore), Ratios.ForLog(call.HealthFactorAfter));
                 }
 
                 await outbox.PublishAsync(reports, cancellationToken);
@@ -217,8 +217,8 @@ public sealed class LendingDesk(ExecutionStore store, MarketStateStore market, R
                 SeizedQuantity = call.SeizedQuantity,
                 DebtAsset = debtAsset,
                 DebtRepaid = call.DebtRepaid,
-                HealthFactorBefore = Finite(call.HealthFactorBefore),
-                HealthFactorAfter = Finite(call.HealthFactorAfter),
+                HealthFactorBefore = Ratios.ForWire(call.HealthFactorBefore),
+                HealthFactorAfter = Ratios.ForWire(call.HealthFactorAfter),
                 LiquidatedAt = time.GetUtcNow().ToTimestamp(),
             },
         };
@@ -226,9 +226,9 @@ public sealed class LendingDesk(ExecutionStore store, MarketStateStore market, R
 
     private async Task<(bool, decimal, string)> RefuseAsync(string operationId, LendingOperation operation, string reason)
     {
-        await store.RecordLendingOperationAsync(operationId, Format(false, 0, reason));
+        await store.RecordLendingOperationAsync(operationId, RecordedOperation.Format(false, 0, reason));
         Operations.Add(1, new KeyValuePair<string, object?>("operation", operation.ToString()), new KeyValuePair<string, object?>("outcome", "refused"));
-        return Parse((await store.GetLendingOperationAsync(operationId))!);
+        return RecordedOperation.Parse((await store.GetLendingOperationAsync(operationId))!);
     }
 
     private async Task<LendingAccount> ValuedAsync(LendingAccount account)
@@ -236,7 +236,7 @@ public sealed class LendingDesk(ExecutionStore store, MarketStateStore market, R
         var valued = account.Clone();
         var position = ToDomain(account);
         var prices = await PricesAsync(position);
-        valued.HealthFactor = Venue(account.Venue) is { } venue && prices.Missing.Length == 0 ? Finite(LendingVenue.HealthFactor(position, venue, prices.Of)) : 0;
+        valued.HealthFactor = Venue(account.Venue) is { } venue && prices.Missing.Length == 0 ? Ratios.ForWire(LendingVenue.HealthFactor(position, venue, prices.Of)) : 0;
         return valued;
     }
 
@@ -249,16 +249,6 @@ public sealed class LendingDesk(ExecutionStore store, MarketStateStore market, R
         return (asset => asset == position.BaseCurrency ? 1m : mids[asset], missing);
     }
 
-    private static double Finite(double value) => double.IsFinite(value) ? value : 0; // 0: no debt
-
-    private static string Format(bool accepted, decimal quantity, string reason) =>
-        string.Join('|', accepted ? "1" : "0", quantity.ToString(CultureInfo.InvariantCulture), reason);
-
-    private static (bool, decimal, string) Parse(string recorded)
-    {
-        var parts = recorded.Split('|', 3);
-        return (parts[0] == "1", decimal.Parse(parts[1], CultureInfo.InvariantCulture), parts[2]);
-    }
 
     public static LendingPosition ToDomain(LendingAccount account) => new(
         account.Venue,

@@ -89,8 +89,8 @@ public sealed class MarginDesk(ExecutionStore store, MarketStateStore market, Re
             amount <= 0 ? (null, "the amount must be positive") : (MarginVenue.TopUp(account, amount), string.Empty));
         if (outcome.Missing)
         {
-            await store.RecordMarginOperationAsync(operationId, Format(false, 0, $"{leg.Venue} has no margin account for portfolio {portfolioId}"));
-            return Parse((await store.GetMarginOperationAsync(operationId))!);
+            await store.RecordMarginOperationAsync(operationId, RecordedOperation.Format(false, 0, $"{leg.Venue} has no margin account for portfolio {portfolioId}"));
+            return RecordedOperation.Parse((await store.GetMarginOperationAsync(operationId))!);
         }
 
         Operations.Add(1, new KeyValuePair<string, object?>("operation", "top_up"), new KeyValuePair<string, object?>("outcome", outcome.Accepted ? "applied" : "refused"));
@@ -112,14 +112,14 @@ public sealed class MarginDesk(ExecutionStore store, MarketStateStore market, Re
         {
             if (await store.GetMarginOperationAsync(operationId) is { } recorded)
             {
-                return Parse(recorded);
+                return RecordedOperation.Parse(recorded);
             }
 
             var (from, fromRaw) = await store.GetMarginAsync(fromKey);
             var (to, toRaw) = await store.GetMarginAsync(toKey);
             if (from is null || to is null || leg.FromVenue == leg.Venue || Terms(leg.FromVenue) is not { } terms)
             {
-                await store.RecordMarginOperationAsync(operationId, Format(false, 0, $"a transfer needs margin accounts of portfolio {portfolioId} on two venues ({leg.FromVenue} → {leg.Venue})"));
+                await store.RecordMarginOperationAsync(operationId, RecordedOperation.Format(false, 0, $"a transfer needs margin accounts of portfolio {portfolioId} on two venues ({leg.FromVenue} → {leg.Venue})"));
                 continue;
             }
 
@@ -127,19 +127,19 @@ public sealed class MarginDesk(ExecutionStore store, MarketStateStore market, Re
             var marks = await MarksAsync(source);
             if (marks.Missing.Length > 0)
             {
-                await store.RecordMarginOperationAsync(operationId, Format(false, 0, "no mark for " + string.Join(", ", marks.Missing)));
+                await store.RecordMarginOperationAsync(operationId, RecordedOperation.Format(false, 0, "no mark for " + string.Join(", ", marks.Missing)));
                 continue;
             }
 
             var (sourceAfter, refusal) = MarginVenue.Withdraw(source, amount, marks.Of, terms);
             if (sourceAfter is null)
             {
-                await store.RecordMarginOperationAsync(operationId, Format(false, 0, $"{leg.FromVenue} refuses: {refusal}"));
+                await store.RecordMarginOperationAsync(operationId, RecordedOperation.Format(false, 0, $"{leg.FromVenue} refuses: {refusal}"));
                 continue;
             }
 
             var destinationAfter = MarginVenue.TopUp(ToDomain(to), amount);
-            if (await store.TryTransferMarginAsync(fromKey, fromRaw, ToWire(sourceAfter, from.Version + 1), toKey, toRaw, ToWire(destinationAfter, to.Version + 1), operationId, Format(true, amount, string.Empty)))
+            if (await store.TryTransferMarginAsync(fromKey, fromRaw, ToWire(sourceAfter, from.Version + 1), toKey, toRaw, ToWire(destinationAfter, to.Version + 1), operationId, RecordedOperation.Format(true, amount, string.Empty)))
             {
                 Operations.Add(1, new KeyValuePair<string, object?>("operation", "transfer"), new KeyValuePair<string, object?>("outcome", "applied"));
                 logger.LogInformation("Moved {Amount} {Currency} of collateral of {PortfolioId} from {From} to {To}", amount, from.BaseCurrency, portfolioId, leg.FromVenue, leg.Venue);
@@ -213,7 +213,7 @@ public sealed class MarginDesk(ExecutionStore store, MarketStateStore market, Re
                 foreach (var call in calls)
                 {
                     logger.LogWarning("{Venue} liquidated {Quantity} {Instrument} of {PortfolioId} at {Price} below maintenance margin: realised {Pnl}, fee {Fee}; margin ratio {Before} → {After}",
-                        wire.Venue, call.ClosedQuantity, call.Instrument, wire.PortfolioId, call.Price, call.RealizedPnl, call.Fee, LogValues.Ratio(call.RatioBefore), LogValues.Ratio(call.RatioAfter));
+                        wire.Venue, call.ClosedQuantity, call.Instrument, wire.PortfolioId, call.Price, call.RealizedPnl, call.Fee, Ratios.ForLog(call.RatioBefore), Ratios.ForLog(call.RatioAfter));
                 }
 
                 await outbox.PublishAsync(reports, cancellationToken);
@@ -231,7 +231,7 @@ public sealed class MarginDesk(ExecutionStore store, MarketStateStore market, Re
             PortfolioId = account.PortfolioId,
             Kind = ReportKind.MarginLiquidation,
             ReportedAt = time.GetUtcNow().ToTimestamp(),
-            Message = string.Create(CultureInfo.InvariantCulture, $"{account.Venue} liquidated {call.ClosedQuantity} {call.Instrument} at {call.Price}: margin ratio {call.RatioBefore:F4} → {Finite(call.RatioAfter):F4}"),
+            Message = string.Create(CultureInfo.InvariantCulture, $"{account.Venue} liquidated {call.ClosedQuantity} {call.Instrument} at {call.Price}: margin ratio {call.RatioBefore:F4} → {Ratios.ForLog(call.RatioAfter)}"),
             MarginLiquidation = new MarginLiquidation
             {
                 LiquidationId = liquidationId,
@@ -241,8 +241,8 @@ public sealed class MarginDesk(ExecutionStore store, MarketStateStore market, Re
                 Price = call.Price,
                 Fee = call.Fee,
                 RealizedPnl = call.RealizedPnl,
-                RatioBefore = Finite(call.RatioBefore),
-                RatioAfter = Finite(call.RatioAfter),
+                RatioBefore = Ratios.ForWire(call.RatioBefore),
+                RatioAfter = Ratios.ForWire(call.RatioAfter),
                 LiquidatedAt = time.GetUtcNow().ToTimestamp(),
             },
         };
@@ -255,7 +255,7 @@ public sealed class MarginDesk(ExecutionStore store, MarketStateStore market, Re
         {
             if (await store.GetMarginOperationAsync(operationId) is { } recorded)
             {
-                var (accepted, _, reason) = Parse(recorded);
+                var (accepted, _, reason) = RecordedOperation.Parse(recorded);
                 return (false, accepted, reason);
             }
 
@@ -268,11 +268,11 @@ public sealed class MarginDesk(ExecutionStore store, MarketStateStore market, Re
             var (after, refusal) = change(ToDomain(wire));
             if (after is null)
             {
-                await store.RecordMarginOperationAsync(operationId, Format(false, 0, refusal));
+                await store.RecordMarginOperationAsync(operationId, RecordedOperation.Format(false, 0, refusal));
                 continue; // read back the recorded refusal
             }
 
-            if (await store.TryUpdateMarginAsync(key, raw, ToWire(after, wire.Version + 1), operationId, Format(true, after.Collateral, string.Empty)))
+            if (await store.TryUpdateMarginAsync(key, raw, ToWire(after, wire.Version + 1), operationId, RecordedOperation.Format(true, after.Collateral, string.Empty)))
             {
                 return (false, true, string.Empty);
             }
@@ -290,7 +290,7 @@ public sealed class MarginDesk(ExecutionStore store, MarketStateStore market, Re
         {
             valued.Equity = MarginVenue.Equity(account, marks.Of);
             valued.MaintenanceMargin = MarginVenue.Maintenance(account, marks.Of, terms);
-            valued.MarginRatio = Finite(MarginVenue.Ratio(account, marks.Of, terms));
+            valued.MarginRatio = Ratios.ForWire(MarginVenue.Ratio(account, marks.Of, terms));
         }
 
         return valued;
@@ -304,16 +304,6 @@ public sealed class MarginDesk(ExecutionStore store, MarketStateStore market, Re
         return (instrument => mids[instrument], instruments.Where(i => !mids.ContainsKey(i)).ToArray());
     }
 
-    private static double Finite(double value) => double.IsFinite(value) ? value : 0; // 0: nothing open
-
-    private static string Format(bool accepted, decimal quantity, string reason) =>
-        string.Join('|', accepted ? "1" : "0", quantity.ToString(CultureInfo.InvariantCulture), reason);
-
-    private static (bool, decimal, string) Parse(string recorded)
-    {
-        var parts = recorded.Split('|', 3);
-        return (parts[0] == "1", decimal.Parse(parts[1], CultureInfo.InvariantCulture), parts[2]);
-    }
 
     public static MarginAccountState ToDomain(VenueMarginAccount account) => new(
         account.Venue,

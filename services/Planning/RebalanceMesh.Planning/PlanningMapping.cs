@@ -528,39 +528,27 @@ public static class PlanningMapping
         MarginedTrade(legId, sequence, leg.Instrument, leg.Side, leg.Quantity, leg.Price, leg.Multiplier, leg.Reason, leg.Venue, costRate, hedge: false);
 
     /// <summary>A margin top-up as a plan leg: base-currency cash (at 1) into the venue's margin account.</summary>
-    public static PlanLeg ToWire(this MarginTopUp topUp, string legId, int sequence, string baseCurrency) => new()
-    {
-        LegId = legId,
-        Sequence = sequence,
-        InstrumentId = baseCurrency,
-        Kind = LegKind.MarginTopUp,
-        Side = Side.Unspecified,
-        Quantity = topUp.Amount,
-        ReferencePrice = 1m,
-        EstimatedNotional = topUp.Amount,
-        EstimatedCost = 0m,
-        Venue = topUp.Venue,
-        Reason = topUp.Reason,
-        FilledQuantity = 0m,
-        Fees = 0m,
-        Status = LegStatus.Pending,
-    };
+    public static PlanLeg ToWire(this MarginTopUp topUp, string legId, int sequence, string baseCurrency) =>
+        CollateralLeg(legId, sequence, baseCurrency, LegKind.MarginTopUp, topUp.Amount, string.Empty, topUp.Venue, topUp.Reason);
 
     /// <summary>A collateral transfer as a plan leg: base-currency collateral (at 1) from one venue's margin account to another's.</summary>
-    public static PlanLeg ToWire(this MarginTransfer transfer, string legId, int sequence, string baseCurrency) => new()
+    public static PlanLeg ToWire(this MarginTransfer transfer, string legId, int sequence, string baseCurrency) =>
+        CollateralLeg(legId, sequence, baseCurrency, LegKind.CollateralTransfer, transfer.Amount, transfer.FromVenue, transfer.ToVenue, transfer.Reason);
+
+    private static PlanLeg CollateralLeg(string legId, int sequence, string baseCurrency, LegKind kind, decimal amount, string fromVenue, string venue, string reason) => new()
     {
         LegId = legId,
         Sequence = sequence,
         InstrumentId = baseCurrency,
-        Kind = LegKind.CollateralTransfer,
+        Kind = kind,
         Side = Side.Unspecified,
-        Quantity = transfer.Amount,
+        Quantity = amount,
         ReferencePrice = 1m,
-        EstimatedNotional = transfer.Amount,
+        EstimatedNotional = amount,
         EstimatedCost = 0m,
-        FromVenue = transfer.FromVenue,
-        Venue = transfer.ToVenue,
-        Reason = transfer.Reason,
+        FromVenue = fromVenue,
+        Venue = venue,
+        Reason = reason,
         FilledQuantity = 0m,
         Fees = 0m,
         Status = LegStatus.Pending,
