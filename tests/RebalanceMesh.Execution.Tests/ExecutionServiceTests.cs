@@ -533,6 +533,40 @@ public sealed class ExecutionServiceTests : IClassFixture<RedisServer>, IAsyncLi
     }
 
     [Fact]
+    public async Task A_sell_in_a_venue_account_is_limited_to_the_units_held_there()
+    {
+        // The SIM-A account holds 5 DAX. A sell of 8 there is rejected by the venue (insufficient balance) and the leg
+        // says so; a sell of 5 fills and leaves none; a buy of 2 in the account adds them.
+        await _client.OpenMarginAccountAsync(new OpenMarginAccountRequest
+        {
+            Account = new VenueMarginAccount { Venue = "SIM-A", PortfolioId = "p-spot", BaseCurrency = "EUR", Collateral = 0m, SpotBalances = { new VenueSpotBalance { InstrumentId = "DAX", Quantity = 5m } } },
+        });
+        var bus = _server.Services.GetRequiredService<InMemoryEventBus>();
+        PlanApproved Sell(string planId, decimal quantity, Side side = Side.Sell) => new()
+        {
+            PlanId = planId,
+            PortfolioId = "p-spot",
+            Legs = { new ApprovedLeg { LegId = "L1", Sequence = 1, InstrumentId = "DAX", Side = side, Quantity = quantity, ReferencePrice = 100m, Venue = "SIM-A" } },
+        };
+
+        await bus.PublishAsync(Topics.PlansApproved, Sell("plan-oversell", 8m));
+        var refused = await WaitForFinalAsync("plan-oversell");
+        Assert.Equal(ExecutionStatus.Failed, refused.Status);
+        Assert.Contains("insufficient balance: the SIM-A account holds 5 DAX", refused.Orders.Single().StatusReason);
+        Assert.Equal(OrderStatus.Rejected, refused.Orders.Single().Status);
+
+        await bus.PublishAsync(Topics.PlansApproved, Sell("plan-sell", 5m));
+        Assert.Equal(ExecutionStatus.Completed, (await WaitForFinalAsync("plan-sell")).Status);
+        Assert.Empty((await _client.GetMarginAccountAsync(new GetMarginAccountRequest { Venue = "SIM-A", PortfolioId = "p-spot" })).Account.SpotBalances);
+
+        await bus.PublishAsync(Topics.PlansApproved, Sell("plan-buy", 2m, Side.Buy));
+        Assert.Equal(ExecutionStatus.Completed, (await WaitForFinalAsync("plan-buy")).Status);
+        await bus.PublishAsync(Topics.PlansApproved, Sell("plan-buy", 2m, Side.Buy)); // redelivered: counted once
+        var balance = (await _client.GetMarginAccountAsync(new GetMarginAccountRequest { Venue = "SIM-A", PortfolioId = "p-spot" })).Account.SpotBalances.Single();
+        Assert.Equal(("DAX", 2m), (balance.InstrumentId, balance.Quantity.ToDecimal()));
+    }
+
+    [Fact]
     public async Task Margin_RPCs_validate_input()
     {
         var bad = ShortPerpAccount("p1");

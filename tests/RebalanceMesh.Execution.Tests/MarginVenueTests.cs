@@ -123,3 +123,20 @@ public sealed class RestingOrderTests
         Assert.Equal(0m, RestingOrder.Fill("o", OrderSide.Buy, 99.9m, 30m, Venue with { Available = false }, crossed).FilledQuantity);
     }
 }
+
+/// <summary>Spot units in a venue account.</summary>
+public sealed class VenueSpotTests
+{
+    [Fact]
+    public void Sells_are_limited_to_the_units_held_and_fills_move_them()
+    {
+        var account = new MarginAccountState("SIM-A", "p1", "EUR", 0m, [], Spot: new Dictionary<string, decimal> { ["DAX"] = 5m });
+        Assert.Null(MarginVenue.SpotSellRefusal(account, "DAX", 5m));
+        Assert.Equal("insufficient balance: the SIM-A account holds 5 DAX, the order sells 5.5", MarginVenue.SpotSellRefusal(account, "DAX", 5.5m));
+        Assert.Contains("holds 0 SMI", MarginVenue.SpotSellRefusal(account, "SMI", 1m));
+
+        var after = MarginVenue.ApplySpotFill(MarginVenue.ApplySpotFill(account, "DAX", -5m), "SMI", 3m);
+        Assert.Equal((0m, 3m), (after.SpotUnits("DAX"), after.SpotUnits("SMI")));
+        Assert.Throws<InvalidOperationException>(() => MarginVenue.ApplySpotFill(after, "SMI", -4m));
+    }
+}

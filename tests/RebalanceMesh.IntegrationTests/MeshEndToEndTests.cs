@@ -56,6 +56,17 @@ public sealed class MeshEndToEndTests(ITestOutputHelper output) : MeshTest(outpu
 
         Assert.All(result.Plan.Legs.Where(l => l.InstrumentId != "DAX"), l => Assert.Equal(string.Empty, l.Venue)); // the default account: routed by cost
 
+        // The venues' accounts hold what planning's accounts hold: the DAX sold on SIM-A and SIM-C left them there.
+        using (var executionChannel = Mesh.ServiceChannel("execution"))
+        {
+            var execution = new RebalanceMesh.Contracts.Execution.V1.ExecutionService.ExecutionServiceClient(executionChannel.WithDefaultDeadline());
+            foreach (var venue in new[] { "SIM-A", "SIM-C" })
+            {
+                var account = (await execution.GetMarginAccountAsync(new RebalanceMesh.Contracts.Execution.V1.GetMarginAccountRequest { Venue = venue, PortfolioId = "it-portfolio" })).Account;
+                Assert.Equal(final.GetValueOrDefault(("DAX", venue)), account.SpotBalances.SingleOrDefault(b => b.InstrumentId == "DAX")?.Quantity.ToDecimal() ?? 0m);
+            }
+        }
+
         var filledOrders = result.Execution.Orders.Where(o => o.Status == OrderStatus.Filled).ToArray();
         var cashFlow = filledOrders.Sum(o => (o.Side == Side.Buy ? -1 : 1) * o.FilledQuantity.ToDecimal() * o.AveragePrice.ToDecimal() - o.Fees.ToDecimal());
         Assert.Equal(result.Initial.Cash.ToDecimal() + cashFlow, result.After.Portfolio.Cash.ToDecimal());

@@ -83,8 +83,33 @@ public sealed class DemoRunner(MeshState mesh, string spansDirectory, TextWriter
         portfolio.Positions.Add(new Position { InstrumentId = daxPut.InstrumentId, Quantity = 100m, Venue = "SIM-B" });
         portfolio.Positions.Add(new Position { InstrumentId = daxPerp.InstrumentId, Quantity = -50m, EntryPrice = prices["DAX"], Venue = "SIM-B" });
         invested += 100m * putPrice;
-        portfolio.Cash = decimal.Round(capital - invested, 2);
+
+        // The perpetual is margined in SIM-B's account: collateral of 40 % of its notional (8 × the venue's 5 %
+        // maintenance margin) comes out of cash.
+        var collateral = decimal.Round(50m * prices["DAX"] * 0.40m, 2);
+        portfolio.MarginAccounts.Add(new MarginAccount { Venue = "SIM-B", Collateral = collateral });
+        portfolio.Cash = decimal.Round(capital - invested - collateral, 2);
         var initial = (await planning.UpsertPortfolioAsync(new UpsertPortfolioRequest { Portfolio = portfolio, ExpectedVersion = -1 }, cancellationToken: cancellationToken)).Portfolio;
+
+        // The venues hold what the portfolio holds with them: spot units on SIM-A and SIM-C (a sell there cannot exceed
+        // them), the put, the perpetual and its collateral on SIM-B.
+        foreach (var venue in portfolio.Positions.Select(p => p.Venue).Where(v => v.Length > 0).Distinct())
+        {
+            var account = new VenueMarginAccount { Venue = venue, PortfolioId = portfolioId, BaseCurrency = "EUR", Collateral = venue == "SIM-B" ? collateral : 0m };
+            foreach (var position in portfolio.Positions.Where(p => p.Venue == venue))
+            {
+                if (position.InstrumentId == daxPerp.InstrumentId)
+                {
+                    account.Positions.Add(new VenueMarginPosition { InstrumentId = position.InstrumentId, Quantity = position.Quantity, EntryPrice = position.EntryPrice, Multiplier = 1m });
+                }
+                else
+                {
+                    account.SpotBalances.Add(new VenueSpotBalance { InstrumentId = position.InstrumentId, Quantity = position.Quantity });
+                }
+            }
+
+            await execution.OpenMarginAccountAsync(new OpenMarginAccountRequest { Account = account }, cancellationToken: cancellationToken);
+        }
 
         var policy = new Policy
         {
@@ -102,7 +127,7 @@ public sealed class DemoRunner(MeshState mesh, string spansDirectory, TextWriter
         await planning.SetPolicyAsync(new SetPolicyRequest { Policy = policy }, cancellationToken: cancellationToken);
         output.WriteLine();
         output.WriteLine($"Portfolio {portfolioId}: 1,000,000 EUR at 55/15/15/10 % DAX/SMI/CAC/FTSE (DAX over three accounts: custodian, SIM-A, SIM-C); policy 24 % each, ±5 pp or ±25 % bands.");
-        output.WriteLine($"Overlay (valued by pricing, left alone by the policy): 100 {daxPut.InstrumentId} (91-day put), -50 DAX-PERP (short perpetual).");
+        output.WriteLine($"Overlay (valued by pricing, left alone by the policy): 100 {daxPut.InstrumentId} (91-day put), -50 DAX-PERP (short perpetual, {collateral:N0} EUR of collateral in the SIM-B margin account).");
         var before = await planning.GetPortfolioAsync(new GetPortfolioRequest { PortfolioId = portfolioId }, cancellationToken: cancellationToken);
         foreach (var position in before.Valuation.Positions.Where(p => p.Kind is InstrumentKind.Option or InstrumentKind.Perpetual))
         {

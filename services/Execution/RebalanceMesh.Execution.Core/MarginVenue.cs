@@ -9,8 +9,12 @@ public sealed record MarginTerms(decimal MaintenanceRate, decimal LiquidationFee
 /// <summary>One margined position in a venue account: signed contracts, average entry price per unit of the underlying.</summary>
 public sealed record MarginPosition(string Instrument, decimal Quantity, decimal EntryPrice, decimal Multiplier);
 
-/// <summary>A portfolio's margin account on a venue: its collateral (in the base currency) and positions.</summary>
-public sealed record MarginAccountState(string Venue, string PortfolioId, string BaseCurrency, decimal Collateral, IReadOnlyList<MarginPosition> Positions, int Liquidations = 0);
+/// <summary>A portfolio's account on a venue: its margin collateral (in the base currency), margined positions and spot units.</summary>
+public sealed record MarginAccountState(string Venue, string PortfolioId, string BaseCurrency, decimal Collateral, IReadOnlyList<MarginPosition> Positions, int Liquidations = 0, IReadOnlyDictionary<string, decimal>? Spot = null)
+{
+    /// <summary>Spot units of an instrument held in the account.</summary>
+    public decimal SpotUnits(string instrument) => Spot?.GetValueOrDefault(instrument) ?? 0m;
+}
 
 /// <summary>One position the venue closed because the account fell below its maintenance margin.</summary>
 /// <param name="ClosedQuantity">Signed change of the position (a long of 5 closed is −5).</param>
@@ -108,6 +112,20 @@ public static class MarginVenue
         }
 
         return account with { Collateral = account.Collateral + realized - fee, Positions = positions.Where(p => p.Quantity != 0).ToArray() };
+    }
+
+    /// <summary>Why the venue rejects a sell of <paramref name="quantity"/> spot units from the account, or null when it holds them.</summary>
+    public static string? SpotSellRefusal(MarginAccountState account, string instrument, decimal quantity) =>
+        quantity <= account.SpotUnits(instrument) ? null : $"insufficient balance: the {account.Venue} account holds {account.SpotUnits(instrument)} {instrument}, the order sells {quantity}";
+
+    /// <summary>A spot fill in the account: units move by <paramref name="signedQuantity"/> (cash is the portfolio's, not the account's).</summary>
+    public static MarginAccountState ApplySpotFill(MarginAccountState account, string instrument, decimal signedQuantity)
+    {
+        var spot = new Dictionary<string, decimal>(account.Spot ?? new Dictionary<string, decimal>(), StringComparer.Ordinal);
+        spot[instrument] = spot.GetValueOrDefault(instrument) + signedQuantity;
+        return spot[instrument] < 0
+            ? throw new InvalidOperationException($"The {account.Venue} account would hold {spot[instrument]} {instrument}.")
+            : account with { Spot = spot.Where(kv => kv.Value != 0).ToDictionary(kv => kv.Key, kv => kv.Value, StringComparer.Ordinal) };
     }
 
     /// <summary>

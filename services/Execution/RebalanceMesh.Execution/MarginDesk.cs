@@ -63,6 +63,19 @@ public sealed class MarginDesk(ExecutionStore store, MarketStateStore market, Re
             check.OptionalDecimal(position.Multiplier, at + ".multiplier", ValidationExtensions.DecimalRule.Positive, 1m, out _);
         }
 
+        check.RequireCount(account.SpotBalances.Count, MaxPositions, "account.spot_balances");
+        var spot = new HashSet<string>(StringComparer.Ordinal);
+        for (var i = 0; i < account.SpotBalances.Count && i < MaxPositions; i++)
+        {
+            var at = $"account.spot_balances[{i}]";
+            if (check.RequireIdentifier(account.SpotBalances[i].InstrumentId, at + ".instrument_id"))
+            {
+                check.Require(spot.Add(account.SpotBalances[i].InstrumentId), at + ".instrument_id", "appears more than once");
+            }
+
+            check.RequireDecimal(account.SpotBalances[i].Quantity, at + ".quantity", ValidationExtensions.DecimalRule.NonNegative, out _);
+        }
+
         check.ThrowIfInvalid();
         var stored = ToWire(ToDomain(account), 1);
         await store.SaveMarginAsync(stored);
@@ -151,24 +164,49 @@ public sealed class MarginDesk(ExecutionStore store, MarketStateStore market, Re
     }
 
     /// <summary>
-    /// A fill in the portfolio's account on <paramref name="venue"/>, once per client order id, when the portfolio has a
-    /// margin account there and the instrument is a registered perpetual or future; anything else is left alone.
+    /// Why the venue rejects a sell of <paramref name="quantity"/> spot units in the portfolio's account there, or null:
+    /// when the account holds them, when the portfolio has no account on the venue, or for margined contracts (their
+    /// sells open or reduce positions against collateral).
+    /// </summary>
+    public async Task<string?> SpotSellRefusalAsync(string portfolioId, string venue, string instrumentId, decimal quantity)
+    {
+        var (wire, _) = await store.GetMarginAsync(ExecutionStore.MarginKey(venue, portfolioId));
+        if (wire is null || await IsMarginedAsync(instrumentId) is not null)
+        {
+            return null;
+        }
+
+        return MarginVenue.SpotSellRefusal(ToDomain(wire), instrumentId, quantity);
+    }
+
+    /// <summary>
+    /// A fill in the portfolio's account on <paramref name="venue"/>, once per client order id, when the portfolio has
+    /// an account there: a registered perpetual or future moves the margin position and collateral, anything else the
+    /// spot units.
     /// </summary>
     public async Task ApplyFillAsync(string portfolioId, string venue, string instrumentId, decimal signedQuantity, decimal price, decimal fee, string clientOrderId)
     {
-        if (Terms(venue) is null || await market.GetRegisteredInstrumentAsync(instrumentId) is not { Kind: InstrumentKind.Perpetual or InstrumentKind.Future } instrument)
+        if (Terms(venue) is null)
         {
             return;
         }
 
-        var multiplier = DecimalValue.TryParse(instrument.Multiplier, out var m) && m > 0 ? m : 1m;
+        var multiplier = await IsMarginedAsync(instrumentId);
         var outcome = await ApplyOnceAsync(ExecutionStore.MarginKey(venue, portfolioId), "fill:" + clientOrderId, account =>
-            (MarginVenue.ApplyFill(account, instrumentId, signedQuantity, price, fee, multiplier), string.Empty));
+            multiplier is { } m ? (MarginVenue.ApplyFill(account, instrumentId, signedQuantity, price, fee, m), string.Empty)
+            : account.SpotUnits(instrumentId) + signedQuantity < 0 ? (null, MarginVenue.SpotSellRefusal(account, instrumentId, -signedQuantity)!) // a race with another sell: recorded, not applied
+            : (MarginVenue.ApplySpotFill(account, instrumentId, signedQuantity), string.Empty));
         if (!outcome.Missing)
         {
-            Operations.Add(1, new KeyValuePair<string, object?>("operation", "fill"), new KeyValuePair<string, object?>("outcome", "applied"));
+            Operations.Add(1, new KeyValuePair<string, object?>("operation", multiplier is null ? "spot_fill" : "fill"), new KeyValuePair<string, object?>("outcome", "applied"));
         }
     }
+
+    /// <summary>The contract multiplier of a registered perpetual or future; null for anything else (spot).</summary>
+    private async Task<decimal?> IsMarginedAsync(string instrumentId) =>
+        await market.GetRegisteredInstrumentAsync(instrumentId) is { Kind: InstrumentKind.Perpetual or InstrumentKind.Future } instrument
+            ? DecimalValue.TryParse(instrument.Multiplier, out var m) && m > 0 ? m : 1m
+            : null;
 
     /// <summary>
     /// Liquidates every margin account holding one of <paramref name="changed"/> whose equity is below its maintenance
@@ -311,7 +349,8 @@ public sealed class MarginDesk(ExecutionStore store, MarketStateStore market, Re
         account.BaseCurrency,
         account.Collateral.ToDecimal(),
         account.Positions.Select(p => new MarginPosition(p.InstrumentId, p.Quantity.ToDecimal(), p.EntryPrice.ToDecimal(), DecimalValue.TryParse(p.Multiplier, out var m) && m > 0 ? m : 1m)).ToArray(),
-        account.Liquidations);
+        account.Liquidations,
+        account.SpotBalances.Where(b => b.Quantity.ToDecimal() != 0).ToDictionary(b => b.InstrumentId, b => b.Quantity.ToDecimal(), StringComparer.Ordinal));
 
     public static VenueMarginAccount ToWire(MarginAccountState account, long version)
     {
@@ -331,6 +370,7 @@ public sealed class MarginDesk(ExecutionStore store, MarketStateStore market, Re
             EntryPrice = p.EntryPrice,
             Multiplier = p.Multiplier,
         }));
+        wire.SpotBalances.AddRange((account.Spot ?? new Dictionary<string, decimal>()).OrderBy(b => b.Key, StringComparer.Ordinal).Select(b => new VenueSpotBalance { InstrumentId = b.Key, Quantity = b.Value }));
         return wire;
     }
 }

@@ -616,7 +616,9 @@ public sealed class PlanExecutor(
             await Task.Delay(TimeSpan.FromMilliseconds(venue.LatencyMs), time, cancellationToken);
         }
 
-        var outcome = SimulatedVenue.Execute(child, side, venue, quote, limit, taken);
+        // A sell in a venue account is checked against the units the account holds there (the venue rejects it otherwise).
+        var refusal = leg.Venue.Length > 0 && side == OrderSide.Sell ? await margin.SpotSellRefusalAsync(plan.PortfolioId, child.VenueId, leg.InstrumentId, child.Quantity) : null;
+        var outcome = refusal is null ? SimulatedVenue.Execute(child, side, venue, quote, limit, taken) : new VenueExecution(child.ClientOrderId, venue.VenueId, false, 0, 0, 0, refusal);
         var arrival = DecimalValue.TryParse(arrivalPrice, out var a) ? a : 0m;
         var slippage = arrival > 0 && outcome.Accepted ? (side == OrderSide.Buy ? 1 : -1) * (outcome.Price - arrival) * outcome.FilledQuantity : 0m;
         var execution = await store.RecordVenueExecutionAsync(outcome, slippage);
