@@ -5,6 +5,7 @@ using RebalanceMesh.Contracts.Common.V1;
 using RebalanceMesh.Contracts.Events.V1;
 using RebalanceMesh.Contracts.Execution.V1;
 using RebalanceMesh.EventBus;
+using RebalanceMesh.Execution.Core;
 using RebalanceMesh.MarketState;
 using RebalanceMesh.Testing;
 
@@ -623,6 +624,69 @@ public sealed class ExecutionServiceTests : IClassFixture<RedisServer>, IAsyncLi
         var fills = bus.Published.Where(e => e.Topic == Topics.ExecutionReports).Select(e => e.ReadData(ExecutionReport.Parser)).Where(r => r.Kind == ReportKind.Fill).Select(r => r.Fill).ToArray();
         Assert.Contains(fills, f => f.FillId == "plan-maker:L1-m@20" && f.Quantity.ToDecimal() == 20m && f.Price.ToDecimal() == 99.9m && f.Fee.ToDecimal() == 0.3996m);
         Assert.Equal(30m, fills.Sum(f => f.Quantity.ToDecimal()));
+    }
+
+    /// <summary>Stands in for a real venue's API behind the connector interface: it takes SIM-A's orders and rejects them.</summary>
+    private sealed class RejectingVenue : IVenueConnector
+    {
+        public List<string> Received { get; } = [];
+
+        public bool Handles(string venueId) => venueId == "SIM-A";
+
+        public Task<VenueExecution> ExecuteAsync(VenueSpec venue, VenueOrder order, CancellationToken cancellationToken)
+        {
+            lock (Received)
+            {
+                Received.Add(order.Child.ClientOrderId);
+            }
+
+            return Task.FromResult(new VenueExecution(order.Child.ClientOrderId, venue.VenueId, false, 0, 0, 0, "rejected by the venue's API: market closed"));
+        }
+
+        public Task<VenueExecution> PollRestingAsync(VenueSpec venue, RestingState order, CancellationToken cancellationToken) =>
+            Task.FromResult(new VenueExecution(order.FillId, venue.VenueId, true, 0, order.Limit, 0, string.Empty));
+    }
+
+    [Fact]
+    public async Task Orders_reach_each_venue_through_its_connector_and_a_reject_there_is_routed_to_the_others()
+    {
+        // A connector registered for SIM-A takes over that venue; SIM-B stays simulated. The sell of 10 goes to SIM-A
+        // by cost (as in the first test), is rejected by its connector, and is re-routed to SIM-B.
+        var venue = new RejectingVenue();
+        await using var server = new GrpcTestServer<Program>(_redis, services: s => s.AddSingleton<IVenueConnector>(venue));
+        var bus = server.Services.GetRequiredService<InMemoryEventBus>();
+        var plan = new PlanApproved
+        {
+            PlanId = "plan-connector",
+            PortfolioId = "p1",
+            Legs = { new ApprovedLeg { LegId = "L1", Sequence = 1, InstrumentId = "DAX", Side = Side.Sell, Quantity = 10m, ReferencePrice = 100m } },
+        };
+        await bus.PublishAsync(Topics.PlansApproved, plan);
+        var client = new ExecutionService.ExecutionServiceClient(server.CreateMeshInvoker());
+        GetPlanExecutionResponse execution = null!;
+        for (var i = 0; i < 200; i++)
+        {
+            await Task.Delay(25);
+            try
+            {
+                execution = await client.GetPlanExecutionAsync(new GetPlanExecutionRequest { PlanId = "plan-connector" });
+                if (execution.Status == ExecutionStatus.Completed)
+                {
+                    break;
+                }
+            }
+            catch (RpcException ex) when (ex.StatusCode == StatusCode.NotFound)
+            {
+                // not received yet
+            }
+        }
+
+        Assert.Equal(ExecutionStatus.Completed, execution.Status);
+        Assert.Equal(["plan-connector:L1-r1:1"], venue.Received);
+        Assert.Equal(
+            [("SIM-A", OrderStatus.Rejected, 0m), ("SIM-B", OrderStatus.Filled, 10m)],
+            execution.Orders.Select(o => (o.Venue, o.Status, o.FilledQuantity.ToDecimal())));
+        Assert.Equal("rejected by the venue's API: market closed", execution.Orders[0].StatusReason);
     }
 
     [Fact]

@@ -24,6 +24,7 @@ public sealed class PlanExecutor(
     MarketStateStore market,
     LendingDesk lending,
     MarginDesk margin,
+    IEnumerable<IVenueConnector> connectors,
     IEventBus bus,
     IOptions<ExecutionOptions> options,
     TimeProvider time,
@@ -393,7 +394,7 @@ public sealed class PlanExecutor(
             var quote = (await VenueQuotesAsync(run.Leg.InstrumentId)).FirstOrDefault(q => q.VenueId == order.Venue);
             var open = order.Quantity.ToDecimal() - order.FilledQuantity.ToDecimal();
             seen = quote == seen.Quote ? seen : (quote, 0m);
-            var fill = RestingOrder.Fill(clientOrderId, run.Side, restingPrice, open, venue, quote, seen.Taken);
+            var fill = await Connector(venue.VenueId).PollRestingAsync(venue, new RestingState(clientOrderId, run.Side, restingPrice, open, quote, seen.Taken), cancellationToken);
             seen.Taken += fill.FilledQuantity;
             if (fill.FilledQuantity <= 0)
             {
@@ -441,6 +442,9 @@ public sealed class PlanExecutor(
             run.Taken[order.Venue] = seen.Taken;
         }
     }
+
+    /// <summary>The connector that reaches a venue: the last registered one that handles it (the simulated venues handle all).</summary>
+    private IVenueConnector Connector(string venueId) => connectors.Last(c => c.Handles(venueId));
 
     /// <summary>How often a resting order looks at its venue's quote.</summary>
     private static readonly TimeSpan RestingPoll = TimeSpan.FromMilliseconds(100);
@@ -611,14 +615,11 @@ public sealed class PlanExecutor(
             await store.SaveOrderAsync(order);
         }
 
-        if (venue.LatencyMs > 0)
-        {
-            await Task.Delay(TimeSpan.FromMilliseconds(venue.LatencyMs), time, cancellationToken);
-        }
-
         // A sell in a venue account is checked against the units the account holds there (the venue rejects it otherwise).
         var refusal = leg.Venue.Length > 0 && side == OrderSide.Sell ? await margin.SpotSellRefusalAsync(plan.PortfolioId, child.VenueId, leg.InstrumentId, child.Quantity) : null;
-        var outcome = refusal is null ? SimulatedVenue.Execute(child, side, venue, quote, limit, taken) : new VenueExecution(child.ClientOrderId, venue.VenueId, false, 0, 0, 0, refusal);
+        var outcome = refusal is null
+            ? await Connector(venue.VenueId).ExecuteAsync(venue, new VenueOrder(child, side, limit, quote, taken), cancellationToken)
+            : new VenueExecution(child.ClientOrderId, venue.VenueId, false, 0, 0, 0, refusal);
         var arrival = DecimalValue.TryParse(arrivalPrice, out var a) ? a : 0m;
         var slippage = arrival > 0 && outcome.Accepted ? (side == OrderSide.Buy ? 1 : -1) * (outcome.Price - arrival) * outcome.FilledQuantity : 0m;
         var execution = await store.RecordVenueExecutionAsync(outcome, slippage);

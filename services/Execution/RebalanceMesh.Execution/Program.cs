@@ -16,6 +16,9 @@ builder.Services.Configure<ExecutionOptions>(builder.Configuration.GetSection("E
 builder.Services.Configure<MarketStateOptions>(builder.Configuration.GetSection("MarketState"));
 builder.Services.AddSingleton<MarketStateStore>();
 builder.Services.AddSingleton<ExecutionStore>();
+// Venues are reached through connectors: the simulated venues reach every venue; a real venue's connector registered
+// after it (AddSingleton<IVenueConnector, …>) takes over the venues it handles.
+builder.Services.AddSingleton<RebalanceMesh.Execution.Core.IVenueConnector, RebalanceMesh.Execution.Core.SimulatedVenueConnector>();
 builder.Services.AddSingleton<ReportOutbox>();
 builder.Services.AddHostedService(sp => sp.GetRequiredService<ReportOutbox>());
 builder.Services.AddSingleton<LendingDesk>();
