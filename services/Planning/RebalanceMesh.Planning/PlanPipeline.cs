@@ -233,10 +233,10 @@ public sealed class PlanPipeline(
         // Spot holdings go with the price the plan used; derivatives go by id and risk values them through pricing
         // (options revalued in full under each historical scenario). Each holding keeps its account, and each leg trades
         // in the account it names; targeted instruments not yet held, and accounts a leg opens, start at zero. Cash in
-        // other currencies goes in as holdings of the currency.
+        // other currencies goes in as holdings of the currency; margin collateral counts as cash.
         var request = new CompareRiskRequest
         {
-            Cash = marked.Cash,
+            Cash = marked.Cash + marked.MarginCollateral,
             Settings = new RiskSettings { HorizonDays = 1, ConfidenceLevels = { 0.99 }, Methods = { Contracts.Risk.V1.VarMethod.Historical } },
         };
         var prices = marked.Positions.ToDictionary(p => p.InstrumentId, p => p.Price, StringComparer.Ordinal);

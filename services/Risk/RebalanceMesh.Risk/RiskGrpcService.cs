@@ -258,7 +258,7 @@ public sealed class RiskGrpcService(RiskInputs inputs, RiskBookBuilder books, Gr
     /// <summary>
     /// Positions (with their accounts and entry prices), cash and loans of a portfolio stored by planning, read without
     /// a valuation; loans' base-currency collateral and debt are priced at 1; cash in other currencies is held as the
-    /// currency (FX risk). Planning's NOT_FOUND reaches the caller.
+    /// currency (FX risk); margin collateral counts as cash. Planning's NOT_FOUND reaches the caller.
     /// </summary>
     private async Task<(IReadOnlyList<Wire.Holding> Holdings, Contracts.Common.V1.DecimalValue? Cash, IReadOnlyList<Wire.CollateralLoan> Loans, string BaseCurrency)> StoredPortfolioAsync(string portfolioId, CancellationToken cancellationToken)
     {
@@ -289,7 +289,9 @@ public sealed class RiskGrpcService(RiskInputs inputs, RiskBookBuilder books, Gr
             loan.Debt.AddRange(l.Debt.Where(d => d.Quantity.ToDecimal() > 0).Select(d => new Wire.DebtAsset { InstrumentId = d.Asset, Quantity = d.Quantity }));
             return loan;
         }).Where(l => l.Debt.Count > 0).ToArray();
-        return (holdings, portfolio.Cash, loans, portfolio.BaseCurrency);
+        // Collateral posted in venues' margin accounts is the portfolio's cash too (it carries no market risk).
+        var cash = (Contracts.Common.V1.DecimalValue.TryParse(portfolio.Cash, out var c) ? c : 0m) + portfolio.MarginAccounts.Sum(a => Contracts.Common.V1.DecimalValue.TryParse(a.Collateral, out var posted) ? posted : 0m);
+        return (holdings, cash, loans, portfolio.BaseCurrency);
     }
 
     private static void ValidateLoans(RequestValidator check, IReadOnlyList<Wire.CollateralLoan> loans)
