@@ -27,7 +27,8 @@ public sealed class LendingDesk(ExecutionStore store, MarketStateStore market, R
     private static readonly Meter Meter = new("RebalanceMesh.Execution.Lending");
     private static readonly Counter<long> Operations = Meter.CreateCounter<long>("rebalancemesh.execution.lending_operations", description: "Loan-leg operations on lending venues, by operation and outcome.");
     private static readonly Counter<long> Liquidations = Meter.CreateCounter<long>("rebalancemesh.execution.liquidations", description: "Liquidation calls lending venues made, by venue.");
-    private const int MaxAttempts = 20;
+
+    private const int MaxAttempts = 20; // optimistic-concurrency retries of an operation on an account
 
     public LendingVenueSpec? Venue(string venueId) => options.Value.LendingVenues.FirstOrDefault(v => v.VenueId == venueId);
 
@@ -144,57 +145,51 @@ public sealed class LendingDesk(ExecutionStore store, MarketStateStore market, R
     /// Each call's report is committed to the outbox with the account it changed, then published on
     /// execution.reports (a crash in between leaves it to <see cref="ReportOutbox"/>).
     /// </summary>
-    public async Task LiquidateAsync(IReadOnlySet<string> changed, CancellationToken cancellationToken)
+    public async Task LiquidateAsync(IReadOnlySet<string> changed, CancellationToken cancellationToken) =>
+        await LiquidationPass.RunAsync(
+            await store.GetLendingKeysAsync(changed),
+            store.GetLendingAsync,
+            account => LiquidationOfAsync(account, changed),
+            (key, raw, liquidated) => store.TryUpdateLendingAsync(key, raw, liquidated.After, reports: liquidated.Reports),
+            outbox,
+            cancellationToken);
+
+    /// <summary>The lending venue's liquidation of an account holding or owing one of <paramref name="changed"/>, or null.</summary>
+    private async Task<Liquidated<LendingAccount>?> LiquidationOfAsync(LendingAccount account, IReadOnlySet<string> changed)
     {
-        foreach (var key in await store.GetLendingKeysAsync(changed))
+        var position = ToDomain(account);
+        if (Venue(account.Venue) is not { } venue || !position.Collateral.Keys.Append(position.DebtAsset).Any(changed.Contains))
         {
-            for (var attempt = 0; attempt < MaxAttempts; attempt++)
+            return null;
+        }
+
+        var prices = await PricesAsync(position);
+        if (prices.Missing.Length > 0)
+        {
+            return null;
+        }
+
+        var (after, calls) = LendingVenue.Liquidate(position, venue, prices.Of);
+        if (calls.Count == 0)
+        {
+            return null;
+        }
+
+        var reports = calls.Select((call, i) => LiquidationReport(account, position.DebtAsset, call, account.Liquidations + i + 1)).ToArray();
+        return new Liquidated<LendingAccount>(
+            ToWire(after, account.Version + 1),
+            reports,
+            "liquidate",
+            [new("execution.venue", account.Venue), new("execution.loan_id", account.LoanId), new("execution.liquidation_calls", calls.Count)],
+            () =>
             {
-                var (account, raw) = await store.GetLendingAsync(key);
-                if (account is null || Venue(account.Venue) is not { } venue)
-                {
-                    break;
-                }
-
-                var position = ToDomain(account);
-                if (!position.Collateral.Keys.Append(position.DebtAsset).Any(changed.Contains))
-                {
-                    break;
-                }
-
-                var prices = await PricesAsync(position);
-                if (prices.Missing.Length > 0)
-                {
-                    break;
-                }
-
-                var (after, calls) = LendingVenue.Liquidate(position, venue, prices.Of);
-                if (calls.Count == 0)
-                {
-                    break;
-                }
-
-                using var activity = PlanExecutor.ActivitySource.StartActivity("liquidate");
-                activity?.SetTag("execution.venue", account.Venue);
-                activity?.SetTag("execution.loan_id", account.LoanId);
-                activity?.SetTag("execution.liquidation_calls", calls.Count);
-                var reports = calls.Select((call, i) => LiquidationReport(account, position.DebtAsset, call, account.Liquidations + i + 1)).ToArray();
-                if (!await store.TryUpdateLendingAsync(key, raw, ToWire(after, account.Version + 1), reports: reports))
-                {
-                    continue; // a loan leg changed it meanwhile: measure again
-                }
-
                 Liquidations.Add(calls.Count, new KeyValuePair<string, object?>("venue", account.Venue));
                 foreach (var call in calls)
                 {
                     logger.LogWarning("{Venue} liquidated loan {LoanId} of {PortfolioId}: seized {Seized} {Asset}, repaid {Repaid} {DebtAsset}; health factor {Before} → {After}",
                         account.Venue, account.LoanId, account.PortfolioId, call.SeizedQuantity, call.SeizedAsset, call.DebtRepaid, position.DebtAsset, Ratios.ForLog(call.HealthFactorBefore), Ratios.ForLog(call.HealthFactorAfter));
                 }
-
-                await outbox.PublishAsync(reports, cancellationToken);
-                break;
-            }
-        }
+            });
     }
 
     /// <summary>The report of one liquidation call; its ids are deterministic (the account's liquidation count after it).</summary>
@@ -241,14 +236,8 @@ public sealed class LendingDesk(ExecutionStore store, MarketStateStore market, R
     }
 
     /// <summary>Consolidated mids of the account's instruments; the base currency is 1.</summary>
-    private async Task<(Func<string, decimal> Of, string[] Missing)> PricesAsync(LendingPosition position)
-    {
-        var instruments = position.Collateral.Keys.Append(position.DebtAsset).Where(a => a != position.BaseCurrency).Distinct(StringComparer.Ordinal).ToArray();
-        var mids = (await market.GetPricesAsync(instruments)).Where(p => p.Mid.ToDecimal() > 0).ToDictionary(p => p.InstrumentId, p => p.Mid.ToDecimal(), StringComparer.Ordinal);
-        var missing = instruments.Where(i => !mids.ContainsKey(i)).ToArray();
-        return (asset => asset == position.BaseCurrency ? 1m : mids[asset], missing);
-    }
-
+    private Task<(Func<string, decimal> Of, string[] Missing)> PricesAsync(LendingPosition position) =>
+        Mids.OfAsync(market, position.Collateral.Keys.Append(position.DebtAsset), atOne: position.BaseCurrency);
 
     public static LendingPosition ToDomain(LendingAccount account) => new(
         account.Venue,

@@ -25,7 +25,7 @@ public sealed class MarginDesk(ExecutionStore store, MarketStateStore market, Re
     private static readonly Meter Meter = new("RebalanceMesh.Execution.Margin");
     private static readonly Counter<long> Operations = Meter.CreateCounter<long>("rebalancemesh.execution.margin_operations", description: "Top-ups and fills applied to venue margin accounts, by operation and outcome.");
     private static readonly Counter<long> Liquidations = Meter.CreateCounter<long>("rebalancemesh.execution.margin_liquidations", description: "Positions trading venues liquidated below maintenance margin, by venue.");
-    private const int MaxAttempts = 20;
+    private const int MaxAttempts = 20; // optimistic-concurrency retries of an operation on an account
     private const int MaxPositions = 100;
 
     /// <summary>The margin terms of a trading venue, or null when it clears no margined contracts.</summary>
@@ -98,7 +98,7 @@ public sealed class MarginDesk(ExecutionStore store, MarketStateStore market, Re
     {
         var operationId = $"{planId}:{leg.LegId}";
         var amount = leg.Quantity.ToDecimal();
-        var outcome = await ApplyOnceAsync(ExecutionStore.MarginKey(leg.Venue, portfolioId), operationId, account =>
+        var outcome = await ApplyOnceAsync(ExecutionStore.MarginKey(leg.Venue, portfolioId), operationId, amount, account =>
             amount <= 0 ? (null, "the amount must be positive") : (MarginVenue.TopUp(account, amount), string.Empty));
         if (outcome.Missing)
         {
@@ -107,7 +107,7 @@ public sealed class MarginDesk(ExecutionStore store, MarketStateStore market, Re
         }
 
         Operations.Add(1, new KeyValuePair<string, object?>("operation", "top_up"), new KeyValuePair<string, object?>("outcome", outcome.Accepted ? "applied" : "refused"));
-        return (outcome.Accepted, outcome.Accepted ? amount : 0, outcome.Reason);
+        return (outcome.Accepted, outcome.Quantity, outcome.Reason);
     }
 
     /// <summary>
@@ -192,7 +192,7 @@ public sealed class MarginDesk(ExecutionStore store, MarketStateStore market, Re
         }
 
         var multiplier = await IsMarginedAsync(instrumentId);
-        var outcome = await ApplyOnceAsync(ExecutionStore.MarginKey(venue, portfolioId), "fill:" + clientOrderId, account =>
+        var outcome = await ApplyOnceAsync(ExecutionStore.MarginKey(venue, portfolioId), "fill:" + clientOrderId, Math.Abs(signedQuantity), account =>
             multiplier is { } m ? (MarginVenue.ApplyFill(account, instrumentId, signedQuantity, price, fee, m), string.Empty)
             : account.SpotUnits(instrumentId) + signedQuantity < 0 ? (null, MarginVenue.SpotSellRefusal(account, instrumentId, -signedQuantity)!) // a race with another sell: recorded, not applied
             : (MarginVenue.ApplySpotFill(account, instrumentId, signedQuantity), string.Empty));
@@ -212,52 +212,51 @@ public sealed class MarginDesk(ExecutionStore store, MarketStateStore market, Re
     /// Liquidates every margin account holding one of <paramref name="changed"/> whose equity is below its maintenance
     /// margin; each closed position is committed to the outbox with the account, then published.
     /// </summary>
-    public async Task LiquidateAsync(IReadOnlySet<string> changed, CancellationToken cancellationToken)
+    public async Task LiquidateAsync(IReadOnlySet<string> changed, CancellationToken cancellationToken) =>
+        await LiquidationPass.RunAsync(
+            await store.GetMarginKeysAsync(changed),
+            store.GetMarginAsync,
+            account => LiquidationOfAsync(account, changed),
+            (key, raw, liquidated) => store.TryUpdateMarginAsync(key, raw, liquidated.After, reports: liquidated.Reports),
+            outbox,
+            cancellationToken);
+
+    /// <summary>The venue's liquidation of an account holding one of <paramref name="changed"/> below maintenance margin, or null.</summary>
+    private async Task<Liquidated<VenueMarginAccount>?> LiquidationOfAsync(VenueMarginAccount wire, IReadOnlySet<string> changed)
     {
-        foreach (var key in await store.GetMarginKeysAsync(changed))
+        if (Terms(wire.Venue) is not { } terms || !wire.Positions.Any(p => changed.Contains(p.InstrumentId)))
         {
-            for (var attempt = 0; attempt < MaxAttempts; attempt++)
+            return null;
+        }
+
+        var account = ToDomain(wire);
+        var marks = await MarksAsync(account);
+        if (marks.Missing.Length > 0)
+        {
+            return null;
+        }
+
+        var (after, calls) = MarginVenue.Liquidate(account, marks.Of, terms);
+        if (calls.Count == 0)
+        {
+            return null;
+        }
+
+        var reports = calls.Select((call, i) => LiquidationReport(wire, call, wire.Liquidations + i + 1)).ToArray();
+        return new Liquidated<VenueMarginAccount>(
+            ToWire(after, wire.Version + 1),
+            reports,
+            "liquidate margin account",
+            [new("execution.venue", wire.Venue), new("execution.portfolio_id", wire.PortfolioId), new("execution.liquidation_calls", calls.Count)],
+            () =>
             {
-                var (wire, raw) = await store.GetMarginAsync(key);
-                if (wire is null || Terms(wire.Venue) is not { } terms || !wire.Positions.Any(p => changed.Contains(p.InstrumentId)))
-                {
-                    break;
-                }
-
-                var account = ToDomain(wire);
-                var marks = await MarksAsync(account);
-                if (marks.Missing.Length > 0)
-                {
-                    break;
-                }
-
-                var (after, calls) = MarginVenue.Liquidate(account, marks.Of, terms);
-                if (calls.Count == 0)
-                {
-                    break;
-                }
-
-                using var activity = PlanExecutor.ActivitySource.StartActivity("liquidate margin account");
-                activity?.SetTag("execution.venue", wire.Venue);
-                activity?.SetTag("execution.portfolio_id", wire.PortfolioId);
-                activity?.SetTag("execution.liquidation_calls", calls.Count);
-                var reports = calls.Select((call, i) => LiquidationReport(wire, call, wire.Liquidations + i + 1)).ToArray();
-                if (!await store.TryUpdateMarginAsync(key, raw, ToWire(after, wire.Version + 1), reports: reports))
-                {
-                    continue; // a fill or top-up changed it meanwhile: measure again
-                }
-
                 Liquidations.Add(calls.Count, new KeyValuePair<string, object?>("venue", wire.Venue));
                 foreach (var call in calls)
                 {
                     logger.LogWarning("{Venue} liquidated {Quantity} {Instrument} of {PortfolioId} at {Price} below maintenance margin: realised {Pnl}, fee {Fee}; margin ratio {Before} → {After}",
                         wire.Venue, call.ClosedQuantity, call.Instrument, wire.PortfolioId, call.Price, call.RealizedPnl, call.Fee, Ratios.ForLog(call.RatioBefore), Ratios.ForLog(call.RatioAfter));
                 }
-
-                await outbox.PublishAsync(reports, cancellationToken);
-                break;
-            }
-        }
+            });
     }
 
     private ExecutionReport LiquidationReport(VenueMarginAccount account, MarginLiquidationCall call, int number)
@@ -286,21 +285,24 @@ public sealed class MarginDesk(ExecutionStore store, MarketStateStore market, Re
         };
     }
 
-    /// <summary>Applies <paramref name="change"/> to an account once under <paramref name="operationId"/> (optimistic concurrency with liquidations).</summary>
-    private async Task<(bool Missing, bool Accepted, string Reason)> ApplyOnceAsync(string key, string operationId, Func<MarginAccountState, (MarginAccountState? After, string Reason)> change)
+    /// <summary>
+    /// Applies <paramref name="change"/> to an account once under <paramref name="operationId"/> (optimistic concurrency
+    /// with liquidations), recording <paramref name="quantity"/> as what it moved; a redelivery returns the record.
+    /// </summary>
+    private async Task<(bool Missing, bool Accepted, decimal Quantity, string Reason)> ApplyOnceAsync(string key, string operationId, decimal quantity, Func<MarginAccountState, (MarginAccountState? After, string Reason)> change)
     {
         for (var attempt = 0; attempt < MaxAttempts; attempt++)
         {
             if (await store.GetMarginOperationAsync(operationId) is { } recorded)
             {
-                var (accepted, _, reason) = RecordedOperation.Parse(recorded);
-                return (false, accepted, reason);
+                var (accepted, moved, reason) = RecordedOperation.Parse(recorded);
+                return (false, accepted, moved, reason);
             }
 
             var (wire, raw) = await store.GetMarginAsync(key);
             if (wire is null)
             {
-                return (true, false, string.Empty);
+                return (true, false, 0, string.Empty);
             }
 
             var (after, refusal) = change(ToDomain(wire));
@@ -310,9 +312,9 @@ public sealed class MarginDesk(ExecutionStore store, MarketStateStore market, Re
                 continue; // read back the recorded refusal
             }
 
-            if (await store.TryUpdateMarginAsync(key, raw, ToWire(after, wire.Version + 1), operationId, RecordedOperation.Format(true, after.Collateral, string.Empty)))
+            if (await store.TryUpdateMarginAsync(key, raw, ToWire(after, wire.Version + 1), operationId, RecordedOperation.Format(true, quantity, string.Empty)))
             {
-                return (false, true, string.Empty);
+                return (false, true, quantity, string.Empty);
             }
         }
 
@@ -335,12 +337,8 @@ public sealed class MarginDesk(ExecutionStore store, MarketStateStore market, Re
     }
 
     /// <summary>Consolidated mids of the account's contracts.</summary>
-    private async Task<(Func<string, decimal> Of, string[] Missing)> MarksAsync(MarginAccountState account)
-    {
-        var instruments = account.Positions.Select(p => p.Instrument).Distinct(StringComparer.Ordinal).ToArray();
-        var mids = (await market.GetPricesAsync(instruments)).Where(p => p.Mid.ToDecimal() > 0).ToDictionary(p => p.InstrumentId, p => p.Mid.ToDecimal(), StringComparer.Ordinal);
-        return (instrument => mids[instrument], instruments.Where(i => !mids.ContainsKey(i)).ToArray());
-    }
+    private Task<(Func<string, decimal> Of, string[] Missing)> MarksAsync(MarginAccountState account) =>
+        Mids.OfAsync(market, account.Positions.Select(p => p.Instrument));
 
 
     public static MarginAccountState ToDomain(VenueMarginAccount account) => new(

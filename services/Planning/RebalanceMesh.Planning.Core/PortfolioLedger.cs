@@ -169,18 +169,7 @@ public static class PortfolioLedger
             throw new ArgumentOutOfRangeException(nameof(amount), "A top-up moves a positive amount.");
         }
 
-        var accounts = portfolio.MarginAccountList.ToList();
-        var index = accounts.FindIndex(a => a.Venue == venue);
-        if (index < 0)
-        {
-            accounts.Add(new MarginCollateral(venue, amount));
-        }
-        else
-        {
-            accounts[index] = accounts[index] with { Collateral = accounts[index].Collateral + amount };
-        }
-
-        return portfolio with { Cash = portfolio.Cash - amount, MarginAccounts = accounts.OrderBy(a => a.Venue, StringComparer.Ordinal).ToArray() };
+        return AddCollateral(portfolio with { Cash = portfolio.Cash - amount }, venue, amount);
     }
 
     /// <summary>Collateral moved between margin accounts (an empty venue is the default account's cash).</summary>
@@ -192,7 +181,7 @@ public static class PortfolioLedger
         }
 
         var left = fromVenue.Length == 0 ? portfolio with { Cash = portfolio.Cash - amount } : Settle(portfolio, fromVenue, -amount, requireAccount: true);
-        return toVenue.Length == 0 ? left with { Cash = left.Cash + amount } : ApplyMarginTopUp(left with { Cash = left.Cash + amount }, toVenue, amount);
+        return toVenue.Length == 0 ? left with { Cash = left.Cash + amount } : AddCollateral(left, toVenue, amount);
     }
 
     /// <summary>
@@ -212,21 +201,34 @@ public static class PortfolioLedger
         return Settle(portfolio with { Holdings = Ordered(holdings) }, venue, realizedPnl - fee);
     }
 
+    /// <summary>Collateral added to the margin account on <paramref name="venue"/>, opened when the portfolio has none there.</summary>
+    private static PortfolioSnapshot AddCollateral(PortfolioSnapshot portfolio, string venue, decimal amount)
+    {
+        var accounts = portfolio.MarginAccountList.ToList();
+        var index = accounts.FindIndex(a => a.Venue == venue);
+        if (index < 0)
+        {
+            accounts.Add(new MarginCollateral(venue, amount));
+        }
+        else
+        {
+            accounts[index] = accounts[index] with { Collateral = accounts[index].Collateral + amount };
+        }
+
+        return portfolio with { MarginAccounts = accounts.OrderBy(a => a.Venue, StringComparer.Ordinal).ToArray() };
+    }
+
     /// <summary>Profit, loss and fees of margined contracts settle in the venue's margin account when there is one, else in cash.</summary>
     private static PortfolioSnapshot Settle(PortfolioSnapshot portfolio, string venue, decimal amount, bool requireAccount = false)
     {
-        var accounts = portfolio.MarginAccountList;
-        var index = accounts.ToList().FindIndex(a => a.Venue == venue);
-        if (venue.Length == 0 || index < 0)
+        if (venue.Length > 0 && portfolio.MarginAccountList.Any(a => a.Venue == venue))
         {
-            return requireAccount
-                ? throw new ArgumentException($"The portfolio has no margin account on {venue}.", nameof(venue))
-                : portfolio with { Cash = portfolio.Cash + amount };
+            return AddCollateral(portfolio, venue, amount);
         }
 
-        var updated = accounts.ToArray();
-        updated[index] = updated[index] with { Collateral = updated[index].Collateral + amount };
-        return portfolio with { MarginAccounts = updated };
+        return requireAccount
+            ? throw new ArgumentException($"The portfolio has no margin account on {venue}.", nameof(venue))
+            : portfolio with { Cash = portfolio.Cash + amount };
     }
 
     /// <summary>Volume-weighted average price after adding a fill.</summary>
