@@ -84,9 +84,10 @@ public sealed class DemoRunner(MeshState mesh, string spansDirectory, TextWriter
         portfolio.Positions.Add(new Position { InstrumentId = daxPerp.InstrumentId, Quantity = -50m, EntryPrice = prices["DAX"], Venue = "SIM-B" });
         invested += 100m * putPrice;
 
-        // The perpetual is margined in SIM-B's account: collateral of 40 % of its notional (8 × the venue's 5 %
-        // maintenance margin) comes out of cash.
-        var collateral = decimal.Round(50m * prices["DAX"] * 0.40m, 2);
+        // The perpetual is margined in SIM-B's account: collateral of 20 % of its notional (4 × the venue's 5 %
+        // maintenance margin) comes out of cash. It counts toward the policy's implied 4 % cash, so the more of it, the
+        // less spendable cash is left as a buffer against prices moving between the plan and its fills.
+        var collateral = decimal.Round(50m * prices["DAX"] * 0.20m, 2);
         portfolio.MarginAccounts.Add(new MarginAccount { Venue = "SIM-B", Collateral = collateral });
         portfolio.Cash = decimal.Round(capital - invested - collateral, 2);
         var initial = (await planning.UpsertPortfolioAsync(new UpsertPortfolioRequest { Portfolio = portfolio, ExpectedVersion = -1 }, cancellationToken: cancellationToken)).Portfolio;
