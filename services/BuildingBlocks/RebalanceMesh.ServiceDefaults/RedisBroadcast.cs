@@ -75,6 +75,11 @@ public sealed class RedisBroadcast<T> : IHostedService
         {
             // Stopping while Redis is unreachable: the subscription went with the connection; nothing to undo.
         }
+        catch (ObjectDisposedException)
+        {
+            // The host was stopped twice and its first stop already disposed the connection (ASP.NET's test host does
+            // this: dotnet/aspnetcore#40271); the subscription went with it.
+        }
     }
 
     private void Remove(Guid id)
