@@ -53,6 +53,43 @@ public class ExecutionPropertyTests
     }
 
     [Fact]
+    public void A_routing_cut_to_the_plans_cash_never_costs_more_than_the_cash_at_the_venues()
+    {
+        // Random books, legs and cash: the children kept, sent to their venues at their own limits, fill for no more
+        // than the cash (notional and fees for a purchase, fees alone for a margined contract); a cut leaves less cash
+        // than the smallest step (10⁻⁸ of a unit) of a child would cost; with cash to spare nothing is cut.
+        var withCash = from c in Cases
+                       from cash in Gen.Choose(0, 2_000_000).Select(x => x / 10m)
+                       from margined in Gen.Elements(false, false, true)
+                       select (Case: c, Cash: cash, Margined: margined);
+        Prop.ForAll(withCash.ToArbitrary(), x =>
+        {
+            var (c, cash, margined) = x;
+            var venues = SimulatedVenues.Defaults;
+            var side = c.Buy ? OrderSide.Buy : OrderSide.Sell;
+            var quotes = venues.Select((v, i) => new VenueQuote(v.VenueId, c.Mids[i] * 0.9999m, c.Mids[i] * 1.0001m, c.Sizes[i], c.Sizes[i])).ToArray();
+            var taken = venues.Select((v, i) => (v.VenueId, c.Taken[i])).ToDictionary(t => t.VenueId, t => t.Item2);
+            var children = SmartOrderRouter.Route(new LegOrder("p", "L", "X", side, c.Quantity), venues, quotes, null, taken);
+            var kept = PlanCash.Cap(children, side, margined, venues, cash);
+
+            var spent = 0m;
+            foreach (var child in kept)
+            {
+                var i = venues.ToList().FindIndex(v => v.VenueId == child.VenueId);
+                var fill = SimulatedVenue.Execute(child, side, venues[i], quotes[i], child.WorstPrice, taken[child.VenueId]);
+                spent += margined ? fill.Fee : side == OrderSide.Buy ? (fill.FilledQuantity * fill.Price) + fill.Fee : 0m;
+            }
+
+            var unitCosts = children.ToDictionary(o => o.VenueId, o => PlanCash.UnitCost(side, margined, Math.Max(o.WorstPrice, o.BestPrice), venues.First(v => v.VenueId == o.VenueId).TakerFeeBps));
+            var cut = kept.Sum(o => o.Quantity) < children.Sum(o => o.Quantity);
+            var left = cash - kept.Sum(o => o.Quantity * unitCosts[o.VenueId]);
+            var cutOnlyWhenShort = !cut || children.Any(o => left < (0.00000001m * unitCosts[o.VenueId]) + PlanCash.RoundingReserve);
+            var spareCashCutsNothing = !cut || children.Sum(o => o.Quantity * unitCosts[o.VenueId]) > cash - PlanCash.RoundingReserve;
+            return spent <= cash && left >= 0 && cutOnlyWhenShort && spareCashCutsNothing;
+        }).Check(Runs);
+    }
+
+    [Fact]
     public void TWAP_and_POV_slices_rise_to_exactly_the_leg()
     {
         var legs = from quantity in Gen.Choose(1, 10_000_000).Select(q => q / 100m)

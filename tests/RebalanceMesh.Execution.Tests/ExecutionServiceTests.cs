@@ -323,6 +323,67 @@ public sealed class ExecutionServiceTests : IClassFixture<RedisServer>, IAsyncLi
     }
 
     [Fact]
+    public async Task Purchases_stop_at_the_plans_cash_counting_what_its_sales_raised_and_its_other_legs_moved()
+    {
+        // 5,000 EUR to start. G1 repays 2,000 of cash (cash_change −2,000); L1 sells 10 DAX on SIM-A at 99.9 less
+        // 10 bps: +998.001. That leaves 3,998.001 for L2's 150 DAX. Routing prices them on SIM-A down to its second
+        // level (100.11001), the child's limit, so a unit costs at worst 100.11001 × 1.001 = 100.21012001: the cash
+        // pays (3,998.001 − 0.0000001 reserve) / 100.21012001 = 39.89618014 (to 8 decimals, down). They fill at the
+        // touch, 100.1, leaving 3,998.001 − 39.89618014 × 100.1 × 1.001 ≈ 0.3998: never below zero.
+        await _client.OpenLendingAccountAsync(new OpenLendingAccountRequest { Account = DaxLoan(7_000m) });
+        var bus = _server.Services.GetRequiredService<InMemoryEventBus>();
+        var plan = new PlanApproved
+        {
+            PlanId = "plan-cash",
+            PortfolioId = "p1",
+            CashBudget = 5_000m,
+            Legs =
+            {
+                new ApprovedLeg { LegId = "G1", Sequence = 1, Kind = LegKind.Repay, LoanId = "L1", Venue = "LEND-A", InstrumentId = "EUR", Quantity = 2_000m, ReferencePrice = 1m, CashChange = -2_000m },
+                new ApprovedLeg { LegId = "L1", Sequence = 2, InstrumentId = "DAX", Side = Side.Sell, Quantity = 10m, ReferencePrice = 100m },
+                new ApprovedLeg { LegId = "L2", Sequence = 3, InstrumentId = "DAX", Side = Side.Buy, Quantity = 150m, ReferencePrice = 100m },
+            },
+        };
+        await bus.PublishAsync(Topics.PlansApproved, plan);
+        var execution = await WaitForFinalAsync("plan-cash");
+
+        Assert.Equal(ExecutionStatus.PartiallyFilled, execution.Status);
+        var buy = execution.Legs.Single(l => l.LegId == "L2");
+        Assert.Equal((39.89618014m, 100.1m), (buy.FilledQuantity.ToDecimal(), buy.AveragePrice.ToDecimal()));
+        var order = execution.Orders.Single(o => o.LegId == "L2");
+        Assert.Equal(100.11001m, order.LimitPrice.ToDecimal()); // the child's limit: the deepest level routed
+        var cashLeft = 5_000m - 2_000m + (10m * 99.9m) - 0.999m - (buy.FilledQuantity.ToDecimal() * 100.1m) - buy.Fees.ToDecimal();
+        Assert.InRange(cashLeft, 0m, 100.21012001m);
+        var done = bus.Published.Where(e => e.Topic == Topics.ExecutionReports).Select(e => e.ReadData(ExecutionReport.Parser))
+            .Single(r => r.PlanId == "plan-cash" && r.Kind == ReportKind.LegDone && r.LegId == "L2");
+        Assert.Equal(ReportedLegStatus.PartiallyFilled, done.LegStatus);
+        Assert.StartsWith("stopped by the plan's cash: 3998.00 left pays for 39.89618014 of the 150", done.Message, StringComparison.Ordinal);
+
+        // The same plan without a budget buys all 150 (cash is then the caller's to manage).
+        plan.PlanId = "plan-no-budget";
+        plan.CashBudget = null;
+        plan.Legs.RemoveAt(0);
+        await bus.PublishAsync(Topics.PlansApproved, plan);
+        Assert.Equal(150m, (await WaitForFinalAsync("plan-no-budget")).Legs.Single(l => l.LegId == "L2").FilledQuantity.ToDecimal());
+    }
+
+    [Fact]
+    public async Task A_plan_whose_cash_fields_are_not_decimals_is_refused_as_malformed_and_not_executed()
+    {
+        // Malformed, the dispatcher dead-letters it (EventBusTests); nothing of it executes.
+        using var scope = _server.Services.CreateScope();
+        var handler = new PlanApprovedHandler(scope.ServiceProvider.GetRequiredService<PlanExecutor>());
+        var context = new EventContext("e1", Topics.PlansApproved, "tests", DateTimeOffset.UtcNow, 1);
+        var plan = Plan("plan-bad-cash");
+        plan.CashBudget = new DecimalValue { Value = "lots" };
+        await Assert.ThrowsAsync<MalformedEventException>(() => handler.HandleAsync(plan, context, CancellationToken.None));
+        plan.CashBudget = 1_000m;
+        plan.Legs[0].CashChange = new DecimalValue { Value = "1e999" };
+        await Assert.ThrowsAsync<MalformedEventException>(() => handler.HandleAsync(plan, context, CancellationToken.None));
+        await RpcAssert.StatusAsync(() => _client.GetPlanExecutionAsync(new GetPlanExecutionRequest { PlanId = "plan-bad-cash" }).ResponseAsync, StatusCode.NotFound);
+    }
+
+    [Fact]
     public async Task A_quote_that_takes_a_loan_below_1_is_liquidated_and_reported_once()
     {
         await _client.OpenLendingAccountAsync(new OpenLendingAccountRequest { Account = DaxLoan(7_000m) });
@@ -618,7 +679,7 @@ public sealed class ExecutionServiceTests : IClassFixture<RedisServer>, IAsyncLi
         var taker = execution.Orders.Where(o => o.ClientOrderId != maker.ClientOrderId).ToArray();
         Assert.Equal(10m, taker.Sum(o => o.FilledQuantity.ToDecimal()));
         Assert.Equal(("SIM-A", 99.9m), (taker.Single().Venue, taker.Single().AveragePrice.ToDecimal())); // 20 of the 40 at 99.9 are left after the maker fills
-        Assert.All(taker, o => Assert.True(o.LimitPrice is null || o.LimitPrice.Value.Length == 0));
+        Assert.Equal(99.9m, taker.Single().LimitPrice.ToDecimal()); // a marketable limit at the level its routing reached
 
         // The maker fill was reported under its own id and counted in SIM-A's realised costs.
         var fills = bus.Published.Where(e => e.Topic == Topics.ExecutionReports).Select(e => e.ReadData(ExecutionReport.Parser)).Where(r => r.Kind == ReportKind.Fill).Select(r => r.Fill).ToArray();

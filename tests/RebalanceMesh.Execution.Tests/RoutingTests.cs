@@ -52,6 +52,16 @@ public class RoutingTests
         var b = OrderBook.FromQuote(quotes[1], book);
         Assert.Equal(decimal.Round(((10m * 100.01m) + (7.5m * b.Asks[1].Price)) / 17.5m, 8), children[1].ExpectedPrice);
 
+        // Each child's limit is the deepest level its routing walked: the venue fills it the same, and no worse.
+        Assert.Equal([100.02m, b.Asks[1].Price], children.Select(c => c.WorstPrice));
+        Assert.Equal([100.00m, 100.01m], children.Select(c => c.BestPrice));
+        foreach (var (child, quote) in children.Zip(quotes))
+        {
+            var venue = venues.First(v => v.VenueId == child.VenueId);
+            var limited = SimulatedVenue.Execute(child, OrderSide.Buy, venue, quote, child.WorstPrice);
+            Assert.Equal((child.Quantity, child.ExpectedPrice), (limited.FilledQuantity, limited.Price));
+        }
+
         // The venue fills an order by walking the same book: 30 at A takes 10 + 15 + 5.
         var (filled, price) = OrderBook.FromQuote(quotes[0], book).Walk(OrderSide.Buy, 30);
         Assert.Equal((30m, decimal.Round(((10m * 100m) + (15m * 100.02m) + (5m * 100.04m)) / 30m, 8)), (filled, price));
@@ -64,7 +74,7 @@ public class RoutingTests
     {
         var venue = new VenueSpec("A", 10, 0, Book: new BookProfile(Levels: 2, LevelStepBps: 10, SizeGrowth: 0));
         var quote = new VenueQuote("A", 99m, 100m, 10, 10);
-        var order = new ChildOrder("p:L1:1", "A", 30m, 100m, 100.1m);
+        var order = new ChildOrder("p:L1:1", "A", 30m, 100m, 100.1m, 100m, 100m);
         var partial = SimulatedVenue.Execute(order, OrderSide.Buy, venue, quote, limitPrice: 100.05m); // only the touch is within
         Assert.Equal((10m, 100m), (partial.FilledQuantity, partial.Price));
         Assert.Equal(OrderStates.State.PartiallyFilled, OrderStates.AfterExecution(partial, 30m));
@@ -92,7 +102,7 @@ public class RoutingTests
     [Fact]
     public void Simulated_venue_fills_at_the_touch_and_charges_its_fee()
     {
-        var order = new ChildOrder("p:L1:1", "A", 10m, 100m, 100.1m);
+        var order = new ChildOrder("p:L1:1", "A", 10m, 100m, 100.1m, 100m, 100m);
         var fill = SimulatedVenue.Execute(order, OrderSide.Buy, Venues[0], new VenueQuote("A", 99m, 100m, 10, 10));
         Assert.True(fill.Accepted);
         Assert.Equal((10m, 100m, 1m), (fill.FilledQuantity, fill.Price, fill.Fee)); // 10 bps of 1000

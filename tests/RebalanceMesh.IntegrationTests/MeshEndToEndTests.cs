@@ -400,6 +400,12 @@ public sealed class GuardMeshTests(ITestOutputHelper output) : MeshTest(output)
         Assert.StartsWith("EMERGENCY", preview.StatusMessage);
         Assert.Equal([LegKind.Repay, LegKind.SupplyCollateral, LegKind.WithdrawCollateral, LegKind.Trade, LegKind.Repay], preview.Legs.Select(l => l.Kind));
         Assert.All(preview.Legs, l => Assert.StartsWith("G", l.LegId));
+
+        // What execution may spend: the 1,000 EUR of cash, less what the cash repayments take (their cash_change),
+        // plus what the sale raises; supplying and withdrawing DAX moves no cash.
+        Assert.Equal(1_000m, preview.CashBefore.ToDecimal());
+        Assert.All(preview.Legs.Where(l => l.Kind == LegKind.Repay), l => Assert.Equal(-l.Quantity.ToDecimal(), l.CashChange.ToDecimal()));
+        Assert.All(preview.Legs.Where(l => l.Kind is LegKind.SupplyCollateral or LegKind.WithdrawCollateral), l => Assert.Equal(("DAX", 0m), (l.InstrumentId, l.CashChange.ToDecimal())));
         Assert.Contains(preview.Reasons, r => r.Rule == "health_factor" && r.Breached && r.Message.Contains("emergency", StringComparison.Ordinal));
 
         // Executed: the loan legs on LEND-A (which enforces its own rules on each), the sale on a trading venue. The

@@ -87,6 +87,35 @@ public class AccountTests
         Assert.Contains(new Holding("A", 2m), withdrawn.Holdings);
     }
 
+    [Theory]
+    [InlineData(GuardAction.Repay, "EUR", -5)]
+    [InlineData(GuardAction.Borrow, "EUR", 5)]
+    [InlineData(GuardAction.SupplyCollateral, "EUR", -5)]
+    [InlineData(GuardAction.WithdrawCollateral, "EUR", 5)]
+    [InlineData(GuardAction.SupplyCollateral, "A", 0)]
+    [InlineData(GuardAction.WithdrawCollateral, "A", 0)]
+    public void The_cash_a_loan_leg_moves_is_the_cash_the_ledger_books(GuardAction action, string asset, int expected)
+    {
+        // What execution counts against a plan's cash (the leg's cash_change) must be what planning books when it lands.
+        var loan = new Loan("L", "LEND", [new LoanCollateral("A", 10m, 0.8), new LoanCollateral("EUR", 100m, 0.9)], 500m);
+        var portfolio = new PortfolioSnapshot("p", [new Holding("A", 3m)], 1_000m, 1, [loan], "EUR");
+        var booked = PortfolioLedger.ApplyLoanLeg(portfolio, action, "L", asset, 5m, "EUR").Cash - portfolio.Cash;
+        Assert.Equal(expected, booked);
+        Assert.Equal(booked, PortfolioLedger.LoanLegCash(action, asset, 5m, "EUR"));
+    }
+
+    [Theory]
+    [InlineData("", "SIM-A", -40)]
+    [InlineData("SIM-A", "", 40)]
+    [InlineData("SIM-A", "SIM-B", 0)]
+    public void The_cash_a_collateral_transfer_moves_is_the_cash_the_ledger_books(string from, string to, int expected)
+    {
+        var portfolio = new PortfolioSnapshot("p", [], 1_000m, 1, MarginAccounts: [new MarginCollateral("SIM-A", 100m), new MarginCollateral("SIM-B", 50m)]);
+        var booked = PortfolioLedger.ApplyCollateralTransfer(portfolio, from, to, 40m).Cash - portfolio.Cash;
+        Assert.Equal(expected, booked);
+        Assert.Equal(booked, PortfolioLedger.TransferCash(from, to, 40m));
+    }
+
     [Fact]
     public void Foreign_cash_counts_in_the_net_value_and_the_cash_target_but_only_base_cash_buys()
     {

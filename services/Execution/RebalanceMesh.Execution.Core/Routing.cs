@@ -26,7 +26,11 @@ public sealed record LegOrder(string PlanId, string LegId, string InstrumentId, 
 /// <summary>A child order routed to one venue.</summary>
 /// <param name="ExpectedPrice">Average price expected from walking the venue's book for the order's quantity.</param>
 /// <param name="AllInPrice">Expected price including the taker fee: what one unit really costs or yields.</param>
-public sealed record ChildOrder(string ClientOrderId, string VenueId, decimal Quantity, decimal ExpectedPrice, decimal AllInPrice);
+/// <param name="WorstPrice">The last level the routing walked on the venue (highest for a buy, lowest for a sell): the
+/// order's limit, so it never fills beyond what the routing priced.</param>
+/// <param name="BestPrice">The first level the routing took on the venue (its touch after earlier routings): a sale
+/// fills at no higher an average, which bounds the fee it pays.</param>
+public sealed record ChildOrder(string ClientOrderId, string VenueId, decimal Quantity, decimal ExpectedPrice, decimal AllInPrice, decimal WorstPrice, decimal BestPrice);
 
 /// <summary>
 /// Splits a leg across venues by expected all-in cost from walking their books: every venue's levels (within the
@@ -57,19 +61,20 @@ public static class SmartOrderRouter
             .ThenBy(l => l.Depth)
             .ToArray();
         var caps = books.ToDictionary(b => b.Venue.VenueId, b => b.Book.Depth(leg.Side, limitPrice) * (decimal)Math.Clamp(b.Venue.ParticipationCap, 0, 1), StringComparer.Ordinal);
-        var allocated = new Dictionary<string, (decimal Quantity, decimal Notional, int First)>(StringComparer.Ordinal);
+        var allocated = new Dictionary<string, (decimal Quantity, decimal Notional, int First, decimal Worst, decimal Best)>(StringComparer.Ordinal);
         var remaining = leg.Quantity;
         for (var i = 0; i < levels.Length && remaining > 0; i++)
         {
             var level = levels[i];
-            var sofar = allocated.TryGetValue(level.Venue.VenueId, out var before) ? before : (Quantity: 0m, Notional: 0m, First: i);
+            var sofar = allocated.TryGetValue(level.Venue.VenueId, out var before) ? before : (Quantity: 0m, Notional: 0m, First: i, Worst: level.Price, Best: level.Price);
             var take = Math.Min(Math.Min(level.Size, remaining), caps[level.Venue.VenueId] - sofar.Quantity);
             if (take <= 0)
             {
                 continue;
             }
 
-            allocated[level.Venue.VenueId] = (sofar.Quantity + take, sofar.Notional + (take * level.Price), sofar.First);
+            // Levels come cheapest first, so a venue's later level is never better than its earlier ones.
+            allocated[level.Venue.VenueId] = (sofar.Quantity + take, sofar.Notional + (take * level.Price), sofar.First, level.Price, sofar.Best);
             remaining -= take;
         }
 
@@ -80,7 +85,7 @@ public static class SmartOrderRouter
             {
                 var venue = books.First(b => b.Venue.VenueId == t.Key).Venue;
                 var price = decimal.Round(t.Value.Notional / t.Value.Quantity, 8);
-                return new ChildOrder(ClientOrderIds.For(leg.PlanId, leg.LegId, ++slice), t.Key, t.Value.Quantity, price, AllInPrice(leg.Side, price, venue.TakerFeeBps));
+                return new ChildOrder(ClientOrderIds.For(leg.PlanId, leg.LegId, ++slice), t.Key, t.Value.Quantity, price, AllInPrice(leg.Side, price, venue.TakerFeeBps), t.Value.Worst, t.Value.Best);
             })
             .ToArray();
     }

@@ -1,3 +1,4 @@
+using RebalanceMesh.Contracts.Common.V1;
 using RebalanceMesh.Contracts.Events.V1;
 using RebalanceMesh.EventBus;
 
@@ -13,8 +14,15 @@ public sealed class PlanApprovedHandler(PlanExecutor executor) : IEventHandler<P
             throw new MalformedEventException("A PlanApproved event needs a plan id and at least one leg.");
         }
 
+        if (Unreadable(message.CashBudget) || message.Legs.Any(l => Unreadable(l.CashChange)))
+        {
+            throw new MalformedEventException($"Plan {message.PlanId}: cash_budget and every leg's cash_change are decimals when set.");
+        }
+
         return executor.ExecuteAsync(message, cancellationToken);
     }
+
+    private static bool Unreadable(DecimalValue? value) => value is not null && !DecimalValue.TryParse(value, out _);
 }
 
 /// <summary>Records the trading halt; executing plans stop before their next leg.</summary>

@@ -194,9 +194,12 @@ public sealed class PlanExecutor(
     }
 
     /// <summary>A trade leg in progress: its market view, venues, the liquidity it took and why it stopped.</summary>
-    private sealed class LegRun(ApprovedLeg leg, LegExecution state)
+    private sealed class LegRun(ApprovedLeg leg, LegExecution state, GetPlanExecutionResponse execution)
     {
         public ApprovedLeg Leg { get; } = leg;
+
+        /// <summary>The whole plan's execution: the other legs' fills count against the plan's cash.</summary>
+        public GetPlanExecutionResponse Execution { get; } = execution;
 
         public LegExecution State { get; } = state;
 
@@ -220,9 +223,9 @@ public sealed class PlanExecutor(
     }
 
     /// <summary>Reads the market for a trade leg, fixes its arrival price (once) and its limit, and the venues it may use.</summary>
-    private async Task<LegRun> StartLegAsync(PlanApproved plan, ApprovedLeg leg, LegExecution state)
+    private async Task<LegRun> StartLegAsync(PlanApproved plan, ApprovedLeg leg, LegExecution state, GetPlanExecutionResponse execution)
     {
-        var run = new LegRun(leg, state) { Quotes = await VenueQuotesAsync(leg.InstrumentId) };
+        var run = new LegRun(leg, state, execution) { Quotes = await VenueQuotesAsync(leg.InstrumentId) };
         if (run.Quotes.Length > 0 && (state.ArrivalPrice is null || state.ArrivalPrice.Value.Length == 0))
         {
             state.ArrivalPrice = run.Quotes.Max(q => q.Bid) / 2m + (run.Quotes.Min(q => q.Ask) / 2m);
@@ -244,7 +247,7 @@ public sealed class PlanExecutor(
         activity?.SetTag("execution.leg_id", leg.LegId);
         activity?.SetTag("execution.instrument", leg.InstrumentId);
         activity?.SetTag("execution.account", leg.Venue);
-        var run = await StartLegAsync(plan, leg, state);
+        var run = await StartLegAsync(plan, leg, state, execution);
 
         // Immediate: one slice. TWAP: equal slices at equal intervals; slices already filled (an earlier delivery) are
         // skipped, and a halt or cancel between slices stops the leg.
@@ -341,6 +344,17 @@ public sealed class PlanExecutor(
                 return;
             }
 
+            // What the plan's cash pays for at the post price and maker fee (nothing else spends while it rests).
+            var quantity = target - run.Filled;
+            if (CashLeft(plan, run.Execution) is { } cash)
+            {
+                quantity = Math.Min(quantity, PlanCash.Affordable(cash, PlanCash.UnitCost(run.Side, run.Leg.Margined, price, best.Venue.MakerFeeBps)));
+                if (quantity <= 0)
+                {
+                    return; // the taker routing says why the leg stops
+                }
+            }
+
             var now = time.GetUtcNow().ToTimestamp();
             order = new Order
             {
@@ -350,7 +364,7 @@ public sealed class PlanExecutor(
                 Venue = best.Venue.VenueId,
                 InstrumentId = run.Leg.InstrumentId,
                 Side = run.Leg.Side,
-                Quantity = target - run.Filled,
+                Quantity = quantity,
                 FilledQuantity = 0m,
                 Fees = 0m,
                 LimitPrice = price,
@@ -456,7 +470,7 @@ public sealed class PlanExecutor(
     private async Task RouteUpToAsync(PlanApproved plan, LegRun run, decimal target, string prefix, CancellationToken cancellationToken)
     {
         var attempt = 0;
-        while (run.Filled < target && attempt < run.Venues.Count)
+        while (run.Filled < target && attempt < run.Venues.Count && run.Stop is null)
         {
             attempt++;
             var remaining = target - run.Filled;
@@ -470,6 +484,20 @@ public sealed class PlanExecutor(
                 }
 
                 return;
+            }
+
+            // Buying power: no child the plan's cash could not pay at its limit with its fee.
+            if (CashLeft(plan, run.Execution) is { } cash)
+            {
+                var routed = children.Sum(c => c.Quantity);
+                children = PlanCash.Cap(children, run.Side, run.Leg.Margined, usable, cash);
+                var affordable = children.Sum(c => c.Quantity);
+                if (affordable < routed)
+                {
+                    run.Stop = string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                        $"stopped by the plan's cash: {Math.Max(cash, 0m):0.00} left pays for {affordable:0.########} of the {routed:0.########} routed at their limit prices with fees");
+                    logger.LogWarning("Plan {PlanId} leg {LegId}: {Reason}", plan.PlanId, run.Leg.LegId, run.Stop);
+                }
             }
 
             foreach (var child in children)
@@ -519,7 +547,7 @@ public sealed class PlanExecutor(
             using var activity = ActivitySource.StartActivity("follow with hedge");
             activity?.SetTag("execution.leg_id", hedge.LegId);
             activity?.SetTag("execution.hedges_leg_id", hedged.Leg.LegId);
-            var run = await StartLegAsync(plan, hedge, state);
+            var run = await StartLegAsync(plan, hedge, state, execution);
             await RouteUpToAsync(plan, run, target, $"{hedge.LegId}-f{slice + 1}", cancellationToken);
             await store.SaveExecutionAsync(execution);
             if (run.Filled >= state.Quantity.ToDecimal())
@@ -579,6 +607,7 @@ public sealed class PlanExecutor(
             Quantity = child.Quantity,
             FilledQuantity = 0m,
             Fees = 0m,
+            LimitPrice = child.WorstPrice,
             Status = OrderStatus.New,
             CreatedAt = now,
             UpdatedAt = now,
@@ -617,8 +646,11 @@ public sealed class PlanExecutor(
 
         // A sell in a venue account is checked against the units the account holds there (the venue rejects it otherwise).
         var refusal = leg.Venue.Length > 0 && side == OrderSide.Sell ? await margin.SpotSellRefusalAsync(plan.PortfolioId, child.VenueId, leg.InstrumentId, child.Quantity) : null;
+        // A marketable limit at the deepest level its routing priced (journaled with the order; orders journaled without
+        // one keep the leg's limit): the venue never fills it beyond what routing and the plan's cash counted on.
+        var orderLimit = DecimalValue.TryParse(order.LimitPrice, out var journaledLimit) && journaledLimit > 0 ? journaledLimit : limit;
         var outcome = refusal is null
-            ? await Connector(venue.VenueId).ExecuteAsync(venue, new VenueOrder(child, side, limit, quote, taken), cancellationToken)
+            ? await Connector(venue.VenueId).ExecuteAsync(venue, new VenueOrder(child, side, orderLimit, quote, taken), cancellationToken)
             : new VenueExecution(child.ClientOrderId, venue.VenueId, false, 0, 0, 0, refusal);
         var arrival = DecimalValue.TryParse(arrivalPrice, out var a) ? a : 0m;
         var slippage = arrival > 0 && outcome.Accepted ? (side == OrderSide.Buy ? 1 : -1) * (outcome.Price - arrival) * outcome.FilledQuantity : 0m;
@@ -670,6 +702,24 @@ public sealed class PlanExecutor(
             Fee = fee,
             FilledAt = order.UpdatedAt,
         }, cancellationToken);
+
+    /// <summary>The plan's cash left to spend now (<see cref="PlanCash"/>), or null when the plan carries no cash budget.</summary>
+    private static decimal? CashLeft(PlanApproved plan, GetPlanExecutionResponse execution)
+    {
+        if (!DecimalValue.TryParse(plan.CashBudget, out var budget))
+        {
+            return null;
+        }
+
+        return PlanCash.Remaining(budget, plan.Legs.Join(execution.Legs, l => l.LegId, s => s.LegId, (leg, state) => new LegCash(
+            leg.Kind is LegKind.Unspecified or LegKind.Trade ? (leg.Side == Contracts.Common.V1.Side.Buy ? OrderSide.Buy : OrderSide.Sell) : null,
+            leg.Margined,
+            leg.Quantity.ToDecimal(),
+            DecimalValue.TryParse(leg.CashChange, out var change) ? change : 0m,
+            state.FilledQuantity.ToDecimal(),
+            DecimalValue.TryParse(state.AveragePrice, out var average) ? average : 0m,
+            DecimalValue.TryParse(state.Fees, out var fees) ? fees : 0m), StringComparer.Ordinal));
+    }
 
     private async Task<string?> StopReasonAsync(string planId)
     {

@@ -126,6 +126,22 @@ public static class PortfolioLedger
     }
 
     /// <summary>
+    /// Free cash a completed loan leg moves (as <see cref="ApplyLoanLeg"/> books it): repaying or supplying cash pays
+    /// it out, borrowing or withdrawing cash brings it in; a leg in another asset moves no cash.
+    /// </summary>
+    public static decimal LoanLegCash(GuardAction action, string asset, decimal quantity, string baseCurrency) =>
+        asset != baseCurrency ? 0m : action switch
+        {
+            GuardAction.Repay or GuardAction.SupplyCollateral => -quantity,
+            GuardAction.Borrow or GuardAction.WithdrawCollateral => quantity,
+            _ => 0m,
+        };
+
+    /// <summary>Free cash a collateral transfer moves (as <see cref="ApplyCollateralTransfer"/> books it): out of cash when it leaves the default account, into it when it goes there.</summary>
+    public static decimal TransferCash(string fromVenue, string toVenue, decimal amount) =>
+        (fromVenue.Length == 0 ? -amount : 0m) + (toVenue.Length == 0 ? amount : 0m);
+
+    /// <summary>
     /// A fill of a margined contract (perpetual, future): no notional changes hands. Adding to a position moves its
     /// entry price to the quantity-weighted average; reducing it realises (price − entry) × closed × multiplier
     /// (flipping sides opens the rest at the fill price); profit, loss and fee settle in the venue's margin account when

@@ -145,6 +145,7 @@ public sealed class PlanPipeline(
             EstimatedCost = proposal.EstimatedCost + guardCost + hedgeCost,
             Turnover = proposal.Turnover,
             NetValue = proposal.NetValue,
+            CashBefore = snapshot.Cash,
             CreatedAt = now,
             UpdatedAt = now,
             TraceId = Activity.Current?.TraceId.ToHexString() ?? string.Empty,
@@ -181,6 +182,11 @@ public sealed class PlanPipeline(
             }
 
             plan.Legs.Add(wire);
+        }
+
+        foreach (var leg in plan.Legs.Where(l => l.Kind is not (LegKind.Unspecified or LegKind.Trade)))
+        {
+            leg.CashChange = leg.CashMoved(snapshot.BaseCurrency);
         }
 
         plan.Reasons.AddRange(policyReasons);

@@ -1,5 +1,6 @@
 using Google.Protobuf.WellKnownTypes;
 using Grpc.Core;
+using RebalanceMesh.Contracts.Common.V1;
 using RebalanceMesh.Contracts.Events.V1;
 using RebalanceMesh.Contracts.Planning.V1;
 using RebalanceMesh.Domain;
@@ -86,6 +87,7 @@ public sealed class PlanSubmitter(PlanningStore store, PlanPipeline pipeline, IE
             PovRate = policy?.ExecutionStyle?.PovRate ?? 0,
             PovIntervalSeconds = policy?.ExecutionStyle?.PovIntervalSeconds ?? 0,
             MakerWaitSeconds = policy?.ExecutionStyle?.MakerWaitSeconds ?? 0,
+            CashBudget = plan.CashBefore,
         };
         approved.Legs.AddRange(plan.Legs.Select(l => new ApprovedLeg
         {
@@ -101,6 +103,8 @@ public sealed class PlanSubmitter(PlanningStore store, PlanPipeline pipeline, IE
             FundedByLegId = l.FundedByLegId,
             HedgesLegId = l.HedgesLegId,
             FromVenue = l.FromVenue,
+            CashChange = l.CashChange,
+            Margined = DecimalValue.TryParse(l.ContractMultiplier, out var multiplier) && multiplier > 0,
         }));
         return approved;
     }

@@ -595,6 +595,22 @@ public static class PlanningMapping
         _ => null,
     };
 
+    /// <summary>
+    /// Free base-currency cash a leg that is not a trade moves when it completes, as the ledger books it (a top-up pays
+    /// out its amount); zero for a trade, whose cash depends on its fills.
+    /// </summary>
+    public static decimal CashMoved(this PlanLeg leg, string baseCurrency)
+    {
+        var quantity = leg.Quantity.ToDecimal();
+        return leg.Kind switch
+        {
+            LegKind.MarginTopUp => -quantity,
+            LegKind.CollateralTransfer => PortfolioLedger.TransferCash(leg.FromVenue, leg.Venue, quantity),
+            _ when leg.Kind.ToLoanAction() is { } action => PortfolioLedger.LoanLegCash(action, leg.InstrumentId, quantity, baseCurrency),
+            _ => 0m,
+        };
+    }
+
     /// <summary>A guard leg as a plan leg: trades with their side, loan legs with their kind, each with its reason.</summary>
     /// <param name="legIdOf">The wire leg id of the guard leg at a position (for <see cref="GuardLeg.FundedBy"/>).</param>
     public static PlanLeg ToWire(this GuardLeg leg, string legId, int sequence, decimal costRate, Func<int, string> legIdOf) => new()
