@@ -566,6 +566,8 @@ public sealed class ExecutionServiceTests : IClassFixture<RedisServer>, IAsyncLi
         var legDone = bus.Published.Where(e => e.Topic == Topics.ExecutionReports).Select(e => e.ReadData(ExecutionReport.Parser)).Where(r => r.Kind == ReportKind.LegDone && r.PlanId == "plan-move").ToArray();
         Assert.Equal(ReportedLegStatus.Filled, legDone.Single(r => r.LegId == "X1").LegStatus);
         Assert.Contains("initial margin", legDone.Single(r => r.LegId == "X2").Message);
+        var planDone = bus.Published.Where(e => e.Topic == Topics.ExecutionReports).Select(e => e.ReadData(ExecutionReport.Parser)).First(r => r.Kind == ReportKind.PlanDone && r.PlanId == "plan-move");
+        Assert.StartsWith("leg X2 (collateral transfer from SIM-A to SIM-B) refused:", planDone.Message, StringComparison.Ordinal);
         var source = (await _client.GetMarginAccountAsync(new GetMarginAccountRequest { Venue = "SIM-A", PortfolioId = "p-move" })).Account;
         var destination = (await _client.GetMarginAccountAsync(new GetMarginAccountRequest { Venue = "SIM-B", PortfolioId = "p-move" })).Account;
         Assert.Equal((150m, 1_850m), (source.Collateral.ToDecimal(), destination.Collateral.ToDecimal()));

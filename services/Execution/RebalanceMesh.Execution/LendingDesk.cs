@@ -28,7 +28,6 @@ public sealed class LendingDesk(ExecutionStore store, MarketStateStore market, R
     private static readonly Counter<long> Operations = Meter.CreateCounter<long>("rebalancemesh.execution.lending_operations", description: "Loan-leg operations on lending venues, by operation and outcome.");
     private static readonly Counter<long> Liquidations = Meter.CreateCounter<long>("rebalancemesh.execution.liquidations", description: "Liquidation calls lending venues made, by venue.");
 
-    private const int MaxAttempts = 20; // optimistic-concurrency retries of an operation on an account
 
     public LendingVenueSpec? Venue(string venueId) => options.Value.LendingVenues.FirstOrDefault(v => v.VenueId == venueId);
 
@@ -82,11 +81,6 @@ public sealed class LendingDesk(ExecutionStore store, MarketStateStore market, R
     public async Task<(bool Accepted, decimal Quantity, string Reason)> ApplyLegAsync(string portfolioId, string planId, ApprovedLeg leg)
     {
         var operationId = $"{planId}:{leg.LegId}";
-        if (await store.GetLendingOperationAsync(operationId) is { } recorded)
-        {
-            return RecordedOperation.Parse(recorded);
-        }
-
         var operation = leg.Kind switch
         {
             LegKind.SupplyCollateral => LendingOperation.Supply,
@@ -95,49 +89,53 @@ public sealed class LendingDesk(ExecutionStore store, MarketStateStore market, R
             LegKind.Repay => LendingOperation.Repay,
             _ => throw new ArgumentOutOfRangeException(nameof(leg), leg.Kind, "Not a loan leg."),
         };
-        if (Venue(leg.Venue) is not { } venue)
+        var key = ExecutionStore.LendingKey(leg.Venue, portfolioId, leg.LoanId);
+        OperationTry Refuse(string reason)
         {
-            return await RefuseAsync(operationId, operation, $"{leg.Venue} is not a lending venue here");
+            Operations.Add(1, new KeyValuePair<string, object?>("operation", operation.ToString()), new KeyValuePair<string, object?>("outcome", "refused"));
+            return OperationTry.Refused(reason);
         }
 
-        var key = ExecutionStore.LendingKey(leg.Venue, portfolioId, leg.LoanId);
-        for (var attempt = 0; attempt < MaxAttempts; attempt++)
-        {
-            var (account, raw) = await store.GetLendingAsync(key);
-            if (account is null)
+        return await RecordedOperation.RunOnceAsync(
+            () => store.GetLendingOperationAsync(operationId),
+            outcome => store.RecordLendingOperationAsync(operationId, outcome),
+            async () =>
             {
-                return await RefuseAsync(operationId, operation, $"{leg.Venue} has no loan {leg.LoanId} for portfolio {portfolioId}");
-            }
+                if (Venue(leg.Venue) is not { } venue)
+                {
+                    return Refuse($"{leg.Venue} is not a lending venue here");
+                }
 
-            var position = ToDomain(account);
-            var prices = await PricesAsync(position);
-            if (prices.Missing.Length > 0)
-            {
-                return await RefuseAsync(operationId, operation, "no price for " + string.Join(", ", prices.Missing));
-            }
+                var (account, raw) = await store.GetLendingAsync(key);
+                if (account is null)
+                {
+                    return Refuse($"{leg.Venue} has no loan {leg.LoanId} for portfolio {portfolioId}");
+                }
 
-            var outcome = LendingVenue.Apply(position, venue, operation, leg.InstrumentId, leg.Quantity.ToDecimal(), prices.Of);
-            if (!outcome.Accepted)
-            {
-                return await RefuseAsync(operationId, operation, outcome.RejectReason);
-            }
+                var position = ToDomain(account);
+                var prices = await PricesAsync(position);
+                if (prices.Missing.Length > 0)
+                {
+                    return Refuse("no price for " + string.Join(", ", prices.Missing));
+                }
 
-            var after = ToWire(outcome.Position, account.Version + 1);
-            if (await store.TryUpdateLendingAsync(key, raw, after, operationId, RecordedOperation.Format(true, outcome.Quantity, string.Empty)))
-            {
+                var outcome = LendingVenue.Apply(position, venue, operation, leg.InstrumentId, leg.Quantity.ToDecimal(), prices.Of);
+                if (!outcome.Accepted)
+                {
+                    return Refuse(outcome.RejectReason);
+                }
+
+                if (!await store.TryUpdateLendingAsync(key, raw, ToWire(outcome.Position, account.Version + 1), operationId, RecordedOperation.Format(true, outcome.Quantity, string.Empty)))
+                {
+                    return OperationTry.Raced;
+                }
+
                 Operations.Add(1, new KeyValuePair<string, object?>("operation", operation.ToString()), new KeyValuePair<string, object?>("outcome", "applied"));
                 logger.LogInformation("{Venue}: {Operation} {Quantity} {Asset} on loan {LoanId} of {PortfolioId}; health factor {HealthFactor}",
                     leg.Venue, operation, outcome.Quantity, leg.InstrumentId, leg.LoanId, portfolioId, Ratios.ForLog(LendingVenue.HealthFactor(outcome.Position, venue, prices.Of)));
-                return (true, outcome.Quantity, string.Empty);
-            }
-
-            if (await store.GetLendingOperationAsync(operationId) is { } raced)
-            {
-                return RecordedOperation.Parse(raced);
-            }
-        }
-
-        throw new DomainException(DomainErrorKind.Conflict, $"Loan {leg.LoanId} on {leg.Venue} is changing too often; retry.");
+                return OperationTry.Done(outcome.Quantity);
+            },
+            $"Loan {leg.LoanId} on {leg.Venue} is changing too often; retry.");
     }
 
     /// <summary>
@@ -217,13 +215,6 @@ public sealed class LendingDesk(ExecutionStore store, MarketStateStore market, R
                 LiquidatedAt = time.GetUtcNow().ToTimestamp(),
             },
         };
-    }
-
-    private async Task<(bool, decimal, string)> RefuseAsync(string operationId, LendingOperation operation, string reason)
-    {
-        await store.RecordLendingOperationAsync(operationId, RecordedOperation.Format(false, 0, reason));
-        Operations.Add(1, new KeyValuePair<string, object?>("operation", operation.ToString()), new KeyValuePair<string, object?>("outcome", "refused"));
-        return RecordedOperation.Parse((await store.GetLendingOperationAsync(operationId))!);
     }
 
     private async Task<LendingAccount> ValuedAsync(LendingAccount account)

@@ -25,7 +25,6 @@ public sealed class MarginDesk(ExecutionStore store, MarketStateStore market, Re
     private static readonly Meter Meter = new("RebalanceMesh.Execution.Margin");
     private static readonly Counter<long> Operations = Meter.CreateCounter<long>("rebalancemesh.execution.margin_operations", description: "Top-ups and fills applied to venue margin accounts, by operation and outcome.");
     private static readonly Counter<long> Liquidations = Meter.CreateCounter<long>("rebalancemesh.execution.margin_liquidations", description: "Positions trading venues liquidated below maintenance margin, by venue.");
-    private const int MaxAttempts = 20; // optimistic-concurrency retries of an operation on an account
     private const int MaxPositions = 100;
 
     /// <summary>The margin terms of a trading venue, or null when it clears no margined contracts.</summary>
@@ -96,18 +95,12 @@ public sealed class MarginDesk(ExecutionStore store, MarketStateStore market, Re
     /// </summary>
     public async Task<(bool Accepted, decimal Quantity, string Reason)> TopUpAsync(string portfolioId, string planId, ApprovedLeg leg)
     {
-        var operationId = $"{planId}:{leg.LegId}";
         var amount = leg.Quantity.ToDecimal();
-        var outcome = await ApplyOnceAsync(ExecutionStore.MarginKey(leg.Venue, portfolioId), operationId, amount, account =>
-            amount <= 0 ? (null, "the amount must be positive") : (MarginVenue.TopUp(account, amount), string.Empty));
-        if (outcome.Missing)
-        {
-            await store.RecordMarginOperationAsync(operationId, RecordedOperation.Format(false, 0, $"{leg.Venue} has no margin account for portfolio {portfolioId}"));
-            return RecordedOperation.Parse((await store.GetMarginOperationAsync(operationId))!);
-        }
-
+        var outcome = await ApplyOnceAsync(ExecutionStore.MarginKey(leg.Venue, portfolioId), $"{planId}:{leg.LegId}", amount,
+            $"{leg.Venue} has no margin account for portfolio {portfolioId}",
+            account => amount <= 0 ? (null, "the amount must be positive") : (MarginVenue.TopUp(account, amount), string.Empty));
         Operations.Add(1, new KeyValuePair<string, object?>("operation", "top_up"), new KeyValuePair<string, object?>("outcome", outcome.Accepted ? "applied" : "refused"));
-        return (outcome.Accepted, outcome.Quantity, outcome.Reason);
+        return outcome;
     }
 
     /// <summary>
@@ -121,46 +114,42 @@ public sealed class MarginDesk(ExecutionStore store, MarketStateStore market, Re
         var amount = leg.Quantity.ToDecimal();
         var fromKey = ExecutionStore.MarginKey(leg.FromVenue, portfolioId);
         var toKey = ExecutionStore.MarginKey(leg.Venue, portfolioId);
-        for (var attempt = 0; attempt < MaxAttempts; attempt++)
-        {
-            if (await store.GetMarginOperationAsync(operationId) is { } recorded)
+        return await RecordedOperation.RunOnceAsync(
+            () => store.GetMarginOperationAsync(operationId),
+            outcome => store.RecordMarginOperationAsync(operationId, outcome),
+            async () =>
             {
-                return RecordedOperation.Parse(recorded);
-            }
+                var (from, fromRaw) = await store.GetMarginAsync(fromKey);
+                var (to, toRaw) = await store.GetMarginAsync(toKey);
+                if (from is null || to is null || leg.FromVenue == leg.Venue || Terms(leg.FromVenue) is not { } terms)
+                {
+                    return OperationTry.Refused($"a transfer needs margin accounts of portfolio {portfolioId} on two venues ({leg.FromVenue} → {leg.Venue})");
+                }
 
-            var (from, fromRaw) = await store.GetMarginAsync(fromKey);
-            var (to, toRaw) = await store.GetMarginAsync(toKey);
-            if (from is null || to is null || leg.FromVenue == leg.Venue || Terms(leg.FromVenue) is not { } terms)
-            {
-                await store.RecordMarginOperationAsync(operationId, RecordedOperation.Format(false, 0, $"a transfer needs margin accounts of portfolio {portfolioId} on two venues ({leg.FromVenue} → {leg.Venue})"));
-                continue;
-            }
+                var source = ToDomain(from);
+                var marks = await MarksAsync(source);
+                if (marks.Missing.Length > 0)
+                {
+                    return OperationTry.Refused("no mark for " + string.Join(", ", marks.Missing));
+                }
 
-            var source = ToDomain(from);
-            var marks = await MarksAsync(source);
-            if (marks.Missing.Length > 0)
-            {
-                await store.RecordMarginOperationAsync(operationId, RecordedOperation.Format(false, 0, "no mark for " + string.Join(", ", marks.Missing)));
-                continue;
-            }
+                var (sourceAfter, refusal) = MarginVenue.Withdraw(source, amount, marks.Of, terms);
+                if (sourceAfter is null)
+                {
+                    return OperationTry.Refused($"{leg.FromVenue} refuses: {refusal}");
+                }
 
-            var (sourceAfter, refusal) = MarginVenue.Withdraw(source, amount, marks.Of, terms);
-            if (sourceAfter is null)
-            {
-                await store.RecordMarginOperationAsync(operationId, RecordedOperation.Format(false, 0, $"{leg.FromVenue} refuses: {refusal}"));
-                continue;
-            }
+                var destinationAfter = MarginVenue.TopUp(ToDomain(to), amount);
+                if (!await store.TryTransferMarginAsync(fromKey, fromRaw, ToWire(sourceAfter, from.Version + 1), toKey, toRaw, ToWire(destinationAfter, to.Version + 1), operationId, RecordedOperation.Format(true, amount, string.Empty)))
+                {
+                    return OperationTry.Raced;
+                }
 
-            var destinationAfter = MarginVenue.TopUp(ToDomain(to), amount);
-            if (await store.TryTransferMarginAsync(fromKey, fromRaw, ToWire(sourceAfter, from.Version + 1), toKey, toRaw, ToWire(destinationAfter, to.Version + 1), operationId, RecordedOperation.Format(true, amount, string.Empty)))
-            {
                 Operations.Add(1, new KeyValuePair<string, object?>("operation", "transfer"), new KeyValuePair<string, object?>("outcome", "applied"));
                 logger.LogInformation("Moved {Amount} {Currency} of collateral of {PortfolioId} from {From} to {To}", amount, from.BaseCurrency, portfolioId, leg.FromVenue, leg.Venue);
-                return (true, amount, string.Empty);
-            }
-        }
-
-        throw new DomainException(DomainErrorKind.Conflict, $"Margin accounts of {portfolioId} are changing too often; retry.");
+                return OperationTry.Done(amount);
+            },
+            $"Margin accounts of {portfolioId} are changing too often; retry.");
     }
 
     /// <summary>
@@ -191,15 +180,18 @@ public sealed class MarginDesk(ExecutionStore store, MarketStateStore market, Re
             return;
         }
 
+        var key = ExecutionStore.MarginKey(venue, portfolioId);
+        if ((await store.GetMarginAsync(key)).Account is null)
+        {
+            return; // no account on the venue: the fill is the portfolio's alone
+        }
+
         var multiplier = await IsMarginedAsync(instrumentId);
-        var outcome = await ApplyOnceAsync(ExecutionStore.MarginKey(venue, portfolioId), "fill:" + clientOrderId, Math.Abs(signedQuantity), account =>
+        var outcome = await ApplyOnceAsync(key, "fill:" + clientOrderId, Math.Abs(signedQuantity), $"{venue} has no margin account for portfolio {portfolioId}", account =>
             multiplier is { } m ? (MarginVenue.ApplyFill(account, instrumentId, signedQuantity, price, fee, m), string.Empty)
             : account.SpotUnits(instrumentId) + signedQuantity < 0 ? (null, MarginVenue.SpotSellRefusal(account, instrumentId, -signedQuantity)!) // a race with another sell: recorded, not applied
             : (MarginVenue.ApplySpotFill(account, instrumentId, signedQuantity), string.Empty));
-        if (!outcome.Missing)
-        {
-            Operations.Add(1, new KeyValuePair<string, object?>("operation", multiplier is null ? "spot_fill" : "fill"), new KeyValuePair<string, object?>("outcome", "applied"));
-        }
+        Operations.Add(1, new KeyValuePair<string, object?>("operation", multiplier is null ? "spot_fill" : "fill"), new KeyValuePair<string, object?>("outcome", outcome.Accepted ? "applied" : "refused"));
     }
 
     /// <summary>The contract multiplier of a registered perpetual or future; null for anything else (spot).</summary>
@@ -286,40 +278,28 @@ public sealed class MarginDesk(ExecutionStore store, MarketStateStore market, Re
     }
 
     /// <summary>
-    /// Applies <paramref name="change"/> to an account once under <paramref name="operationId"/> (optimistic concurrency
-    /// with liquidations), recording <paramref name="quantity"/> as what it moved; a redelivery returns the record.
+    /// Applies <paramref name="change"/> to one account once under <paramref name="operationId"/>
+    /// (<see cref="RecordedOperation.RunOnceAsync"/>), recording <paramref name="quantity"/> as what it moved; a
+    /// missing account is refused with <paramref name="missing"/>.
     /// </summary>
-    private async Task<(bool Missing, bool Accepted, decimal Quantity, string Reason)> ApplyOnceAsync(string key, string operationId, decimal quantity, Func<MarginAccountState, (MarginAccountState? After, string Reason)> change)
-    {
-        for (var attempt = 0; attempt < MaxAttempts; attempt++)
-        {
-            if (await store.GetMarginOperationAsync(operationId) is { } recorded)
+    private Task<(bool Accepted, decimal Quantity, string Reason)> ApplyOnceAsync(string key, string operationId, decimal quantity, string missing, Func<MarginAccountState, (MarginAccountState? After, string Reason)> change) =>
+        RecordedOperation.RunOnceAsync(
+            () => store.GetMarginOperationAsync(operationId),
+            outcome => store.RecordMarginOperationAsync(operationId, outcome),
+            async () =>
             {
-                var (accepted, moved, reason) = RecordedOperation.Parse(recorded);
-                return (false, accepted, moved, reason);
-            }
+                var (wire, raw) = await store.GetMarginAsync(key);
+                if (wire is null)
+                {
+                    return OperationTry.Refused(missing);
+                }
 
-            var (wire, raw) = await store.GetMarginAsync(key);
-            if (wire is null)
-            {
-                return (true, false, 0, string.Empty);
-            }
-
-            var (after, refusal) = change(ToDomain(wire));
-            if (after is null)
-            {
-                await store.RecordMarginOperationAsync(operationId, RecordedOperation.Format(false, 0, refusal));
-                continue; // read back the recorded refusal
-            }
-
-            if (await store.TryUpdateMarginAsync(key, raw, ToWire(after, wire.Version + 1), operationId, RecordedOperation.Format(true, quantity, string.Empty)))
-            {
-                return (false, true, quantity, string.Empty);
-            }
-        }
-
-        throw new DomainException(DomainErrorKind.Conflict, $"Margin account {key} is changing too often; retry.");
-    }
+                var (after, refusal) = change(ToDomain(wire));
+                return after is null ? OperationTry.Refused(refusal)
+                    : await store.TryUpdateMarginAsync(key, raw, ToWire(after, wire.Version + 1), operationId, RecordedOperation.Format(true, quantity, string.Empty)) ? OperationTry.Done(quantity)
+                    : OperationTry.Raced;
+            },
+            $"Margin account {key} is changing too often; retry.");
 
     private async Task<VenueMarginAccount> ValuedAsync(VenueMarginAccount wire)
     {

@@ -34,6 +34,7 @@ public sealed class PlanExecutor(
     private static readonly Meter Meter = new("RebalanceMesh.Execution");
     private static readonly Counter<long> Fills = Meter.CreateCounter<long>("rebalancemesh.execution.fills", description: "Fills by venue.");
     private static readonly Counter<long> Rejects = Meter.CreateCounter<long>("rebalancemesh.execution.rejects", description: "Venue rejects by venue.");
+    private static readonly Counter<long> CashCuts = Meter.CreateCounter<long>("rebalancemesh.execution.cash_cuts", description: "Routings cut to what the plan's cash pays for, by instrument.");
     private static readonly Histogram<double> Shortfall = Meter.CreateHistogram<double>("rebalancemesh.execution.shortfall", "bps", "Implementation shortfall per leg versus arrival.");
 
     public async Task ExecuteAsync(PlanApproved plan, CancellationToken cancellationToken)
@@ -69,7 +70,13 @@ public sealed class PlanExecutor(
                 await store.SaveExecutionAsync(execution);
                 if (refused is not null)
                 {
-                    stopReason = $"leg {leg.LegId} ({leg.Kind} on loan {leg.LoanId} at {leg.Venue}) refused: {refused}; the plan stops";
+                    var what = leg.Kind switch
+                    {
+                        LegKind.MarginTopUp => $"top-up of the margin account at {leg.Venue}",
+                        LegKind.CollateralTransfer => $"collateral transfer from {leg.FromVenue} to {leg.Venue}",
+                        _ => $"{leg.Kind} on loan {leg.LoanId} at {leg.Venue}",
+                    };
+                    stopReason = $"leg {leg.LegId} ({what}) refused: {refused}; the plan stops";
                     logger.LogError("Plan {PlanId}: {Reason}", plan.PlanId, stopReason);
                 }
 
@@ -497,6 +504,8 @@ public sealed class PlanExecutor(
                     run.Stop = string.Create(System.Globalization.CultureInfo.InvariantCulture,
                         $"stopped by the plan's cash: {Math.Max(cash, 0m):0.00} left pays for {affordable:0.########} of the {routed:0.########} routed at their limit prices with fees");
                     logger.LogWarning("Plan {PlanId} leg {LegId}: {Reason}", plan.PlanId, run.Leg.LegId, run.Stop);
+                    CashCuts.Add(1, new KeyValuePair<string, object?>("instrument", run.Leg.InstrumentId));
+                    Activity.Current?.SetTag("execution.cash_cut", (double)(routed - affordable));
                 }
             }
 
