@@ -243,6 +243,11 @@ public static class PlanPrinter
                 $"  {leg.Sequence,2}. {leg.Side.ToString().ToUpperInvariant(),-4} {leg.Quantity.Value,8} {leg.InstrumentId,-5} @ {leg.ReferencePrice.Value,-10} ≈ {leg.EstimatedNotional.Value,14} EUR  weight {leg.WeightBefore:P2} → {leg.WeightAfter:P2}{(leg.Venue.Length > 0 ? $"  [account {leg.Venue}]" : string.Empty)}"));
         }
 
+        if (plan.CashBefore is { } cash)
+        {
+            output.WriteLine($"  free cash when planned: {cash.Value} (execution spends no more, with what the sales raise)");
+        }
+
         if (plan.Risk is { } risk)
         {
             output.WriteLine(string.IsNullOrEmpty(risk.UnavailableReason)
