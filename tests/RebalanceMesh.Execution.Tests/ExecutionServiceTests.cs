@@ -514,8 +514,10 @@ public sealed class ExecutionServiceTests : IClassFixture<RedisServer>, IAsyncLi
         await bus.PublishAsync(Topics.PlansApproved, topUp);
         Assert.Equal(1_100m, (await _client.GetMarginAccountAsync(new GetMarginAccountRequest { Venue = "SIM-B", PortfolioId = "p-topped" })).Account.Collateral.ToDecimal());
 
-        // The perpetual rallies to 195: p-open's equity 1,000 − 950 = 50 < maintenance 97.5 → SIM-B closes the short at
-        // 195 with its 1.25 % fee (24.375): collateral 1,000 − 950 − 24.375 = 25.625. p-topped's equity 150 ≥ 97.5 stays.
+        // The perpetual rallies to 195: p-open's equity 1,000 − 950 = 50 < maintenance 97.5 → SIM-B buys back at 195,
+        // with its 1.25 % fee, just enough to restore the initial margin (195): (195 − 50) / (195 × 8.75 %) = 8.4981685
+        // contracts (rounded up to 8.49816850): realised −807.3260075, fee 20.71428571875, collateral 171.95970678125,
+        // 1.5018315 short left. p-topped's equity 150 ≥ 97.5 stays.
         await QuotePerpAsync(195m, publish: true);
         MarginLiquidation? liquidation = null;
         for (var i = 0; i < 100 && liquidation is null; i++)
@@ -526,12 +528,13 @@ public sealed class ExecutionServiceTests : IClassFixture<RedisServer>, IAsyncLi
         }
 
         Assert.NotNull(liquidation);
-        Assert.Equal(("SIM-B:p-open:margin:1", "DAX-PERP", 10m, 195m, 24.375m, -950m), (liquidation.LiquidationId, liquidation.InstrumentId, liquidation.ClosedQuantity.ToDecimal(), liquidation.Price.ToDecimal(), liquidation.Fee.ToDecimal(), liquidation.RealizedPnl.ToDecimal()));
+        Assert.Equal(("SIM-B:p-open:margin:1", "DAX-PERP", 8.4981685m, 195m, 20.71428571875m, -807.3260075m), (liquidation.LiquidationId, liquidation.InstrumentId, liquidation.ClosedQuantity.ToDecimal(), liquidation.Price.ToDecimal(), liquidation.Fee.ToDecimal(), liquidation.RealizedPnl.ToDecimal()));
         Assert.Equal(50.0 / 97.5, liquidation.RatioBefore, 9);
         await Task.Delay(300);
         Assert.Single(bus.Published.Where(e => e.Topic == Topics.ExecutionReports).Select(e => e.ReadData(ExecutionReport.Parser)), r => r.Kind == ReportKind.MarginLiquidation);
         var liquidated = (await _client.GetMarginAccountAsync(new GetMarginAccountRequest { Venue = "SIM-B", PortfolioId = "p-open" })).Account;
-        Assert.Equal((25.625m, 0, 1), (liquidated.Collateral.ToDecimal(), liquidated.Positions.Count, liquidated.Liquidations));
+        Assert.Equal((171.95970678125m, -1.5018315m, 1), (liquidated.Collateral.ToDecimal(), liquidated.Positions.Single().Quantity.ToDecimal(), liquidated.Liquidations));
+        Assert.Equal(2.0, liquidated.MarginRatio, 7);
         var topped = (await _client.GetMarginAccountAsync(new GetMarginAccountRequest { Venue = "SIM-B", PortfolioId = "p-topped" })).Account;
         Assert.Equal(0, topped.Liquidations);
         Assert.Equal(150.0 / 97.5, topped.MarginRatio, 9);

@@ -30,16 +30,32 @@ public sealed class MarginVenueTests
     }
 
     [Fact]
-    public void Below_maintenance_the_venue_closes_at_the_mark_and_charges_its_fee()
+    public void Below_maintenance_the_venue_closes_at_the_mark_just_enough_to_restore_the_initial_margin()
     {
-        // At 195: E = 1,000 − 950 = 50 < M = 97.5. Closed at 195: realised −950, fee 10 × 195 × 1 % = 19.5,
-        // collateral 1,000 − 950 − 19.5 = 30.5, nothing left open.
+        // At 195: E = 1,000 − 950 = 50 < M = 97.5; initial margin I = 10 × 195 × 10 % = 195. Closing c contracts costs
+        // c × 195 × 1 % of fee and frees c × 195 × 10 % of initial margin: c = (195 − 50) / (195 × 9 %) = 8.262108…,
+        // rounded up to 8.26210827. Realised (195 − 100) × −8.26210827 = −784.90028565, fee 16.1111111265:
+        // collateral 198.9886032235; 1.73789173 short stay at entry 100, E = 33.8888888735 ≥ I = 33.888888735 — a
+        // margin ratio of 2.
         var (after, calls) = MarginVenue.Liquidate(ShortPerp(), _ => 195m, Terms);
         var call = Assert.Single(calls);
-        Assert.Equal(("DAX-PERP", 10m, 195m, 19.5m, -950m), (call.Instrument, call.ClosedQuantity, call.Price, call.Fee, call.RealizedPnl));
+        Assert.Equal(("DAX-PERP", 8.26210827m, 195m, 16.1111111265m, -784.90028565m), (call.Instrument, call.ClosedQuantity, call.Price, call.Fee, call.RealizedPnl));
         Assert.Equal(50.0 / 97.5, call.RatioBefore, 12);
+        Assert.Equal(2.0, call.RatioAfter, 7);
+        Assert.Equal((198.9886032235m, -1.73789173m, 100m, 1), (after.Collateral, after.Positions.Single().Quantity, after.Positions.Single().EntryPrice, after.Liquidations));
+        Assert.True(MarginVenue.Equity(after, _ => 195m) >= MarginVenue.Initial(after, _ => 195m, Terms));
+    }
+
+    [Fact]
+    public void An_account_whose_equity_is_gone_loses_the_whole_position()
+    {
+        // At 205: E = 1,000 − 1,050 = −50. No partial close restores it: all 10 close, realised −1,050, fee 20.5,
+        // collateral −70.5 (the venue books it as it is; there is no insurance fund).
+        var (after, calls) = MarginVenue.Liquidate(ShortPerp(), _ => 205m, Terms);
+        var call = Assert.Single(calls);
+        Assert.Equal((10m, 20.5m, -1_050m), (call.ClosedQuantity, call.Fee, call.RealizedPnl));
         Assert.Equal(double.PositiveInfinity, call.RatioAfter);
-        Assert.Equal((30.5m, 0, 1), (after.Collateral, after.Positions.Count, after.Liquidations));
+        Assert.Equal((-70.5m, 0), (after.Collateral, after.Positions.Count));
     }
 
     [Fact]
@@ -56,8 +72,9 @@ public sealed class MarginVenueTests
     public void The_largest_position_goes_first_and_liquidation_stops_once_maintenance_is_covered()
     {
         // Long 20 A at entry 100 (now 80) and long 5 B at entry 100 (now 100), collateral 450.
-        // E = 450 − 400 = 50; M = (20 × 80 + 5 × 100) × 5 % = 105 → close A (notional 1,600 > 500): realised −400, fee 16:
-        // collateral 450 − 400 − 16 = 34 = E; M = 25 → ratio 1.36, B stays.
+        // E = 450 − 400 = 50; M = (20 × 80 + 5 × 100) × 5 % = 105, I = 210 → A first (notional 1,600 > 500); restoring
+        // the initial margin would take (210 − 50) / (80 × 9 %) = 22.2 > 20 contracts, so all of A closes: realised
+        // −400, fee 16: collateral 450 − 400 − 16 = 34 = E; M = 25 → ratio 1.36, covered: B stays.
         var account = new MarginAccountState("SIM-A", "p1", "EUR", 450m, [new MarginPosition("A", 20m, 100m, 1m), new MarginPosition("B", 5m, 100m, 1m)]);
         var marks = new Dictionary<string, decimal> { ["A"] = 80m, ["B"] = 100m };
         var (after, calls) = MarginVenue.Liquidate(account, i => marks[i], Terms);

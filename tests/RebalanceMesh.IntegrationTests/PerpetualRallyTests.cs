@@ -13,7 +13,8 @@ namespace RebalanceMesh.IntegrationTests;
 /// driven through pricing's IngestQuotes; the CSV feed is off). Two portfolios hold the same position in their SIM-B
 /// margin account — short 10 from 2,000 on 1,500 of collateral, margin ratio 1.5 at the venue's 5 % maintenance —
 /// one with the margin guard in automatic mode, one without. SIM-B liquidates an account once its equity falls below
-/// maintenance margin (at about 2,048 here).
+/// maintenance margin (at about 2,048 here, then again higher up), buying back just enough of the short to restore its
+/// initial margin.
 /// </summary>
 [Trait("Category", "Integration")]
 [Collection(MeshProcesses.Name)]
@@ -104,7 +105,8 @@ public sealed class PerpetualRallyTests(ITestOutputHelper output) : MeshTest(out
             var plans = (await planning.ListPlansAsync(new ListPlansRequest { PortfolioId = "rally-guarded", PageSize = 1 })).Plans;
             var settled = guardedAccount.MarginRatio >= 1.6 && plans.All(p => p.Status is PlanStatus.Completed or PlanStatus.NoAction)
                 && guardedPortfolio.MarginAccounts.Single().Collateral.ToDecimal() == guardedAccount.Collateral.ToDecimal()
-                && openPortfolio.MarginAccounts.Single().Collateral.ToDecimal() == openAccount.Collateral.ToDecimal();
+                && openPortfolio.MarginAccounts.Single().Collateral.ToDecimal() == openAccount.Collateral.ToDecimal()
+                && Short(openPortfolio) == openAccount.Positions.Sum(p => p.Quantity.ToDecimal());
             if (settled)
             {
                 break;
@@ -133,18 +135,25 @@ public sealed class PerpetualRallyTests(ITestOutputHelper output) : MeshTest(out
         Assert.Equal(20_000m - toppedUp, guardedPortfolio.Cash.ToDecimal());
         Assert.Equal(-10m, guardedPortfolio.Positions.Single().Quantity.ToDecimal());
 
-        // Guard off: SIM-B liquidated the short (equity below maintenance at about 2,048) and planning followed: the
-        // position is gone from its account and the collateral is what the venue left.
+        // Guard off: SIM-B liquidated the short (equity below maintenance at about 2,048), each time buying back part of
+        // it to restore the initial margin, so the account stays above maintenance; planning followed: its position and
+        // collateral are what the venue left.
         Assert.True(openAccount.Liquidations >= 1, "the unguarded account is liquidated");
-        Assert.Empty(openAccount.Positions);
-        Assert.DoesNotContain(openPortfolio.Positions, p => p.InstrumentId == "DAX-PERP");
+        var left = openAccount.Positions.Sum(p => p.Quantity.ToDecimal());
+        Assert.InRange(left, -9.99m, 0m);
+        Assert.Equal(left, Short(openPortfolio));
+        Assert.True(openAccount.MarginRatio >= 1.0, "a partial liquidation leaves the account above maintenance");
         Assert.Equal(openAccount.Collateral.ToDecimal(), openPortfolio.MarginAccounts.Single().Collateral.ToDecimal());
-        Assert.True(openAccount.Collateral.ToDecimal() < 1_500m - 400m, "the loss and the liquidation fee came out of the collateral");
+        Assert.True(openAccount.Collateral.ToDecimal() < 1_500m, "the loss and the liquidation fees came out of the collateral");
         Assert.Equal(20_000m, openPortfolio.Cash.ToDecimal());
 
         // Nothing failed on the way (a liquidation that could not be logged once made the outbox relay its report).
         Assert.DoesNotContain(File.ReadLines(Mesh.Service("execution").LogFile), l => l.Contains("\"LogLevel\":\"Error\"", StringComparison.Ordinal));
     }
+
+    /// <summary>Planning's DAX-PERP position (its SIM-B account).</summary>
+    private static decimal Short(Portfolio portfolio) =>
+        portfolio.Positions.Where(p => p.InstrumentId == "DAX-PERP").Sum(p => p.Quantity.ToDecimal());
 
     /// <summary>One tick of DAX and its perpetual at <paramref name="mid"/> on each venue, a cent either side.</summary>
     private async Task QuoteAsync(PricingService.PricingServiceClient pricing, decimal mid)

@@ -25,9 +25,10 @@ public sealed record MarginLiquidationCall(string Instrument, decimal ClosedQuan
 /// <summary>
 /// The rules of a venue that clears margined contracts in isolated accounts, enforced as prices move and on every
 /// fill: equity E = collateral + Σ (mark − entry) × quantity × multiplier; maintenance margin M = Σ |quantity| × mark ×
-/// multiplier × maintenance rate. Below E &lt; M the venue liquidates: it closes positions at the mark, largest
-/// maintenance first, charging its liquidation fee on each, until E ≥ M or nothing is left — a plan that did not
-/// top the account up in time is liquidated for real. Fills move the average entry when a position grows and realise
+/// multiplier × maintenance rate. Below E &lt; M the venue liquidates: at the mark, largest maintenance first, it
+/// closes just enough to bring the account back to its initial margin (whole positions when that is not enough),
+/// charging its liquidation fee on what it closes — a plan that did not top the account up in time is liquidated for
+/// real. Fills move the average entry when a position grows and realise
 /// profit and loss into the collateral when it shrinks; fees come out of the collateral.
 /// </summary>
 public static class MarginVenue
@@ -129,8 +130,13 @@ public static class MarginVenue
     }
 
     /// <summary>
-    /// The venue's liquidation: while equity is below maintenance, close the position with the largest maintenance
-    /// margin at the mark, charging the liquidation fee on its notional. Returns the account after and each call.
+    /// The venue's liquidation: while equity is below maintenance, it takes the position with the largest maintenance
+    /// margin and closes at the mark just enough of it (to 10⁻⁸ of a contract, rounded up) to bring the account back to
+    /// its initial margin — closing c contracts of notional n each costs the fee c·n·fee rate and frees c·n·initial
+    /// rate of initial margin, so c = (initial − equity) / (n·(initial rate − fee rate)) — or all of it when that is
+    /// not enough, then the next. An account whose equity is gone loses every position. Each close charges the
+    /// liquidation fee on its notional and realises its profit or loss into the collateral. Returns the account
+    /// after and each call.
     /// </summary>
     public static (MarginAccountState After, IReadOnlyList<MarginLiquidationCall> Calls) Liquidate(MarginAccountState account, Func<string, decimal> mark, MarginTerms terms)
     {
@@ -140,15 +146,21 @@ public static class MarginVenue
             var before = Ratio(account, mark, terms);
             var position = account.Positions.OrderByDescending(p => Math.Abs(p.Quantity) * mark(p.Instrument) * p.Multiplier).ThenBy(p => p.Instrument, StringComparer.Ordinal).First();
             var price = mark(position.Instrument);
-            var fee = Math.Abs(position.Quantity) * price * position.Multiplier * terms.LiquidationFeeRate;
-            var realized = (price - position.EntryPrice) * position.Quantity * position.Multiplier;
+            var unitNotional = price * position.Multiplier;
+            var freed = unitNotional * (terms.InitialRate - terms.LiquidationFeeRate);
+            var needed = freed > 0 ? (Initial(account, mark, terms) - Equity(account, mark)) / freed : decimal.MaxValue;
+            var contracts = needed >= Math.Abs(position.Quantity) ? Math.Abs(position.Quantity) : Math.Min(Math.Abs(position.Quantity), decimal.Round(needed, 8, MidpointRounding.ToPositiveInfinity));
+            var closed = contracts * Math.Sign(position.Quantity);
+            var fee = contracts * unitNotional * terms.LiquidationFeeRate;
+            var realized = (price - position.EntryPrice) * closed * position.Multiplier;
+            var left = position with { Quantity = position.Quantity - closed };
             account = account with
             {
                 Collateral = account.Collateral + realized - fee,
-                Positions = account.Positions.Where(p => p != position).ToArray(),
+                Positions = account.Positions.Select(p => p == position ? left : p).Where(p => p.Quantity != 0).ToArray(),
                 Liquidations = account.Liquidations + 1,
             };
-            calls.Add(new MarginLiquidationCall(position.Instrument, -position.Quantity, price, fee, realized, before, Ratio(account, mark, terms)));
+            calls.Add(new MarginLiquidationCall(position.Instrument, -closed, price, fee, realized, before, Ratio(account, mark, terms)));
         }
 
         return (account, calls);
