@@ -102,6 +102,31 @@ public class PlannerTests
     }
 
     [Fact]
+    public void Cash_is_spent_only_as_far_as_the_worst_prices_execution_accepts()
+    {
+        // 10,000 of cash into A/B/C at 50/30/20 %: 50 A, 60 B and 100 C cost exactly 10,000 at the planned prices, and
+        // without a slippage limit that is the plan (cash after 0). With execution accepting fills 100 bps from
+        // arrival, the purchases are budgeted at 1 % dearer: 10,100 > 10,000, scaled by 10,000 / 10,100 and rounded
+        // down: 49 A, 59 B, 99 C — 9,830 at planned prices, 9,928.30 at the worst accepted ones, so cash stays ≥ 0.
+        var unlimited = RebalancePlanner.Propose(PortfolioMarking.Mark(Portfolio(0, 0, 0, 10_000m), Policy(), Prices), Policy(), force: true);
+        Assert.Equal([50m, 60m, 100m], unlimited.Legs.Select(l => l.Quantity));
+        Assert.Equal(0m, unlimited.CashAfter);
+
+        var limited = Policy() with { MaxSlippageBps = 100 };
+        var proposal = RebalancePlanner.Propose(PortfolioMarking.Mark(Portfolio(0, 0, 0, 10_000m), limited, Prices), limited, force: true);
+        Assert.Equal([("A", 49m), ("B", 59m), ("C", 99m)], proposal.Legs.Select(l => (l.InstrumentId, l.Quantity)));
+        Assert.Equal(170m, proposal.CashAfter);
+        Assert.True(10_000m - (proposal.Legs.Sum(l => l.Notional) * 1.01m) >= 0m);
+
+        // With sales too, both at their worst accepted prices (sells 1 % cheaper, buys 1 % dearer, 50 bps costs).
+        var costly = Policy(costBps: 50) with { MaxSlippageBps = 100 };
+        var mixed = RebalancePlanner.Propose(PortfolioMarking.Mark(Portfolio(70, 40, 50, 0), costly, Prices), costly, force: false);
+        Assert.Contains(mixed.Legs, l => l.Side == TradeSide.Sell);
+        var worstCash = mixed.Legs.Sum(l => l.Side == TradeSide.Sell ? l.Notional * 0.99m : -(l.Notional * 1.01m)) - mixed.EstimatedCost;
+        Assert.True(worstCash >= 0m, $"cash after at the worst accepted prices {worstCash}");
+    }
+
+    [Fact]
     public void Rounds_toward_zero_in_whole_lots()
     {
         Assert.Equal(20m, RebalancePlanner.RoundToLot(29.9m, 10m));

@@ -12,8 +12,8 @@ public class PlanningPropertyTests
 {
     private static readonly Config Runs = Config.QuickThrowOnFailure.WithMaxTest(300);
 
-    /// <summary>A random portfolio and policy: 1–6 instruments, prices, holdings, cash, targets summing to ≤ 1, lots, minimum notional, cost.</summary>
-    public sealed record Case(decimal[] Prices, decimal[] Held, decimal Cash, double[] Targets, decimal[] Lots, decimal MinNotional, double CostBps, bool Optimal);
+    /// <summary>A random portfolio and policy: 1–6 instruments, prices, holdings, cash, targets summing to ≤ 1, lots, minimum notional, cost, maximum slippage.</summary>
+    public sealed record Case(decimal[] Prices, decimal[] Held, decimal Cash, double[] Targets, decimal[] Lots, decimal MinNotional, double CostBps, bool Optimal, double SlippageBps = 0);
 
     private static readonly Gen<Case> Cases =
         from n in Gen.Choose(1, 6)
@@ -21,19 +21,20 @@ public class PlanningPropertyTests
         from held in Gen.ArrayOf(Gen.Choose(0, 2_000).Select(q => (decimal)q), n)
         from cash in Gen.Choose(0, 1_000_000).Select(c => (decimal)c)
         from raw in Gen.ArrayOf(Gen.Choose(0, 100), n)
-        from invested in Gen.Choose(0, 100)
-        from lots in Gen.ArrayOf(Gen.Elements(1m, 5m, 10m, 0.5m), n)
+        from invested in Gen.OneOf(Gen.Choose(0, 100), Gen.Constant(100)) // fully invested half the time: cash binds
+        from lots in Gen.ArrayOf(Gen.Elements(1m, 5m, 10m, 0.5m, 0.01m), n)
         from minNotional in Gen.Elements(0m, 100m, 1_000m)
         from cost in Gen.Elements(0.0, 5.0, 25.0)
         from optimal in Gen.Elements(false, true)
+        from slippage in Gen.Elements(0.0, 10.0, 150.0)
         let total = Math.Max(raw.Sum(), 1)
-        select new Case(prices, held, cash, raw.Select(r => invested / 100.0 * r / total).ToArray(), lots, minNotional, cost, optimal);
+        select new Case(prices, held, cash, raw.Select(r => invested / 100.0 * r / total).ToArray(), lots, minNotional, cost, optimal, slippage);
 
     private static (MarkedPortfolio Marked, TargetPolicy Policy, PortfolioSnapshot Snapshot) Build(Case c)
     {
         var ids = Enumerable.Range(0, c.Prices.Length).Select(i => $"I{i}").ToArray();
         var policy = new TargetPolicy(ids.Select((id, i) => (id, c.Targets[i])).ToDictionary(x => x.id, x => x.Item2), 0.01, 0, 0, RebalanceTarget.Target, c.MinNotional,
-            ids.Select((id, i) => (id, c.Lots[i])).ToDictionary(x => x.id, x => x.Item2), c.CostBps, OptimalLotRounding: c.Optimal);
+            ids.Select((id, i) => (id, c.Lots[i])).ToDictionary(x => x.id, x => x.Item2), c.CostBps, OptimalLotRounding: c.Optimal, MaxSlippageBps: c.SlippageBps);
         var snapshot = new PortfolioSnapshot("p", ids.Select((id, i) => new Holding(id, c.Held[i])).Where(h => h.Quantity != 0).ToArray(), c.Cash, 1);
         var marked = PortfolioMarking.Mark(snapshot, policy, ids.Select((id, i) => (id, c.Prices[i])).ToDictionary(x => x.id, x => x.Item2));
         return (marked, policy, snapshot);
@@ -42,15 +43,20 @@ public class PlanningPropertyTests
     [Fact]
     public void A_plan_never_takes_cash_negative_at_any_step_and_sells_precede_buys()
     {
+        // At the planned prices, and at the worst prices execution accepts under the policy's maximum slippage (sells
+        // that much cheaper, buys that much dearer).
         Prop.ForAll(Cases.ToArbitrary(), c =>
         {
             var (marked, policy, snapshot) = Build(c);
             var proposal = RebalancePlanner.Propose(marked, policy, force: true);
             var portfolio = snapshot;
+            var worst = snapshot;
             foreach (var leg in proposal.Legs)
             {
                 portfolio = PortfolioLedger.ApplyFill(portfolio, leg.InstrumentId, leg.Side, leg.Quantity, leg.ReferencePrice, leg.EstimatedCost);
-                if (portfolio.Cash < 0)
+                var worstPrice = leg.ReferencePrice * (leg.Side == TradeSide.Buy ? 1 + policy.SlippageReserve : 1 - policy.SlippageReserve);
+                worst = PortfolioLedger.ApplyFill(worst, leg.InstrumentId, leg.Side, leg.Quantity, worstPrice, leg.EstimatedCost);
+                if (portfolio.Cash < 0 || worst.Cash < 0)
                 {
                     return false;
                 }

@@ -93,6 +93,7 @@ public sealed record HealthFactorBand(double Target, double RepayBelow, double B
 /// <param name="MinTradeNotional">Trades below this notional are dropped.</param>
 /// <param name="LotSizes">Quantity increments per instrument; missing means 1.</param>
 /// <param name="EstimatedCostBps">Pre-trade cost estimate in basis points of notional.</param>
+/// <param name="MaxSlippageBps">Execution's limit-price protection (worst fill versus arrival); 0 is none.</param>
 public sealed record TargetPolicy(
     IReadOnlyDictionary<string, double> Targets,
     double AbsoluteBand,
@@ -111,7 +112,8 @@ public sealed record TargetPolicy(
     IReadOnlyList<HedgeRule>? Hedges = null,
     bool OptimalLotRounding = false,
     TargetModelSpec? Model = null,
-    MarginBand? Margin = null)
+    MarginBand? Margin = null,
+    double MaxSlippageBps = 0)
 {
     /// <summary>True when weight rebalancing leaves the instrument alone.</summary>
     public bool IsNoTrade(string instrument) => NoTrade?.Contains(instrument) == true;
@@ -124,6 +126,12 @@ public sealed record TargetPolicy(
 
     /// <summary><see cref="EstimatedCostBps"/> as a fraction of notional.</summary>
     public decimal CostRate => (decimal)EstimatedCostBps / 10_000m;
+
+    /// <summary>
+    /// <see cref="MaxSlippageBps"/> as a fraction of price: how far from its planned price execution may fill a trade,
+    /// which the planner keeps in reserve when it spends cash.
+    /// </summary>
+    public decimal SlippageReserve => (decimal)MaxSlippageBps / 10_000m;
 }
 
 /// <summary>The cost-aware optimiser's settings of a policy (see <see cref="RebalanceOptimizer"/>).</summary>

@@ -3,7 +3,8 @@ namespace RebalanceMesh.Planning.Core;
 /// <summary>
 /// Turns a breached policy into trades: desired weights (target, band edge for breached positions, or the weights the
 /// cost-aware optimiser chose), whole lots rounded toward zero, trades under the minimum notional dropped, buys scaled
-/// down so cash (after sells and estimated costs) never goes negative, and legs ordered sells before buys.
+/// down so cash (after sells and estimated costs) never goes negative — at the worst prices execution accepts under
+/// the policy's maximum slippage (buys that much dearer, sells that much cheaper) — and legs ordered sells before buys.
 /// </summary>
 public static class RebalancePlanner
 {
@@ -21,6 +22,7 @@ public static class RebalancePlanner
         var breachedInstruments = evaluation.Reasons.Where(r => r.Breached && r.InstrumentId.Length > 0).Select(r => r.InstrumentId).ToHashSet(StringComparer.Ordinal);
         var onlyTotalDrift = breachedInstruments.Count == 0;
         var costRate = policy.CostRate;
+        var reserve = policy.SlippageReserve;
         decimal CostOf(MarkedPosition position, decimal quantity) => optimized is not null
             ? optimized.CostOf(position.InstrumentId, quantity * position.Price, portfolio.NetValue)
             : decimal.Round(quantity * position.Price * costRate, 8);
@@ -58,7 +60,7 @@ public static class RebalancePlanner
             {
                 var rate = optimized?.CostRates.TryGetValue(position.InstrumentId, out var r) == true ? (decimal)r.Linear : costRate;
                 rounding.Add((position, new RoundingItem(position.InstrumentId, position.Price, policy.LotSize(position.InstrumentId),
-                    (desiredValue - position.MarketValue) / position.Price, policy.MinTradeNotional, rate)));
+                    (desiredValue - position.MarketValue) / position.Price, policy.MinTradeNotional, rate + reserve)));
                 continue;
             }
 
@@ -98,10 +100,11 @@ public static class RebalancePlanner
         }
 
         // Cash available for buys: current cash plus sale proceeds, less the costs of every trade (with the optimiser's
-        // impact costs this can still exceed what rounding assumed, so buys are scaled down if needed).
-        var proceeds = sells.Sum(s => (s.Quantity * s.Position.Price) - CostOf(s.Position, s.Quantity));
+        // impact costs this can still exceed what rounding assumed, so buys are scaled down if needed). Sales count at
+        // their worst accepted price and purchases at theirs: execution fills within the policy's maximum slippage.
+        var proceeds = sells.Sum(s => (s.Quantity * s.Position.Price * (1 - reserve)) - CostOf(s.Position, s.Quantity));
         var available = portfolio.Cash + proceeds;
-        var buyCost = buys.Sum(b => (b.Quantity * b.Position.Price) + CostOf(b.Position, b.Quantity));
+        var buyCost = buys.Sum(b => (b.Quantity * b.Position.Price * (1 + reserve)) + CostOf(b.Position, b.Quantity));
         if (buyCost > available && buyCost > 0)
         {
             var scale = Math.Max(available, 0) / buyCost;

@@ -407,7 +407,8 @@ public static class PlanningMapping
         OptimalLotRounding: policy.LotRounding == LotRounding.Optimal,
         Hedges: policy.Hedges.Select(h => new Core.HedgeRule(h.UnderlyingId, h.HedgeInstrumentId, h.Target, h.Tolerance, DecimalValue.TryParse(h.LotSize, out var lot) ? lot : 1m, h.Lower, h.Upper, h.Ripcord)).ToArray(),
         Model: policy.ToModelSpec(),
-        Margin: policy.MarginBand is { } margin ? new Core.MarginBand(margin.Target, margin.ActBelow, margin.EmergencyBelow, margin.MaintenanceRate) : null);
+        Margin: policy.MarginBand is { } margin ? new Core.MarginBand(margin.Target, margin.ActBelow, margin.EmergencyBelow, margin.MaintenanceRate) : null,
+        MaxSlippageBps: policy.MaxSlippageBps);
 
     /// <summary>The policy's target model with its parameters; a covariance passed in is in the order of the targets.</summary>
     public static TargetModelSpec ToModelSpec(this Policy policy)
