@@ -177,6 +177,49 @@ public sealed class ExecutionServiceTests : IClassFixture<RedisServer>, IAsyncLi
     }
 
     [Fact]
+    public async Task A_cancel_from_planning_stops_a_running_plan_and_a_plan_not_started_never_trades()
+    {
+        var bus = _server.Services.GetRequiredService<InMemoryEventBus>();
+        IEnumerable<ExecutionReport> Reports(string planId) => bus.Published.Where(e => e.Topic == Topics.ExecutionReports)
+            .Select(e => e.ReadData(ExecutionReport.Parser)).Where(r => r.PlanId == planId);
+
+        // The cancel can land before its plan (they travel on different topics): the plan is recorded as cancelled,
+        // its end reported to planning, and its PlanApproved, when it comes, sends nothing.
+        await bus.PublishAsync(Topics.PlansCancelled, new PlanCancelRequested { PlanId = "plan-early", PortfolioId = "p1", Reason = "changed my mind", RequestedBy = "alice" });
+        Assert.Equal(ExecutionStatus.Cancelled, (await WaitForFinalAsync("plan-early")).Status);
+        var early = Assert.Single(Reports("plan-early"));
+        Assert.Equal((ReportKind.PlanDone, ReportedPlanStatus.Cancelled, "cancelled before it started: changed my mind"), (early.Kind, early.PlanStatus, early.Message));
+        await bus.PublishAsync(Topics.PlansApproved, Plan("plan-early"));
+        await Task.Delay(300);
+        Assert.Empty((await _client.GetPlanExecutionAsync(new GetPlanExecutionRequest { PlanId = "plan-early" })).Orders);
+
+        // Running: a TWAP plan (5 slices a leg, 400 ms apart) cancelled once its first order is out stops at the next
+        // slice: the sale ends part-filled, the purchase never starts, the plan ends CANCELLED.
+        var twap = Plan("plan-stop");
+        twap.TwapSlices = 5;
+        twap.TwapDurationSeconds = 2;
+        await bus.PublishAsync(Topics.PlansApproved, twap);
+        for (var i = 0; i < 100 && (await _client.ListOrdersAsync(new ListOrdersRequest { PlanId = "plan-stop" })).Orders.Count == 0; i++)
+        {
+            await Task.Delay(20);
+        }
+
+        await bus.PublishAsync(Topics.PlansCancelled, new PlanCancelRequested { PlanId = "plan-stop", PortfolioId = "p1", Reason = "stop now", RequestedBy = "alice" });
+        var stopped = await WaitForFinalAsync("plan-stop");
+        Assert.Equal(ExecutionStatus.Cancelled, stopped.Status);
+        Assert.InRange(stopped.Legs.Single(l => l.LegId == "L1").FilledQuantity.ToDecimal(), 2m, 8m);
+        Assert.Equal(0m, stopped.Legs.Single(l => l.LegId == "L2").FilledQuantity.ToDecimal());
+        var legsDone = Reports("plan-stop").Where(r => r.Kind == ReportKind.LegDone).ToDictionary(r => r.LegId);
+        Assert.Contains("cancelled: stop now", legsDone["L1"].Message, StringComparison.Ordinal);
+        Assert.Equal(ReportedLegStatus.Cancelled, legsDone["L2"].LegStatus);
+
+        // A cancel after the end changes nothing.
+        await bus.PublishAsync(Topics.PlansCancelled, new PlanCancelRequested { PlanId = "plan-stop", PortfolioId = "p1", Reason = "late", RequestedBy = "alice" });
+        await Task.Delay(200);
+        Assert.Single(Reports("plan-stop"), r => r.Kind == ReportKind.PlanDone);
+    }
+
+    [Fact]
     public async Task A_redelivered_plan_sends_no_new_orders()
     {
         var executor = _server.Services.CreateScope().ServiceProvider.GetRequiredService<PlanExecutor>();

@@ -74,11 +74,12 @@ public sealed class PlanningFuzzTests : IClassFixture<RedisServer>, IAsyncLifeti
                 ["GetPortfolio"] = new GetPortfolioRequest { PortfolioId = "fz", SkipValuation = true },
                 ["PreviewRebalance"] = new PreviewRebalanceRequest { PortfolioId = "fz" },
                 ["GetPlan"] = new GetPlanRequest { PlanId = "plan-x" },
+                ["CancelPlan"] = new CancelPlanRequest { PlanId = "plan-x", Reason = "fuzz" },
                 ["ListPlans"] = new ListPlansRequest { PortfolioId = "fz", PageSize = 10 },
                 ["WatchPlans"] = new WatchPlansRequest { PortfolioId = "fz" },
                 ["WatchAlerts"] = new WatchAlertsRequest { PortfolioId = "fz" },
             },
-            writes: new HashSet<string> { "UpsertPortfolio", "SetPolicy", "SetTradingHalt", "SubmitRebalance" },
+            writes: new HashSet<string> { "UpsertPortfolio", "SetPolicy", "SetTradingHalt", "SubmitRebalance", "CancelPlan" },
             digest: () => RequestFuzzer.DigestAsync(_redis.Connection!.GetDatabase(), "pln:*"));
 
         // The fuzz did find the validation (most mutated requests are refused).

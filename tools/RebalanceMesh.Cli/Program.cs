@@ -156,6 +156,10 @@ root.Subcommands.Add(Rpc("submit", "SubmitRebalance: compute, store and approve 
 root.Subcommands.Add(Rpc("get-plan", "GetPlan: one plan.",
     async c => await c.Client.GetPlanAsync(new GetPlanRequest { PlanId = c.Parse.GetValue(planOption)! }, cancellationToken: c.Token),
     planOption));
+var cancelReasonOption = new Option<string?>("--reason") { Description = "Why (recorded with the plan)." };
+root.Subcommands.Add(Rpc("cancel-plan", "CancelPlan: stop a plan that has not ended (what filled stays filled).",
+    async c => await c.Client.CancelPlanAsync(new CancelPlanRequest { PlanId = c.Parse.GetValue(planOption)!, Reason = c.Parse.GetValue(cancelReasonOption) ?? string.Empty }, cancellationToken: c.Token),
+    planOption, cancelReasonOption));
 var pageSizeOption = new Option<int>("--page-size") { Description = "Plans per page (1–100)." , DefaultValueFactory = _ => 20 };
 var pageTokenOption = new Option<string?>("--page-token") { Description = "Token of the page to read." };
 root.Subcommands.Add(Rpc("list-plans", "ListPlans: a portfolio's plans, newest first.",

@@ -40,6 +40,9 @@ public static class Topics
     /// <summary>Trading halt changes from planning.</summary>
     public const string PlansHalted = "plans.halted";
 
+    /// <summary>Clients' requests to stop a plan, from planning.</summary>
+    public const string PlansCancelled = "plans.cancelled";
+
     /// <summary>Fills, leg and plan outcomes from execution.</summary>
     public const string ExecutionReports = "execution.reports";
 

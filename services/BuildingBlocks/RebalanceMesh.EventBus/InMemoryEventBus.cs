@@ -29,17 +29,52 @@ public sealed class InMemoryEventBus(IOptions<EventBusOptions> options, TimeProv
     }
 }
 
-/// <summary>Delivers the in-memory bus's events to this process's subscriptions, once each, in order.</summary>
+/// <summary>
+/// Delivers the in-memory bus's events to this process's subscriptions, once each: in order within a topic, topics
+/// side by side (as the Redis Streams adapter and Dapr deliver them), so a long handler on one topic — a plan executing —
+/// does not hold back another — the cancel of that plan.
+/// </summary>
 public sealed class InMemoryEventPump(InMemoryEventBus bus, EventDispatcher dispatcher) : BackgroundService
 {
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        await foreach (var (topic, json) in bus.Reader.ReadAllAsync(stoppingToken))
+        var topics = new Dictionary<string, Channel<byte[]>>(StringComparer.Ordinal);
+        var loops = new List<Task>();
+        try
         {
-            if (dispatcher.Subscriptions.Any(s => s.Topic == topic))
+            await foreach (var (topic, json) in bus.Reader.ReadAllAsync(stoppingToken))
             {
-                await dispatcher.DispatchAsync(topic, json, 1, stoppingToken);
+                if (!dispatcher.Subscriptions.Any(s => s.Topic == topic))
+                {
+                    continue;
+                }
+
+                if (!topics.TryGetValue(topic, out var queue))
+                {
+                    queue = topics[topic] = Channel.CreateUnbounded<byte[]>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
+                    loops.Add(DeliverAsync(topic, queue.Reader, stoppingToken));
+                }
+
+                queue.Writer.TryWrite(json);
             }
+        }
+        finally
+        {
+            foreach (var queue in topics.Values)
+            {
+                queue.Writer.TryComplete();
+            }
+
+            await Task.WhenAll(loops).ContinueWith(_ => { }, TaskScheduler.Default);
+        }
+    }
+
+    private async Task DeliverAsync(string topic, ChannelReader<byte[]> events, CancellationToken stoppingToken)
+    {
+        await Task.Yield();
+        await foreach (var json in events.ReadAllAsync(stoppingToken))
+        {
+            await dispatcher.DispatchAsync(topic, json, 1, stoppingToken);
         }
     }
 }

@@ -231,7 +231,10 @@ public sealed class ExecutionStore(IConnectionMultiplexer redis)
     public Task SaveExecutionAsync(GetPlanExecutionResponse execution) =>
         Db.StringSetAsync(PlanKey(execution.PlanId), execution.ToByteArray());
 
-    /// <summary>The venue's record of a client order id: the first execution stored wins, so a resend returns it.</summary>
+    /// <summary>Stores an execution only when the plan has none yet; false when it has one.</summary>
+    public Task<bool> TryCreateExecutionAsync(GetPlanExecutionResponse execution) =>
+        Db.StringSetAsync(PlanKey(execution.PlanId), execution.ToByteArray(), when: When.NotExists);
+
     /// <summary>
     /// Records a venue's execution of a client order once (a resent order keeps the first outcome) and, in the same
     /// transaction, adds a fill's realised costs to the venue's totals: notional, fee, and the price paid beyond the

@@ -1,3 +1,4 @@
+using RebalanceMesh.Domain;
 using RebalanceMesh.Contracts.Common.V1;
 using RebalanceMesh.Contracts.Events.V1;
 using RebalanceMesh.EventBus;
@@ -23,6 +24,36 @@ public sealed class PlanApprovedHandler(PlanExecutor executor) : IEventHandler<P
     }
 
     private static bool Unreadable(DecimalValue? value) => value is not null && !DecimalValue.TryParse(value, out _);
+}
+
+/// <summary>
+/// Records a client's cancel of a plan (from planning); the plan stops before its next child order, or before its
+/// first when it has not started (the cancel may land before the plan does: they travel on different topics).
+/// </summary>
+public sealed class PlanCancelHandler(ExecutionStore store, PlanExecutor executor, ILogger<PlanCancelHandler> logger) : IEventHandler<PlanCancelRequested>
+{
+    public async Task HandleAsync(PlanCancelRequested message, EventContext context, CancellationToken cancellationToken)
+    {
+        if (!new RequestValidator().RequireIdentifier(message.PlanId, "plan_id") || message.Reason.Length > 500)
+        {
+            throw new MalformedEventException("A PlanCancelRequested event needs a plan id and a reason of at most 500 characters.");
+        }
+
+        var reason = message.Reason.Length > 0 ? message.Reason : "cancelled by " + message.RequestedBy;
+        var execution = await store.GetExecutionAsync(message.PlanId);
+        if (execution is not null && PlanExecutor.IsFinal(execution.Status))
+        {
+            logger.LogInformation("Cancel of plan {PlanId} by {Caller} arrived after it ended ({Status})", message.PlanId, message.RequestedBy, execution.Status);
+            return;
+        }
+
+        await store.RequestCancelAsync(message.PlanId, reason);
+        logger.LogWarning("Plan {PlanId} of {PortfolioId} cancelled by {Caller}: {Reason}", message.PlanId, message.PortfolioId, message.RequestedBy, reason);
+        if (execution is null)
+        {
+            await executor.CancelBeforeStartAsync(message, reason, cancellationToken);
+        }
+    }
 }
 
 /// <summary>Records the trading halt; executing plans stop before their next leg.</summary>

@@ -137,6 +137,26 @@ public sealed class PlanExecutor(
     }
 
     /// <summary>
+    /// A cancel for a plan whose execution has not started (its PlanApproved has not arrived, or never will): the plan is
+    /// recorded as cancelled, so a PlanApproved arriving later sends nothing, and its end is reported, so planning's
+    /// plan ends too. When the plan started meanwhile, it sees the cancel before its next order instead.
+    /// </summary>
+    public async Task CancelBeforeStartAsync(PlanCancelRequested cancel, string reason, CancellationToken cancellationToken)
+    {
+        if (!await store.TryCreateExecutionAsync(new GetPlanExecutionResponse { PlanId = cancel.PlanId, Status = ExecutionStatus.Cancelled }))
+        {
+            return;
+        }
+
+        await PublishAsync(new PlanApproved { PlanId = cancel.PlanId, PortfolioId = cancel.PortfolioId }, string.Empty, ReportKind.PlanDone, r =>
+        {
+            r.PlanStatus = ReportedPlanStatus.Cancelled;
+            r.Message = "cancelled before it started: " + reason;
+        }, cancellationToken);
+        logger.LogWarning("Plan {PlanId} cancelled before it started: {Reason}", cancel.PlanId, reason);
+    }
+
+    /// <summary>
     /// A loan leg on its lending venue (or a margin top-up on its trading venue), once: its fill (the units moved, at the
     /// leg's reference price, no fee) and its
     /// outcome are reported like a trade's. Returns the venue's reason when it refused.

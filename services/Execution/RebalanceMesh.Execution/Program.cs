@@ -26,6 +26,7 @@ builder.Services.AddSingleton<MarginDesk>();
 builder.Services.AddScoped<PlanExecutor>();
 builder.Services.AddEventSubscription<PlanApproved, PlanApprovedHandler>(Topics.PlansApproved);
 builder.Services.AddEventSubscription<TradingHaltChanged, TradingHaltHandler>(Topics.PlansHalted);
+builder.Services.AddEventSubscription<PlanCancelRequested, PlanCancelHandler>(Topics.PlansCancelled);
 builder.Services.AddEventSubscription<QuotesUpdated, LiquidationMonitor>(Topics.MarketQuotes);
 
 var app = builder.Build();

@@ -32,13 +32,26 @@ public sealed class PlanSubmitter(PlanningStore store, PlanPipeline pipeline, IE
             throw new DomainException(DomainErrorKind.FailedPrecondition, $"Trading is halted: {halt.Reason}");
         }
 
+        // One plan executes at a time per portfolio (checked again, atomically, when the new plan is stored).
+        var (newest, _) = await store.ListPlansAsync(portfolioId, 0, 1);
+        if (newest is [{ } last] && !last.Status.IsFinal())
+        {
+            throw StillExecuting(last);
+        }
+
         var plan = await pipeline.BuildAsync(portfolioId, force, cancellationToken);
         if (plan.Status == PlanStatus.Preview)
         {
             plan.Status = PlanStatus.Approved;
         }
 
-        if (!await store.CreatePlanAsync(plan, idempotencyKey))
+        var created = await store.CreatePlanAsync(plan, idempotencyKey);
+        if (created.Executing is { } executing)
+        {
+            throw StillExecuting(executing);
+        }
+
+        if (created.KeyIsTaken)
         {
             // A concurrent retry with the same key won; return its plan.
             var winner = await store.GetIdempotentPlanIdAsync(portfolioId, idempotencyKey);
@@ -72,6 +85,9 @@ public sealed class PlanSubmitter(PlanningStore store, PlanPipeline pipeline, IE
         logger.LogInformation("Plan {PlanId} for {PortfolioId} approved with {Legs} legs", plan.PlanId, plan.PortfolioId, plan.Legs.Count);
         return plan;
     }
+
+    private static DomainException StillExecuting(Plan executing) => new(DomainErrorKind.FailedPrecondition,
+        $"Plan '{executing.PlanId}' of portfolio '{executing.PortfolioId}' has not ended ({executing.Status}); submit again once it has, or cancel it (CancelPlan).");
 
     /// <summary>The event execution acts on: legs, and the policy's limit-price protection and execution style.</summary>
     private PlanApproved ToApproved(Plan plan, Policy? policy)

@@ -96,6 +96,39 @@ public sealed class PlanningGrpcService(
         return new SubmitRebalanceResponse { Plan = await submitter.SubmitAsync(request.PortfolioId, request.Force, request.IdempotencyKey, context.CancellationToken) };
     }
 
+    public override async Task<CancelPlanResponse> CancelPlan(CancelPlanRequest request, ServerCallContext context)
+    {
+        var check = new RequestValidator();
+        check.RequireIdentifier(request.PlanId, "plan_id");
+        check.Require(request.Reason.Length <= 500, "reason", "must be at most 500 characters");
+        check.ThrowIfInvalid();
+        var plan = await store.GetPlanAsync(request.PlanId) ?? throw DomainException.NotFound($"Plan '{request.PlanId}'");
+        if (plan.Status.IsFinal() || plan.Status == PlanStatus.Preview)
+        {
+            throw new DomainException(DomainErrorKind.FailedPrecondition, $"Plan '{plan.PlanId}' has ended ({plan.Status}); there is nothing to cancel.");
+        }
+
+        var caller = context.GetHttpContext().User.FindFirst("sub")?.Value ?? "anonymous";
+        var reason = request.Reason.Length > 0 ? request.Reason : "cancelled by " + caller;
+        await bus.PublishAsync(Topics.PlansCancelled, new PlanCancelRequested
+        {
+            PlanId = plan.PlanId,
+            PortfolioId = plan.PortfolioId,
+            Reason = reason,
+            RequestedBy = caller,
+            RequestedAt = time.GetUtcNow().ToTimestamp(),
+        }, context.CancellationToken);
+        var updated = await store.UpdatePlanAsync(plan.PlanId, p =>
+        {
+            if (!p.Status.IsFinal())
+            {
+                p.StatusMessage = $"cancel requested by {caller}: {reason}";
+            }
+        });
+        logger.LogWarning("Plan {PlanId} of {PortfolioId}: cancel requested by {Caller}: {Reason}", plan.PlanId, plan.PortfolioId, caller, reason);
+        return new CancelPlanResponse { Plan = updated };
+    }
+
     public override async Task<GetPlanResponse> GetPlan(GetPlanRequest request, ServerCallContext context)
     {
         var check = new RequestValidator();

@@ -130,23 +130,49 @@ public sealed class PlanningStore(IConnectionMultiplexer redis, RedisBroadcast<P
     }
 
     /// <summary>
-    /// Stores a new plan and its idempotency key atomically. Returns false when the key was taken meanwhile.
+    /// Stores a new plan and its idempotency key atomically — unless the key was taken meanwhile, or the portfolio's
+    /// newest plan has not ended (one plan executes at a time per portfolio: the next is computed from what it leaves).
     /// </summary>
-    public async Task<bool> CreatePlanAsync(Plan plan, string idempotencyKey)
+    public async Task<PlanCreation> CreatePlanAsync(Plan plan, string idempotencyKey)
     {
-        var tran = Db.CreateTransaction();
         var idem = IdempotencyKey(plan.PortfolioId, idempotencyKey);
-        tran.AddCondition(Condition.KeyNotExists(idem));
-        _ = tran.StringSetAsync(idem, plan.PlanId, TimeSpan.FromDays(7));
-        _ = tran.StringSetAsync(PlanKey(plan.PlanId), plan.ToByteArray());
-        _ = tran.SortedSetAddAsync(PlanIndexKey(plan.PortfolioId), plan.PlanId, plan.CreatedAt.ToDateTimeOffset().ToUnixTimeMilliseconds());
-        var created = await tran.ExecuteAsync();
-        if (created)
+        var index = PlanIndexKey(plan.PortfolioId);
+        for (var attempt = 0; attempt < MaxAttempts; attempt++)
         {
-            await AnnounceAsync(plan);
+            // The portfolio's newest plan, read with its bytes and the index's length: the transaction commits only if
+            // neither changed, so two submissions cannot both find no plan in flight.
+            var count = await Db.SortedSetLengthAsync(index);
+            var newest = count > 0 ? await Db.SortedSetRangeByRankAsync(index, -1, -1) : [];
+            var newestRaw = newest.Length > 0 ? await Db.StringGetAsync(PlanKey(newest[0]!)) : RedisValue.Null;
+            if (!newestRaw.IsNull && Plan.Parser.ParseFrom((byte[])newestRaw!) is { } current && !current.Status.IsFinal())
+            {
+                return PlanCreation.InFlight(current);
+            }
+
+            var tran = Db.CreateTransaction();
+            tran.AddCondition(Condition.KeyNotExists(idem));
+            tran.AddCondition(Condition.SortedSetLengthEqual(index, count));
+            if (newest.Length > 0)
+            {
+                tran.AddCondition(newestRaw.IsNull ? Condition.KeyNotExists(PlanKey(newest[0]!)) : Condition.StringEqual(PlanKey(newest[0]!), newestRaw));
+            }
+
+            _ = tran.StringSetAsync(idem, plan.PlanId, TimeSpan.FromDays(7));
+            _ = tran.StringSetAsync(PlanKey(plan.PlanId), plan.ToByteArray());
+            _ = tran.SortedSetAddAsync(index, plan.PlanId, plan.CreatedAt.ToDateTimeOffset().ToUnixTimeMilliseconds());
+            if (await tran.ExecuteAsync())
+            {
+                await AnnounceAsync(plan);
+                return PlanCreation.Created;
+            }
+
+            if (await Db.KeyExistsAsync(idem))
+            {
+                return PlanCreation.KeyTaken;
+            }
         }
 
-        return created;
+        throw new DomainException(DomainErrorKind.Conflict, $"Plans of portfolio '{plan.PortfolioId}' are changing too often; retry.");
     }
 
     /// <summary>Applies <paramref name="change"/> to a stored plan (optimistically, retried). Returns the plan after the change.</summary>
@@ -294,4 +320,17 @@ public sealed class PlanningStore(IConnectionMultiplexer redis, RedisBroadcast<P
     }
 
     private Task AnnounceAsync(Plan plan) => planUpdates.PublishAsync(plan);
+}
+
+/// <summary>
+/// What storing a new plan did: stored it; found its idempotency key taken (a concurrent retry won); or found another
+/// plan of the portfolio still executing (<see cref="Executing"/>), and stored nothing.
+/// </summary>
+public sealed record PlanCreation(bool Stored, bool KeyIsTaken, Plan? Executing)
+{
+    public static PlanCreation Created { get; } = new(true, false, null);
+
+    public static PlanCreation KeyTaken { get; } = new(false, true, null);
+
+    public static PlanCreation InFlight(Plan executing) => new(false, false, executing);
 }

@@ -11,7 +11,7 @@ builder.AddEventBus("planning");
 
 builder.Services.TryAddTimeProvider();
 
-// Clients authenticate with a JWT bearer token: viewers read and preview, traders also submit, admins also change
+// Clients authenticate with a JWT bearer token: viewers read and preview, traders also submit and cancel, admins also change
 // portfolios, policies and the trading halt. Services of the mesh (risk reading a stored portfolio) use the mesh
 // credential and may only read portfolios.
 string Rpc(string method) => $"/{RebalanceMesh.Contracts.Planning.V1.PlanningService.Descriptor.FullName}/{method}";
@@ -24,6 +24,7 @@ builder.AddMeshAuthentication(new Dictionary<string, string[]>
     [Rpc("WatchPlans")] = [MeshAuth.Viewer],
     [Rpc("WatchAlerts")] = [MeshAuth.Viewer],
     [Rpc("SubmitRebalance")] = [MeshAuth.Trader],
+    [Rpc("CancelPlan")] = [MeshAuth.Trader],
     [Rpc("UpsertPortfolio")] = [MeshAuth.Admin],
     [Rpc("SetPolicy")] = [MeshAuth.Admin],
     [Rpc("SetTradingHalt")] = [MeshAuth.Admin],
