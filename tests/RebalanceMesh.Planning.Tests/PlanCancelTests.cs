@@ -59,8 +59,26 @@ public sealed class PlanCancelTests : IClassFixture<RedisServer>, IAsyncLifetime
         var request = bus.Published.Where(e => e.Topic == Topics.PlansCancelled).Select(e => e.ReadData(PlanCancelRequested.Parser)).Single();
         Assert.Equal(("plan-run", "p1", "market closed early", "alice"), (request.PlanId, request.PortfolioId, request.Reason, request.RequestedBy));
 
-        // Once execution reports the plan's end, there is nothing left to cancel.
-        await store.UpdatePlanAsync("plan-run", p => p.Status = PlanStatus.Cancelled);
+        // Execution reports the end (here: stopped before it started): the plan is cancelled with its legs, and
+        // there is nothing left to cancel.
+        await bus.PublishAsync(Topics.ExecutionReports, new ExecutionReport
+        {
+            ReportId = "r-end",
+            PlanId = "plan-run",
+            PortfolioId = "p1",
+            Kind = ReportKind.PlanDone,
+            PlanStatus = ReportedPlanStatus.Cancelled,
+            Message = "cancelled before it started: market closed early",
+            ReportedAt = DateTimeOffset.UtcNow.ToTimestamp(),
+        });
+        Plan ended = cancelled;
+        for (var i = 0; i < 100 && ended.Status != PlanStatus.Cancelled; i++)
+        {
+            await Task.Delay(20);
+            ended = (await Client(MeshAuth.Viewer).GetPlanAsync(new GetPlanRequest { PlanId = "plan-run" })).Plan;
+        }
+
+        Assert.Equal((PlanStatus.Cancelled, LegStatus.Cancelled), (ended.Status, ended.Legs.Single().Status));
         await RpcAssert.StatusAsync(() => Client(MeshAuth.Trader).CancelPlanAsync(new CancelPlanRequest { PlanId = "plan-run" }).ResponseAsync, StatusCode.FailedPrecondition);
     }
 

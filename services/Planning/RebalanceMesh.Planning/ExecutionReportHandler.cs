@@ -70,6 +70,15 @@ public sealed class ExecutionReportHandler(PlanningStore store, ILogger<Executio
                         _ => PlanStatus.Failed,
                     };
                     plan.StatusMessage = report.Message;
+                    if (plan.Status == PlanStatus.Cancelled)
+                    {
+                        // A cancelled plan leaves no leg pending: a leg not started was cancelled with it (a fill of it
+                        // reported late still applies).
+                        foreach (var leg in plan.Legs.Where(l => l.Status == LegStatus.Pending))
+                        {
+                            leg.Status = LegStatus.Cancelled;
+                        }
+                    }
                 });
                 logger.LogInformation("Plan {PlanId} finished: {Status} {Message}", report.PlanId, report.PlanStatus, report.Message);
                 break;
