@@ -38,6 +38,23 @@ public sealed class RecordingHandler(Received received) : IEventHandler<TradingH
     }
 }
 
+/// <summary>A handler that holds its topic until the gate opens (a long plan execution).</summary>
+public sealed class Gate
+{
+    public TaskCompletionSource Open { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    public ConcurrentQueue<string> Seen { get; } = new();
+}
+
+public sealed class GatedHandler(Gate gate) : IEventHandler<PlanCancelRequested>
+{
+    public async Task HandleAsync(PlanCancelRequested message, EventContext context, CancellationToken cancellationToken)
+    {
+        await gate.Open.Task.WaitAsync(cancellationToken);
+        gate.Seen.Enqueue(message.PlanId);
+    }
+}
+
 public sealed class EventBusTests : IClassFixture<RedisServer>, IAsyncLifetime
 {
     private const string Topic = "test.halts";
@@ -193,6 +210,36 @@ public sealed class EventBusTests : IClassFixture<RedisServer>, IAsyncLifetime
         await WaitUntilAsync(() => !received.Events.IsEmpty);
         Assert.Equal("memory", received.Events.Single().Message.Reason);
         Assert.Equal("rebalance.events.v1.TradingHaltChanged", bus.Published.Single().Type);
+    }
+
+    [Fact]
+    public async Task In_memory_bus_delivers_each_topic_in_order_and_topics_side_by_side()
+    {
+        // A handler still busy on one topic (an executing plan) must not hold back another topic (its cancel), as with
+        // Redis Streams and Dapr; within the busy topic, order is kept.
+        var builder = Host.CreateApplicationBuilder();
+        builder.Logging.ClearProviders();
+        builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?> { ["EventBus:Provider"] = "inmemory" });
+        var received = new Received();
+        var gate = new Gate();
+        builder.Services.AddSingleton(received).AddSingleton(gate);
+        builder.AddEventBus("test-app");
+        builder.Services.AddEventSubscription<TradingHaltChanged, RecordingHandler>(Topic);
+        builder.Services.AddEventSubscription<PlanCancelRequested, GatedHandler>("test.gated");
+        using var host = builder.Build();
+        await host.StartAsync();
+        var bus = host.Services.GetRequiredService<InMemoryEventBus>();
+
+        await bus.PublishAsync("test.gated", new PlanCancelRequested { PlanId = "first" });
+        await bus.PublishAsync("test.gated", new PlanCancelRequested { PlanId = "second" });
+        await bus.PublishAsync(Topic, new TradingHaltChanged { Reason = "not held back" });
+        await WaitUntilAsync(() => !received.Events.IsEmpty);
+        Assert.Empty(gate.Seen);
+
+        gate.Open.SetResult();
+        await WaitUntilAsync(() => gate.Seen.Count == 2);
+        Assert.Equal(["first", "second"], gate.Seen);
+        await host.StopAsync();
     }
 
     [Fact]
