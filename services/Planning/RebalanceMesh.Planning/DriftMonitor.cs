@@ -21,6 +21,7 @@ public sealed class DriftMonitor(PlanningStore store, PlanPipeline pipeline, Pla
     private static readonly ConcurrentDictionary<string, double> MarginRatios = new(StringComparer.Ordinal);
     private static readonly Counter<long> Evaluations = Meter.CreateCounter<long>("rebalancemesh.planning.evaluations", description: "Policy evaluations by the monitor.");
     private static readonly Counter<long> AutoSubmissions = Meter.CreateCounter<long>("rebalancemesh.planning.auto_submissions", description: "Plans the monitor submitted by itself.");
+    private static readonly Counter<long> Preemptions = Meter.CreateCounter<long>("rebalancemesh.planning.preemptions", description: "Running rebalances the monitor cancelled for an emergency.");
 
     /// <summary>Least time between two automatic plans even without a cooldown, so rounding-bound breaches do not churn.</summary>
     private static readonly TimeSpan MinimumAutoSpacing = TimeSpan.FromSeconds(5);
@@ -127,44 +128,66 @@ public sealed class DriftMonitor(PlanningStore store, PlanPipeline pipeline, Pla
         }
     }
 
-    /// <summary>
-    /// Automatic mode: submits when the bands are breached or the calendar is due, unless a plan is still executing,
-    /// the cooldown since the last plan has not passed, or trading is halted. The idempotency key names the previous
-    /// plan, so every replica and every redelivery agrees on at most one automatic plan after each plan.
-    /// </summary>
-    /// <param name="emergency">A loan is below the emergency health factor, the margin ratio below its emergency level,
-    /// or a leverage band's ripcord is pulled: the cooldown is skipped.</param>
-    private async Task MaybeSubmitAsync(string portfolioId, Contracts.Planning.V1.Policy policy, bool breached, bool emergency, CancellationToken cancellationToken)
+    /// <summary>What the monitor does for a portfolio in automatic mode after an evaluation.</summary>
+    public enum AutoAction
     {
-        if (policy.ExecutionMode != Contracts.Planning.V1.ExecutionMode.Auto)
-        {
-            return;
-        }
+        /// <summary>Nothing now.</summary>
+        None,
 
-        var now = time.GetUtcNow();
-        var (recent, _) = await store.ListPlansAsync(portfolioId, 0, 1);
-        var last = recent.Count > 0 ? recent[0] : null;
+        /// <summary>Submit a plan.</summary>
+        Submit,
+
+        /// <summary>Cancel the running plan (a rebalance) so the emergency's plan can go next.</summary>
+        Preempt,
+    }
+
+    /// <summary>
+    /// Automatic mode: submit when the bands are breached or the calendar is due, unless a plan is still executing or
+    /// the cooldown since the last plan has not passed (an emergency waits only the minimum spacing). An emergency does
+    /// not wait behind a running rebalance either: that plan is pre-empted (cancelled once) and the guard's plan follows
+    /// when it has ended; a running plan that protects a loan or margin account is never pre-empted.
+    /// </summary>
+    public static AutoAction Decide(Contracts.Planning.V1.Plan? last, DateTimeOffset now, Contracts.Planning.V1.Policy policy, bool breached, bool emergency)
+    {
         var sinceLast = last is null ? TimeSpan.MaxValue : now - last.CreatedAt.ToDateTimeOffset();
         var calendarDue = policy.CalendarIntervalDays > 0 && sinceLast >= TimeSpan.FromDays(policy.CalendarIntervalDays);
-        if (!(breached || calendarDue))
+        if (policy.ExecutionMode != Contracts.Planning.V1.ExecutionMode.Auto || !(breached || calendarDue))
         {
-            return;
+            return AutoAction.None;
         }
 
         if (last is not null && !last.Status.IsFinal())
         {
-            return; // the previous plan is still executing
+            return emergency && !last.Legs.Any(PlanPipeline.Protects) && !last.StatusMessage.StartsWith(PlanSubmitter.CancelRequested, StringComparison.Ordinal)
+                ? AutoAction.Preempt
+                : AutoAction.None;
         }
 
         var spacing = emergency ? MinimumAutoSpacing : TimeSpan.FromSeconds(Math.Max(policy.CooldownSeconds, (long)MinimumAutoSpacing.TotalSeconds));
-        if (sinceLast < spacing)
+        return sinceLast < spacing ? AutoAction.None : AutoAction.Submit;
+    }
+
+    /// <param name="emergency">A loan is below the emergency health factor, the margin ratio below its emergency level,
+    /// or a leverage band's ripcord is pulled.</param>
+    private async Task MaybeSubmitAsync(string portfolioId, Contracts.Planning.V1.Policy policy, bool breached, bool emergency, CancellationToken cancellationToken)
+    {
+        var (recent, _) = await store.ListPlansAsync(portfolioId, 0, 1);
+        var last = recent.Count > 0 ? recent[0] : null;
+        var now = time.GetUtcNow();
+        switch (Decide(last, now, policy, breached, emergency))
         {
-            return;
+            case AutoAction.Preempt:
+                await submitter.CancelAsync(last!, "monitor", "pre-empted: an emergency (loan, margin account or ripcord) goes first", cancellationToken);
+                Preemptions.Add(1);
+                return;
+            case AutoAction.None:
+                return;
         }
 
         try
         {
-            var plan = await submitter.SubmitAsync(portfolioId, force: calendarDue && !breached, "auto-after-" + (last?.PlanId ?? "none"), cancellationToken);
+            // Without a breach the calendar is due: a forced plan.
+            var plan = await submitter.SubmitAsync(portfolioId, force: !breached, "auto-after-" + (last?.PlanId ?? "none"), cancellationToken);
             AutoSubmissions.Add(1);
             logger.LogInformation("Monitor submitted {PlanId} for {PortfolioId} ({Status}): {Why}", plan.PlanId, portfolioId, plan.Status,
                 emergency ? "health factor below the emergency level" : breached ? "policy breached" : "calendar due");

@@ -104,6 +104,14 @@ public sealed class PlanPipeline(
     /// <summary>Covariance and mean returns estimated by risk from market-state history; half-spreads from pricing's quotes.</summary>
     public IPlanningMarketData MarketData() => new MeshMarketData(pricing, risk);
 
+    /// <summary>
+    /// Whether a leg protects a loan or a margin account: the liquidation guard's legs (G…), margin top-ups (T…),
+    /// collateral transfers (X…) and the margin guard's closes (M…), as <see cref="BuildAsync"/> names them — as
+    /// opposed to rebalancing (L…) and hedge (H…) legs.
+    /// </summary>
+    public static bool Protects(PlanLeg leg) =>
+        leg.Kind is not (LegKind.Unspecified or LegKind.Trade) || leg.LegId.StartsWith('G') || leg.LegId.StartsWith('M');
+
     /// <summary>Builds the plan that would rebalance the portfolio now; status PREVIEW, or NO_ACTION without trades.</summary>
     public async Task<Plan> BuildAsync(string portfolioId, bool force, CancellationToken cancellationToken)
     {

@@ -86,6 +86,34 @@ public sealed class PlanSubmitter(PlanningStore store, PlanPipeline pipeline, IE
         return plan;
     }
 
+    /// <summary>
+    /// Asks execution to stop a plan that has not ended (plans.cancelled) and records the request on the plan. Shared by
+    /// CancelPlan and the monitor's pre-emption of a rebalance by an emergency.
+    /// </summary>
+    public async Task<Plan> CancelAsync(Plan plan, string caller, string reason, CancellationToken cancellationToken)
+    {
+        await bus.PublishAsync(Topics.PlansCancelled, new PlanCancelRequested
+        {
+            PlanId = plan.PlanId,
+            PortfolioId = plan.PortfolioId,
+            Reason = reason,
+            RequestedBy = caller,
+            RequestedAt = time.GetUtcNow().ToTimestamp(),
+        }, cancellationToken);
+        var updated = await store.UpdatePlanAsync(plan.PlanId, p =>
+        {
+            if (!p.Status.IsFinal())
+            {
+                p.StatusMessage = $"{CancelRequested} by {caller}: {reason}";
+            }
+        });
+        logger.LogWarning("Plan {PlanId} of {PortfolioId}: cancel requested by {Caller}: {Reason}", plan.PlanId, plan.PortfolioId, caller, reason);
+        return updated;
+    }
+
+    /// <summary>How a plan's status message starts once its cancel has been requested.</summary>
+    public const string CancelRequested = "cancel requested";
+
     private static DomainException StillExecuting(Plan executing) => new(DomainErrorKind.FailedPrecondition,
         $"Plan '{executing.PlanId}' of portfolio '{executing.PortfolioId}' has not ended ({executing.Status}); submit again once it has, or cancel it (CancelPlan).");
 

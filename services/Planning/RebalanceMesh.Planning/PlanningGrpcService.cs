@@ -109,23 +109,7 @@ public sealed class PlanningGrpcService(
         }
 
         var caller = context.GetHttpContext().User.FindFirst("sub")?.Value ?? "anonymous";
-        var reason = request.Reason.Length > 0 ? request.Reason : "cancelled by " + caller;
-        await bus.PublishAsync(Topics.PlansCancelled, new PlanCancelRequested
-        {
-            PlanId = plan.PlanId,
-            PortfolioId = plan.PortfolioId,
-            Reason = reason,
-            RequestedBy = caller,
-            RequestedAt = time.GetUtcNow().ToTimestamp(),
-        }, context.CancellationToken);
-        var updated = await store.UpdatePlanAsync(plan.PlanId, p =>
-        {
-            if (!p.Status.IsFinal())
-            {
-                p.StatusMessage = $"cancel requested by {caller}: {reason}";
-            }
-        });
-        logger.LogWarning("Plan {PlanId} of {PortfolioId}: cancel requested by {Caller}: {Reason}", plan.PlanId, plan.PortfolioId, caller, reason);
+        var updated = await submitter.CancelAsync(plan, caller, request.Reason.Length > 0 ? request.Reason : "cancelled by " + caller, context.CancellationToken);
         return new CancelPlanResponse { Plan = updated };
     }
 

@@ -1,0 +1,57 @@
+using Google.Protobuf.WellKnownTypes;
+using RebalanceMesh.Contracts.Common.V1;
+using RebalanceMesh.Contracts.Planning.V1;
+using Action = RebalanceMesh.Planning.DriftMonitor.AutoAction;
+
+namespace RebalanceMesh.Planning.Tests;
+
+/// <summary>What the monitor does in automatic mode: submit, wait, or pre-empt a running rebalance for an emergency.</summary>
+public class MonitorDecisionTests
+{
+    private static readonly DateTimeOffset Now = new(2026, 11, 26, 12, 0, 0, TimeSpan.Zero);
+
+    private static Policy Auto(long cooldownSeconds = 600, int calendarDays = 0) =>
+        new() { PortfolioId = "p", ExecutionMode = ExecutionMode.Auto, CooldownSeconds = cooldownSeconds, CalendarIntervalDays = calendarDays };
+
+    private static Plan Last(PlanStatus status, TimeSpan age, params (string Id, LegKind Kind)[] legs)
+    {
+        var plan = new Plan { PlanId = "plan-last", Status = status, CreatedAt = (Now - age).ToTimestamp() };
+        plan.Legs.AddRange(legs.Select(l => new PlanLeg { LegId = l.Id, Kind = l.Kind, Side = Side.Buy, Quantity = 1m }));
+        return plan;
+    }
+
+    [Fact]
+    public void A_breach_is_submitted_after_the_cooldown_and_an_emergency_after_the_minimum_spacing()
+    {
+        Assert.Equal(Action.Submit, DriftMonitor.Decide(null, Now, Auto(), breached: true, emergency: false));
+        Assert.Equal(Action.None, DriftMonitor.Decide(null, Now, Auto(), breached: false, emergency: false));
+        Assert.Equal(Action.None, DriftMonitor.Decide(null, Now, new Policy(Auto()) { ExecutionMode = ExecutionMode.Manual }, breached: true, emergency: true));
+
+        var recent = Last(PlanStatus.Completed, TimeSpan.FromMinutes(2), ("L1", LegKind.Trade));
+        Assert.Equal(Action.None, DriftMonitor.Decide(recent, Now, Auto(), breached: true, emergency: false)); // 10 min cooldown
+        Assert.Equal(Action.Submit, DriftMonitor.Decide(recent, Now, Auto(), breached: true, emergency: true)); // 5 s spacing
+        Assert.Equal(Action.None, DriftMonitor.Decide(Last(PlanStatus.Completed, TimeSpan.FromSeconds(2)), Now, Auto(), breached: true, emergency: true));
+
+        // The calendar is due on its own, a day after the last plan.
+        Assert.Equal(Action.Submit, DriftMonitor.Decide(Last(PlanStatus.NoAction, TimeSpan.FromDays(2)), Now, Auto(calendarDays: 1), breached: false, emergency: false));
+    }
+
+    [Fact]
+    public void A_running_rebalance_is_pre_empted_once_by_an_emergency_but_a_protective_plan_never()
+    {
+        var rebalancing = Last(PlanStatus.Executing, TimeSpan.FromSeconds(30), ("L1", LegKind.Trade), ("H1", LegKind.Trade));
+        Assert.Equal(Action.None, DriftMonitor.Decide(rebalancing, Now, Auto(), breached: true, emergency: false)); // waits its end
+        Assert.Equal(Action.Preempt, DriftMonitor.Decide(rebalancing, Now, Auto(), breached: true, emergency: true));
+
+        // Asked once: while the cancel is on its way, nothing more.
+        rebalancing.StatusMessage = PlanSubmitter.CancelRequested + " by monitor: pre-empted";
+        Assert.Equal(Action.None, DriftMonitor.Decide(rebalancing, Now, Auto(), breached: true, emergency: true));
+
+        // A plan already protecting a loan or margin account (guard trades G…, loan legs, top-ups, transfers, margin
+        // closes M…) runs on.
+        Assert.Equal(Action.None, DriftMonitor.Decide(Last(PlanStatus.Executing, TimeSpan.Zero, ("G1", LegKind.Trade), ("L1", LegKind.Trade)), Now, Auto(), true, true));
+        Assert.Equal(Action.None, DriftMonitor.Decide(Last(PlanStatus.Approved, TimeSpan.Zero, ("G1", LegKind.Repay)), Now, Auto(), true, true));
+        Assert.Equal(Action.None, DriftMonitor.Decide(Last(PlanStatus.Executing, TimeSpan.Zero, ("T1", LegKind.MarginTopUp)), Now, Auto(), true, true));
+        Assert.Equal(Action.None, DriftMonitor.Decide(Last(PlanStatus.Executing, TimeSpan.Zero, ("M1", LegKind.Trade)), Now, Auto(), true, true));
+    }
+}
