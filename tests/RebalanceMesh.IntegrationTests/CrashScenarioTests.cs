@@ -139,6 +139,103 @@ public sealed class CrashScenarioTests(ITestOutputHelper output) : MeshTest(outp
         Assert.DoesNotContain((await planning.ListPlansAsync(new ListPlansRequest { PortfolioId = "crash-open", PageSize = 5 })).Plans, p => p.Legs.Count > 0);
     }
 
+    [Fact]
+    public async Task An_emergency_pre_empts_a_running_rebalance_and_the_guards_plan_goes_next()
+    {
+        // 50 DAX held outright (47.6 % of 210,000 against a target of 0) and 100 DAX pledged against 120,000 EUR
+        // (health factor 1.33 at 2,000). The monitor's first plan sells the 50 DAX slowly (TWAP, a slice every 6 s).
+        // DAX then falls to 1,750: health factor 1.17, below the emergency level 1.2 — the guard must not wait a minute.
+        using var pricingChannel = Mesh.ServiceChannel("pricing");
+        using var executionChannel = Mesh.ServiceChannel("execution");
+        var pricing = new PricingService.PricingServiceClient(pricingChannel.WithDefaultDeadline());
+        var execution = new ExecutionService.ExecutionServiceClient(executionChannel.WithDefaultDeadline());
+        var planning = PlanningClient();
+        await QuoteAsync(pricing, 2_000m);
+        await planning.UpsertPortfolioAsync(new UpsertPortfolioRequest
+        {
+            Portfolio = new Portfolio
+            {
+                PortfolioId = "preempt",
+                BaseCurrency = "EUR",
+                Cash = 30_000m,
+                Positions = { new Position { InstrumentId = "DAX", Quantity = 50m } },
+                Loans =
+                {
+                    new Loan
+                    {
+                        LoanId = "L1",
+                        Venue = "LEND-A",
+                        Collateral = { new LoanCollateral { Asset = "DAX", Quantity = 100m, LiquidationThreshold = 0.8 } },
+                        Debt = { new LoanDebt { Asset = "EUR", Quantity = 120_000m } },
+                    },
+                },
+            },
+            ExpectedVersion = -1,
+        });
+        await execution.OpenLendingAccountAsync(new OpenLendingAccountRequest
+        {
+            Account = new LendingAccount
+            {
+                Venue = "LEND-A",
+                PortfolioId = "preempt",
+                LoanId = "L1",
+                BaseCurrency = "EUR",
+                Collateral = { new LendingCollateral { Asset = "DAX", Quantity = 100m } },
+                DebtAsset = "EUR",
+                Debt = 120_000m,
+            },
+        });
+        await planning.SetPolicyAsync(new SetPolicyRequest
+        {
+            Policy = new Policy
+            {
+                PortfolioId = "preempt",
+                AbsoluteBand = 0.05,
+                Targets = { new TargetWeight { InstrumentId = "DAX", Weight = 0 } },
+                ExecutionMode = ExecutionMode.Auto,
+                HealthFactorBand = new HealthFactorBand { Target = 1.4, RepayBelow = 1.25, EmergencyBelow = 1.2 },
+                ExecutionStyle = new ExecutionStyle { TwapSlices = 10, TwapDurationSeconds = 60 },
+            },
+        });
+
+        // The monitor's rebalance starts.
+        Plan rebalance = null!;
+        for (var attempt = 0; attempt < 60 && rebalance?.Status != PlanStatus.Executing; attempt++)
+        {
+            await QuoteAsync(pricing, 2_000m);
+            await Task.Delay(250);
+            rebalance = (await planning.ListPlansAsync(new ListPlansRequest { PortfolioId = "preempt", PageSize = 1 })).Plans.FirstOrDefault()!;
+        }
+
+        Assert.Equal(PlanStatus.Executing, rebalance.Status);
+        Assert.All(rebalance.Legs, l => Assert.StartsWith("L", l.LegId, StringComparison.Ordinal));
+
+        // The fall: the rebalance is cancelled for the emergency and the guard's plan follows it.
+        Plan[] history = [];
+        for (var attempt = 0; attempt < 80; attempt++)
+        {
+            await QuoteAsync(pricing, 1_750m);
+            await Task.Delay(250);
+            history = (await planning.ListPlansAsync(new ListPlansRequest { PortfolioId = "preempt", PageSize = 10 })).Plans.ToArray();
+            if (history.Any(p => p.Legs.Any(l => l.Kind == LegKind.Repay)))
+            {
+                break;
+            }
+        }
+
+        foreach (var plan in history.Reverse())
+        {
+            Output.WriteLine($"{plan.PlanId} {plan.Status}: {plan.StatusMessage} [{string.Join(", ", plan.Legs.Select(l => $"{l.LegId} {l.Kind} {l.Quantity.Value}"))}]");
+        }
+
+        var preempted = history.Single(p => p.PlanId == rebalance.PlanId);
+        Assert.Equal(PlanStatus.Cancelled, preempted.Status);
+        Assert.Contains("pre-empted", preempted.StatusMessage, StringComparison.Ordinal);
+        var guard = history.First(p => p.Legs.Any(l => l.Kind == LegKind.Repay));
+        Assert.True(guard.CreatedAt.ToDateTimeOffset() >= preempted.UpdatedAt.ToDateTimeOffset(), "the guard's plan came after the rebalance ended");
+        Assert.Equal(0, (await execution.GetLendingAccountAsync(new GetLendingAccountRequest { Venue = "LEND-A", PortfolioId = "preempt", LoanId = "L1" })).Account.Liquidations);
+    }
+
     /// <summary>One tick of DAX at <paramref name="mid"/> on each venue, a cent either side.</summary>
     private async Task QuoteAsync(PricingService.PricingServiceClient pricing, decimal mid)
     {

@@ -115,6 +115,12 @@ public sealed class PlanExecutor(
         }
 
         var filledLegs = execution.Legs.Count(l => l.FilledQuantity.ToDecimal() >= l.Quantity.ToDecimal());
+        if (stopReason is null && filledLegs < execution.Legs.Count)
+        {
+            // A cancel or halt that stopped the last leg between its slices ends the plan as cancelled, too.
+            stopReason = await StopReasonAsync(plan.PlanId);
+        }
+
         var anyFill = execution.Legs.Any(l => l.FilledQuantity.ToDecimal() > 0);
         execution.Status = stopReason is not null ? ExecutionStatus.Cancelled
             : filledLegs == execution.Legs.Count ? ExecutionStatus.Completed
