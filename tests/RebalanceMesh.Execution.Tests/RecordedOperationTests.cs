@@ -46,6 +46,17 @@ public class RecordedOperationTests
     }
 
     [Fact]
+    public async Task An_operation_that_does_not_apply_records_nothing()
+    {
+        // A fill for a venue where the portfolio has no account: no outcome, no record, asked again it tries again.
+        var record = new Record();
+        Assert.Equal((false, 0m, string.Empty), await Run(record, () => OperationTry.Absent));
+        Assert.Null(record.Value);
+        Assert.Equal((true, 3m, string.Empty), await Run(record, () => OperationTry.Done(3m)));
+        Assert.Equal(2, record.Tries);
+    }
+
+    [Fact]
     public async Task A_commit_that_lands_while_a_refusal_is_decided_wins()
     {
         // Another delivery commits (its record lands with the account) between this try's read and its refusal: the

@@ -96,9 +96,9 @@ public sealed class MarginDesk(ExecutionStore store, MarketStateStore market, Re
     public async Task<(bool Accepted, decimal Quantity, string Reason)> TopUpAsync(string portfolioId, string planId, ApprovedLeg leg)
     {
         var amount = leg.Quantity.ToDecimal();
-        var outcome = await ApplyOnceAsync(ExecutionStore.MarginKey(leg.Venue, portfolioId), $"{planId}:{leg.LegId}", amount,
+        var outcome = (await ApplyOnceAsync(ExecutionStore.MarginKey(leg.Venue, portfolioId), $"{planId}:{leg.LegId}", amount,
             $"{leg.Venue} has no margin account for portfolio {portfolioId}",
-            account => amount <= 0 ? (null, "the amount must be positive") : (MarginVenue.TopUp(account, amount), string.Empty));
+            account => amount <= 0 ? (null, "the amount must be positive") : (MarginVenue.TopUp(account, amount), string.Empty)))!.Value; // a missing account is refused, never absent
         Operations.Add(1, new KeyValuePair<string, object?>("operation", "top_up"), new KeyValuePair<string, object?>("outcome", outcome.Accepted ? "applied" : "refused"));
         return outcome;
     }
@@ -180,18 +180,16 @@ public sealed class MarginDesk(ExecutionStore store, MarketStateStore market, Re
             return;
         }
 
-        var key = ExecutionStore.MarginKey(venue, portfolioId);
-        if ((await store.GetMarginAsync(key)).Account is null)
-        {
-            return; // no account on the venue: the fill is the portfolio's alone
-        }
-
         var multiplier = await IsMarginedAsync(instrumentId);
-        var outcome = await ApplyOnceAsync(key, "fill:" + clientOrderId, Math.Abs(signedQuantity), $"{venue} has no margin account for portfolio {portfolioId}", account =>
+        // Without an account on the venue the fill is the portfolio's alone: nothing applies, nothing is recorded.
+        var outcome = await ApplyOnceAsync(ExecutionStore.MarginKey(venue, portfolioId), "fill:" + clientOrderId, Math.Abs(signedQuantity), missing: null, account =>
             multiplier is { } m ? (MarginVenue.ApplyFill(account, instrumentId, signedQuantity, price, fee, m), string.Empty)
             : account.SpotUnits(instrumentId) + signedQuantity < 0 ? (null, MarginVenue.SpotSellRefusal(account, instrumentId, -signedQuantity)!) // a race with another sell: recorded, not applied
             : (MarginVenue.ApplySpotFill(account, instrumentId, signedQuantity), string.Empty));
-        Operations.Add(1, new KeyValuePair<string, object?>("operation", multiplier is null ? "spot_fill" : "fill"), new KeyValuePair<string, object?>("outcome", outcome.Accepted ? "applied" : "refused"));
+        if (outcome is { } applied)
+        {
+            Operations.Add(1, new KeyValuePair<string, object?>("operation", multiplier is null ? "spot_fill" : "fill"), new KeyValuePair<string, object?>("outcome", applied.Accepted ? "applied" : "refused"));
+        }
     }
 
     /// <summary>The contract multiplier of a registered perpetual or future; null for anything else (spot).</summary>
@@ -279,11 +277,14 @@ public sealed class MarginDesk(ExecutionStore store, MarketStateStore market, Re
 
     /// <summary>
     /// Applies <paramref name="change"/> to one account once under <paramref name="operationId"/>
-    /// (<see cref="RecordedOperation.RunOnceAsync"/>), recording <paramref name="quantity"/> as what it moved; a
-    /// missing account is refused with <paramref name="missing"/>.
+    /// (<see cref="RecordedOperation.RunOnceAsync"/>), recording <paramref name="quantity"/> as what it moved. A missing
+    /// account is refused with <paramref name="missing"/>, or, when that is null, the operation does not apply: null,
+    /// nothing recorded.
     /// </summary>
-    private Task<(bool Accepted, decimal Quantity, string Reason)> ApplyOnceAsync(string key, string operationId, decimal quantity, string missing, Func<MarginAccountState, (MarginAccountState? After, string Reason)> change) =>
-        RecordedOperation.RunOnceAsync(
+    private async Task<(bool Accepted, decimal Quantity, string Reason)?> ApplyOnceAsync(string key, string operationId, decimal quantity, string? missing, Func<MarginAccountState, (MarginAccountState? After, string Reason)> change)
+    {
+        var absent = false;
+        var outcome = await RecordedOperation.RunOnceAsync(
             () => store.GetMarginOperationAsync(operationId),
             outcome => store.RecordMarginOperationAsync(operationId, outcome),
             async () =>
@@ -291,7 +292,8 @@ public sealed class MarginDesk(ExecutionStore store, MarketStateStore market, Re
                 var (wire, raw) = await store.GetMarginAsync(key);
                 if (wire is null)
                 {
-                    return OperationTry.Refused(missing);
+                    absent = missing is null;
+                    return absent ? OperationTry.Absent : OperationTry.Refused(missing!);
                 }
 
                 var (after, refusal) = change(ToDomain(wire));
@@ -300,6 +302,8 @@ public sealed class MarginDesk(ExecutionStore store, MarketStateStore market, Re
                     : OperationTry.Raced;
             },
             $"Margin account {key} is changing too often; retry.");
+        return absent ? null : outcome;
+    }
 
     private async Task<VenueMarginAccount> ValuedAsync(VenueMarginAccount wire)
     {

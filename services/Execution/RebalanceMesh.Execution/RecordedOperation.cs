@@ -24,8 +24,9 @@ public static class RecordedOperation
     /// <summary>
     /// Runs a venue operation once under its id. A recorded outcome is returned as it was. Otherwise each try reads
     /// the account and either commits (the account and the record of what it moved in one transaction), is refused
-    /// (the refusal is recorded unless another try recorded first, then read back: a concurrent commit wins), or lost
-    /// the account to another writer and runs again on the new state.
+    /// (the refusal is recorded unless another try recorded first, then read back: a concurrent commit wins), does not
+    /// apply (nothing is recorded: not accepted, no reason), or lost the account to another writer and runs again on
+    /// the new state.
     /// </summary>
     /// <param name="recorded">Reads the operation's record, null before it ran.</param>
     /// <param name="record">Records an outcome unless one is recorded already.</param>
@@ -42,6 +43,11 @@ public static class RecordedOperation
             }
 
             var tried = await attempt();
+            if (tried.NotApplicable)
+            {
+                return (false, 0m, string.Empty);
+            }
+
             if (tried.Committed is true)
             {
                 return (true, tried.Quantity, string.Empty);
@@ -57,12 +63,17 @@ public static class RecordedOperation
     }
 }
 
-/// <summary>One try of a venue operation: committed with what it moved, refused with why, or raced by another writer.</summary>
-public readonly record struct OperationTry(bool? Committed, decimal Quantity, string Reason)
+/// <summary>
+/// One try of a venue operation: committed with what it moved, refused with why, raced by another writer, or not
+/// applicable (the operation concerns an account that does not exist and is not recorded).
+/// </summary>
+public readonly record struct OperationTry(bool? Committed, decimal Quantity, string Reason, bool NotApplicable = false)
 {
     public static OperationTry Done(decimal quantity) => new(true, quantity, string.Empty);
 
     public static OperationTry Refused(string reason) => new(false, 0m, reason);
 
     public static OperationTry Raced { get; } = new(null, 0m, string.Empty);
+
+    public static OperationTry Absent { get; } = new(false, 0m, string.Empty, NotApplicable: true);
 }
