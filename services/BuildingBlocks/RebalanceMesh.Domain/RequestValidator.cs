@@ -60,6 +60,13 @@ public sealed class RequestValidator
         return true;
     }
 
+    /// <summary>Longest free-text reason a caller may give (a halt, a cancel).</summary>
+    public const int MaxReasonLength = 500;
+
+    /// <summary>An optional free-text reason: at most <see cref="MaxReasonLength"/> characters.</summary>
+    public bool RequireReason(string? value, string field = "reason")
+        => Require((value?.Length ?? 0) <= MaxReasonLength, field, $"must be at most {MaxReasonLength} characters");
+
     /// <summary>Currency code rule (base currencies, collateral): 3 to 8 upper-case ASCII letters.</summary>
     public bool RequireCurrency(string? value, string field)
         => Require(value is { Length: >= 3 and <= 8 } && value.All(char.IsAsciiLetterUpper), field, "must be 3 to 8 upper-case letters");

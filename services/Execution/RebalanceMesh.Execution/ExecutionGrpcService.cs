@@ -85,7 +85,7 @@ public sealed class ExecutionGrpcService(ExecutionStore store, LendingDesk lendi
     {
         var check = new RequestValidator();
         check.RequireIdentifier(request.PlanId, "plan_id");
-        check.Require(request.Reason.Length <= 500, "reason", "must be at most 500 characters");
+        check.RequireReason(request.Reason);
         check.ThrowIfInvalid();
         var execution = await store.GetExecutionAsync(request.PlanId) ?? throw DomainException.NotFound($"Execution of plan '{request.PlanId}'");
         if (PlanExecutor.IsFinal(execution.Status))
@@ -135,7 +135,7 @@ public sealed class ExecutionGrpcService(ExecutionStore store, LendingDesk lendi
     {
         var check = new RequestValidator();
         var venue = TradingVenue(check, request.VenueId);
-        check.Require(request.Reason.Length <= 500, "reason", "must be at most 500 characters");
+        check.RequireReason(request.Reason);
         check.ThrowIfInvalid();
         await store.SetVenueDownAsync(request.VenueId, !request.Available, request.Reason.Length > 0 ? request.Reason : "taken down by an operator");
         logger.LogWarning("Venue {Venue} {Status}: {Reason}", request.VenueId, request.Available ? "back up" : "down", request.Reason);

@@ -34,9 +34,10 @@ public sealed class PlanCancelHandler(ExecutionStore store, PlanExecutor executo
 {
     public async Task HandleAsync(PlanCancelRequested message, EventContext context, CancellationToken cancellationToken)
     {
-        if (!new RequestValidator().RequireIdentifier(message.PlanId, "plan_id") || message.Reason.Length > 500)
+        var check = new RequestValidator();
+        if (!check.RequireIdentifier(message.PlanId, "plan_id") || !check.RequireReason(message.Reason))
         {
-            throw new MalformedEventException("A PlanCancelRequested event needs a plan id and a reason of at most 500 characters.");
+            throw new MalformedEventException($"A PlanCancelRequested event needs a plan id and a reason of at most {RequestValidator.MaxReasonLength} characters.");
         }
 
         var reason = message.Reason.Length > 0 ? message.Reason : "cancelled by " + message.RequestedBy;

@@ -100,7 +100,7 @@ public sealed class PlanningGrpcService(
     {
         var check = new RequestValidator();
         check.RequireIdentifier(request.PlanId, "plan_id");
-        check.Require(request.Reason.Length <= 500, "reason", "must be at most 500 characters");
+        check.RequireReason(request.Reason);
         check.ThrowIfInvalid();
         var plan = await store.GetPlanAsync(request.PlanId) ?? throw DomainException.NotFound($"Plan '{request.PlanId}'");
         if (plan.Status.IsFinal() || plan.Status == PlanStatus.Preview)
@@ -228,11 +228,11 @@ public sealed class PlanningGrpcService(
         var check = new RequestValidator();
         if (request.Halted)
         {
-            check.RequireNotEmpty(request.Reason, "reason", 500);
+            check.RequireNotEmpty(request.Reason, "reason", RequestValidator.MaxReasonLength);
         }
         else
         {
-            check.Require(request.Reason.Length <= 500, "reason", "must be at most 500 characters");
+            check.RequireReason(request.Reason);
         }
 
         check.ThrowIfInvalid();
