@@ -38,39 +38,7 @@ public sealed class CrashScenarioTests(ITestOutputHelper output) : MeshTest(outp
 
         foreach (var (id, guarded) in new[] { ("crash-guarded", true), ("crash-open", false) })
         {
-            await planning.UpsertPortfolioAsync(new UpsertPortfolioRequest
-            {
-                Portfolio = new Portfolio
-                {
-                    PortfolioId = id,
-                    BaseCurrency = "EUR",
-                    Cash = 30_000m,
-                    Loans =
-                    {
-                        new Loan
-                        {
-                            LoanId = "L1",
-                            Venue = "LEND-A",
-                            Collateral = { new LoanCollateral { Asset = "DAX", Quantity = 100m, LiquidationThreshold = 0.8 } },
-                            Debt = { new LoanDebt { Asset = "EUR", Quantity = 120_000m } },
-                        },
-                    },
-                },
-                ExpectedVersion = -1,
-            });
-            await execution.OpenLendingAccountAsync(new OpenLendingAccountRequest
-            {
-                Account = new LendingAccount
-                {
-                    Venue = "LEND-A",
-                    PortfolioId = id,
-                    LoanId = "L1",
-                    BaseCurrency = "EUR",
-                    Collateral = { new LendingCollateral { Asset = "DAX", Quantity = 100m } },
-                    DebtAsset = "EUR",
-                    Debt = 120_000m,
-                },
-            });
+            await OpenLoanAsync(planning, execution, id, heldDax: 0m);
             var policy = new Policy
             {
                 PortfolioId = id,
@@ -151,40 +119,7 @@ public sealed class CrashScenarioTests(ITestOutputHelper output) : MeshTest(outp
         var execution = new ExecutionService.ExecutionServiceClient(executionChannel.WithDefaultDeadline());
         var planning = PlanningClient();
         await QuoteAsync(pricing, 2_000m);
-        await planning.UpsertPortfolioAsync(new UpsertPortfolioRequest
-        {
-            Portfolio = new Portfolio
-            {
-                PortfolioId = "preempt",
-                BaseCurrency = "EUR",
-                Cash = 30_000m,
-                Positions = { new Position { InstrumentId = "DAX", Quantity = 50m } },
-                Loans =
-                {
-                    new Loan
-                    {
-                        LoanId = "L1",
-                        Venue = "LEND-A",
-                        Collateral = { new LoanCollateral { Asset = "DAX", Quantity = 100m, LiquidationThreshold = 0.8 } },
-                        Debt = { new LoanDebt { Asset = "EUR", Quantity = 120_000m } },
-                    },
-                },
-            },
-            ExpectedVersion = -1,
-        });
-        await execution.OpenLendingAccountAsync(new OpenLendingAccountRequest
-        {
-            Account = new LendingAccount
-            {
-                Venue = "LEND-A",
-                PortfolioId = "preempt",
-                LoanId = "L1",
-                BaseCurrency = "EUR",
-                Collateral = { new LendingCollateral { Asset = "DAX", Quantity = 100m } },
-                DebtAsset = "EUR",
-                Debt = 120_000m,
-            },
-        });
+        await OpenLoanAsync(planning, execution, "preempt", heldDax: 50m);
         await planning.SetPolicyAsync(new SetPolicyRequest
         {
             Policy = new Policy
@@ -234,6 +169,49 @@ public sealed class CrashScenarioTests(ITestOutputHelper output) : MeshTest(outp
         var guard = history.First(p => p.Legs.Any(l => l.Kind == LegKind.Repay));
         Assert.True(guard.CreatedAt.ToDateTimeOffset() >= preempted.UpdatedAt.ToDateTimeOffset(), "the guard's plan came after the rebalance ended");
         Assert.Equal(0, (await execution.GetLendingAccountAsync(new GetLendingAccountRequest { Venue = "LEND-A", PortfolioId = "preempt", LoanId = "L1" })).Account.Liquidations);
+    }
+
+    /// <summary>
+    /// A portfolio with 30,000 EUR, <paramref name="heldDax"/> DAX held outright and the loan L1 on LEND-A — 100 DAX
+    /// pledged (liquidation threshold 0.8) against 120,000 EUR — in planning and on the lending venue alike.
+    /// </summary>
+    private static async Task OpenLoanAsync(PlanningService.PlanningServiceClient planning, ExecutionService.ExecutionServiceClient execution, string portfolioId, decimal heldDax)
+    {
+        var portfolio = new Portfolio
+        {
+            PortfolioId = portfolioId,
+            BaseCurrency = "EUR",
+            Cash = 30_000m,
+            Loans =
+            {
+                new Loan
+                {
+                    LoanId = "L1",
+                    Venue = "LEND-A",
+                    Collateral = { new LoanCollateral { Asset = "DAX", Quantity = 100m, LiquidationThreshold = 0.8 } },
+                    Debt = { new LoanDebt { Asset = "EUR", Quantity = 120_000m } },
+                },
+            },
+        };
+        if (heldDax > 0)
+        {
+            portfolio.Positions.Add(new Position { InstrumentId = "DAX", Quantity = heldDax });
+        }
+
+        await planning.UpsertPortfolioAsync(new UpsertPortfolioRequest { Portfolio = portfolio, ExpectedVersion = -1 });
+        await execution.OpenLendingAccountAsync(new OpenLendingAccountRequest
+        {
+            Account = new LendingAccount
+            {
+                Venue = "LEND-A",
+                PortfolioId = portfolioId,
+                LoanId = "L1",
+                BaseCurrency = "EUR",
+                Collateral = { new LendingCollateral { Asset = "DAX", Quantity = 100m } },
+                DebtAsset = "EUR",
+                Debt = 120_000m,
+            },
+        });
     }
 
     /// <summary>One tick of DAX at <paramref name="mid"/> on each venue, a cent either side.</summary>
