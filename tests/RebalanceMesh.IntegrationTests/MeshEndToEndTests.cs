@@ -120,6 +120,22 @@ public sealed class MeshEndToEndTests(ITestOutputHelper output) : MeshTest(outpu
         Assert.Contains(result.Spans, s => s.Service == "planning" && s.Name == "execution.reports process");
         Assert.Contains(result.Spans, s => s.Service == "pricing" && s.Kind == "Server");
         Assert.Contains(result.Spans, s => s.Service == "risk" && s.Kind == "Server");
+
+        // The launcher ran each service in its own output folder, so its appsettings.json applied: no per-request
+        // Information lines from ASP.NET's hosting and routing (the file sets Microsoft.AspNetCore to Warning).
+        foreach (var service in Mesh.Services)
+        {
+            var log = File.ReadAllText(service.LogFile);
+            Assert.DoesNotContain("\"Category\":\"Microsoft.AspNetCore.Hosting.Diagnostics\"", log);
+            Assert.DoesNotContain("\"Category\":\"Microsoft.AspNetCore.Routing.EndpointMiddleware\"", log);
+        }
+
+        // The signing key and the mesh credential are the owner's alone.
+        if (!OperatingSystem.IsWindows())
+        {
+            Assert.Equal(MeshState.PrivateFile, File.GetUnixFileMode(MeshState.PathIn(StateDir)));
+            Assert.Equal(MeshState.PrivateDirectory, File.GetUnixFileMode(StateDir));
+        }
     }
 }
 

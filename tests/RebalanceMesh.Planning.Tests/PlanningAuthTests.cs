@@ -75,6 +75,61 @@ public sealed class PlanningAuthTests : IClassFixture<RedisServer>, IAsyncLifeti
     }
 
     [Fact]
+    public async Task A_client_token_claiming_the_mesh_role_is_not_the_mesh()
+    {
+        // Service identity comes only from the mesh credential: a validly signed client token that names itself "mesh"
+        // holds no role at all, so even the read the mesh may make is refused (PermissionDenied, not a NotFound that
+        // would show the call got through).
+        var impostor = Client(TestAuth.Token(MeshAuth.Mesh));
+        await RpcAssert.StatusAsync(() => impostor.GetPortfolioAsync(new GetPortfolioRequest { PortfolioId = "nobody", SkipValuation = true }).ResponseAsync, StatusCode.PermissionDenied);
+        await RpcAssert.StatusAsync(() => impostor.GetPlanAsync(new GetPlanRequest { PlanId = "nothing" }).ResponseAsync, StatusCode.PermissionDenied);
+    }
+
+    [Fact]
+    public async Task Malformed_request_bytes_are_invalid_argument_after_authentication_and_are_counted()
+    {
+        var malformed = new List<string>();
+        using var listener = new System.Diagnostics.Metrics.MeterListener
+        {
+            InstrumentPublished = (instrument, l) =>
+            {
+                if (instrument.Name == "rebalancemesh.rpc.server.malformed_requests")
+                {
+                    l.EnableMeasurementEvents(instrument);
+                }
+            },
+        };
+        listener.SetMeasurementEventCallback<long>((_, _, tags, _) =>
+        {
+            lock (malformed)
+            {
+                malformed.Add(tags.ToArray().Single(t => t.Key == "rpc.method").Value!.ToString()!);
+            }
+        });
+        listener.Start();
+
+        // Every RPC: an unauthenticated caller hears Unauthenticated first, whatever it sent; an authenticated one hears
+        // InvalidArgument naming the request (grpc-dotnet alone answers Unknown "Exception was thrown by handler.").
+        foreach (var method in PlanningService.Descriptor.Methods.Where(m => !m.IsClientStreaming && !m.IsServerStreaming))
+        {
+            await RpcAssert.StatusAsync(() => RequestFuzzer.UnaryRawAsync(_server.CreateInvoker(), method, RequestFuzzer.MalformedBytes), StatusCode.Unauthenticated);
+            await RpcAssert.InvalidArgumentAsync(() => RequestFuzzer.UnaryRawAsync(_server.CreateInvoker(TestAuth.Token(MeshAuth.Admin)), method, RequestFuzzer.MalformedBytes), "request");
+        }
+
+        var streaming = PlanningService.Descriptor.FindMethodByName("WatchPlans");
+        var watch = _server.CreateInvoker(TestAuth.Token(MeshAuth.Viewer)).AsyncServerStreamingCall(
+            new Method<byte[], byte[]>(MethodType.ServerStreaming, PlanningService.Descriptor.FullName, streaming.Name, Marshallers.Create<byte[]>(b => b, b => b), Marshallers.Create<byte[]>(b => b, b => b)),
+            null, new CallOptions(), RequestFuzzer.MalformedBytes);
+        await RpcAssert.InvalidArgumentAsync(() => watch.ResponseStream.MoveNext(CancellationToken.None), "request");
+
+        lock (malformed)
+        {
+            Assert.Contains($"/{PlanningService.Descriptor.FullName}/GetPortfolio", malformed);
+            Assert.Contains($"/{PlanningService.Descriptor.FullName}/WatchPlans", malformed);
+        }
+    }
+
+    [Fact]
     public void Every_planning_RPC_needs_a_role()
     {
         var required = _server.Services.GetRequiredService<RoleRequirements>();

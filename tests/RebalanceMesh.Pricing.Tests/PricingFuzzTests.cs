@@ -40,7 +40,7 @@ public sealed class PricingFuzzTests(RedisServer redis) : IClassFixture<RedisSer
             Expiry = DateTimeOffset.UtcNow.AddDays(90).ToTimestamp(),
             QuoteCurrency = "EUR",
         };
-        var overrides = new MarketOverrides { UnderlyingPrice = 100m, Volatility = 0.2, Rate = 0.02 };
+        var overrides = new MarketOverrides { UnderlyingPrice = 100m, Volatility = 0.2, RiskFreeRate = 0.02 };
         var outcomes = await new RequestFuzzer(invoker, seed: 5).RunAsync(
             PricingService.Descriptor,
             new Dictionary<string, IMessage>

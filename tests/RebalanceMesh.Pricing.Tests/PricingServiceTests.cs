@@ -1,3 +1,4 @@
+using Google.Protobuf;
 using Google.Protobuf.WellKnownTypes;
 using Grpc.Core;
 using RebalanceMesh.Contracts;
@@ -145,7 +146,7 @@ public sealed class PricingServiceTests : IClassFixture<RedisServer>, IAsyncLife
                         InstrumentId = "AAA-C40", Kind = InstrumentKind.Option, UnderlyingId = "AAA", Strike = 40m,
                         OptionRight = Contracts.Common.V1.OptionRight.Call, Expiry = valuationTime.AddDays(182.5).ToTimestamp(),
                     },
-                    Overrides = new MarketOverrides { UnderlyingPrice = 42m, Volatility = 0.2, Rate = 0.1 },
+                    Overrides = new MarketOverrides { UnderlyingPrice = 42m, Volatility = 0.2, RiskFreeRate = 0.1 },
                 },
                 new ValuationItem { Instrument = new Instrument { InstrumentId = "NOQUOTE", Kind = InstrumentKind.Spot } },
             },
@@ -156,6 +157,69 @@ public sealed class PricingServiceTests : IClassFixture<RedisServer>, IAsyncLife
         Assert.Equal((decimal)expected.Price, response.Valuations[0].Price.ToDecimal(), 8);
         Assert.Equal(expected.Delta, response.Valuations[0].Delta, 12);
         Assert.Contains("no price", response.Valuations[1].Error);
+    }
+
+    [Fact]
+    public async Task A_malformed_message_in_the_ingest_stream_is_invalid_argument_and_stores_nothing()
+    {
+        var raw = Marshallers.Create<byte[]>(b => b, b => b);
+        var method = new Method<byte[], byte[]>(MethodType.ClientStreaming, PricingService.Descriptor.FullName, "IngestQuotes", raw, raw);
+        using var call = _server.CreateMeshInvoker().AsyncClientStreamingCall(method, null, new CallOptions(deadline: DateTime.UtcNow.AddSeconds(10)));
+        try
+        {
+            await call.RequestStream.WriteAsync(new IngestQuotesRequest { Quote = Quote("AAA", "99.9", "100.1", DateTimeOffset.UtcNow) }.ToByteArray());
+            await call.RequestStream.WriteAsync(RequestFuzzer.MalformedBytes);
+            await call.RequestStream.CompleteAsync();
+        }
+        catch (Exception ex) when (ex is RpcException or InvalidOperationException)
+        {
+            // The server may end the call before the client has finished writing; its status is the answer.
+        }
+
+        await RpcAssert.InvalidArgumentAsync(() => call.ResponseAsync, "request");
+
+        Assert.Empty((await _client.GetQuotesAsync(new GetQuotesRequest { InstrumentIds = { "AAA" } })).Quotes);
+    }
+
+    [Fact]
+    public async Task A_zero_rate_is_a_zero_rate_in_valuation_and_implied_volatility()
+    {
+        // One-year at-the-money call, S = K = 100, σ = 0.2, r = q = 0 (Actual/365: 365 days is one year).
+        // By hand: d1 = σ√T / 2 = 0.1, d2 = −0.1, C = S·(N(0.1) − N(−0.1)) = 100·(2·0.539827837277029 − 1) = 7.9655674554058.
+        var valuationTime = new DateTimeOffset(2026, 1, 1, 0, 0, 0, TimeSpan.Zero);
+        var call = new Instrument
+        {
+            InstrumentId = "AAA-C100", Kind = InstrumentKind.Option, UnderlyingId = "AAA", Strike = 100m,
+            OptionRight = Contracts.Common.V1.OptionRight.Call, Expiry = valuationTime.AddDays(365).ToTimestamp(),
+        };
+        var zero = new MarketOverrides { UnderlyingPrice = 100m, Volatility = 0.2, RiskFreeRate = 0, CarryRate = 0 };
+        var valued = await _client.PriceInstrumentsAsync(new PriceInstrumentsRequest
+        {
+            ValuationTime = valuationTime.ToTimestamp(),
+            Items = { new ValuationItem { Instrument = call, Overrides = zero } },
+        });
+        Assert.Equal(decimal.Round(7.9655674554058m, 10), valued.Valuations[0].Price.ToDecimal()); // prices cross the wire at 10 decimals
+
+        var implied = await _client.ComputeImpliedVolatilitiesAsync(new ComputeImpliedVolatilitiesRequest
+        {
+            ValuationTime = valuationTime.ToTimestamp(),
+            Items = { new ImpliedVolatilityItem { Instrument = call, Price = 7.965567455405804m, Overrides = new MarketOverrides { UnderlyingPrice = 100m, RiskFreeRate = 0 } } },
+        });
+        Assert.Equal(0.2, implied.Results[0].ImpliedVolatility, 10);
+
+        // Unset still means the service's default rate (3 %), so the same price implies a lower volatility.
+        var byDefault = await _client.ComputeImpliedVolatilitiesAsync(new ComputeImpliedVolatilitiesRequest
+        {
+            ValuationTime = valuationTime.ToTimestamp(),
+            Items = { new ImpliedVolatilityItem { Instrument = call, Price = 7.965567455405804m, Overrides = new MarketOverrides { UnderlyingPrice = 100m } } },
+        });
+        Assert.True(byDefault.Results[0].ImpliedVolatility < 0.19, $"default-rate implied volatility {byDefault.Results[0].ImpliedVolatility}");
+
+#pragma warning disable CS0612 // the deprecated field, combined with its successor, is refused
+        await RpcAssert.InvalidArgumentAsync(
+            () => _client.PriceInstrumentsAsync(new PriceInstrumentsRequest { Items = { new ValuationItem { Instrument = call, Overrides = new MarketOverrides { Rate = 0.05, RiskFreeRate = 0 } } } }).ResponseAsync,
+            "items[0].overrides.risk_free_rate");
+#pragma warning restore CS0612
     }
 
     [Fact]

@@ -10,7 +10,9 @@ namespace RebalanceMesh.Testing;
 /// Bad input at volume, for any gRPC service: every RPC of the service gets <see cref="PerRpc"/> random and mutated
 /// requests built from a valid seed (fields anywhere in the message tree set to empty, huge, malformed, non-finite,
 /// negative or unicode values; repeated fields grown or cleared; sub-messages dropped or added), sent through the
-/// real gRPC stack with the service's own descriptors. No answer may be UNKNOWN or INTERNAL, and a request to a
+/// real gRPC stack with the service's own descriptors. One request in four is then mutated as raw bytes (bytes flipped,
+/// cut short, inserted, over-long varints, wrong wire types, pure noise), so the server also meets payloads that are
+/// not protobuf at all. No answer may be UNKNOWN or INTERNAL, and a request to a
 /// writing RPC that is refused as INVALID_ARGUMENT must leave the stored state (a digest the caller supplies) exactly
 /// as it was. Reads run several at a time; writes one at a time (the digest brackets each).
 /// </summary>
@@ -40,7 +42,7 @@ public sealed class RequestFuzzer(CallInvoker invoker, int seed)
         foreach (var method in service.Methods)
         {
             var counts = outcomes[method.Name] = [];
-            var requests = Enumerable.Range(0, PerRpc).Select(_ => Mutate(seeds[method.Name])).ToArray();
+            var requests = Enumerable.Range(0, PerRpc).Select(_ => Payload(seeds[method.Name])).ToArray();
             if (writes.Contains(method.Name))
             {
                 foreach (var request in requests)
@@ -74,13 +76,72 @@ public sealed class RequestFuzzer(CallInvoker invoker, int seed)
         return outcomes;
     }
 
-    private static void Record(Dictionary<StatusCode, int> counts, MethodDescriptor method, IMessage request, StatusCode status, string detail)
+    private static void Record(Dictionary<StatusCode, int> counts, MethodDescriptor method, FuzzRequest request, StatusCode status, string detail)
     {
         counts[status] = counts.GetValueOrDefault(status) + 1;
         Assert.False(Refused.Contains(status), $"{method.Name} answered {status} ({detail}) to {request}");
     }
 
-    private async Task<(StatusCode Status, string Detail)> CallAsync(MethodDescriptor descriptor, IMessage request)
+    /// <summary>One request as it goes on the wire, and how to show it in a failure.</summary>
+    private sealed record FuzzRequest(byte[] Bytes, IMessage Message, bool Raw)
+    {
+        public override string ToString() => Raw ? $"raw bytes {Convert.ToHexString(Bytes.AsSpan(0, Math.Min(Bytes.Length, 64)))} (from {Message})" : Message.ToString() ?? string.Empty;
+    }
+
+    /// <summary>A mutated request; one in four also mutated as raw bytes.</summary>
+    private FuzzRequest Payload(IMessage seed)
+    {
+        var message = Mutate(seed);
+        var bytes = message.ToByteArray();
+        return Next(4) == 0 ? new FuzzRequest(MutateBytes(bytes), message, Raw: true) : new FuzzRequest(bytes, message, Raw: false);
+    }
+
+    /// <summary>
+    /// One to three byte-level mutations of a serialized message: a flipped byte, a cut, inserted noise, an over-long or
+    /// unterminated varint, a field tag with a wrong or reserved wire type, a length prefix past the end, or pure noise.
+    /// </summary>
+    public byte[] MutateBytes(byte[] serialized)
+    {
+        lock (_random)
+        {
+            var bytes = new List<byte>(serialized);
+            for (var m = _random.Next(1, 4); m > 0; m--)
+            {
+                var at = bytes.Count == 0 ? 0 : _random.Next(bytes.Count + 1);
+                switch (_random.Next(8))
+                {
+                    case 0 when bytes.Count > 0:
+                        bytes[Math.Min(at, bytes.Count - 1)] ^= (byte)(1 << _random.Next(8));
+                        break;
+                    case 1 when bytes.Count > 0:
+                        bytes.RemoveRange(at, bytes.Count - at);
+                        break;
+                    case 2:
+                        bytes.InsertRange(at, RandomBytes());
+                        break;
+                    case 3:
+                        bytes.InsertRange(at, [0xff, 0xff, 0xff, 0xff, 0x0f, 0x0a]); // a tag of field 536,870,911 with wire type 7, then a dangling length
+                        break;
+                    case 4:
+                        bytes.InsertRange(at, Enumerable.Repeat((byte)0xff, _random.Next(1, 12))); // an unterminated or over-long varint
+                        break;
+                    case 5:
+                        bytes.InsertRange(at, [(byte)((_random.Next(1, 16) << 3) | _random.Next(3, 8)), 0x01]); // wrong, group or reserved wire type
+                        break;
+                    case 6:
+                        bytes.InsertRange(at, [(byte)((_random.Next(1, 16) << 3) | 2), 0x7f, 0x01]); // a length far past the end
+                        break;
+                    default:
+                        bytes = [.. RandomBytes()];
+                        break;
+                }
+            }
+
+            return [.. bytes];
+        }
+    }
+
+    private async Task<(StatusCode Status, string Detail)> CallAsync(MethodDescriptor descriptor, FuzzRequest request)
     {
         var method = GenericMethod(descriptor);
         try
@@ -88,16 +149,16 @@ public sealed class RequestFuzzer(CallInvoker invoker, int seed)
             switch (method.Type)
             {
                 case MethodType.Unary:
-                    await invoker.AsyncUnaryCall(method, null, new CallOptions(deadline: DateTime.UtcNow.AddSeconds(5)), request);
+                    await invoker.AsyncUnaryCall(method, null, new CallOptions(deadline: DateTime.UtcNow.AddSeconds(5)), request.Bytes);
                     break;
                 case MethodType.ClientStreaming:
                 {
                     // The request and one to two more mutations of it on the same stream.
                     using var call = invoker.AsyncClientStreamingCall(method, null, new CallOptions(deadline: DateTime.UtcNow.AddSeconds(5)));
-                    await call.RequestStream.WriteAsync(request);
+                    await call.RequestStream.WriteAsync(request.Bytes);
                     for (var k = Next(3); k > 0; k--)
                     {
-                        await call.RequestStream.WriteAsync(Mutate(request));
+                        await call.RequestStream.WriteAsync(Payload(request.Message).Bytes);
                     }
 
                     await call.RequestStream.CompleteAsync();
@@ -109,7 +170,7 @@ public sealed class RequestFuzzer(CallInvoker invoker, int seed)
                 {
                     // Refusals come at once; a valid stream is read for a short window, then the client leaves.
                     using var leave = new CancellationTokenSource(StreamWindow);
-                    using var call = invoker.AsyncServerStreamingCall(method, null, new CallOptions(cancellationToken: leave.Token), request);
+                    using var call = invoker.AsyncServerStreamingCall(method, null, new CallOptions(cancellationToken: leave.Token), request.Bytes);
                     try
                     {
                         while (await call.ResponseStream.MoveNext(leave.Token))
@@ -136,7 +197,15 @@ public sealed class RequestFuzzer(CallInvoker invoker, int seed)
         }
     }
 
-    private static Method<IMessage, IMessage> GenericMethod(MethodDescriptor descriptor)
+    /// <summary>The bytes that malformed every RPC in the outside test: field 536,870,911 with wire type 7, then a dangling length.</summary>
+    public static readonly byte[] MalformedBytes = [0xff, 0xff, 0xff, 0xff, 0x0f, 0x0a];
+
+    /// <summary>A unary call of <paramref name="descriptor"/> whose request is <paramref name="bytes"/> as they are (a 5 s deadline).</summary>
+    public static async Task UnaryRawAsync(CallInvoker invoker, MethodDescriptor descriptor, byte[] bytes) =>
+        await invoker.AsyncUnaryCall(GenericMethod(descriptor), null, new CallOptions(deadline: DateTime.UtcNow.AddSeconds(5)), bytes);
+
+    /// <summary>The method with bytes as they go on the wire: requests are sent as given, responses are not parsed.</summary>
+    private static Method<byte[], byte[]> GenericMethod(MethodDescriptor descriptor)
     {
         var type = (descriptor.IsClientStreaming, descriptor.IsServerStreaming) switch
         {
@@ -145,12 +214,8 @@ public sealed class RequestFuzzer(CallInvoker invoker, int seed)
             (false, true) => MethodType.ServerStreaming,
             _ => MethodType.DuplexStreaming,
         };
-        return new Method<IMessage, IMessage>(
-            type,
-            descriptor.Service.FullName,
-            descriptor.Name,
-            Marshallers.Create<IMessage>(m => m.ToByteArray(), bytes => descriptor.InputType.Parser.ParseFrom(bytes)),
-            Marshallers.Create<IMessage>(m => m.ToByteArray(), bytes => descriptor.OutputType.Parser.ParseFrom(bytes)));
+        var raw = Marshallers.Create<byte[]>(bytes => bytes, bytes => bytes);
+        return new Method<byte[], byte[]>(type, descriptor.Service.FullName, descriptor.Name, raw, raw);
     }
 
     private int Next(int max)

@@ -88,9 +88,52 @@ public sealed record MeshState(string RedisConnection, int? RedisPid, List<Runni
 
     public static string PathIn(string stateDir) => Path.Combine(stateDir, "state.json");
 
-    /// <summary>Writes the state where <see cref="TryLoad"/> finds it.</summary>
-    public Task SaveAsync(string stateDir, CancellationToken cancellationToken) =>
-        File.WriteAllTextAsync(PathIn(stateDir), JsonSerializer.Serialize(this, new JsonSerializerOptions { WriteIndented = true }), cancellationToken);
+    /// <summary>Owner-only permissions of the state directory (0700) and of state.json (0600): it holds the signing key.</summary>
+    public const UnixFileMode PrivateDirectory = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute;
+
+    /// <inheritdoc cref="PrivateDirectory"/>
+    public const UnixFileMode PrivateFile = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+
+    /// <summary>
+    /// Writes the state where <see cref="TryLoad"/> finds it: to a new file created owner-only (0600) that then replaces
+    /// state.json, so the signing key and the mesh credential are never readable by others, not even for a moment.
+    /// </summary>
+    public async Task SaveAsync(string stateDir, CancellationToken cancellationToken)
+    {
+        CreatePrivateDirectory(stateDir);
+        var path = PathIn(stateDir);
+        var temporary = path + "." + Environment.ProcessId.ToString(CultureInfo.InvariantCulture) + ".tmp";
+        var create = new FileStreamOptions { Mode = FileMode.Create, Access = FileAccess.Write };
+        if (!OperatingSystem.IsWindows())
+        {
+            create.UnixCreateMode = PrivateFile;
+        }
+
+        await using (var stream = new FileStream(temporary, create))
+        {
+            await JsonSerializer.SerializeAsync(stream, this, new JsonSerializerOptions { WriteIndented = true }, cancellationToken);
+        }
+
+        if (!OperatingSystem.IsWindows())
+        {
+            File.SetUnixFileMode(temporary, PrivateFile); // a leftover temporary file keeps its old mode on FileMode.Create
+        }
+
+        File.Move(temporary, path, overwrite: true);
+    }
+
+    /// <summary>Creates the state directory owner-only (0700), or makes an existing one so.</summary>
+    public static void CreatePrivateDirectory(string stateDir)
+    {
+        if (OperatingSystem.IsWindows())
+        {
+            Directory.CreateDirectory(stateDir);
+            return;
+        }
+
+        Directory.CreateDirectory(stateDir, PrivateDirectory);
+        File.SetUnixFileMode(stateDir, PrivateDirectory);
+    }
 
     public static MeshState? TryLoad(string stateDir)
     {
@@ -104,7 +147,7 @@ public static class MeshLauncher
 {
     public static async Task<MeshState> UpAsync(MeshTopology topology, LaunchOptions options, TextWriter log, CancellationToken cancellationToken)
     {
-        Directory.CreateDirectory(options.StateDir);
+        MeshState.CreatePrivateDirectory(options.StateDir);
         var logs = Directory.CreateDirectory(Path.Combine(options.StateDir, "logs")).FullName;
         var spans = Directory.CreateDirectory(Path.Combine(options.StateDir, "spans")).FullName;
 
@@ -162,7 +205,7 @@ public static class MeshLauncher
             }
 
             var logFile = Path.Combine(logs, service.Name + ".log");
-            var pid = StartDetached("dotnet", [dll], logFile, env);
+            var pid = StartDetached("dotnet", [dll], logFile, env, ContentRootOf(dll));
             state.Services.Add(new RunningService(service.Name, pid, $"http://127.0.0.1:{grpc}", $"http://127.0.0.1:{http}", logFile, env["Telemetry__SpanFile"], dll, env));
         }
 
@@ -259,7 +302,7 @@ public static class MeshLauncher
             throw new InvalidOperationException($"{name} is still running (pid {service.Pid}).");
         }
 
-        var restarted = service with { Pid = StartDetached("dotnet", [service.Dll], service.LogFile, service.Env) };
+        var restarted = service with { Pid = StartDetached("dotnet", [service.Dll], service.LogFile, service.Env, ContentRootOf(service.Dll)) };
         state.Services[state.Services.IndexOf(service)] = restarted;
         await state.SaveAsync(stateDir, cancellationToken);
         await WaitHealthyAsync(restarted, cancellationToken);
@@ -330,11 +373,20 @@ public static class MeshLauncher
         }
     }
 
-    /// <summary>Starts a process in its own session with output appended to a log file; it outlives this CLI.</summary>
-    private static int StartDetached(string program, IReadOnlyList<string> arguments, string logFile, IReadOnlyDictionary<string, string> env)
+    /// <summary>
+    /// A service runs in its build output folder: ASP.NET takes the working directory as the content root, and only there
+    /// is the service's appsettings.json (its log levels among them) found.
+    /// </summary>
+    public static string ContentRootOf(string dll) => Path.GetDirectoryName(Path.GetFullPath(dll))!;
+
+    /// <summary>
+    /// Starts a process in its own session with output appended to a log file; it outlives this CLI. The working
+    /// directory is <paramref name="workingDirectory"/>, or this process's.
+    /// </summary>
+    private static int StartDetached(string program, IReadOnlyList<string> arguments, string logFile, IReadOnlyDictionary<string, string> env, string? workingDirectory = null)
     {
-        var command = "exec setsid " + Quote(program) + " " + string.Join(' ', arguments.Select(Quote)) + " >> " + Quote(logFile) + " 2>&1 < /dev/null";
-        var start = new ProcessStartInfo("/bin/sh") { UseShellExecute = false };
+        var command = "exec setsid " + Quote(program) + " " + string.Join(' ', arguments.Select(Quote)) + " >> " + Quote(Path.GetFullPath(logFile)) + " 2>&1 < /dev/null";
+        var start = new ProcessStartInfo("/bin/sh") { UseShellExecute = false, WorkingDirectory = workingDirectory ?? string.Empty };
         start.ArgumentList.Add("-c");
         start.ArgumentList.Add(command);
         foreach (var (key, value) in env)
@@ -353,7 +405,13 @@ public static class MeshLauncher
         var project = Path.GetFullPath(Path.Combine(options.RepoRoot, service.Project!));
         var name = Path.GetFileNameWithoutExtension(project);
         var dll = Path.Combine(Path.GetDirectoryName(project)!, "bin", options.Configuration, "net10.0", name + ".dll");
-        if (File.Exists(dll))
+
+        // The wrapper script builds Debug before it runs this CLI (RMESH_SKIP_BUILD=1 skips it); any other
+        // configuration is built here every time — an incremental build that is quick when nothing changed — so a
+        // changed source never runs as a stale binary.
+        var builtByWrapper = string.Equals(options.Configuration, "Debug", StringComparison.OrdinalIgnoreCase)
+            || Environment.GetEnvironmentVariable("RMESH_SKIP_BUILD") == "1";
+        if (builtByWrapper && File.Exists(dll))
         {
             return dll;
         }

@@ -56,18 +56,44 @@ public static class MeshAuth
     /// <summary>Dapr's app API token header, accepted as the mesh credential too.</summary>
     public const string DaprApiTokenHeader = "dapr-api-token";
 
-    private const string MeshScheme = "MeshToken";
+    /// <summary>The authentication scheme of the mesh credential; only identities it authenticated act as <see cref="Mesh"/>.</summary>
+    public const string MeshScheme = "MeshToken";
     private const string SelectorScheme = "MeshOrBearer";
 
-    /// <summary>What each role may also do.</summary>
+    /// <summary>
+    /// What a client role (a JWT's <c>role</c> claim) may also do. Only client roles are known here: a token claiming
+    /// <see cref="Mesh"/> (or anything else) grants nothing, since service identity comes only from the mesh credential.
+    /// </summary>
     public static IReadOnlySet<string> Implied(string role) => role switch
     {
         Admin => new HashSet<string> { Admin, Trader, Viewer },
         Trader => new HashSet<string> { Trader, Viewer },
         Viewer => new HashSet<string> { Viewer },
-        Mesh => new HashSet<string> { Mesh },
         _ => new HashSet<string>(),
     };
+
+    /// <summary>
+    /// The roles a caller holds: <see cref="Mesh"/> for an identity the mesh credential authenticated (and nothing else),
+    /// the client roles a bearer token's <c>role</c> claims imply for any other. The two never mix: a client token
+    /// cannot name itself a service, nor the mesh credential act as a client.
+    /// </summary>
+    public static IReadOnlySet<string> RolesOf(ClaimsPrincipal user)
+    {
+        var roles = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var identity in user.Identities.Where(i => i.IsAuthenticated))
+        {
+            if (identity.AuthenticationType == MeshScheme)
+            {
+                roles.Add(Mesh);
+            }
+            else
+            {
+                roles.UnionWith(identity.FindAll("role").SelectMany(c => Implied(c.Value)));
+            }
+        }
+
+        return roles;
+    }
 
     /// <summary>
     /// Authentication (JWT bearer and the mesh credential) and the role check for every RPC of the host:
@@ -206,7 +232,8 @@ public sealed class MeshTokenHandler(IOptionsMonitor<AuthenticationSchemeOptions
             return Task.FromResult(AuthenticateResult.Fail("The mesh credential does not match."));
         }
 
-        var identity = new ClaimsIdentity([new Claim("sub", "mesh-service"), new Claim("role", MeshAuth.Mesh)], Scheme.Name, "sub", "role");
+        // No role claim: what the mesh may do follows from the scheme that authenticated it (MeshAuth.RolesOf).
+        var identity = new ClaimsIdentity([new Claim("sub", "mesh-service")], MeshAuth.MeshScheme, "sub", "role");
         return Task.FromResult(AuthenticateResult.Success(new AuthenticationTicket(new ClaimsPrincipal(identity), Scheme.Name)));
     }
 }
@@ -256,7 +283,7 @@ public sealed class RoleAuthorizationInterceptor(RoleRequirements requirements, 
             throw new RpcException(new Status(StatusCode.Unauthenticated, "A bearer token or the mesh credential is required."));
         }
 
-        var roles = user.FindAll("role").SelectMany(c => MeshAuth.Implied(c.Value)).ToHashSet(StringComparer.Ordinal);
+        var roles = MeshAuth.RolesOf(user);
         if (!accepted.Any(roles.Contains))
         {
             logger.LogWarning("Denied {Method} to {Caller} with roles {Roles}: needs one of {Accepted}", context.Method, caller, string.Join(",", roles), string.Join(",", accepted));

@@ -228,8 +228,22 @@ public sealed class PricingGrpcService(
 
         check.OptionalDecimal(o.UnderlyingPrice, path + ".underlying_price", ValidationExtensions.DecimalRule.Positive, 1m, out _);
         check.RequireRange(o.Volatility, 0, 10, path + ".volatility");
+#pragma warning disable CS0612 // the deprecated rate and carry are still served, and may not be combined with their successors
         check.RequireRange(o.Rate, -1, 1, path + ".rate");
         check.RequireRange(o.Carry, -1, 1, path + ".carry");
+        check.Require(!(o.HasRiskFreeRate && o.Rate != 0), path + ".risk_free_rate", "set risk_free_rate or the deprecated rate, not both");
+        check.Require(!(o.HasCarryRate && o.Carry != 0), path + ".carry_rate", "set carry_rate or the deprecated carry, not both");
+#pragma warning restore CS0612
+        if (o.HasRiskFreeRate)
+        {
+            check.RequireRange(o.RiskFreeRate, -1, 1, path + ".risk_free_rate");
+        }
+
+        if (o.HasCarryRate)
+        {
+            check.RequireRange(o.CarryRate, -1, 1, path + ".carry_rate");
+        }
+
         if (o.HasFundingRate)
         {
             check.RequireRange(o.FundingRate, -0.1, 0.1, path + ".funding_rate");
@@ -283,8 +297,8 @@ public sealed class PricingGrpcService(
             (double)underlying,
             ownMid,
             VolatilityFor(instrument, overrides, volSurfaces, valuationTime, settings.DefaultVolatility),
-            overrides?.Rate is { } r && r != 0 ? r : settings.DefaultRate,
-            overrides?.Carry ?? 0.0,
+            RateOf(overrides, settings.DefaultRate),
+            CarryOf(overrides),
             overrides?.HasFundingRate == true ? overrides.FundingRate : null,
             overrides is { FundingIntervalHours: > 0 } ? overrides.FundingIntervalHours : 8);
 
@@ -318,6 +332,30 @@ public sealed class PricingGrpcService(
         result.Volatility = instrument.Kind == InstrumentKind.Option ? market.Volatility : 0;
         result.Multiplier = DecimalValue.TryParse(instrument.Multiplier, out var multiplier) && multiplier > 0 ? (double)multiplier : 1.0;
         return result;
+    }
+
+    /// <summary>
+    /// The rate an override asks for: <c>risk_free_rate</c> when set (zero is a zero rate), else the deprecated
+    /// <c>rate</c> when non-zero (its zero cannot be told from unset), else the service's default.
+    /// </summary>
+    public static double RateOf(MarketOverrides? overrides, double defaultRate)
+    {
+#pragma warning disable CS0612 // the deprecated field is still honoured for older clients
+        return overrides switch
+        {
+            { HasRiskFreeRate: true } => overrides.RiskFreeRate,
+            { Rate: not 0 } => overrides.Rate,
+            _ => defaultRate,
+        };
+#pragma warning restore CS0612
+    }
+
+    /// <summary>The carry an override asks for: <c>carry_rate</c> when set, else the deprecated <c>carry</c> (zero: none).</summary>
+    public static double CarryOf(MarketOverrides? overrides)
+    {
+#pragma warning disable CS0612 // the deprecated field is still honoured for older clients
+        return overrides is { HasCarryRate: true } ? overrides.CarryRate : overrides?.Carry ?? 0.0;
+#pragma warning restore CS0612
     }
 
     /// <summary>Volatility of an option: the request's, else the underlying's surface at strike and expiry, else the default.</summary>
@@ -443,8 +481,8 @@ public sealed class PricingGrpcService(
                 continue;
             }
 
-            var rate = item.Overrides?.Rate is { } r && r != 0 ? r : settings.DefaultRate;
-            var carry = instrument.UnderlyingKind == InstrumentKind.Future ? rate : item.Overrides?.Carry ?? 0.0;
+            var rate = RateOf(item.Overrides, settings.DefaultRate);
+            var carry = instrument.UnderlyingKind == InstrumentKind.Future ? rate : CarryOf(item.Overrides);
             var years = YearFraction.Between(now, instrument.Expiry.ToDateTimeOffset());
             var right = instrument.OptionRight == WireOptionRight.Put ? CoreOptionRight.Put : CoreOptionRight.Call;
             try
