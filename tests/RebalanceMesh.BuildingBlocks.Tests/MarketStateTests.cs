@@ -59,24 +59,51 @@ public sealed class MarketStateTests(RedisServer redis) : IClassFixture<RedisSer
     }
 
     [Fact]
-    public async Task A_batch_spanning_several_days_closes_each_day_at_its_last_consolidated_mid()
+    public async Task A_venue_that_stopped_quoting_leaves_the_book_and_a_crossed_book_is_flagged()
     {
-        // Venue B quoted Z yesterday-but-two before the batch; the batch backfills A over three days.
         var store = Store();
-        await store.WriteQuotesAsync([new Quote { Venue = "B", InstrumentId = "Z", Bid = 95m, Ask = 105m, Timestamp = Now.AddDays(-3).ToTimestamp() }]);
-        await store.WriteQuotesAsync(
-        [
-            new Quote { Venue = "A", InstrumentId = "Z", Bid = 98m, Ask = 104m, Timestamp = Now.AddDays(-2).AddHours(-1).ToTimestamp() },
-            new Quote { Venue = "A", InstrumentId = "Z", Bid = 99m, Ask = 103m, Timestamp = Now.AddDays(-2).ToTimestamp() },
-            new Quote { Venue = "A", InstrumentId = "Z", Bid = 100m, Ask = 106m, Timestamp = Now.AddDays(-1).ToTimestamp() },
-            new Quote { Venue = "A", InstrumentId = "Z", Bid = 101m, Ask = 102m, Timestamp = Now.ToTimestamp() },
-        ]);
+        await store.WriteQuotesAsync([new Quote { Venue = "A", InstrumentId = "Z", Bid = 50m, Ask = 150m, Timestamp = Now.AddSeconds(-61).ToTimestamp() }]);
+        await store.WriteQuotesAsync([new Quote { Venue = "B", InstrumentId = "Z", Bid = 99m, Ask = 101m, Timestamp = Now.ToTimestamp() }]);
 
-        // Day −2 closes on its last quote with B's: best bid 99, best ask 103 → 101; day −1: bid 100, ask 105 → 102.5;
-        // today: bid 101, ask 102 → 101.5. The day before the batch keeps B's own close.
-        var today = DailyClose.DayOf(Now);
-        Assert.Equal(
-            [new DailyClose(today - 3, 100), new DailyClose(today - 2, 101), new DailyClose(today - 1, 102.5), new DailyClose(today, 101.5)],
-            await store.GetDailyClosesAsync("Z", 10));
+        // A's quote is 61 s older than B's (window 60 s): only B counts. A's quote stays readable as A's last quote.
+        var price = Assert.Single(await store.GetPricesAsync(["Z"]));
+        Assert.Equal((99m, 101m, false), (price.Bid.ToDecimal(), price.Ask.ToDecimal(), price.Crossed));
+        Assert.Equal(2, (await store.GetQuotesAsync(["Z"])).Count);
+
+        // Two fresh venues whose quotes cross each other: the consolidated book says so.
+        await store.WriteQuotesAsync([new Quote { Venue = "C", InstrumentId = "Z", Bid = 101.5m, Ask = 102m, Timestamp = Now.ToTimestamp() }]);
+        price = Assert.Single(await store.GetPricesAsync(["Z"]));
+        Assert.Equal((101.5m, 101m, true), (price.Bid.ToDecimal(), price.Ask.ToDecimal(), price.Crossed));
+    }
+
+    [Fact]
+    public async Task Quarantined_quotes_are_kept_apart_from_the_book_and_replaced_per_instrument()
+    {
+        var store = Store();
+        var held = new Quote { Venue = "C", InstrumentId = "Z", Bid = 10m, Ask = 11m, Timestamp = Now.ToTimestamp() };
+        await store.WriteQuotesAsync([new Quote { Venue = "A", InstrumentId = "Z", Bid = 99m, Ask = 101m, Timestamp = Now.ToTimestamp() }],
+            new Dictionary<string, IReadOnlyList<Quote>> { ["Z"] = [held] });
+        Assert.Equal([held], await store.GetQuarantinedAsync(["Z"]));
+        Assert.Equal(100m, Assert.Single(await store.GetPricesAsync(["Z"])).Mid.ToDecimal());
+        var (quotes, quarantined) = (await store.GetBooksAsync(["Z"]))["Z"];
+        Assert.Equal(("A", 1), (Assert.Single(quotes).Venue, quarantined.Count));
+
+        await store.WriteQuotesAsync([], new Dictionary<string, IReadOnlyList<Quote>> { ["Z"] = [] });
+        Assert.Empty(await store.GetQuarantinedAsync(["Z"]));
+    }
+
+    [Fact]
+    public async Task Imported_closes_upsert_by_day_and_raise_the_history_version()
+    {
+        var store = Store();
+        Assert.Equal(0, await store.GetHistoryVersionAsync("X"));
+        Assert.Equal((0, 3), await store.UpsertDailyClosesAsync("X", [new(10, 100), new(11, 101), new(12, 102)]));
+        Assert.Equal((1, 4), await store.UpsertDailyClosesAsync("X", [new(12, 103), new(13, 104)])); // a correction and a new day
+        Assert.Equal([100.0, 101.0, 103.0, 104.0], (await store.GetDailyClosesAsync("X", 10)).Select(c => c.Close));
+        Assert.Equal(2, await store.GetHistoryVersionAsync("X"));
+
+        // A live quote writes only today's close and leaves the version (closed days did not change).
+        await store.WriteQuotesAsync([new Quote { Venue = "A", InstrumentId = "X", Bid = 9m, Ask = 11m, Timestamp = Now.ToTimestamp() }]);
+        Assert.Equal(2, await store.GetHistoryVersionAsync("X"));
     }
 }

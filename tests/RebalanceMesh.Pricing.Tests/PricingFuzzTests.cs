@@ -54,12 +54,19 @@ public sealed class PricingFuzzTests(RedisServer redis) : IClassFixture<RedisSer
                 ["ComputeImpliedVolatilities"] = new ComputeImpliedVolatilitiesRequest { Items = { new ImpliedVolatilityItem { Instrument = option, Price = 5m, Overrides = overrides } } },
                 ["GetVolSurface"] = new GetVolSurfaceRequest { UnderlyingId = "DAX" },
                 ["GetPriceHistory"] = new GetPriceHistoryRequest { InstrumentId = "DAX", DailyCount = 5, IntradayCount = 5 },
+                ["ImportPriceHistory"] = new ImportPriceHistoryRequest
+                {
+                    InstrumentId = "DAX",
+                    Closes = { new DailyClosePoint { Day = DateTimeOffset.UtcNow.AddDays(-1).ToTimestamp(), Close = 101.5m } },
+                },
             },
-            writes: new HashSet<string> { "IngestQuotes", "UpsertInstruments" },
-            // What the instrument upsert writes (quotes and surfaces also change in the background as quotes arrive).
-            digest: () => RequestFuzzer.DigestAsync(redis.Connection!.GetDatabase(), "mkt:instrument*", "mkt:registry"));
+            writes: new HashSet<string> { "IngestQuotes", "UpsertInstruments", "ImportPriceHistory" },
+            // What the instrument upsert and the history import write (quotes and surfaces also change in the background as
+            // quotes arrive).
+            digest: () => RequestFuzzer.DigestAsync(redis.Connection!.GetDatabase(), "mkt:instrument*", "mkt:registry", "mkt:daily*"));
 
         Assert.True(outcomes["UpsertInstruments"].GetValueOrDefault(StatusCode.InvalidArgument) > RequestFuzzer.PerRpc / 10, string.Join(", ", outcomes["UpsertInstruments"]));
+        Assert.True(outcomes["ImportPriceHistory"].GetValueOrDefault(StatusCode.OK) > 0, string.Join(", ", outcomes["ImportPriceHistory"]));
         Assert.NotEmpty((await new PricingService.PricingServiceClient(invoker).ListInstrumentsAsync(new ListInstrumentsRequest())).Instruments);
     }
 }

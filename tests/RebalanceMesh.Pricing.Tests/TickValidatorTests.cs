@@ -6,7 +6,8 @@ namespace RebalanceMesh.Pricing.Tests;
 public class TickValidatorTests
 {
     private static readonly DateTimeOffset Now = new(2026, 11, 25, 12, 0, 0, TimeSpan.Zero);
-    private readonly TickValidator _validator = new(["DAX"], new FakeTimeProvider(Now), TimeSpan.FromSeconds(5));
+    private readonly TickValidator _validator = new(["DAX", "USD"], new FakeTimeProvider(Now), TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(60),
+        new VenueRegistry(["SIM-A", "SIM-B"], new Dictionary<string, IReadOnlyCollection<string>> { ["FX"] = ["USD"] }));
 
     private static Tick Tick(decimal bid = 100m, decimal ask = 101m, string instrument = "DAX", string venue = "SIM-A", int secondsFromNow = 0, decimal size = 1m, decimal? last = null) =>
         new(venue, instrument, bid, ask, size, size, last, Now.AddSeconds(secondsFromNow));
@@ -30,6 +31,27 @@ public class TickValidatorTests
     {
         Assert.Equal(TickRejectReason.UnknownInstrument, _validator.Validate(Tick(instrument: "NOPE"))!.Reason);
         Assert.Equal(TickRejectReason.UnknownVenue, _validator.Validate(Tick(venue: " "))!.Reason);
+    }
+
+    [Fact]
+    public void Rejects_venues_nobody_configured_and_instruments_a_venue_does_not_list()
+    {
+        var ghost = _validator.Validate(Tick(venue: "HO-GHOST"))!;
+        Assert.Equal(TickRejectReason.UnknownVenue, ghost.Reason);
+        Assert.Contains("'HO-GHOST' is not one of the configured venues (FX, SIM-A, SIM-B)", ghost.Detail);
+        Assert.Null(_validator.Validate(Tick(venue: "FX", instrument: "USD")));
+        Assert.Equal(TickRejectReason.UnknownVenue, _validator.Validate(Tick(venue: "FX", instrument: "DAX"))!.Reason);
+        Assert.Null(_validator.Validate(Tick(venue: "SIM-B", instrument: "USD")));
+    }
+
+    [Fact]
+    public void Rejects_live_ticks_older_than_the_venue_window()
+    {
+        // The outside test's DAX tick stamped 1970-01-01 on a fresh venue, and one just past the window.
+        var epoch = new Tick("SIM-B", "DAX", 1091m, 1093m, 1m, 1m, null, DateTimeOffset.UnixEpoch);
+        Assert.Equal(TickRejectReason.Stale, _validator.Validate(epoch)!.Reason);
+        Assert.Equal(TickRejectReason.Stale, _validator.Validate(Tick(secondsFromNow: -61))!.Reason);
+        Assert.Null(_validator.Validate(Tick(secondsFromNow: -60)));
     }
 
     [Fact]

@@ -13,6 +13,12 @@ public sealed class MarketStateOptions
     /// <summary>A consolidated price whose newest quote is older than this is flagged stale.</summary>
     public TimeSpan StaleAfter { get; set; } = TimeSpan.FromMinutes(5);
 
+    /// <summary>
+    /// A venue's quote more than this older than the instrument's newest quote leaves the consolidated book (it stays
+    /// readable as that venue's last quote); pricing also refuses live ticks older than this.
+    /// </summary>
+    public TimeSpan VenueStaleAfter { get; set; } = TimeSpan.FromSeconds(60);
+
     /// <summary>Daily closes kept per instrument (about 20 years of business days by default).</summary>
     public int MaxDailyCloses { get; set; } = 5_200;
 
@@ -33,8 +39,11 @@ public readonly record struct DailyClose(int Day, double Close)
 /// <list type="bullet">
 /// <item><c>mkt:instruments</c> set of instruments with quotes.</item>
 /// <item><c>mkt:quote:{instrument}</c> hash venue → serialized <see cref="Quote"/>.</item>
+/// <item><c>mkt:quarantine:{instrument}</c> hash venue → serialized <see cref="Quote"/> held out of the book as an outlier.</item>
 /// <item><c>mkt:price:{instrument}</c> serialized <see cref="ConsolidatedPrice"/> (best bid / best ask across venues).</item>
 /// <item><c>mkt:daily:{instrument}</c> sorted set, score = day number, member = "day:close".</item>
+/// <item><c>mkt:daily-version:{instrument}</c> counter raised whenever a day other than today changes (imports,
+/// seeding): readers that cache closed days compare it.</item>
 /// <item><c>mkt:intraday:{instrument}</c> list (newest first) of "unix-ms:mid", bounded.</item>
 /// <item><c>mkt:instrument:{id}</c> serialized registered <see cref="Instrument"/>; <c>mkt:registry</c> their ids.</item>
 /// <item><c>mkt:vol:{underlying}</c> serialized volatility surface.</item>
@@ -53,7 +62,24 @@ public sealed class MarketStateStore(IConnectionMultiplexer redis, IOptions<Mark
         return 1
         """;
 
+    // Upsert many days' closes (ARGV: day, member pairs, then the limit), trim, raise the history version; returns
+    // {days replaced, closes kept}.
+    private const string UpsertClosesScript = """
+        local replaced = 0
+        for i = 1, #ARGV - 1, 2 do
+          replaced = replaced + redis.call('ZREMRANGEBYSCORE', KEYS[1], ARGV[i], ARGV[i])
+          redis.call('ZADD', KEYS[1], ARGV[i], ARGV[i + 1])
+        end
+        redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -(tonumber(ARGV[#ARGV]) + 1))
+        redis.call('INCR', KEYS[2])
+        return {replaced, redis.call('ZCARD', KEYS[1])}
+        """;
+
     private static RedisKey QuoteKey(string instrument) => "mkt:quote:" + instrument;
+
+    private static RedisKey QuarantineKey(string instrument) => "mkt:quarantine:" + instrument;
+
+    private static RedisKey HistoryVersionKey(string instrument) => "mkt:daily-version:" + instrument;
 
     private static RedisKey PriceKey(string instrument) => "mkt:price:" + instrument;
 
@@ -68,41 +94,33 @@ public sealed class MarketStateStore(IConnectionMultiplexer redis, IOptions<Mark
     private const string RegistryKey = "mkt:registry";
 
     /// <summary>
-    /// Stores validated quotes: latest per venue, the new consolidated price of each instrument touched, and
-    /// today's close (and, for a batch spanning several days, each earlier day's close). Returns the consolidated
-    /// prices that changed.
+    /// Stores quotes that passed pricing's checks: the latest per venue; the quarantine of each instrument in
+    /// <paramref name="quarantine"/> (replaced whole; empty clears it); and for each instrument quoted, the new
+    /// consolidated price over the venues in the book, today's close and an intraday point. Returns the consolidated
+    /// prices written.
     /// </summary>
-    public async Task<IReadOnlyList<ConsolidatedPrice>> WriteQuotesAsync(IReadOnlyList<Quote> quotes)
+    public async Task<IReadOnlyList<ConsolidatedPrice>> WriteQuotesAsync(IReadOnlyList<Quote> quotes, IReadOnlyDictionary<string, IReadOnlyList<Quote>>? quarantine = null)
     {
+        var db = redis.GetDatabase();
+        var writes = new List<Task>(quotes.Count + 2);
+        foreach (var (instrument, held) in quarantine ?? new Dictionary<string, IReadOnlyList<Quote>>())
+        {
+            var transaction = db.CreateTransaction();
+            writes.Add(transaction.KeyDeleteAsync(QuarantineKey(instrument)));
+            if (held.Count > 0)
+            {
+                writes.Add(transaction.HashSetAsync(QuarantineKey(instrument), held.Select(q => new HashEntry(q.Venue, q.ToByteArray())).ToArray()));
+            }
+
+            writes.Add(transaction.ExecuteAsync());
+        }
+
         if (quotes.Count == 0)
         {
+            await Task.WhenAll(writes);
             return [];
         }
 
-        var db = redis.GetDatabase();
-
-        // A batch that spans several days (a backfill) also closes each earlier day, at the consolidated price after
-        // that day's last quote: the venues' state before the batch, replayed quote by quote in time order.
-        var backfills = new List<Task>();
-        foreach (var spanning in quotes.GroupBy(q => q.InstrumentId, StringComparer.Ordinal).Where(g => g.Select(q => DailyClose.DayOf(q.Timestamp.ToDateTimeOffset())).Distinct().Skip(1).Any()))
-        {
-            var state = (await db.HashGetAllAsync(QuoteKey(spanning.Key))).ToDictionary(v => v.Name.ToString(), v => Quote.Parser.ParseFrom((byte[])v.Value!), StringComparer.Ordinal);
-            var ordered = spanning.OrderBy(q => q.Timestamp).ToArray();
-            var lastDay = DailyClose.DayOf(ordered[^1].Timestamp.ToDateTimeOffset());
-            for (var i = 0; i < ordered.Length; i++)
-            {
-                state[ordered[i].Venue] = ordered[i];
-                var day = DailyClose.DayOf(ordered[i].Timestamp.ToDateTimeOffset());
-                var endOfDay = i == ordered.Length - 1 || DailyClose.DayOf(ordered[i + 1].Timestamp.ToDateTimeOffset()) != day;
-                if (endOfDay && day < lastDay && Consolidate(spanning.Key, state.Values) is { } close)
-                {
-                    backfills.Add(UpsertCloseAsync(db, spanning.Key, new DailyClose(day, (double)close.Mid.ToDecimal())));
-                }
-            }
-        }
-
-        await Task.WhenAll(backfills);
-        var writes = new List<Task>(quotes.Count + 1);
         foreach (var quote in quotes)
         {
             writes.Add(db.HashSetAsync(QuoteKey(quote.InstrumentId), quote.Venue, quote.ToByteArray()));
@@ -112,12 +130,13 @@ public sealed class MarketStateStore(IConnectionMultiplexer redis, IOptions<Mark
         writes.Add(db.SetAddAsync(InstrumentsKey, instruments.Select(i => (RedisValue)i).ToArray()));
         await Task.WhenAll(writes);
 
+        var today = DailyClose.DayOf(time.GetUtcNow());
         var prices = new List<ConsolidatedPrice>(instruments.Length);
-        var followUps = new List<Task>(instruments.Length * 2);
+        var followUps = new List<Task>(instruments.Length * 4);
         foreach (var instrument in instruments)
         {
             var venues = await db.HashGetAllAsync(QuoteKey(instrument));
-            var price = Consolidate(instrument, venues.Select(v => Quote.Parser.ParseFrom((byte[])v.Value!)));
+            var price = Consolidate(instrument, venues.Select(v => Quote.Parser.ParseFrom((byte[])v.Value!)), options.Value.VenueStaleAfter);
             if (price is null)
             {
                 continue;
@@ -128,6 +147,11 @@ public sealed class MarketStateStore(IConnectionMultiplexer redis, IOptions<Mark
             var day = DailyClose.DayOf(price.Timestamp.ToDateTimeOffset());
             var mid = (double)price.Mid.ToDecimal();
             followUps.Add(UpsertCloseAsync(db, instrument, new DailyClose(day, mid)));
+            if (day != today)
+            {
+                followUps.Add(db.StringIncrementAsync(HistoryVersionKey(instrument))); // a quote stamped just before midnight closes yesterday
+            }
+
             var point = price.Timestamp.ToDateTimeOffset().ToUnixTimeMilliseconds().ToString(CultureInfo.InvariantCulture) + ":" + mid.ToString("R", CultureInfo.InvariantCulture);
             followUps.Add(db.ListLeftPushAsync(IntradayKey(instrument), point));
             followUps.Add(db.ListTrimAsync(IntradayKey(instrument), 0, options.Value.MaxIntradayPoints - 1));
@@ -137,40 +161,66 @@ public sealed class MarketStateStore(IConnectionMultiplexer redis, IOptions<Mark
         return prices;
     }
 
-    /// <summary>Best bid and best ask across venues; the timestamp is the newest contributing quote's.</summary>
-    public static ConsolidatedPrice? Consolidate(string instrument, IEnumerable<Quote> venueQuotes)
+    /// <summary>
+    /// Best bid and best ask over the venues in the book: those whose quote is at most <paramref name="venueStaleAfter"/>
+    /// older than the newest quote (a venue that stopped quoting leaves the book while the others go on). The timestamp
+    /// is the newest quote's; crossed when the best bid is above the best ask.
+    /// </summary>
+    public static ConsolidatedPrice? Consolidate(string instrument, IEnumerable<Quote> venueQuotes, TimeSpan venueStaleAfter)
     {
-        decimal? bestBid = null, bestAsk = null;
-        Google.Protobuf.WellKnownTypes.Timestamp? newest = null;
+        var quotes = new List<(decimal Bid, decimal Ask, Google.Protobuf.WellKnownTypes.Timestamp Time)>();
         foreach (var quote in venueQuotes)
         {
-            if (!DecimalValue.TryParse(quote.Bid, out var bid) || !DecimalValue.TryParse(quote.Ask, out var ask))
+            if (DecimalValue.TryParse(quote.Bid, out var bid) && DecimalValue.TryParse(quote.Ask, out var ask) && quote.Timestamp is not null)
             {
-                continue;
-            }
-
-            bestBid = bestBid is null ? bid : Math.Max(bestBid.Value, bid);
-            bestAsk = bestAsk is null ? ask : Math.Min(bestAsk.Value, ask);
-            if (newest is null || quote.Timestamp.CompareTo(newest) > 0)
-            {
-                newest = quote.Timestamp;
+                quotes.Add((bid, ask, quote.Timestamp));
             }
         }
 
-        if (bestBid is null || bestAsk is null || newest is null)
+        if (quotes.Count == 0)
         {
             return null;
         }
 
-        // Across venues the best bid can exceed the best ask for a moment; the mid stays meaningful.
+        var newest = quotes.MaxBy(q => q.Time.ToDateTimeOffset()).Time;
+        var fresh = newest.ToDateTimeOffset() - venueStaleAfter;
+        var inBook = quotes.Where(q => q.Time.ToDateTimeOffset() >= fresh).ToArray();
+        var bestBid = inBook.Max(q => q.Bid);
+        var bestAsk = inBook.Min(q => q.Ask);
         return new ConsolidatedPrice
         {
             InstrumentId = instrument,
-            Bid = bestBid.Value,
-            Ask = bestAsk.Value,
-            Mid = (bestBid.Value + bestAsk.Value) / 2m,
+            Bid = bestBid,
+            Ask = bestAsk,
+            Mid = (bestBid + bestAsk) / 2m,
             Timestamp = newest,
+            Crossed = bestBid > bestAsk,
         };
+    }
+
+    /// <summary>Each instrument's latest quote per venue and its quarantined quotes (empty lists when it has none).</summary>
+    public async Task<IReadOnlyDictionary<string, (IReadOnlyList<Quote> Quotes, IReadOnlyList<Quote> Quarantined)>> GetBooksAsync(IReadOnlyCollection<string> instruments)
+    {
+        var db = redis.GetDatabase();
+        var reads = instruments.Select(i => (Instrument: i, Quotes: db.HashGetAllAsync(QuoteKey(i)), Held: db.HashGetAllAsync(QuarantineKey(i)))).ToArray();
+        await Task.WhenAll(reads.SelectMany(r => new Task[] { r.Quotes, r.Held }));
+        return reads.ToDictionary(
+            r => r.Instrument,
+            r => ((IReadOnlyList<Quote>)Parse(r.Quotes.Result), (IReadOnlyList<Quote>)Parse(r.Held.Result)),
+            StringComparer.Ordinal);
+
+        static Quote[] Parse(HashEntry[] entries) => entries.Select(e => Quote.Parser.ParseFrom((byte[])e.Value!)).ToArray();
+    }
+
+    /// <summary>Quotes held in quarantine, of the instruments given or of every instrument with quotes.</summary>
+    public async Task<IReadOnlyList<Quote>> GetQuarantinedAsync(IReadOnlyCollection<string> instruments)
+    {
+        var db = redis.GetDatabase();
+        var names = instruments.Count > 0 ? instruments : await GetQuotedInstrumentsAsync();
+        var results = await Task.WhenAll(names.Select(i => db.HashGetAllAsync(QuarantineKey(i))));
+        return results.SelectMany(r => r.Select(v => Quote.Parser.ParseFrom((byte[])v.Value!)))
+            .OrderBy(q => q.InstrumentId, StringComparer.Ordinal).ThenBy(q => q.Venue, StringComparer.Ordinal)
+            .ToArray();
     }
 
     /// <summary>Latest quote per venue of each instrument; all instruments when <paramref name="instruments"/> is empty.</summary>
@@ -221,14 +271,38 @@ public sealed class MarketStateStore(IConnectionMultiplexer redis, IOptions<Mark
         return members.Select(m => m.ToString()).Order(StringComparer.Ordinal).ToArray();
     }
 
-    /// <summary>Writes daily closes (a later write of the same day replaces the earlier one).</summary>
-    public async Task UpsertDailyClosesAsync(string instrument, IEnumerable<DailyClose> closes)
+    /// <summary>
+    /// Writes daily closes in one atomic step (a later write of the same day replaces the earlier one), keeps the most
+    /// recent <see cref="MarketStateOptions.MaxDailyCloses"/>, and raises the instrument's history version. Returns how
+    /// many days already had a close, and how many closes the instrument has now.
+    /// </summary>
+    public async Task<(int Replaced, int Total)> UpsertDailyClosesAsync(string instrument, IEnumerable<DailyClose> closes)
     {
-        var db = redis.GetDatabase();
-        var batch = db.CreateBatch();
-        var tasks = closes.Select(c => UpsertCloseAsync(batch, instrument, c)).ToList();
-        batch.Execute();
-        await Task.WhenAll(tasks);
+        var arguments = new List<RedisValue>();
+        foreach (var close in closes)
+        {
+            arguments.Add(close.Day);
+            arguments.Add(FormatMember(close));
+        }
+
+        if (arguments.Count == 0)
+        {
+            return (0, (int)await redis.GetDatabase().SortedSetLengthAsync(DailyKey(instrument)));
+        }
+
+        arguments.Add(options.Value.MaxDailyCloses);
+        var result = (RedisResult[])(await redis.GetDatabase().ScriptEvaluateAsync(UpsertClosesScript, [DailyKey(instrument), HistoryVersionKey(instrument)], arguments.ToArray()))!;
+        return ((int)result[0], (int)result[1]);
+    }
+
+    /// <summary>
+    /// The instrument's history version: it changes whenever a closed day's close does (an import, a correction), so a
+    /// reader caching closed days knows when to read them again.
+    /// </summary>
+    public async Task<long> GetHistoryVersionAsync(string instrument)
+    {
+        var value = await redis.GetDatabase().StringGetAsync(HistoryVersionKey(instrument));
+        return value.IsNull ? 0 : (long)value;
     }
 
     /// <summary>The most recent <paramref name="maxCount"/> daily closes, oldest first.</summary>

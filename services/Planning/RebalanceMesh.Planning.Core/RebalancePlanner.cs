@@ -5,6 +5,9 @@ namespace RebalanceMesh.Planning.Core;
 /// cost-aware optimiser chose), whole lots rounded toward zero, trades under the minimum notional dropped, buys scaled
 /// down so cash (after sells and estimated costs) never goes negative — at the worst prices execution accepts under
 /// the policy's maximum slippage (buys that much dearer, sells that much cheaper) — and legs ordered sells before buys.
+/// A band-edge trade is the exception to rounding toward zero: it is rounded toward the target, to the fewest whole
+/// lots (at least the minimum notional) that land inside the band after the plan's estimated costs, so the position
+/// does not stay outside its band for want of a fraction of a lot.
 /// </summary>
 public static class RebalancePlanner
 {
@@ -30,41 +33,64 @@ public static class RebalancePlanner
         var sells = new List<(MarkedPosition Position, decimal Quantity)>();
         var rounding = new List<(MarkedPosition Position, RoundingItem Item)>();
         var buys = new List<(MarkedPosition Position, decimal Quantity)>();
+        var wanted = new List<(MarkedPosition Position, double Desired, bool BandEdge)>();
         foreach (var position in portfolio.Positions.Where(p => DriftEvaluator.IsRebalanced(p, policy)))
         {
             var target = policy.TargetOf(position.InstrumentId);
-            double desired;
             if (optimized is not null)
             {
-                if (!optimized.Weights.TryGetValue(position.InstrumentId, out desired))
+                if (optimized.Weights.TryGetValue(position.InstrumentId, out var chosen))
                 {
-                    continue; // outside the optimiser's universe (an option held by weight): left as it is
+                    wanted.Add((position, chosen, false));
                 }
+
+                // else outside the optimiser's universe (an option held by weight): left as it is
             }
             else if (force || policy.RebalanceTarget == RebalanceTarget.Target || onlyTotalDrift)
             {
-                desired = target;
+                wanted.Add((position, target, false));
             }
             else if (breachedInstruments.Contains(position.InstrumentId))
             {
                 var width = DriftEvaluator.BandWidth(policy, target);
-                desired = position.Weight > target ? target + width : Math.Max(target - width, 0);
+                wanted.Add((position, position.Weight > target ? target + width : Math.Max(target - width, 0), true));
+            }
+        }
+
+        // The plan's costs lower net value after it, and so raise every weight a little: band edges are met against the
+        // net value left after the costs of every trade a lot smaller and a lot larger than its continuous size.
+        decimal PlanCost(int lotsMore) => wanted.Sum(w =>
+        {
+            var units = (Math.Abs(((decimal)w.Desired * portfolio.NetValue) - w.Position.MarketValue) / w.Position.Price) + (lotsMore * policy.LotSize(w.Position.InstrumentId));
+            return CostOf(w.Position, Math.Max(units, 0));
+        });
+        var netValuesAfter = (Low: portfolio.NetValue - PlanCost(1), High: portfolio.NetValue - PlanCost(-1));
+        foreach (var (position, desired, bandEdge) in wanted)
+        {
+            var lot = policy.LotSize(position.InstrumentId);
+            decimal continuous;
+            if (bandEdge)
+            {
+                if (BandEdgeTrade(position, policy, netValuesAfter) is not { } edge)
+                {
+                    continue; // no whole-lot trade lands inside the band: the breach stays, and the plan says so
+                }
+
+                continuous = edge;
             }
             else
             {
-                continue;
+                continuous = (((decimal)desired * portfolio.NetValue) - position.MarketValue) / position.Price;
             }
 
-            var desiredValue = (decimal)desired * portfolio.NetValue;
             if (policy.OptimalLotRounding)
             {
                 var rate = optimized?.CostRates.TryGetValue(position.InstrumentId, out var r) == true ? (decimal)r.Linear : costRate;
-                rounding.Add((position, new RoundingItem(position.InstrumentId, position.Price, policy.LotSize(position.InstrumentId),
-                    (desiredValue - position.MarketValue) / position.Price, policy.MinTradeNotional, rate + reserve)));
+                rounding.Add((position, new RoundingItem(position.InstrumentId, position.Price, lot, continuous, policy.MinTradeNotional, rate + reserve)));
                 continue;
             }
 
-            var quantity = RoundToLot((desiredValue - position.MarketValue) / position.Price, policy.LotSize(position.InstrumentId));
+            var quantity = RoundToLot(continuous, lot);
             if (quantity == 0 || Math.Abs(quantity * position.Price) < policy.MinTradeNotional)
             {
                 continue;
@@ -145,6 +171,48 @@ public static class RebalancePlanner
             - cost;
         var turnover = portfolio.NetValue > 0 ? (double)(legs.Sum(l => l.Notional) / portfolio.NetValue) : 0;
         return new RebalanceProposal(evaluation, legs, portfolio.NetValue, cost, turnover, cashAfter, rounded);
+    }
+
+    /// <summary>
+    /// The whole-lot trade that brings a breached position inside its band: the change to the band edge, rounded toward
+    /// the target (never short of the edge) and raised to the minimum notional, plus a lot or two where the plan's costs
+    /// moved the edge — the first that lands inside the band for any net value after the plan's costs in
+    /// <paramref name="netValuesAfter"/>. Null when none does (a lot or minimum trade too large for the band, or more
+    /// than is held to sell): the breach cannot be cured by trading.
+    /// </summary>
+    public static decimal? BandEdgeTrade(MarkedPosition position, TargetPolicy policy, (decimal Low, decimal High) netValuesAfter)
+    {
+        var target = policy.TargetOf(position.InstrumentId);
+        var width = DriftEvaluator.BandWidth(policy, target);
+        var lot = policy.LotSize(position.InstrumentId);
+        if (position.Price <= 0 || netValuesAfter.Low <= 0 || double.IsInfinity(width))
+        {
+            return null;
+        }
+
+        var sign = position.Weight > target ? -1m : 1m;
+        var edge = position.Weight > target ? target + width : Math.Max(target - width, 0);
+        var netValueAfter = sign < 0 ? netValuesAfter.Low : netValuesAfter.High; // the further edge of the two
+        var toEdge = Math.Abs((((decimal)edge * netValueAfter) - position.MarketValue) / position.Price);
+        var lots = Math.Max(decimal.Ceiling(toEdge / lot), decimal.Ceiling(policy.MinTradeNotional / (lot * position.Price)));
+        for (var k = Math.Max(lots, 1); k <= Math.Max(lots, 1) + 2; k++)
+        {
+            var trade = sign * k * lot;
+            if (sign < 0 && -trade > position.Quantity && position.Quantity > 0)
+            {
+                return null; // would sell more than is held
+            }
+
+            // A weight moves monotonically with net value: inside at both ends is inside for every net value between.
+            var value = position.MarketValue + (trade * position.Price);
+            if (Math.Abs((double)(value / netValuesAfter.Low) - target) <= width
+                && Math.Abs((double)(value / netValuesAfter.High) - target) <= width)
+            {
+                return trade;
+            }
+        }
+
+        return null;
     }
 
     /// <summary>Rounds toward zero to a whole number of lots.</summary>

@@ -74,18 +74,9 @@ public static class TargetModels
     public static double[] MinimumVariance(double[,] covariance)
     {
         var n = covariance.GetLength(0);
-        var p = MathNet.Numerics.LinearAlgebra.Matrix<double>.Build.DenseOfArray(covariance) * 2;
-        var a = MathNet.Numerics.LinearAlgebra.Matrix<double>.Build.Dense(n + 1, n, (i, j) => i == 0 ? 1.0 : (i - 1 == j ? 1.0 : 0.0));
-        var lower = MathNet.Numerics.LinearAlgebra.Vector<double>.Build.Dense(n + 1, i => i == 0 ? 1.0 : 0.0);
-        var upper = MathNet.Numerics.LinearAlgebra.Vector<double>.Build.Dense(n + 1, i => i == 0 ? 1.0 : double.PositiveInfinity);
-        var solution = QpSolver.Solve(new QuadraticProgram(p, MathNet.Numerics.LinearAlgebra.Vector<double>.Build.Dense(n), a, lower, upper));
-        if (!solution.Converged)
-        {
-            throw new ArgumentException("The minimum-variance problem did not converge.", nameof(covariance));
-        }
+        var w = SolveLongOnly(covariance, 2, new double[n], [(Enumerable.Repeat(1.0, n).ToArray(), 1, 1)]);
 
-        // Clean the last bits: tiny negatives to zero, renormalise.
-        var w = solution.X.Select(v => Math.Max(v, 0)).ToArray();
+        // Clean the last bits: tiny negatives are already zero; renormalise.
         var sum = w.Sum();
         return w.Select(v => v / sum).ToArray();
     }
@@ -175,15 +166,25 @@ public static class TargetModels
         return weights;
     }
 
-    /// <summary>minimise scale/2·wᵀΣw + qᵀw over w ≥ 0 with extra rows lᵣ ≤ aᵣᵀw ≤ uᵣ, by the QP solver.</summary>
+    /// <summary>
+    /// minimise scale/2·wᵀΣw + qᵀw over w ≥ 0 with extra rows lᵣ ≤ aᵣᵀw ≤ uᵣ, by the QP solver. The problem is
+    /// normalised first, which changes neither its solution nor its feasible set: the objective is divided by the mean
+    /// variance (daily and annual covariances, or returns in any unit, become the same problem) and each row by its
+    /// largest coefficient. The solver's tolerances are absolute, so without this a daily covariance (variances near
+    /// 1e-5) left it far from convergence.
+    /// </summary>
     private static double[] SolveLongOnly(double[,] covariance, double scale, double[] q, IReadOnlyList<(double[] Row, double Lower, double Upper)> rows, double[]? warm = null)
     {
         var n = q.Length;
         var m = rows.Count + n;
-        var p = MathNet.Numerics.LinearAlgebra.Matrix<double>.Build.DenseOfArray(covariance) * scale;
-        var a = MathNet.Numerics.LinearAlgebra.Matrix<double>.Build.Dense(m, n, (i, j) => i < rows.Count ? rows[i].Row[j] : (i - rows.Count == j ? 1.0 : 0.0));
-        var lower = MathNet.Numerics.LinearAlgebra.Vector<double>.Build.Dense(m, i => i < rows.Count ? rows[i].Lower : 0.0);
-        var upper = MathNet.Numerics.LinearAlgebra.Vector<double>.Build.Dense(m, i => i < rows.Count ? rows[i].Upper : double.PositiveInfinity);
+        var meanVariance = Enumerable.Range(0, n).Average(i => covariance[i, i]);
+        var objective = meanVariance > 0 && double.IsFinite(meanVariance) ? scale / meanVariance : scale;
+        var rowScale = rows.Select(r => r.Row.Max(Math.Abs) is var largest && largest > 0 ? 1 / largest : 1.0).ToArray();
+        var p = MathNet.Numerics.LinearAlgebra.Matrix<double>.Build.DenseOfArray(covariance) * objective;
+        q = q.Select(v => v * objective / scale).ToArray();
+        var a = MathNet.Numerics.LinearAlgebra.Matrix<double>.Build.Dense(m, n, (i, j) => i < rows.Count ? rows[i].Row[j] * rowScale[i] : (i - rows.Count == j ? 1.0 : 0.0));
+        var lower = MathNet.Numerics.LinearAlgebra.Vector<double>.Build.Dense(m, i => i < rows.Count ? rows[i].Lower * rowScale[i] : 0.0);
+        var upper = MathNet.Numerics.LinearAlgebra.Vector<double>.Build.Dense(m, i => i < rows.Count ? rows[i].Upper * rowScale[i] : double.PositiveInfinity);
         var solution = QpSolver.Solve(
             new QuadraticProgram(p, MathNet.Numerics.LinearAlgebra.Vector<double>.Build.DenseOfArray(q), a, lower, upper),
             warmX: warm is null ? null : MathNet.Numerics.LinearAlgebra.Vector<double>.Build.DenseOfArray(warm));

@@ -40,7 +40,8 @@ public sealed class PlanPipeline(
 
     /// <summary>
     /// Values one unit of each instrument through pricing (registered derivatives with their terms, anything else as
-    /// spot at its consolidated mid). A missing or stale price refuses the request: no plan on old prices.
+    /// spot at its consolidated mid). A missing, stale or crossed price refuses the request: no plan on old prices or
+    /// on a book whose venues disagree.
     /// </summary>
     public async Task<MarketMarks> GetMarksAsync(IEnumerable<string> instruments, CancellationToken cancellationToken)
     {
@@ -62,6 +63,12 @@ public sealed class PlanPipeline(
         if (stale.Length > 0)
         {
             throw new DomainException(DomainErrorKind.FailedPrecondition, $"Prices are stale for {string.Join(", ", stale)}; refusing to plan on old prices.");
+        }
+
+        var crossed = response.Valuations.Where(v => v.Crossed).Select(v => v.InstrumentId).ToArray();
+        if (crossed.Length > 0)
+        {
+            throw new DomainException(DomainErrorKind.FailedPrecondition, $"The consolidated book is crossed (best bid above best ask) for {string.Join(", ", crossed)}; refusing to plan until the venues agree.");
         }
 
         var marks = response.Valuations.ToDictionary(

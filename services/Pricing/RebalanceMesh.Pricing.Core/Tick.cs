@@ -24,6 +24,12 @@ public enum TickRejectReason
     OutOfOrder,
     UnknownInstrument,
     UnknownVenue,
+
+    /// <summary>Older than a live quote may be (the venue staleness window).</summary>
+    Stale,
+
+    /// <summary>Held out of the book as an outlier until another venue confirms its level.</summary>
+    Quarantined,
 }
 
 /// <summary>A rejected tick's reason and a human-readable detail.</summary>

@@ -1,3 +1,4 @@
+using RebalanceMesh.MarketState;
 using RebalanceMesh.Pricing.Core;
 using RebalanceMesh.Pricing.Core.Feeds;
 
@@ -29,9 +30,17 @@ public static class PricingComposition
         }
     }
 
-    public static TickValidator CreateValidator(PricingOptions options, IQuoteFeed? feed, TimeProvider time)
+    public static TickValidator CreateValidator(PricingOptions options, MarketStateOptions market, IQuoteFeed? feed, TimeProvider time)
     {
         var universe = options.Instruments.Concat(feed?.Instruments ?? []);
-        return new TickValidator(universe, time, options.MaxClockSkew);
+        return new TickValidator(universe, time, options.MaxClockSkew, market.VenueStaleAfter, Venues(options));
     }
+
+    /// <summary>The venues quotes are taken from: those the feeds quote on, and those with a listing of their own.</summary>
+    public static VenueRegistry Venues(PricingOptions options) => new(
+        options.Venues.Select(v => v.Venue),
+        options.VenueInstruments.ToDictionary(v => v.Key, v => (IReadOnlyCollection<string>)v.Value, StringComparer.Ordinal));
+
+    /// <summary>The rules of the consolidated book.</summary>
+    public static BookRules BookRules(PricingOptions options, MarketStateOptions market) => new(market.VenueStaleAfter, options.OutlierThresholdBps);
 }

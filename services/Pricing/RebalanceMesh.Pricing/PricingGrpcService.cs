@@ -21,8 +21,10 @@ public sealed class PricingGrpcService(
     InstrumentCatalog catalog,
     VolSurfaceService surfaces,
     RedisBroadcast<QuotesUpdated> quoteUpdates,
+    TickValidator validator,
     IOptions<PricingOptions> options,
-    TimeProvider time)
+    TimeProvider time,
+    ILogger<PricingGrpcService> logger)
     : PricingService.PricingServiceBase
 {
     private const int MaxReportedRejections = 1_000;
@@ -30,6 +32,8 @@ public sealed class PricingGrpcService(
     private const int IngestBatchSize = 256;
     private const int MaxValuationItems = 10_000;
     private const int MaxInstrumentsPerQuery = 10_000;
+    private const int MaxImportedCloses = 10_000;
+    private static readonly int EarliestImportedDay = MarketState.DailyClose.DayOf(new DateTimeOffset(1900, 1, 1, 0, 0, 0, TimeSpan.Zero));
 
     public override async Task<IngestQuotesResponse> IngestQuotes(IAsyncStreamReader<IngestQuotesRequest> requestStream, ServerCallContext context)
     {
@@ -111,6 +115,7 @@ public sealed class PricingGrpcService(
         var response = new GetQuotesResponse();
         response.Quotes.AddRange(await market.GetQuotesAsync(ids));
         response.Prices.AddRange(await market.GetPricesAsync(ids));
+        response.Quarantined.AddRange(await market.GetQuarantinedAsync(ids));
         return response;
     }
 
@@ -279,6 +284,7 @@ public sealed class PricingGrpcService(
         {
             underlying = underlyingPrice.Mid.ToDecimal();
             result.Stale = underlyingPrice.Stale;
+            result.Crossed = underlyingPrice.Crossed;
         }
         else
         {
@@ -291,6 +297,7 @@ public sealed class PricingGrpcService(
         {
             ownMid = (double)own.Mid.ToDecimal();
             result.Stale |= own.Stale;
+            result.Crossed |= own.Crossed;
         }
 
         var market = new MarketInputs(
@@ -537,6 +544,48 @@ public sealed class PricingGrpcService(
         response.Intraday.AddRange((await market.GetIntradayAsync(request.InstrumentId, request.IntradayCount))
             .Select(p => new PricePoint { Time = p.Time.ToTimestamp(), Price = p.Mid }));
         return response;
+    }
+
+    public override async Task<ImportPriceHistoryResponse> ImportPriceHistory(ImportPriceHistoryRequest request, ServerCallContext context)
+    {
+        var check = new RequestValidator();
+        if (check.RequireIdentifier(request.InstrumentId, "instrument_id"))
+        {
+            check.Require(validator.Knows(request.InstrumentId), "instrument_id", "is not a known instrument: register it first (UpsertInstruments, kind SPOT for a plain asset)");
+        }
+
+        check.Require(request.Closes.Count > 0, "closes", "must not be empty");
+        check.RequireCount(request.Closes.Count, MaxImportedCloses, "closes");
+        var today = MarketState.DailyClose.DayOf(time.GetUtcNow());
+        var days = new HashSet<int>();
+        var closes = new List<MarketState.DailyClose>(request.Closes.Count);
+        for (var i = 0; i < request.Closes.Count && i < MaxImportedCloses && check.Violations.Count < 100; i++)
+        {
+            var point = request.Closes[i];
+            var dayValid = check.RequireTimestamp(point.Day, $"closes[{i}].day");
+            var closeValid = check.RequireDecimal(point.Close, $"closes[{i}].close", ValidationExtensions.DecimalRule.Positive, out var close);
+            if (!dayValid || !closeValid)
+            {
+                continue;
+            }
+
+            var day = MarketState.DailyClose.DayOf(point.Day.ToDateTimeOffset());
+            if (check.Require(day <= today, $"closes[{i}].day", "is after today (UTC)")
+                && check.Require(day >= EarliestImportedDay, $"closes[{i}].day", "is before 1900-01-01")
+                && check.Require(days.Add(day), $"closes[{i}].day", "appears more than once")
+                && check.Require(double.IsFinite((double)close) && (double)close > 0, $"closes[{i}].close", "is too small to store as a price"))
+            {
+                closes.Add(new MarketState.DailyClose(day, (double)close));
+            }
+        }
+
+        check.ThrowIfInvalid();
+        using var activity = QuoteIngestor.ActivitySource.StartActivity("import price history");
+        activity?.SetTag("pricing.instrument_id", request.InstrumentId);
+        activity?.SetTag("pricing.closes", closes.Count);
+        var (replaced, total) = await market.UpsertDailyClosesAsync(request.InstrumentId, closes);
+        logger.LogInformation("Imported {Count} daily closes of {Instrument} ({Replaced} replaced, {Total} kept)", closes.Count, request.InstrumentId, replaced, total);
+        return new ImportPriceHistoryResponse { StoredCount = closes.Count, ReplacedCount = replaced, TotalCount = total };
     }
 
     /// <summary>The contract terms the pricer needs, from a validated wire instrument.</summary>

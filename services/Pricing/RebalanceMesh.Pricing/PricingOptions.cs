@@ -28,6 +28,18 @@ public sealed class PricingOptions
         new("SIM-C", 5.0, 20_000m),
     ];
 
+    /// <summary>
+    /// Venues that quote only some instruments, venue → instruments (for example a currency venue quoting only USD).
+    /// Each is a known venue besides those of <see cref="Venues"/>; a venue in both is restricted to its list.
+    /// </summary>
+    public Dictionary<string, List<string>> VenueInstruments { get; set; } = new(StringComparer.Ordinal);
+
+    /// <summary>
+    /// A tick whose mid is further than this (basis points) from the median mid of the other venues in the book is
+    /// quarantined until another venue confirms its level.
+    /// </summary>
+    public double OutlierThresholdBps { get; set; } = 1_000;
+
     /// <summary>Minimum time between two market.quotes events (coalescing).</summary>
     public TimeSpan PublishInterval { get; set; } = TimeSpan.FromMilliseconds(250);
 

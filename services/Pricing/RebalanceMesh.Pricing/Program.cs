@@ -21,7 +21,10 @@ builder.Services.AddSingleton<QuoteCoalescer<ConsolidatedPrice>>();
 builder.Services.AddSingleton(sp => new ConfiguredFeed(
     PricingComposition.CreateFeed(sp.GetRequiredService<IOptions<PricingOptions>>().Value, sp.GetRequiredService<TimeProvider>())));
 builder.Services.AddSingleton(sp => PricingComposition.CreateValidator(
-    sp.GetRequiredService<IOptions<PricingOptions>>().Value, sp.GetRequiredService<ConfiguredFeed>().Feed, sp.GetRequiredService<TimeProvider>()));
+    sp.GetRequiredService<IOptions<PricingOptions>>().Value, sp.GetRequiredService<IOptions<MarketStateOptions>>().Value,
+    sp.GetRequiredService<ConfiguredFeed>().Feed, sp.GetRequiredService<TimeProvider>()));
+builder.Services.AddSingleton(sp => PricingComposition.BookRules(
+    sp.GetRequiredService<IOptions<PricingOptions>>().Value, sp.GetRequiredService<IOptions<MarketStateOptions>>().Value));
 builder.Services.AddSingleton<QuoteIngestor>();
 builder.Services.AddSingleton<InstrumentCatalog>();
 builder.Services.AddSingleton<VolSurfaceService>();

@@ -60,6 +60,8 @@ public static class QuoteMapping
         TickRejectReason.OutOfOrder => RejectReason.OutOfOrder,
         TickRejectReason.UnknownInstrument => RejectReason.UnknownInstrument,
         TickRejectReason.UnknownVenue => RejectReason.UnknownVenue,
+        TickRejectReason.Stale => RejectReason.Stale,
+        TickRejectReason.Quarantined => RejectReason.Quarantined,
         _ => RejectReason.Unspecified,
     };
 }

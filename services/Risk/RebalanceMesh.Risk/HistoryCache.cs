@@ -4,27 +4,30 @@ using RebalanceMesh.MarketState;
 namespace RebalanceMesh.Risk;
 
 /// <summary>
-/// A per-replica read-through cache of daily closes. Closed days do not change, so they are kept for a few minutes
-/// (a backfill shows up within that time) and only today's close — which moves with every tick — is read from Redis
-/// on each call. Losing the cache loses nothing: risk stays stateless.
+/// A per-replica read-through cache of daily closes. Closed days change only through an import or a correction, which
+/// raises the instrument's history version in market state; each call reads that version together with today's close
+/// (which moves with every tick) and re-reads the closed days only when the version, the day or the depth asked for
+/// changed. So an import is seen on the next call, a short or empty history is never kept past the change that
+/// fills it, and losing the cache loses nothing: risk stays stateless.
 /// </summary>
 public sealed class HistoryCache(MarketStateStore market, TimeProvider time)
 {
-    private static readonly TimeSpan ClosedDaysLifetime = TimeSpan.FromMinutes(5);
     private const int MaxInstruments = 20_000;
     private readonly ConcurrentDictionary<string, Entry> _entries = new(StringComparer.Ordinal);
 
-    private sealed record Entry(int Today, int Count, DailyClose[] Closed, DateTimeOffset Expires);
+    private sealed record Entry(int Today, long Version, int Count, DailyClose[] Closed);
 
     /// <summary>The most recent <paramref name="count"/> daily closes of an instrument, oldest first.</summary>
     public async Task<IReadOnlyList<DailyClose>> GetAsync(string instrument, int count)
     {
-        var now = time.GetUtcNow();
-        var today = DailyClose.DayOf(now);
-        if (!_entries.TryGetValue(instrument, out var entry) || entry.Today != today || entry.Count < count || entry.Expires <= now)
+        var today = DailyClose.DayOf(time.GetUtcNow());
+        var versionRead = market.GetHistoryVersionAsync(instrument);
+        var liveRead = market.GetDailyClosesFromAsync(instrument, today);
+        var version = await versionRead;
+        if (!_entries.TryGetValue(instrument, out var entry) || entry.Today != today || entry.Version != version || entry.Count < count)
         {
             var closes = await market.GetDailyClosesAsync(instrument, count);
-            entry = new Entry(today, count, closes.Where(c => c.Day < today).ToArray(), now + ClosedDaysLifetime);
+            entry = new Entry(today, version, count, closes.Where(c => c.Day < today).ToArray());
             if (_entries.Count >= MaxInstruments)
             {
                 _entries.Clear(); // crude bound; the cache refills on demand
@@ -33,7 +36,7 @@ public sealed class HistoryCache(MarketStateStore market, TimeProvider time)
             _entries[instrument] = entry;
         }
 
-        var live = await market.GetDailyClosesFromAsync(instrument, today);
+        var live = await liveRead;
         var keepClosed = Math.Min(entry.Closed.Length, Math.Max(0, count - live.Count));
         return entry.Closed.AsSpan(entry.Closed.Length - keepClosed).ToArray().Concat(live).ToArray();
     }

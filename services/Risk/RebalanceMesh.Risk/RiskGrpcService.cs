@@ -37,6 +37,7 @@ public sealed class RiskGrpcService(RiskInputs inputs, RiskBookBuilder books, Gr
 
         var settings = RiskInputs.ValidateSettings(check, request.Settings, "settings", out var lookback);
         ValidateLoans(check, request.Loans);
+        RiskInputs.ValidateHistory(check, request.History, "history");
         check.ThrowIfInvalid();
 
         var (holdings, cash, storedLoans, baseCurrency) = byId
@@ -50,7 +51,7 @@ public sealed class RiskGrpcService(RiskInputs inputs, RiskBookBuilder books, Gr
         RiskInputs.CheckBudget(settings, holdings.Count);
 
         var book = await books.BuildAsync(holdings, cash, context.CancellationToken);
-        var returns = await inputs.LoadReturnsAsync(book.Factors, lookback);
+        var returns = await inputs.ReturnsAsync(book.Factors, lookback, request.History);
         var adjustment = await books.RevaluationAdjustmentAsync(book, returns, context.CancellationToken);
         context.CancellationToken.ThrowIfCancellationRequested();
         using var activity = ActivitySource.StartActivity("assess portfolio");
@@ -72,7 +73,7 @@ public sealed class RiskGrpcService(RiskInputs inputs, RiskBookBuilder books, Gr
         response.VenueMargins.AddRange(venueMargins);
         foreach (var loan in request.Loans.Concat(storedLoans))
         {
-            response.Loans.Add(await inputs.LoanRiskAsync(loan, settings.HorizonDays, lookback, baseCurrency));
+            response.Loans.Add(await inputs.LoanRiskAsync(loan, settings.HorizonDays, lookback, baseCurrency, request.History));
         }
 
         if (request.Settings?.IncludeCorrelation == true)
@@ -100,37 +101,17 @@ public sealed class RiskGrpcService(RiskInputs inputs, RiskBookBuilder books, Gr
         check.Require(double.IsFinite(lambda) && lambda > 0 && lambda < 1, "ewma_lambda", "must be in (0, 1)");
         check.Require(request.Method is Wire.CovarianceMethod.Unspecified or Wire.CovarianceMethod.Sample or Wire.CovarianceMethod.Ewma or Wire.CovarianceMethod.LedoitWolf, "method", "is not a known method");
         check.Require(request.Returns is null || request.Prices is null, "prices", "give returns or prices, not both");
-        ValidateMatrix(check, request.Returns, request.InstrumentIds.Count, "returns", positive: false);
-        ValidateMatrix(check, request.Prices, request.InstrumentIds.Count, "prices", positive: true);
+        RiskInputs.ValidateMatrix(check, request.Returns, request.InstrumentIds.Count, "returns", positive: false);
+        RiskInputs.ValidateMatrix(check, request.Prices, request.InstrumentIds.Count, "prices", positive: true);
         var horizon = request.ForecastHorizonDays == 0 ? 21 : request.ForecastHorizonDays;
         check.Require(horizon is >= 1 and <= 252, "forecast_horizon_days", "must be between 1 and 252");
         check.Require(!request.IncludeVolatilityForecasts || request.InstrumentIds.Count <= 200, "include_volatility_forecasts", "is available for at most 200 instruments");
         check.ThrowIfInvalid();
 
         var instruments = request.InstrumentIds.ToArray();
-        ReturnMatrix returns;
-        if (request.Returns is { } matrix)
-        {
-            returns = new ReturnMatrix(instruments, ToArray(matrix, instruments.Length));
-        }
-        else if (request.Prices is { } priceMatrix)
-        {
-            var closes = ToArray(priceMatrix, instruments.Length);
-            var values = new double[priceMatrix.Rows - 1, instruments.Length];
-            for (var r = 1; r < priceMatrix.Rows; r++)
-            {
-                for (var c = 0; c < instruments.Length; c++)
-                {
-                    values[r - 1, c] = Math.Log(closes[r, c] / closes[r - 1, c]);
-                }
-            }
-
-            returns = new ReturnMatrix(instruments, values);
-        }
-        else
-        {
-            returns = await inputs.LoadReturnsAsync(instruments, lookback);
-        }
+        var returns = request.Returns is not null || request.Prices is not null
+            ? RiskInputs.ReturnsOf(instruments, request.Returns, request.Prices)
+            : await inputs.LoadReturnsAsync(instruments, lookback);
 
         context.CancellationToken.ThrowIfCancellationRequested();
         var shrinkage = 0.0;
@@ -202,6 +183,7 @@ public sealed class RiskGrpcService(RiskInputs inputs, RiskBookBuilder books, Gr
         var lookback = request.LookbackDays == 0 ? RiskInputs.DefaultLookbackDays : request.LookbackDays;
         check.Require(lookback is >= 20 and <= RiskInputs.MaxLookbackDays, "lookback_days", $"must be between 20 and {RiskInputs.MaxLookbackDays}");
         check.Require(request.Scenarios.Count > 0 || request.CorrelationBreakdown > 0 || request.WorstWindows > 0, "scenarios", "ask for at least one stress");
+        RiskInputs.ValidateHistory(check, request.History, "history");
         check.ThrowIfInvalid();
 
         var book = await books.BuildAsync(request.Holdings, request.Cash, context.CancellationToken);
@@ -226,7 +208,7 @@ public sealed class RiskGrpcService(RiskInputs inputs, RiskBookBuilder books, Gr
 
         if (request.CorrelationBreakdown > 0 || request.WorstWindows > 0)
         {
-            var returns = await inputs.LoadReturnsAsync(book.Factors, lookback);
+            var returns = await inputs.ReturnsAsync(book.Factors, lookback, request.History);
             context.CancellationToken.ThrowIfCancellationRequested();
             var vector = MathNet.Numerics.LinearAlgebra.Vector<double>.Build.DenseOfEnumerable(book.Exposures);
             if (request.CorrelationBreakdown > 0)
@@ -325,32 +307,6 @@ public sealed class RiskGrpcService(RiskInputs inputs, RiskBookBuilder books, Gr
         return result;
     }
 
-    private static void ValidateMatrix(RequestValidator check, Wire.ReturnMatrix? matrix, int columns, string path, bool positive)
-    {
-        if (matrix is null)
-        {
-            return;
-        }
-
-        check.Require(matrix.Rows is >= 3 and <= RiskInputs.MaxLookbackDays, path + ".rows", $"must be between 3 and {RiskInputs.MaxLookbackDays}");
-        check.Require((long)matrix.Rows * columns == matrix.Values.Count, path + ".values", "must hold rows × instruments values");
-        check.Require(matrix.Values.All(v => double.IsFinite(v) && (!positive || v > 0)), path + ".values", positive ? "must be positive finite prices" : "must be finite numbers");
-    }
-
-    private static double[,] ToArray(Wire.ReturnMatrix matrix, int columns)
-    {
-        var values = new double[matrix.Rows, columns];
-        for (var r = 0; r < matrix.Rows; r++)
-        {
-            for (var c = 0; c < columns; c++)
-            {
-                values[r, c] = matrix.Values[(r * columns) + c];
-            }
-        }
-
-        return values;
-    }
-
     /// <summary>EWMA and GARCH(1,1) forecasts per instrument, fitted in parallel (independent, CPU-bound).</summary>
     private static Wire.VolatilityForecast[] Forecasts(ReturnMatrix returns, double lambda, int horizon, CancellationToken cancellationToken)
     {
@@ -403,6 +359,7 @@ public sealed class RiskGrpcService(RiskInputs inputs, RiskBookBuilder books, Gr
 
         var settings = RiskInputs.ValidateSettings(check, request.Settings, "settings", out var lookback);
         ValidateLoans(check, request.Loans);
+        RiskInputs.ValidateHistory(check, request.History, "history");
         check.ThrowIfInvalid();
         RiskInputs.CheckBudget(settings, request.Holdings.Count + request.Trades.Count);
 
@@ -425,7 +382,7 @@ public sealed class RiskGrpcService(RiskInputs inputs, RiskBookBuilder books, Gr
         var cashAfter = (decimal)before.Cash - delta.Sum(d => d.Value * (decimal)unit[d.Key].UnitPrice);
         var after = before.WithQuantities(p => p.Quantity + (double)delta.GetValueOrDefault(p.Key), (double)cashAfter);
 
-        var returns = await inputs.LoadReturnsAsync(before.Factors, lookback);
+        var returns = await inputs.ReturnsAsync(before.Factors, lookback, request.History);
         context.CancellationToken.ThrowIfCancellationRequested();
         using var activity = ActivitySource.StartActivity("compare risk");
         activity?.SetTag("risk.trades", request.Trades.Count);
@@ -444,7 +401,7 @@ public sealed class RiskGrpcService(RiskInputs inputs, RiskBookBuilder books, Gr
         };
         foreach (var loan in request.Loans)
         {
-            var health = await inputs.LoanRiskAsync(loan, settings.HorizonDays, lookback);
+            var health = await inputs.LoanRiskAsync(loan, settings.HorizonDays, lookback, history: request.History);
             response.Before.Loans.Add(health);
             response.After.Loans.Add(health);
         }

@@ -155,8 +155,11 @@ public sealed class RiskInputs(MarketStateStore market, HistoryCache history)
         return (collateral, debt);
     }
 
-    /// <summary>Health factor and distance to liquidation of one loan at market-state prices.</summary>
-    public async Task<Wire.LoanRisk> LoanRiskAsync(Wire.CollateralLoan loan, double horizonDays, int lookbackDays, string? cashAsset = null)
+    /// <summary>
+    /// Health factor and distance to liquidation of one loan at market-state prices; the collateral's volatility from
+    /// <paramref name="history"/> when given, else from market-state history.
+    /// </summary>
+    public async Task<Wire.LoanRisk> LoanRiskAsync(Wire.CollateralLoan loan, double horizonDays, int lookbackDays, string? cashAsset = null, Wire.HistoryInput? history = null)
     {
         var (collateral, debt) = await LoanHoldingsAsync(loan, cashAsset);
         var debtValue = debt.Sum(d => d.Value);
@@ -166,7 +169,7 @@ public sealed class RiskInputs(MarketStateStore market, HistoryCache history)
         var variance = 0.0;
         if (risky.Length > 0)
         {
-            var returns = await LoadReturnsAsync(risky.Select(c => c.InstrumentId).ToArray(), lookbackDays);
+            var returns = await ReturnsAsync(risky.Select(c => c.InstrumentId).ToArray(), lookbackDays, history);
             (_, _, variance) = PortfolioRiskModel.LinearMoments(returns.Values, risky.Select(c => c.Value).ToArray());
         }
 
@@ -183,6 +186,111 @@ public sealed class RiskInputs(MarketStateStore market, HistoryCache history)
             DistanceToLiquidationSd = figure.DistanceToLiquidationSd,
             LiquidationPrice = figure.LiquidationPrice,
         };
+    }
+
+    /// <summary>
+    /// Daily returns of the risk factors, in their order: the most recent <paramref name="lookbackDays"/> of the
+    /// caller's own series when <paramref name="history"/> is given (every factor must have one), else market state's.
+    /// </summary>
+    public async Task<ReturnMatrix> ReturnsAsync(IReadOnlyList<string> factors, int lookbackDays, Wire.HistoryInput? history)
+    {
+        if (history is null)
+        {
+            return await LoadReturnsAsync(factors, lookbackDays);
+        }
+
+        var given = ReturnsOf(history.InstrumentIds, history.Returns, history.Prices);
+        var columns = new int[factors.Count];
+        for (var j = 0; j < factors.Count; j++)
+        {
+            columns[j] = history.InstrumentIds.IndexOf(factors[j]);
+            if (columns[j] < 0)
+            {
+                throw DomainException.Invalid("history.instrument_ids", $"has no series for '{factors[j]}', a risk factor of the request");
+            }
+        }
+
+        var days = Math.Min(lookbackDays, given.Days);
+        var skip = given.Days - days;
+        var values = new double[days, factors.Count];
+        for (var t = 0; t < days; t++)
+        {
+            for (var j = 0; j < factors.Count; j++)
+            {
+                values[t, j] = given.Values[skip + t, columns[j]];
+            }
+        }
+
+        return new ReturnMatrix(factors, values);
+    }
+
+    /// <summary>Checks a caller's own series: its instruments, and one valid matrix of returns or prices.</summary>
+    public static void ValidateHistory(RequestValidator check, Wire.HistoryInput? history, string path)
+    {
+        if (history is null)
+        {
+            return;
+        }
+
+        check.Require(history.InstrumentIds.Count > 0, path + ".instrument_ids", "must not be empty");
+        check.RequireCount(history.InstrumentIds.Count, MaxHoldings, path + ".instrument_ids");
+        for (var i = 0; i < history.InstrumentIds.Count && i < MaxHoldings; i++)
+        {
+            check.RequireIdentifier(history.InstrumentIds[i], $"{path}.instrument_ids[{i}]");
+        }
+
+        check.Require(history.InstrumentIds.Distinct().Count() == history.InstrumentIds.Count, path + ".instrument_ids", "must not repeat an instrument");
+        check.Require((history.Returns is null) != (history.Prices is null), path + ".returns", "give returns or prices, one of them");
+        ValidateMatrix(check, history.Returns, history.InstrumentIds.Count, path + ".returns", positive: false);
+        ValidateMatrix(check, history.Prices, history.InstrumentIds.Count, path + ".prices", positive: true);
+    }
+
+    /// <summary>A matrix of rows × <paramref name="columns"/> finite values (positive ones for prices), 3 to the lookback limit rows.</summary>
+    public static void ValidateMatrix(RequestValidator check, Wire.ReturnMatrix? matrix, int columns, string path, bool positive)
+    {
+        if (matrix is null)
+        {
+            return;
+        }
+
+        check.Require(matrix.Rows is >= 3 and <= MaxLookbackDays, path + ".rows", $"must be between 3 and {MaxLookbackDays}");
+        check.Require((long)matrix.Rows * columns == matrix.Values.Count, path + ".values", "must hold rows × instruments values");
+        check.Require(matrix.Values.All(v => double.IsFinite(v) && (!positive || v > 0)), path + ".values", positive ? "must be positive finite prices" : "must be finite numbers");
+    }
+
+    /// <summary>Daily returns from a validated matrix of returns, or of prices (log returns of consecutive rows).</summary>
+    public static ReturnMatrix ReturnsOf(IReadOnlyList<string> instruments, Wire.ReturnMatrix? returns, Wire.ReturnMatrix? prices)
+    {
+        if (returns is not null)
+        {
+            return new ReturnMatrix(instruments, ToArray(returns, instruments.Count));
+        }
+
+        var closes = ToArray(prices!, instruments.Count);
+        var values = new double[prices!.Rows - 1, instruments.Count];
+        for (var r = 1; r < prices.Rows; r++)
+        {
+            for (var c = 0; c < instruments.Count; c++)
+            {
+                values[r - 1, c] = Math.Log(closes[r, c] / closes[r - 1, c]);
+            }
+        }
+
+        return new ReturnMatrix(instruments, values);
+    }
+
+    private static double[,] ToArray(Wire.ReturnMatrix matrix, int columns)
+    {
+        var values = new double[matrix.Rows, columns];
+        for (var r = 0; r < matrix.Rows; r++)
+        {
+            for (var c = 0; c < columns; c++)
+            {
+                values[r, c] = matrix.Values[(r * columns) + c];
+            }
+        }
+
+        return values;
     }
 
     /// <summary>Daily log returns of the instruments from market-state history.</summary>
