@@ -37,6 +37,30 @@ public class MonitorDecisionTests
     }
 
     [Fact]
+    public void An_uncurable_breach_is_not_planned_again_until_the_portfolio_the_policy_or_the_breach_changes()
+    {
+        // The outside client's monitor stored a NO_ACTION plan about every 7 s, forever, for a breach no lot could cure.
+        var uncurable = Last(PlanStatus.NoAction, TimeSpan.FromMinutes(30));
+        uncurable.NoActionReason = NoActionReason.Uncurable;
+        uncurable.PortfolioVersion = 4;
+        uncurable.PolicyVersion = 2;
+        uncurable.Reasons.Add(new DriftReason { Rule = "absolute_band", InstrumentId = "D", Breached = true });
+        uncurable.Reasons.Add(new DriftReason { Rule = "absolute_band", InstrumentId = "A", Breached = false });
+        var policy = new Policy(Auto(cooldownSeconds: 0)) { Version = 2 };
+        var same = new DriftMonitor.Evaluated(4, new HashSet<string> { "absolute_band:D" });
+
+        Assert.Equal(Action.None, DriftMonitor.Decide(uncurable, Now, policy, breached: true, emergency: false, same));
+        Assert.Equal(Action.Submit, DriftMonitor.Decide(uncurable, Now, policy, breached: true, emergency: false, same with { PortfolioVersion = 5 }));
+        Assert.Equal(Action.Submit, DriftMonitor.Decide(uncurable, Now, new Policy(policy) { Version = 3 }, breached: true, emergency: false, same));
+        Assert.Equal(Action.Submit, DriftMonitor.Decide(uncurable, Now, policy, breached: true, emergency: false, new DriftMonitor.Evaluated(4, new HashSet<string> { "absolute_band:D", "absolute_band:B" })));
+        Assert.Equal(Action.Submit, DriftMonitor.Decide(uncurable, Now, policy, breached: true, emergency: true, same));
+
+        // A NO_ACTION plan because the portfolio was inside its bands says nothing about a later breach.
+        uncurable.NoActionReason = NoActionReason.InsideBands;
+        Assert.Equal(Action.Submit, DriftMonitor.Decide(uncurable, Now, policy, breached: true, emergency: false, same));
+    }
+
+    [Fact]
     public void A_running_rebalance_is_pre_empted_once_by_an_emergency_but_a_protective_plan_never()
     {
         var rebalancing = Last(PlanStatus.Executing, TimeSpan.FromSeconds(30), ("L1", LegKind.Trade), ("H1", LegKind.Trade));

@@ -64,7 +64,7 @@ public class TargetModelTests
         Assert.Throws<ArgumentException>(() => TargetModels.Compute(TargetModel.RiskParity, new double[,] { { 0.0 } }, 1));
     }
 
-    private static double[,] AnnualCovariance()
+    internal static double[,] AnnualCovariance()
     {
         var daily = Covariance();
         var annual = new double[4, 4];

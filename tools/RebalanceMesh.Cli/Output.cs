@@ -48,7 +48,7 @@ public static class Output
                     Console.WriteLine(v.Error.Length > 0
                         ? $"{v.InstrumentId,-14}  error: {v.Error}"
                         : string.Create(System.Globalization.CultureInfo.InvariantCulture,
-                            $"{v.InstrumentId,-14}{v.Price.Value,16}{v.Delta,12:G6}{v.Gamma,12:G6}{v.Vega,12:G6}{v.Volatility,8:P1}  {v.Kind.ToString().ToLowerInvariant()}{(v.Stale ? " STALE" : string.Empty)}"));
+                            $"{v.InstrumentId,-14}{v.Price.Value,16}{v.Delta,12:G6}{v.Gamma,12:G6}{v.Vega,12:G6}{v.Volatility,8:P1}  {v.Kind.ToString().ToLowerInvariant()}{(v.Stale ? " STALE" : string.Empty)}{(v.Crossed ? " CROSSED" : string.Empty)}"));
                 }
 
                 break;
@@ -60,9 +60,27 @@ public static class Output
 
                 foreach (var p in quotes.Prices)
                 {
-                    Console.WriteLine($"{p.InstrumentId,-12} {"best",-8} bid {p.Bid.Value,-14} ask {p.Ask.Value,-14} mid {p.Mid.Value}{(p.Stale ? " STALE" : string.Empty)}");
+                    Console.WriteLine($"{p.InstrumentId,-12} {"best",-8} bid {p.Bid.Value,-14} ask {p.Ask.Value,-14} mid {p.Mid.Value}{(p.Stale ? " STALE" : string.Empty)}{(p.Crossed ? " CROSSED" : string.Empty)}");
                 }
 
+                foreach (var q in quotes.Quarantined)
+                {
+                    Console.WriteLine($"{q.InstrumentId,-12} {q.Venue,-8} bid {q.Bid.Value,-14} ask {q.Ask.Value,-14} {q.Timestamp.ToDateTime():O} QUARANTINED (outlier, not in the book)");
+                }
+
+                break;
+            case GetPortfolioResponse portfolio:
+                Console.WriteLine(Formatter.Format(portfolio));
+                if (portfolio.ValuationUnavailableReason.Length > 0)
+                {
+                    Console.WriteLine($"no valuation: {portfolio.ValuationUnavailableReason}");
+                }
+
+                PrintComputedTargets(portfolio.ComputedTargets);
+                break;
+            case SetPolicyResponse policy:
+                Console.WriteLine(Formatter.Format(policy.Policy));
+                PrintComputedTargets(policy.ComputedTargets);
                 break;
             case WatchPlansResponse update:
                 Console.WriteLine($"{update.Plan.UpdatedAt.ToDateTime():HH:mm:ss.fff} {update.Plan.PlanId} {update.Plan.Status} {update.Plan.StatusMessage}");
@@ -70,6 +88,34 @@ public static class Output
             default:
                 Console.WriteLine(Formatter.Format(message));
                 break;
+        }
+    }
+
+    /// <summary>A computed model's current targets in one block: what it chose, when, and from what.</summary>
+    private static void PrintComputedTargets(ComputedTargets? computed)
+    {
+        if (computed is null)
+        {
+            return;
+        }
+
+        if (computed.UnavailableReason.Length > 0)
+        {
+            Console.WriteLine($"computed targets ({computed.Model}): unavailable — {computed.UnavailableReason}");
+            return;
+        }
+
+        var source = computed.CovarianceGiven ? "the policy's covariance" : $"{computed.Observations} daily returns (lookback {computed.LookbackDays} days)";
+        Console.WriteLine($"computed targets ({computed.Model}), {computed.ComputedAt.ToDateTime():u}, from {source}:");
+        foreach (var target in computed.Targets)
+        {
+            var expected = computed.ExpectedReturns.TryGetValue(target.InstrumentId, out var mu) ? string.Create(System.Globalization.CultureInfo.InvariantCulture, $"  expected return {mu:P2}") : string.Empty;
+            Console.WriteLine(string.Create(System.Globalization.CultureInfo.InvariantCulture, $"  {target.InstrumentId,-12} {target.Weight,8:P2}{expected}"));
+        }
+
+        foreach (var reason in computed.Reasons)
+        {
+            Console.WriteLine($"  {reason.Message}");
         }
     }
 

@@ -194,6 +194,39 @@ watchAlerts.SetAction(async (parse, ct) =>
 });
 root.Subcommands.Add(watchAlerts);
 
+var historyFileArgument = new Argument<FileInfo>("file") { Description = "CSV of daily closes: 'date,DAX,CAC,…' (one column per instrument) or 'date,instrument,close'." };
+var importHistory = new Command("import-history", "ImportPriceHistory: load your own daily closes from a CSV file (idempotent; corrections replace).") { historyFileArgument };
+importHistory.SetAction(async (parse, ct) =>
+{
+    IReadOnlyDictionary<string, List<(DateOnly Day, decimal Close)>> closes;
+    try
+    {
+        using var reader = parse.GetValue(historyFileArgument)!.OpenText();
+        closes = HistoryImport.ParseCsv(reader);
+    }
+    catch (Exception ex) when (ex is FormatException or IOException)
+    {
+        Console.Error.WriteLine(ex.Message);
+        return 2;
+    }
+
+    using var channel = Repo.ServiceChannel("pricing", parse.GetValue(repoOption), null);
+    var pricing = new RebalanceMesh.Contracts.Pricing.V1.PricingService.PricingServiceClient(channel.WithDefaultDeadline());
+    return await Output.CallAsync(async () =>
+    {
+        var summary = new RebalanceMesh.Contracts.Pricing.V1.ImportPriceHistoryResponse();
+        foreach (var (instrument, stored, replaced, total) in await HistoryImport.ImportAsync(pricing, closes, ct))
+        {
+            Console.WriteLine($"{instrument,-12} {stored,6} closes stored ({replaced} replaced), {total} kept");
+            summary.StoredCount += stored;
+            summary.ReplacedCount += replaced;
+        }
+
+        return (IMessage)summary;
+    }, parse.GetValue(jsonOption));
+});
+root.Subcommands.Add(importHistory);
+
 root.Subcommands.Add(PricingCommands.Create(repoOption, jsonOption));
 root.Subcommands.Add(BacktestCommand.Create(repoOption, jsonOption));
 root.Subcommands.Add(MeshBenchmark.Create(repoOption, jsonOption));

@@ -94,6 +94,7 @@ public sealed record HealthFactorBand(double Target, double RepayBelow, double B
 /// <param name="LotSizes">Quantity increments per instrument; missing means 1.</param>
 /// <param name="EstimatedCostBps">Pre-trade cost estimate in basis points of notional.</param>
 /// <param name="MaxSlippageBps">Execution's limit-price protection (worst fill versus arrival); 0 is none.</param>
+/// <param name="Fit">Set on a resolved policy whose targets a computed model set: how it set them.</param>
 public sealed record TargetPolicy(
     IReadOnlyDictionary<string, double> Targets,
     double AbsoluteBand,
@@ -113,7 +114,8 @@ public sealed record TargetPolicy(
     bool OptimalLotRounding = false,
     TargetModelSpec? Model = null,
     MarginBand? Margin = null,
-    double MaxSlippageBps = 0)
+    double MaxSlippageBps = 0,
+    ModelFit? Fit = null)
 {
     /// <summary>True when weight rebalancing leaves the instrument alone.</summary>
     public bool IsNoTrade(string instrument) => NoTrade?.Contains(instrument) == true;
@@ -133,6 +135,13 @@ public sealed record TargetPolicy(
     /// </summary>
     public decimal SlippageReserve => (decimal)MaxSlippageBps / 10_000m;
 }
+
+/// <summary>
+/// How a computed target model set a resolved policy's targets, and from what: the model's weights, the history behind
+/// the covariance (days asked for, returns it had; none when the policy gave the covariance), and the expected returns
+/// a return-aware model used (the policy's, else the historical means).
+/// </summary>
+public sealed record ModelFit(TargetModel Model, IReadOnlyDictionary<string, double> Weights, int LookbackDays, int Observations, bool CovarianceGiven, IReadOnlyDictionary<string, double>? ExpectedReturns);
 
 /// <summary>The cost-aware optimiser's settings of a policy (see <see cref="RebalanceOptimizer"/>).</summary>
 /// <param name="FeeBps">Fee in basis points of traded notional; the half-spread is added from quotes.</param>

@@ -23,7 +23,8 @@ public sealed record TargetModelSpec(
 }
 
 /// <summary>Annualised covariance and mean log returns of some instruments' daily returns, in their order.</summary>
-public sealed record CovarianceEstimate(IReadOnlyList<string> Instruments, double[,] AnnualCovariance, double[] AnnualMeans)
+/// <param name="Observations">Daily returns behind the estimate (zero when not known).</param>
+public sealed record CovarianceEstimate(IReadOnlyList<string> Instruments, double[,] AnnualCovariance, double[] AnnualMeans, int Observations = 0)
 {
     /// <summary>The estimate restricted to <paramref name="instruments"/> (all of which it covers), in their order.</summary>
     public CovarianceEstimate Restrict(IReadOnlyList<string> instruments)
@@ -39,7 +40,7 @@ public sealed record CovarianceEstimate(IReadOnlyList<string> Instruments, doubl
             }
         }
 
-        return new CovarianceEstimate(instruments.ToArray(), covariance, at.Select(i => AnnualMeans[i]).ToArray());
+        return new CovarianceEstimate(instruments.ToArray(), covariance, at.Select(i => AnnualMeans[i]).ToArray(), Observations);
     }
 }
 
@@ -147,6 +148,7 @@ public static class PlanComposer
         {
             var budget = policy.Targets.Values.Sum();
             double[] weights;
+            ReturnModelInputs? returns = null;
             if (spec.Model == TargetModel.EqualWeight)
             {
                 weights = TargetModels.Compute(spec.Model, new double[ids.Length, ids.Length], budget);
@@ -154,7 +156,6 @@ public static class PlanComposer
             else
             {
                 var covariance = await CovarianceAsync();
-                ReturnModelInputs? returns = null;
                 if (TargetModels.NeedsReturns(spec.Model))
                 {
                     var given = policy.ExpectedReturns ?? new Dictionary<string, double>();
@@ -175,11 +176,18 @@ public static class PlanComposer
                 }
                 catch (ArgumentException ex)
                 {
-                    throw new DomainException(DomainErrorKind.FailedPrecondition, $"Target model {spec.Model} cannot size the universe: {ex.Message}");
+                    // The model's own reason stays attached (an InfeasibleModelException names the parameter at fault).
+                    throw new DomainException($"Target model {spec.Model} cannot size the universe: {ex.Message}", ex);
                 }
             }
 
-            policy = policy with { Targets = ids.Select((id, i) => (id, w: weights[i])).ToDictionary(x => x.id, x => x.w, StringComparer.Ordinal) };
+            var computed = ids.Select((id, i) => (id, w: weights[i])).ToDictionary(x => x.id, x => x.w, StringComparer.Ordinal);
+            policy = policy with
+            {
+                Targets = computed,
+                Fit = new ModelFit(spec.Model, computed, spec.Covariance is null ? spec.Lookback : 0, estimate?.Observations ?? 0, spec.Covariance is not null,
+                    returns is null ? null : ids.Select((id, i) => (id, r: returns.ExpectedReturns[i])).ToDictionary(x => x.id, x => x.r, StringComparer.Ordinal)),
+            };
             reasons.Add(new DriftReason(TargetModelRule, string.Empty, budget, budget, false,
                 $"{spec.Model} targets: " + string.Join(", ", ids.Select((id, i) => string.Create(CultureInfo.InvariantCulture, $"{id} {weights[i]:P2}")))));
         }

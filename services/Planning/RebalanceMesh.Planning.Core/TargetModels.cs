@@ -1,4 +1,46 @@
+using System.Globalization;
+
 namespace RebalanceMesh.Planning.Core;
+
+/// <summary>A parameter of a computed target model.</summary>
+public enum ModelParameter
+{
+    ExpectedReturns,
+    RiskFreeRate,
+    RiskAversion,
+    TargetReturn,
+    TargetVolatility,
+    Covariance,
+}
+
+/// <summary>
+/// A model parameter no long-only portfolio can satisfy (a target return outside the assets' returns, a volatility
+/// target below the least volatile portfolio, no asset above the risk-free rate): the policy is wrong, not the market.
+/// </summary>
+public sealed class InfeasibleModelException : ArgumentException
+{
+    public InfeasibleModelException(ModelParameter parameter, string message)
+        : base(message)
+    {
+        Parameter = parameter;
+    }
+
+    public InfeasibleModelException()
+    {
+    }
+
+    public InfeasibleModelException(string message)
+        : base(message)
+    {
+    }
+
+    public InfeasibleModelException(string message, Exception innerException)
+        : base(message, innerException)
+    {
+    }
+
+    public ModelParameter Parameter { get; }
+}
 
 /// <summary>How a policy's target weights are set.</summary>
 public enum TargetModel
@@ -51,7 +93,7 @@ public static class TargetModels
 
         if (NeedsReturns(model) && (returns is null || returns.ExpectedReturns.Count != n || !returns.ExpectedReturns.All(double.IsFinite)))
         {
-            throw new ArgumentException($"{model} needs a finite expected return per asset.", nameof(returns));
+            throw new InfeasibleModelException(ModelParameter.ExpectedReturns, $"{model} needs a finite expected return per asset.");
         }
 
         double[] raw = model switch
@@ -90,7 +132,7 @@ public static class TargetModels
         var excess = returns.ExpectedReturns.Select(r => r - returns.RiskFreeRate).ToArray();
         if (excess.All(e => e <= 0))
         {
-            throw new ArgumentException("No asset's expected return beats the risk-free rate; the maximum-Sharpe portfolio does not exist.", nameof(returns));
+            throw new InfeasibleModelException(ModelParameter.RiskFreeRate, "No asset's expected return beats the risk-free rate; the maximum-Sharpe portfolio does not exist.");
         }
 
         var y = SolveLongOnly(covariance, 2, new double[excess.Length], [(excess, 1, 1)]);
@@ -103,7 +145,7 @@ public static class TargetModels
     {
         if (!(riskAversion > 0))
         {
-            throw new ArgumentException("Risk aversion must be positive.", nameof(riskAversion));
+            throw new InfeasibleModelException(ModelParameter.RiskAversion, "Risk aversion must be positive.");
         }
 
         var n = expected.Count;
@@ -116,7 +158,7 @@ public static class TargetModels
         var mu = returns.ExpectedReturns;
         if (returns.TargetReturn < mu.Min() - 1e-12 || returns.TargetReturn > mu.Max() + 1e-12)
         {
-            throw new ArgumentException($"A long-only portfolio returns between {mu.Min():P2} and {mu.Max():P2}; {returns.TargetReturn:P2} is out of reach.", nameof(returns));
+            throw new InfeasibleModelException(ModelParameter.TargetReturn, string.Create(CultureInfo.InvariantCulture, $"A long-only portfolio returns between {mu.Min():P2} and {mu.Max():P2}; {returns.TargetReturn:P2} is out of reach."));
         }
 
         var n = mu.Count;
@@ -136,7 +178,7 @@ public static class TargetModels
         var minimum = MinimumVariance(covariance);
         if (Volatility(minimum) > target * (1 + 1e-12))
         {
-            throw new ArgumentException($"The least volatile long-only portfolio has volatility {Volatility(minimum):P2}, above the target {target:P2}.", nameof(returns));
+            throw new InfeasibleModelException(ModelParameter.TargetVolatility, string.Create(CultureInfo.InvariantCulture, $"The least volatile long-only portfolio has volatility {Volatility(minimum):P2}, above the target {target:P2}."));
         }
 
         var best = Enumerable.Range(0, mu.Count).MaxBy(i => mu[i]);
@@ -309,5 +351,5 @@ public static class TargetModels
     }
 
     private static double Positive(double variance, int index) =>
-        variance > 0 ? variance : throw new ArgumentException($"Asset {index} has no variance; its weight cannot be set by risk.", nameof(variance));
+        variance > 0 ? variance : throw new InfeasibleModelException(ModelParameter.Covariance, $"Asset {index} has no variance; its weight cannot be set by risk.");
 }

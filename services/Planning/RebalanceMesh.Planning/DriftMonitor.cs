@@ -63,11 +63,18 @@ public sealed class DriftMonitor(PlanningStore store, PlanPipeline pipeline, Pla
             TargetPolicy targetPolicy;
             try
             {
-                targetPolicy = await models.GetAsync(portfolioId, policy, async () => (await pipeline.ResolvePolicyAsync(policy, null, cancellationToken)).Policy);
+                targetPolicy = (await models.GetResolvedAsync(portfolioId, policy, () => pipeline.ResolvePolicyAsync(policy, null, cancellationToken))).Policy;
             }
             catch (Grpc.Core.RpcException ex) when (ex.StatusCode is Grpc.Core.StatusCode.Unavailable or Grpc.Core.StatusCode.DeadlineExceeded)
             {
                 logger.LogWarning("Monitor could not reach risk for {PortfolioId}'s target model: {Detail}", portfolioId, ex.Status.Detail);
+                continue;
+            }
+            catch (RebalanceMesh.Domain.DomainException ex)
+            {
+                // The model cannot size the universe now (no history yet, parameters the market no longer allows): the
+                // policy's reads say so (GetPortfolio's computed_targets); the monitor evaluates it again later.
+                logger.LogDebug("Portfolio {PortfolioId}'s target model not resolved: {Reason}", portfolioId, ex.Message);
                 continue;
             }
 
@@ -119,12 +126,14 @@ public sealed class DriftMonitor(PlanningStore store, PlanPipeline pipeline, Pla
                     TotalDrift = evaluation.TotalDrift,
                     RaisedAt = Google.Protobuf.WellKnownTypes.Timestamp.FromDateTimeOffset(time.GetUtcNow()),
                     Automatic = policy.ExecutionMode == Contracts.Planning.V1.ExecutionMode.Auto,
+                    Kind = Contracts.Planning.V1.AlertKind.Breach,
                 };
                 alert.Reasons.AddRange(evaluation.Reasons.Where(r => r.Breached).Select(r => r.ToWire()));
                 await alerts.PublishAsync(alert);
             }
 
-            await MaybeSubmitAsync(portfolioId, policy, evaluation.Breached, guard?.Emergency == true || margin?.Emergency == true || ripcord, cancellationToken);
+            var current = new Evaluated(snapshot.Version, Evaluated.BreachesOf(evaluation.Reasons));
+            await MaybeSubmitAsync(portfolioId, policy, evaluation.Breached, guard?.Emergency == true || margin?.Emergency == true || ripcord, current, cancellationToken);
         }
     }
 
@@ -141,17 +150,37 @@ public sealed class DriftMonitor(PlanningStore store, PlanPipeline pipeline, Pla
         Preempt,
     }
 
+    /// <summary>The portfolio as the monitor just evaluated it: its version and the rules it breaches ("rule:instrument").</summary>
+    public sealed record Evaluated(long PortfolioVersion, IReadOnlySet<string> Breaches)
+    {
+        public static IReadOnlySet<string> BreachesOf(IEnumerable<Contracts.Planning.V1.DriftReason> reasons) =>
+            reasons.Where(r => r.Breached).Select(r => r.Rule + ":" + r.InstrumentId).ToHashSet(StringComparer.Ordinal);
+
+        public static IReadOnlySet<string> BreachesOf(IEnumerable<DriftReason> reasons) =>
+            reasons.Where(r => r.Breached).Select(r => r.Rule + ":" + r.InstrumentId).ToHashSet(StringComparer.Ordinal);
+    }
+
     /// <summary>
     /// Automatic mode: submit when the bands are breached or the calendar is due, unless a plan is still executing or
     /// the cooldown since the last plan has not passed (an emergency waits only the minimum spacing). An emergency does
     /// not wait behind a running rebalance either: that plan is pre-empted (cancelled once) and the guard's plan follows
-    /// when it has ended; a running plan that protects a loan or margin account is never pre-empted.
+    /// when it has ended; a running plan that protects a loan or margin account is never pre-empted. A breach the last
+    /// plan found uncurable is not planned again while nothing it depended on changed — the portfolio, the policy, the
+    /// breached rules — unless an emergency or the calendar calls.
     /// </summary>
-    public static AutoAction Decide(Contracts.Planning.V1.Plan? last, DateTimeOffset now, Contracts.Planning.V1.Policy policy, bool breached, bool emergency)
+    public static AutoAction Decide(Contracts.Planning.V1.Plan? last, DateTimeOffset now, Contracts.Planning.V1.Policy policy, bool breached, bool emergency, Evaluated? current = null)
     {
         var sinceLast = last is null ? TimeSpan.MaxValue : now - last.CreatedAt.ToDateTimeOffset();
         var calendarDue = policy.CalendarIntervalDays > 0 && sinceLast >= TimeSpan.FromDays(policy.CalendarIntervalDays);
         if (policy.ExecutionMode != Contracts.Planning.V1.ExecutionMode.Auto || !(breached || calendarDue))
+        {
+            return AutoAction.None;
+        }
+
+        if (!emergency && !calendarDue && current is not null
+            && last is { Status: Contracts.Planning.V1.PlanStatus.NoAction, NoActionReason: Contracts.Planning.V1.NoActionReason.Uncurable }
+            && last.PortfolioVersion == current.PortfolioVersion && last.PolicyVersion == policy.Version
+            && Evaluated.BreachesOf(last.Reasons).SetEquals(current.Breaches))
         {
             return AutoAction.None;
         }
@@ -169,12 +198,12 @@ public sealed class DriftMonitor(PlanningStore store, PlanPipeline pipeline, Pla
 
     /// <param name="emergency">A loan is below the emergency health factor, the margin ratio below its emergency level,
     /// or a leverage band's ripcord is pulled.</param>
-    private async Task MaybeSubmitAsync(string portfolioId, Contracts.Planning.V1.Policy policy, bool breached, bool emergency, CancellationToken cancellationToken)
+    private async Task MaybeSubmitAsync(string portfolioId, Contracts.Planning.V1.Policy policy, bool breached, bool emergency, Evaluated current, CancellationToken cancellationToken)
     {
         var (recent, _) = await store.ListPlansAsync(portfolioId, 0, 1);
         var last = recent.Count > 0 ? recent[0] : null;
         var now = time.GetUtcNow();
-        switch (Decide(last, now, policy, breached, emergency))
+        switch (Decide(last, now, policy, breached, emergency, current))
         {
             case AutoAction.Preempt:
                 await submitter.CancelAsync(last!, "monitor", "pre-empted: an emergency (loan, margin account or ripcord) goes first", cancellationToken);
@@ -191,6 +220,21 @@ public sealed class DriftMonitor(PlanningStore store, PlanPipeline pipeline, Pla
             AutoSubmissions.Add(1);
             logger.LogInformation("Monitor submitted {PlanId} for {PortfolioId} ({Status}): {Why}", plan.PlanId, portfolioId, plan.Status,
                 emergency ? "health factor below the emergency level" : breached ? "policy breached" : "calendar due");
+            if (plan.NoActionReason == Contracts.Planning.V1.NoActionReason.Uncurable)
+            {
+                // Said once: Decide does not plan this breach again until something it depends on changes.
+                logger.LogWarning("Portfolio {PortfolioId}'s breach cannot be cured by trading: {Detail}", portfolioId, plan.StatusMessage);
+                var alert = new Contracts.Planning.V1.PolicyAlert
+                {
+                    PortfolioId = portfolioId,
+                    Kind = Contracts.Planning.V1.AlertKind.Uncurable,
+                    Detail = plan.StatusMessage,
+                    RaisedAt = Google.Protobuf.WellKnownTypes.Timestamp.FromDateTimeOffset(now),
+                    Automatic = true,
+                };
+                alert.Reasons.AddRange(plan.Reasons.Where(r => r.Breached));
+                await alerts.PublishAsync(alert);
+            }
         }
         catch (RebalanceMesh.Domain.DomainException ex)
         {

@@ -26,7 +26,7 @@ public sealed class MeshMarketData(PricingService.PricingServiceClient pricing, 
             }
         }
 
-        return new CovarianceEstimate(instruments.ToArray(), covariance, estimate.AnnualMeanReturns.ToArray());
+        return new CovarianceEstimate(instruments.ToArray(), covariance, estimate.AnnualMeanReturns.ToArray(), estimate.Observations);
     }
 
     public async Task<IReadOnlyDictionary<string, double>> HalfSpreadsAsync(IReadOnlyList<string> instruments, CancellationToken cancellationToken)

@@ -119,6 +119,11 @@ public sealed class PlanPipeline(
     public static bool Protects(PlanLeg leg) =>
         leg.Kind is not (LegKind.Unspecified or LegKind.Trade) || leg.LegId.StartsWith('G') || leg.LegId.StartsWith('M');
 
+    /// <summary>Why a breach has no trade: what breached, and what stands in the way.</summary>
+    private static string Uncurable(DriftEvaluation evaluation) =>
+        $"bands breached ({string.Join(", ", evaluation.Reasons.Where(r => r.Breached).Select(r => r.InstrumentId.Length > 0 ? r.InstrumentId : r.Rule).Distinct())}) but no trade cures them: "
+        + "no whole number of lots of at least the minimum notional lands inside the band, or cash cannot pay for one";
+
     /// <summary>Builds the plan that would rebalance the portfolio now; status PREVIEW, or NO_ACTION without trades.</summary>
     public async Task<Plan> BuildAsync(string portfolioId, bool force, CancellationToken cancellationToken)
     {
@@ -156,7 +161,9 @@ public sealed class PlanPipeline(
             PlanId = "plan-" + Guid.NewGuid().ToString("N")[..16],
             PortfolioId = portfolioId,
             PortfolioVersion = portfolio.Version,
+            PolicyVersion = policy.Version,
             Status = hasLegs ? PlanStatus.Preview : PlanStatus.NoAction,
+            NoActionReason = hasLegs ? NoActionReason.Unspecified : proposal.Evaluation.Breached ? NoActionReason.Uncurable : NoActionReason.InsideBands,
             EstimatedCost = proposal.EstimatedCost + guardCost + hedgeCost,
             Turnover = proposal.Turnover,
             NetValue = proposal.NetValue,
@@ -168,7 +175,7 @@ public sealed class PlanPipeline(
                 ? $"EMERGENCY: {guardLegs.Count} guard legs and {marginLegs.Count + collateralLegs} margin legs restore the health factor and margin ratio before anything else"
                 : hasLegs
                     ? $"{guardLegs.Count} guard legs, {marginLegs.Count + collateralLegs} margin legs, {proposal.Legs.Count} rebalancing legs, {hedgeLegs.Count} hedge legs, turnover {proposal.Turnover:P2}, estimated cost {proposal.EstimatedCost + guardCost + hedgeCost:F2}"
-                    : (proposal.Evaluation.Breached ? "bands breached but no trade survives lot and minimum-notional rounding" : "portfolio is inside its bands"),
+                    : (proposal.Evaluation.Breached ? Uncurable(proposal.Evaluation) : "portfolio is inside its bands"),
         };
         var leading = guardLegs.Count + collateralLegs + marginLegs.Count;
         plan.Legs.AddRange(guardLegs.Select((l, i) => l.ToWire($"G{i + 1}", i + 1, costRate, k => $"G{k + 1}")));

@@ -16,6 +16,7 @@ public sealed class PlanningGrpcService(
     PlanningStore store,
     PlanPipeline pipeline,
     PlanSubmitter submitter,
+    ModelWeightCache models,
     RedisBroadcast<Plan> planUpdates,
     RedisBroadcast<PolicyAlert> alerts,
     IEventBus bus,
@@ -45,27 +46,57 @@ public sealed class PlanningGrpcService(
             return response;
         }
 
+        // The stored policy never breaks this read: a model that cannot size its universe now is reported, and the
+        // portfolio is valued without drift against targets nobody can compute.
         var snapshot = portfolio.ToDomain();
-        var targetPolicy = policy is null ? null : (await pipeline.ResolvePolicyAsync(policy, null, context.CancellationToken)).Policy;
+        TargetPolicy? targetPolicy = null;
+        if (policy is not null)
+        {
+            (targetPolicy, response.ComputedTargets) = await ResolveForReadAsync(request.PortfolioId, policy, context.CancellationToken);
+        }
+
         try
         {
-            var (marked, marks) = await pipeline.MarkAsync(snapshot, targetPolicy, context.CancellationToken);
+            var (marked, marks) = await pipeline.MarkAsync(snapshot, targetPolicy ?? policy?.ToDomain(), context.CancellationToken);
             response.Valuation = marked.ToWire(targetPolicy, time.GetUtcNow(), marks.Kinds);
             response.Valuation.Loans.AddRange(snapshot.LoanList.Select(loan =>
                 MarkedLoan.Mark(loan, asset => asset == portfolio.BaseCurrency ? 1m : marks.Marks[asset].UnitPrice).ToWire()));
         }
         catch (DomainException ex) when (ex.Kind == DomainErrorKind.FailedPrecondition)
         {
-            // The portfolio is still returned; the valuation is left empty when prices are missing.
+            // The portfolio is still returned; the valuation is left empty, with why (missing, stale or crossed prices).
+            response.ValuationUnavailableReason = ex.Message;
             logger.LogInformation("Portfolio {PortfolioId} returned without valuation: {Reason}", request.PortfolioId, ex.Message);
         }
         catch (RpcException ex) when (ex.StatusCode is StatusCode.Unavailable or StatusCode.DeadlineExceeded)
         {
             // Pricing is down: the stored portfolio is still the truth; only its valuation is missing.
+            response.ValuationUnavailableReason = "pricing is unavailable: " + ex.Status.Detail;
             logger.LogWarning("Portfolio {PortfolioId} returned without valuation: pricing unavailable ({Detail})", request.PortfolioId, ex.Status.Detail);
         }
 
         return response;
+    }
+
+    /// <summary>
+    /// The policy resolved by its model (cached per version and day, shared with the monitor) and what the model
+    /// computed; when it cannot be resolved now, no targets and the reason why.
+    /// </summary>
+    private async Task<(TargetPolicy? Policy, ComputedTargets? Computed)> ResolveForReadAsync(string portfolioId, Policy policy, CancellationToken cancellationToken)
+    {
+        try
+        {
+            var resolved = await models.GetResolvedAsync(portfolioId, policy, () => pipeline.ResolvePolicyAsync(policy, null, cancellationToken));
+            return (resolved.Policy, resolved.ToComputedTargets());
+        }
+        catch (DomainException ex) when (ex.Kind == DomainErrorKind.FailedPrecondition)
+        {
+            return (null, PlanningMapping.UnavailableTargets(policy, ex.Message));
+        }
+        catch (RpcException ex) when (ex.StatusCode is StatusCode.Unavailable or StatusCode.DeadlineExceeded)
+        {
+            return (null, PlanningMapping.UnavailableTargets(policy, "risk is unavailable: " + ex.Status.Detail));
+        }
     }
 
     public override async Task<SetPolicyResponse> SetPolicy(SetPolicyRequest request, ServerCallContext context)
@@ -74,8 +105,43 @@ public sealed class PlanningGrpcService(
         PlanningMapping.ValidatePolicy(check, request.Policy, "policy");
         check.ThrowIfInvalid();
         _ = await store.GetPortfolioAsync(request.Policy.PortfolioId) ?? throw DomainException.NotFound($"Portfolio '{request.Policy.PortfolioId}'");
+
+        // A computed model is sized now: parameters no long-only portfolio can reach are refused as the fields they are.
+        // Whatever the market cannot tell yet (no history, risk unreachable) is stored and reported, not refused.
+        (TargetPolicy Policy, IReadOnlyList<Contracts.Planning.V1.DriftReason> Reasons)? resolved = null;
+        string? unavailable = null;
+        if (PlanningMapping.HasComputedModel(request.Policy))
+        {
+            try
+            {
+                resolved = await pipeline.ResolvePolicyAsync(request.Policy, null, context.CancellationToken);
+            }
+            catch (DomainException ex) when (ex.InnerException is InfeasibleModelException infeasible)
+            {
+                throw DomainException.Invalid("policy." + PlanningMapping.FieldOf(infeasible.Parameter), infeasible.Message);
+            }
+            catch (DomainException ex) when (ex.Kind == DomainErrorKind.FailedPrecondition)
+            {
+                unavailable = ex.Message;
+            }
+            catch (RpcException ex) when (ex.StatusCode is StatusCode.Unavailable or StatusCode.DeadlineExceeded)
+            {
+                unavailable = "risk is unavailable: " + ex.Status.Detail;
+            }
+        }
+
         var stored = await store.SetPolicyAsync(request.Policy);
-        return new SetPolicyResponse { Policy = stored };
+        var response = new SetPolicyResponse { Policy = stored };
+        if (resolved is { } done)
+        {
+            response.ComputedTargets = models.Put(stored.PortfolioId, stored.Version, done.Policy, done.Reasons).ToComputedTargets();
+        }
+        else if (unavailable is not null)
+        {
+            response.ComputedTargets = PlanningMapping.UnavailableTargets(stored, unavailable);
+        }
+
+        return response;
     }
 
     public override async Task<PreviewRebalanceResponse> PreviewRebalance(PreviewRebalanceRequest request, ServerCallContext context)

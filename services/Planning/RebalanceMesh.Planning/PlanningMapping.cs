@@ -470,6 +470,64 @@ public static class PlanningMapping
 
     public static TradeSide ToDomain(this Side side) => side == Side.Buy ? TradeSide.Buy : TradeSide.Sell;
 
+    /// <summary>Whether the policy's targets are computed by a model (anything but fixed weights).</summary>
+    public static bool HasComputedModel(Contracts.Planning.V1.Policy policy) =>
+        policy.TargetModel is not (Contracts.Planning.V1.TargetModel.Unspecified or Contracts.Planning.V1.TargetModel.FixedWeights);
+
+    /// <summary>The policy field a model parameter is set by, relative to the policy.</summary>
+    public static string FieldOf(ModelParameter parameter) => parameter switch
+    {
+        ModelParameter.ExpectedReturns => "expected_returns",
+        ModelParameter.RiskFreeRate => "model_parameters.risk_free_rate",
+        ModelParameter.RiskAversion => "model_parameters.risk_aversion",
+        ModelParameter.TargetReturn => "model_parameters.target_return",
+        ModelParameter.TargetVolatility => "model_parameters.target_volatility",
+        _ => "model_parameters.covariance",
+    };
+
+    /// <summary>What a policy's model computed, for its read path; null for fixed weights.</summary>
+    public static ComputedTargets? ToComputedTargets(this ResolvedTargets resolved)
+    {
+        if (resolved.Policy.Fit is not { } fit)
+        {
+            return null;
+        }
+
+        var computed = new ComputedTargets
+        {
+            Model = ToWire(fit.Model),
+            ComputedAt = resolved.ComputedAt.ToTimestamp(),
+            LookbackDays = fit.LookbackDays,
+            Observations = fit.Observations,
+            CovarianceGiven = fit.CovarianceGiven,
+        };
+        computed.Targets.AddRange(resolved.Policy.Targets.Select(t => new TargetWeight { InstrumentId = t.Key, Weight = t.Value }));
+        foreach (var (instrument, expected) in fit.ExpectedReturns ?? new Dictionary<string, double>())
+        {
+            computed.ExpectedReturns[instrument] = expected;
+        }
+
+        computed.Reasons.AddRange(resolved.Reasons);
+        return computed;
+    }
+
+    /// <summary>A computed model that cannot size its universe now, and why.</summary>
+    public static ComputedTargets UnavailableTargets(Contracts.Planning.V1.Policy policy, string reason) =>
+        new() { Model = policy.TargetModel, UnavailableReason = reason };
+
+    private static Contracts.Planning.V1.TargetModel ToWire(Core.TargetModel model) => model switch
+    {
+        Core.TargetModel.EqualWeight => Contracts.Planning.V1.TargetModel.EqualWeight,
+        Core.TargetModel.InverseVolatility => Contracts.Planning.V1.TargetModel.InverseVolatility,
+        Core.TargetModel.RiskParity => Contracts.Planning.V1.TargetModel.RiskParity,
+        Core.TargetModel.MinimumVariance => Contracts.Planning.V1.TargetModel.MinimumVariance,
+        Core.TargetModel.MaximumSharpe => Contracts.Planning.V1.TargetModel.MaximumSharpe,
+        Core.TargetModel.MeanVariance => Contracts.Planning.V1.TargetModel.MeanVariance,
+        Core.TargetModel.EfficientReturn => Contracts.Planning.V1.TargetModel.EfficientReturn,
+        Core.TargetModel.EfficientRisk => Contracts.Planning.V1.TargetModel.EfficientRisk,
+        _ => Contracts.Planning.V1.TargetModel.FixedWeights,
+    };
+
     public static PortfolioValuation ToWire(this MarkedPortfolio marked, TargetPolicy? policy, DateTimeOffset asOf, IReadOnlyDictionary<string, InstrumentKind>? kinds = null)
     {
         var valuation = new PortfolioValuation
