@@ -3,7 +3,10 @@
 #   redis-server (local mesh and integration tests), kubectl (offline rendering of deploy/k8s with its built-in
 #   kustomize), and from npm into .tools/npm: buf (contract lint and breaking-change check), kubernetes-models and
 #   yaml (offline schema validation of the rendered manifests, scripts/validate-deploy.mjs).
-# Usage: scripts/ensure-tools.sh [redis] [kubectl] [npm]   (no arguments: everything; "buf" is an alias of "npm")
+#   On request only: h2load (nghttp2-client) and grpcio (Debian's python3-grpcio) for the side-by-side gRPC
+#   comparison in benchmarks/compare/grpc_health.sh.
+# Usage: scripts/ensure-tools.sh [redis] [kubectl] [npm] [h2load] [grpcio]
+#   (no arguments: redis, kubectl and npm; "buf" is an alias of "npm")
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 want="${*:-redis kubectl npm}"
@@ -25,6 +28,16 @@ fi
 if [[ " $want " == *" kubectl "* ]] && ! command -v kubectl >/dev/null 2>&1; then
   echo "installing kubectl …" >&2
   apt_install kubectl
+fi
+
+if [[ " $want " == *" h2load "* ]] && ! command -v h2load >/dev/null 2>&1; then
+  echo "installing nghttp2-client (h2load) …" >&2
+  apt_install nghttp2-client
+fi
+
+if [[ " $want " == *" grpcio "* ]] && ! /usr/bin/python3 -c 'import grpc' >/dev/null 2>&1; then
+  echo "installing python3-grpcio …" >&2
+  apt_install python3-grpcio
 fi
 
 # The npm tools are installed together (an install with --no-save prunes whatever it was not asked for).

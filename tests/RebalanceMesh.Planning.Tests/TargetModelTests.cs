@@ -61,7 +61,7 @@ public class TargetModelTests
     [Fact]
     public void An_asset_without_variance_cannot_be_sized_by_risk()
     {
-        Assert.Throws<ArgumentException>(() => TargetModels.Compute(TargetModel.RiskParity, new double[,] { { 0.0 } }, 1));
+        Assert.Equal(ModelParameter.Covariance, Assert.Throws<InfeasibleModelException>(() => TargetModels.Compute(TargetModel.RiskParity, new double[,] { { 0.0 } }, 1)).Parameter);
     }
 
     internal static double[,] AnnualCovariance()
@@ -157,10 +157,12 @@ public class TargetModelTests
         var variance = Enumerable.Range(0, 4).Sum(i => Enumerable.Range(0, 4).Sum(j => atRisk[i] * covariance[i, j] * atRisk[j]));
         Assert.Equal(0.18, Math.Sqrt(variance), 8);
 
-        Assert.Throws<ArgumentException>(() => TargetModels.Compute(TargetModel.EfficientReturn, covariance, 1, new ReturnModelInputs(Mu, TargetReturn: 0.09)));
-        Assert.Throws<ArgumentException>(() => TargetModels.Compute(TargetModel.EfficientRisk, covariance, 1, new ReturnModelInputs(Mu, TargetVolatility: 0.10)));
-        Assert.Throws<ArgumentException>(() => TargetModels.Compute(TargetModel.MaximumSharpe, covariance, 1, new ReturnModelInputs(Mu, RiskFreeRate: 0.1)));
-        Assert.Throws<ArgumentException>(() => TargetModels.Compute(TargetModel.MeanVariance, covariance, 1));
+        // Each refusal names the parameter at fault (SetPolicy turns it into that field's violation).
+        ModelParameter Refused(Func<double[]> compute) => Assert.Throws<InfeasibleModelException>(compute).Parameter;
+        Assert.Equal(ModelParameter.TargetReturn, Refused(() => TargetModels.Compute(TargetModel.EfficientReturn, covariance, 1, new ReturnModelInputs(Mu, TargetReturn: 0.09))));
+        Assert.Equal(ModelParameter.TargetVolatility, Refused(() => TargetModels.Compute(TargetModel.EfficientRisk, covariance, 1, new ReturnModelInputs(Mu, TargetVolatility: 0.10))));
+        Assert.Equal(ModelParameter.RiskFreeRate, Refused(() => TargetModels.Compute(TargetModel.MaximumSharpe, covariance, 1, new ReturnModelInputs(Mu, RiskFreeRate: 0.1))));
+        Assert.Equal(ModelParameter.ExpectedReturns, Refused(() => TargetModels.Compute(TargetModel.MeanVariance, covariance, 1)));
 
         // A generous volatility budget buys the highest-return asset outright.
         Assert.Equal([1.0, 0, 0, 0], TargetModels.Compute(TargetModel.EfficientRisk, covariance, 1, new ReturnModelInputs(Mu, TargetVolatility: 0.5)));

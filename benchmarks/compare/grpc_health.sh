@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Side by side, on loopback: h2load drives grpc.health.v1.Health/Check on one RebalanceMesh service (Release, its
+# appsettings.json in force: Microsoft.AspNetCore logs at Warning) and on a plain Python grpcio server with the same
+# request count and concurrency, and prints requests per second and the ratio. Bounded: N requests per run.
+#   benchmarks/compare/grpc_health.sh [service] [requests]     (default: risk, 30000)
+# The mesh side is asked twice: the overall health service ("": readiness, Redis checked at most once a second) and
+# "liveness" (the process alone). Installs h2load and python3-grpcio when missing; starts and stops its own mesh.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+SERVICE="${1:-risk}"
+REQUESTS="${2:-30000}"
+"$ROOT/scripts/ensure-tools.sh" h2load grpcio redis
+work="$(mktemp -d)"
+export RMESH_STATE_DIR="$work/state"
+cleanup() {
+  [ -n "${python_pid:-}" ] && kill "$python_pid" 2>/dev/null || true
+  "$ROOT/rmesh" down >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+"$ROOT/rmesh" up --free-ports --configuration Release >/dev/null
+grpc_url="$(/usr/bin/python3 -c "import json,sys; s=json.load(open('$RMESH_STATE_DIR/state.json')); print([x['GrpcUrl'] for x in s['Services'] if x['Name']=='$SERVICE'][0])")"
+python_port="$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+/usr/bin/python3 "$ROOT/benchmarks/compare/grpc_health_server.py" "$python_port" >/dev/null 2>&1 &
+python_pid=$!
+sleep 1
+
+# The request bodies: a 5-byte gRPC frame header, then HealthCheckRequest (service "" is empty; "liveness" is field 1).
+printf '\x00\x00\x00\x00\x00' > "$work/overall.bin"
+printf '\x00\x00\x00\x00\x0a\x0a\x08liveness' > "$work/liveness.bin"
+
+rate() { # url body → requests per second (best of two runs after a warm-up)
+  local best=0
+  h2load -n 2000 -c 4 -m 16 -d "$2" -H 'content-type: application/grpc' -H 'te: trailers' "$1/grpc.health.v1.Health/Check" >/dev/null
+  for _ in 1 2; do
+    local out rps
+    out="$(h2load -n "$REQUESTS" -c 4 -m 16 -d "$2" -H 'content-type: application/grpc' -H 'te: trailers' "$1/grpc.health.v1.Health/Check")"
+    grep -q "succeeded, 0 errored" <<<"$out" || { echo "h2load saw errors:"; grep -E "requests:|status codes" <<<"$out"; exit 1; }
+    rps="$(sed -nE 's/^finished in [^,]+, ([0-9.]+) req\/s.*/\1/p' <<<"$out")"
+    best="$(/usr/bin/python3 -c "print(max($best, $rps))")"
+  done
+  echo "$best"
+}
+
+mesh_overall="$(rate "$grpc_url" "$work/overall.bin")"
+mesh_liveness="$(rate "$grpc_url" "$work/liveness.bin")"
+python="$(rate "http://127.0.0.1:$python_port" "$work/overall.bin")"
+/usr/bin/python3 - "$SERVICE" "$mesh_overall" "$mesh_liveness" "$python" "$REQUESTS" <<'PY'
+import sys
+service, overall, liveness, python, n = sys.argv[1], *map(float, sys.argv[2:5]), sys.argv[5]
+print(f"grpc.health.v1.Health/Check, {n} requests, 4 connections × 16 streams, best of 2 (req/s):")
+print(f"  {service} (overall: readiness)  {overall:10.0f}   {overall / python:5.1f}× Python grpcio")
+print(f"  {service} (liveness)            {liveness:10.0f}   {liveness / python:5.1f}× Python grpcio")
+print(f"  Python grpcio server          {python:10.0f}")
+PY
