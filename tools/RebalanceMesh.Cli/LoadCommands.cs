@@ -27,7 +27,8 @@ public sealed record RpcLoadResult(
 /// <param name="Plans">The plans the monitor submitted, by status at the end.</param>
 /// <param name="ErrorLogLines">Error and critical lines in the services' logs.</param>
 /// <param name="Stopped">Services that were no longer running at the end.</param>
-public sealed record SoakResult(TimeSpan Duration, IReadOnlyList<ProcessSample> Samples, IReadOnlyDictionary<PlanStatus, int> Plans, int ErrorLogLines, IReadOnlyList<string> Stopped)
+/// <param name="NotCompleted">Each plan that did not end COMPLETED: its id, status and what it said.</param>
+public sealed record SoakResult(TimeSpan Duration, IReadOnlyList<ProcessSample> Samples, IReadOnlyDictionary<PlanStatus, int> Plans, int ErrorLogLines, IReadOnlyList<string> Stopped, IReadOnlyList<string>? NotCompleted = null)
 {
     /// <summary>Memory may grow by at most this share after the warm-up (caches fill, the GC settles), plus 16 MB.</summary>
     public const double MaxRssGrowth = 0.25;
@@ -138,6 +139,11 @@ public static class LoadCommands
             {
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                     $"  {service,-10} RSS {warm.RssMb:F0} → {end.RssMb:F0} MB (second half {result.RssSlopeMbPerMinute(service):+0.0;-0.0} MB/min), threads {warm.Threads} → {end.Threads}, descriptors {warm.OpenFiles} → {end.OpenFiles}"));
+            }
+
+            foreach (var plan in result.NotCompleted ?? [])
+            {
+                Console.WriteLine("  not completed: " + plan);
             }
 
             Console.WriteLine(result.Stable ? "stable" : $"NOT stable (more than {SoakResult.MaxRssGrowth:P0} + 16 MB memory or {SoakResult.MaxThreadGrowth} threads of growth after the warm-up)");
@@ -293,6 +299,7 @@ public static class LoadCommands
 
         samples.AddRange(ProcessSample.ReadAll(mesh, clock.Elapsed.TotalSeconds));
         var plans = new Dictionary<PlanStatus, int>();
+        var notCompleted = new List<string>();
         foreach (var id in ids)
         {
             var page = string.Empty;
@@ -302,6 +309,11 @@ public static class LoadCommands
                 foreach (var plan in response.Plans)
                 {
                     plans[plan.Status] = plans.GetValueOrDefault(plan.Status) + 1;
+                    if (plan.Status != PlanStatus.Completed)
+                    {
+                        var legs = string.Join("; ", plan.Legs.Where(l => l.Status != LegStatus.Filled).Select(l => $"{l.LegId} {l.InstrumentId} {l.Status} filled {l.FilledQuantity.Value} of {l.Quantity.Value}"));
+                        notCompleted.Add($"{plan.PlanId} {plan.Status} {plan.NoActionReason}: {plan.StatusMessage}{(legs.Length > 0 ? " — " + legs : string.Empty)}");
+                    }
                 }
 
                 page = response.NextPageToken;
@@ -313,6 +325,6 @@ public static class LoadCommands
             ? File.ReadLines(s.LogFile).Count(l => l.Contains("\"LogLevel\":\"Error\"", StringComparison.Ordinal) || l.Contains("\"LogLevel\":\"Critical\"", StringComparison.Ordinal))
             : 0);
         var stopped = mesh.Services.Where(s => !MeshLauncher.IsAlive(s.Pid)).Select(s => s.Name).ToArray();
-        return new SoakResult(duration, samples, plans, errorLines, stopped);
+        return new SoakResult(duration, samples, plans, errorLines, stopped, notCompleted);
     }
 }
