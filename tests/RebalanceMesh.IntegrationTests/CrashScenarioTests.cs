@@ -143,7 +143,7 @@ public sealed class CrashScenarioTests(ITestOutputHelper output) : MeshTest(outp
         }
 
         Assert.Equal(PlanStatus.Executing, rebalance.Status);
-        Assert.All(rebalance.Legs, l => Assert.StartsWith("L", l.LegId, StringComparison.Ordinal));
+        Assert.All(rebalance.Legs, l => Assert.Equal(LegPurpose.Rebalance, l.Purpose));
 
         // The fall: the rebalance is cancelled for the emergency and the guard's plan follows it.
         Plan[] history = [];
@@ -166,7 +166,9 @@ public sealed class CrashScenarioTests(ITestOutputHelper output) : MeshTest(outp
         var preempted = history.Single(p => p.PlanId == rebalance.PlanId);
         Assert.Equal(PlanStatus.Cancelled, preempted.Status);
         Assert.Contains("pre-empted", preempted.StatusMessage, StringComparison.Ordinal);
+        Assert.Equal("monitor", preempted.CancelRequest.RequestedBy);
         var guard = history.First(p => p.Legs.Any(l => l.Kind == LegKind.Repay));
+        Assert.All(guard.Legs, l => Assert.Equal(LegPurpose.LiquidationGuard, l.Purpose));
         Assert.True(guard.CreatedAt.ToDateTimeOffset() >= preempted.UpdatedAt.ToDateTimeOffset(), "the guard's plan came after the rebalance ended");
         Assert.Equal(0, (await execution.GetLendingAccountAsync(new GetLendingAccountRequest { Venue = "LEND-A", PortfolioId = "preempt", LoanId = "L1" })).Account.Liquidations);
     }

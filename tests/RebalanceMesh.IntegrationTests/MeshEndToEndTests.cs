@@ -33,6 +33,7 @@ public sealed class MeshEndToEndTests(ITestOutputHelper output) : MeshTest(outpu
         Assert.NotEmpty(result.Plan.Legs);
         Assert.All(result.Plan.Legs, leg => Assert.Equal(leg.Quantity.ToDecimal(), leg.FilledQuantity.ToDecimal()));
         Assert.True(result.Plan.Legs.Select(l => l.Side).SkipWhile(s => s == Side.Sell).All(s => s == Side.Buy), "sells before buys");
+        Assert.All(result.Plan.Legs, l => Assert.Equal(LegPurpose.Rebalance, l.Purpose));
 
         // The fills reached planning: each account's position moved exactly by its legs, cash exactly by notional and fees.
         var initial = result.Initial.Positions.ToDictionary(p => (p.InstrumentId, p.Venue), p => p.Quantity.ToDecimal());

@@ -13,10 +13,10 @@ public class MonitorDecisionTests
     private static Policy Auto(long cooldownSeconds = 600, int calendarDays = 0) =>
         new() { PortfolioId = "p", ExecutionMode = ExecutionMode.Auto, CooldownSeconds = cooldownSeconds, CalendarIntervalDays = calendarDays };
 
-    private static Plan Last(PlanStatus status, TimeSpan age, params (string Id, LegKind Kind)[] legs)
+    private static Plan Last(PlanStatus status, TimeSpan age, params (string Id, LegKind Kind, LegPurpose Purpose)[] legs)
     {
         var plan = new Plan { PlanId = "plan-last", Status = status, CreatedAt = (Now - age).ToTimestamp() };
-        plan.Legs.AddRange(legs.Select(l => new PlanLeg { LegId = l.Id, Kind = l.Kind, Side = Side.Buy, Quantity = 1m }));
+        plan.Legs.AddRange(legs.Select(l => new PlanLeg { LegId = l.Id, Kind = l.Kind, Purpose = l.Purpose, Side = Side.Buy, Quantity = 1m }));
         return plan;
     }
 
@@ -27,7 +27,7 @@ public class MonitorDecisionTests
         Assert.Equal(Action.None, DriftMonitor.Decide(null, Now, Auto(), breached: false, emergency: false));
         Assert.Equal(Action.None, DriftMonitor.Decide(null, Now, new Policy(Auto()) { ExecutionMode = ExecutionMode.Manual }, breached: true, emergency: true));
 
-        var recent = Last(PlanStatus.Completed, TimeSpan.FromMinutes(2), ("L1", LegKind.Trade));
+        var recent = Last(PlanStatus.Completed, TimeSpan.FromMinutes(2), ("L1", LegKind.Trade, LegPurpose.Rebalance));
         Assert.Equal(Action.None, DriftMonitor.Decide(recent, Now, Auto(), breached: true, emergency: false)); // 10 min cooldown
         Assert.Equal(Action.Submit, DriftMonitor.Decide(recent, Now, Auto(), breached: true, emergency: true)); // 5 s spacing
         Assert.Equal(Action.None, DriftMonitor.Decide(Last(PlanStatus.Completed, TimeSpan.FromSeconds(2)), Now, Auto(), breached: true, emergency: true));
@@ -63,19 +63,25 @@ public class MonitorDecisionTests
     [Fact]
     public void A_running_rebalance_is_pre_empted_once_by_an_emergency_but_a_protective_plan_never()
     {
-        var rebalancing = Last(PlanStatus.Executing, TimeSpan.FromSeconds(30), ("L1", LegKind.Trade), ("H1", LegKind.Trade));
+        var rebalancing = Last(PlanStatus.Executing, TimeSpan.FromSeconds(30), ("L1", LegKind.Trade, LegPurpose.Rebalance), ("H1", LegKind.Trade, LegPurpose.Hedge));
         Assert.Equal(Action.None, DriftMonitor.Decide(rebalancing, Now, Auto(), breached: true, emergency: false)); // waits its end
         Assert.Equal(Action.Preempt, DriftMonitor.Decide(rebalancing, Now, Auto(), breached: true, emergency: true));
 
         // Asked once: while the cancel is on its way, nothing more.
-        rebalancing.StatusMessage = PlanSubmitter.CancelRequested + " by monitor: pre-empted";
+        rebalancing.CancelRequest = new CancelRequest { RequestedBy = "monitor", Reason = "pre-empted", RequestedAt = Now.ToTimestamp() };
         Assert.Equal(Action.None, DriftMonitor.Decide(rebalancing, Now, Auto(), breached: true, emergency: true));
 
-        // A plan already protecting a loan or margin account (guard trades G…, loan legs, top-ups, transfers, margin
-        // closes M…) runs on.
-        Assert.Equal(Action.None, DriftMonitor.Decide(Last(PlanStatus.Executing, TimeSpan.Zero, ("G1", LegKind.Trade), ("L1", LegKind.Trade)), Now, Auto(), true, true));
-        Assert.Equal(Action.None, DriftMonitor.Decide(Last(PlanStatus.Approved, TimeSpan.Zero, ("G1", LegKind.Repay)), Now, Auto(), true, true));
-        Assert.Equal(Action.None, DriftMonitor.Decide(Last(PlanStatus.Executing, TimeSpan.Zero, ("T1", LegKind.MarginTopUp)), Now, Auto(), true, true));
-        Assert.Equal(Action.None, DriftMonitor.Decide(Last(PlanStatus.Executing, TimeSpan.Zero, ("M1", LegKind.Trade)), Now, Auto(), true, true));
+        // A plan already protecting a loan or margin account (the guards' trades, loan legs, top-ups, transfers, margin
+        // closes: their purpose says so, whatever their ids) runs on.
+        Assert.Equal(Action.None, DriftMonitor.Decide(Last(PlanStatus.Executing, TimeSpan.Zero, ("x1", LegKind.Trade, LegPurpose.LiquidationGuard), ("x2", LegKind.Trade, LegPurpose.Rebalance)), Now, Auto(), true, true));
+        Assert.Equal(Action.None, DriftMonitor.Decide(Last(PlanStatus.Approved, TimeSpan.Zero, ("x1", LegKind.Repay, LegPurpose.LiquidationGuard)), Now, Auto(), true, true));
+        Assert.Equal(Action.None, DriftMonitor.Decide(Last(PlanStatus.Executing, TimeSpan.Zero, ("x1", LegKind.MarginTopUp, LegPurpose.MarginGuard)), Now, Auto(), true, true));
+        Assert.Equal(Action.None, DriftMonitor.Decide(Last(PlanStatus.Executing, TimeSpan.Zero, ("x1", LegKind.Trade, LegPurpose.MarginGuard)), Now, Auto(), true, true));
+
+        // An id that once meant a guard means nothing now: a rebalancing leg named "G1" is pre-empted like any other.
+        Assert.Equal(Action.Preempt, DriftMonitor.Decide(Last(PlanStatus.Executing, TimeSpan.Zero, ("G1", LegKind.Trade, LegPurpose.Rebalance)), Now, Auto(), true, true));
+
+        // A plan stored before legs carried a purpose: its loan legs still count as protective.
+        Assert.Equal(Action.None, DriftMonitor.Decide(Last(PlanStatus.Executing, TimeSpan.Zero, ("G1", LegKind.Repay, LegPurpose.Unspecified)), Now, Auto(), true, true));
     }
 }

@@ -187,7 +187,7 @@ public sealed class DriftMonitor(PlanningStore store, PlanPipeline pipeline, Pla
 
         if (last is not null && !last.Status.IsFinal())
         {
-            return emergency && !last.Legs.Any(PlanPipeline.Protects) && !last.StatusMessage.StartsWith(PlanSubmitter.CancelRequested, StringComparison.Ordinal)
+            return emergency && !last.Legs.Any(PlanPipeline.Protects) && last.CancelRequest is null
                 ? AutoAction.Preempt
                 : AutoAction.None;
         }

@@ -112,12 +112,18 @@ public sealed class PlanPipeline(
     public IPlanningMarketData MarketData() => new MeshMarketData(pricing, risk);
 
     /// <summary>
-    /// Whether a leg protects a loan or a margin account: the liquidation guard's legs (G…), margin top-ups (T…),
-    /// collateral transfers (X…) and the margin guard's closes (M…), as <see cref="BuildAsync"/> names them — as
-    /// opposed to rebalancing (L…) and hedge (H…) legs.
+    /// Whether a leg protects a loan or a margin account (its purpose is one of the guards), as opposed to rebalancing
+    /// and hedge legs. A plan stored before legs carried their purpose counts its loan, top-up and transfer legs.
     /// </summary>
     public static bool Protects(PlanLeg leg) =>
-        leg.Kind is not (LegKind.Unspecified or LegKind.Trade) || leg.LegId.StartsWith('G') || leg.LegId.StartsWith('M');
+        leg.Purpose is LegPurpose.LiquidationGuard or LegPurpose.MarginGuard
+        || (leg.Purpose == LegPurpose.Unspecified && leg.Kind is not (LegKind.Unspecified or LegKind.Trade));
+
+    private static PlanLeg Purpose(PlanLeg leg, LegPurpose purpose)
+    {
+        leg.Purpose = purpose;
+        return leg;
+    }
 
     /// <summary>Why a breach has no trade: what breached, and what stands in the way.</summary>
     private static string Uncurable(DriftEvaluation evaluation) =>
@@ -178,14 +184,14 @@ public sealed class PlanPipeline(
                     : (proposal.Evaluation.Breached ? Uncurable(proposal.Evaluation) : "portfolio is inside its bands"),
         };
         var leading = guardLegs.Count + collateralLegs + marginLegs.Count;
-        plan.Legs.AddRange(guardLegs.Select((l, i) => l.ToWire($"G{i + 1}", i + 1, costRate, k => $"G{k + 1}")));
+        plan.Legs.AddRange(guardLegs.Select((l, i) => l.ToWire($"G{i + 1}", i + 1, costRate, k => $"G{k + 1}")).Select(l => Purpose(l, LegPurpose.LiquidationGuard)));
         // The margin guard's top-ups go before its closes: cash restores an account before any position is given up.
         // Then collateral moves between venues, then the closes.
         var topUps = composed.Margin?.TopUpList ?? [];
         var transfers = composed.Margin?.TransferList ?? [];
-        plan.Legs.AddRange(topUps.Select((t, i) => t.ToWire($"T{i + 1}", guardLegs.Count + i + 1, snapshot.BaseCurrency)));
-        plan.Legs.AddRange(transfers.Select((t, i) => t.ToWire($"X{i + 1}", guardLegs.Count + topUps.Count + i + 1, snapshot.BaseCurrency)));
-        plan.Legs.AddRange(marginLegs.Select((l, i) => l.ToWire($"M{i + 1}", guardLegs.Count + collateralLegs + i + 1, costRate)));
+        plan.Legs.AddRange(topUps.Select((t, i) => t.ToWire($"T{i + 1}", guardLegs.Count + i + 1, snapshot.BaseCurrency)).Select(l => Purpose(l, LegPurpose.MarginGuard)));
+        plan.Legs.AddRange(transfers.Select((t, i) => t.ToWire($"X{i + 1}", guardLegs.Count + topUps.Count + i + 1, snapshot.BaseCurrency)).Select(l => Purpose(l, LegPurpose.MarginGuard)));
+        plan.Legs.AddRange(marginLegs.Select((l, i) => l.ToWire($"M{i + 1}", guardLegs.Count + collateralLegs + i + 1, costRate)).Select(l => Purpose(l, LegPurpose.MarginGuard)));
         // Rebalancing legs keep their order (sells before buys); each hedge follows the last leg on its underlying and
         // names it, so execution sends the hedge in step with that leg's slices.
         var sequence = leading;
@@ -193,6 +199,7 @@ public sealed class PlanPipeline(
         foreach (var (rebalancing, index) in PlanComposer.Interleave(proposal.Legs, hedgeLegs, composed.Marked))
         {
             var wire = rebalancing ? proposal.Legs[index].ToWire() : hedgeLegs[index].ToWire($"H{index + 1}", 0, costRate);
+            wire.Purpose = rebalancing ? LegPurpose.Rebalance : LegPurpose.Hedge;
             wire.Sequence = ++sequence;
             if (rebalancing)
             {

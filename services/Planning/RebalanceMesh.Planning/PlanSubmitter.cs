@@ -104,15 +104,13 @@ public sealed class PlanSubmitter(PlanningStore store, PlanPipeline pipeline, IE
         {
             if (!p.Status.IsFinal())
             {
-                p.StatusMessage = $"{CancelRequested} by {caller}: {reason}";
+                p.StatusMessage = $"cancel requested by {caller}: {reason}";
+                p.CancelRequest = new CancelRequest { RequestedBy = caller, Reason = reason, RequestedAt = time.GetUtcNow().ToTimestamp() };
             }
         });
         logger.LogWarning("Plan {PlanId} of {PortfolioId}: cancel requested by {Caller}: {Reason}", plan.PlanId, plan.PortfolioId, caller, reason);
         return updated;
     }
-
-    /// <summary>How a plan's status message starts once its cancel has been requested.</summary>
-    public const string CancelRequested = "cancel requested";
 
     private static DomainException StillExecuting(Plan executing) => new(DomainErrorKind.FailedPrecondition,
         $"Plan '{executing.PlanId}' of portfolio '{executing.PortfolioId}' has not ended ({executing.Status}); submit again once it has, or cancel it (CancelPlan).");
@@ -148,6 +146,7 @@ public sealed class PlanSubmitter(PlanningStore store, PlanPipeline pipeline, IE
             HedgesLegId = l.HedgesLegId,
             FromVenue = l.FromVenue,
             CashChange = l.CashChange,
+            Purpose = l.Purpose,
             Margined = DecimalValue.TryParse(l.ContractMultiplier, out var multiplier) && multiplier > 0,
         }));
         return approved;
