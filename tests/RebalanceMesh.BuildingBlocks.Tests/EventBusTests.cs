@@ -55,6 +55,65 @@ public sealed class GatedHandler(Gate gate) : IEventHandler<PlanCancelRequested>
     }
 }
 
+/// <summary>Handlers held at a gate that count how many run at once, overall and per portfolio (the ordering key).</summary>
+public sealed class Concurrency
+{
+    private readonly ConcurrentDictionary<string, int> _perKey = new();
+    private int _inFlight;
+    private int _most;
+    private int _mostForOneKey;
+
+    public TaskCompletionSource Open { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    public ConcurrentQueue<string> Seen { get; } = new();
+
+    public int InFlight => Volatile.Read(ref _inFlight);
+
+    public int MostInFlight => Volatile.Read(ref _most);
+
+    public int MostInFlightForOneKey => Volatile.Read(ref _mostForOneKey);
+
+    public void Enter(string key)
+    {
+        Max(ref _most, Interlocked.Increment(ref _inFlight));
+        Max(ref _mostForOneKey, _perKey.AddOrUpdate(key, 1, (_, n) => n + 1));
+    }
+
+    public void Leave(string key)
+    {
+        _perKey.AddOrUpdate(key, 0, (_, n) => n - 1);
+        Interlocked.Decrement(ref _inFlight);
+    }
+
+    private static void Max(ref int target, int value)
+    {
+        for (var seen = Volatile.Read(ref target); value > seen; seen = Volatile.Read(ref target))
+        {
+            if (Interlocked.CompareExchange(ref target, value, seen) == seen)
+            {
+                return;
+            }
+        }
+    }
+}
+
+public sealed class ConcurrencyHandler(Concurrency state) : IEventHandler<PlanCancelRequested>
+{
+    public async Task HandleAsync(PlanCancelRequested message, EventContext context, CancellationToken cancellationToken)
+    {
+        state.Enter(message.PortfolioId);
+        try
+        {
+            await state.Open.Task.WaitAsync(cancellationToken);
+            state.Seen.Enqueue(message.PlanId);
+        }
+        finally
+        {
+            state.Leave(message.PortfolioId);
+        }
+    }
+}
+
 public sealed class EventBusTests : IClassFixture<RedisServer>, IAsyncLifetime
 {
     private const string Topic = "test.halts";
@@ -225,13 +284,13 @@ public sealed class EventBusTests : IClassFixture<RedisServer>, IAsyncLifetime
         builder.Services.AddSingleton(received).AddSingleton(gate);
         builder.AddEventBus("test-app");
         builder.Services.AddEventSubscription<TradingHaltChanged, RecordingHandler>(Topic);
-        builder.Services.AddEventSubscription<PlanCancelRequested, GatedHandler>("test.gated");
+        builder.Services.AddEventSubscription<PlanCancelRequested, GatedHandler>("test.gated", cancel => cancel.PortfolioId);
         using var host = builder.Build();
         await host.StartAsync();
         var bus = host.Services.GetRequiredService<InMemoryEventBus>();
 
-        await bus.PublishAsync("test.gated", new PlanCancelRequested { PlanId = "first" });
-        await bus.PublishAsync("test.gated", new PlanCancelRequested { PlanId = "second" });
+        await bus.PublishAsync("test.gated", new PlanCancelRequested { PlanId = "first", PortfolioId = "p" });
+        await bus.PublishAsync("test.gated", new PlanCancelRequested { PlanId = "second", PortfolioId = "p" });
         await bus.PublishAsync(Topic, new TradingHaltChanged { Reason = "not held back" });
         await WaitUntilAsync(() => !received.Events.IsEmpty);
         Assert.Empty(gate.Seen);
@@ -239,6 +298,48 @@ public sealed class EventBusTests : IClassFixture<RedisServer>, IAsyncLifetime
         gate.Open.SetResult();
         await WaitUntilAsync(() => gate.Seen.Count == 2);
         Assert.Equal(["first", "second"], gate.Seen);
+        await host.StopAsync();
+    }
+
+    [Theory]
+    [InlineData("inmemory")]
+    [InlineData("redis")]
+    public async Task A_topics_events_run_concurrently_and_one_keys_events_one_at_a_time_in_order(string provider)
+    {
+        // As Dapr's pubsub.redis delivers a subscription through `concurrency` workers (10): ten portfolios' events are
+        // handled at once, while one portfolio's three events go one at a time, in the order they were published.
+        var builder = Host.CreateApplicationBuilder();
+        builder.Logging.ClearProviders();
+        builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["EventBus:Provider"] = provider,
+            ["EventBus:ReadBlock"] = "00:00:00.200",
+        });
+        builder.Services.AddSingleton<IConnectionMultiplexer>(_ => ConnectionMultiplexer.Connect(_redis.ConnectionString));
+        var state = new Concurrency();
+        builder.Services.AddSingleton(state);
+        builder.AddEventBus("test-app");
+        builder.Services.AddEventSubscription<PlanCancelRequested, ConcurrencyHandler>("test.keyed", cancel => cancel.PortfolioId);
+        using var host = builder.Build();
+        await host.StartAsync();
+        var bus = host.Services.GetRequiredService<IEventBus>();
+
+        foreach (var plan in new[] { "same-1", "same-2", "same-3" })
+        {
+            await bus.PublishAsync("test.keyed", new PlanCancelRequested { PlanId = plan, PortfolioId = "same" });
+        }
+
+        for (var k = 0; k < 10; k++)
+        {
+            await bus.PublishAsync("test.keyed", new PlanCancelRequested { PlanId = $"other-{k}", PortfolioId = $"p{k}" });
+        }
+
+        await WaitUntilAsync(() => state.InFlight >= 5); // held at the gate together
+        state.Open.SetResult();
+        await WaitUntilAsync(() => state.Seen.Count == 13);
+        Assert.Equal(["same-1", "same-2", "same-3"], state.Seen.Where(p => p.StartsWith("same", StringComparison.Ordinal)));
+        Assert.Equal(1, state.MostInFlightForOneKey);
+        Assert.InRange(state.MostInFlight, 5, 10);
         await host.StopAsync();
     }
 

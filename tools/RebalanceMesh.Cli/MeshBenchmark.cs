@@ -30,9 +30,11 @@ public static class MeshBenchmark
         var plansOption = new Option<int>("--plans") { Description = "Plans to submit (1 to 500).", DefaultValueFactory = _ => 30 };
         var legsOption = new Option<int>("--legs") { Description = "Legs per plan, one instrument each (1 to 50).", DefaultValueFactory = _ => 20 };
         var configurationOption = new Option<string>("--configuration") { Description = "Build configuration of the services.", DefaultValueFactory = _ => "Release" };
+        var portfoliosOption = new Option<int>("--portfolios") { Description = "Portfolios submitting together (1 to 1,000): each submits one plan, all at once, instead of --plans one after another.", DefaultValueFactory = _ => 1 };
+        var eventConcurrencyOption = new Option<int>("--event-concurrency") { Description = "EventBus:Concurrency of the services (Dapr's pubsub concurrency; 1 delivers one event at a time).", DefaultValueFactory = _ => 10 };
         var command = new Command("bench-mesh", "Submit-to-last-fill latency of N-leg plans through the whole local mesh (starts and stops its own mesh).")
         {
-            plansOption, legsOption, configurationOption,
+            plansOption, legsOption, configurationOption, portfoliosOption, eventConcurrencyOption,
         };
         command.SetAction(async (parse, ct) =>
         {
@@ -45,7 +47,17 @@ public static class MeshBenchmark
                 return 1;
             }
 
-            var result = await RunAsync(repo, plans, legs, configuration, Console.Out, ct);
+            var portfolios = Math.Clamp(parse.GetValue(portfoliosOption), 1, 1_000);
+            var eventConcurrency = Math.Clamp(parse.GetValue(eventConcurrencyOption), 1, 1_000);
+            if (portfolios > 1)
+            {
+                var together = await RunTogetherAsync(repo, portfolios, legs, eventConcurrency, configuration, Console.Out, ct);
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"{portfolios} plans of {legs} legs submitted together (event concurrency {eventConcurrency}): all done in {together.Seconds:F2} s ({portfolios / together.Seconds:F1} plans/s); submit to last fill p50 {together.Plans.Percentile(50):F1} ms, p99 {together.Plans.Percentile(99):F1} ms; orders lost {together.Lost}, duplicated {together.Duplicated}"));
+                return together.Lost == 0 && together.Duplicated == 0 ? 0 : 1;
+            }
+
+            var result = await RunAsync(repo, plans, legs, configuration, Console.Out, ct, eventConcurrency);
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"{result.Milliseconds.Count} plans of {result.Legs} legs, submit to last fill: p50 {result.Percentile(50):F1} ms, p99 {result.Percentile(99):F1} ms, max {result.Milliseconds.Max():F1} ms"));
             return 0;
@@ -53,15 +65,91 @@ public static class MeshBenchmark
         return command;
     }
 
-    public static async Task<MeshBenchmarkResult> RunAsync(string repo, int plans, int legs, string configuration, TextWriter log, CancellationToken cancellationToken)
+    /// <summary>The benchmark market's instruments and the services' environment: no feed, those instruments, the event concurrency.</summary>
+    private static (string[] Instruments, Dictionary<string, string> Env) Market(int legs, int eventConcurrency)
     {
         var instruments = Enumerable.Range(1, legs).Select(i => $"BM{i:D2}").ToArray();
-        var env = new Dictionary<string, string> { ["Pricing__Feed"] = "none" };
+        var env = new Dictionary<string, string> { ["Pricing__Feed"] = "none", ["EventBus__Concurrency"] = eventConcurrency.ToString(CultureInfo.InvariantCulture) };
         for (var i = 0; i < instruments.Length; i++)
         {
             env[$"Pricing__Instruments__{i}"] = instruments[i];
         }
 
+        return (instruments, env);
+    }
+
+    /// <summary>What many plans submitted together did: wall time for all, each plan's submit to last fill, and orders lost or duplicated.</summary>
+    public sealed record TogetherResult(double Seconds, MeshBenchmarkResult Plans, int Lost, int Duplicated);
+
+    /// <summary>
+    /// <paramref name="portfolios"/> cash portfolios each submit a rebalance into equal weights at the same moment; waits
+    /// until execution has completed every plan. Lost: a leg whose orders filled less than the leg; duplicated: more, or
+    /// a client order id used twice.
+    /// </summary>
+    public static async Task<TogetherResult> RunTogetherAsync(string repo, int portfolios, int legs, int eventConcurrency, string configuration, TextWriter log, CancellationToken cancellationToken)
+    {
+        var (instruments, env) = Market(legs, eventConcurrency);
+        using var own = await OwnMesh.StartAsync(repo, env, configuration, "rmesh-bench-", log, cancellationToken);
+        var mesh = own.State;
+        using var pricingChannel = mesh.ServiceChannel("pricing");
+        using var planningChannel = mesh.PlanningChannel();
+        using var executionChannel = mesh.ServiceChannel("execution");
+        var pricing = new PricingService.PricingServiceClient(pricingChannel.WithDefaultDeadline());
+        var planning = new PlanningService.PlanningServiceClient(planningChannel.WithDefaultDeadline());
+        var execution = new ExecutionService.ExecutionServiceClient(executionChannel.WithDefaultDeadline());
+        await QuoteAsync(pricing, instruments, 0, cancellationToken);
+        var ids = Enumerable.Range(1, portfolios).Select(i => $"bench-{i:D4}").ToArray();
+        await Parallel.ForEachAsync(ids, new ParallelOptions { MaxDegreeOfParallelism = 16, CancellationToken = cancellationToken }, async (id, ct) =>
+        {
+            await planning.UpsertPortfolioAsync(new UpsertPortfolioRequest { Portfolio = new Portfolio { PortfolioId = id, BaseCurrency = "EUR", Cash = 1_000_000m }, ExpectedVersion = -1 }, cancellationToken: ct);
+            var policy = new Policy { PortfolioId = id, AbsoluteBand = 0.01, MinTradeNotional = 10m };
+            policy.Targets.AddRange(instruments.Select(i => new TargetWeight { InstrumentId = i, Weight = 0.9 / instruments.Length }));
+            await planning.SetPolicyAsync(new SetPolicyRequest { Policy = policy }, cancellationToken: ct);
+        });
+
+        // Plans are built first (planning's work is not what is measured), then all submitted at once.
+        var started = Stopwatch.GetTimestamp();
+        var submitted = new (Plan Plan, DateTimeOffset At)[ids.Length];
+        await Parallel.ForEachAsync(Enumerable.Range(0, ids.Length), new ParallelOptions { MaxDegreeOfParallelism = 64, CancellationToken = cancellationToken }, async (k, ct) =>
+        {
+            var at = DateTimeOffset.UtcNow;
+            var plan = (await planning.SubmitRebalanceAsync(new SubmitRebalanceRequest { PortfolioId = ids[k], IdempotencyKey = $"together-{k}" }, cancellationToken: ct)).Plan;
+            submitted[k] = (plan, at);
+        });
+
+        var latencies = new double[ids.Length];
+        int lost = 0, duplicated = 0;
+        await Parallel.ForEachAsync(Enumerable.Range(0, ids.Length), new ParallelOptions { MaxDegreeOfParallelism = 32, CancellationToken = cancellationToken }, async (k, ct) =>
+        {
+            var (plan, at) = submitted[k];
+            var done = await WaitForExecutionAsync(execution, plan.PlanId, ct, TimeSpan.FromMinutes(10), TimeSpan.FromMilliseconds(250));
+            latencies[k] = (done.Orders.Where(o => o.FilledQuantity.ToDecimal() > 0).Max(o => o.UpdatedAt.ToDateTimeOffset()) - at).TotalMilliseconds;
+            foreach (var leg in plan.Legs)
+            {
+                var filled = done.Orders.Where(o => o.LegId == leg.LegId).Sum(o => o.FilledQuantity.ToDecimal());
+                if (filled < leg.Quantity.ToDecimal())
+                {
+                    Interlocked.Increment(ref lost);
+                }
+                else if (filled > leg.Quantity.ToDecimal())
+                {
+                    Interlocked.Increment(ref duplicated);
+                }
+            }
+
+            if (done.Orders.Select(o => o.ClientOrderId).Distinct().Count() != done.Orders.Count)
+            {
+                Interlocked.Increment(ref duplicated);
+            }
+        });
+
+        var seconds = Stopwatch.GetElapsedTime(started).TotalSeconds;
+        return new TogetherResult(seconds, new MeshBenchmarkResult(legs, latencies), lost, duplicated);
+    }
+
+    public static async Task<MeshBenchmarkResult> RunAsync(string repo, int plans, int legs, string configuration, TextWriter log, CancellationToken cancellationToken, int eventConcurrency = 10)
+    {
+        var (instruments, env) = Market(legs, eventConcurrency);
         using var own = await OwnMesh.StartAsync(repo, env, configuration, "rmesh-bench-", log, cancellationToken);
         var mesh = own.State;
         using var pricingChannel = mesh.ServiceChannel("pricing");
@@ -109,9 +197,10 @@ public static class MeshBenchmark
         return new MeshBenchmarkResult(legs, latencies);
     }
 
-    private static async Task<GetPlanExecutionResponse> WaitForExecutionAsync(ExecutionService.ExecutionServiceClient execution, string planId, CancellationToken cancellationToken)
+    /// <summary>Polls until execution completed the plan (every 5 ms, or <paramref name="poll"/>: many waiters poll less so as not to load execution).</summary>
+    private static async Task<GetPlanExecutionResponse> WaitForExecutionAsync(ExecutionService.ExecutionServiceClient execution, string planId, CancellationToken cancellationToken, TimeSpan? within = null, TimeSpan? poll = null)
     {
-        var deadline = DateTime.UtcNow.AddSeconds(60);
+        var deadline = DateTime.UtcNow + (within ?? TimeSpan.FromSeconds(60));
         while (DateTime.UtcNow < deadline)
         {
             try
@@ -132,10 +221,10 @@ public static class MeshBenchmark
                 // not received yet
             }
 
-            await Task.Delay(5, cancellationToken);
+            await Task.Delay(poll ?? TimeSpan.FromMilliseconds(5), cancellationToken);
         }
 
-        throw new TimeoutException($"Plan {planId} did not complete within 60 s.");
+        throw new TimeoutException($"Plan {planId} did not complete in time.");
     }
 
     private static async Task WaitForPlanningAsync(PlanningService.PlanningServiceClient planning, string planId, CancellationToken cancellationToken)

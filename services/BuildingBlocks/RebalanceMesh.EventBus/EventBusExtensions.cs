@@ -56,13 +56,16 @@ public static class EventBusExtensions
         return builder;
     }
 
-    /// <summary>Subscribes <typeparamref name="THandler"/> to <paramref name="topic"/>.</summary>
-    public static IServiceCollection AddEventSubscription<T, THandler>(this IServiceCollection services, string topic)
+    /// <summary>
+    /// Subscribes <typeparamref name="THandler"/> to <paramref name="topic"/>; <paramref name="orderingKey"/> names the key
+    /// (a portfolio, a plan) whose events the handler needs one at a time and in order.
+    /// </summary>
+    public static IServiceCollection AddEventSubscription<T, THandler>(this IServiceCollection services, string topic, Func<T, string>? orderingKey = null)
         where T : IMessage<T>, new()
         where THandler : class, IEventHandler<T>
     {
         services.AddScoped<THandler>();
-        services.AddSingleton(EventSubscription.For<T, THandler>(topic));
+        services.AddSingleton(EventSubscription.For<T, THandler>(topic, orderingKey));
         return services;
     }
 

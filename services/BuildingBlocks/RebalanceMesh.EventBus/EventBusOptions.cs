@@ -31,6 +31,13 @@ public sealed class EventBusOptions
     /// <summary>Approximate maximum length of each stream (XADD MAXLEN ~).</summary>
     public int MaxStreamLength { get; set; } = 100_000;
 
+    /// <summary>
+    /// Events of one subscription handled at once, as Dapr's pubsub.redis component's <c>concurrency</c> metadata (whose
+    /// default is 10): a topic's events are handled concurrently and may complete out of order, but events of one
+    /// ordering key (see <see cref="EventSubscription"/>) go one at a time, in stream order. 1 delivers one at a time.
+    /// </summary>
+    public int Concurrency { get; set; } = 10;
+
     /// <summary>How long one blocking read waits for new entries.</summary>
     public TimeSpan ReadBlock { get; set; } = TimeSpan.FromSeconds(1);
 }

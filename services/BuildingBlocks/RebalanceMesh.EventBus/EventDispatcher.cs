@@ -18,7 +18,9 @@ public enum DeliveryOutcome
 
 /// <summary>
 /// Delivers a raw CloudEvent to its subscription, in a consumer span that is the child of the publisher's span,
-/// inside a DI scope. Shared by every adapter so all deliver identically.
+/// inside a DI scope. Shared by every adapter so all deliver identically. Events of one subscription's ordering key
+/// are handled one at a time, whichever adapter delivers them and however concurrently (Dapr pushes a subscription's
+/// events through several workers at once).
 /// </summary>
 public sealed class EventDispatcher
 {
@@ -32,6 +34,7 @@ public sealed class EventDispatcher
     private readonly ILogger<EventDispatcher> _logger;
     private readonly TimeProvider _time;
     private readonly Dictionary<string, EventSubscription> _byTopic;
+    private readonly KeyedLock _keys = new();
 
     public EventDispatcher(IEnumerable<EventSubscription> subscriptions, IServiceScopeFactory scopes, ILogger<EventDispatcher> logger, TimeProvider time)
     {
@@ -42,6 +45,27 @@ public sealed class EventDispatcher
     }
 
     public IReadOnlyCollection<EventSubscription> Subscriptions => _byTopic.Values;
+
+    /// <summary>
+    /// The ordering key of an event as its subscription defines it, or null (no key, no subscription, or not readable:
+    /// the delivery itself says why).
+    /// </summary>
+    public string? OrderingKeyOf(string topic, ReadOnlyMemory<byte> cloudEventJson)
+    {
+        if (!_byTopic.TryGetValue(topic, out var subscription))
+        {
+            return null;
+        }
+
+        try
+        {
+            return subscription.KeyOf(subscription.Read(CloudEventEnvelope.Parse(cloudEventJson.Span)));
+        }
+        catch (MalformedEventException)
+        {
+            return null;
+        }
+    }
 
     public async Task<DeliveryOutcome> DispatchAsync(string topic, ReadOnlyMemory<byte> cloudEventJson, int deliveryCount, CancellationToken cancellationToken)
     {
@@ -81,8 +105,10 @@ public sealed class EventDispatcher
         var context = new EventContext(envelope.Id, topic, envelope.Source, envelope.Time, deliveryCount);
         try
         {
+            var message = subscription.Read(envelope);
+            using var held = subscription.KeyOf(message) is { } key ? await _keys.AcquireAsync(topic + "\n" + key, cancellationToken) : null;
             await using var scope = _scopes.CreateAsyncScope();
-            await subscription.InvokeAsync(scope.ServiceProvider, envelope, context, cancellationToken);
+            await subscription.HandleAsync(scope.ServiceProvider, message, context, cancellationToken);
             Delivered.Add(1, new("topic", topic), new("outcome", "success"));
             return DeliveryOutcome.Success;
         }

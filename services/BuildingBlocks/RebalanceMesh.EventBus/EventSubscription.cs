@@ -3,16 +3,24 @@ using Microsoft.Extensions.DependencyInjection;
 
 namespace RebalanceMesh.EventBus;
 
-/// <summary>A topic and the handler that consumes it; registered with <see cref="EventBusExtensions.AddEventSubscription{T,THandler}"/>.</summary>
+/// <summary>
+/// A topic and the handler that consumes it; registered with <see cref="EventBusExtensions.AddEventSubscription{T,THandler}"/>.
+/// Events are delivered concurrently (<see cref="EventBusOptions.Concurrency"/>); an ordering key, when the handler
+/// needs one (a portfolio, a plan), keeps the events of one key one at a time, in order where the adapter can.
+/// </summary>
 public sealed class EventSubscription
 {
-    private readonly Func<IServiceProvider, CloudEventEnvelope, EventContext, CancellationToken, Task> _invoke;
+    private readonly Func<CloudEventEnvelope, IMessage> _read;
+    private readonly Func<IMessage, string?> _key;
+    private readonly Func<IServiceProvider, IMessage, EventContext, CancellationToken, Task> _handle;
 
-    private EventSubscription(string topic, string messageType, Func<IServiceProvider, CloudEventEnvelope, EventContext, CancellationToken, Task> invoke)
+    private EventSubscription(string topic, string messageType, Func<CloudEventEnvelope, IMessage> read, Func<IMessage, string?> key, Func<IServiceProvider, IMessage, EventContext, CancellationToken, Task> handle)
     {
         Topic = topic;
         MessageType = messageType;
-        _invoke = invoke;
+        _read = read;
+        _key = key;
+        _handle = handle;
     }
 
     public string Topic { get; }
@@ -20,19 +28,86 @@ public sealed class EventSubscription
     /// <summary>Full protobuf name of the message the topic carries.</summary>
     public string MessageType { get; }
 
-    public static EventSubscription For<T, THandler>(string topic)
+    /// <param name="orderingKey">The key whose events must be handled one at a time and in order; null: none.</param>
+    public static EventSubscription For<T, THandler>(string topic, Func<T, string>? orderingKey = null)
         where T : IMessage<T>, new()
         where THandler : IEventHandler<T>
     {
         var parser = new MessageParser<T>(() => new T());
-        return new EventSubscription(topic, new T().Descriptor.FullName, async (services, envelope, context, ct) =>
-        {
-            var message = envelope.ReadData(parser);
-            var handler = services.GetRequiredService<THandler>();
-            await handler.HandleAsync(message, context, ct);
-        });
+        return new EventSubscription(
+            topic,
+            new T().Descriptor.FullName,
+            envelope => envelope.ReadData(parser),
+            message => orderingKey is null ? null : orderingKey((T)message),
+            (services, message, context, ct) => services.GetRequiredService<THandler>().HandleAsync((T)message, context, ct));
     }
 
-    internal Task InvokeAsync(IServiceProvider scopedServices, CloudEventEnvelope envelope, EventContext context, CancellationToken ct) =>
-        _invoke(scopedServices, envelope, context, ct);
+    /// <summary>The event's message; a MalformedEventException when its data is not one.</summary>
+    internal IMessage Read(CloudEventEnvelope envelope) => _read(envelope);
+
+    /// <summary>The message's ordering key, or null.</summary>
+    internal string? KeyOf(IMessage message) => _key(message) is { Length: > 0 } key ? key : null;
+
+    internal Task HandleAsync(IServiceProvider scopedServices, IMessage message, EventContext context, CancellationToken ct) =>
+        _handle(scopedServices, message, context, ct);
+}
+
+/// <summary>One async lock per key, created on first use and dropped when nobody holds or waits for it.</summary>
+internal sealed class KeyedLock
+{
+    private readonly Dictionary<string, (SemaphoreSlim Gate, int Users)> _gates = new(StringComparer.Ordinal);
+
+    public async Task<IDisposable> AcquireAsync(string key, CancellationToken cancellationToken)
+    {
+        SemaphoreSlim gate;
+        lock (_gates)
+        {
+            var entry = _gates.TryGetValue(key, out var found) ? found : (new SemaphoreSlim(1, 1), 0);
+            _gates[key] = (entry.Item1, entry.Item2 + 1);
+            gate = entry.Item1;
+        }
+
+        try
+        {
+            await gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            Leave(key);
+            throw;
+        }
+
+        return new Holder(this, key, gate);
+    }
+
+    private void Leave(string key)
+    {
+        lock (_gates)
+        {
+            var (gate, users) = _gates[key];
+            if (users <= 1)
+            {
+                _gates.Remove(key);
+                gate.Dispose();
+            }
+            else
+            {
+                _gates[key] = (gate, users - 1);
+            }
+        }
+    }
+
+    private sealed class Holder(KeyedLock owner, string key, SemaphoreSlim gate) : IDisposable
+    {
+        private int _released;
+
+        public void Dispose()
+        {
+            if (Interlocked.Exchange(ref _released, 1) == 0)
+            {
+                gate.Release();
+                owner.Leave(key);
+            }
+        }
+    }
 }

@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Threading.Channels;
 using Google.Protobuf;
 using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 
 namespace RebalanceMesh.EventBus;
@@ -30,16 +31,16 @@ public sealed class InMemoryEventBus(IOptions<EventBusOptions> options, TimeProv
 }
 
 /// <summary>
-/// Delivers the in-memory bus's events to this process's subscriptions, once each: in order within a topic, topics
-/// side by side (as the Redis Streams adapter and Dapr deliver them), so a long handler on one topic — a plan executing —
-/// does not hold back another — the cancel of that plan.
+/// Delivers the in-memory bus's events to this process's subscriptions, once each, as the Redis Streams adapter does:
+/// topics side by side (a long handler on one topic — a plan executing — does not hold back another — the cancel of
+/// that plan), and within a topic through <see cref="EventBusOptions.Concurrency"/> lanes, events of one ordering key
+/// in one lane in publish order.
 /// </summary>
-public sealed class InMemoryEventPump(InMemoryEventBus bus, EventDispatcher dispatcher) : BackgroundService
+public sealed class InMemoryEventPump(InMemoryEventBus bus, EventDispatcher dispatcher, IOptions<EventBusOptions> options, ILogger<InMemoryEventPump> logger) : BackgroundService
 {
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        var topics = new Dictionary<string, Channel<byte[]>>(StringComparer.Ordinal);
-        var loops = new List<Task>();
+        var topics = new Dictionary<string, DeliveryLanes<byte[]>>(StringComparer.Ordinal);
         try
         {
             await foreach (var (topic, json) in bus.Reader.ReadAllAsync(stoppingToken))
@@ -49,32 +50,28 @@ public sealed class InMemoryEventPump(InMemoryEventBus bus, EventDispatcher disp
                     continue;
                 }
 
-                if (!topics.TryGetValue(topic, out var queue))
+                if (!topics.TryGetValue(topic, out var lanes))
                 {
-                    queue = topics[topic] = Channel.CreateUnbounded<byte[]>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
-                    loops.Add(DeliverAsync(topic, queue.Reader, stoppingToken));
+                    lanes = topics[topic] = new DeliveryLanes<byte[]>(
+                        options.Value.Concurrency,
+                        (item, ct) => dispatcher.DispatchAsync(topic, item, 1, ct),
+                        (_, ex) => logger.LogWarning(ex, "In-memory delivery on {Topic} failed", topic),
+                        stoppingToken);
                 }
 
-                queue.Writer.TryWrite(json);
+                await lanes.EnqueueAsync(dispatcher.OrderingKeyOf(topic, json), json, stoppingToken);
             }
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+            // stopping
         }
         finally
         {
-            foreach (var queue in topics.Values)
+            foreach (var lanes in topics.Values)
             {
-                queue.Writer.TryComplete();
+                await lanes.DisposeAsync();
             }
-
-            await Task.WhenAll(loops).ContinueWith(_ => { }, TaskScheduler.Default);
-        }
-    }
-
-    private async Task DeliverAsync(string topic, ChannelReader<byte[]> events, CancellationToken stoppingToken)
-    {
-        await Task.Yield();
-        await foreach (var json in events.ReadAllAsync(stoppingToken))
-        {
-            await dispatcher.DispatchAsync(topic, json, 1, stoppingToken);
         }
     }
 }

@@ -11,7 +11,8 @@ namespace RebalanceMesh.EventBus;
 /// processing timeout are claimed and delivered again, and after <see cref="EventBusOptions.MaxDeliveries"/>
 /// (or at once when malformed) an entry moves to the topic's dead-letter stream.
 /// Each topic has its own loop and its own connection for the blocking read, so a slow handler on one topic
-/// does not hold up another.
+/// does not hold up another; within a topic, <see cref="EventBusOptions.Concurrency"/> lanes handle events at once
+/// (Dapr's <c>concurrency</c>), events of one ordering key in one lane, in stream order.
 /// </summary>
 public sealed class RedisStreamsConsumer(
     IConnectionMultiplexer redis,
@@ -35,6 +36,18 @@ public sealed class RedisStreamsConsumer(
         var group = settings.AppId;
         ConnectionMultiplexer? blocking = null;
         var nextReclaim = DateTime.UtcNow;
+        await using var lanes = new DeliveryLanes<(StreamEntry Entry, int DeliveryCount)>(
+            settings.Concurrency,
+            (item, ct) => DeliverAsync(redis.GetDatabase(), topic, group, item.Entry, item.DeliveryCount, ct),
+            (item, ex) => logger.LogWarning(ex, "Delivering {StreamId} on {Topic} failed; it stays pending and is delivered again", item.Entry.Id, topic),
+            stoppingToken);
+        Task EnqueueAsync(StreamEntry entry, int deliveryCount)
+        {
+            var data = entry[RedisStreamsEventBus.DataField];
+            var key = data.IsNull ? null : dispatcher.OrderingKeyOf(topic, (byte[])data!);
+            return lanes.EnqueueAsync(key, (entry, deliveryCount), stoppingToken).AsTask();
+        }
+
         while (!stoppingToken.IsCancellationRequested)
         {
             try
@@ -44,18 +57,18 @@ public sealed class RedisStreamsConsumer(
                 blocking ??= await ConnectBlockingAsync(settings);
 
                 // First our own pending entries (a restart resumes where it stopped), then new ones.
-                await DrainPendingOfThisConsumerAsync(db, topic, group, stoppingToken);
+                await DrainPendingOfThisConsumerAsync(db, topic, group, EnqueueAsync);
                 while (!stoppingToken.IsCancellationRequested)
                 {
                     var entries = await ReadNewAsync(blocking.GetDatabase(), topic, group, settings);
                     foreach (var entry in entries)
                     {
-                        await DeliverAsync(db, topic, group, entry, 1, stoppingToken);
+                        await EnqueueAsync(entry, 1);
                     }
 
                     if (DateTime.UtcNow >= nextReclaim)
                     {
-                        await ReclaimStaleAsync(db, topic, group, stoppingToken);
+                        await ReclaimStaleAsync(db, topic, group, EnqueueAsync);
                         nextReclaim = DateTime.UtcNow + settings.RedeliverInterval;
                     }
                 }
@@ -157,16 +170,16 @@ public sealed class RedisStreamsConsumer(
         return entries;
     }
 
-    private async Task DrainPendingOfThisConsumerAsync(IDatabase db, string topic, string group, CancellationToken ct)
+    private async Task DrainPendingOfThisConsumerAsync(IDatabase db, string topic, string group, Func<StreamEntry, int, Task> enqueue)
     {
         var pending = await db.StreamReadGroupAsync(topic, group, _consumerName, "0", count: 500);
         foreach (var entry in pending)
         {
-            await DeliverAsync(db, topic, group, entry, 2, ct);
+            await enqueue(entry, 2);
         }
     }
 
-    private async Task ReclaimStaleAsync(IDatabase db, string topic, string group, CancellationToken ct)
+    private async Task ReclaimStaleAsync(IDatabase db, string topic, string group, Func<StreamEntry, int, Task> enqueue)
     {
         var settings = options.Value;
         var pending = await db.StreamPendingMessagesAsync(topic, group, 100, RedisValue.Null);
@@ -180,7 +193,7 @@ public sealed class RedisStreamsConsumer(
         var deliveries = stale.ToDictionary(p => p.MessageId.ToString(), p => p.DeliveryCount + 1);
         foreach (var entry in claimed.Where(e => !e.IsNull))
         {
-            await DeliverAsync(db, topic, group, entry, deliveries.GetValueOrDefault(entry.Id.ToString(), 2), ct);
+            await enqueue(entry, deliveries.GetValueOrDefault(entry.Id.ToString(), 2));
         }
     }
 

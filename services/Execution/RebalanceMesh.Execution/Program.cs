@@ -24,10 +24,13 @@ builder.Services.AddHostedService(sp => sp.GetRequiredService<ReportOutbox>());
 builder.Services.AddSingleton<LendingDesk>();
 builder.Services.AddSingleton<MarginDesk>();
 builder.Services.AddScoped<PlanExecutor>();
-builder.Services.AddEventSubscription<PlanApproved, PlanApprovedHandler>(Topics.PlansApproved);
-builder.Services.AddEventSubscription<TradingHaltChanged, TradingHaltHandler>(Topics.PlansHalted);
-builder.Services.AddEventSubscription<PlanCancelRequested, PlanCancelHandler>(Topics.PlansCancelled);
-builder.Services.AddEventSubscription<QuotesUpdated, LiquidationMonitor>(Topics.MarketQuotes);
+// Events arrive concurrently (EventBus:Concurrency, as Dapr's pubsub.redis `concurrency`): plans of different
+// portfolios execute side by side, one plan per portfolio at a time; halts apply in order; the liquidation loops run
+// one market event at a time.
+builder.Services.AddEventSubscription<PlanApproved, PlanApprovedHandler>(Topics.PlansApproved, plan => plan.PortfolioId.Length > 0 ? plan.PortfolioId : plan.PlanId);
+builder.Services.AddEventSubscription<TradingHaltChanged, TradingHaltHandler>(Topics.PlansHalted, _ => "halt");
+builder.Services.AddEventSubscription<PlanCancelRequested, PlanCancelHandler>(Topics.PlansCancelled, cancel => cancel.PlanId);
+builder.Services.AddEventSubscription<QuotesUpdated, LiquidationMonitor>(Topics.MarketQuotes, _ => "market");
 
 var app = builder.Build();
 app.UseMeshAuthentication();

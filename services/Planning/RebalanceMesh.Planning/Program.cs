@@ -36,9 +36,11 @@ builder.Services.AddRedisBroadcast<RebalanceMesh.Contracts.Planning.V1.Plan>(Pla
 builder.Services.AddRedisBroadcast<RebalanceMesh.Contracts.Planning.V1.PolicyAlert>("pln:alerts");
 builder.Services.AddScoped<PlanPipeline>();
 builder.Services.AddScoped<PlanSubmitter>();
-builder.Services.AddEventSubscription<ExecutionReport, ExecutionReportHandler>(Topics.ExecutionReports);
+// Reports of one portfolio are applied one at a time, in stream order (they move its positions and plans); the monitor
+// evaluates one market event at a time.
+builder.Services.AddEventSubscription<ExecutionReport, ExecutionReportHandler>(Topics.ExecutionReports, report => report.PortfolioId.Length > 0 ? report.PortfolioId : report.PlanId);
 builder.Services.AddSingleton<ModelWeightCache>();
-builder.Services.AddEventSubscription<QuotesUpdated, DriftMonitor>(Topics.MarketQuotes);
+builder.Services.AddEventSubscription<QuotesUpdated, DriftMonitor>(Topics.MarketQuotes, _ => "market");
 
 var app = builder.Build();
 app.UseMeshAuthentication();
