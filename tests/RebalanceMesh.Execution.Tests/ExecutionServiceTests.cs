@@ -6,6 +6,7 @@ using RebalanceMesh.Contracts.Events.V1;
 using RebalanceMesh.Contracts.Execution.V1;
 using RebalanceMesh.EventBus;
 using RebalanceMesh.Execution.Core;
+using RebalanceMesh.Execution.Core.Runs;
 using RebalanceMesh.MarketState;
 using RebalanceMesh.Testing;
 
@@ -506,7 +507,7 @@ public sealed class ExecutionServiceTests : IClassFixture<RedisServer>, IAsyncLi
     public void A_hedge_target_is_its_share_of_what_the_hedged_leg_filled() =>
         Assert.Equal(
             [10m, 2.33333333m, 5m, 5m, 0m],
-            [PlanExecutor.HedgeTarget(30m, 10m, 30m), PlanExecutor.HedgeTarget(7m, 1m, 3m), PlanExecutor.HedgeTarget(5m, 3m, 3m), PlanExecutor.HedgeTarget(5m, 4m, 3m), PlanExecutor.HedgeTarget(5m, 0m, 3m)]);
+            [PlanRun.HedgeTarget(30m, 10m, 30m), PlanRun.HedgeTarget(7m, 1m, 3m), PlanRun.HedgeTarget(5m, 3m, 3m), PlanRun.HedgeTarget(5m, 4m, 3m), PlanRun.HedgeTarget(5m, 0m, 3m)]);
 
     private static VenueMarginAccount ShortPerpAccount(string portfolioId) => new()
     {

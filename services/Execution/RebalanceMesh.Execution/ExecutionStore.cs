@@ -37,6 +37,10 @@ public sealed class ExecutionStore(IConnectionMultiplexer redis)
 
     private static RedisKey CancelKey(string planId) => "exe:cancel:" + planId;
 
+    private static RedisKey RunJournalKey(string planId) => "exe:run:" + planId;
+
+    private static readonly System.Text.Json.JsonSerializerOptions JournalJson = new(System.Text.Json.JsonSerializerDefaults.Web);
+
     private static RedisKey VenueCostsKey(string venue) => "exe:venue-costs:" + venue;
 
     private static readonly RedisKey HaltKey = "exe:halt";
@@ -274,6 +278,17 @@ public sealed class ExecutionStore(IConnectionMultiplexer redis)
         var fields = (await Db.HashGetAllAsync(VenueCostsKey(venue))).ToDictionary(e => e.Name.ToString(), e => (double)e.Value);
         return ((long)fields.GetValueOrDefault("fills"), fields.GetValueOrDefault("notional"), fields.GetValueOrDefault("fees"), fields.GetValueOrDefault("slippage"));
     }
+
+    /// <summary>A plan run's journal: every answer its host gave, in order (a restarted run replays them).</summary>
+    public async Task<IReadOnlyList<Core.Runs.RunObservation>> GetRunJournalAsync(string planId)
+    {
+        var entries = await Db.ListRangeAsync(RunJournalKey(planId));
+        return entries.Select(e => System.Text.Json.JsonSerializer.Deserialize<Core.Runs.RunObservation>((string)e!, JournalJson)!).ToArray();
+    }
+
+    /// <summary>Appends one answer to a plan run's journal.</summary>
+    public Task AppendRunJournalAsync(string planId, Core.Runs.RunObservation observation) =>
+        Db.ListRightPushAsync(RunJournalKey(planId), System.Text.Json.JsonSerializer.Serialize(observation, JournalJson));
 
     public Task RequestCancelAsync(string planId, string reason) => Db.StringSetAsync(CancelKey(planId), reason, TimeSpan.FromDays(7));
 
