@@ -152,6 +152,20 @@ public sealed class MeshBenchmarkTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task Plans_of_many_portfolios_submitted_together_all_complete_with_no_order_lost_or_duplicated()
+    {
+        // The smoke size of `rmesh bench-mesh --portfolios N`: eight portfolios at once through execution's concurrent
+        // lanes (plans of different portfolios side by side).
+        using var cancel = new CancellationTokenSource(TimeSpan.FromMinutes(3));
+        var log = new StringWriter();
+        var result = await MeshBenchmark.RunTogetherAsync(RebalanceMesh.Testing.RepoPaths.Root, portfolios: 8, legs: 3, eventConcurrency: 4, BuildConfiguration.Name, log, cancel.Token);
+        output.WriteLine(log.ToString());
+        Assert.Equal(8, result.Plans.Milliseconds.Count);
+        Assert.Equal((0, 0), (result.Lost, result.Duplicated));
+        Assert.All(result.Plans.Milliseconds, ms => Assert.InRange(ms, 0.1, 120_000));
+    }
+
+    [Fact]
     public void Percentiles_are_nearest_rank() =>
         Assert.Equal((20.0, 40.0, 10.0), (new MeshBenchmarkResult(1, [40, 10, 30, 20]).Percentile(50), new MeshBenchmarkResult(1, [40, 10, 30, 20]).Percentile(99), new MeshBenchmarkResult(1, [40, 10, 30, 20]).Percentile(1)));
 }

@@ -65,6 +65,27 @@ public static class MeshBenchmark
         return command;
     }
 
+    /// <summary>The clients a benchmark calls its own mesh with (the channels are disposed with it).</summary>
+    private sealed class MeshClients(MeshState mesh) : IDisposable
+    {
+        private readonly GrpcChannel _pricing = mesh.ServiceChannel("pricing");
+        private readonly GrpcChannel _planning = mesh.PlanningChannel();
+        private readonly GrpcChannel _execution = mesh.ServiceChannel("execution");
+
+        public PricingService.PricingServiceClient Pricing => new(_pricing.WithDefaultDeadline());
+
+        public PlanningService.PlanningServiceClient Planning => new(_planning.WithDefaultDeadline());
+
+        public ExecutionService.ExecutionServiceClient Execution => new(_execution.WithDefaultDeadline());
+
+        public void Dispose()
+        {
+            _pricing.Dispose();
+            _planning.Dispose();
+            _execution.Dispose();
+        }
+    }
+
     /// <summary>The benchmark market's instruments and the services' environment: no feed, those instruments, the event concurrency.</summary>
     private static (string[] Instruments, Dictionary<string, string> Env) Market(int legs, int eventConcurrency)
     {
@@ -90,13 +111,8 @@ public static class MeshBenchmark
     {
         var (instruments, env) = Market(legs, eventConcurrency);
         using var own = await OwnMesh.StartAsync(repo, env, configuration, "rmesh-bench-", log, cancellationToken);
-        var mesh = own.State;
-        using var pricingChannel = mesh.ServiceChannel("pricing");
-        using var planningChannel = mesh.PlanningChannel();
-        using var executionChannel = mesh.ServiceChannel("execution");
-        var pricing = new PricingService.PricingServiceClient(pricingChannel.WithDefaultDeadline());
-        var planning = new PlanningService.PlanningServiceClient(planningChannel.WithDefaultDeadline());
-        var execution = new ExecutionService.ExecutionServiceClient(executionChannel.WithDefaultDeadline());
+        using var clients = new MeshClients(own.State);
+        var (pricing, planning, execution) = (clients.Pricing, clients.Planning, clients.Execution);
         await QuoteAsync(pricing, instruments, 0, cancellationToken);
         var ids = Enumerable.Range(1, portfolios).Select(i => $"bench-{i:D4}").ToArray();
         await Parallel.ForEachAsync(ids, new ParallelOptions { MaxDegreeOfParallelism = 16, CancellationToken = cancellationToken }, async (id, ct) =>
@@ -151,13 +167,8 @@ public static class MeshBenchmark
     {
         var (instruments, env) = Market(legs, eventConcurrency);
         using var own = await OwnMesh.StartAsync(repo, env, configuration, "rmesh-bench-", log, cancellationToken);
-        var mesh = own.State;
-        using var pricingChannel = mesh.ServiceChannel("pricing");
-        using var planningChannel = mesh.PlanningChannel();
-        using var executionChannel = mesh.ServiceChannel("execution");
-        var pricing = new PricingService.PricingServiceClient(pricingChannel.WithDefaultDeadline());
-        var planning = new PlanningService.PlanningServiceClient(planningChannel.WithDefaultDeadline());
-        var execution = new ExecutionService.ExecutionServiceClient(executionChannel.WithDefaultDeadline());
+        using var clients = new MeshClients(own.State);
+        var (pricing, planning, execution) = (clients.Pricing, clients.Planning, clients.Execution);
 
         var policy = new Policy { PortfolioId = "bench", AbsoluteBand = 0.01, MinTradeNotional = 10m };
         policy.Targets.AddRange(instruments.Select(id => new TargetWeight { InstrumentId = id, Weight = 0.9 / instruments.Length }));
