@@ -40,7 +40,7 @@ public sealed class ScriptedHost
             SendChildren send => new ChildrenDone(send.Children.Select(c =>
             {
                 ClientOrderIds.Add(c.Child.ClientOrderId);
-                var leg = run.Leg(send.LegId).Leg;
+                var leg = run.Leg(c.LegId).Leg;
                 return SimulatedVenue.Execute(c.Child, leg.Side, Venues.First(v => v.VenueId == c.Child.VenueId), c.Quote, c.Child.WorstPrice, c.Taken);
             }).ToArray()),
             RunOperation operation => Operations.GetValueOrDefault(operation.LegId) ?? new OperationDone(true, operation.Quantity, string.Empty),
@@ -205,6 +205,52 @@ public class PlanRunTests
     }
 
     [Fact]
+    public void A_plans_sales_work_together_then_its_purchases_each_slice_in_step()
+    {
+        // Two sales and two purchases, TWAP in 2 slices: the sales go together (one batch of children per routing round,
+        // one wait between their slices), then the purchases likewise — 2 waits in all, not one pair per leg.
+        var host = new ScriptedHost();
+        foreach (var id in new[] { "A", "B", "C", "D" })
+        {
+            host.Quotes[id] = Around(100m);
+        }
+
+        var plan = Plan(
+            new RunLeg("L1", 1, LegAction.Trade, "A", OrderSide.Sell, 100m, 100m),
+            new RunLeg("L2", 2, LegAction.Trade, "B", OrderSide.Sell, 50m, 100m),
+            new RunLeg("L3", 3, LegAction.Trade, "C", OrderSide.Buy, 80m, 100m),
+            new RunLeg("L4", 4, LegAction.Trade, "D", OrderSide.Buy, 60m, 100m)) with { Style = new SliceStyle(TwapSlices: 2, TwapDuration: TimeSpan.FromSeconds(20)) };
+        var run = new PlanRun(plan);
+        host.Drive(run);
+
+        var sends = host.Log.Select(l => l.Command).OfType<SendChildren>().Select(s => s.Children.Select(c => c.LegId).Distinct().Order().ToArray()).ToArray();
+        Assert.Equal([["L1", "L2"], ["L1", "L2"], ["L3", "L4"], ["L3", "L4"]], sends);
+        Assert.Equal([TimeSpan.FromSeconds(10), TimeSpan.FromSeconds(10)], host.Log.Select(l => l.Command).OfType<Wait>().Select(w => w.Delay));
+        Assert.All(run.Legs, l => Assert.Equal(RunStatus.Filled, l.Status));
+        Assert.Equal(RunStatus.Completed, run.Status);
+    }
+
+    [Fact]
+    public void Purchases_working_together_share_the_plans_cash_in_leg_order()
+    {
+        // 12,000 of cash for two purchases of 100 at about 100 each: the first is bought in full, the second only with
+        // what the first's children may cost at their limits leaves — never both in full.
+        var host = new ScriptedHost();
+        host.Quotes["C"] = Around(100m);
+        host.Quotes["D"] = Around(100m);
+        var plan = Plan(
+            new RunLeg("L1", 1, LegAction.Trade, "C", OrderSide.Buy, 100m, 100m),
+            new RunLeg("L2", 2, LegAction.Trade, "D", OrderSide.Buy, 100m, 100m)) with { CashBudget = 12_000m };
+        var run = new PlanRun(plan);
+        host.Drive(run);
+
+        Assert.Equal(100m, run.Leg("L1").Filled);
+        Assert.InRange(run.Leg("L2").Filled, 1m, 20m);
+        Assert.StartsWith("stopped by the plan's cash", run.Leg("L2").Message, StringComparison.Ordinal);
+        Assert.True(run.CashLeft >= 0);
+    }
+
+    [Fact]
     public void The_plans_cash_cuts_a_purchase_it_cannot_pay()
     {
         var host = new ScriptedHost();
@@ -260,11 +306,11 @@ public class PlanRunTests
             var (run, host) = Build(c);
             host.Drive(run);
             var sends = host.Log.Select(l => l.Command).OfType<SendChildren>().ToArray();
-            var withinLimit = sends.All(s =>
+            var withinLimit = sends.SelectMany(s => s.Children).All(ch =>
             {
-                var state = run.Leg(s.LegId);
+                var state = run.Leg(ch.LegId);
                 var limit = c.SlippageBps > 0 && state.ArrivalPrice is { } a ? SlippageLimit.For(state.Leg.Side, a, c.SlippageBps) : (decimal?)null;
-                return s.Children.All(ch => limit is null || (state.Leg.Side == OrderSide.Buy ? ch.Child.WorstPrice <= limit : ch.Child.WorstPrice >= limit));
+                return limit is null || (state.Leg.Side == OrderSide.Buy ? ch.Child.WorstPrice <= limit : ch.Child.WorstPrice >= limit);
             });
             // (The venues' participation caps are the router's own property: ExecutionPropertyTests.)
             return run.Legs.All(l => l.Filled <= l.Leg.Quantity)
@@ -322,7 +368,7 @@ public class PlanRunTests
 
         public bool Equals(RunCommand? x, RunCommand? y) => (x, y) switch
         {
-            (SendChildren a, SendChildren b) => a.LegId == b.LegId && a.Children.SequenceEqual(b.Children),
+            (SendChildren a, SendChildren b) => a.Children.SequenceEqual(b.Children),
             (Rest a, Rest b) => a with { Quotes = [], Venues = [] } == b with { Quotes = [], Venues = [] } && a.Quotes.SequenceEqual(b.Quotes),
             _ => object.Equals(x, y),
         };

@@ -60,22 +60,27 @@ public sealed class RedisOutageTests(ITestOutputHelper output) : MeshTest(output
 
         using var cancel = new CancellationTokenSource(TimeSpan.FromMinutes(1));
         await MeshLauncher.StartRedisAsync(StateDir, cancel.Token);
-        Portfolio? after = null;
-        for (var attempt = 0; attempt < 60 && after is null; attempt++)
+
+        // Each service reconnects on its own: until it has, it says Unavailable at once (retryable), as a client retries.
+        static async Task<T> WhenReconnectedAsync<T>(Func<Task<T>> call)
         {
-            try
+            for (var attempt = 0; ; attempt++)
             {
-                after = (await planning.GetPortfolioAsync(new GetPortfolioRequest { PortfolioId = "outage", SkipValuation = true })).Portfolio;
-            }
-            catch (Grpc.Core.RpcException ex) when (ex.StatusCode == Grpc.Core.StatusCode.Unavailable)
-            {
-                await Task.Delay(250); // reconnecting
+                try
+                {
+                    return await call();
+                }
+                catch (Grpc.Core.RpcException ex) when (ex.StatusCode == Grpc.Core.StatusCode.Unavailable && attempt < 60)
+                {
+                    await Task.Delay(250);
+                }
             }
         }
 
+        var after = await WhenReconnectedAsync(async () => (await planning.GetPortfolioAsync(new GetPortfolioRequest { PortfolioId = "outage", SkipValuation = true })).Portfolio);
         Assert.Equal(before, after);
-        Assert.Equal(plan.Status, (await planning.GetPlanAsync(new GetPlanRequest { PlanId = plan.PlanId })).Plan.Status);
-        Assert.Equal(orders, (await execution.ListOrdersAsync(new ListOrdersRequest { PlanId = plan.PlanId })).Orders);
+        Assert.Equal(plan.Status, (await WhenReconnectedAsync(async () => await planning.GetPlanAsync(new GetPlanRequest { PlanId = plan.PlanId }))).Plan.Status);
+        Assert.Equal(orders, (await WhenReconnectedAsync(async () => await execution.ListOrdersAsync(new ListOrdersRequest { PlanId = plan.PlanId }))).Orders);
         foreach (var service in Mesh.Services)
         {
             Assert.True(MeshLauncher.IsAlive(service.Pid), $"{service.Name} is still running");

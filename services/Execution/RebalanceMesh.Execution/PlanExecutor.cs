@@ -115,18 +115,16 @@ public sealed class PlanExecutor(
                 return new VenuesRead(await VenuesAsync(venues.Account));
             case SendChildren send:
             {
+                // The children are independent (distinct venues of a leg, or distinct legs working together): they go at once.
                 using var activity = ActivitySource.StartActivity("send children");
-                activity?.SetTag("execution.leg_id", send.LegId);
-                var state = run.Leg(send.LegId);
-                var leg = plan.Legs.First(l => l.LegId == send.LegId);
-                var venues = await VenuesAsync(state.Leg.Account);
-                var executions = new List<VenueExecution>(send.Children.Count);
-                foreach (var child in send.Children)
+                activity?.SetTag("execution.children", send.Children.Count);
+                var executions = await Task.WhenAll(send.Children.Select(async child =>
                 {
-                    var venue = venues.FirstOrDefault(v => v.VenueId == child.Child.VenueId) ?? options.Value.Venues.First(v => v.VenueId == child.Child.VenueId);
-                    executions.Add(await SendAsync(plan, leg, state.Leg.Side, child.Child, venue, child.Quote, state.ArrivalPrice, child.Limit, child.Taken, cancellationToken));
-                }
-
+                    var state = run.Leg(child.LegId);
+                    var leg = plan.Legs.First(l => l.LegId == child.LegId);
+                    var venue = (await VenuesAsync(state.Leg.Account)).FirstOrDefault(v => v.VenueId == child.Child.VenueId) ?? options.Value.Venues.First(v => v.VenueId == child.Child.VenueId);
+                    return await SendAsync(plan, leg, state.Leg.Side, child.Child, venue, child.Quote, state.ArrivalPrice, child.Limit, child.Taken, cancellationToken);
+                }));
                 return new ChildrenDone(executions);
             }
 

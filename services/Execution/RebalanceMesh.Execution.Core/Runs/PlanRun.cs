@@ -82,11 +82,13 @@ public sealed class PlanRun
     {
         Status = RunStatus.Running;
         string? stop = null;
-        foreach (var state in Legs)
+        for (var index = 0; index < Legs.Count;)
         {
+            var state = Legs[index];
             var leg = state.Leg;
             if (state.Done)
             {
+                index++;
                 continue; // a hedge its leg's slices already completed
             }
 
@@ -111,12 +113,14 @@ public sealed class PlanRun
                     stop = $"leg {leg.LegId} ({What(leg)}) refused: {refused}; the plan stops";
                 }
 
+                index++;
                 continue;
             }
 
             if (stop is not null)
             {
                 yield return End(state, state.Filled > 0 ? RunStatus.PartiallyFilled : RunStatus.Cancelled, stop);
+                index++;
                 continue;
             }
 
@@ -127,14 +131,26 @@ public sealed class PlanRun
                 if (state.Quantity <= 0)
                 {
                     yield return End(state, RunStatus.Cancelled, $"the leg it hedges ({hedged.Leg.LegId}) filled nothing");
+                    index++;
                     continue;
                 }
             }
 
-            foreach (var command in TradeLeg(state))
+            // The trade legs right after it on the same side work together (the sales of a plan at once, then its
+            // purchases); a hedge follows its own leg and works alone.
+            var batch = new List<LegProgress> { state };
+            while (leg.HedgesLegId.Length == 0 && index + batch.Count < Legs.Count && Legs[index + batch.Count] is { Done: false } next
+                && next.Leg is { Action: LegAction.Trade, HedgesLegId.Length: 0 } && next.Leg.Side == leg.Side)
+            {
+                batch.Add(next);
+            }
+
+            foreach (var command in TradeLegs(batch))
             {
                 yield return command;
             }
+
+            index += batch.Count;
         }
 
         var filledLegs = Legs.Count(l => l.Filled >= l.Quantity);
@@ -233,6 +249,16 @@ public sealed class PlanRun
 
         public string? Stop { get; set; }
 
+        /// <summary>The leg's slices (set once it has read the market).</summary>
+        public Slices Slices { get; set; } = new([], TimeSpan.Zero);
+
+        /// <summary>A slice could not fill, or the leg was stopped: it takes no further slice.</summary>
+        public bool Ended { get; set; }
+
+        public int SliceCount => Slices.Cumulative.Count;
+
+        public decimal Displayed => Quotes.Where(q => Venues.Any(v => v.VenueId == q.VenueId && v.Available)).Sum(q => Leg.Side == OrderSide.Buy ? q.AskSize : q.BidSize);
+
         public void Refresh(IReadOnlyList<VenueQuote> fresh, IReadOnlyList<VenueSpec> venues)
         {
             Quotes = fresh;
@@ -258,126 +284,177 @@ public sealed class PlanRun
         started(new Working(state, market.Quotes, market.Venues, limit));
     }
 
-    private IEnumerable<RunCommand> TradeLeg(LegProgress state)
+    /// <summary>
+    /// Trade legs worked together, slice by slice in step: each cut by the schedule (on its own displayed liquidity),
+    /// one wait between slices for all, each slice routed for every leg at once — their children sent together, the
+    /// plan's cash shared in leg order — then the hedges that follow each leg, and each leg's end.
+    /// </summary>
+    private IEnumerable<RunCommand> TradeLegs(IReadOnlyList<LegProgress> batch)
     {
-        Working run = null!;
-        foreach (var command in Begin(state, w => run = w))
+        var runs = new List<Working>(batch.Count);
+        foreach (var state in batch)
         {
-            yield return command;
+            foreach (var command in Begin(state, runs.Add))
+            {
+                yield return command;
+            }
         }
 
         var schedule = LegSchedules.For(Plan.Style);
-        var displayed = run.Quotes.Where(q => run.Venues.Any(v => v.VenueId == q.VenueId && v.Available)).Sum(q => run.Leg.Side == OrderSide.Buy ? q.AskSize : q.BidSize);
-        var slices = schedule.Slice(state.Quantity, displayed);
-        var count = slices.Cumulative.Count;
-        for (var slice = 0; slice < count && run.Stop is null; slice++)
+        foreach (var run in runs)
         {
-            var target = slices.Cumulative[slice];
-            if (state.Filled >= target)
+            run.Slices = schedule.Slice(run.State.Quantity, run.Displayed);
+        }
+
+        var slices = runs.Max(r => r.SliceCount);
+        for (var slice = 0; slice < slices; slice++)
+        {
+            var due = runs.Where(r => !r.Ended && slice < r.SliceCount && r.State.Filled < r.Slices.Cumulative[slice]).ToArray();
+            if (due.Length == 0)
             {
                 continue;
             }
 
             if (slice > 0)
             {
-                yield return new Wait(slices.Interval);
+                yield return new Wait(due.Max(r => r.Slices.Interval));
                 yield return new CheckStop();
                 if (Answer<StopChecked>().Reason is { } stop)
                 {
-                    run.Stop = $"stopped after {slice} of {count} slices: {stop}";
+                    foreach (var run in runs.Where(r => !r.Ended))
+                    {
+                        run.Stop = $"stopped after {slice} of {run.SliceCount} slices: {stop}";
+                        run.Ended = true;
+                    }
+
                     break;
                 }
 
-                yield return new ReadMarket(run.Leg.LegId, run.Leg.InstrumentId, run.Leg.Account);
-                var market = Answer<MarketRead>();
-                run.Refresh(market.Quotes, market.Venues);
+                foreach (var run in due)
+                {
+                    yield return new ReadMarket(run.Leg.LegId, run.Leg.InstrumentId, run.Leg.Account);
+                    var market = Answer<MarketRead>();
+                    run.Refresh(market.Quotes, market.Venues);
+                }
             }
 
-            var prefix = count > 1 ? $"{run.Leg.LegId}-s{slice + 1}" : run.Leg.LegId;
-            if (schedule.RestFor > TimeSpan.Zero && target > state.Filled)
+            var targets = due.ToDictionary(r => r, r => r.Slices.Cumulative[slice]);
+            string Prefix(Working run) => run.SliceCount > 1 ? $"{run.Leg.LegId}-s{slice + 1}" : run.Leg.LegId;
+            if (schedule.RestFor > TimeSpan.Zero)
             {
-                yield return new Rest(run.Leg.LegId, $"{Plan.PlanId}:{prefix}-m", target - state.Filled, run.Limit, CashLeft, schedule.RestFor, run.Quotes, run.Venues);
-                var rested = Answer<Rested>();
-                if (rested.Filled > 0)
+                foreach (var run in due.Where(r => targets[r] > r.State.Filled))
                 {
-                    state.Add(rested.Filled, rested.Notional / rested.Filled, rested.Fees);
-                }
+                    yield return new Rest(run.Leg.LegId, $"{Plan.PlanId}:{Prefix(run)}-m", targets[run] - run.State.Filled, run.Limit, CashLeft, schedule.RestFor, run.Quotes, run.Venues);
+                    var rested = Answer<Rested>();
+                    if (rested.Filled > 0)
+                    {
+                        run.State.Add(rested.Filled, rested.Notional / rested.Filled, rested.Fees);
+                    }
 
-                // The rest is taken on the market as it is now; what the resting order took from its quote is gone.
-                run.Refresh(rested.Quotes, rested.Venues);
-                if (rested.TakenOnVenue > 0)
-                {
-                    run.Taken[rested.Venue] = rested.TakenOnVenue;
+                    // The rest is taken on the market as it is now; what the resting order took from its quote is gone.
+                    run.Refresh(rested.Quotes, rested.Venues);
+                    if (rested.TakenOnVenue > 0)
+                    {
+                        run.Taken[rested.Venue] = rested.TakenOnVenue;
+                    }
                 }
             }
 
-            foreach (var command in RouteUpTo(run, target, prefix))
+            foreach (var command in RouteUpTo(due, targets, Prefix))
             {
                 yield return command;
             }
 
-            foreach (var command in FollowWithHedges(run, slice))
+            foreach (var run in due)
             {
-                yield return command;
-            }
+                foreach (var command in FollowWithHedges(run, slice))
+                {
+                    yield return command;
+                }
 
-            if (state.Filled < target)
-            {
-                break; // the slice could not fill: the leg ends here and says why
+                if (run.State.Filled < targets[run])
+                {
+                    run.Ended = true; // the slice could not fill: the leg ends here and says why
+                }
             }
         }
 
-        yield return Complete(run);
+        foreach (var run in runs)
+        {
+            yield return Complete(run);
+        }
     }
 
     /// <summary>
-    /// Routes and sends children until the leg has filled <paramref name="target"/> in all, re-routing what a venue
-    /// rejected to the others; stops at the limit price or the plan's cash (and says so), or when no venue can take more.
+    /// Routes and sends children until each leg has filled its target in all, re-routing what a venue rejected to the
+    /// others; a leg stops at its limit price or the plan's cash (and says so), or when no venue can take more. Each
+    /// round routes every open leg on the market it has read and sends all their children together; the plan's cash is
+    /// shared in leg order, what earlier legs' children may cost at their limits held back from later ones.
     /// </summary>
-    private IEnumerable<RunCommand> RouteUpTo(Working run, decimal target, string prefix)
+    private IEnumerable<RunCommand> RouteUpTo(IReadOnlyList<Working> runs, IReadOnlyDictionary<Working, decimal> targets, Func<Working, string> prefix)
     {
-        var state = run.State;
-        var attempt = 0;
-        while (state.Filled < target && attempt < run.Venues.Count && run.Stop is null)
+        var attempts = runs.ToDictionary(r => r, _ => 0);
+        var routing = runs.ToList();
+        while (true)
         {
-            attempt++;
-            var remaining = target - state.Filled;
-            var usable = run.Venues.Where(v => !run.Excluded.Contains(v.VenueId)).ToArray();
-            var children = SmartOrderRouter.Route(new LegOrder(Plan.PlanId, $"{prefix}-r{attempt}", run.Leg.InstrumentId, run.Leg.Side, remaining), usable, run.Quotes, run.Limit, run.Taken);
-            if (children.Count == 0)
+            routing.RemoveAll(r => r.Stop is not null || r.State.Filled >= targets[r] || attempts[r] >= r.Venues.Count);
+            if (routing.Count == 0)
             {
-                if (run.Limit is not null && SmartOrderRouter.Route(new LegOrder(Plan.PlanId, run.Leg.LegId, run.Leg.InstrumentId, run.Leg.Side, remaining), usable, run.Quotes).Count > 0)
-                {
-                    run.Stop = string.Create(CultureInfo.InvariantCulture,
-                        $"stopped at the limit {run.Limit.Value:0.######} ({Plan.MaxSlippageBps} bps from arrival {state.ArrivalPrice:0.########}): every remaining venue quotes beyond it");
-                }
-
                 yield break;
             }
 
-            // Buying power: no child the plan's cash could not pay at its limit with its fee.
-            if (CashLeft is { } cash)
+            var sends = new List<ChildSend>();
+            var reserved = 0m;
+            foreach (var run in routing.ToArray())
             {
-                var routed = children.Sum(c => c.Quantity);
-                children = PlanCash.Cap(children, run.Leg.Side, run.Leg.Margined, usable, cash);
-                var affordable = children.Sum(c => c.Quantity);
-                if (affordable < routed)
+                var state = run.State;
+                var attempt = ++attempts[run];
+                var remaining = targets[run] - state.Filled;
+                var usable = run.Venues.Where(v => !run.Excluded.Contains(v.VenueId)).ToArray();
+                var children = SmartOrderRouter.Route(new LegOrder(Plan.PlanId, $"{prefix(run)}-r{attempt}", run.Leg.InstrumentId, run.Leg.Side, remaining), usable, run.Quotes, run.Limit, run.Taken);
+                if (children.Count == 0)
                 {
-                    run.Stop = string.Create(CultureInfo.InvariantCulture,
-                        $"stopped by the plan's cash: {Math.Max(cash, 0m):0.00} left pays for {affordable:0.########} of the {routed:0.########} routed at their limit prices with fees");
-                    state.CashCuts++;
+                    if (run.Limit is not null && SmartOrderRouter.Route(new LegOrder(Plan.PlanId, run.Leg.LegId, run.Leg.InstrumentId, run.Leg.Side, remaining), usable, run.Quotes).Count > 0)
+                    {
+                        run.Stop = string.Create(CultureInfo.InvariantCulture,
+                            $"stopped at the limit {run.Limit.Value:0.######} ({Plan.MaxSlippageBps} bps from arrival {state.ArrivalPrice:0.########}): every remaining venue quotes beyond it");
+                    }
+
+                    routing.Remove(run); // nothing more to route for this target
+                    continue;
                 }
+
+                // Buying power: no child the plan's cash could not pay at its limit with its fee.
+                if (CashLeft is { } cash)
+                {
+                    var available = cash - reserved;
+                    var routed = children.Sum(c => c.Quantity);
+                    children = PlanCash.Cap(children, run.Leg.Side, run.Leg.Margined, usable, available);
+                    var affordable = children.Sum(c => c.Quantity);
+                    reserved += children.Sum(c => c.Quantity * PlanCash.UnitCost(run.Leg.Side, run.Leg.Margined, Math.Max(c.WorstPrice, c.BestPrice), usable.First(v => v.VenueId == c.VenueId).TakerFeeBps));
+                    if (affordable < routed)
+                    {
+                        run.Stop = string.Create(CultureInfo.InvariantCulture,
+                            $"stopped by the plan's cash: {Math.Max(available, 0m):0.00} left pays for {affordable:0.########} of the {routed:0.########} routed at their limit prices with fees");
+                        state.CashCuts++;
+                    }
+                }
+
+                sends.AddRange(children.Select(c => new ChildSend(run.Leg.LegId, c, run.Quotes.FirstOrDefault(q => q.VenueId == c.VenueId), run.Taken.GetValueOrDefault(c.VenueId), run.Limit)));
             }
 
-            if (children.Count > 0)
+            if (sends.Count > 0)
             {
-                yield return new SendChildren(run.Leg.LegId, children.Select(c => new ChildSend(c, run.Quotes.FirstOrDefault(q => q.VenueId == c.VenueId), run.Taken.GetValueOrDefault(c.VenueId), run.Limit)).ToArray());
-                foreach (var execution in Answer<ChildrenDone>().Executions)
+                yield return new SendChildren(sends);
+                var executions = Answer<ChildrenDone>().Executions;
+                for (var i = 0; i < sends.Count; i++)
                 {
+                    var run = runs.First(r => r.Leg.LegId == sends[i].LegId);
+                    var execution = executions[i];
                     if (execution.Accepted && execution.FilledQuantity > 0)
                     {
                         run.Taken[execution.VenueId] = run.Taken.GetValueOrDefault(execution.VenueId) + execution.FilledQuantity;
-                        state.Add(execution.FilledQuantity, execution.Price, execution.Fee);
+                        run.State.Add(execution.FilledQuantity, execution.Price, execution.Fee);
                     }
                     else
                     {
@@ -386,8 +463,16 @@ public sealed class PlanRun
                 }
             }
 
-            yield return new ReadVenues(run.Leg.Account); // an outage during the routing shows on the next attempt
-            run.Venues = Answer<VenuesRead>().Venues;
+            // An outage during the routing shows on the next attempt.
+            foreach (var account in routing.Select(r => r.Leg.Account).Distinct(StringComparer.Ordinal).ToArray())
+            {
+                yield return new ReadVenues(account);
+                var venues = Answer<VenuesRead>().Venues;
+                foreach (var run in routing.Where(r => r.Leg.Account == account))
+                {
+                    run.Venues = venues;
+                }
+            }
         }
     }
 
@@ -418,7 +503,7 @@ public sealed class PlanRun
                 yield return command;
             }
 
-            foreach (var command in RouteUpTo(run, target, $"{state.Leg.LegId}-f{slice + 1}"))
+            foreach (var command in RouteUpTo([run], new Dictionary<Working, decimal> { [run] = target }, _ => $"{state.Leg.LegId}-f{slice + 1}"))
             {
                 yield return command;
             }

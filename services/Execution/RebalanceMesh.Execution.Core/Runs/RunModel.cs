@@ -107,10 +107,10 @@ public sealed class LegProgress(RunLeg leg)
     internal LegCash Cash() => new(Leg.Action == LegAction.Trade ? Leg.Side : null, Leg.Margined, Leg.Quantity, Leg.CashChange, Filled, AveragePrice, Fees);
 }
 
-/// <summary>One child a routing sends, with what the venue needs to fill it as routed.</summary>
+/// <summary>One child a routing sends for a leg, with what the venue needs to fill it as routed.</summary>
 /// <param name="Taken">Liquidity already taken from the venue's quote by this leg (earlier children).</param>
 /// <param name="Limit">The leg's limit price; the child's own is its routing's worst price.</param>
-public sealed record ChildSend(ChildOrder Child, VenueQuote? Quote, decimal Taken, decimal? Limit);
+public sealed record ChildSend(string LegId, ChildOrder Child, VenueQuote? Quote, decimal Taken, decimal? Limit);
 
 /// <summary>What a plan run asks its host to do; each is answered by exactly one <see cref="RunObservation"/>.</summary>
 public abstract record RunCommand;
@@ -124,8 +124,11 @@ public sealed record ReadMarket(string LegId, string InstrumentId, string Accoun
 /// <summary>The venues a leg in <paramref name="Account"/> may use now (outages since). Answered by <see cref="VenuesRead"/>.</summary>
 public sealed record ReadVenues(string Account) : RunCommand;
 
-/// <summary>Journal and send these immediate-or-cancel children, in order. Answered by <see cref="ChildrenDone"/>.</summary>
-public sealed record SendChildren(string LegId, IReadOnlyList<ChildSend> Children) : RunCommand;
+/// <summary>
+/// Journal and send these immediate-or-cancel children — of one leg, or of several legs working together; they are
+/// independent and may go at once. Answered by <see cref="ChildrenDone"/>, one execution per child in this order.
+/// </summary>
+public sealed record SendChildren(IReadOnlyList<ChildSend> Children) : RunCommand;
 
 /// <summary>
 /// Maker first: rest a post-only order for what the slice still needs (<paramref name="Quantity"/>) at the best near
