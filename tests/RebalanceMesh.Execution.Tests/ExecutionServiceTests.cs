@@ -192,7 +192,9 @@ public sealed class ExecutionServiceTests : IClassFixture<RedisServer>, IAsyncLi
         Assert.Equal((ReportKind.PlanDone, ReportedPlanStatus.Cancelled, "cancelled before it started: changed my mind"), (early.Kind, early.PlanStatus, early.Message));
         await bus.PublishAsync(Topics.PlansApproved, Plan("plan-early"));
         await Task.Delay(300);
-        Assert.Empty((await _client.GetPlanExecutionAsync(new GetPlanExecutionRequest { PlanId = "plan-early" })).Orders);
+        var earlyState = await _client.GetPlanExecutionAsync(new GetPlanExecutionRequest { PlanId = "plan-early" });
+        Assert.Empty(earlyState.Orders);
+        Assert.Equal((ExecutionStatus.Cancelled, "cancelled before it started: changed my mind", null), (earlyState.Execution.Status, earlyState.Execution.Message, earlyState.Execution.PendingStop));
 
         // Running: a TWAP plan (5 slices a leg, 400 ms apart) cancelled once its first order is out stops at the next
         // slice: the sale ends part-filled, the purchase never starts, the plan ends CANCELLED.
@@ -210,6 +212,7 @@ public sealed class ExecutionServiceTests : IClassFixture<RedisServer>, IAsyncLi
         Assert.Equal(ExecutionStatus.Cancelled, stopped.Status);
         Assert.InRange(stopped.Legs.Single(l => l.LegId == "L1").FilledQuantity.ToDecimal(), 2m, 8m);
         Assert.Equal(0m, stopped.Legs.Single(l => l.LegId == "L2").FilledQuantity.ToDecimal());
+        Assert.Equal(("cancelled: stop now", null), (stopped.Execution.Message, stopped.Execution.PendingStop));
         var legsDone = Reports("plan-stop").Where(r => r.Kind == ReportKind.LegDone).ToDictionary(r => r.LegId);
         Assert.Contains("cancelled: stop now", legsDone["L1"].Message, StringComparison.Ordinal);
         Assert.Equal(ReportedLegStatus.Cancelled, legsDone["L2"].LegStatus);
@@ -240,12 +243,39 @@ public sealed class ExecutionServiceTests : IClassFixture<RedisServer>, IAsyncLi
             await scope.ServiceProvider.GetRequiredService<PlanExecutor>().ExecuteAsync(Plan("plan-z"), CancellationToken.None);
             var execution = await _client.GetPlanExecutionAsync(new GetPlanExecutionRequest { PlanId = "plan-z" });
             Assert.Equal(ExecutionStatus.Cancelled, execution.Status);
+            Assert.Equal((ExecutionStatus.Cancelled, "trading halted: test halt"), (execution.Execution.Status, execution.Execution.Message));
             Assert.Empty(execution.Orders);
         }
         finally
         {
             await scope.ServiceProvider.GetRequiredService<ExecutionStore>().SetHaltAsync(false, string.Empty);
         }
+    }
+
+    [Fact]
+    public async Task A_running_plan_shows_the_stop_it_has_pending_and_a_halt_comes_before_a_cancel()
+    {
+        var store = _server.Services.GetRequiredService<ExecutionStore>();
+        await store.SaveExecutionAsync(new PlanExecution { PlanId = "plan-pending", Status = ExecutionStatus.Running });
+        async Task<PlanExecution> State() => (await _client.GetPlanExecutionAsync(new GetPlanExecutionRequest { PlanId = "plan-pending" })).Execution;
+
+        Assert.Null((await State()).PendingStop);
+        await store.RequestCancelAsync("plan-pending", "client asked");
+        Assert.Equal("cancelled: client asked", (await State()).PendingStop.Reason);
+        await store.SetHaltAsync(true, "desk halt");
+        try
+        {
+            Assert.Equal("trading halted: desk halt", (await State()).PendingStop.Reason);
+        }
+        finally
+        {
+            await store.SetHaltAsync(false, string.Empty);
+        }
+
+        // Once the plan has ended nothing is pending, whatever is still recorded.
+        await store.SaveExecutionAsync(new PlanExecution { PlanId = "plan-pending", Status = ExecutionStatus.Cancelled, Message = "cancelled: client asked" });
+        var ended = await State();
+        Assert.Equal(("cancelled: client asked", null), (ended.Message, ended.PendingStop));
     }
 
     [Fact]

@@ -61,8 +61,15 @@ public sealed class ExecutionGrpcService(ExecutionStore store, LendingDesk lendi
         check.RequireIdentifier(request.PlanId, "plan_id");
         check.ThrowIfInvalid();
         var execution = await store.GetExecutionAsync(request.PlanId) ?? throw DomainException.NotFound($"Execution of plan '{request.PlanId}'");
-        execution.Orders.AddRange(await store.GetPlanOrdersAsync(request.PlanId));
-        return execution;
+        if (!PlanExecutor.IsFinal(execution.Status) && await store.GetPendingStopAsync(request.PlanId) is { } stop)
+        {
+            execution.PendingStop = new PendingStop { Reason = stop };
+        }
+
+        var response = new GetPlanExecutionResponse { PlanId = execution.PlanId, Status = execution.Status, Execution = execution };
+        response.Legs.AddRange(execution.Legs);
+        response.Orders.AddRange(await store.GetPlanOrdersAsync(request.PlanId));
+        return response;
     }
 
     public override async Task<ListOrdersResponse> ListOrders(ListOrdersRequest request, ServerCallContext context)

@@ -11,7 +11,7 @@ namespace RebalanceMesh.Execution;
 /// The order journal and execution state in Redis. Keys (all under <c>exe:</c>):
 /// <list type="bullet">
 /// <item><c>exe:order:{client order id}</c> the order; <c>exe:plan-orders:{plan}</c> list of its client order ids.</item>
-/// <item><c>exe:plan:{plan}</c> the plan's execution state (legs, status).</item>
+/// <item><c>exe:plan:{plan}</c> the plan's execution state (<c>PlanExecution</c>: legs, status, how it ended).</item>
 /// <item><c>exe:venue:{venue}</c> hash client order id → the venue's execution, so a resent order is not filled twice.</item>
 /// <item><c>exe:cancel:{plan}</c> cancel request; <c>exe:halt</c> the trading halt flag; <c>exe:venues-down</c> hash venue → why it is down.</item>
 /// <item><c>exe:venue-costs:{venue}</c> hash of realised costs (fills, notional, fees, slippage), counted once per fill.</item>
@@ -226,17 +226,17 @@ public sealed class ExecutionStore(IConnectionMultiplexer redis)
         return values.Where(v => !v.IsNull).Select(v => Order.Parser.ParseFrom((byte[])v!)).ToArray();
     }
 
-    public async Task<GetPlanExecutionResponse?> GetExecutionAsync(string planId)
+    public async Task<PlanExecution?> GetExecutionAsync(string planId)
     {
         var data = await Db.StringGetAsync(PlanKey(planId));
-        return data.IsNull ? null : GetPlanExecutionResponse.Parser.ParseFrom((byte[])data!);
+        return data.IsNull ? null : PlanExecution.Parser.ParseFrom((byte[])data!);
     }
 
-    public Task SaveExecutionAsync(GetPlanExecutionResponse execution) =>
+    public Task SaveExecutionAsync(PlanExecution execution) =>
         Db.StringSetAsync(PlanKey(execution.PlanId), execution.ToByteArray());
 
     /// <summary>Stores an execution only when the plan has none yet; false when it has one.</summary>
-    public Task<bool> TryCreateExecutionAsync(GetPlanExecutionResponse execution) =>
+    public Task<bool> TryCreateExecutionAsync(PlanExecution execution) =>
         Db.StringSetAsync(PlanKey(execution.PlanId), execution.ToByteArray(), when: When.NotExists);
 
     /// <summary>
@@ -305,5 +305,19 @@ public sealed class ExecutionStore(IConnectionMultiplexer redis)
     {
         var value = await Db.StringGetAsync(HaltKey);
         return value.IsNull ? null : value.ToString();
+    }
+
+    /// <summary>
+    /// The stop a plan has pending, as it will read in the plan's outcome: a trading halt first ("trading halted: …"),
+    /// then a cancel of the plan ("cancelled: …"); null when none.
+    /// </summary>
+    public async Task<string?> GetPendingStopAsync(string planId)
+    {
+        if (await GetHaltReasonAsync() is { } halt)
+        {
+            return "trading halted: " + halt;
+        }
+
+        return await GetCancelReasonAsync(planId) is { } cancel ? "cancelled: " + cancel : null;
     }
 }

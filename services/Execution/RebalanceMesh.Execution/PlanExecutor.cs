@@ -98,6 +98,7 @@ public sealed class PlanExecutor(
             RunStatus.Cancelled => ExecutionStatus.Cancelled,
             _ => ExecutionStatus.Failed,
         };
+        execution.Message = run.Message;
         await store.SaveExecutionAsync(execution);
         logger.LogInformation("Plan {PlanId} executed: {Status} ({Message})", plan.PlanId, execution.Status, run.Message);
     }
@@ -108,7 +109,7 @@ public sealed class PlanExecutor(
         switch (command)
         {
             case CheckStop:
-                return new StopChecked(await StopReasonAsync(plan.PlanId));
+                return new StopChecked(await store.GetPendingStopAsync(plan.PlanId));
             case ReadMarket read:
                 return new MarketRead(await VenueQuotesAsync(read.InstrumentId), await VenuesAsync(read.Account));
             case ReadVenues venues:
@@ -202,7 +203,7 @@ public sealed class PlanExecutor(
     /// </summary>
     public async Task CancelBeforeStartAsync(PlanCancelRequested cancel, string reason, CancellationToken cancellationToken)
     {
-        if (!await store.TryCreateExecutionAsync(new GetPlanExecutionResponse { PlanId = cancel.PlanId, Status = ExecutionStatus.Cancelled }))
+        if (!await store.TryCreateExecutionAsync(new PlanExecution { PlanId = cancel.PlanId, Status = ExecutionStatus.Cancelled, Message = "cancelled before it started: " + reason }))
         {
             return;
         }
@@ -326,7 +327,7 @@ public sealed class PlanExecutor(
             }
 
             await Task.Delay(left < RestingPoll ? left : RestingPoll, time, cancellationToken);
-            if (await StopReasonAsync(plan.PlanId) is { } stop)
+            if (await store.GetPendingStopAsync(plan.PlanId) is { } stop)
             {
                 cancelled = stop;
                 break;
@@ -508,16 +509,6 @@ public sealed class PlanExecutor(
             FilledAt = order.UpdatedAt,
         }, cancellationToken);
 
-    private async Task<string?> StopReasonAsync(string planId)
-    {
-        if (await store.GetHaltReasonAsync() is { } halt)
-        {
-            return "trading halted: " + halt;
-        }
-
-        return await store.GetCancelReasonAsync(planId) is { } cancel ? "cancelled: " + cancel : null;
-    }
-
     private Task PublishAsync(PlanApproved plan, string legId, ReportKind kind, Action<ExecutionReport> fill, CancellationToken cancellationToken)
     {
         var report = new ExecutionReport
@@ -533,9 +524,9 @@ public sealed class PlanExecutor(
         return bus.PublishAsync(Topics.ExecutionReports, report, cancellationToken);
     }
 
-    private static GetPlanExecutionResponse NewExecution(PlanApproved plan)
+    private static PlanExecution NewExecution(PlanApproved plan)
     {
-        var execution = new GetPlanExecutionResponse { PlanId = plan.PlanId, Status = ExecutionStatus.Accepted };
+        var execution = new PlanExecution { PlanId = plan.PlanId, Status = ExecutionStatus.Accepted };
         execution.Legs.AddRange(plan.Legs.OrderBy(l => l.Sequence).Select(l => new LegExecution
         {
             LegId = l.LegId,

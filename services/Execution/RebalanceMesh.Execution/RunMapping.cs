@@ -42,7 +42,7 @@ public static class RunMapping
         new SliceStyle(plan.TwapSlices, TimeSpan.FromSeconds(plan.TwapDurationSeconds), plan.PovRate, TimeSpan.FromSeconds(plan.PovIntervalSeconds), TimeSpan.FromSeconds(plan.MakerWaitSeconds)));
 
     /// <summary>Copies each leg's progress into the execution state (legs in the state's order).</summary>
-    public static void Sync(GetPlanExecutionResponse execution, PlanRun run)
+    public static void Sync(PlanExecution execution, PlanRun run)
     {
         foreach (var state in execution.Legs)
         {
