@@ -446,7 +446,7 @@ public sealed class ExecutionServiceTests : IClassFixture<RedisServer>, IAsyncLi
     {
         // Malformed, the dispatcher dead-letters it (EventBusTests); nothing of it executes.
         using var scope = _server.Services.CreateScope();
-        var handler = new PlanApprovedHandler(scope.ServiceProvider.GetRequiredService<PlanExecutor>());
+        var handler = ActivatorUtilities.CreateInstance<PlanApprovedHandler>(scope.ServiceProvider);
         var context = new EventContext("e1", Topics.PlansApproved, "tests", DateTimeOffset.UtcNow, 1);
         var plan = Plan("plan-bad-cash");
         plan.CashBudget = new DecimalValue { Value = "lots" };

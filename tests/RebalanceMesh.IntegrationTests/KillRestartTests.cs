@@ -11,7 +11,8 @@ namespace RebalanceMesh.IntegrationTests;
 /// A service killed (SIGKILL) in the middle of a plan. Execution started again takes its unacknowledged
 /// plans.approved back from the stream, resumes from its order journal, and the plan completes with no order lost and
 /// none sent twice. Planning killed while the plan executes and started again after execution has finished: it takes
-/// the reports it missed from the stream and the plan's status, positions and cash converge to what was filled.
+/// the reports it missed from the stream and the plan's status, positions and cash converge to what was filled. Two
+/// execution replicas share the plans, and when one is killed the other finishes its plans.
 /// </summary>
 [Trait("Category", "Integration")]
 [Collection(MeshProcesses.Name)]
@@ -53,8 +54,69 @@ public sealed class KillRestartTests(ITestOutputHelper output) : MeshTest(output
         await AssertFilledExactlyOnceAsync(planning, execution, plan, "planner-down");
     }
 
+    [Fact]
+    public async Task Two_execution_replicas_share_the_plans_and_one_killed_mid_plan_hands_its_plans_to_the_other()
+    {
+        using var cancel = new CancellationTokenSource(TimeSpan.FromMinutes(2));
+        var state = await MeshLauncher.StartReplicaAsync(StateDir, "execution", "execution-2", cancel.Token);
+        Output.WriteLine($"{DateTime.UtcNow:HH:mm:ss.fff} second execution replica ready");
+        var planning = PlanningClient();
+        var portfolios = new[] { "two-1", "two-2", "two-3", "two-4", "two-5", "two-6" };
+        var submitted = new List<Plan>();
+        foreach (var portfolioId in portfolios)
+        {
+            submitted.Add(await SubmitTwapPlanAsync(planning, portfolioId, seconds: 8));
+        }
+
+        // Every plan has started somewhere; the replica running the most is killed mid-plan.
+        var redis = await StackExchange.Redis.ConnectionMultiplexer.ConnectAsync(state.RedisConnection);
+        await using var _ = redis;
+        Dictionary<string, string> owners = [];
+        Dictionary<string, string> running = [];
+        for (var attempt = 0; attempt < 100 && owners.Count < submitted.Count; attempt++)
+        {
+            await Task.Delay(100);
+            running = (await redis.GetDatabase().HashGetAllAsync("exe:run-owners")).ToDictionary(e => e.Name.ToString(), e => e.Value.ToString());
+            foreach (var (plan, owner) in running)
+            {
+                owners.TryAdd(plan, owner);
+            }
+        }
+
+        Assert.Equal(submitted.Count, owners.Count);
+        var victim = running.Values.GroupBy(o => o).OrderByDescending(g => g.Count()).First().Key;
+        var (killed, survivor) = victim == "execution-1" ? ("execution", "execution-2") : ("execution-2", "execution");
+        Output.WriteLine($"{DateTime.UtcNow:HH:mm:ss.fff} plans by replica: {string.Join(", ", owners.Values.GroupBy(o => o).Select(g => $"{g.Key} {g.Count()}"))}; killing {killed}");
+        using var survivorChannel = state.ServiceChannel(survivor);
+        var execution = new ExecutionService.ExecutionServiceClient(survivorChannel.WithDefaultDeadline());
+        await WaitForFilledOrdersAsync(execution, running.First(p => p.Value == victim).Key, 2);
+        MeshLauncher.KillService(StateDir, killed);
+
+        // The survivor takes the dead replica's plans once their leases end and finishes them from their journals.
+        for (var i = 0; i < submitted.Count; i++)
+        {
+            var plan = await WaitForPlanEndAsync(planning, submitted[i], seconds: 60);
+            Output.WriteLine($"{DateTime.UtcNow:HH:mm:ss.fff} {plan.PlanId} (first on {owners[plan.PlanId]}): {plan.Status}: {plan.StatusMessage}");
+            await AssertFilledExactlyOnceAsync(planning, execution, plan, portfolios[i]);
+        }
+
+        Assert.Equal(0, await redis.GetDatabase().SortedSetLengthAsync("exe:runs"));
+    }
+
     /// <summary>A cash portfolio rebalanced into four indices, each leg sliced over 3 s; returns once three slices have filled.</summary>
     private async Task<(Plan Submitted, ExecutionService.ExecutionServiceClient Execution)> SubmitAndWaitForSomeFillsAsync(PlanningService.PlanningServiceClient planning, string portfolioId)
+    {
+        var submitted = await SubmitTwapPlanAsync(planning, portfolioId);
+        var execution = new ExecutionService.ExecutionServiceClient(ServiceChannel("execution").WithDefaultDeadline());
+
+        // Some slices have filled and the plan is far from done.
+        var filled = await WaitForFilledOrdersAsync(execution, submitted.PlanId, 3);
+        Output.WriteLine($"{DateTime.UtcNow:HH:mm:ss.fff} {filled} orders filled");
+        return (submitted, execution);
+    }
+
+    /// <summary>A cash portfolio rebalanced into four indices, each leg in six slices over <paramref name="seconds"/>: the submitted plan.</summary>
+    private async Task<Plan> SubmitTwapPlanAsync(PlanningService.PlanningServiceClient planning, string portfolioId, int seconds = 3)
     {
         await CashPortfolioAsync(planning, portfolioId, Capital);
         var policy = new Policy
@@ -62,25 +124,27 @@ public sealed class KillRestartTests(ITestOutputHelper output) : MeshTest(output
             PortfolioId = portfolioId,
             AbsoluteBand = 0.02,
             MinTradeNotional = 100m,
-            ExecutionStyle = new ExecutionStyle { TwapSlices = 6, TwapDurationSeconds = 3 }, // each leg over 3 s
+            ExecutionStyle = new ExecutionStyle { TwapSlices = 6, TwapDurationSeconds = seconds },
         };
         policy.Targets.AddRange(new[] { "DAX", "SMI", "CAC", "FTSE" }.Select(id => new TargetWeight { InstrumentId = id, Weight = 0.24 }));
         await planning.SetPolicyAsync(new SetPolicyRequest { Policy = policy });
         var preview = await PreviewWhenPricedAsync(planning, new PreviewRebalanceRequest { PortfolioId = portfolioId });
         Assert.Equal(4, preview.Legs.Count);
 
-        Output.WriteLine($"{DateTime.UtcNow:HH:mm:ss.fff} submitting");
-        var submitted = (await planning.SubmitRebalanceAsync(new SubmitRebalanceRequest { PortfolioId = portfolioId, IdempotencyKey = portfolioId + "-1" })).Plan;
-        var execution = new ExecutionService.ExecutionServiceClient(ServiceChannel("execution").WithDefaultDeadline());
+        Output.WriteLine($"{DateTime.UtcNow:HH:mm:ss.fff} submitting {portfolioId}");
+        return (await planning.SubmitRebalanceAsync(new SubmitRebalanceRequest { PortfolioId = portfolioId, IdempotencyKey = portfolioId + "-1" })).Plan;
+    }
 
-        // Some slices have filled and the plan is far from done.
+    /// <summary>Waits (up to 10 s) until at least <paramref name="count"/> of the plan's orders have filled; returns how many have.</summary>
+    private static async Task<int> WaitForFilledOrdersAsync(ExecutionService.ExecutionServiceClient execution, string planId, int count)
+    {
         var filled = 0;
-        for (var attempt = 0; attempt < 100 && filled < 3; attempt++)
+        for (var attempt = 0; attempt < 100 && filled < count; attempt++)
         {
             await Task.Delay(100);
             try
             {
-                filled = (await execution.ListOrdersAsync(new ListOrdersRequest { PlanId = submitted.PlanId })).Orders.Count(o => o.Status == OrderStatus.Filled);
+                filled = (await execution.ListOrdersAsync(new ListOrdersRequest { PlanId = planId })).Orders.Count(o => o.Status == OrderStatus.Filled);
             }
             catch (Grpc.Core.RpcException)
             {
@@ -88,9 +152,8 @@ public sealed class KillRestartTests(ITestOutputHelper output) : MeshTest(output
             }
         }
 
-        Assert.True(filled >= 3, "slices filled before the kill");
-        Output.WriteLine($"{DateTime.UtcNow:HH:mm:ss.fff} {filled} orders filled");
-        return (submitted, execution);
+        Assert.True(filled >= count, $"{count} orders of {planId} filled");
+        return filled;
     }
 
     private static async Task<GetPlanExecutionResponse> WaitForExecutionAsync(ExecutionService.ExecutionServiceClient execution, string planId, int seconds)

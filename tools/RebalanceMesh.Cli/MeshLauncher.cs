@@ -309,6 +309,35 @@ public static class MeshLauncher
         return state;
     }
 
+    /// <summary>
+    /// Starts one more replica of a running service — the same assembly and environment on free ports of its own, with
+    /// its own instance id, log and span file — recorded in the state as <paramref name="replicaName"/> (so
+    /// <see cref="Down"/> stops it too); waits until it is ready. Other services keep calling the first replica.
+    /// </summary>
+    public static async Task<MeshState> StartReplicaAsync(string stateDir, string service, string replicaName, CancellationToken cancellationToken)
+    {
+        var state = MeshState.TryLoad(stateDir) ?? throw new InvalidOperationException("Nothing is running (no state file).");
+        var first = state.Service(service);
+        if (first.Dll is null || first.Env is null)
+        {
+            throw new InvalidOperationException($"{service} was started without what it takes to start another of it.");
+        }
+
+        var ports = FreePorts(2);
+        var env = new Dictionary<string, string>(first.Env);
+        foreach (var (key, value) in ServiceEnvironment(ports[0], ports[1], state.RedisConnection, Path.Combine(Path.GetDirectoryName(first.SpanFile)!, replicaName + ".jsonl"), replicaName))
+        {
+            env[key] = value;
+        }
+
+        var logFile = Path.Combine(Path.GetDirectoryName(first.LogFile)!, replicaName + ".log");
+        var replica = new RunningService(replicaName, StartDetached("dotnet", [first.Dll], logFile, env, ContentRootOf(first.Dll)), $"http://127.0.0.1:{ports[0]}", $"http://127.0.0.1:{ports[1]}", logFile, env["Telemetry__SpanFile"], first.Dll, env);
+        state.Services.Add(replica);
+        await state.SaveAsync(stateDir, cancellationToken);
+        await WaitHealthyAsync(replica, cancellationToken);
+        return state;
+    }
+
     /// <summary>The local redis-server: append-only file in the state directory, so a restart keeps every write.</summary>
     private static int StartRedis(string stateDir, int port) =>
         StartDetached("redis-server", ["--port", port.ToString(CultureInfo.InvariantCulture), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes", "--dir", Path.Combine(stateDir, "redis")],

@@ -21,6 +21,7 @@ namespace RebalanceMesh.Execution;
 /// <item><c>exe:margin:{venue}:{portfolio}</c> a trading venue's margin account; <c>exe:margin-by-asset:{instrument}</c>
 /// the accounts holding the contract; <c>exe:margin-ops</c> hash operation id (top-up leg, fill) → outcome, once each.</item>
 /// <item><c>exe:outbox</c> list of reports committed with the state they report and not yet published.</item>
+/// <item>The run queue's keys (<c>exe:runs</c>, <c>exe:run-owners</c>, <c>exe:approved:{plan}</c>, <c>exe:run-attempts</c>): see <see cref="RunQueue"/>.</item>
 /// </list>
 /// </summary>
 public sealed class ExecutionStore(IConnectionMultiplexer redis)
@@ -31,7 +32,7 @@ public sealed class ExecutionStore(IConnectionMultiplexer redis)
 
     private static RedisKey PlanOrdersKey(string planId) => "exe:plan-orders:" + planId;
 
-    private static RedisKey PlanKey(string planId) => "exe:plan:" + planId;
+    internal static RedisKey PlanKey(string planId) => "exe:plan:" + planId;
 
     private static RedisKey VenueKey(string venue) => "exe:venue:" + venue;
 
@@ -239,35 +240,49 @@ public sealed class ExecutionStore(IConnectionMultiplexer redis)
     public Task<bool> TryCreateExecutionAsync(PlanExecution execution) =>
         Db.StringSetAsync(PlanKey(execution.PlanId), execution.ToByteArray(), when: When.NotExists);
 
+    // Records an execution once (HSETNX) and, the first time only, adds a fill's costs to the venue's totals; returns
+    // the recorded outcome. One script, so replicas recording on one venue at once never abort each other (a WATCHed
+    // transaction on the venue's hash would).
+    private static readonly LuaScript RecordExecutionScript = LuaScript.Prepare("""
+        if redis.call('HSETNX', @venue, @order, @value) == 0 then
+          return redis.call('HGET', @venue, @order)
+        end
+        if @filled == '1' then
+          redis.call('HINCRBY', @costs, 'fills', 1)
+          redis.call('HINCRBYFLOAT', @costs, 'notional', @notional)
+          redis.call('HINCRBYFLOAT', @costs, 'fees', @fee)
+          redis.call('HINCRBYFLOAT', @costs, 'slippage', @slippage)
+        end
+        return @value
+        """);
+
     /// <summary>
-    /// Records a venue's execution of a client order once (a resent order keeps the first outcome) and, in the same
-    /// transaction, adds a fill's realised costs to the venue's totals: notional, fee, and the price paid beyond the
-    /// arrival mid (<paramref name="slippageCost"/>).
+    /// Records a venue's execution of a client order once (a resent order keeps the first outcome) and, atomically with
+    /// it, adds a fill's realised costs to the venue's totals: notional, fee, and the price paid beyond the arrival mid
+    /// (<paramref name="slippageCost"/>).
     /// </summary>
     public async Task<VenueExecution> RecordVenueExecutionAsync(VenueExecution execution, decimal slippageCost = 0)
     {
-        var value = string.Join('|', execution.Accepted ? "1" : "0", execution.FilledQuantity, execution.Price, execution.Fee, execution.RejectReason);
-        var transaction = Db.CreateTransaction();
-        transaction.AddCondition(Condition.HashNotExists(VenueKey(execution.VenueId), execution.ClientOrderId));
-        _ = transaction.HashSetAsync(VenueKey(execution.VenueId), execution.ClientOrderId, value);
-        if (execution.Accepted && execution.FilledQuantity > 0)
+        var invariant = System.Globalization.CultureInfo.InvariantCulture;
+        var value = string.Join('|', execution.Accepted ? "1" : "0", execution.FilledQuantity.ToString(invariant), execution.Price.ToString(invariant), execution.Fee.ToString(invariant), execution.RejectReason);
+        var stored = (string)(await RecordExecutionScript.EvaluateAsync(Db, new
         {
-            var costs = VenueCostsKey(execution.VenueId);
-            _ = transaction.HashIncrementAsync(costs, "fills", 1);
-            _ = transaction.HashIncrementAsync(costs, "notional", (double)(execution.FilledQuantity * execution.Price));
-            _ = transaction.HashIncrementAsync(costs, "fees", (double)execution.Fee);
-            _ = transaction.HashIncrementAsync(costs, "slippage", (double)slippageCost);
-        }
-
-        await transaction.ExecuteAsync();
-        var stored = (string)(await Db.HashGetAsync(VenueKey(execution.VenueId), execution.ClientOrderId))!;
+            venue = VenueKey(execution.VenueId),
+            costs = VenueCostsKey(execution.VenueId),
+            order = execution.ClientOrderId,
+            value,
+            filled = execution.Accepted && execution.FilledQuantity > 0 ? "1" : "0",
+            notional = ((double)(execution.FilledQuantity * execution.Price)).ToString("R", invariant),
+            fee = ((double)execution.Fee).ToString("R", invariant),
+            slippage = ((double)slippageCost).ToString("R", invariant),
+        }))!;
         var parts = stored.Split('|', 5);
         return execution with
         {
             Accepted = parts[0] == "1",
-            FilledQuantity = decimal.Parse(parts[1], System.Globalization.CultureInfo.InvariantCulture),
-            Price = decimal.Parse(parts[2], System.Globalization.CultureInfo.InvariantCulture),
-            Fee = decimal.Parse(parts[3], System.Globalization.CultureInfo.InvariantCulture),
+            FilledQuantity = decimal.Parse(parts[1], invariant),
+            Price = decimal.Parse(parts[2], invariant),
+            Fee = decimal.Parse(parts[3], invariant),
             RejectReason = parts[4],
         };
     }

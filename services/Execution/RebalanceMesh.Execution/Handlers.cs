@@ -5,10 +5,14 @@ using RebalanceMesh.EventBus;
 
 namespace RebalanceMesh.Execution;
 
-/// <summary>Executes each approved plan; a redelivered plan resumes from the journal.</summary>
-public sealed class PlanApprovedHandler(PlanExecutor executor) : IEventHandler<PlanApproved>
+/// <summary>
+/// Accepts each approved plan into the run queue and starts it on this replica when there is room; the event is
+/// acknowledged once the plan is accepted (it runs even if this replica dies now: another takes its lease). A
+/// redelivered plan is accepted once; one that has ended is ignored.
+/// </summary>
+public sealed class PlanApprovedHandler(RunQueue queue, PlanRunner runner, ILogger<PlanApprovedHandler> logger) : IEventHandler<PlanApproved>
 {
-    public Task HandleAsync(PlanApproved message, EventContext context, CancellationToken cancellationToken)
+    public async Task HandleAsync(PlanApproved message, EventContext context, CancellationToken cancellationToken)
     {
         if (string.IsNullOrEmpty(message.PlanId) || message.Legs.Count == 0)
         {
@@ -20,7 +24,14 @@ public sealed class PlanApprovedHandler(PlanExecutor executor) : IEventHandler<P
             throw new MalformedEventException($"Plan {message.PlanId}: cash_budget and every leg's cash_change are decimals when set.");
         }
 
-        return executor.ExecuteAsync(message, cancellationToken);
+        var acceptance = await queue.AcceptAsync(message, PlanExecutor.NewExecution(message), System.Diagnostics.Activity.Current?.Id);
+        if (acceptance == PlanAcceptance.Ended)
+        {
+            logger.LogInformation("Plan {PlanId} has ended already; redelivery ignored", message.PlanId);
+            return;
+        }
+
+        await runner.TryStartAsync(message);
     }
 
     private static bool Unreadable(DecimalValue? value) => value is not null && !DecimalValue.TryParse(value, out _);

@@ -216,6 +216,29 @@ public sealed class PlanExecutor(
         logger.LogWarning("Plan {PlanId} cancelled before it started: {Reason}", cancel.PlanId, reason);
     }
 
+    /// <summary>
+    /// Ends a plan that cannot be run (its runs kept failing with errors): recorded FAILED with why, as far as it got,
+    /// and its end reported so planning's plan ends too.
+    /// </summary>
+    public async Task FailAsync(PlanApproved plan, string reason, CancellationToken cancellationToken)
+    {
+        var execution = await store.GetExecutionAsync(plan.PlanId) ?? NewExecution(plan);
+        if (IsFinal(execution.Status))
+        {
+            return;
+        }
+
+        execution.Status = ExecutionStatus.Failed;
+        execution.Message = reason;
+        await store.SaveExecutionAsync(execution);
+        await PublishAsync(plan, string.Empty, ReportKind.PlanDone, r =>
+        {
+            r.PlanStatus = ReportedPlanStatus.Failed;
+            r.Message = reason;
+        }, cancellationToken);
+        logger.LogError("Plan {PlanId} of {PortfolioId} failed: {Reason}", plan.PlanId, plan.PortfolioId, reason);
+    }
+
     /// <summary>A loan leg on its lending venue, a margin top-up or a collateral transfer on its trading venue, once (by plan and leg).</summary>
     private async Task<OperationDone> OperateAsync(PlanApproved plan, ApprovedLeg leg, decimal quantity)
     {
@@ -524,7 +547,8 @@ public sealed class PlanExecutor(
         return bus.PublishAsync(Topics.ExecutionReports, report, cancellationToken);
     }
 
-    private static PlanExecution NewExecution(PlanApproved plan)
+    /// <summary>A plan's execution state when it is accepted: every leg open, nothing filled.</summary>
+    public static PlanExecution NewExecution(PlanApproved plan)
     {
         var execution = new PlanExecution { PlanId = plan.PlanId, Status = ExecutionStatus.Accepted };
         execution.Legs.AddRange(plan.Legs.OrderBy(l => l.Sequence).Select(l => new LegExecution

@@ -12,7 +12,12 @@ builder.AddEventBus("execution");
 builder.AddMeshAuthentication(MeshAuth.MeshOnly(RebalanceMesh.Contracts.Execution.V1.ExecutionService.Descriptor));
 
 builder.Services.TryAddTimeProvider();
-builder.Services.Configure<ExecutionOptions>(builder.Configuration.GetSection("Execution"));
+builder.Services.AddOptions<ExecutionOptions>()
+    .Bind(builder.Configuration.GetSection("Execution"))
+    .PostConfigure(o => o.ReplicaId = o.ReplicaId.Length > 0 ? o.ReplicaId : builder.Configuration["Mesh:InstanceId"] ?? $"{Environment.MachineName}-{Environment.ProcessId}")
+    .Validate(o => o.MaxConcurrentPlans >= 1 && o.MaxPlanAttempts >= 1, "Execution:MaxConcurrentPlans and MaxPlanAttempts are at least 1.")
+    .Validate(o => o.RunScanInterval > TimeSpan.Zero && o.PlanLease >= 3 * o.RunScanInterval, "Execution:PlanLease is at least three RunScanIntervals (a lease is renewed every interval).")
+    .ValidateOnStart();
 builder.Services.Configure<MarketStateOptions>(builder.Configuration.GetSection("MarketState"));
 builder.Services.AddSingleton<MarketStateStore>();
 builder.Services.AddSingleton<ExecutionStore>();
@@ -23,9 +28,14 @@ builder.Services.AddSingleton<ReportOutbox>();
 builder.Services.AddHostedService(sp => sp.GetRequiredService<ReportOutbox>());
 builder.Services.AddSingleton<LendingDesk>();
 builder.Services.AddSingleton<MarginDesk>();
-builder.Services.AddScoped<PlanExecutor>();
-// Events arrive concurrently (EventBus:Concurrency, as Dapr's pubsub.redis `concurrency`): plans of different
-// portfolios execute side by side, one plan per portfolio at a time; halts apply in order; the liquidation loops run
+builder.Services.AddSingleton<PlanExecutor>();
+// Accepted plans wait in the run queue (Redis, shared by the replicas); each replica runs up to
+// Execution:MaxConcurrentPlans of them at once, each under a lease that another replica takes when this one dies.
+builder.Services.AddSingleton<RunQueue>();
+builder.Services.AddSingleton<PlanRunner>();
+builder.Services.AddHostedService(sp => sp.GetRequiredService<PlanRunner>());
+// Events arrive concurrently (EventBus:Concurrency, as Dapr's pubsub.redis `concurrency`): plans are accepted one per
+// portfolio at a time (planning sends one plan per portfolio at a time); halts apply in order; the liquidation loops run
 // one market event at a time.
 builder.Services.AddEventSubscription<PlanApproved, PlanApprovedHandler>(Topics.PlansApproved, plan => plan.PortfolioId.Length > 0 ? plan.PortfolioId : plan.PlanId);
 builder.Services.AddEventSubscription<TradingHaltChanged, TradingHaltHandler>(Topics.PlansHalted, _ => "halt");
