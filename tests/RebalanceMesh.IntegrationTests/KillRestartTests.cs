@@ -217,11 +217,11 @@ public sealed class MeshBenchmarkTests(ITestOutputHelper output)
     [Fact]
     public async Task Plans_of_many_portfolios_submitted_together_all_complete_with_no_order_lost_or_duplicated()
     {
-        // The smoke size of `rmesh bench-mesh --portfolios N`: eight portfolios at once through execution's concurrent
-        // lanes (plans of different portfolios side by side).
+        // The smoke size of `rmesh bench-mesh --portfolios N --execution-replicas 2`: eight portfolios at once, their
+        // plans shared by two execution replicas.
         using var cancel = new CancellationTokenSource(TimeSpan.FromMinutes(3));
         var log = new StringWriter();
-        var result = await MeshBenchmark.RunTogetherAsync(RebalanceMesh.Testing.RepoPaths.Root, portfolios: 8, legs: 3, eventConcurrency: 4, BuildConfiguration.Name, log, cancel.Token);
+        var result = await MeshBenchmark.RunTogetherAsync(RebalanceMesh.Testing.RepoPaths.Root, portfolios: 8, legs: 3, eventConcurrency: 4, BuildConfiguration.Name, log, cancel.Token, executionReplicas: 2);
         output.WriteLine(log.ToString());
         Assert.Equal(8, result.Plans.Milliseconds.Count);
         Assert.Equal((0, 0), (result.Lost, result.Duplicated));

@@ -32,9 +32,10 @@ public static class MeshBenchmark
         var configurationOption = new Option<string>("--configuration") { Description = "Build configuration of the services.", DefaultValueFactory = _ => "Release" };
         var portfoliosOption = new Option<int>("--portfolios") { Description = "Portfolios submitting together (1 to 1,000): each submits one plan, all at once, instead of --plans one after another.", DefaultValueFactory = _ => 1 };
         var eventConcurrencyOption = new Option<int>("--event-concurrency") { Description = "EventBus:Concurrency of the services (Dapr's pubsub concurrency; 1 delivers one event at a time).", DefaultValueFactory = _ => 10 };
+        var executionReplicasOption = new Option<int>("--execution-replicas") { Description = "Execution replicas sharing the plans (1 to 4), with --portfolios.", DefaultValueFactory = _ => 1 };
         var command = new Command("bench-mesh", "Submit-to-last-fill latency of N-leg plans through the whole local mesh (starts and stops its own mesh).")
         {
-            plansOption, legsOption, configurationOption, portfoliosOption, eventConcurrencyOption,
+            plansOption, legsOption, configurationOption, portfoliosOption, eventConcurrencyOption, executionReplicasOption,
         };
         command.SetAction(async (parse, ct) =>
         {
@@ -51,9 +52,10 @@ public static class MeshBenchmark
             var eventConcurrency = Math.Clamp(parse.GetValue(eventConcurrencyOption), 1, 1_000);
             if (portfolios > 1)
             {
-                var together = await RunTogetherAsync(repo, portfolios, legs, eventConcurrency, configuration, Console.Out, ct);
+                var replicas = Math.Clamp(parse.GetValue(executionReplicasOption), 1, 4);
+                var together = await RunTogetherAsync(repo, portfolios, legs, eventConcurrency, configuration, Console.Out, ct, replicas);
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                    $"{portfolios} plans of {legs} legs submitted together (event concurrency {eventConcurrency}): all done in {together.Seconds:F2} s ({portfolios / together.Seconds:F1} plans/s); submit to last fill p50 {together.Plans.Percentile(50):F1} ms, p99 {together.Plans.Percentile(99):F1} ms; orders lost {together.Lost}, duplicated {together.Duplicated}"));
+                    $"{portfolios} plans of {legs} legs submitted together (event concurrency {eventConcurrency}, {replicas} execution replica(s)): all done in {together.Seconds:F2} s ({portfolios / together.Seconds:F1} plans/s); submit to last fill p50 {together.Plans.Percentile(50):F1} ms, p99 {together.Plans.Percentile(99):F1} ms; orders lost {together.Lost}, duplicated {together.Duplicated}"));
                 return together.Lost == 0 && together.Duplicated == 0 ? 0 : 1;
             }
 
@@ -104,13 +106,19 @@ public static class MeshBenchmark
 
     /// <summary>
     /// <paramref name="portfolios"/> cash portfolios each submit a rebalance into equal weights at the same moment; waits
-    /// until execution has completed every plan. Lost: a leg whose orders filled less than the leg; duplicated: more, or
+    /// until execution (<paramref name="executionReplicas"/> replicas sharing the plans) has completed every plan. Lost: a leg whose orders filled less than the leg; duplicated: more, or
     /// a client order id used twice.
     /// </summary>
-    public static async Task<TogetherResult> RunTogetherAsync(string repo, int portfolios, int legs, int eventConcurrency, string configuration, TextWriter log, CancellationToken cancellationToken)
+    public static async Task<TogetherResult> RunTogetherAsync(string repo, int portfolios, int legs, int eventConcurrency, string configuration, TextWriter log, CancellationToken cancellationToken, int executionReplicas = 1)
     {
         var (instruments, env) = Market(legs, eventConcurrency);
         using var own = await OwnMesh.StartAsync(repo, env, configuration, "rmesh-bench-", log, cancellationToken);
+        for (var replica = 2; replica <= executionReplicas; replica++)
+        {
+            await MeshLauncher.StartReplicaAsync(own.StateDir, "execution", $"execution-{replica}", cancellationToken);
+            log.WriteLine($"execution-{replica} started");
+        }
+
         using var clients = new MeshClients(own.State);
         var (pricing, planning, execution) = (clients.Pricing, clients.Planning, clients.Execution);
         await QuoteAsync(pricing, instruments, 0, cancellationToken);
