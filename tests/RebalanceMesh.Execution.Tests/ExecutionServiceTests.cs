@@ -39,6 +39,19 @@ public sealed class ExecutionServiceTests : IClassFixture<RedisServer>, IAsyncLi
 
     public Task DisposeAsync() => _server.DisposeAsync().AsTask();
 
+    /// <summary>
+    /// Waits until the service has nothing left to do: every event published so far handled, every plan run ended, and
+    /// what they published handled too. What a test asserts after it cannot still change — no sleeping and hoping.
+    /// </summary>
+    private async Task SettledAsync()
+    {
+        var bus = _server.Services.GetRequiredService<InMemoryEventBus>();
+        var runner = _server.Services.GetRequiredService<PlanRunner>();
+        await bus.WhenDeliveredAsync();
+        await runner.WhenIdleAsync();
+        await bus.WhenDeliveredAsync();
+    }
+
     [Fact]
     public async Task Only_mesh_callers_with_a_deadline_are_served()
     {
@@ -191,7 +204,7 @@ public sealed class ExecutionServiceTests : IClassFixture<RedisServer>, IAsyncLi
         var early = Assert.Single(Reports("plan-early"));
         Assert.Equal((ReportKind.PlanDone, ReportedPlanStatus.Cancelled, "cancelled before it started: changed my mind"), (early.Kind, early.PlanStatus, early.Message));
         await bus.PublishAsync(Topics.PlansApproved, Plan("plan-early"));
-        await Task.Delay(300);
+        await SettledAsync();
         var earlyState = await _client.GetPlanExecutionAsync(new GetPlanExecutionRequest { PlanId = "plan-early" });
         Assert.Empty(earlyState.Orders);
         Assert.Equal((ExecutionStatus.Cancelled, "cancelled before it started: changed my mind", null), (earlyState.Execution.Status, earlyState.Execution.Message, earlyState.Execution.PendingStop));
@@ -219,7 +232,7 @@ public sealed class ExecutionServiceTests : IClassFixture<RedisServer>, IAsyncLi
 
         // A cancel after the end changes nothing.
         await bus.PublishAsync(Topics.PlansCancelled, new PlanCancelRequested { PlanId = "plan-stop", PortfolioId = "p1", Reason = "late", RequestedBy = "alice" });
-        await Task.Delay(200);
+        await SettledAsync();
         Assert.Single(Reports("plan-stop"), r => r.Kind == ReportKind.PlanDone);
     }
 
@@ -368,7 +381,7 @@ public sealed class ExecutionServiceTests : IClassFixture<RedisServer>, IAsyncLi
 
         // Debt 5,000, collateral 105 DAX: HF 105 × 100 × 0.8 / 5,000 = 1.68. A redelivery applies nothing twice.
         await bus.PublishAsync(Topics.PlansApproved, plan);
-        await Task.Delay(300);
+        await SettledAsync();
         var account = (await _client.GetLendingAccountAsync(new GetLendingAccountRequest { Venue = "LEND-A", PortfolioId = "p1", LoanId = "L1" })).Account;
         Assert.Equal((5_000m, 105m), (account.Debt.ToDecimal(), account.Collateral.Single().Quantity.ToDecimal()));
         Assert.Equal(1.68, account.HealthFactor, 9);
@@ -476,19 +489,15 @@ public sealed class ExecutionServiceTests : IClassFixture<RedisServer>, IAsyncLi
         await bus.PublishAsync(Topics.MarketQuotes, quotes);
         await bus.PublishAsync(Topics.MarketQuotes, quotes); // the same prices again: nothing more to do
 
-        Liquidation? liquidation = null;
-        for (var i = 0; i < 100 && liquidation is null; i++)
-        {
-            await Task.Delay(50);
-            liquidation = bus.Published.Where(e => e.Topic == Topics.ExecutionReports).Select(e => e.ReadData(ExecutionReport.Parser))
-                .FirstOrDefault(r => r.Kind == ReportKind.Liquidation)?.Liquidation;
-        }
+        await SettledAsync();
+        var liquidation = bus.Published.Where(e => e.Topic == Topics.ExecutionReports).Select(e => e.ReadData(ExecutionReport.Parser))
+            .FirstOrDefault(r => r.Kind == ReportKind.Liquidation)?.Liquidation;
 
         Assert.NotNull(liquidation);
         Assert.Equal(("LEND-A:p1:L1:1", "DAX", 3_500m), (liquidation.LiquidationId, liquidation.SeizedAsset, liquidation.DebtRepaid.ToDecimal()));
         Assert.Equal(3_675m / 85m, liquidation.SeizedQuantity.ToDecimal());
         Assert.Equal(0.9714285714, liquidation.HealthFactorBefore, 9);
-        await Task.Delay(300);
+        await SettledAsync();
         Assert.Single(bus.Published.Where(e => e.Topic == Topics.ExecutionReports).Select(e => e.ReadData(ExecutionReport.Parser)), r => r.Kind == ReportKind.Liquidation);
         var account = (await _client.GetLendingAccountAsync(new GetLendingAccountRequest { Venue = "LEND-A", PortfolioId = "p1", LoanId = "L1" })).Account;
         Assert.Equal((3_500m, 1), (account.Debt.ToDecimal(), account.Liquidations));
@@ -593,18 +602,14 @@ public sealed class ExecutionServiceTests : IClassFixture<RedisServer>, IAsyncLi
         // contracts (rounded up to 8.49816850): realised −807.3260075, fee 20.71428571875, collateral 171.95970678125,
         // 1.5018315 short left. p-topped's equity 150 ≥ 97.5 stays.
         await QuotePerpAsync(195m, publish: true);
-        MarginLiquidation? liquidation = null;
-        for (var i = 0; i < 100 && liquidation is null; i++)
-        {
-            await Task.Delay(50);
-            liquidation = bus.Published.Where(e => e.Topic == Topics.ExecutionReports).Select(e => e.ReadData(ExecutionReport.Parser))
-                .FirstOrDefault(r => r.Kind == ReportKind.MarginLiquidation)?.MarginLiquidation;
-        }
+        await SettledAsync();
+        var liquidation = bus.Published.Where(e => e.Topic == Topics.ExecutionReports).Select(e => e.ReadData(ExecutionReport.Parser))
+            .FirstOrDefault(r => r.Kind == ReportKind.MarginLiquidation)?.MarginLiquidation;
 
         Assert.NotNull(liquidation);
         Assert.Equal(("SIM-B:p-open:margin:1", "DAX-PERP", 8.4981685m, 195m, 20.71428571875m, -807.3260075m), (liquidation.LiquidationId, liquidation.InstrumentId, liquidation.ClosedQuantity.ToDecimal(), liquidation.Price.ToDecimal(), liquidation.Fee.ToDecimal(), liquidation.RealizedPnl.ToDecimal()));
         Assert.Equal(50.0 / 97.5, liquidation.RatioBefore, 9);
-        await Task.Delay(300);
+        await SettledAsync();
         Assert.Single(bus.Published.Where(e => e.Topic == Topics.ExecutionReports).Select(e => e.ReadData(ExecutionReport.Parser)), r => r.Kind == ReportKind.MarginLiquidation);
         var liquidated = (await _client.GetMarginAccountAsync(new GetMarginAccountRequest { Venue = "SIM-B", PortfolioId = "p-open" })).Account;
         Assert.Equal((171.95970678125m, -1.5018315m, 1), (liquidated.Collateral.ToDecimal(), liquidated.Positions.Single().Quantity.ToDecimal(), liquidated.Liquidations));
@@ -734,8 +739,9 @@ public sealed class ExecutionServiceTests : IClassFixture<RedisServer>, IAsyncLi
             Legs = { new ApprovedLeg { LegId = "L1", Sequence = 1, InstrumentId = "DAX", Side = Side.Buy, Quantity = 30m, ReferencePrice = 100m } },
         };
         await bus.PublishAsync(Topics.PlansApproved, plan);
+        // The child is journaled (New) before it is sent; wait until the venue has it resting (Sent).
         Order? resting = null;
-        for (var i = 0; i < 100 && resting is null; i++)
+        for (var i = 0; i < 100 && resting?.Status != OrderStatus.Sent; i++)
         {
             await Task.Delay(20);
             resting = (await _client.ListOrdersAsync(new ListOrdersRequest { PlanId = "plan-maker" })).Orders.FirstOrDefault();

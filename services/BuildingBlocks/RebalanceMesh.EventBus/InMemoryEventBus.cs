@@ -18,6 +18,10 @@ public sealed class InMemoryEventBus(IOptions<EventBusOptions> options, TimeProv
     /// <summary>Every event published, in order.</summary>
     public ConcurrentQueue<CloudEventEnvelope> Published { get; } = new();
 
+    private readonly Lock _gate = new();
+    private int _undelivered;
+    private TaskCompletionSource _allDelivered = NewSignal(done: true);
+
     internal ChannelReader<(string Topic, byte[] Json)> Reader => _channel.Reader;
 
     public Task PublishAsync(string topic, IMessage message, CancellationToken cancellationToken = default)
@@ -26,7 +30,53 @@ public sealed class InMemoryEventBus(IOptions<EventBusOptions> options, TimeProv
         var settings = options.Value;
         var envelope = CloudEventEnvelope.Create(message, topic, settings.PubSubName, settings.AppId, time.GetUtcNow());
         Published.Enqueue(envelope);
+        lock (_gate)
+        {
+            if (_undelivered++ == 0)
+            {
+                _allDelivered = NewSignal(done: false);
+            }
+        }
+
         return _channel.Writer.WriteAsync((topic, envelope.ToJsonBytes()), cancellationToken).AsTask();
+    }
+
+    /// <summary>
+    /// Completes once every event published so far — and every event their handlers published meanwhile — has been
+    /// handled (or has no subscription here). Tests await it instead of sleeping before they assert that nothing more happened.
+    /// </summary>
+    public Task WhenDeliveredAsync()
+    {
+        lock (_gate)
+        {
+            return _allDelivered.Task;
+        }
+    }
+
+    /// <summary>The pump has finished with one event (handled, dropped, or failed).</summary>
+    internal void MarkDelivered()
+    {
+        TaskCompletionSource? done = null;
+        lock (_gate)
+        {
+            if (--_undelivered == 0)
+            {
+                done = _allDelivered;
+            }
+        }
+
+        done?.TrySetResult();
+    }
+
+    private static TaskCompletionSource NewSignal(bool done)
+    {
+        var signal = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        if (done)
+        {
+            signal.SetResult();
+        }
+
+        return signal;
     }
 }
 
@@ -47,6 +97,7 @@ public sealed class InMemoryEventPump(InMemoryEventBus bus, EventDispatcher disp
             {
                 if (!dispatcher.Subscriptions.Any(s => s.Topic == topic))
                 {
+                    bus.MarkDelivered();
                     continue;
                 }
 
@@ -54,7 +105,17 @@ public sealed class InMemoryEventPump(InMemoryEventBus bus, EventDispatcher disp
                 {
                     lanes = topics[topic] = new DeliveryLanes<byte[]>(
                         options.Value.Concurrency,
-                        (item, ct) => dispatcher.DispatchAsync(topic, item, 1, ct),
+                        async (item, ct) =>
+                        {
+                            try
+                            {
+                                await dispatcher.DispatchAsync(topic, item, 1, ct);
+                            }
+                            finally
+                            {
+                                bus.MarkDelivered();
+                            }
+                        },
                         (_, ex) => logger.LogWarning(ex, "In-memory delivery on {Topic} failed", topic),
                         stoppingToken);
                 }

@@ -38,6 +38,15 @@ public sealed class PlanRunner(
 
     private ExecutionOptions Settings => options.Value;
 
+    /// <summary>Completes once no plan runs on this replica (plans started meanwhile are waited for too).</summary>
+    public async Task WhenIdleAsync()
+    {
+        while (_running.Values.Select(r => r.Forgotten.Task).ToArray() is { Length: > 0 } slots)
+        {
+            await Task.WhenAll(slots);
+        }
+    }
+
     private string Me => Settings.ReplicaId;
 
     /// <summary>
@@ -192,6 +201,7 @@ public sealed class PlanRunner(
     {
         _running.TryRemove(new KeyValuePair<string, Running>(planId, running));
         running.Stop.Dispose();
+        running.Forgotten.TrySetResult();
     }
 
     private void Start(PlanApproved plan, Running running, string how, ActivityContext parent)
@@ -277,6 +287,9 @@ public sealed class PlanRunner(
         public CancellationTokenSource Stop { get; } = stop;
 
         public Task Task { get; set; } = Task.CompletedTask;
+
+        /// <summary>Completes when the plan's slot on this replica is freed.</summary>
+        public TaskCompletionSource Forgotten { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
         /// <summary>Another replica took the plan's lease: it stops here without being given back.</summary>
         public bool Lost { get; set; }
