@@ -12,7 +12,7 @@ namespace RebalanceMesh.Execution.Tests;
 [Trait("Category", "Fuzz")]
 public sealed class ExecutionFuzzTests(RedisServer redis) : IClassFixture<RedisServer>, IAsyncLifetime
 {
-    private readonly GrpcTestServer<Program> _server = new(redis);
+    private readonly GrpcTestServer<Program> _server = new(redis, SimulatedExecution.Settings());
 
     public Task InitializeAsync() => redis.FlushAsync();
 

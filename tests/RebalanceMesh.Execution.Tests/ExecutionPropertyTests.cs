@@ -1,6 +1,7 @@
 using FsCheck;
 using FsCheck.Fluent;
 using RebalanceMesh.Execution.Core;
+using RebalanceMesh.Execution.Simulators;
 
 namespace RebalanceMesh.Execution.Tests;
 

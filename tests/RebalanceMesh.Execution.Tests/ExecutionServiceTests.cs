@@ -21,7 +21,7 @@ public sealed class ExecutionServiceTests : IClassFixture<RedisServer>, IAsyncLi
     public ExecutionServiceTests(RedisServer redis)
     {
         _redis = redis;
-        _server = new GrpcTestServer<Program>(redis);
+        _server = new GrpcTestServer<Program>(redis, SimulatedExecution.Settings());
         _client = new ExecutionService.ExecutionServiceClient(_server.CreateMeshInvoker());
     }
 
@@ -773,7 +773,7 @@ public sealed class ExecutionServiceTests : IClassFixture<RedisServer>, IAsyncLi
     }
 
     /// <summary>Stands in for a real venue's API behind the connector interface: it takes SIM-A's orders and rejects them.</summary>
-    private sealed class RejectingVenue : IVenueConnector
+    private sealed class RejectingVenue : IVenueGateway
     {
         public List<string> Received { get; } = [];
 
@@ -790,7 +790,10 @@ public sealed class ExecutionServiceTests : IClassFixture<RedisServer>, IAsyncLi
         }
 
         public Task<VenueExecution> PollRestingAsync(VenueSpec venue, RestingState order, CancellationToken cancellationToken) =>
-            Task.FromResult(new VenueExecution(order.FillId, venue.VenueId, true, 0, order.Limit, 0, string.Empty));
+            Task.FromResult(new VenueExecution(order.ClientOrderId, venue.VenueId, true, 0, order.Limit, 0, string.Empty));
+
+        public Task<VenueOperationResult> ApplyAsync(VenueOperation operation, CancellationToken cancellationToken) =>
+            Task.FromResult(new VenueOperationResult(false, 0, "rejected by the venue's API: market closed"));
     }
 
     [Fact]
@@ -799,7 +802,7 @@ public sealed class ExecutionServiceTests : IClassFixture<RedisServer>, IAsyncLi
         // A connector registered for SIM-A takes over that venue; SIM-B stays simulated. The sell of 10 goes to SIM-A
         // by cost (as in the first test), is rejected by its connector, and is re-routed to SIM-B.
         var venue = new RejectingVenue();
-        await using var server = new GrpcTestServer<Program>(_redis, services: s => s.AddSingleton<IVenueConnector>(venue));
+        await using var server = new GrpcTestServer<Program>(_redis, SimulatedExecution.Settings(), services: s => s.AddSingleton<IVenueGateway>(venue));
         var bus = server.Services.GetRequiredService<InMemoryEventBus>();
         var plan = new PlanApproved
         {

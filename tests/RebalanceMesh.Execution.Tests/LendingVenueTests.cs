@@ -1,4 +1,5 @@
 using RebalanceMesh.Execution.Core;
+using RebalanceMesh.Execution.Simulators;
 
 namespace RebalanceMesh.Execution.Tests;
 

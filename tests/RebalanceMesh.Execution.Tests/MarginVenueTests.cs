@@ -1,4 +1,5 @@
 using RebalanceMesh.Execution.Core;
+using RebalanceMesh.Execution.Simulators;
 
 namespace RebalanceMesh.Execution.Tests;
 
@@ -125,19 +126,19 @@ public sealed class RestingOrderTests
         var away = new VenueQuote("SIM-A", 99.9m, 100.1m, 100m, 100m);
         Assert.Equal(99.9m, RestingOrder.PostPrice(OrderSide.Buy, away));
         Assert.Equal(100.1m, RestingOrder.PostPrice(OrderSide.Sell, away));
-        Assert.Equal(0m, RestingOrder.Fill("o", OrderSide.Buy, 99.9m, 30m, Venue, away).FilledQuantity);
+        Assert.Equal(0m, SimulatedRestingOrder.Fill("o", OrderSide.Buy, 99.9m, 30m, Venue, away).FilledQuantity);
 
         // The ask comes down to 99.9 showing 40: half of it (the cap), 20, fills at 99.9; fee 20 × 99.9 × 2 bp.
         var crossed = new VenueQuote("SIM-A", 99.8m, 99.9m, 100m, 40m);
-        var fill = RestingOrder.Fill("o", OrderSide.Buy, 99.9m, 30m, Venue, crossed);
+        var fill = SimulatedRestingOrder.Fill("o", OrderSide.Buy, 99.9m, 30m, Venue, crossed);
         Assert.Equal((20m, 99.9m, 0.3996m), (fill.FilledQuantity, fill.Price, fill.Fee));
-        Assert.Equal(5m, RestingOrder.Fill("o", OrderSide.Buy, 99.9m, 30m, Venue, crossed, taken: 15m).FilledQuantity);   // the same quote, partly used
-        Assert.Equal(0m, RestingOrder.Fill("o", OrderSide.Buy, 99.9m, 30m, Venue, crossed, taken: 20m).FilledQuantity);
-        Assert.Equal(3m, RestingOrder.Fill("o", OrderSide.Buy, 99.9m, 3m, Venue, crossed).FilledQuantity);                // no more than is open
+        Assert.Equal(5m, SimulatedRestingOrder.Fill("o", OrderSide.Buy, 99.9m, 30m, Venue, crossed, taken: 15m).FilledQuantity);   // the same quote, partly used
+        Assert.Equal(0m, SimulatedRestingOrder.Fill("o", OrderSide.Buy, 99.9m, 30m, Venue, crossed, taken: 20m).FilledQuantity);
+        Assert.Equal(3m, SimulatedRestingOrder.Fill("o", OrderSide.Buy, 99.9m, 3m, Venue, crossed).FilledQuantity);                // no more than is open
 
         // A resting sell at 100.1 fills when the bid reaches it; a venue that is down fills nothing.
-        Assert.Equal(10m, RestingOrder.Fill("o", OrderSide.Sell, 100.1m, 10m, Venue, new VenueQuote("SIM-A", 100.1m, 100.2m, 60m, 60m)).FilledQuantity);
-        Assert.Equal(0m, RestingOrder.Fill("o", OrderSide.Buy, 99.9m, 30m, Venue with { Available = false }, crossed).FilledQuantity);
+        Assert.Equal(10m, SimulatedRestingOrder.Fill("o", OrderSide.Sell, 100.1m, 10m, Venue, new VenueQuote("SIM-A", 100.1m, 100.2m, 60m, 60m)).FilledQuantity);
+        Assert.Equal(0m, SimulatedRestingOrder.Fill("o", OrderSide.Buy, 99.9m, 30m, Venue with { Available = false }, crossed).FilledQuantity);
     }
 }
 

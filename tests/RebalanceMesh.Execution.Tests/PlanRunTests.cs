@@ -3,6 +3,8 @@ using FsCheck.Fluent;
 using RebalanceMesh.Execution.Core;
 using RebalanceMesh.Execution.Core.Runs;
 
+using RebalanceMesh.Execution.Simulators;
+
 namespace RebalanceMesh.Execution.Tests;
 
 /// <summary>

@@ -199,19 +199,19 @@ public sealed class PlanRunnerTests : IClassFixture<RedisServer>, IAsyncLifetime
         Assert.Equal((200L, 2 * Enumerable.Range(0, 200).Sum(i => 100.0 + i), 100.0, 50.0), (fills, notional, fees, slippage));
     }
 
-    private Replica StartReplica(string name, int maxConcurrentPlans = 256, IVenueConnector? connector = null)
+    private Replica StartReplica(string name, int maxConcurrentPlans = 256, IVenueGateway? connector = null)
     {
         // The clocks start at the real time: the quotes written for the test are fresh on them.
         var clock = new FakeTimeProvider(_clockStart);
         var server = new GrpcTestServer<Program>(
             _redis,
-            new Dictionary<string, string?>
+            SimulatedExecution.Settings(new Dictionary<string, string?>
             {
                 ["Execution:ReplicaId"] = name,
                 ["Execution:MaxConcurrentPlans"] = maxConcurrentPlans.ToString(System.Globalization.CultureInfo.InvariantCulture),
                 ["Execution:MaxPlanAttempts"] = "2",
                 ["MarketState:VenueStaleAfter"] = "1.00:00:00", // the test's quotes stay fresh however far the clocks move
-            },
+            }),
             services =>
             {
                 services.AddSingleton<TimeProvider>(clock);
@@ -297,7 +297,7 @@ public sealed class PlanRunnerTests : IClassFixture<RedisServer>, IAsyncLifetime
     }
 
     /// <summary>Venues that cannot be reached (a gateway down): every order fails with an error.</summary>
-    private sealed class FailingVenues : IVenueConnector
+    private sealed class FailingVenues : IVenueGateway
     {
         public bool Handles(string venueId) => true;
 
@@ -305,6 +305,9 @@ public sealed class PlanRunnerTests : IClassFixture<RedisServer>, IAsyncLifetime
             throw new HttpRequestException("venue gateway down");
 
         public Task<VenueExecution> PollRestingAsync(VenueSpec venue, RestingState order, CancellationToken cancellationToken) =>
+            throw new HttpRequestException("venue gateway down");
+
+        public Task<VenueOperationResult> ApplyAsync(VenueOperation operation, CancellationToken cancellationToken) =>
             throw new HttpRequestException("venue gateway down");
     }
 }

@@ -1,5 +1,7 @@
 using RebalanceMesh.Domain;
 
+using RebalanceMesh.Execution.Simulators;
+
 namespace RebalanceMesh.Execution.Tests;
 
 /// <summary>A venue operation runs once under its id, whatever races it (the record stands in for the Redis hash).</summary>
@@ -21,12 +23,15 @@ public class RecordedOperationTests
         }
     }
 
-    private static Task<(bool Accepted, decimal Quantity, string Reason)> Run(Record record, Func<OperationTry> attempt) =>
-        RecordedOperation.RunOnceAsync(record.ReadAsync, record.WriteAsync, () =>
+    private static async Task<(bool Accepted, decimal Quantity, string Reason)> Run(Record record, Func<OperationTry> attempt)
+    {
+        var (accepted, quantity, reason) = await RecordedOperation.RunOnceAsync(record.ReadAsync, record.WriteAsync, () =>
         {
             record.Tries++;
             return Task.FromResult(attempt());
         }, "busy");
+        return (accepted, quantity, reason);
+    }
 
     [Fact]
     public async Task A_recorded_outcome_is_returned_without_trying_again()

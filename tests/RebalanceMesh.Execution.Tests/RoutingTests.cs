@@ -1,5 +1,7 @@
 using RebalanceMesh.Execution.Core;
 
+using RebalanceMesh.Execution.Simulators;
+
 namespace RebalanceMesh.Execution.Tests;
 
 public class RoutingTests

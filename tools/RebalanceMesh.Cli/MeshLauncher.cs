@@ -185,9 +185,14 @@ public static class MeshLauncher
         var state = new MeshState(redis, redisPid, [], credentials);
         foreach (var service in services)
         {
-            var dll = await EnsureBuiltAsync(options, service, log, cancellationToken);
+            var dll = await EnsureBuiltAsync(options, service.Project!, log, cancellationToken);
             var (grpc, http) = ports[service.Name];
             var env = ServiceEnvironment(grpc, http, redis, Path.Combine(spans, service.Name + ".jsonl"), service.Name + "-1");
+            for (var i = 0; i < service.Plugins.Count; i++)
+            {
+                env[$"Plugins__{i}"] = await EnsureBuiltAsync(options, service.Plugins[i], log, cancellationToken);
+            }
+
             foreach (var other in services)
             {
                 env[$"Services__{other.Name}__Grpc"] = $"http://127.0.0.1:{ports[other.Name].Grpc}";
@@ -429,9 +434,10 @@ public static class MeshLauncher
 
     private static string Quote(string value) => "'" + value.Replace("'", "'\\''", StringComparison.Ordinal) + "'";
 
-    private static async Task<string> EnsureBuiltAsync(LaunchOptions options, TopologyService service, TextWriter log, CancellationToken cancellationToken)
+    /// <summary>The dll a project of the topology builds (a service, or a plugin of one), built when it has to be.</summary>
+    private static async Task<string> EnsureBuiltAsync(LaunchOptions options, string projectPath, TextWriter log, CancellationToken cancellationToken)
     {
-        var project = Path.GetFullPath(Path.Combine(options.RepoRoot, service.Project!));
+        var project = Path.GetFullPath(Path.Combine(options.RepoRoot, projectPath));
         var name = Path.GetFileNameWithoutExtension(project);
         var dll = Path.Combine(Path.GetDirectoryName(project)!, "bin", options.Configuration, "net10.0", name + ".dll");
 

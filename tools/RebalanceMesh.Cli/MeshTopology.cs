@@ -50,6 +50,12 @@ public sealed class TopologyService
 
     public List<string> References { get; set; } = [];
 
+    /// <summary>
+    /// Projects loaded into the service as plugins (its configuration list <c>Plugins</c>): parts that are not in the
+    /// service's production build, such as execution's simulated venues. Built with the service; passed by dll path.
+    /// </summary>
+    public List<string> Plugins { get; set; } = [];
+
     public TopologyBinding? Binding(string name) => Bindings.FirstOrDefault(b => string.Equals(b.Name, name, StringComparison.OrdinalIgnoreCase));
 }
 

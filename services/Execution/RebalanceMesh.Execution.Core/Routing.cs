@@ -157,3 +157,9 @@ public static class ClientOrderIds
 {
     public static string For(string planId, string legId, int slice) => $"{planId}:{legId}:{slice}";
 }
+
+/// <summary>A venue's margin rules for the perpetuals and futures it clears.</summary>
+/// <param name="MaintenanceRate">Maintenance margin per unit of contract notional (|quantity| × mark × multiplier).</param>
+/// <param name="LiquidationFeeRate">Fee per unit of notional the venue charges on a position it liquidates.</param>
+/// <param name="InitialRate">Initial margin per unit of notional: collateral may leave the account only while what stays covers it.</param>
+public sealed record MarginTerms(decimal MaintenanceRate, decimal LiquidationFeeRate, decimal InitialRate);

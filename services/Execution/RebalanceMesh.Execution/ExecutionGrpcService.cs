@@ -6,8 +6,12 @@ using RebalanceMesh.Domain;
 namespace RebalanceMesh.Execution;
 
 /// <summary>gRPC surface of execution.</summary>
-public sealed class ExecutionGrpcService(ExecutionStore store, LendingDesk lending, MarginDesk margin, RebalanceMesh.MarketState.MarketStateStore market, IOptions<ExecutionOptions> options, ILogger<ExecutionGrpcService> logger) : ExecutionService.ExecutionServiceBase
+public sealed class ExecutionGrpcService(ExecutionStore store, IEnumerable<IVenueAccounts> venueAccounts, RebalanceMesh.MarketState.MarketStateStore market, IOptions<ExecutionOptions> options, ILogger<ExecutionGrpcService> logger) : ExecutionService.ExecutionServiceBase
 {
+    /// <summary>The venue accounts of a venue plugin (the simulated venues); a build without one answers Unimplemented.</summary>
+    private IVenueAccounts Accounts => venueAccounts.LastOrDefault()
+        ?? throw new RpcException(new Status(StatusCode.Unimplemented, "No venue accounts are reachable here: no venue plugin that keeps accounts (Plugins) is loaded."));
+
     public override async Task<OpenLendingAccountResponse> OpenLendingAccount(OpenLendingAccountRequest request, ServerCallContext context)
     {
         if (request.Account is null)
@@ -17,7 +21,7 @@ public sealed class ExecutionGrpcService(ExecutionStore store, LendingDesk lendi
             check.ThrowIfInvalid();
         }
 
-        return new OpenLendingAccountResponse { Account = await lending.OpenAsync(request.Account!) };
+        return new OpenLendingAccountResponse { Account = await Accounts.OpenLendingAsync(request.Account!) };
     }
 
     public override async Task<GetLendingAccountResponse> GetLendingAccount(GetLendingAccountRequest request, ServerCallContext context)
@@ -27,7 +31,7 @@ public sealed class ExecutionGrpcService(ExecutionStore store, LendingDesk lendi
         check.RequireIdentifier(request.PortfolioId, "portfolio_id");
         check.RequireIdentifier(request.LoanId, "loan_id");
         check.ThrowIfInvalid();
-        var account = await lending.GetAsync(request.Venue, request.PortfolioId, request.LoanId)
+        var account = await Accounts.GetLendingAsync(request.Venue, request.PortfolioId, request.LoanId)
             ?? throw DomainException.NotFound($"Loan '{request.LoanId}' of portfolio '{request.PortfolioId}' on {request.Venue}");
         return new GetLendingAccountResponse { Account = account };
     }
@@ -41,7 +45,7 @@ public sealed class ExecutionGrpcService(ExecutionStore store, LendingDesk lendi
             check.ThrowIfInvalid();
         }
 
-        return new OpenMarginAccountResponse { Account = await margin.OpenAsync(request.Account!) };
+        return new OpenMarginAccountResponse { Account = await Accounts.OpenMarginAsync(request.Account!) };
     }
 
     public override async Task<GetMarginAccountResponse> GetMarginAccount(GetMarginAccountRequest request, ServerCallContext context)
@@ -50,7 +54,7 @@ public sealed class ExecutionGrpcService(ExecutionStore store, LendingDesk lendi
         check.RequireIdentifier(request.Venue, "venue");
         check.RequireIdentifier(request.PortfolioId, "portfolio_id");
         check.ThrowIfInvalid();
-        var account = await margin.GetAsync(request.Venue, request.PortfolioId)
+        var account = await Accounts.GetMarginAsync(request.Venue, request.PortfolioId)
             ?? throw DomainException.NotFound($"Margin account of portfolio '{request.PortfolioId}' on {request.Venue}");
         return new GetMarginAccountResponse { Account = account };
     }

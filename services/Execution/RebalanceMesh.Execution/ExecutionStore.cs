@@ -15,11 +15,6 @@ namespace RebalanceMesh.Execution;
 /// <item><c>exe:venue:{venue}</c> hash client order id → the venue's execution, so a resent order is not filled twice.</item>
 /// <item><c>exe:cancel:{plan}</c> cancel request; <c>exe:halt</c> the trading halt flag; <c>exe:venues-down</c> hash venue → why it is down.</item>
 /// <item><c>exe:venue-costs:{venue}</c> hash of realised costs (fills, notional, fees, slippage), counted once per fill.</item>
-/// <item><c>exe:lend:{venue}:{portfolio}:{loan}</c> a lending venue's account;
-/// <c>exe:lend-ops</c> hash operation id (plan:leg) → "quantity|reject reason", written with the account it changed;
-/// <c>exe:lend-by-asset:{asset}</c> set of the accounts that hold or owe the asset (or did: a superset).</item>
-/// <item><c>exe:margin:{venue}:{portfolio}</c> a trading venue's margin account; <c>exe:margin-by-asset:{instrument}</c>
-/// the accounts holding the contract; <c>exe:margin-ops</c> hash operation id (top-up leg, fill) → outcome, once each.</item>
 /// <item><c>exe:outbox</c> list of reports committed with the state they report and not yet published.</item>
 /// <item>The run queue's keys (<c>exe:runs</c>, <c>exe:run-owners</c>, <c>exe:approved:{plan}</c>, <c>exe:run-attempts</c>): see <see cref="RunQueue"/>.</item>
 /// </list>
@@ -55,134 +50,7 @@ public sealed class ExecutionStore(IConnectionMultiplexer redis)
     public Task SetVenueDownAsync(string venue, bool down, string reason) =>
         down ? Db.HashSetAsync(VenuesDownKey, venue, reason) : Db.HashDeleteAsync(VenuesDownKey, venue);
 
-    private static readonly RedisKey LendingOpsKey = "exe:lend-ops";
-
-    private static readonly RedisKey MarginOpsKey = "exe:margin-ops";
-
     private static readonly RedisKey OutboxKey = "exe:outbox";
-
-    public static string LendingKey(string venue, string portfolioId, string loanId) => $"exe:lend:{venue}:{portfolioId}:{loanId}";
-
-    public static string MarginKey(string venue, string portfolioId) => $"exe:margin:{venue}:{portfolioId}";
-
-    private static RedisKey LendingAssetKey(string asset) => "exe:lend-by-asset:" + asset;
-
-    private static RedisKey MarginAssetKey(string instrument) => "exe:margin-by-asset:" + instrument;
-
-    /// <summary>A lending account and its stored bytes (the optimistic-concurrency token of <see cref="TryUpdateLendingAsync"/>).</summary>
-    public Task<(LendingAccount? Account, RedisValue Raw)> GetLendingAsync(string key) => GetAccountAsync(key, LendingAccount.Parser);
-
-    /// <summary>The accounts that hold or owe any of <paramref name="assets"/> (possibly a few that no longer do).</summary>
-    public Task<IReadOnlyList<string>> GetLendingKeysAsync(IEnumerable<string> assets) => KeysByAssetAsync(assets.Select(LendingAssetKey));
-
-    /// <summary>Opens (or replaces) an account.</summary>
-    public Task SaveLendingAsync(LendingAccount account) =>
-        SaveAccountAsync(LendingKey(account.Venue, account.PortfolioId, account.LoanId), account, LendingAssets(account).Select(LendingAssetKey));
-
-    /// <summary>
-    /// Replaces an account if it still holds <paramref name="before"/>; with an operation id, records the operation's
-    /// outcome in the same transaction, and only if it was not recorded before; with reports, puts them in the outbox in
-    /// the same transaction (nothing committed goes unreported). False when either changed meanwhile.
-    /// </summary>
-    public Task<bool> TryUpdateLendingAsync(string key, RedisValue before, LendingAccount after, string? operationId = null, string? outcome = null, IReadOnlyList<ExecutionReport>? reports = null) =>
-        TryUpdateAccountAsync(key, before, after, LendingAssets(after).Select(LendingAssetKey), LendingOpsKey, operationId, outcome, reports);
-
-    /// <summary>Records a refused operation once (the account is unchanged).</summary>
-    public Task RecordLendingOperationAsync(string operationId, string outcome) => Db.HashSetAsync(LendingOpsKey, operationId, outcome, When.NotExists);
-
-    /// <summary>The recorded outcome of a lending operation, "quantity|reject reason", or null before it ran.</summary>
-    public Task<string?> GetLendingOperationAsync(string operationId) => GetOperationAsync(LendingOpsKey, operationId);
-
-    /// <summary>A venue margin account and its stored bytes (the token of <see cref="TryUpdateMarginAsync"/>).</summary>
-    public Task<(VenueMarginAccount? Account, RedisValue Raw)> GetMarginAsync(string key) => GetAccountAsync(key, VenueMarginAccount.Parser);
-
-    /// <summary>The margin accounts holding any of <paramref name="instruments"/> (possibly a few that no longer do).</summary>
-    public Task<IReadOnlyList<string>> GetMarginKeysAsync(IEnumerable<string> instruments) => KeysByAssetAsync(instruments.Select(MarginAssetKey));
-
-    public Task SaveMarginAsync(VenueMarginAccount account) =>
-        SaveAccountAsync(MarginKey(account.Venue, account.PortfolioId), account, account.Positions.Select(p => MarginAssetKey(p.InstrumentId)));
-
-    /// <summary>As <see cref="TryUpdateLendingAsync"/>, for margin accounts (operations: top-up legs and fills, once each).</summary>
-    public Task<bool> TryUpdateMarginAsync(string key, RedisValue before, VenueMarginAccount after, string? operationId = null, string? outcome = null, IReadOnlyList<ExecutionReport>? reports = null) =>
-        TryUpdateAccountAsync(key, before, after, after.Positions.Select(p => MarginAssetKey(p.InstrumentId)), MarginOpsKey, operationId, outcome, reports);
-
-    /// <summary>
-    /// Moves collateral between two margin accounts in one transaction, if neither changed meanwhile and the operation
-    /// was not recorded before (it is recorded with the move). False when any of them changed.
-    /// </summary>
-    public Task<bool> TryTransferMarginAsync(string fromKey, RedisValue fromBefore, VenueMarginAccount fromAfter, string toKey, RedisValue toBefore, VenueMarginAccount toAfter, string operationId, string outcome)
-    {
-        var transaction = Db.CreateTransaction();
-        transaction.AddCondition(Condition.StringEqual(fromKey, fromBefore));
-        transaction.AddCondition(Condition.StringEqual(toKey, toBefore));
-        transaction.AddCondition(Condition.HashNotExists(MarginOpsKey, operationId));
-        _ = transaction.HashSetAsync(MarginOpsKey, operationId, outcome);
-        _ = transaction.StringSetAsync(fromKey, fromAfter.ToByteArray());
-        _ = transaction.StringSetAsync(toKey, toAfter.ToByteArray());
-        return transaction.ExecuteAsync();
-    }
-
-    public Task RecordMarginOperationAsync(string operationId, string outcome) => Db.HashSetAsync(MarginOpsKey, operationId, outcome, When.NotExists);
-
-    public Task<string?> GetMarginOperationAsync(string operationId) => GetOperationAsync(MarginOpsKey, operationId);
-
-    private static IEnumerable<string> LendingAssets(LendingAccount account) =>
-        account.Collateral.Select(c => c.Asset).Append(account.DebtAsset).Where(a => a.Length > 0).Distinct(StringComparer.Ordinal);
-
-    private async Task<(T? Account, RedisValue Raw)> GetAccountAsync<T>(string key, MessageParser<T> parser)
-        where T : class, IMessage<T>
-    {
-        var raw = await Db.StringGetAsync(key);
-        return (raw.IsNull ? null : parser.ParseFrom((byte[])raw!), raw);
-    }
-
-    private async Task<IReadOnlyList<string>> KeysByAssetAsync(IEnumerable<RedisKey> indexKeys)
-    {
-        var keys = indexKeys.ToArray();
-        return keys.Length == 0 ? [] : (await Db.SetCombineAsync(SetOperation.Union, keys)).Select(v => v.ToString()).ToArray();
-    }
-
-    private async Task SaveAccountAsync(string key, IMessage account, IEnumerable<RedisKey> indexKeys)
-    {
-        var transaction = Db.CreateTransaction();
-        _ = transaction.StringSetAsync(key, account.ToByteArray());
-        foreach (var index in indexKeys)
-        {
-            _ = transaction.SetAddAsync(index, key);
-        }
-
-        await transaction.ExecuteAsync();
-    }
-
-    private Task<bool> TryUpdateAccountAsync(string key, RedisValue before, IMessage after, IEnumerable<RedisKey> indexKeys, RedisKey opsKey, string? operationId, string? outcome, IReadOnlyList<ExecutionReport>? reports)
-    {
-        var transaction = Db.CreateTransaction();
-        transaction.AddCondition(Condition.StringEqual(key, before));
-        if (operationId is not null)
-        {
-            transaction.AddCondition(Condition.HashNotExists(opsKey, operationId));
-            _ = transaction.HashSetAsync(opsKey, operationId, outcome);
-        }
-
-        _ = transaction.StringSetAsync(key, after.ToByteArray());
-        foreach (var index in indexKeys)
-        {
-            _ = transaction.SetAddAsync(index, key);
-        }
-
-        if (reports is { Count: > 0 })
-        {
-            _ = transaction.ListRightPushAsync(OutboxKey, reports.Select(r => (RedisValue)r.ToByteArray()).ToArray());
-        }
-
-        return transaction.ExecuteAsync();
-    }
-
-    private async Task<string?> GetOperationAsync(RedisKey opsKey, string operationId)
-    {
-        var value = await Db.HashGetAsync(opsKey, operationId);
-        return value.IsNull ? null : value.ToString();
-    }
 
     /// <summary>The oldest reports in the outbox, each with its stored bytes (what <see cref="RemoveFromOutboxAsync"/> takes).</summary>
     public async Task<IReadOnlyList<(ExecutionReport Report, RedisValue Raw)>> GetOutboxAsync(int max) =>
@@ -192,8 +60,14 @@ public sealed class ExecutionStore(IConnectionMultiplexer redis)
     public Task RemoveFromOutboxAsync(RedisValue raw) => Db.ListRemoveAsync(OutboxKey, raw, 1);
 
     /// <summary>Puts reports in the outbox on their own (tests: the state of a crash between commit and publish).</summary>
-    public Task AddToOutboxAsync(IReadOnlyList<ExecutionReport> reports) =>
-        Db.ListRightPushAsync(OutboxKey, reports.Select(r => (RedisValue)r.ToByteArray()).ToArray());
+    public Task AddToOutboxAsync(IReadOnlyList<ExecutionReport> reports) => AddToOutboxAsync(Db, reports);
+
+    /// <summary>
+    /// Puts reports in the outbox within <paramref name="transaction"/> — committed with the state they report (a venue
+    /// plugin's liquidation and its account) — for <see cref="ReportOutbox"/> to publish.
+    /// </summary>
+    public static Task AddToOutboxAsync(IDatabaseAsync transaction, IReadOnlyList<ExecutionReport> reports) =>
+        transaction.ListRightPushAsync(OutboxKey, reports.Select(r => (RedisValue)r.ToByteArray()).ToArray());
 
     public async Task<Order?> GetOrderAsync(string clientOrderId)
     {

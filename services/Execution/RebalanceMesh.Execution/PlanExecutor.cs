@@ -15,8 +15,8 @@ namespace RebalanceMesh.Execution;
 
 /// <summary>
 /// Runs approved plans: the plan's <see cref="PlanRun"/> (Execution.Core) decides, this host carries out what it asks —
-/// reads quotes and venue states, journals and sends child orders through the venue connectors, carries out loan legs,
-/// top-ups and transfers on the desks, waits, rests maker orders, publishes reports — and answers with what happened.
+/// reads quotes and venue states, journals and sends child orders, loan legs, top-ups and transfers through the venue
+/// gateways, waits, rests maker orders, publishes reports — and answers with what happened.
 /// Every answer is journaled (exe:run:{plan}) before the run sees it, so a redelivered plan (after a crash or a
 /// restart) replays its journal to the command it was waiting on and carries on; a child sent again is answered from
 /// the order journal and the venue's record of its client order id, never filled twice.
@@ -24,9 +24,7 @@ namespace RebalanceMesh.Execution;
 public sealed class PlanExecutor(
     ExecutionStore store,
     MarketStateStore market,
-    LendingDesk lending,
-    MarginDesk margin,
-    IEnumerable<IVenueConnector> connectors,
+    IEnumerable<IVenueGateway> gateways,
     IEventBus bus,
     IOptions<ExecutionOptions> options,
     TimeProvider time,
@@ -130,7 +128,7 @@ public sealed class PlanExecutor(
             }
 
             case RunOperation operation:
-                return await OperateAsync(plan, plan.Legs.First(l => l.LegId == operation.LegId), operation.Quantity);
+                return await OperateAsync(plan, plan.Legs.First(l => l.LegId == operation.LegId), operation.Quantity, cancellationToken);
             case Wait wait:
                 await Task.Delay(wait.Delay, time, cancellationToken);
                 return new Waited();
@@ -240,19 +238,26 @@ public sealed class PlanExecutor(
     }
 
     /// <summary>A loan leg on its lending venue, a margin top-up or a collateral transfer on its trading venue, once (by plan and leg).</summary>
-    private async Task<OperationDone> OperateAsync(PlanApproved plan, ApprovedLeg leg, decimal quantity)
+    private async Task<OperationDone> OperateAsync(PlanApproved plan, ApprovedLeg leg, decimal quantity, CancellationToken cancellationToken)
     {
         using var activity = ActivitySource.StartActivity("execute loan leg");
         activity?.SetTag("execution.leg_id", leg.LegId);
         activity?.SetTag("execution.venue", leg.Venue);
         activity?.SetTag("execution.loan_id", leg.LoanId);
-        leg = new ApprovedLeg(leg) { Quantity = quantity };
-        var (accepted, done, reason) = leg.Kind switch
+        var kind = leg.Kind switch
         {
-            LegKind.MarginTopUp => await margin.TopUpAsync(plan.PortfolioId, plan.PlanId, leg),
-            LegKind.CollateralTransfer => await margin.TransferAsync(plan.PortfolioId, plan.PlanId, leg),
-            _ => await lending.ApplyLegAsync(plan.PortfolioId, plan.PlanId, leg),
+            LegKind.MarginTopUp => VenueOperationKind.MarginTopUp,
+            LegKind.CollateralTransfer => VenueOperationKind.CollateralTransfer,
+            LegKind.SupplyCollateral => VenueOperationKind.SupplyCollateral,
+            LegKind.WithdrawCollateral => VenueOperationKind.WithdrawCollateral,
+            LegKind.Borrow => VenueOperationKind.Borrow,
+            LegKind.Repay => VenueOperationKind.Repay,
+            _ => throw new ArgumentOutOfRangeException(nameof(leg), leg.Kind, "Not an operation leg."),
         };
+        var operation = new VenueOperation($"{plan.PlanId}:{leg.LegId}", kind, plan.PortfolioId, leg.Venue, leg.InstrumentId, quantity, leg.LoanId, leg.FromVenue);
+        var (accepted, done, reason) = Gateway(leg.Venue) is { } gateway
+            ? await gateway.ApplyAsync(operation, cancellationToken)
+            : new VenueOperationResult(false, 0, NoGateway(leg.Venue));
         if (!accepted)
         {
             logger.LogError("Plan {PlanId}: leg {LegId} refused: {Reason}", plan.PlanId, leg.LegId, reason);
@@ -366,7 +371,14 @@ public sealed class PlanExecutor(
             var quote = (await VenueQuotesAsync(state.Leg.InstrumentId)).FirstOrDefault(q => q.VenueId == order.Venue);
             var open = order.Quantity.ToDecimal() - order.FilledQuantity.ToDecimal();
             seen = quote == seen.Quote ? seen : (quote, 0m);
-            var fill = await Connector(venue.VenueId).PollRestingAsync(venue, new RestingState(rest.ClientOrderId, side, restingPrice, open, quote, seen.Taken), cancellationToken);
+            if (Gateway(venue.VenueId) is not { } gateway)
+            {
+                cancelled = NoGateway(venue.VenueId);
+                break;
+            }
+
+            var account = state.Leg.Account.Length > 0 ? new VenueAccount(plan.PortfolioId, state.Leg.InstrumentId) : null;
+            var fill = await gateway.PollRestingAsync(venue, new RestingState(rest.ClientOrderId, side, restingPrice, open, quote, seen.Taken, order.FilledQuantity.ToDecimal(), account), cancellationToken);
             seen.Taken += fill.FilledQuantity;
             if (fill.FilledQuantity <= 0)
             {
@@ -375,7 +387,7 @@ public sealed class PlanExecutor(
 
             // Each fill of the resting order has its own id at the venue and in the reports: the order's cumulative fill after it.
             var filledAfter = order.FilledQuantity.ToDecimal() + fill.FilledQuantity;
-            var fillId = $"{rest.ClientOrderId}@{filledAfter.ToString("0.########", System.Globalization.CultureInfo.InvariantCulture)}";
+            var fillId = RestingOrder.FillId(rest.ClientOrderId, filledAfter);
             var arrival = state.ArrivalPrice ?? 0m;
             var slippage = arrival > 0 ? (side == OrderSide.Buy ? 1 : -1) * (fill.Price - arrival) * fill.FilledQuantity : 0m;
             var recorded = await store.RecordVenueExecutionAsync(fill with { ClientOrderId = fillId }, slippage);
@@ -389,11 +401,6 @@ public sealed class PlanExecutor(
             notional += recorded.FilledQuantity * recorded.Price;
             fees += recorded.Fee;
             Fills.Add(1, new KeyValuePair<string, object?>("venue", order.Venue), new KeyValuePair<string, object?>("liquidity", "maker"));
-            if (state.Leg.Account.Length > 0)
-            {
-                await margin.ApplyFillAsync(plan.PortfolioId, order.Venue, state.Leg.InstrumentId, (side == OrderSide.Buy ? 1 : -1) * recorded.FilledQuantity, recorded.Price, recorded.Fee, fillId);
-            }
-
             await PublishFillAsync(plan, leg, order, fillId, recorded.FilledQuantity, recorded.Price, recorded.Fee, cancellationToken);
         }
 
@@ -411,8 +418,10 @@ public sealed class PlanExecutor(
         return new Rested(filled, notional, fees, quotes, await VenuesAsync(state.Leg.Account), order.Venue, taken);
     }
 
-    /// <summary>The connector that reaches a venue: the last registered one that handles it (the simulated venues handle all).</summary>
-    private IVenueConnector Connector(string venueId) => connectors.Last(c => c.Handles(venueId));
+    /// <summary>The gateway that reaches a venue: the last registered one that handles it; null when none does.</summary>
+    private IVenueGateway? Gateway(string venueId) => gateways.LastOrDefault(g => g.Handles(venueId));
+
+    private static string NoGateway(string venueId) => $"no venue gateway reaches {venueId}";
 
     /// <summary>How often a resting order looks at its venue's quote.</summary>
     private static readonly TimeSpan RestingPoll = TimeSpan.FromMilliseconds(100);
@@ -473,14 +482,15 @@ public sealed class PlanExecutor(
             await store.SaveOrderAsync(order);
         }
 
-        // A sell in a venue account is checked against the units the account holds there (the venue rejects it otherwise).
-        var refusal = leg.Venue.Length > 0 && side == OrderSide.Sell ? await margin.SpotSellRefusalAsync(plan.PortfolioId, child.VenueId, leg.InstrumentId, child.Quantity) : null;
         // A marketable limit at the deepest level its routing priced (journaled with the order; orders journaled without
         // one keep the leg's limit): the venue never fills it beyond what routing and the plan's cash counted on.
         var orderLimit = DecimalValue.TryParse(order.LimitPrice, out var journaledLimit) && journaledLimit > 0 ? journaledLimit : limit;
-        var outcome = refusal is null
-            ? await Connector(venue.VenueId).ExecuteAsync(venue, new VenueOrder(child, side, orderLimit, quote, taken), cancellationToken)
-            : new VenueExecution(child.ClientOrderId, venue.VenueId, false, 0, 0, 0, refusal);
+        // A leg in a venue account trades in the portfolio's account there: the venue refuses to sell units it does not
+        // hold and books the fills into it.
+        var account = leg.Venue.Length > 0 ? new VenueAccount(plan.PortfolioId, leg.InstrumentId) : null;
+        var outcome = Gateway(venue.VenueId) is { } gateway
+            ? await gateway.ExecuteAsync(venue, new VenueOrder(child, side, orderLimit, quote, taken, account), cancellationToken)
+            : new VenueExecution(child.ClientOrderId, venue.VenueId, false, 0, 0, 0, NoGateway(venue.VenueId));
         var arrival = arrivalPrice ?? 0m;
         var slippage = arrival > 0 && outcome.Accepted ? (side == OrderSide.Buy ? 1 : -1) * (outcome.Price - arrival) * outcome.FilledQuantity : 0m;
         var execution = await store.RecordVenueExecutionAsync(outcome, slippage);
@@ -504,11 +514,6 @@ public sealed class PlanExecutor(
         order.UpdatedAt = time.GetUtcNow().ToTimestamp();
         await store.SaveOrderAsync(order);
         Fills.Add(1, new KeyValuePair<string, object?>("venue", venue.VenueId));
-        if (leg.Venue.Length > 0)
-        {
-            // A leg in a venue account: a margined contract moves the portfolio's margin account there (once per order).
-            await margin.ApplyFillAsync(plan.PortfolioId, order.Venue, leg.InstrumentId, (side == OrderSide.Buy ? 1 : -1) * execution.FilledQuantity, execution.Price, execution.Fee, order.ClientOrderId);
-        }
 
         await PublishFillAsync(plan, leg, order, cancellationToken);
         return execution;

@@ -21,13 +21,8 @@ builder.Services.AddOptions<ExecutionOptions>()
 builder.Services.Configure<MarketStateOptions>(builder.Configuration.GetSection("MarketState"));
 builder.Services.AddSingleton<MarketStateStore>();
 builder.Services.AddSingleton<ExecutionStore>();
-// Venues are reached through connectors: the simulated venues reach every venue; a real venue's connector registered
-// after it (AddSingleton<IVenueConnector, …>) takes over the venues it handles.
-builder.Services.AddSingleton<RebalanceMesh.Execution.Core.IVenueConnector, RebalanceMesh.Execution.Core.SimulatedVenueConnector>();
 builder.Services.AddSingleton<ReportOutbox>();
 builder.Services.AddHostedService(sp => sp.GetRequiredService<ReportOutbox>());
-builder.Services.AddSingleton<LendingDesk>();
-builder.Services.AddSingleton<MarginDesk>();
 builder.Services.AddSingleton<PlanExecutor>();
 // Accepted plans wait in the run queue (Redis, shared by the replicas); each replica runs up to
 // Execution:MaxConcurrentPlans of them at once, each under a lease that another replica takes when this one dies.
@@ -35,14 +30,19 @@ builder.Services.AddSingleton<RunQueue>();
 builder.Services.AddSingleton<PlanRunner>();
 builder.Services.AddHostedService(sp => sp.GetRequiredService<PlanRunner>());
 // Events arrive concurrently (EventBus:Concurrency, as Dapr's pubsub.redis `concurrency`): plans are accepted one per
-// portfolio at a time (planning sends one plan per portfolio at a time); halts apply in order; the liquidation loops run
-// one market event at a time.
+// portfolio at a time (planning sends one plan per portfolio at a time); halts apply in order.
 builder.Services.AddEventSubscription<PlanApproved, PlanApprovedHandler>(Topics.PlansApproved, plan => plan.PortfolioId.Length > 0 ? plan.PortfolioId : plan.PlanId);
 builder.Services.AddEventSubscription<TradingHaltChanged, TradingHaltHandler>(Topics.PlansHalted, _ => "halt");
 builder.Services.AddEventSubscription<PlanCancelRequested, PlanCancelHandler>(Topics.PlansCancelled, cancel => cancel.PlanId);
-builder.Services.AddEventSubscription<QuotesUpdated, LiquidationMonitor>(Topics.MarketQuotes, _ => "market");
+
+// Venues are reached through venue gateways (IVenueGateway), every leg kind: the last registered gateway that handles a
+// venue reaches it. None is built in: the simulated venues are a plugin (Plugins:0 = RebalanceMesh.Execution.Simulators,
+// which local runs, tests and the demo load); a real venue's gateway is registered the same way. A leg on a venue no
+// gateway reaches is refused with its reason.
+var plugins = builder.AddServicePlugins();
 
 var app = builder.Build();
+app.Logger.LogInformation("Execution plugins: {Plugins}", plugins.Count == 0 ? "none" : string.Join(", ", plugins));
 app.UseMeshAuthentication();
 app.MapGrpcService<ExecutionGrpcService>();
 app.MapDefaultEndpoints();

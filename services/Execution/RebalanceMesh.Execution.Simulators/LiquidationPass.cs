@@ -1,7 +1,7 @@
 using RebalanceMesh.Contracts.Events.V1;
 using StackExchange.Redis;
 
-namespace RebalanceMesh.Execution;
+namespace RebalanceMesh.Execution.Simulators;
 
 /// <summary>
 /// What a venue's liquidation of one account came to: the account after it, the reports of its calls, the span to

@@ -10,7 +10,7 @@ using RebalanceMesh.Domain;
 using RebalanceMesh.Execution.Core;
 using RebalanceMesh.MarketState;
 
-namespace RebalanceMesh.Execution;
+namespace RebalanceMesh.Execution.Simulators;
 
 /// <summary>
 /// The trading venues' margin accounts: per (venue, portfolio) the collateral and the perpetuals and futures held
@@ -20,7 +20,7 @@ namespace RebalanceMesh.Execution;
 /// (<see cref="MarginVenue"/>), each closed position reported through the outbox so planning's portfolio follows.
 /// Marks are the consolidated mids of market state.
 /// </summary>
-public sealed class MarginDesk(ExecutionStore store, MarketStateStore market, ReportOutbox outbox, IOptions<ExecutionOptions> options, TimeProvider time, ILogger<MarginDesk> logger)
+public sealed class MarginDesk(SimulatedAccountStore store, MarketStateStore market, ReportOutbox outbox, IOptions<ExecutionOptions> options, TimeProvider time, ILogger<MarginDesk> logger)
 {
     private static readonly Meter Meter = new("RebalanceMesh.Execution.Margin");
     private static readonly Counter<long> Operations = Meter.CreateCounter<long>("rebalancemesh.execution.margin_operations", description: "Top-ups and fills applied to venue margin accounts, by operation and outcome.");
@@ -85,7 +85,7 @@ public sealed class MarginDesk(ExecutionStore store, MarketStateStore market, Re
     /// <summary>An account valued at current marks, or null when it does not exist.</summary>
     public async Task<VenueMarginAccount?> GetAsync(string venue, string portfolioId)
     {
-        var (account, _) = await store.GetMarginAsync(ExecutionStore.MarginKey(venue, portfolioId));
+        var (account, _) = await store.GetMarginAsync(SimulatedAccountStore.MarginKey(venue, portfolioId));
         return account is null ? null : await ValuedAsync(account);
     }
 
@@ -93,12 +93,12 @@ public sealed class MarginDesk(ExecutionStore store, MarketStateStore market, Re
     /// A top-up leg once: its amount (the leg's quantity) into the account's collateral. A redelivered leg returns the
     /// recorded outcome; a venue without the account refuses.
     /// </summary>
-    public async Task<(bool Accepted, decimal Quantity, string Reason)> TopUpAsync(string portfolioId, string planId, ApprovedLeg leg)
+    public async Task<VenueOperationResult> TopUpAsync(VenueOperation leg)
     {
-        var amount = leg.Quantity.ToDecimal();
-        var outcome = (await ApplyOnceAsync(ExecutionStore.MarginKey(leg.Venue, portfolioId), $"{planId}:{leg.LegId}", amount,
+        var (amount, portfolioId) = (leg.Quantity, leg.PortfolioId);
+        var outcome = (await ApplyOnceAsync(SimulatedAccountStore.MarginKey(leg.Venue, portfolioId), leg.OperationId, amount,
             $"{leg.Venue} has no margin account for portfolio {portfolioId}",
-            account => amount <= 0 ? (null, "the amount must be positive") : (MarginVenue.TopUp(account, amount), string.Empty)))!.Value; // a missing account is refused, never absent
+            account => amount <= 0 ? (null, "the amount must be positive") : (MarginVenue.TopUp(account, amount), string.Empty)))!; // a missing account is refused, never absent
         Operations.Add(1, new KeyValuePair<string, object?>("operation", "top_up"), new KeyValuePair<string, object?>("outcome", outcome.Accepted ? "applied" : "refused"));
         return outcome;
     }
@@ -108,12 +108,11 @@ public sealed class MarginDesk(ExecutionStore store, MarketStateStore market, Re
     /// only while what stays covers its initial margin (<see cref="MarginVenue.Withdraw"/>) — and lands in the account on
     /// the leg's venue, both in one transaction. A redelivered leg returns the recorded outcome.
     /// </summary>
-    public async Task<(bool Accepted, decimal Quantity, string Reason)> TransferAsync(string portfolioId, string planId, ApprovedLeg leg)
+    public async Task<VenueOperationResult> TransferAsync(VenueOperation leg)
     {
-        var operationId = $"{planId}:{leg.LegId}";
-        var amount = leg.Quantity.ToDecimal();
-        var fromKey = ExecutionStore.MarginKey(leg.FromVenue, portfolioId);
-        var toKey = ExecutionStore.MarginKey(leg.Venue, portfolioId);
+        var (operationId, portfolioId, amount) = (leg.OperationId, leg.PortfolioId, leg.Quantity);
+        var fromKey = SimulatedAccountStore.MarginKey(leg.FromVenue, portfolioId);
+        var toKey = SimulatedAccountStore.MarginKey(leg.Venue, portfolioId);
         return await RecordedOperation.RunOnceAsync(
             () => store.GetMarginOperationAsync(operationId),
             outcome => store.RecordMarginOperationAsync(operationId, outcome),
@@ -159,7 +158,7 @@ public sealed class MarginDesk(ExecutionStore store, MarketStateStore market, Re
     /// </summary>
     public async Task<string?> SpotSellRefusalAsync(string portfolioId, string venue, string instrumentId, decimal quantity)
     {
-        var (wire, _) = await store.GetMarginAsync(ExecutionStore.MarginKey(venue, portfolioId));
+        var (wire, _) = await store.GetMarginAsync(SimulatedAccountStore.MarginKey(venue, portfolioId));
         if (wire is null || await IsMarginedAsync(instrumentId) is not null)
         {
             return null;
@@ -182,7 +181,7 @@ public sealed class MarginDesk(ExecutionStore store, MarketStateStore market, Re
 
         var multiplier = await IsMarginedAsync(instrumentId);
         // Without an account on the venue the fill is the portfolio's alone: nothing applies, nothing is recorded.
-        var outcome = await ApplyOnceAsync(ExecutionStore.MarginKey(venue, portfolioId), "fill:" + clientOrderId, Math.Abs(signedQuantity), missing: null, account =>
+        var outcome = await ApplyOnceAsync(SimulatedAccountStore.MarginKey(venue, portfolioId), "fill:" + clientOrderId, Math.Abs(signedQuantity), missing: null, account =>
             multiplier is { } m ? (MarginVenue.ApplyFill(account, instrumentId, signedQuantity, price, fee, m), string.Empty)
             : account.SpotUnits(instrumentId) + signedQuantity < 0 ? (null, MarginVenue.SpotSellRefusal(account, instrumentId, -signedQuantity)!) // a race with another sell: recorded, not applied
             : (MarginVenue.ApplySpotFill(account, instrumentId, signedQuantity), string.Empty));
@@ -281,7 +280,7 @@ public sealed class MarginDesk(ExecutionStore store, MarketStateStore market, Re
     /// account is refused with <paramref name="missing"/>, or, when that is null, the operation does not apply: null,
     /// nothing recorded.
     /// </summary>
-    private async Task<(bool Accepted, decimal Quantity, string Reason)?> ApplyOnceAsync(string key, string operationId, decimal quantity, string? missing, Func<MarginAccountState, (MarginAccountState? After, string Reason)> change)
+    private async Task<VenueOperationResult?> ApplyOnceAsync(string key, string operationId, decimal quantity, string? missing, Func<MarginAccountState, (MarginAccountState? After, string Reason)> change)
     {
         var absent = false;
         var outcome = await RecordedOperation.RunOnceAsync(

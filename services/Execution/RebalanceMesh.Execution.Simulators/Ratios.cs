@@ -1,4 +1,4 @@
-namespace RebalanceMesh.Execution;
+namespace RebalanceMesh.Execution.Simulators;
 
 /// <summary>Health factors and margin ratios as the wire and structured logs carry them (neither has an infinity).</summary>
 internal static class Ratios

@@ -1,7 +1,6 @@
-namespace RebalanceMesh.Execution.Core;
+using RebalanceMesh.Execution.Core;
 
-/// <summary>The outcome of sending one child order to a venue.</summary>
-public sealed record VenueExecution(string ClientOrderId, string VenueId, bool Accepted, decimal FilledQuantity, decimal Price, decimal Fee, string RejectReason);
+namespace RebalanceMesh.Execution.Simulators;
 
 /// <summary>
 /// A simulated venue: an immediate-or-cancel order walks the venue's book (built from its quoted touch and depth
@@ -36,11 +35,8 @@ public static class SimulatedVenue
 /// paying the maker fee. While the market stays away nothing fills (no queue position is modelled: a fill needs the
 /// touch to cross the order, which is conservative).
 /// </summary>
-public static class RestingOrder
+public static class SimulatedRestingOrder
 {
-    /// <summary>The post-only price: the bid for a buy, the ask for a sell (it never crosses the spread).</summary>
-    public static decimal PostPrice(OrderSide side, VenueQuote quote) => side == OrderSide.Buy ? quote.Bid : quote.Ask;
-
     /// <summary>
     /// What the resting order fills against <paramref name="quote"/> when <paramref name="open"/> of it is still open
     /// and <paramref name="taken"/> of that quote's liquidity was already filled; <paramref name="fillId"/> names this
@@ -59,20 +55,4 @@ public static class RestingOrder
         var fee = decimal.Round(filled * limit * (decimal)venue.MakerFeeBps / 10_000m, 8);
         return new VenueExecution(fillId, venue.VenueId, true, filled, limit, fee, string.Empty);
     }
-}
-
-/// <summary>The local mesh's simulated trading venues, configured in this one place (the service's defaults).</summary>
-public static class SimulatedVenues
-{
-    /// <summary>
-    /// Three venues with different fees, depth and speed: A is fast and expensive with a deep book, C cheap and slow
-    /// and its book thins out fastest; none gives a routing more than half its displayed depth. Each clears margined
-    /// contracts in isolated margin accounts (maintenance margin 5 % of notional, initial 10 %; liquidation fees differ).
-    /// </summary>
-    public static IReadOnlyList<VenueSpec> Defaults { get; } =
-    [
-        new("SIM-A", TakerFeeBps: 10, MakerFeeBps: 2, Book: new BookProfile(Levels: 10, LevelStepBps: 1, SizeGrowth: 1.0), LatencyMs: 2, ParticipationCap: 0.5, Margin: new MarginTerms(0.05m, 0.010m, 0.10m)),
-        new("SIM-B", TakerFeeBps: 5, MakerFeeBps: 1, Book: new BookProfile(Levels: 10, LevelStepBps: 2, SizeGrowth: 0.5), LatencyMs: 5, ParticipationCap: 0.5, Margin: new MarginTerms(0.05m, 0.0125m, 0.10m)),
-        new("SIM-C", TakerFeeBps: 2, MakerFeeBps: 0, Book: new BookProfile(Levels: 5, LevelStepBps: 4, SizeGrowth: 0.25), LatencyMs: 15, ParticipationCap: 0.5, Margin: new MarginTerms(0.05m, 0.015m, 0.10m)),
-    ];
 }

@@ -13,7 +13,7 @@ using RebalanceMesh.Execution.Core;
 using RebalanceMesh.MarketState;
 using LendingCollateral = RebalanceMesh.Contracts.Execution.V1.LendingCollateral;
 
-namespace RebalanceMesh.Execution;
+namespace RebalanceMesh.Execution.Simulators;
 
 /// <summary>
 /// The simulated lending venues' desk: accounts in Redis, loan legs applied once each (operation id = plan and leg)
@@ -22,7 +22,7 @@ namespace RebalanceMesh.Execution;
 /// venue). The rules
 /// are <see cref="LendingVenue"/>'s; prices are the consolidated mids of market state, the base currency at 1.
 /// </summary>
-public sealed class LendingDesk(ExecutionStore store, MarketStateStore market, ReportOutbox outbox, IOptions<ExecutionOptions> options, TimeProvider time, ILogger<LendingDesk> logger)
+public sealed class LendingDesk(SimulatedAccountStore store, MarketStateStore market, ReportOutbox outbox, IOptions<SimulatorOptions> options, TimeProvider time, ILogger<LendingDesk> logger)
 {
     private static readonly Meter Meter = new("RebalanceMesh.Execution.Lending");
     private static readonly Counter<long> Operations = Meter.CreateCounter<long>("rebalancemesh.execution.lending_operations", description: "Loan-leg operations on lending venues, by operation and outcome.");
@@ -70,7 +70,7 @@ public sealed class LendingDesk(ExecutionStore store, MarketStateStore market, R
     /// <summary>An account valued at current prices, or null when it does not exist.</summary>
     public async Task<LendingAccount?> GetAsync(string venue, string portfolioId, string loanId)
     {
-        var (account, _) = await store.GetLendingAsync(ExecutionStore.LendingKey(venue, portfolioId, loanId));
+        var (account, _) = await store.GetLendingAsync(SimulatedAccountStore.LendingKey(venue, portfolioId, loanId));
         return account is null ? null : await ValuedAsync(account);
     }
 
@@ -78,18 +78,18 @@ public sealed class LendingDesk(ExecutionStore store, MarketStateStore market, R
     /// Applies a loan leg on its lending venue once: a redelivered leg returns the recorded outcome. Returns the units
     /// moved (a repayment is capped at the debt), or why the venue refused.
     /// </summary>
-    public async Task<(bool Accepted, decimal Quantity, string Reason)> ApplyLegAsync(string portfolioId, string planId, ApprovedLeg leg)
+    public async Task<VenueOperationResult> ApplyAsync(VenueOperation leg)
     {
-        var operationId = $"{planId}:{leg.LegId}";
+        var (operationId, portfolioId) = (leg.OperationId, leg.PortfolioId);
         var operation = leg.Kind switch
         {
-            LegKind.SupplyCollateral => LendingOperation.Supply,
-            LegKind.WithdrawCollateral => LendingOperation.Withdraw,
-            LegKind.Borrow => LendingOperation.Borrow,
-            LegKind.Repay => LendingOperation.Repay,
+            VenueOperationKind.SupplyCollateral => LendingOperation.Supply,
+            VenueOperationKind.WithdrawCollateral => LendingOperation.Withdraw,
+            VenueOperationKind.Borrow => LendingOperation.Borrow,
+            VenueOperationKind.Repay => LendingOperation.Repay,
             _ => throw new ArgumentOutOfRangeException(nameof(leg), leg.Kind, "Not a loan leg."),
         };
-        var key = ExecutionStore.LendingKey(leg.Venue, portfolioId, leg.LoanId);
+        var key = SimulatedAccountStore.LendingKey(leg.Venue, portfolioId, leg.LoanId);
         OperationTry Refuse(string reason)
         {
             Operations.Add(1, new KeyValuePair<string, object?>("operation", operation.ToString()), new KeyValuePair<string, object?>("outcome", "refused"));
@@ -119,7 +119,7 @@ public sealed class LendingDesk(ExecutionStore store, MarketStateStore market, R
                     return Refuse("no price for " + string.Join(", ", prices.Missing));
                 }
 
-                var outcome = LendingVenue.Apply(position, venue, operation, leg.InstrumentId, leg.Quantity.ToDecimal(), prices.Of);
+                var outcome = LendingVenue.Apply(position, venue, operation, leg.Asset, leg.Quantity, prices.Of);
                 if (!outcome.Accepted)
                 {
                     return Refuse(outcome.RejectReason);
@@ -132,7 +132,7 @@ public sealed class LendingDesk(ExecutionStore store, MarketStateStore market, R
 
                 Operations.Add(1, new KeyValuePair<string, object?>("operation", operation.ToString()), new KeyValuePair<string, object?>("outcome", "applied"));
                 logger.LogInformation("{Venue}: {Operation} {Quantity} {Asset} on loan {LoanId} of {PortfolioId}; health factor {HealthFactor}",
-                    leg.Venue, operation, outcome.Quantity, leg.InstrumentId, leg.LoanId, portfolioId, Ratios.ForLog(LendingVenue.HealthFactor(outcome.Position, venue, prices.Of)));
+                    leg.Venue, operation, outcome.Quantity, leg.Asset, leg.LoanId, portfolioId, Ratios.ForLog(LendingVenue.HealthFactor(outcome.Position, venue, prices.Of)));
                 return OperationTry.Done(outcome.Quantity);
             },
             $"Loan {leg.LoanId} on {leg.Venue} is changing too often; retry.");

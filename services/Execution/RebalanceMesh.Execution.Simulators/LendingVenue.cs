@@ -1,6 +1,8 @@
 using RebalanceMesh.Domain;
 
-namespace RebalanceMesh.Execution.Core;
+using RebalanceMesh.Execution.Core;
+
+namespace RebalanceMesh.Execution.Simulators;
 
 /// <summary>What a lending venue accepts as collateral, and on what terms.</summary>
 /// <param name="LiquidationThreshold">Share of the asset's value counted toward the health factor.</param>

@@ -1,6 +1,6 @@
 using RebalanceMesh.MarketState;
 
-namespace RebalanceMesh.Execution;
+namespace RebalanceMesh.Execution.Simulators;
 
 /// <summary>The consolidated mids of market state the venue desks value accounts at.</summary>
 internal static class Mids

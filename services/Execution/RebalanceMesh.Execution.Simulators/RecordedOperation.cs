@@ -1,6 +1,7 @@
+using RebalanceMesh.Execution.Core;
 using RebalanceMesh.Domain;
 
-namespace RebalanceMesh.Execution;
+namespace RebalanceMesh.Execution.Simulators;
 
 /// <summary>
 /// The recorded outcome of a venue operation (a loan leg, a top-up, a transfer, a fill in a venue account),
@@ -32,25 +33,26 @@ public static class RecordedOperation
     /// <param name="record">Records an outcome unless one is recorded already.</param>
     /// <param name="attempt">One try on the account as it is now.</param>
     /// <param name="busy">Why it gave up, when every try lost its account to another writer.</param>
-    public static async Task<(bool Accepted, decimal Quantity, string Reason)> RunOnceAsync(
+    public static async Task<VenueOperationResult> RunOnceAsync(
         Func<Task<string?>> recorded, Func<string, Task> record, Func<Task<OperationTry>> attempt, string busy)
     {
         for (var i = 0; i < MaxAttempts; i++)
         {
             if (await recorded() is { } outcome)
             {
-                return Parse(outcome);
+                var (accepted, quantity, reason) = Parse(outcome);
+                return new VenueOperationResult(accepted, quantity, reason);
             }
 
             var tried = await attempt();
             if (tried.NotApplicable)
             {
-                return (false, 0m, string.Empty);
+                return new VenueOperationResult(false, 0m, string.Empty);
             }
 
             if (tried.Committed is true)
             {
-                return (true, tried.Quantity, string.Empty);
+                return new VenueOperationResult(true, tried.Quantity, string.Empty);
             }
 
             if (tried.Committed is false)

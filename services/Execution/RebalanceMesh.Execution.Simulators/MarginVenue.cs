@@ -1,10 +1,6 @@
-namespace RebalanceMesh.Execution.Core;
+using RebalanceMesh.Execution.Core;
 
-/// <summary>A venue's margin rules for the perpetuals and futures it clears.</summary>
-/// <param name="MaintenanceRate">Maintenance margin per unit of contract notional (|quantity| × mark × multiplier).</param>
-/// <param name="LiquidationFeeRate">Fee per unit of notional the venue charges on a position it liquidates.</param>
-/// <param name="InitialRate">Initial margin per unit of notional: collateral may leave the account only while what stays covers it.</param>
-public sealed record MarginTerms(decimal MaintenanceRate, decimal LiquidationFeeRate, decimal InitialRate);
+namespace RebalanceMesh.Execution.Simulators;
 
 /// <summary>One margined position in a venue account: signed contracts, average entry price per unit of the underlying.</summary>
 public sealed record MarginPosition(string Instrument, decimal Quantity, decimal EntryPrice, decimal Multiplier);
