@@ -866,6 +866,40 @@ public sealed class ExecutionServiceTests : IClassFixture<RedisServer>, IAsyncLi
     }
 
     [Fact]
+    public async Task Every_report_of_a_plan_leaves_through_the_outbox_and_a_resumed_plan_reports_what_it_left_there_first()
+    {
+        var store = _server.Services.GetRequiredService<ExecutionStore>();
+        var bus = _server.Services.GetRequiredService<InMemoryEventBus>();
+        var executor = _server.Services.GetRequiredService<PlanExecutor>();
+
+        // A run that died between committing a report and publishing it: its journal holds the first answer, the outbox
+        // the report (too recent for the relay's grace period).
+        var stranded = new ExecutionReport
+        {
+            ReportId = "fill:plan-resumed:earlier:1",
+            PlanId = "plan-resumed",
+            PortfolioId = "p1",
+            LegId = "L1",
+            Kind = ReportKind.Fill,
+            ReportedAt = DateTimeOffset.UtcNow.ToTimestamp(),
+            Fill = new Fill { FillId = "plan-resumed:earlier:1", ClientOrderId = "plan-resumed:earlier", Venue = "SIM-A", InstrumentId = "DAX", Side = Side.Sell, Quantity = 1m, Price = 99.9m, Fee = 0m },
+        };
+        await store.AddToOutboxAsync([stranded]);
+        await store.AppendRunJournalAsync("plan-resumed", new StopChecked(null), []);
+
+        await executor.ExecuteAsync(Plan("plan-resumed"), CancellationToken.None);
+        var reports = bus.Published.Where(e => e.Topic == Topics.ExecutionReports).Select(e => e.ReadData(ExecutionReport.Parser)).Where(r => r.PlanId == "plan-resumed").ToArray();
+        Assert.Equal(stranded.ReportId, reports[0].ReportId);
+        Assert.Equal(ReportKind.PlanDone, reports[^1].Kind);
+
+        // Each report has a deterministic id (a fill's id, a leg's or the plan's end) and none is left in the outbox.
+        Assert.All(reports.Where(r => r.Kind == ReportKind.Fill), r => Assert.Equal("fill:" + r.Fill.FillId, r.ReportId));
+        Assert.Equal(["leg-done:plan-resumed:L1", "leg-done:plan-resumed:L2", "plan-done:plan-resumed"], reports.Where(r => r.Kind != ReportKind.Fill).Select(r => r.ReportId));
+        Assert.Equal(reports.Length, reports.Select(r => r.ReportId).Distinct().Count());
+        Assert.Empty(await store.GetOutboxAsync(10));
+    }
+
+    [Fact]
     public async Task Lending_RPCs_validate_input()
     {
         var bad = DaxLoan(-1m);

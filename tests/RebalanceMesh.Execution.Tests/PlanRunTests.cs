@@ -37,7 +37,7 @@ public sealed class ScriptedHost
         RunObservation? answer = command switch
         {
             CheckStop => new StopChecked(StopAt(_stops++)),
-            ReadMarket read => new MarketRead(Quotes.GetValueOrDefault(read.InstrumentId) ?? [], VenuesFor(read.Account)),
+            ReadMarkets read => new MarketsRead(read.Queries.Select(q => new MarketRead(Quotes.GetValueOrDefault(q.InstrumentId) ?? [], VenuesFor(q.Account))).ToArray()),
             ReadVenues venues => new VenuesRead(VenuesFor(venues.Account)),
             SendChildren send => new ChildrenDone(send.Children.Select(c =>
             {
@@ -371,6 +371,7 @@ public class PlanRunTests
         public bool Equals(RunCommand? x, RunCommand? y) => (x, y) switch
         {
             (SendChildren a, SendChildren b) => a.Children.SequenceEqual(b.Children),
+            (ReadMarkets a, ReadMarkets b) => a.Queries.SequenceEqual(b.Queries),
             (Rest a, Rest b) => a with { Quotes = [], Venues = [] } == b with { Quotes = [], Venues = [] } && a.Quotes.SequenceEqual(b.Quotes),
             _ => object.Equals(x, y),
         };

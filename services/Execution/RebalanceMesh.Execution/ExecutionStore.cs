@@ -15,7 +15,8 @@ namespace RebalanceMesh.Execution;
 /// <item><c>exe:venue:{venue}</c> hash client order id → the venue's execution, so a resent order is not filled twice.</item>
 /// <item><c>exe:cancel:{plan}</c> cancel request; <c>exe:halt</c> the trading halt flag; <c>exe:venues-down</c> hash venue → why it is down.</item>
 /// <item><c>exe:venue-costs:{venue}</c> hash of realised costs (fills, notional, fees, slippage), counted once per fill.</item>
-/// <item><c>exe:outbox</c> list of reports committed with the state they report and not yet published.</item>
+/// <item><c>exe:outbox</c> list of reports committed with the state they report (an order's fill, a run's journal entry,
+/// a plan's end, a venue plugin's liquidation) and not yet published: every report leaves through it.</item>
 /// <item>The run queue's keys (<c>exe:runs</c>, <c>exe:run-owners</c>, <c>exe:approved:{plan}</c>, <c>exe:run-attempts</c>): see <see cref="RunQueue"/>.</item>
 /// </list>
 /// </summary>
@@ -75,19 +76,34 @@ public sealed class ExecutionStore(IConnectionMultiplexer redis)
         return data.IsNull ? null : Order.Parser.ParseFrom((byte[])data!);
     }
 
-    /// <summary>Journals an order; the first write also appends it to its plan's order list.</summary>
-    public async Task SaveOrderAsync(Order order)
-    {
-        var created = await Db.StringSetAsync(OrderKey(order.ClientOrderId), order.ToByteArray(), when: When.NotExists);
-        if (created)
-        {
-            await Db.ListRightPushAsync(PlanOrdersKey(order.PlanId), order.ClientOrderId);
-        }
+    // Journals an order (the first write also appends it to its plan's order list) and, with a report, puts the report
+    // in the outbox: one round trip, one atomic step.
+    private static readonly LuaScript SaveOrderScript = LuaScript.Prepare("""
+        if not redis.call('SET', @order, @data, 'NX') then
+          redis.call('SET', @order, @data)
         else
+          redis.call('RPUSH', @planOrders, @id)
+        end
+        if @report ~= '' then
+          redis.call('RPUSH', @outbox, @report)
+        end
+        return 1
+        """);
+
+    /// <summary>
+    /// Journals an order; the first write also appends it to its plan's order list. With <paramref name="report"/> (the
+    /// fill the order's new state reports), the report is committed with it into the outbox.
+    /// </summary>
+    public Task SaveOrderAsync(Order order, ExecutionReport? report = null) =>
+        Db.ScriptEvaluateAsync(SaveOrderScript, new
         {
-            await Db.StringSetAsync(OrderKey(order.ClientOrderId), order.ToByteArray());
-        }
-    }
+            order = OrderKey(order.ClientOrderId),
+            planOrders = PlanOrdersKey(order.PlanId),
+            outbox = OutboxKey,
+            id = (RedisValue)order.ClientOrderId,
+            data = (RedisValue)order.ToByteArray(),
+            report = report is null ? RedisValue.EmptyString : (RedisValue)report.ToByteArray(),
+        });
 
     public async Task<IReadOnlyList<Order>> GetPlanOrdersAsync(string planId)
     {
@@ -110,9 +126,27 @@ public sealed class ExecutionStore(IConnectionMultiplexer redis)
     public Task SaveExecutionAsync(PlanExecution execution) =>
         Db.StringSetAsync(PlanKey(execution.PlanId), execution.ToByteArray());
 
-    /// <summary>Stores an execution only when the plan has none yet; false when it has one.</summary>
-    public Task<bool> TryCreateExecutionAsync(PlanExecution execution) =>
-        Db.StringSetAsync(PlanKey(execution.PlanId), execution.ToByteArray(), when: When.NotExists);
+    /// <summary>Saves a plan's execution state and commits the report of it (its end) into the outbox, in one transaction.</summary>
+    public Task SaveExecutionAsync(PlanExecution execution, ExecutionReport report)
+    {
+        var transaction = Db.CreateTransaction();
+        _ = transaction.StringSetAsync(PlanKey(execution.PlanId), execution.ToByteArray());
+        _ = AddToOutboxAsync(transaction, [report]);
+        return transaction.ExecuteAsync();
+    }
+
+    /// <summary>
+    /// Stores an execution only when the plan has none yet, with the report of it committed into the outbox in the same
+    /// transaction; false (nothing written) when it has one.
+    /// </summary>
+    public Task<bool> TryCreateExecutionAsync(PlanExecution execution, ExecutionReport report)
+    {
+        var transaction = Db.CreateTransaction();
+        transaction.AddCondition(Condition.KeyNotExists(PlanKey(execution.PlanId)));
+        _ = transaction.StringSetAsync(PlanKey(execution.PlanId), execution.ToByteArray());
+        _ = AddToOutboxAsync(transaction, [report]);
+        return transaction.ExecuteAsync();
+    }
 
     // Records an execution once (HSETNX) and, the first time only, adds a fill's costs to the venue's totals; returns
     // the recorded outcome. One script, so replicas recording on one venue at once never abort each other (a WATCHed
@@ -175,9 +209,23 @@ public sealed class ExecutionStore(IConnectionMultiplexer redis)
         return entries.Select(e => System.Text.Json.JsonSerializer.Deserialize<Core.Runs.RunObservation>((string)e!, JournalJson)!).ToArray();
     }
 
-    /// <summary>Appends one answer to a plan run's journal.</summary>
-    public Task AppendRunJournalAsync(string planId, Core.Runs.RunObservation observation) =>
-        Db.ListRightPushAsync(RunJournalKey(planId), System.Text.Json.JsonSerializer.Serialize(observation, JournalJson));
+    /// <summary>
+    /// Appends one answer to a plan run's journal; the reports it made (a Report command's) are committed into the outbox
+    /// in the same transaction, so a replayed run never reports twice and a crash never loses one.
+    /// </summary>
+    public Task AppendRunJournalAsync(string planId, Core.Runs.RunObservation observation, IReadOnlyList<ExecutionReport> reports)
+    {
+        var entry = System.Text.Json.JsonSerializer.Serialize(observation, JournalJson);
+        if (reports.Count == 0)
+        {
+            return Db.ListRightPushAsync(RunJournalKey(planId), entry);
+        }
+
+        var transaction = Db.CreateTransaction();
+        _ = transaction.ListRightPushAsync(RunJournalKey(planId), entry);
+        _ = AddToOutboxAsync(transaction, reports);
+        return transaction.ExecuteAsync();
+    }
 
     public Task RequestCancelAsync(string planId, string reason) => Db.StringSetAsync(CancelKey(planId), reason, TimeSpan.FromDays(7));
 

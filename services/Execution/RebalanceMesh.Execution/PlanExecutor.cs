@@ -25,7 +25,7 @@ public sealed class PlanExecutor(
     ExecutionStore store,
     MarketStateStore market,
     IEnumerable<IVenueGateway> gateways,
-    IEventBus bus,
+    ReportOutbox outbox,
     IOptions<ExecutionOptions> options,
     TimeProvider time,
     ILogger<PlanExecutor> logger)
@@ -55,6 +55,12 @@ public sealed class PlanExecutor(
         var run = new PlanRun(RunMapping.ToRun(plan));
         var journal = await store.GetRunJournalAsync(plan.PlanId);
         activity?.SetTag("execution.replayed", journal.Count);
+        if (journal.Count > 0)
+        {
+            // Resumed: what the last run committed and did not publish goes first, so the plan's reports stay in order.
+            await outbox.RelayPlanAsync(plan.PlanId, cancellationToken);
+        }
+
         Replayed.Add(journal.Count);
         var replayed = 0;
         for (var command = run.Start(); command is not Finished;)
@@ -66,13 +72,15 @@ public sealed class PlanExecutor(
             }
             else
             {
-                answer = await CarryOutAsync(plan, run, command, cancellationToken);
-                await store.AppendRunJournalAsync(plan.PlanId, answer);
+                var reports = new List<ExecutionReport>();
+                answer = await CarryOutAsync(plan, run, command, reports, cancellationToken);
+                await store.AppendRunJournalAsync(plan.PlanId, answer, reports);
+                await outbox.PublishAsync(reports, cancellationToken);
             }
 
             var cuts = run.Legs.Select(l => l.CashCuts).ToArray();
             command = run.Next(answer);
-            if (answer is ChildrenDone or Rested or OperationDone or MarketRead)
+            if (answer is ChildrenDone or Rested or OperationDone)
             {
                 RunMapping.Sync(execution, run);
                 await store.SaveExecutionAsync(execution);
@@ -101,15 +109,25 @@ public sealed class PlanExecutor(
         logger.LogInformation("Plan {PlanId} executed: {Status} ({Message})", plan.PlanId, execution.Status, run.Message);
     }
 
-    /// <summary>Carries out one command of a run and says what happened.</summary>
-    private async Task<RunObservation> CarryOutAsync(PlanApproved plan, PlanRun run, RunCommand command, CancellationToken cancellationToken)
+    /// <summary>
+    /// Carries out one command of a run and says what happened; a Report command's report is added to
+    /// <paramref name="reports"/>, committed with the answer into the outbox, then published.
+    /// </summary>
+    private async Task<RunObservation> CarryOutAsync(PlanApproved plan, PlanRun run, RunCommand command, List<ExecutionReport> reports, CancellationToken cancellationToken)
     {
         switch (command)
         {
             case CheckStop:
                 return new StopChecked(await store.GetPendingStopAsync(plan.PlanId));
-            case ReadMarket read:
-                return new MarketRead(await VenueQuotesAsync(read.InstrumentId), await VenuesAsync(read.Account));
+            case ReadMarkets read:
+            {
+                // One read of the venues' state and one of the quotes of every instrument asked for.
+                var quotes = market.GetQuotesAsync(read.Queries.Select(q => q.InstrumentId).Distinct(StringComparer.Ordinal).ToArray());
+                var down = await store.GetVenuesDownAsync();
+                var byInstrument = (await quotes).ToLookup(q => q.InstrumentId, ToVenueQuote, StringComparer.Ordinal);
+                return new MarketsRead(read.Queries.Select(q => new MarketRead(byInstrument[q.InstrumentId].ToArray(), Venues(q.Account, down))).ToArray());
+            }
+
             case ReadVenues venues:
                 return new VenuesRead(await VenuesAsync(venues.Account));
             case SendChildren send:
@@ -117,12 +135,13 @@ public sealed class PlanExecutor(
                 // The children are independent (distinct venues of a leg, or distinct legs working together): they go at once.
                 using var activity = ActivitySource.StartActivity("send children");
                 activity?.SetTag("execution.children", send.Children.Count);
-                var executions = await Task.WhenAll(send.Children.Select(async child =>
+                var down = await store.GetVenuesDownAsync();
+                var executions = await Task.WhenAll(send.Children.Select(child =>
                 {
                     var state = run.Leg(child.LegId);
                     var leg = plan.Legs.First(l => l.LegId == child.LegId);
-                    var venue = (await VenuesAsync(state.Leg.Account)).FirstOrDefault(v => v.VenueId == child.Child.VenueId) ?? options.Value.Venues.First(v => v.VenueId == child.Child.VenueId);
-                    return await SendAsync(plan, leg, state.Leg.Side, child.Child, venue, child.Quote, state.ArrivalPrice, child.Limit, child.Taken, cancellationToken);
+                    var venue = Venues(state.Leg.Account, down).FirstOrDefault(v => v.VenueId == child.Child.VenueId) ?? options.Value.Venues.First(v => v.VenueId == child.Child.VenueId);
+                    return SendAsync(plan, leg, state.Leg.Side, child.Child, venue, child.Quote, state.ArrivalPrice, child.Limit, child.Taken, cancellationToken);
                 }));
                 return new ChildrenDone(executions);
             }
@@ -135,21 +154,21 @@ public sealed class PlanExecutor(
             case Rest rest:
                 return await RestAsync(plan, run.Leg(rest.LegId), rest, cancellationToken);
             case Report report:
-                await PublishReportAsync(plan, report.What, cancellationToken);
+                reports.Add(RunReport(plan, report.What));
                 return new Published();
             default:
                 throw new InvalidOperationException($"A plan run asked for {command}, which this host does not carry out.");
         }
     }
 
-    /// <summary>A run's report on execution.reports (trade fills are published where they are journaled, in <see cref="SendAsync"/>).</summary>
-    private Task PublishReportAsync(PlanApproved plan, RunReport report, CancellationToken cancellationToken)
+    /// <summary>A run's report for execution.reports (trade fills are reported where they are journaled, in <see cref="SendAsync"/>).</summary>
+    private ExecutionReport RunReport(PlanApproved plan, RunReport report)
     {
         switch (report.Kind)
         {
             case RunReportKind.Fill:
                 var fill = report.Fill!;
-                return PublishAsync(plan, report.LegId, ReportKind.Fill, r => r.Fill = new Fill
+                return NewReport(plan, report.LegId, ReportKind.Fill, r => r.Fill = new Fill
                 {
                     FillId = fill.FillId,
                     ClientOrderId = fill.ClientOrderId,
@@ -159,14 +178,14 @@ public sealed class PlanExecutor(
                     Price = fill.Price,
                     Fee = 0m,
                     FilledAt = time.GetUtcNow().ToTimestamp(),
-                }, cancellationToken);
+                });
             case RunReportKind.LegDone:
                 if (report.Status is RunStatus.Filled or RunStatus.PartiallyFilled && report.ShortfallBps != 0)
                 {
                     Shortfall.Record(report.ShortfallBps, new KeyValuePair<string, object?>("instrument", plan.Legs.First(l => l.LegId == report.LegId).InstrumentId));
                 }
 
-                return PublishAsync(plan, report.LegId, ReportKind.LegDone, r =>
+                return NewReport(plan, report.LegId, ReportKind.LegDone, r =>
                 {
                     r.LegStatus = report.Status switch
                     {
@@ -178,9 +197,9 @@ public sealed class PlanExecutor(
                     r.ShortfallBps = report.ShortfallBps;
                     r.ShortfallVsPlanBps = report.ShortfallVsPlanBps;
                     r.Message = report.Message;
-                }, cancellationToken);
+                });
             default:
-                return PublishAsync(plan, string.Empty, ReportKind.PlanDone, r =>
+                return NewReport(plan, string.Empty, ReportKind.PlanDone, r =>
                 {
                     r.PlanStatus = report.Status switch
                     {
@@ -190,7 +209,7 @@ public sealed class PlanExecutor(
                         _ => ReportedPlanStatus.Failed,
                     };
                     r.Message = report.Message;
-                }, cancellationToken);
+                });
         }
     }
 
@@ -201,16 +220,17 @@ public sealed class PlanExecutor(
     /// </summary>
     public async Task CancelBeforeStartAsync(PlanCancelRequested cancel, string reason, CancellationToken cancellationToken)
     {
-        if (!await store.TryCreateExecutionAsync(new PlanExecution { PlanId = cancel.PlanId, Status = ExecutionStatus.Cancelled, Message = "cancelled before it started: " + reason }))
+        var report = NewReport(new PlanApproved { PlanId = cancel.PlanId, PortfolioId = cancel.PortfolioId }, string.Empty, ReportKind.PlanDone, r =>
+        {
+            r.PlanStatus = ReportedPlanStatus.Cancelled;
+            r.Message = "cancelled before it started: " + reason;
+        });
+        if (!await store.TryCreateExecutionAsync(new PlanExecution { PlanId = cancel.PlanId, Status = ExecutionStatus.Cancelled, Message = "cancelled before it started: " + reason }, report))
         {
             return;
         }
 
-        await PublishAsync(new PlanApproved { PlanId = cancel.PlanId, PortfolioId = cancel.PortfolioId }, string.Empty, ReportKind.PlanDone, r =>
-        {
-            r.PlanStatus = ReportedPlanStatus.Cancelled;
-            r.Message = "cancelled before it started: " + reason;
-        }, cancellationToken);
+        await outbox.PublishAsync([report], cancellationToken);
         logger.LogWarning("Plan {PlanId} cancelled before it started: {Reason}", cancel.PlanId, reason);
     }
 
@@ -228,12 +248,13 @@ public sealed class PlanExecutor(
 
         execution.Status = ExecutionStatus.Failed;
         execution.Message = reason;
-        await store.SaveExecutionAsync(execution);
-        await PublishAsync(plan, string.Empty, ReportKind.PlanDone, r =>
+        var report = NewReport(plan, string.Empty, ReportKind.PlanDone, r =>
         {
             r.PlanStatus = ReportedPlanStatus.Failed;
             r.Message = reason;
-        }, cancellationToken);
+        });
+        await store.SaveExecutionAsync(execution, report);
+        await outbox.PublishAsync([report], cancellationToken);
         logger.LogError("Plan {PlanId} of {PortfolioId} failed: {Reason}", plan.PlanId, plan.PortfolioId, reason);
     }
 
@@ -330,12 +351,10 @@ public sealed class PlanExecutor(
                 FilledQuantity = 0m,
                 Fees = 0m,
                 LimitPrice = price,
-                Status = OrderStatus.New,
+                Status = OrderStatus.Sent, // journaled as sent before it is: a crash after this line polls it again
                 CreatedAt = now,
                 UpdatedAt = now,
             };
-            await store.SaveOrderAsync(order);
-            order.Status = OrderStatus.Sent;
             await store.SaveOrderAsync(order);
         }
 
@@ -396,12 +415,13 @@ public sealed class PlanExecutor(
             order.Fees = order.Fees.ToDecimal() + recorded.Fee;
             order.Status = filledAfter >= order.Quantity.ToDecimal() ? OrderStatus.Filled : OrderStatus.PartiallyFilled;
             order.UpdatedAt = time.GetUtcNow().ToTimestamp();
-            await store.SaveOrderAsync(order);
+            var report = FillReport(plan, leg, order, fillId, recorded.FilledQuantity, recorded.Price, recorded.Fee);
+            await store.SaveOrderAsync(order, report);
             filled += recorded.FilledQuantity;
             notional += recorded.FilledQuantity * recorded.Price;
             fees += recorded.Fee;
             Fills.Add(1, new KeyValuePair<string, object?>("venue", order.Venue), new KeyValuePair<string, object?>("liquidity", "maker"));
-            await PublishFillAsync(plan, leg, order, fillId, recorded.FilledQuantity, recorded.Price, recorded.Fee, cancellationToken);
+            await outbox.PublishAsync([report], cancellationToken);
         }
 
         if (cancelled is not null && order.FilledQuantity.ToDecimal() < order.Quantity.ToDecimal())
@@ -468,17 +488,17 @@ public sealed class PlanExecutor(
 
         if (order.Status is OrderStatus.Filled or OrderStatus.PartiallyFilled)
         {
-            // Executed in an earlier delivery: report the journaled fill again (planning applies each fill id once).
-            await PublishFillAsync(plan, leg, order, cancellationToken);
+            // Executed in an earlier delivery: its fill report was committed with the order (and relayed when the plan
+            // resumed); it is published again for orders journaled before reports went through the outbox — planning
+            // applies each fill id once.
+            await outbox.PublishAsync([FillReport(plan, leg, order)], cancellationToken);
             return new VenueExecution(order.ClientOrderId, order.Venue, true, order.FilledQuantity.ToDecimal(), order.AveragePrice.ToDecimal(), order.Fees.ToDecimal(), string.Empty);
         }
 
         // Journal before sending: a crash after this line resends the same client order id, which the venue de-duplicates.
         if (order.Status == OrderStatus.New)
         {
-            await store.SaveOrderAsync(order);
             order.Status = OrderStatus.Sent;
-            order.UpdatedAt = time.GetUtcNow().ToTimestamp();
             await store.SaveOrderAsync(order);
         }
 
@@ -512,19 +532,19 @@ public sealed class PlanExecutor(
         order.AveragePrice = execution.Price;
         order.Fees = execution.Fee;
         order.UpdatedAt = time.GetUtcNow().ToTimestamp();
-        await store.SaveOrderAsync(order);
+        var report = FillReport(plan, leg, order);
+        await store.SaveOrderAsync(order, report);
         Fills.Add(1, new KeyValuePair<string, object?>("venue", venue.VenueId));
-
-        await PublishFillAsync(plan, leg, order, cancellationToken);
+        await outbox.PublishAsync([report], cancellationToken);
         return execution;
     }
 
     /// <summary>An immediate-or-cancel order's one fill: what the order filled in all.</summary>
-    private Task PublishFillAsync(PlanApproved plan, ApprovedLeg leg, Order order, CancellationToken cancellationToken) =>
-        PublishFillAsync(plan, leg, order, order.ClientOrderId + ":1", order.FilledQuantity.ToDecimal(), order.AveragePrice.ToDecimal(), order.Fees.ToDecimal(), cancellationToken);
+    private ExecutionReport FillReport(PlanApproved plan, ApprovedLeg leg, Order order) =>
+        FillReport(plan, leg, order, order.ClientOrderId + ":1", order.FilledQuantity.ToDecimal(), order.AveragePrice.ToDecimal(), order.Fees.ToDecimal());
 
-    private Task PublishFillAsync(PlanApproved plan, ApprovedLeg leg, Order order, string fillId, decimal quantity, decimal price, decimal fee, CancellationToken cancellationToken) =>
-        PublishAsync(plan, leg.LegId, ReportKind.Fill, r => r.Fill = new Fill
+    private ExecutionReport FillReport(PlanApproved plan, ApprovedLeg leg, Order order, string fillId, decimal quantity, decimal price, decimal fee) =>
+        NewReport(plan, leg.LegId, ReportKind.Fill, r => r.Fill = new Fill
         {
             FillId = fillId,
             ClientOrderId = order.ClientOrderId,
@@ -535,13 +555,16 @@ public sealed class PlanExecutor(
             Price = price,
             Fee = fee,
             FilledAt = order.UpdatedAt,
-        }, cancellationToken);
+        });
 
-    private Task PublishAsync(PlanApproved plan, string legId, ReportKind kind, Action<ExecutionReport> fill, CancellationToken cancellationToken)
+    /// <summary>
+    /// A report of the plan. Its id is deterministic — the fill's id, or the leg's or the plan's end — so a report
+    /// published twice (relayed after a crash, or again for an order journaled before the outbox) is the same report.
+    /// </summary>
+    private ExecutionReport NewReport(PlanApproved plan, string legId, ReportKind kind, Action<ExecutionReport> fill)
     {
         var report = new ExecutionReport
         {
-            ReportId = Guid.NewGuid().ToString("N"),
             PlanId = plan.PlanId,
             PortfolioId = plan.PortfolioId,
             LegId = legId,
@@ -549,7 +572,14 @@ public sealed class PlanExecutor(
             ReportedAt = time.GetUtcNow().ToTimestamp(),
         };
         fill(report);
-        return bus.PublishAsync(Topics.ExecutionReports, report, cancellationToken);
+        report.ReportId = kind switch
+        {
+            ReportKind.Fill => "fill:" + report.Fill.FillId,
+            ReportKind.LegDone => $"leg-done:{plan.PlanId}:{legId}",
+            ReportKind.PlanDone => "plan-done:" + plan.PlanId,
+            _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, "Not a plan report."),
+        };
+        return report;
     }
 
     /// <summary>A plan's execution state when it is accepted: every leg open, nothing filled.</summary>
@@ -572,14 +602,13 @@ public sealed class PlanExecutor(
         status is ExecutionStatus.Completed or ExecutionStatus.PartiallyFilled or ExecutionStatus.Failed or ExecutionStatus.Cancelled;
 
     /// <summary>The configured venues a leg may use (its account's venue alone, when it names one), with run-time outages applied.</summary>
-    private async Task<IReadOnlyList<VenueSpec>> VenuesAsync(string account)
-    {
-        var down = await store.GetVenuesDownAsync();
-        return options.Value.Venues
-            .Where(v => account.Length == 0 || v.VenueId == account)
-            .Select(v => down.ContainsKey(v.VenueId) ? v with { Available = false } : v)
-            .ToArray();
-    }
+    private async Task<IReadOnlyList<VenueSpec>> VenuesAsync(string account) => Venues(account, await store.GetVenuesDownAsync());
+
+    /// <summary>The venues a leg in <paramref name="account"/> may use (all when it names none), those <paramref name="down"/> unavailable.</summary>
+    private VenueSpec[] Venues(string account, IReadOnlyDictionary<string, string> down) => options.Value.Venues
+        .Where(v => account.Length == 0 || v.VenueId == account)
+        .Select(v => down.ContainsKey(v.VenueId) ? v with { Available = false } : v)
+        .ToArray();
 
     /// <summary>Each venue's latest top of book for the instrument, from market state.</summary>
     private async Task<VenueQuote[]> VenueQuotesAsync(string instrumentId) =>

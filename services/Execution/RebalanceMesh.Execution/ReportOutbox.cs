@@ -6,9 +6,10 @@ using RebalanceMesh.EventBus;
 namespace RebalanceMesh.Execution;
 
 /// <summary>
-/// The transactional outbox of reports that are committed together with the state they report (liquidations: the
-/// venue's account and its reports in one Redis transaction). The committing code publishes at once and removes each
-/// report after it was published; this relay publishes what a crash left behind — entries older than
+/// The transactional outbox every execution report leaves through: each is committed together with the state it
+/// reports, in one Redis step — a fill with its order, a leg's or plan's end with the run's journal entry or the plan's
+/// state, a liquidation with the venue's account. The committing code publishes at once and removes each report after
+/// it was published; this relay publishes what a crash left behind — entries older than
 /// <see cref="Grace"/> — every second, so no committed liquidation goes unreported. Delivery is at least once: a
 /// report may be published twice (replicas, a crash after publishing), and planning applies each liquidation id once.
 /// </summary>
@@ -27,6 +28,23 @@ public sealed class ReportOutbox(ExecutionStore store, IEventBus bus, TimeProvid
         {
             await bus.PublishAsync(Topics.ExecutionReports, report, cancellationToken);
             await store.RemoveFromOutboxAsync(report.ToByteArray());
+        }
+    }
+
+    /// <summary>
+    /// Publishes at once what the outbox holds of one plan (among its oldest entries): a plan resumed after a crash
+    /// reports what its last run committed before anything new, so its reports stay in order.
+    /// </summary>
+    public async Task RelayPlanAsync(string planId, CancellationToken cancellationToken)
+    {
+        foreach (var (report, raw) in await store.GetOutboxAsync(1_000))
+        {
+            if (report.PlanId == planId)
+            {
+                await bus.PublishAsync(Topics.ExecutionReports, report, cancellationToken);
+                await store.RemoveFromOutboxAsync(raw);
+                Relayed.Add(1);
+            }
         }
     }
 

@@ -268,12 +268,23 @@ public sealed class PlanRun
         }
     }
 
-    /// <summary>Reads the market for a trade leg, fixes its arrival price (once) and its limit, and the venues it may use.</summary>
-    private IEnumerable<RunCommand> Begin(LegProgress state, Action<Working> started)
+    private static MarketQuery QueryOf(LegProgress state) => new(state.Leg.LegId, state.Leg.InstrumentId, state.Leg.Account);
+
+    /// <summary>Reads the markets of trade legs at once and starts each (<see cref="Begin"/>).</summary>
+    private IEnumerable<RunCommand> BeginAll(IReadOnlyList<LegProgress> states, Action<Working> started)
+    {
+        yield return new ReadMarkets(states.Select(QueryOf).ToArray());
+        var markets = Answer<MarketsRead>().Markets;
+        for (var i = 0; i < states.Count; i++)
+        {
+            started(Begin(states[i], markets[i]));
+        }
+    }
+
+    /// <summary>Starts a trade leg on its market as read: fixes its arrival price (once) and its limit, and the venues it may use.</summary>
+    private Working Begin(LegProgress state, MarketRead market)
     {
         state.Status = RunStatus.Running;
-        yield return new ReadMarket(state.Leg.LegId, state.Leg.InstrumentId, state.Leg.Account);
-        var market = Answer<MarketRead>();
         if (market.Quotes.Count > 0 && state.ArrivalPrice is null)
         {
             state.ArrivalPrice = (market.Quotes.Max(q => q.Bid) / 2m) + (market.Quotes.Min(q => q.Ask) / 2m);
@@ -281,7 +292,7 @@ public sealed class PlanRun
 
         // Limit-price protection: no child beyond the plan's maximum slippage from the arrival price.
         var limit = Plan.MaxSlippageBps > 0 && state.ArrivalPrice is > 0 ? SlippageLimit.For(state.Leg.Side, state.ArrivalPrice.Value, Plan.MaxSlippageBps) : (decimal?)null;
-        started(new Working(state, market.Quotes, market.Venues, limit));
+        return new Working(state, market.Quotes, market.Venues, limit);
     }
 
     /// <summary>
@@ -292,12 +303,9 @@ public sealed class PlanRun
     private IEnumerable<RunCommand> TradeLegs(IReadOnlyList<LegProgress> batch)
     {
         var runs = new List<Working>(batch.Count);
-        foreach (var state in batch)
+        foreach (var command in BeginAll(batch, runs.Add))
         {
-            foreach (var command in Begin(state, runs.Add))
-            {
-                yield return command;
-            }
+            yield return command;
         }
 
         var schedule = LegSchedules.For(Plan.Style);
@@ -330,11 +338,11 @@ public sealed class PlanRun
                     break;
                 }
 
-                foreach (var run in due)
+                yield return new ReadMarkets(due.Select(r => QueryOf(r.State)).ToArray());
+                var markets = Answer<MarketsRead>().Markets;
+                for (var i = 0; i < due.Length; i++)
                 {
-                    yield return new ReadMarket(run.Leg.LegId, run.Leg.InstrumentId, run.Leg.Account);
-                    var market = Answer<MarketRead>();
-                    run.Refresh(market.Quotes, market.Venues);
+                    due[i].Refresh(markets[i].Quotes, markets[i].Venues);
                 }
             }
 
@@ -498,7 +506,7 @@ public sealed class PlanRun
             }
 
             Working run = null!;
-            foreach (var command in Begin(state, w => run = w))
+            foreach (var command in BeginAll([state], w => run = w))
             {
                 yield return command;
             }

@@ -118,8 +118,14 @@ public abstract record RunCommand;
 /// <summary>Is the plan cancelled or trading halted? Answered by <see cref="StopChecked"/>.</summary>
 public sealed record CheckStop : RunCommand;
 
-/// <summary>The venues' quotes of an instrument and the venues a leg in <paramref name="Account"/> may use. Answered by <see cref="MarketRead"/>.</summary>
-public sealed record ReadMarket(string LegId, string InstrumentId, string Account) : RunCommand;
+/// <summary>One leg's market: the venues' quotes of its instrument and the venues a leg in <paramref name="Account"/> may use.</summary>
+public sealed record MarketQuery(string LegId, string InstrumentId, string Account);
+
+/// <summary>
+/// The markets of one or more trade legs, read at once (legs worked together read theirs in one go). Answered by
+/// <see cref="MarketsRead"/>, one <see cref="MarketRead"/> per query in this order.
+/// </summary>
+public sealed record ReadMarkets(IReadOnlyList<MarketQuery> Queries) : RunCommand;
 
 /// <summary>The venues a leg in <paramref name="Account"/> may use now (outages since). Answered by <see cref="VenuesRead"/>.</summary>
 public sealed record ReadVenues(string Account) : RunCommand;
@@ -166,7 +172,7 @@ public sealed record RunFill(string FillId, string ClientOrderId, string Venue, 
 /// <summary>The host's answer to a <see cref="RunCommand"/>; journaled so that a restarted run replays to the same place.</summary>
 [JsonPolymorphic(TypeDiscriminatorPropertyName = "observed")]
 [JsonDerivedType(typeof(StopChecked), "stop")]
-[JsonDerivedType(typeof(MarketRead), "market")]
+[JsonDerivedType(typeof(MarketsRead), "markets")]
 [JsonDerivedType(typeof(VenuesRead), "venues")]
 [JsonDerivedType(typeof(ChildrenDone), "children")]
 [JsonDerivedType(typeof(Rested), "rested")]
@@ -178,7 +184,11 @@ public abstract record RunObservation;
 /// <summary>Why the plan must stop (a cancel or a trading halt), or null.</summary>
 public sealed record StopChecked(string? Reason) : RunObservation;
 
-public sealed record MarketRead(IReadOnlyList<VenueQuote> Quotes, IReadOnlyList<VenueSpec> Venues) : RunObservation;
+/// <summary>One leg's market as read: its instrument's quotes per venue and the venues it may use.</summary>
+public sealed record MarketRead(IReadOnlyList<VenueQuote> Quotes, IReadOnlyList<VenueSpec> Venues);
+
+/// <summary>The markets a <see cref="ReadMarkets"/> asked for, in its order.</summary>
+public sealed record MarketsRead(IReadOnlyList<MarketRead> Markets) : RunObservation;
 
 public sealed record VenuesRead(IReadOnlyList<VenueSpec> Venues) : RunObservation;
 
