@@ -12,81 +12,33 @@ using RebalanceMesh.Testing;
 
 namespace RebalanceMesh.Execution.Tests;
 
-public sealed class ExecutionServiceTests : IClassFixture<RedisServer>, IAsyncLifetime
+/// <summary>Plans through the execution service: routing, slicing, limits, cash, stops, reports, connectors.</summary>
+public sealed class ExecutionServiceTests(RedisServer redis) : ExecutionServiceTestBase(redis), IClassFixture<RedisServer>
 {
-    private readonly RedisServer _redis;
-    private readonly GrpcTestServer<Program> _server;
-    private readonly ExecutionService.ExecutionServiceClient _client;
-
-    public ExecutionServiceTests(RedisServer redis)
-    {
-        _redis = redis;
-        _server = new GrpcTestServer<Program>(redis, SimulatedExecution.Settings());
-        _client = new ExecutionService.ExecutionServiceClient(_server.CreateMeshInvoker());
-    }
-
-    public async Task InitializeAsync()
-    {
-        await _redis.FlushAsync();
-        var market = _server.Services.GetRequiredService<MarketStateStore>();
-        var now = DateTimeOffset.UtcNow.ToTimestamp();
-        await market.WriteQuotesAsync(
-        [
-            new Quote { Venue = "SIM-A", InstrumentId = "DAX", Bid = 99.9m, Ask = 100.1m, BidSize = 100m, AskSize = 100m, Timestamp = now },
-            new Quote { Venue = "SIM-B", InstrumentId = "DAX", Bid = 99.8m, Ask = 100.2m, BidSize = 100m, AskSize = 100m, Timestamp = now },
-        ]);
-    }
-
-    public Task DisposeAsync() => _server.DisposeAsync().AsTask();
-
-    /// <summary>
-    /// Waits until the service has nothing left to do: every event published so far handled, every plan run ended, and
-    /// what they published handled too. What a test asserts after it cannot still change — no sleeping and hoping.
-    /// </summary>
-    private async Task SettledAsync()
-    {
-        var bus = _server.Services.GetRequiredService<InMemoryEventBus>();
-        var runner = _server.Services.GetRequiredService<PlanRunner>();
-        await bus.WhenDeliveredAsync();
-        await runner.WhenIdleAsync();
-        await bus.WhenDeliveredAsync();
-    }
-
     [Fact]
     public async Task Only_mesh_callers_with_a_deadline_are_served()
     {
         var request = new ListVenuesRequest();
-        await RpcAssert.StatusAsync(() => new ExecutionService.ExecutionServiceClient(_server.CreateInvoker()).ListVenuesAsync(request).ResponseAsync, StatusCode.Unauthenticated);
+        await RpcAssert.StatusAsync(() => new ExecutionService.ExecutionServiceClient(Server.CreateInvoker()).ListVenuesAsync(request).ResponseAsync, StatusCode.Unauthenticated);
 
         // A client token (even planning's admin) is not a mesh credential; neither is a wrong mesh credential.
-        await RpcAssert.StatusAsync(() => new ExecutionService.ExecutionServiceClient(_server.CreateInvoker(TestAuth.Token(RebalanceMesh.ServiceDefaults.MeshAuth.Admin))).ListVenuesAsync(request).ResponseAsync, StatusCode.Unauthenticated);
-        await RpcAssert.StatusAsync(() => new ExecutionService.ExecutionServiceClient(_server.CreateInvoker(meshToken: RebalanceMesh.ServiceDefaults.MeshAuth.NewSecret())).ListVenuesAsync(request).ResponseAsync, StatusCode.Unauthenticated);
+        await RpcAssert.StatusAsync(() => new ExecutionService.ExecutionServiceClient(Server.CreateInvoker(TestAuth.Token(RebalanceMesh.ServiceDefaults.MeshAuth.Admin))).ListVenuesAsync(request).ResponseAsync, StatusCode.Unauthenticated);
+        await RpcAssert.StatusAsync(() => new ExecutionService.ExecutionServiceClient(Server.CreateInvoker(meshToken: RebalanceMesh.ServiceDefaults.MeshAuth.NewSecret())).ListVenuesAsync(request).ResponseAsync, StatusCode.Unauthenticated);
 
         // A mesh caller without a deadline is refused, naming the header; with one it is served.
-        var noDeadline = new ExecutionService.ExecutionServiceClient(_server.CreateInvoker(meshToken: TestAuth.MeshToken, defaultDeadline: false));
+        var noDeadline = new ExecutionService.ExecutionServiceClient(Server.CreateInvoker(meshToken: TestAuth.MeshToken, defaultDeadline: false));
         await RpcAssert.InvalidArgumentAsync(() => noDeadline.ListVenuesAsync(request).ResponseAsync, RebalanceMesh.ServiceDefaults.RequiredDeadlineInterceptor.Field);
         Assert.NotEmpty((await noDeadline.ListVenuesAsync(request, deadline: DateTime.UtcNow.AddSeconds(5))).Venues);
 
         // Probes need neither.
-        var health = new Grpc.Health.V1.Health.HealthClient(_server.CreateInvoker(defaultDeadline: false));
+        var health = new Grpc.Health.V1.Health.HealthClient(Server.CreateInvoker(defaultDeadline: false));
         Assert.Equal(Grpc.Health.V1.HealthCheckResponse.Types.ServingStatus.Serving, (await health.CheckAsync(new Grpc.Health.V1.HealthCheckRequest { Service = "liveness" })).Status);
     }
-
-    private static PlanApproved Plan(string id) => new()
-    {
-        PlanId = id,
-        PortfolioId = "p1",
-        Legs =
-        {
-            new ApprovedLeg { LegId = "L1", Sequence = 1, InstrumentId = "DAX", Side = Side.Sell, Quantity = 10m, ReferencePrice = 100m },
-            new ApprovedLeg { LegId = "L2", Sequence = 2, InstrumentId = "DAX", Side = Side.Buy, Quantity = 150m, ReferencePrice = 100m },
-        },
-    };
 
     [Fact]
     public async Task Executes_an_approved_plan_and_reports_fills_legs_and_completion()
     {
-        var bus = _server.Services.GetRequiredService<InMemoryEventBus>();
+        var bus = Server.Services.GetRequiredService<InMemoryEventBus>();
         await bus.PublishAsync(Topics.PlansApproved, Plan("plan-x"));
         var execution = await WaitForFinalAsync("plan-x");
 
@@ -116,7 +68,7 @@ public sealed class ExecutionServiceTests : IClassFixture<RedisServer>, IAsyncLi
 
         // Realised costs per venue, once per fill: SIM-A sold 10 at 99.9 and bought 150 at the average (0.10 a unit
         // beyond the mid at the touch, 0.11001 one level deeper); SIM-B traded nothing.
-        var venues = (await _client.ListVenuesAsync(new ListVenuesRequest())).Venues.ToDictionary(v => v.VenueId);
+        var venues = (await Client.ListVenuesAsync(new ListVenuesRequest())).Venues.ToDictionary(v => v.VenueId);
         var simA = venues["SIM-A"].RealisedCosts;
         Assert.Equal(2, simA.Fills);
         Assert.Equal((double)((10m * 99.9m) + (150m * average)), simA.Notional, 6);
@@ -128,7 +80,7 @@ public sealed class ExecutionServiceTests : IClassFixture<RedisServer>, IAsyncLi
     [Fact]
     public async Task Limit_price_protection_skips_venues_beyond_the_maximum_slippage_and_stops_legs_that_cannot_fill()
     {
-        var bus = _server.Services.GetRequiredService<InMemoryEventBus>();
+        var bus = Server.Services.GetRequiredService<InMemoryEventBus>();
 
         // Arrival mid 100.00. At 15 bps the buy limit is 100.15: SIM-A (100.10) trades, SIM-B (100.20) does not.
         var within = Plan("plan-limit-15");
@@ -155,7 +107,7 @@ public sealed class ExecutionServiceTests : IClassFixture<RedisServer>, IAsyncLi
     [Fact]
     public async Task TWAP_sends_each_leg_in_equal_slices_at_equal_intervals()
     {
-        var bus = _server.Services.GetRequiredService<InMemoryEventBus>();
+        var bus = Server.Services.GetRequiredService<InMemoryEventBus>();
         var plan = Plan("plan-twap");
         plan.TwapSlices = 3;
         plan.TwapDurationSeconds = 0.6;
@@ -176,7 +128,7 @@ public sealed class ExecutionServiceTests : IClassFixture<RedisServer>, IAsyncLi
     {
         // Displayed asks: SIM-A 100 + SIM-B 100 = 200; 10 % is 20 a slice: the 150 buy goes in 8 slices (7 × 20 + 10),
         // one every 50 ms.
-        var bus = _server.Services.GetRequiredService<InMemoryEventBus>();
+        var bus = Server.Services.GetRequiredService<InMemoryEventBus>();
         var plan = Plan("plan-pov");
         plan.PovRate = 0.1;
         plan.PovIntervalSeconds = 0.05;
@@ -193,7 +145,7 @@ public sealed class ExecutionServiceTests : IClassFixture<RedisServer>, IAsyncLi
     [Fact]
     public async Task A_cancel_from_planning_stops_a_running_plan_and_a_plan_not_started_never_trades()
     {
-        var bus = _server.Services.GetRequiredService<InMemoryEventBus>();
+        var bus = Server.Services.GetRequiredService<InMemoryEventBus>();
         IEnumerable<ExecutionReport> Reports(string planId) => bus.Published.Where(e => e.Topic == Topics.ExecutionReports)
             .Select(e => e.ReadData(ExecutionReport.Parser)).Where(r => r.PlanId == planId);
 
@@ -205,7 +157,7 @@ public sealed class ExecutionServiceTests : IClassFixture<RedisServer>, IAsyncLi
         Assert.Equal((ReportKind.PlanDone, ReportedPlanStatus.Cancelled, "cancelled before it started: changed my mind"), (early.Kind, early.PlanStatus, early.Message));
         await bus.PublishAsync(Topics.PlansApproved, Plan("plan-early"));
         await SettledAsync();
-        var earlyState = await _client.GetPlanExecutionAsync(new GetPlanExecutionRequest { PlanId = "plan-early" });
+        var earlyState = await Client.GetPlanExecutionAsync(new GetPlanExecutionRequest { PlanId = "plan-early" });
         Assert.Empty(earlyState.Orders);
         Assert.Equal((ExecutionStatus.Cancelled, "cancelled before it started: changed my mind", null), (earlyState.Execution.Status, earlyState.Execution.Message, earlyState.Execution.PendingStop));
 
@@ -215,7 +167,7 @@ public sealed class ExecutionServiceTests : IClassFixture<RedisServer>, IAsyncLi
         twap.TwapSlices = 5;
         twap.TwapDurationSeconds = 2;
         await bus.PublishAsync(Topics.PlansApproved, twap);
-        for (var i = 0; i < 100 && (await _client.ListOrdersAsync(new ListOrdersRequest { PlanId = "plan-stop" })).Orders.Count == 0; i++)
+        for (var i = 0; i < 100 && (await Client.ListOrdersAsync(new ListOrdersRequest { PlanId = "plan-stop" })).Orders.Count == 0; i++)
         {
             await Task.Delay(20);
         }
@@ -239,22 +191,22 @@ public sealed class ExecutionServiceTests : IClassFixture<RedisServer>, IAsyncLi
     [Fact]
     public async Task A_redelivered_plan_sends_no_new_orders()
     {
-        var executor = _server.Services.CreateScope().ServiceProvider.GetRequiredService<PlanExecutor>();
+        var executor = Server.Services.CreateScope().ServiceProvider.GetRequiredService<PlanExecutor>();
         await executor.ExecuteAsync(Plan("plan-y"), CancellationToken.None);
         await executor.ExecuteAsync(Plan("plan-y"), CancellationToken.None);
-        var orders = await _client.ListOrdersAsync(new ListOrdersRequest { PlanId = "plan-y" });
+        var orders = await Client.ListOrdersAsync(new ListOrdersRequest { PlanId = "plan-y" });
         Assert.Equal(2, orders.Orders.Count);
     }
 
     [Fact]
     public async Task A_halt_stops_the_plan_before_its_legs()
     {
-        var scope = _server.Services.CreateScope();
+        var scope = Server.Services.CreateScope();
         await scope.ServiceProvider.GetRequiredService<ExecutionStore>().SetHaltAsync(true, "test halt");
         try
         {
             await scope.ServiceProvider.GetRequiredService<PlanExecutor>().ExecuteAsync(Plan("plan-z"), CancellationToken.None);
-            var execution = await _client.GetPlanExecutionAsync(new GetPlanExecutionRequest { PlanId = "plan-z" });
+            var execution = await Client.GetPlanExecutionAsync(new GetPlanExecutionRequest { PlanId = "plan-z" });
             Assert.Equal(ExecutionStatus.Cancelled, execution.Status);
             Assert.Equal((ExecutionStatus.Cancelled, "trading halted: test halt"), (execution.Execution.Status, execution.Execution.Message));
             Assert.Empty(execution.Orders);
@@ -268,9 +220,9 @@ public sealed class ExecutionServiceTests : IClassFixture<RedisServer>, IAsyncLi
     [Fact]
     public async Task A_running_plan_shows_the_stop_it_has_pending_and_a_halt_comes_before_a_cancel()
     {
-        var store = _server.Services.GetRequiredService<ExecutionStore>();
+        var store = Server.Services.GetRequiredService<ExecutionStore>();
         await store.SaveExecutionAsync(new PlanExecution { PlanId = "plan-pending", Status = ExecutionStatus.Running });
-        async Task<PlanExecution> State() => (await _client.GetPlanExecutionAsync(new GetPlanExecutionRequest { PlanId = "plan-pending" })).Execution;
+        async Task<PlanExecution> State() => (await Client.GetPlanExecutionAsync(new GetPlanExecutionRequest { PlanId = "plan-pending" })).Execution;
 
         Assert.Null((await State()).PendingStop);
         await store.RequestCancelAsync("plan-pending", "client asked");
@@ -294,35 +246,35 @@ public sealed class ExecutionServiceTests : IClassFixture<RedisServer>, IAsyncLi
     [Fact]
     public async Task RPCs_validate_input_and_list_venues()
     {
-        await RpcAssert.InvalidArgumentAsync(() => _client.GetPlanExecutionAsync(new GetPlanExecutionRequest()).ResponseAsync, "plan_id");
-        await RpcAssert.InvalidArgumentAsync(() => _client.ListOrdersAsync(new ListOrdersRequest { PlanId = "p", Venue = "bad venue" }).ResponseAsync, "venue");
-        await RpcAssert.StatusAsync(() => _client.CancelPlanAsync(new CancelPlanRequest { PlanId = "unknown" }).ResponseAsync, StatusCode.NotFound);
-        var venues = await _client.ListVenuesAsync(new ListVenuesRequest());
+        await RpcAssert.InvalidArgumentAsync(() => Client.GetPlanExecutionAsync(new GetPlanExecutionRequest()).ResponseAsync, "plan_id");
+        await RpcAssert.InvalidArgumentAsync(() => Client.ListOrdersAsync(new ListOrdersRequest { PlanId = "p", Venue = "bad venue" }).ResponseAsync, "venue");
+        await RpcAssert.StatusAsync(() => Client.CancelPlanAsync(new CancelPlanRequest { PlanId = "unknown" }).ResponseAsync, StatusCode.NotFound);
+        var venues = await Client.ListVenuesAsync(new ListVenuesRequest());
         Assert.Equal(["SIM-A", "SIM-B", "SIM-C"], venues.Venues.Select(v => v.VenueId));
     }
 
     [Fact]
     public async Task A_venue_taken_down_is_routed_around_and_its_book_stays_visible()
     {
-        var down = (await _client.SetVenueStatusAsync(new SetVenueStatusRequest { VenueId = "SIM-A", Available = false, Reason = "maintenance" })).Venue;
+        var down = (await Client.SetVenueStatusAsync(new SetVenueStatusRequest { VenueId = "SIM-A", Available = false, Reason = "maintenance" })).Venue;
         Assert.Equal((false, "maintenance"), (down.Available, down.StatusReason));
-        var book = await _client.GetVenueBookAsync(new GetVenueBookRequest { VenueId = "SIM-A", InstrumentId = "DAX" });
+        var book = await Client.GetVenueBookAsync(new GetVenueBookRequest { VenueId = "SIM-A", InstrumentId = "DAX" });
         Assert.False(book.Available);
         Assert.Equal([(100.1m, 100m), (100.11001m, 200m)], book.Asks.Take(2).Select(l => (l.Price.ToDecimal(), l.Size.ToDecimal())));
         Assert.Equal((99.9m, 100m), (book.Bids[0].Price.ToDecimal(), book.Bids[0].Size.ToDecimal()));
         Assert.Equal(10, book.Asks.Count);
 
-        var bus = _server.Services.GetRequiredService<InMemoryEventBus>();
+        var bus = Server.Services.GetRequiredService<InMemoryEventBus>();
         await bus.PublishAsync(Topics.PlansApproved, Plan("plan-outage"));
         var execution = await WaitForFinalAsync("plan-outage");
         Assert.Equal(ExecutionStatus.Completed, execution.Status);
         Assert.All(execution.Orders, o => Assert.Equal("SIM-B", o.Venue));
 
-        await _client.SetVenueStatusAsync(new SetVenueStatusRequest { VenueId = "SIM-A", Available = true });
-        Assert.True((await _client.ListVenuesAsync(new ListVenuesRequest())).Venues.Single(v => v.VenueId == "SIM-A").Available);
-        await RpcAssert.InvalidArgumentAsync(() => _client.SetVenueStatusAsync(new SetVenueStatusRequest { VenueId = "SIM-Z" }).ResponseAsync, "venue_id");
-        await RpcAssert.InvalidArgumentAsync(() => _client.GetVenueBookAsync(new GetVenueBookRequest { VenueId = "SIM-A" }).ResponseAsync, "instrument_id");
-        await RpcAssert.StatusAsync(() => _client.GetVenueBookAsync(new GetVenueBookRequest { VenueId = "SIM-A", InstrumentId = "NOPE" }).ResponseAsync, StatusCode.NotFound);
+        await Client.SetVenueStatusAsync(new SetVenueStatusRequest { VenueId = "SIM-A", Available = true });
+        Assert.True((await Client.ListVenuesAsync(new ListVenuesRequest())).Venues.Single(v => v.VenueId == "SIM-A").Available);
+        await RpcAssert.InvalidArgumentAsync(() => Client.SetVenueStatusAsync(new SetVenueStatusRequest { VenueId = "SIM-Z" }).ResponseAsync, "venue_id");
+        await RpcAssert.InvalidArgumentAsync(() => Client.GetVenueBookAsync(new GetVenueBookRequest { VenueId = "SIM-A" }).ResponseAsync, "instrument_id");
+        await RpcAssert.StatusAsync(() => Client.GetVenueBookAsync(new GetVenueBookRequest { VenueId = "SIM-A", InstrumentId = "NOPE" }).ResponseAsync, StatusCode.NotFound);
     }
 
     [Fact]
@@ -331,7 +283,7 @@ public sealed class ExecutionServiceTests : IClassFixture<RedisServer>, IAsyncLi
         // Displayed asks: SIM-A 100 + 200 + … + 1,000 = 5,500, SIM-B 100 × (1 + 0.5 k), k < 10 = 3,250; SIM-C quotes
         // nothing. Each routing takes at most half of what is left of each book (the books deplete until the next
         // quote), one routing per venue: (5,500 + 3,250) × (1/2 + 1/4 + 1/8) = 7,656.25 of 100,000 fill.
-        var bus = _server.Services.GetRequiredService<InMemoryEventBus>();
+        var bus = Server.Services.GetRequiredService<InMemoryEventBus>();
         await bus.PublishAsync(Topics.PlansApproved, new PlanApproved
         {
             PlanId = "plan-huge",
@@ -347,68 +299,6 @@ public sealed class ExecutionServiceTests : IClassFixture<RedisServer>, IAsyncLi
         Assert.Contains("books held no more", done.Message, StringComparison.Ordinal);
     }
 
-    private static LendingAccount DaxLoan(decimal debt) => new()
-    {
-        Venue = "LEND-A",
-        PortfolioId = "p1",
-        LoanId = "L1",
-        BaseCurrency = "EUR",
-        Collateral = { new LendingCollateral { Asset = "DAX", Quantity = 100m } },
-        DebtAsset = "EUR",
-        Debt = debt,
-    };
-
-    [Fact]
-    public async Task Loan_legs_execute_once_on_the_lending_venue_and_a_refusal_stops_the_plan()
-    {
-        // 100 DAX at the mid 100 (LT 0.8) against 7,000 EUR: HF 8,000 / 7,000 = 1.1429.
-        var opened = (await _client.OpenLendingAccountAsync(new OpenLendingAccountRequest { Account = DaxLoan(7_000m) })).Account;
-        Assert.Equal(8_000.0 / 7_000, opened.HealthFactor, 9);
-        var bus = _server.Services.GetRequiredService<InMemoryEventBus>();
-        var plan = new PlanApproved
-        {
-            PlanId = "plan-guard",
-            PortfolioId = "p1",
-            Legs =
-            {
-                new ApprovedLeg { LegId = "G1", Sequence = 1, Kind = LegKind.Repay, LoanId = "L1", Venue = "LEND-A", InstrumentId = "EUR", Quantity = 2_000m, ReferencePrice = 1m },
-                new ApprovedLeg { LegId = "G2", Sequence = 2, Kind = LegKind.SupplyCollateral, LoanId = "L1", Venue = "LEND-A", InstrumentId = "DAX", Quantity = 5m, ReferencePrice = 100m },
-                new ApprovedLeg { LegId = "L1", Sequence = 3, InstrumentId = "DAX", Side = Side.Buy, Quantity = 1m, ReferencePrice = 100m },
-            },
-        };
-        await bus.PublishAsync(Topics.PlansApproved, plan);
-        Assert.Equal(ExecutionStatus.Completed, (await WaitForFinalAsync("plan-guard")).Status);
-
-        // Debt 5,000, collateral 105 DAX: HF 105 × 100 × 0.8 / 5,000 = 1.68. A redelivery applies nothing twice.
-        await bus.PublishAsync(Topics.PlansApproved, plan);
-        await SettledAsync();
-        var account = (await _client.GetLendingAccountAsync(new GetLendingAccountRequest { Venue = "LEND-A", PortfolioId = "p1", LoanId = "L1" })).Account;
-        Assert.Equal((5_000m, 105m), (account.Debt.ToDecimal(), account.Collateral.Single().Quantity.ToDecimal()));
-        Assert.Equal(1.68, account.HealthFactor, 9);
-        var fills = bus.Published.Where(e => e.Topic == Topics.ExecutionReports).Select(e => e.ReadData(ExecutionReport.Parser))
-            .Where(r => r.PlanId == "plan-guard" && r.Kind == ReportKind.Fill).ToArray();
-        Assert.Equal(["plan-guard:G1:loan", "plan-guard:G2:loan"], fills.Where(f => f.LegId.StartsWith('G')).Select(f => f.Fill.FillId).Distinct());
-        Assert.Equal(2_000m, fills.First(f => f.LegId == "G1").Fill.Quantity.ToDecimal());
-
-        // A withdrawal that would take HF below 1 is refused by the venue: the plan stops there, the trade after it
-        // is cancelled, and the account is untouched.
-        await bus.PublishAsync(Topics.PlansApproved, new PlanApproved
-        {
-            PlanId = "plan-greedy",
-            PortfolioId = "p1",
-            Legs =
-            {
-                new ApprovedLeg { LegId = "G1", Sequence = 1, Kind = LegKind.WithdrawCollateral, LoanId = "L1", Venue = "LEND-A", InstrumentId = "DAX", Quantity = 50m, ReferencePrice = 100m },
-                new ApprovedLeg { LegId = "L1", Sequence = 2, InstrumentId = "DAX", Side = Side.Sell, Quantity = 50m, ReferencePrice = 100m },
-            },
-        });
-        Assert.Equal(ExecutionStatus.Cancelled, (await WaitForFinalAsync("plan-greedy")).Status);
-        var greedy = bus.Published.Where(e => e.Topic == Topics.ExecutionReports).Select(e => e.ReadData(ExecutionReport.Parser)).Where(r => r.PlanId == "plan-greedy").ToArray();
-        Assert.Contains("below 1", greedy.Single(r => r.Kind == ReportKind.LegDone && r.LegId == "G1").Message);
-        Assert.Equal(ReportedLegStatus.Cancelled, greedy.Single(r => r.Kind == ReportKind.LegDone && r.LegId == "L1").LegStatus);
-        Assert.Equal(105m, (await _client.GetLendingAccountAsync(new GetLendingAccountRequest { Venue = "LEND-A", PortfolioId = "p1", LoanId = "L1" })).Account.Collateral.Single().Quantity.ToDecimal());
-    }
-
     [Fact]
     public async Task Purchases_stop_at_the_plans_cash_counting_what_its_sales_raised_and_its_other_legs_moved()
     {
@@ -417,8 +307,8 @@ public sealed class ExecutionServiceTests : IClassFixture<RedisServer>, IAsyncLi
         // level (100.11001), the child's limit, so a unit costs at worst 100.11001 × 1.001 = 100.21012001: the cash
         // pays (3,998.001 − 0.0000001 reserve) / 100.21012001 = 39.89618014 (to 8 decimals, down). They fill at the
         // touch, 100.1, leaving 3,998.001 − 39.89618014 × 100.1 × 1.001 ≈ 0.3998: never below zero.
-        await _client.OpenLendingAccountAsync(new OpenLendingAccountRequest { Account = DaxLoan(7_000m) });
-        var bus = _server.Services.GetRequiredService<InMemoryEventBus>();
+        await Client.OpenLendingAccountAsync(new OpenLendingAccountRequest { Account = DaxLoan(7_000m) });
+        var bus = Server.Services.GetRequiredService<InMemoryEventBus>();
         var plan = new PlanApproved
         {
             PlanId = "plan-cash",
@@ -458,7 +348,7 @@ public sealed class ExecutionServiceTests : IClassFixture<RedisServer>, IAsyncLi
     public async Task A_plan_whose_cash_fields_are_not_decimals_is_refused_as_malformed_and_not_executed()
     {
         // Malformed, the dispatcher dead-letters it (EventBusTests); nothing of it executes.
-        using var scope = _server.Services.CreateScope();
+        using var scope = Server.Services.CreateScope();
         var handler = ActivatorUtilities.CreateInstance<PlanApprovedHandler>(scope.ServiceProvider);
         var context = new EventContext("e1", Topics.PlansApproved, "tests", DateTimeOffset.UtcNow, 1);
         var plan = Plan("plan-bad-cash");
@@ -467,48 +357,13 @@ public sealed class ExecutionServiceTests : IClassFixture<RedisServer>, IAsyncLi
         plan.CashBudget = 1_000m;
         plan.Legs[0].CashChange = new DecimalValue { Value = "1e999" };
         await Assert.ThrowsAsync<MalformedEventException>(() => handler.HandleAsync(plan, context, CancellationToken.None));
-        await RpcAssert.StatusAsync(() => _client.GetPlanExecutionAsync(new GetPlanExecutionRequest { PlanId = "plan-bad-cash" }).ResponseAsync, StatusCode.NotFound);
-    }
-
-    [Fact]
-    public async Task A_quote_that_takes_a_loan_below_1_is_liquidated_and_reported_once()
-    {
-        await _client.OpenLendingAccountAsync(new OpenLendingAccountRequest { Account = DaxLoan(7_000m) });
-        var market = _server.Services.GetRequiredService<MarketStateStore>();
-        var bus = _server.Services.GetRequiredService<InMemoryEventBus>();
-
-        // DAX falls to 85 (mid): HF 100 × 85 × 0.8 / 7,000 = 0.9714 → half the debt repaid, 3,500 × 1.05 / 85 DAX seized.
-        var now = DateTimeOffset.UtcNow.ToTimestamp();
-        var changed = await market.WriteQuotesAsync(
-        [
-            new Quote { Venue = "SIM-A", InstrumentId = "DAX", Bid = 84.9m, Ask = 85.1m, BidSize = 100m, AskSize = 100m, Timestamp = now },
-            new Quote { Venue = "SIM-B", InstrumentId = "DAX", Bid = 84.9m, Ask = 85.1m, BidSize = 100m, AskSize = 100m, Timestamp = now },
-        ]);
-        var quotes = new QuotesUpdated { AsOf = now };
-        quotes.Prices.AddRange(changed);
-        await bus.PublishAsync(Topics.MarketQuotes, quotes);
-        await bus.PublishAsync(Topics.MarketQuotes, quotes); // the same prices again: nothing more to do
-
-        await SettledAsync();
-        var liquidation = bus.Published.Where(e => e.Topic == Topics.ExecutionReports).Select(e => e.ReadData(ExecutionReport.Parser))
-            .FirstOrDefault(r => r.Kind == ReportKind.Liquidation)?.Liquidation;
-
-        Assert.NotNull(liquidation);
-        Assert.Equal(("LEND-A:p1:L1:1", "DAX", 3_500m), (liquidation.LiquidationId, liquidation.SeizedAsset, liquidation.DebtRepaid.ToDecimal()));
-        Assert.Equal(3_675m / 85m, liquidation.SeizedQuantity.ToDecimal());
-        Assert.Equal(0.9714285714, liquidation.HealthFactorBefore, 9);
-        await SettledAsync();
-        Assert.Single(bus.Published.Where(e => e.Topic == Topics.ExecutionReports).Select(e => e.ReadData(ExecutionReport.Parser)), r => r.Kind == ReportKind.Liquidation);
-        var account = (await _client.GetLendingAccountAsync(new GetLendingAccountRequest { Venue = "LEND-A", PortfolioId = "p1", LoanId = "L1" })).Account;
-        Assert.Equal((3_500m, 1), (account.Debt.ToDecimal(), account.Liquidations));
-        Assert.True(account.HealthFactor > 1);
-        Assert.Empty(await _server.Services.GetRequiredService<ExecutionStore>().GetOutboxAsync(10)); // published, so out of the outbox
+        await RpcAssert.StatusAsync(() => Client.GetPlanExecutionAsync(new GetPlanExecutionRequest { PlanId = "plan-bad-cash" }).ResponseAsync, StatusCode.NotFound);
     }
 
     [Fact]
     public async Task A_hedge_leg_follows_each_slice_of_the_leg_it_hedges()
     {
-        var market = _server.Services.GetRequiredService<MarketStateStore>();
+        var market = Server.Services.GetRequiredService<MarketStateStore>();
         var now = DateTimeOffset.UtcNow.ToTimestamp();
         await market.WriteQuotesAsync(
         [
@@ -527,7 +382,7 @@ public sealed class ExecutionServiceTests : IClassFixture<RedisServer>, IAsyncLi
                 new ApprovedLeg { LegId = "H1", Sequence = 2, InstrumentId = "DAX-PERP", Side = Side.Sell, Quantity = 24m, ReferencePrice = 100m, HedgesLegId = "L1" },
             },
         };
-        var bus = _server.Services.GetRequiredService<InMemoryEventBus>();
+        var bus = Server.Services.GetRequiredService<InMemoryEventBus>();
         await bus.PublishAsync(Topics.PlansApproved, plan);
         var execution = await WaitForFinalAsync("plan-hedged");
 
@@ -548,189 +403,11 @@ public sealed class ExecutionServiceTests : IClassFixture<RedisServer>, IAsyncLi
             [10m, 2.33333333m, 5m, 5m, 0m],
             [PlanRun.HedgeTarget(30m, 10m, 30m), PlanRun.HedgeTarget(7m, 1m, 3m), PlanRun.HedgeTarget(5m, 3m, 3m), PlanRun.HedgeTarget(5m, 4m, 3m), PlanRun.HedgeTarget(5m, 0m, 3m)]);
 
-    private static VenueMarginAccount ShortPerpAccount(string portfolioId) => new()
-    {
-        Venue = "SIM-B",
-        PortfolioId = portfolioId,
-        BaseCurrency = "EUR",
-        Collateral = 1_000m,
-        Positions = { new VenueMarginPosition { InstrumentId = "DAX-PERP", Quantity = -10m, EntryPrice = 100m } },
-    };
-
-    private async Task QuotePerpAsync(decimal mid, bool publish)
-    {
-        var market = _server.Services.GetRequiredService<MarketStateStore>();
-        var now = DateTimeOffset.UtcNow.ToTimestamp();
-        var changed = await market.WriteQuotesAsync(
-        [
-            new Quote { Venue = "SIM-A", InstrumentId = "DAX-PERP", Bid = mid - 0.1m, Ask = mid + 0.1m, BidSize = 100m, AskSize = 100m, Timestamp = now },
-            new Quote { Venue = "SIM-B", InstrumentId = "DAX-PERP", Bid = mid - 0.1m, Ask = mid + 0.1m, BidSize = 100m, AskSize = 100m, Timestamp = now },
-        ]);
-        if (publish)
-        {
-            var quotes = new QuotesUpdated { AsOf = now };
-            quotes.Prices.AddRange(changed);
-            var bus = _server.Services.GetRequiredService<InMemoryEventBus>();
-            await bus.PublishAsync(Topics.MarketQuotes, quotes);
-            await bus.PublishAsync(Topics.MarketQuotes, quotes); // twice: liquidated once
-        }
-    }
-
-    [Fact]
-    public async Task A_margin_account_below_maintenance_is_liquidated_by_its_venue_unless_topped_up_in_time()
-    {
-        await QuotePerpAsync(100m, publish: false);
-        var opened = (await _client.OpenMarginAccountAsync(new OpenMarginAccountRequest { Account = ShortPerpAccount("p-open") })).Account;
-        Assert.Equal((1_000m, 50m, 20.0), (opened.Equity.ToDecimal(), opened.MaintenanceMargin.ToDecimal(), opened.MarginRatio)); // 10 × 100 × 5 %
-        await _client.OpenMarginAccountAsync(new OpenMarginAccountRequest { Account = ShortPerpAccount("p-topped") });
-
-        // The plan of p-topped tops its account up by 100 (applied once, though delivered twice).
-        var bus = _server.Services.GetRequiredService<InMemoryEventBus>();
-        var topUp = new PlanApproved
-        {
-            PlanId = "plan-top-up",
-            PortfolioId = "p-topped",
-            Legs = { new ApprovedLeg { LegId = "M1", Sequence = 1, InstrumentId = "EUR", Kind = LegKind.MarginTopUp, Venue = "SIM-B", Quantity = 100m, ReferencePrice = 1m } },
-        };
-        await bus.PublishAsync(Topics.PlansApproved, topUp);
-        Assert.Equal(ExecutionStatus.Completed, (await WaitForFinalAsync("plan-top-up")).Status);
-        await bus.PublishAsync(Topics.PlansApproved, topUp);
-        Assert.Equal(1_100m, (await _client.GetMarginAccountAsync(new GetMarginAccountRequest { Venue = "SIM-B", PortfolioId = "p-topped" })).Account.Collateral.ToDecimal());
-
-        // The perpetual rallies to 195: p-open's equity 1,000 − 950 = 50 < maintenance 97.5 → SIM-B buys back at 195,
-        // with its 1.25 % fee, just enough to restore the initial margin (195): (195 − 50) / (195 × 8.75 %) = 8.4981685
-        // contracts (rounded up to 8.49816850): realised −807.3260075, fee 20.71428571875, collateral 171.95970678125,
-        // 1.5018315 short left. p-topped's equity 150 ≥ 97.5 stays.
-        await QuotePerpAsync(195m, publish: true);
-        await SettledAsync();
-        var liquidation = bus.Published.Where(e => e.Topic == Topics.ExecutionReports).Select(e => e.ReadData(ExecutionReport.Parser))
-            .FirstOrDefault(r => r.Kind == ReportKind.MarginLiquidation)?.MarginLiquidation;
-
-        Assert.NotNull(liquidation);
-        Assert.Equal(("SIM-B:p-open:margin:1", "DAX-PERP", 8.4981685m, 195m, 20.71428571875m, -807.3260075m), (liquidation.LiquidationId, liquidation.InstrumentId, liquidation.ClosedQuantity.ToDecimal(), liquidation.Price.ToDecimal(), liquidation.Fee.ToDecimal(), liquidation.RealizedPnl.ToDecimal()));
-        Assert.Equal(50.0 / 97.5, liquidation.RatioBefore, 9);
-        await SettledAsync();
-        Assert.Single(bus.Published.Where(e => e.Topic == Topics.ExecutionReports).Select(e => e.ReadData(ExecutionReport.Parser)), r => r.Kind == ReportKind.MarginLiquidation);
-        var liquidated = (await _client.GetMarginAccountAsync(new GetMarginAccountRequest { Venue = "SIM-B", PortfolioId = "p-open" })).Account;
-        Assert.Equal((171.95970678125m, -1.5018315m, 1), (liquidated.Collateral.ToDecimal(), liquidated.Positions.Single().Quantity.ToDecimal(), liquidated.Liquidations));
-        Assert.Equal(2.0, liquidated.MarginRatio, 7);
-        var topped = (await _client.GetMarginAccountAsync(new GetMarginAccountRequest { Venue = "SIM-B", PortfolioId = "p-topped" })).Account;
-        Assert.Equal(0, topped.Liquidations);
-        Assert.Equal(150.0 / 97.5, topped.MarginRatio, 9);
-    }
-
-    [Fact]
-    public async Task Collateral_moves_between_venues_once_and_only_while_the_source_keeps_its_initial_margin()
-    {
-        await QuotePerpAsync(100m, publish: false);
-        await _client.OpenMarginAccountAsync(new OpenMarginAccountRequest { Account = ShortPerpAccount("p-move") }); // SIM-B: 1,000, short 10 at 100
-        var sourceAccount = ShortPerpAccount("p-move");
-        sourceAccount.Venue = "SIM-A";
-        await _client.OpenMarginAccountAsync(new OpenMarginAccountRequest { Account = sourceAccount });
-
-        // SIM-A lets 900 leave (10 × 100 × 10 % initial margin stays covered): 850 moves; a second 100 would not.
-        var bus = _server.Services.GetRequiredService<InMemoryEventBus>();
-        var move = new PlanApproved
-        {
-            PlanId = "plan-move",
-            PortfolioId = "p-move",
-            Legs =
-            {
-                new ApprovedLeg { LegId = "X1", Sequence = 1, InstrumentId = "EUR", Kind = LegKind.CollateralTransfer, FromVenue = "SIM-A", Venue = "SIM-B", Quantity = 850m, ReferencePrice = 1m },
-                new ApprovedLeg { LegId = "X2", Sequence = 2, InstrumentId = "EUR", Kind = LegKind.CollateralTransfer, FromVenue = "SIM-A", Venue = "SIM-B", Quantity = 100m, ReferencePrice = 1m },
-            },
-        };
-        await bus.PublishAsync(Topics.PlansApproved, move);
-        var execution = await WaitForFinalAsync("plan-move");
-        await bus.PublishAsync(Topics.PlansApproved, move); // redelivered: nothing moves twice
-
-        Assert.Equal(ExecutionStatus.Cancelled, execution.Status); // the refused second transfer stops the plan
-        var legDone = bus.Published.Where(e => e.Topic == Topics.ExecutionReports).Select(e => e.ReadData(ExecutionReport.Parser)).Where(r => r.Kind == ReportKind.LegDone && r.PlanId == "plan-move").ToArray();
-        Assert.Equal(ReportedLegStatus.Filled, legDone.Single(r => r.LegId == "X1").LegStatus);
-        Assert.Contains("initial margin", legDone.Single(r => r.LegId == "X2").Message);
-        var planDone = bus.Published.Where(e => e.Topic == Topics.ExecutionReports).Select(e => e.ReadData(ExecutionReport.Parser)).First(r => r.Kind == ReportKind.PlanDone && r.PlanId == "plan-move");
-        Assert.StartsWith("leg X2 (collateral transfer from SIM-A to SIM-B) refused:", planDone.Message, StringComparison.Ordinal);
-        var source = (await _client.GetMarginAccountAsync(new GetMarginAccountRequest { Venue = "SIM-A", PortfolioId = "p-move" })).Account;
-        var destination = (await _client.GetMarginAccountAsync(new GetMarginAccountRequest { Venue = "SIM-B", PortfolioId = "p-move" })).Account;
-        Assert.Equal((150m, 1_850m), (source.Collateral.ToDecimal(), destination.Collateral.ToDecimal()));
-    }
-
-    [Fact]
-    public async Task A_perpetual_fill_in_a_venue_account_moves_its_margin_account_once()
-    {
-        await QuotePerpAsync(100m, publish: false);
-        await _server.Services.GetRequiredService<MarketStateStore>().UpsertInstrumentsAsync([new Instrument { InstrumentId = "DAX-PERP", Kind = InstrumentKind.Perpetual, UnderlyingId = "DAX", Multiplier = 1m, QuoteCurrency = "EUR" }]);
-        await _client.OpenMarginAccountAsync(new OpenMarginAccountRequest { Account = ShortPerpAccount("p-fill") });
-        var plan = new PlanApproved
-        {
-            PlanId = "plan-perp",
-            PortfolioId = "p-fill",
-            Legs = { new ApprovedLeg { LegId = "L1", Sequence = 1, InstrumentId = "DAX-PERP", Side = Side.Buy, Quantity = 5m, ReferencePrice = 100m, Venue = "SIM-B" } },
-        };
-        var bus = _server.Services.GetRequiredService<InMemoryEventBus>();
-        await bus.PublishAsync(Topics.PlansApproved, plan);
-        Assert.Equal(ExecutionStatus.Completed, (await WaitForFinalAsync("plan-perp")).Status);
-        await bus.PublishAsync(Topics.PlansApproved, plan); // redelivered: the fill is not applied again
-
-        // Buying 5 back at SIM-B's ask 100.1 closes half the short: realised (100.1 − 100) × −5 = −0.5, fee 5 × 100.1 ×
-        // 5 bps = 0.25025; collateral 1,000 − 0.5 − 0.25025.
-        var account = (await _client.GetMarginAccountAsync(new GetMarginAccountRequest { Venue = "SIM-B", PortfolioId = "p-fill" })).Account;
-        Assert.Equal((-5m, 100m, 999.24975m), (account.Positions.Single().Quantity.ToDecimal(), account.Positions.Single().EntryPrice.ToDecimal(), account.Collateral.ToDecimal()));
-    }
-
-    [Fact]
-    public async Task A_sell_in_a_venue_account_is_limited_to_the_units_held_there()
-    {
-        // The SIM-A account holds 5 DAX. A sell of 8 there is rejected by the venue (insufficient balance) and the leg
-        // says so; a sell of 5 fills and leaves none; a buy of 2 in the account adds them.
-        await _client.OpenMarginAccountAsync(new OpenMarginAccountRequest
-        {
-            Account = new VenueMarginAccount { Venue = "SIM-A", PortfolioId = "p-spot", BaseCurrency = "EUR", Collateral = 0m, SpotBalances = { new VenueSpotBalance { InstrumentId = "DAX", Quantity = 5m } } },
-        });
-        var bus = _server.Services.GetRequiredService<InMemoryEventBus>();
-        PlanApproved Sell(string planId, decimal quantity, Side side = Side.Sell) => new()
-        {
-            PlanId = planId,
-            PortfolioId = "p-spot",
-            Legs = { new ApprovedLeg { LegId = "L1", Sequence = 1, InstrumentId = "DAX", Side = side, Quantity = quantity, ReferencePrice = 100m, Venue = "SIM-A" } },
-        };
-
-        await bus.PublishAsync(Topics.PlansApproved, Sell("plan-oversell", 8m));
-        var refused = await WaitForFinalAsync("plan-oversell");
-        Assert.Equal(ExecutionStatus.Failed, refused.Status);
-        Assert.Contains("insufficient balance: the SIM-A account holds 5 DAX", refused.Orders.Single().StatusReason);
-        Assert.Equal(OrderStatus.Rejected, refused.Orders.Single().Status);
-
-        await bus.PublishAsync(Topics.PlansApproved, Sell("plan-sell", 5m));
-        Assert.Equal(ExecutionStatus.Completed, (await WaitForFinalAsync("plan-sell")).Status);
-        Assert.Empty((await _client.GetMarginAccountAsync(new GetMarginAccountRequest { Venue = "SIM-A", PortfolioId = "p-spot" })).Account.SpotBalances);
-
-        await bus.PublishAsync(Topics.PlansApproved, Sell("plan-buy", 2m, Side.Buy));
-        Assert.Equal(ExecutionStatus.Completed, (await WaitForFinalAsync("plan-buy")).Status);
-        await bus.PublishAsync(Topics.PlansApproved, Sell("plan-buy", 2m, Side.Buy)); // redelivered: counted once
-        var balance = (await _client.GetMarginAccountAsync(new GetMarginAccountRequest { Venue = "SIM-A", PortfolioId = "p-spot" })).Account.SpotBalances.Single();
-        Assert.Equal(("DAX", 2m), (balance.InstrumentId, balance.Quantity.ToDecimal()));
-    }
-
-    [Fact]
-    public async Task Margin_RPCs_validate_input()
-    {
-        var bad = ShortPerpAccount("p1");
-        bad.Venue = "LEND-A";
-        bad.Collateral = -1m;
-        bad.Positions.Add(new VenueMarginPosition { InstrumentId = "DAX-PERP", Quantity = 0m, EntryPrice = 0m });
-        var fields = await RpcAssert.InvalidArgumentAsync(() => _client.OpenMarginAccountAsync(new OpenMarginAccountRequest { Account = bad }).ResponseAsync, "account.venue");
-        Assert.Equal(["account.venue", "account.collateral", "account.positions[1].instrument_id", "account.positions[1].quantity", "account.positions[1].entry_price"], fields);
-        await RpcAssert.InvalidArgumentAsync(() => _client.OpenMarginAccountAsync(new OpenMarginAccountRequest()).ResponseAsync, "account");
-        await RpcAssert.InvalidArgumentAsync(() => _client.GetMarginAccountAsync(new GetMarginAccountRequest { Venue = "SIM-B" }).ResponseAsync, "portfolio_id");
-        await RpcAssert.StatusAsync(() => _client.GetMarginAccountAsync(new GetMarginAccountRequest { Venue = "SIM-B", PortfolioId = "none" }).ResponseAsync, StatusCode.NotFound);
-    }
-
     [Fact]
     public async Task A_maker_first_slice_rests_at_the_touch_fills_as_the_market_comes_and_takes_the_rest()
     {
         // Buy 30 DAX, maker first for 1.5 s: a post-only bid rests at the best bid, SIM-A's 99.9 (SIM-B bids 99.8).
-        var bus = _server.Services.GetRequiredService<InMemoryEventBus>();
+        var bus = Server.Services.GetRequiredService<InMemoryEventBus>();
         var plan = new PlanApproved
         {
             PlanId = "plan-maker",
@@ -744,7 +421,7 @@ public sealed class ExecutionServiceTests : IClassFixture<RedisServer>, IAsyncLi
         for (var i = 0; i < 100 && resting?.Status != OrderStatus.Sent; i++)
         {
             await Task.Delay(20);
-            resting = (await _client.ListOrdersAsync(new ListOrdersRequest { PlanId = "plan-maker" })).Orders.FirstOrDefault();
+            resting = (await Client.ListOrdersAsync(new ListOrdersRequest { PlanId = "plan-maker" })).Orders.FirstOrDefault();
         }
 
         Assert.NotNull(resting);
@@ -752,7 +429,7 @@ public sealed class ExecutionServiceTests : IClassFixture<RedisServer>, IAsyncLi
 
         // A seller comes down to our bid on SIM-A: the ask at 99.9 shows 40, of which the venue's 50 % cap gives 20.
         // They fill at our 99.9 with SIM-A's 2 bp maker fee (0.3996), not the 10 bp taker fee.
-        var market = _server.Services.GetRequiredService<MarketStateStore>();
+        var market = Server.Services.GetRequiredService<MarketStateStore>();
         await market.WriteQuotesAsync([new Quote { Venue = "SIM-A", InstrumentId = "DAX", Bid = 99.8m, Ask = 99.9m, BidSize = 100m, AskSize = 40m, Timestamp = DateTimeOffset.UtcNow.ToTimestamp() }]);
         var execution = await WaitForFinalAsync("plan-maker");
 
@@ -802,7 +479,7 @@ public sealed class ExecutionServiceTests : IClassFixture<RedisServer>, IAsyncLi
         // A connector registered for SIM-A takes over that venue; SIM-B stays simulated. The sell of 10 goes to SIM-A
         // by cost (as in the first test), is rejected by its connector, and is re-routed to SIM-B.
         var venue = new RejectingVenue();
-        await using var server = new GrpcTestServer<Program>(_redis, SimulatedExecution.Settings(), services: s => s.AddSingleton<IVenueGateway>(venue));
+        await using var server = new GrpcTestServer<Program>(Redis, SimulatedExecution.Settings(), services: s => s.AddSingleton<IVenueGateway>(venue));
         var bus = server.Services.GetRequiredService<InMemoryEventBus>();
         var plan = new PlanApproved
         {
@@ -842,8 +519,8 @@ public sealed class ExecutionServiceTests : IClassFixture<RedisServer>, IAsyncLi
     public async Task A_report_committed_but_never_published_is_relayed_from_the_outbox()
     {
         // The state a crash between the Redis commit and the publish leaves: the report sits in the outbox.
-        var store = _server.Services.GetRequiredService<ExecutionStore>();
-        var bus = _server.Services.GetRequiredService<InMemoryEventBus>();
+        var store = Server.Services.GetRequiredService<ExecutionStore>();
+        var bus = Server.Services.GetRequiredService<InMemoryEventBus>();
         var stranded = new ExecutionReport
         {
             ReportId = "liquidation:LEND-A:p9:L1:1",
@@ -868,9 +545,9 @@ public sealed class ExecutionServiceTests : IClassFixture<RedisServer>, IAsyncLi
     [Fact]
     public async Task Every_report_of_a_plan_leaves_through_the_outbox_and_a_resumed_plan_reports_what_it_left_there_first()
     {
-        var store = _server.Services.GetRequiredService<ExecutionStore>();
-        var bus = _server.Services.GetRequiredService<InMemoryEventBus>();
-        var executor = _server.Services.GetRequiredService<PlanExecutor>();
+        var store = Server.Services.GetRequiredService<ExecutionStore>();
+        var bus = Server.Services.GetRequiredService<InMemoryEventBus>();
+        var executor = Server.Services.GetRequiredService<PlanExecutor>();
 
         // A run that died between committing a report and publishing it: its journal holds the first answer, the outbox
         // the report (too recent for the relay's grace period).
@@ -897,45 +574,5 @@ public sealed class ExecutionServiceTests : IClassFixture<RedisServer>, IAsyncLi
         Assert.Equal(["leg-done:plan-resumed:L1", "leg-done:plan-resumed:L2", "plan-done:plan-resumed"], reports.Where(r => r.Kind != ReportKind.Fill).Select(r => r.ReportId));
         Assert.Equal(reports.Length, reports.Select(r => r.ReportId).Distinct().Count());
         Assert.Empty(await store.GetOutboxAsync(10));
-    }
-
-    [Fact]
-    public async Task Lending_RPCs_validate_input()
-    {
-        var bad = DaxLoan(-1m);
-        bad.Venue = "LEND-Z";
-        bad.Collateral.Add(new LendingCollateral { Asset = "DAX", Quantity = 1m });
-        var fields = await RpcAssert.InvalidArgumentAsync(() => _client.OpenLendingAccountAsync(new OpenLendingAccountRequest { Account = bad }).ResponseAsync, "account.venue");
-        Assert.Contains("account.debt", fields);
-        Assert.Contains("account.collateral[1].asset", fields);
-        var unaccepted = DaxLoan(1m);
-        unaccepted.Collateral[0].Asset = "BTC";
-        await RpcAssert.InvalidArgumentAsync(() => _client.OpenLendingAccountAsync(new OpenLendingAccountRequest { Account = unaccepted }).ResponseAsync, "account.collateral[0].asset");
-        await RpcAssert.InvalidArgumentAsync(() => _client.OpenLendingAccountAsync(new OpenLendingAccountRequest()).ResponseAsync, "account");
-        await RpcAssert.InvalidArgumentAsync(() => _client.GetLendingAccountAsync(new GetLendingAccountRequest { Venue = "LEND-A" }).ResponseAsync, "portfolio_id");
-        await RpcAssert.StatusAsync(() => _client.GetLendingAccountAsync(new GetLendingAccountRequest { Venue = "LEND-A", PortfolioId = "p", LoanId = "none" }).ResponseAsync, StatusCode.NotFound);
-    }
-
-    private async Task<GetPlanExecutionResponse> WaitForFinalAsync(string planId)
-    {
-        for (var i = 0; i < 100; i++)
-        {
-            try
-            {
-                var execution = await _client.GetPlanExecutionAsync(new GetPlanExecutionRequest { PlanId = planId });
-                if (PlanExecutor.IsFinal(execution.Status))
-                {
-                    return execution;
-                }
-            }
-            catch (RpcException ex) when (ex.StatusCode == StatusCode.NotFound)
-            {
-                // not started yet
-            }
-
-            await Task.Delay(50);
-        }
-
-        throw new TimeoutException($"Plan {planId} did not finish.");
     }
 }

@@ -49,9 +49,16 @@ public sealed class OwnMesh : IDisposable
         }
     }
 
+    /// <summary>Stops the mesh and removes its state directory, unless RMESH_KEEP_STATE=1 keeps it (its logs, to look into a run).</summary>
     public void Dispose()
     {
         MeshLauncher.Down(StateDir, TextWriter.Null);
+        if (Environment.GetEnvironmentVariable("RMESH_KEEP_STATE") == "1")
+        {
+            Console.Error.WriteLine($"mesh state and logs kept in {StateDir}");
+            return;
+        }
+
         Directory.Delete(StateDir, recursive: true);
     }
 }

@@ -129,7 +129,7 @@ public sealed class ExecutionGrpcService(ExecutionStore store, IEnumerable<IVenu
         check.ThrowIfInvalid();
         var quote = (await market.GetQuotesAsync([request.InstrumentId])).FirstOrDefault(q => q.Venue == request.VenueId)
             ?? throw DomainException.NotFound($"A quote of {request.InstrumentId} on {request.VenueId}");
-        var book = venue!.BookOf(PlanExecutor.ToVenueQuote(quote));
+        var book = venue!.BookOf(VenueOrders.ToVenueQuote(quote));
         var response = new GetVenueBookResponse
         {
             VenueId = request.VenueId,
