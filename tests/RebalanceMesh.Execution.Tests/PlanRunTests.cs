@@ -108,6 +108,23 @@ public class PlanRunTests
     }
 
     [Fact]
+    public void A_pov_leg_takes_its_share_of_the_displayed_liquidity_each_interval()
+    {
+        // 100 to sell; the venues display 3 × 100 on the bid at the start: at 10 % a slice is 30, one every 5 s, so
+        // 30, 60, 90 and the last 10 — three waits of the interval, on no clock.
+        var host = new ScriptedHost();
+        host.Quotes["DAX"] = Around(100m, size: 100m);
+        var plan = Plan(new RunLeg("L1", 1, LegAction.Trade, "DAX", OrderSide.Sell, 100m, 100m)) with { Style = new SliceStyle(PovRate: 0.10, PovInterval: TimeSpan.FromSeconds(5)) };
+        var run = new PlanRun(plan);
+        host.Drive(run);
+
+        Assert.Equal([TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(5)], host.Log.Select(l => l.Command).OfType<Wait>().Select(w => w.Delay));
+        var sent = host.Log.Select(l => l.Command).OfType<SendChildren>().Select(s => s.Children.Sum(c => c.Child.Quantity)).ToArray();
+        Assert.Equal([30m, 30m, 30m, 10m], sent);
+        Assert.Equal((100m, RunStatus.Filled), (run.Leg("L1").Filled, run.Leg("L1").Status));
+    }
+
+    [Fact]
     public void A_twap_leg_waits_its_interval_between_slices_and_rereads_the_market()
     {
         var host = new ScriptedHost();
