@@ -8,11 +8,12 @@ using RebalanceMesh.ServiceDefaults;
 namespace RebalanceMesh.Planning;
 
 /// <summary>
-/// Consumes market.quotes: re-marks every portfolio that has a policy and holds or targets a changed instrument
-/// (through pricing, like the plan pipeline) and evaluates its bands. Each evaluation is logged with its reasons
-/// when it breaches, and the total drift is exported as a gauge.
+/// Consumes market.quotes: brings the in-memory book (<see cref="MonitorBook"/>) up to date, takes the portfolios
+/// marked over a changed instrument (its instrument index), values every instrument they need once in one market
+/// snapshot (batched through pricing, never once per portfolio), and evaluates each portfolio's bands, guards and
+/// hedges on it. A breach is alerted once; automatic mode submits plans. The total drift is exported as a gauge.
 /// </summary>
-public sealed class DriftMonitor(PlanningStore store, PlanPipeline pipeline, PlanSubmitter submitter, ModelWeightCache models, RedisBroadcast<Contracts.Planning.V1.PolicyAlert> alerts, TimeProvider time, ILogger<DriftMonitor> logger) : IEventHandler<QuotesUpdated>
+public sealed class DriftMonitor(PlanningStore store, MonitorBook book, PlanPipeline pipeline, PlanSubmitter submitter, ModelWeightCache models, RedisBroadcast<Contracts.Planning.V1.PolicyAlert> alerts, TimeProvider time, ILogger<DriftMonitor> logger) : IEventHandler<QuotesUpdated>
 {
     private static readonly Meter Meter = new("RebalanceMesh.Planning.Monitor");
     private static readonly ConcurrentDictionary<string, double> Drift = new(StringComparer.Ordinal);
@@ -22,6 +23,7 @@ public sealed class DriftMonitor(PlanningStore store, PlanPipeline pipeline, Pla
     private static readonly Counter<long> Evaluations = Meter.CreateCounter<long>("rebalancemesh.planning.evaluations", description: "Policy evaluations by the monitor.");
     private static readonly Counter<long> AutoSubmissions = Meter.CreateCounter<long>("rebalancemesh.planning.auto_submissions", description: "Plans the monitor submitted by itself.");
     private static readonly Counter<long> Preemptions = Meter.CreateCounter<long>("rebalancemesh.planning.preemptions", description: "Running rebalances the monitor cancelled for an emergency.");
+    private static readonly Histogram<long> EventPortfolios = Meter.CreateHistogram<long>("rebalancemesh.planning.event_portfolios", description: "Portfolios one market.quotes event affected (marked over a changed instrument).");
 
     /// <summary>Least time between two automatic plans even without a cooldown, so rounding-bound breaches do not churn.</summary>
     private static readonly TimeSpan MinimumAutoSpacing = TimeSpan.FromSeconds(5);
@@ -42,99 +44,114 @@ public sealed class DriftMonitor(PlanningStore store, PlanPipeline pipeline, Pla
 
     public async Task HandleAsync(QuotesUpdated message, EventContext context, CancellationToken cancellationToken)
     {
-        var changed = message.Prices.Select(p => p.InstrumentId).ToHashSet(StringComparer.Ordinal);
-        foreach (var portfolioId in await store.GetPolicyPortfolioIdsAsync())
+        // The book as of this event; only the portfolios marked over a changed instrument are evaluated.
+        await book.CatchUpAsync(cancellationToken);
+        var affected = book.Affected(message.Prices.Select(p => p.InstrumentId));
+        EventPortfolios.Record(affected.Count);
+        if (affected.Count == 0)
         {
-            var portfolio = await store.GetPortfolioAsync(portfolioId);
-            var policy = await store.GetPolicyAsync(portfolioId);
-            if (portfolio is null || policy is null)
-            {
-                continue;
-            }
+            return;
+        }
 
-            // Only portfolios holding or targeting a changed instrument are re-marked (a computed model targets the same
-            // instruments as its policy lists, so this is decided before asking risk for the model's weights).
-            var snapshot = portfolio.ToDomain();
-            if (!PlanPipeline.InstrumentsOf(snapshot, policy.Targets.Select(t => t.InstrumentId)).Any(changed.Contains))
-            {
-                continue;
-            }
-
-            TargetPolicy targetPolicy;
+        // Each policy with its target weights (a computed model's are cached per policy version and day).
+        var resolved = new List<(MonitoredPortfolio Entry, TargetPolicy Policy, string[] Instruments)>(affected.Count);
+        foreach (var entry in affected)
+        {
             try
             {
-                targetPolicy = (await models.GetResolvedAsync(portfolioId, policy, () => pipeline.ResolvePolicyAsync(policy, null, cancellationToken))).Policy;
+                var policy = (await models.GetResolvedAsync(entry.PortfolioId, entry.Policy, () => pipeline.ResolvePolicyAsync(entry.Policy, null, cancellationToken))).Policy;
+                resolved.Add((entry, policy, PlanPipeline.InstrumentsOf(entry.Snapshot, policy)));
             }
             catch (Grpc.Core.RpcException ex) when (ex.StatusCode is Grpc.Core.StatusCode.Unavailable or Grpc.Core.StatusCode.DeadlineExceeded)
             {
-                logger.LogWarning("Monitor could not reach risk for {PortfolioId}'s target model: {Detail}", portfolioId, ex.Status.Detail);
-                continue;
+                logger.LogWarning("Monitor could not reach risk for {PortfolioId}'s target model: {Detail}", entry.PortfolioId, ex.Status.Detail);
             }
             catch (RebalanceMesh.Domain.DomainException ex)
             {
                 // The model cannot size the universe now (no history yet, parameters the market no longer allows): the
                 // policy's reads say so (GetPortfolio's computed_targets); the monitor evaluates it again later.
-                logger.LogDebug("Portfolio {PortfolioId}'s target model not resolved: {Reason}", portfolioId, ex.Message);
-                continue;
+                logger.LogDebug("Portfolio {PortfolioId}'s target model not resolved: {Reason}", entry.PortfolioId, ex.Message);
             }
-
-            MarkedPortfolio marked;
-            MarketMarks marks;
-            try
-            {
-                (marked, marks) = await pipeline.MarkAsync(snapshot, targetPolicy, cancellationToken);
-            }
-            catch (RebalanceMesh.Domain.DomainException ex)
-            {
-                logger.LogDebug("Portfolio {PortfolioId} not evaluated: {Reason}", portfolioId, ex.Message);
-                continue;
-            }
-            catch (Grpc.Core.RpcException ex) when (ex.StatusCode is Grpc.Core.StatusCode.Unavailable or Grpc.Core.StatusCode.DeadlineExceeded)
-            {
-                // Quotes are transient: the next event evaluates again; retrying this one would only pile up.
-                logger.LogWarning("Monitor could not reach pricing: {Detail}", ex.Status.Detail);
-                return;
-            }
-
-            // Bands and, for portfolios with loans, the liquidation guard's health-factor band.
-            var bands = DriftEvaluator.Evaluate(marked, targetPolicy);
-            var guard = PlanComposer.Guard(snapshot, targetPolicy, marks.Marks);
-            var margin = PlanComposer.Margin(marked, snapshot, targetPolicy, marks.Marks);
-            var (_, hedgeReasons, ripcord) = PlanComposer.Hedges(marked, marks.Marks, targetPolicy, []);
-            var evaluation = bands with { Reasons = [.. guard?.Reasons ?? [], .. margin?.Reasons ?? [], .. bands.Reasons, .. hedgeReasons] };
-            if (margin?.Reasons is [var ratio, ..])
-            {
-                MarginRatios[portfolioId] = ratio.Measured;
-            }
-
-            foreach (var reason in guard?.Reasons.DistinctBy(r => r.InstrumentId) ?? [])
-            {
-                HealthFactors[(portfolioId, reason.InstrumentId)] = reason.Measured;
-            }
-
-            Evaluations.Add(1);
-            Drift[portfolioId] = evaluation.TotalDrift;
-            var wasBreached = Breached.TryGetValue(portfolioId, out var before) && before;
-            Breached[portfolioId] = evaluation.Breached;
-            if (evaluation.Breached && !wasBreached)
-            {
-                logger.LogWarning("Portfolio {PortfolioId} breached its policy: {Reasons}", portfolioId,
-                    string.Join("; ", evaluation.Reasons.Where(r => r.Breached).Select(r => r.Message)));
-                var alert = new Contracts.Planning.V1.PolicyAlert
-                {
-                    PortfolioId = portfolioId,
-                    TotalDrift = evaluation.TotalDrift,
-                    RaisedAt = Google.Protobuf.WellKnownTypes.Timestamp.FromDateTimeOffset(time.GetUtcNow()),
-                    Automatic = policy.ExecutionMode == Contracts.Planning.V1.ExecutionMode.Auto,
-                    Kind = Contracts.Planning.V1.AlertKind.Breach,
-                };
-                alert.Reasons.AddRange(evaluation.Reasons.Where(r => r.Breached).Select(r => r.ToWire()));
-                await alerts.PublishAsync(alert);
-            }
-
-            var current = new Evaluated(snapshot.Version, Evaluated.BreachesOf(evaluation.Reasons));
-            await MaybeSubmitAsync(portfolioId, policy, evaluation.Breached, guard?.Emergency == true || margin?.Emergency == true || ripcord, current, cancellationToken);
         }
+
+        // One market snapshot for the event: every instrument of every affected portfolio valued once.
+        MarketSnapshot market;
+        try
+        {
+            market = await pipeline.GetMarketSnapshotAsync(resolved.SelectMany(r => r.Instruments), cancellationToken);
+        }
+        catch (Grpc.Core.RpcException ex) when (ex.StatusCode is Grpc.Core.StatusCode.Unavailable or Grpc.Core.StatusCode.DeadlineExceeded)
+        {
+            // Quotes are transient: the next event evaluates again; retrying this one would only pile up.
+            logger.LogWarning("Monitor could not reach pricing: {Detail}", ex.Status.Detail);
+            return;
+        }
+
+        foreach (var (entry, policy, instruments) in resolved)
+        {
+            if (!market.Covers(instruments))
+            {
+                logger.LogDebug("Portfolio {PortfolioId} not evaluated: {Reason}", entry.PortfolioId, market.RefusalFor(instruments).Message);
+                continue;
+            }
+
+            await EvaluateAsync(entry, policy, market.Marks, cancellationToken);
+        }
+    }
+
+    /// <summary>One portfolio's bands, guards and hedges on the event's marks; an alert when it newly breaches, a plan when automatic mode calls for one.</summary>
+    private async Task EvaluateAsync(MonitoredPortfolio entry, TargetPolicy targetPolicy, MarketMarks marks, CancellationToken cancellationToken)
+    {
+        var (portfolioId, policy, snapshot) = (entry.PortfolioId, entry.Policy, entry.Snapshot);
+        MarkedPortfolio marked;
+        try
+        {
+            marked = PortfolioMarking.Mark(snapshot, targetPolicy, marks.Marks);
+        }
+        catch (RebalanceMesh.Domain.DomainException ex)
+        {
+            logger.LogDebug("Portfolio {PortfolioId} not evaluated: {Reason}", portfolioId, ex.Message);
+            return;
+        }
+
+        // Bands and, for portfolios with loans, the liquidation guard's health-factor band.
+        var bands = DriftEvaluator.Evaluate(marked, targetPolicy);
+        var guard = PlanComposer.Guard(snapshot, targetPolicy, marks.Marks);
+        var margin = PlanComposer.Margin(marked, snapshot, targetPolicy, marks.Marks);
+        var (_, hedgeReasons, ripcord) = PlanComposer.Hedges(marked, marks.Marks, targetPolicy, []);
+        var evaluation = bands with { Reasons = [.. guard?.Reasons ?? [], .. margin?.Reasons ?? [], .. bands.Reasons, .. hedgeReasons] };
+        if (margin?.Reasons is [var ratio, ..])
+        {
+            MarginRatios[portfolioId] = ratio.Measured;
+        }
+
+        foreach (var reason in guard?.Reasons.DistinctBy(r => r.InstrumentId) ?? [])
+        {
+            HealthFactors[(portfolioId, reason.InstrumentId)] = reason.Measured;
+        }
+
+        Evaluations.Add(1);
+        Drift[portfolioId] = evaluation.TotalDrift;
+        var wasBreached = Breached.TryGetValue(portfolioId, out var before) && before;
+        Breached[portfolioId] = evaluation.Breached;
+        if (evaluation.Breached && !wasBreached)
+        {
+            logger.LogWarning("Portfolio {PortfolioId} breached its policy: {Reasons}", portfolioId,
+                string.Join("; ", evaluation.Reasons.Where(r => r.Breached).Select(r => r.Message)));
+            var alert = new Contracts.Planning.V1.PolicyAlert
+            {
+                PortfolioId = portfolioId,
+                TotalDrift = evaluation.TotalDrift,
+                RaisedAt = Google.Protobuf.WellKnownTypes.Timestamp.FromDateTimeOffset(time.GetUtcNow()),
+                Automatic = policy.ExecutionMode == Contracts.Planning.V1.ExecutionMode.Auto,
+                Kind = Contracts.Planning.V1.AlertKind.Breach,
+            };
+            alert.Reasons.AddRange(evaluation.Reasons.Where(r => r.Breached).Select(r => r.ToWire()));
+            await alerts.PublishAsync(alert);
+        }
+
+        var current = new Evaluated(snapshot.Version, Evaluated.BreachesOf(evaluation.Reasons));
+        await MaybeSubmitAsync(portfolioId, policy, evaluation.Breached, guard?.Emergency == true || margin?.Emergency == true || ripcord, current, cancellationToken);
     }
 
     /// <summary>What the monitor does for a portfolio in automatic mode after an evaluation.</summary>

@@ -16,6 +16,42 @@ namespace RebalanceMesh.Planning;
 /// <summary>Unit marks of instruments from pricing, with their kinds.</summary>
 public sealed record MarketMarks(IReadOnlyDictionary<string, InstrumentMark> Marks, IReadOnlyDictionary<string, InstrumentKind> Kinds);
 
+/// <summary>Why an instrument has no usable mark.</summary>
+public enum MarkProblemKind
+{
+    Missing,
+    Stale,
+    Crossed,
+}
+
+public sealed record MarkProblem(MarkProblemKind Kind, string Detail);
+
+/// <summary>The marks of one moment, and the instruments without a usable one.</summary>
+public sealed record MarketSnapshot(MarketMarks Marks, IReadOnlyDictionary<string, MarkProblem> Unusable)
+{
+    /// <summary>Why a request over <paramref name="instruments"/> is refused: the first kind of problem among them, naming its instruments.</summary>
+    public DomainException RefusalFor(IEnumerable<string> instruments)
+    {
+        var problems = instruments.Where(Unusable.ContainsKey).Select(i => (Instrument: i, Problem: Unusable[i])).ToArray();
+        var missing = problems.Where(p => p.Problem.Kind == MarkProblemKind.Missing).Select(p => $"{p.Instrument} ({p.Problem.Detail})").ToArray();
+        if (missing.Length > 0)
+        {
+            return new DomainException(DomainErrorKind.FailedPrecondition, $"No market price for {string.Join(", ", missing)}.");
+        }
+
+        var stale = problems.Where(p => p.Problem.Kind == MarkProblemKind.Stale).Select(p => p.Instrument).ToArray();
+        if (stale.Length > 0)
+        {
+            return new DomainException(DomainErrorKind.FailedPrecondition, $"Prices are stale for {string.Join(", ", stale)}; refusing to plan on old prices.");
+        }
+
+        return new DomainException(DomainErrorKind.FailedPrecondition, $"The consolidated book is crossed (best bid above best ask) for {string.Join(", ", problems.Select(p => p.Instrument))}; refusing to plan until the venues agree.");
+    }
+
+    /// <summary>Whether every one of <paramref name="instruments"/> has a usable mark.</summary>
+    public bool Covers(IEnumerable<string> instruments) => instruments.All(Marks.Marks.ContainsKey);
+}
+
 /// <summary>
 /// The plan pipeline: load portfolio and policy, fresh valuations from pricing, evaluate bands and propose trades
 /// (Planning.Core), measure the risk before and after with risk, and assemble the plan.
@@ -45,42 +81,59 @@ public sealed class PlanPipeline(
     /// </summary>
     public async Task<MarketMarks> GetMarksAsync(IEnumerable<string> instruments, CancellationToken cancellationToken)
     {
-        var request = new PriceInstrumentsRequest();
-        request.Items.AddRange(instruments.Distinct(StringComparer.Ordinal).Select(id => new ValuationItem { InstrumentId = id }));
-        if (request.Items.Count == 0)
+        var snapshot = await GetMarketSnapshotAsync(instruments, cancellationToken);
+        if (snapshot.Unusable.Count > 0)
         {
-            return new MarketMarks(new Dictionary<string, InstrumentMark>(), new Dictionary<string, InstrumentKind>());
+            throw snapshot.RefusalFor(snapshot.Unusable.Keys);
         }
 
-        var response = await pricing.PriceInstrumentsAsync(request, cancellationToken: cancellationToken);
-        var missing = response.Valuations.Where(v => v.Error.Length > 0).Select(v => $"{v.InstrumentId} ({v.Error})").ToArray();
-        if (missing.Length > 0)
+        return snapshot.Marks;
+    }
+
+    /// <summary>Most instruments one PriceInstruments call values (pricing's own limit is 10,000).</summary>
+    private const int SnapshotChunk = 2_000;
+
+    /// <summary>
+    /// The market at one moment for many portfolios: each distinct instrument valued once (in batches of
+    /// <see cref="SnapshotChunk"/>), with those that have no usable price — missing, stale or crossed — kept apart
+    /// with why, so one bad instrument refuses only the portfolios that hold it.
+    /// </summary>
+    public async Task<MarketSnapshot> GetMarketSnapshotAsync(IEnumerable<string> instruments, CancellationToken cancellationToken)
+    {
+        var wanted = instruments.Distinct(StringComparer.Ordinal).ToArray();
+        var marks = new Dictionary<string, InstrumentMark>(wanted.Length, StringComparer.Ordinal);
+        var kinds = new Dictionary<string, InstrumentKind>(wanted.Length, StringComparer.Ordinal);
+        var unusable = new Dictionary<string, MarkProblem>(StringComparer.Ordinal);
+        foreach (var chunk in wanted.Chunk(SnapshotChunk))
         {
-            throw new DomainException(DomainErrorKind.FailedPrecondition, $"No market price for {string.Join(", ", missing)}.");
+            var request = new PriceInstrumentsRequest();
+            request.Items.AddRange(chunk.Select(id => new ValuationItem { InstrumentId = id }));
+            var response = await pricing.PriceInstrumentsAsync(request, cancellationToken: cancellationToken);
+            foreach (var v in response.Valuations)
+            {
+                if (v.Error.Length > 0)
+                {
+                    unusable[v.InstrumentId] = new MarkProblem(MarkProblemKind.Missing, v.Error);
+                    continue;
+                }
+
+                if (v.Stale || v.Crossed)
+                {
+                    unusable[v.InstrumentId] = new MarkProblem(v.Stale ? MarkProblemKind.Stale : MarkProblemKind.Crossed, string.Empty);
+                    continue;
+                }
+
+                marks[v.InstrumentId] = new InstrumentMark(
+                    v.Price.ToDecimal(),
+                    Margined: v.Kind is InstrumentKind.Perpetual or InstrumentKind.Future,
+                    Multiplier: (decimal)(v.Multiplier > 0 ? v.Multiplier : 1.0),
+                    DeltaExposure: v.DollarDelta,
+                    Underlying: v.UnderlyingId.Length > 0 ? v.UnderlyingId : null);
+                kinds[v.InstrumentId] = v.Kind;
+            }
         }
 
-        var stale = response.Valuations.Where(v => v.Stale).Select(v => v.InstrumentId).ToArray();
-        if (stale.Length > 0)
-        {
-            throw new DomainException(DomainErrorKind.FailedPrecondition, $"Prices are stale for {string.Join(", ", stale)}; refusing to plan on old prices.");
-        }
-
-        var crossed = response.Valuations.Where(v => v.Crossed).Select(v => v.InstrumentId).ToArray();
-        if (crossed.Length > 0)
-        {
-            throw new DomainException(DomainErrorKind.FailedPrecondition, $"The consolidated book is crossed (best bid above best ask) for {string.Join(", ", crossed)}; refusing to plan until the venues agree.");
-        }
-
-        var marks = response.Valuations.ToDictionary(
-            v => v.InstrumentId,
-            v => new InstrumentMark(
-                v.Price.ToDecimal(),
-                Margined: v.Kind is InstrumentKind.Perpetual or InstrumentKind.Future,
-                Multiplier: (decimal)(v.Multiplier > 0 ? v.Multiplier : 1.0),
-                DeltaExposure: v.DollarDelta,
-                Underlying: v.UnderlyingId.Length > 0 ? v.UnderlyingId : null),
-            StringComparer.Ordinal);
-        return new MarketMarks(marks, response.Valuations.ToDictionary(v => v.InstrumentId, v => v.Kind, StringComparer.Ordinal));
+        return new MarketSnapshot(new MarketMarks(marks, kinds), unusable);
     }
 
     /// <summary>Instruments a portfolio is marked over: those held, pledged to or owed by its loans, its foreign currencies, and those targeted by its policy.</summary>

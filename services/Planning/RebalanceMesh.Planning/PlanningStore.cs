@@ -41,6 +41,15 @@ public sealed class PlanningStore(IConnectionMultiplexer redis, RedisBroadcast<P
     private static RedisKey IdempotencyKey(string portfolioId, string key) => $"pln:idem:{portfolioId}:{key}";
 
     private static readonly RedisKey PoliciesKey = "pln:policies";
+
+    /// <summary>
+    /// The book's change stream: every write of a portfolio or a policy appends (portfolio id, what changed, its new
+    /// version) in the same transaction, so a monitor that follows it misses no change; trimmed to about
+    /// <see cref="BookChangesKept"/> entries (a reader that fell further behind reloads the book).
+    /// </summary>
+    public static readonly RedisKey BookChangesKey = "pln:book-changes";
+
+    public const int BookChangesKept = 100_000;
     private static readonly RedisKey HaltKey = "pln:halt";
 
     private IDatabase Db => redis.GetDatabase();
@@ -76,6 +85,7 @@ public sealed class PlanningStore(IConnectionMultiplexer redis, RedisBroadcast<P
             var tran = Db.CreateTransaction();
             tran.AddCondition(current.IsNull ? Condition.HashNotExists(key, "version") : Condition.HashEqual(key, "version", currentVersion));
             _ = tran.HashSetAsync(key, [new HashEntry("version", stored.Version), new HashEntry("data", stored.ToByteArray())]);
+            _ = AnnounceChange(tran, portfolio.PortfolioId, BookChange.Portfolio, stored.Version);
             if (await tran.ExecuteAsync())
             {
                 return stored;
@@ -98,11 +108,12 @@ public sealed class PlanningStore(IConnectionMultiplexer redis, RedisBroadcast<P
         {
             var current = await Db.StringGetAsync(key);
             var stored = policy.Clone();
-            stored.Version = current.IsNull ? 1 : Policy.Parser.ParseFrom((byte[])current!).Version + 1;
+            stored.Version = VersionOf(current) + 1;
             var tran = Db.CreateTransaction();
             tran.AddCondition(current.IsNull ? Condition.KeyNotExists(key) : Condition.StringEqual(key, current));
             _ = tran.StringSetAsync(key, stored.ToByteArray());
             _ = tran.SetAddAsync(PoliciesKey, policy.PortfolioId);
+            _ = AnnounceChange(tran, policy.PortfolioId, BookChange.Policy, stored.Version);
             if (await tran.ExecuteAsync())
             {
                 return stored;
@@ -110,6 +121,66 @@ public sealed class PlanningStore(IConnectionMultiplexer redis, RedisBroadcast<P
         }
 
         throw new DomainException(DomainErrorKind.Conflict, $"Policy of '{policy.PortfolioId}' is changing too often; retry.");
+    }
+
+    private static Task<RedisValue> AnnounceChange(ITransaction tran, string portfolioId, BookChange what, long version) =>
+        tran.StreamAddAsync(BookChangesKey, [new NameValueEntry("portfolio", portfolioId), new NameValueEntry("what", (int)what), new NameValueEntry("version", version)], maxLength: BookChangesKept, useApproximateMaxLength: true);
+
+    /// <summary>
+    /// The book's changes after <paramref name="afterId"/> (exclusive; "0" for all kept), oldest first, at most
+    /// <paramref name="count"/>; and the id of the oldest entry kept (a reader whose last id is older missed changes).
+    /// </summary>
+    public async Task<(IReadOnlyList<BookChangeEntry> Changes, string? OldestKept)> ReadBookChangesAsync(string afterId, int count)
+    {
+        var entries = await Db.StreamRangeAsync(BookChangesKey, "(" + afterId, "+", count);
+        var oldest = await Db.StreamRangeAsync(BookChangesKey, "-", "+", 1);
+        return (entries.Select(e => new BookChangeEntry(
+            e.Id.ToString(),
+            e["portfolio"].ToString(),
+            (BookChange)(int)e["what"],
+            (long)e["version"])).ToArray(), oldest.Length > 0 ? oldest[0].Id.ToString() : null);
+    }
+
+    /// <summary>The id of the book's newest change ("0-0" when there is none): where a reader that just loaded the whole book follows on.</summary>
+    public async Task<string> GetLastBookChangeIdAsync()
+    {
+        var newest = await Db.StreamRangeAsync(BookChangesKey, "-", "+", 1, Order.Descending);
+        return newest.Length > 0 ? newest[0].Id.ToString() : "0-0";
+    }
+
+    /// <summary>Portfolios and their policies as stored, raw (a reader decides what an unreadable entry means), in the order asked.</summary>
+    public async Task<IReadOnlyList<(RedisValue Portfolio, RedisValue Policy)>> GetBookEntriesAsync(IReadOnlyList<string> portfolioIds)
+    {
+        if (portfolioIds.Count == 0)
+        {
+            return [];
+        }
+
+        var batch = Db.CreateBatch();
+        var portfolios = portfolioIds.Select(id => batch.HashGetAsync(PortfolioKey(id), "data")).ToArray();
+        var policies = batch.StringGetAsync(portfolioIds.Select(PolicyKey).ToArray());
+        batch.Execute();
+        var policyValues = await policies;
+        var result = new (RedisValue, RedisValue)[portfolioIds.Count];
+        for (var i = 0; i < result.Length; i++)
+        {
+            result[i] = (await portfolios[i], policyValues[i]);
+        }
+
+        return result;
+    }
+
+    /// <summary>A stored policy's version; 0 when there is none, or when what is stored cannot be read (a write replaces it).</summary>
+    private static long VersionOf(RedisValue stored)
+    {
+        try
+        {
+            return stored.IsNull ? 0 : Policy.Parser.ParseFrom((byte[])stored!).Version;
+        }
+        catch (InvalidProtocolBufferException)
+        {
+            return 0;
+        }
     }
 
     /// <summary>Portfolios that have a policy, for the monitor.</summary>
@@ -244,6 +315,7 @@ public sealed class PlanningStore(IConnectionMultiplexer redis, RedisBroadcast<P
             tran.AddCondition(Condition.HashEqual(portfolioKey, "version", portfolio.Version));
             _ = tran.SetAddAsync(FillsKey(planId), fillId);
             _ = tran.HashSetAsync(portfolioKey, [new HashEntry("version", updatedPortfolio.Version), new HashEntry("data", updatedPortfolio.ToByteArray())]);
+            _ = AnnounceChange(tran, plan.PortfolioId, BookChange.Portfolio, updatedPortfolio.Version);
             _ = tran.StringSetAsync(PlanKey(planId), plan.ToByteArray());
             if (await tran.ExecuteAsync())
             {
@@ -284,6 +356,7 @@ public sealed class PlanningStore(IConnectionMultiplexer redis, RedisBroadcast<P
             tran.AddCondition(Condition.HashEqual(key, "version", portfolio.Version));
             _ = tran.SetAddAsync(PortfolioEventsKey(portfolioId), eventId);
             _ = tran.HashSetAsync(key, [new HashEntry("version", updated.Version), new HashEntry("data", updated.ToByteArray())]);
+            _ = AnnounceChange(tran, portfolioId, BookChange.Portfolio, updated.Version);
             if (await tran.ExecuteAsync())
             {
                 return true;
@@ -334,3 +407,13 @@ public sealed record PlanCreation(bool Stored, bool KeyIsTaken, Plan? Executing)
 
     public static PlanCreation InFlight(Plan executing) => new(false, false, executing);
 }
+
+/// <summary>What a book change changed.</summary>
+public enum BookChange
+{
+    Portfolio = 1,
+    Policy = 2,
+}
+
+/// <summary>One entry of the book's change stream.</summary>
+public sealed record BookChangeEntry(string Id, string PortfolioId, BookChange What, long Version);

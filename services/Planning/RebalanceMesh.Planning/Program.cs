@@ -40,6 +40,9 @@ builder.Services.AddScoped<PlanSubmitter>();
 // evaluates one market event at a time.
 builder.Services.AddEventSubscription<ExecutionReport, ExecutionReportHandler>(Topics.ExecutionReports, report => report.PortfolioId.Length > 0 ? report.PortfolioId : report.PlanId);
 builder.Services.AddSingleton<ModelWeightCache>();
+// The monitor's book: portfolios with a policy in memory, following the store's change stream; loaded at start.
+builder.Services.AddSingleton<MonitorBook>();
+builder.Services.AddHostedService<MonitorBookLoader>();
 builder.Services.AddEventSubscription<QuotesUpdated, DriftMonitor>(Topics.MarketQuotes, _ => "market");
 
 var app = builder.Build();

@@ -1,0 +1,156 @@
+extern alias pricinghost;
+
+using System.Collections.Concurrent;
+using Google.Protobuf.WellKnownTypes;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Options;
+using RebalanceMesh.Contracts.Common.V1;
+using RebalanceMesh.Contracts.Events.V1;
+using RebalanceMesh.Contracts.Planning.V1;
+using RebalanceMesh.Contracts.Pricing.V1;
+using RebalanceMesh.EventBus;
+using RebalanceMesh.MarketState;
+using RebalanceMesh.Testing;
+using StackExchange.Redis;
+using PricingProgram = pricinghost::Program;
+
+namespace RebalanceMesh.Planning.Tests;
+
+/// <summary>
+/// The monitor's book in memory: it follows every write of a portfolio or a policy through the store's change stream,
+/// reloads when it fell behind the stream's trimming, leaves out what it cannot read, and lets a market event touch
+/// only the portfolios marked over what changed, valued in one pricing call. Planning and the real pricing service
+/// run side by side on the in-process test server, on one Redis.
+/// </summary>
+public sealed class MonitorBookTests : IClassFixture<RedisServer>, IAsyncLifetime
+{
+    private readonly RedisServer _redis;
+    private readonly GrpcTestServer<PricingProgram> _pricing;
+    private readonly GrpcTestServer<Program> _planning;
+    private readonly PricingCalls _calls = new();
+
+    public MonitorBookTests(RedisServer redis)
+    {
+        _redis = redis;
+        _pricing = new GrpcTestServer<PricingProgram>(redis, new Dictionary<string, string?> { ["Pricing:Feed"] = "none" }, services =>
+        {
+            services.AddSingleton(_calls);
+            services.Configure<Grpc.AspNetCore.Server.GrpcServiceOptions>(o => o.Interceptors.Add<PricingCalls>());
+        });
+        _planning = new GrpcTestServer<Program>(redis,
+            new Dictionary<string, string?> { ["Services:pricing:Grpc"] = "http://localhost", ["Services:risk:Grpc"] = "http://127.0.0.1:1" },
+            services => services.AddGrpcClient<PricingService.PricingServiceClient>().ConfigurePrimaryHttpMessageHandler(() => _pricing.Server.CreateHandler()));
+    }
+
+    public async Task InitializeAsync()
+    {
+        await _redis.FlushAsync();
+        var now = DateTimeOffset.UtcNow.ToTimestamp();
+        var market = new MarketStateStore(_redis.Connection!, Options.Create(new MarketStateOptions()), TimeProvider.System);
+        await market.WriteQuotesAsync(
+        [
+            .. new[] { ("DAX", 100m), ("CAC", 50m), ("SMI", 200m) }.Select(q => new Quote { Venue = "SIM-A", InstrumentId = q.Item1, Bid = q.Item2 - 0.1m, Ask = q.Item2 + 0.1m, BidSize = 100m, AskSize = 100m, Timestamp = now }),
+        ]);
+    }
+
+    public async Task DisposeAsync()
+    {
+        await _planning.DisposeAsync();
+        await _pricing.DisposeAsync();
+    }
+
+    private PlanningStore Store => _planning.Services.GetRequiredService<PlanningStore>();
+
+    private MonitorBook Book => _planning.Services.GetRequiredService<MonitorBook>();
+
+    private async Task MonitoredAsync(string portfolioId, params (string Instrument, decimal Quantity)[] positions)
+    {
+        var portfolio = new Portfolio { PortfolioId = portfolioId, BaseCurrency = "EUR", Cash = 1_000m };
+        portfolio.Positions.AddRange(positions.Select(p => new Position { InstrumentId = p.Instrument, Quantity = p.Quantity }));
+        await Store.UpsertPortfolioAsync(portfolio, -1);
+        var policy = new Policy { PortfolioId = portfolioId, AbsoluteBand = 0.05, ExecutionMode = ExecutionMode.Manual };
+        policy.Targets.AddRange(positions.Select(p => new TargetWeight { InstrumentId = p.Instrument, Weight = 0.9 / positions.Length }));
+        await Store.SetPolicyAsync(policy);
+    }
+
+    private static IEnumerable<string> Ids(IEnumerable<MonitoredPortfolio> entries) => entries.Select(e => e.PortfolioId).Order(StringComparer.Ordinal);
+
+    [Fact]
+    public async Task An_event_evaluates_only_the_portfolios_marked_over_what_changed_with_one_pricing_call()
+    {
+        await MonitoredAsync("p-dax", ("DAX", 10m));
+        await MonitoredAsync("p-smi", ("SMI", 5m));
+        await MonitoredAsync("p-both", ("DAX", 5m), ("CAC", 20m));
+        await Book.CatchUpAsync(CancellationToken.None);
+        Assert.Equal(3, Book.Count);
+        Assert.Equal(["p-both", "p-dax"], Ids(Book.Affected(["DAX"])));
+        Assert.Equal(["p-both", "p-dax", "p-smi"], Ids(Book.Affected(["DAX", "SMI", "FTSE"])));
+
+        // DAX moved: p-dax and p-both are evaluated on one snapshot of DAX and CAC (p-smi's SMI is not asked for).
+        var bus = _planning.Services.GetRequiredService<InMemoryEventBus>();
+        _calls.Requests.Clear();
+        await bus.PublishAsync(Topics.MarketQuotes, new QuotesUpdated { AsOf = DateTimeOffset.UtcNow.ToTimestamp(), Prices = { new ConsolidatedPrice { InstrumentId = "DAX", Mid = 100m } } });
+        await bus.WhenDeliveredAsync();
+        var request = Assert.Single(_calls.Requests);
+        Assert.Equal(["CAC", "DAX"], request.Items.Select(i => i.InstrumentId).Order(StringComparer.Ordinal));
+
+        // A change made after the last event is in the book at the next: p-smi buys DAX, so it is marked over DAX too.
+        var moved = (await Store.GetPortfolioAsync("p-smi"))!;
+        moved.Positions.Add(new Position { InstrumentId = "DAX", Quantity = 1m });
+        await Store.UpsertPortfolioAsync(moved, moved.Version);
+        _calls.Requests.Clear();
+        await bus.PublishAsync(Topics.MarketQuotes, new QuotesUpdated { AsOf = DateTimeOffset.UtcNow.ToTimestamp(), Prices = { new ConsolidatedPrice { InstrumentId = "DAX", Mid = 100m } } });
+        await bus.WhenDeliveredAsync();
+        Assert.Equal(["p-both", "p-dax", "p-smi"], Ids(Book.Affected(["DAX"])));
+        Assert.Equal(["CAC", "DAX", "SMI"], Assert.Single(_calls.Requests).Items.Select(i => i.InstrumentId).Order(StringComparer.Ordinal));
+
+        // An instrument no portfolio is marked over touches nothing and asks pricing nothing.
+        _calls.Requests.Clear();
+        await bus.PublishAsync(Topics.MarketQuotes, new QuotesUpdated { AsOf = DateTimeOffset.UtcNow.ToTimestamp(), Prices = { new ConsolidatedPrice { InstrumentId = "FTSE", Mid = 7_000m } } });
+        await bus.WhenDeliveredAsync();
+        Assert.Empty(_calls.Requests);
+    }
+
+    [Fact]
+    public async Task A_book_that_fell_behind_the_trimmed_stream_reloads_and_an_unreadable_entry_is_left_out()
+    {
+        await MonitoredAsync("p1", ("DAX", 1m));
+        await Book.CatchUpAsync(CancellationToken.None);
+
+        // Three changes, then the stream trimmed to its last entry: the book never sees the first two as changes.
+        await MonitoredAsync("p2", ("CAC", 1m));
+        await MonitoredAsync("p3", ("SMI", 1m));
+        var db = _redis.Connection!.GetDatabase();
+        await db.StreamTrimAsync(PlanningStore.BookChangesKey, 1);
+        await Book.CatchUpAsync(CancellationToken.None);
+        Assert.Equal(["p1", "p2", "p3"], Ids(Book.Affected(["DAX", "CAC", "SMI"])));
+
+        // A policy whose bytes are not a policy: logged, counted and left out; the rest of the book carries on.
+        await db.StringSetAsync("pln:policy:p2", new byte[] { 0xFF, 0xFF, 0xFF, 0x01 });
+        await db.StreamAddAsync(PlanningStore.BookChangesKey, [new NameValueEntry("portfolio", "p2"), new NameValueEntry("what", 2), new NameValueEntry("version", 9)]);
+        await Book.CatchUpAsync(CancellationToken.None);
+        Assert.Null(Book.Get("p2"));
+        Assert.Equal(["p1", "p3"], Ids(Book.Affected(["DAX", "CAC", "SMI"])));
+
+        // Its next good write puts it back.
+        await Store.SetPolicyAsync(new Policy { PortfolioId = "p2", AbsoluteBand = 0.05, Targets = { new TargetWeight { InstrumentId = "CAC", Weight = 0.9 } } });
+        await Book.CatchUpAsync(CancellationToken.None);
+        Assert.NotNull(Book.Get("p2"));
+    }
+
+    /// <summary>Records every PriceInstruments request pricing serves.</summary>
+    private sealed class PricingCalls : Grpc.Core.Interceptors.Interceptor
+    {
+        public ConcurrentQueue<PriceInstrumentsRequest> Requests { get; } = new();
+
+        public override Task<TResponse> UnaryServerHandler<TRequest, TResponse>(TRequest request, Grpc.Core.ServerCallContext context, Grpc.Core.UnaryServerMethod<TRequest, TResponse> continuation)
+        {
+            if (request is PriceInstrumentsRequest valuation)
+            {
+                Requests.Enqueue(valuation);
+            }
+
+            return continuation(request, context);
+        }
+    }
+}
