@@ -230,6 +230,7 @@ root.Subcommands.Add(importHistory);
 root.Subcommands.Add(PricingCommands.Create(repoOption, jsonOption));
 root.Subcommands.Add(BacktestCommand.Create(repoOption, jsonOption));
 root.Subcommands.Add(MeshBenchmark.Create(repoOption, jsonOption));
+root.Subcommands.Add(MonitorBenchmark.Create(repoOption));
 foreach (var command in LoadCommands.Create(repoOption))
 {
     root.Subcommands.Add(command);

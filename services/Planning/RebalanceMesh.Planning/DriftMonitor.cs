@@ -87,6 +87,10 @@ public sealed class DriftMonitor(PlanningStore store, MonitorBook book, PlanPipe
             return;
         }
 
+        // Alerts go out together at the end of the pass (each is one publish; none waits for another).
+        var alerting = new List<Task>();
+        var breached = new List<string>();
+        var evaluated = 0;
         foreach (var (entry, policy, instruments) in resolved)
         {
             if (!market.Covers(instruments))
@@ -95,12 +99,27 @@ public sealed class DriftMonitor(PlanningStore store, MonitorBook book, PlanPipe
                 continue;
             }
 
-            await EvaluateAsync(entry, policy, market.Marks, cancellationToken);
+            evaluated++;
+            if (await EvaluateAsync(entry, policy, market.Marks, alerting, cancellationToken))
+            {
+                breached.Add(entry.PortfolioId);
+            }
+        }
+
+        await Task.WhenAll(alerting);
+        if (breached.Count > 0)
+        {
+            // One line per event, however many breached (each has its alert, with its reasons, on WatchAlerts).
+            logger.LogWarning("{Breached} of {Evaluated} portfolios evaluated on this market event newly breached their policy: {Portfolios}",
+                breached.Count, evaluated, string.Join(", ", breached.Take(10)) + (breached.Count > 10 ? ", …" : string.Empty));
         }
     }
 
-    /// <summary>One portfolio's bands, guards and hedges on the event's marks; an alert when it newly breaches, a plan when automatic mode calls for one.</summary>
-    private async Task EvaluateAsync(MonitoredPortfolio entry, TargetPolicy targetPolicy, MarketMarks marks, CancellationToken cancellationToken)
+    /// <summary>
+    /// One portfolio's bands, guards and hedges on the event's marks; an alert when it newly breaches, a plan when
+    /// automatic mode calls for one. True when it newly breached.
+    /// </summary>
+    private async Task<bool> EvaluateAsync(MonitoredPortfolio entry, TargetPolicy targetPolicy, MarketMarks marks, List<Task> alerting, CancellationToken cancellationToken)
     {
         var (portfolioId, policy, snapshot) = (entry.PortfolioId, entry.Policy, entry.Snapshot);
         MarkedPortfolio marked;
@@ -111,7 +130,7 @@ public sealed class DriftMonitor(PlanningStore store, MonitorBook book, PlanPipe
         catch (RebalanceMesh.Domain.DomainException ex)
         {
             logger.LogDebug("Portfolio {PortfolioId} not evaluated: {Reason}", portfolioId, ex.Message);
-            return;
+            return false;
         }
 
         // Bands and, for portfolios with loans, the liquidation guard's health-factor band.
@@ -134,9 +153,10 @@ public sealed class DriftMonitor(PlanningStore store, MonitorBook book, PlanPipe
         Drift[portfolioId] = evaluation.TotalDrift;
         var wasBreached = Breached.TryGetValue(portfolioId, out var before) && before;
         Breached[portfolioId] = evaluation.Breached;
-        if (evaluation.Breached && !wasBreached)
+        var newlyBreached = evaluation.Breached && !wasBreached;
+        if (newlyBreached)
         {
-            logger.LogWarning("Portfolio {PortfolioId} breached its policy: {Reasons}", portfolioId,
+            logger.LogDebug("Portfolio {PortfolioId} breached its policy: {Reasons}", portfolioId,
                 string.Join("; ", evaluation.Reasons.Where(r => r.Breached).Select(r => r.Message)));
             var alert = new Contracts.Planning.V1.PolicyAlert
             {
@@ -147,11 +167,12 @@ public sealed class DriftMonitor(PlanningStore store, MonitorBook book, PlanPipe
                 Kind = Contracts.Planning.V1.AlertKind.Breach,
             };
             alert.Reasons.AddRange(evaluation.Reasons.Where(r => r.Breached).Select(r => r.ToWire()));
-            await alerts.PublishAsync(alert);
+            alerting.Add(alerts.PublishAsync(alert));
         }
 
         var current = new Evaluated(snapshot.Version, Evaluated.BreachesOf(evaluation.Reasons));
         await MaybeSubmitAsync(portfolioId, policy, evaluation.Breached, guard?.Emergency == true || margin?.Emergency == true || ripcord, current, cancellationToken);
+        return newlyBreached;
     }
 
     /// <summary>What the monitor does for a portfolio in automatic mode after an evaluation.</summary>
@@ -217,6 +238,11 @@ public sealed class DriftMonitor(PlanningStore store, MonitorBook book, PlanPipe
     /// or a leverage band's ripcord is pulled.</param>
     private async Task MaybeSubmitAsync(string portfolioId, Contracts.Planning.V1.Policy policy, bool breached, bool emergency, Evaluated current, CancellationToken cancellationToken)
     {
+        if (policy.ExecutionMode != Contracts.Planning.V1.ExecutionMode.Auto || !(breached || policy.CalendarIntervalDays > 0))
+        {
+            return; // nothing Decide could call for: no need to read the last plan
+        }
+
         var (recent, _) = await store.ListPlansAsync(portfolioId, 0, 1);
         var last = recent.Count > 0 ? recent[0] : null;
         var now = time.GetUtcNow();
