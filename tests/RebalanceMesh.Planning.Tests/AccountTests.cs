@@ -117,6 +117,22 @@ public class AccountTests
     }
 
     [Fact]
+    public void The_monitor_s_evaluation_describes_only_what_breached_and_measures_the_same()
+    {
+        // A at 60 % against 50 % (breached, band 5 %), B at 37 % against 40 % (inside).
+        var policy = new TargetPolicy(new Dictionary<string, double> { ["A"] = 0.5, ["B"] = 0.4 }, 0.05, 0, 0, RebalanceTarget.Target, 0m, new Dictionary<string, decimal>(), 0);
+        var portfolio = new PortfolioSnapshot("p", [new Holding("A", 60m), new Holding("B", 37m)], 300m, 1);
+        var marked = PortfolioMarking.Mark(portfolio, policy, new Dictionary<string, decimal> { ["A"] = 100m, ["B"] = 100m });
+        var full = DriftEvaluator.Evaluate(marked, policy);
+        var lean = DriftEvaluator.Evaluate(marked, policy, describeAll: false);
+        Assert.Equal(full.Reasons.Select(r => (r.Rule, r.InstrumentId, r.Measured, r.Threshold, r.Breached)), lean.Reasons.Select(r => (r.Rule, r.InstrumentId, r.Measured, r.Threshold, r.Breached)));
+        Assert.Equal(full.TotalDrift, lean.TotalDrift);
+        Assert.Equal([("A", true)], lean.Reasons.Where(r => r.Message.Length > 0).Select(r => (r.InstrumentId, r.Breached)));
+        Assert.Equal(full.Reasons.Single(r => r.InstrumentId == "A").Message, lean.Reasons.Single(r => r.InstrumentId == "A").Message);
+        Assert.All(full.Reasons, r => Assert.NotEmpty(r.Message));
+    }
+
+    [Fact]
     public void Foreign_cash_counts_in_the_net_value_and_the_cash_target_but_only_base_cash_buys()
     {
         // 2,000 EUR and 5,000 USD at 0.9 (4,500 EUR); 30 A at 100. NAV 9,500: A 31.58 %, cash 68.42 % in all.

@@ -13,7 +13,9 @@ public static class DriftEvaluator
     public const string RelativeBandRule = "relative_band";
     public const string TotalDriftRule = "total_drift";
 
-    public static DriftEvaluation Evaluate(MarkedPortfolio portfolio, TargetPolicy policy)
+    /// <param name="describeAll">False: only breached measurements carry their message (the monitor, which shows
+    /// breaches only, saves formatting every position's on every event).</param>
+    public static DriftEvaluation Evaluate(MarkedPortfolio portfolio, TargetPolicy policy, bool describeAll = true)
     {
         var reasons = new List<DriftReason>();
         double drift = 0;
@@ -26,7 +28,7 @@ public static class DriftEvaluator
             {
                 var breached = deviation > policy.AbsoluteBand;
                 reasons.Add(new DriftReason(AbsoluteBandRule, position.InstrumentId, deviation, policy.AbsoluteBand, breached,
-                    Describe(position.InstrumentId, position.Weight, target, deviation, policy.AbsoluteBand, breached, "absolute band")));
+                    breached || describeAll ? Describe(position.InstrumentId, position.Weight, target, deviation, policy.AbsoluteBand, breached, "absolute band") : string.Empty));
             }
 
             if (policy.RelativeBand > 0 && target > 0)
@@ -34,7 +36,7 @@ public static class DriftEvaluator
                 var limit = policy.RelativeBand * target;
                 var breached = deviation > limit;
                 reasons.Add(new DriftReason(RelativeBandRule, position.InstrumentId, deviation, limit, breached,
-                    Describe(position.InstrumentId, position.Weight, target, deviation, limit, breached, $"relative band ({policy.RelativeBand:P0} of target)")));
+                    breached || describeAll ? Describe(position.InstrumentId, position.Weight, target, deviation, limit, breached, $"relative band ({policy.RelativeBand:P0} of target)") : string.Empty));
             }
         }
 

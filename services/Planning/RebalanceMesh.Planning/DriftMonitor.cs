@@ -134,7 +134,7 @@ public sealed class DriftMonitor(PlanningStore store, MonitorBook book, PlanPipe
         }
 
         // Bands and, for portfolios with loans, the liquidation guard's health-factor band.
-        var bands = DriftEvaluator.Evaluate(marked, targetPolicy);
+        var bands = DriftEvaluator.Evaluate(marked, targetPolicy, describeAll: false);
         var guard = PlanComposer.Guard(snapshot, targetPolicy, marks.Marks);
         var margin = PlanComposer.Margin(marked, snapshot, targetPolicy, marks.Marks);
         var (_, hedgeReasons, ripcord) = PlanComposer.Hedges(marked, marks.Marks, targetPolicy, []);
@@ -156,8 +156,11 @@ public sealed class DriftMonitor(PlanningStore store, MonitorBook book, PlanPipe
         var newlyBreached = evaluation.Breached && !wasBreached;
         if (newlyBreached)
         {
-            logger.LogDebug("Portfolio {PortfolioId} breached its policy: {Reasons}", portfolioId,
-                string.Join("; ", evaluation.Reasons.Where(r => r.Breached).Select(r => r.Message)));
+            if (logger.IsEnabled(LogLevel.Debug))
+            {
+                logger.LogDebug("Portfolio {PortfolioId} breached its policy: {Reasons}", portfolioId,
+                    string.Join("; ", evaluation.Reasons.Where(r => r.Breached).Select(r => r.Message)));
+            }
             var alert = new Contracts.Planning.V1.PolicyAlert
             {
                 PortfolioId = portfolioId,
