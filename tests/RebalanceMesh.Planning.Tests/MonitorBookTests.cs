@@ -138,6 +138,30 @@ public sealed class MonitorBookTests : IClassFixture<RedisServer>, IAsyncLifetim
         Assert.NotNull(Book.Get("p2"));
     }
 
+    [Fact]
+    public async Task A_change_entry_that_is_not_one_never_stops_the_monitor()
+    {
+        await MonitoredAsync("p1", ("DAX", 1m));
+        await Book.CatchUpAsync(CancellationToken.None);
+
+        // Someone writes junk into the change stream: an entry naming no portfolio (the book reloads whole — and so sees
+        // p2, whose own change entry is junk too), then one whose fields are not numbers (p1 is read again).
+        var db = _redis.Connection!.GetDatabase();
+        await MonitoredAsync("p2", ("CAC", 1m));
+        await db.StreamAddAsync(PlanningStore.BookChangesKey, [new NameValueEntry("junk", "x")]);
+        await db.StreamAddAsync(PlanningStore.BookChangesKey, [new NameValueEntry("portfolio", "p1"), new NameValueEntry("what", "policy?"), new NameValueEntry("version", "-")]);
+        await Book.CatchUpAsync(CancellationToken.None);
+        Assert.Equal(["p1", "p2"], Ids(Book.Affected(["DAX", "CAC"])));
+
+        // The monitor goes on evaluating: the next event is handled (one valuation for p1's DAX).
+        var bus = _planning.Services.GetRequiredService<InMemoryEventBus>();
+        _calls.Requests.Clear();
+        await db.StreamAddAsync(PlanningStore.BookChangesKey, [new NameValueEntry("portfolio", string.Empty), new NameValueEntry("what", 1), new NameValueEntry("version", 1)]);
+        await bus.PublishAsync(Topics.MarketQuotes, new QuotesUpdated { AsOf = DateTimeOffset.UtcNow.ToTimestamp(), Prices = { new ConsolidatedPrice { InstrumentId = "DAX", Mid = 100m } } });
+        await bus.WhenDeliveredAsync();
+        Assert.Equal(["DAX"], Assert.Single(_calls.Requests).Items.Select(i => i.InstrumentId));
+    }
+
     /// <summary>Records every PriceInstruments request pricing serves.</summary>
     private sealed class PricingCalls : Grpc.Core.Interceptors.Interceptor
     {

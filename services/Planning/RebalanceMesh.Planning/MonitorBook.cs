@@ -21,7 +21,7 @@ public sealed class MonitorBook(PlanningStore store, ILogger<MonitorBook> logger
     private static readonly Meter Meter = new("RebalanceMesh.Planning.Monitor");
     private static readonly Counter<long> Loads = Meter.CreateCounter<long>("rebalancemesh.planning.book.loads", description: "Whole-book loads of the monitor's book (at start, and when it fell behind the change stream).");
     private static readonly Counter<long> Changes = Meter.CreateCounter<long>("rebalancemesh.planning.book.changes", description: "Book changes applied from the change stream.");
-    private static readonly Counter<long> Unreadable = Meter.CreateCounter<long>("rebalancemesh.planning.book.unreadable", description: "Portfolios or policies the book could not read (left out until their next change).");
+    private static readonly Counter<long> Unreadable = Meter.CreateCounter<long>("rebalancemesh.planning.book.unreadable", description: "Portfolios, policies or change entries the book could not read (an entry left out until its next change; an unreadable change reloads what it names, or the whole book).");
 
     /// <summary>Entries read per round trip.</summary>
     private const int Batch = 1_000;
@@ -80,6 +80,18 @@ public sealed class MonitorBook(PlanningStore store, ILogger<MonitorBook> logger
                     logger.LogWarning("The monitor's book fell behind the change stream (last applied {Last}, oldest kept {Oldest}); reloading it", _lastChange, oldest);
                     await LoadAsync();
                     return;
+                }
+
+                var unreadable = changes.Where(c => c.What == BookChange.Unreadable).ToArray();
+                if (unreadable.Length > 0)
+                {
+                    Unreadable.Add(unreadable.Length);
+                    logger.LogError("Monitor book: {Count} change entries cannot be read (first {Id}); reloading what they name, or the whole book", unreadable.Length, unreadable[0].Id);
+                    if (unreadable.Any(c => c.PortfolioId.Length == 0))
+                    {
+                        await LoadAsync();
+                        return;
+                    }
                 }
 
                 await ReloadAsync(changes.Select(c => c.PortfolioId).Distinct(StringComparer.Ordinal).ToArray());

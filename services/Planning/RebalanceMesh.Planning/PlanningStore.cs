@@ -134,11 +134,16 @@ public sealed class PlanningStore(IConnectionMultiplexer redis, RedisBroadcast<P
     {
         var entries = await Db.StreamRangeAsync(BookChangesKey, "(" + afterId, "+", count);
         var oldest = await Db.StreamRangeAsync(BookChangesKey, "-", "+", 1);
-        return (entries.Select(e => new BookChangeEntry(
-            e.Id.ToString(),
-            e["portfolio"].ToString(),
-            (BookChange)(int)e["what"],
-            (long)e["version"])).ToArray(), oldest.Length > 0 ? oldest[0].Id.ToString() : null);
+        return (entries.Select(ReadChange).ToArray(), oldest.Length > 0 ? oldest[0].Id.ToString() : null);
+    }
+
+    /// <summary>One change as written; an entry that is not one (fields missing or not numbers) is <see cref="BookChange.Unreadable"/>.</summary>
+    private static BookChangeEntry ReadChange(StreamEntry entry)
+    {
+        var portfolio = entry["portfolio"];
+        return !portfolio.IsNullOrEmpty && entry["what"].TryParse(out int what) && System.Enum.IsDefined((BookChange)what) && entry["version"].TryParse(out long version)
+            ? new BookChangeEntry(entry.Id.ToString(), portfolio.ToString(), (BookChange)what, version)
+            : new BookChangeEntry(entry.Id.ToString(), portfolio.IsNullOrEmpty ? string.Empty : portfolio.ToString(), BookChange.Unreadable, 0);
     }
 
     /// <summary>The id of the book's newest change ("0-0" when there is none): where a reader that just loaded the whole book follows on.</summary>
@@ -411,6 +416,8 @@ public sealed record PlanCreation(bool Stored, bool KeyIsTaken, Plan? Executing)
 /// <summary>What a book change changed.</summary>
 public enum BookChange
 {
+    /// <summary>An entry that is not a change as written (a reader reloads what it can: the portfolio it names, else everything).</summary>
+    Unreadable = 0,
     Portfolio = 1,
     Policy = 2,
 }
