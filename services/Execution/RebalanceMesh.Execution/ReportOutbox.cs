@@ -41,9 +41,7 @@ public sealed class ReportOutbox(ExecutionStore store, IEventBus bus, TimeProvid
         {
             if (report.PlanId == planId)
             {
-                await bus.PublishAsync(Topics.ExecutionReports, report, cancellationToken);
-                await store.RemoveFromOutboxAsync(raw);
-                Relayed.Add(1);
+                await RelayAsync(report, raw, cancellationToken);
             }
         }
     }
@@ -59,16 +57,22 @@ public sealed class ReportOutbox(ExecutionStore store, IEventBus bus, TimeProvid
                 continue;
             }
 
-            using var activity = PlanExecutor.ActivitySource.StartActivity("relay outbox report");
-            activity?.SetTag("execution.report_id", report.ReportId);
-            await bus.PublishAsync(Topics.ExecutionReports, report, cancellationToken);
-            await store.RemoveFromOutboxAsync(raw);
-            logger.LogWarning("Relayed report {ReportId} of {PortfolioId} from the outbox (its committer did not publish it)", report.ReportId, report.PortfolioId);
-            Relayed.Add(1);
+            await RelayAsync(report, raw, cancellationToken);
             relayed++;
         }
 
         return relayed;
+    }
+
+    /// <summary>Publishes one entry its committer left in the outbox, then takes it out.</summary>
+    private async Task RelayAsync(ExecutionReport report, StackExchange.Redis.RedisValue raw, CancellationToken cancellationToken)
+    {
+        using var activity = PlanExecutor.ActivitySource.StartActivity("relay outbox report");
+        activity?.SetTag("execution.report_id", report.ReportId);
+        await bus.PublishAsync(Topics.ExecutionReports, report, cancellationToken);
+        await store.RemoveFromOutboxAsync(raw);
+        logger.LogWarning("Relayed report {ReportId} of {PortfolioId} from the outbox (its committer did not publish it)", report.ReportId, report.PortfolioId);
+        Relayed.Add(1);
     }
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)

@@ -69,13 +69,13 @@ public sealed class MonitorBook(PlanningStore store, ILogger<MonitorBook> logger
 
             while (true)
             {
-                var (changes, oldest) = await store.ReadBookChangesAsync(_lastChange, Batch);
+                var changes = await store.ReadBookChangesAsync(_lastChange, Batch);
                 if (changes.Count == 0)
                 {
                     return;
                 }
 
-                if (oldest is not null && IsOlder(_lastChange, oldest) && _lastChange != "0-0")
+                if (_lastChange != "0-0" && await store.GetOldestBookChangeIdAsync() is { } oldest && IsOlder(_lastChange, oldest))
                 {
                     logger.LogWarning("The monitor's book fell behind the change stream (last applied {Last}, oldest kept {Oldest}); reloading it", _lastChange, oldest);
                     await LoadAsync();
@@ -108,7 +108,7 @@ public sealed class MonitorBook(PlanningStore store, ILogger<MonitorBook> logger
     /// <summary>The whole book: the change stream's position first, so no change made during the load is missed.</summary>
     private async Task LoadAsync()
     {
-        var from = await store.GetLastBookChangeIdAsync();
+        var from = await store.GetLastBookChangeIdAsync() ?? "0-0";
         _entries.Clear();
         _byInstrument.Clear();
         await ReloadAsync(await store.GetPolicyPortfolioIdsAsync());

@@ -126,15 +126,20 @@ public sealed class PlanningStore(IConnectionMultiplexer redis, RedisBroadcast<P
     private static Task<RedisValue> AnnounceChange(ITransaction tran, string portfolioId, BookChange what, long version) =>
         tran.StreamAddAsync(BookChangesKey, [new NameValueEntry("portfolio", portfolioId), new NameValueEntry("what", (int)what), new NameValueEntry("version", version)], maxLength: BookChangesKept, useApproximateMaxLength: true);
 
-    /// <summary>
-    /// The book's changes after <paramref name="afterId"/> (exclusive; "0" for all kept), oldest first, at most
-    /// <paramref name="count"/>; and the id of the oldest entry kept (a reader whose last id is older missed changes).
-    /// </summary>
-    public async Task<(IReadOnlyList<BookChangeEntry> Changes, string? OldestKept)> ReadBookChangesAsync(string afterId, int count)
+    /// <summary>The book's changes after <paramref name="afterId"/> (exclusive; "0" for all kept), oldest first, at most <paramref name="count"/>.</summary>
+    public async Task<IReadOnlyList<BookChangeEntry>> ReadBookChangesAsync(string afterId, int count) =>
+        (await Db.StreamRangeAsync(BookChangesKey, "(" + afterId, "+", count)).Select(ReadChange).ToArray();
+
+    /// <summary>The id of the oldest change kept (a reader whose last id is older may have missed changes), or null when none is.</summary>
+    public Task<string?> GetOldestBookChangeIdAsync() => BookChangeIdAsync(Order.Ascending);
+
+    /// <summary>The id of the book's newest change, or null when there is none: where a reader that just loaded the whole book follows on.</summary>
+    public Task<string?> GetLastBookChangeIdAsync() => BookChangeIdAsync(Order.Descending);
+
+    private async Task<string?> BookChangeIdAsync(Order end)
     {
-        var entries = await Db.StreamRangeAsync(BookChangesKey, "(" + afterId, "+", count);
-        var oldest = await Db.StreamRangeAsync(BookChangesKey, "-", "+", 1);
-        return (entries.Select(ReadChange).ToArray(), oldest.Length > 0 ? oldest[0].Id.ToString() : null);
+        var entry = await Db.StreamRangeAsync(BookChangesKey, "-", "+", 1, end);
+        return entry.Length > 0 ? entry[0].Id.ToString() : null;
     }
 
     /// <summary>One change as written; an entry that is not one (fields missing or not numbers) is <see cref="BookChange.Unreadable"/>.</summary>
@@ -144,13 +149,6 @@ public sealed class PlanningStore(IConnectionMultiplexer redis, RedisBroadcast<P
         return !portfolio.IsNullOrEmpty && entry["what"].TryParse(out int what) && System.Enum.IsDefined((BookChange)what) && entry["version"].TryParse(out long version)
             ? new BookChangeEntry(entry.Id.ToString(), portfolio.ToString(), (BookChange)what, version)
             : new BookChangeEntry(entry.Id.ToString(), portfolio.IsNullOrEmpty ? string.Empty : portfolio.ToString(), BookChange.Unreadable, 0);
-    }
-
-    /// <summary>The id of the book's newest change ("0-0" when there is none): where a reader that just loaded the whole book follows on.</summary>
-    public async Task<string> GetLastBookChangeIdAsync()
-    {
-        var newest = await Db.StreamRangeAsync(BookChangesKey, "-", "+", 1, Order.Descending);
-        return newest.Length > 0 ? newest[0].Id.ToString() : "0-0";
     }
 
     /// <summary>Portfolios and their policies as stored, raw (a reader decides what an unreadable entry means), in the order asked.</summary>
