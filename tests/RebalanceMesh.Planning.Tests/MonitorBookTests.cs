@@ -63,6 +63,8 @@ public sealed class MonitorBookTests : IClassFixture<RedisServer>, IAsyncLifetim
 
     private MonitorBook Book => _planning.Services.GetRequiredService<MonitorBook>();
 
+    private DriftMonitor Monitor => _planning.Services.GetRequiredService<DriftMonitor>();
+
     private async Task MonitoredAsync(string portfolioId, params (string Instrument, decimal Quantity)[] positions)
     {
         var portfolio = new Portfolio { PortfolioId = portfolioId, BaseCurrency = "EUR", Cash = 1_000m };
@@ -71,6 +73,16 @@ public sealed class MonitorBookTests : IClassFixture<RedisServer>, IAsyncLifetim
         var policy = new Policy { PortfolioId = portfolioId, AbsoluteBand = 0.05, ExecutionMode = ExecutionMode.Manual };
         policy.Targets.AddRange(positions.Select(p => new TargetWeight { InstrumentId = p.Instrument, Weight = 0.9 / positions.Length }));
         await Store.SetPolicyAsync(policy);
+    }
+
+    /// <summary>A tick on an instrument nobody holds, evaluated: the monitor's first pass, which covers the whole book.</summary>
+    private async Task FirstPassAsync()
+    {
+        _calls.Requests.Clear();
+        var bus = _planning.Services.GetRequiredService<InMemoryEventBus>();
+        await bus.PublishAsync(Topics.MarketQuotes, new QuotesUpdated { AsOf = DateTimeOffset.UtcNow.ToTimestamp(), Prices = { new ConsolidatedPrice { InstrumentId = "NONE", Mid = 1m } } });
+        await bus.WhenDeliveredAsync();
+        await Monitor.ProcessAsync(CancellationToken.None);
     }
 
     private static IEnumerable<string> Ids(IEnumerable<MonitoredPortfolio> entries) => entries.Select(e => e.PortfolioId).Order(StringComparer.Ordinal);
@@ -86,11 +98,16 @@ public sealed class MonitorBookTests : IClassFixture<RedisServer>, IAsyncLifetim
         Assert.Equal(["p-both", "p-dax"], Ids(Book.Affected(["DAX"])));
         Assert.Equal(["p-both", "p-dax", "p-smi"], Ids(Book.Affected(["DAX", "SMI", "FTSE"])));
 
-        // DAX moved: p-dax and p-both are evaluated on one snapshot of DAX and CAC (p-smi's SMI is not asked for).
+        // The first pass evaluates the whole book (no portfolio was evaluated before); after it, only what a tick touches.
         var bus = _planning.Services.GetRequiredService<InMemoryEventBus>();
+        await FirstPassAsync();
+        Assert.Equal(["CAC", "DAX", "SMI"], Assert.Single(_calls.Requests).Items.Select(i => i.InstrumentId).Order(StringComparer.Ordinal));
+
+        // DAX moved: p-dax and p-both are evaluated on one snapshot of DAX and CAC (p-smi's SMI is not asked for).
         _calls.Requests.Clear();
         await bus.PublishAsync(Topics.MarketQuotes, new QuotesUpdated { AsOf = DateTimeOffset.UtcNow.ToTimestamp(), Prices = { new ConsolidatedPrice { InstrumentId = "DAX", Mid = 100m } } });
         await bus.WhenDeliveredAsync();
+        await Monitor.ProcessAsync(CancellationToken.None);
         var request = Assert.Single(_calls.Requests);
         Assert.Equal(["CAC", "DAX"], request.Items.Select(i => i.InstrumentId).Order(StringComparer.Ordinal));
 
@@ -101,6 +118,7 @@ public sealed class MonitorBookTests : IClassFixture<RedisServer>, IAsyncLifetim
         _calls.Requests.Clear();
         await bus.PublishAsync(Topics.MarketQuotes, new QuotesUpdated { AsOf = DateTimeOffset.UtcNow.ToTimestamp(), Prices = { new ConsolidatedPrice { InstrumentId = "DAX", Mid = 100m } } });
         await bus.WhenDeliveredAsync();
+        await Monitor.ProcessAsync(CancellationToken.None);
         Assert.Equal(["p-both", "p-dax", "p-smi"], Ids(Book.Affected(["DAX"])));
         Assert.Equal(["CAC", "DAX", "SMI"], Assert.Single(_calls.Requests).Items.Select(i => i.InstrumentId).Order(StringComparer.Ordinal));
 
@@ -108,6 +126,7 @@ public sealed class MonitorBookTests : IClassFixture<RedisServer>, IAsyncLifetim
         _calls.Requests.Clear();
         await bus.PublishAsync(Topics.MarketQuotes, new QuotesUpdated { AsOf = DateTimeOffset.UtcNow.ToTimestamp(), Prices = { new ConsolidatedPrice { InstrumentId = "FTSE", Mid = 7_000m } } });
         await bus.WhenDeliveredAsync();
+        await Monitor.ProcessAsync(CancellationToken.None);
         Assert.Empty(_calls.Requests);
     }
 
@@ -155,10 +174,12 @@ public sealed class MonitorBookTests : IClassFixture<RedisServer>, IAsyncLifetim
 
         // The monitor goes on evaluating: the next event is handled (one valuation for p1's DAX).
         var bus = _planning.Services.GetRequiredService<InMemoryEventBus>();
+        await FirstPassAsync();
         _calls.Requests.Clear();
         await db.StreamAddAsync(PlanningStore.BookChangesKey, [new NameValueEntry("portfolio", string.Empty), new NameValueEntry("what", 1), new NameValueEntry("version", 1)]);
         await bus.PublishAsync(Topics.MarketQuotes, new QuotesUpdated { AsOf = DateTimeOffset.UtcNow.ToTimestamp(), Prices = { new ConsolidatedPrice { InstrumentId = "DAX", Mid = 100m } } });
         await bus.WhenDeliveredAsync();
+        await Monitor.ProcessAsync(CancellationToken.None);
         Assert.Equal(["DAX"], Assert.Single(_calls.Requests).Items.Select(i => i.InstrumentId));
     }
 

@@ -1,32 +1,55 @@
 using System.Collections.Concurrent;
+using System.Diagnostics;
 using System.Diagnostics.Metrics;
-using RebalanceMesh.Contracts.Events.V1;
-using RebalanceMesh.EventBus;
+using Microsoft.Extensions.Options;
+using RebalanceMesh.Contracts.Planning.V1;
 using RebalanceMesh.Planning.Core;
 using RebalanceMesh.ServiceDefaults;
 
 namespace RebalanceMesh.Planning;
 
 /// <summary>
-/// Consumes market.quotes: brings the in-memory book (<see cref="MonitorBook"/>) up to date, takes the portfolios
-/// marked over a changed instrument (its instrument index), values every instrument they need once in one market
-/// snapshot (batched through pricing, never once per portfolio), and evaluates each portfolio's bands, guards and
-/// hedges on it. A breach is alerted once; automatic mode submits plans. The total drift is exported as a gauge.
+/// The monitor of one planning replica. The book is split into <see cref="MonitorOptions.Partitions"/> partitions
+/// dealt over the live replicas (<see cref="MonitorPartitions"/>); this replica evaluates only the partitions it holds.
+/// Each market.quotes event becomes one tick of a Redis stream every replica reads (<see cref="MonitorShards"/>). A
+/// pass takes the ticks after its partitions' cursors, brings the in-memory book (<see cref="MonitorBook"/>) up to
+/// date, evaluates each held portfolio marked over a changed instrument once — on one market snapshot, every instrument
+/// valued once through pricing — alerts new breaches, and commits the partitions' cursors with their breach states and
+/// automatic-plan requests, fenced by ownership. Partitions move between replicas only between passes, each with its
+/// cursor, so every tick is evaluated for every portfolio by exactly one replica. Automatic plans are built by
+/// <see cref="AutoPlanner"/>, many at a time. The total drift, health factors and margin ratios of the portfolios
+/// held here are exported as gauges.
 /// </summary>
-public sealed class DriftMonitor(PlanningStore store, MonitorBook book, PlanPipeline pipeline, PlanSubmitter submitter, ModelWeightCache models, RedisBroadcast<Contracts.Planning.V1.PolicyAlert> alerts, TimeProvider time, ILogger<DriftMonitor> logger) : IEventHandler<QuotesUpdated>
+public sealed class DriftMonitor(
+    MonitorBook book,
+    MonitorShards shards,
+    ModelWeightCache models,
+    RedisBroadcast<PolicyAlert> alerts,
+    IServiceScopeFactory scopes,
+    IOptions<MonitorOptions> options,
+    TimeProvider time,
+    ILogger<DriftMonitor> logger) : IDisposable
 {
     private static readonly Meter Meter = new("RebalanceMesh.Planning.Monitor");
     private static readonly ConcurrentDictionary<string, double> Drift = new(StringComparer.Ordinal);
-    private static readonly ConcurrentDictionary<string, bool> Breached = new(StringComparer.Ordinal);
     private static readonly ConcurrentDictionary<(string Portfolio, string Loan), double> HealthFactors = new();
     private static readonly ConcurrentDictionary<string, double> MarginRatios = new(StringComparer.Ordinal);
     private static readonly Counter<long> Evaluations = Meter.CreateCounter<long>("rebalancemesh.planning.evaluations", description: "Policy evaluations by the monitor.");
-    private static readonly Counter<long> AutoSubmissions = Meter.CreateCounter<long>("rebalancemesh.planning.auto_submissions", description: "Plans the monitor submitted by itself.");
-    private static readonly Counter<long> Preemptions = Meter.CreateCounter<long>("rebalancemesh.planning.preemptions", description: "Running rebalances the monitor cancelled for an emergency.");
-    private static readonly Histogram<long> EventPortfolios = Meter.CreateHistogram<long>("rebalancemesh.planning.event_portfolios", description: "Portfolios one market.quotes event affected (marked over a changed instrument).");
+    private static readonly Counter<long> Passes = Meter.CreateCounter<long>("rebalancemesh.planning.monitor.passes", description: "Monitor passes (ticks read after the held partitions' cursors, evaluated and committed).");
+    private static readonly Counter<long> TicksRead = Meter.CreateCounter<long>("rebalancemesh.planning.monitor.ticks", description: "Market ticks the monitor's passes covered.");
+    private static readonly Counter<long> Handovers = Meter.CreateCounter<long>("rebalancemesh.planning.monitor.handovers", description: "Partitions this replica took or gave back (direction: taken, released, lost).");
+    private static readonly Histogram<long> EventPortfolios = Meter.CreateHistogram<long>("rebalancemesh.planning.event_portfolios", description: "Portfolios one monitor pass evaluated (held here, marked over a changed instrument).");
+    private static readonly Histogram<double> PassSeconds = Meter.CreateHistogram<double>("rebalancemesh.planning.monitor.pass.duration", "s", "Time of one monitor pass, from reading its ticks to committing.");
 
     /// <summary>Least time between two automatic plans even without a cooldown, so rounding-bound breaches do not churn.</summary>
     private static readonly TimeSpan MinimumAutoSpacing = TimeSpan.FromSeconds(5);
+
+    private static int _heldGauge;
+
+    private readonly SemaphoreSlim _gate = new(1, 1);
+    private readonly Dictionary<int, HeldPartition> _held = [];
+    private readonly SemaphoreSlim _plansWanted = new(0, 1);
+    private bool _joined;
 
     static DriftMonitor()
     {
@@ -40,21 +63,339 @@ public sealed class DriftMonitor(PlanningStore store, MonitorBook book, PlanPipe
         Meter.CreateObservableGauge("rebalancemesh.planning.margin_ratio", () =>
             MarginRatios.Select(kv => new Measurement<double>(kv.Value, new KeyValuePair<string, object?>("portfolio_id", kv.Key))),
             description: "Margin ratio (net value over maintenance margin) of each monitored portfolio with margined contracts.");
+        Meter.CreateObservableGauge("rebalancemesh.planning.monitor.partitions", () => Volatile.Read(ref _heldGauge),
+            description: "Partitions of the book this replica holds.");
     }
 
-    public async Task HandleAsync(QuotesUpdated message, EventContext context, CancellationToken cancellationToken)
+    private MonitorOptions Settings => options.Value;
+
+    /// <summary>This replica's name in the membership.</summary>
+    public string Me => Settings.ReplicaId;
+
+    /// <summary>The partitions this replica holds now.</summary>
+    public IReadOnlySet<int> Held
     {
-        // The book as of this event; only the portfolios marked over a changed instrument are evaluated.
-        await book.CatchUpAsync(cancellationToken);
-        var affected = book.Affected(message.Prices.Select(p => p.InstrumentId));
-        EventPortfolios.Record(affected.Count);
-        if (affected.Count == 0)
+        get
+        {
+            lock (_held)
+            {
+                return _held.Keys.ToHashSet();
+            }
+        }
+    }
+
+    /// <summary>True once a pass has asked for automatic plans (or partitions were taken) since the last call; false after <paramref name="timeout"/>.</summary>
+    public async Task<bool> WhenPlansWantedAsync(TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        using var timer = new CancellationTokenSource(timeout, time);
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timer.Token);
+        try
+        {
+            await _plansWanted.WaitAsync(linked.Token);
+            return true;
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>
+    /// One heartbeat: renews this replica's membership, reads the live replicas, gives back the partitions now dealt to
+    /// another (after the pass in progress, with its cursor committed) and takes those dealt to it that are free.
+    /// </summary>
+    public async Task HeartbeatAsync(CancellationToken cancellationToken)
+    {
+        await _gate.WaitAsync(cancellationToken);
+        try
+        {
+            await HeartbeatCoreAsync();
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+
+    private async Task HeartbeatCoreAsync()
+    {
+        using var activity = PlanPipeline.ActivitySource.StartActivity("monitor heartbeat");
+        var now = time.GetUtcNow();
+        var members = await shards.HeartbeatAsync(Me, now, now + Settings.MemberTimeout);
+        _joined = true;
+        var moves = MonitorPartitions.Moves(Me, members, Held, Settings.Partitions);
+        activity?.SetTag("planning.monitor.members", members.Count);
+        if (moves.None)
         {
             return;
         }
 
-        // Each policy with its target weights (a computed model's are cached per policy version and day).
-        var resolved = new List<(MonitoredPortfolio Entry, TargetPolicy Policy, string[] Instruments)>(affected.Count);
+        if (moves.Release.Count > 0)
+        {
+            Drop(moves.Release, "released");
+            await shards.ReleaseAsync(Me, moves.Release);
+        }
+
+        var taken = await shards.TakeAsync(Me, now, moves.Take);
+        foreach (var (partition, cursor) in taken)
+        {
+            var breached = await shards.GetBreachedAsync(partition);
+            lock (_held)
+            {
+                _held[partition] = new HeldPartition(cursor, breached.ToHashSet(StringComparer.Ordinal));
+            }
+        }
+
+        Handovers.Add(taken.Count, new KeyValuePair<string, object?>("direction", "taken"));
+        Volatile.Write(ref _heldGauge, _held.Count);
+        activity?.SetTag("planning.monitor.released", moves.Release.Count);
+        activity?.SetTag("planning.monitor.taken", taken.Count);
+        logger.LogInformation("Monitor {Replica}: {Members} replicas live; gave back {Released} partitions, took {Taken} of {Wanted}; holds {Held} of {Partitions}",
+            Me, members.Count, moves.Release.Count, taken.Count, moves.Take.Count, _held.Count, Settings.Partitions);
+        if (taken.Count > 0)
+        {
+            SignalPlans(); // the taken partitions' pending plan requests are this replica's now
+        }
+    }
+
+    /// <summary>Leaves the book to the other replicas: gives every partition back (after the pass in progress) and the membership.</summary>
+    public async Task LeaveAsync(CancellationToken cancellationToken)
+    {
+        await _gate.WaitAsync(cancellationToken);
+        try
+        {
+            var held = Held.Order().ToArray();
+            Drop(held, "released");
+            await shards.ReleaseAsync(Me, held);
+            await shards.LeaveAsync(Me);
+            _joined = false;
+            logger.LogInformation("Monitor {Replica} left, giving back {Partitions} partitions", Me, held.Length);
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+
+    private void Drop(IReadOnlyCollection<int> partitions, string direction)
+    {
+        lock (_held)
+        {
+            foreach (var partition in partitions)
+            {
+                _held.Remove(partition);
+            }
+        }
+
+        // Another replica exports these portfolios' gauges now.
+        var gone = partitions.ToHashSet();
+        foreach (var id in Drift.Keys.Where(id => gone.Contains(MonitorPartitions.Of(id, Settings.Partitions))))
+        {
+            Drift.TryRemove(id, out _);
+            MarginRatios.TryRemove(id, out _);
+        }
+
+        foreach (var key in HealthFactors.Keys.Where(k => gone.Contains(MonitorPartitions.Of(k.Portfolio, Settings.Partitions))))
+        {
+            HealthFactors.TryRemove(key, out _);
+        }
+
+        Handovers.Add(partitions.Count, new KeyValuePair<string, object?>("direction", direction));
+        Volatile.Write(ref _heldGauge, _held.Count);
+    }
+
+    private void SignalPlans()
+    {
+        if (_plansWanted.CurrentCount == 0)
+        {
+            try
+            {
+                _plansWanted.Release();
+            }
+            catch (SemaphoreFullException)
+            {
+                // already signalled
+            }
+        }
+    }
+
+    /// <summary>
+    /// Evaluates the ticks after the held partitions' cursors, in passes of up to <see cref="MonitorOptions.TickBatch"/>
+    /// ticks, until none is left. Returns the portfolios evaluated.
+    /// </summary>
+    public async Task<int> ProcessAsync(CancellationToken cancellationToken)
+    {
+        await _gate.WaitAsync(cancellationToken);
+        try
+        {
+            if (!_joined)
+            {
+                await HeartbeatCoreAsync();
+            }
+
+            var evaluated = 0;
+            while (await PassAsync(cancellationToken) is { } pass)
+            {
+                evaluated += pass.Evaluated;
+                if (!pass.More)
+                {
+                    break;
+                }
+            }
+
+            return evaluated;
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+
+    /// <summary>One pass; null when there was no tick to evaluate.</summary>
+    private async Task<(int Evaluated, bool More)?> PassAsync(CancellationToken cancellationToken)
+    {
+        Dictionary<int, HeldPartition> held;
+        lock (_held)
+        {
+            held = new Dictionary<int, HeldPartition>(_held);
+        }
+
+        if (held.Count == 0)
+        {
+            return null;
+        }
+
+        var from = held.Values.Select(h => h.Cursor).Aggregate((a, b) => MonitorBook.IsOlder(a, b) ? a : b);
+        var ticks = await shards.ReadTicksAsync(from, Settings.TickBatch);
+        if (ticks.Count == 0)
+        {
+            return null;
+        }
+
+        var started = Stopwatch.GetTimestamp();
+        var links = ticks.Select(t => ActivityContext.TryParse(t.TraceParent, null, out var context) ? new ActivityLink(context) : default)
+            .Where(l => l.Context != default).Take(32).ToArray();
+        using var activity = PlanPipeline.ActivitySource.StartActivity("monitor pass", ActivityKind.Internal, parentContext: default, links: links);
+        var last = ticks[^1].Id;
+
+        // Which portfolios this pass evaluates: per partition, those marked over an instrument of a tick after its
+        // cursor; all of a partition never evaluated (cursor 0-0), or whose cursor the stream no longer keeps (ticks
+        // after it may have been trimmed away).
+        await book.CatchUpAsync(cancellationToken);
+        var oldest = await shards.GetOldestTickIdAsync();
+        var affected = new Dictionary<string, MonitoredPortfolio>(StringComparer.Ordinal);
+        foreach (var group in held.GroupBy(h => h.Value.Cursor, StringComparer.Ordinal))
+        {
+            var partitions = group.Select(g => g.Key).ToHashSet();
+            var behind = group.Key == "0-0" || (oldest is not null && MonitorBook.IsOlder(group.Key, oldest));
+            var entries = behind
+                ? book.InPartitions(partitions)
+                : book.Affected(ticks.Where(t => MonitorBook.IsOlder(group.Key, t.Id)).SelectMany(t => t.Instruments).Distinct(StringComparer.Ordinal))
+                    .Where(e => partitions.Contains(e.Partition));
+            foreach (var entry in entries)
+            {
+                affected[entry.PortfolioId] = entry;
+            }
+
+            if (behind && group.Key != "0-0")
+            {
+                logger.LogWarning("Monitor partitions {Partitions}: their ticks since {Cursor} were trimmed from the stream; evaluating all their portfolios", string.Join(",", partitions.Order()), group.Key);
+            }
+        }
+
+        EventPortfolios.Record(affected.Count);
+        var outcomes = await EvaluateAsync(affected.Values, cancellationToken);
+
+        // Breaches raised and cleared, alerts for the raised ones, plan requests for automatic policies.
+        var changes = new List<ShardChange>();
+        var alerting = new List<Task>();
+        var raised = new List<string>();
+        foreach (var outcome in outcomes)
+        {
+            var partition = affected[outcome.PortfolioId].Partition;
+            var wasBreached = held[partition].Breached.Contains(outcome.PortfolioId);
+            if (outcome.Alert is { } alert && !wasBreached)
+            {
+                changes.Add(new ShardChange.BreachRaised(partition, outcome.PortfolioId));
+                alerting.Add(alerts.PublishAsync(alert));
+                raised.Add(outcome.PortfolioId);
+            }
+            else if (outcome.Alert is null && wasBreached)
+            {
+                changes.Add(new ShardChange.BreachCleared(partition, outcome.PortfolioId));
+            }
+
+            if (outcome.Plan is { } request)
+            {
+                changes.Add(new ShardChange.PlanWanted(partition, outcome.PortfolioId, request));
+            }
+        }
+
+        await Task.WhenAll(alerting);
+        var lost = await shards.CommitAsync(Me, last, held.Keys, changes);
+        lock (_held)
+        {
+            foreach (var (partition, state) in held)
+            {
+                if (_held.ContainsKey(partition))
+                {
+                    state.Cursor = last;
+                }
+            }
+
+            foreach (var change in changes)
+            {
+                switch (change)
+                {
+                    case ShardChange.BreachRaised r:
+                        held[r.Partition].Breached.Add(r.PortfolioId);
+                        break;
+                    case ShardChange.BreachCleared c:
+                        held[c.Partition].Breached.Remove(c.PortfolioId);
+                        break;
+                }
+            }
+        }
+
+        if (lost.Count > 0)
+        {
+            logger.LogWarning("Monitor {Replica} lost partitions {Partitions} to another replica (it missed its heartbeats); nothing of this pass was committed for them", Me, string.Join(",", lost));
+            Drop(lost, "lost");
+        }
+
+        if (changes.Any(c => c is ShardChange.PlanWanted))
+        {
+            SignalPlans();
+        }
+
+        if (raised.Count > 0)
+        {
+            // One line per pass, however many breached (each has its alert, with its reasons, on WatchAlerts).
+            logger.LogWarning("{Breached} of {Evaluated} portfolios evaluated on {Ticks} market ticks newly breached their policy: {Portfolios}",
+                raised.Count, outcomes.Count, ticks.Count, string.Join(", ", raised.Take(10)) + (raised.Count > 10 ? ", …" : string.Empty));
+        }
+
+        Passes.Add(1);
+        TicksRead.Add(ticks.Count);
+        PassSeconds.Record(Stopwatch.GetElapsedTime(started).TotalSeconds);
+        activity?.SetTag("planning.monitor.ticks", ticks.Count);
+        activity?.SetTag("planning.monitor.evaluated", outcomes.Count);
+        activity?.SetTag("planning.monitor.breached", raised.Count);
+        return (outcomes.Count, ticks.Count >= Settings.TickBatch);
+    }
+
+    /// <summary>What one evaluation found: the alert when the portfolio is breached, the plan request when its policy is automatic and may call for one.</summary>
+    private sealed record Outcome(string PortfolioId, PolicyAlert? Alert, PlanRequest? Plan);
+
+    /// <summary>
+    /// Evaluates portfolios on one market snapshot: each policy's target weights resolved (a computed model's cached per
+    /// policy version and day), every instrument they need valued once, then bands, guards and hedges per portfolio.
+    /// </summary>
+    private async Task<IReadOnlyList<Outcome>> EvaluateAsync(IEnumerable<MonitoredPortfolio> affected, CancellationToken cancellationToken)
+    {
+        await using var scope = scopes.CreateAsyncScope();
+        var pipeline = scope.ServiceProvider.GetRequiredService<PlanPipeline>();
+        var resolved = new List<(MonitoredPortfolio Entry, TargetPolicy Policy, string[] Instruments)>();
         foreach (var entry in affected)
         {
             try
@@ -74,7 +415,11 @@ public sealed class DriftMonitor(PlanningStore store, MonitorBook book, PlanPipe
             }
         }
 
-        // One market snapshot for the event: every instrument of every affected portfolio valued once.
+        if (resolved.Count == 0)
+        {
+            return [];
+        }
+
         MarketSnapshot market;
         try
         {
@@ -82,15 +427,12 @@ public sealed class DriftMonitor(PlanningStore store, MonitorBook book, PlanPipe
         }
         catch (Grpc.Core.RpcException ex) when (ex.StatusCode is Grpc.Core.StatusCode.Unavailable or Grpc.Core.StatusCode.DeadlineExceeded)
         {
-            // Quotes are transient: the next event evaluates again; retrying this one would only pile up.
+            // Quotes are transient: the next tick evaluates again; retrying this one would only pile up.
             logger.LogWarning("Monitor could not reach pricing: {Detail}", ex.Status.Detail);
-            return;
+            return [];
         }
 
-        // Alerts go out together at the end of the pass (each is one publish; none waits for another).
-        var alerting = new List<Task>();
-        var breached = new List<string>();
-        var evaluated = 0;
+        var outcomes = new List<Outcome>(resolved.Count);
         foreach (var (entry, policy, instruments) in resolved)
         {
             if (!market.Covers(instruments))
@@ -99,27 +441,17 @@ public sealed class DriftMonitor(PlanningStore store, MonitorBook book, PlanPipe
                 continue;
             }
 
-            evaluated++;
-            if (await EvaluateAsync(entry, policy, market.Marks, alerting, cancellationToken))
+            if (Evaluate(entry, policy, market.Marks) is { } outcome)
             {
-                breached.Add(entry.PortfolioId);
+                outcomes.Add(outcome);
             }
         }
 
-        await Task.WhenAll(alerting);
-        if (breached.Count > 0)
-        {
-            // One line per event, however many breached (each has its alert, with its reasons, on WatchAlerts).
-            logger.LogWarning("{Breached} of {Evaluated} portfolios evaluated on this market event newly breached their policy: {Portfolios}",
-                breached.Count, evaluated, string.Join(", ", breached.Take(10)) + (breached.Count > 10 ? ", …" : string.Empty));
-        }
+        return outcomes;
     }
 
-    /// <summary>
-    /// One portfolio's bands, guards and hedges on the event's marks; an alert when it newly breaches, a plan when
-    /// automatic mode calls for one. True when it newly breached.
-    /// </summary>
-    private async Task<bool> EvaluateAsync(MonitoredPortfolio entry, TargetPolicy targetPolicy, MarketMarks marks, List<Task> alerting, CancellationToken cancellationToken)
+    /// <summary>One portfolio's bands, guards and hedges on the snapshot's marks; null when it cannot be marked.</summary>
+    private Outcome? Evaluate(MonitoredPortfolio entry, TargetPolicy targetPolicy, MarketMarks marks)
     {
         var (portfolioId, policy, snapshot) = (entry.PortfolioId, entry.Policy, entry.Snapshot);
         MarkedPortfolio marked;
@@ -130,7 +462,7 @@ public sealed class DriftMonitor(PlanningStore store, MonitorBook book, PlanPipe
         catch (RebalanceMesh.Domain.DomainException ex)
         {
             logger.LogDebug("Portfolio {PortfolioId} not evaluated: {Reason}", portfolioId, ex.Message);
-            return false;
+            return null;
         }
 
         // Bands and, for portfolios with loans, the liquidation guard's health-factor band.
@@ -151,31 +483,48 @@ public sealed class DriftMonitor(PlanningStore store, MonitorBook book, PlanPipe
 
         Evaluations.Add(1);
         Drift[portfolioId] = evaluation.TotalDrift;
-        var wasBreached = Breached.TryGetValue(portfolioId, out var before) && before;
-        Breached[portfolioId] = evaluation.Breached;
-        var newlyBreached = evaluation.Breached && !wasBreached;
-        if (newlyBreached)
+        PolicyAlert? alert = null;
+        if (evaluation.Breached)
         {
-            if (logger.IsEnabled(LogLevel.Debug))
-            {
-                logger.LogDebug("Portfolio {PortfolioId} breached its policy: {Reasons}", portfolioId,
-                    string.Join("; ", evaluation.Reasons.Where(r => r.Breached).Select(r => r.Message)));
-            }
-            var alert = new Contracts.Planning.V1.PolicyAlert
+            alert = new PolicyAlert
             {
                 PortfolioId = portfolioId,
                 TotalDrift = evaluation.TotalDrift,
                 RaisedAt = Google.Protobuf.WellKnownTypes.Timestamp.FromDateTimeOffset(time.GetUtcNow()),
-                Automatic = policy.ExecutionMode == Contracts.Planning.V1.ExecutionMode.Auto,
-                Kind = Contracts.Planning.V1.AlertKind.Breach,
+                Automatic = policy.ExecutionMode == ExecutionMode.Auto,
+                Kind = AlertKind.Breach,
             };
             alert.Reasons.AddRange(evaluation.Reasons.Where(r => r.Breached).Select(r => r.ToWire()));
-            alerting.Add(alerts.PublishAsync(alert));
+            if (logger.IsEnabled(LogLevel.Debug))
+            {
+                logger.LogDebug("Portfolio {PortfolioId} breaches its policy: {Reasons}", portfolioId,
+                    string.Join("; ", evaluation.Reasons.Where(r => r.Breached).Select(r => r.Message)));
+            }
         }
 
-        var current = new Evaluated(snapshot.Version, Evaluated.BreachesOf(evaluation.Reasons));
-        await MaybeSubmitAsync(portfolioId, policy, evaluation.Breached, guard?.Emergency == true || margin?.Emergency == true || ripcord, current, cancellationToken);
-        return newlyBreached;
+        // Automatic mode: a plan may be due (breached, or a calendar to check); the planner decides against the last plan.
+        PlanRequest? request = null;
+        if (policy.ExecutionMode == ExecutionMode.Auto && (evaluation.Breached || policy.CalendarIntervalDays > 0))
+        {
+            var emergency = guard?.Emergency == true || margin?.Emergency == true || ripcord;
+            request = new PlanRequest(evaluation.Breached, emergency, snapshot.Version, Evaluated.BreachesOf(evaluation.Reasons).Order(StringComparer.Ordinal).ToArray());
+        }
+
+        return new Outcome(portfolioId, alert, request);
+    }
+
+    public void Dispose()
+    {
+        _gate.Dispose();
+        _plansWanted.Dispose();
+    }
+
+    /// <summary>A partition this replica holds: the last tick evaluated for it and its breached portfolios.</summary>
+    private sealed class HeldPartition(string cursor, HashSet<string> breached)
+    {
+        public string Cursor { get; set; } = cursor;
+
+        public HashSet<string> Breached { get; } = breached;
     }
 
     /// <summary>What the monitor does for a portfolio in automatic mode after an evaluation.</summary>
@@ -197,7 +546,7 @@ public sealed class DriftMonitor(PlanningStore store, MonitorBook book, PlanPipe
         public static IReadOnlySet<string> BreachesOf(IEnumerable<Contracts.Planning.V1.DriftReason> reasons) =>
             reasons.Where(r => r.Breached).Select(r => r.Rule + ":" + r.InstrumentId).ToHashSet(StringComparer.Ordinal);
 
-        public static IReadOnlySet<string> BreachesOf(IEnumerable<DriftReason> reasons) =>
+        public static IReadOnlySet<string> BreachesOf(IEnumerable<Core.DriftReason> reasons) =>
             reasons.Where(r => r.Breached).Select(r => r.Rule + ":" + r.InstrumentId).ToHashSet(StringComparer.Ordinal);
     }
 
@@ -237,54 +586,4 @@ public sealed class DriftMonitor(PlanningStore store, MonitorBook book, PlanPipe
         return sinceLast < spacing ? AutoAction.None : AutoAction.Submit;
     }
 
-    /// <param name="emergency">A loan is below the emergency health factor, the margin ratio below its emergency level,
-    /// or a leverage band's ripcord is pulled.</param>
-    private async Task MaybeSubmitAsync(string portfolioId, Contracts.Planning.V1.Policy policy, bool breached, bool emergency, Evaluated current, CancellationToken cancellationToken)
-    {
-        if (policy.ExecutionMode != Contracts.Planning.V1.ExecutionMode.Auto || !(breached || policy.CalendarIntervalDays > 0))
-        {
-            return; // nothing Decide could call for: no need to read the last plan
-        }
-
-        var (recent, _) = await store.ListPlansAsync(portfolioId, 0, 1);
-        var last = recent.Count > 0 ? recent[0] : null;
-        var now = time.GetUtcNow();
-        switch (Decide(last, now, policy, breached, emergency, current))
-        {
-            case AutoAction.Preempt:
-                await submitter.CancelAsync(last!, "monitor", "pre-empted: an emergency (loan, margin account or ripcord) goes first", cancellationToken);
-                Preemptions.Add(1);
-                return;
-            case AutoAction.None:
-                return;
-        }
-
-        try
-        {
-            // Without a breach the calendar is due: a forced plan.
-            var plan = await submitter.SubmitAsync(portfolioId, force: !breached, "auto-after-" + (last?.PlanId ?? "none"), cancellationToken);
-            AutoSubmissions.Add(1);
-            logger.LogInformation("Monitor submitted {PlanId} for {PortfolioId} ({Status}): {Why}", plan.PlanId, portfolioId, plan.Status,
-                emergency ? "health factor below the emergency level" : breached ? "policy breached" : "calendar due");
-            if (plan.NoActionReason == Contracts.Planning.V1.NoActionReason.Uncurable)
-            {
-                // Said once: Decide does not plan this breach again until something it depends on changes.
-                logger.LogWarning("Portfolio {PortfolioId}'s breach cannot be cured by trading: {Detail}", portfolioId, plan.StatusMessage);
-                var alert = new Contracts.Planning.V1.PolicyAlert
-                {
-                    PortfolioId = portfolioId,
-                    Kind = Contracts.Planning.V1.AlertKind.Uncurable,
-                    Detail = plan.StatusMessage,
-                    RaisedAt = Google.Protobuf.WellKnownTypes.Timestamp.FromDateTimeOffset(now),
-                    Automatic = true,
-                };
-                alert.Reasons.AddRange(plan.Reasons.Where(r => r.Breached));
-                await alerts.PublishAsync(alert);
-            }
-        }
-        catch (RebalanceMesh.Domain.DomainException ex)
-        {
-            logger.LogWarning("Monitor did not submit for {PortfolioId}: {Reason}", portfolioId, ex.Message);
-        }
-    }
 }

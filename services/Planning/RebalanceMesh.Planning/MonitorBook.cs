@@ -16,7 +16,7 @@ namespace RebalanceMesh.Planning;
 /// be read (corrupt bytes) is logged, counted and left out, and is read again at its next change — it never stops the
 /// monitor.
 /// </summary>
-public sealed class MonitorBook(PlanningStore store, ILogger<MonitorBook> logger) : IDisposable
+public sealed class MonitorBook(PlanningStore store, Microsoft.Extensions.Options.IOptions<MonitorOptions> options, ILogger<MonitorBook> logger) : IDisposable
 {
     private static readonly Meter Meter = new("RebalanceMesh.Planning.Monitor");
     private static readonly Counter<long> Loads = Meter.CreateCounter<long>("rebalancemesh.planning.book.loads", description: "Whole-book loads of the monitor's book (at start, and when it fell behind the change stream).");
@@ -51,6 +51,10 @@ public sealed class MonitorBook(PlanningStore store, ILogger<MonitorBook> logger
 
         return ids.Select(id => _entries.GetValueOrDefault(id)).OfType<MonitoredPortfolio>().ToArray();
     }
+
+    /// <summary>Every portfolio of these partitions.</summary>
+    public IReadOnlyList<MonitoredPortfolio> InPartitions(IReadOnlySet<int> partitions) =>
+        _entries.Values.Where(e => partitions.Contains(e.Partition)).ToArray();
 
     /// <summary>
     /// Brings the book up to the store's last change: the whole book the first time (and after falling behind the
@@ -143,7 +147,7 @@ public sealed class MonitorBook(PlanningStore store, ILogger<MonitorBook> logger
             var portfolio = Portfolio.Parser.ParseFrom((byte[])portfolioRaw!);
             var policy = Policy.Parser.ParseFrom((byte[])policyRaw!);
             var snapshot = portfolio.ToDomain();
-            return new MonitoredPortfolio(portfolio, policy, snapshot, PlanPipeline.InstrumentsOf(snapshot, policy.Targets.Select(t => t.InstrumentId)));
+            return new MonitoredPortfolio(portfolio, policy, snapshot, PlanPipeline.InstrumentsOf(snapshot, policy.Targets.Select(t => t.InstrumentId)), MonitorPartitions.Of(portfolioId, options.Value.Partitions));
         }
         catch (Exception ex) when (ex is InvalidProtocolBufferException or ArgumentException or InvalidOperationException or FormatException or OverflowException or RebalanceMesh.Domain.DomainException)
         {
@@ -210,8 +214,8 @@ public sealed class MonitorBookLoader(MonitorBook book, ILogger<MonitorBookLoade
     }
 }
 
-/// <summary>A portfolio as the monitor holds it: as stored, its policy, its domain snapshot and the instruments it is marked over.</summary>
-public sealed record MonitoredPortfolio(Portfolio Portfolio, Policy Policy, PortfolioSnapshot Snapshot, IReadOnlyList<string> Instruments)
+/// <summary>A portfolio as the monitor holds it: as stored, its policy, its domain snapshot, the instruments it is marked over and its partition.</summary>
+public sealed record MonitoredPortfolio(Portfolio Portfolio, Policy Policy, PortfolioSnapshot Snapshot, IReadOnlyList<string> Instruments, int Partition)
 {
     public string PortfolioId => Portfolio.PortfolioId;
 }

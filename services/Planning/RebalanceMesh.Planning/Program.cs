@@ -40,10 +40,21 @@ builder.Services.AddScoped<PlanSubmitter>();
 // evaluates one market event at a time.
 builder.Services.AddEventSubscription<ExecutionReport, ExecutionReportHandler>(Topics.ExecutionReports, report => report.PortfolioId.Length > 0 ? report.PortfolioId : report.PlanId);
 builder.Services.AddSingleton<ModelWeightCache>();
-// The monitor's book: portfolios with a policy in memory, following the store's change stream; loaded at start.
+// The monitor: the book in memory (following the store's change stream, loaded at start), split into partitions dealt
+// over the live replicas; each market.quotes event becomes a tick every replica evaluates for the partitions it holds.
+builder.Services.AddOptions<MonitorOptions>()
+    .Bind(builder.Configuration.GetSection("Monitor"))
+    .PostConfigure(o => o.ReplicaId = o.ReplicaId.Length > 0 ? o.ReplicaId : builder.Configuration["Mesh:InstanceId"] ?? $"{Environment.MachineName}-{Environment.ProcessId}")
+    .Validate(o => o.Partitions is > 0 and <= 4_096 && o.MaxConcurrentPlans > 0 && o.TickBatch > 0 && o.MemberTimeout > o.HeartbeatInterval, "Monitor: Partitions 1..4096, MaxConcurrentPlans and TickBatch positive, MemberTimeout longer than HeartbeatInterval")
+    .ValidateOnStart();
 builder.Services.AddSingleton<MonitorBook>();
 builder.Services.AddHostedService<MonitorBookLoader>();
-builder.Services.AddEventSubscription<QuotesUpdated, DriftMonitor>(Topics.MarketQuotes, _ => "market");
+builder.Services.AddSingleton<MonitorShards>();
+builder.Services.AddSingleton<DriftMonitor>();
+builder.Services.AddSingleton<AutoPlanner>();
+builder.Services.AddHostedService<MonitorLoop>();
+builder.Services.AddHostedService(sp => sp.GetRequiredService<AutoPlanner>());
+builder.Services.AddEventSubscription<QuotesUpdated, MarketTickRelay>(Topics.MarketQuotes);
 
 var app = builder.Build();
 app.UseMeshAuthentication();
