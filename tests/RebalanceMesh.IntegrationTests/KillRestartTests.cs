@@ -229,20 +229,37 @@ public sealed class MeshBenchmarkTests(ITestOutputHelper output)
     }
 
     [Fact]
-    public async Task The_monitor_benchmark_sees_every_holder_of_a_moved_instrument_breach()
+    public async Task The_monitor_benchmark_sees_every_holder_of_a_moved_instrument_breach_across_two_replicas_and_plans_a_storm_once()
     {
-        // The smoke size of `rmesh bench-monitor`: 200 portfolios, 3 measured ticks; every holder of the moved instrument
-        // (about 40 each) is alerted, none missing. One planning replica: until the book is sharded, each replica keeps
-        // its own breach state, and a breach that replica missed (the event went to another) is not alerted again.
-        using var cancel = new CancellationTokenSource(TimeSpan.FromMinutes(4));
+        // The smoke size of `rmesh bench-monitor`: 200 portfolios on two planning replicas, 3 measured ticks; every holder
+        // of the moved instrument (about 40 each) is alerted, none missing, whichever replica holds it. Then a storm of 50
+        // automatic portfolios breached at once: each gets exactly one plan.
+        using var cancel = new CancellationTokenSource(TimeSpan.FromMinutes(5));
         var log = new StringWriter();
-        var result = await MonitorBenchmark.RunAsync(RebalanceMesh.Testing.RepoPaths.Root, portfolios: 200, replicas: 1, ticks: 3, BuildConfiguration.Name, log, cancel.Token);
+        var result = await MonitorBenchmark.RunAsync(RebalanceMesh.Testing.RepoPaths.Root, portfolios: 200, replicas: 2, ticks: 3, storm: 50, BuildConfiguration.Name, log, cancel.Token);
         output.WriteLine(log.ToString());
         Assert.Equal(0, result.Missing);
         Assert.Equal(3, result.TickToDecision.Count);
         Assert.All(result.TickToDecision, ms => Assert.InRange(ms, 0.1, 60_000));
         Assert.InRange(result.AlertsPerTick, 30, 50); // 200 portfolios × 10 of 50 instruments
-        Assert.Single(result.MemoryMb);
+        Assert.Equal(2, result.MemoryMb.Count);
+        Assert.Equal(200, result.Split.Sum());
+        Assert.All(result.Split, n => Assert.InRange(n, 50, 150)); // 32 partitions each; 200 portfolios hash unevenly at this size
+        Assert.Equal((50, 50, 0), (result.Storm!.Portfolios, result.Storm.Planned, result.Storm.Twice));
+    }
+
+    [Fact]
+    public async Task A_planning_replica_killed_during_a_storm_leaves_every_breached_portfolio_exactly_one_plan()
+    {
+        // Two planning replicas, 150 automatic portfolios breached at once; the second replica is killed (SIGKILL) as soon
+        // as the first plans are stored. The first takes its partitions when its membership ends, with their pending plan
+        // requests: every portfolio gets its plan, none two (a request worked again finds its plan, or its cooldown).
+        using var cancel = new CancellationTokenSource(TimeSpan.FromMinutes(5));
+        var log = new StringWriter();
+        var result = await MonitorBenchmark.RunAsync(RebalanceMesh.Testing.RepoPaths.Root, portfolios: 200, replicas: 2, ticks: 1, storm: 150, BuildConfiguration.Name, log, cancel.Token, killDuringStorm: true);
+        output.WriteLine(log.ToString());
+        Assert.Contains("killed planning replica", log.ToString());
+        Assert.Equal((150, 150, 0), (result.Storm!.Portfolios, result.Storm.Planned, result.Storm.Twice));
     }
 
     [Fact]

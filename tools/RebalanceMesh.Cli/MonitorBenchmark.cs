@@ -7,6 +7,7 @@ using Grpc.Core;
 using RebalanceMesh.Contracts.Common.V1;
 using RebalanceMesh.Contracts.Planning.V1;
 using RebalanceMesh.Contracts.Pricing.V1;
+using RebalanceMesh.Planning.Core;
 using RebalanceMesh.ServiceDefaults;
 
 namespace RebalanceMesh.Cli;
@@ -16,9 +17,19 @@ namespace RebalanceMesh.Cli;
 /// <param name="CpuMsPerEvent">Planning CPU (all replicas, user + system) over the ticks, per market event.</param>
 /// <param name="MemoryMb">Resident memory of each planning replica after the ticks.</param>
 /// <param name="Missing">Expected breach alerts that never came (within the timeout).</param>
-public sealed record MonitorBenchmarkResult(int Portfolios, int Replicas, IReadOnlyList<double> TickToDecision, double CpuMsPerEvent, IReadOnlyList<double> MemoryMb, int AlertsPerTick, int Missing, double SetUpSeconds)
+/// <param name="Split">Portfolios each planning replica evaluates (by the partitions it holds), in replica order.</param>
+public sealed record MonitorBenchmarkResult(int Portfolios, int Replicas, IReadOnlyList<double> TickToDecision, double CpuMsPerEvent, IReadOnlyList<double> MemoryMb, int AlertsPerTick, int Missing, double SetUpSeconds, IReadOnlyList<int> Split, StormResult? Storm)
 {
     public double Percentile(double p) => Percentiles.NearestRank(TickToDecision, p);
+}
+
+/// <summary>What the breach storm measured.</summary>
+/// <param name="Planned">Storm portfolios with a plan stored within the time limit.</param>
+/// <param name="Seconds">From the shock's ingestion to the last of those plans stored.</param>
+/// <param name="Twice">Storm portfolios with more than one plan (each policy's cooldown is an hour: a second plan is a duplicate).</param>
+public sealed record StormResult(int Portfolios, int Planned, double Seconds, int Twice)
+{
+    public double PlansPerSecond => Seconds > 0 ? Planned / Seconds : 0;
 }
 
 /// <summary>
@@ -28,7 +39,10 @@ public sealed record MonitorBenchmarkResult(int Portfolios, int Replicas, IReadO
 /// replicas. Each measured tick moves one instrument up 50 % on all three venues through IngestQuotes — every holder
 /// breaches its band — and waits for every holder's breach alert on WatchAlerts (tick to decision); the next tick puts
 /// it back (unmeasured) before another instrument moves. Reports tick to decision p50/p99, planning CPU per market
-/// event and memory per replica. Loopback only, bounded in count and time.
+/// event, memory per replica and how the book is split between replicas (from the partitions each holds). Then the
+/// storm: <c>--storm</c> portfolios (all holding MN01, which the measured ticks leave alone) turn automatic with an
+/// hour's cooldown, MN01 doubles, and every one of them breaches: the storm's figure is plans stored per second, and
+/// none may get two. <c>--kill-during-storm</c> kills the last planning replica once the first plans are stored. Loopback only, bounded in count and time.
 /// </summary>
 public static class MonitorBenchmark
 {
@@ -41,10 +55,12 @@ public static class MonitorBenchmark
         var portfoliosOption = new Option<int>("--portfolios") { Description = "Portfolios watched (10 to 200,000).", DefaultValueFactory = _ => 10_000 };
         var replicasOption = new Option<int>("--replicas") { Description = "Planning replicas (1 to 4).", DefaultValueFactory = _ => 1 };
         var ticksOption = new Option<int>("--ticks") { Description = "Measured ticks, each moving one instrument (1 to 200).", DefaultValueFactory = _ => 20 };
+        var killOption = new Option<bool>("--kill-during-storm") { Description = "Kill the last planning replica (SIGKILL) once the storm's first plans are stored; the others take its portfolios." };
+        var stormOption = new Option<int>("--storm") { Description = "Automatic portfolios breached at once after the ticks (0: no storm; at most --portfolios).", DefaultValueFactory = _ => 10_000 };
         var configurationOption = new Option<string>("--configuration") { Description = "Build configuration of the services.", DefaultValueFactory = _ => "Release" };
         var command = new Command("bench-monitor", "Tick to decision of the monitor over a book of portfolios (starts and stops its own mesh).")
         {
-            portfoliosOption, replicasOption, ticksOption, configurationOption,
+            portfoliosOption, replicasOption, ticksOption, stormOption, killOption, configurationOption,
         };
         command.SetAction(async (parse, ct) =>
         {
@@ -55,15 +71,23 @@ public static class MonitorBenchmark
                 return 1;
             }
 
-            var result = await RunAsync(repo, Math.Clamp(parse.GetValue(portfoliosOption), 10, 200_000), Math.Clamp(parse.GetValue(replicasOption), 1, 4), Math.Clamp(parse.GetValue(ticksOption), 1, 200), configuration, Console.Out, ct);
+            var portfolios = Math.Clamp(parse.GetValue(portfoliosOption), 10, 200_000);
+            var result = await RunAsync(repo, portfolios, Math.Clamp(parse.GetValue(replicasOption), 1, 4), Math.Clamp(parse.GetValue(ticksOption), 1, 200), Math.Clamp(parse.GetValue(stormOption), 0, portfolios), configuration, Console.Out, ct, parse.GetValue(killOption));
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"{result.Portfolios} portfolios, {result.Replicas} planning replica(s), {result.TickToDecision.Count} ticks of ~{result.AlertsPerTick} breaches each (set up in {result.SetUpSeconds:F1} s): tick to decision p50 {result.Percentile(50):F1} ms, p99 {result.Percentile(99):F1} ms; planning CPU {result.CpuMsPerEvent:F1} ms per market event; planning memory {string.Join(" / ", result.MemoryMb.Select(m => m.ToString("F0", CultureInfo.InvariantCulture)))} MB; alerts missing {result.Missing}"));
-            return result.Missing == 0 ? 0 : 1;
+                $"{result.Portfolios} portfolios, {result.Replicas} planning replica(s), {result.TickToDecision.Count} ticks of ~{result.AlertsPerTick} breaches each (set up in {result.SetUpSeconds:F1} s): tick to decision p50 {result.Percentile(50):F1} ms, p99 {result.Percentile(99):F1} ms; planning CPU {result.CpuMsPerEvent:F1} ms per market event; planning memory {string.Join(" / ", result.MemoryMb.Select(m => m.ToString("F0", CultureInfo.InvariantCulture)))} MB; book split {string.Join(" / ", result.Split)}; alerts missing {result.Missing}"));
+            if (result.Storm is { } storm)
+            {
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"storm: {storm.Planned} of {storm.Portfolios} breached automatic portfolios planned in {storm.Seconds:F1} s = {storm.PlansPerSecond:F0} plans stored per second; portfolios with two plans {storm.Twice}"));
+            }
+
+            return result.Missing == 0 && result.Storm is null or { Twice: 0 } && result.Storm?.Planned == result.Storm?.Portfolios ? 0 : 1;
         });
         return command;
     }
 
-    public static async Task<MonitorBenchmarkResult> RunAsync(string repo, int portfolios, int replicas, int ticks, string configuration, TextWriter log, CancellationToken cancellationToken)
+    /// <param name="killDuringStorm">Kill the last planning replica once the storm's first plans are stored (with two or more replicas).</param>
+    public static async Task<MonitorBenchmarkResult> RunAsync(string repo, int portfolios, int replicas, int ticks, int storm, string configuration, TextWriter log, CancellationToken cancellationToken, bool killDuringStorm = false)
     {
         var instruments = Enumerable.Range(1, InstrumentCount).Select(i => $"MN{i:D2}").ToArray();
         var env = new Dictionary<string, string> { ["Pricing__Feed"] = "none", ["Pricing__PublishInterval"] = "00:00:00.005" };
@@ -91,7 +115,8 @@ public static class MonitorBenchmark
         var setUp = Stopwatch.GetTimestamp();
         var holders = instruments.ToDictionary(i => i, _ => new ConcurrentBag<string>(), StringComparer.Ordinal);
         var random = new Random(17);
-        var books = Enumerable.Range(0, portfolios).Select(k => (Id: $"mon-{k:D6}", Picks: Enumerable.Range(0, InstrumentCount).OrderBy(_ => random.Next()).Take(PositionsPerPortfolio).ToArray(), Band: 0.01 + (0.02 * (k % 5) / 4))).ToArray();
+        // The first --storm portfolios hold MN01 (the storm's instrument), the others any 10.
+        var books = Enumerable.Range(0, portfolios).Select(k => (Id: $"mon-{k:D6}", Picks: Picks(random, k < storm), Band: 0.01 + (0.02 * (k % 5) / 4))).ToArray();
         await Parallel.ForEachAsync(books, new ParallelOptions { MaxDegreeOfParallelism = 32, CancellationToken = cancellationToken }, async (book, ct) =>
         {
             var portfolio = new Portfolio { PortfolioId = book.Id, BaseCurrency = "EUR", Cash = 10_000m };
@@ -148,7 +173,7 @@ public static class MonitorBenchmark
                 cpuBefore = planningPids.Sum(CpuTicks);
             }
 
-            var k = (tick + 1) * 7 % InstrumentCount;
+            var k = 1 + ((tick + 1) * 7 % (InstrumentCount - 1)); // never MN01, the storm's
             var expected = holders[instruments[k]].ToHashSet(StringComparer.Ordinal);
             alerts.Clear();
             var moved = (decimal[])prices.Clone();
@@ -180,7 +205,92 @@ public static class MonitorBenchmark
         await watching.CancelAsync();
         await reader;
         var perTick = (int)Math.Round(holders.Values.Average(h => h.Count));
-        return new MonitorBenchmarkResult(portfolios, replicas, latencies, cpuMs, memory, perTick, missing, setUpSeconds);
+
+        // The split: which replica holds each portfolio's partition.
+        using var redis = await StackExchange.Redis.ConnectionMultiplexer.ConnectAsync(state.RedisConnection);
+        var owners = (await redis.GetDatabase().HashGetAllAsync("pln:monitor:owners")).ToDictionary(e => (int)e.Name, e => e.Value.ToString());
+        var replicaNames = Enumerable.Range(1, replicas).Select(r => $"planning-{r}").ToArray();
+        var split = replicaNames.Select(name => books.Count(b => owners.GetValueOrDefault(MonitorPartitions.Of(b.Id, MonitorPartitions.Default)) == name)).ToArray();
+        var victim = killDuringStorm && planningPids.Length > 1 ? planningPids[^1] : (int?)null;
+        var stormResult = storm > 0 ? await StormAsync(planning, pricing, redis.GetDatabase(), books.Take(storm).ToArray(), instruments[0], prices[0], victim, log, cancellationToken) : null;
+        return new MonitorBenchmarkResult(portfolios, replicas, latencies, cpuMs, memory, perTick, missing, setUpSeconds, split, stormResult);
+    }
+
+    /// <summary>Ten of the 50 instruments, MN01 (index 0) among them when <paramref name="storm"/>.</summary>
+    private static int[] Picks(Random random, bool storm)
+    {
+        var picks = Enumerable.Range(storm ? 1 : 0, storm ? InstrumentCount - 1 : InstrumentCount).OrderBy(_ => random.Next()).Take(storm ? PositionsPerPortfolio - 1 : PositionsPerPortfolio);
+        return (storm ? picks.Prepend(0) : picks).ToArray();
+    }
+
+    /// <summary>
+    /// The storm: the portfolios turn automatic (an hour's cooldown), then their shared instrument doubles — each one's
+    /// weight in it goes from 9 % to 16.5 %, past every band — and the plans are counted in Redis as they are stored.
+    /// </summary>
+    private static async Task<StormResult> StormAsync(PlanningService.PlanningServiceClient planning, PricingService.PricingServiceClient pricing, StackExchange.Redis.IDatabase redis,
+        IReadOnlyList<(string Id, int[] Picks, double Band)> books, string instrument, decimal price, int? victim, TextWriter log, CancellationToken cancellationToken)
+    {
+        await Parallel.ForEachAsync(books, new ParallelOptions { MaxDegreeOfParallelism = 32, CancellationToken = cancellationToken }, async (book, ct) =>
+        {
+            var current = (await planning.GetPortfolioAsync(new GetPortfolioRequest { PortfolioId = book.Id, SkipValuation = true }, cancellationToken: ct)).Policy;
+            current.ExecutionMode = ExecutionMode.Auto;
+            current.CooldownSeconds = 3_600;
+            await planning.SetPolicyAsync(new SetPolicyRequest { Policy = current }, cancellationToken: ct);
+        });
+        log.WriteLine($"storm: {books.Count} portfolios automatic; {instrument} doubles");
+        var started = Stopwatch.GetTimestamp();
+        await QuoteAsync(pricing, [instrument], [price * 2m], cancellationToken);
+        var limit = TimeSpan.FromSeconds(Math.Max(120, books.Count / 20.0));
+        var planned = 0;
+        var last = TimeSpan.Zero;
+        while (Stopwatch.GetElapsedTime(started) < limit)
+        {
+            var counts = await PlanCountsAsync(redis, books);
+            var now = counts.Count(c => c > 0);
+            if (now > planned)
+            {
+                planned = now;
+                last = Stopwatch.GetElapsedTime(started);
+            }
+
+            if (victim is { } pid && planned > 0)
+            {
+                // Mid-storm: the replica dies with its requests in flight; the others take its partitions when its
+                // membership ends, and its portfolios' requests with them.
+                System.Diagnostics.Process.GetProcessById(pid).Kill();
+                log.WriteLine($"storm: killed planning replica pid {pid} after {planned} plans");
+                victim = null;
+            }
+
+            if (planned == books.Count)
+            {
+                break;
+            }
+
+            await Task.Delay(100, cancellationToken);
+        }
+
+        // A moment more for any duplicate to show.
+        await Task.Delay(2_000, cancellationToken);
+        var twice = (await PlanCountsAsync(redis, books)).Count(c => c > 1);
+        return new StormResult(books.Count, planned, last.TotalSeconds, twice);
+    }
+
+    /// <summary>Plans stored per portfolio (planning's pln:plans:{portfolio} index), read in pipelined batches.</summary>
+    private static async Task<long[]> PlanCountsAsync(StackExchange.Redis.IDatabase redis, IReadOnlyList<(string Id, int[] Picks, double Band)> books)
+    {
+        var counts = new long[books.Count];
+        foreach (var chunk in Enumerable.Range(0, books.Count).Chunk(1_000))
+        {
+            var reads = chunk.Select(i => redis.SortedSetLengthAsync("pln:plans:" + books[i].Id)).ToArray();
+            var lengths = await Task.WhenAll(reads);
+            for (var j = 0; j < chunk.Length; j++)
+            {
+                counts[chunk[j]] = lengths[j];
+            }
+        }
+
+        return counts;
     }
 
     /// <summary>A process's user + system CPU so far, in clock ticks (1/100 s), from /proc; 0 when gone.</summary>

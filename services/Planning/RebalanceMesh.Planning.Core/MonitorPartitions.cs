@@ -8,6 +8,9 @@ namespace RebalanceMesh.Planning.Core;
 /// </summary>
 public static class MonitorPartitions
 {
+    /// <summary>Partitions of a mesh unless configured (Monitor:Partitions).</summary>
+    public const int Default = 64;
+
     /// <summary>The partition of a portfolio: FNV-1a (32 bits) of its id's UTF-16 code units, modulo the partition count.</summary>
     public static int Of(string portfolioId, int partitions)
     {

@@ -221,9 +221,9 @@ public sealed class DriftMonitor(
 
     /// <summary>
     /// Evaluates the ticks after the held partitions' cursors, in passes of up to <see cref="MonitorOptions.TickBatch"/>
-    /// ticks, until none is left. Returns the portfolios evaluated.
+    /// ticks, until none is left. Returns each portfolio evaluated with the ticks its evaluation covered.
     /// </summary>
-    public async Task<int> ProcessAsync(CancellationToken cancellationToken)
+    public async Task<IReadOnlyList<MonitorCoverage>> ProcessAsync(CancellationToken cancellationToken)
     {
         await _gate.WaitAsync(cancellationToken);
         try
@@ -233,10 +233,10 @@ public sealed class DriftMonitor(
                 await HeartbeatCoreAsync();
             }
 
-            var evaluated = 0;
+            var evaluated = new List<MonitorCoverage>();
             while (await PassAsync(cancellationToken) is { } pass)
             {
-                evaluated += pass.Evaluated;
+                evaluated.AddRange(pass.Evaluated);
                 if (!pass.More)
                 {
                     break;
@@ -252,7 +252,7 @@ public sealed class DriftMonitor(
     }
 
     /// <summary>One pass; null when there was no tick to evaluate.</summary>
-    private async Task<(int Evaluated, bool More)?> PassAsync(CancellationToken cancellationToken)
+    private async Task<(IReadOnlyList<MonitorCoverage> Evaluated, bool More)?> PassAsync(CancellationToken cancellationToken)
     {
         Dictionary<int, HeldPartition> held;
         lock (_held)
@@ -337,6 +337,7 @@ public sealed class DriftMonitor(
         {
             foreach (var (partition, state) in held)
             {
+                state.Before = state.Cursor;
                 if (_held.ContainsKey(partition))
                 {
                     state.Cursor = last;
@@ -375,13 +376,15 @@ public sealed class DriftMonitor(
                 raised.Count, outcomes.Count, ticks.Count, string.Join(", ", raised.Take(10)) + (raised.Count > 10 ? ", …" : string.Empty));
         }
 
+        var covered = outcomes.Where(o => !lost.Contains(affected[o.PortfolioId].Partition))
+            .Select(o => new MonitorCoverage(o.PortfolioId, held[affected[o.PortfolioId].Partition].Before, last)).ToArray();
         Passes.Add(1);
         TicksRead.Add(ticks.Count);
         PassSeconds.Record(Stopwatch.GetElapsedTime(started).TotalSeconds);
         activity?.SetTag("planning.monitor.ticks", ticks.Count);
         activity?.SetTag("planning.monitor.evaluated", outcomes.Count);
         activity?.SetTag("planning.monitor.breached", raised.Count);
-        return (outcomes.Count, ticks.Count >= Settings.TickBatch);
+        return (covered, ticks.Count >= Settings.TickBatch);
     }
 
     /// <summary>What one evaluation found: the alert when the portfolio is breached, the plan request when its policy is automatic and may call for one.</summary>
@@ -524,6 +527,9 @@ public sealed class DriftMonitor(
     {
         public string Cursor { get; set; } = cursor;
 
+        /// <summary>The cursor before the pass in progress moved it.</summary>
+        public string Before { get; set; } = cursor;
+
         public HashSet<string> Breached { get; } = breached;
     }
 
@@ -587,3 +593,6 @@ public sealed class DriftMonitor(
     }
 
 }
+
+/// <summary>A portfolio a monitor pass evaluated, and the ticks that evaluation covered: those after <paramref name="AfterTick"/> through <paramref name="ThroughTick"/>.</summary>
+public sealed record MonitorCoverage(string PortfolioId, string AfterTick, string ThroughTick);

@@ -186,7 +186,7 @@ public sealed class MonitorBook(PlanningStore store, Microsoft.Extensions.Option
     public void Dispose() => _gate.Dispose();
 
     /// <summary>Whether stream id <paramref name="a"/> comes before <paramref name="b"/> ("ms-seq").</summary>
-    internal static bool IsOlder(string a, string b)
+    public static bool IsOlder(string a, string b)
     {
         static (long Ms, long Seq) Parse(string id)
         {

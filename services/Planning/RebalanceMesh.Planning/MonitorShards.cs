@@ -8,7 +8,7 @@ namespace RebalanceMesh.Planning;
 public sealed class MonitorOptions
 {
     /// <summary>Partitions of the book (fixed for a mesh: changing it moves every portfolio's partition).</summary>
-    public int Partitions { get; set; } = 64;
+    public int Partitions { get; set; } = Core.MonitorPartitions.Default;
 
     /// <summary>This replica's name in the membership: Mesh:InstanceId when set, else machine and process.</summary>
     public string ReplicaId { get; set; } = string.Empty;
