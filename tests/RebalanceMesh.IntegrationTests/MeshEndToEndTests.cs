@@ -123,12 +123,14 @@ public sealed class MeshEndToEndTests(ITestOutputHelper output) : MeshTest(outpu
         Assert.Contains(result.Spans, s => s.Service == "risk" && s.Kind == "Server");
 
         // The launcher ran each service in its own output folder, so its appsettings.json applied: no per-request
-        // Information lines from ASP.NET's hosting and routing (the file sets Microsoft.AspNetCore to Warning).
+        // Information lines from ASP.NET's hosting and routing, nor from the gRPC clients' HttpClient handlers (the files
+        // set Microsoft.AspNetCore and System.Net.Http.HttpClient to Warning).
         foreach (var service in Mesh.Services)
         {
             var log = File.ReadAllText(service.LogFile);
             Assert.DoesNotContain("\"Category\":\"Microsoft.AspNetCore.Hosting.Diagnostics\"", log);
             Assert.DoesNotContain("\"Category\":\"Microsoft.AspNetCore.Routing.EndpointMiddleware\"", log);
+            Assert.DoesNotContain("\"Category\":\"System.Net.Http.HttpClient.", log);
         }
 
         // The signing key and the mesh credential are the owner's alone.

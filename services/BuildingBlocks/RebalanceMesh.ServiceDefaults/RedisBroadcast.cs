@@ -10,14 +10,22 @@ namespace RebalanceMesh.ServiceDefaults;
 
 /// <summary>
 /// Fans protobuf messages out to server-streaming RPCs across every replica of a service: each replica publishes
-/// changes on one Redis pub/sub channel and hands every message it receives there to its local watchers. A watcher
-/// too slow to keep up loses its oldest messages, never blocks the others.
+/// changes on one Redis pub/sub channel and hands every message it receives there to its local watchers. Many messages
+/// at once (a breach storm's alerts) go as one publish on the <c>{channel}:batch</c> channel, length-delimited. A
+/// watcher too slow to keep up loses its oldest messages beyond <see cref="WatcherCapacity"/>, never blocks the others.
 /// </summary>
 public sealed class RedisBroadcast<T> : IHostedService
     where T : IMessage<T>, new()
 {
+    /// <summary>Messages buffered per watcher: a burst this large reaches a watcher whole.</summary>
+    public const int WatcherCapacity = 65_536;
+
+    /// <summary>Messages per batch publish.</summary>
+    private const int BatchSize = 1_000;
+
     private readonly IConnectionMultiplexer _redis;
     private readonly RedisChannel _channel;
+    private readonly RedisChannel _batchChannel;
     private readonly ILogger _logger;
     private readonly MessageParser<T> _parser = new(() => new T());
     private readonly ConcurrentDictionary<Guid, Channel<T>> _watchers = new();
@@ -26,13 +34,14 @@ public sealed class RedisBroadcast<T> : IHostedService
     {
         _redis = redis;
         _channel = RedisChannel.Literal(channel);
+        _batchChannel = RedisChannel.Literal(channel + ":batch");
         _logger = logger;
     }
 
     /// <summary>Starts receiving; dispose the returned subscription to stop.</summary>
     public Subscription Subscribe()
     {
-        var channel = Channel.CreateBounded<T>(new BoundedChannelOptions(1_000) { FullMode = BoundedChannelFullMode.DropOldest });
+        var channel = Channel.CreateBounded<T>(new BoundedChannelOptions(WatcherCapacity) { FullMode = BoundedChannelFullMode.DropOldest });
         var id = Guid.NewGuid();
         _watchers[id] = channel;
         return new Subscription(this, id, channel.Reader);
@@ -40,24 +49,64 @@ public sealed class RedisBroadcast<T> : IHostedService
 
     public Task PublishAsync(T message) => _redis.GetSubscriber().PublishAsync(_channel, message.ToByteArray());
 
+    /// <summary>Publishes many messages in few publishes (<see cref="BatchSize"/> each), in order.</summary>
+    public async Task PublishAsync(IReadOnlyCollection<T> messages)
+    {
+        if (messages.Count == 1)
+        {
+            await PublishAsync(messages.First());
+            return;
+        }
+
+        foreach (var chunk in messages.Chunk(BatchSize))
+        {
+            using var buffer = new MemoryStream();
+            foreach (var message in chunk)
+            {
+                message.WriteDelimitedTo(buffer);
+            }
+
+            await _redis.GetSubscriber().PublishAsync(_batchChannel, buffer.ToArray());
+        }
+    }
+
     public async Task StartAsync(CancellationToken cancellationToken)
     {
         var queue = await _redis.GetSubscriber().SubscribeAsync(_channel);
-        queue.OnMessage(message =>
+        queue.OnMessage(message => Receive(message.Message, batch: false));
+        var batches = await _redis.GetSubscriber().SubscribeAsync(_batchChannel);
+        batches.OnMessage(message => Receive(message.Message, batch: true));
+    }
+
+    private void Receive(RedisValue payload, bool batch)
+    {
+        try
         {
-            try
+            var bytes = (byte[])payload!;
+            if (!batch)
             {
-                var parsed = _parser.ParseFrom((byte[])message.Message!);
-                foreach (var watcher in _watchers.Values)
-                {
-                    watcher.Writer.TryWrite(parsed);
-                }
+                Hand(_parser.ParseFrom(bytes));
+                return;
             }
-            catch (InvalidProtocolBufferException ex)
+
+            using var stream = new MemoryStream(bytes, writable: false);
+            while (stream.Position < stream.Length)
             {
-                _logger.LogWarning(ex, "Ignoring a malformed message on {Channel}", _channel);
+                Hand(_parser.ParseDelimitedFrom(stream));
             }
-        });
+        }
+        catch (InvalidProtocolBufferException ex)
+        {
+            _logger.LogWarning(ex, "Ignoring a malformed message on {Channel}", batch ? _batchChannel : _channel);
+        }
+    }
+
+    private void Hand(T message)
+    {
+        foreach (var watcher in _watchers.Values)
+        {
+            watcher.Writer.TryWrite(message);
+        }
     }
 
     public async Task StopAsync(CancellationToken cancellationToken)
@@ -70,6 +119,7 @@ public sealed class RedisBroadcast<T> : IHostedService
         try
         {
             await _redis.GetSubscriber().UnsubscribeAsync(_channel);
+            await _redis.GetSubscriber().UnsubscribeAsync(_batchChannel);
         }
         catch (RedisConnectionException)
         {

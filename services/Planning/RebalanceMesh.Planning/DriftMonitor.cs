@@ -308,7 +308,7 @@ public sealed class DriftMonitor(
 
         // Breaches raised and cleared, alerts for the raised ones, plan requests for automatic policies.
         var changes = new List<ShardChange>();
-        var alerting = new List<Task>();
+        var alerting = new List<PolicyAlert>();
         var raised = new List<string>();
         foreach (var outcome in outcomes)
         {
@@ -317,7 +317,7 @@ public sealed class DriftMonitor(
             if (outcome.Alert is { } alert && !wasBreached)
             {
                 changes.Add(new ShardChange.BreachRaised(partition, outcome.PortfolioId));
-                alerting.Add(alerts.PublishAsync(alert));
+                alerting.Add(alert);
                 raised.Add(outcome.PortfolioId);
             }
             else if (outcome.Alert is null && wasBreached)
@@ -331,7 +331,11 @@ public sealed class DriftMonitor(
             }
         }
 
-        await Task.WhenAll(alerting);
+        if (alerting.Count > 0)
+        {
+            await alerts.PublishAsync(alerting); // together, in few publishes
+        }
+
         var lost = await shards.CommitAsync(Me, last, held.Keys, changes);
         lock (_held)
         {
