@@ -36,7 +36,7 @@ public static class DriftEvaluator
                 var limit = policy.RelativeBand * target;
                 var breached = deviation > limit;
                 reasons.Add(new DriftReason(RelativeBandRule, position.InstrumentId, deviation, limit, breached,
-                    breached || describeAll ? Describe(position.InstrumentId, position.Weight, target, deviation, limit, breached, $"relative band ({policy.RelativeBand:P0} of target)") : string.Empty));
+                    breached || describeAll ? Describe(position.InstrumentId, position.Weight, target, deviation, limit, breached, string.Create(CultureInfo.InvariantCulture, $"relative band ({policy.RelativeBand:P0} of target)")) : string.Empty));
             }
         }
 
@@ -46,7 +46,7 @@ public static class DriftEvaluator
         {
             var breached = total > policy.TotalDriftThreshold;
             reasons.Add(new DriftReason(TotalDriftRule, string.Empty, total, policy.TotalDriftThreshold, breached,
-                string.Create(CultureInfo.InvariantCulture, $"total drift {total:P2} {(breached ? ">" : "<=")} threshold {policy.TotalDriftThreshold:P2}")));
+                DescribeTotal(total, policy.TotalDriftThreshold, breached)));
         }
 
         if (policy.Limits is { } limits)
@@ -78,7 +78,10 @@ public static class DriftEvaluator
         return width;
     }
 
-    private static string Describe(string instrument, double weight, double target, double deviation, double limit, bool breached, string rule) =>
+    internal static string DescribeTotal(double total, double threshold, bool breached) =>
+        string.Create(CultureInfo.InvariantCulture, $"total drift {total:P2} {(breached ? ">" : "<=")} threshold {threshold:P2}");
+
+    internal static string Describe(string instrument, double weight, double target, double deviation, double limit, bool breached, string rule) =>
         string.Create(CultureInfo.InvariantCulture,
             $"{instrument}: weight {weight:P2} vs target {target:P2}, drift {deviation:P2} {(breached ? ">" : "<=")} {rule} {limit:P2}");
 }

@@ -439,6 +439,8 @@ public sealed class DriftMonitor(
             return [];
         }
 
+        // The snapshot as arrays by the book's instrument numbering, for the band screens.
+        var (prices, spot) = Prices(market.Marks);
         var outcomes = new List<Outcome>(resolved.Count);
         foreach (var (entry, policy, instruments) in resolved)
         {
@@ -448,13 +450,60 @@ public sealed class DriftMonitor(
                 continue;
             }
 
-            if (Evaluate(entry, policy, market.Marks) is { } outcome)
+            if ((Screened(entry, policy, prices, spot) ?? Evaluate(entry, policy, market.Marks)) is { } outcome)
             {
                 outcomes.Add(outcome);
             }
         }
 
         return outcomes;
+    }
+
+    private (double[] Prices, bool[] Spot) Prices(MarketMarks marks)
+    {
+        var prices = new double[book.SlotCount + 64];
+        Array.Fill(prices, double.NaN);
+        var spot = new bool[prices.Length];
+        foreach (var (instrument, mark) in marks.Marks)
+        {
+            var slot = book.SlotOf(instrument);
+            if (slot < prices.Length)
+            {
+                prices[slot] = (double)mark.UnitPrice;
+                spot[slot] = !mark.Margined && (mark.Underlying is null || mark.Underlying == instrument);
+            }
+        }
+
+        return (prices, spot);
+    }
+
+    /// <summary>
+    /// The fast path: a plain portfolio's bands screened in doubles (<see cref="BandScreen"/>); null when the portfolio
+    /// is not plain or the screen cannot decide, and the full evaluation runs.
+    /// </summary>
+    private Outcome? Screened(MonitoredPortfolio entry, TargetPolicy targetPolicy, double[] prices, bool[] spot)
+    {
+        if (entry.Screen is not { } compiled || !ReferenceEquals(compiled.Policy, targetPolicy))
+        {
+            compiled = (targetPolicy, BandScreen.TryCompile(entry.Snapshot, targetPolicy, book.SlotOf));
+            entry.Screen = compiled;
+        }
+
+        if (compiled.Screen is not { } screen || screen.MaxSlot >= prices.Length)
+        {
+            return null;
+        }
+
+        var (verdict, total) = screen.Screen(prices, spot);
+        if (verdict == ScreenVerdict.Undecided)
+        {
+            return null;
+        }
+
+        Evaluations.Add(1);
+        Drift[entry.PortfolioId] = total;
+        var reasons = verdict == ScreenVerdict.Breached ? screen.BreachedReasons(prices) : [];
+        return Decided(entry, total, reasons, emergency: false);
     }
 
     /// <summary>One portfolio's bands, guards and hedges on the snapshot's marks; null when it cannot be marked.</summary>
@@ -490,31 +539,37 @@ public sealed class DriftMonitor(
 
         Evaluations.Add(1);
         Drift[portfolioId] = evaluation.TotalDrift;
+        var emergency = guard?.Emergency == true || margin?.Emergency == true || ripcord;
+        return Decided(entry, evaluation.TotalDrift, evaluation.Reasons.Where(r => r.Breached).ToArray(), emergency);
+    }
+
+    /// <summary>The outcome of an evaluation: an alert when rules are breached, a plan request when the policy is automatic and may call for one.</summary>
+    private Outcome Decided(MonitoredPortfolio entry, double totalDrift, IReadOnlyList<Core.DriftReason> breached, bool emergency)
+    {
+        var (portfolioId, policy) = (entry.PortfolioId, entry.Policy);
         PolicyAlert? alert = null;
-        if (evaluation.Breached)
+        if (breached.Count > 0)
         {
             alert = new PolicyAlert
             {
                 PortfolioId = portfolioId,
-                TotalDrift = evaluation.TotalDrift,
+                TotalDrift = totalDrift,
                 RaisedAt = Google.Protobuf.WellKnownTypes.Timestamp.FromDateTimeOffset(time.GetUtcNow()),
                 Automatic = policy.ExecutionMode == ExecutionMode.Auto,
                 Kind = AlertKind.Breach,
             };
-            alert.Reasons.AddRange(evaluation.Reasons.Where(r => r.Breached).Select(r => r.ToWire()));
+            alert.Reasons.AddRange(breached.Select(r => r.ToWire()));
             if (logger.IsEnabled(LogLevel.Debug))
             {
-                logger.LogDebug("Portfolio {PortfolioId} breaches its policy: {Reasons}", portfolioId,
-                    string.Join("; ", evaluation.Reasons.Where(r => r.Breached).Select(r => r.Message)));
+                logger.LogDebug("Portfolio {PortfolioId} breaches its policy: {Reasons}", portfolioId, string.Join("; ", breached.Select(r => r.Message)));
             }
         }
 
         // Automatic mode: a plan may be due (breached, or a calendar to check); the planner decides against the last plan.
         PlanRequest? request = null;
-        if (policy.ExecutionMode == ExecutionMode.Auto && (evaluation.Breached || policy.CalendarIntervalDays > 0))
+        if (policy.ExecutionMode == ExecutionMode.Auto && (breached.Count > 0 || policy.CalendarIntervalDays > 0))
         {
-            var emergency = guard?.Emergency == true || margin?.Emergency == true || ripcord;
-            request = new PlanRequest(evaluation.Breached, emergency, snapshot.Version, Evaluated.BreachesOf(evaluation.Reasons).Order(StringComparer.Ordinal).ToArray());
+            request = new PlanRequest(breached.Count > 0, emergency, entry.Snapshot.Version, Evaluated.BreachesOf(breached).Order(StringComparer.Ordinal).ToArray());
         }
 
         return new Outcome(portfolioId, alert, request);

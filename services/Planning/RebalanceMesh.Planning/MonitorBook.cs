@@ -29,10 +29,31 @@ public sealed class MonitorBook(PlanningStore store, Microsoft.Extensions.Option
     private readonly ConcurrentDictionary<string, MonitoredPortfolio> _entries = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, ConcurrentDictionary<string, byte>> _byInstrument = new(StringComparer.Ordinal);
     private readonly SemaphoreSlim _gate = new(1, 1);
+    private readonly ConcurrentDictionary<string, int> _slots = new(StringComparer.Ordinal);
     private string? _lastChange;
 
     /// <summary>Portfolios in the book.</summary>
     public int Count => _entries.Count;
+
+    /// <summary>Instruments numbered so far (see <see cref="SlotOf"/>).</summary>
+    public int SlotCount => _slots.Count;
+
+    /// <summary>The instrument's number in the book's price arrays (<see cref="BandScreen"/>), numbering it on first sight.</summary>
+    public int SlotOf(string instrument)
+    {
+        if (_slots.TryGetValue(instrument, out var known))
+        {
+            return known;
+        }
+
+        lock (_slots)
+        {
+            return _slots.TryGetValue(instrument, out var slot) ? slot : _slots[instrument] = _slots.Count;
+        }
+    }
+
+    /// <summary>Each numbered instrument with its slot.</summary>
+    public IEnumerable<KeyValuePair<string, int>> Slots => _slots;
 
     /// <summary>The portfolio as the book holds it, or null.</summary>
     public MonitoredPortfolio? Get(string portfolioId) => _entries.GetValueOrDefault(portfolioId);
@@ -218,4 +239,7 @@ public sealed class MonitorBookLoader(MonitorBook book, ILogger<MonitorBookLoade
 public sealed record MonitoredPortfolio(Portfolio Portfolio, Policy Policy, PortfolioSnapshot Snapshot, IReadOnlyList<string> Instruments, int Partition)
 {
     public string PortfolioId => Portfolio.PortfolioId;
+
+    /// <summary>The band screen compiled for a resolved policy (the monitor's passes, one at a time, keep it).</summary>
+    internal (TargetPolicy Policy, BandScreen? Screen)? Screen { get; set; }
 }

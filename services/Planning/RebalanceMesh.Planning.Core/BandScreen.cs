@@ -1,0 +1,203 @@
+namespace RebalanceMesh.Planning.Core;
+
+/// <summary>How a <see cref="BandScreen"/> found a portfolio.</summary>
+public enum ScreenVerdict
+{
+    /// <summary>Every band holds, by more than the screen's margin.</summary>
+    Inside,
+
+    /// <summary>A band is breached by more than the screen's margin.</summary>
+    Breached,
+
+    /// <summary>The screen cannot tell (a measurement within its margin of a limit, a price missing, not spot, or no net value): evaluate in full.</summary>
+    Undecided,
+}
+
+/// <summary>
+/// The band rules of a plain portfolio compiled into arrays and evaluated in doubles without allocating: the monitor's
+/// fast path. Plain means spot holdings and base-currency cash only (no loans, cash in other currencies or margin
+/// accounts) under a policy of weight bands only (no risk limits, margin band or hedges). It measures exactly what
+/// <see cref="DriftEvaluator"/> measures — absolute and relative bands per rebalanced position, total drift with cash —
+/// and answers <see cref="ScreenVerdict.Undecided"/> whenever a measurement lies within <see cref="Margin"/> of its limit,
+/// where the decimal marking of the full evaluation and the doubles here could disagree.
+/// </summary>
+public sealed class BandScreen
+{
+    /// <summary>Weight units within which a measurement is too close to its limit to decide in doubles.</summary>
+    public const double Margin = 1e-9;
+
+    private readonly int[] _slots;
+    private readonly double[] _quantities;
+    private readonly double[] _targets;
+    private readonly bool[] _rebalanced;
+    private readonly string[] _instruments;
+    private readonly double _cash;
+    private readonly double _absoluteBand;
+    private readonly double _relativeBand;
+    private readonly double _totalThreshold;
+    private readonly double _cashTarget;
+
+    private BandScreen(int[] slots, string[] instruments, double[] quantities, double[] targets, bool[] rebalanced, double cash, TargetPolicy policy)
+    {
+        _slots = slots;
+        MaxSlot = slots.Length == 0 ? -1 : slots.Max();
+        _instruments = instruments;
+        _quantities = quantities;
+        _targets = targets;
+        _rebalanced = rebalanced;
+        _cash = cash;
+        _absoluteBand = policy.AbsoluteBand;
+        _relativeBand = policy.RelativeBand;
+        _totalThreshold = policy.TotalDriftThreshold;
+        _cashTarget = policy.CashTarget;
+    }
+
+    /// <summary>The instruments the screen reads, in its order (held and targeted).</summary>
+    public IReadOnlyList<string> Instruments => _instruments;
+
+    /// <summary>The highest slot the screen reads: the price spans must be longer.</summary>
+    public int MaxSlot { get; }
+
+    /// <summary>
+    /// The screen of a portfolio under a resolved policy, or null when either is not plain. <paramref name="slotOf"/>
+    /// numbers instruments the way the price spans given to <see cref="Screen"/> are laid out.
+    /// </summary>
+    public static BandScreen? TryCompile(PortfolioSnapshot portfolio, TargetPolicy policy, Func<string, int> slotOf)
+    {
+        if (portfolio.LoanList.Count > 0 || portfolio.ForeignCash.Count > 0 || portfolio.MarginAccountList.Count > 0
+            || policy.Limits is not null || policy.Margin is not null || policy.Hedges is { Count: > 0 }
+            || portfolio.Holdings.Any(h => h.EntryPrice is not null))
+        {
+            return null;
+        }
+
+        var instruments = portfolio.Holdings.Select(h => h.InstrumentId).Concat(policy.Targets.Keys).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToArray();
+        var quantities = instruments.Select(i => (double)portfolio.Holdings.Where(h => h.InstrumentId == i).Sum(h => h.Quantity)).ToArray();
+        return new BandScreen(
+            instruments.Select(slotOf).ToArray(),
+            instruments,
+            quantities,
+            instruments.Select(policy.TargetOf).ToArray(),
+            instruments.Select(i => !policy.IsNoTrade(i)).ToArray(),
+            (double)portfolio.Cash,
+            policy);
+    }
+
+    /// <summary>
+    /// Screens the portfolio at these prices. <paramref name="prices"/> and <paramref name="spot"/> are indexed by slot:
+    /// the unit price, and whether the instrument is plain spot (not margined, its own underlying).
+    /// </summary>
+    public (ScreenVerdict Verdict, double TotalDrift) Screen(ReadOnlySpan<double> prices, ReadOnlySpan<bool> spot)
+    {
+        var net = _cash;
+        for (var i = 0; i < _slots.Length; i++)
+        {
+            var slot = _slots[i];
+            var price = prices[slot];
+            if (!spot[slot] || !double.IsFinite(price))
+            {
+                return (ScreenVerdict.Undecided, double.NaN);
+            }
+
+            net += _quantities[i] * price;
+        }
+
+        if (!(net > 0))
+        {
+            return (ScreenVerdict.Undecided, double.NaN);
+        }
+
+        var breached = false;
+        var close = false;
+        double drift = 0;
+        for (var i = 0; i < _slots.Length; i++)
+        {
+            if (!_rebalanced[i])
+            {
+                continue;
+            }
+
+            var target = _targets[i];
+            var deviation = Math.Abs((_quantities[i] * prices[_slots[i]] / net) - target);
+            drift += deviation;
+            if (_absoluteBand > 0)
+            {
+                Compare(deviation, _absoluteBand, ref breached, ref close);
+            }
+
+            if (_relativeBand > 0 && target > 0)
+            {
+                Compare(deviation, _relativeBand * target, ref breached, ref close);
+            }
+        }
+
+        drift += Math.Abs((_cash / net) - _cashTarget);
+        var total = drift / 2;
+        if (_totalThreshold > 0)
+        {
+            Compare(total, _totalThreshold, ref breached, ref close);
+        }
+
+        return (breached ? ScreenVerdict.Breached : close ? ScreenVerdict.Undecided : ScreenVerdict.Inside, total);
+    }
+
+    /// <summary>
+    /// The breached rules at these prices, worded as <see cref="DriftEvaluator"/> words them; for a portfolio the screen
+    /// found <see cref="ScreenVerdict.Breached"/> (where no measurement is within the margin of its limit).
+    /// </summary>
+    public IReadOnlyList<DriftReason> BreachedReasons(ReadOnlySpan<double> prices)
+    {
+        var net = _cash;
+        for (var i = 0; i < _slots.Length; i++)
+        {
+            net += _quantities[i] * prices[_slots[i]];
+        }
+
+        var reasons = new List<DriftReason>();
+        double drift = 0;
+        for (var i = 0; i < _slots.Length; i++)
+        {
+            if (!_rebalanced[i])
+            {
+                continue;
+            }
+
+            var (instrument, target) = (_instruments[i], _targets[i]);
+            var weight = _quantities[i] * prices[_slots[i]] / net;
+            var deviation = Math.Abs(weight - target);
+            drift += deviation;
+            if (_absoluteBand > 0 && deviation > _absoluteBand)
+            {
+                reasons.Add(new DriftReason(DriftEvaluator.AbsoluteBandRule, instrument, deviation, _absoluteBand, true,
+                    DriftEvaluator.Describe(instrument, weight, target, deviation, _absoluteBand, true, "absolute band")));
+            }
+
+            if (_relativeBand > 0 && target > 0 && deviation > _relativeBand * target)
+            {
+                var limit = _relativeBand * target;
+                reasons.Add(new DriftReason(DriftEvaluator.RelativeBandRule, instrument, deviation, limit, true,
+                    DriftEvaluator.Describe(instrument, weight, target, deviation, limit, true, $"relative band ({_relativeBand.ToString("P0", System.Globalization.CultureInfo.InvariantCulture)} of target)")));
+            }
+        }
+
+        var total = (drift + Math.Abs((_cash / net) - _cashTarget)) / 2;
+        if (_totalThreshold > 0 && total > _totalThreshold)
+        {
+            reasons.Add(new DriftReason(DriftEvaluator.TotalDriftRule, string.Empty, total, _totalThreshold, true, DriftEvaluator.DescribeTotal(total, _totalThreshold, true)));
+        }
+
+        return reasons;
+    }
+
+    private static void Compare(double measured, double limit, ref bool breached, ref bool close)
+    {
+        if (Math.Abs(measured - limit) <= Margin)
+        {
+            close = true;
+        }
+        else if (measured > limit)
+        {
+            breached = true;
+        }
+    }
+}
