@@ -112,6 +112,17 @@ public sealed record ComposedPlan(
     public bool HasLegs => Proposal.HasTrades || GuardLegs.Count > 0 || Margin?.Acts == true || Hedges.Count > 0;
 }
 
+/// <summary>Every rule of a policy measured on a portfolio as it stands (<see cref="PlanComposer.Assess"/>).</summary>
+/// <param name="Ripcord">A leverage band's ripcord is pulled.</param>
+public sealed record PolicyAssessment(MarkedPortfolio Marked, GuardPlan? Guard, MarginPlan? Margin, DriftEvaluation Bands, IReadOnlyList<DriftReason> HedgeReasons, bool Ripcord)
+{
+    /// <summary>Every measurement: the guards' first, then the bands and limits, then the hedges.</summary>
+    public IReadOnlyList<DriftReason> Reasons => [.. Guard?.Reasons ?? [], .. Margin?.Reasons ?? [], .. Bands.Reasons, .. HedgeReasons];
+
+    /// <summary>A loan below its emergency health factor, the margin ratio below its emergency level, or a ripcord pulled.</summary>
+    public bool Emergency => Guard?.Emergency == true || Margin?.Emergency == true || Ripcord;
+}
+
 /// <summary>
 /// The staged planning pipeline of ARCHITECTURE.md, shared by the live service and the backtest:
 /// policy resolution (target model, risk limits) → liquidation guard → trigger evaluation → cost-aware optimiser →
@@ -207,6 +218,22 @@ public static class PlanComposer
     }
 
     /// <summary>
+    /// The trigger stage the monitor and the plan pipeline share: the portfolio marked, then every rule of the policy
+    /// measured on it as it stands — the liquidation guard's health factors, the margin guard's ratio, the bands and
+    /// risk limits, the delta hedges. A new rule is measured here once for both.
+    /// </summary>
+    /// <param name="describeAll">False: only breached band measurements carry their message (the monitor).</param>
+    public static PolicyAssessment Assess(PortfolioSnapshot snapshot, TargetPolicy policy, IReadOnlyDictionary<string, InstrumentMark> marks, bool describeAll = true)
+    {
+        var marked = PortfolioMarking.Mark(snapshot, policy, marks);
+        var guard = Guard(snapshot, policy, marks);
+        var margin = Margin(marked, snapshot, policy, marks);
+        var bands = DriftEvaluator.Evaluate(marked, policy, describeAll);
+        var (_, hedgeReasons, ripcord) = Hedges(marked, marks, policy, []);
+        return new PolicyAssessment(marked, guard, margin, bands, hedgeReasons, ripcord);
+    }
+
+    /// <summary>
     /// Runs the pipeline on a portfolio under a resolved policy. The guards go first — the liquidation guard for loans,
     /// then the margin guard for margined contracts: their legs lead the plan and the rest is planned on the portfolio
     /// after them; in an emergency the plan is the guards' legs alone
@@ -223,24 +250,28 @@ public static class PlanComposer
         CancellationToken cancellationToken)
     {
         var costRate = policy.CostRate;
-        var marked = PortfolioMarking.Mark(snapshot, policy, marks);
-        var guard = Guard(snapshot, policy, marks);
+        var assessed = Assess(snapshot, policy, marks);
+        var (marked, guard, margin) = (assessed.Marked, assessed.Guard, assessed.Margin);
+        DriftEvaluation? evaluation = assessed.Bands;
         if (guard?.Acts == true)
         {
+            // The rest is planned on the portfolio after the guard's legs.
             snapshot = LiquidationGuard.Apply(snapshot, guard, snapshot.BaseCurrency, costRate);
             marked = PortfolioMarking.Mark(snapshot, policy, marks);
+            margin = Margin(marked, snapshot, policy, marks);
+            evaluation = null;
         }
 
-        var margin = Margin(marked, snapshot, policy, marks);
         if (margin?.Acts == true)
         {
             snapshot = MarginGuard.Apply(snapshot, margin, costRate);
             marked = PortfolioMarking.Mark(snapshot, policy, marks);
+            evaluation = null;
         }
 
         var emergency = guard is { Emergency: true, Acts: true } || margin is { Emergency: true, Acts: true };
 
-        var evaluation = DriftEvaluator.Evaluate(marked, policy);
+        evaluation ??= DriftEvaluator.Evaluate(marked, policy);
         OptimizedWeights? optimized = null;
         (DateTimeOffset, TimeSpan)? optimizerTime = null;
         if (!emergency && policy.Optimizer is not null && (force || evaluation.Breached))

@@ -408,7 +408,7 @@ public sealed class DriftMonitor(
             try
             {
                 var policy = (await models.GetResolvedAsync(entry.PortfolioId, entry.Policy, () => pipeline.ResolvePolicyAsync(entry.Policy, null, cancellationToken))).Policy;
-                resolved.Add((entry, policy, PlanPipeline.InstrumentsOf(entry.Snapshot, policy)));
+                resolved.Add((entry, policy, Compiled(entry, policy).Instruments));
             }
             catch (Grpc.Core.RpcException ex) when (ex.StatusCode is Grpc.Core.StatusCode.Unavailable or Grpc.Core.StatusCode.DeadlineExceeded)
             {
@@ -459,6 +459,18 @@ public sealed class DriftMonitor(
         return outcomes;
     }
 
+    /// <summary>What the monitor derives from a portfolio under a resolved policy, kept until either changes: the instruments it is marked over and its band screen.</summary>
+    private MonitoredPortfolio.Compiled Compiled(MonitoredPortfolio entry, TargetPolicy targetPolicy)
+    {
+        if (entry.Derived is not { } compiled || !ReferenceEquals(compiled.Policy, targetPolicy))
+        {
+            compiled = new MonitoredPortfolio.Compiled(targetPolicy, PlanPipeline.InstrumentsOf(entry.Snapshot, targetPolicy), BandScreen.TryCompile(entry.Snapshot, targetPolicy, book.SlotOf));
+            entry.Derived = compiled;
+        }
+
+        return compiled;
+    }
+
     private (double[] Prices, bool[] Spot) Prices(MarketMarks marks)
     {
         var prices = new double[book.SlotCount + 64];
@@ -483,13 +495,7 @@ public sealed class DriftMonitor(
     /// </summary>
     private Outcome? Screened(MonitoredPortfolio entry, TargetPolicy targetPolicy, double[] prices, bool[] spot)
     {
-        if (entry.Screen is not { } compiled || !ReferenceEquals(compiled.Policy, targetPolicy))
-        {
-            compiled = (targetPolicy, BandScreen.TryCompile(entry.Snapshot, targetPolicy, book.SlotOf));
-            entry.Screen = compiled;
-        }
-
-        if (compiled.Screen is not { } screen || screen.MaxSlot >= prices.Length)
+        if (Compiled(entry, targetPolicy).Screen is not { } screen || screen.MaxSlot >= prices.Length)
         {
             return null;
         }
@@ -509,11 +515,11 @@ public sealed class DriftMonitor(
     /// <summary>One portfolio's bands, guards and hedges on the snapshot's marks; null when it cannot be marked.</summary>
     private Outcome? Evaluate(MonitoredPortfolio entry, TargetPolicy targetPolicy, MarketMarks marks)
     {
-        var (portfolioId, policy, snapshot) = (entry.PortfolioId, entry.Policy, entry.Snapshot);
-        MarkedPortfolio marked;
+        var (portfolioId, snapshot) = (entry.PortfolioId, entry.Snapshot);
+        PolicyAssessment assessed;
         try
         {
-            marked = PortfolioMarking.Mark(snapshot, targetPolicy, marks.Marks);
+            assessed = PlanComposer.Assess(snapshot, targetPolicy, marks.Marks, describeAll: false);
         }
         catch (RebalanceMesh.Domain.DomainException ex)
         {
@@ -521,26 +527,19 @@ public sealed class DriftMonitor(
             return null;
         }
 
-        // Bands and, for portfolios with loans, the liquidation guard's health-factor band.
-        var bands = DriftEvaluator.Evaluate(marked, targetPolicy, describeAll: false);
-        var guard = PlanComposer.Guard(snapshot, targetPolicy, marks.Marks);
-        var margin = PlanComposer.Margin(marked, snapshot, targetPolicy, marks.Marks);
-        var (_, hedgeReasons, ripcord) = PlanComposer.Hedges(marked, marks.Marks, targetPolicy, []);
-        var evaluation = bands with { Reasons = [.. guard?.Reasons ?? [], .. margin?.Reasons ?? [], .. bands.Reasons, .. hedgeReasons] };
-        if (margin?.Reasons is [var ratio, ..])
+        if (assessed.Margin?.Reasons is [var ratio, ..])
         {
             MarginRatios[portfolioId] = ratio.Measured;
         }
 
-        foreach (var reason in guard?.Reasons.DistinctBy(r => r.InstrumentId) ?? [])
+        foreach (var reason in assessed.Guard?.Reasons.DistinctBy(r => r.InstrumentId) ?? [])
         {
             HealthFactors[(portfolioId, reason.InstrumentId)] = reason.Measured;
         }
 
         Evaluations.Add(1);
-        Drift[portfolioId] = evaluation.TotalDrift;
-        var emergency = guard?.Emergency == true || margin?.Emergency == true || ripcord;
-        return Decided(entry, evaluation.TotalDrift, evaluation.Reasons.Where(r => r.Breached).ToArray(), emergency);
+        Drift[portfolioId] = assessed.Bands.TotalDrift;
+        return Decided(entry, assessed.Bands.TotalDrift, assessed.Reasons.Where(r => r.Breached).ToArray(), assessed.Emergency);
     }
 
     /// <summary>The outcome of an evaluation: an alert when rules are breached, a plan request when the policy is automatic and may call for one.</summary>

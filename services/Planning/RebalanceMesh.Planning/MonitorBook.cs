@@ -240,6 +240,9 @@ public sealed record MonitoredPortfolio(Portfolio Portfolio, Policy Policy, Port
 {
     public string PortfolioId => Portfolio.PortfolioId;
 
-    /// <summary>The band screen compiled for a resolved policy (the monitor's passes, one at a time, keep it).</summary>
-    internal (TargetPolicy Policy, BandScreen? Screen)? Screen { get; set; }
+    /// <summary>What the monitor derived under a resolved policy (its passes, one at a time, keep it).</summary>
+    internal Compiled? Derived { get; set; }
+
+    /// <summary>Under a resolved policy: the instruments the portfolio is marked over (held, owed, targeted, hedges) and its band screen, when it is plain.</summary>
+    internal sealed record Compiled(TargetPolicy Policy, string[] Instruments, BandScreen? Screen);
 }

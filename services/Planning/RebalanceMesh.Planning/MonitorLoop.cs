@@ -158,7 +158,7 @@ public sealed class AutoPlanner(DriftMonitor monitor, MonitorShards shards, Moni
         try
         {
             var work = new List<(int Partition, string PortfolioId, PlanRequest? Request, string Raw)>();
-            foreach (var partition in monitor.Held.Order())
+            foreach (var partition in await shards.WithPlanRequestsAsync(monitor.Held.Order().ToArray()))
             {
                 work.AddRange((await shards.GetPlanRequestsAsync(partition, int.MaxValue)).Select(r => (partition, r.PortfolioId, r.Request, r.Raw)));
             }

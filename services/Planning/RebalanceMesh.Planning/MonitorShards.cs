@@ -275,6 +275,13 @@ public sealed class MonitorShards(IConnectionMultiplexer redis)
         return lost.Select(r => (int)r).ToArray();
     }
 
+    /// <summary>Those of <paramref name="partitions"/> that have plan requests (one pipelined round trip).</summary>
+    public async Task<IReadOnlyList<int>> WithPlanRequestsAsync(IReadOnlyList<int> partitions)
+    {
+        var lengths = await Task.WhenAll(partitions.Select(p => Db.HashLengthAsync(ToPlanPrefix + p.ToString(CultureInfo.InvariantCulture))));
+        return partitions.Where((_, i) => lengths[i] > 0).ToArray();
+    }
+
     /// <summary>Up to <paramref name="count"/> plan requests of a partition, each with the text it was stored as.</summary>
     public async Task<IReadOnlyList<(string PortfolioId, PlanRequest? Request, string Raw)>> GetPlanRequestsAsync(int partition, int count)
     {
