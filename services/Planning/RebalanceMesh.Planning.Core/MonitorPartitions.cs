@@ -11,7 +11,11 @@ public static class MonitorPartitions
     /// <summary>Partitions of a mesh unless configured (Monitor:Partitions).</summary>
     public const int Default = 64;
 
-    /// <summary>The partition of a portfolio: FNV-1a (32 bits) of its id's UTF-16 code units, modulo the partition count.</summary>
+    /// <summary>
+    /// The partition of a portfolio: FNV-1a (32 bits) of its id's UTF-16 code units, mapped to the partitions by its
+    /// high bits (hash × partitions / 2³²). Not the remainder: FNV-1a's low bits mix poorly (its lowest bit is the parity
+    /// of the characters' lowest bits), so ids that differ by one digit would alternate between two partitions.
+    /// </summary>
     public static int Of(string portfolioId, int partitions)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(partitions);
@@ -22,7 +26,7 @@ public static class MonitorPartitions
             hash = (hash ^ (uint)(c >> 8)) * 16777619u;
         }
 
-        return (int)(hash % (uint)partitions);
+        return (int)(((ulong)hash * (ulong)partitions) >> 32);
     }
 
     /// <summary>The replica each partition goes to: partition p to the (p mod n)-th live replica in ordinal name order.</summary>
