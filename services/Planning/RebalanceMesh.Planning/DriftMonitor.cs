@@ -48,7 +48,7 @@ public sealed class DriftMonitor(
 
     private readonly SemaphoreSlim _gate = new(1, 1);
     private readonly Dictionary<int, HeldPartition> _held = [];
-    private readonly SemaphoreSlim _plansWanted = new(0, 1);
+    private readonly WakeSignal _plansWanted = new(time);
     private bool _joined;
 
     static DriftMonitor()
@@ -85,20 +85,7 @@ public sealed class DriftMonitor(
     }
 
     /// <summary>True once a pass has asked for automatic plans (or partitions were taken) since the last call; false after <paramref name="timeout"/>.</summary>
-    public async Task<bool> WhenPlansWantedAsync(TimeSpan timeout, CancellationToken cancellationToken)
-    {
-        using var timer = new CancellationTokenSource(timeout, time);
-        using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timer.Token);
-        try
-        {
-            await _plansWanted.WaitAsync(linked.Token);
-            return true;
-        }
-        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
-        {
-            return false;
-        }
-    }
+    public Task<bool> WhenPlansWantedAsync(TimeSpan timeout, CancellationToken cancellationToken) => _plansWanted.WaitAsync(timeout, cancellationToken);
 
     /// <summary>
     /// One heartbeat: renews this replica's membership, reads the live replicas, gives back the partitions now dealt to
@@ -204,20 +191,7 @@ public sealed class DriftMonitor(
         Volatile.Write(ref _heldGauge, _held.Count);
     }
 
-    private void SignalPlans()
-    {
-        if (_plansWanted.CurrentCount == 0)
-        {
-            try
-            {
-                _plansWanted.Release();
-            }
-            catch (SemaphoreFullException)
-            {
-                // already signalled
-            }
-        }
-    }
+    private void SignalPlans() => _plansWanted.Set();
 
     /// <summary>
     /// Evaluates the ticks after the held partitions' cursors, in passes of up to <see cref="MonitorOptions.TickBatch"/>

@@ -33,12 +33,12 @@ public sealed class MarketTickRelay(MonitorShards shards, IOptions<MonitorOption
 /// </summary>
 public sealed class MonitorLoop(DriftMonitor monitor, IConnectionMultiplexer redis, IOptions<MonitorOptions> options, TimeProvider time, ILogger<MonitorLoop> logger) : BackgroundService
 {
-    private readonly SemaphoreSlim _wake = new(0, 1);
+    private readonly WakeSignal _wake = new();
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         var subscription = await redis.GetSubscriber().SubscribeAsync(RedisChannel.Literal(MonitorShards.TickChannel));
-        subscription.OnMessage(_ => Wake());
+        subscription.OnMessage(_ => _wake.Set());
         try
         {
             await Task.WhenAll(HeartbeatsAsync(stoppingToken), PassesAsync(stoppingToken));
@@ -60,20 +60,6 @@ public sealed class MonitorLoop(DriftMonitor monitor, IConnectionMultiplexer red
         }
     }
 
-    private void Wake()
-    {
-        if (_wake.CurrentCount == 0)
-        {
-            try
-            {
-                _wake.Release();
-            }
-            catch (SemaphoreFullException)
-            {
-            }
-        }
-    }
-
     private async Task HeartbeatsAsync(CancellationToken stoppingToken)
     {
         while (!stoppingToken.IsCancellationRequested)
@@ -81,7 +67,7 @@ public sealed class MonitorLoop(DriftMonitor monitor, IConnectionMultiplexer red
             try
             {
                 await monitor.HeartbeatAsync(stoppingToken);
-                Wake(); // partitions taken may have ticks waiting
+                _wake.Set(); // partitions taken may have ticks waiting
             }
             catch (Exception ex) when (ex is RedisException or TimeoutException)
             {
@@ -96,7 +82,7 @@ public sealed class MonitorLoop(DriftMonitor monitor, IConnectionMultiplexer red
     {
         while (!stoppingToken.IsCancellationRequested)
         {
-            await _wake.WaitAsync(stoppingToken);
+            await _wake.WaitAsync(Timeout.InfiniteTimeSpan, stoppingToken);
             try
             {
                 await monitor.ProcessAsync(stoppingToken);
@@ -271,4 +257,49 @@ public sealed class AutoPlanner(DriftMonitor monitor, MonitorShards shards, Moni
         _drain.Dispose();
         base.Dispose();
     }
+}
+
+/// <summary>
+/// A wake-up that coalesces: any number of <see cref="Set"/> calls before a wait let exactly one wait through. A wait
+/// with a timeout runs on the host's <see cref="TimeProvider"/>.
+/// </summary>
+public sealed class WakeSignal(TimeProvider? time = null) : IDisposable
+{
+    private readonly SemaphoreSlim _signal = new(0, 1);
+
+    public void Set()
+    {
+        try
+        {
+            _signal.Release();
+        }
+        catch (SemaphoreFullException)
+        {
+            // already set: the waiter wakes once for all of them
+        }
+    }
+
+    /// <summary>True when set (and now reset); false after <paramref name="timeout"/>.</summary>
+    public async Task<bool> WaitAsync(TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        if (timeout == Timeout.InfiniteTimeSpan)
+        {
+            await _signal.WaitAsync(cancellationToken);
+            return true;
+        }
+
+        using var timer = new CancellationTokenSource(timeout, time ?? TimeProvider.System);
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timer.Token);
+        try
+        {
+            await _signal.WaitAsync(linked.Token);
+            return true;
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            return false;
+        }
+    }
+
+    public void Dispose() => _signal.Dispose();
 }
