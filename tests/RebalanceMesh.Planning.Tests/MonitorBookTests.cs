@@ -158,6 +158,21 @@ public sealed class MonitorBookTests : IClassFixture<RedisServer>, IAsyncLifetim
     }
 
     [Fact]
+    public async Task A_book_loaded_from_an_empty_stream_that_was_then_trimmed_reloads()
+    {
+        // Loaded before any change (the stream did not exist); then three portfolios arrive and the stream is trimmed to
+        // its last change before the book catches up: it must not take the one change it can read for all there was.
+        await Book.CatchUpAsync(CancellationToken.None);
+        Assert.Equal(0, Book.Count);
+        await MonitoredAsync("p1", ("DAX", 1m));
+        await MonitoredAsync("p2", ("CAC", 1m));
+        await MonitoredAsync("p3", ("SMI", 1m));
+        await _redis.Connection!.GetDatabase().StreamTrimAsync(PlanningStore.BookChangesKey, 1);
+        await Book.CatchUpAsync(CancellationToken.None);
+        Assert.Equal(["p1", "p2", "p3"], Ids(Book.Affected(["DAX", "CAC", "SMI"])));
+    }
+
+    [Fact]
     public async Task A_change_entry_that_is_not_one_never_stops_the_monitor()
     {
         await MonitoredAsync("p1", ("DAX", 1m));

@@ -186,6 +186,34 @@ public sealed class MonitorShardingTests : IClassFixture<RedisServer>, IAsyncLif
     }
 
     [Fact]
+    public async Task A_cursor_that_is_not_a_stream_id_restarts_its_partition_and_never_stops_the_monitor()
+    {
+        var a = Replica("replica-a");
+        var store = _replicas[0].Services.GetRequiredService<PlanningStore>();
+        for (var i = 0; i < 30; i++)
+        {
+            var id = $"pc-{i:D2}";
+            await store.UpsertPortfolioAsync(new Portfolio { PortfolioId = id, BaseCurrency = "EUR", Cash = 100m, Positions = { new Position { InstrumentId = "DAX", Quantity = 9m } } }, -1);
+            await store.SetPolicyAsync(new Policy { PortfolioId = id, AbsoluteBand = 0.05, ExecutionMode = ExecutionMode.Manual, Targets = { new TargetWeight { InstrumentId = "DAX", Weight = 0.9 } } });
+        }
+
+        // Every partition's cursor is junk when the replica takes them.
+        var db = _redis.Connection!.GetDatabase();
+        for (var p = 0; p < 64; p++)
+        {
+            await db.HashSetAsync(MonitorShards.CursorsKey, p, p % 2 == 0 ? "not-an-id" : "-1-x");
+        }
+
+        await HeartbeatAsync(a);
+        await TickAsync("CAC"); // no portfolio holds CAC: only a restarted partition evaluates anything
+        Assert.Equal(30, (await a.ProcessAsync(CancellationToken.None)).Count);
+        await TickAsync("DAX");
+        Assert.Equal(30, (await a.ProcessAsync(CancellationToken.None)).Count);
+        await TickAsync("CAC");
+        Assert.Empty(await a.ProcessAsync(CancellationToken.None));
+    }
+
+    [Fact]
     public void Partitions_are_dealt_evenly_and_the_same_by_every_replica()
     {
         // FNV-1a over the UTF-16 bytes of "a" (0x61, 0x00) is 0x2B24D044 (python: h = 2166136261; h = ((h ^ b) * 16777619) % 2**32

@@ -38,6 +38,7 @@ public sealed class DriftMonitor(
     private static readonly Counter<long> Passes = Meter.CreateCounter<long>("rebalancemesh.planning.monitor.passes", description: "Monitor passes (ticks read after the held partitions' cursors, evaluated and committed).");
     private static readonly Counter<long> TicksRead = Meter.CreateCounter<long>("rebalancemesh.planning.monitor.ticks", description: "Market ticks the monitor's passes covered.");
     private static readonly Counter<long> Handovers = Meter.CreateCounter<long>("rebalancemesh.planning.monitor.handovers", description: "Partitions this replica took or gave back (direction: taken, released, lost).");
+    private static readonly Counter<long> Unreadable = Meter.CreateCounter<long>("rebalancemesh.planning.monitor.unreadable", description: "Monitor state the monitor could not read (a partition's cursor that is not a stream id: the partition starts over).");
     private static readonly Histogram<long> EventPortfolios = Meter.CreateHistogram<long>("rebalancemesh.planning.event_portfolios", description: "Portfolios one monitor pass evaluated (held here, marked over a changed instrument).");
     private static readonly Histogram<double> PassSeconds = Meter.CreateHistogram<double>("rebalancemesh.planning.monitor.pass.duration", "s", "Time of one monitor pass, from reading its ticks to committing.");
 
@@ -124,8 +125,17 @@ public sealed class DriftMonitor(
         }
 
         var taken = await shards.TakeAsync(Me, now, moves.Take);
-        foreach (var (partition, cursor) in taken)
+        foreach (var (partition, stored) in taken)
         {
+            var cursor = stored;
+            if (!MonitorBook.IsStreamId(cursor))
+            {
+                // Not a stream id (corrupt): the partition starts over, its first pass evaluating all its portfolios.
+                Unreadable.Add(1);
+                logger.LogError("Monitor partition {Partition}: its cursor {Cursor} is not a stream id; evaluating all its portfolios at the next pass", partition, cursor);
+                cursor = "0-0";
+            }
+
             var breached = await shards.GetBreachedAsync(partition);
             lock (_held)
             {

@@ -12,7 +12,8 @@ namespace RebalanceMesh.Planning;
 /// instruments it is marked over, and an index from instrument to portfolios. Redis stays the source of truth; the book
 /// follows the store's change stream (<see cref="PlanningStore.BookChangesKey"/>, written in the same transaction as
 /// each change), catching up before each evaluation, so it never evaluates a portfolio older than the last write before
-/// the event. A reader that fell behind the stream's trimming reloads the whole book. An entry Redis holds that cannot
+/// the event. A reader that fell behind the stream's trimming (more changes trimmed away than it had applied, counted
+/// from the stream's entries-added) reloads the whole book. An entry Redis holds that cannot
 /// be read (corrupt bytes) is logged, counted and left out, and is read again at its next change — it never stops the
 /// monitor.
 /// </summary>
@@ -31,6 +32,9 @@ public sealed class MonitorBook(PlanningStore store, Microsoft.Extensions.Option
     private readonly SemaphoreSlim _gate = new(1, 1);
     private readonly ConcurrentDictionary<string, int> _slots = new(StringComparer.Ordinal);
     private string? _lastChange;
+
+    /// <summary>How many changes the stream had had appended up to <see cref="_lastChange"/>.</summary>
+    private long _position;
 
     /// <summary>Portfolios in the book.</summary>
     public int Count => _entries.Count;
@@ -100,9 +104,11 @@ public sealed class MonitorBook(PlanningStore store, Microsoft.Extensions.Option
                     return;
                 }
 
-                if (_lastChange != "0-0" && await store.GetOldestBookChangeIdAsync() is { } oldest && IsOlder(_lastChange, oldest))
+                // Trimming removed (added − length) changes from the front: past this reader's position, it missed some.
+                var (_, added, length) = await store.GetBookStreamPositionAsync();
+                if (added - length > _position)
                 {
-                    logger.LogWarning("The monitor's book fell behind the change stream (last applied {Last}, oldest kept {Oldest}); reloading it", _lastChange, oldest);
+                    logger.LogWarning("The monitor's book fell behind the change stream (applied {Position} changes, {Trimmed} trimmed away); reloading it", _position, added - length);
                     await LoadAsync();
                     return;
                 }
@@ -122,6 +128,7 @@ public sealed class MonitorBook(PlanningStore store, Microsoft.Extensions.Option
                 await ReloadAsync(changes.Select(c => c.PortfolioId).Distinct(StringComparer.Ordinal).ToArray());
                 Changes.Add(changes.Count);
                 _lastChange = changes[^1].Id;
+                _position += changes.Count;
             }
         }
         finally
@@ -133,11 +140,12 @@ public sealed class MonitorBook(PlanningStore store, Microsoft.Extensions.Option
     /// <summary>The whole book: the change stream's position first, so no change made during the load is missed.</summary>
     private async Task LoadAsync()
     {
-        var from = await store.GetLastBookChangeIdAsync() ?? "0-0";
+        var (from, position, _) = await store.GetBookStreamPositionAsync();
         _entries.Clear();
         _byInstrument.Clear();
         await ReloadAsync(await store.GetPolicyPortfolioIdsAsync());
         _lastChange = from;
+        _position = position;
         Loads.Add(1);
         logger.LogInformation("Monitor book loaded: {Count} portfolios with a policy", _entries.Count);
     }
@@ -205,6 +213,17 @@ public sealed class MonitorBook(PlanningStore store, Microsoft.Extensions.Option
     }
 
     public void Dispose() => _gate.Dispose();
+
+    /// <summary>Whether <paramref name="id"/> is a Redis stream id ("ms-seq", or "ms").</summary>
+    public static bool IsStreamId(string id)
+    {
+        var dash = id.IndexOf('-', StringComparison.Ordinal);
+        var style = System.Globalization.NumberStyles.None;
+        var culture = System.Globalization.CultureInfo.InvariantCulture;
+        return dash < 0
+            ? ulong.TryParse(id, style, culture, out _)
+            : ulong.TryParse(id.AsSpan(0, dash), style, culture, out _) && ulong.TryParse(id.AsSpan(dash + 1), style, culture, out _);
+    }
 
     /// <summary>Whether stream id <paramref name="a"/> comes before <paramref name="b"/> ("ms-seq").</summary>
     public static bool IsOlder(string a, string b)

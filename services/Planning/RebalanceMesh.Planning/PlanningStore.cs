@@ -130,16 +130,25 @@ public sealed class PlanningStore(IConnectionMultiplexer redis, RedisBroadcast<P
     public async Task<IReadOnlyList<BookChangeEntry>> ReadBookChangesAsync(string afterId, int count) =>
         (await Db.StreamRangeAsync(BookChangesKey, "(" + afterId, "+", count)).Select(ReadChange).ToArray();
 
-    /// <summary>The id of the oldest change kept (a reader whose last id is older may have missed changes), or null when none is.</summary>
-    public Task<string?> GetOldestBookChangeIdAsync() => BookChangeIdAsync(Order.Ascending);
-
-    /// <summary>The id of the book's newest change, or null when there is none: where a reader that just loaded the whole book follows on.</summary>
-    public Task<string?> GetLastBookChangeIdAsync() => BookChangeIdAsync(Order.Descending);
-
-    private async Task<string?> BookChangeIdAsync(Order end)
+    /// <summary>
+    /// Where the change stream stands: the id of its newest change ("0-0" when there has been none), how many changes it
+    /// has ever had appended, and how many it keeps (the difference is what trimming removed from its front). Atomic
+    /// (XINFO STREAM), so a reader that loads the book after reading it misses nothing appended since.
+    /// </summary>
+    public async Task<(string LastId, long Added, long Length)> GetBookStreamPositionAsync()
     {
-        var entry = await Db.StreamRangeAsync(BookChangesKey, "-", "+", 1, end);
-        return entry.Length > 0 ? entry[0].Id.ToString() : null;
+        RedisResult info;
+        try
+        {
+            info = await Db.ExecuteAsync("XINFO", "STREAM", (string)BookChangesKey!);
+        }
+        catch (RedisServerException ex) when (ex.Message.Contains("no such key", StringComparison.OrdinalIgnoreCase))
+        {
+            return ("0-0", 0, 0);
+        }
+
+        var fields = info.ToDictionary();
+        return (fields["last-generated-id"].ToString(), (long)fields["entries-added"], (long)fields["length"]);
     }
 
     /// <summary>One change as written; an entry that is not one (fields missing or not numbers) is <see cref="BookChange.Unreadable"/>.</summary>
