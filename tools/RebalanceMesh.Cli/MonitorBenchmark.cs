@@ -110,6 +110,7 @@ public static class MonitorBenchmark
         var planning = new PlanningService.PlanningServiceClient(planningChannel.WithDefaultDeadline());
         var prices = instruments.Select((_, i) => 100m + i).ToArray();
         await QuoteAsync(pricing, instruments, prices, cancellationToken);
+        await ImportHistoryAsync(pricing, instruments, prices, cancellationToken);
 
         // The book: each portfolio holds 10 of the 50 instruments (a deterministic spread), 9 % each at today's prices.
         var setUp = Stopwatch.GetTimestamp();
@@ -238,6 +239,29 @@ public static class MonitorBenchmark
         var victim = killDuringStorm && planningPids.Length > 1 ? planningPids[^1] : (int?)null;
         var stormResult = storm > 0 ? await StormAsync(planning, pricing, redis.GetDatabase(), books.Take(storm).ToArray(), instruments[0], prices[0], () => FreshAsync(always: true), victim, log, cancellationToken) : null;
         return new MonitorBenchmarkResult(portfolios, replicas, latencies, cpuMs, memory, perTick, missing, setUpSeconds, split, stormResult);
+    }
+
+    /// <summary>
+    /// A year of daily closes for each instrument (a seeded random walk, 1 % daily volatility, ending yesterday at its
+    /// price), so that risk measures each storm plan as it would a real one.
+    /// </summary>
+    private static async Task ImportHistoryAsync(PricingService.PricingServiceClient pricing, IReadOnlyList<string> instruments, IReadOnlyList<decimal> prices, CancellationToken cancellationToken)
+    {
+        var random = new Random(23);
+        var yesterday = DateTime.UtcNow.Date.AddDays(-1);
+        for (var i = 0; i < instruments.Count; i++)
+        {
+            var request = new ImportPriceHistoryRequest { InstrumentId = instruments[i] };
+            var close = (double)prices[i];
+            for (var day = 0; day < 260; day++)
+            {
+                request.Closes.Add(new DailyClosePoint { Day = Timestamp.FromDateTime(yesterday.AddDays(-day)), Close = decimal.Round((decimal)close, 4) });
+                var normal = Math.Sqrt(-2 * Math.Log(1 - random.NextDouble())) * Math.Cos(2 * Math.PI * random.NextDouble());
+                close *= Math.Exp(-0.01 * normal); // walking back in time
+            }
+
+            await pricing.ImportPriceHistoryAsync(request, cancellationToken: cancellationToken);
+        }
     }
 
     /// <summary>Ten of the 50 instruments, MN01 (index 0) among them when <paramref name="storm"/>.</summary>

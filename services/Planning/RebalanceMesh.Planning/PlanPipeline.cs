@@ -374,7 +374,7 @@ public sealed class PlanPipeline(
         catch (RpcException ex) when (ex.StatusCode is not StatusCode.Cancelled)
         {
             // A plan is still useful without its risk figures; say why they are missing.
-            logger.LogWarning(ex, "Risk service could not measure the plan");
+            logger.LogWarning("Risk service could not measure the plan for {PortfolioId}: {Status} {Detail}", snapshot.PortfolioId, ex.StatusCode, ex.Status.Detail);
             return new RiskImpact { UnavailableReason = $"risk service: {ex.Status.StatusCode} {ex.Status.Detail}" };
         }
     }
