@@ -59,6 +59,7 @@ public sealed record MarketSnapshot(MarketMarks Marks, IReadOnlyDictionary<strin
 public sealed class PlanPipeline(
     PlanningStore store,
     PricingService.PricingServiceClient pricing,
+    PriceBatcher prices,
     RiskService.RiskServiceClient risk,
     TimeProvider time,
     ILogger<PlanPipeline> logger)
@@ -90,13 +91,10 @@ public sealed class PlanPipeline(
         return snapshot.Marks;
     }
 
-    /// <summary>Most instruments one PriceInstruments call values (pricing's own limit is 10,000).</summary>
-    private const int SnapshotChunk = 2_000;
-
     /// <summary>
-    /// The market at one moment for many portfolios: each distinct instrument valued once (in batches of
-    /// <see cref="SnapshotChunk"/>), with those that have no usable price — missing, stale or crossed — kept apart
-    /// with why, so one bad instrument refuses only the portfolios that hold it.
+    /// The market at one moment for many portfolios: each distinct instrument valued once (through the
+    /// <see cref="PriceBatcher"/>, which shares calls between concurrent requests), with those that have no usable price —
+    /// missing, stale or crossed — kept apart with why, so one bad instrument refuses only the portfolios that hold it.
     /// </summary>
     public async Task<MarketSnapshot> GetMarketSnapshotAsync(IEnumerable<string> instruments, CancellationToken cancellationToken)
     {
@@ -104,33 +102,32 @@ public sealed class PlanPipeline(
         var marks = new Dictionary<string, InstrumentMark>(wanted.Length, StringComparer.Ordinal);
         var kinds = new Dictionary<string, InstrumentKind>(wanted.Length, StringComparer.Ordinal);
         var unusable = new Dictionary<string, MarkProblem>(StringComparer.Ordinal);
-        foreach (var chunk in wanted.Chunk(SnapshotChunk))
+        foreach (var v in await prices.PriceAsync(wanted, cancellationToken))
         {
-            var request = new PriceInstrumentsRequest();
-            request.Items.AddRange(chunk.Select(id => new ValuationItem { InstrumentId = id }));
-            var response = await pricing.PriceInstrumentsAsync(request, cancellationToken: cancellationToken);
-            foreach (var v in response.Valuations)
+            if (v.Error.Length > 0)
             {
-                if (v.Error.Length > 0)
-                {
-                    unusable[v.InstrumentId] = new MarkProblem(MarkProblemKind.Missing, v.Error);
-                    continue;
-                }
-
-                if (v.Stale || v.Crossed)
-                {
-                    unusable[v.InstrumentId] = new MarkProblem(v.Stale ? MarkProblemKind.Stale : MarkProblemKind.Crossed, string.Empty);
-                    continue;
-                }
-
-                marks[v.InstrumentId] = new InstrumentMark(
-                    v.Price.ToDecimal(),
-                    Margined: v.Kind is InstrumentKind.Perpetual or InstrumentKind.Future,
-                    Multiplier: (decimal)(v.Multiplier > 0 ? v.Multiplier : 1.0),
-                    DeltaExposure: v.DollarDelta,
-                    Underlying: v.UnderlyingId.Length > 0 ? v.UnderlyingId : null);
-                kinds[v.InstrumentId] = v.Kind;
+                unusable[v.InstrumentId] = new MarkProblem(MarkProblemKind.Missing, v.Error);
+                continue;
             }
+
+            if (v.Stale || v.Crossed)
+            {
+                unusable[v.InstrumentId] = new MarkProblem(v.Stale ? MarkProblemKind.Stale : MarkProblemKind.Crossed, string.Empty);
+                continue;
+            }
+
+            marks[v.InstrumentId] = new InstrumentMark(
+                v.Price.ToDecimal(),
+                Margined: v.Kind is InstrumentKind.Perpetual or InstrumentKind.Future,
+                Multiplier: (decimal)(v.Multiplier > 0 ? v.Multiplier : 1.0),
+                DeltaExposure: v.DollarDelta,
+                Underlying: v.UnderlyingId.Length > 0 ? v.UnderlyingId : null);
+            kinds[v.InstrumentId] = v.Kind;
+        }
+
+        foreach (var id in wanted.Where(id => !marks.ContainsKey(id) && !unusable.ContainsKey(id)))
+        {
+            unusable[id] = new MarkProblem(MarkProblemKind.Missing, "pricing did not value it");
         }
 
         return new MarketSnapshot(new MarketMarks(marks, kinds), unusable);
