@@ -63,7 +63,7 @@ public sealed class MonitorShardingTests : IClassFixture<RedisServer>, IAsyncLif
     }
 
     /// <summary>A planning replica named <paramref name="name"/>; its monitor runs only when the test says (no background loop).</summary>
-    private DriftMonitor Replica(string name)
+    private DriftMonitor Replica(string name, int tickBatch = 1_000)
     {
         var replica = new GrpcTestServer<Program>(_redis,
             new Dictionary<string, string?>
@@ -71,6 +71,7 @@ public sealed class MonitorShardingTests : IClassFixture<RedisServer>, IAsyncLif
                 ["Services:pricing:Grpc"] = "http://localhost",
                 ["Services:risk:Grpc"] = "http://127.0.0.1:1",
                 ["Monitor:ReplicaId"] = name,
+                ["Monitor:TickBatch"] = tickBatch.ToString(System.Globalization.CultureInfo.InvariantCulture),
             },
             services =>
             {
@@ -211,6 +212,55 @@ public sealed class MonitorShardingTests : IClassFixture<RedisServer>, IAsyncLif
         Assert.Equal(30, (await a.ProcessAsync(CancellationToken.None)).Count);
         await TickAsync("CAC");
         Assert.Empty(await a.ProcessAsync(CancellationToken.None));
+    }
+
+    [Fact]
+    public async Task A_partition_taken_far_behind_catches_up_without_moving_the_others_back()
+    {
+        // Batches of two ticks. Two portfolios hold DAX: "late" sits in a partition whose cursor is five ticks behind
+        // the others' (taken from a replica that had fallen behind).
+        var a = Replica("replica-a", tickBatch: 2);
+        var store = _replicas[0].Services.GetRequiredService<PlanningStore>();
+        var ids = Enumerable.Range(0, 40).Select(i => $"pb-{i:D2}").ToArray();
+        foreach (var id in ids)
+        {
+            await store.UpsertPortfolioAsync(new Portfolio { PortfolioId = id, BaseCurrency = "EUR", Cash = 100m, Positions = { new Position { InstrumentId = "DAX", Quantity = 9m } } }, -1);
+            await store.SetPolicyAsync(new Policy { PortfolioId = id, AbsoluteBand = 0.05, ExecutionMode = ExecutionMode.Manual, Targets = { new TargetWeight { InstrumentId = "DAX", Weight = 0.9 } } });
+        }
+
+        await HeartbeatAsync(a);
+        await TickAsync("DAX");
+        await ProcessAsync(a); // the first pass: every partition evaluated once, cursors at the first tick
+        var late = MonitorPartitions.Of(ids[0], MonitorPartitions.Default);
+        var shards = _replicas[0].Services.GetRequiredService<MonitorShards>();
+        var first = (await shards.ReadTicksAsync("0-0", 10)).Single().Id;
+        for (var i = 0; i < 5; i++)
+        {
+            await TickAsync("DAX");
+        }
+
+        // Every partition but the late one is already past the five ticks (as a replica ahead of this one left them).
+        var ticks = await shards.ReadTicksAsync(first, 10);
+        var db = _redis.Connection!.GetDatabase();
+        await a.LeaveAsync(CancellationToken.None);
+        for (var p = 0; p < 64; p++)
+        {
+            await db.HashSetAsync(MonitorShards.CursorsKey, p, p == late ? first : ticks[^1].Id);
+        }
+
+        _covered.Clear();
+        await HeartbeatAsync(a);
+        await ProcessAsync(a);
+
+        // Only the late partition's portfolios were evaluated, each once for each of the five ticks; the others not again.
+        var inLate = ids.Where(id => MonitorPartitions.Of(id, MonitorPartitions.Default) == late).ToHashSet();
+        Assert.All(_covered, c => Assert.Contains(c.PortfolioId, inLate));
+        foreach (var tick in ticks)
+        {
+            Assert.All(inLate, id => Assert.Single(_covered, c => c.PortfolioId == id && MonitorBook.IsOlder(c.AfterTick, tick.Id) && !MonitorBook.IsOlder(c.ThroughTick, tick.Id)));
+        }
+
+        Assert.Equal(ticks[^1].Id, (await db.HashGetAsync(MonitorShards.CursorsKey, (late + 1) % 64)).ToString());
     }
 
     [Fact]

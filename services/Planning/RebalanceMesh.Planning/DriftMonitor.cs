@@ -320,11 +320,15 @@ public sealed class DriftMonitor(
             await alerts.PublishAsync(alerting); // together, in few publishes
         }
 
-        var lost = await shards.CommitAsync(Me, last, held.Keys, changes);
+        // Cursors only move forward: a partition already past this batch's last tick (taken from a replica that was
+        // ahead) keeps its cursor.
+        var advancing = held.Where(h => MonitorBook.IsOlder(h.Value.Cursor, last)).Select(h => h.Key).ToArray();
+        var lost = await shards.CommitAsync(Me, last, advancing, changes);
         lock (_held)
         {
-            foreach (var (partition, state) in held)
+            foreach (var partition in advancing)
             {
+                var state = held[partition];
                 state.Before = state.Cursor;
                 if (_held.ContainsKey(partition))
                 {

@@ -73,6 +73,11 @@ public sealed class MonitorLoop(DriftMonitor monitor, IConnectionMultiplexer red
             {
                 logger.LogWarning(ex, "Monitor heartbeat failed; retrying");
             }
+            catch (Exception ex) when (!stoppingToken.IsCancellationRequested)
+            {
+                // A bug or data no one foresaw must not stop the monitor: said loudly, tried again at the next beat.
+                logger.LogError(ex, "Monitor heartbeat failed unexpectedly; retrying");
+            }
 
             await Task.Delay(options.Value.HeartbeatInterval, time, stoppingToken);
         }
@@ -90,6 +95,10 @@ public sealed class MonitorLoop(DriftMonitor monitor, IConnectionMultiplexer red
             catch (Exception ex) when (ex is RedisException or TimeoutException or Grpc.Core.RpcException && !stoppingToken.IsCancellationRequested)
             {
                 logger.LogWarning(ex, "Monitor pass failed; the ticks stay after the cursors and are evaluated at the next pass");
+            }
+            catch (Exception ex) when (!stoppingToken.IsCancellationRequested)
+            {
+                logger.LogError(ex, "Monitor pass failed unexpectedly; the ticks stay after the cursors and are evaluated at the next pass");
             }
         }
     }
@@ -133,6 +142,10 @@ public sealed class AutoPlanner(DriftMonitor monitor, MonitorShards shards, Moni
             catch (Exception ex) when (ex is RedisException or TimeoutException)
             {
                 logger.LogWarning(ex, "Automatic planner could not read its requests; retrying");
+            }
+            catch (Exception ex) when (!stoppingToken.IsCancellationRequested)
+            {
+                logger.LogError(ex, "Automatic planner failed unexpectedly; its requests stay and are worked again");
             }
         }
     }
