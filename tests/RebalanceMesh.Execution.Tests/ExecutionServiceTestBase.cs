@@ -80,26 +80,11 @@ public abstract class ExecutionServiceTestBase : IAsyncLifetime
         Debt = debt,
     };
 
+    /// <summary>The plan's execution once the service has settled (<see cref="SettledAsync"/>); it must have ended by then.</summary>
     protected async Task<GetPlanExecutionResponse> WaitForFinalAsync(string planId)
     {
-        for (var i = 0; i < 100; i++)
-        {
-            try
-            {
-                var execution = await Client.GetPlanExecutionAsync(new GetPlanExecutionRequest { PlanId = planId });
-                if (PlanExecutor.IsFinal(execution.Status))
-                {
-                    return execution;
-                }
-            }
-            catch (RpcException ex) when (ex.StatusCode == StatusCode.NotFound)
-            {
-                // not started yet
-            }
-
-            await Task.Delay(50);
-        }
-
-        throw new TimeoutException($"Plan {planId} did not finish.");
+        await SettledAsync();
+        var execution = await Client.GetPlanExecutionAsync(new GetPlanExecutionRequest { PlanId = planId });
+        return PlanExecutor.IsFinal(execution.Status) ? execution : throw new InvalidOperationException($"Plan {planId} is {execution.Status} with nothing left to run.");
     }
 }
