@@ -249,7 +249,9 @@ public sealed class DriftMonitor(
             return null;
         }
 
-        var from = held.Values.Select(h => h.Cursor).Aggregate((a, b) => MonitorBook.IsOlder(a, b) ? a : b);
+        // Each partition's cursor as the pass starts: what each evaluation covers is the ticks after it.
+        var before = held.ToDictionary(h => h.Key, h => h.Value.Cursor);
+        var from = before.Values.Aggregate((a, b) => MonitorBook.IsOlder(a, b) ? a : b);
         var ticks = await shards.ReadTicksAsync(from, Settings.TickBatch);
         if (ticks.Count == 0)
         {
@@ -268,7 +270,7 @@ public sealed class DriftMonitor(
         await book.CatchUpAsync(cancellationToken);
         var oldest = await shards.GetOldestTickIdAsync();
         var affected = new Dictionary<string, MonitoredPortfolio>(StringComparer.Ordinal);
-        foreach (var group in held.GroupBy(h => h.Value.Cursor, StringComparer.Ordinal))
+        foreach (var group in before.GroupBy(h => h.Value, StringComparer.Ordinal))
         {
             var partitions = group.Select(g => g.Key).ToHashSet();
             var behind = group.Key == "0-0" || (oldest is not null && MonitorBook.IsOlder(group.Key, oldest));
@@ -322,17 +324,15 @@ public sealed class DriftMonitor(
 
         // Cursors only move forward: a partition already past this batch's last tick (taken from a replica that was
         // ahead) keeps its cursor.
-        var advancing = held.Where(h => MonitorBook.IsOlder(h.Value.Cursor, last)).Select(h => h.Key).ToArray();
+        var advancing = before.Where(h => MonitorBook.IsOlder(h.Value, last)).Select(h => h.Key).ToArray();
         var lost = await shards.CommitAsync(Me, last, advancing, changes);
         lock (_held)
         {
             foreach (var partition in advancing)
             {
-                var state = held[partition];
-                state.Before = state.Cursor;
                 if (_held.ContainsKey(partition))
                 {
-                    state.Cursor = last;
+                    held[partition].Cursor = last;
                 }
             }
 
@@ -369,7 +369,7 @@ public sealed class DriftMonitor(
         }
 
         var covered = outcomes.Where(o => !lost.Contains(affected[o.PortfolioId].Partition))
-            .Select(o => new MonitorCoverage(o.PortfolioId, held[affected[o.PortfolioId].Partition].Before, last)).ToArray();
+            .Select(o => new MonitorCoverage(o.PortfolioId, before[affected[o.PortfolioId].Partition], last)).ToArray();
         Passes.Add(1);
         TicksRead.Add(ticks.Count);
         PassSeconds.Record(Stopwatch.GetElapsedTime(started).TotalSeconds);
@@ -572,9 +572,6 @@ public sealed class DriftMonitor(
     private sealed class HeldPartition(string cursor, HashSet<string> breached)
     {
         public string Cursor { get; set; } = cursor;
-
-        /// <summary>The cursor before the pass in progress moved it.</summary>
-        public string Before { get; set; } = cursor;
 
         public HashSet<string> Breached { get; } = breached;
     }
