@@ -52,7 +52,7 @@ public class PlannerBenchmarks
         var ids = Enumerable.Range(0, Assets).Select(i => "A" + i).ToArray();
         var prices = ids.ToDictionary(i => i, _ => 100m);
         var holdings = ids.Select((id, i) => new Holding(id, 10 + (i % 7))).ToArray();
-        _policy = new TargetPolicy(ids.ToDictionary(i => i, _ => 1.0 / Assets), 0.001, 0.1, 0, RebalanceTarget.Target, 10m, new Dictionary<string, decimal>(), 5);
+        _policy = TargetPolicy.Of(ids.ToDictionary(i => i, _ => 1.0 / Assets), TradeRules.Default with { MinTradeNotional = 10m, EstimatedCostBps = 5 }, new DriftBands(0.001, 0.1));
         _marked = PortfolioMarking.Mark(new PortfolioSnapshot("p", holdings, 1_000m, 1), _policy, prices);
     }
 

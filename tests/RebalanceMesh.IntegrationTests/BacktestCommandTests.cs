@@ -9,7 +9,7 @@ public class BacktestCommandTests
     [Fact]
     public async Task The_chart_is_well_formed_SVG_with_value_lines_per_strategy_and_weight_lines_per_instrument()
     {
-        var policy = new TargetPolicy(new Dictionary<string, double> { ["A"] = 0.5, ["B"] = 0.5 }, 0.05, 0, 0, RebalanceTarget.Target, 0m, new Dictionary<string, decimal>(), 0);
+        var policy = TargetPolicy.Of(new Dictionary<string, double> { ["A"] = 0.5, ["B"] = 0.5 }, TradeRules.Default, new DriftBands(0.05));
         double[][] closes = [[100, 100], [110, 95], [120, 90], [100, 100]];
         var results = await Backtester.RunAsync(["A", "B"], closes, 10_000m,
             [new BacktestStrategy("hold", BacktestTrigger.Never, policy), new BacktestStrategy("bands <5%> & co", BacktestTrigger.Bands, policy)]);

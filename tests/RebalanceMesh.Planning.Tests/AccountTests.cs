@@ -5,8 +5,8 @@ namespace RebalanceMesh.Planning.Tests;
 /// <summary>An instrument held in several accounts (venues): weights sum them, sells split over them, fills book to them.</summary>
 public class AccountTests
 {
-    private static readonly TargetPolicy HalfAndHalf = new(
-        new Dictionary<string, double> { ["A"] = 0.5, ["B"] = 0.5 }, 0.05, 0, 0, RebalanceTarget.Target, 0m, new Dictionary<string, decimal>(), 0);
+    private static readonly TargetPolicy HalfAndHalf = TargetPolicy.Of(
+        new Dictionary<string, double> { ["A"] = 0.5, ["B"] = 0.5 }, TradeRules.Default, new DriftBands(0.05));
 
     private static readonly Dictionary<string, decimal> Prices = new() { ["A"] = 100m, ["B"] = 50m };
 
@@ -39,13 +39,13 @@ public class AccountTests
         Assert.Equal([("L1", "A", 30m, ""), ("L2", "B", 60m, "")], split.Legs.Select(l => (l.LegId, l.InstrumentId, l.Quantity, l.Venue)));
 
         var spread = portfolio with { Holdings = [new Holding("A", 25m), new Holding("A", 20m, Venue: "SIM-A"), new Holding("A", 35m, Venue: "SIM-C"), new Holding("B", 40m)] };
-        var three = RebalancePlanner.Propose(PortfolioMarking.Mark(spread, HalfAndHalf with { EstimatedCostBps = 10 }, Prices), HalfAndHalf with { EstimatedCostBps = 10 }, force: true);
+        var three = RebalancePlanner.Propose(PortfolioMarking.Mark(spread, HalfAndHalf with { Trading = TradeRules.Default with { EstimatedCostBps = 10 } }, Prices), HalfAndHalf with { Trading = TradeRules.Default with { EstimatedCostBps = 10 } }, force: true);
         var sells = three.Legs.Where(l => l.Side == TradeSide.Sell).ToArray();
         Assert.Equal([("SIM-C", 30m)], sells.Select(l => (l.Venue, l.Quantity)));
         Assert.Equal(3m, sells[0].EstimatedCost); // 10 bp of 3,000
 
         // 80 A must go (to 0 % A): 35 on SIM-C, 25 in the default account, 20 on SIM-A — three legs, costs split.
-        var allOut = new TargetPolicy(new Dictionary<string, double> { ["B"] = 0.9 }, 0.05, 0, 0, RebalanceTarget.Target, 0m, new Dictionary<string, decimal>(), 10);
+        var allOut = TargetPolicy.Of(new Dictionary<string, double> { ["B"] = 0.9 }, TradeRules.Default with { EstimatedCostBps = 10 }, new DriftBands(0.05));
         var out3 = RebalancePlanner.Propose(PortfolioMarking.Mark(spread, allOut, Prices), allOut, force: true);
         var outSells = out3.Legs.Where(l => l.Side == TradeSide.Sell).ToArray();
         Assert.Equal([("L1", "SIM-C", 35m), ("L2", "", 25m), ("L3", "SIM-A", 20m)], outSells.Select(l => (l.LegId, l.Venue, l.Quantity)));
@@ -120,7 +120,7 @@ public class AccountTests
     public void The_monitor_s_evaluation_describes_only_what_breached_and_measures_the_same()
     {
         // A at 60 % against 50 % (breached, band 5 %), B at 37 % against 40 % (inside).
-        var policy = new TargetPolicy(new Dictionary<string, double> { ["A"] = 0.5, ["B"] = 0.4 }, 0.05, 0, 0, RebalanceTarget.Target, 0m, new Dictionary<string, decimal>(), 0);
+        var policy = TargetPolicy.Of(new Dictionary<string, double> { ["A"] = 0.5, ["B"] = 0.4 }, TradeRules.Default, new DriftBands(0.05));
         var portfolio = new PortfolioSnapshot("p", [new Holding("A", 60m), new Holding("B", 37m)], 300m, 1);
         var marked = PortfolioMarking.Mark(portfolio, policy, new Dictionary<string, decimal> { ["A"] = 100m, ["B"] = 100m });
         var full = DriftEvaluator.Evaluate(marked, policy);
@@ -136,7 +136,7 @@ public class AccountTests
     public void Foreign_cash_counts_in_the_net_value_and_the_cash_target_but_only_base_cash_buys()
     {
         // 2,000 EUR and 5,000 USD at 0.9 (4,500 EUR); 30 A at 100. NAV 9,500: A 31.58 %, cash 68.42 % in all.
-        var policy = new TargetPolicy(new Dictionary<string, double> { ["A"] = 0.8 }, 0.05, 0, 0, RebalanceTarget.Target, 0m, new Dictionary<string, decimal>(), 0);
+        var policy = TargetPolicy.Of(new Dictionary<string, double> { ["A"] = 0.8 }, TradeRules.Default, new DriftBands(0.05));
         var portfolio = new PortfolioSnapshot("p", [new Holding("A", 30m)], 2_000m, 1, CashBalances: [new CashBalance("USD", 5_000m)]);
         var marks = new Dictionary<string, decimal> { ["A"] = 100m, ["USD"] = 0.9m };
         var marked = PortfolioMarking.Mark(portfolio, policy, marks);

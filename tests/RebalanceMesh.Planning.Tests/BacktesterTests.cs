@@ -7,7 +7,7 @@ namespace RebalanceMesh.Planning.Tests;
 public class BacktesterTests
 {
     private static TargetPolicy Policy(IReadOnlyDictionary<string, double> targets, double band = 0.05, double costBps = 0) =>
-        new(targets, band, 0, 0, RebalanceTarget.Target, 0m, new Dictionary<string, decimal>(), costBps);
+        TargetPolicy.Of(targets, TradeRules.Default with { EstimatedCostBps = costBps }, new DriftBands(band));
 
     [Fact]
     public async Task Buy_and_hold_and_a_daily_calendar_by_hand()
@@ -92,7 +92,7 @@ public class BacktesterTests
     {
         // Inverse volatility on the 250 returns before day 250 (numpy, tests/reference/backtest_reference.py).
         double[] expected = [0.2346316574341269, 0.2487717003200147, 0.2084147792641096, 0.26818186298174873];
-        var policy = Policy(EuStockIds.ToDictionary(id => id, _ => 0.24), band: 0.03) with { Model = new TargetModelSpec(TargetModel.InverseVolatility, 250) };
+        var policy = Policy(EuStockIds.ToDictionary(id => id, _ => 0.24), band: 0.03) .With(new TargetModelSpec(TargetModel.InverseVolatility, 250));
         var closes = EuStockCloses();
         var results = await Backtester.RunAsync(EuStockIds, closes, 100_000_000m,
         [
@@ -122,7 +122,7 @@ public class BacktesterTests
         var results = await Backtester.RunAsync(["A", "B"], closes, 10_000m,
         [
             new BacktestStrategy("unguarded", BacktestTrigger.Never, policy, Loan: loan),
-            new BacktestStrategy("guarded", BacktestTrigger.Never, policy with { Guard = new HealthFactorBand(1.6, 1.3, 0, 1.0) }, Loan: loan),
+            new BacktestStrategy("guarded", BacktestTrigger.Never, policy.With(new HealthFactorBand(1.6, 1.3, 0, 1.0)), Loan: loan),
         ]);
 
         // Unguarded: at 80 the health factor is 50 × 80 × 0.8 / 3,500 = 0.9143 < 0.95, so the venue closes the whole
@@ -153,13 +153,13 @@ public class BacktesterTests
         // planner too), over 600 days after warm-up. The more the optimiser is averse to tracking error, the more it
         // trades and the closer it tracks; very averse, it trades like the plain planner.
         var closes = EuStockCloses()[..850];
-        var policy = Policy(EuStockIds.ToDictionary(id => id, _ => 0.24), band: 0.02, costBps: 15) with { Model = new TargetModelSpec(TargetModel.RiskParity, 250) };
+        var policy = Policy(EuStockIds.ToDictionary(id => id, _ => 0.24), band: 0.02, costBps: 15) .With(new TargetModelSpec(TargetModel.RiskParity, 250));
         var optimizer = new OptimizerPolicy(OptimizerObjective.TrackingError, 1, 10, 1, new Dictionary<string, decimal>(), null, null, new Dictionary<string, (double, double)>(), 0, []);
         double[] aversions = [1, 10, 1000];
         var results = await Backtester.RunAsync(EuStockIds, closes, 10_000_000m,
         [
             new BacktestStrategy("to target", BacktestTrigger.Bands, policy),
-            .. aversions.Select(g => new BacktestStrategy($"γ {g}", BacktestTrigger.Bands, policy with { Optimizer = optimizer with { RiskAversion = g } }, HalfSpreadBps: 5)),
+            .. aversions.Select(g => new BacktestStrategy($"γ {g}", BacktestTrigger.Bands, policy.With(optimizer with { RiskAversion = g }), HalfSpreadBps: 5)),
         ]);
 
         var plain = results[0];

@@ -13,8 +13,8 @@ public class BandEdgeTests
     private static readonly Dictionary<string, decimal> Mids = new() { ["A"] = 100m, ["B"] = 50m, ["C"] = 20m, ["D"] = 33m };
 
     private static TargetPolicy Policy(bool optimal = false, double costBps = 0, decimal minNotional = 0m) =>
-        new(new Dictionary<string, double> { ["A"] = 0.30, ["B"] = 0.30, ["C"] = 0.20, ["D"] = 0.10 }, 0.05, 0, 0, RebalanceTarget.BandEdge, minNotional,
-            new Dictionary<string, decimal>(), costBps, OptimalLotRounding: optimal);
+        TargetPolicy.Of(new Dictionary<string, double> { ["A"] = 0.30, ["B"] = 0.30, ["C"] = 0.20, ["D"] = 0.10 },
+            new TradeRules(RebalanceTarget.BandEdge, minNotional, new Dictionary<string, decimal>(), costBps, OptimalLotRounding: optimal), new DriftBands(0.05));
 
     private static MarkedPortfolio Marked(TargetPolicy policy, decimal cash, decimal a, decimal b, decimal c, decimal d, IReadOnlyDictionary<string, decimal>? mids = null) =>
         PortfolioMarking.Mark(new PortfolioSnapshot("p", [new("A", a), new("B", b), new("C", c), new("D", d)], cash, 1), policy, mids ?? Mids);
@@ -78,7 +78,7 @@ public class BandEdgeTests
     public void A_breach_no_whole_lot_can_cure_plans_nothing_for_it()
     {
         // D trades in lots of 500 (16,500 a lot): from 16.995 % any sale lands at 0.495 % or below, past the 5 % lower edge.
-        var policy = Policy() with { LotSizes = new Dictionary<string, decimal> { ["D"] = 500m } };
+        var policy = Policy() with { Trading = Policy().Trading with { LotSizes = new Dictionary<string, decimal> { ["D"] = 500m } } };
         var marked = Marked(policy, 7_005m, 330m, 440m, 1_050m, 515m);
         Assert.Null(RebalancePlanner.BandEdgeTrade(marked.Find("D")!, policy, (marked.NetValue, marked.NetValue)));
         var proposal = RebalancePlanner.Propose(marked, policy, force: false);
@@ -107,8 +107,9 @@ public class BandEdgeTests
         {
             var ids = Enumerable.Range(0, c.Prices.Length).Select(i => $"I{i}").ToArray();
             var mids = ids.Select((id, i) => (id, c.Prices[i])).ToDictionary(x => x.id, x => x.Item2);
-            var policy = new TargetPolicy(ids.Select((id, i) => (id, c.Targets[i])).ToDictionary(x => x.id, x => x.Item2), c.Band, 0, 0, RebalanceTarget.BandEdge,
-                c.MinNotional, ids.Select((id, i) => (id, c.Lots[i])).ToDictionary(x => x.id, x => x.Item2), 0, OptimalLotRounding: c.Optimal);
+            var policy = TargetPolicy.Of(ids.Select((id, i) => (id, c.Targets[i])).ToDictionary(x => x.id, x => x.Item2),
+                new TradeRules(RebalanceTarget.BandEdge, c.MinNotional, ids.Select((id, i) => (id, c.Lots[i])).ToDictionary(x => x.id, x => x.Item2), 0, OptimalLotRounding: c.Optimal),
+                new DriftBands(c.Band));
             var invested = ids.Select((id, i) => c.Held[i] * c.Prices[i]).Sum();
             var snapshot = new PortfolioSnapshot("p", ids.Select((id, i) => new Holding(id, c.Held[i])).ToArray(), invested + 1_000_000m, 1); // cash never binds
             var marked = PortfolioMarking.Mark(snapshot, policy, mids);

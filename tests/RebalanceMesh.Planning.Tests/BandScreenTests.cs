@@ -20,7 +20,7 @@ public sealed class BandScreenTests
     {
         // 10 A at 10 and 5 B at 20, no cash: weights 0.5 / 0.5 against targets 0.6 / 0.4, absolute band 5 pp: both
         // positions drift 10 pp (breached), total drift (0.1 + 0.1 + 0) / 2 = 0.1.
-        var policy = new TargetPolicy(new Dictionary<string, double> { ["A"] = 0.6, ["B"] = 0.4 }, 0.05, 0, 0, RebalanceTarget.Target, 0m, new Dictionary<string, decimal>(), 0);
+        var policy = TargetPolicy.Of(new Dictionary<string, double> { ["A"] = 0.6, ["B"] = 0.4 }, TradeRules.Default, new DriftBands(0.05));
         var portfolio = new PortfolioSnapshot("p", [new Holding("A", 10m), new Holding("B", 5m)], 0m, 1);
         var screen = BandScreen.TryCompile(portfolio, policy, SlotOf)!;
         double[] prices = [10, 20, double.NaN];
@@ -40,7 +40,7 @@ public sealed class BandScreenTests
 
         // On the edge: 10 A at 10 and 100 of cash against a target of 0.45 — weight 0.5, drift exactly the 5 pp band.
         // Within 1e-9 of its limit a measurement is not decided in doubles.
-        var edge = new TargetPolicy(new Dictionary<string, double> { ["A"] = 0.45 }, 0.05, 0, 0, RebalanceTarget.Target, 0m, new Dictionary<string, decimal>(), 0);
+        var edge = TargetPolicy.Of(new Dictionary<string, double> { ["A"] = 0.45 }, TradeRules.Default, new DriftBands(0.05));
         var onEdge = BandScreen.TryCompile(new PortfolioSnapshot("q", [new Holding("A", 10m)], 100m, 1), edge, SlotOf)!;
         Assert.Equal(ScreenVerdict.Undecided, onEdge.Screen([10], [true]).Verdict);
 
@@ -52,15 +52,15 @@ public sealed class BandScreenTests
     [Fact]
     public void Portfolios_that_are_not_plain_are_not_compiled()
     {
-        var policy = new TargetPolicy(new Dictionary<string, double> { ["A"] = 0.5 }, 0.05, 0, 0, RebalanceTarget.Target, 0m, new Dictionary<string, decimal>(), 0);
+        var policy = TargetPolicy.Of(new Dictionary<string, double> { ["A"] = 0.5 }, TradeRules.Default, new DriftBands(0.05));
         var plain = new PortfolioSnapshot("p", [new Holding("A", 1m)], 10m, 1);
         Assert.NotNull(BandScreen.TryCompile(plain, policy, SlotOf));
         Assert.Null(BandScreen.TryCompile(plain with { CashBalances = [new CashBalance("USD", 5m)] }, policy, SlotOf));
         Assert.Null(BandScreen.TryCompile(plain with { Loans = [new Loan("L", "LEND-A", [new LoanCollateral("A", 1m, 0.8)], 5m)] }, policy, SlotOf));
         Assert.Null(BandScreen.TryCompile(plain with { MarginAccounts = [new MarginCollateral("SIM-A", 5m)] }, policy, SlotOf));
         Assert.Null(BandScreen.TryCompile(plain with { Holdings = [new Holding("A", 1m, EntryPrice: 10m)] }, policy, SlotOf));
-        Assert.Null(BandScreen.TryCompile(plain, policy with { Limits = new RiskLimits(0, 0.2, 0) }, SlotOf));
-        Assert.Null(BandScreen.TryCompile(plain, policy with { Hedges = [new HedgeRule("A", "B", 0, 0.1)] }, SlotOf));
+        Assert.Null(BandScreen.TryCompile(plain, policy.With(new RiskLimits(0, 0.2, 0)), SlotOf));
+        Assert.Null(BandScreen.TryCompile(plain, policy.With(new DeltaHedges([new HedgeRule("A", "B", 0, 0.1)])), SlotOf));
     }
 
     /// <summary>A random plain portfolio and policy: 1–8 instruments, some held in two accounts, some untargeted or on the no-trade list.</summary>
@@ -87,9 +87,9 @@ public sealed class BandScreenTests
         Prop.ForAll(Cases.ToArbitrary(), c =>
         {
             var ids = Slots.Take(c.Prices.Length).ToArray();
-            var policy = new TargetPolicy(ids.Select((id, i) => (id, c.Targets[i])).Where(t => t.Item2 > 0).ToDictionary(t => t.id, t => t.Item2),
-                c.Absolute, c.Relative, c.Total, RebalanceTarget.Target, 0m, new Dictionary<string, decimal>(), 0,
-                NoTrade: ids.Where((_, i) => c.NoTrade[i]).ToHashSet());
+            var policy = TargetPolicy.Of(ids.Select((id, i) => (id, c.Targets[i])).Where(t => t.Item2 > 0).ToDictionary(t => t.id, t => t.Item2),
+                TradeRules.Default with { NoTrade = ids.Where((_, i) => c.NoTrade[i]).ToHashSet() },
+                new DriftBands(c.Absolute, c.Relative, c.Total));
             var holdings = ids.SelectMany((id, i) => new[] { new Holding(id, c.Held[i]), new Holding(id, c.SecondAccount[i], Venue: "SIM-B") })
                 .Where(h => h.Quantity != 0 || h.Venue.Length == 0).ToArray();
             var portfolio = new PortfolioSnapshot("p", holdings, c.Cash, 1);

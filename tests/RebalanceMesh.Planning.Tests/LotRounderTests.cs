@@ -108,8 +108,8 @@ public class OptimalRoundingPlannerTests
     {
         // 1,000 of cash; targets 87 % A (300) and 12.95 % B (70): 2.9 A and 1.85 B unrounded.
         var prices = new Dictionary<string, decimal> { ["A"] = 300m, ["B"] = 70m };
-        TargetPolicy Policy(bool optimal) => new(new Dictionary<string, double> { ["A"] = 0.87, ["B"] = 0.1295 }, 0.05, 0, 0, RebalanceTarget.Target, 0m,
-            new Dictionary<string, decimal>(), 0, OptimalLotRounding: optimal);
+        TargetPolicy Policy(bool optimal) => TargetPolicy.Of(new Dictionary<string, double> { ["A"] = 0.87, ["B"] = 0.1295 },
+            TradeRules.Default with { OptimalLotRounding = optimal }, new DriftBands(0.05));
         var marked = PortfolioMarking.Mark(new PortfolioSnapshot("p", [], 1_000m, 1), Policy(false), prices);
 
         var truncated = RebalancePlanner.Propose(marked, Policy(false), force: true);

@@ -144,7 +144,7 @@ public class MarginGuardTests
     {
         var marks = new Dictionary<string, InstrumentMark> { ["X"] = Perp(100m), ["A"] = InstrumentMark.Spot(10m) };
         var portfolio = new PortfolioSnapshot("p", [new Holding("X", 100m, 110m)], 1_500m, 1); // E 500, M 500: ratio 1
-        var policy = new TargetPolicy(new Dictionary<string, double> { ["A"] = 0.5 }, 0.05, 0, 0, RebalanceTarget.Target, 0m, new Dictionary<string, decimal>(), 0, Margin: Band);
+        var policy = TargetPolicy.Of(new Dictionary<string, double> { ["A"] = 0.5 }, TradeRules.Default, new DriftBands(0.05), Band);
         var composed = await PlanComposer.ComposeAsync(portfolio, policy, marks, force: true, new SharedMarketData(new NoMarket()), TimeProvider.System, CancellationToken.None);
         Assert.True(composed.Emergency);
         Assert.NotEmpty(composed.MarginLegs);

@@ -6,7 +6,7 @@ namespace RebalanceMesh.Planning.Tests;
 public class ModelWeightCacheTests
 {
     private static TargetPolicy Resolved(double weight) =>
-        new(new Dictionary<string, double> { ["A"] = weight }, 0.05, 0, 0, RebalanceTarget.Target, 0m, new Dictionary<string, decimal>(), 0);
+        TargetPolicy.Of(new Dictionary<string, double> { ["A"] = weight }, TradeRules.Default, new DriftBands(0.05));
 
     [Fact]
     public async Task Weights_are_resolved_once_per_policy_version_and_day()

@@ -17,8 +17,8 @@ public class OptimizedRebalanceTests
     private static readonly double[,] Covariance = { { 0.04, 0, 0 }, { 0, 0.04, 0 }, { 0, 0, 0.04 } };
 
     private static TargetPolicy Policy(OptimizerPolicy optimizer) =>
-        new(new Dictionary<string, double> { ["A"] = 0.5, ["B"] = 0.3, ["C"] = 0.2 }, 0.05, 0, 0, RebalanceTarget.Target, 0m, new Dictionary<string, decimal>(), 0,
-            new HashSet<string> { "A-P" }, optimizer);
+        TargetPolicy.Of(new Dictionary<string, double> { ["A"] = 0.5, ["B"] = 0.3, ["C"] = 0.2 }, TradeRules.Default with { NoTrade = new HashSet<string> { "A-P" } },
+            new DriftBands(0.05), optimizer);
 
     private static OptimizerPolicy Settings(double? turnoverCap = null, IReadOnlyList<DeltaBand>? bands = null) =>
         new(OptimizerObjective.TrackingError, 1, 10, 1, new Dictionary<string, decimal>(), turnoverCap, null, new Dictionary<string, (double, double)>(), 0, bands ?? []);

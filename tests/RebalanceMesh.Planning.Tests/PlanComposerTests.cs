@@ -20,6 +20,45 @@ public class PlanComposerTests
             Task.FromResult<IReadOnlyDictionary<string, double>>(new Dictionary<string, double>());
     }
 
+    /// <summary>A rule written outside the planner: cash in every currency above a ceiling triggers a rebalance.</summary>
+    private sealed record MaxCashWeight(double Ceiling) : ITriggerRule
+    {
+        public void Measure(in TriggerInput input, List<DriftReason> reasons)
+        {
+            var cash = input.Marked.TotalCashWeight;
+            reasons.Add(new DriftReason("max_cash", string.Empty, cash, Ceiling, cash > Ceiling, $"cash {cash:P2} vs ceiling {Ceiling:P2}"));
+        }
+    }
+
+    [Fact]
+    public async Task A_new_trigger_rule_is_one_part_that_the_monitor_and_the_pipeline_both_measure()
+    {
+        // 57 A at 100 and 4,300 cash: A is 57 % against a 60 % target, inside its ±5 pp band; cash is 43 %, over a
+        // 30 % ceiling. Only the new part can trigger, and force is off.
+        var snapshot = new PortfolioSnapshot("p", [new Holding("A", 57m)], 4_300m, 1);
+        var marks = new Dictionary<string, InstrumentMark> { ["A"] = InstrumentMark.Spot(100m) };
+        var bands = TargetPolicy.Of(new Dictionary<string, double> { ["A"] = 0.6 }, TradeRules.Default, new DriftBands(0.05));
+        var withRule = bands.With(new MaxCashWeight(0.30));
+
+        Assert.False(PlanComposer.Assess(snapshot, bands, marks).Bands.Breached);
+        var assessed = PlanComposer.Assess(snapshot, withRule, marks, describeAll: false);
+        var reason = Assert.Single(assessed.Reasons, r => r.Rule == "max_cash");
+        Assert.True(reason.Breached);
+        Assert.Equal(0.43, reason.Measured, 12);
+
+        // The monitor's fast path does not speak for a policy with a rule it does not know.
+        Assert.NotNull(BandScreen.TryCompile(snapshot, bands, _ => 0));
+        Assert.Null(BandScreen.TryCompile(snapshot, withRule, _ => 0));
+
+        // The pipeline rebalances on it, back to target: buy 3 A; without the part nothing trades.
+        var composed = await PlanComposer.ComposeAsync(snapshot, withRule, marks, force: false, new CountingMarket(), TimeProvider.System, CancellationToken.None);
+        Assert.Contains(composed.Proposal.Evaluation.Reasons, r => r.Rule == "max_cash" && r.Breached);
+        var leg = Assert.Single(composed.Proposal.Legs);
+        Assert.Equal(("A", TradeSide.Buy, 3m), (leg.InstrumentId, leg.Side, leg.Quantity));
+        Assert.False((await PlanComposer.ComposeAsync(snapshot, bands, marks, force: false, new CountingMarket(), TimeProvider.System, CancellationToken.None)).Proposal.HasTrades);
+        Assert.Throws<ArgumentException>(() => TargetPolicy.Of(bands.Targets, TradeRules.Default, new DriftBands(0.05), new DriftBands(0.1)));
+    }
+
     [Fact]
     public async Task One_estimate_serves_every_later_request_it_covers()
     {
@@ -46,14 +85,15 @@ public class PlanComposerTests
         // then scales the invested share; the optimiser trades the same universe. One estimate is fetched.
         var inner = new CountingMarket();
         var market = new SharedMarketData(inner);
-        var policy = new TargetPolicy(new Dictionary<string, double> { ["A"] = 0.45, ["B"] = 0.45 }, 0.02, 0, 0, RebalanceTarget.Target, 0m, new Dictionary<string, decimal>(), 10,
-            Optimizer: new OptimizerPolicy(OptimizerObjective.TrackingError, 1, 10, 1, new Dictionary<string, decimal>(), null, null, new Dictionary<string, (double, double)>(), 0, []),
-            Limits: new RiskLimits(0, 0.15, 0),
-            Model: new TargetModelSpec(TargetModel.InverseVolatility));
+        var policy = TargetPolicy.Of(new Dictionary<string, double> { ["A"] = 0.45, ["B"] = 0.45 }, TradeRules.Default with { EstimatedCostBps = 10 },
+            new DriftBands(0.02),
+            new OptimizerPolicy(OptimizerObjective.TrackingError, 1, 10, 1, new Dictionary<string, decimal>(), null, null, new Dictionary<string, (double, double)>(), 0, []),
+            new RiskLimits(0, 0.15, 0),
+            new TargetModelSpec(TargetModel.InverseVolatility));
         var (resolved, reasons) = await PlanComposer.ResolvePolicyAsync(policy, market, CancellationToken.None);
         Assert.Equal(0.54 / 0.9, resolved.Targets["A"] / (resolved.Targets["A"] + resolved.Targets["B"]), 12);
         Assert.Contains(reasons, r => r.Rule == PlanComposer.TargetModelRule);
-        Assert.Equal(0.15, RiskLimitRules.Volatility(resolved.Targets, resolved.RiskModel!), 9);
+        Assert.Equal(0.15, RiskLimitRules.Volatility(resolved.Targets, resolved.Part<RiskLimits>()!.Model!), 9);
 
         var snapshot = new PortfolioSnapshot("p", [], 100_000m, 1);
         var marks = new Dictionary<string, InstrumentMark> { ["A"] = InstrumentMark.Spot(100m), ["B"] = InstrumentMark.Spot(50m) };

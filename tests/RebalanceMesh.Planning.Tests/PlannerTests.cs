@@ -9,7 +9,8 @@ public class PlannerTests
 
     private static TargetPolicy Policy(double absolute = 0.05, double relative = 0, double total = 0, RebalanceTarget target = RebalanceTarget.Target,
         decimal minNotional = 0, double costBps = 0, Dictionary<string, decimal>? lots = null) =>
-        new(new Dictionary<string, double> { ["A"] = 0.5, ["B"] = 0.3, ["C"] = 0.2 }, absolute, relative, total, target, minNotional, lots ?? [], costBps);
+        TargetPolicy.Of(new Dictionary<string, double> { ["A"] = 0.5, ["B"] = 0.3, ["C"] = 0.2 }, new TradeRules(target, minNotional, lots ?? [], costBps),
+            new DriftBands(absolute, relative, total));
 
     private static PortfolioSnapshot Portfolio(decimal a, decimal b, decimal c, decimal cash) =>
         new("p", new[] { new Holding("A", a), new Holding("B", b), new Holding("C", c) }.Where(h => h.Quantity != 0).ToArray(), cash, 1);
@@ -114,14 +115,14 @@ public class PlannerTests
         Assert.Equal([50m, 60m, 100m], unlimited.Legs.Select(l => l.Quantity));
         Assert.Equal(0m, unlimited.CashAfter);
 
-        var limited = Policy() with { MaxSlippageBps = 100 };
+        var limited = Policy() with { Trading = TradeRules.Default with { MaxSlippageBps = 100 } };
         var proposal = RebalancePlanner.Propose(PortfolioMarking.Mark(Portfolio(0, 0, 0, 10_000m), limited, Prices), limited, force: true);
         Assert.Equal([("A", 49m), ("B", 59m), ("C", 99m)], proposal.Legs.Select(l => (l.InstrumentId, l.Quantity)));
         Assert.Equal(170m, proposal.CashAfter);
         Assert.True(10_000m - (proposal.Legs.Sum(l => l.Notional) * 1.01m) >= 0m);
 
         // With sales too, both at their worst accepted prices (sells 1 % cheaper, buys 1 % dearer, 50 bps costs).
-        var costly = Policy(costBps: 50) with { MaxSlippageBps = 100 };
+        var costly = Policy(costBps: 50) with { Trading = TradeRules.Default with { EstimatedCostBps = 50, MaxSlippageBps = 100 } };
         var mixed = RebalancePlanner.Propose(PortfolioMarking.Mark(Portfolio(70, 40, 50, 0), costly, Prices), costly, force: false);
         Assert.Contains(mixed.Legs, l => l.Side == TradeSide.Sell);
         var worstCash = mixed.Legs.Sum(l => l.Side == TradeSide.Sell ? l.Notional * 0.99m : -(l.Notional * 1.01m)) - mixed.EstimatedCost;
@@ -157,7 +158,7 @@ public class DerivativeMarkingTests
     {
         // 10 A at 100 (1000), short 4 perps entered at 95 now marked 100 with multiplier 2 → value −4·(200 − 190) = −40.
         var portfolio = new PortfolioSnapshot("p", [new Holding("A", 10), new Holding("A-PERP", -4, 95m)], 1_040m, 1);
-        var policy = new TargetPolicy(new Dictionary<string, double> { ["A"] = 0.5 }, 0.05, 0, 0, RebalanceTarget.Target, 0, new Dictionary<string, decimal>(), 0);
+        var policy = TargetPolicy.Of(new Dictionary<string, double> { ["A"] = 0.5 }, TradeRules.Default, new DriftBands(0.05));
         var marks = new Dictionary<string, InstrumentMark>
         {
             ["A"] = InstrumentMark.Spot(100m),
@@ -177,7 +178,7 @@ public class DerivativeMarkingTests
     public void No_trade_instruments_count_in_net_value_but_are_not_measured_or_traded()
     {
         var portfolio = new PortfolioSnapshot("p", [new Holding("A", 10), new Holding("OPT", 5)], 500m, 1);
-        var policy = new TargetPolicy(new Dictionary<string, double> { ["A"] = 0.9 }, 0.01, 0, 0, RebalanceTarget.Target, 0, new Dictionary<string, decimal>(), 0, new HashSet<string> { "OPT" });
+        var policy = TargetPolicy.Of(new Dictionary<string, double> { ["A"] = 0.9 }, TradeRules.Default with { NoTrade = new HashSet<string> { "OPT" } }, new DriftBands(0.01));
         var marked = PortfolioMarking.Mark(portfolio, policy, new Dictionary<string, decimal> { ["A"] = 100m, ["OPT"] = 100m });
         Assert.Equal(2_000m, marked.NetValue);
         var evaluation = DriftEvaluator.Evaluate(marked, policy);

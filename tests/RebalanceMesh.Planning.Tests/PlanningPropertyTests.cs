@@ -33,8 +33,10 @@ public class PlanningPropertyTests
     private static (MarkedPortfolio Marked, TargetPolicy Policy, PortfolioSnapshot Snapshot) Build(Case c)
     {
         var ids = Enumerable.Range(0, c.Prices.Length).Select(i => $"I{i}").ToArray();
-        var policy = new TargetPolicy(ids.Select((id, i) => (id, c.Targets[i])).ToDictionary(x => x.id, x => x.Item2), 0.01, 0, 0, RebalanceTarget.Target, c.MinNotional,
-            ids.Select((id, i) => (id, c.Lots[i])).ToDictionary(x => x.id, x => x.Item2), c.CostBps, OptimalLotRounding: c.Optimal, MaxSlippageBps: c.SlippageBps);
+        var policy = TargetPolicy.Of(ids.Select((id, i) => (id, c.Targets[i])).ToDictionary(x => x.id, x => x.Item2),
+            new TradeRules(RebalanceTarget.Target, c.MinNotional, ids.Select((id, i) => (id, c.Lots[i])).ToDictionary(x => x.id, x => x.Item2), c.CostBps,
+                OptimalLotRounding: c.Optimal, MaxSlippageBps: c.SlippageBps),
+            new DriftBands(0.01));
         var snapshot = new PortfolioSnapshot("p", ids.Select((id, i) => new Holding(id, c.Held[i])).Where(h => h.Quantity != 0).ToArray(), c.Cash, 1);
         var marked = PortfolioMarking.Mark(snapshot, policy, ids.Select((id, i) => (id, c.Prices[i])).ToDictionary(x => x.id, x => x.Item2));
         return (marked, policy, snapshot);
@@ -81,7 +83,7 @@ public class PlanningPropertyTests
                 var desired = (((decimal)policy.TargetOf(leg.InstrumentId) * marked.NetValue) - position.MarketValue) / position.Price;
                 var signed = leg.Side == TradeSide.Buy ? leg.Quantity : -leg.Quantity;
                 return leg.Quantity % lot == 0
-                    && leg.Notional >= policy.MinTradeNotional
+                    && leg.Notional >= policy.Trading.MinTradeNotional
                     && Math.Sign(signed) == Math.Sign(desired)
                     && Math.Abs(signed) <= Math.Abs(desired) + lot;  // at most one lot past the unrounded trade (CP-SAT), none when truncating
             });

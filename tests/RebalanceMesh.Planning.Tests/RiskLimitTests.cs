@@ -34,8 +34,8 @@ public class RiskLimitTests
     [Fact]
     public void A_held_portfolio_outside_its_limits_triggers_a_rebalance()
     {
-        var policy = new TargetPolicy(new Dictionary<string, double> { ["A"] = 0.4, ["B"] = 0.4 }, 0.5, 0, 0, RebalanceTarget.Target, 0m,
-            new Dictionary<string, decimal>(), 0, Limits: new RiskLimits(0.6, 0.12, 0), RiskModel: Model);
+        var policy = TargetPolicy.Of(new Dictionary<string, double> { ["A"] = 0.4, ["B"] = 0.4 }, TradeRules.Default,
+            new DriftBands(0.5), new RiskLimits(0.6, 0.12, 0, Model));
         // 70 % A, 30 % B: inside a ±50 pp band, but 70 % > 60 % and σ = √(0.49·0.04 + 0.09·0.01) = 14.3 % > 12 %.
         var marked = PortfolioMarking.Mark(new PortfolioSnapshot("p", [new Holding("A", 70), new Holding("B", 30)], 0m, 1), policy,
             new Dictionary<string, decimal> { ["A"] = 100m, ["B"] = 100m });

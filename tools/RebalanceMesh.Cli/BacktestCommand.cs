@@ -41,13 +41,13 @@ public static class BacktestCommand
             var (instruments, closes) = ReadCloses(file);
             var targets = ParseTargets(parse.GetValue(targetsOption), instruments);
             var costBps = parse.GetValue(costOption);
-            var policy = new TargetPolicy(targets, parse.GetValue(bandOption), 0, 0, RebalanceTarget.Target, 0m, new Dictionary<string, decimal>(), costBps)
-            {
-                Model = new TargetModelSpec(ParseModel(parse.GetValue(modelOption) ?? "fixed"), parse.GetValue(lookbackOption)),
-                Optimizer = parse.GetValue(optimizerOption)
-                    ? new OptimizerPolicy(OptimizerObjective.TrackingError, 1, costBps, 1, new Dictionary<string, decimal>(), null, null, new Dictionary<string, (double, double)>(), 0, [])
-                    : null,
-            };
+            var optimizer = parse.GetValue(optimizerOption)
+                ? new OptimizerPolicy(OptimizerObjective.TrackingError, 1, costBps, 1, new Dictionary<string, decimal>(), null, null, new Dictionary<string, (double, double)>(), 0, [])
+                : null;
+            var policy = TargetPolicy.Of(targets, TradeRules.Default with { EstimatedCostBps = costBps },
+                new DriftBands(parse.GetValue(bandOption)),
+                new TargetModelSpec(ParseModel(parse.GetValue(modelOption) ?? "fixed"), parse.GetValue(lookbackOption)),
+                optimizer);
             var ltv = parse.GetValue(loanOption);
             var loan = ltv > 0 ? new BacktestLoan(targets.Keys.First(), 0.5m, ltv, 0.8) : null;
             List<BacktestStrategy> strategies =
@@ -58,7 +58,7 @@ public static class BacktestCommand
             ];
             if (loan is not null)
             {
-                strategies.Add(new BacktestStrategy("bands + guard", BacktestTrigger.Bands, policy with { Guard = new HealthFactorBand(1.6, 1.3, 0, 1.1) }, Loan: loan));
+                strategies.Add(new BacktestStrategy("bands + guard", BacktestTrigger.Bands, policy.With(new HealthFactorBand(1.6, 1.3, 0, 1.1)), Loan: loan));
             }
 
             var ordered = targets.Keys.ToArray();
@@ -78,7 +78,7 @@ public static class BacktestCommand
             }
             else
             {
-                Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{results[0].NetValues.Count} days of {string.Join(", ", targets.Keys)} from {file} ({closes.Count - results[0].NetValues.Count} days of warm-up), model {policy.Model!.Model}{(policy.Optimizer is null ? string.Empty : ", cost-aware optimiser")}"));
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{results[0].NetValues.Count} days of {string.Join(", ", targets.Keys)} from {file} ({closes.Count - results[0].NetValues.Count} days of warm-up), model {policy.ModelSpec.Model}{(optimizer is null ? string.Empty : ", cost-aware optimiser")}"));
                 Console.WriteLine($"{"strategy",-22} {"final",14} {"return/y",9} {"vol/y",7} {"Sharpe",7} {"max DD",7} {"rebal.",6} {"turnover",9} {"costs",10} {"TE/y",6}");
                 foreach (var r in results)
                 {

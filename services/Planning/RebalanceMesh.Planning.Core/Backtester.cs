@@ -34,10 +34,10 @@ public sealed record BacktestStrategy(string Name, BacktestTrigger Trigger, Targ
     {
         get
         {
-            var spec = Policy.Model ?? new TargetModelSpec(TargetModel.FixedWeights);
+            var spec = Policy.ModelSpec;
             var estimated = (spec.Model is not (TargetModel.FixedWeights or TargetModel.EqualWeight) && (spec.Covariance is null || TargetModels.NeedsReturns(spec.Model)))
-                || Policy.Optimizer is not null
-                || Policy.Limits is { MaxVolatility: > 0 } or { MaxVar99: > 0 };
+                || Policy.Part<OptimizerPolicy>() is not null
+                || Policy.Part<RiskLimits>() is { MaxVolatility: > 0 } or { MaxVar99: > 0 };
             return estimated ? spec.Lookback : 0;
         }
     }

@@ -16,7 +16,7 @@ public enum ScreenVerdict
 /// <summary>
 /// The band rules of a plain portfolio compiled into arrays and evaluated in doubles without allocating: the monitor's
 /// fast path. Plain means spot holdings and base-currency cash only (no loans, cash in other currencies or margin
-/// accounts) under a policy of weight bands only (no risk limits, margin band or hedges). It measures exactly what
+/// accounts) under a policy whose only measured part is its <see cref="DriftBands"/> (no risk limits, margin band, hedges or any other trigger rule). It measures exactly what
 /// <see cref="DriftEvaluator"/> measures — absolute and relative bands per rebalanced position, total drift with cash —
 /// and answers <see cref="ScreenVerdict.Undecided"/> whenever a measurement lies within <see cref="Margin"/> of its limit,
 /// where the decimal marking of the full evaluation and the doubles here could disagree.
@@ -32,6 +32,7 @@ public sealed class BandScreen
     private readonly bool[] _rebalanced;
     private readonly string[] _instruments;
     private readonly double _cash;
+    private readonly DriftBands _bands;
     private readonly double _absoluteBand;
     private readonly double _relativeBand;
     private readonly double _totalThreshold;
@@ -46,9 +47,8 @@ public sealed class BandScreen
         _targets = targets;
         _rebalanced = rebalanced;
         _cash = cash;
-        _absoluteBand = policy.AbsoluteBand;
-        _relativeBand = policy.RelativeBand;
-        _totalThreshold = policy.TotalDriftThreshold;
+        _bands = policy.Bands;
+        (_absoluteBand, _relativeBand, _totalThreshold) = (_bands.Absolute, _bands.Relative, _bands.TotalDrift);
         _cashTarget = policy.CashTarget;
     }
 
@@ -65,7 +65,7 @@ public sealed class BandScreen
     public static BandScreen? TryCompile(PortfolioSnapshot portfolio, TargetPolicy policy, Func<string, int> slotOf)
     {
         if (portfolio.LoanList.Count > 0 || portfolio.ForeignCash.Count > 0 || portfolio.MarginAccountList.Count > 0
-            || policy.Limits is not null || policy.Margin is not null || policy.Hedges is { Count: > 0 }
+            || policy.Parts.Any(p => p is IMeasuredPart and not DriftBands and not HealthFactorBand) // a health-factor band measures loans, which a plain portfolio has none of
             || portfolio.Holdings.Any(h => h.EntryPrice is not null))
         {
             return null;
@@ -176,7 +176,7 @@ public sealed class BandScreen
             {
                 var limit = _relativeBand * target;
                 reasons.Add(new DriftReason(DriftEvaluator.RelativeBandRule, instrument, deviation, limit, true,
-                    DriftEvaluator.Describe(instrument, weight, target, deviation, limit, true, $"relative band ({_relativeBand.ToString("P0", System.Globalization.CultureInfo.InvariantCulture)} of target)")));
+                    DriftEvaluator.Describe(instrument, weight, target, deviation, limit, true, _bands.RelativeName)));
             }
         }
 

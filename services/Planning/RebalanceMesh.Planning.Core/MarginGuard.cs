@@ -4,7 +4,7 @@ namespace RebalanceMesh.Planning.Core;
 
 /// <summary>The margin guard's band (see <see cref="MarginGuard"/>); zero disables the emergency level.</summary>
 /// <param name="MaintenanceRate">Maintenance margin per unit of contract notional.</param>
-public sealed record MarginBand(double Target, double ActBelow, double EmergencyBelow, double MaintenanceRate);
+public sealed record MarginBand(double Target, double ActBelow, double EmergencyBelow, double MaintenanceRate) : IMeasuredPart;
 
 /// <summary>One position the margin guard closes (in part), with why.</summary>
 /// <param name="Price">Price per unit of the underlying; the contract's notional is Price × Multiplier.</param>

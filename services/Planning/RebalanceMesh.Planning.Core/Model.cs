@@ -83,57 +83,212 @@ public sealed record Loan(string LoanId, string Venue, IReadOnlyList<LoanCollate
 }
 
 /// <summary>The liquidation guard's band (see <see cref="LiquidationGuard"/>); zero disables boost and emergency.</summary>
-public sealed record HealthFactorBand(double Target, double RepayBelow, double BoostAbove, double EmergencyBelow);
+public sealed record HealthFactorBand(double Target, double RepayBelow, double BoostAbove, double EmergencyBelow) : IMeasuredPart;
 
-/// <summary>Target-weight policy with drift bands.</summary>
-/// <param name="Targets">Target weight per instrument; the rest of the portfolio is cash.</param>
-/// <param name="AbsoluteBand">± weight units (0.05 = ±5 pp); 0 disables.</param>
-/// <param name="RelativeBand">± fraction of each target (0.25 = ±25 % of target); 0 disables.</param>
-/// <param name="TotalDriftThreshold">Σ|w − w*| / 2 that triggers on its own; 0 disables.</param>
+/// <summary>
+/// One concern of a policy besides its target weights and trade rules: its bands, risk limits, a guard, hedges, the
+/// optimiser, the target model. A policy is its targets, its trade rules and a list of parts; a stage asks for the
+/// part it acts on (<see cref="TargetPolicy.Part{T}"/>) and leaves the others alone.
+/// </summary>
+public interface IPolicyPart;
+
+/// <summary>
+/// A part the trigger stage measures on the portfolio as it stands (<see cref="PlanComposer.Assess"/>): bands, risk
+/// limits, the liquidation and margin guards, delta hedges. <see cref="BandScreen"/> speaks only for policies whose
+/// measured parts are all <see cref="DriftBands"/>.
+/// </summary>
+public interface IMeasuredPart : IPolicyPart;
+
+/// <summary>
+/// A rule whose breach triggers a rebalance, measured by <see cref="DriftEvaluator"/> for the monitor and the plan
+/// pipeline alike. A new trigger rule is one class implementing this, added to a policy's parts.
+/// </summary>
+public interface ITriggerRule : IMeasuredPart
+{
+    /// <summary>Adds a reason per measurement, breached or not.</summary>
+    void Measure(in TriggerInput input, List<DriftReason> reasons);
+}
+
+/// <summary>What a trigger rule measures: the marked portfolio under its policy and its total drift Σ|w − w*| / 2.</summary>
+/// <param name="DescribeAll">False: only breached measurements need their message (the monitor shows breaches only).</param>
+public readonly record struct TriggerInput(MarkedPortfolio Marked, TargetPolicy Policy, double TotalDrift, bool DescribeAll);
+
+/// <summary>How a policy trades: how far, in what sizes, at what estimated cost, and what it leaves alone.</summary>
 /// <param name="MinTradeNotional">Trades below this notional are dropped.</param>
 /// <param name="LotSizes">Quantity increments per instrument; missing means 1.</param>
 /// <param name="EstimatedCostBps">Pre-trade cost estimate in basis points of notional.</param>
+/// <param name="NoTrade">Instruments weight rebalancing leaves alone.</param>
+/// <param name="OptimalLotRounding">Lots chosen together by CP-SAT instead of rounded one by one.</param>
 /// <param name="MaxSlippageBps">Execution's limit-price protection (worst fill versus arrival); 0 is none.</param>
-/// <param name="Fit">Set on a resolved policy whose targets a computed model set: how it set them.</param>
-public sealed record TargetPolicy(
-    IReadOnlyDictionary<string, double> Targets,
-    double AbsoluteBand,
-    double RelativeBand,
-    double TotalDriftThreshold,
+public sealed record TradeRules(
     RebalanceTarget RebalanceTarget,
     decimal MinTradeNotional,
     IReadOnlyDictionary<string, decimal> LotSizes,
     double EstimatedCostBps,
     IReadOnlySet<string>? NoTrade = null,
-    OptimizerPolicy? Optimizer = null,
-    IReadOnlyDictionary<string, double>? ExpectedReturns = null,
-    HealthFactorBand? Guard = null,
-    RiskLimits? Limits = null,
-    RiskModelInputs? RiskModel = null,
-    IReadOnlyList<HedgeRule>? Hedges = null,
     bool OptimalLotRounding = false,
-    TargetModelSpec? Model = null,
-    MarginBand? Margin = null,
-    double MaxSlippageBps = 0,
-    ModelFit? Fit = null)
+    double MaxSlippageBps = 0)
 {
-    /// <summary>True when weight rebalancing leaves the instrument alone.</summary>
-    public bool IsNoTrade(string instrument) => NoTrade?.Contains(instrument) == true;
+    /// <summary>Every position back to target, whole units, no minimum, no cost estimate.</summary>
+    public static TradeRules Default { get; } = new(RebalanceTarget.Target, 0m, new Dictionary<string, decimal>(), 0);
+}
 
-    public decimal LotSize(string instrument) => LotSizes.TryGetValue(instrument, out var lot) && lot > 0 ? lot : 1m;
+/// <summary>
+/// Target-weight policy: target weights, how it trades, and its parts (bands, limits, guards, hedges, optimiser,
+/// target model). Build one with <see cref="Of"/>; a part of each type at most.
+/// </summary>
+/// <param name="Targets">Target weight per instrument; the rest of the portfolio is cash.</param>
+public sealed record TargetPolicy(IReadOnlyDictionary<string, double> Targets, TradeRules Trading, IReadOnlyList<IPolicyPart> Parts)
+{
+    /// <summary>A policy of the parts given (nulls left out).</summary>
+    public static TargetPolicy Of(IReadOnlyDictionary<string, double> targets, TradeRules trading, params IPolicyPart?[] parts)
+    {
+        var kept = parts.OfType<IPolicyPart>().ToArray();
+        if (kept.Select(p => p.GetType()).Distinct().Count() != kept.Length)
+        {
+            throw new ArgumentException("A policy has one part of each type.", nameof(parts));
+        }
+
+        return new TargetPolicy(targets, trading, kept);
+    }
+
+    /// <summary>The part of type <typeparamref name="T"/>, or null.</summary>
+    public T? Part<T>() where T : class, IPolicyPart
+    {
+        for (var i = 0; i < Parts.Count; i++)
+        {
+            if (Parts[i] is T part)
+            {
+                return part;
+            }
+        }
+
+        return null;
+    }
+
+    /// <summary>The policy with <paramref name="part"/> in place of the part of its type (added when there is none).</summary>
+    public TargetPolicy With<T>(T part) where T : class, IPolicyPart
+    {
+        var parts = Parts.ToList();
+        var at = parts.FindIndex(p => p is T);
+        if (at >= 0)
+        {
+            parts[at] = part;
+        }
+        else
+        {
+            parts.Add(part);
+        }
+
+        return this with { Parts = parts };
+    }
+
+    /// <summary>The drift bands; none when the policy has no band part.</summary>
+    public DriftBands Bands => Part<DriftBands>() ?? DriftBands.None;
+
+    /// <summary>The delta hedges' rules; empty when it has none.</summary>
+    public IReadOnlyList<HedgeRule> HedgeRules => Part<DeltaHedges>()?.Rules ?? [];
+
+    /// <summary>The target model; fixed weights when it has none.</summary>
+    public TargetModelSpec ModelSpec => Part<TargetModelSpec>() ?? TargetModelSpec.Fixed;
+
+    /// <summary>Expected annual return per instrument given with the policy; null when none were.</summary>
+    public IReadOnlyDictionary<string, double>? ExpectedReturns => Part<ReturnForecast>()?.Returns;
+
+    /// <summary>True when weight rebalancing leaves the instrument alone.</summary>
+    public bool IsNoTrade(string instrument) => Trading.NoTrade?.Contains(instrument) == true;
+
+    public decimal LotSize(string instrument) => Trading.LotSizes.TryGetValue(instrument, out var lot) && lot > 0 ? lot : 1m;
 
     public double TargetOf(string instrument) => Targets.TryGetValue(instrument, out var w) ? w : 0.0;
 
     public double CashTarget => 1.0 - Targets.Values.Sum();
 
-    /// <summary><see cref="EstimatedCostBps"/> as a fraction of notional.</summary>
-    public decimal CostRate => (decimal)EstimatedCostBps / 10_000m;
+    /// <summary><see cref="TradeRules.EstimatedCostBps"/> as a fraction of notional.</summary>
+    public decimal CostRate => (decimal)Trading.EstimatedCostBps / 10_000m;
 
     /// <summary>
-    /// <see cref="MaxSlippageBps"/> as a fraction of price: how far from its planned price execution may fill a trade,
-    /// which the planner keeps in reserve when it spends cash.
+    /// <see cref="TradeRules.MaxSlippageBps"/> as a fraction of price: how far from its planned price execution may
+    /// fill a trade, which the planner keeps in reserve when it spends cash.
     /// </summary>
-    public decimal SlippageReserve => (decimal)MaxSlippageBps / 10_000m;
+    public decimal SlippageReserve => (decimal)Trading.MaxSlippageBps / 10_000m;
+}
+
+/// <summary>Expected annual returns given with a policy (the return-aware models and the optimiser use them).</summary>
+public sealed record ReturnForecast(IReadOnlyDictionary<string, double> Returns) : IPolicyPart;
+
+/// <summary>The policy's delta hedges (see <see cref="DeltaHedger"/>).</summary>
+public sealed record DeltaHedges(IReadOnlyList<HedgeRule> Rules) : IMeasuredPart;
+
+/// <summary>
+/// Weight bands: absolute |w − w*| &gt; a, relative |w − w*| &gt; r·w*, and total drift Σ|w − w*| / 2 (cash included)
+/// &gt; T, each measured on every rebalanced position; 0 disables one.
+/// </summary>
+/// <param name="Absolute">± weight units (0.05 = ±5 pp).</param>
+/// <param name="Relative">± fraction of each target (0.25 = ±25 % of target).</param>
+/// <param name="TotalDrift">Σ|w − w*| / 2 that triggers on its own.</param>
+public sealed record DriftBands(double Absolute, double Relative = 0, double TotalDrift = 0) : ITriggerRule
+{
+    public const string AbsoluteRule = "absolute_band";
+    public const string RelativeRule = "relative_band";
+    public const string TotalDriftRule = "total_drift";
+
+    public static DriftBands None { get; } = new(0);
+
+    /// <summary>Half-width of an instrument's band: the tighter of the enabled bands; infinite when none.</summary>
+    public double Width(double target)
+    {
+        var width = double.PositiveInfinity;
+        if (Absolute > 0)
+        {
+            width = Absolute;
+        }
+
+        if (Relative > 0 && target > 0)
+        {
+            width = Math.Min(width, Relative * target);
+        }
+
+        return width;
+    }
+
+    public void Measure(in TriggerInput input, List<DriftReason> reasons)
+    {
+        var policy = input.Policy;
+        foreach (var position in input.Marked.Positions)
+        {
+            if (!DriftEvaluator.IsRebalanced(position, policy))
+            {
+                continue;
+            }
+
+            var target = policy.TargetOf(position.InstrumentId);
+            var deviation = Math.Abs(position.Weight - target);
+            if (Absolute > 0)
+            {
+                var breached = deviation > Absolute;
+                reasons.Add(new DriftReason(AbsoluteRule, position.InstrumentId, deviation, Absolute, breached,
+                    breached || input.DescribeAll ? DriftEvaluator.Describe(position.InstrumentId, position.Weight, target, deviation, Absolute, breached, "absolute band") : string.Empty));
+            }
+
+            if (Relative > 0 && target > 0)
+            {
+                var limit = Relative * target;
+                var breached = deviation > limit;
+                reasons.Add(new DriftReason(RelativeRule, position.InstrumentId, deviation, limit, breached,
+                    breached || input.DescribeAll ? DriftEvaluator.Describe(position.InstrumentId, position.Weight, target, deviation, limit, breached, RelativeName) : string.Empty));
+            }
+        }
+
+        if (TotalDrift > 0)
+        {
+            var breached = input.TotalDrift > TotalDrift;
+            reasons.Add(new DriftReason(TotalDriftRule, string.Empty, input.TotalDrift, TotalDrift, breached, DriftEvaluator.DescribeTotal(input.TotalDrift, TotalDrift, breached)));
+        }
+    }
+
+    /// <summary>How a relative band is named in its reasons.</summary>
+    internal string RelativeName => string.Create(System.Globalization.CultureInfo.InvariantCulture, $"relative band ({Relative:P0} of target)");
 }
 
 /// <summary>
@@ -141,7 +296,7 @@ public sealed record TargetPolicy(
 /// the covariance (days asked for, returns it had; none when the policy gave the covariance), and the expected returns
 /// a return-aware model used (the policy's, else the historical means).
 /// </summary>
-public sealed record ModelFit(TargetModel Model, IReadOnlyDictionary<string, double> Weights, int LookbackDays, int Observations, bool CovarianceGiven, IReadOnlyDictionary<string, double>? ExpectedReturns);
+public sealed record ModelFit(TargetModel Model, IReadOnlyDictionary<string, double> Weights, int LookbackDays, int Observations, bool CovarianceGiven, IReadOnlyDictionary<string, double>? ExpectedReturns) : IPolicyPart;
 
 /// <summary>The cost-aware optimiser's settings of a policy (see <see cref="RebalanceOptimizer"/>).</summary>
 /// <param name="FeeBps">Fee in basis points of traded notional; the half-spread is added from quotes.</param>
@@ -158,7 +313,7 @@ public sealed record OptimizerPolicy(
     double? MaxGrossLeverage,
     IReadOnlyDictionary<string, (double Lower, double Upper)> Bounds,
     double MinCashWeight,
-    IReadOnlyList<DeltaBand> DeltaBands);
+    IReadOnlyList<DeltaBand> DeltaBands) : IPolicyPart;
 
 /// <summary>Net delta on one underlying (weight of net value) kept within Target ± Tolerance.</summary>
 public sealed record DeltaBand(string Underlying, double Target, double Tolerance);

@@ -45,7 +45,7 @@ public static class OptimizedRebalance
 
     public static OptimizedWeights Choose(MarkedPortfolio marked, TargetPolicy policy, OptimizerMarket market)
     {
-        var settings = policy.Optimizer ?? throw new ArgumentException("The policy has no optimiser settings.", nameof(policy));
+        var settings = policy.Part<OptimizerPolicy>() ?? throw new ArgumentException("The policy has no optimiser settings.", nameof(policy));
         var nav = (double)marked.NetValue;
         if (nav <= 0)
         {

@@ -15,9 +15,12 @@ public sealed record TargetModelSpec(
     double RiskFreeRate = 0,
     double RiskAversion = 1,
     double TargetReturn = 0,
-    double TargetVolatility = 0)
+    double TargetVolatility = 0) : IPolicyPart
 {
     public const int DefaultLookbackDays = 250;
+
+    /// <summary>The targets as given.</summary>
+    public static TargetModelSpec Fixed { get; } = new(TargetModel.FixedWeights);
 
     public int Lookback => LookbackDays > 0 ? LookbackDays : DefaultLookbackDays;
 }
@@ -140,7 +143,7 @@ public static class PlanComposer
     public static async Task<(TargetPolicy Policy, IReadOnlyList<DriftReason> Reasons)> ResolvePolicyAsync(
         TargetPolicy policy, IPlanningMarketData market, CancellationToken cancellationToken)
     {
-        var spec = policy.Model ?? new TargetModelSpec(TargetModel.FixedWeights);
+        var spec = policy.ModelSpec;
         var ids = policy.Targets.Keys.ToArray();
         var reasons = new List<DriftReason>();
         CovarianceEstimate? estimate = null;
@@ -193,24 +196,21 @@ public static class PlanComposer
             }
 
             var computed = ids.Select((id, i) => (id, w: weights[i])).ToDictionary(x => x.id, x => x.w, StringComparer.Ordinal);
-            policy = policy with
-            {
-                Targets = computed,
-                Fit = new ModelFit(spec.Model, computed, spec.Covariance is null ? spec.Lookback : 0, estimate?.Observations ?? 0, spec.Covariance is not null,
-                    returns is null ? null : ids.Select((id, i) => (id, r: returns.ExpectedReturns[i])).ToDictionary(x => x.id, x => x.r, StringComparer.Ordinal)),
-            };
+            policy = (policy with { Targets = computed }).With(
+                new ModelFit(spec.Model, computed, spec.Covariance is null ? spec.Lookback : 0, estimate?.Observations ?? 0, spec.Covariance is not null,
+                    returns is null ? null : ids.Select((id, i) => (id, r: returns.ExpectedReturns[i])).ToDictionary(x => x.id, x => x.r, StringComparer.Ordinal)));
             reasons.Add(new DriftReason(TargetModelRule, string.Empty, budget, budget, false,
                 $"{spec.Model} targets: " + string.Join(", ", ids.Select((id, i) => string.Create(CultureInfo.InvariantCulture, $"{id} {weights[i]:P2}")))));
         }
 
-        if (policy.Limits is { } limits && ids.Length > 0)
+        if (policy.Part<RiskLimits>() is { } limits && ids.Length > 0)
         {
             // Concentration needs no covariance; volatility and VaR limits do.
             var riskModel = limits.MaxVolatility > 0 || limits.MaxVar99 > 0
                 ? new RiskModelInputs(ids, await CovarianceAsync())
                 : new RiskModelInputs(ids, new double[ids.Length, ids.Length]);
             var (capped, limitReasons) = RiskLimitRules.ApplyToTargets(policy.Targets, limits, riskModel);
-            policy = policy with { Targets = capped, RiskModel = riskModel };
+            policy = (policy with { Targets = capped }).With(limits with { Model = riskModel });
             reasons.AddRange(limitReasons);
         }
 
@@ -274,7 +274,7 @@ public static class PlanComposer
         evaluation ??= DriftEvaluator.Evaluate(marked, policy);
         OptimizedWeights? optimized = null;
         (DateTimeOffset, TimeSpan)? optimizerTime = null;
-        if (!emergency && policy.Optimizer is not null && (force || evaluation.Breached))
+        if (!emergency && policy.Part<OptimizerPolicy>() is not null && (force || evaluation.Breached))
         {
             var started = time.GetUtcNow();
             var clock = Stopwatch.GetTimestamp();
@@ -298,7 +298,7 @@ public static class PlanComposer
             throw new DomainException(DomainErrorKind.FailedPrecondition, "The optimiser has no spot instrument to trade: target some, or hold some that are not on the no-trade list.");
         }
 
-        var lookback = (policy.Model ?? new TargetModelSpec(TargetModel.FixedWeights)).Lookback;
+        var lookback = policy.ModelSpec.Lookback;
         var estimate = await market.EstimateCovarianceAsync(universe, lookback, cancellationToken);
         var halfSpreads = await market.HalfSpreadsAsync(universe, cancellationToken);
         return OptimizedRebalance.Choose(marked, policy, new OptimizerMarket(universe, estimate.AnnualCovariance, halfSpreads));
@@ -306,7 +306,7 @@ public static class PlanComposer
 
     /// <summary>The liquidation guard's plan for the portfolio's loans, when the policy has a health-factor band.</summary>
     public static GuardPlan? Guard(PortfolioSnapshot snapshot, TargetPolicy policy, IReadOnlyDictionary<string, InstrumentMark> marks) =>
-        policy.Guard is { } band && snapshot.LoanList.Count > 0
+        policy.Part<HealthFactorBand>() is { } band && snapshot.LoanList.Count > 0
             ? LiquidationGuard.Plan(snapshot, marks.ToDictionary(kv => kv.Key, kv => kv.Value.UnitPrice, StringComparer.Ordinal), snapshot.BaseCurrency, band, policy.CostRate)
             : null;
 
@@ -339,7 +339,7 @@ public static class PlanComposer
 
     /// <summary>The margin guard's plan for the portfolio's margined contracts, when the policy has a margin band.</summary>
     public static MarginPlan? Margin(MarkedPortfolio marked, PortfolioSnapshot snapshot, TargetPolicy policy, IReadOnlyDictionary<string, InstrumentMark> marks) =>
-        policy.Margin is { } band ? MarginGuard.Plan(marked, snapshot.Holdings, marks, band, policy.CostRate, snapshot.MarginAccountList, snapshot.Cash) : null;
+        policy.Part<MarginBand>() is { } band ? MarginGuard.Plan(marked, snapshot.Holdings, marks, band, policy.CostRate, snapshot.MarginAccountList, snapshot.Cash) : null;
 
     /// <summary>
     /// The policy's delta hedges, measured on the portfolio after <paramref name="legs"/> (each leg moves delta by its
@@ -348,7 +348,7 @@ public static class PlanComposer
     public static (IReadOnlyList<HedgeLeg> Legs, IReadOnlyList<DriftReason> Reasons, bool Ripcord) Hedges(
         MarkedPortfolio marked, IReadOnlyDictionary<string, InstrumentMark> marks, TargetPolicy policy, IReadOnlyList<PlannedLeg> legs)
     {
-        if (policy.Hedges is not { Count: > 0 } rules)
+        if (policy.HedgeRules is not { Count: > 0 } rules)
         {
             return ([], [], false);
         }

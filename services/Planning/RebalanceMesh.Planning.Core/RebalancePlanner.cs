@@ -46,13 +46,13 @@ public static class RebalancePlanner
 
                 // else outside the optimiser's universe (an option held by weight): left as it is
             }
-            else if (force || policy.RebalanceTarget == RebalanceTarget.Target || onlyTotalDrift)
+            else if (force || policy.Trading.RebalanceTarget == RebalanceTarget.Target || onlyTotalDrift)
             {
                 wanted.Add((position, target, false));
             }
             else if (breachedInstruments.Contains(position.InstrumentId))
             {
-                var width = DriftEvaluator.BandWidth(policy, target);
+                var width = policy.Bands.Width(target);
                 wanted.Add((position, position.Weight > target ? target + width : Math.Max(target - width, 0), true));
             }
         }
@@ -83,15 +83,15 @@ public static class RebalancePlanner
                 continuous = (((decimal)desired * portfolio.NetValue) - position.MarketValue) / position.Price;
             }
 
-            if (policy.OptimalLotRounding)
+            if (policy.Trading.OptimalLotRounding)
             {
                 var rate = optimized?.CostRates.TryGetValue(position.InstrumentId, out var r) == true ? (decimal)r.Linear : costRate;
-                rounding.Add((position, new RoundingItem(position.InstrumentId, position.Price, lot, continuous, policy.MinTradeNotional, rate + reserve)));
+                rounding.Add((position, new RoundingItem(position.InstrumentId, position.Price, lot, continuous, policy.Trading.MinTradeNotional, rate + reserve)));
                 continue;
             }
 
             var quantity = RoundToLot(continuous, lot);
-            if (quantity == 0 || Math.Abs(quantity * position.Price) < policy.MinTradeNotional)
+            if (quantity == 0 || Math.Abs(quantity * position.Price) < policy.Trading.MinTradeNotional)
             {
                 continue;
             }
@@ -136,7 +136,7 @@ public static class RebalancePlanner
             var scale = Math.Max(available, 0) / buyCost;
             buys = buys
                 .Select(b => (b.Position, RoundToLot(b.Quantity * scale, policy.LotSize(b.Position.InstrumentId))))
-                .Where(b => b.Item2 > 0 && b.Item2 * b.Position.Price >= policy.MinTradeNotional)
+                .Where(b => b.Item2 > 0 && b.Item2 * b.Position.Price >= policy.Trading.MinTradeNotional)
                 .ToList();
         }
 
@@ -183,7 +183,7 @@ public static class RebalancePlanner
     public static decimal? BandEdgeTrade(MarkedPosition position, TargetPolicy policy, (decimal Low, decimal High) netValuesAfter)
     {
         var target = policy.TargetOf(position.InstrumentId);
-        var width = DriftEvaluator.BandWidth(policy, target);
+        var width = policy.Bands.Width(target);
         var lot = policy.LotSize(position.InstrumentId);
         if (position.Price <= 0 || netValuesAfter.Low <= 0 || double.IsInfinity(width))
         {
@@ -194,7 +194,7 @@ public static class RebalancePlanner
         var edge = position.Weight > target ? target + width : Math.Max(target - width, 0);
         var netValueAfter = sign < 0 ? netValuesAfter.Low : netValuesAfter.High; // the further edge of the two
         var toEdge = Math.Abs((((decimal)edge * netValueAfter) - position.MarketValue) / position.Price);
-        var lots = Math.Max(decimal.Ceiling(toEdge / lot), decimal.Ceiling(policy.MinTradeNotional / (lot * position.Price)));
+        var lots = Math.Max(decimal.Ceiling(toEdge / lot), decimal.Ceiling(policy.Trading.MinTradeNotional / (lot * position.Price)));
         for (var k = Math.Max(lots, 1); k <= Math.Max(lots, 1) + 2; k++)
         {
             var trade = sign * k * lot;

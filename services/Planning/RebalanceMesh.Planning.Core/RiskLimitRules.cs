@@ -6,7 +6,12 @@ namespace RebalanceMesh.Planning.Core;
 /// <param name="MaxWeight">Largest weight of any one rebalanced instrument.</param>
 /// <param name="MaxVolatility">Largest annualised volatility of the portfolio (a fraction of net value).</param>
 /// <param name="MaxVar99">Largest 1-day 99 % parametric VaR as a fraction of net value.</param>
-public sealed record RiskLimits(double MaxWeight, double MaxVolatility, double MaxVar99);
+/// <param name="Model">The covariance the limits are measured with, set when the policy is resolved.</param>
+public sealed record RiskLimits(double MaxWeight, double MaxVolatility, double MaxVar99, RiskModelInputs? Model = null) : ITriggerRule
+{
+    public void Measure(in TriggerInput input, List<DriftReason> reasons) =>
+        reasons.AddRange(RiskLimitRules.Measure(input.Marked, input.Policy, this));
+}
 
 /// <summary>Covariance over a universe, as resolved with the policy (annualised).</summary>
 public sealed record RiskModelInputs(IReadOnlyList<string> Instruments, double[,] AnnualCovariance);
@@ -67,8 +72,9 @@ public static class RiskLimitRules
     }
 
     /// <summary>The held portfolio against the limits: concentration over every rebalanced position, volatility and VaR over the model's universe.</summary>
-    public static IReadOnlyList<DriftReason> Measure(MarkedPortfolio marked, TargetPolicy policy, RiskLimits limits, RiskModelInputs? model)
+    public static IReadOnlyList<DriftReason> Measure(MarkedPortfolio marked, TargetPolicy policy, RiskLimits limits)
     {
+        var model = limits.Model;
         var reasons = new List<DriftReason>();
         if (limits.MaxWeight > 0)
         {

@@ -139,7 +139,7 @@ public sealed class PlanPipeline(
 
     /// <summary>Instruments a portfolio is marked over under a policy: also its targets and hedge instruments.</summary>
     public static string[] InstrumentsOf(PortfolioSnapshot snapshot, TargetPolicy? policy) =>
-        InstrumentsOf(snapshot, (policy?.Targets.Keys ?? []).Concat(policy?.Hedges?.Select(h => h.HedgeInstrument) ?? []));
+        InstrumentsOf(snapshot, (policy?.Targets.Keys ?? []).Concat(policy?.HedgeRules.Select(h => h.HedgeInstrument) ?? []));
 
     /// <summary>Marks a portfolio through pricing over its held and targeted instruments.</summary>
     public async Task<(MarkedPortfolio Marked, MarketMarks Marks)> MarkAsync(PortfolioSnapshot snapshot, TargetPolicy? policy, CancellationToken cancellationToken)

@@ -388,27 +388,32 @@ public static class PlanningMapping
         return copy;
     }
 
-    public static TargetPolicy ToDomain(this Policy policy) => new(
+    /// <summary>
+    /// The domain policy: targets, trade rules, and a part per concern the wire policy sets. Bands come before risk
+    /// limits, the order their reasons are reported in.
+    /// </summary>
+    public static TargetPolicy ToDomain(this Policy policy) => TargetPolicy.Of(
         policy.Targets.ToDictionary(t => t.InstrumentId, t => t.Weight, StringComparer.Ordinal),
-        policy.AbsoluteBand,
-        policy.RelativeBand,
-        policy.TotalDriftThreshold,
-        policy.RebalanceTarget == WireRebalanceTarget.BandEdge ? CoreRebalanceTarget.BandEdge : CoreRebalanceTarget.Target,
-        DecimalValue.TryParse(policy.MinTradeNotional, out var min) ? min : 0m,
-        policy.LotSizes.ToDictionary(kv => kv.Key, kv => kv.Value.ToDecimal(), StringComparer.Ordinal),
-        policy.EstimatedCostBps,
-        policy.NoTradeInstruments.ToHashSet(StringComparer.Ordinal),
-        policy.Optimizer is { Enabled: true } optimizer ? optimizer.ToDomain(policy.EstimatedCostBps) : null,
-        policy.ExpectedReturns.ToDictionary(kv => kv.Key, kv => kv.Value, StringComparer.Ordinal),
-        policy.HealthFactorBand is { } band ? new Core.HealthFactorBand(band.Target, band.RepayBelow, band.BoostAbove, band.EmergencyBelow) : null,
+        new TradeRules(
+            policy.RebalanceTarget == WireRebalanceTarget.BandEdge ? CoreRebalanceTarget.BandEdge : CoreRebalanceTarget.Target,
+            DecimalValue.TryParse(policy.MinTradeNotional, out var min) ? min : 0m,
+            policy.LotSizes.ToDictionary(kv => kv.Key, kv => kv.Value.ToDecimal(), StringComparer.Ordinal),
+            policy.EstimatedCostBps,
+            policy.NoTradeInstruments.ToHashSet(StringComparer.Ordinal),
+            policy.LotRounding == LotRounding.Optimal,
+            policy.MaxSlippageBps),
+        new DriftBands(policy.AbsoluteBand, policy.RelativeBand, policy.TotalDriftThreshold),
         policy.RiskLimits is { } limits && (limits.MaxWeight > 0 || limits.MaxVolatility > 0 || limits.MaxVar99 > 0)
             ? new Core.RiskLimits(limits.MaxWeight, limits.MaxVolatility, limits.MaxVar99)
             : null,
-        OptimalLotRounding: policy.LotRounding == LotRounding.Optimal,
-        Hedges: policy.Hedges.Select(h => new Core.HedgeRule(h.UnderlyingId, h.HedgeInstrumentId, h.Target, h.Tolerance, DecimalValue.TryParse(h.LotSize, out var lot) ? lot : 1m, h.Lower, h.Upper, h.Ripcord)).ToArray(),
-        Model: policy.ToModelSpec(),
-        Margin: policy.MarginBand is { } margin ? new Core.MarginBand(margin.Target, margin.ActBelow, margin.EmergencyBelow, margin.MaintenanceRate) : null,
-        MaxSlippageBps: policy.MaxSlippageBps);
+        policy.HealthFactorBand is { } band ? new Core.HealthFactorBand(band.Target, band.RepayBelow, band.BoostAbove, band.EmergencyBelow) : null,
+        policy.MarginBand is { } margin ? new Core.MarginBand(margin.Target, margin.ActBelow, margin.EmergencyBelow, margin.MaintenanceRate) : null,
+        policy.Hedges.Count > 0
+            ? new DeltaHedges(policy.Hedges.Select(h => new Core.HedgeRule(h.UnderlyingId, h.HedgeInstrumentId, h.Target, h.Tolerance, DecimalValue.TryParse(h.LotSize, out var lot) ? lot : 1m, h.Lower, h.Upper, h.Ripcord)).ToArray())
+            : null,
+        policy.Optimizer is { Enabled: true } optimizer ? optimizer.ToDomain(policy.EstimatedCostBps) : null,
+        policy.ToModelSpec(),
+        new ReturnForecast(policy.ExpectedReturns.ToDictionary(kv => kv.Key, kv => kv.Value, StringComparer.Ordinal)));
 
     /// <summary>The policy's target model with its parameters; a covariance passed in is in the order of the targets.</summary>
     public static TargetModelSpec ToModelSpec(this Policy policy)
@@ -488,7 +493,7 @@ public static class PlanningMapping
     /// <summary>What a policy's model computed, for its read path; null for fixed weights.</summary>
     public static ComputedTargets? ToComputedTargets(this ResolvedTargets resolved)
     {
-        if (resolved.Policy.Fit is not { } fit)
+        if (resolved.Policy.Part<ModelFit>() is not { } fit)
         {
             return null;
         }
