@@ -1,18 +1,12 @@
-extern alias pricinghost;
-
-using System.Collections.Concurrent;
 using Google.Protobuf.WellKnownTypes;
 using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Options;
 using RebalanceMesh.Contracts.Common.V1;
 using RebalanceMesh.Contracts.Events.V1;
 using RebalanceMesh.Contracts.Planning.V1;
 using RebalanceMesh.Contracts.Pricing.V1;
 using RebalanceMesh.EventBus;
-using RebalanceMesh.MarketState;
 using RebalanceMesh.Testing;
 using StackExchange.Redis;
-using PricingProgram = pricinghost::Program;
 
 namespace RebalanceMesh.Planning.Tests;
 
@@ -25,32 +19,20 @@ namespace RebalanceMesh.Planning.Tests;
 public sealed class MonitorBookTests : IClassFixture<RedisServer>, IAsyncLifetime
 {
     private readonly RedisServer _redis;
-    private readonly GrpcTestServer<PricingProgram> _pricing;
+    private readonly PricingUnderTest _pricing;
     private readonly GrpcTestServer<Program> _planning;
-    private readonly PricingCalls _calls = new();
 
     public MonitorBookTests(RedisServer redis)
     {
         _redis = redis;
-        _pricing = new GrpcTestServer<PricingProgram>(redis, new Dictionary<string, string?> { ["Pricing:Feed"] = "none" }, services =>
-        {
-            services.AddSingleton(_calls);
-            services.Configure<Grpc.AspNetCore.Server.GrpcServiceOptions>(o => o.Interceptors.Add<PricingCalls>());
-        });
-        _planning = new GrpcTestServer<Program>(redis,
-            new Dictionary<string, string?> { ["Services:pricing:Grpc"] = "http://localhost", ["Services:risk:Grpc"] = "http://127.0.0.1:1" },
-            services => services.AddGrpcClient<PricingService.PricingServiceClient>().ConfigurePrimaryHttpMessageHandler(() => _pricing.Server.CreateHandler()));
+        _pricing = new PricingUnderTest(redis);
+        _planning = new GrpcTestServer<Program>(redis, PricingUnderTest.PlanningSettings, _pricing.Route);
     }
 
     public async Task InitializeAsync()
     {
         await _redis.FlushAsync();
-        var now = DateTimeOffset.UtcNow.ToTimestamp();
-        var market = new MarketStateStore(_redis.Connection!, Options.Create(new MarketStateOptions()), TimeProvider.System);
-        await market.WriteQuotesAsync(
-        [
-            .. new[] { ("DAX", 100m), ("CAC", 50m), ("SMI", 200m) }.Select(q => new Quote { Venue = "SIM-A", InstrumentId = q.Item1, Bid = q.Item2 - 0.1m, Ask = q.Item2 + 0.1m, BidSize = 100m, AskSize = 100m, Timestamp = now }),
-        ]);
+        await _pricing.WriteQuotesAsync([("DAX", 100m), ("CAC", 50m), ("SMI", 200m)]);
     }
 
     public async Task DisposeAsync()
@@ -78,7 +60,7 @@ public sealed class MonitorBookTests : IClassFixture<RedisServer>, IAsyncLifetim
     /// <summary>A tick on an instrument nobody holds, evaluated: the monitor's first pass, which covers the whole book.</summary>
     private async Task FirstPassAsync()
     {
-        _calls.Requests.Clear();
+        _pricing.Calls.Requests.Clear();
         var bus = _planning.Services.GetRequiredService<InMemoryEventBus>();
         await bus.PublishAsync(Topics.MarketQuotes, new QuotesUpdated { AsOf = DateTimeOffset.UtcNow.ToTimestamp(), Prices = { new ConsolidatedPrice { InstrumentId = "NONE", Mid = 1m } } });
         await bus.WhenDeliveredAsync();
@@ -101,33 +83,33 @@ public sealed class MonitorBookTests : IClassFixture<RedisServer>, IAsyncLifetim
         // The first pass evaluates the whole book (no portfolio was evaluated before); after it, only what a tick touches.
         var bus = _planning.Services.GetRequiredService<InMemoryEventBus>();
         await FirstPassAsync();
-        Assert.Equal(["CAC", "DAX", "SMI"], Assert.Single(_calls.Requests).Items.Select(i => i.InstrumentId).Order(StringComparer.Ordinal));
+        Assert.Equal(["CAC", "DAX", "SMI"], Assert.Single(_pricing.Calls.Requests).Items.Select(i => i.InstrumentId).Order(StringComparer.Ordinal));
 
         // DAX moved: p-dax and p-both are evaluated on one snapshot of DAX and CAC (p-smi's SMI is not asked for).
-        _calls.Requests.Clear();
+        _pricing.Calls.Requests.Clear();
         await bus.PublishAsync(Topics.MarketQuotes, new QuotesUpdated { AsOf = DateTimeOffset.UtcNow.ToTimestamp(), Prices = { new ConsolidatedPrice { InstrumentId = "DAX", Mid = 100m } } });
         await bus.WhenDeliveredAsync();
         await Monitor.ProcessAsync(CancellationToken.None);
-        var request = Assert.Single(_calls.Requests);
+        var request = Assert.Single(_pricing.Calls.Requests);
         Assert.Equal(["CAC", "DAX"], request.Items.Select(i => i.InstrumentId).Order(StringComparer.Ordinal));
 
         // A change made after the last event is in the book at the next: p-smi buys DAX, so it is marked over DAX too.
         var moved = (await Store.GetPortfolioAsync("p-smi"))!;
         moved.Positions.Add(new Position { InstrumentId = "DAX", Quantity = 1m });
         await Store.UpsertPortfolioAsync(moved, moved.Version);
-        _calls.Requests.Clear();
+        _pricing.Calls.Requests.Clear();
         await bus.PublishAsync(Topics.MarketQuotes, new QuotesUpdated { AsOf = DateTimeOffset.UtcNow.ToTimestamp(), Prices = { new ConsolidatedPrice { InstrumentId = "DAX", Mid = 100m } } });
         await bus.WhenDeliveredAsync();
         await Monitor.ProcessAsync(CancellationToken.None);
         Assert.Equal(["p-both", "p-dax", "p-smi"], Ids(Book.Affected(["DAX"])));
-        Assert.Equal(["CAC", "DAX", "SMI"], Assert.Single(_calls.Requests).Items.Select(i => i.InstrumentId).Order(StringComparer.Ordinal));
+        Assert.Equal(["CAC", "DAX", "SMI"], Assert.Single(_pricing.Calls.Requests).Items.Select(i => i.InstrumentId).Order(StringComparer.Ordinal));
 
         // An instrument no portfolio is marked over touches nothing and asks pricing nothing.
-        _calls.Requests.Clear();
+        _pricing.Calls.Requests.Clear();
         await bus.PublishAsync(Topics.MarketQuotes, new QuotesUpdated { AsOf = DateTimeOffset.UtcNow.ToTimestamp(), Prices = { new ConsolidatedPrice { InstrumentId = "FTSE", Mid = 7_000m } } });
         await bus.WhenDeliveredAsync();
         await Monitor.ProcessAsync(CancellationToken.None);
-        Assert.Empty(_calls.Requests);
+        Assert.Empty(_pricing.Calls.Requests);
     }
 
     [Fact]
@@ -190,27 +172,11 @@ public sealed class MonitorBookTests : IClassFixture<RedisServer>, IAsyncLifetim
         // The monitor goes on evaluating: the next event is handled (one valuation for p1's DAX).
         var bus = _planning.Services.GetRequiredService<InMemoryEventBus>();
         await FirstPassAsync();
-        _calls.Requests.Clear();
+        _pricing.Calls.Requests.Clear();
         await db.StreamAddAsync(PlanningStore.BookChangesKey, [new NameValueEntry("portfolio", string.Empty), new NameValueEntry("what", 1), new NameValueEntry("version", 1)]);
         await bus.PublishAsync(Topics.MarketQuotes, new QuotesUpdated { AsOf = DateTimeOffset.UtcNow.ToTimestamp(), Prices = { new ConsolidatedPrice { InstrumentId = "DAX", Mid = 100m } } });
         await bus.WhenDeliveredAsync();
         await Monitor.ProcessAsync(CancellationToken.None);
-        Assert.Equal(["DAX"], Assert.Single(_calls.Requests).Items.Select(i => i.InstrumentId));
-    }
-
-    /// <summary>Records every PriceInstruments request pricing serves.</summary>
-    private sealed class PricingCalls : Grpc.Core.Interceptors.Interceptor
-    {
-        public ConcurrentQueue<PriceInstrumentsRequest> Requests { get; } = new();
-
-        public override Task<TResponse> UnaryServerHandler<TRequest, TResponse>(TRequest request, Grpc.Core.ServerCallContext context, Grpc.Core.UnaryServerMethod<TRequest, TResponse> continuation)
-        {
-            if (request is PriceInstrumentsRequest valuation)
-            {
-                Requests.Enqueue(valuation);
-            }
-
-            return continuation(request, context);
-        }
+        Assert.Equal(["DAX"], Assert.Single(_pricing.Calls.Requests).Items.Select(i => i.InstrumentId));
     }
 }

@@ -1,7 +1,7 @@
 using Google.Protobuf.WellKnownTypes;
 using RebalanceMesh.Contracts.Common.V1;
 using RebalanceMesh.Contracts.Planning.V1;
-using Action = RebalanceMesh.Planning.DriftMonitor.AutoAction;
+using Action = RebalanceMesh.Planning.AutoPlanner.AutoAction;
 
 namespace RebalanceMesh.Planning.Tests;
 
@@ -23,17 +23,17 @@ public class MonitorDecisionTests
     [Fact]
     public void A_breach_is_submitted_after_the_cooldown_and_an_emergency_after_the_minimum_spacing()
     {
-        Assert.Equal(Action.Submit, DriftMonitor.Decide(null, Now, Auto(), breached: true, emergency: false));
-        Assert.Equal(Action.None, DriftMonitor.Decide(null, Now, Auto(), breached: false, emergency: false));
-        Assert.Equal(Action.None, DriftMonitor.Decide(null, Now, new Policy(Auto()) { ExecutionMode = ExecutionMode.Manual }, breached: true, emergency: true));
+        Assert.Equal(Action.Submit, AutoPlanner.Decide(null, Now, Auto(), breached: true, emergency: false));
+        Assert.Equal(Action.None, AutoPlanner.Decide(null, Now, Auto(), breached: false, emergency: false));
+        Assert.Equal(Action.None, AutoPlanner.Decide(null, Now, new Policy(Auto()) { ExecutionMode = ExecutionMode.Manual }, breached: true, emergency: true));
 
         var recent = Last(PlanStatus.Completed, TimeSpan.FromMinutes(2), ("L1", LegKind.Trade, LegPurpose.Rebalance));
-        Assert.Equal(Action.None, DriftMonitor.Decide(recent, Now, Auto(), breached: true, emergency: false)); // 10 min cooldown
-        Assert.Equal(Action.Submit, DriftMonitor.Decide(recent, Now, Auto(), breached: true, emergency: true)); // 5 s spacing
-        Assert.Equal(Action.None, DriftMonitor.Decide(Last(PlanStatus.Completed, TimeSpan.FromSeconds(2)), Now, Auto(), breached: true, emergency: true));
+        Assert.Equal(Action.None, AutoPlanner.Decide(recent, Now, Auto(), breached: true, emergency: false)); // 10 min cooldown
+        Assert.Equal(Action.Submit, AutoPlanner.Decide(recent, Now, Auto(), breached: true, emergency: true)); // 5 s spacing
+        Assert.Equal(Action.None, AutoPlanner.Decide(Last(PlanStatus.Completed, TimeSpan.FromSeconds(2)), Now, Auto(), breached: true, emergency: true));
 
         // The calendar is due on its own, a day after the last plan.
-        Assert.Equal(Action.Submit, DriftMonitor.Decide(Last(PlanStatus.NoAction, TimeSpan.FromDays(2)), Now, Auto(calendarDays: 1), breached: false, emergency: false));
+        Assert.Equal(Action.Submit, AutoPlanner.Decide(Last(PlanStatus.NoAction, TimeSpan.FromDays(2)), Now, Auto(calendarDays: 1), breached: false, emergency: false));
     }
 
     [Fact]
@@ -47,41 +47,41 @@ public class MonitorDecisionTests
         uncurable.Reasons.Add(new DriftReason { Rule = "absolute_band", InstrumentId = "D", Breached = true });
         uncurable.Reasons.Add(new DriftReason { Rule = "absolute_band", InstrumentId = "A", Breached = false });
         var policy = new Policy(Auto(cooldownSeconds: 0)) { Version = 2 };
-        var same = new DriftMonitor.Evaluated(4, new HashSet<string> { "absolute_band:D" });
+        var same = new AutoPlanner.Evaluated(4, new HashSet<string> { "absolute_band:D" });
 
-        Assert.Equal(Action.None, DriftMonitor.Decide(uncurable, Now, policy, breached: true, emergency: false, same));
-        Assert.Equal(Action.Submit, DriftMonitor.Decide(uncurable, Now, policy, breached: true, emergency: false, same with { PortfolioVersion = 5 }));
-        Assert.Equal(Action.Submit, DriftMonitor.Decide(uncurable, Now, new Policy(policy) { Version = 3 }, breached: true, emergency: false, same));
-        Assert.Equal(Action.Submit, DriftMonitor.Decide(uncurable, Now, policy, breached: true, emergency: false, new DriftMonitor.Evaluated(4, new HashSet<string> { "absolute_band:D", "absolute_band:B" })));
-        Assert.Equal(Action.Submit, DriftMonitor.Decide(uncurable, Now, policy, breached: true, emergency: true, same));
+        Assert.Equal(Action.None, AutoPlanner.Decide(uncurable, Now, policy, breached: true, emergency: false, same));
+        Assert.Equal(Action.Submit, AutoPlanner.Decide(uncurable, Now, policy, breached: true, emergency: false, same with { PortfolioVersion = 5 }));
+        Assert.Equal(Action.Submit, AutoPlanner.Decide(uncurable, Now, new Policy(policy) { Version = 3 }, breached: true, emergency: false, same));
+        Assert.Equal(Action.Submit, AutoPlanner.Decide(uncurable, Now, policy, breached: true, emergency: false, new AutoPlanner.Evaluated(4, new HashSet<string> { "absolute_band:D", "absolute_band:B" })));
+        Assert.Equal(Action.Submit, AutoPlanner.Decide(uncurable, Now, policy, breached: true, emergency: true, same));
 
         // A NO_ACTION plan because the portfolio was inside its bands says nothing about a later breach.
         uncurable.NoActionReason = NoActionReason.InsideBands;
-        Assert.Equal(Action.Submit, DriftMonitor.Decide(uncurable, Now, policy, breached: true, emergency: false, same));
+        Assert.Equal(Action.Submit, AutoPlanner.Decide(uncurable, Now, policy, breached: true, emergency: false, same));
     }
 
     [Fact]
     public void A_running_rebalance_is_pre_empted_once_by_an_emergency_but_a_protective_plan_never()
     {
         var rebalancing = Last(PlanStatus.Executing, TimeSpan.FromSeconds(30), ("L1", LegKind.Trade, LegPurpose.Rebalance), ("H1", LegKind.Trade, LegPurpose.Hedge));
-        Assert.Equal(Action.None, DriftMonitor.Decide(rebalancing, Now, Auto(), breached: true, emergency: false)); // waits its end
-        Assert.Equal(Action.Preempt, DriftMonitor.Decide(rebalancing, Now, Auto(), breached: true, emergency: true));
+        Assert.Equal(Action.None, AutoPlanner.Decide(rebalancing, Now, Auto(), breached: true, emergency: false)); // waits its end
+        Assert.Equal(Action.Preempt, AutoPlanner.Decide(rebalancing, Now, Auto(), breached: true, emergency: true));
 
         // Asked once: while the cancel is on its way, nothing more.
         rebalancing.CancelRequest = new CancelRequest { RequestedBy = "monitor", Reason = "pre-empted", RequestedAt = Now.ToTimestamp() };
-        Assert.Equal(Action.None, DriftMonitor.Decide(rebalancing, Now, Auto(), breached: true, emergency: true));
+        Assert.Equal(Action.None, AutoPlanner.Decide(rebalancing, Now, Auto(), breached: true, emergency: true));
 
         // A plan already protecting a loan or margin account (the guards' trades, loan legs, top-ups, transfers, margin
         // closes: their purpose says so, whatever their ids) runs on.
-        Assert.Equal(Action.None, DriftMonitor.Decide(Last(PlanStatus.Executing, TimeSpan.Zero, ("x1", LegKind.Trade, LegPurpose.LiquidationGuard), ("x2", LegKind.Trade, LegPurpose.Rebalance)), Now, Auto(), true, true));
-        Assert.Equal(Action.None, DriftMonitor.Decide(Last(PlanStatus.Approved, TimeSpan.Zero, ("x1", LegKind.Repay, LegPurpose.LiquidationGuard)), Now, Auto(), true, true));
-        Assert.Equal(Action.None, DriftMonitor.Decide(Last(PlanStatus.Executing, TimeSpan.Zero, ("x1", LegKind.MarginTopUp, LegPurpose.MarginGuard)), Now, Auto(), true, true));
-        Assert.Equal(Action.None, DriftMonitor.Decide(Last(PlanStatus.Executing, TimeSpan.Zero, ("x1", LegKind.Trade, LegPurpose.MarginGuard)), Now, Auto(), true, true));
+        Assert.Equal(Action.None, AutoPlanner.Decide(Last(PlanStatus.Executing, TimeSpan.Zero, ("x1", LegKind.Trade, LegPurpose.LiquidationGuard), ("x2", LegKind.Trade, LegPurpose.Rebalance)), Now, Auto(), true, true));
+        Assert.Equal(Action.None, AutoPlanner.Decide(Last(PlanStatus.Approved, TimeSpan.Zero, ("x1", LegKind.Repay, LegPurpose.LiquidationGuard)), Now, Auto(), true, true));
+        Assert.Equal(Action.None, AutoPlanner.Decide(Last(PlanStatus.Executing, TimeSpan.Zero, ("x1", LegKind.MarginTopUp, LegPurpose.MarginGuard)), Now, Auto(), true, true));
+        Assert.Equal(Action.None, AutoPlanner.Decide(Last(PlanStatus.Executing, TimeSpan.Zero, ("x1", LegKind.Trade, LegPurpose.MarginGuard)), Now, Auto(), true, true));
 
         // An id that once meant a guard means nothing now: a rebalancing leg named "G1" is pre-empted like any other.
-        Assert.Equal(Action.Preempt, DriftMonitor.Decide(Last(PlanStatus.Executing, TimeSpan.Zero, ("G1", LegKind.Trade, LegPurpose.Rebalance)), Now, Auto(), true, true));
+        Assert.Equal(Action.Preempt, AutoPlanner.Decide(Last(PlanStatus.Executing, TimeSpan.Zero, ("G1", LegKind.Trade, LegPurpose.Rebalance)), Now, Auto(), true, true));
 
         // A plan stored before legs carried a purpose: its loan legs still count as protective.
-        Assert.Equal(Action.None, DriftMonitor.Decide(Last(PlanStatus.Executing, TimeSpan.Zero, ("G1", LegKind.Repay, LegPurpose.Unspecified)), Now, Auto(), true, true));
+        Assert.Equal(Action.None, AutoPlanner.Decide(Last(PlanStatus.Executing, TimeSpan.Zero, ("G1", LegKind.Repay, LegPurpose.Unspecified)), Now, Auto(), true, true));
     }
 }

@@ -1,19 +1,14 @@
-extern alias pricinghost;
-
 using Google.Protobuf.WellKnownTypes;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
-using Microsoft.Extensions.Options;
 using Microsoft.Extensions.Time.Testing;
 using RebalanceMesh.Contracts.Common.V1;
 using RebalanceMesh.Contracts.Events.V1;
 using RebalanceMesh.Contracts.Planning.V1;
 using RebalanceMesh.Contracts.Pricing.V1;
 using RebalanceMesh.EventBus;
-using RebalanceMesh.MarketState;
 using RebalanceMesh.Planning.Core;
 using RebalanceMesh.Testing;
-using PricingProgram = pricinghost::Program;
 
 namespace RebalanceMesh.Planning.Tests;
 
@@ -28,7 +23,7 @@ public sealed class MonitorShardingTests : IClassFixture<RedisServer>, IAsyncLif
     private static readonly string[] Instruments = ["DAX", "CAC", "SMI"];
 
     private readonly RedisServer _redis;
-    private readonly GrpcTestServer<PricingProgram> _pricing;
+    private readonly PricingUnderTest _pricing;
     private readonly FakeTimeProvider _time = new(new DateTimeOffset(2026, 12, 5, 9, 0, 0, TimeSpan.Zero));
     private readonly List<GrpcTestServer<Program>> _replicas = [];
     private readonly List<MonitorCoverage> _covered = [];
@@ -36,13 +31,13 @@ public sealed class MonitorShardingTests : IClassFixture<RedisServer>, IAsyncLif
     public MonitorShardingTests(RedisServer redis)
     {
         _redis = redis;
-        _pricing = new GrpcTestServer<PricingProgram>(redis, new Dictionary<string, string?> { ["Pricing:Feed"] = "none" });
+        _pricing = new PricingUnderTest(redis);
     }
 
     public async Task InitializeAsync()
     {
         await _redis.FlushAsync();
-        await WriteQuotesAsync();
+        await _pricing.WriteQuotesAsync(Instruments.Select(i => (i, 100m)));
     }
 
     public async Task DisposeAsync()
@@ -55,27 +50,18 @@ public sealed class MonitorShardingTests : IClassFixture<RedisServer>, IAsyncLif
         await _pricing.DisposeAsync();
     }
 
-    private async Task WriteQuotesAsync()
-    {
-        var now = DateTimeOffset.UtcNow.ToTimestamp();
-        var market = new MarketStateStore(_redis.Connection!, Options.Create(new MarketStateOptions()), TimeProvider.System);
-        await market.WriteQuotesAsync([.. Instruments.Select(i => new Quote { Venue = "SIM-A", InstrumentId = i, Bid = 99.9m, Ask = 100.1m, BidSize = 100m, AskSize = 100m, Timestamp = now })]);
-    }
-
     /// <summary>A planning replica named <paramref name="name"/>; its monitor runs only when the test says (no background loop).</summary>
     private DriftMonitor Replica(string name, int tickBatch = 1_000)
     {
         var replica = new GrpcTestServer<Program>(_redis,
-            new Dictionary<string, string?>
+            new Dictionary<string, string?>(PricingUnderTest.PlanningSettings)
             {
-                ["Services:pricing:Grpc"] = "http://localhost",
-                ["Services:risk:Grpc"] = "http://127.0.0.1:1",
                 ["Monitor:ReplicaId"] = name,
                 ["Monitor:TickBatch"] = tickBatch.ToString(System.Globalization.CultureInfo.InvariantCulture),
             },
             services =>
             {
-                services.AddGrpcClient<PricingService.PricingServiceClient>().ConfigurePrimaryHttpMessageHandler(() => _pricing.Server.CreateHandler());
+                _pricing.Route(services);
                 services.AddSingleton<TimeProvider>(_time);
                 foreach (var loop in services.Where(d => d.ServiceType == typeof(IHostedService) && d.ImplementationType == typeof(MonitorLoop)).ToArray())
                 {

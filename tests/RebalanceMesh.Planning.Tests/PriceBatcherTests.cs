@@ -1,14 +1,6 @@
-extern alias pricinghost;
-
 using System.Collections.Concurrent;
-using Google.Protobuf.WellKnownTypes;
-using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Options;
-using RebalanceMesh.Contracts.Common.V1;
 using RebalanceMesh.Contracts.Pricing.V1;
-using RebalanceMesh.MarketState;
 using RebalanceMesh.Testing;
-using PricingProgram = pricinghost::Program;
 
 namespace RebalanceMesh.Planning.Tests;
 
@@ -20,25 +12,18 @@ namespace RebalanceMesh.Planning.Tests;
 public sealed class PriceBatcherTests : IClassFixture<RedisServer>, IAsyncLifetime
 {
     private readonly RedisServer _redis;
-    private readonly GrpcTestServer<PricingProgram> _pricing;
-    private readonly HeldCalls _calls = new();
+    private readonly PricingUnderTest _pricing;
 
     public PriceBatcherTests(RedisServer redis)
     {
         _redis = redis;
-        _pricing = new GrpcTestServer<PricingProgram>(redis, new Dictionary<string, string?> { ["Pricing:Feed"] = "none" }, services =>
-        {
-            services.AddSingleton(_calls);
-            services.Configure<Grpc.AspNetCore.Server.GrpcServiceOptions>(o => o.Interceptors.Add<HeldCalls>());
-        });
+        _pricing = new PricingUnderTest(redis);
     }
 
     public async Task InitializeAsync()
     {
         await _redis.FlushAsync();
-        var now = DateTimeOffset.UtcNow.ToTimestamp();
-        var market = new MarketStateStore(_redis.Connection!, Options.Create(new MarketStateOptions()), TimeProvider.System);
-        await market.WriteQuotesAsync([.. Enumerable.Range(0, 20).Select(i => new Quote { Venue = "SIM-A", InstrumentId = $"I{i:D2}", Bid = 100m + i - 0.1m, Ask = 100m + i + 0.1m, BidSize = 10m, AskSize = 10m, Timestamp = now })]);
+        await _pricing.WriteQuotesAsync(Enumerable.Range(0, 20).Select(i => ($"I{i:D2}", 100m + i)), size: 10m);
     }
 
     public async Task DisposeAsync() => await _pricing.DisposeAsync();
@@ -46,20 +31,20 @@ public sealed class PriceBatcherTests : IClassFixture<RedisServer>, IAsyncLifeti
     [Fact]
     public async Task Requests_made_while_a_call_is_in_flight_share_the_next_call_and_each_gets_its_own_instruments()
     {
-        var client = new PricingService.PricingServiceClient(_pricing.CreateMeshInvoker());
+        var client = new PricingService.PricingServiceClient(_pricing.Host.CreateMeshInvoker());
         await using var batcher = new PriceBatcher(client);
 
         // The first request's call is held at pricing; 15 more arrive meanwhile, each for two instruments of 20.
-        _calls.HoldFirst = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        _pricing.Calls.HoldFirst = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var first = batcher.PriceAsync(["I00"], CancellationToken.None);
-        await _calls.FirstArrived.Task;
+        await _pricing.Calls.FirstArrived.Task;
         var rest = Enumerable.Range(1, 15).Select(k => (Asked: new[] { $"I{k:D2}", $"I{(k + 4) % 20:D2}" }, Task: (Task<IReadOnlyList<InstrumentValuation>>?)null)).ToArray();
         for (var k = 0; k < rest.Length; k++)
         {
             rest[k].Task = batcher.PriceAsync(rest[k].Asked, CancellationToken.None);
         }
 
-        _calls.HoldFirst.SetResult();
+        _pricing.Calls.HoldFirst.SetResult();
         Assert.Equal(["I00"], (await first).Select(v => v.InstrumentId));
         foreach (var (asked, task) in rest)
         {
@@ -69,45 +54,20 @@ public sealed class PriceBatcherTests : IClassFixture<RedisServer>, IAsyncLifeti
         }
 
         // Two calls in all: the held one, then one for everything that queued behind it (each instrument asked once).
-        Assert.Equal(2, _calls.Requests.Count);
-        var second = _calls.Requests.Last();
+        Assert.Equal(2, _pricing.Calls.Requests.Count);
+        var second = _pricing.Calls.Requests.Last();
         Assert.Equal(rest.SelectMany(r => r.Asked).Distinct().Order(), second.Items.Select(i => i.InstrumentId).Order());
     }
 
     [Fact]
     public async Task A_failed_call_fails_every_request_it_carried_and_the_next_ones_are_served()
     {
-        var client = new PricingService.PricingServiceClient(_pricing.CreateInvoker()); // no mesh credential: pricing refuses
+        var client = new PricingService.PricingServiceClient(_pricing.Host.CreateInvoker()); // no mesh credential: pricing refuses
         await using var batcher = new PriceBatcher(client);
         var refused = await Assert.ThrowsAsync<Grpc.Core.RpcException>(() => batcher.PriceAsync(["I01"], CancellationToken.None));
         Assert.Equal(Grpc.Core.StatusCode.Unauthenticated, refused.StatusCode);
 
-        await using var good = new PriceBatcher(new PricingService.PricingServiceClient(_pricing.CreateMeshInvoker()));
+        await using var good = new PriceBatcher(new PricingService.PricingServiceClient(_pricing.Host.CreateMeshInvoker()));
         Assert.Single(await good.PriceAsync(["I01"], CancellationToken.None));
-    }
-
-    /// <summary>Records PriceInstruments requests; holds the first until told.</summary>
-    private sealed class HeldCalls : Grpc.Core.Interceptors.Interceptor
-    {
-        public ConcurrentQueue<PriceInstrumentsRequest> Requests { get; } = new();
-
-        public TaskCompletionSource? HoldFirst { get; set; }
-
-        public TaskCompletionSource FirstArrived { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
-
-        public override async Task<TResponse> UnaryServerHandler<TRequest, TResponse>(TRequest request, Grpc.Core.ServerCallContext context, Grpc.Core.UnaryServerMethod<TRequest, TResponse> continuation)
-        {
-            if (request is PriceInstrumentsRequest valuation)
-            {
-                Requests.Enqueue(valuation);
-                if (Requests.Count == 1 && HoldFirst is { } hold)
-                {
-                    FirstArrived.TrySetResult();
-                    await hold.Task;
-                }
-            }
-
-            return await continuation(request, context);
-        }
     }
 }

@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Diagnostics.Metrics;
 using Microsoft.Extensions.Options;
@@ -18,32 +17,24 @@ namespace RebalanceMesh.Planning;
 /// automatic-plan requests, fenced by ownership. Partitions move between replicas only between passes, each with its
 /// cursor, so every tick is evaluated for every portfolio by exactly one replica. Automatic plans are built by
 /// <see cref="AutoPlanner"/>, many at a time. The total drift, health factors and margin ratios of the portfolios
-/// held here are exported as gauges.
+/// held here are exported as gauges (<see cref="MonitorEvaluator"/>).
 /// </summary>
 public sealed class DriftMonitor(
     MonitorBook book,
     MonitorShards shards,
-    ModelWeightCache models,
+    MonitorEvaluator evaluator,
     RedisBroadcast<PolicyAlert> alerts,
-    IServiceScopeFactory scopes,
     IOptions<MonitorOptions> options,
     TimeProvider time,
     ILogger<DriftMonitor> logger) : IDisposable
 {
     private static readonly Meter Meter = new("RebalanceMesh.Planning.Monitor");
-    private static readonly ConcurrentDictionary<string, double> Drift = new(StringComparer.Ordinal);
-    private static readonly ConcurrentDictionary<(string Portfolio, string Loan), double> HealthFactors = new();
-    private static readonly ConcurrentDictionary<string, double> MarginRatios = new(StringComparer.Ordinal);
-    private static readonly Counter<long> Evaluations = Meter.CreateCounter<long>("rebalancemesh.planning.evaluations", description: "Policy evaluations by the monitor.");
     private static readonly Counter<long> Passes = Meter.CreateCounter<long>("rebalancemesh.planning.monitor.passes", description: "Monitor passes (ticks read after the held partitions' cursors, evaluated and committed).");
     private static readonly Counter<long> TicksRead = Meter.CreateCounter<long>("rebalancemesh.planning.monitor.ticks", description: "Market ticks the monitor's passes covered.");
     private static readonly Counter<long> Handovers = Meter.CreateCounter<long>("rebalancemesh.planning.monitor.handovers", description: "Partitions this replica took or gave back (direction: taken, released, lost).");
     private static readonly Counter<long> Unreadable = Meter.CreateCounter<long>("rebalancemesh.planning.monitor.unreadable", description: "Monitor state the monitor could not read (a partition's cursor that is not a stream id: the partition starts over).");
     private static readonly Histogram<long> EventPortfolios = Meter.CreateHistogram<long>("rebalancemesh.planning.event_portfolios", description: "Portfolios one monitor pass evaluated (held here, marked over a changed instrument).");
     private static readonly Histogram<double> PassSeconds = Meter.CreateHistogram<double>("rebalancemesh.planning.monitor.pass.duration", "s", "Time of one monitor pass, from reading its ticks to committing.");
-
-    /// <summary>Least time between two automatic plans even without a cooldown, so rounding-bound breaches do not churn.</summary>
-    private static readonly TimeSpan MinimumAutoSpacing = TimeSpan.FromSeconds(5);
 
     private static int _heldGauge;
 
@@ -54,16 +45,6 @@ public sealed class DriftMonitor(
 
     static DriftMonitor()
     {
-        Meter.CreateObservableGauge("rebalancemesh.planning.total_drift", () =>
-            Drift.Select(kv => new Measurement<double>(kv.Value, new KeyValuePair<string, object?>("portfolio_id", kv.Key))),
-            description: "Total drift Σ|w − w*| / 2 of each monitored portfolio.");
-        Meter.CreateObservableGauge("rebalancemesh.planning.health_factor", () =>
-            HealthFactors.Select(kv => new Measurement<double>(kv.Value,
-                new KeyValuePair<string, object?>("portfolio_id", kv.Key.Portfolio), new KeyValuePair<string, object?>("loan_id", kv.Key.Loan))),
-            description: "Health factor of each monitored loan.");
-        Meter.CreateObservableGauge("rebalancemesh.planning.margin_ratio", () =>
-            MarginRatios.Select(kv => new Measurement<double>(kv.Value, new KeyValuePair<string, object?>("portfolio_id", kv.Key))),
-            description: "Margin ratio (net value over maintenance margin) of each monitored portfolio with margined contracts.");
         Meter.CreateObservableGauge("rebalancemesh.planning.monitor.partitions", () => Volatile.Read(ref _heldGauge),
             description: "Partitions of the book this replica holds.");
     }
@@ -185,17 +166,7 @@ public sealed class DriftMonitor(
         }
 
         // Another replica exports these portfolios' gauges now.
-        var gone = partitions.ToHashSet();
-        foreach (var id in Drift.Keys.Where(id => gone.Contains(MonitorPartitions.Of(id, Settings.Partitions))))
-        {
-            Drift.TryRemove(id, out _);
-            MarginRatios.TryRemove(id, out _);
-        }
-
-        foreach (var key in HealthFactors.Keys.Where(k => gone.Contains(MonitorPartitions.Of(k.Portfolio, Settings.Partitions))))
-        {
-            HealthFactors.TryRemove(key, out _);
-        }
+        MonitorEvaluator.Forget(partitions.ToHashSet(), Settings.Partitions);
 
         Handovers.Add(partitions.Count, new KeyValuePair<string, object?>("direction", direction));
         Volatile.Write(ref _heldGauge, _held.Count);
@@ -290,7 +261,7 @@ public sealed class DriftMonitor(
         }
 
         EventPortfolios.Record(affected.Count);
-        var outcomes = await EvaluateAsync(affected.Values, cancellationToken);
+        var outcomes = await evaluator.EvaluateAsync(affected.Values, cancellationToken);
 
         // Breaches raised and cleared, alerts for the raised ones, plan requests for automatic policies.
         var changes = new List<ShardChange>();
@@ -379,189 +350,6 @@ public sealed class DriftMonitor(
         return (covered, ticks.Count >= Settings.TickBatch);
     }
 
-    /// <summary>What one evaluation found: the alert when the portfolio is breached, the plan request when its policy is automatic and may call for one.</summary>
-    private sealed record Outcome(string PortfolioId, PolicyAlert? Alert, PlanRequest? Plan);
-
-    /// <summary>
-    /// Evaluates portfolios on one market snapshot: each policy's target weights resolved (a computed model's cached per
-    /// policy version and day), every instrument they need valued once, then bands, guards and hedges per portfolio.
-    /// </summary>
-    private async Task<IReadOnlyList<Outcome>> EvaluateAsync(IEnumerable<MonitoredPortfolio> affected, CancellationToken cancellationToken)
-    {
-        await using var scope = scopes.CreateAsyncScope();
-        var pipeline = scope.ServiceProvider.GetRequiredService<PlanPipeline>();
-        var resolved = new List<(MonitoredPortfolio Entry, TargetPolicy Policy, string[] Instruments)>();
-        foreach (var entry in affected)
-        {
-            try
-            {
-                var policy = (await models.GetResolvedAsync(entry.PortfolioId, entry.Policy, () => pipeline.ResolvePolicyAsync(entry.Policy, null, cancellationToken))).Policy;
-                resolved.Add((entry, policy, Compiled(entry, policy).Instruments));
-            }
-            catch (Grpc.Core.RpcException ex) when (ex.StatusCode is Grpc.Core.StatusCode.Unavailable or Grpc.Core.StatusCode.DeadlineExceeded)
-            {
-                logger.LogWarning("Monitor could not reach risk for {PortfolioId}'s target model: {Detail}", entry.PortfolioId, ex.Status.Detail);
-            }
-            catch (RebalanceMesh.Domain.DomainException ex)
-            {
-                // The model cannot size the universe now (no history yet, parameters the market no longer allows): the
-                // policy's reads say so (GetPortfolio's computed_targets); the monitor evaluates it again later.
-                logger.LogDebug("Portfolio {PortfolioId}'s target model not resolved: {Reason}", entry.PortfolioId, ex.Message);
-            }
-        }
-
-        if (resolved.Count == 0)
-        {
-            return [];
-        }
-
-        MarketSnapshot market;
-        try
-        {
-            market = await pipeline.GetMarketSnapshotAsync(resolved.SelectMany(r => r.Instruments), cancellationToken);
-        }
-        catch (Grpc.Core.RpcException ex) when (ex.StatusCode is Grpc.Core.StatusCode.Unavailable or Grpc.Core.StatusCode.DeadlineExceeded)
-        {
-            // Quotes are transient: the next tick evaluates again; retrying this one would only pile up.
-            logger.LogWarning("Monitor could not reach pricing: {Detail}", ex.Status.Detail);
-            return [];
-        }
-
-        // The snapshot as arrays by the book's instrument numbering, for the band screens.
-        var (prices, spot) = Prices(market.Marks);
-        var outcomes = new List<Outcome>(resolved.Count);
-        foreach (var (entry, policy, instruments) in resolved)
-        {
-            if (!market.Covers(instruments))
-            {
-                logger.LogDebug("Portfolio {PortfolioId} not evaluated: {Reason}", entry.PortfolioId, market.RefusalFor(instruments).Message);
-                continue;
-            }
-
-            if ((Screened(entry, policy, prices, spot) ?? Evaluate(entry, policy, market.Marks)) is { } outcome)
-            {
-                outcomes.Add(outcome);
-            }
-        }
-
-        return outcomes;
-    }
-
-    /// <summary>What the monitor derives from a portfolio under a resolved policy, kept until either changes: the instruments it is marked over and its band screen.</summary>
-    private MonitoredPortfolio.Compiled Compiled(MonitoredPortfolio entry, TargetPolicy targetPolicy)
-    {
-        if (entry.Derived is not { } compiled || !ReferenceEquals(compiled.Policy, targetPolicy))
-        {
-            compiled = new MonitoredPortfolio.Compiled(targetPolicy, PlanPipeline.InstrumentsOf(entry.Snapshot, targetPolicy), BandScreen.TryCompile(entry.Snapshot, targetPolicy, book.SlotOf));
-            entry.Derived = compiled;
-        }
-
-        return compiled;
-    }
-
-    private (double[] Prices, bool[] Spot) Prices(MarketMarks marks)
-    {
-        var prices = new double[book.SlotCount + 64];
-        Array.Fill(prices, double.NaN);
-        var spot = new bool[prices.Length];
-        foreach (var (instrument, mark) in marks.Marks)
-        {
-            var slot = book.SlotOf(instrument);
-            if (slot < prices.Length)
-            {
-                prices[slot] = (double)mark.UnitPrice;
-                spot[slot] = !mark.Margined && (mark.Underlying is null || mark.Underlying == instrument);
-            }
-        }
-
-        return (prices, spot);
-    }
-
-    /// <summary>
-    /// The fast path: a plain portfolio's bands screened in doubles (<see cref="BandScreen"/>); null when the portfolio
-    /// is not plain or the screen cannot decide, and the full evaluation runs.
-    /// </summary>
-    private Outcome? Screened(MonitoredPortfolio entry, TargetPolicy targetPolicy, double[] prices, bool[] spot)
-    {
-        if (Compiled(entry, targetPolicy).Screen is not { } screen || screen.MaxSlot >= prices.Length)
-        {
-            return null;
-        }
-
-        var (verdict, total) = screen.Screen(prices, spot);
-        if (verdict == ScreenVerdict.Undecided)
-        {
-            return null;
-        }
-
-        Evaluations.Add(1);
-        Drift[entry.PortfolioId] = total;
-        var reasons = verdict == ScreenVerdict.Breached ? screen.BreachedReasons(prices) : [];
-        return Decided(entry, total, reasons, emergency: false);
-    }
-
-    /// <summary>One portfolio's bands, guards and hedges on the snapshot's marks; null when it cannot be marked.</summary>
-    private Outcome? Evaluate(MonitoredPortfolio entry, TargetPolicy targetPolicy, MarketMarks marks)
-    {
-        var (portfolioId, snapshot) = (entry.PortfolioId, entry.Snapshot);
-        PolicyAssessment assessed;
-        try
-        {
-            assessed = PlanComposer.Assess(snapshot, targetPolicy, marks.Marks, describeAll: false);
-        }
-        catch (RebalanceMesh.Domain.DomainException ex)
-        {
-            logger.LogDebug("Portfolio {PortfolioId} not evaluated: {Reason}", portfolioId, ex.Message);
-            return null;
-        }
-
-        if (assessed.Margin?.Reasons is [var ratio, ..])
-        {
-            MarginRatios[portfolioId] = ratio.Measured;
-        }
-
-        foreach (var reason in assessed.Guard?.Reasons.DistinctBy(r => r.InstrumentId) ?? [])
-        {
-            HealthFactors[(portfolioId, reason.InstrumentId)] = reason.Measured;
-        }
-
-        Evaluations.Add(1);
-        Drift[portfolioId] = assessed.Bands.TotalDrift;
-        return Decided(entry, assessed.Bands.TotalDrift, assessed.Reasons.Where(r => r.Breached).ToArray(), assessed.Emergency);
-    }
-
-    /// <summary>The outcome of an evaluation: an alert when rules are breached, a plan request when the policy is automatic and may call for one.</summary>
-    private Outcome Decided(MonitoredPortfolio entry, double totalDrift, IReadOnlyList<Core.DriftReason> breached, bool emergency)
-    {
-        var (portfolioId, policy) = (entry.PortfolioId, entry.Policy);
-        PolicyAlert? alert = null;
-        if (breached.Count > 0)
-        {
-            alert = new PolicyAlert
-            {
-                PortfolioId = portfolioId,
-                TotalDrift = totalDrift,
-                RaisedAt = Google.Protobuf.WellKnownTypes.Timestamp.FromDateTimeOffset(time.GetUtcNow()),
-                Automatic = policy.ExecutionMode == ExecutionMode.Auto,
-                Kind = AlertKind.Breach,
-            };
-            alert.Reasons.AddRange(breached.Select(r => r.ToWire()));
-            if (logger.IsEnabled(LogLevel.Debug))
-            {
-                logger.LogDebug("Portfolio {PortfolioId} breaches its policy: {Reasons}", portfolioId, string.Join("; ", breached.Select(r => r.Message)));
-            }
-        }
-
-        // Automatic mode: a plan may be due (breached, or a calendar to check); the planner decides against the last plan.
-        PlanRequest? request = null;
-        if (policy.ExecutionMode == ExecutionMode.Auto && (breached.Count > 0 || policy.CalendarIntervalDays > 0))
-        {
-            request = new PlanRequest(breached.Count > 0, emergency, entry.Snapshot.Version, Evaluated.BreachesOf(breached).Order(StringComparer.Ordinal).ToArray());
-        }
-
-        return new Outcome(portfolioId, alert, request);
-    }
-
     public void Dispose()
     {
         _gate.Dispose();
@@ -575,66 +363,6 @@ public sealed class DriftMonitor(
 
         public HashSet<string> Breached { get; } = breached;
     }
-
-    /// <summary>What the monitor does for a portfolio in automatic mode after an evaluation.</summary>
-    public enum AutoAction
-    {
-        /// <summary>Nothing now.</summary>
-        None,
-
-        /// <summary>Submit a plan.</summary>
-        Submit,
-
-        /// <summary>Cancel the running plan (a rebalance) so the emergency's plan can go next.</summary>
-        Preempt,
-    }
-
-    /// <summary>The portfolio as the monitor just evaluated it: its version and the rules it breaches ("rule:instrument").</summary>
-    public sealed record Evaluated(long PortfolioVersion, IReadOnlySet<string> Breaches)
-    {
-        public static IReadOnlySet<string> BreachesOf(IEnumerable<Contracts.Planning.V1.DriftReason> reasons) =>
-            reasons.Where(r => r.Breached).Select(r => r.Rule + ":" + r.InstrumentId).ToHashSet(StringComparer.Ordinal);
-
-        public static IReadOnlySet<string> BreachesOf(IEnumerable<Core.DriftReason> reasons) =>
-            reasons.Where(r => r.Breached).Select(r => r.Rule + ":" + r.InstrumentId).ToHashSet(StringComparer.Ordinal);
-    }
-
-    /// <summary>
-    /// Automatic mode: submit when the bands are breached or the calendar is due, unless a plan is still executing or
-    /// the cooldown since the last plan has not passed (an emergency waits only the minimum spacing). An emergency does
-    /// not wait behind a running rebalance either: that plan is pre-empted (cancelled once) and the guard's plan follows
-    /// when it has ended; a running plan that protects a loan or margin account is never pre-empted. A breach the last
-    /// plan found uncurable is not planned again while nothing it depended on changed — the portfolio, the policy, the
-    /// breached rules — unless an emergency or the calendar calls.
-    /// </summary>
-    public static AutoAction Decide(Contracts.Planning.V1.Plan? last, DateTimeOffset now, Contracts.Planning.V1.Policy policy, bool breached, bool emergency, Evaluated? current = null)
-    {
-        var sinceLast = last is null ? TimeSpan.MaxValue : now - last.CreatedAt.ToDateTimeOffset();
-        var calendarDue = policy.CalendarIntervalDays > 0 && sinceLast >= TimeSpan.FromDays(policy.CalendarIntervalDays);
-        if (policy.ExecutionMode != Contracts.Planning.V1.ExecutionMode.Auto || !(breached || calendarDue))
-        {
-            return AutoAction.None;
-        }
-
-        if (!emergency && !calendarDue && current is not null
-            && last is { Status: Contracts.Planning.V1.PlanStatus.NoAction, NoActionReason: Contracts.Planning.V1.NoActionReason.Uncurable }
-            && last.PortfolioVersion == current.PortfolioVersion && last.PolicyVersion == policy.Version
-            && Evaluated.BreachesOf(last.Reasons).SetEquals(current.Breaches))
-        {
-            return AutoAction.None;
-        }
-
-        if (last is not null && !last.Status.IsFinal())
-        {
-            return emergency && !last.Legs.Any(PlanPipeline.Protects) && last.CancelRequest is null
-                ? AutoAction.Preempt
-                : AutoAction.None;
-        }
-
-        var spacing = emergency ? MinimumAutoSpacing : TimeSpan.FromSeconds(Math.Max(policy.CooldownSeconds, (long)MinimumAutoSpacing.TotalSeconds));
-        return sinceLast < spacing ? AutoAction.None : AutoAction.Submit;
-    }
-
 }
 
 /// <summary>A portfolio a monitor pass evaluated, and the ticks that evaluation covered: those after <paramref name="AfterTick"/> through <paramref name="ThroughTick"/>.</summary>
