@@ -242,20 +242,10 @@ public sealed class PlanningGrpcService(
                 }
             }
 
-            await foreach (var plan in subscription.Reader.ReadAllAsync(context.CancellationToken))
-            {
-                var matches = request.PlanId.Length > 0 ? plan.PlanId == request.PlanId : plan.PortfolioId == request.PortfolioId;
-                if (!matches)
-                {
-                    continue;
-                }
-
-                await responseStream.WriteAsync(new WatchPlansResponse { Plan = plan }, context.CancellationToken);
-                if (request.PlanId.Length > 0 && plan.Status.IsFinal())
-                {
-                    return;
-                }
-            }
+            await subscription.Reader.RelayAsync(responseStream,
+                plan => (request.PlanId.Length > 0 ? plan.PlanId == request.PlanId : plan.PortfolioId == request.PortfolioId) ? new WatchPlansResponse { Plan = plan } : null,
+                context.CancellationToken,
+                last: plan => request.PlanId.Length > 0 && plan.PlanId == request.PlanId && plan.Status.IsFinal());
         }
         catch (OperationCanceledException) when (context.CancellationToken.IsCancellationRequested)
         {
@@ -275,13 +265,9 @@ public sealed class PlanningGrpcService(
         using var subscription = alerts.Subscribe();
         try
         {
-            await foreach (var alert in subscription.Reader.ReadAllAsync(context.CancellationToken))
-            {
-                if (request.PortfolioId.Length == 0 || alert.PortfolioId == request.PortfolioId)
-                {
-                    await responseStream.WriteAsync(new WatchAlertsResponse { Alert = alert }, context.CancellationToken);
-                }
-            }
+            await subscription.Reader.RelayAsync(responseStream,
+                alert => request.PortfolioId.Length == 0 || alert.PortfolioId == request.PortfolioId ? new WatchAlertsResponse { Alert = alert } : null,
+                context.CancellationToken);
         }
         catch (OperationCanceledException) when (context.CancellationToken.IsCancellationRequested)
         {

@@ -397,18 +397,18 @@ public sealed class PricingGrpcService(
         await responseStream.WriteAsync(snapshot, context.CancellationToken);
         try
         {
-            await foreach (var update in subscription.Reader.ReadAllAsync(context.CancellationToken))
+            await subscription.Reader.RelayAsync(responseStream, update =>
             {
                 var selected = update.Prices.Where(p => wanted.Count == 0 || wanted.Contains(p.InstrumentId)).ToArray();
                 if (selected.Length == 0)
                 {
-                    continue;
+                    return null;
                 }
 
                 var message = new StreamQuotesResponse { AsOf = update.AsOf };
                 message.Prices.AddRange(selected);
-                await responseStream.WriteAsync(message, context.CancellationToken);
-            }
+                return message;
+            }, context.CancellationToken);
         }
         catch (OperationCanceledException) when (context.CancellationToken.IsCancellationRequested)
         {

@@ -91,7 +91,7 @@ public static class PortfolioRiskModel
         var annualVariance = dailyVariance * RiskMath.TradingDaysPerYear;
 
         var figures = new List<VarFigure>();
-        var pnl = HistoricalPnl(values, returns.Values);
+        var pnl = HistoricalPnl(values, returns);
         if (historicalAdjustment is not null)
         {
             for (var t = 0; t < pnl.Length; t++)
@@ -213,19 +213,14 @@ public static class PortfolioRiskModel
     }
 
     /// <summary>Daily P&amp;L of the positions under each day's returns, full revaluation of linear holdings: Σⱼ Vⱼ(e^{rⱼ} − 1).</summary>
-    public static double[] HistoricalPnl(Vector<double> values, double[,] returns)
+    public static double[] HistoricalPnl(Vector<double> values, ReturnMatrix returns)
     {
-        var days = returns.GetLength(0);
-        var n = returns.GetLength(1);
+        var growth = returns.Growth;
         var v = values.AsArray() ?? values.ToArray();
-        var total = TensorPrimitives.Sum<double>(v);
-        var growth = new double[n];
-        var pnl = new double[days];
-        for (var t = 0; t < days; t++)
+        var pnl = new double[returns.Days];
+        for (var t = 0; t < pnl.Length; t++)
         {
-            // Σ V·e^r − Σ V: the cancellation costs about 1e-16 of the gross value, far below any VaR.
-            TensorPrimitives.Exp(Row(returns, t), growth);
-            pnl[t] = TensorPrimitives.Dot<double>(growth, v) - total;
+            pnl[t] = TensorPrimitives.Dot(Row(growth, t), v);
         }
 
         return pnl;

@@ -27,6 +27,34 @@ public sealed class ReturnMatrix
 
     public int Days => Values.GetLength(0);
 
+    /// <summary>
+    /// e^r − 1 per [day, instrument]: what one unit of currency held in each instrument gained each day. Computed once
+    /// and shared by every revaluation of this matrix (a trade's before and after, every position's contribution).
+    /// </summary>
+    public double[,] Growth
+    {
+        get
+        {
+            if (_growth is { } growth)
+            {
+                return growth;
+            }
+
+            growth = new double[Days, Count];
+            if (growth.Length > 0)
+            {
+                var returns = System.Runtime.InteropServices.MemoryMarshal.CreateReadOnlySpan(ref Values[0, 0], Values.Length);
+                var gains = System.Runtime.InteropServices.MemoryMarshal.CreateSpan(ref growth[0, 0], growth.Length);
+                System.Numerics.Tensors.TensorPrimitives.Exp(returns, gains);
+                System.Numerics.Tensors.TensorPrimitives.Subtract(gains, 1.0, gains);
+            }
+
+            return _growth = growth;
+        }
+    }
+
+    private double[,]? _growth;
+
     public int Count => Values.GetLength(1);
 
     /// <summary>
@@ -56,7 +84,16 @@ public sealed class ReturnMatrix
         }
 
         var keep = ordered.Skip(Math.Max(0, ordered.Length - lookbackDays - 1)).ToArray();
-        var lookup = closes.Select(series => series.GroupBy(c => c.Day).ToDictionary(g => g.Key, g => g.Last().Close)).ToArray();
+        var lookup = closes.Select(series =>
+        {
+            var byDay = new Dictionary<int, double>(series.Count);
+            foreach (var (day, close) in series)
+            {
+                byDay[day] = close; // the last close of a day wins
+            }
+
+            return byDay;
+        }).ToArray();
         var values = new double[keep.Length - 1, instruments.Count];
         for (var j = 0; j < instruments.Count; j++)
         {

@@ -38,6 +38,13 @@ public sealed class HistoryCache(MarketStateStore market, TimeProvider time)
 
         var live = await liveRead;
         var keepClosed = Math.Min(entry.Closed.Length, Math.Max(0, count - live.Count));
-        return entry.Closed.AsSpan(entry.Closed.Length - keepClosed).ToArray().Concat(live).ToArray();
+        var series = new DailyClose[keepClosed + live.Count];
+        entry.Closed.AsSpan(entry.Closed.Length - keepClosed).CopyTo(series);
+        for (var i = 0; i < live.Count; i++)
+        {
+            series[keepClosed + i] = live[i];
+        }
+
+        return series;
     }
 }
