@@ -205,6 +205,28 @@ public sealed class EventBusTests : IClassFixture<RedisServer>, IAsyncLifetime
         Assert.Equal("wire", (string?)cloudEvent["data"]!["reason"]);
     }
 
+    [Theory]
+    [InlineData("redis")]
+    [InlineData("inmemory")]
+    public async Task Messages_published_together_reach_the_stream_and_the_handler_in_their_order(string provider)
+    {
+        var received = new Received();
+        using var host = await StartHostAsync(provider, received);
+        var bus = host.Services.GetRequiredService<IEventBus>();
+        var messages = Enumerable.Range(0, 200).Select(i => new TradingHaltChanged { Reason = $"m{i:D3}" }).ToArray();
+        await bus.PublishAllAsync(Topic, messages);
+
+        if (provider == "redis")
+        {
+            // Returned: the broker has every one, in order.
+            var entries = await _redis.Connection!.GetDatabase().StreamRangeAsync(Topic);
+            Assert.Equal(messages.Select(m => m.Reason), entries.Select(e => (string?)JsonNode.Parse(e.Values.Single().Value.ToString())!["data"]!["reason"]));
+        }
+
+        await WaitUntilAsync(() => received.Events.Count >= messages.Length);
+        Assert.Equal(messages.Select(m => m.Reason).Order(StringComparer.Ordinal), received.Events.Select(e => e.Message.Reason).Order(StringComparer.Ordinal));
+    }
+
     [Fact]
     public async Task Consumes_with_the_app_id_as_group_acks_and_continues_the_trace()
     {

@@ -562,7 +562,7 @@ public sealed class ExecutionServiceTests(RedisServer redis) : ExecutionServiceT
             Fill = new Fill { FillId = "plan-resumed:earlier:1", ClientOrderId = "plan-resumed:earlier", Venue = "SIM-A", InstrumentId = "DAX", Side = Side.Sell, Quantity = 1m, Price = 99.9m, Fee = 0m },
         };
         await store.AddToOutboxAsync([stranded]);
-        await store.AppendRunJournalAsync("plan-resumed", new StopChecked(null), []);
+        await store.AppendRunJournalAsync("plan-resumed", [new StopChecked(null)], []);
 
         await executor.ExecuteAsync(Plan("plan-resumed"), CancellationToken.None);
         var reports = bus.Published.Where(e => e.Topic == Topics.ExecutionReports).Select(e => e.ReadData(ExecutionReport.Parser)).Where(r => r.PlanId == "plan-resumed").ToArray();

@@ -11,6 +11,19 @@ public interface IEventBus
     /// reports success for an event that was lost.
     /// </summary>
     Task PublishAsync(string topic, IMessage message, CancellationToken cancellationToken = default);
+
+    /// <summary>
+    /// Publishes <paramref name="messages"/> on <paramref name="topic"/> in their order (a consumer sees them in that
+    /// order); returns once the broker has every one. By default one after another; a broker that keeps the order of
+    /// pipelined writes sends them together.
+    /// </summary>
+    async Task PublishAllAsync(string topic, IReadOnlyList<IMessage> messages, CancellationToken cancellationToken = default)
+    {
+        foreach (var message in messages)
+        {
+            await PublishAsync(topic, message, cancellationToken);
+        }
+    }
 }
 
 /// <summary>Handles one event type. Throwing retries the event (bounded); a malformed event is dead-lettered.</summary>

@@ -13,6 +13,13 @@ public sealed class RedisStreamsEventBus(IConnectionMultiplexer redis, IOptions<
     /// <summary>Name of the stream field that holds the CloudEvent, as Dapr writes it.</summary>
     public const string DataField = "data";
 
+    /// <summary>
+    /// Pipelined: each publish issues its XADD before its first await, and one connection writes commands in the order
+    /// they were issued, so the stream holds the messages in their order.
+    /// </summary>
+    public Task PublishAllAsync(string topic, IReadOnlyList<IMessage> messages, CancellationToken cancellationToken = default) =>
+        Task.WhenAll(messages.Select(message => PublishAsync(topic, message, cancellationToken)).ToArray());
+
     public async Task PublishAsync(string topic, IMessage message, CancellationToken cancellationToken = default)
     {
         using var activity = EventDispatcher.StartPublishActivity(topic);

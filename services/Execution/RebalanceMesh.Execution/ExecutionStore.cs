@@ -210,22 +210,26 @@ public sealed class ExecutionStore(IConnectionMultiplexer redis)
     }
 
     /// <summary>
-    /// Appends one answer to a plan run's journal; the reports it made (a Report command's) are committed into the outbox
-    /// in the same transaction, so a replayed run never reports twice and a crash never loses one.
+    /// Appends answers to a plan run's journal, in order; the reports they made (Report commands') are committed into the
+    /// outbox in the same transaction, so a replayed run never reports twice and a crash never loses one.
     /// </summary>
-    public Task AppendRunJournalAsync(string planId, Core.Runs.RunObservation observation, IReadOnlyList<ExecutionReport> reports)
+    public Task AppendRunJournalAsync(string planId, IReadOnlyList<Core.Runs.RunObservation> observations, IReadOnlyList<ExecutionReport> reports)
     {
-        var entry = System.Text.Json.JsonSerializer.Serialize(observation, JournalJson);
+        var entries = observations.Select(o => (RedisValue)System.Text.Json.JsonSerializer.Serialize(o, JournalJson)).ToArray();
         if (reports.Count == 0)
         {
-            return Db.ListRightPushAsync(RunJournalKey(planId), entry);
+            return Db.ListRightPushAsync(RunJournalKey(planId), entries);
         }
 
         var transaction = Db.CreateTransaction();
-        _ = transaction.ListRightPushAsync(RunJournalKey(planId), entry);
+        _ = transaction.ListRightPushAsync(RunJournalKey(planId), entries);
         _ = AddToOutboxAsync(transaction, reports);
         return transaction.ExecuteAsync();
     }
+
+    /// <summary>Removes published reports (by their exact bytes), pipelined.</summary>
+    public Task RemoveFromOutboxAsync(IReadOnlyList<ExecutionReport> reports) =>
+        Task.WhenAll(reports.Select(r => RemoveFromOutboxAsync(r.ToByteArray())));
 
     public Task RequestCancelAsync(string planId, string reason) => Db.StringSetAsync(CancelKey(planId), reason, TimeSpan.FromDays(7));
 

@@ -18,7 +18,8 @@ namespace RebalanceMesh.Execution;
 /// reads quotes and venue states, has its child orders journaled and sent (<see cref="VenueOrders"/>), carries out
 /// loan legs, top-ups and transfers through the venue gateways, waits, commits and publishes reports — and answers
 /// with what happened.
-/// Every answer is journaled (exe:run:{plan}) before the run sees it, so a redelivered plan (after a crash or a
+/// Every answer is journaled (exe:run:{plan}) before the host does anything more outside (consecutive reports are
+/// journaled together, with the reports in the outbox), so a redelivered plan (after a crash or a
 /// restart) replays its journal to the command it was waiting on and carries on; a child sent again is answered from
 /// the order journal and the venue's record of its client order id, never filled twice.
 /// </summary>
@@ -62,6 +63,8 @@ public sealed class PlanExecutor(
 
         Replayed.Add(journal.Count);
         var replayed = 0;
+        var answered = new List<RunObservation>();
+        var reports = new List<ExecutionReport>();
         for (var command = run.Start(); command is not Finished;)
         {
             RunObservation answer;
@@ -71,14 +74,23 @@ public sealed class PlanExecutor(
             }
             else
             {
-                var reports = new List<ExecutionReport>();
                 answer = await CarryOutAsync(plan, run, command, reports, cancellationToken);
-                await store.AppendRunJournalAsync(plan.PlanId, answer, reports);
-                await outbox.PublishAsync(reports, cancellationToken);
+                answered.Add(answer);
             }
 
             var cuts = run.Legs.Select(l => l.CashCuts).ToArray();
             command = run.Next(answer);
+            if (answered.Count > 0 && !(answer is Published && command is Report))
+            {
+                // Journaled before anything else happens outside: a run of reports (the legs' ends and the plan's, one
+                // after another) goes in one commit and one pipelined publish. Reports not yet committed when the host
+                // dies were never published: the replayed run makes them again.
+                await store.AppendRunJournalAsync(plan.PlanId, answered, reports);
+                await outbox.PublishAsync(reports, cancellationToken);
+                answered.Clear();
+                reports.Clear();
+            }
+
             if (answer is ChildrenDone or Rested or OperationDone)
             {
                 RunMapping.Sync(execution, run);

@@ -21,14 +21,16 @@ public sealed class ReportOutbox(ExecutionStore store, IEventBus bus, TimeProvid
     private static readonly Meter Meter = new("RebalanceMesh.Execution.Outbox");
     private static readonly Counter<long> Relayed = Meter.CreateCounter<long>("rebalancemesh.execution.outbox_relayed", description: "Reports the outbox relay published after their committer did not (a crash between commit and publish).");
 
-    /// <summary>Publishes committed reports and takes them out of the outbox.</summary>
+    /// <summary>Publishes committed reports, in order, and takes them out of the outbox.</summary>
     public async Task PublishAsync(IReadOnlyList<ExecutionReport> reports, CancellationToken cancellationToken)
     {
-        foreach (var report in reports)
+        if (reports.Count == 0)
         {
-            await bus.PublishAsync(Topics.ExecutionReports, report, cancellationToken);
-            await store.RemoveFromOutboxAsync(report.ToByteArray());
+            return;
         }
+
+        await bus.PublishAllAsync(Topics.ExecutionReports, reports, cancellationToken);
+        await store.RemoveFromOutboxAsync(reports);
     }
 
     /// <summary>
