@@ -26,16 +26,23 @@ public sealed class ExecutionReportHandler(PlanningStore store, ILogger<Executio
             return;
         }
 
-        if (await store.GetPlanAsync(report.PlanId) is not { } stored)
+        try
         {
-            logger.LogWarning("Execution report {ReportId} names unknown plan {PlanId}; ignored", report.ReportId, report.PlanId);
-            return;
+            await ApplyToPlanAsync(report);
         }
+        catch (RebalanceMesh.Domain.DomainException ex) when (ex.Kind == RebalanceMesh.Domain.DomainErrorKind.NotFound)
+        {
+            // The plan is read once, where the report is applied to it (each report used to read it twice).
+            logger.LogWarning("Execution report {ReportId} of plan {PlanId} ignored: {Reason}", report.ReportId, report.PlanId, ex.Message);
+        }
+    }
 
+    private async Task ApplyToPlanAsync(ExecutionReport report)
+    {
         switch (report.Kind)
         {
             case ReportKind.Fill when report.Fill is { } fill:
-                await ApplyFillAsync(report, fill, stored.Legs.FirstOrDefault(l => l.LegId == report.LegId));
+                await ApplyFillAsync(report, fill);
                 break;
             case ReportKind.LegDone:
                 await store.UpdatePlanAsync(report.PlanId, plan =>
@@ -172,11 +179,8 @@ public sealed class ExecutionReportHandler(PlanningStore store, ILogger<Executio
     /// and realised profit); a fill of a loan leg (repay, supply, withdraw, borrow) moves
     /// cash, holdings, collateral and debt as the leg says. Either is applied once per fill id.
     /// </summary>
-    private async Task ApplyFillAsync(ExecutionReport report, Fill fill, PlanLeg? leg)
+    private async Task ApplyFillAsync(ExecutionReport report, Fill fill)
     {
-        var loanAction = leg?.Kind.ToLoanAction();
-        var topUp = leg?.Kind == LegKind.MarginTopUp;
-        var transfer = leg?.Kind == LegKind.CollateralTransfer;
         if (!DecimalValue.TryParse(fill.Quantity, out var quantity) || quantity <= 0
             || !DecimalValue.TryParse(fill.Fee, out var fee) || fee < 0
             || string.IsNullOrEmpty(fill.FillId))
@@ -185,15 +189,19 @@ public sealed class ExecutionReportHandler(PlanningStore store, ILogger<Executio
         }
 
         var price = DecimalValue.TryParse(fill.Price, out var p) ? p : 0m;
-        if (loanAction is null && !topUp && !transfer && (price <= 0 || fill.Side is not (Side.Buy or Side.Sell)))
+        Portfolio Apply(Plan plan, Portfolio portfolio)
         {
-            throw new MalformedEventException($"Trade fill in report {report.ReportId} needs a side and a positive price.");
-        }
+            var leg = plan.Legs.FirstOrDefault(l => l.LegId == report.LegId);
+            var loanAction = leg?.Kind.ToLoanAction();
+            var topUp = leg?.Kind == LegKind.MarginTopUp;
+            var transfer = leg?.Kind == LegKind.CollateralTransfer;
+            if (loanAction is null && !topUp && !transfer && (price <= 0 || fill.Side is not (Side.Buy or Side.Sell)))
+            {
+                throw new MalformedEventException($"Trade fill in report {report.ReportId} needs a side and a positive price.");
+            }
 
-        // A trade is booked in the account its leg names (the venue holding the units; empty is the default account).
-        var account = leg?.Venue ?? string.Empty;
-        Portfolio Apply(Portfolio portfolio)
-        {
+            // A trade is booked in the account its leg names (the venue holding the units; empty is the default account).
+            var account = leg?.Venue ?? string.Empty;
             try
             {
                 var snapshot = portfolio.ToDomain();

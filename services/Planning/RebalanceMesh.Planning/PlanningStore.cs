@@ -290,7 +290,8 @@ public sealed class PlanningStore(IConnectionMultiplexer redis, RedisBroadcast<P
     /// Applies one fill exactly once: the fill id is recorded, the portfolio and the plan are changed, all in one
     /// transaction conditioned on what was read. Returns false when the fill was applied before.
     /// </summary>
-    public async Task<bool> ApplyFillAsync(string planId, string fillId, Func<Portfolio, Portfolio> changePortfolio, Action<Plan> changePlan)
+    /// <param name="changePortfolio">The portfolio after the fill, given the plan as stored (before <paramref name="changePlan"/>).</param>
+    public async Task<bool> ApplyFillAsync(string planId, string fillId, Func<Plan, Portfolio, Portfolio> changePortfolio, Action<Plan> changePlan)
     {
         for (var attempt = 0; attempt < MaxAttempts; attempt++)
         {
@@ -315,7 +316,7 @@ public sealed class PlanningStore(IConnectionMultiplexer redis, RedisBroadcast<P
             }
 
             var portfolio = Portfolio.Parser.ParseFrom((byte[])data!);
-            var updatedPortfolio = changePortfolio(portfolio);
+            var updatedPortfolio = changePortfolio(plan, portfolio);
             updatedPortfolio.Version = portfolio.Version + 1;
             updatedPortfolio.UpdatedAt = time.GetUtcNow().ToTimestamp();
             changePlan(plan);
