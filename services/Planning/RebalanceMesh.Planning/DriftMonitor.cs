@@ -239,6 +239,8 @@ public sealed class DriftMonitor(
         // cursor; all of a partition never evaluated (cursor 0-0), or whose cursor the stream no longer keeps (ticks
         // after it may have been trimmed away).
         await book.CatchUpAsync(cancellationToken);
+        var stage = Stopwatch.GetTimestamp();
+        activity?.SetTag("planning.monitor.catch_up_ms", Stopwatch.GetElapsedTime(started).TotalMilliseconds);
         var oldest = await shards.GetOldestTickIdAsync();
         var affected = new Dictionary<string, MonitoredPortfolio>(StringComparer.Ordinal);
         foreach (var group in before.GroupBy(h => h.Value, StringComparer.Ordinal))
@@ -262,6 +264,8 @@ public sealed class DriftMonitor(
 
         EventPortfolios.Record(affected.Count);
         var outcomes = await evaluator.EvaluateAsync(affected.Values, cancellationToken);
+        activity?.SetTag("planning.monitor.evaluate_ms", Stopwatch.GetElapsedTime(stage).TotalMilliseconds);
+        stage = Stopwatch.GetTimestamp();
 
         // Breaches raised and cleared, alerts for the raised ones, plan requests for automatic policies.
         var changes = new List<ShardChange>();
@@ -293,10 +297,14 @@ public sealed class DriftMonitor(
             await alerts.PublishAsync(alerting); // together, in few publishes
         }
 
+        activity?.SetTag("planning.monitor.alert_ms", Stopwatch.GetElapsedTime(stage).TotalMilliseconds);
+        stage = Stopwatch.GetTimestamp();
+
         // Cursors only move forward: a partition already past this batch's last tick (taken from a replica that was
         // ahead) keeps its cursor.
         var advancing = before.Where(h => MonitorBook.IsOlder(h.Value, last)).Select(h => h.Key).ToArray();
         var lost = await shards.CommitAsync(Me, last, advancing, changes);
+        activity?.SetTag("planning.monitor.commit_ms", Stopwatch.GetElapsedTime(stage).TotalMilliseconds);
         lock (_held)
         {
             foreach (var partition in advancing)

@@ -60,6 +60,8 @@ public sealed class MonitorEvaluator(MonitorBook book, ModelWeightCache models, 
     {
         await using var scope = scopes.CreateAsyncScope();
         var pipeline = scope.ServiceProvider.GetRequiredService<PlanPipeline>();
+        var pass = System.Diagnostics.Activity.Current;
+        var stage = System.Diagnostics.Stopwatch.GetTimestamp();
         var resolved = new List<(MonitoredPortfolio Entry, TargetPolicy Policy, string[] Instruments)>();
         foreach (var entry in affected)
         {
@@ -85,6 +87,8 @@ public sealed class MonitorEvaluator(MonitorBook book, ModelWeightCache models, 
             return [];
         }
 
+        pass?.SetTag("planning.monitor.resolve_ms", System.Diagnostics.Stopwatch.GetElapsedTime(stage).TotalMilliseconds);
+        stage = System.Diagnostics.Stopwatch.GetTimestamp();
         MarketSnapshot market;
         try
         {
@@ -96,6 +100,9 @@ public sealed class MonitorEvaluator(MonitorBook book, ModelWeightCache models, 
             logger.LogWarning("Monitor could not reach pricing: {Detail}", ex.Status.Detail);
             return [];
         }
+
+        pass?.SetTag("planning.monitor.price_ms", System.Diagnostics.Stopwatch.GetElapsedTime(stage).TotalMilliseconds);
+        stage = System.Diagnostics.Stopwatch.GetTimestamp();
 
         // The snapshot as arrays by the book's instrument numbering, for the band screens.
         var (prices, spot) = Prices(market.Marks);
@@ -114,6 +121,7 @@ public sealed class MonitorEvaluator(MonitorBook book, ModelWeightCache models, 
             }
         }
 
+        pass?.SetTag("planning.monitor.screen_ms", System.Diagnostics.Stopwatch.GetElapsedTime(stage).TotalMilliseconds);
         return outcomes;
     }
 
