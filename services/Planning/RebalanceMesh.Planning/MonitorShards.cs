@@ -20,7 +20,7 @@ public sealed class MonitorOptions
     public TimeSpan MemberTimeout { get; set; } = TimeSpan.FromSeconds(5);
 
     /// <summary>Automatic plans one replica builds at once (a breach storm is worked through this many at a time).</summary>
-    public int MaxConcurrentPlans { get; set; } = 32;
+    public int MaxConcurrentPlans { get; set; } = 64;
 
     /// <summary>Market ticks read per round trip (a monitor that fell behind evaluates up to this many ticks in one pass).</summary>
     public int TickBatch { get; set; } = 1_000;
