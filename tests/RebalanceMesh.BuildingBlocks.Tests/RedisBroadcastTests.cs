@@ -32,6 +32,55 @@ public sealed class RedisBroadcastTests(RedisServer redis) : IClassFixture<Redis
     }
 
     [Fact]
+    public async Task A_replica_hands_its_own_messages_to_its_watchers_once_and_the_others_get_them_once_too()
+    {
+        await using var first = await ConnectionMultiplexer.ConnectAsync(redis.ConnectionString);
+        await using var second = await ConnectionMultiplexer.ConnectAsync(redis.ConnectionString);
+        var publisher = new RedisBroadcast<StringValue>(first, "tests:broadcast:c", NullLogger.Instance);
+        var other = new RedisBroadcast<StringValue>(second, "tests:broadcast:c", NullLogger.Instance);
+        await publisher.StartAsync(CancellationToken.None);
+        await other.StartAsync(CancellationToken.None);
+        using var own = publisher.Subscribe();
+        using var theirs = other.Subscribe();
+
+        // One alone, a batch of 2,500 (three publishes), the same text twice, and one from the other replica.
+        await publisher.PublishAsync(new StringValue { Value = "one" });
+        await publisher.PublishAsync([.. Enumerable.Range(0, 2_500).Select(i => new StringValue { Value = $"b{i}" })]);
+        await publisher.PublishAsync(new StringValue { Value = "twice" });
+        await publisher.PublishAsync(new StringValue { Value = "twice" });
+        await other.PublishAsync(new StringValue { Value = "from the other" });
+        await publisher.PublishAsync(new StringValue { Value = "last" });
+
+        string[] expected = ["one", .. Enumerable.Range(0, 2_500).Select(i => $"b{i}"), "twice", "twice", "last"];
+        using var timeout = new CancellationTokenSource(Wait);
+        var seenByOther = new List<string>();
+        while (seenByOther.Count < expected.Length + 1)
+        {
+            seenByOther.Add((await theirs.Reader.ReadAsync(timeout.Token)).Value);
+        }
+
+        // The other replica got every message once (its own included), and its own before the publisher's last.
+        Assert.Equal(expected, seenByOther.Where(v => v != "from the other"));
+        Assert.Single(seenByOther, "from the other");
+
+        // The publisher's watcher got its own at once, in order, each once; the other replica's message came through
+        // Redis. Markers the other replica sends on both channels now arrive after every echo of the publisher's
+        // messages (Redis delivers a connection's messages in publish order): a copy handed twice would show before them.
+        await other.PublishAsync([new StringValue { Value = "end-1" }, new StringValue { Value = "end-2" }]);
+        await other.PublishAsync(new StringValue { Value = "end-3" });
+        var seenOwn = new List<string>();
+        while (!new[] { "end-1", "end-2", "end-3" }.All(seenOwn.Contains))
+        {
+            seenOwn.Add((await own.Reader.ReadAsync(timeout.Token)).Value);
+        }
+
+        Assert.Equal(expected, seenOwn.Where(v => v != "from the other" && !v.StartsWith("end-", StringComparison.Ordinal)));
+        Assert.Single(seenOwn, "from the other");
+        await publisher.StopAsync(CancellationToken.None);
+        await other.StopAsync(CancellationToken.None);
+    }
+
+    [Fact]
     public async Task Stopping_on_a_connection_disposed_under_it_completes_and_ends_the_watchers()
     {
         // ASP.NET's test host may stop a host twice, the first stop disposing the services while the second still

@@ -13,6 +13,8 @@ namespace RebalanceMesh.ServiceDefaults;
 /// changes on one Redis pub/sub channel and hands every message it receives there to its local watchers. Many messages
 /// at once (a breach storm's alerts) go as one publish on the <c>{channel}:batch</c> channel, length-delimited. A
 /// watcher too slow to keep up loses its oldest messages beyond <see cref="WatcherCapacity"/>, never blocks the others.
+/// A replica hands what it publishes to its own watchers at once, and drops the copy Redis sends back (recognised by
+/// the payload's SHA-256): its watchers do not wait for the round trip, nor parse their own messages again.
 /// </summary>
 public sealed class RedisBroadcast<T> : IHostedService
     where T : IMessage<T>, new()
@@ -29,6 +31,12 @@ public sealed class RedisBroadcast<T> : IHostedService
     private readonly ILogger _logger;
     private readonly MessageParser<T> _parser = new(() => new T());
     private readonly ConcurrentDictionary<Guid, Channel<T>> _watchers = new();
+
+    /// <summary>Payloads this replica published whose copy from Redis has not come back yet, by digest.</summary>
+    private readonly ConcurrentDictionary<(long, long, long, long), int> _echoes = new();
+
+    /// <summary>Echoes awaited at most: past it they are forgotten (a copy that then comes back is handed twice).</summary>
+    private const int MaxEchoes = 100_000;
 
     public RedisBroadcast(IConnectionMultiplexer redis, string channel, ILogger logger)
     {
@@ -47,7 +55,7 @@ public sealed class RedisBroadcast<T> : IHostedService
         return new Subscription(this, id, channel.Reader);
     }
 
-    public Task PublishAsync(T message) => _redis.GetSubscriber().PublishAsync(_channel, message.ToByteArray());
+    public Task PublishAsync(T message) => PublishAsync(_channel, message.ToByteArray(), [message]);
 
     /// <summary>Publishes many messages in few publishes (<see cref="BatchSize"/> each), in order.</summary>
     public async Task PublishAsync(IReadOnlyCollection<T> messages)
@@ -66,8 +74,55 @@ public sealed class RedisBroadcast<T> : IHostedService
                 message.WriteDelimitedTo(buffer);
             }
 
-            await _redis.GetSubscriber().PublishAsync(_batchChannel, buffer.ToArray());
+            await PublishAsync(_batchChannel, buffer.ToArray(), chunk);
         }
+    }
+
+    private async Task PublishAsync(RedisChannel channel, byte[] payload, IReadOnlyList<T> messages)
+    {
+        if (_echoes.Count >= MaxEchoes)
+        {
+            _echoes.Clear();
+        }
+
+        var digest = Digest(payload);
+        _echoes.AddOrUpdate(digest, 1, (_, count) => count + 1);
+        foreach (var message in messages)
+        {
+            Hand(message);
+        }
+
+        try
+        {
+            await _redis.GetSubscriber().PublishAsync(channel, payload);
+        }
+        catch
+        {
+            Forget(digest); // nothing comes back
+            throw;
+        }
+    }
+
+    private static (long, long, long, long) Digest(ReadOnlySpan<byte> payload)
+    {
+        Span<byte> hash = stackalloc byte[32];
+        System.Security.Cryptography.SHA256.HashData(payload, hash);
+        var words = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, long>(hash);
+        return (words[0], words[1], words[2], words[3]);
+    }
+
+    /// <summary>True when <paramref name="digest"/> was awaited as the echo of this replica's publish (and is no more).</summary>
+    private bool Forget((long, long, long, long) digest)
+    {
+        while (_echoes.TryGetValue(digest, out var count))
+        {
+            if (count <= 1 ? _echoes.TryRemove(new KeyValuePair<(long, long, long, long), int>(digest, count)) : _echoes.TryUpdate(digest, count - 1, count))
+            {
+                return true;
+            }
+        }
+
+        return false;
     }
 
     public async Task StartAsync(CancellationToken cancellationToken)
@@ -83,6 +138,11 @@ public sealed class RedisBroadcast<T> : IHostedService
         try
         {
             var bytes = (byte[])payload!;
+            if (Forget(Digest(bytes)))
+            {
+                return; // this replica's own, handed to its watchers when published
+            }
+
             if (!batch)
             {
                 Hand(_parser.ParseFrom(bytes));
