@@ -55,7 +55,11 @@ public sealed class RedisBroadcast<T> : IHostedService
         return new Subscription(this, id, channel.Reader);
     }
 
-    public Task PublishAsync(T message) => PublishAsync(_channel, message.ToByteArray(), [message]);
+    public Task PublishAsync(T message)
+    {
+        Hand(message);
+        return PublishAsync(_channel, message.ToByteArray());
+    }
 
     /// <summary>Publishes many messages in few publishes (<see cref="BatchSize"/> each), in order.</summary>
     public async Task PublishAsync(IReadOnlyCollection<T> messages)
@@ -66,6 +70,12 @@ public sealed class RedisBroadcast<T> : IHostedService
             return;
         }
 
+        // This replica's watchers get them all at once; the publishes follow.
+        foreach (var message in messages)
+        {
+            Hand(message);
+        }
+
         foreach (var chunk in messages.Chunk(BatchSize))
         {
             using var buffer = new MemoryStream();
@@ -74,11 +84,12 @@ public sealed class RedisBroadcast<T> : IHostedService
                 message.WriteDelimitedTo(buffer);
             }
 
-            await PublishAsync(_batchChannel, buffer.ToArray(), chunk);
+            await PublishAsync(_batchChannel, buffer.ToArray());
         }
     }
 
-    private async Task PublishAsync(RedisChannel channel, byte[] payload, IReadOnlyList<T> messages)
+    /// <summary>Publishes a payload whose messages this replica's watchers already have, awaiting its echo.</summary>
+    private async Task PublishAsync(RedisChannel channel, byte[] payload)
     {
         if (_echoes.Count >= MaxEchoes)
         {
@@ -87,10 +98,6 @@ public sealed class RedisBroadcast<T> : IHostedService
 
         var digest = Digest(payload);
         _echoes.AddOrUpdate(digest, 1, (_, count) => count + 1);
-        foreach (var message in messages)
-        {
-            Hand(message);
-        }
 
         try
         {
