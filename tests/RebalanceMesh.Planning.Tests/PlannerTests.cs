@@ -36,16 +36,16 @@ public class PlannerTests
     {
         var marked = PortfolioMarking.Mark(Portfolio(70, 40, 50, 0), Policy(absolute: 0.05, relative: 0.25, total: 0.1), Prices);
         var evaluation = DriftEvaluator.Evaluate(marked, Policy(absolute: 0.05, relative: 0.25, total: 0.1));
-        var a = evaluation.Reasons.Single(r => r.Rule == DriftEvaluator.AbsoluteBandRule && r.InstrumentId == "A");
+        var a = evaluation.Reasons.Single(r => r.Rule == DriftBands.AbsoluteRule && r.InstrumentId == "A");
         Assert.Equal(0.2, a.Measured, 12);
         Assert.Equal(0.05, a.Threshold);
         Assert.True(a.Breached);
-        var cRelative = evaluation.Reasons.Single(r => r.Rule == DriftEvaluator.RelativeBandRule && r.InstrumentId == "C");
+        var cRelative = evaluation.Reasons.Single(r => r.Rule == DriftBands.RelativeRule && r.InstrumentId == "C");
         Assert.Equal(0.05, cRelative.Threshold, 12); // 25 % of the 20 % target
         Assert.True(cRelative.Breached);             // drift 10 pp
         // Total drift: (|0.7−0.5| + |0.2−0.3| + |0.1−0.2| + |0 − 0|) / 2 = 0.2.
         Assert.Equal(0.2, evaluation.TotalDrift, 12);
-        Assert.True(evaluation.Reasons.Single(r => r.Rule == DriftEvaluator.TotalDriftRule).Breached);
+        Assert.True(evaluation.Reasons.Single(r => r.Rule == DriftBands.TotalDriftRule).Breached);
     }
 
     [Fact]

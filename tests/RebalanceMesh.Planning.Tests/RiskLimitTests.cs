@@ -41,7 +41,7 @@ public class RiskLimitTests
             new Dictionary<string, decimal> { ["A"] = 100m, ["B"] = 100m });
         var evaluation = DriftEvaluator.Evaluate(marked, policy);
         Assert.True(evaluation.Breached);
-        Assert.DoesNotContain(evaluation.Reasons, r => r.Rule == DriftEvaluator.AbsoluteBandRule && r.Breached);
+        Assert.DoesNotContain(evaluation.Reasons, r => r.Rule == DriftBands.AbsoluteRule && r.Breached);
         var concentration = evaluation.Reasons.Single(r => r.Rule == RiskLimitRules.Rule && r.InstrumentId == "A");
         Assert.True(concentration.Breached);
         var volatility = evaluation.Reasons.Single(r => r.Rule == RiskLimitRules.Rule && r.InstrumentId.Length == 0);

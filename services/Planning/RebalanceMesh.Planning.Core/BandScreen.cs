@@ -33,9 +33,6 @@ public sealed class BandScreen
     private readonly string[] _instruments;
     private readonly double _cash;
     private readonly DriftBands _bands;
-    private readonly double _absoluteBand;
-    private readonly double _relativeBand;
-    private readonly double _totalThreshold;
     private readonly double _cashTarget;
 
     private BandScreen(int[] slots, string[] instruments, double[] quantities, double[] targets, bool[] rebalanced, double cash, TargetPolicy policy)
@@ -48,7 +45,6 @@ public sealed class BandScreen
         _rebalanced = rebalanced;
         _cash = cash;
         _bands = policy.Bands;
-        (_absoluteBand, _relativeBand, _totalThreshold) = (_bands.Absolute, _bands.Relative, _bands.TotalDrift);
         _cashTarget = policy.CashTarget;
     }
 
@@ -120,22 +116,22 @@ public sealed class BandScreen
             var target = _targets[i];
             var deviation = Math.Abs((_quantities[i] * prices[_slots[i]] / net) - target);
             drift += deviation;
-            if (_absoluteBand > 0)
+            if (_bands.Absolute > 0)
             {
-                Compare(deviation, _absoluteBand, ref breached, ref close);
+                Compare(deviation, _bands.Absolute, ref breached, ref close);
             }
 
-            if (_relativeBand > 0 && target > 0)
+            if (_bands.Relative > 0 && target > 0)
             {
-                Compare(deviation, _relativeBand * target, ref breached, ref close);
+                Compare(deviation, _bands.Relative * target, ref breached, ref close);
             }
         }
 
         drift += Math.Abs((_cash / net) - _cashTarget);
         var total = drift / 2;
-        if (_totalThreshold > 0)
+        if (_bands.TotalDrift > 0)
         {
-            Compare(total, _totalThreshold, ref breached, ref close);
+            Compare(total, _bands.TotalDrift, ref breached, ref close);
         }
 
         return (breached ? ScreenVerdict.Breached : close ? ScreenVerdict.Undecided : ScreenVerdict.Inside, total);
@@ -166,24 +162,24 @@ public sealed class BandScreen
             var weight = _quantities[i] * prices[_slots[i]] / net;
             var deviation = Math.Abs(weight - target);
             drift += deviation;
-            if (_absoluteBand > 0 && deviation > _absoluteBand)
+            if (_bands.Absolute > 0 && deviation > _bands.Absolute)
             {
-                reasons.Add(new DriftReason(DriftEvaluator.AbsoluteBandRule, instrument, deviation, _absoluteBand, true,
-                    DriftEvaluator.Describe(instrument, weight, target, deviation, _absoluteBand, true, "absolute band")));
+                reasons.Add(new DriftReason(DriftBands.AbsoluteRule, instrument, deviation, _bands.Absolute, true,
+                    DriftEvaluator.Describe(instrument, weight, target, deviation, _bands.Absolute, true, "absolute band")));
             }
 
-            if (_relativeBand > 0 && target > 0 && deviation > _relativeBand * target)
+            if (_bands.Relative > 0 && target > 0 && deviation > _bands.Relative * target)
             {
-                var limit = _relativeBand * target;
-                reasons.Add(new DriftReason(DriftEvaluator.RelativeBandRule, instrument, deviation, limit, true,
+                var limit = _bands.Relative * target;
+                reasons.Add(new DriftReason(DriftBands.RelativeRule, instrument, deviation, limit, true,
                     DriftEvaluator.Describe(instrument, weight, target, deviation, limit, true, _bands.RelativeName)));
             }
         }
 
         var total = (drift + Math.Abs((_cash / net) - _cashTarget)) / 2;
-        if (_totalThreshold > 0 && total > _totalThreshold)
+        if (_bands.TotalDrift > 0 && total > _bands.TotalDrift)
         {
-            reasons.Add(new DriftReason(DriftEvaluator.TotalDriftRule, string.Empty, total, _totalThreshold, true, DriftEvaluator.DescribeTotal(total, _totalThreshold, true)));
+            reasons.Add(new DriftReason(DriftBands.TotalDriftRule, string.Empty, total, _bands.TotalDrift, true, DriftEvaluator.DescribeTotal(total, _bands.TotalDrift, true)));
         }
 
         return reasons;

@@ -9,10 +9,6 @@ namespace RebalanceMesh.Planning.Core;
 /// </summary>
 public static class DriftEvaluator
 {
-    public const string AbsoluteBandRule = DriftBands.AbsoluteRule;
-    public const string RelativeBandRule = DriftBands.RelativeRule;
-    public const string TotalDriftRule = DriftBands.TotalDriftRule;
-
     /// <param name="describeAll">False: only breached measurements carry their message (the monitor, which shows
     /// breaches only, saves formatting every position's on every event).</param>
     public static DriftEvaluation Evaluate(MarkedPortfolio portfolio, TargetPolicy policy, bool describeAll = true)

@@ -233,14 +233,14 @@ public sealed class DriftMonitor(
         var links = ticks.Select(t => ActivityContext.TryParse(t.TraceParent, null, out var context) ? new ActivityLink(context) : default)
             .Where(l => l.Context != default).Take(32).ToArray();
         using var activity = PlanPipeline.ActivitySource.StartActivity("monitor pass", ActivityKind.Internal, parentContext: default, links: links);
+        var stages = new StageClock(activity);
         var last = ticks[^1].Id;
 
         // Which portfolios this pass evaluates: per partition, those marked over an instrument of a tick after its
         // cursor; all of a partition never evaluated (cursor 0-0), or whose cursor the stream no longer keeps (ticks
         // after it may have been trimmed away).
         await book.CatchUpAsync(cancellationToken);
-        var stage = Stopwatch.GetTimestamp();
-        activity?.SetTag("planning.monitor.catch_up_ms", Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+        stages.Lap("planning.monitor.catch_up_ms");
         var oldest = await shards.GetOldestTickIdAsync();
         var affected = new Dictionary<string, MonitoredPortfolio>(StringComparer.Ordinal);
         foreach (var group in before.GroupBy(h => h.Value, StringComparer.Ordinal))
@@ -264,8 +264,7 @@ public sealed class DriftMonitor(
 
         EventPortfolios.Record(affected.Count);
         var outcomes = await evaluator.EvaluateAsync(affected.Values, cancellationToken);
-        activity?.SetTag("planning.monitor.evaluate_ms", Stopwatch.GetElapsedTime(stage).TotalMilliseconds);
-        stage = Stopwatch.GetTimestamp();
+        stages.Lap("planning.monitor.evaluate_ms");
 
         // Breaches raised and cleared, alerts for the raised ones, plan requests for automatic policies.
         var changes = new List<ShardChange>();
@@ -297,14 +296,13 @@ public sealed class DriftMonitor(
             await alerts.PublishAsync(alerting); // together, in few publishes
         }
 
-        activity?.SetTag("planning.monitor.alert_ms", Stopwatch.GetElapsedTime(stage).TotalMilliseconds);
-        stage = Stopwatch.GetTimestamp();
+        stages.Lap("planning.monitor.alert_ms");
 
         // Cursors only move forward: a partition already past this batch's last tick (taken from a replica that was
         // ahead) keeps its cursor.
         var advancing = before.Where(h => MonitorBook.IsOlder(h.Value, last)).Select(h => h.Key).ToArray();
         var lost = await shards.CommitAsync(Me, last, advancing, changes);
-        activity?.SetTag("planning.monitor.commit_ms", Stopwatch.GetElapsedTime(stage).TotalMilliseconds);
+        stages.Lap("planning.monitor.commit_ms");
         lock (_held)
         {
             foreach (var partition in advancing)

@@ -28,12 +28,19 @@ public sealed class ExecutionReportHandler(PlanningStore store, ILogger<Executio
 
         try
         {
+            // The plan is read once, where the report is applied to it.
             await ApplyToPlanAsync(report);
         }
         catch (RebalanceMesh.Domain.DomainException ex) when (ex.Kind == RebalanceMesh.Domain.DomainErrorKind.NotFound)
         {
-            // The plan is read once, where the report is applied to it (each report used to read it twice).
-            logger.LogWarning("Execution report {ReportId} of plan {PlanId} ignored: {Reason}", report.ReportId, report.PlanId, ex.Message);
+            // Only a report of a plan this mesh does not know is ignored; anything else missing (the plan's portfolio)
+            // fails the event as before, to be retried and dead-lettered rather than lost.
+            if (await store.GetPlanAsync(report.PlanId) is not null)
+            {
+                throw;
+            }
+
+            logger.LogWarning("Execution report {ReportId} names unknown plan {PlanId}; ignored", report.ReportId, report.PlanId);
         }
     }
 

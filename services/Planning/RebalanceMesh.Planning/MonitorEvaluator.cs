@@ -60,8 +60,7 @@ public sealed class MonitorEvaluator(MonitorBook book, ModelWeightCache models, 
     {
         await using var scope = scopes.CreateAsyncScope();
         var pipeline = scope.ServiceProvider.GetRequiredService<PlanPipeline>();
-        var pass = System.Diagnostics.Activity.Current;
-        var stage = System.Diagnostics.Stopwatch.GetTimestamp();
+        var stages = new StageClock(System.Diagnostics.Activity.Current); // the monitor pass's span
         var resolved = new List<(MonitoredPortfolio Entry, TargetPolicy Policy, string[] Instruments)>();
         foreach (var entry in affected)
         {
@@ -87,8 +86,7 @@ public sealed class MonitorEvaluator(MonitorBook book, ModelWeightCache models, 
             return [];
         }
 
-        pass?.SetTag("planning.monitor.resolve_ms", System.Diagnostics.Stopwatch.GetElapsedTime(stage).TotalMilliseconds);
-        stage = System.Diagnostics.Stopwatch.GetTimestamp();
+        stages.Lap("planning.monitor.resolve_ms");
         MarketSnapshot market;
         try
         {
@@ -101,8 +99,7 @@ public sealed class MonitorEvaluator(MonitorBook book, ModelWeightCache models, 
             return [];
         }
 
-        pass?.SetTag("planning.monitor.price_ms", System.Diagnostics.Stopwatch.GetElapsedTime(stage).TotalMilliseconds);
-        stage = System.Diagnostics.Stopwatch.GetTimestamp();
+        stages.Lap("planning.monitor.price_ms");
 
         // The snapshot as arrays by the book's instrument numbering, for the band screens.
         var (prices, spot) = Prices(market.Marks);
@@ -121,7 +118,7 @@ public sealed class MonitorEvaluator(MonitorBook book, ModelWeightCache models, 
             }
         }
 
-        pass?.SetTag("planning.monitor.screen_ms", System.Diagnostics.Stopwatch.GetElapsedTime(stage).TotalMilliseconds);
+        stages.Lap("planning.monitor.screen_ms");
         return outcomes;
     }
 

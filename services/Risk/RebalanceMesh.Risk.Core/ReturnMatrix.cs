@@ -29,7 +29,7 @@ public sealed class ReturnMatrix
 
     /// <summary>
     /// e^r − 1 per [day, instrument]: what one unit of currency held in each instrument gained each day. Computed once
-    /// and shared by every revaluation of this matrix (a trade's before and after, every position's contribution).
+    /// and shared by every historical revaluation of this matrix (a trade's before and after).
     /// </summary>
     public double[,] Growth
     {
