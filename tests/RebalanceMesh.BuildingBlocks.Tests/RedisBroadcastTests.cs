@@ -1,3 +1,4 @@
+using Google.Protobuf;
 using System.Reflection;
 using System.Runtime.ExceptionServices;
 using Google.Protobuf.WellKnownTypes;
@@ -28,6 +29,22 @@ public sealed class RedisBroadcastTests(RedisServer redis) : IClassFixture<Redis
         using var timeout = new CancellationTokenSource(Wait);
         Assert.Equal("plan-1", (await watcher.Reader.ReadAsync(timeout.Token)).Value);
         await publisher.StopAsync(CancellationToken.None);
+        await receiver.StopAsync(CancellationToken.None);
+    }
+
+    [Fact]
+    public async Task A_message_of_a_replica_of_the_earlier_version_on_the_plain_channel_still_reaches_the_watchers()
+    {
+        await using var first = await ConnectionMultiplexer.ConnectAsync(redis.ConnectionString);
+        var receiver = new RedisBroadcast<StringValue>(first, "tests:broadcast:d", NullLogger.Instance);
+        await receiver.StartAsync(CancellationToken.None);
+        using var watcher = receiver.Subscribe();
+
+        // The earlier version published one message per publish, undelimited, on the channel's own name.
+        await redis.Connection!.GetSubscriber().PublishAsync(RedisChannel.Literal("tests:broadcast:d"), new StringValue { Value = "old" }.ToByteArray());
+
+        using var timeout = new CancellationTokenSource(Wait);
+        Assert.Equal("old", (await watcher.Reader.ReadAsync(timeout.Token)).Value);
         await receiver.StopAsync(CancellationToken.None);
     }
 

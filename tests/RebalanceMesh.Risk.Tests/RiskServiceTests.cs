@@ -45,6 +45,21 @@ public sealed class RiskServiceTests : IClassFixture<RedisServer>, IAsyncLifetim
     private static Holding Holding(string id, decimal quantity, decimal price) => new() { InstrumentId = id, Quantity = quantity, Price = price };
 
     [Fact]
+    public async Task A_started_host_is_connected_to_Redis_before_its_first_call()
+    {
+        // Connected lazily, the first burst of calls to a cold service waited on one synchronous connect and starved
+        // the thread pool for seconds (the fuzz test's first calls ran past their deadline).
+        var redis = _redis.Connection!.GetServer("127.0.0.1", _redis.Port);
+        async Task<int> RiskClients() => (await redis.ClientListAsync()).Count(c => c.Name == typeof(Program).Assembly.GetName().Name);
+        var before = await RiskClients();
+
+        await using var cold = new GrpcTestServer<Program>(_redis, new Dictionary<string, string?> { ["Services:pricing:Grpc"] = "http://127.0.0.1:1" });
+        _ = cold.Server; // started, no call made
+
+        Assert.True(await RiskClients() > before, "the host started without connecting to Redis");
+    }
+
+    [Fact]
     public async Task AssessPortfolio_reads_history_from_Redis_and_matches_the_reference()
     {
         // 100k DAX, 200k SMI, 300k CAC, 400k FTSE at a price of 1000 each, plus 50k cash.

@@ -144,6 +144,7 @@ public sealed class RequestFuzzer(CallInvoker invoker, int seed)
     private async Task<(StatusCode Status, string Detail)> CallAsync(MethodDescriptor descriptor, FuzzRequest request)
     {
         var method = GenericMethod(descriptor);
+        var started = System.Diagnostics.Stopwatch.GetTimestamp();
         try
         {
             switch (method.Type)
@@ -193,7 +194,8 @@ public sealed class RequestFuzzer(CallInvoker invoker, int seed)
         }
         catch (RpcException ex)
         {
-            return (ex.StatusCode, ex.Status.Detail + " " + ex.Status.DebugException?.Message);
+            // The time taken tells a stalled server (a reset at the deadline) from a wrong answer.
+            return (ex.StatusCode, $"{ex.Status.Detail} {ex.Status.DebugException?.Message} after {System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalMilliseconds:F0} ms");
         }
     }
 

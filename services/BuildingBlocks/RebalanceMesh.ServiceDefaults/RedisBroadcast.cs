@@ -10,8 +10,11 @@ namespace RebalanceMesh.ServiceDefaults;
 
 /// <summary>
 /// Fans protobuf messages out to server-streaming RPCs across every replica of a service: each replica publishes
-/// changes on one Redis pub/sub channel and hands every message it receives there to its local watchers. Many messages
-/// at once (a breach storm's alerts) go as one publish on the <c>{channel}:batch</c> channel, length-delimited. A
+/// changes on one Redis pub/sub channel, <c>{channel}:batch</c>, and hands every message it receives there to its local
+/// watchers. A publish is one or more length-delimited messages (a breach storm's alerts go a thousand to a publish);
+/// one channel keeps a replica's messages in the order it published them (two channels have two delivery queues, and
+/// a message published after a batch was seen before the batch's end). The plain <c>{channel}</c> is still read, one
+/// message per publish, for a replica of an earlier version during a rolling upgrade. A
 /// watcher too slow to keep up loses its oldest messages beyond <see cref="WatcherCapacity"/>, never blocks the others.
 /// A replica hands what it publishes to its own watchers at once, and drops the copy Redis sends back (recognised by
 /// the payload's SHA-256): its watchers do not wait for the round trip, nor parse their own messages again.
@@ -55,21 +58,11 @@ public sealed class RedisBroadcast<T> : IHostedService
         return new Subscription(this, id, channel.Reader);
     }
 
-    public Task PublishAsync(T message)
-    {
-        Hand(message);
-        return PublishAsync(_channel, message.ToByteArray());
-    }
+    public Task PublishAsync(T message) => PublishAsync([message]);
 
     /// <summary>Publishes many messages in few publishes (<see cref="BatchSize"/> each), in order.</summary>
     public async Task PublishAsync(IReadOnlyCollection<T> messages)
     {
-        if (messages.Count == 1)
-        {
-            await PublishAsync(messages.First());
-            return;
-        }
-
         // This replica's watchers get them all at once; the publishes follow.
         foreach (var message in messages)
         {
@@ -84,12 +77,12 @@ public sealed class RedisBroadcast<T> : IHostedService
                 message.WriteDelimitedTo(buffer);
             }
 
-            await PublishAsync(_batchChannel, buffer.ToArray());
+            await PublishAsync(buffer.ToArray());
         }
     }
 
     /// <summary>Publishes a payload whose messages this replica's watchers already have, awaiting its echo.</summary>
-    private async Task PublishAsync(RedisChannel channel, byte[] payload)
+    private async Task PublishAsync(byte[] payload)
     {
         if (_echoes.Count >= MaxEchoes)
         {
@@ -101,7 +94,7 @@ public sealed class RedisBroadcast<T> : IHostedService
 
         try
         {
-            await _redis.GetSubscriber().PublishAsync(channel, payload);
+            await _redis.GetSubscriber().PublishAsync(_batchChannel, payload);
         }
         catch
         {

@@ -134,6 +134,7 @@ public static class ServiceDefaultsExtensions
     {
         builder.Services.AddSingleton<IConnectionMultiplexer>(_ =>
             ConnectionMultiplexer.Connect(RedisOptions(RedisConnectionString(builder.Configuration), builder.Environment.ApplicationName)));
+        builder.Services.AddHostedService<RedisConnectOnStart>();
     }
 
     /// <summary>
