@@ -1,6 +1,5 @@
 extern alias pricinghost;
 
-using System.Collections.Concurrent;
 using Google.Protobuf.WellKnownTypes;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Options;
@@ -27,13 +26,14 @@ public sealed class PricingUnderTest : IAsyncDisposable
         Host = new GrpcTestServer<PricingProgram>(redis, new Dictionary<string, string?> { ["Pricing:Feed"] = "none" }, services =>
         {
             services.AddSingleton(Calls);
-            services.Configure<Grpc.AspNetCore.Server.GrpcServiceOptions>(o => o.Interceptors.Add<PricingCalls>());
+            services.Configure<Grpc.AspNetCore.Server.GrpcServiceOptions>(o => o.Interceptors.Add<HeldCalls<PriceInstrumentsRequest>>());
         });
     }
 
     public GrpcTestServer<PricingProgram> Host { get; }
 
-    public PricingCalls Calls { get; } = new();
+    /// <summary>The PriceInstruments requests pricing served (the first held when told).</summary>
+    public HeldCalls<PriceInstrumentsRequest> Calls { get; } = new();
 
     /// <summary>Settings a planning host under test needs beside <see cref="Route"/>: pricing here, risk nowhere.</summary>
     public static IReadOnlyDictionary<string, string?> PlanningSettings { get; } = new Dictionary<string, string?>
@@ -55,29 +55,4 @@ public sealed class PricingUnderTest : IAsyncDisposable
     }
 
     public ValueTask DisposeAsync() => Host.DisposeAsync();
-
-    /// <summary>Records PriceInstruments requests; holds the first until told.</summary>
-    public sealed class PricingCalls : Grpc.Core.Interceptors.Interceptor
-    {
-        public ConcurrentQueue<PriceInstrumentsRequest> Requests { get; } = new();
-
-        public TaskCompletionSource? HoldFirst { get; set; }
-
-        public TaskCompletionSource FirstArrived { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
-
-        public override async Task<TResponse> UnaryServerHandler<TRequest, TResponse>(TRequest request, Grpc.Core.ServerCallContext context, Grpc.Core.UnaryServerMethod<TRequest, TResponse> continuation)
-        {
-            if (request is PriceInstrumentsRequest valuation)
-            {
-                Requests.Enqueue(valuation);
-                if (Requests.Count == 1 && HoldFirst is { } hold)
-                {
-                    FirstArrived.TrySetResult();
-                    await hold.Task;
-                }
-            }
-
-            return await continuation(request, context);
-        }
-    }
 }

@@ -49,6 +49,14 @@ public sealed class RiskFuzzTests(RedisServer redis) : IClassFixture<RedisServer
                 ["AssessPortfolio"] = new AssessPortfolioRequest { Holdings = { holdings }, Cash = 100m, Settings = settings, Loans = { loan } },
                 ["EstimateCovariance"] = new EstimateCovarianceRequest { InstrumentIds = { "DAX", "SMI" }, Method = CovarianceMethod.Ewma, LookbackDays = 250, EwmaLambda = 0.94, IncludeVolatilityForecasts = true, ForecastHorizonDays = 10 },
                 ["CompareRisk"] = new CompareRiskRequest { Holdings = { holdings }, Cash = 100m, Trades = { new TradeDelta { InstrumentId = "DAX", QuantityChange = -2m } }, Settings = settings },
+                ["CompareRiskBatch"] = new CompareRiskBatchRequest
+                {
+                    Items =
+                    {
+                        new CompareRiskRequest { Holdings = { holdings }, Cash = 100m, Trades = { new TradeDelta { InstrumentId = "DAX", QuantityChange = -2m } }, Settings = settings },
+                        new CompareRiskRequest { Holdings = { holdings }, Trades = { new TradeDelta { InstrumentId = "SMI", QuantityChange = 1m } } },
+                    },
+                },
                 ["StressTest"] = new StressTestRequest
                 {
                     Holdings = { holdings },

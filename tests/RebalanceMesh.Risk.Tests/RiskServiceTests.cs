@@ -98,6 +98,45 @@ public sealed class RiskServiceTests : IClassFixture<RedisServer>, IAsyncLifetim
     }
 
     [Fact]
+    public async Task CompareRiskBatch_answers_each_item_as_its_own_CompareRisk_call_and_one_bad_item_fails_alone()
+    {
+        CompareRiskRequest Switch(string from, string to, decimal quantity) => new()
+        {
+            Holdings = { Holding(from, 500, 1000), Holding(to, 0, 1000) },
+            Trades = { new TradeDelta { InstrumentId = from, QuantityChange = -quantity }, new TradeDelta { InstrumentId = to, QuantityChange = quantity } },
+            Settings = new RiskSettings { LookbackDays = 250, ConfidenceLevels = { 0.99 }, Methods = { VarMethod.Historical } },
+        };
+        var bad = Switch("DAX", "SMI", 100);
+        bad.Trades[1].QuantityChange = new DecimalValue { Value = "1e5" };
+        var unknown = Switch("DAX", "NOPE", 100); // no history: refused as the single call refuses it
+        CompareRiskRequest[] items = [Switch("DAX", "FTSE", 250), bad, Switch("SMI", "CAC", 100), unknown];
+
+        var batch = await _client.CompareRiskBatchAsync(new CompareRiskBatchRequest { Items = { items } });
+
+        Assert.Equal(items.Length, batch.Outcomes.Count);
+        Assert.Equal(await _client.CompareRiskAsync(items[0]), batch.Outcomes[0].Comparison);
+        Assert.Equal(await _client.CompareRiskAsync(items[2]), batch.Outcomes[2].Comparison);
+        Assert.Equal((int)StatusCode.InvalidArgument, batch.Outcomes[1].Error.Code);
+        Assert.Contains(batch.Outcomes[1].Error.FieldViolations, v => v.Field == "trades[1].quantity_change");
+        var single = await Assert.ThrowsAsync<RpcException>(() => _client.CompareRiskAsync(items[3]).ResponseAsync);
+        Assert.Equal((int)single.StatusCode, batch.Outcomes[3].Error.Code);
+    }
+
+    [Fact]
+    public async Task CompareRiskBatch_refuses_an_empty_or_oversized_batch()
+    {
+        await RpcAssert.InvalidArgumentAsync(() => _client.CompareRiskBatchAsync(new CompareRiskBatchRequest()).ResponseAsync, "items");
+        var item = new CompareRiskRequest { Holdings = { Holding("DAX", 1, 1000) }, Trades = { new TradeDelta { InstrumentId = "DAX", QuantityChange = 1m } } };
+        var tooMany = new CompareRiskBatchRequest();
+        tooMany.Items.AddRange(Enumerable.Repeat(item, 257));
+        await RpcAssert.InvalidArgumentAsync(() => _client.CompareRiskBatchAsync(tooMany).ResponseAsync, "items");
+        var tooLarge = new CompareRiskBatchRequest();
+        var wide = new CompareRiskRequest { Trades = { Enumerable.Range(0, 2_000).Select(i => new TradeDelta { InstrumentId = $"I{i}", QuantityChange = 1m }) } };
+        tooLarge.Items.AddRange(Enumerable.Repeat(wide, 11)); // 22,000 rows, over 20,000
+        await RpcAssert.InvalidArgumentAsync(() => _client.CompareRiskBatchAsync(tooLarge).ResponseAsync, "items");
+    }
+
+    [Fact]
     public async Task Bad_input_is_InvalidArgument_with_field_violations()
     {
         var request = new AssessPortfolioRequest

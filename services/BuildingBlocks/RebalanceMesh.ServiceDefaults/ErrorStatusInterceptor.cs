@@ -93,7 +93,10 @@ public sealed class ErrorStatusInterceptor(ILogger<ErrorStatusInterceptor> logge
     }
 
     /// <summary>The status a <see cref="DomainException"/> becomes, with BadRequest details for field violations.</summary>
-    public static RpcException ToRpcException(DomainException domain)
+    public static RpcException ToRpcException(DomainException domain) => ToStatus(domain).ToRpcException();
+
+    /// <summary>The google.rpc.Status of a <see cref="DomainException"/>: its code, message and BadRequest details.</summary>
+    public static Google.Rpc.Status ToStatus(DomainException domain)
     {
         var code = domain.Kind switch
         {
@@ -116,6 +119,6 @@ public sealed class ErrorStatusInterceptor(ILogger<ErrorStatusInterceptor> logge
             status.Details.Add(Any.Pack(badRequest));
         }
 
-        return status.ToRpcException();
+        return status;
     }
 }

@@ -14,12 +14,15 @@ public enum ScreenVerdict
 }
 
 /// <summary>
-/// The band rules of a plain portfolio compiled into arrays and evaluated in doubles without allocating: the monitor's
-/// fast path. Plain means spot holdings and base-currency cash only (no loans, cash in other currencies or margin
-/// accounts) under a policy whose only measured part is its <see cref="DriftBands"/> (no risk limits, margin band, hedges or any other trigger rule). It measures exactly what
-/// <see cref="DriftEvaluator"/> measures — absolute and relative bands per rebalanced position, total drift with cash —
-/// and answers <see cref="ScreenVerdict.Undecided"/> whenever a measurement lies within <see cref="Margin"/> of its limit,
-/// where the decimal marking of the full evaluation and the doubles here could disagree.
+/// The band and health-factor rules of a plain portfolio compiled into arrays and evaluated in doubles without
+/// allocating: the monitor's fast path. Plain means spot holdings, base-currency cash and collateralised loans (no cash
+/// in other currencies or margin accounts) under a policy whose measured parts are its <see cref="DriftBands"/> and its
+/// <see cref="HealthFactorBand"/> (no risk limits, margin band, hedges or any other trigger rule). It measures exactly
+/// what <see cref="DriftEvaluator"/> measures — absolute and relative bands per rebalanced position, total drift with
+/// cash — and each loan's health factor as <see cref="LiquidationGuard"/> measures it (adjusted collateral over debt).
+/// It answers <see cref="ScreenVerdict.Undecided"/> whenever a measurement lies within <see cref="Margin"/> of its limit,
+/// where the decimal marking of the full evaluation and the doubles here could disagree, and whenever a loan is outside
+/// its band: the guard then plans, and the full evaluation words it.
 /// </summary>
 public sealed class BandScreen
 {
@@ -34,11 +37,24 @@ public sealed class BandScreen
     private readonly double _cash;
     private readonly DriftBands _bands;
     private readonly double _cashTarget;
+    private readonly HealthFactorBand? _healthBand;
+    private readonly LoanTerms[] _loans;
 
-    private BandScreen(int[] slots, string[] instruments, double[] quantities, double[] targets, bool[] rebalanced, double cash, TargetPolicy policy)
+    /// <summary>
+    /// A loan in slots: collateral quantity and liquidation threshold per asset slot, the debt in units of the debt
+    /// asset's slot. A slot of <see cref="BaseCurrencySlot"/> is the base currency, worth 1.
+    /// </summary>
+    private sealed record LoanTerms(string LoanId, int[] CollateralSlots, double[] CollateralQuantities, double[] Thresholds, double Debt, int DebtSlot);
+
+    /// <summary>The slot of the base currency in loan terms: priced at 1, not read from the price spans.</summary>
+    private const int BaseCurrencySlot = -1;
+
+    private BandScreen(int[] slots, string[] instruments, double[] quantities, double[] targets, bool[] rebalanced, double cash, TargetPolicy policy, LoanTerms[] loans)
     {
         _slots = slots;
-        MaxSlot = slots.Length == 0 ? -1 : slots.Max();
+        _loans = loans;
+        _healthBand = loans.Length > 0 ? policy.Part<HealthFactorBand>() : null;
+        MaxSlot = slots.Concat(loans.SelectMany(l => l.CollateralSlots.Append(l.DebtSlot))).DefaultIfEmpty(-1).Max();
         _instruments = instruments;
         _quantities = quantities;
         _targets = targets;
@@ -60,12 +76,22 @@ public sealed class BandScreen
     /// </summary>
     public static BandScreen? TryCompile(PortfolioSnapshot portfolio, TargetPolicy policy, Func<string, int> slotOf)
     {
-        if (portfolio.LoanList.Count > 0 || portfolio.ForeignCash.Count > 0 || portfolio.MarginAccountList.Count > 0
-            || policy.Parts.Any(p => p is IMeasuredPart and not DriftBands and not HealthFactorBand) // a health-factor band measures loans, which a plain portfolio has none of
+        if (portfolio.ForeignCash.Count > 0 || portfolio.MarginAccountList.Count > 0
+            || policy.Parts.Any(p => p is IMeasuredPart and not DriftBands and not HealthFactorBand)
             || portfolio.Holdings.Any(h => h.EntryPrice is not null))
         {
             return null;
         }
+
+        // Loans matter only under a health-factor band (without one the guard measures nothing).
+        int LoanSlot(string asset) => asset.Length == 0 || asset == portfolio.BaseCurrency ? BaseCurrencySlot : slotOf(asset);
+        var loans = policy.Part<HealthFactorBand>() is null ? [] : portfolio.LoanList.Select(l => new LoanTerms(
+            l.LoanId,
+            l.Collateral.Select(c => LoanSlot(c.Asset)).ToArray(),
+            l.Collateral.Select(c => (double)c.Quantity).ToArray(),
+            l.Collateral.Select(c => c.LiquidationThreshold).ToArray(),
+            (double)l.Debt,
+            LoanSlot(l.DebtAsset))).ToArray();
 
         var instruments = portfolio.Holdings.Select(h => h.InstrumentId).Concat(policy.Targets.Keys).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToArray();
         var quantities = instruments.Select(i => (double)portfolio.Holdings.Where(h => h.InstrumentId == i).Sum(h => h.Quantity)).ToArray();
@@ -76,7 +102,8 @@ public sealed class BandScreen
             instruments.Select(policy.TargetOf).ToArray(),
             instruments.Select(i => !policy.IsNoTrade(i)).ToArray(),
             (double)portfolio.Cash,
-            policy);
+            policy,
+            loans);
     }
 
     /// <summary>
@@ -85,6 +112,11 @@ public sealed class BandScreen
     /// </summary>
     public (ScreenVerdict Verdict, double TotalDrift) Screen(ReadOnlySpan<double> prices, ReadOnlySpan<bool> spot)
     {
+        if (_healthBand is { } band && !LoansInside(band, prices))
+        {
+            return (ScreenVerdict.Undecided, double.NaN);
+        }
+
         var net = _cash;
         for (var i = 0; i < _slots.Length; i++)
         {
@@ -184,6 +216,63 @@ public sealed class BandScreen
 
         return reasons;
     }
+
+    /// <summary>Loans the screen measures (under a health-factor band), in the portfolio's order.</summary>
+    public int LoanCount => _loans.Length;
+
+    public string LoanId(int loan) => _loans[loan].LoanId;
+
+    /// <summary>
+    /// The loan's health factor at these prices — Σ collateral value × liquidation threshold over the debt's value — or
+    /// null when it has no debt (the guard measures only loans in debt); NaN when a price is missing.
+    /// </summary>
+    public double? HealthFactor(int loan, ReadOnlySpan<double> prices)
+    {
+        var terms = _loans[loan];
+        var debt = terms.Debt * PriceAt(terms.DebtSlot, prices);
+        if (debt is 0 || (double.IsFinite(debt) && debt < 0))
+        {
+            return null;
+        }
+
+        double adjusted = 0;
+        for (var c = 0; c < terms.CollateralSlots.Length; c++)
+        {
+            adjusted += terms.CollateralQuantities[c] * PriceAt(terms.CollateralSlots[c], prices) * terms.Thresholds[c];
+        }
+
+        return adjusted / debt;
+    }
+
+    private static double PriceAt(int slot, ReadOnlySpan<double> prices) => slot == BaseCurrencySlot ? 1 : prices[slot];
+
+    /// <summary>
+    /// True when every loan in debt is inside its band by more than the margin: neither below the repay level nor above
+    /// the boost level nor below the emergency level, nor close to any of them.
+    /// </summary>
+    private bool LoansInside(HealthFactorBand band, ReadOnlySpan<double> prices)
+    {
+        for (var i = 0; i < _loans.Length; i++)
+        {
+            if (HealthFactor(i, prices) is not { } hf)
+            {
+                continue;
+            }
+
+            if (!double.IsFinite(hf) || Outside(hf, band.RepayBelow, below: true)
+                || (band.BoostAbove > 0 && Outside(hf, band.BoostAbove, below: false))
+                || (band.EmergencyBelow > 0 && Outside(hf, band.EmergencyBelow, below: true)))
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+
+    /// <summary>On the wrong side of <paramref name="limit"/> (below it, or above it), or within the margin of it.</summary>
+    private static bool Outside(double measured, double limit, bool below) =>
+        Math.Abs(measured - limit) <= Margin || (below ? measured < limit : measured > limit);
 
     private static void Compare(double measured, double limit, ref bool breached, ref bool close)
     {

@@ -153,7 +153,7 @@ public sealed class MonitorEvaluator(MonitorBook book, ModelWeightCache models, 
     }
 
     /// <summary>
-    /// The fast path: a plain portfolio's bands screened in doubles (<see cref="BandScreen"/>); null when the portfolio
+    /// The fast path: a plain portfolio's bands and loans screened in doubles (<see cref="BandScreen"/>); null when the portfolio
     /// is not plain or the screen cannot decide, and the full evaluation runs.
     /// </summary>
     private MonitorOutcome? Screened(MonitoredPortfolio entry, TargetPolicy targetPolicy, double[] prices, bool[] spot)
@@ -171,6 +171,14 @@ public sealed class MonitorEvaluator(MonitorBook book, ModelWeightCache models, 
 
         Evaluations.Add(1);
         Drift[entry.PortfolioId] = total;
+        for (var i = 0; i < screen.LoanCount; i++)
+        {
+            if (screen.HealthFactor(i, prices) is { } healthFactor)
+            {
+                HealthFactors[(entry.PortfolioId, screen.LoanId(i))] = healthFactor;
+            }
+        }
+
         var reasons = verdict == ScreenVerdict.Breached ? screen.BreachedReasons(prices) : [];
         return Decided(entry, total, reasons, emergency: false);
     }

@@ -61,6 +61,7 @@ public sealed class PlanPipeline(
     PricingService.PricingServiceClient pricing,
     PriceBatcher prices,
     RiskService.RiskServiceClient risk,
+    RiskBatcher riskBatches,
     TimeProvider time,
     ILogger<PlanPipeline> logger)
 {
@@ -358,7 +359,7 @@ public sealed class PlanPipeline(
         }));
         try
         {
-            var response = await risk.CompareRiskAsync(request, cancellationToken: cancellationToken);
+            var response = await riskBatches.CompareAsync(request, cancellationToken);
             return new RiskImpact
             {
                 VolatilityBefore = response.Before.AnnualVolatility,

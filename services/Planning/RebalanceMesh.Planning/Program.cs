@@ -34,6 +34,7 @@ builder.AddMeshGrpcClient<RiskService.RiskServiceClient>("risk");
 builder.Services.AddSingleton<PlanningStore>();
 // Valuations go through one batcher: concurrent requests (a storm's plans, the monitor's pass) share pricing calls.
 builder.Services.AddSingleton<PriceBatcher>();
+builder.Services.AddSingleton<RiskBatcher>();
 builder.Services.AddRedisBroadcast<RebalanceMesh.Contracts.Planning.V1.Plan>(PlanningStore.PlanUpdatesChannel);
 builder.Services.AddRedisBroadcast<RebalanceMesh.Contracts.Planning.V1.PolicyAlert>("pln:alerts");
 builder.Services.AddScoped<PlanPipeline>();

@@ -6,6 +6,7 @@ using RebalanceMesh.Contracts;
 using RebalanceMesh.Contracts.Planning.V1;
 using RebalanceMesh.Domain;
 using RebalanceMesh.Risk.Core;
+using RebalanceMesh.ServiceDefaults;
 using Wire = RebalanceMesh.Contracts.Risk.V1;
 
 namespace RebalanceMesh.Risk;
@@ -18,6 +19,9 @@ public sealed class RiskGrpcService(RiskInputs inputs, RiskBookBuilder books, Gr
     private static readonly System.Diagnostics.Metrics.Meter Meter = new("RebalanceMesh.Risk");
     private static readonly System.Diagnostics.Metrics.Histogram<double> VarRatio = Meter.CreateHistogram<double>(
         "rebalancemesh.risk.var_ratio", description: "VaR of each assessed portfolio as a fraction of its net value, by method and confidence.");
+
+    private static readonly System.Diagnostics.Metrics.Histogram<long> BatchItems = Meter.CreateHistogram<long>(
+        "rebalancemesh.risk.compare_batch.items", description: "Comparisons one CompareRiskBatch call measured.");
 
     public override async Task<Wire.AssessPortfolioResponse> AssessPortfolio(Wire.AssessPortfolioRequest request, ServerCallContext context)
     {
@@ -339,7 +343,64 @@ public sealed class RiskGrpcService(RiskInputs inputs, RiskBookBuilder books, Gr
         return forecasts;
     }
 
-    public override async Task<Wire.CompareRiskResponse> CompareRisk(Wire.CompareRiskRequest request, ServerCallContext context)
+    public override Task<Wire.CompareRiskResponse> CompareRisk(Wire.CompareRiskRequest request, ServerCallContext context) =>
+        CompareAsync(request, context.CancellationToken);
+
+    /// <summary>Items of one <see cref="CompareRiskBatch"/> call at most.</summary>
+    public const int MaxBatchItems = 256;
+
+    /// <summary>Holdings and trades over all items of one <see cref="CompareRiskBatch"/> call at most.</summary>
+    public const int MaxBatchRows = 20_000;
+
+    public override async Task<Wire.CompareRiskBatchResponse> CompareRiskBatch(Wire.CompareRiskBatchRequest request, ServerCallContext context)
+    {
+        var check = new RequestValidator();
+        check.Require(request.Items.Count > 0, "items", "must hold at least one comparison");
+        check.RequireCount(request.Items.Count, MaxBatchItems, "items");
+        var rows = request.Items.Sum(i => (long)i.Holdings.Count + i.Trades.Count);
+        check.Require(rows <= MaxBatchRows, "items", $"hold {rows:N0} holdings and trades in all; at most {MaxBatchRows:N0}");
+        check.ThrowIfInvalid();
+
+        using var activity = ActivitySource.StartActivity("compare risk batch");
+        activity?.SetTag("risk.batch.items", request.Items.Count);
+        BatchItems.Record(request.Items.Count);
+        var outcomes = new Wire.CompareRiskOutcome[request.Items.Count];
+        await Parallel.ForEachAsync(
+            Enumerable.Range(0, request.Items.Count),
+            new ParallelOptions { MaxDegreeOfParallelism = Environment.ProcessorCount, CancellationToken = context.CancellationToken },
+            async (i, cancellationToken) => outcomes[i] = await OutcomeAsync(request.Items[i], cancellationToken));
+        activity?.SetTag("risk.batch.failed", outcomes.Count(o => o.OutcomeCase == Wire.CompareRiskOutcome.OutcomeOneofCase.Error));
+        var response = new Wire.CompareRiskBatchResponse();
+        response.Outcomes.AddRange(outcomes);
+        return response;
+    }
+
+    /// <summary>
+    /// One item of a batch, answered as its own call would be: refused input and a dependency that cannot serve it
+    /// (pricing, for an option's revaluation) are that item's error; a cancelled call or an unreachable Redis fails the
+    /// whole batch, as they would every item.
+    /// </summary>
+    private async Task<Wire.CompareRiskOutcome> OutcomeAsync(Wire.CompareRiskRequest item, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return new Wire.CompareRiskOutcome { Comparison = await CompareAsync(item, cancellationToken) };
+        }
+        catch (DomainException ex)
+        {
+            var status = ErrorStatusInterceptor.ToStatus(ex);
+            var error = new Wire.ItemError { Code = status.Code, Message = status.Message };
+            error.FieldViolations.AddRange(ex.Violations.Select(v => new Wire.FieldViolation { Field = v.Field, Description = v.Description }));
+            return new Wire.CompareRiskOutcome { Error = error };
+        }
+        catch (RpcException ex) when (!cancellationToken.IsCancellationRequested)
+        {
+            var code = ex.StatusCode is StatusCode.DeadlineExceeded ? StatusCode.Unavailable : ex.StatusCode;
+            return new Wire.CompareRiskOutcome { Error = new Wire.ItemError { Code = (int)code, Message = $"A downstream service could not serve this item: {ex.Status.Detail}" } };
+        }
+    }
+
+    private async Task<Wire.CompareRiskResponse> CompareAsync(Wire.CompareRiskRequest request, CancellationToken cancellationToken)
     {
         var check = new RequestValidator();
         RiskInputs.ValidateHoldings(check, request.Holdings, "holdings", allowEmpty: true);
@@ -377,19 +438,19 @@ public sealed class RiskGrpcService(RiskInputs inputs, RiskBookBuilder books, Gr
         }
 
         var delta = request.Trades.GroupBy(KeyOf).ToDictionary(g => g.Key, g => g.Sum(t => t.QuantityChange.ToDecimal()));
-        var before = await books.BuildAsync(holdings, request.Cash, context.CancellationToken);
+        var before = await books.BuildAsync(holdings, request.Cash, cancellationToken);
         var unit = before.Positions.ToDictionary(p => p.Key);
         var cashAfter = (decimal)before.Cash - delta.Sum(d => d.Value * (decimal)unit[d.Key].UnitPrice);
         var after = before.WithQuantities(p => p.Quantity + (double)delta.GetValueOrDefault(p.Key), (double)cashAfter);
 
         var returns = await inputs.ReturnsAsync(before.Factors, lookback, request.History);
-        context.CancellationToken.ThrowIfCancellationRequested();
+        cancellationToken.ThrowIfCancellationRequested();
         using var activity = ActivitySource.StartActivity("compare risk");
         activity?.SetTag("risk.trades", request.Trades.Count);
         var riskBefore = PortfolioRiskModel.Assess(before.Exposures, before.Cash, returns, settings,
-            await books.RevaluationAdjustmentAsync(before, returns, context.CancellationToken), before.NetValue, context.CancellationToken);
+            await books.RevaluationAdjustmentAsync(before, returns, cancellationToken), before.NetValue, cancellationToken);
         var riskAfter = PortfolioRiskModel.Assess(after.Exposures, after.Cash, returns, settings,
-            await books.RevaluationAdjustmentAsync(after, returns, context.CancellationToken), after.NetValue, context.CancellationToken);
+            await books.RevaluationAdjustmentAsync(after, returns, cancellationToken), after.NetValue, cancellationToken);
         var traded = delta.Sum(d => Math.Abs((double)d.Value * unit[d.Key].UnitExposure));
         var response = new Wire.CompareRiskResponse
         {

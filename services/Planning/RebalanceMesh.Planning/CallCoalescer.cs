@@ -1,0 +1,128 @@
+using System.Diagnostics;
+using System.Diagnostics.Metrics;
+using System.Threading.Channels;
+
+namespace RebalanceMesh.Planning;
+
+/// <summary>
+/// Coalesces concurrent requests into shared calls: while one call is in flight, the requests that arrive wait and go
+/// together in the next (no timer: a lone request goes at once, and a request never waits for more than the call
+/// before it). A breach storm's plans, built many at a time, then cost one call per round instead of one each. Each
+/// shared call runs in its own span, linked to the traces of the requests it serves; a failed call fails every request
+/// it carried.
+/// </summary>
+public sealed class CallCoalescer<TRequest, TAnswer> : IAsyncDisposable
+{
+    private readonly string _spanName;
+    private readonly Func<IReadOnlyList<TRequest>, CancellationToken, Task<IReadOnlyList<TAnswer>>> _serve;
+    private readonly Func<TRequest, int> _weight;
+    private readonly int _maxRequests;
+    private readonly int _maxWeight;
+    private readonly Histogram<long> _requestsPerCall;
+    private readonly Channel<Pending> _queue = Channel.CreateUnbounded<Pending>(new UnboundedChannelOptions { SingleReader = true });
+    private readonly CancellationTokenSource _stop = new();
+    private readonly Task _loop;
+
+    /// <param name="spanName">Name of the span of each shared call.</param>
+    /// <param name="serve">Makes one shared call: an answer per request, in the order given.</param>
+    /// <param name="weight">A request's share of one call's <paramref name="maxWeight"/> (its instruments, its rows).</param>
+    /// <param name="maxRequests">Requests one call carries at most.</param>
+    /// <param name="maxWeight">Weight one call carries at most; a single heavier request still goes, alone.</param>
+    /// <param name="requestsPerCall">Records how many requests each call served.</param>
+    public CallCoalescer(
+        string spanName,
+        Func<IReadOnlyList<TRequest>, CancellationToken, Task<IReadOnlyList<TAnswer>>> serve,
+        Func<TRequest, int> weight,
+        int maxRequests,
+        int maxWeight,
+        Histogram<long> requestsPerCall)
+    {
+        (_spanName, _serve, _weight, _maxRequests, _maxWeight, _requestsPerCall) = (spanName, serve, weight, maxRequests, maxWeight, requestsPerCall);
+        using (ExecutionContext.SuppressFlow())
+        {
+            // The loop serves every caller: it must not carry the context (trace, gRPC call, deadline) of the first.
+            _loop = Task.Run(LoopAsync);
+        }
+    }
+
+    /// <summary>The answer to <paramref name="request"/>, from the next shared call.</summary>
+    public async Task<TAnswer> CallAsync(TRequest request, CancellationToken cancellationToken)
+    {
+        var pending = new Pending(request, Activity.Current?.Context ?? default);
+        await _queue.Writer.WriteAsync(pending, cancellationToken);
+        return await pending.Answer.Task.WaitAsync(cancellationToken);
+    }
+
+    private async Task LoopAsync()
+    {
+        var reader = _queue.Reader;
+        try
+        {
+            while (await reader.WaitToReadAsync(_stop.Token))
+            {
+                // Everything that arrived while the last call was in flight, up to one call's worth.
+                var batch = new List<Pending>();
+                var carried = 0;
+                while (batch.Count < _maxRequests && reader.TryPeek(out var next)
+                    && (batch.Count == 0 || carried + _weight(next.Request) <= _maxWeight) && reader.TryRead(out next))
+                {
+                    batch.Add(next);
+                    carried += _weight(next.Request);
+                }
+
+                await ServeAsync(batch);
+            }
+        }
+        catch (OperationCanceledException) when (_stop.IsCancellationRequested)
+        {
+        }
+
+        while (reader.TryRead(out var left))
+        {
+            left.Answer.TrySetCanceled();
+        }
+    }
+
+    private async Task ServeAsync(List<Pending> batch)
+    {
+        var links = batch.Where(r => r.Caller != default).Take(64).Select(r => new ActivityLink(r.Caller)).ToArray();
+        using var activity = PlanPipeline.ActivitySource.StartActivity(_spanName, ActivityKind.Internal, parentContext: default, links: links);
+        activity?.SetTag("planning.batch.requests", batch.Count);
+        _requestsPerCall.Record(batch.Count);
+        try
+        {
+            var answers = await _serve(batch.ConvertAll(p => p.Request), _stop.Token);
+            if (answers.Count != batch.Count)
+            {
+                throw new InvalidOperationException($"{_spanName}: {answers.Count} answers to {batch.Count} requests.");
+            }
+
+            for (var i = 0; i < batch.Count; i++)
+            {
+                batch[i].Answer.TrySetResult(answers[i]);
+            }
+        }
+        catch (Exception ex)
+        {
+            // The call failed for every request it served: each caller sees the failure (a gRPC status, mostly).
+            foreach (var pending in batch)
+            {
+                pending.Answer.TrySetException(ex);
+            }
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _stop.CancelAsync();
+        _queue.Writer.TryComplete();
+        await _loop;
+
+        _stop.Dispose();
+    }
+
+    private sealed record Pending(TRequest Request, ActivityContext Caller)
+    {
+        public TaskCompletionSource<TAnswer> Answer { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    }
+}

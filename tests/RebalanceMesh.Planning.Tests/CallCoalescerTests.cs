@@ -1,0 +1,62 @@
+using System.Diagnostics.Metrics;
+
+namespace RebalanceMesh.Planning.Tests;
+
+/// <summary>The coalescing rule both batchers stand on: limits per call, order of answers, failure of a whole call.</summary>
+public sealed class CallCoalescerTests
+{
+    private static readonly Histogram<long> Calls = new Meter("tests").CreateHistogram<long>("tests.coalesced");
+
+    [Fact]
+    public async Task Queued_requests_go_in_calls_within_the_request_and_weight_limits_each_answered_in_order()
+    {
+        var served = new List<int[]>();
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var firstArrived = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        await using var coalescer = new CallCoalescer<int, string>("test", async (batch, _) =>
+        {
+            lock (served)
+            {
+                served.Add([.. batch]);
+            }
+
+            firstArrived.TrySetResult();
+            await release.Task;
+            return [.. batch.Select(n => $"answer {n}")];
+        }, weight: n => n, maxRequests: 3, maxWeight: 10, Calls);
+
+        var first = coalescer.CallAsync(1, CancellationToken.None);
+        await firstArrived.Task;
+        // Queued behind the held call: 2, 3, 4 fit (3 requests, weight 9); 5 starts the next; 20 is heavier than a call and goes alone.
+        var queued = new[] { 2, 3, 4, 5, 20, 1 }.Select(n => (n, Task: coalescer.CallAsync(n, CancellationToken.None))).ToArray();
+        release.SetResult();
+
+        Assert.Equal("answer 1", await first);
+        foreach (var (n, task) in queued)
+        {
+            Assert.Equal($"answer {n}", await task);
+        }
+
+        Assert.Equal([[1], [2, 3, 4], [5], [20], [1]], served);
+    }
+
+    [Fact]
+    public async Task A_failed_call_fails_every_request_it_carried_and_the_next_call_still_goes()
+    {
+        var calls = 0;
+        await using var coalescer = new CallCoalescer<int, int>("test", (batch, _) =>
+            Interlocked.Increment(ref calls) == 1 ? throw new InvalidOperationException("down") : Task.FromResult<IReadOnlyList<int>>([.. batch]),
+            weight: _ => 1, maxRequests: 100, maxWeight: 100, Calls);
+
+        var failed = await Assert.ThrowsAsync<InvalidOperationException>(() => coalescer.CallAsync(7, CancellationToken.None));
+        Assert.Equal("down", failed.Message);
+        Assert.Equal(8, await coalescer.CallAsync(8, CancellationToken.None));
+    }
+
+    [Fact]
+    public async Task A_serve_that_answers_the_wrong_number_fails_the_call_instead_of_misrouting_answers()
+    {
+        await using var coalescer = new CallCoalescer<int, int>("test", (_, _) => Task.FromResult<IReadOnlyList<int>>([]), weight: _ => 1, maxRequests: 10, maxWeight: 10, Calls);
+        await Assert.ThrowsAsync<InvalidOperationException>(() => coalescer.CallAsync(1, CancellationToken.None));
+    }
+}
