@@ -28,8 +28,13 @@ public sealed class MeshEndToEndTests(ITestOutputHelper output) : MeshTest(outpu
         var result = await new DemoRunner(Mesh, Path.Combine(StateDir, "spans"), console).RunAsync("it-portfolio", cancel.Token);
         Output.WriteLine(console.ToString());
 
-        // The plan ran to completion and every leg filled in full.
+        // The plan ran to completion and every leg filled in full; published, it left planning's outbox.
         Assert.Equal(PlanStatus.Completed, result.Plan.Status);
+        await using (var redis = await StackExchange.Redis.ConnectionMultiplexer.ConnectAsync(Mesh.RedisConnection))
+        {
+            Assert.Null(await redis.GetDatabase().SortedSetScoreAsync("pln:outbox", result.Plan.PlanId));
+        }
+
         Assert.NotEmpty(result.Plan.Legs);
         Assert.All(result.Plan.Legs, leg => Assert.Equal(leg.Quantity.ToDecimal(), leg.FilledQuantity.ToDecimal()));
         Assert.True(result.Plan.Legs.Select(l => l.Side).SkipWhile(s => s == Side.Sell).All(s => s == Side.Buy), "sells before buys");

@@ -18,6 +18,9 @@ public sealed class PlanSubmitter(PlanningStore store, PlanPipeline pipeline, IE
     private static readonly System.Diagnostics.Metrics.Counter<long> Submitted = Meter.CreateCounter<long>(
         "rebalancemesh.planning.plans.submitted", description: "Plans stored by SubmitRebalance and the monitor, by status (approved or no_action) and whether guard legs lead them.");
 
+    private static readonly System.Diagnostics.Metrics.Counter<long> Recovered = Meter.CreateCounter<long>(
+        "rebalancemesh.planning.plans.outbox_sent", description: "Approved plans a replica stored but never published, sent to execution from the outbox.");
+
     public async Task<Plan> SubmitAsync(string portfolioId, bool force, string idempotencyKey, CancellationToken cancellationToken)
     {
         if (await store.GetIdempotentPlanIdAsync(portfolioId, idempotencyKey) is { } existingId
@@ -77,13 +80,60 @@ public sealed class PlanSubmitter(PlanningStore store, PlanPipeline pipeline, IE
                 p.Status = PlanStatus.Failed;
                 p.StatusMessage = "could not be published for execution: " + ex.Message;
             });
+            await store.ClearOutboxAsync(plan.PlanId);
             throw new RpcException(new Status(StatusCode.Unavailable, "The plan was stored but could not be sent to execution; it is marked FAILED. Retry with a new idempotency key."));
         }
+
+        await ClearOutboxAsync(plan.PlanId);
 
         Submitted.Add(1, new KeyValuePair<string, object?>("status", plan.Status == PlanStatus.Approved ? "approved" : "no_action"),
             new KeyValuePair<string, object?>("guard", plan.Legs.Any(l => l.Kind.ToLoanAction() is not null)));
         logger.LogInformation("Plan {PlanId} for {PortfolioId} approved with {Legs} legs", plan.PlanId, plan.PortfolioId, plan.Legs.Count);
         return plan;
+    }
+
+    /// <summary>
+    /// Publishes the approved plans a replica stored but never published (it stopped between the two): those in the
+    /// outbox for longer than <see cref="PlanOutbox.Grace"/>, each claimed first so one replica sends it. A plan that has
+    /// moved on (executing, ended, failed) leaves the outbox unsent. Execution ignores a plan it already has, so a
+    /// publish that did happen and is sent again changes nothing. Returns the plans sent.
+    /// </summary>
+    public async Task<int> PublishOutboxAsync(string owner, CancellationToken cancellationToken)
+    {
+        var sent = 0;
+        foreach (var planId in await store.OutboxDueAsync(time.GetUtcNow() - PlanOutbox.Grace, PlanOutbox.BatchSize))
+        {
+            if (!await store.ClaimOutboxAsync(planId, owner, PlanOutbox.Grace))
+            {
+                continue; // another replica sends it
+            }
+
+            if (await store.GetPlanAsync(planId) is { Status: PlanStatus.Approved } plan)
+            {
+                var policy = await store.GetPolicyAsync(plan.PortfolioId);
+                await bus.PublishAsync(Topics.PlansApproved, ToApproved(plan, policy), cancellationToken);
+                logger.LogWarning("Plan {PlanId} of {PortfolioId} was stored but never sent to execution (its replica stopped between the two): sent now", plan.PlanId, plan.PortfolioId);
+                Recovered.Add(1);
+                sent++;
+            }
+
+            await store.ClearOutboxAsync(planId);
+        }
+
+        return sent;
+    }
+
+    /// <summary>Clears a published plan from the outbox; a failure only means the plan is sent again later (and ignored).</summary>
+    private async Task ClearOutboxAsync(string planId)
+    {
+        try
+        {
+            await store.ClearOutboxAsync(planId);
+        }
+        catch (StackExchange.Redis.RedisException ex)
+        {
+            logger.LogWarning(ex, "Plan {PlanId} published but still in the outbox: it will be sent again, and ignored", planId);
+        }
     }
 
     /// <summary>

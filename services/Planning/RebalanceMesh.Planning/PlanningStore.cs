@@ -52,6 +52,15 @@ public sealed class PlanningStore(IConnectionMultiplexer redis, RedisBroadcast<P
     public const int BookChangesKept = 100_000;
     private static readonly RedisKey HaltKey = "pln:halt";
 
+    /// <summary>
+    /// The outbox of plans.approved: approved plans stored but not yet published, scored by when they were stored (Unix
+    /// ms). A plan enters it in the transaction that stores it and leaves it once published (<see cref="PlanSubmitter"/>),
+    /// so a replica stopping between the two leaves it here for <see cref="PlanOutbox"/> to publish.
+    /// </summary>
+    public static readonly RedisKey OutboxKey = "pln:outbox";
+
+    private static RedisKey OutboxClaimKey(string planId) => "pln:outbox-claim:" + planId;
+
     private IDatabase Db => redis.GetDatabase();
 
     public async Task<Portfolio?> GetPortfolioAsync(string id)
@@ -243,6 +252,11 @@ public sealed class PlanningStore(IConnectionMultiplexer redis, RedisBroadcast<P
             _ = tran.StringSetAsync(idem, plan.PlanId, TimeSpan.FromDays(7));
             _ = tran.StringSetAsync(PlanKey(plan.PlanId), plan.ToByteArray());
             _ = tran.SortedSetAddAsync(index, plan.PlanId, plan.CreatedAt.ToDateTimeOffset().ToUnixTimeMilliseconds());
+            if (plan.Status == PlanStatus.Approved)
+            {
+                _ = tran.SortedSetAddAsync(OutboxKey, plan.PlanId, time.GetUtcNow().ToUnixTimeMilliseconds());
+            }
+
             if (await tran.ExecuteAsync())
             {
                 await AnnounceAsync(plan);
@@ -257,6 +271,17 @@ public sealed class PlanningStore(IConnectionMultiplexer redis, RedisBroadcast<P
 
         throw new DomainException(DomainErrorKind.Conflict, $"Plans of portfolio '{plan.PortfolioId}' are changing too often; retry.");
     }
+
+    /// <summary>Takes a plan out of the outbox: it was published, or needs publishing no more.</summary>
+    public Task ClearOutboxAsync(string planId) => Db.SortedSetRemoveAsync(OutboxKey, planId);
+
+    /// <summary>Plans in the outbox stored before <paramref name="storedBefore"/>, oldest first, at most <paramref name="count"/>.</summary>
+    public async Task<string[]> OutboxDueAsync(DateTimeOffset storedBefore, int count) =>
+        [.. (await Db.SortedSetRangeByScoreAsync(OutboxKey, double.NegativeInfinity, storedBefore.ToUnixTimeMilliseconds(), take: count)).Select(v => v.ToString())];
+
+    /// <summary>Claims a plan of the outbox for <paramref name="lease"/>: false when another replica holds it.</summary>
+    public Task<bool> ClaimOutboxAsync(string planId, string owner, TimeSpan lease) =>
+        Db.StringSetAsync(OutboxClaimKey(planId), owner, lease, When.NotExists);
 
     /// <summary>Applies <paramref name="change"/> to a stored plan (optimistically, retried). Returns the plan after the change.</summary>
     public async Task<Plan> UpdatePlanAsync(string planId, Action<Plan> change)

@@ -57,6 +57,7 @@ builder.Services.AddSingleton<MonitorEvaluator>();
 builder.Services.AddSingleton<DriftMonitor>();
 builder.Services.AddSingleton<AutoPlanner>();
 builder.Services.AddHostedService<MonitorLoop>();
+builder.Services.AddHostedService<PlanOutbox>();
 builder.Services.AddHostedService(sp => sp.GetRequiredService<AutoPlanner>());
 builder.Services.AddEventSubscription<QuotesUpdated, MarketTickRelay>(Topics.MarketQuotes);
 
