@@ -23,6 +23,7 @@ public sealed class DriftMonitor(
     MonitorBook book,
     MonitorShards shards,
     MonitorEvaluator evaluator,
+    MonitorGauges gauges,
     RedisBroadcast<PolicyAlert> alerts,
     IOptions<MonitorOptions> options,
     TimeProvider time,
@@ -166,7 +167,7 @@ public sealed class DriftMonitor(
         }
 
         // Another replica exports these portfolios' gauges now.
-        MonitorEvaluator.Forget(partitions.ToHashSet(), Settings.Partitions);
+        gauges.Forget(partitions.ToHashSet(), Settings.Partitions);
 
         Handovers.Add(partitions.Count, new KeyValuePair<string, object?>("direction", direction));
         Volatile.Write(ref _heldGauge, _held.Count);

@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using System.Diagnostics.Metrics;
 using RebalanceMesh.Contracts.Planning.V1;
 using RebalanceMesh.Planning.Core;
@@ -12,45 +11,12 @@ public sealed record MonitorOutcome(string PortfolioId, PolicyAlert? Alert, Plan
 /// Evaluates the portfolios a monitor pass touched, on one market snapshot: each policy resolved (a computed model's
 /// targets cached per policy version and day), every instrument valued once, then each portfolio through its band
 /// screen (<see cref="BandScreen"/>) when it is plain, else through the trigger stage the plan pipeline shares
-/// (<see cref="PlanComposer.Assess"/>). It exports the total drift, health factors and margin ratios of the portfolios
-/// it evaluated as gauges, until <see cref="Forget"/> drops those of partitions given away.
+/// (<see cref="PlanComposer.Assess"/>). What it measures goes to the <see cref="MonitorGauges"/>.
 /// </summary>
-public sealed class MonitorEvaluator(MonitorBook book, ModelWeightCache models, IServiceScopeFactory scopes, TimeProvider time, ILogger<MonitorEvaluator> logger)
+public sealed class MonitorEvaluator(MonitorBook book, ModelWeightCache models, MonitorGauges gauges, IServiceScopeFactory scopes, TimeProvider time, ILogger<MonitorEvaluator> logger)
 {
     private static readonly Meter Meter = new("RebalanceMesh.Planning.Monitor");
-    private static readonly ConcurrentDictionary<string, double> Drift = new(StringComparer.Ordinal);
-    private static readonly ConcurrentDictionary<(string Portfolio, string Loan), double> HealthFactors = new();
-    private static readonly ConcurrentDictionary<string, double> MarginRatios = new(StringComparer.Ordinal);
     private static readonly Counter<long> Evaluations = Meter.CreateCounter<long>("rebalancemesh.planning.evaluations", description: "Policy evaluations by the monitor.");
-
-    static MonitorEvaluator()
-    {
-        Meter.CreateObservableGauge("rebalancemesh.planning.total_drift", () =>
-            Drift.Select(kv => new Measurement<double>(kv.Value, new KeyValuePair<string, object?>("portfolio_id", kv.Key))),
-            description: "Total drift Σ|w − w*| / 2 of each monitored portfolio.");
-        Meter.CreateObservableGauge("rebalancemesh.planning.health_factor", () =>
-            HealthFactors.Select(kv => new Measurement<double>(kv.Value,
-                new KeyValuePair<string, object?>("portfolio_id", kv.Key.Portfolio), new KeyValuePair<string, object?>("loan_id", kv.Key.Loan))),
-            description: "Health factor of each monitored loan.");
-        Meter.CreateObservableGauge("rebalancemesh.planning.margin_ratio", () =>
-            MarginRatios.Select(kv => new Measurement<double>(kv.Value, new KeyValuePair<string, object?>("portfolio_id", kv.Key))),
-            description: "Margin ratio (net value over maintenance margin) of each monitored portfolio with margined contracts.");
-    }
-
-    /// <summary>Drops the gauges of the portfolios in <paramref name="partitions"/> (another replica exports them now).</summary>
-    public static void Forget(IReadOnlySet<int> partitions, int partitionCount)
-    {
-        foreach (var id in Drift.Keys.Where(id => partitions.Contains(MonitorPartitions.Of(id, partitionCount))))
-        {
-            Drift.TryRemove(id, out _);
-            MarginRatios.TryRemove(id, out _);
-        }
-
-        foreach (var key in HealthFactors.Keys.Where(k => partitions.Contains(MonitorPartitions.Of(k.Portfolio, partitionCount))))
-        {
-            HealthFactors.TryRemove(key, out _);
-        }
-    }
 
     /// <summary>
     /// Evaluates portfolios on one market snapshot: each policy's target weights resolved (a computed model's cached per
@@ -170,12 +136,12 @@ public sealed class MonitorEvaluator(MonitorBook book, ModelWeightCache models, 
         }
 
         Evaluations.Add(1);
-        Drift[entry.PortfolioId] = total;
+        gauges.Drift(entry.PortfolioId, total);
         for (var i = 0; i < screen.LoanCount; i++)
         {
             if (screen.HealthFactor(i, prices) is { } healthFactor)
             {
-                HealthFactors[(entry.PortfolioId, screen.LoanId(i))] = healthFactor;
+                gauges.HealthFactor(entry.PortfolioId, screen.LoanId(i), healthFactor);
             }
         }
 
@@ -200,16 +166,16 @@ public sealed class MonitorEvaluator(MonitorBook book, ModelWeightCache models, 
 
         if (assessed.Margin?.Reasons is [var ratio, ..])
         {
-            MarginRatios[portfolioId] = ratio.Measured;
+            gauges.MarginRatio(portfolioId, ratio.Measured);
         }
 
         foreach (var reason in assessed.Guard?.Reasons.DistinctBy(r => r.InstrumentId) ?? [])
         {
-            HealthFactors[(portfolioId, reason.InstrumentId)] = reason.Measured;
+            gauges.HealthFactor(portfolioId, reason.InstrumentId, reason.Measured);
         }
 
         Evaluations.Add(1);
-        Drift[portfolioId] = assessed.Bands.TotalDrift;
+        gauges.Drift(portfolioId, assessed.Bands.TotalDrift);
         return Decided(entry, assessed.Bands.TotalDrift, assessed.Reasons.Where(r => r.Breached).ToArray(), assessed.Emergency);
     }
 

@@ -27,6 +27,9 @@ public sealed class MonitorOptions
 
     /// <summary>Approximate length the tick stream is trimmed to.</summary>
     public int TicksKept { get; set; } = 100_000;
+
+    /// <summary>Portfolios whose total drift is exported as a series of its own: the most drifted (the rest are in the drift distribution).</summary>
+    public int DriftSeries { get; set; } = 100;
 }
 
 /// <summary>What an evaluation asks the automatic planner to consider for a portfolio (its policy is automatic).</summary>

@@ -53,6 +53,7 @@ builder.Services.AddOptions<MonitorOptions>()
 builder.Services.AddSingleton<MonitorBook>();
 builder.Services.AddHostedService<MonitorBookLoader>();
 builder.Services.AddSingleton<MonitorShards>();
+builder.Services.AddSingleton<MonitorGauges>();
 builder.Services.AddSingleton<MonitorEvaluator>();
 builder.Services.AddSingleton<DriftMonitor>();
 builder.Services.AddSingleton<AutoPlanner>();
