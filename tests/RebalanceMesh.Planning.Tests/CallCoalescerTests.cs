@@ -41,6 +41,30 @@ public sealed class CallCoalescerTests
     }
 
     [Fact]
+    public async Task The_shared_call_runs_in_the_trace_of_its_first_request_so_a_lone_requests_trace_stays_whole()
+    {
+        using var source = new System.Diagnostics.ActivitySource("tests.coalescer");
+        using var listener = new System.Diagnostics.ActivityListener
+        {
+            ShouldListenTo = s => s.Name is "tests.coalescer" or "RebalanceMesh.Planning",
+            Sample = (ref System.Diagnostics.ActivityCreationOptions<System.Diagnostics.ActivityContext> _) => System.Diagnostics.ActivitySamplingResult.AllDataAndRecorded,
+        };
+        System.Diagnostics.ActivitySource.AddActivityListener(listener);
+        System.Diagnostics.ActivityTraceId? servedIn = null;
+        await using var coalescer = new CallCoalescer<int, int>("test", (batch, _) =>
+        {
+            servedIn = System.Diagnostics.Activity.Current?.TraceId;
+            return Task.FromResult<IReadOnlyList<int>>([.. batch]);
+        }, weight: _ => 1, maxRequests: 10, maxWeight: 10, Calls);
+
+        using (var caller = source.StartActivity("submit"))
+        {
+            Assert.Equal(1, await coalescer.CallAsync(1, CancellationToken.None));
+            Assert.Equal(caller!.TraceId, servedIn);
+        }
+    }
+
+    [Fact]
     public async Task A_failed_call_fails_every_request_it_carried_and_the_next_call_still_goes()
     {
         var calls = 0;

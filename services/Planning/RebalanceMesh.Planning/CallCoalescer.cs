@@ -8,8 +8,8 @@ namespace RebalanceMesh.Planning;
 /// Coalesces concurrent requests into shared calls: while one call is in flight, the requests that arrive wait and go
 /// together in the next (no timer: a lone request goes at once, and a request never waits for more than the call
 /// before it). A breach storm's plans, built many at a time, then cost one call per round instead of one each. Each
-/// shared call runs in its own span, linked to the traces of the requests it serves; a failed call fails every request
-/// it carried.
+/// shared call runs in its own span, in the trace of the first request it serves and linked to the traces of the
+/// others; a failed call fails every request it carried.
 /// </summary>
 public sealed class CallCoalescer<TRequest, TAnswer> : IAsyncDisposable
 {
@@ -85,8 +85,11 @@ public sealed class CallCoalescer<TRequest, TAnswer> : IAsyncDisposable
 
     private async Task ServeAsync(List<Pending> batch)
     {
-        var links = batch.Where(r => r.Caller != default).Take(64).Select(r => new ActivityLink(r.Caller)).ToArray();
-        using var activity = PlanPipeline.ActivitySource.StartActivity(_spanName, ActivityKind.Internal, parentContext: default, links: links);
+        // The call belongs to the trace of the first request it serves (a lone request's trace stays whole: the submit
+        // of one plan shows its pricing and risk calls), and links the traces of the others.
+        var parent = batch[0].Caller;
+        var links = batch.Skip(1).Where(r => r.Caller != default).Take(64).Select(r => new ActivityLink(r.Caller)).ToArray();
+        using var activity = PlanPipeline.ActivitySource.StartActivity(_spanName, ActivityKind.Internal, parentContext: parent, links: links);
         activity?.SetTag("planning.batch.requests", batch.Count);
         _requestsPerCall.Record(batch.Count);
         try
