@@ -566,20 +566,43 @@ public sealed class GuardMeshTests(ITestOutputHelper output) : MeshTest(output)
             },
         });
 
-        var plan = await PreviewWhenPricedAsync(planning, new PreviewRebalanceRequest { PortfolioId = "margined" });
+        // The feed keeps moving: the ratio is checked against the mids of a preview no tick came between (a 1 % move
+        // of DAX moves this portfolio's ratio by about 0.1).
+        async Task<Dictionary<string, decimal>> MidsAsync() =>
+            (await pricing.GetQuotesAsync(new RebalanceMesh.Contracts.Pricing.V1.GetQuotesRequest { InstrumentIds = { "DAX", "SMI" } })).Prices.ToDictionary(p => p.InstrumentId, p => p.Mid.ToDecimal());
+        Plan plan = null!;
+        Dictionary<string, decimal> at = [];
+        for (var attempt = 0; attempt < 20; attempt++)
+        {
+            at = await MidsAsync();
+            plan = await PreviewWhenPricedAsync(planning, new PreviewRebalanceRequest { PortfolioId = "margined" });
+            var after = await MidsAsync();
+            if (at.Count == 2 && at.All(m => after.GetValueOrDefault(m.Key) == m.Value))
+            {
+                break;
+            }
+        }
+
         foreach (var leg in plan.Legs)
         {
             Output.WriteLine($"{leg.LegId} {leg.Side} {leg.Quantity.Value} {leg.InstrumentId} {leg.Reason}");
         }
 
+        // The ratio at those mids: net value (cash and each perpetual's open profit) over 5 % of the notional; 1.2 at
+        // the mids the portfolio was sized with.
+        var equity = cash + (200m * (at["DAX"] - decimal.Round(mids["DAX"] * 1.1m, 2))) - (100m * (at["SMI"] - decimal.Round(mids["SMI"] * 1.05m, 2)));
+        var expectedRatio = (double)(equity / (0.05m * ((200m * at["DAX"]) + (100m * at["SMI"]))));
+
         // The losing DAX perpetual goes first (the SMI short is in profit): closing
         // k ≈ (2 − 1.2) × margin / (0.1 × DAX) of it restores a ratio of 2, on the account holding it.
         var ratio = plan.Reasons.Single(r => r.Rule == "margin_ratio");
         Assert.True(ratio.Breached);
-        Assert.InRange(ratio.Measured, 1.15, 1.25);
+        Assert.InRange(ratio.Measured, expectedRatio - 0.01, expectedRatio + 0.01);
+        Assert.InRange(ratio.Measured, 1.0, 1.4);
         var close = Assert.Single(plan.Legs);
         Assert.Equal(("M1", "DAX-PERP", Side.Sell, "SIM-B"), (close.LegId, close.InstrumentId, close.Side, close.Venue));
-        Assert.InRange(close.Quantity.ToDecimal(), (0.8m * margin / (0.1m * mids["DAX"])) - 10, (0.8m * margin / (0.1m * mids["DAX"])) + 10);
+        var needed = ((2m * 0.05m * ((200m * at["DAX"]) + (100m * at["SMI"]))) - equity) / (0.1m * at["DAX"]);
+        Assert.InRange(close.Quantity.ToDecimal(), needed - 10, needed + 10);
 
         var submitted = (await planning.SubmitRebalanceAsync(new SubmitRebalanceRequest { PortfolioId = "margined", IdempotencyKey = "margin-1" })).Plan;
         var final = await WaitForPlanEndAsync(planning, submitted);

@@ -78,10 +78,16 @@ public sealed class PlanningFuzzTests : IClassFixture<RedisServer>, IAsyncLifeti
                 ["ListPlans"] = new ListPlansRequest { PortfolioId = "fz", PageSize = 10 },
                 ["WatchPlans"] = new WatchPlansRequest { PortfolioId = "fz" },
                 ["WatchAlerts"] = new WatchAlertsRequest { PortfolioId = "fz" },
+                ["CreateModel"] = new CreateModelRequest { Model = new Model { ModelId = "fzm", Name = "fuzz", Policy = ValidPolicy() } },
+                ["UpdateModel"] = new UpdateModelRequest { Model = new Model { ModelId = "fzm", Name = "fuzz", Policy = ValidPolicy() }, ExpectedVersion = 1 },
+                ["GetModel"] = new GetModelRequest { ModelId = "fzm" },
+                ["ListModels"] = new ListModelsRequest { PageSize = 10 },
+                ["LinkPortfolio"] = new LinkPortfolioRequest { PortfolioId = "fz", ModelId = "fzm", Overrides = new ModelOverrides { CashTarget = 0.1, NoTradeInstruments = { "SMI" } } },
             },
-            writes: new HashSet<string> { "UpsertPortfolio", "SetPolicy", "SetTradingHalt", "SubmitRebalance", "CancelPlan" },
+            writes: new HashSet<string> { "UpsertPortfolio", "SetPolicy", "SetTradingHalt", "SubmitRebalance", "CancelPlan", "CreateModel", "UpdateModel", "LinkPortfolio" },
             // Everything planning stores but the monitor's own state (pln:monitor:*), which its heartbeat renews.
-            digest: () => RequestFuzzer.DigestAsync(_redis.Connection!.GetDatabase(), "pln:[^m]*"));
+            digest: async () => await RequestFuzzer.DigestAsync(_redis.Connection!.GetDatabase(), "pln:[^m]*")
+                + await RequestFuzzer.DigestAsync(_redis.Connection!.GetDatabase(), "pln:mod*"));
 
         // The fuzz did find the validation (most mutated requests are refused).
         Assert.All(outcomes.Where(o => o.Key is "UpsertPortfolio" or "SetPolicy"), o => Assert.True(o.Value.GetValueOrDefault(StatusCode.InvalidArgument) > RequestFuzzer.PerRpc / 10, $"{o.Key}: {string.Join(", ", o.Value)}"));

@@ -11,12 +11,14 @@ using RebalanceMesh.ServiceDefaults;
 
 namespace RebalanceMesh.Planning;
 
-/// <summary>The public gRPC API of planning.</summary>
-public sealed class PlanningGrpcService(
+/// <summary>The public gRPC API of planning (models and links: PlanningGrpcService.Models.cs).</summary>
+public sealed partial class PlanningGrpcService(
     PlanningStore store,
     PlanPipeline pipeline,
     PlanSubmitter submitter,
     ModelWeightCache models,
+    ModelStore modelStore,
+    ModelRollout rollout,
     RedisBroadcast<Plan> planUpdates,
     RedisBroadcast<PolicyAlert> alerts,
     IEventBus bus,
@@ -130,7 +132,12 @@ public sealed class PlanningGrpcService(
             }
         }
 
-        var stored = await store.SetPolicyAsync(request.Policy);
+        // A portfolio that follows a model takes its policy from the model (LinkPortfolio with no model to stop).
+        var policy = request.Policy.Clone();
+        policy.ModelLink = null;
+        var stored = await store.SetPolicyIfAsync(policy, current => current?.ModelLink is not { ModelId.Length: > 0 })
+            ?? throw new DomainException(DomainErrorKind.FailedPrecondition,
+                $"Portfolio '{policy.PortfolioId}' follows a model; change the model (UpdateModel), or unlink it first (LinkPortfolio without a model).");
         var response = new SetPolicyResponse { Policy = stored };
         if (resolved is { } done)
         {

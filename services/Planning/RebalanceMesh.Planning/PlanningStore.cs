@@ -110,12 +110,28 @@ public sealed class PlanningStore(IConnectionMultiplexer redis, RedisBroadcast<P
         return data.IsNull ? null : Policy.Parser.ParseFrom((byte[])data!);
     }
 
-    public async Task<Policy> SetPolicyAsync(Policy policy)
+    /// <summary>
+    /// Stores a portfolio's policy as its next version (and announces it to the book). <paramref name="alongside"/> adds
+    /// writes to the same transaction (a model link's index).
+    /// </summary>
+    public async Task<Policy> SetPolicyAsync(Policy policy, Action<ITransaction>? alongside = null) =>
+        (await SetPolicyIfAsync(policy, _ => true, alongside))!;
+
+    /// <summary>
+    /// <see cref="SetPolicyAsync"/> if the stored policy (null: none) still satisfies <paramref name="when"/>, checked
+    /// atomically with the write; null when it does not.
+    /// </summary>
+    public async Task<Policy?> SetPolicyIfAsync(Policy policy, Func<Policy?, bool> when, Action<ITransaction>? alongside = null)
     {
         var key = PolicyKey(policy.PortfolioId);
         for (var attempt = 0; attempt < MaxAttempts; attempt++)
         {
             var current = await Db.StringGetAsync(key);
+            if (!when(current.IsNull ? null : Policy.Parser.ParseFrom((byte[])current!)))
+            {
+                return null;
+            }
+
             var stored = policy.Clone();
             stored.Version = VersionOf(current) + 1;
             var tran = Db.CreateTransaction();
@@ -123,6 +139,7 @@ public sealed class PlanningStore(IConnectionMultiplexer redis, RedisBroadcast<P
             _ = tran.StringSetAsync(key, stored.ToByteArray());
             _ = tran.SetAddAsync(PoliciesKey, policy.PortfolioId);
             _ = AnnounceChange(tran, policy.PortfolioId, BookChange.Policy, stored.Version);
+            alongside?.Invoke(tran);
             if (await tran.ExecuteAsync())
             {
                 return stored;

@@ -28,6 +28,11 @@ builder.AddMeshAuthentication(new Dictionary<string, string[]>
     [Rpc("UpsertPortfolio")] = [MeshAuth.Admin],
     [Rpc("SetPolicy")] = [MeshAuth.Admin],
     [Rpc("SetTradingHalt")] = [MeshAuth.Admin],
+    [Rpc("GetModel")] = [MeshAuth.Viewer],
+    [Rpc("ListModels")] = [MeshAuth.Viewer],
+    [Rpc("CreateModel")] = [MeshAuth.Admin],
+    [Rpc("UpdateModel")] = [MeshAuth.Admin],
+    [Rpc("LinkPortfolio")] = [MeshAuth.Admin],
 });
 builder.AddMeshGrpcClient<PricingService.PricingServiceClient>("pricing");
 builder.AddMeshGrpcClient<RiskService.RiskServiceClient>("risk");
@@ -59,6 +64,9 @@ builder.Services.AddSingleton<DriftMonitor>();
 builder.Services.AddSingleton<AutoPlanner>();
 builder.Services.AddHostedService<MonitorLoop>();
 builder.Services.AddHostedService<PlanOutbox>();
+builder.Services.AddSingleton<ModelStore>();
+builder.Services.AddSingleton<ModelRollout>();
+builder.Services.AddHostedService(sp => sp.GetRequiredService<ModelRollout>());
 builder.Services.AddHostedService(sp => sp.GetRequiredService<AutoPlanner>());
 builder.Services.AddEventSubscription<QuotesUpdated, MarketTickRelay>(Topics.MarketQuotes);
 
