@@ -2,6 +2,7 @@ using Google.Protobuf;
 using System.Diagnostics.Metrics;
 using RebalanceMesh.Contracts.Events.V1;
 using RebalanceMesh.EventBus;
+using RebalanceMesh.ServiceDefaults;
 
 namespace RebalanceMesh.Execution;
 
@@ -13,7 +14,7 @@ namespace RebalanceMesh.Execution;
 /// <see cref="Grace"/> — every second, so no committed liquidation goes unreported. Delivery is at least once: a
 /// report may be published twice (replicas, a crash after publishing), and planning applies each liquidation id once.
 /// </summary>
-public sealed class ReportOutbox(ExecutionStore store, IEventBus bus, TimeProvider time, ILogger<ReportOutbox> logger) : BackgroundService
+public sealed class ReportOutbox(ExecutionStore store, IEventBus bus, TimeProvider time, ILogger<ReportOutbox> logger) : PeriodicWork(TimeSpan.FromSeconds(1), time, logger)
 {
     /// <summary>How long an entry is left to the code that committed it before the relay takes it.</summary>
     public static readonly TimeSpan Grace = TimeSpan.FromSeconds(2);
@@ -54,7 +55,7 @@ public sealed class ReportOutbox(ExecutionStore store, IEventBus bus, TimeProvid
         var relayed = 0;
         foreach (var (report, raw) in await store.GetOutboxAsync(100))
         {
-            if (time.GetUtcNow() - report.ReportedAt.ToDateTimeOffset() < Grace)
+            if (Time.GetUtcNow() - report.ReportedAt.ToDateTimeOffset() < Grace)
             {
                 continue;
             }
@@ -77,19 +78,7 @@ public sealed class ReportOutbox(ExecutionStore store, IEventBus bus, TimeProvid
         Relayed.Add(1);
     }
 
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
-    {
-        using var timer = new PeriodicTimer(TimeSpan.FromSeconds(1), time);
-        while (await timer.WaitForNextTickAsync(stoppingToken))
-        {
-            try
-            {
-                await RelayAsync(stoppingToken);
-            }
-            catch (Exception ex) when (ex is StackExchange.Redis.RedisException or TimeoutException)
-            {
-                logger.LogWarning(ex, "Outbox relay pass failed; retrying next second");
-            }
-        }
-    }
+    protected override string Name => "report outbox relay";
+
+    protected override Task RunRoundAsync(CancellationToken cancellationToken) => RelayAsync(cancellationToken);
 }

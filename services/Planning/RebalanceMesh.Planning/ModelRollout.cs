@@ -1,6 +1,6 @@
-using System.Diagnostics;
 using System.Diagnostics.Metrics;
 using RebalanceMesh.Contracts.Planning.V1;
+using RebalanceMesh.ServiceDefaults;
 
 namespace RebalanceMesh.Planning;
 
@@ -12,7 +12,7 @@ namespace RebalanceMesh.Planning;
 /// stored policy still follows the model at an older version (checked atomically with the write), so a rollout never
 /// undoes a link changed meanwhile, and two replicas rolling out the same version write each portfolio once.
 /// </summary>
-public sealed class ModelRollout(ModelStore models, PlanningStore store, TimeProvider time, ILogger<ModelRollout> logger) : BackgroundService
+public sealed class ModelRollout(ModelStore models, PlanningStore store, TimeProvider time, ILogger<ModelRollout> logger) : PeriodicWork(Interval, time, logger)
 {
     public static readonly TimeSpan Interval = TimeSpan.FromSeconds(5);
 
@@ -31,7 +31,7 @@ public sealed class ModelRollout(ModelStore models, PlanningStore store, TimePro
         using var activity = PlanPipeline.ActivitySource.StartActivity("model rollout");
         activity?.SetTag("planning.model.id", model.ModelId);
         activity?.SetTag("planning.model.version", model.Version);
-        using var timeout = new CancellationTokenSource(budget, time);
+        using var timeout = new CancellationTokenSource(budget, Time);
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token);
         var linked = await models.LinkedAsync(model.ModelId);
         long updated = 0, done = 0;
@@ -71,39 +71,20 @@ public sealed class ModelRollout(ModelStore models, PlanningStore store, TimePro
         return (updated, pending);
     }
 
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
-    {
-        using var timer = new PeriodicTimer(Interval, time);
-        try
-        {
-            while (await timer.WaitForNextTickAsync(stoppingToken))
-            {
-                await RoundAsync(stoppingToken);
-            }
-        }
-        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
-        {
-        }
-    }
+    protected override string Name => "model rollout";
+
+    protected override Task RunRoundAsync(CancellationToken cancellationToken) => RoundAsync(cancellationToken);
 
     /// <summary>One background round: every model still marked for rollout, at its latest version.</summary>
     public async Task RoundAsync(CancellationToken cancellationToken)
     {
-        try
+        foreach (var modelId in await models.RolloutsAsync())
         {
-            foreach (var modelId in await models.RolloutsAsync())
+            if (await models.GetAsync(modelId) is { } model)
             {
-                if (await models.GetAsync(modelId) is { } model)
-                {
-                    var (updated, pending) = await RollOutAsync(model, TimeSpan.FromMinutes(1), cancellationToken);
-                    logger.LogInformation("Model {ModelId} version {Version}: {Updated} linked portfolios rewritten, {Pending} left", modelId, model.Version, updated, pending);
-                }
+                var (updated, pending) = await RollOutAsync(model, TimeSpan.FromMinutes(1), cancellationToken);
+                logger.LogInformation("Model {ModelId} version {Version}: {Updated} linked portfolios rewritten, {Pending} left", modelId, model.Version, updated, pending);
             }
-        }
-        catch (Exception ex) when (ex is not OperationCanceledException)
-        {
-            Activity.Current?.SetStatus(ActivityStatusCode.Error, ex.Message);
-            logger.LogWarning(ex, "Model rollout round failed; next round in {Interval}", Interval);
         }
     }
 }

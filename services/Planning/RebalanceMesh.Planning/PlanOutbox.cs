@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using RebalanceMesh.ServiceDefaults;
 
 namespace RebalanceMesh.Planning;
 
@@ -8,7 +9,7 @@ namespace RebalanceMesh.Planning;
 /// in flight). Every <see cref="Interval"/> it publishes what has been in the outbox longer than <see cref="Grace"/>
 /// (<see cref="PlanSubmitter.PublishOutboxAsync"/>), on every replica; a claim per plan keeps it to one.
 /// </summary>
-public sealed class PlanOutbox(IServiceScopeFactory scopes, TimeProvider time, ILogger<PlanOutbox> logger) : BackgroundService
+public sealed class PlanOutbox(IServiceScopeFactory scopes, TimeProvider time, ILogger<PlanOutbox> logger) : PeriodicWork(Interval, time, logger)
 {
     /// <summary>How often the outbox is read.</summary>
     public static readonly TimeSpan Interval = TimeSpan.FromSeconds(10);
@@ -21,22 +22,9 @@ public sealed class PlanOutbox(IServiceScopeFactory scopes, TimeProvider time, I
 
     private readonly string _owner = Environment.MachineName + ":" + Environment.ProcessId + ":" + Guid.NewGuid().ToString("N")[..8];
 
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
-    {
-        using var timer = new PeriodicTimer(Interval, time);
-        try
-        {
-            while (await timer.WaitForNextTickAsync(stoppingToken))
-            {
-                await RoundAsync(stoppingToken);
-            }
-        }
-        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
-        {
-        }
-    }
+    protected override string Name => "plan outbox";
 
-    private async Task RoundAsync(CancellationToken cancellationToken)
+    protected override async Task RunRoundAsync(CancellationToken cancellationToken)
     {
         using var activity = PlanPipeline.ActivitySource.StartActivity("plan outbox", ActivityKind.Internal, parentContext: default);
         try
@@ -49,7 +37,7 @@ public sealed class PlanOutbox(IServiceScopeFactory scopes, TimeProvider time, I
         {
             // Redis or the bus is down: the plans stay in the outbox for the next round.
             activity?.SetStatus(ActivityStatusCode.Error, ex.Message);
-            logger.LogWarning(ex, "The plan outbox could not be read or sent; next round in {Interval}", Interval);
+            throw;
         }
     }
 }
