@@ -82,6 +82,7 @@ public sealed class PlanningFuzzTests : IClassFixture<RedisServer>, IAsyncLifeti
                 ["UpdateModel"] = new UpdateModelRequest { Model = new Model { ModelId = "fzm", Name = "fuzz", Policy = ValidPolicy() }, ExpectedVersion = 1 },
                 ["GetModel"] = new GetModelRequest { ModelId = "fzm" },
                 ["ListModels"] = new ListModelsRequest { PageSize = 10 },
+                ["PreviewBatchRebalance"] = new PreviewBatchRebalanceRequest { Portfolios = new PortfolioList { PortfolioIds = { "fz", "fz2" } }, Filter = BatchFilter.All },
                 ["LinkPortfolio"] = new LinkPortfolioRequest { PortfolioId = "fz", ModelId = "fzm", Overrides = new ModelOverrides { CashTarget = 0.1, NoTradeInstruments = { "SMI" } } },
             },
             writes: new HashSet<string> { "UpsertPortfolio", "SetPolicy", "SetTradingHalt", "SubmitRebalance", "CancelPlan", "CreateModel", "UpdateModel", "LinkPortfolio" },

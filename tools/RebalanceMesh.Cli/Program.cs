@@ -171,6 +171,54 @@ root.Subcommands.Add(Rpc("set-halt", "SetTradingHalt: halt or resume trading.",
     async c => await c.Client.SetTradingHaltAsync(new SetTradingHaltRequest { Halted = c.Parse.GetValue(haltedOption), Reason = c.Parse.GetValue(reasonOption) ?? string.Empty }, cancellationToken: c.Token),
     haltedOption, reasonOption));
 
+var modelOption = new Option<string>("--model") { Description = "Model id.", Required = true };
+root.Subcommands.Add(Rpc("create-model", "CreateModel: a policy many portfolios follow (Model JSON).",
+    async c => await c.Client.CreateModelAsync(new CreateModelRequest { Model = Parse(c, Model.Parser) }, cancellationToken: c.Token),
+    dataOption, fileOption));
+root.Subcommands.Add(Rpc("update-model", "UpdateModel: a model's next version (Model JSON), rolled out to its linked portfolios.",
+    async c => await c.Client.UpdateModelAsync(new UpdateModelRequest { Model = Parse(c, Model.Parser), ExpectedVersion = c.Parse.GetValue(expectedVersionOption) }, cancellationToken: c.Token),
+    dataOption, fileOption, expectedVersionOption));
+root.Subcommands.Add(Rpc("get-model", "GetModel: a model and how many portfolios follow it.",
+    async c => await c.Client.GetModelAsync(new GetModelRequest { ModelId = c.Parse.GetValue(modelOption)! }, cancellationToken: c.Token),
+    modelOption));
+root.Subcommands.Add(Rpc("list-models", "ListModels: the models by id.",
+    async c => await c.Client.ListModelsAsync(new ListModelsRequest { PageSize = c.Parse.GetValue(pageSizeOption), PageToken = c.Parse.GetValue(pageTokenOption) ?? string.Empty }, cancellationToken: c.Token),
+    pageSizeOption, pageTokenOption));
+var linkModelOption = new Option<string?>("--model") { Description = "Model to follow; leave out to unlink." };
+root.Subcommands.Add(Rpc("link-portfolio", "LinkPortfolio: make a portfolio follow a model (overrides as ModelOverrides JSON), or unlink it.",
+    async c => await c.Client.LinkPortfolioAsync(new LinkPortfolioRequest
+    {
+        PortfolioId = c.Parse.GetValue(portfolioOption)!,
+        ModelId = c.Parse.GetValue(linkModelOption) ?? string.Empty,
+        Overrides = c.Parse.GetValue(dataOption) is null && c.Parse.GetValue(fileOption) is null ? null : Parse(c, ModelOverrides.Parser),
+    }, cancellationToken: c.Token),
+    portfolioOption, linkModelOption, dataOption, fileOption));
+
+var batchModelOption = new Option<string?>("--model") { Description = "Every portfolio linked to this model." };
+var batchPortfoliosOption = new Option<string?>("--portfolios") { Description = "These portfolios, comma-separated." };
+var batchFilterOption = new Option<string>("--filter") { Description = "out-of-tolerance (default) or all.", DefaultValueFactory = _ => "out-of-tolerance" };
+var batch = new Command("batch", "Rebalance many portfolios at once: a model's, or a list.");
+batch.Subcommands.Add(Rpc("preview", "PreviewBatchRebalance: every selected account's plan on one market snapshot, with the report per account and per instrument.",
+    async c =>
+    {
+        var request = new PreviewBatchRebalanceRequest
+        {
+            Filter = c.Parse.GetValue(batchFilterOption) == "all" ? BatchFilter.All : BatchFilter.OutOfTolerance,
+        };
+        if (c.Parse.GetValue(batchPortfoliosOption) is { } list)
+        {
+            request.Portfolios = new PortfolioList { PortfolioIds = { list.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) } };
+        }
+        else
+        {
+            request.ModelId = c.Parse.GetValue(batchModelOption) ?? string.Empty;
+        }
+
+        return await c.Client.PreviewBatchRebalanceAsync(request, cancellationToken: c.Token);
+    },
+    batchModelOption, batchPortfoliosOption, batchFilterOption));
+root.Subcommands.Add(batch);
+
 var watchPortfolioOption = new Option<string?>("--portfolio") { Description = "Watch a portfolio's plans." };
 var watchPlanOption = new Option<string?>("--plan") { Description = "Watch one plan until it ends." };
 var watch = new Command("watch-plans", "WatchPlans: stream plan changes.") { watchPortfolioOption, watchPlanOption };

@@ -60,30 +60,43 @@ public interface IPlanningMarketData
 }
 
 /// <summary>
-/// One plan's market data: each covariance estimate is fetched once and serves every later request it covers (the
-/// target model, the risk limits and the optimiser share it; a subset is read from the larger matrix).
+/// One plan's (or one batch's) market data: each covariance estimate is fetched once and serves every later request it
+/// covers (the target model, the risk limits and the optimiser share it, and a batch's plans of one model; a subset is
+/// read from the larger matrix). Safe for concurrent plans: concurrent requests share one fetch.
 /// </summary>
 public sealed class SharedMarketData(IPlanningMarketData inner) : IPlanningMarketData
 {
-    private readonly List<(int Lookback, CovarianceEstimate Estimate)> _estimates = [];
+    // Estimates asked for, as the instruments asked and the fetch (shared by concurrent askers: a batch of plans).
+    private readonly List<(int Lookback, HashSet<string> Instruments, Task<CovarianceEstimate> Estimate)> _estimates = [];
+    private int _fetches;
 
     /// <summary>Estimates fetched from the inner source (the rest were served from them).</summary>
-    public int Fetches { get; private set; }
+    public int Fetches => Volatile.Read(ref _fetches);
 
     public async Task<CovarianceEstimate> EstimateCovarianceAsync(IReadOnlyList<string> instruments, int lookbackDays, CancellationToken cancellationToken)
     {
-        foreach (var (lookback, estimate) in _estimates)
+        Task<CovarianceEstimate>? shared = null;
+        lock (_estimates)
         {
-            if (lookback == lookbackDays && instruments.All(estimate.Instruments.Contains))
+            foreach (var (lookback, asked, estimate) in _estimates)
             {
-                return estimate.Instruments.SequenceEqual(instruments) ? estimate : estimate.Restrict(instruments);
+                if (lookback == lookbackDays && instruments.All(asked.Contains) && !estimate.IsFaulted && !estimate.IsCanceled)
+                {
+                    shared = estimate;
+                    break;
+                }
+            }
+
+            if (shared is null)
+            {
+                shared = inner.EstimateCovarianceAsync(instruments, lookbackDays, cancellationToken);
+                _fetches++;
+                _estimates.Add((lookbackDays, instruments.ToHashSet(StringComparer.Ordinal), shared));
             }
         }
 
-        var fetched = await inner.EstimateCovarianceAsync(instruments, lookbackDays, cancellationToken);
-        Fetches++;
-        _estimates.Add((lookbackDays, fetched));
-        return fetched;
+        var fetched = await shared;
+        return fetched.Instruments.SequenceEqual(instruments) ? fetched : fetched.Restrict(instruments);
     }
 
     public Task<IReadOnlyDictionary<string, double>> HalfSpreadsAsync(IReadOnlyList<string> instruments, CancellationToken cancellationToken) =>

@@ -182,7 +182,14 @@ public sealed class PlanPipeline(
         + "no whole number of lots of at least the minimum notional lands inside the band, or cash cannot pay for one";
 
     /// <summary>Builds the plan that would rebalance the portfolio now; status PREVIEW, or NO_ACTION without trades.</summary>
-    public async Task<Plan> BuildAsync(string portfolioId, bool force, CancellationToken cancellationToken)
+    public Task<Plan> BuildAsync(string portfolioId, bool force, CancellationToken cancellationToken) =>
+        BuildAsync(portfolioId, force, batch: null, cancellationToken);
+
+    /// <summary>
+    /// Builds a plan; in a batch (<paramref name="batch"/>) on the batch's market snapshot and shared covariance
+    /// estimates, so every plan of the batch sees the same prices and a model's universe is estimated once.
+    /// </summary>
+    public async Task<Plan> BuildAsync(string portfolioId, bool force, BatchMarket? batch, CancellationToken cancellationToken)
     {
         using var activity = ActivitySource.StartActivity("build plan");
         activity?.SetTag("planning.portfolio_id", portfolioId);
@@ -193,9 +200,12 @@ public sealed class PlanPipeline(
         }
 
         var snapshot = portfolio.ToDomain();
-        var market = new SharedMarketData(MarketData());
+        var market = batch?.Market ?? new SharedMarketData(MarketData());
         var (targetPolicy, policyReasons) = await ResolvePolicyAsync(policy, market, cancellationToken);
-        var marks = await GetMarksAsync(InstrumentsOf(snapshot, targetPolicy), cancellationToken);
+        var instruments = InstrumentsOf(snapshot, targetPolicy);
+        var marks = batch is { Snapshot: var shared } && shared.Covers(instruments)
+            ? shared.Marks
+            : batch is not null ? throw batch.Snapshot.RefusalFor(instruments) : await GetMarksAsync(instruments, cancellationToken);
         var composed = await PlanComposer.ComposeAsync(snapshot, targetPolicy, marks.Marks, force, market, time, cancellationToken);
         RecordOptimizer(composed);
         var (proposal, guardLegs, marginLegs, hedgeLegs, emergency) = (composed.Proposal, composed.GuardLegs, composed.MarginLegs, composed.Hedges, composed.Emergency);
@@ -223,6 +233,7 @@ public sealed class PlanPipeline(
             NoActionReason = hasLegs ? NoActionReason.Unspecified : proposal.Evaluation.Breached ? NoActionReason.Uncurable : NoActionReason.InsideBands,
             EstimatedCost = proposal.EstimatedCost + guardCost + hedgeCost,
             Turnover = proposal.Turnover,
+            TotalDrift = proposal.Evaluation.TotalDrift,
             NetValue = proposal.NetValue,
             CashBefore = snapshot.Cash,
             CreatedAt = now,
@@ -377,3 +388,6 @@ public sealed class PlanPipeline(
         }
     }
 }
+
+/// <summary>What the plans of one batch share: one market snapshot, and covariance estimates fetched once.</summary>
+public sealed record BatchMarket(MarketSnapshot Snapshot, SharedMarketData Market);

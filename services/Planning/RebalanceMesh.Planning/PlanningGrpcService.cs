@@ -19,6 +19,7 @@ public sealed partial class PlanningGrpcService(
     ModelWeightCache models,
     ModelStore modelStore,
     ModelRollout rollout,
+    BatchPlanner batches,
     RedisBroadcast<Plan> planUpdates,
     RedisBroadcast<PolicyAlert> alerts,
     IEventBus bus,

@@ -33,6 +33,7 @@ builder.AddMeshAuthentication(new Dictionary<string, string[]>
     [Rpc("CreateModel")] = [MeshAuth.Admin],
     [Rpc("UpdateModel")] = [MeshAuth.Admin],
     [Rpc("LinkPortfolio")] = [MeshAuth.Admin],
+    [Rpc("PreviewBatchRebalance")] = [MeshAuth.Viewer],
 });
 builder.AddMeshGrpcClient<PricingService.PricingServiceClient>("pricing");
 builder.AddMeshGrpcClient<RiskService.RiskServiceClient>("risk");
@@ -65,6 +66,7 @@ builder.Services.AddSingleton<AutoPlanner>();
 builder.Services.AddHostedService<MonitorLoop>();
 builder.Services.AddHostedService<PlanOutbox>();
 builder.Services.AddSingleton<ModelStore>();
+builder.Services.AddScoped<BatchPlanner>();
 builder.Services.AddSingleton<ModelRollout>();
 builder.Services.AddHostedService(sp => sp.GetRequiredService<ModelRollout>());
 builder.Services.AddHostedService(sp => sp.GetRequiredService<AutoPlanner>());

@@ -1,0 +1,147 @@
+using System.Diagnostics;
+using Grpc.Core;
+using RebalanceMesh.Contracts;
+using RebalanceMesh.Contracts.Common.V1;
+using RebalanceMesh.Contracts.Planning.V1;
+using RebalanceMesh.Domain;
+using RebalanceMesh.Planning.Core;
+using RebalanceMesh.ServiceDefaults;
+
+namespace RebalanceMesh.Planning;
+
+/// <summary>
+/// Previews the plans of many portfolios at once: every instrument they need valued once (one market snapshot for the
+/// whole batch), covariance estimated once per universe (a model's portfolios share it), the plans built a few at a
+/// time through the same pipeline as a single preview, and a report per account and per instrument. An account that
+/// cannot be planned carries the status its own preview would have had; the others are planned.
+/// </summary>
+public sealed class BatchPlanner(PlanningStore store, PlanPipeline pipeline)
+{
+    /// <summary>Portfolios one batch holds at most.</summary>
+    public const int MaxPortfolios = 10_000;
+
+    public async Task<PreviewBatchRebalanceResponse> PreviewAsync(IReadOnlyList<string> portfolioIds, BatchFilter filter, int concurrency, CancellationToken cancellationToken)
+    {
+        using var activity = PlanPipeline.ActivitySource.StartActivity("batch preview");
+        activity?.SetTag("planning.batch.portfolios", portfolioIds.Count);
+
+        // One snapshot over everything the selected portfolios hold or target (read in one round trip).
+        var entries = await store.GetBookEntriesAsync(portfolioIds);
+        var instruments = new HashSet<string>(StringComparer.Ordinal);
+        for (var i = 0; i < portfolioIds.Count; i++)
+        {
+            if (entries[i].Portfolio.IsNull)
+            {
+                continue;
+            }
+
+            var portfolio = Portfolio.Parser.ParseFrom((byte[])entries[i].Portfolio!).ToDomain();
+            var policy = entries[i].Policy.IsNull ? null : Policy.Parser.ParseFrom((byte[])entries[i].Policy!);
+            instruments.UnionWith(PlanPipeline.InstrumentsOf(portfolio,
+                (policy?.Targets.Select(t => t.InstrumentId) ?? []).Concat(policy?.Hedges.Select(h => h.HedgeInstrumentId) ?? [])));
+        }
+
+        var snapshot = await pipeline.GetMarketSnapshotAsync(instruments, cancellationToken);
+        var market = new BatchMarket(snapshot, new SharedMarketData(pipeline.MarketData()));
+        var accounts = new BatchAccount[portfolioIds.Count];
+        await Parallel.ForEachAsync(
+            Enumerable.Range(0, portfolioIds.Count),
+            new ParallelOptions { MaxDegreeOfParallelism = concurrency, CancellationToken = cancellationToken },
+            async (i, token) => accounts[i] = await AccountAsync(portfolioIds[i], filter, market, token));
+
+        var response = Report(accounts);
+        activity?.SetTag("planning.batch.planned", response.Planned);
+        activity?.SetTag("planning.batch.failed", response.Failed);
+        activity?.SetTag("planning.covariance_fetches", market.Market.Fetches);
+        return response;
+    }
+
+    private async Task<BatchAccount> AccountAsync(string portfolioId, BatchFilter filter, BatchMarket market, CancellationToken cancellationToken)
+    {
+        try
+        {
+            var plan = await pipeline.BuildAsync(portfolioId, force: filter == BatchFilter.All, market, cancellationToken);
+            return new BatchAccount
+            {
+                PortfolioId = portfolioId,
+                Status = plan.Status,
+                TotalDrift = plan.TotalDrift,
+                Trades = plan.Legs.Count,
+                EstimatedCost = plan.EstimatedCost,
+                CashBefore = plan.CashBefore,
+                CashAfter = CashAfter(plan),
+                NetValue = plan.NetValue,
+                Plan = plan,
+            };
+        }
+        catch (DomainException ex)
+        {
+            var status = ErrorStatusInterceptor.ToStatus(ex);
+            return new BatchAccount { PortfolioId = portfolioId, Error = new AccountError { Code = status.Code, Message = status.Message } };
+        }
+        catch (RpcException ex) when (ex.StatusCode is not StatusCode.Cancelled && !cancellationToken.IsCancellationRequested)
+        {
+            var code = ex.StatusCode is StatusCode.DeadlineExceeded ? StatusCode.Unavailable : ex.StatusCode;
+            return new BatchAccount { PortfolioId = portfolioId, Error = new AccountError { Code = (int)code, Message = "a service the plan needs could not serve it: " + ex.Status.Detail } };
+        }
+    }
+
+    /// <summary>
+    /// Base-currency cash once every leg has traded at its reference price: trades pay or receive their notional (a
+    /// margined contract's notional moves no cash) and their estimated cost; loan and collateral legs move what they say.
+    /// </summary>
+    public static decimal CashAfter(Plan plan)
+    {
+        var cash = plan.CashBefore.ToDecimal();
+        foreach (var leg in plan.Legs)
+        {
+            if (leg.Kind is LegKind.Unspecified or LegKind.Trade)
+            {
+                var margined = DecimalValue.TryParse(leg.ContractMultiplier, out var multiplier) && multiplier > 0;
+                if (!margined)
+                {
+                    var notional = leg.EstimatedNotional.ToDecimal();
+                    cash += leg.Side == Side.Sell ? notional : -notional;
+                }
+
+                cash -= leg.EstimatedCost?.ToDecimal() ?? 0m;
+            }
+            else
+            {
+                cash += leg.CashChange?.ToDecimal() ?? 0m;
+            }
+        }
+
+        return cash;
+    }
+
+    /// <summary>The report: accounts by portfolio id, instruments by id with what every account's legs trade in them.</summary>
+    public static PreviewBatchRebalanceResponse Report(IReadOnlyList<BatchAccount> accounts)
+    {
+        var response = new PreviewBatchRebalanceResponse { Selected = accounts.Count };
+        response.Accounts.AddRange(accounts.OrderBy(a => a.PortfolioId, StringComparer.Ordinal));
+        response.Planned = accounts.Count(a => a.Error is null && a.Status == PlanStatus.Preview);
+        response.NoAction = accounts.Count(a => a.Error is null && a.Status != PlanStatus.Preview);
+        response.Failed = accounts.Count(a => a.Error is not null);
+        response.EstimatedCost = accounts.Where(a => a.Error is null).Sum(a => a.EstimatedCost.ToDecimal());
+        var trades = accounts.Where(a => a.Plan is not null)
+            .SelectMany(a => a.Plan.Legs.Where(l => l.Kind is LegKind.Unspecified or LegKind.Trade).Select(l => (Account: a.PortfolioId, Leg: l)));
+        foreach (var instrument in trades.GroupBy(t => t.Leg.InstrumentId, StringComparer.Ordinal).OrderBy(g => g.Key, StringComparer.Ordinal))
+        {
+            var bought = instrument.Where(t => t.Leg.Side == Side.Buy).Sum(t => t.Leg.Quantity.ToDecimal());
+            var sold = instrument.Where(t => t.Leg.Side == Side.Sell).Sum(t => t.Leg.Quantity.ToDecimal());
+            response.Instruments.Add(new BatchInstrument
+            {
+                InstrumentId = instrument.Key,
+                Bought = bought,
+                Sold = sold,
+                Net = bought - sold,
+                GrossNotional = instrument.Sum(t => Math.Abs(t.Leg.EstimatedNotional.ToDecimal())),
+                EstimatedCost = instrument.Sum(t => t.Leg.EstimatedCost?.ToDecimal() ?? 0m),
+                Accounts = instrument.Select(t => t.Account).Distinct(StringComparer.Ordinal).Count(),
+            });
+        }
+
+        return response;
+    }
+}

@@ -1,0 +1,139 @@
+using Grpc.Core;
+using RebalanceMesh.Contracts.Common.V1;
+using RebalanceMesh.Contracts.Planning.V1;
+using RebalanceMesh.ServiceDefaults;
+using RebalanceMesh.Testing;
+
+namespace RebalanceMesh.Planning.Tests;
+
+/// <summary>
+/// A batch preview plans many portfolios on one market snapshot: each account's plan is the one its own preview gives,
+/// an account that cannot be planned carries its own preview's status and the others are planned, and the report per
+/// instrument adds up the accounts' legs. Planning and the real pricing service on the in-process test server.
+/// </summary>
+public sealed class BatchPreviewTests : IClassFixture<RedisServer>, IAsyncLifetime
+{
+    private readonly RedisServer _redis;
+    private readonly PricingUnderTest _pricing;
+    private readonly GrpcTestServer<Program> _planning;
+
+    public BatchPreviewTests(RedisServer redis)
+    {
+        _redis = redis;
+        _pricing = new PricingUnderTest(redis);
+        _planning = new GrpcTestServer<Program>(redis, PricingUnderTest.PlanningSettings, _pricing.Route);
+    }
+
+    public async Task InitializeAsync()
+    {
+        await _redis.FlushAsync();
+        await _pricing.WriteQuotesAsync([("DAX", 100m), ("SMI", 50m)]);
+    }
+
+    public async Task DisposeAsync()
+    {
+        await _planning.DisposeAsync();
+        await _pricing.DisposeAsync();
+    }
+
+    private PlanningService.PlanningServiceClient Client(string role) => new(_planning.CreateInvoker(TestAuth.Token(role)));
+
+    private async Task PortfolioAsync(string id, decimal cash, params (string Instrument, decimal Quantity)[] positions)
+    {
+        var portfolio = new Portfolio { PortfolioId = id, BaseCurrency = "EUR", Cash = cash };
+        portfolio.Positions.AddRange(positions.Select(p => new Position { InstrumentId = p.Instrument, Quantity = p.Quantity }));
+        await Client(MeshAuth.Admin).UpsertPortfolioAsync(new UpsertPortfolioRequest { Portfolio = portfolio, ExpectedVersion = -1 });
+    }
+
+    [Fact]
+    public async Task Each_account_gets_its_own_previews_plan_failures_stay_with_their_account_and_instruments_add_up()
+    {
+        var admin = Client(MeshAuth.Admin);
+        await admin.CreateModelAsync(new CreateModelRequest
+        {
+            Model = new Model
+            {
+                ModelId = "half-half",
+                Policy = new Policy { Targets = { new TargetWeight { InstrumentId = "DAX", Weight = 0.5 }, new TargetWeight { InstrumentId = "SMI", Weight = 0.5 } }, AbsoluteBand = 0.05 },
+            },
+        });
+
+        // a1 all cash; a2 on target (50 DAX at 100 and 100 SMI at 50); a3 all SMI and cash; a4 without a policy; "nope" unknown.
+        await PortfolioAsync("a1", 10_000m);
+        await PortfolioAsync("a2", 0m, ("DAX", 50m), ("SMI", 100m));
+        await PortfolioAsync("a3", 5_000m, ("SMI", 100m));
+        await PortfolioAsync("a4", 1_000m);
+        foreach (var id in new[] { "a1", "a2", "a3" })
+        {
+            await admin.LinkPortfolioAsync(new LinkPortfolioRequest { PortfolioId = id, ModelId = "half-half" });
+        }
+
+        var viewer = Client(MeshAuth.Viewer);
+        var batch = await viewer.PreviewBatchRebalanceAsync(new PreviewBatchRebalanceRequest { Portfolios = new PortfolioList { PortfolioIds = { "a3", "a1", "a2", "a4", "nope" } } });
+
+        Assert.Equal((5, 2, 1, 2), (batch.Selected, batch.Planned, batch.NoAction, batch.Failed));
+        Assert.Equal(["a1", "a2", "a3", "a4", "nope"], batch.Accounts.Select(a => a.PortfolioId));
+        var byId = batch.Accounts.ToDictionary(a => a.PortfolioId);
+        Assert.Equal((int)StatusCode.FailedPrecondition, byId["a4"].Error.Code);
+        Assert.Equal((int)StatusCode.NotFound, byId["nope"].Error.Code);
+        Assert.Equal(PlanStatus.NoAction, byId["a2"].Status);
+
+        // Each planned account's legs are those of its own preview (the same quotes), its cash after is its cash less
+        // what its buys cost and its costs, and the drift is the plan's: a1 holds nothing against 50 / 50 (drift 1.0).
+        foreach (var id in new[] { "a1", "a3" })
+        {
+            var single = (await viewer.PreviewRebalanceAsync(new PreviewRebalanceRequest { PortfolioId = id })).Plan;
+            var account = byId[id];
+            Assert.Equal(PlanStatus.Preview, account.Status);
+            Assert.Equal(single.Legs.Select(l => (l.InstrumentId, l.Side, l.Quantity.ToDecimal(), l.ReferencePrice.ToDecimal())),
+                account.Plan.Legs.Select(l => (l.InstrumentId, l.Side, l.Quantity.ToDecimal(), l.ReferencePrice.ToDecimal())));
+            var spent = account.Plan.Legs.Sum(l => (l.Side == Side.Buy ? 1 : -1) * l.EstimatedNotional.ToDecimal()) + account.Plan.Legs.Sum(l => l.EstimatedCost.ToDecimal());
+            Assert.Equal(account.CashBefore.ToDecimal() - spent, account.CashAfter.ToDecimal());
+            Assert.True(account.CashAfter.ToDecimal() >= 0m);
+        }
+
+        Assert.Equal(1.0, byId["a1"].TotalDrift, 9);
+
+        // Per instrument: what the two planned accounts' legs trade, added up.
+        var legs = new[] { byId["a1"], byId["a3"] }.SelectMany(a => a.Plan.Legs.Select(l => (a.PortfolioId, Leg: l))).ToArray();
+        Assert.Equal(legs.Select(l => l.Leg.InstrumentId).Distinct().Order(), batch.Instruments.Select(i => i.InstrumentId));
+        foreach (var instrument in batch.Instruments)
+        {
+            var of = legs.Where(l => l.Leg.InstrumentId == instrument.InstrumentId).ToArray();
+            var bought = of.Where(l => l.Leg.Side == Side.Buy).Sum(l => l.Leg.Quantity.ToDecimal());
+            var sold = of.Where(l => l.Leg.Side == Side.Sell).Sum(l => l.Leg.Quantity.ToDecimal());
+            Assert.Equal((bought, sold, bought - sold), (instrument.Bought.ToDecimal(), instrument.Sold.ToDecimal(), instrument.Net.ToDecimal()));
+            Assert.Equal(of.Sum(l => l.Leg.EstimatedNotional.ToDecimal()), instrument.GrossNotional.ToDecimal());
+            Assert.Equal(of.Select(l => l.PortfolioId).Distinct().Count(), instrument.Accounts);
+        }
+
+        Assert.Equal(byId["a1"].EstimatedCost.ToDecimal() + byId["a2"].EstimatedCost.ToDecimal() + byId["a3"].EstimatedCost.ToDecimal(), batch.EstimatedCost.ToDecimal());
+
+        // By model: its three linked portfolios; valued in one pricing call for the batch.
+        var calls = _pricing.Calls.Requests.Count;
+        var byModel = await viewer.PreviewBatchRebalanceAsync(new PreviewBatchRebalanceRequest { ModelId = "half-half" });
+        Assert.Equal(["a1", "a2", "a3"], byModel.Accounts.Select(a => a.PortfolioId));
+        Assert.Equal(1, _pricing.Calls.Requests.Count - calls);
+
+        // Everything, forced: a2 is on target and stays without action; the others plan as before.
+        var all = await viewer.PreviewBatchRebalanceAsync(new PreviewBatchRebalanceRequest { ModelId = "half-half", Filter = BatchFilter.All });
+        Assert.Equal((2, 1), (all.Planned, all.NoAction));
+    }
+
+    [Fact]
+    public async Task A_batch_is_refused_field_by_field_without_a_selection_with_repeats_or_beyond_its_limits()
+    {
+        var viewer = Client(MeshAuth.Viewer);
+        await RpcAssert.InvalidArgumentAsync(() => viewer.PreviewBatchRebalanceAsync(new PreviewBatchRebalanceRequest()).ResponseAsync, "selection");
+        var fields = await RpcAssert.InvalidArgumentAsync(() => viewer.PreviewBatchRebalanceAsync(new PreviewBatchRebalanceRequest
+        {
+            Portfolios = new PortfolioList { PortfolioIds = { "a", "a", "bad id!" } },
+            Filter = (BatchFilter)9,
+            Concurrency = 65,
+        }).ResponseAsync, "portfolios.portfolio_ids");
+        Assert.Contains("portfolios.portfolio_ids[2]", fields);
+        Assert.Contains("filter", fields);
+        Assert.Contains("concurrency", fields);
+        await RpcAssert.StatusAsync(() => viewer.PreviewBatchRebalanceAsync(new PreviewBatchRebalanceRequest { ModelId = "none" }).ResponseAsync, StatusCode.NotFound);
+    }
+}
