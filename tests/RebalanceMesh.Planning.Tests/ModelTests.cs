@@ -171,8 +171,13 @@ public sealed class ModelTests : IClassFixture<RedisServer>, IAsyncLifetime
         Assert.Equal(["m"], await models.RolloutsAsync());
         Assert.Equal([("DAX", 0.6), ("SMI", 0.4)], Targets(await PolicyOf("p3")));
 
+        // p3's stored policy is corrupt: the round leaves it out (and off the model's list) instead of failing the rest.
+        await _redis.Connection!.GetDatabase().StringSetAsync("pln:policy:p3", new byte[] { 0xFF, 0x07, 0x01 });
         await _server.Services.GetRequiredService<ModelRollout>().RoundAsync(CancellationToken.None);
+        Assert.Equal(2, await models.LinkedCountAsync("m"));
 
+        // Linking it again repairs it.
+        await admin.LinkPortfolioAsync(new LinkPortfolioRequest { PortfolioId = "p3", ModelId = "m" });
         foreach (var id in new[] { "p1", "p2", "p3" })
         {
             var policy = await PolicyOf(id);

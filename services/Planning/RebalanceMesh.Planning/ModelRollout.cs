@@ -39,7 +39,7 @@ public sealed class ModelRollout(ModelStore models, PlanningStore store, TimePro
         {
             await Parallel.ForEachAsync(linked, new ParallelOptions { MaxDegreeOfParallelism = Concurrency, CancellationToken = stop.Token }, async (portfolioId, _) =>
             {
-                var current = await store.GetPolicyAsync(portfolioId);
+                var current = await store.GetReadablePolicyAsync(portfolioId); // unreadable: relinking repairs it
                 if (current?.ModelLink?.ModelId != model.ModelId)
                 {
                     await models.UnlistAsync(model.ModelId, portfolioId); // relinked or unlinked since the set was read

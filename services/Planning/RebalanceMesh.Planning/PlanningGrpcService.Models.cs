@@ -81,7 +81,7 @@ public sealed partial class PlanningGrpcService
         ModelPolicies.ValidateOverrides(check, request.Overrides, "overrides");
         check.ThrowIfInvalid();
         _ = await store.GetPortfolioAsync(request.PortfolioId) ?? throw DomainException.NotFound($"Portfolio '{request.PortfolioId}'");
-        var current = await store.GetPolicyAsync(request.PortfolioId);
+        var current = await store.GetReadablePolicyAsync(request.PortfolioId);
         var following = current?.ModelLink?.ModelId ?? string.Empty;
         Policy next;
         if (request.ModelId.Length > 0)

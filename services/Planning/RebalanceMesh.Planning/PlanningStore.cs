@@ -110,6 +110,21 @@ public sealed class PlanningStore(IConnectionMultiplexer redis, RedisBroadcast<P
         return data.IsNull ? null : Policy.Parser.ParseFrom((byte[])data!);
     }
 
+    /// <summary>The stored policy, or null when there is none or what is stored does not parse (a write repairs it).</summary>
+    public async Task<Policy?> GetReadablePolicyAsync(string portfolioId) => Readable(await Db.StringGetAsync(PolicyKey(portfolioId)));
+
+    private static Policy? Readable(RedisValue stored)
+    {
+        try
+        {
+            return stored.IsNull ? null : Policy.Parser.ParseFrom((byte[])stored!);
+        }
+        catch (InvalidProtocolBufferException)
+        {
+            return null;
+        }
+    }
+
     /// <summary>
     /// Stores a portfolio's policy as its next version (and announces it to the book). <paramref name="alongside"/> adds
     /// writes to the same transaction (a model link's index).
@@ -118,8 +133,8 @@ public sealed class PlanningStore(IConnectionMultiplexer redis, RedisBroadcast<P
         (await SetPolicyIfAsync(policy, _ => true, alongside))!;
 
     /// <summary>
-    /// <see cref="SetPolicyAsync"/> if the stored policy (null: none) still satisfies <paramref name="when"/>, checked
-    /// atomically with the write; null when it does not.
+    /// <see cref="SetPolicyAsync"/> if the stored policy (null: none, or unreadable) still satisfies
+    /// <paramref name="when"/>, checked atomically with the write; null when it does not.
     /// </summary>
     public async Task<Policy?> SetPolicyIfAsync(Policy policy, Func<Policy?, bool> when, Action<ITransaction>? alongside = null)
     {
@@ -127,7 +142,7 @@ public sealed class PlanningStore(IConnectionMultiplexer redis, RedisBroadcast<P
         for (var attempt = 0; attempt < MaxAttempts; attempt++)
         {
             var current = await Db.StringGetAsync(key);
-            if (!when(current.IsNull ? null : Policy.Parser.ParseFrom((byte[])current!)))
+            if (!when(Readable(current)))
             {
                 return null;
             }
