@@ -180,9 +180,9 @@ public sealed class PlanRunnerTests : IClassFixture<RedisServer>, IAsyncLifetime
         var done = await WaitForEndAsync(a, "plan-failing", advance: [a.Clock]);
         Assert.Equal(ExecutionStatus.Failed, done.Status);
         Assert.StartsWith("execution failed 2 times: venue gateway down", done.Message, StringComparison.Ordinal);
+        await a.Runner.WhenIdleAsync(); // the run publishes its end's report and gives the plan back after storing the end
         var report = Assert.Single(a.Reports("plan-failing"), r => r.Kind == ReportKind.PlanDone);
         Assert.Equal(ReportedPlanStatus.Failed, report.PlanStatus);
-        await a.Runner.WhenIdleAsync(); // the run gives the plan back after storing its end
         Assert.Equal(0, await a.Get<RunQueue>().LengthAsync());
     }
 

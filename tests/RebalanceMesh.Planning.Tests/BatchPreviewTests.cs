@@ -1,4 +1,7 @@
 using Grpc.Core;
+using Microsoft.Extensions.DependencyInjection;
+using RebalanceMesh.Contracts.Events.V1;
+using RebalanceMesh.EventBus;
 using RebalanceMesh.Contracts.Common.V1;
 using RebalanceMesh.Contracts.Planning.V1;
 using RebalanceMesh.ServiceDefaults;
@@ -118,6 +121,57 @@ public sealed class BatchPreviewTests : IClassFixture<RedisServer>, IAsyncLifeti
         // Everything, forced: a2 is on target and stays without action; the others plan as before.
         var all = await viewer.PreviewBatchRebalanceAsync(new PreviewBatchRebalanceRequest { ModelId = "half-half", Filter = BatchFilter.All });
         Assert.Equal((2, 1), (all.Planned, all.NoAction));
+    }
+
+    [Fact]
+    public async Task A_submitted_batch_stores_and_sends_each_accounts_plan_once_per_batch_key_and_respects_plans_in_flight()
+    {
+        var admin = Client(MeshAuth.Admin);
+        await admin.CreateModelAsync(new CreateModelRequest
+        {
+            Model = new Model
+            {
+                ModelId = "half-half",
+                Policy = new Policy { Targets = { new TargetWeight { InstrumentId = "DAX", Weight = 0.5 }, new TargetWeight { InstrumentId = "SMI", Weight = 0.5 } }, AbsoluteBand = 0.05 },
+            },
+        });
+        await PortfolioAsync("a1", 10_000m);
+        await PortfolioAsync("a2", 0m, ("DAX", 50m), ("SMI", 100m));
+        await PortfolioAsync("a3", 5_000m, ("SMI", 100m));
+        foreach (var id in new[] { "a1", "a2", "a3" })
+        {
+            await admin.LinkPortfolioAsync(new LinkPortfolioRequest { PortfolioId = id, ModelId = "half-half" });
+        }
+
+        var trader = Client(MeshAuth.Trader);
+        var bus = _planning.Services.GetRequiredService<InMemoryEventBus>();
+        string[] Sent() => [.. bus.Published.Where(e => e.Topic == Topics.PlansApproved)
+            .Select(e => e.ReadData(PlanApproved.Parser).PortfolioId).Order()];
+
+        var first = await trader.SubmitBatchRebalanceAsync(new SubmitBatchRebalanceRequest { ModelId = "half-half", BatchKey = "rebalance-2026-12-05" });
+        Assert.Equal((3, 2, 1, 0), (first.Selected, first.Planned, first.NoAction, first.Failed));
+        var approved = first.Accounts.Where(a => a.Status == PlanStatus.Approved).ToArray();
+        Assert.Equal(["a1", "a3"], approved.Select(a => a.PortfolioId));
+        foreach (var account in approved)
+        {
+            Assert.Equal(account.Plan, (await trader.GetPlanAsync(new GetPlanRequest { PlanId = account.Plan.PlanId })).Plan);
+        }
+
+        Assert.Equal(["a1", "a3"], Sent());
+
+        // The same key again: the same plans, nothing sent twice.
+        var again = await trader.SubmitBatchRebalanceAsync(new SubmitBatchRebalanceRequest { ModelId = "half-half", BatchKey = "rebalance-2026-12-05" });
+        Assert.Equal(first.Accounts.Select(a => a.Plan?.PlanId), again.Accounts.Select(a => a.Plan?.PlanId));
+        Assert.Equal(["a1", "a3"], Sent());
+
+        // Another batch while those plans are in flight: their accounts are refused as SubmitRebalance refuses them.
+        var second = await trader.SubmitBatchRebalanceAsync(new SubmitBatchRebalanceRequest { ModelId = "half-half", BatchKey = "another" });
+        Assert.Equal((2, 1), (second.Failed, second.NoAction));
+        Assert.All(second.Accounts.Where(a => a.Error is not null), a => Assert.Equal((int)StatusCode.FailedPrecondition, a.Error.Code));
+        Assert.Equal(["a1", "a3"], Sent());
+
+        await RpcAssert.StatusAsync(() => Client(MeshAuth.Viewer).SubmitBatchRebalanceAsync(new SubmitBatchRebalanceRequest { ModelId = "half-half", BatchKey = "k" }).ResponseAsync, StatusCode.PermissionDenied);
+        await RpcAssert.InvalidArgumentAsync(() => trader.SubmitBatchRebalanceAsync(new SubmitBatchRebalanceRequest { ModelId = "half-half" }).ResponseAsync, "batch_key");
     }
 
     [Fact]

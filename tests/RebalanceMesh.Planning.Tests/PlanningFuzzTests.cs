@@ -82,10 +82,11 @@ public sealed class PlanningFuzzTests : IClassFixture<RedisServer>, IAsyncLifeti
                 ["UpdateModel"] = new UpdateModelRequest { Model = new Model { ModelId = "fzm", Name = "fuzz", Policy = ValidPolicy() }, ExpectedVersion = 1 },
                 ["GetModel"] = new GetModelRequest { ModelId = "fzm" },
                 ["ListModels"] = new ListModelsRequest { PageSize = 10 },
+                ["SubmitBatchRebalance"] = new SubmitBatchRebalanceRequest { Portfolios = new PortfolioList { PortfolioIds = { "fz" } }, BatchKey = "fuzz" },
                 ["PreviewBatchRebalance"] = new PreviewBatchRebalanceRequest { Portfolios = new PortfolioList { PortfolioIds = { "fz", "fz2" } }, Filter = BatchFilter.All },
                 ["LinkPortfolio"] = new LinkPortfolioRequest { PortfolioId = "fz", ModelId = "fzm", Overrides = new ModelOverrides { CashTarget = 0.1, NoTradeInstruments = { "SMI" } } },
             },
-            writes: new HashSet<string> { "UpsertPortfolio", "SetPolicy", "SetTradingHalt", "SubmitRebalance", "CancelPlan", "CreateModel", "UpdateModel", "LinkPortfolio" },
+            writes: new HashSet<string> { "UpsertPortfolio", "SetPolicy", "SetTradingHalt", "SubmitRebalance", "CancelPlan", "CreateModel", "UpdateModel", "LinkPortfolio", "SubmitBatchRebalance" },
             // Everything planning stores but the monitor's own state (pln:monitor:*), which its heartbeat renews.
             digest: async () => await RequestFuzzer.DigestAsync(_redis.Connection!.GetDatabase(), "pln:[^m]*")
                 + await RequestFuzzer.DigestAsync(_redis.Connection!.GetDatabase(), "pln:mod*"));

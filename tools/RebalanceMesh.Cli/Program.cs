@@ -217,6 +217,27 @@ batch.Subcommands.Add(Rpc("preview", "PreviewBatchRebalance: every selected acco
         return await c.Client.PreviewBatchRebalanceAsync(request, cancellationToken: c.Token);
     },
     batchModelOption, batchPortfoliosOption, batchFilterOption));
+var batchKeyOption = new Option<string>("--key") { Description = "The batch's idempotency key (the same key again returns the plans it made).", Required = true };
+batch.Subcommands.Add(Rpc("submit", "SubmitBatchRebalance: submit every selected account's plan, on one market snapshot, once per batch key.",
+    async c =>
+    {
+        var request = new SubmitBatchRebalanceRequest
+        {
+            Filter = c.Parse.GetValue(batchFilterOption) == "all" ? BatchFilter.All : BatchFilter.OutOfTolerance,
+            BatchKey = c.Parse.GetValue(batchKeyOption)!,
+        };
+        if (c.Parse.GetValue(batchPortfoliosOption) is { } list)
+        {
+            request.Portfolios = new PortfolioList { PortfolioIds = { list.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) } };
+        }
+        else
+        {
+            request.ModelId = c.Parse.GetValue(batchModelOption) ?? string.Empty;
+        }
+
+        return await c.Client.SubmitBatchRebalanceAsync(request, cancellationToken: c.Token);
+    },
+    batchModelOption, batchPortfoliosOption, batchFilterOption, batchKeyOption));
 root.Subcommands.Add(batch);
 
 var watchPortfolioOption = new Option<string?>("--portfolio") { Description = "Watch a portfolio's plans." };

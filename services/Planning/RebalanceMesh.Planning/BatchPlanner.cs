@@ -10,19 +10,44 @@ using RebalanceMesh.ServiceDefaults;
 namespace RebalanceMesh.Planning;
 
 /// <summary>
-/// Previews the plans of many portfolios at once: every instrument they need valued once (one market snapshot for the
-/// whole batch), covariance estimated once per universe (a model's portfolios share it), the plans built a few at a
-/// time through the same pipeline as a single preview, and a report per account and per instrument. An account that
-/// cannot be planned carries the status its own preview would have had; the others are planned.
+/// Previews or submits the plans of many portfolios at once: every instrument they need valued once (one market
+/// snapshot for the whole batch), covariance estimated once per universe (a model's portfolios share it), the plans
+/// built a few at a time through the same pipeline as a single preview (and stored as a single submission stores
+/// them), and a report per account and per instrument. An account that cannot be planned carries the status its own
+/// call would have had; the others are planned.
 /// </summary>
-public sealed class BatchPlanner(PlanningStore store, PlanPipeline pipeline)
+public sealed class BatchPlanner(PlanningStore store, PlanPipeline pipeline, PlanSubmitter submitter)
 {
     /// <summary>Portfolios one batch holds at most.</summary>
     public const int MaxPortfolios = 10_000;
 
-    public async Task<PreviewBatchRebalanceResponse> PreviewAsync(IReadOnlyList<string> portfolioIds, BatchFilter filter, int concurrency, CancellationToken cancellationToken)
+    /// <summary>Each account's preview, on one snapshot.</summary>
+    public Task<PreviewBatchRebalanceResponse> PreviewAsync(IReadOnlyList<string> portfolioIds, BatchFilter filter, int concurrency, CancellationToken cancellationToken) =>
+        RunAsync("batch preview", portfolioIds, concurrency, (id, market, token) => pipeline.BuildAsync(id, force: filter == BatchFilter.All, market, token), cancellationToken);
+
+    /// <summary>Each account's plan submitted under "batch:" + <paramref name="batchKey"/>, on one snapshot.</summary>
+    public async Task<SubmitBatchRebalanceResponse> SubmitAsync(IReadOnlyList<string> portfolioIds, BatchFilter filter, int concurrency, string batchKey, CancellationToken cancellationToken)
     {
-        using var activity = PlanPipeline.ActivitySource.StartActivity("batch preview");
+        var report = await RunAsync("batch submit", portfolioIds, concurrency,
+            (id, market, token) => submitter.SubmitAsync(id, force: filter == BatchFilter.All, "batch:" + batchKey, token, market), cancellationToken);
+        var response = new SubmitBatchRebalanceResponse
+        {
+            BatchKey = batchKey,
+            Selected = report.Selected,
+            Planned = report.Planned,
+            NoAction = report.NoAction,
+            Failed = report.Failed,
+            EstimatedCost = report.EstimatedCost,
+        };
+        response.Accounts.AddRange(report.Accounts);
+        response.Instruments.AddRange(report.Instruments);
+        return response;
+    }
+
+    private async Task<PreviewBatchRebalanceResponse> RunAsync(
+        string name, IReadOnlyList<string> portfolioIds, int concurrency, Func<string, BatchMarket, CancellationToken, Task<Plan>> build, CancellationToken cancellationToken)
+    {
+        using var activity = PlanPipeline.ActivitySource.StartActivity(name);
         activity?.SetTag("planning.batch.portfolios", portfolioIds.Count);
 
         // One snapshot over everything the selected portfolios hold or target (read in one round trip).
@@ -47,7 +72,7 @@ public sealed class BatchPlanner(PlanningStore store, PlanPipeline pipeline)
         await Parallel.ForEachAsync(
             Enumerable.Range(0, portfolioIds.Count),
             new ParallelOptions { MaxDegreeOfParallelism = concurrency, CancellationToken = cancellationToken },
-            async (i, token) => accounts[i] = await AccountAsync(portfolioIds[i], filter, market, token));
+            async (i, token) => accounts[i] = await AccountAsync(portfolioIds[i], market, build, token));
 
         var response = Report(accounts);
         activity?.SetTag("planning.batch.planned", response.Planned);
@@ -56,11 +81,11 @@ public sealed class BatchPlanner(PlanningStore store, PlanPipeline pipeline)
         return response;
     }
 
-    private async Task<BatchAccount> AccountAsync(string portfolioId, BatchFilter filter, BatchMarket market, CancellationToken cancellationToken)
+    private static async Task<BatchAccount> AccountAsync(string portfolioId, BatchMarket market, Func<string, BatchMarket, CancellationToken, Task<Plan>> build, CancellationToken cancellationToken)
     {
         try
         {
-            var plan = await pipeline.BuildAsync(portfolioId, force: filter == BatchFilter.All, market, cancellationToken);
+            var plan = await build(portfolioId, market, cancellationToken);
             return new BatchAccount
             {
                 PortfolioId = portfolioId,
@@ -120,8 +145,8 @@ public sealed class BatchPlanner(PlanningStore store, PlanPipeline pipeline)
     {
         var response = new PreviewBatchRebalanceResponse { Selected = accounts.Count };
         response.Accounts.AddRange(accounts.OrderBy(a => a.PortfolioId, StringComparer.Ordinal));
-        response.Planned = accounts.Count(a => a.Error is null && a.Status == PlanStatus.Preview);
-        response.NoAction = accounts.Count(a => a.Error is null && a.Status != PlanStatus.Preview);
+        response.Planned = accounts.Count(a => a.Error is null && a.Status != PlanStatus.NoAction);
+        response.NoAction = accounts.Count(a => a.Error is null && a.Status == PlanStatus.NoAction);
         response.Failed = accounts.Count(a => a.Error is not null);
         response.EstimatedCost = accounts.Where(a => a.Error is null).Sum(a => a.EstimatedCost.ToDecimal());
         var trades = accounts.Where(a => a.Plan is not null)

@@ -21,7 +21,8 @@ public sealed class PlanSubmitter(PlanningStore store, PlanPipeline pipeline, IE
     private static readonly System.Diagnostics.Metrics.Counter<long> Recovered = Meter.CreateCounter<long>(
         "rebalancemesh.planning.plans.outbox_sent", description: "Approved plans a replica stored but never published, sent to execution from the outbox.");
 
-    public async Task<Plan> SubmitAsync(string portfolioId, bool force, string idempotencyKey, CancellationToken cancellationToken)
+    /// <param name="batch">In a batch: the batch's market snapshot and shared estimates (<see cref="BatchPlanner"/>).</param>
+    public async Task<Plan> SubmitAsync(string portfolioId, bool force, string idempotencyKey, CancellationToken cancellationToken, BatchMarket? batch = null)
     {
         if (await store.GetIdempotentPlanIdAsync(portfolioId, idempotencyKey) is { } existingId
             && await store.GetPlanAsync(existingId) is { } existing)
@@ -42,7 +43,7 @@ public sealed class PlanSubmitter(PlanningStore store, PlanPipeline pipeline, IE
             throw StillExecuting(last);
         }
 
-        var plan = await pipeline.BuildAsync(portfolioId, force, cancellationToken);
+        var plan = await pipeline.BuildAsync(portfolioId, force, batch, cancellationToken);
         if (plan.Status == PlanStatus.Preview)
         {
             plan.Status = PlanStatus.Approved;

@@ -10,51 +10,70 @@ public sealed partial class PlanningGrpcService
     public override async Task<PreviewBatchRebalanceResponse> PreviewBatchRebalance(PreviewBatchRebalanceRequest request, ServerCallContext context)
     {
         var check = new RequestValidator();
-        switch (request.SelectionCase)
-        {
-            case PreviewBatchRebalanceRequest.SelectionOneofCase.ModelId:
-                check.RequireIdentifier(request.ModelId, "model_id");
-                break;
-            case PreviewBatchRebalanceRequest.SelectionOneofCase.Portfolios:
-                var ids = request.Portfolios.PortfolioIds;
-                check.Require(ids.Count > 0, "portfolios.portfolio_ids", "must name at least one portfolio");
-                check.RequireCount(ids.Count, BatchPlanner.MaxPortfolios, "portfolios.portfolio_ids");
-                for (var i = 0; i < ids.Count && i < BatchPlanner.MaxPortfolios; i++)
-                {
-                    check.RequireIdentifier(ids[i], $"portfolios.portfolio_ids[{i}]");
-                }
-
-                check.Require(ids.Distinct(StringComparer.Ordinal).Count() == ids.Count, "portfolios.portfolio_ids", "must not repeat a portfolio");
-                break;
-            default:
-                check.Require(false, "selection", "set model_id or portfolios");
-                break;
-        }
-
-        check.Require(System.Enum.IsDefined(request.Filter), "filter", "is not a known filter");
-        var concurrency = request.Concurrency == 0 ? 16 : request.Concurrency;
-        check.Require(concurrency is >= 1 and <= 64, "concurrency", "must be between 1 and 64");
+        var modelId = request.SelectionCase == PreviewBatchRebalanceRequest.SelectionOneofCase.ModelId ? request.ModelId : null;
+        var (filter, concurrency) = ValidateBatch(check, modelId, request.Portfolios, request.Filter, request.Concurrency);
         check.ThrowIfInvalid();
-
-        IReadOnlyList<string> selected;
-        if (request.SelectionCase == PreviewBatchRebalanceRequest.SelectionOneofCase.ModelId)
-        {
-            _ = await modelStore.GetAsync(request.ModelId) ?? throw DomainException.NotFound($"Model '{request.ModelId}'");
-            selected = [.. (await modelStore.LinkedAsync(request.ModelId)).Order(StringComparer.Ordinal)];
-            if (selected.Count > BatchPlanner.MaxPortfolios)
-            {
-                throw new DomainException(DomainErrorKind.ResourceExhausted, $"Model '{request.ModelId}' has {selected.Count:N0} linked portfolios; a batch holds at most {BatchPlanner.MaxPortfolios:N0} (preview a list).");
-            }
-        }
-        else
-        {
-            selected = request.Portfolios.PortfolioIds;
-        }
-
-        var filter = request.Filter == BatchFilter.Unspecified ? BatchFilter.OutOfTolerance : request.Filter;
-        var report = await batches.PreviewAsync(selected, filter, concurrency, context.CancellationToken);
+        var report = await batches.PreviewAsync(await SelectedAsync(modelId, request.Portfolios), filter, concurrency, context.CancellationToken);
         logger.LogInformation("Batch preview of {Selected} portfolios: {Planned} planned, {NoAction} without action, {Failed} failed",
             report.Selected, report.Planned, report.NoAction, report.Failed);
         return report;
+    }
+
+    public override async Task<SubmitBatchRebalanceResponse> SubmitBatchRebalance(SubmitBatchRebalanceRequest request, ServerCallContext context)
+    {
+        var check = new RequestValidator();
+        var modelId = request.SelectionCase == SubmitBatchRebalanceRequest.SelectionOneofCase.ModelId ? request.ModelId : null;
+        var (filter, concurrency) = ValidateBatch(check, modelId, request.Portfolios, request.Filter, request.Concurrency);
+        check.RequireNotEmpty(request.BatchKey, "batch_key", 100);
+        check.ThrowIfInvalid();
+        var report = await batches.SubmitAsync(await SelectedAsync(modelId, request.Portfolios), filter, concurrency, request.BatchKey, context.CancellationToken);
+        logger.LogInformation("Batch {BatchKey} of {Selected} portfolios submitted: {Planned} plans, {NoAction} without action, {Failed} failed",
+            request.BatchKey, report.Selected, report.Planned, report.NoAction, report.Failed);
+        return report;
+    }
+
+    /// <summary>The selection (a model, or a list: exactly one), the filter and the concurrency of a batch request.</summary>
+    private static (BatchFilter Filter, int Concurrency) ValidateBatch(RequestValidator check, string? modelId, PortfolioList? portfolios, BatchFilter filter, int concurrency)
+    {
+        if (modelId is not null)
+        {
+            check.RequireIdentifier(modelId, "model_id");
+        }
+        else if (portfolios is not null)
+        {
+            var ids = portfolios.PortfolioIds;
+            check.Require(ids.Count > 0, "portfolios.portfolio_ids", "must name at least one portfolio");
+            check.RequireCount(ids.Count, BatchPlanner.MaxPortfolios, "portfolios.portfolio_ids");
+            for (var i = 0; i < ids.Count && i < BatchPlanner.MaxPortfolios; i++)
+            {
+                check.RequireIdentifier(ids[i], $"portfolios.portfolio_ids[{i}]");
+            }
+
+            check.Require(ids.Distinct(StringComparer.Ordinal).Count() == ids.Count, "portfolios.portfolio_ids", "must not repeat a portfolio");
+        }
+        else
+        {
+            check.Require(false, "selection", "set model_id or portfolios");
+        }
+
+        check.Require(System.Enum.IsDefined(filter), "filter", "is not a known filter");
+        var workers = concurrency == 0 ? 16 : concurrency;
+        check.Require(workers is >= 1 and <= 64, "concurrency", "must be between 1 and 64");
+        return (filter == BatchFilter.Unspecified ? BatchFilter.OutOfTolerance : filter, workers);
+    }
+
+    /// <summary>The portfolios a validated selection names: the model's linked ones (by id), or the list.</summary>
+    private async Task<IReadOnlyList<string>> SelectedAsync(string? modelId, PortfolioList? portfolios)
+    {
+        if (modelId is null)
+        {
+            return portfolios!.PortfolioIds;
+        }
+
+        _ = await modelStore.GetAsync(modelId) ?? throw DomainException.NotFound($"Model '{modelId}'");
+        var linked = (await modelStore.LinkedAsync(modelId)).Order(StringComparer.Ordinal).ToArray();
+        return linked.Length <= BatchPlanner.MaxPortfolios
+            ? linked
+            : throw new DomainException(DomainErrorKind.ResourceExhausted, $"Model '{modelId}' has {linked.Length:N0} linked portfolios; a batch holds at most {BatchPlanner.MaxPortfolios:N0} (select a list).");
     }
 }

@@ -34,6 +34,7 @@ builder.AddMeshAuthentication(new Dictionary<string, string[]>
     [Rpc("UpdateModel")] = [MeshAuth.Admin],
     [Rpc("LinkPortfolio")] = [MeshAuth.Admin],
     [Rpc("PreviewBatchRebalance")] = [MeshAuth.Viewer],
+    [Rpc("SubmitBatchRebalance")] = [MeshAuth.Trader],
 });
 builder.AddMeshGrpcClient<PricingService.PricingServiceClient>("pricing");
 builder.AddMeshGrpcClient<RiskService.RiskServiceClient>("risk");
