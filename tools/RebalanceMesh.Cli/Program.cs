@@ -197,6 +197,7 @@ root.Subcommands.Add(Rpc("link-portfolio", "LinkPortfolio: make a portfolio foll
 var batchModelOption = new Option<string?>("--model") { Description = "Every portfolio linked to this model." };
 var batchPortfoliosOption = new Option<string?>("--portfolios") { Description = "These portfolios, comma-separated." };
 var batchFilterOption = new Option<string>("--filter") { Description = "out-of-tolerance (default) or all.", DefaultValueFactory = _ => "out-of-tolerance" };
+batchFilterOption.AcceptOnlyFromAmong("out-of-tolerance", "all");
 var batch = new Command("batch", "Rebalance many portfolios at once: a model's, or a list.");
 batch.Subcommands.Add(Rpc("preview", "PreviewBatchRebalance: every selected account's plan on one market snapshot, with the report per account and per instrument.",
     async c =>
