@@ -48,8 +48,11 @@ public sealed class BatchPreviewTests : IClassFixture<RedisServer>, IAsyncLifeti
         await Client(MeshAuth.Admin).UpsertPortfolioAsync(new UpsertPortfolioRequest { Portfolio = portfolio, ExpectedVersion = -1 });
     }
 
-    [Fact]
-    public async Task Each_account_gets_its_own_previews_plan_failures_stay_with_their_account_and_instruments_add_up()
+    /// <summary>
+    /// Model "half-half" (DAX and SMI at 50 % each, 5 pp band) followed by a1 (all cash), a2 (on target: 50 DAX at 100
+    /// and 100 SMI at 50) and a3 (all SMI and cash).
+    /// </summary>
+    private async Task HalfHalfBookAsync()
     {
         var admin = Client(MeshAuth.Admin);
         await admin.CreateModelAsync(new CreateModelRequest
@@ -60,16 +63,21 @@ public sealed class BatchPreviewTests : IClassFixture<RedisServer>, IAsyncLifeti
                 Policy = new Policy { Targets = { new TargetWeight { InstrumentId = "DAX", Weight = 0.5 }, new TargetWeight { InstrumentId = "SMI", Weight = 0.5 } }, AbsoluteBand = 0.05 },
             },
         });
-
-        // a1 all cash; a2 on target (50 DAX at 100 and 100 SMI at 50); a3 all SMI and cash; a4 without a policy; "nope" unknown.
         await PortfolioAsync("a1", 10_000m);
         await PortfolioAsync("a2", 0m, ("DAX", 50m), ("SMI", 100m));
         await PortfolioAsync("a3", 5_000m, ("SMI", 100m));
-        await PortfolioAsync("a4", 1_000m);
         foreach (var id in new[] { "a1", "a2", "a3" })
         {
             await admin.LinkPortfolioAsync(new LinkPortfolioRequest { PortfolioId = id, ModelId = "half-half" });
         }
+    }
+
+    [Fact]
+    public async Task Each_account_gets_its_own_previews_plan_failures_stay_with_their_account_and_instruments_add_up()
+    {
+        // a4 without a policy; "nope" unknown.
+        await HalfHalfBookAsync();
+        await PortfolioAsync("a4", 1_000m);
 
         var viewer = Client(MeshAuth.Viewer);
         var batch = await viewer.PreviewBatchRebalanceAsync(new PreviewBatchRebalanceRequest { Portfolios = new PortfolioList { PortfolioIds = { "a3", "a1", "a2", "a4", "nope" } } });
@@ -126,22 +134,7 @@ public sealed class BatchPreviewTests : IClassFixture<RedisServer>, IAsyncLifeti
     [Fact]
     public async Task A_submitted_batch_stores_and_sends_each_accounts_plan_once_per_batch_key_and_respects_plans_in_flight()
     {
-        var admin = Client(MeshAuth.Admin);
-        await admin.CreateModelAsync(new CreateModelRequest
-        {
-            Model = new Model
-            {
-                ModelId = "half-half",
-                Policy = new Policy { Targets = { new TargetWeight { InstrumentId = "DAX", Weight = 0.5 }, new TargetWeight { InstrumentId = "SMI", Weight = 0.5 } }, AbsoluteBand = 0.05 },
-            },
-        });
-        await PortfolioAsync("a1", 10_000m);
-        await PortfolioAsync("a2", 0m, ("DAX", 50m), ("SMI", 100m));
-        await PortfolioAsync("a3", 5_000m, ("SMI", 100m));
-        foreach (var id in new[] { "a1", "a2", "a3" })
-        {
-            await admin.LinkPortfolioAsync(new LinkPortfolioRequest { PortfolioId = id, ModelId = "half-half" });
-        }
+        await HalfHalfBookAsync();
 
         var trader = Client(MeshAuth.Trader);
         var bus = _planning.Services.GetRequiredService<InMemoryEventBus>();

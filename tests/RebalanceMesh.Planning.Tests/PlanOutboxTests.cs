@@ -1,3 +1,4 @@
+using Google.Protobuf;
 using Google.Protobuf.WellKnownTypes;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Time.Testing;
@@ -25,7 +26,8 @@ public sealed class PlanOutboxTests : IClassFixture<RedisServer>, IAsyncLifetime
         _server = Host(backgroundRounds: false); // the rounds are called by the test, at the times it chooses
     }
 
-    private GrpcTestServer<Program> Host(bool backgroundRounds) => new(_redis, new Dictionary<string, string?>
+    /// <param name="sent">With background rounds: completed with the first plan the host publishes on plans.approved.</param>
+    private GrpcTestServer<Program> Host(bool backgroundRounds, TaskCompletionSource<PlanApproved>? sent = null) => new(_redis, new Dictionary<string, string?>
     {
         ["Services:pricing:Grpc"] = "http://127.0.0.1:1",
         ["Services:risk:Grpc"] = "http://127.0.0.1:1",
@@ -36,7 +38,24 @@ public sealed class PlanOutboxTests : IClassFixture<RedisServer>, IAsyncLifetime
         {
             services.Remove(services.Single(d => d.ServiceType == typeof(Microsoft.Extensions.Hosting.IHostedService) && d.ImplementationType == typeof(PlanOutbox)));
         }
+        else if (sent is not null)
+        {
+            services.AddSingleton<IEventBus>(sp => new SignallingBus(sp.GetRequiredService<InMemoryEventBus>(), sent));
+        }
     });
+
+    /// <summary>The host's own bus, telling the test when a plan is published.</summary>
+    private sealed class SignallingBus(InMemoryEventBus inner, TaskCompletionSource<PlanApproved> sent) : IEventBus
+    {
+        public async Task PublishAsync(string topic, IMessage message, CancellationToken cancellationToken = default)
+        {
+            await inner.PublishAsync(topic, message, cancellationToken);
+            if (message is PlanApproved approved)
+            {
+                sent.TrySetResult(approved);
+            }
+        }
+    }
 
     public Task InitializeAsync() => _redis.FlushAsync();
 
@@ -97,23 +116,13 @@ public sealed class PlanOutboxTests : IClassFixture<RedisServer>, IAsyncLifetime
         Assert.Empty(Sent());
         await _redis.Connection!.GetDatabase().KeyDeleteAsync("pln:outbox-claim:plan-lost"); // replica-b died; its claim lapses
 
-        // A host's own round runs every Interval of the (virtual) clock.
-        await using var replica = Host(backgroundRounds: true);
-        _ = replica.Server; // started
-        var bus = replica.Services.GetRequiredService<InMemoryEventBus>();
-        for (var i = 0; i < 500 && !bus.Published.Any(e => e.Topic == Topics.PlansApproved); i++)
-        {
-            // The background service makes its timer on its own thread: the clock moves an interval at a time until a
-            // round has run (each on the host's thread pool once its timer fires).
-            if (i % 10 == 0)
-            {
-                _time.Advance(PlanOutbox.Interval);
-            }
-
-            await Task.Delay(10);
-        }
-
-        Assert.Equal(["plan-lost"], bus.Published.Where(e => e.Topic == Topics.PlansApproved).Select(e => e.ReadData(PlanApproved.Parser).PlanId));
+        // A host's own round runs every Interval of the (virtual) clock: one interval after it started, it sends the plan.
+        var sent = new TaskCompletionSource<PlanApproved>(TaskCreationOptions.RunContinuationsAsynchronously);
+        await using var replica = Host(backgroundRounds: true, sent);
+        _ = replica.Server; // started: its timer exists
+        _time.Advance(PlanOutbox.Interval);
+        Assert.Equal("plan-lost", (await sent.Task.WaitAsync(TimeSpan.FromSeconds(30))).PlanId);
+        Assert.Equal(["plan-lost"], replica.Services.GetRequiredService<InMemoryEventBus>().Published.Where(e => e.Topic == Topics.PlansApproved).Select(e => e.ReadData(PlanApproved.Parser).PlanId));
         Assert.Empty(Sent());
     }
 }

@@ -95,6 +95,23 @@ public sealed class ErrorStatusInterceptor(ILogger<ErrorStatusInterceptor> logge
     /// <summary>The status a <see cref="DomainException"/> becomes, with BadRequest details for field violations.</summary>
     public static RpcException ToRpcException(DomainException domain) => ToStatus(domain).ToRpcException();
 
+    /// <summary>
+    /// The status one item of a batch ends with when <paramref name="ex"/> ends it, as the item's own call would have:
+    /// a domain refusal with its details, or the status of a service the item needed (a deadline it missed counts as
+    /// Unavailable). Null when the exception is not the item's own — the batch's call was cancelled, or anything else —
+    /// and fails the whole batch.
+    /// </summary>
+    public static Google.Rpc.Status? ItemStatus(Exception ex, CancellationToken cancellationToken) => ex switch
+    {
+        DomainException domain => ToStatus(domain),
+        RpcException rpc when !cancellationToken.IsCancellationRequested => new Google.Rpc.Status
+        {
+            Code = (int)(rpc.StatusCode is StatusCode.DeadlineExceeded ? StatusCode.Unavailable : rpc.StatusCode),
+            Message = "A service this item needed could not serve it: " + rpc.Status.Detail,
+        },
+        _ => null,
+    };
+
     /// <summary>The google.rpc.Status of a <see cref="DomainException"/>: its code, message and BadRequest details.</summary>
     public static Google.Rpc.Status ToStatus(DomainException domain)
     {

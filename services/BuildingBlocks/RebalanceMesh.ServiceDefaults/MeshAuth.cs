@@ -58,6 +58,9 @@ public static class MeshAuth
 
     /// <summary>The authentication scheme of the mesh credential; only identities it authenticated act as <see cref="Mesh"/>.</summary>
     public const string MeshScheme = "MeshToken";
+
+    /// <summary>Who a call comes from, for logs and audit fields: the token's subject, or "anonymous".</summary>
+    public static string CallerOf(ClaimsPrincipal user) => user.FindFirst("sub")?.Value ?? "anonymous";
     private const string SelectorScheme = "MeshOrBearer";
 
     /// <summary>
@@ -276,7 +279,7 @@ public sealed class RoleAuthorizationInterceptor(RoleRequirements requirements, 
         }
 
         var user = context.GetHttpContext().User;
-        var caller = user.FindFirst("sub")?.Value ?? "anonymous";
+        var caller = MeshAuth.CallerOf(user);
         if (user.Identity?.IsAuthenticated != true)
         {
             logger.LogWarning("Denied {Method}: no valid credentials (caller {Caller}, peer {Peer})", context.Method, caller, context.Peer);

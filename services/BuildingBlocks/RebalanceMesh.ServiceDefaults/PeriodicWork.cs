@@ -20,9 +20,18 @@ public abstract class PeriodicWork(TimeSpan interval, TimeProvider time, ILogger
     /// <summary>One round.</summary>
     protected abstract Task RunRoundAsync(CancellationToken cancellationToken);
 
+    private PeriodicTimer? _timer;
+
+    /// <summary>Makes the timer before the loop runs (on its own thread): once the host has started, its clock drives the rounds.</summary>
+    public override Task StartAsync(CancellationToken cancellationToken)
+    {
+        _timer = new PeriodicTimer(interval, Time);
+        return base.StartAsync(cancellationToken);
+    }
+
     protected sealed override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        using var timer = new PeriodicTimer(interval, Time);
+        using var timer = _timer ?? throw new InvalidOperationException($"{Name}: ExecuteAsync ran before StartAsync.");
         try
         {
             while (await timer.WaitForNextTickAsync(stoppingToken))

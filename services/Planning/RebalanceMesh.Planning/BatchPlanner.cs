@@ -61,9 +61,8 @@ public sealed class BatchPlanner(PlanningStore store, PlanPipeline pipeline, Pla
             }
 
             var portfolio = Portfolio.Parser.ParseFrom((byte[])entries[i].Portfolio!).ToDomain();
-            var policy = entries[i].Policy.IsNull ? null : Policy.Parser.ParseFrom((byte[])entries[i].Policy!);
-            instruments.UnionWith(PlanPipeline.InstrumentsOf(portfolio,
-                (policy?.Targets.Select(t => t.InstrumentId) ?? []).Concat(policy?.Hedges.Select(h => h.HedgeInstrumentId) ?? [])));
+            var policy = entries[i].Policy.IsNull ? null : Policy.Parser.ParseFrom((byte[])entries[i].Policy!).ToDomain();
+            instruments.UnionWith(PlanPipeline.InstrumentsOf(portfolio, policy));
         }
 
         var snapshot = await pipeline.GetMarketSnapshotAsync(instruments, cancellationToken);
@@ -99,15 +98,9 @@ public sealed class BatchPlanner(PlanningStore store, PlanPipeline pipeline, Pla
                 Plan = plan,
             };
         }
-        catch (DomainException ex)
+        catch (Exception ex) when (ErrorStatusInterceptor.ItemStatus(ex, cancellationToken) is { } status)
         {
-            var status = ErrorStatusInterceptor.ToStatus(ex);
             return new BatchAccount { PortfolioId = portfolioId, Error = new AccountError { Code = status.Code, Message = status.Message } };
-        }
-        catch (RpcException ex) when (ex.StatusCode is not StatusCode.Cancelled && !cancellationToken.IsCancellationRequested)
-        {
-            var code = ex.StatusCode is StatusCode.DeadlineExceeded ? StatusCode.Unavailable : ex.StatusCode;
-            return new BatchAccount { PortfolioId = portfolioId, Error = new AccountError { Code = (int)code, Message = "a service the plan needs could not serve it: " + ex.Status.Detail } };
         }
     }
 
@@ -120,10 +113,9 @@ public sealed class BatchPlanner(PlanningStore store, PlanPipeline pipeline, Pla
         var cash = plan.CashBefore.ToDecimal();
         foreach (var leg in plan.Legs)
         {
-            if (leg.Kind is LegKind.Unspecified or LegKind.Trade)
+            if (leg.Kind.IsTrade())
             {
-                var margined = DecimalValue.TryParse(leg.ContractMultiplier, out var multiplier) && multiplier > 0;
-                if (!margined)
+                if (!leg.IsMargined())
                 {
                     var notional = leg.EstimatedNotional.ToDecimal();
                     cash += leg.Side == Side.Sell ? notional : -notional;
@@ -150,7 +142,7 @@ public sealed class BatchPlanner(PlanningStore store, PlanPipeline pipeline, Pla
         response.Failed = accounts.Count(a => a.Error is not null);
         response.EstimatedCost = accounts.Where(a => a.Error is null).Sum(a => a.EstimatedCost.ToDecimal());
         var trades = accounts.Where(a => a.Plan is not null)
-            .SelectMany(a => a.Plan.Legs.Where(l => l.Kind is LegKind.Unspecified or LegKind.Trade).Select(l => (Account: a.PortfolioId, Leg: l)));
+            .SelectMany(a => a.Plan.Legs.Where(l => l.Kind.IsTrade()).Select(l => (Account: a.PortfolioId, Leg: l)));
         foreach (var instrument in trades.GroupBy(t => t.Leg.InstrumentId, StringComparer.Ordinal).OrderBy(g => g.Key, StringComparer.Ordinal))
         {
             var bought = instrument.Where(t => t.Leg.Side == Side.Buy).Sum(t => t.Leg.Quantity.ToDecimal());

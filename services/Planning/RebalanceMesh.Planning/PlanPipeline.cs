@@ -50,6 +50,9 @@ public sealed record MarketSnapshot(MarketMarks Marks, IReadOnlyDictionary<strin
 
     /// <summary>Whether every one of <paramref name="instruments"/> has a usable mark.</summary>
     public bool Covers(IEnumerable<string> instruments) => instruments.All(Marks.Marks.ContainsKey);
+
+    /// <summary>The marks, for a request over <paramref name="instruments"/> they cover; else its refusal.</summary>
+    public MarketMarks MarksFor(IReadOnlyCollection<string> instruments) => Covers(instruments) ? Marks : throw RefusalFor(instruments);
 }
 
 /// <summary>
@@ -168,7 +171,7 @@ public sealed class PlanPipeline(
     /// </summary>
     public static bool Protects(PlanLeg leg) =>
         leg.Purpose is LegPurpose.LiquidationGuard or LegPurpose.MarginGuard
-        || (leg.Purpose == LegPurpose.Unspecified && leg.Kind is not (LegKind.Unspecified or LegKind.Trade));
+        || (leg.Purpose == LegPurpose.Unspecified && !leg.Kind.IsTrade());
 
     private static PlanLeg Purpose(PlanLeg leg, LegPurpose purpose)
     {
@@ -203,9 +206,7 @@ public sealed class PlanPipeline(
         var market = batch?.Market ?? new SharedMarketData(MarketData());
         var (targetPolicy, policyReasons) = await ResolvePolicyAsync(policy, market, cancellationToken);
         var instruments = InstrumentsOf(snapshot, targetPolicy);
-        var marks = batch is { Snapshot: var shared } && shared.Covers(instruments)
-            ? shared.Marks
-            : batch is not null ? throw batch.Snapshot.RefusalFor(instruments) : await GetMarksAsync(instruments, cancellationToken);
+        var marks = batch is null ? await GetMarksAsync(instruments, cancellationToken) : batch.Snapshot.MarksFor(instruments);
         var composed = await PlanComposer.ComposeAsync(snapshot, targetPolicy, marks.Marks, force, market, time, cancellationToken);
         RecordOptimizer(composed);
         var (proposal, guardLegs, marginLegs, hedgeLegs, emergency) = (composed.Proposal, composed.GuardLegs, composed.MarginLegs, composed.Hedges, composed.Emergency);
@@ -275,7 +276,7 @@ public sealed class PlanPipeline(
             plan.Legs.Add(wire);
         }
 
-        foreach (var leg in plan.Legs.Where(l => l.Kind is not (LegKind.Unspecified or LegKind.Trade)))
+        foreach (var leg in plan.Legs.Where(l => !l.Kind.IsTrade()))
         {
             leg.CashChange = leg.CashMoved(snapshot.BaseCurrency);
         }

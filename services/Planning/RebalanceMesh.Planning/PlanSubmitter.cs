@@ -198,7 +198,7 @@ public sealed class PlanSubmitter(PlanningStore store, PlanPipeline pipeline, IE
             FromVenue = l.FromVenue,
             CashChange = l.CashChange,
             Purpose = l.Purpose,
-            Margined = DecimalValue.TryParse(l.ContractMultiplier, out var multiplier) && multiplier > 0,
+            Margined = l.IsMargined(),
         }));
         return approved;
     }

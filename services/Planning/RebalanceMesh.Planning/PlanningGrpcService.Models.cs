@@ -1,6 +1,7 @@
 using Grpc.Core;
 using RebalanceMesh.Contracts.Planning.V1;
 using RebalanceMesh.Domain;
+using RebalanceMesh.ServiceDefaults;
 
 namespace RebalanceMesh.Planning;
 
@@ -10,14 +11,13 @@ public sealed partial class PlanningGrpcService
     /// <summary>How long UpdateModel rewrites linked portfolios itself before leaving the rest to the background rounds.</summary>
     private static readonly TimeSpan RolloutBudget = TimeSpan.FromSeconds(5);
 
-    private static string Caller(ServerCallContext context) => context.GetHttpContext().User.FindFirst("sub")?.Value ?? "anonymous";
 
     public override async Task<CreateModelResponse> CreateModel(CreateModelRequest request, ServerCallContext context)
     {
         var check = new RequestValidator();
         ModelPolicies.ValidateModel(check, request.Model, "model");
         check.ThrowIfInvalid();
-        var stored = await modelStore.CreateAsync(request.Model, Caller(context));
+        var stored = await modelStore.CreateAsync(request.Model, MeshAuth.CallerOf(context.GetHttpContext().User));
         logger.LogInformation("Model {ModelId} created by {Caller}", stored.ModelId, stored.UpdatedBy);
         return new CreateModelResponse { Model = stored };
     }
@@ -28,7 +28,7 @@ public sealed partial class PlanningGrpcService
         ModelPolicies.ValidateModel(check, request.Model, "model");
         check.Require(request.ExpectedVersion >= 1, "expected_version", "must be the version the change was made from (1 or more)");
         check.ThrowIfInvalid();
-        var stored = await modelStore.UpdateAsync(request.Model, request.ExpectedVersion, Caller(context));
+        var stored = await modelStore.UpdateAsync(request.Model, request.ExpectedVersion, MeshAuth.CallerOf(context.GetHttpContext().User));
         var remaining = context.Deadline == DateTime.MaxValue ? RolloutBudget : context.Deadline - DateTime.UtcNow - TimeSpan.FromSeconds(1);
         var budget = remaining < RolloutBudget ? remaining : RolloutBudget;
         var (updated, pending) = budget > TimeSpan.Zero

@@ -182,7 +182,7 @@ public sealed partial class PlanningGrpcService(
             throw new DomainException(DomainErrorKind.FailedPrecondition, $"Plan '{plan.PlanId}' has ended ({plan.Status}); there is nothing to cancel.");
         }
 
-        var caller = context.GetHttpContext().User.FindFirst("sub")?.Value ?? "anonymous";
+        var caller = MeshAuth.CallerOf(context.GetHttpContext().User);
         var updated = await submitter.CancelAsync(plan, caller, request.Reason.Length > 0 ? request.Reason : "cancelled by " + caller, context.CancellationToken);
         return new CancelPlanResponse { Plan = updated };
     }

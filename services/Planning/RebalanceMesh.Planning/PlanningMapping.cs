@@ -659,6 +659,12 @@ public static class PlanningMapping
         _ => null,
     };
 
+    /// <summary>Whether a plan leg is a trade on a venue (a plan stored before leg kinds has its trades unspecified).</summary>
+    public static bool IsTrade(this LegKind kind) => kind is LegKind.Unspecified or LegKind.Trade;
+
+    /// <summary>Whether a leg trades a margined contract (it carries the contract's multiplier): its notional moves no cash.</summary>
+    public static bool IsMargined(this PlanLeg leg) => DecimalValue.TryParse(leg.ContractMultiplier, out var multiplier) && multiplier > 0;
+
     /// <summary>
     /// Free base-currency cash a leg that is not a trade moves when it completes, as the ledger books it (a top-up pays
     /// out its amount); zero for a trade, whose cash depends on its fills.

@@ -386,17 +386,11 @@ public sealed class RiskGrpcService(RiskInputs inputs, RiskBookBuilder books, Gr
         {
             return new Wire.CompareRiskOutcome { Comparison = await CompareAsync(item, cancellationToken) };
         }
-        catch (DomainException ex)
+        catch (Exception ex) when (ErrorStatusInterceptor.ItemStatus(ex, cancellationToken) is { } status)
         {
-            var status = ErrorStatusInterceptor.ToStatus(ex);
             var error = new Wire.ItemError { Code = status.Code, Message = status.Message };
-            error.FieldViolations.AddRange(ex.Violations.Select(v => new Wire.FieldViolation { Field = v.Field, Description = v.Description }));
+            error.FieldViolations.AddRange((ex as DomainException)?.Violations.Select(v => new Wire.FieldViolation { Field = v.Field, Description = v.Description }) ?? []);
             return new Wire.CompareRiskOutcome { Error = error };
-        }
-        catch (RpcException ex) when (!cancellationToken.IsCancellationRequested)
-        {
-            var code = ex.StatusCode is StatusCode.DeadlineExceeded ? StatusCode.Unavailable : ex.StatusCode;
-            return new Wire.CompareRiskOutcome { Error = new Wire.ItemError { Code = (int)code, Message = $"A downstream service could not serve this item: {ex.Status.Detail}" } };
         }
     }
 
