@@ -1,6 +1,7 @@
 using FsCheck;
 using FsCheck.Fluent;
 using RebalanceMesh.Execution.Core;
+using RebalanceMesh.Execution.Core.Blocks;
 using RebalanceMesh.Execution.Core.Runs;
 
 using RebalanceMesh.Execution.Simulators;
@@ -22,6 +23,9 @@ public sealed class ScriptedHost
 
     /// <summary>Answers of operations (loan legs, top-ups, transfers), by leg id; none: accepted in full.</summary>
     public Dictionary<string, OperationDone> Operations { get; } = new(StringComparer.Ordinal);
+
+    /// <summary>Answers a plan's block requests; none: each request is a block of its own, run on this host.</summary>
+    public Func<JoinBlock, BlockJoined>? JoinBlocks { get; set; }
 
     /// <summary>Called after each wait: moves the market for the next slice.</summary>
     public Action<ScriptedHost>? OnWait { get; set; }
@@ -49,10 +53,29 @@ public sealed class ScriptedHost
             Wait => Waited(),
             Rest rest => new Rested(0, 0, 0, rest.Quotes, rest.Venues, string.Empty, 0),
             Report => new Published(),
+            JoinBlock join => Blocks(join),
             _ => null,
         };
         Log.Add((command, answer));
         return answer;
+    }
+
+    private BlockJoined Blocks(JoinBlock join) => JoinBlocks?.Invoke(join) ?? new BlockJoined(join.Requests.Select(r =>
+    {
+        var block = new BlockRun(new BlockOrder("block-" + r.MemberId, r.InstrumentId, r.LotSize, [new BlockMember("plan", "portfolio", r)]));
+        return Drive(block).Shares.Single();
+    }).ToArray());
+
+    /// <summary>Runs a block to its outcome on this host.</summary>
+    public BlockOutcome Drive(BlockRun block)
+    {
+        for (var command = block.Start(); command is not Finished;)
+        {
+            var answer = Answer(block.VenueRun!, command) ?? throw new InvalidOperationException($"no answer to {command}");
+            command = block.Next(answer);
+        }
+
+        return block.Outcome!;
     }
 
     private Waited Waited()

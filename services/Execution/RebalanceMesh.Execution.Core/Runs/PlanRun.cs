@@ -1,4 +1,5 @@
 using System.Globalization;
+using RebalanceMesh.Execution.Core.Blocks;
 
 namespace RebalanceMesh.Execution.Core.Runs;
 
@@ -292,6 +293,11 @@ public sealed class PlanRun
 
         // Limit-price protection: no child beyond the plan's maximum slippage from the arrival price.
         var limit = Plan.MaxSlippageBps > 0 && state.ArrivalPrice is > 0 ? SlippageLimit.For(state.Leg.Side, state.ArrivalPrice.Value, Plan.MaxSlippageBps) : (decimal?)null;
+        if (state.Leg.PriceCap is { } cap)
+        {
+            limit = limit is not { } slippage ? cap : state.Leg.Side == OrderSide.Buy ? Math.Min(slippage, cap) : Math.Max(slippage, cap);
+        }
+
         return new Working(state, market.Quotes, market.Venues, limit);
     }
 
@@ -368,7 +374,17 @@ public sealed class PlanRun
                 }
             }
 
-            foreach (var command in RouteUpTo(due, targets, Prefix))
+            // Legs in the default account join other plans' slices in block orders when the plan allows it (a slice that
+            // rests as a maker first works alone); the rest are routed by the plan itself.
+            var blocked = Plan.Blocks != BlockTrading.Alone && schedule.RestFor == TimeSpan.Zero
+                ? due.Where(r => r.Leg.Account.Length == 0 && r.Leg.HedgesLegId.Length == 0).ToArray()
+                : [];
+            foreach (var command in JoinBlocks(blocked, targets, Prefix))
+            {
+                yield return command;
+            }
+
+            foreach (var command in RouteUpTo(due.Except(blocked).ToArray(), targets, Prefix))
             {
                 yield return command;
             }
@@ -422,12 +438,7 @@ public sealed class PlanRun
                 var children = SmartOrderRouter.Route(new LegOrder(Plan.PlanId, $"{prefix(run)}-r{attempt}", run.Leg.InstrumentId, run.Leg.Side, remaining), usable, run.Quotes, run.Limit, run.Taken);
                 if (children.Count == 0)
                 {
-                    if (run.Limit is not null && SmartOrderRouter.Route(new LegOrder(Plan.PlanId, run.Leg.LegId, run.Leg.InstrumentId, run.Leg.Side, remaining), usable, run.Quotes).Count > 0)
-                    {
-                        run.Stop = string.Create(CultureInfo.InvariantCulture,
-                            $"stopped at the limit {run.Limit.Value:0.######} ({Plan.MaxSlippageBps} bps from arrival {state.ArrivalPrice:0.########}): every remaining venue quotes beyond it");
-                    }
-
+                    StopAtLimit(run, remaining, usable);
                     routing.Remove(run); // nothing more to route for this target
                     continue;
                 }
@@ -442,9 +453,7 @@ public sealed class PlanRun
                     reserved += children.Sum(c => c.Quantity * PlanCash.UnitCost(run.Leg.Side, run.Leg.Margined, Math.Max(c.WorstPrice, c.BestPrice), usable.First(v => v.VenueId == c.VenueId).TakerFeeBps));
                     if (affordable < routed)
                     {
-                        run.Stop = string.Create(CultureInfo.InvariantCulture,
-                            $"stopped by the plan's cash: {Math.Max(available, 0m):0.00} left pays for {affordable:0.########} of the {routed:0.########} routed at their limit prices with fees");
-                        state.CashCuts++;
+                        StopByCash(run, available, affordable, routed);
                     }
                 }
 
@@ -480,6 +489,95 @@ public sealed class PlanRun
                 {
                     run.Venues = venues;
                 }
+            }
+        }
+    }
+
+    /// <summary>A leg whose routing found nothing within its limit, though the venues quote it: it stops at the limit.</summary>
+    private void StopAtLimit(Working run, decimal remaining, IReadOnlyList<VenueSpec> usable)
+    {
+        if (run.Limit is not null && SmartOrderRouter.Route(new LegOrder(Plan.PlanId, run.Leg.LegId, run.Leg.InstrumentId, run.Leg.Side, remaining), usable, run.Quotes).Count > 0)
+        {
+            run.Stop = string.Create(CultureInfo.InvariantCulture,
+                $"stopped at the limit {run.Limit.Value:0.######} ({Plan.MaxSlippageBps} bps from arrival {run.State.ArrivalPrice:0.########}): every remaining venue quotes beyond it");
+        }
+    }
+
+    /// <summary>A leg the plan's cash cut short: it stops after what the cash pays for.</summary>
+    private static void StopByCash(Working run, decimal available, decimal affordable, decimal wanted)
+    {
+        run.Stop = string.Create(CultureInfo.InvariantCulture,
+            $"stopped by the plan's cash: {Math.Max(available, 0m):0.00} left pays for {affordable:0.########} of the {wanted:0.########} routed at their limit prices with fees");
+        run.State.CashCuts++;
+    }
+
+    /// <summary>
+    /// One slice of each leg joins a block order (<see cref="JoinBlock"/>): each asks for what its slice still needs,
+    /// capped at its limit price — or, without one, at the worst price its own routing would walk now — and, for a
+    /// purchase, cut to what the plan's cash pays for at that cap with the dearest venue fee (the plan's cash shared in
+    /// leg order, as routing shares it). The block answers each leg's share of its internal cross and of its venue
+    /// fills; a leg whose block filled less than it asked for stops there and says so.
+    /// </summary>
+    private IEnumerable<RunCommand> JoinBlocks(IReadOnlyList<Working> runs, IReadOnlyDictionary<Working, decimal> targets, Func<Working, string> prefix)
+    {
+        var joining = new List<(Working Run, BlockRequest Request)>(runs.Count);
+        var reserved = 0m;
+        foreach (var run in runs)
+        {
+            var (leg, need) = (run.Leg, targets[run] - run.State.Filled);
+            var usable = run.Venues.Where(v => v.Available).ToArray();
+            if (need <= 0 || run.Stop is not null || usable.Length == 0)
+            {
+                continue;
+            }
+
+            var children = SmartOrderRouter.Route(new LegOrder(Plan.PlanId, leg.LegId, leg.InstrumentId, leg.Side, need), usable, run.Quotes, run.Limit, run.Taken);
+            if (children.Count == 0)
+            {
+                StopAtLimit(run, need, usable);
+                continue;
+            }
+
+            var buy = leg.Side == OrderSide.Buy;
+            var cap = run.Limit ?? (buy ? children.Max(c => c.WorstPrice) : children.Min(c => c.WorstPrice));
+            var quantity = need;
+            if (CashLeft is { } cash)
+            {
+                // A sale's fee (margined) grows with the price it gets: the best bid bounds it.
+                var unit = PlanCash.UnitCost(leg.Side, leg.Margined, buy ? cap : Math.Max(cap, run.Quotes.Max(q => q.Bid)), usable.Max(v => v.TakerFeeBps));
+                quantity = Math.Min(need, PlanCash.Affordable(cash - reserved, unit));
+                reserved += quantity * unit;
+                if (quantity < need)
+                {
+                    StopByCash(run, cash - reserved, quantity, need);
+                }
+
+                if (quantity <= 0)
+                {
+                    continue;
+                }
+            }
+
+            joining.Add((run, new BlockRequest(leg.LegId, $"{Plan.PlanId}:{prefix(run)}", leg.InstrumentId, leg.Side, quantity, leg.LotSize, cap, Plan.Blocks == BlockTrading.BlockAndCross)));
+        }
+
+        if (joining.Count == 0)
+        {
+            yield break;
+        }
+
+        yield return new JoinBlock(joining.Select(j => j.Request).ToArray());
+        var shares = Answer<BlockJoined>().Shares;
+        for (var i = 0; i < joining.Count; i++)
+        {
+            var (run, request) = joining[i];
+            var share = shares[i];
+            run.State.Add(share.Crossed, share.CrossPrice, 0m);
+            run.State.Add(share.Filled, share.AveragePrice, share.Fee);
+            if (share.Crossed + share.Filled < request.Quantity && run.Stop is null)
+            {
+                run.Stop = string.Create(CultureInfo.InvariantCulture,
+                    $"its block order {share.BlockId} filled {share.Crossed + share.Filled:0.########} of the {request.Quantity:0.########} it asked for (the venues' books held no more within the block's price cap)");
             }
         }
     }

@@ -20,6 +20,8 @@ public enum LegAction
 /// <param name="HedgesLegId">For a hedge: the leg it follows, slice by slice.</param>
 /// <param name="FundedByLegId">For a repayment: the sale that funds it (it repays no more than the sale raised).</param>
 /// <param name="CashChange">For a leg that is not a trade: the cash it moves when complete.</param>
+/// <param name="LotSize">For a trade: its instrument's lot (block orders allocate in whole lots of it).</param>
+/// <param name="PriceCap">For a trade: no child beyond this price (a block's tightest member), besides the plan's slippage limit.</param>
 public sealed record RunLeg(
     string LegId,
     int Sequence,
@@ -34,7 +36,9 @@ public sealed record RunLeg(
     string FundedByLegId = "",
     decimal CashChange = 0m,
     string LoanId = "",
-    string FromVenue = "");
+    string FromVenue = "",
+    decimal LotSize = 1m,
+    decimal? PriceCap = null);
 
 /// <summary>How a plan's trade legs are worked (the policy's execution style).</summary>
 /// <param name="TwapSlices">Equal slices (0 or 1: one).</param>
@@ -45,7 +49,8 @@ public sealed record SliceStyle(int TwapSlices = 0, TimeSpan TwapDuration = defa
 /// <summary>An approved plan as execution runs it.</summary>
 /// <param name="CashBudget">The portfolio's free cash when the plan was made; null: no buying-power check.</param>
 /// <param name="MaxSlippageBps">Limit-price protection from each leg's arrival price; 0 is none.</param>
-public sealed record RunPlan(string PlanId, string PortfolioId, IReadOnlyList<RunLeg> Legs, decimal? CashBudget, double MaxSlippageBps, SliceStyle Style);
+/// <param name="Blocks">Whether its trade legs in the default account join other plans' in block orders.</param>
+public sealed record RunPlan(string PlanId, string PortfolioId, IReadOnlyList<RunLeg> Legs, decimal? CashBudget, double MaxSlippageBps, SliceStyle Style, Blocks.BlockTrading Blocks = Blocks.BlockTrading.Alone);
 
 /// <summary>Where a leg or a plan stands.</summary>
 public enum RunStatus
@@ -179,6 +184,7 @@ public sealed record RunFill(string FillId, string ClientOrderId, string Venue, 
 [JsonDerivedType(typeof(OperationDone), "operation")]
 [JsonDerivedType(typeof(Waited), "waited")]
 [JsonDerivedType(typeof(Published), "published")]
+[JsonDerivedType(typeof(Blocks.BlockJoined), "block")]
 public abstract record RunObservation;
 
 /// <summary>Why the plan must stop (a cancel or a trading halt), or null.</summary>
