@@ -19,6 +19,18 @@ public sealed class ExecutionOptions
     /// <summary>Runs of a plan that may fail with an error (not a venue's refusal) before the plan ends FAILED.</summary>
     public int MaxPlanAttempts { get; set; } = 5;
 
+    /// <summary>Block orders: how long a block collects the slices of concurrent plans after its first joins.</summary>
+    public TimeSpan BlockWindow { get; set; } = TimeSpan.FromMilliseconds(100);
+
+    /// <summary>Block orders: the most slices one block takes (it closes at once when full; the next slice starts another).</summary>
+    public int MaxBlockMembers { get; set; } = 2_000;
+
+    /// <summary>
+    /// Fault injection for crash tests, off (zero) in production: how long a block waits after its venue fills and
+    /// before its allocation is committed — a window to kill the service in.
+    /// </summary>
+    public TimeSpan BlockAllocationPause { get; set; } = TimeSpan.Zero;
+
     /// <summary>This replica's name in the run queue: Mesh:InstanceId when set (stable across restarts), else machine and process.</summary>
     public string ReplicaId { get; set; } = string.Empty;
 }

@@ -231,6 +231,118 @@ public sealed class ExecutionStore(IConnectionMultiplexer redis)
     public Task RemoveFromOutboxAsync(IReadOnlyList<ExecutionReport> reports) =>
         Task.WhenAll(reports.Select(r => RemoveFromOutboxAsync(r.ToByteArray())));
 
+    private static RedisKey BlockKey(string blockId) => "exe:block:" + blockId;
+
+    private static RedisKey BlockMemberKey(string memberId) => "exe:block-member:" + memberId;
+
+    private static RedisKey BlockLockKey(string blockId) => "exe:block-lock:" + blockId;
+
+    private static readonly RedisKey BlocksKey = "exe:blocks";
+
+    /// <summary>How long a slice's block stays findable by its member id: longer than any plan can wait to resume.</summary>
+    private static readonly TimeSpan BlockMemberTtl = TimeSpan.FromDays(7);
+
+    /// <summary>
+    /// Records a new block and, for each member, which block it is in — only when no member is in another block yet
+    /// (a plan resumed on another replica may have joined one there). Returns the members already in a block, with
+    /// theirs; empty when the block was recorded.
+    /// </summary>
+    public async Task<IReadOnlyDictionary<string, string>> CreateBlockAsync(Core.Blocks.BlockOrder block, DateTimeOffset at)
+    {
+        var transaction = Db.CreateTransaction();
+        foreach (var member in block.Members)
+        {
+            transaction.AddCondition(Condition.KeyNotExists(BlockMemberKey(member.MemberId)));
+        }
+
+        _ = transaction.HashSetAsync(BlockKey(block.BlockId), "order", System.Text.Json.JsonSerializer.Serialize(block, JournalJson));
+        _ = transaction.SortedSetAddAsync(BlocksKey, block.BlockId, at.ToUnixTimeMilliseconds());
+        foreach (var member in block.Members)
+        {
+            _ = transaction.StringSetAsync(BlockMemberKey(member.MemberId), block.BlockId, BlockMemberTtl);
+        }
+
+        if (await transaction.ExecuteAsync())
+        {
+            return new Dictionary<string, string>();
+        }
+
+        var keys = block.Members.Select(m => BlockMemberKey(m.MemberId)).ToArray();
+        var values = await Db.StringGetAsync(keys);
+        return block.Members.Zip(values).Where(x => !x.Second.IsNull).ToDictionary(x => x.First.MemberId, x => x.Second.ToString(), StringComparer.Ordinal);
+    }
+
+    /// <summary>The block a slice joined, or null.</summary>
+    public async Task<string?> GetBlockOfMemberAsync(string memberId)
+    {
+        var value = await Db.StringGetAsync(BlockMemberKey(memberId));
+        return value.IsNull ? null : value.ToString();
+    }
+
+    /// <summary>A block as recorded and, once allocated, its outcome; null when there is no such block.</summary>
+    public async Task<(Core.Blocks.BlockOrder Order, Core.Blocks.BlockOutcome? Outcome)?> GetBlockAsync(string blockId)
+    {
+        var fields = await Db.HashGetAsync(BlockKey(blockId), ["order", "outcome"]);
+        if (fields[0].IsNull)
+        {
+            return null;
+        }
+
+        var order = System.Text.Json.JsonSerializer.Deserialize<Core.Blocks.BlockOrder>((string)fields[0]!, JournalJson)!;
+        return (order, fields[1].IsNull ? null : System.Text.Json.JsonSerializer.Deserialize<Core.Blocks.BlockOutcome>((string)fields[1]!, JournalJson));
+    }
+
+    /// <summary>The most recent blocks' ids, newest first.</summary>
+    public async Task<IReadOnlyList<string>> GetRecentBlocksAsync(int max) =>
+        (await Db.SortedSetRangeByRankAsync(BlocksKey, 0, max - 1, StackExchange.Redis.Order.Descending)).Select(v => v.ToString()).ToArray();
+
+    /// <summary>
+    /// Commits a block's allocation with the members' fill reports (into the outbox), once: false when the block was
+    /// allocated already (by another replica that resumed it).
+    /// </summary>
+    public Task<bool> CompleteBlockAsync(string blockId, Core.Blocks.BlockOutcome outcome, IReadOnlyList<ExecutionReport> reports)
+    {
+        var transaction = Db.CreateTransaction();
+        transaction.AddCondition(Condition.HashNotExists(BlockKey(blockId), "outcome"));
+        _ = transaction.HashSetAsync(BlockKey(blockId), "outcome", System.Text.Json.JsonSerializer.Serialize(outcome, JournalJson));
+        if (reports.Count > 0)
+        {
+            _ = AddToOutboxAsync(transaction, reports);
+        }
+
+        return transaction.ExecuteAsync();
+    }
+
+    /// <summary>Takes (or renews) the right to run a block for <paramref name="lease"/>: one replica at a time.</summary>
+    public async Task<bool> TryLockBlockAsync(string blockId, string owner, TimeSpan lease)
+    {
+        if (await Db.StringSetAsync(BlockLockKey(blockId), owner, lease, When.NotExists))
+        {
+            return true;
+        }
+
+        // Held: renewed when it is this replica's own.
+        return (bool)await Db.ScriptEvaluateAsync(RenewLockScript, new { key = BlockLockKey(blockId), owner = (RedisValue)owner, ms = (long)lease.TotalMilliseconds });
+    }
+
+    private static readonly LuaScript RenewLockScript = LuaScript.Prepare("""
+        if redis.call('GET', @key) == @owner then
+          redis.call('PEXPIRE', @key, @ms)
+          return 1
+        end
+        return 0
+        """);
+
+    private static readonly LuaScript UnlockScript = LuaScript.Prepare("""
+        if redis.call('GET', @key) == @owner then
+          return redis.call('DEL', @key)
+        end
+        return 0
+        """);
+
+    public Task UnlockBlockAsync(string blockId, string owner) =>
+        Db.ScriptEvaluateAsync(UnlockScript, new { key = BlockLockKey(blockId), owner = (RedisValue)owner });
+
     public Task RequestCancelAsync(string planId, string reason) => Db.StringSetAsync(CancelKey(planId), reason, TimeSpan.FromDays(7));
 
     public async Task<string?> GetCancelReasonAsync(string planId)

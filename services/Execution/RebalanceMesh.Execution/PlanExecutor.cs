@@ -8,6 +8,7 @@ using RebalanceMesh.Contracts.Events.V1;
 using RebalanceMesh.Contracts.Execution.V1;
 using RebalanceMesh.EventBus;
 using RebalanceMesh.Execution.Core;
+using RebalanceMesh.Execution.Core.Blocks;
 using RebalanceMesh.Execution.Core.Runs;
 using RebalanceMesh.MarketState;
 
@@ -25,10 +26,9 @@ namespace RebalanceMesh.Execution;
 /// </summary>
 public sealed class PlanExecutor(
     ExecutionStore store,
-    MarketStateStore market,
     VenueOrders orders,
+    BlockDesk blocks,
     ReportOutbox outbox,
-    IOptions<ExecutionOptions> options,
     TimeProvider time,
     ILogger<PlanExecutor> logger)
 {
@@ -131,31 +131,14 @@ public sealed class PlanExecutor(
             case CheckStop:
                 return new StopChecked(await store.GetPendingStopAsync(plan.PlanId));
             case ReadMarkets read:
-            {
-                // One read of the venues' state and one of the quotes of every instrument asked for.
-                var quotes = market.GetQuotesAsync(read.Queries.Select(q => q.InstrumentId).Distinct(StringComparer.Ordinal).ToArray());
-                var down = await store.GetVenuesDownAsync();
-                var byInstrument = (await quotes).ToLookup(q => q.InstrumentId, VenueOrders.ToVenueQuote, StringComparer.Ordinal);
-                return new MarketsRead(read.Queries.Select(q => new MarketRead(byInstrument[q.InstrumentId].ToArray(), orders.Venues(q.Account, down))).ToArray());
-            }
+                return await orders.ReadMarketsAsync(read);
 
             case ReadVenues venues:
                 return new VenuesRead(await orders.VenuesAsync(venues.Account));
             case SendChildren send:
-            {
-                // The children are independent (distinct venues of a leg, or distinct legs working together): they go at once.
-                using var activity = ActivitySource.StartActivity("send children");
-                activity?.SetTag("execution.children", send.Children.Count);
-                var down = await store.GetVenuesDownAsync();
-                var executions = await Task.WhenAll(send.Children.Select(child =>
-                {
-                    var state = run.Leg(child.LegId);
-                    var leg = plan.Legs.First(l => l.LegId == child.LegId);
-                    var venue = orders.Venues(state.Leg.Account, down).FirstOrDefault(v => v.VenueId == child.Child.VenueId) ?? options.Value.Venues.First(v => v.VenueId == child.Child.VenueId);
-                    return orders.SendAsync(plan, leg, state.Leg.Side, child.Child, venue, child.Quote, state.ArrivalPrice, child.Limit, child.Taken, cancellationToken);
-                }));
-                return new ChildrenDone(executions);
-            }
+                return await orders.SendChildrenAsync(plan, run, send, reportFills: true, cancellationToken);
+            case JoinBlock join:
+                return await blocks.JoinAsync(plan, join, cancellationToken);
 
             case RunOperation operation:
                 return await OperateAsync(plan, plan.Legs.First(l => l.LegId == operation.LegId), operation.Quantity, cancellationToken);

@@ -49,5 +49,6 @@ public static class PlanReports
             Price = price,
             Fee = fee,
             FilledAt = order.UpdatedAt,
+            Source = Contracts.Common.V1.FillSource.Venue,
         });
 }

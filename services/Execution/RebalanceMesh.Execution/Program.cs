@@ -24,6 +24,7 @@ builder.Services.AddSingleton<ExecutionStore>();
 builder.Services.AddSingleton<ReportOutbox>();
 builder.Services.AddHostedService(sp => sp.GetRequiredService<ReportOutbox>());
 builder.Services.AddSingleton<VenueOrders>();
+builder.Services.AddSingleton<BlockDesk>();
 builder.Services.AddSingleton<PlanExecutor>();
 // Accepted plans wait in the run queue (Redis, shared by the replicas); each replica runs up to
 // Execution:MaxConcurrentPlans of them at once, each under a lease that another replica takes when this one dies.

@@ -36,10 +36,17 @@ public static class RunMapping
             l.FundedByLegId,
             DecimalValue.TryParse(l.CashChange, out var change) ? change : 0m,
             l.LoanId,
-            l.FromVenue)).ToArray(),
+            l.FromVenue,
+            DecimalValue.TryParse(l.LotSize, out var lot) && lot > 0 ? lot : 1m)).ToArray(),
         DecimalValue.TryParse(plan.CashBudget, out var budget) ? budget : null,
         plan.MaxSlippageBps,
-        new SliceStyle(plan.TwapSlices, TimeSpan.FromSeconds(plan.TwapDurationSeconds), plan.PovRate, TimeSpan.FromSeconds(plan.PovIntervalSeconds), TimeSpan.FromSeconds(plan.MakerWaitSeconds)));
+        new SliceStyle(plan.TwapSlices, TimeSpan.FromSeconds(plan.TwapDurationSeconds), plan.PovRate, TimeSpan.FromSeconds(plan.PovIntervalSeconds), TimeSpan.FromSeconds(plan.MakerWaitSeconds)),
+        plan.BlockTrading switch
+        {
+            BlockTrading.Block => Core.Blocks.BlockTrading.Block,
+            BlockTrading.BlockAndCross => Core.Blocks.BlockTrading.BlockAndCross,
+            _ => Core.Blocks.BlockTrading.Alone,
+        });
 
     /// <summary>Copies each leg's progress into the execution state (legs in the state's order).</summary>
     public static void Sync(PlanExecution execution, PlanRun run)

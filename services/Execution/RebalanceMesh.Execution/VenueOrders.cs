@@ -178,6 +178,35 @@ public sealed class VenueOrders(
         return new Rested(filled, notional, fees, quotes, await VenuesAsync(state.Leg.Account), order.Venue, taken);
     }
 
+    /// <summary>One read of the venues' state and one of the quotes of every instrument a run asked for.</summary>
+    public async Task<MarketsRead> ReadMarketsAsync(ReadMarkets read)
+    {
+        var quotes = market.GetQuotesAsync(read.Queries.Select(q => q.InstrumentId).Distinct(StringComparer.Ordinal).ToArray());
+        var down = await store.GetVenuesDownAsync();
+        var byInstrument = (await quotes).ToLookup(q => q.InstrumentId, ToVenueQuote, StringComparer.Ordinal);
+        return new MarketsRead(read.Queries.Select(q => new MarketRead(byInstrument[q.InstrumentId].ToArray(), Venues(q.Account, down))).ToArray());
+    }
+
+    /// <summary>
+    /// A run's children, sent at once (they are independent: distinct venues of a leg, or distinct legs working
+    /// together). A block's children (<paramref name="reportFills"/> false) are journaled and recorded like a plan's,
+    /// but their fills are reported to the accounts by the block's allocation instead.
+    /// </summary>
+    public async Task<ChildrenDone> SendChildrenAsync(PlanApproved plan, PlanRun run, SendChildren send, bool reportFills, CancellationToken cancellationToken)
+    {
+        using var activity = PlanExecutor.ActivitySource.StartActivity("send children");
+        activity?.SetTag("execution.children", send.Children.Count);
+        var down = await store.GetVenuesDownAsync();
+        var executions = await Task.WhenAll(send.Children.Select(child =>
+        {
+            var state = run.Leg(child.LegId);
+            var leg = plan.Legs.First(l => l.LegId == child.LegId);
+            var venue = Venues(state.Leg.Account, down).FirstOrDefault(v => v.VenueId == child.Child.VenueId) ?? options.Value.Venues.First(v => v.VenueId == child.Child.VenueId);
+            return SendAsync(plan, leg, state.Leg.Side, child.Child, venue, child.Quote, state.ArrivalPrice, child.Limit, child.Taken, cancellationToken, reportFills);
+        }));
+        return new ChildrenDone(executions);
+    }
+
     /// <summary>The gateway that reaches a venue: the last registered one that handles it; null when none does.</summary>
     public IVenueGateway? Gateway(string venueId) => gateways.LastOrDefault(g => g.Handles(venueId));
 
@@ -191,7 +220,7 @@ public sealed class VenueOrders(
     /// in an earlier delivery answers with its journaled execution (and its fill is reported again; planning applies
     /// each fill id once), a resend of the same client order id is de-duplicated by the venue's record.
     /// </summary>
-    public async Task<VenueExecution> SendAsync(PlanApproved plan, ApprovedLeg leg, OrderSide side, ChildOrder child, VenueSpec venue, VenueQuote? quote, decimal? arrivalPrice, decimal? limit, decimal taken, CancellationToken cancellationToken)
+    public async Task<VenueExecution> SendAsync(PlanApproved plan, ApprovedLeg leg, OrderSide side, ChildOrder child, VenueSpec venue, VenueQuote? quote, decimal? arrivalPrice, decimal? limit, decimal taken, CancellationToken cancellationToken, bool reportFills = true)
     {
         var now = time.GetUtcNow().ToTimestamp();
         var order = await store.GetOrderAsync(child.ClientOrderId) ?? new Order
@@ -231,7 +260,11 @@ public sealed class VenueOrders(
             // Executed in an earlier delivery: its fill report was committed with the order (and relayed when the plan
             // resumed); it is published again for orders journaled before reports went through the outbox — planning
             // applies each fill id once.
-            await outbox.PublishAsync([PlanReports.Fill(plan, leg, order, time.GetUtcNow())], cancellationToken);
+            if (reportFills)
+            {
+                await outbox.PublishAsync([PlanReports.Fill(plan, leg, order, time.GetUtcNow())], cancellationToken);
+            }
+
             return new VenueExecution(order.ClientOrderId, order.Venue, true, order.FilledQuantity.ToDecimal(), order.AveragePrice.ToDecimal(), order.Fees.ToDecimal(), string.Empty);
         }
 
@@ -272,10 +305,14 @@ public sealed class VenueOrders(
         order.AveragePrice = execution.Price;
         order.Fees = execution.Fee;
         order.UpdatedAt = time.GetUtcNow().ToTimestamp();
-        var report = PlanReports.Fill(plan, leg, order, time.GetUtcNow());
+        var report = reportFills ? PlanReports.Fill(plan, leg, order, time.GetUtcNow()) : null;
         await store.SaveOrderAsync(order, report);
         Fills.Add(1, new KeyValuePair<string, object?>("venue", venue.VenueId));
-        await outbox.PublishAsync([report], cancellationToken);
+        if (report is not null)
+        {
+            await outbox.PublishAsync([report], cancellationToken);
+        }
+
         return execution;
     }
 

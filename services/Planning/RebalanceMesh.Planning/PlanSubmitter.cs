@@ -181,6 +181,7 @@ public sealed class PlanSubmitter(PlanningStore store, PlanPipeline pipeline, IE
             PovIntervalSeconds = policy?.ExecutionStyle?.PovIntervalSeconds ?? 0,
             MakerWaitSeconds = policy?.ExecutionStyle?.MakerWaitSeconds ?? 0,
             CashBudget = plan.CashBefore,
+            BlockTrading = policy?.ExecutionStyle?.BlockTrading ?? BlockTrading.Unspecified,
         };
         approved.Legs.AddRange(plan.Legs.Select(l => new ApprovedLeg
         {
@@ -199,6 +200,7 @@ public sealed class PlanSubmitter(PlanningStore store, PlanPipeline pipeline, IE
             CashChange = l.CashChange,
             Purpose = l.Purpose,
             Margined = l.IsMargined(),
+            LotSize = policy is not null && policy.LotSizes.TryGetValue(l.InstrumentId, out var lot) ? lot : null,
         }));
         return approved;
     }

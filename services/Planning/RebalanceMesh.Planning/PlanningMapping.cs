@@ -222,6 +222,8 @@ public static class PlanningMapping
             check.Require(style.PovRate == 0 || style.TwapSlices <= 1, path + ".execution_style.pov_rate", "cannot be combined with TWAP slices");
             check.Require(style.PovRate == 0 || style.PovIntervalSeconds is >= 0.01 and <= 3_600, path + ".execution_style.pov_interval_seconds", "must be between 0.01 and 3,600 with a POV rate");
             check.RequireRange(style.MakerWaitSeconds, 0, 600, path + ".execution_style.maker_wait_seconds");
+            check.Require(System.Enum.IsDefined(style.BlockTrading), path + ".execution_style.block_trading", "is not a known block trading mode");
+            check.Require(style.BlockTrading is BlockTrading.Unspecified or BlockTrading.Alone || style.MakerWaitSeconds == 0, path + ".execution_style.block_trading", "cannot be combined with maker first (a resting slice works alone)");
         }
         check.RequireCount(policy.Hedges.Count, 100, path + ".hedges");
         var hedged = new HashSet<string>(StringComparer.Ordinal);

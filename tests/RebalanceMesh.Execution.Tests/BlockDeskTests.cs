@@ -1,0 +1,217 @@
+using Google.Protobuf.WellKnownTypes;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Time.Testing;
+using RebalanceMesh.Contracts.Common.V1;
+using RebalanceMesh.Contracts.Events.V1;
+using RebalanceMesh.Contracts.Execution.V1;
+using RebalanceMesh.EventBus;
+using RebalanceMesh.Execution.Core;
+using RebalanceMesh.MarketState;
+using RebalanceMesh.Testing;
+
+namespace RebalanceMesh.Execution.Tests;
+
+/// <summary>
+/// Block orders in the execution host, on one real Redis and the simulated venues (no latency), on virtual clocks:
+/// concurrent plans' slices join one block, cross at the mid, go to the venues once per side, and are allocated back
+/// with their own fills; a host stopped between the venues' fills and the allocation is started again and allocates
+/// once, from its journal, without sending anything twice.
+/// </summary>
+public sealed class BlockDeskTests : IClassFixture<RedisServer>, IAsyncLifetime
+{
+    private readonly RedisServer _redis;
+    private readonly DateTimeOffset _clockStart = DateTimeOffset.UtcNow;
+    private readonly List<GrpcTestServer<Program>> _servers = [];
+
+    public BlockDeskTests(RedisServer redis) => _redis = redis;
+
+    public async Task InitializeAsync()
+    {
+        await _redis.FlushAsync();
+        var market = new MarketStateStore(_redis.Connection!, Microsoft.Extensions.Options.Options.Create(new MarketStateOptions()), TimeProvider.System);
+        var now = DateTimeOffset.UtcNow.ToTimestamp();
+        await market.WriteQuotesAsync(
+        [
+            new Quote { Venue = "SIM-A", InstrumentId = "DAX", Bid = 99.9m, Ask = 100.1m, BidSize = 1_000m, AskSize = 1_000m, Timestamp = now },
+            new Quote { Venue = "SIM-B", InstrumentId = "DAX", Bid = 99.8m, Ask = 100.2m, BidSize = 1_000m, AskSize = 1_000m, Timestamp = now },
+        ]);
+    }
+
+    public async Task DisposeAsync()
+    {
+        foreach (var server in _servers)
+        {
+            await server.DisposeAsync();
+        }
+    }
+
+    [Fact]
+    public async Task Concurrent_plans_cross_at_the_mid_and_send_one_block_to_the_venues_allocated_at_its_average_price()
+    {
+        var (server, clock) = Start("A");
+        var plans = new[] { Plan("buy-30", Side.Buy, 30m), Plan("buy-20", Side.Buy, 20m), Plan("sell-40", Side.Sell, 40m) };
+        await RunTogetherAsync(server, clock, plans);
+
+        // 40 cross at the mid (100): the buyers get 24 and 16 (30:20); their 6 and 4 left go to the venues as one
+        // order of 10, filled on SIM-A at 100.1 (all-in cheapest) with a fee of 1.001, allocated 6 and 4.
+        var store = server.Services.GetRequiredService<ExecutionStore>();
+        var blockId = (await store.GetBlockOfMemberAsync("buy-30:L1"))!;
+        Assert.Equal(blockId, await store.GetBlockOfMemberAsync("sell-40:L1"));
+        var venueOrders = await store.GetPlanOrdersAsync(blockId);
+        var order = Assert.Single(venueOrders);
+        Assert.Equal(("SIM-A", 10m, 10m, 100.1m), (order.Venue, order.Quantity.ToDecimal(), order.FilledQuantity.ToDecimal(), order.AveragePrice.ToDecimal()));
+        foreach (var plan in plans)
+        {
+            Assert.Empty(await store.GetPlanOrdersAsync(plan.PlanId)); // no plan sent an order of its own
+        }
+
+        var fills = Fills(server);
+        Assert.Equal(
+            [
+                ("buy-20", FillSource.BlockAllocation, 4m, 100.1m, 0.4004m), ("buy-20", FillSource.InternalCross, 16m, 100m, 0m),
+                ("buy-30", FillSource.BlockAllocation, 6m, 100.1m, 0.6006m), ("buy-30", FillSource.InternalCross, 24m, 100m, 0m),
+                ("sell-40", FillSource.InternalCross, 40m, 100m, 0m),
+            ],
+            fills.Select(f => (f.PlanId, f.Fill.Source, f.Fill.Quantity.ToDecimal(), f.Fill.Price.ToDecimal(), f.Fill.Fee.ToDecimal())).OrderBy(f => f.PlanId, StringComparer.Ordinal).ThenBy(f => f.Source).ToArray());
+        Assert.All(fills, f => Assert.Equal(blockId, f.Fill.BlockId));
+        foreach (var plan in plans)
+        {
+            var execution = (await store.GetExecutionAsync(plan.PlanId))!;
+            Assert.Equal((ExecutionStatus.Completed, plan.Legs[0].Quantity.ToDecimal()), (execution.Status, execution.Legs[0].FilledQuantity.ToDecimal()));
+        }
+
+        var stored = (await store.GetBlockAsync(blockId))!.Value;
+        Assert.Equal(40m, stored.Outcome!.Crossed);
+    }
+
+    [Fact]
+    public async Task A_host_stopped_before_its_block_is_allocated_allocates_it_once_when_started_again()
+    {
+        // The first host pauses between the venues' fills and the allocation (fault injection) and is stopped there.
+        var (first, firstClock) = Start("A", allocationPause: TimeSpan.FromHours(1));
+        var plans = new[] { Plan("a-30", Side.Buy, 30m, BlockTrading.Block), Plan("a-20", Side.Buy, 20m, BlockTrading.Block) };
+        var queue = first.Services.GetRequiredService<RunQueue>();
+        foreach (var plan in plans)
+        {
+            await queue.AcceptAsync(plan, PlanExecutor.NewExecution(plan), null);
+        }
+
+        await first.Services.GetRequiredService<PlanRunner>().TickAsync();
+        await WaitUntilAsync(() => first.Services.GetRequiredService<BlockDesk>().Waiting == 2);
+        firstClock.Advance(TimeSpan.FromSeconds(1));
+        var store = new ExecutionStore(_redis.Connection!); // outlives the hosts
+        string? blockId = null;
+        await WaitUntilAsync(async () => (blockId = await store.GetBlockOfMemberAsync("a-30:L1")) is not null
+            && (await store.GetPlanOrdersAsync(blockId)).Sum(o => o.FilledQuantity.ToDecimal()) == 50m);
+        var before = await store.GetPlanOrdersAsync(blockId!);
+        Assert.Empty(Fills(first));
+        await first.DisposeAsync();
+        _servers.Remove(first);
+        Assert.Null((await store.GetBlockAsync(blockId!))!.Value.Outcome);
+
+        // Started again under its name: the plans resume, find their block, run it on from its journal — nothing is
+        // sent again — and allocate it once.
+        var (second, secondClock) = Start("A");
+        await second.Services.GetRequiredService<PlanRunner>().TickAsync();
+        foreach (var plan in plans)
+        {
+            var execution = await WaitForEndAsync(second.Services.GetRequiredService<ExecutionStore>(), plan.PlanId, secondClock);
+            Assert.Equal((ExecutionStatus.Completed, plan.Legs[0].Quantity.ToDecimal()), (execution.Status, execution.Legs[0].FilledQuantity.ToDecimal()));
+        }
+
+        var after = await store.GetPlanOrdersAsync(blockId!);
+        Assert.Equal(before.Select(o => (o.ClientOrderId, o.FilledQuantity)), after.Select(o => (o.ClientOrderId, o.FilledQuantity)));
+        var fills = Fills(second);
+        Assert.Equal(50m, fills.Sum(f => f.Fill.Quantity.ToDecimal()));
+        Assert.Equal(fills.Count, fills.Select(f => f.Fill.FillId).Distinct().Count());
+        var venueNotional = after.Sum(o => o.FilledQuantity.ToDecimal() * o.AveragePrice.ToDecimal());
+        var average = venueNotional / 50m;
+        Assert.All(fills, f => Assert.Equal(average, f.Fill.Price.ToDecimal()));
+        Assert.Equal(after.Sum(o => o.Fees.ToDecimal()), fills.Sum(f => f.Fill.Fee.ToDecimal()));
+        Assert.Equal([("a-20", 20m), ("a-30", 30m)], fills.Select(f => (f.PlanId, f.Fill.Quantity.ToDecimal())).Order());
+    }
+
+    /// <summary>Accepts the plans, lets the replica start them all, closes their block by moving its clock, and waits for their ends.</summary>
+    private static async Task RunTogetherAsync(GrpcTestServer<Program> server, FakeTimeProvider clock, IReadOnlyList<PlanApproved> plans)
+    {
+        var queue = server.Services.GetRequiredService<RunQueue>();
+        foreach (var plan in plans)
+        {
+            await queue.AcceptAsync(plan, PlanExecutor.NewExecution(plan), null);
+        }
+
+        await server.Services.GetRequiredService<PlanRunner>().TickAsync();
+        await WaitUntilAsync(() => server.Services.GetRequiredService<BlockDesk>().Waiting == plans.Count);
+        clock.Advance(TimeSpan.FromSeconds(1));
+        foreach (var plan in plans)
+        {
+            await WaitForEndAsync(server.Services.GetRequiredService<ExecutionStore>(), plan.PlanId, clock);
+        }
+    }
+
+    private static async Task<PlanExecution> WaitForEndAsync(ExecutionStore store, string planId, FakeTimeProvider clock)
+    {
+        for (var i = 0; i < 400; i++)
+        {
+            if (await store.GetExecutionAsync(planId) is { } execution && PlanExecutor.IsFinal(execution.Status))
+            {
+                return execution;
+            }
+
+            clock.Advance(TimeSpan.FromMilliseconds(500));
+            await Task.Delay(25);
+        }
+
+        throw new TimeoutException($"Plan {planId} did not end.");
+    }
+
+    private static Task WaitUntilAsync(Func<bool> condition) => WaitUntilAsync(() => Task.FromResult(condition()));
+
+    private static async Task WaitUntilAsync(Func<Task<bool>> condition)
+    {
+        for (var i = 0; i < 400; i++)
+        {
+            if (await condition())
+            {
+                return;
+            }
+
+            await Task.Delay(25);
+        }
+
+        throw new TimeoutException("The condition did not hold.");
+    }
+
+    private static List<ExecutionReport> Fills(GrpcTestServer<Program> server) => server.Services.GetRequiredService<InMemoryEventBus>().Published
+        .Where(e => e.Topic == Topics.ExecutionReports).Select(e => e.ReadData(ExecutionReport.Parser)).Where(r => r.Kind == ReportKind.Fill).ToList();
+
+    private (GrpcTestServer<Program> Server, FakeTimeProvider Clock) Start(string name, TimeSpan? allocationPause = null)
+    {
+        var clock = new FakeTimeProvider(_clockStart);
+        var server = new GrpcTestServer<Program>(
+            _redis,
+            SimulatedExecution.Settings(new Dictionary<string, string?>
+            {
+                ["Execution:ReplicaId"] = name,
+                ["Execution:BlockWindow"] = "00:00:01",
+                ["Execution:BlockAllocationPause"] = (allocationPause ?? TimeSpan.Zero).ToString("c", System.Globalization.CultureInfo.InvariantCulture),
+                ["MarketState:VenueStaleAfter"] = "1.00:00:00",
+            }),
+            services =>
+            {
+                services.AddSingleton<TimeProvider>(clock);
+                services.PostConfigure<ExecutionOptions>(o => o.Venues = o.Venues.Select(v => v with { LatencyMs = 0 }).ToList());
+            });
+        _servers.Add(server);
+        _ = server.Services; // started now, on its clock
+        return (server, clock);
+    }
+
+    private static PlanApproved Plan(string id, Side side, decimal quantity, BlockTrading blocks = BlockTrading.BlockAndCross) => new()
+    {
+        PlanId = id,
+        PortfolioId = "p-" + id,
+        BlockTrading = blocks,
+        Legs = { new ApprovedLeg { LegId = "L1", Sequence = 1, InstrumentId = "DAX", Side = side, Quantity = quantity, ReferencePrice = 100m, LotSize = 1m } },
+    };
+}
