@@ -80,8 +80,20 @@ public sealed class BlockDeskTests : IClassFixture<RedisServer>, IAsyncLifetime
             Assert.Equal((ExecutionStatus.Completed, plan.Legs[0].Quantity.ToDecimal()), (execution.Status, execution.Legs[0].FilledQuantity.ToDecimal()));
         }
 
-        var stored = (await store.GetBlockAsync(blockId))!.Value;
-        Assert.Equal(40m, stored.Outcome!.Crossed);
+        // GetBlock shows it whole; bad and unknown ids are answered as such.
+        var client = new ExecutionService.ExecutionServiceClient(server.CreateMeshInvoker());
+        var block = (await client.GetBlockAsync(new GetBlockRequest { BlockId = blockId })).Block;
+        Assert.Equal((true, 40m, 100m, 3), (block.Allocated, block.Crossed.ToDecimal(), block.CrossPrice.ToDecimal(), block.MemberCount));
+        Assert.Equal(order.ClientOrderId, Assert.Single(block.Orders).ClientOrderId);
+        Assert.Equal((Side.Buy, 10m, 10m, 100.1m), (block.Sides.Single().Side, block.Sides[0].Quantity.ToDecimal(), block.Sides[0].Filled.ToDecimal(), block.Sides[0].AveragePrice.ToDecimal()));
+        Assert.Equal(
+            [("buy-20", 16m, 4m), ("buy-30", 24m, 6m), ("sell-40", 40m, 0m)],
+            block.Members.Select(m => (m.PlanId, m.Crossed.ToDecimal(), m.Allocated.ToDecimal())).OrderBy(m => m.PlanId, StringComparer.Ordinal));
+        Assert.Equal(blockId, (await client.ListBlocksAsync(new ListBlocksRequest())).Blocks.Single().BlockId);
+        var bad = await Assert.ThrowsAsync<Grpc.Core.RpcException>(() => client.GetBlockAsync(new GetBlockRequest { BlockId = "" }).ResponseAsync);
+        Assert.Equal(Grpc.Core.StatusCode.InvalidArgument, bad.StatusCode);
+        var unknown = await Assert.ThrowsAsync<Grpc.Core.RpcException>(() => client.GetBlockAsync(new GetBlockRequest { BlockId = "blk-none" }).ResponseAsync);
+        Assert.Equal(Grpc.Core.StatusCode.NotFound, unknown.StatusCode);
     }
 
     [Fact]

@@ -57,6 +57,8 @@ public sealed class ExecutionFuzzTests(RedisServer redis) : IClassFixture<RedisS
                     },
                 },
                 ["GetMarginAccount"] = new GetMarginAccountRequest { Venue = "SIM-B", PortfolioId = "fz" },
+                ["GetBlock"] = new GetBlockRequest { BlockId = "blk-x" },
+                ["ListBlocks"] = new ListBlocksRequest { PageSize = 10 },
             },
             writes: new HashSet<string> { "CancelPlan", "OpenLendingAccount", "SetVenueStatus", "OpenMarginAccount" },
             digest: () => RequestFuzzer.DigestAsync(redis.Connection!.GetDatabase(), "exe:*"));

@@ -76,6 +76,34 @@ public sealed class ExecutionGrpcService(ExecutionStore store, IEnumerable<IVenu
         return response;
     }
 
+    public override async Task<GetBlockResponse> GetBlock(GetBlockRequest request, ServerCallContext context)
+    {
+        var check = new RequestValidator();
+        check.RequireIdentifier(request.BlockId, "block_id");
+        check.ThrowIfInvalid();
+        var (order, outcome) = await store.GetBlockAsync(request.BlockId) ?? throw DomainException.NotFound($"Block '{request.BlockId}'");
+        var block = RunMapping.ToBlock(order, outcome, withMembers: true);
+        block.Orders.AddRange(await store.GetPlanOrdersAsync(request.BlockId));
+        return new GetBlockResponse { Block = block };
+    }
+
+    public override async Task<ListBlocksResponse> ListBlocks(ListBlocksRequest request, ServerCallContext context)
+    {
+        var check = new RequestValidator();
+        check.Require(request.PageSize is >= 0 and <= 500, "page_size", "must be between 0 and 500");
+        check.ThrowIfInvalid();
+        var response = new ListBlocksResponse();
+        foreach (var id in await store.GetRecentBlocksAsync(request.PageSize == 0 ? 50 : request.PageSize))
+        {
+            if (await store.GetBlockAsync(id) is { } stored)
+            {
+                response.Blocks.Add(RunMapping.ToBlock(stored.Order, stored.Outcome, withMembers: false));
+            }
+        }
+
+        return response;
+    }
+
     public override async Task<ListOrdersResponse> ListOrders(ListOrdersRequest request, ServerCallContext context)
     {
         var check = new RequestValidator();

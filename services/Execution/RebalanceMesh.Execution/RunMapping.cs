@@ -3,6 +3,7 @@ using RebalanceMesh.Contracts.Common.V1;
 using RebalanceMesh.Contracts.Events.V1;
 using RebalanceMesh.Contracts.Execution.V1;
 using RebalanceMesh.Execution.Core;
+using RebalanceMesh.Execution.Core.Blocks;
 using RebalanceMesh.Execution.Core.Runs;
 
 namespace RebalanceMesh.Execution;
@@ -43,8 +44,8 @@ public static class RunMapping
         new SliceStyle(plan.TwapSlices, TimeSpan.FromSeconds(plan.TwapDurationSeconds), plan.PovRate, TimeSpan.FromSeconds(plan.PovIntervalSeconds), TimeSpan.FromSeconds(plan.MakerWaitSeconds)),
         plan.BlockTrading switch
         {
-            BlockTrading.Block => Core.Blocks.BlockTrading.Block,
-            BlockTrading.BlockAndCross => Core.Blocks.BlockTrading.BlockAndCross,
+            Contracts.Common.V1.BlockTrading.Block => Core.Blocks.BlockTrading.Block,
+            Contracts.Common.V1.BlockTrading.BlockAndCross => Core.Blocks.BlockTrading.BlockAndCross,
             _ => Core.Blocks.BlockTrading.Alone,
         });
 
@@ -70,5 +71,53 @@ public static class RunMapping
             state.ShortfallBps = progress.ShortfallBps;
             state.ShortfallVsPlanBps = progress.ShortfallVsPlanBps;
         }
+    }
+
+    /// <summary>A block order as the RPCs show it: as recorded, and its outcome once allocated.</summary>
+    public static Block ToBlock(BlockOrder order, BlockOutcome? outcome, bool withMembers)
+    {
+        static Side ToSide(OrderSide side) => side == OrderSide.Buy ? Side.Buy : Side.Sell;
+        var block = new Block
+        {
+            BlockId = order.BlockId,
+            InstrumentId = order.InstrumentId,
+            LotSize = order.LotSize,
+            Allocated = outcome is not null,
+            MemberCount = order.Members.Count,
+        };
+        if (outcome is not null)
+        {
+            block.Crossed = outcome.Crossed;
+            block.CrossPrice = outcome.CrossPrice;
+            block.Sides.AddRange(outcome.Sides.Select(s => new BlockSide { Side = ToSide(s.Side), Quantity = s.Quantity, Filled = s.Filled, AveragePrice = s.AveragePrice, Fees = s.Fees, Message = s.Message }));
+        }
+
+        if (withMembers)
+        {
+            block.Members.AddRange(order.Members.Select((m, i) =>
+            {
+                var member = new BlockMemberShare
+                {
+                    PlanId = m.PlanId,
+                    PortfolioId = m.PortfolioId,
+                    LegId = m.Request.LegId,
+                    Side = ToSide(m.Request.Side),
+                    Requested = m.Request.Quantity,
+                    PriceCap = m.Request.PriceCap,
+                    Cross = m.Request.Cross,
+                };
+                if (outcome?.Shares[i] is { } share)
+                {
+                    member.Crossed = share.Crossed;
+                    member.Allocated = share.Filled;
+                    member.AveragePrice = share.AveragePrice;
+                    member.Fee = share.Fee;
+                }
+
+                return member;
+            }));
+        }
+
+        return block;
     }
 }
