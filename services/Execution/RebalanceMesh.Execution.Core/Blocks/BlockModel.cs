@@ -25,7 +25,14 @@ public enum BlockTrading
 /// already in a block is answered from that block.</param>
 /// <param name="LotSize">Allocations are whole lots of it (a fraction of a lot only when the venues filled one).</param>
 /// <param name="Cross">The plan allows internal crossing.</param>
-public sealed record BlockRequest(string LegId, string MemberId, string InstrumentId, OrderSide Side, decimal Quantity, decimal LotSize, decimal PriceCap, bool Cross);
+public sealed record BlockRequest(string LegId, string MemberId, string InstrumentId, OrderSide Side, decimal Quantity, decimal LotSize, decimal PriceCap, bool Cross)
+{
+    /// <summary>
+    /// A slice of a plan without a limit price is capped this far (basis points) beyond the worst price its own routing
+    /// would walk when it joins: room for the market to move while the block forms, and a bound for the plan's cash.
+    /// </summary>
+    public const double UnlimitedBandBps = 50;
+}
 
 /// <summary>A request in a block, with the plan and portfolio it books to.</summary>
 public sealed record BlockMember(string PlanId, string PortfolioId, BlockRequest Request)

@@ -513,7 +513,8 @@ public sealed class PlanRun
 
     /// <summary>
     /// One slice of each leg joins a block order (<see cref="JoinBlock"/>): each asks for what its slice still needs,
-    /// capped at its limit price — or, without one, at the worst price its own routing would walk now — and, for a
+    /// capped at its limit price — or, without one, <see cref="BlockRequest.UnlimitedBandBps"/> beyond the worst price
+    /// its own routing would walk now (the block forms over a short window, and the market moves) — and, for a
     /// purchase, cut to what the plan's cash pays for at that cap with the dearest venue fee (the plan's cash shared in
     /// leg order, as routing shares it). The block answers each leg's share of its internal cross and of its venue
     /// fills; a leg whose block filled less than it asked for stops there and says so.
@@ -539,7 +540,7 @@ public sealed class PlanRun
             }
 
             var buy = leg.Side == OrderSide.Buy;
-            var cap = run.Limit ?? (buy ? children.Max(c => c.WorstPrice) : children.Min(c => c.WorstPrice));
+            var cap = run.Limit ?? SlippageLimit.For(leg.Side, buy ? children.Max(c => c.WorstPrice) : children.Min(c => c.WorstPrice), BlockRequest.UnlimitedBandBps);
             var quantity = need;
             if (CashLeft is { } cash)
             {
