@@ -168,6 +168,74 @@ public sealed class BatchPreviewTests : IClassFixture<RedisServer>, IAsyncLifeti
     }
 
     [Fact]
+    public async Task The_new_cash_filter_takes_the_accounts_whose_cash_exceeds_their_target_cash_by_more_than_the_band()
+    {
+        // a1 is all cash (100 % against a target of 0 %), a3 half cash; a2 is on target with no cash; a5 holds only DAX
+        // — out of tolerance, but with no new cash.
+        await HalfHalfBookAsync();
+        await PortfolioAsync("a5", 0m, ("DAX", 100m));
+        await Client(MeshAuth.Admin).LinkPortfolioAsync(new LinkPortfolioRequest { PortfolioId = "a5", ModelId = "half-half" });
+        var viewer = Client(MeshAuth.Viewer);
+
+        var report = await viewer.PreviewBatchRebalanceAsync(new PreviewBatchRebalanceRequest { ModelId = "half-half", Filter = BatchFilter.NewCash });
+        Assert.Equal((4, 2, 2, 0), (report.Selected, report.Planned, report.NoAction, report.Failed));
+        Assert.Equal(
+            [("a1", PlanStatus.Preview, ""), ("a2", PlanStatus.NoAction, "no new cash: cash is 0.00 % of net value, within 5.00 % of its target 0.00 %"),
+             ("a3", PlanStatus.Preview, ""), ("a5", PlanStatus.NoAction, "no new cash: cash is 0.00 % of net value, within 5.00 % of its target 0.00 %")],
+            report.Accounts.Select(a => (a.PortfolioId, a.Status, a.FilteredOut)));
+
+        // Out of tolerance takes a5 instead of leaving it out; the new-cash plans are the forced previews' own.
+        var tolerance = await viewer.PreviewBatchRebalanceAsync(new PreviewBatchRebalanceRequest { ModelId = "half-half" });
+        Assert.Equal(PlanStatus.Preview, tolerance.Accounts.Single(a => a.PortfolioId == "a5").Status);
+        var own = (await viewer.PreviewRebalanceAsync(new PreviewRebalanceRequest { PortfolioId = "a1", Force = true })).Plan;
+        Assert.Equal(own.Legs.Select(l => (l.InstrumentId, l.Quantity)), report.Accounts[0].Plan.Legs.Select(l => (l.InstrumentId, l.Quantity)));
+    }
+
+    [Fact]
+    public async Task WatchBatch_streams_every_plan_then_what_changes_until_every_plan_has_ended()
+    {
+        await HalfHalfBookAsync();
+        var submitted = await Client(MeshAuth.Trader).SubmitBatchRebalanceAsync(new SubmitBatchRebalanceRequest { ModelId = "half-half", BatchKey = "watched" });
+        var plans = submitted.Accounts.Where(a => a.Status == PlanStatus.Approved).ToDictionary(a => a.PortfolioId, a => a.Plan.PlanId);
+        Assert.Equal(["a1", "a3"], plans.Keys.Order());
+
+        using var watch = Client(MeshAuth.Viewer).WatchBatch(new WatchBatchRequest { BatchKey = "watched" });
+        Assert.True(await watch.ResponseStream.MoveNext(CancellationToken.None));
+        var first = watch.ResponseStream.Current.Progress;
+        Assert.Equal(("watched", 2, 2, 0, false), (first.BatchKey, first.Plans, first.Approved, first.Completed, first.Done));
+        Assert.Equal(["a1", "a3"], first.Changed.Select(c => c.PortfolioId));
+
+        // Execution reports both ends: one completed, one failed; the stream says so and ends.
+        var bus = _planning.Services.GetRequiredService<InMemoryEventBus>();
+        foreach (var (portfolio, status) in new[] { ("a1", ReportedPlanStatus.Completed), ("a3", ReportedPlanStatus.Failed) })
+        {
+            await bus.PublishAsync(Topics.ExecutionReports, new ExecutionReport
+            {
+                ReportId = "end-" + portfolio,
+                PlanId = plans[portfolio],
+                PortfolioId = portfolio,
+                Kind = ReportKind.PlanDone,
+                PlanStatus = status,
+                Message = "reported by the test",
+                ReportedAt = Google.Protobuf.WellKnownTypes.Timestamp.FromDateTimeOffset(DateTimeOffset.UtcNow),
+            });
+        }
+
+        var messages = new List<BatchProgress>();
+        while (await watch.ResponseStream.MoveNext(CancellationToken.None))
+        {
+            messages.Add(watch.ResponseStream.Current.Progress);
+        }
+
+        var last = messages[^1];
+        Assert.Equal((true, 1, 1, 0, 0), (last.Done, last.Completed, last.Failed, last.Approved, last.Executing));
+        Assert.Equal(["a1", "a3"], messages.SelectMany(m => m.Changed).Where(c => c.Status.IsFinal()).Select(c => c.PortfolioId).Order());
+
+        await RpcAssert.StatusAsync(() => Client(MeshAuth.Viewer).WatchBatch(new WatchBatchRequest { BatchKey = "never" }).ResponseStream.MoveNext(CancellationToken.None), StatusCode.NotFound);
+        await RpcAssert.InvalidArgumentAsync(() => Client(MeshAuth.Viewer).WatchBatch(new WatchBatchRequest()).ResponseStream.MoveNext(CancellationToken.None), "batch_key");
+    }
+
+    [Fact]
     public async Task A_batch_is_refused_field_by_field_without_a_selection_with_repeats_or_beyond_its_limits()
     {
         var viewer = Client(MeshAuth.Viewer);

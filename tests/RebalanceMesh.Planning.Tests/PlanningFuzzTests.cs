@@ -84,6 +84,7 @@ public sealed class PlanningFuzzTests : IClassFixture<RedisServer>, IAsyncLifeti
                 ["ListModels"] = new ListModelsRequest { PageSize = 10 },
                 ["SubmitBatchRebalance"] = new SubmitBatchRebalanceRequest { Portfolios = new PortfolioList { PortfolioIds = { "fz" } }, BatchKey = "fuzz" },
                 ["PreviewBatchRebalance"] = new PreviewBatchRebalanceRequest { Portfolios = new PortfolioList { PortfolioIds = { "fz", "fz2" } }, Filter = BatchFilter.All },
+                ["WatchBatch"] = new WatchBatchRequest { BatchKey = "fuzz" },
                 ["LinkPortfolio"] = new LinkPortfolioRequest { PortfolioId = "fz", ModelId = "fzm", Overrides = new ModelOverrides { CashTarget = 0.1, NoTradeInstruments = { "SMI" } } },
             },
             writes: new HashSet<string> { "UpsertPortfolio", "SetPolicy", "SetTradingHalt", "SubmitRebalance", "CancelPlan", "CreateModel", "UpdateModel", "LinkPortfolio", "SubmitBatchRebalance" },

@@ -196,15 +196,21 @@ root.Subcommands.Add(Rpc("link-portfolio", "LinkPortfolio: make a portfolio foll
 
 var batchModelOption = new Option<string?>("--model") { Description = "Every portfolio linked to this model." };
 var batchPortfoliosOption = new Option<string?>("--portfolios") { Description = "These portfolios, comma-separated." };
-var batchFilterOption = new Option<string>("--filter") { Description = "out-of-tolerance (default) or all.", DefaultValueFactory = _ => "out-of-tolerance" };
-batchFilterOption.AcceptOnlyFromAmong("out-of-tolerance", "all");
+var batchFilterOption = new Option<string>("--filter") { Description = "out-of-tolerance (default), new-cash or all.", DefaultValueFactory = _ => "out-of-tolerance" };
+batchFilterOption.AcceptOnlyFromAmong("out-of-tolerance", "new-cash", "all");
+BatchFilter BatchFilterOf(ParseResult parse) => parse.GetValue(batchFilterOption) switch
+{
+    "all" => BatchFilter.All,
+    "new-cash" => BatchFilter.NewCash,
+    _ => BatchFilter.OutOfTolerance,
+};
 var batch = new Command("batch", "Rebalance many portfolios at once: a model's, or a list.");
 batch.Subcommands.Add(Rpc("preview", "PreviewBatchRebalance: every selected account's plan on one market snapshot, with the report per account and per instrument.",
     async c =>
     {
         var request = new PreviewBatchRebalanceRequest
         {
-            Filter = c.Parse.GetValue(batchFilterOption) == "all" ? BatchFilter.All : BatchFilter.OutOfTolerance,
+            Filter = BatchFilterOf(c.Parse),
         };
         if (c.Parse.GetValue(batchPortfoliosOption) is { } list)
         {
@@ -224,7 +230,7 @@ batch.Subcommands.Add(Rpc("submit", "SubmitBatchRebalance: submit every selected
     {
         var request = new SubmitBatchRebalanceRequest
         {
-            Filter = c.Parse.GetValue(batchFilterOption) == "all" ? BatchFilter.All : BatchFilter.OutOfTolerance,
+            Filter = BatchFilterOf(c.Parse),
             BatchKey = c.Parse.GetValue(batchKeyOption)!,
         };
         if (c.Parse.GetValue(batchPortfoliosOption) is { } list)
@@ -239,6 +245,15 @@ batch.Subcommands.Add(Rpc("submit", "SubmitBatchRebalance: submit every selected
         return await c.Client.SubmitBatchRebalanceAsync(request, cancellationToken: c.Token);
     },
     batchModelOption, batchPortfoliosOption, batchFilterOption, batchKeyOption));
+var batchWatch = new Command("watch", "WatchBatch: a submitted batch's plans by status, as they execute, until every plan has ended.") { batchKeyOption };
+batchWatch.SetAction(async (parse, ct) =>
+{
+    using var channel = Repo.PlanningChannel(parse.GetValue(repoOption), parse.GetValue(planningOption));
+    var client = new PlanningService.PlanningServiceClient(channel.WithDefaultDeadline());
+    var call = client.WatchBatch(new WatchBatchRequest { BatchKey = parse.GetValue(batchKeyOption)! }, cancellationToken: ct);
+    return await Output.StreamAsync(call, update => Output.Print(update, parse.GetValue(jsonOption)), limit: 0, ct);
+});
+batch.Subcommands.Add(batchWatch);
 root.Subcommands.Add(batch);
 
 var watchPortfolioOption = new Option<string?>("--portfolio") { Description = "Watch a portfolio's plans." };

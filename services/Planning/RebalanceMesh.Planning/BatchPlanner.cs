@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using Google.Protobuf.WellKnownTypes;
 using Grpc.Core;
 using RebalanceMesh.Contracts;
 using RebalanceMesh.Contracts.Common.V1;
@@ -16,20 +17,23 @@ namespace RebalanceMesh.Planning;
 /// them), and a report per account and per instrument. An account that cannot be planned carries the status its own
 /// call would have had; the others are planned.
 /// </summary>
-public sealed class BatchPlanner(PlanningStore store, PlanPipeline pipeline, PlanSubmitter submitter)
+public sealed class BatchPlanner(PlanningStore store, PlanPipeline pipeline, PlanSubmitter submitter, TimeProvider time)
 {
     /// <summary>Portfolios one batch holds at most.</summary>
     public const int MaxPortfolios = 10_000;
 
     /// <summary>Each account's preview, on one snapshot.</summary>
     public Task<PreviewBatchRebalanceResponse> PreviewAsync(IReadOnlyList<string> portfolioIds, BatchFilter filter, int concurrency, CancellationToken cancellationToken) =>
-        RunAsync("batch preview", portfolioIds, concurrency, (id, market, token) => pipeline.BuildAsync(id, force: filter == BatchFilter.All, market, token), cancellationToken);
+        RunAsync("batch preview", portfolioIds, filter, concurrency, (id, market, token) => pipeline.BuildAsync(id, force: filter != BatchFilter.OutOfTolerance, market, token), cancellationToken);
 
-    /// <summary>Each account's plan submitted under "batch:" + <paramref name="batchKey"/>, on one snapshot.</summary>
-    public async Task<SubmitBatchRebalanceResponse> SubmitAsync(IReadOnlyList<string> portfolioIds, BatchFilter filter, int concurrency, string batchKey, CancellationToken cancellationToken)
+    /// <summary>
+    /// Each account's plan submitted under "batch:" + <paramref name="batchKey"/>, on one snapshot; the batch's plans
+    /// are recorded under its key (for WatchBatch).
+    /// </summary>
+    public async Task<SubmitBatchRebalanceResponse> SubmitAsync(IReadOnlyList<string> portfolioIds, BatchFilter filter, int concurrency, string batchKey, string caller, CancellationToken cancellationToken)
     {
-        var report = await RunAsync("batch submit", portfolioIds, concurrency,
-            (id, market, token) => submitter.SubmitAsync(id, force: filter == BatchFilter.All, "batch:" + batchKey, token, market), cancellationToken);
+        var report = await RunAsync("batch submit", portfolioIds, filter, concurrency,
+            (id, market, token) => submitter.SubmitAsync(id, force: filter != BatchFilter.OutOfTolerance, "batch:" + batchKey, token, market), cancellationToken);
         var response = new SubmitBatchRebalanceResponse
         {
             BatchKey = batchKey,
@@ -41,18 +45,24 @@ public sealed class BatchPlanner(PlanningStore store, PlanPipeline pipeline, Pla
         };
         response.Accounts.AddRange(report.Accounts);
         response.Instruments.AddRange(report.Instruments);
+        var record = new BatchRecord { BatchKey = batchKey, SubmittedAt = time.GetUtcNow().ToTimestamp(), SubmittedBy = caller };
+        record.Plans.AddRange(report.Accounts.Where(a => a.Plan is { PlanId.Length: > 0 } && a.Status != PlanStatus.NoAction)
+            .Select(a => new BatchPlanState { PortfolioId = a.PortfolioId, PlanId = a.Plan.PlanId, Status = a.Plan.Status, StatusMessage = a.Plan.StatusMessage }));
+        await store.SetBatchAsync(record);
         return response;
     }
 
     private async Task<PreviewBatchRebalanceResponse> RunAsync(
-        string name, IReadOnlyList<string> portfolioIds, int concurrency, Func<string, BatchMarket, CancellationToken, Task<Plan>> build, CancellationToken cancellationToken)
+        string name, IReadOnlyList<string> portfolioIds, BatchFilter filter, int concurrency, Func<string, BatchMarket, CancellationToken, Task<Plan>> build, CancellationToken cancellationToken)
     {
         using var activity = PlanPipeline.ActivitySource.StartActivity(name);
         activity?.SetTag("planning.batch.portfolios", portfolioIds.Count);
+        activity?.SetTag("planning.batch.filter", filter.ToString());
 
         // One snapshot over everything the selected portfolios hold or target (read in one round trip).
         var entries = await store.GetBookEntriesAsync(portfolioIds);
         var instruments = new HashSet<string>(StringComparer.Ordinal);
+        var policies = new Policy?[portfolioIds.Count];
         for (var i = 0; i < portfolioIds.Count; i++)
         {
             if (entries[i].Portfolio.IsNull)
@@ -61,8 +71,8 @@ public sealed class BatchPlanner(PlanningStore store, PlanPipeline pipeline, Pla
             }
 
             var portfolio = Portfolio.Parser.ParseFrom((byte[])entries[i].Portfolio!).ToDomain();
-            var policy = entries[i].Policy.IsNull ? null : Policy.Parser.ParseFrom((byte[])entries[i].Policy!).ToDomain();
-            instruments.UnionWith(PlanPipeline.InstrumentsOf(portfolio, policy));
+            policies[i] = entries[i].Policy.IsNull ? null : Policy.Parser.ParseFrom((byte[])entries[i].Policy!);
+            instruments.UnionWith(PlanPipeline.InstrumentsOf(portfolio, policies[i]?.ToDomain()));
         }
 
         var snapshot = await pipeline.GetMarketSnapshotAsync(instruments, cancellationToken);
@@ -71,13 +81,47 @@ public sealed class BatchPlanner(PlanningStore store, PlanPipeline pipeline, Pla
         await Parallel.ForEachAsync(
             Enumerable.Range(0, portfolioIds.Count),
             new ParallelOptions { MaxDegreeOfParallelism = concurrency, CancellationToken = cancellationToken },
-            async (i, token) => accounts[i] = await AccountAsync(portfolioIds[i], market, build, token));
+            async (i, token) => accounts[i] = filter == BatchFilter.NewCash
+                ? await NewCashAccountAsync(portfolioIds[i], policies[i], market, build, token)
+                : await AccountAsync(portfolioIds[i], market, build, token));
 
         var response = Report(accounts);
         activity?.SetTag("planning.batch.planned", response.Planned);
         activity?.SetTag("planning.batch.failed", response.Failed);
         activity?.SetTag("planning.covariance_fetches", market.Market.Fetches);
         return response;
+    }
+
+    /// <summary>
+    /// The new-cash filter: the account's forced preview on the batch's snapshot says its cash and net value; an account
+    /// with new cash (<see cref="BatchSelection.NewCashShortfall"/>) is planned as the batch plans, the others are left
+    /// out as NO_ACTION, saying why.
+    /// </summary>
+    private async Task<BatchAccount> NewCashAccountAsync(string portfolioId, Policy? policy, BatchMarket market, Func<string, BatchMarket, CancellationToken, Task<Plan>> build, CancellationToken cancellationToken)
+    {
+        var preview = await AccountAsync(portfolioId, market, (id, m, token) => pipeline.BuildAsync(id, force: true, m, token), cancellationToken);
+        if (preview.Error is not null)
+        {
+            return preview;
+        }
+
+        var invested = policy?.Targets.Sum(t => t.Weight) ?? 0;
+        if (BatchSelection.NewCashShortfall(preview.CashBefore.ToDecimal(), preview.NetValue.ToDecimal(), invested, policy?.AbsoluteBand ?? 0) is { } reason)
+        {
+            return new BatchAccount
+            {
+                PortfolioId = portfolioId,
+                Status = PlanStatus.NoAction,
+                TotalDrift = preview.TotalDrift,
+                EstimatedCost = 0m,
+                CashBefore = preview.CashBefore,
+                CashAfter = preview.CashBefore,
+                NetValue = preview.NetValue,
+                FilteredOut = reason,
+            };
+        }
+
+        return await AccountAsync(portfolioId, market, build, cancellationToken);
     }
 
     private static async Task<BatchAccount> AccountAsync(string portfolioId, BatchMarket market, Func<string, BatchMarket, CancellationToken, Task<Plan>> build, CancellationToken cancellationToken)

@@ -1,6 +1,7 @@
 using Grpc.Core;
 using RebalanceMesh.Contracts.Planning.V1;
 using RebalanceMesh.Domain;
+using RebalanceMesh.ServiceDefaults;
 
 namespace RebalanceMesh.Planning;
 
@@ -26,10 +27,64 @@ public sealed partial class PlanningGrpcService
         var (filter, concurrency) = ValidateBatch(check, modelId, request.Portfolios, request.Filter, request.Concurrency);
         check.RequireNotEmpty(request.BatchKey, "batch_key", 100);
         check.ThrowIfInvalid();
-        var report = await batches.SubmitAsync(await SelectedAsync(modelId, request.Portfolios), filter, concurrency, request.BatchKey, context.CancellationToken);
+        var report = await batches.SubmitAsync(await SelectedAsync(modelId, request.Portfolios), filter, concurrency, request.BatchKey, MeshAuth.CallerOf(context.GetHttpContext().User), context.CancellationToken);
         logger.LogInformation("Batch {BatchKey} of {Selected} portfolios submitted: {Planned} plans, {NoAction} without action, {Failed} failed",
             request.BatchKey, report.Selected, report.Planned, report.NoAction, report.Failed);
         return report;
+    }
+
+    /// <summary>How often WatchBatch writes at most, and re-reads the plans it has not heard of for a while.</summary>
+    private static readonly TimeSpan BatchWatchInterval = TimeSpan.FromMilliseconds(200);
+
+    private static readonly TimeSpan BatchWatchReread = TimeSpan.FromSeconds(5);
+
+    public override async Task WatchBatch(WatchBatchRequest request, IServerStreamWriter<WatchBatchResponse> responseStream, ServerCallContext context)
+    {
+        var check = new RequestValidator();
+        check.RequireNotEmpty(request.BatchKey, "batch_key", 100);
+        check.ThrowIfInvalid();
+
+        // Subscribe before reading the plans so no change in between is missed; a change missed anyway (a replica's
+        // broadcast lost) is caught by re-reading the open plans now and then.
+        using var subscription = planUpdates.Subscribe();
+        var record = await store.GetBatchAsync(request.BatchKey) ?? throw DomainException.NotFound($"Batch '{request.BatchKey}'");
+        var progress = new BatchWatch(record);
+        progress.Apply(await store.GetPlansAsync(record.Plans.Select(p => p.PlanId).ToArray()));
+        try
+        {
+            while (true)
+            {
+                if (progress.Next(time.GetUtcNow()) is { } message)
+                {
+                    await responseStream.WriteAsync(new WatchBatchResponse { Progress = message }, context.CancellationToken);
+                    if (message.Done)
+                    {
+                        return;
+                    }
+
+                    await Task.Delay(BatchWatchInterval, time, context.CancellationToken);
+                }
+
+                using var wait = CancellationTokenSource.CreateLinkedTokenSource(context.CancellationToken);
+                wait.CancelAfter(BatchWatchReread);
+                try
+                {
+                    await subscription.Reader.WaitToReadAsync(wait.Token);
+                    while (subscription.Reader.TryRead(out var plan))
+                    {
+                        progress.Apply([plan]);
+                    }
+                }
+                catch (OperationCanceledException) when (!context.CancellationToken.IsCancellationRequested)
+                {
+                    progress.Apply(await store.GetPlansAsync(progress.OpenPlanIds));
+                }
+            }
+        }
+        catch (OperationCanceledException) when (context.CancellationToken.IsCancellationRequested)
+        {
+            // The watcher went away.
+        }
     }
 
     /// <summary>The selection (a model, or a list: exactly one), the filter and the concurrency of a batch request.</summary>

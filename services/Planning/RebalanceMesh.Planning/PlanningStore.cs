@@ -16,6 +16,7 @@ namespace RebalanceMesh.Planning;
 /// <item><c>pln:plan:{id}</c> the plan; <c>pln:plans:{portfolio}</c> sorted set of plan ids by creation time.</item>
 /// <item><c>pln:idem:{portfolio}:{key}</c> plan id of a submission key; <c>pln:fills:{plan}</c> fill ids applied.</item>
 /// <item><c>pln:halt</c> hash {halted, reason, changed_at}.</item>
+/// <item><c>pln:batch:{key}</c> a submitted batch's record: the plans it stored.</item>
 /// </list>
 /// Every read-modify-write is a transaction conditioned on what was read, retried on conflict.
 /// </summary>
@@ -41,6 +42,8 @@ public sealed class PlanningStore(IConnectionMultiplexer redis, RedisBroadcast<P
     private static RedisKey IdempotencyKey(string portfolioId, string key) => $"pln:idem:{portfolioId}:{key}";
 
     private static readonly RedisKey PoliciesKey = "pln:policies";
+
+    private static RedisKey BatchKey(string batchKey) => "pln:batch:" + batchKey;
 
     /// <summary>
     /// The book's change stream: every write of a portfolio or a policy appends (portfolio id, what changed, its new
@@ -244,6 +247,28 @@ public sealed class PlanningStore(IConnectionMultiplexer redis, RedisBroadcast<P
     {
         var data = await Db.StringGetAsync(PlanKey(planId));
         return data.IsNull ? null : Plan.Parser.ParseFrom((byte[])data!);
+    }
+
+    /// <summary>Plans by id, in order (null where there is none), in one round trip.</summary>
+    public async Task<IReadOnlyList<Plan?>> GetPlansAsync(IReadOnlyList<string> planIds)
+    {
+        if (planIds.Count == 0)
+        {
+            return [];
+        }
+
+        var values = await Db.StringGetAsync(planIds.Select(PlanKey).ToArray());
+        return values.Select(v => v.IsNull ? null : Plan.Parser.ParseFrom((byte[])v!)).ToArray();
+    }
+
+    /// <summary>Stores a submitted batch's record (a batch submitted again under its key replaces it with the fuller one).</summary>
+    public Task SetBatchAsync(BatchRecord record) => Db.StringSetAsync(BatchKey(record.BatchKey), record.ToByteArray());
+
+    /// <summary>A submitted batch's record, or null.</summary>
+    public async Task<BatchRecord?> GetBatchAsync(string batchKey)
+    {
+        var data = await Db.StringGetAsync(BatchKey(batchKey));
+        return data.IsNull ? null : BatchRecord.Parser.ParseFrom((byte[])data!);
     }
 
     /// <summary>The plan id stored under a submission key, if any.</summary>

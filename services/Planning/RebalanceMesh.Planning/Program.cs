@@ -35,6 +35,7 @@ builder.AddMeshAuthentication(new Dictionary<string, string[]>
     [Rpc("LinkPortfolio")] = [MeshAuth.Admin],
     [Rpc("PreviewBatchRebalance")] = [MeshAuth.Viewer],
     [Rpc("SubmitBatchRebalance")] = [MeshAuth.Trader],
+    [Rpc("WatchBatch")] = [MeshAuth.Viewer],
 });
 builder.AddMeshGrpcClient<PricingService.PricingServiceClient>("pricing");
 builder.AddMeshGrpcClient<RiskService.RiskServiceClient>("risk");
