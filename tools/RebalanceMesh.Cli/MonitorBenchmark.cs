@@ -248,7 +248,7 @@ public static class MonitorBenchmark
     /// A year of daily closes for each instrument (a seeded random walk, 1 % daily volatility, ending yesterday at its
     /// price), so that risk measures each storm plan as it would a real one.
     /// </summary>
-    private static async Task ImportHistoryAsync(PricingService.PricingServiceClient pricing, IReadOnlyList<string> instruments, IReadOnlyList<decimal> prices, CancellationToken cancellationToken)
+    internal static async Task ImportHistoryAsync(PricingService.PricingServiceClient pricing, IReadOnlyList<string> instruments, IReadOnlyList<decimal> prices, CancellationToken cancellationToken)
     {
         var random = new Random(23);
         var yesterday = DateTime.UtcNow.Date.AddDays(-1);
@@ -346,7 +346,7 @@ public static class MonitorBenchmark
     }
 
     /// <summary>A process's user + system CPU so far, in clock ticks (1/100 s), from /proc; 0 when gone.</summary>
-    private static long CpuTicks(int pid)
+    internal static long CpuTicks(int pid)
     {
         try
         {
@@ -361,7 +361,7 @@ public static class MonitorBenchmark
     }
 
     /// <summary>Quotes each instrument at its mid on the three venues at once (a move confirmed by every venue).</summary>
-    private static async Task QuoteAsync(PricingService.PricingServiceClient pricing, IReadOnlyList<string> instruments, IReadOnlyList<decimal> mids, CancellationToken cancellationToken)
+    internal static async Task QuoteAsync(PricingService.PricingServiceClient pricing, IReadOnlyList<string> instruments, IReadOnlyList<decimal> mids, CancellationToken cancellationToken)
     {
         using var ingest = pricing.IngestQuotes(cancellationToken: cancellationToken);
         var now = DateTimeOffset.UtcNow.ToTimestamp();

@@ -316,6 +316,7 @@ root.Subcommands.Add(PricingCommands.Create(repoOption, jsonOption));
 root.Subcommands.Add(BacktestCommand.Create(repoOption, jsonOption));
 root.Subcommands.Add(MeshBenchmark.Create(repoOption, jsonOption));
 root.Subcommands.Add(MonitorBenchmark.Create(repoOption));
+root.Subcommands.Add(BookBenchmark.Create(repoOption));
 foreach (var command in LoadCommands.Create(repoOption))
 {
     root.Subcommands.Add(command);

@@ -661,9 +661,6 @@ public static class PlanningMapping
         _ => null,
     };
 
-    /// <summary>Whether a plan leg is a trade on a venue (a plan stored before leg kinds has its trades unspecified).</summary>
-    public static bool IsTrade(this LegKind kind) => kind is LegKind.Unspecified or LegKind.Trade;
-
     /// <summary>Whether a leg trades a margined contract (it carries the contract's multiplier): its notional moves no cash.</summary>
     public static bool IsMargined(this PlanLeg leg) => DecimalValue.TryParse(leg.ContractMultiplier, out var multiplier) && multiplier > 0;
 

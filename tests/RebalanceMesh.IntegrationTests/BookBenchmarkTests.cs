@@ -1,0 +1,30 @@
+using RebalanceMesh.Cli;
+using Xunit.Abstractions;
+
+namespace RebalanceMesh.IntegrationTests;
+
+/// <summary>
+/// `rmesh bench-book` at a smoke size, on its own mesh: a model change over 30 linked accounts and 4 instruments ends
+/// with every plan complete, their trades sent to the venues as far fewer block child orders than the plans' legs,
+/// and some of them crossed internally between accounts.
+/// </summary>
+[Trait("Category", "Integration")]
+[Collection(MeshProcesses.Name)]
+public sealed class BookBenchmarkTests(ITestOutputHelper output)
+{
+    [Fact]
+    public async Task A_model_change_completes_every_plan_through_block_orders_with_some_crossed()
+    {
+        using var cancel = new CancellationTokenSource(TimeSpan.FromMinutes(5));
+        var log = new StringWriter();
+        var result = await BookBenchmark.RunAsync(RebalanceMesh.Testing.RepoPaths.Root, portfolios: 30, instrumentCount: 4, blocks: true, BuildConfiguration.Name, log, cancel.Token);
+        output.WriteLine(log.ToString());
+        output.WriteLine(result.Describe());
+
+        Assert.Equal(30, result.Plans);
+        Assert.Equal(result.Plans, result.Completed);
+        Assert.True(result.BlockCount > 0);
+        Assert.True(result.ChildOrders < result.Legs / 3, $"{result.ChildOrders} child orders for {result.Legs} legs");
+        Assert.True(result.Crossed > 0, "nothing crossed");
+    }
+}

@@ -1,0 +1,245 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Globalization;
+using RebalanceMesh.Contracts.Common.V1;
+using RebalanceMesh.Contracts.Execution.V1;
+using RebalanceMesh.Contracts.Planning.V1;
+using RebalanceMesh.Contracts.Pricing.V1;
+using RebalanceMesh.ServiceDefaults;
+
+namespace RebalanceMesh.Cli;
+
+/// <summary>What a book benchmark measured.</summary>
+/// <param name="Plans">Plans the batch submitted (accounts with trades).</param>
+/// <param name="Completed">Of those, plans that completed (every leg filled).</param>
+/// <param name="Legs">Trade legs over every plan: a lower bound of the child orders the plans would send alone (each leg sends at least one).</param>
+/// <param name="ChildOrders">Venue child orders sent: the blocks' and the plans' own.</param>
+/// <param name="Blocks">Block orders allocated.</param>
+/// <param name="Crossed">Units crossed internally between accounts, over every block.</param>
+/// <param name="Traded">Units traded by the accounts (crossed and at the venues).</param>
+/// <param name="ShortfallBps">Mean implementation shortfall versus arrival over the filled legs, in basis points.</param>
+/// <param name="Seconds">From the model change to the last plan's end.</param>
+/// <param name="SubmitSeconds">Of those, until the batch was submitted (rollout and planning).</param>
+public sealed record BookBenchmarkResult(int Portfolios, int Instruments, bool Blocks, int Plans, int Completed, long Legs, long ChildOrders, int BlockCount, decimal Crossed, decimal Traded, double ShortfallBps, double Seconds, double SubmitSeconds, double SetUpSeconds)
+{
+    /// <summary>Venue child orders per trade leg: with blocks, the share of the orders the plans would send alone at the least.</summary>
+    public double ChildOrdersPerLeg => Legs > 0 ? (double)ChildOrders / Legs : 0;
+
+    public string Describe() => string.Create(CultureInfo.InvariantCulture,
+        $"{Portfolios} portfolios × {Instruments} instruments ({(Blocks ? "block orders with internal crossing" : "each plan alone")}, set up in {SetUpSeconds:F1} s): model change → {Completed}/{Plans} plans complete in {Seconds:F1} s (batch submitted after {SubmitSeconds:F1} s); {Legs} trade legs, {ChildOrders} venue child orders ({ChildOrdersPerLeg:P2} of the legs), {BlockCount} blocks, {Crossed:0.##} of {Traded:0.##} units crossed internally ({(Traded > 0 ? Crossed / Traded : 0):P1}); mean shortfall vs arrival {ShortfallBps:F2} bps");
+}
+
+/// <summary>
+/// `rmesh bench-book`: its own mesh (no quote feed; <c>--instruments</c> instruments quoted still on three deep venues,
+/// a year of history each), a model over those instruments (equal weights, 95 % invested, a 1 pp band, block orders
+/// with internal crossing — or each plan alone with <c>--alone</c>) and <c>--portfolios</c> accounts linked to it, each
+/// holding the model's weights ±30 % (so after a change some accounts buy what others sell). Measured: the model
+/// changes (even instruments' weights up 15 %, odd ones down 15 %), its rollout reaches every account, one
+/// batch submits every account's plan (filter ALL), and WatchBatch follows them until every plan has ended. Reports
+/// the time from the change to the last end, the venue child orders sent (the blocks' and the plans' own) against the
+/// trade legs (each leg alone sends at least one), the blocks and units crossed, and the mean shortfall versus arrival
+/// (execution's legs). Loopback only, bounded in count and time.
+/// </summary>
+public static class BookBenchmark
+{
+    public static Command Create(Option<string?> repoOption)
+    {
+        var portfoliosOption = new Option<int>("--portfolios") { Description = "Accounts linked to the model (2 to 10,000).", DefaultValueFactory = _ => 10_000 };
+        var instrumentsOption = new Option<int>("--instruments") { Description = "Instruments of the model (2 to 50).", DefaultValueFactory = _ => 20 };
+        var aloneOption = new Option<bool>("--alone") { Description = "Each plan sends its own orders (no block orders), for comparison." };
+        var configurationOption = new Option<string>("--configuration") { Description = "Build configuration of the services.", DefaultValueFactory = _ => "Release" };
+        var command = new Command("bench-book", "A model change over a book of linked accounts, to every plan complete, with block orders (starts and stops its own mesh).")
+        {
+            portfoliosOption, instrumentsOption, aloneOption, configurationOption,
+        };
+        command.SetAction(async (parse, ct) =>
+        {
+            var repo = Repo.Root(parse.GetValue(repoOption));
+            var configuration = parse.GetValue(configurationOption) ?? "Release";
+            if (!await OwnMesh.BuildAsync(repo, configuration, Console.Out, ct))
+            {
+                return 1;
+            }
+
+            var result = await RunAsync(repo, Math.Clamp(parse.GetValue(portfoliosOption), 2, 10_000), Math.Clamp(parse.GetValue(instrumentsOption), 2, 50), !parse.GetValue(aloneOption), configuration, Console.Out, ct);
+            Console.WriteLine(result.Describe());
+            return result.Completed == result.Plans ? 0 : 1;
+        });
+        return command;
+    }
+
+    public static async Task<BookBenchmarkResult> RunAsync(string repo, int portfolios, int instrumentCount, bool blocks, string configuration, TextWriter log, CancellationToken cancellationToken)
+    {
+        var instruments = Enumerable.Range(1, instrumentCount).Select(i => $"BK{i:D2}").ToArray();
+        var env = new Dictionary<string, string>
+        {
+            ["Pricing__Feed"] = "none",
+            ["Execution__MaxConcurrentPlans"] = "2000",
+        };
+        for (var i = 0; i < instruments.Length; i++)
+        {
+            env[$"Pricing__Instruments__{i}"] = instruments[i];
+        }
+
+        using var own = await OwnMesh.StartAsync(repo, env, configuration, "rmesh-bench-book-", log, cancellationToken);
+        var state = own.State;
+        using var pricingChannel = state.ServiceChannel("pricing");
+        using var planningChannel = state.PlanningChannel();
+        using var executionChannel = state.ServiceChannel("execution");
+        var pricing = new PricingService.PricingServiceClient(pricingChannel.WithDefaultDeadline());
+        var planning = new PlanningService.PlanningServiceClient(planningChannel);
+        var execution = new ExecutionService.ExecutionServiceClient(executionChannel.WithDefaultDeadline());
+        var prices = instruments.Select((_, i) => 50m + (5m * i)).ToArray();
+        await MonitorBenchmark.QuoteAsync(pricing, instruments, prices, cancellationToken);
+        await MonitorBenchmark.ImportHistoryAsync(pricing, instruments, prices, cancellationToken);
+
+        // Quotes stay fresh (a minute's staleness) while the book is set up and trades: requoted every 10 s, still.
+        using var quoting = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        var requote = Task.Run(async () =>
+        {
+            while (!quoting.IsCancellationRequested)
+            {
+                await Task.Delay(10_000, quoting.Token).ContinueWith(_ => { }, TaskScheduler.Default);
+                if (!quoting.IsCancellationRequested)
+                {
+                    await MonitorBenchmark.QuoteAsync(pricing, instruments, prices, CancellationToken.None);
+                }
+            }
+        }, CancellationToken.None);
+
+        try
+        {
+            var setUp = Stopwatch.GetTimestamp();
+            var weight = 0.95 / instrumentCount;
+            var model = new Model
+            {
+                ModelId = "book",
+                Name = "Benchmark book",
+                Policy = new Policy
+                {
+                    AbsoluteBand = 0.01,
+                    ExecutionMode = ExecutionMode.Manual,
+                    ExecutionStyle = new ExecutionStyle { BlockTrading = blocks ? BlockTrading.BlockAndCross : BlockTrading.Alone },
+                },
+            };
+            model.Policy.Targets.AddRange(instruments.Select(id => new TargetWeight { InstrumentId = id, Weight = weight }));
+            var created = (await planning.CreateModelAsync(new CreateModelRequest { Model = model }, deadline: Deadline(30), cancellationToken: cancellationToken)).Model;
+
+            var random = new Random(29);
+            var books = Enumerable.Range(0, portfolios).Select(k => (Id: $"book-{k:D5}", Noise: instruments.Select(_ => 1 + (0.6 * (random.NextDouble() - 0.5))).ToArray())).ToArray();
+            await Parallel.ForEachAsync(books, new ParallelOptions { MaxDegreeOfParallelism = 32, CancellationToken = cancellationToken }, async (book, ct) =>
+            {
+                var portfolio = new Portfolio { PortfolioId = book.Id, BaseCurrency = "EUR", Cash = 5_000m };
+                for (var i = 0; i < instrumentCount; i++)
+                {
+                    portfolio.Positions.Add(new Position { InstrumentId = instruments[i], Quantity = decimal.Floor((decimal)(weight * book.Noise[i]) * 100_000m / prices[i]) });
+                }
+
+                await planning.UpsertPortfolioAsync(new UpsertPortfolioRequest { Portfolio = portfolio, ExpectedVersion = -1 }, deadline: Deadline(30), cancellationToken: ct);
+                await planning.LinkPortfolioAsync(new LinkPortfolioRequest { PortfolioId = book.Id, ModelId = "book" }, deadline: Deadline(30), cancellationToken: ct);
+            });
+            var setUpSeconds = Stopwatch.GetElapsedTime(setUp).TotalSeconds;
+            log.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{portfolios} accounts linked to model 'book' in {setUpSeconds:F1} s"));
+            await MonitorBenchmark.QuoteAsync(pricing, instruments, prices, cancellationToken);
+
+            // The model change: even instruments up 15 %, odd ones down as much (within the accounts' ±30 % spread, so some trade against the rest), still 95 % invested.
+            var started = Stopwatch.GetTimestamp();
+            var changed = created.Clone();
+            var raw = instruments.Select((_, i) => weight * (i % 2 == 0 ? 1.15 : 0.85)).ToArray();
+            changed.Policy.Targets.Clear();
+            changed.Policy.Targets.AddRange(instruments.Select((id, i) => new TargetWeight { InstrumentId = id, Weight = raw[i] * 0.95 / raw.Sum() }));
+            var update = await planning.UpdateModelAsync(new UpdateModelRequest { Model = changed, ExpectedVersion = created.Version }, deadline: Deadline(60), cancellationToken: cancellationToken);
+            using var redis = await StackExchange.Redis.ConnectionMultiplexer.ConnectAsync(state.RedisConnection);
+            await WaitForRolloutAsync(redis.GetDatabase(), books.Select(b => b.Id).ToArray(), update.Model.Version, cancellationToken);
+            log.WriteLine(string.Create(CultureInfo.InvariantCulture, $"model version {update.Model.Version} reached every account after {Stopwatch.GetElapsedTime(started).TotalSeconds:F1} s"));
+
+            var submitted = await planning.SubmitBatchRebalanceAsync(new SubmitBatchRebalanceRequest { ModelId = "book", Filter = BatchFilter.All, BatchKey = "bench-book", Concurrency = 64 },
+                deadline: Deadline(1_800), cancellationToken: cancellationToken);
+            var submitSeconds = Stopwatch.GetElapsedTime(started).TotalSeconds;
+            log.WriteLine(string.Create(CultureInfo.InvariantCulture, $"batch submitted after {submitSeconds:F1} s: {submitted.Planned} plans, {submitted.NoAction} without action, {submitted.Failed} failed"));
+
+            // Every plan to its end, as WatchBatch tells it.
+            BatchProgress? last = null;
+            using var watch = planning.WatchBatch(new WatchBatchRequest { BatchKey = "bench-book" }, deadline: Deadline(1_800), cancellationToken: cancellationToken);
+            while (await watch.ResponseStream.MoveNext(cancellationToken))
+            {
+                last = watch.ResponseStream.Current.Progress;
+            }
+
+            var seconds = Stopwatch.GetElapsedTime(started).TotalSeconds;
+            log.WriteLine(string.Create(CultureInfo.InvariantCulture, $"every plan ended after {seconds:F1} s: {last?.Completed} completed, {last?.PartiallyFilled} partly filled, {last?.Failed} failed"));
+
+            // What went to the venues, crossed and cost, read back from execution.
+            var planIds = submitted.Accounts.Where(a => a.Status == PlanStatus.Approved).Select(a => a.Plan.PlanId).ToArray();
+            var legs = submitted.Accounts.Where(a => a.Status == PlanStatus.Approved).Sum(a => (long)a.Plan.Legs.Count(l => l.Kind.IsTrade()));
+            var db = redis.GetDatabase();
+            long childOrders = 0;
+            foreach (var chunk in planIds.Chunk(1_000))
+            {
+                childOrders += (await Task.WhenAll(chunk.Select(id => db.ListLengthAsync("exe:plan-orders:" + id)))).Sum();
+            }
+
+            var blockIds = (await db.SortedSetRangeByRankAsync("exe:blocks")).Select(v => v.ToString()).ToArray();
+            decimal crossed = 0, traded = 0;
+            foreach (var id in blockIds)
+            {
+                var block = (await execution.GetBlockAsync(new GetBlockRequest { BlockId = id }, cancellationToken: cancellationToken)).Block;
+                childOrders += block.Orders.Count;
+                crossed += block.Crossed.ToDecimal();
+            }
+
+            double shortfall = 0;
+            var filledLegs = 0;
+            foreach (var chunk in planIds.Chunk(1_000))
+            {
+                foreach (var value in await db.StringGetAsync(chunk.Select(id => (StackExchange.Redis.RedisKey)("exe:plan:" + id)).ToArray()))
+                {
+                    if (value.IsNull)
+                    {
+                        continue;
+                    }
+
+                    foreach (var leg in PlanExecution.Parser.ParseFrom((byte[])value!).Legs.Where(l => l.FilledQuantity.ToDecimal() > 0))
+                    {
+                        shortfall += leg.ShortfallBps;
+                        filledLegs++;
+                        traded += leg.FilledQuantity.ToDecimal();
+                    }
+                }
+            }
+
+            return new BookBenchmarkResult(portfolios, instrumentCount, blocks, planIds.Length, last?.Completed ?? 0, legs, childOrders, blockIds.Length, crossed * 2, traded,
+                filledLegs > 0 ? shortfall / filledLegs : 0, seconds, submitSeconds, setUpSeconds);
+        }
+        finally
+        {
+            await quoting.CancelAsync();
+            await requote;
+        }
+    }
+
+    private static DateTime Deadline(int seconds) => DateTime.UtcNow.AddSeconds(seconds);
+
+    /// <summary>Waits until every account's stored policy follows the model's <paramref name="version"/> (read from Redis in pipelined chunks).</summary>
+    private static async Task WaitForRolloutAsync(StackExchange.Redis.IDatabase db, IReadOnlyList<string> ids, long version, CancellationToken cancellationToken)
+    {
+        for (var attempt = 0; attempt < 600; attempt++)
+        {
+            var behind = 0;
+            foreach (var chunk in ids.Chunk(1_000))
+            {
+                var values = await db.StringGetAsync(chunk.Select(id => (StackExchange.Redis.RedisKey)("pln:policy:" + id)).ToArray());
+                behind += values.Count(v => v.IsNull || Policy.Parser.ParseFrom((byte[])v!).ModelLink?.ModelVersion != version);
+            }
+
+            if (behind == 0)
+            {
+                return;
+            }
+
+            await Task.Delay(500, cancellationToken);
+        }
+
+        throw new TimeoutException("The model change did not reach every account within five minutes.");
+    }
+}
