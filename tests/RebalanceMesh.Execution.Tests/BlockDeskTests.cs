@@ -25,17 +25,7 @@ public sealed class BlockDeskTests : IClassFixture<RedisServer>, IAsyncLifetime
 
     public BlockDeskTests(RedisServer redis) => _redis = redis;
 
-    public async Task InitializeAsync()
-    {
-        await _redis.FlushAsync();
-        var market = new MarketStateStore(_redis.Connection!, Microsoft.Extensions.Options.Options.Create(new MarketStateOptions()), TimeProvider.System);
-        var now = DateTimeOffset.UtcNow.ToTimestamp();
-        await market.WriteQuotesAsync(
-        [
-            new Quote { Venue = "SIM-A", InstrumentId = "DAX", Bid = 99.9m, Ask = 100.1m, BidSize = 1_000m, AskSize = 1_000m, Timestamp = now },
-            new Quote { Venue = "SIM-B", InstrumentId = "DAX", Bid = 99.8m, Ask = 100.2m, BidSize = 1_000m, AskSize = 1_000m, Timestamp = now },
-        ]);
-    }
+    public Task InitializeAsync() => ExecutionReplicas.ResetWithDaxQuotesAsync(_redis);
 
     public async Task DisposeAsync()
     {
@@ -200,20 +190,11 @@ public sealed class BlockDeskTests : IClassFixture<RedisServer>, IAsyncLifetime
     private (GrpcTestServer<Program> Server, FakeTimeProvider Clock) Start(string name, TimeSpan? allocationPause = null)
     {
         var clock = new FakeTimeProvider(_clockStart);
-        var server = new GrpcTestServer<Program>(
-            _redis,
-            SimulatedExecution.Settings(new Dictionary<string, string?>
-            {
-                ["Execution:ReplicaId"] = name,
-                ["Execution:BlockWindow"] = "00:00:01",
-                ["Execution:BlockAllocationPause"] = (allocationPause ?? TimeSpan.Zero).ToString("c", System.Globalization.CultureInfo.InvariantCulture),
-                ["MarketState:VenueStaleAfter"] = "1.00:00:00",
-            }),
-            services =>
-            {
-                services.AddSingleton<TimeProvider>(clock);
-                services.PostConfigure<ExecutionOptions>(o => o.Venues = o.Venues.Select(v => v with { LatencyMs = 0 }).ToList());
-            });
+        var server = ExecutionReplicas.Start(_redis, name, clock, new Dictionary<string, string?>
+        {
+            ["Execution:BlockWindow"] = "00:00:01",
+            ["Execution:BlockAllocationPause"] = (allocationPause ?? TimeSpan.Zero).ToString("c", System.Globalization.CultureInfo.InvariantCulture),
+        });
         _servers.Add(server);
         _ = server.Services; // started now, on its clock
         return (server, clock);

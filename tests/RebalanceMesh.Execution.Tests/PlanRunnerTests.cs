@@ -26,17 +26,7 @@ public sealed class PlanRunnerTests : IClassFixture<RedisServer>, IAsyncLifetime
 
     public PlanRunnerTests(RedisServer redis) => _redis = redis;
 
-    public async Task InitializeAsync()
-    {
-        await _redis.FlushAsync();
-        var market = new MarketStateStore(_redis.Connection!, Microsoft.Extensions.Options.Options.Create(new MarketStateOptions()), TimeProvider.System);
-        var now = DateTimeOffset.UtcNow.ToTimestamp();
-        await market.WriteQuotesAsync(
-        [
-            new Quote { Venue = "SIM-A", InstrumentId = "DAX", Bid = 99.9m, Ask = 100.1m, BidSize = 1_000m, AskSize = 1_000m, Timestamp = now },
-            new Quote { Venue = "SIM-B", InstrumentId = "DAX", Bid = 99.8m, Ask = 100.2m, BidSize = 1_000m, AskSize = 1_000m, Timestamp = now },
-        ]);
-    }
+    public Task InitializeAsync() => ExecutionReplicas.ResetWithDaxQuotesAsync(_redis);
 
     public async Task DisposeAsync()
     {
@@ -204,19 +194,17 @@ public sealed class PlanRunnerTests : IClassFixture<RedisServer>, IAsyncLifetime
     {
         // The clocks start at the real time: the quotes written for the test are fresh on them.
         var clock = new FakeTimeProvider(_clockStart);
-        var server = new GrpcTestServer<Program>(
+        var server = ExecutionReplicas.Start(
             _redis,
-            SimulatedExecution.Settings(new Dictionary<string, string?>
+            name,
+            clock,
+            new Dictionary<string, string?>
             {
-                ["Execution:ReplicaId"] = name,
                 ["Execution:MaxConcurrentPlans"] = maxConcurrentPlans.ToString(System.Globalization.CultureInfo.InvariantCulture),
                 ["Execution:MaxPlanAttempts"] = "2",
-                ["MarketState:VenueStaleAfter"] = "1.00:00:00", // the test's quotes stay fresh however far the clocks move
-            }),
+            },
             services =>
             {
-                services.AddSingleton<TimeProvider>(clock);
-                services.PostConfigure<ExecutionOptions>(o => o.Venues = o.Venues.Select(v => v with { LatencyMs = 0 }).ToList());
                 if (connector is not null)
                 {
                     services.AddSingleton(connector);

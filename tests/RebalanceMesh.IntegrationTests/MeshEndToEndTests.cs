@@ -212,12 +212,14 @@ public sealed class TargetModelMeshTests(ITestOutputHelper output) : MeshTest(ou
         passed.ModelParameters.Covariance.AddRange(Enumerable.Range(0, 16).Select(k => k % 5 == 0 ? 0.04 : 0.0));
         var sharpe = await PreviewAsync(passed);
         Output.WriteLine(sharpe.Reasons.Single(r => r.Rule == "target_model").Message);
+        // Within a whole lot of each index (one unit is up to ~0.8 % of this portfolio) — rounding both sides to two
+        // decimals instead failed once on the moving feed (FTSE 5.26 % against 5.56 %).
         var after = sharpe.Legs.ToDictionary(l => l.InstrumentId, l => l.WeightAfter);
-        Assert.Equal(1.0 * 9 / 18, after["DAX"], 2);
+        Assert.Equal(1.0 * 9 / 18, after["DAX"], 0.008);
         Assert.DoesNotContain(sharpe.Reasons, r => r.Rule == "risk_limit");
-        Assert.Equal(1.0 * 5 / 18, after["SMI"], 2);
-        Assert.Equal(1.0 * 3 / 18, after["CAC"], 2);
-        Assert.Equal(1.0 * 1 / 18, after["FTSE"], 2);
+        Assert.Equal(1.0 * 5 / 18, after["SMI"], 0.008);
+        Assert.Equal(1.0 * 3 / 18, after["CAC"], 0.008);
+        Assert.Equal(1.0 * 1 / 18, after["FTSE"], 0.008);
 
         // The same policy under risk limits: DAX capped at 40 %, then the invested share scaled to 8 % volatility
         // (under the passed covariance, σ of the capped weights is 20 % × √(0.4² + …) > 8 %).
