@@ -112,6 +112,25 @@ public class BlockAllocationTests
         Assert.DoesNotContain(host.ClientOrderIds, id => id.StartsWith("plan-b", StringComparison.Ordinal));
     }
 
+    [Fact]
+    public void A_slice_its_block_filled_short_joins_another_on_a_fresh_market_up_to_three_blocks()
+    {
+        // The first block fills 4 of 10 (the market moved past its cap), the second 5 of the 6 left, the third none:
+        // the leg asks again twice, reading the market before each, and then stops saying so.
+        var host = new ScriptedHost { Venues = OneVenue };
+        host.Quotes["X"] = [new VenueQuote("V", 99.9m, 100.1m, 1_000m, 1_000m)];
+        var fills = new Queue<decimal>([4m, 5m, 0m]);
+        host.JoinBlocks = join => new BlockJoined(join.Requests.Select(r => new MemberShare("blk-" + r.MemberId, r.MemberId, 0m, 0m, fills.Dequeue(), 100.1m, 0m)).ToArray());
+        var run = new PlanRun(new RunPlan("plan-r", "p", [new RunLeg("L1", 1, LegAction.Trade, "X", OrderSide.Buy, 10m, 100m)], CashBudget: null, MaxSlippageBps: 0, new SliceStyle(), BlockTrading.Block));
+        host.Drive(run);
+
+        var joins = host.Log.Select(l => l.Command).Where(c => c is JoinBlock or ReadMarkets).ToArray();
+        Assert.Equal(["ReadMarkets", "JoinBlock", "ReadMarkets", "JoinBlock", "ReadMarkets", "JoinBlock"], joins.Select(c => c.GetType().Name));
+        Assert.Equal([("plan-r:L1", 10m), ("plan-r:L1-j2", 6m), ("plan-r:L1-j3", 1m)], joins.OfType<JoinBlock>().Select(j => (j.Requests[0].MemberId, j.Requests[0].Quantity)));
+        Assert.Equal((9m, RunStatus.PartiallyFilled), (run.Legs[0].Filled, run.Legs[0].Status));
+        Assert.Contains("after 3 blocks", run.Legs[0].Message);
+    }
+
     /// <summary>A random block: members (side, whole lots, cap around the mid, cross or not, a buyer's cash) and books.</summary>
     public sealed record BlockCase(decimal Mid, decimal Lot, decimal[] Sizes, (bool Buy, int Lots, int CapBps, bool Cross, int Cash)[] Members);
 

@@ -153,6 +153,34 @@ public sealed class MeshEndToEndTests(ITestOutputHelper output) : MeshTest(outpu
 public sealed class TargetModelMeshTests(ITestOutputHelper output) : MeshTest(output)
 {
     [Fact]
+    public async Task The_demos_second_act_rebalances_a_models_accounts_in_block_orders_allocated_as_filled()
+    {
+        using var cancel = new CancellationTokenSource(TimeSpan.FromMinutes(3));
+        var console = new StringWriter();
+        var result = await new DemoBookAct(Mesh, Path.Combine(StateDir, "spans"), console).RunAsync(40, cancel.Token);
+        Output.WriteLine(console.ToString());
+
+        // Every account's plan ended, none failed; every plan's legs traded in blocks (no plan sent an order of its own),
+        // and each block's allocations add up to its venue fills, side by side.
+        Assert.True(result.Final.Done);
+        Assert.Equal(result.Submitted.Planned, result.Final.Plans);
+        Assert.Equal(0, result.Final.Failed);
+        Assert.NotEmpty(result.Blocks);
+        foreach (var block in result.Blocks)
+        {
+            Assert.True(block.Allocated);
+            foreach (var side in new[] { Side.Buy, Side.Sell })
+            {
+                Assert.Equal(block.Orders.Where(o => o.Side == side).Sum(o => o.FilledQuantity.ToDecimal()), block.Members.Where(m => m.Side == side).Sum(m => m.Allocated.ToDecimal()));
+            }
+        }
+
+        Assert.True(result.Blocks.Sum(b => b.Orders.Count) < result.Blocks.Sum(b => b.MemberCount), "fewer venue orders than slices");
+        Assert.Contains("Batch report before anything trades", console.ToString());
+        Assert.NotEmpty(result.Spans);
+    }
+
+    [Fact]
     public async Task A_risk_parity_policy_plans_toward_equal_risk_contributions()
     {
         var planning = PlanningClient();

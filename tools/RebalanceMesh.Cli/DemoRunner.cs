@@ -208,7 +208,7 @@ public sealed class DemoRunner(MeshState mesh, string spansDirectory, TextWriter
         return new DemoResult(initial, final, after, executionState, submitToLastFill, spans);
     }
 
-    private static async Task<Dictionary<string, decimal>> WaitForPricesAsync(PricingService.PricingServiceClient pricing, CancellationToken cancellationToken)
+    internal static async Task<Dictionary<string, decimal>> WaitForPricesAsync(PricingService.PricingServiceClient pricing, CancellationToken cancellationToken)
     {
         var deadline = DateTime.UtcNow.AddSeconds(30);
         while (true)

@@ -58,7 +58,8 @@ root.Subcommands.Add(status);
 // --- demo and traces --------------------------------------------------------------------------
 var portfolioIdOption = new Option<string>("--portfolio") { Description = "Portfolio id.", DefaultValueFactory = _ => "demo-eu" };
 var keepOption = new Option<bool>("--keep") { Description = "Leave a mesh that the demo started running." };
-var demo = new Command("demo", "Create a portfolio, preview and submit a rebalance, print plan, fills, final weights and trace. Starts the mesh when it is not running.") { portfolioIdOption, keepOption, redisOption };
+var bookOption = new Option<int>("--book") { Description = "Accounts of the second act (a model, a model change, a batch in block orders); 0 skips it.", DefaultValueFactory = _ => 1_000 };
+var demo = new Command("demo", "Act one: create a portfolio, preview and submit a rebalance, print plan, fills, final weights and trace. Act two: a model followed by --book accounts changes; the batch report, its progress, the block orders and their allocation, the trace. Starts the mesh when it is not running.") { portfolioIdOption, keepOption, redisOption, bookOption };
 demo.SetAction(async (parse, ct) =>
 {
     var repo = Repo.Root(parse.GetValue(repoOption));
@@ -81,6 +82,12 @@ demo.SetAction(async (parse, ct) =>
     try
     {
         await new DemoRunner(state, Path.Combine(stateDir, "spans"), Console.Out).RunAsync(parse.GetValue(portfolioIdOption)!, ct);
+        if (Math.Clamp(parse.GetValue(bookOption), 0, 10_000) is > 0 and var accounts)
+        {
+            var book = await new DemoBookAct(state, Path.Combine(stateDir, "spans"), Console.Out).RunAsync(accounts, ct);
+            return book.Final.Done && book.Final.Failed == 0 ? 0 : 1;
+        }
+
         return 0;
     }
     finally

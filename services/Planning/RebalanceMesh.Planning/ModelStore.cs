@@ -110,6 +110,9 @@ public sealed class ModelStore(IConnectionMultiplexer redis, PlanningStore store
     /// <summary>Drops a portfolio from a model's links (its policy follows another model, or none, now).</summary>
     public Task UnlistAsync(string modelId, string portfolioId) => Db.SetRemoveAsync(LinksKey(modelId), portfolioId);
 
+    /// <summary>Whether the model's latest version has not reached every linked portfolio yet.</summary>
+    public Task<bool> RolloutPendingAsync(string modelId) => Db.SetContainsAsync(RolloutsKey, modelId);
+
     public async Task<string[]> RolloutsAsync() => [.. (await Db.SetMembersAsync(RolloutsKey)).Select(v => v.ToString())];
 
     /// <summary>Ends a model's rollout, unless a newer version was stored meanwhile (which starts its own).</summary>

@@ -45,7 +45,12 @@ public sealed partial class PlanningGrpcService
         check.RequireIdentifier(request.ModelId, "model_id");
         check.ThrowIfInvalid();
         var model = await modelStore.GetAsync(request.ModelId) ?? throw DomainException.NotFound($"Model '{request.ModelId}'");
-        return new GetModelResponse { Model = model, LinkedPortfolios = await modelStore.LinkedCountAsync(model.ModelId) };
+        return new GetModelResponse
+        {
+            Model = model,
+            LinkedPortfolios = await modelStore.LinkedCountAsync(model.ModelId),
+            RolloutPending = await modelStore.RolloutPendingAsync(model.ModelId),
+        };
     }
 
     public override async Task<ListModelsResponse> ListModels(ListModelsRequest request, ServerCallContext context)
