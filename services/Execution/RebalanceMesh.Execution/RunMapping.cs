@@ -38,7 +38,7 @@ public static class RunMapping
             DecimalValue.TryParse(l.CashChange, out var change) ? change : 0m,
             l.LoanId,
             l.FromVenue,
-            DecimalValue.TryParse(l.LotSize, out var lot) && lot > 0 ? lot : 1m)).ToArray(),
+            LotOf(l))).ToArray(),
         DecimalValue.TryParse(plan.CashBudget, out var budget) ? budget : null,
         plan.MaxSlippageBps,
         new SliceStyle(plan.TwapSlices, TimeSpan.FromSeconds(plan.TwapDurationSeconds), plan.PovRate, TimeSpan.FromSeconds(plan.PovIntervalSeconds), TimeSpan.FromSeconds(plan.MakerWaitSeconds)),
@@ -48,6 +48,13 @@ public static class RunMapping
             Contracts.Common.V1.BlockTrading.BlockAndCross => Core.Blocks.BlockTrading.BlockAndCross,
             _ => Core.Blocks.BlockTrading.Alone,
         });
+
+    /// <summary>
+    /// A leg's lot: its lot size when it is one a quantity can be counted in (10⁻⁸ to 10⁹: finer than the quantities'
+    /// own 8 decimals, or larger, would overflow a block's allocation), else 1.
+    /// </summary>
+    private static decimal LotOf(ApprovedLeg leg) =>
+        DecimalValue.TryParse(leg.LotSize, out var lot) && lot is >= 0.00000001m and <= 1_000_000_000m ? lot : 1m;
 
     /// <summary>Copies each leg's progress into the execution state (legs in the state's order).</summary>
     public static void Sync(PlanExecution execution, PlanRun run)
