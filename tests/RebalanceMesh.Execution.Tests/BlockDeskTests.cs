@@ -133,6 +133,52 @@ public sealed class BlockDeskTests : IClassFixture<RedisServer>, IAsyncLifetime
         Assert.Equal([("a-20", 20m), ("a-30", 30m)], fills.Select(f => (f.PlanId, f.Fill.Quantity.ToDecimal())).Order());
     }
 
+    [Fact]
+    public async Task A_forming_block_closes_once_quiet_or_at_the_end_of_its_window()
+    {
+        // Quiet 200 ms, window 500 ms: a lone slice waits 200 ms; slices joining every 150 ms keep a block open until
+        // its window ends.
+        var (server, clock) = Start("A", window: TimeSpan.FromMilliseconds(500));
+        var desk = server.Services.GetRequiredService<BlockDesk>();
+        var queue = server.Services.GetRequiredService<RunQueue>();
+        var runner = server.Services.GetRequiredService<PlanRunner>();
+        var store = server.Services.GetRequiredService<ExecutionStore>();
+
+        async Task JoinAsync(string id)
+        {
+            var plan = Plan(id, Side.Buy, 1m, BlockTrading.Block);
+            await queue.AcceptAsync(plan, PlanExecutor.NewExecution(plan), null);
+            await runner.TickAsync();
+            await WaitUntilAsync(() => desk.IsWaiting(id + ":L1"));
+        }
+
+        await JoinAsync("lone");
+        clock.Advance(TimeSpan.FromMilliseconds(199));
+        Assert.Equal(1, desk.Waiting);
+        clock.Advance(TimeSpan.FromMilliseconds(1));
+        await WaitForEndAsync(store, "lone", clock);
+        Assert.Single((await store.GetRecentBlocksAsync(10)));
+
+        await JoinAsync("k0");
+        foreach (var id in new[] { "k1", "k2", "k3" })
+        {
+            clock.Advance(TimeSpan.FromMilliseconds(150));
+            await JoinAsync(id); // each within 150 ms of the one before: still open at 450 ms
+        }
+
+        Assert.Equal(4, desk.Waiting);
+        clock.Advance(TimeSpan.FromMilliseconds(50)); // 500 ms since k0: the window ends though k3 joined 50 ms ago
+        foreach (var id in new[] { "k0", "k1", "k2", "k3" })
+        {
+            await WaitForEndAsync(store, id, clock);
+        }
+
+        var blocks = await store.GetRecentBlocksAsync(10);
+        Assert.Equal(2, blocks.Count);
+        Assert.Equal(blocks[0], await store.GetBlockOfMemberAsync("k3:L1"));
+        Assert.Equal(blocks[0], await store.GetBlockOfMemberAsync("k0:L1"));
+    }
+
     /// <summary>Accepts the plans, lets the replica start them all, closes their block by moving its clock, and waits for their ends.</summary>
     private static async Task RunTogetherAsync(GrpcTestServer<Program> server, FakeTimeProvider clock, IReadOnlyList<PlanApproved> plans)
     {
@@ -187,12 +233,12 @@ public sealed class BlockDeskTests : IClassFixture<RedisServer>, IAsyncLifetime
     private static List<ExecutionReport> Fills(GrpcTestServer<Program> server) => server.Services.GetRequiredService<InMemoryEventBus>().Published
         .Where(e => e.Topic == Topics.ExecutionReports).Select(e => e.ReadData(ExecutionReport.Parser)).Where(r => r.Kind == ReportKind.Fill).ToList();
 
-    private (GrpcTestServer<Program> Server, FakeTimeProvider Clock) Start(string name, TimeSpan? allocationPause = null)
+    private (GrpcTestServer<Program> Server, FakeTimeProvider Clock) Start(string name, TimeSpan? allocationPause = null, TimeSpan? window = null)
     {
         var clock = new FakeTimeProvider(_clockStart);
         var server = ExecutionReplicas.Start(_redis, name, clock, new Dictionary<string, string?>
         {
-            ["Execution:BlockWindow"] = "00:00:01",
+            ["Execution:BlockWindow"] = (window ?? TimeSpan.FromSeconds(1)).ToString("c", System.Globalization.CultureInfo.InvariantCulture),
             ["Execution:BlockAllocationPause"] = (allocationPause ?? TimeSpan.Zero).ToString("c", System.Globalization.CultureInfo.InvariantCulture),
         });
         _servers.Add(server);

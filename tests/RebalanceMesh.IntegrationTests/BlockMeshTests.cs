@@ -22,7 +22,8 @@ public sealed class BlockMeshTests(ITestOutputHelper output) : MeshTest(output)
 
     protected override IReadOnlyDictionary<string, string>? ExtraEnv { get; } = new Dictionary<string, string>
     {
-        ["Execution__BlockWindow"] = "00:00:01",
+        ["Execution__BlockWindow"] = "00:00:02",
+        ["Execution__BlockQuiet"] = "00:00:01", // the five plans, built at once, reach execution within a second
         ["Execution__BlockAllocationPause"] = "00:00:04",
         ["Pricing__Feed"] = "none", // a still market, quoted by the test: the plans' prices hold while the blocks form
         ["Pricing__Instruments__0"] = "DAX",

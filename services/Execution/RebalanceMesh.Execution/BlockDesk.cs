@@ -14,8 +14,8 @@ namespace RebalanceMesh.Execution;
 
 /// <summary>
 /// Block orders on this replica. The slices that running plans ask to trade in blocks (<see cref="JoinBlock"/>) are
-/// collected per instrument and lot size for <see cref="ExecutionOptions.BlockWindow"/> after the first arrives (or
-/// until <see cref="ExecutionOptions.MaxBlockMembers"/>); the block is then recorded in Redis with its members, run as a
+/// collected per instrument and lot size until none has joined for <see cref="ExecutionOptions.BlockQuiet"/>, for at most
+/// <see cref="ExecutionOptions.BlockWindow"/> after the first (or until <see cref="ExecutionOptions.MaxBlockMembers"/>); the block is then recorded in Redis with its members, run as a
 /// <see cref="BlockRun"/> — internal cross at the mid, each side's residual routed across venues, fills allocated by
 /// largest remainder — and each member is answered with its share.
 /// <para>
@@ -64,6 +64,15 @@ public sealed class BlockDesk(
         }
     }
 
+    /// <summary>Whether a slice waits in a block that has not closed yet, on this replica.</summary>
+    public bool IsWaiting(string memberId)
+    {
+        lock (_gate)
+        {
+            return _forming.Values.Any(f => f.Members.Any(m => m.MemberId == memberId));
+        }
+    }
+
     /// <summary>Each request's share of the block it joins (or joined, before a crash).</summary>
     public async Task<BlockJoined> JoinAsync(PlanApproved plan, JoinBlock join, CancellationToken cancellationToken) =>
         new(await Task.WhenAll(join.Requests.Select(r => JoinAsync(new BlockMember(plan.PlanId, plan.PortfolioId, r), cancellationToken))));
@@ -86,12 +95,13 @@ public sealed class BlockDesk(
             var key = (member.Request.InstrumentId, member.Request.LotSize);
             if (!_forming.TryGetValue(key, out forming!))
             {
-                forming = new Forming(key.InstrumentId, key.LotSize);
+                forming = new Forming(key.InstrumentId, key.LotSize, time.GetUtcNow());
                 _forming[key] = forming;
                 first = true;
             }
 
             forming.Members.Add(member);
+            forming.LastJoined = time.GetUtcNow();
             if (forming.Members.Count >= Settings.MaxBlockMembers)
             {
                 _forming.Remove(key);
@@ -112,9 +122,27 @@ public sealed class BlockDesk(
         return blocks[member.MemberId];
     }
 
+    /// <summary>Closes a forming block once it has been quiet for <see cref="ExecutionOptions.BlockQuiet"/>, or its window is over.</summary>
     private async Task CloseAfterWindowAsync(Forming forming)
     {
-        await Task.Delay(Settings.BlockWindow, time);
+        var end = forming.Opened + Settings.BlockWindow;
+        while (true)
+        {
+            DateTimeOffset until;
+            lock (_gate)
+            {
+                until = forming.Closing ? DateTimeOffset.MinValue : Min(end, forming.LastJoined + Settings.BlockQuiet);
+            }
+
+            var now = time.GetUtcNow();
+            if (now >= until)
+            {
+                break;
+            }
+
+            await Task.Delay(until - now, time);
+        }
+
         lock (_gate)
         {
             if (_forming.TryGetValue((forming.InstrumentId, forming.LotSize), out var current) && current == forming)
@@ -125,6 +153,8 @@ public sealed class BlockDesk(
 
         await CloseAsync(forming); // nothing when it closed already, full
     }
+
+    private static DateTimeOffset Min(DateTimeOffset a, DateTimeOffset b) => a < b ? a : b;
 
     /// <summary>Records the block (members a resumed plan already put in another block go to theirs) and tells the members.</summary>
     private async Task CloseAsync(Forming forming)
@@ -367,11 +397,17 @@ public sealed class BlockDesk(
     }
 
     /// <summary>A block collecting slices: closed once, then every member learns its block.</summary>
-    private sealed class Forming(string instrumentId, decimal lotSize)
+    private sealed class Forming(string instrumentId, decimal lotSize, DateTimeOffset opened)
     {
         public string InstrumentId { get; } = instrumentId;
 
         public decimal LotSize { get; } = lotSize;
+
+        /// <summary>When its first slice joined.</summary>
+        public DateTimeOffset Opened { get; } = opened;
+
+        /// <summary>When its latest slice joined.</summary>
+        public DateTimeOffset LastJoined { get; set; } = opened;
 
         public List<BlockMember> Members { get; } = [];
 

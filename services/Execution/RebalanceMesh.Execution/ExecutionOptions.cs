@@ -19,8 +19,15 @@ public sealed class ExecutionOptions
     /// <summary>Runs of a plan that may fail with an error (not a venue's refusal) before the plan ends FAILED.</summary>
     public int MaxPlanAttempts { get; set; } = 5;
 
-    /// <summary>Block orders: how long a block collects the slices of concurrent plans after its first joins.</summary>
-    public TimeSpan BlockWindow { get; set; } = TimeSpan.FromMilliseconds(100);
+    /// <summary>
+    /// Block orders: the longest a block collects the slices of concurrent plans after its first joins — it closes
+    /// sooner once no slice has joined for <see cref="BlockQuiet"/>, so a lone plan waits little and a batch arriving
+    /// over seconds fills few large blocks.
+    /// </summary>
+    public TimeSpan BlockWindow { get; set; } = TimeSpan.FromSeconds(2);
+
+    /// <summary>Block orders: a forming block closes once no slice has joined it for this long.</summary>
+    public TimeSpan BlockQuiet { get; set; } = TimeSpan.FromMilliseconds(200);
 
     /// <summary>Block orders: the most slices one block takes (it closes at once when full; the next slice starts another).</summary>
     public int MaxBlockMembers { get; set; } = 2_000;
