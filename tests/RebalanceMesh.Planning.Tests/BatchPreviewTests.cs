@@ -236,6 +236,31 @@ public sealed class BatchPreviewTests : IClassFixture<RedisServer>, IAsyncLifeti
     }
 
     [Fact]
+    public async Task A_report_without_plans_keeps_their_ids_and_a_batch_of_over_a_thousand_accounts_must_ask_for_it()
+    {
+        await HalfHalfBookAsync();
+        var viewer = Client(MeshAuth.Viewer);
+        var full = await viewer.PreviewBatchRebalanceAsync(new PreviewBatchRebalanceRequest { ModelId = "half-half" });
+        var lean = await viewer.PreviewBatchRebalanceAsync(new PreviewBatchRebalanceRequest { ModelId = "half-half", OmitPlans = true });
+        Assert.All(lean.Accounts, a => Assert.Null(a.Plan));
+        Assert.Equal(full.Accounts.Select(a => (a.PortfolioId, a.Status, a.Trades, a.CashAfter)), lean.Accounts.Select(a => (a.PortfolioId, a.Status, a.Trades, a.CashAfter)));
+        Assert.Equal(full.Instruments, lean.Instruments);
+
+        var submitted = await Client(MeshAuth.Trader).SubmitBatchRebalanceAsync(new SubmitBatchRebalanceRequest { ModelId = "half-half", BatchKey = "lean", OmitPlans = true });
+        foreach (var account in submitted.Accounts.Where(a => a.Status == PlanStatus.Approved))
+        {
+            Assert.Equal(account.PortfolioId, (await viewer.GetPlanAsync(new GetPlanRequest { PlanId = account.PlanId })).Plan.PortfolioId);
+        }
+
+
+        // 1,001 accounts would not fit one response with their plans: refused before anything is built or sent.
+        var many = new PortfolioList { PortfolioIds = { Enumerable.Range(0, 1_001).Select(i => $"x{i}") } };
+        await RpcAssert.InvalidArgumentAsync(() => viewer.PreviewBatchRebalanceAsync(new PreviewBatchRebalanceRequest { Portfolios = many }).ResponseAsync, "omit_plans");
+        await RpcAssert.InvalidArgumentAsync(() => Client(MeshAuth.Trader).SubmitBatchRebalanceAsync(new SubmitBatchRebalanceRequest { Portfolios = many, BatchKey = "too-big" }).ResponseAsync, "omit_plans");
+        Assert.Null(await _planning.Services.GetRequiredService<PlanningStore>().GetBatchAsync("too-big"));
+    }
+
+    [Fact]
     public async Task A_batch_is_refused_field_by_field_without_a_selection_with_repeats_or_beyond_its_limits()
     {
         var viewer = Client(MeshAuth.Viewer);

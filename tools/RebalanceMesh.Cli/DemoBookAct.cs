@@ -89,7 +89,7 @@ public sealed class DemoBookAct(MeshState mesh, string spansDirectory, TextWrite
             await Task.Delay(200, cancellationToken);
         }
 
-        var preview = await planning.PreviewBatchRebalanceAsync(new PreviewBatchRebalanceRequest { ModelId = ModelId, Concurrency = 32 }, deadline: DateTime.UtcNow.AddMinutes(5), cancellationToken: cancellationToken);
+        var preview = await planning.PreviewBatchRebalanceAsync(new PreviewBatchRebalanceRequest { ModelId = ModelId, Concurrency = 32, OmitPlans = true }, deadline: DateTime.UtcNow.AddMinutes(5), cancellationToken: cancellationToken);
         output.WriteLine();
         output.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"Batch report before anything trades: {preview.Selected:N0} accounts — {preview.Planned:N0} out of tolerance and planned, {preview.NoAction:N0} inside their bands, {preview.Failed:N0} failed; estimated cost {preview.EstimatedCost.ToDecimal():N2} EUR"));
@@ -101,7 +101,7 @@ public sealed class DemoBookAct(MeshState mesh, string spansDirectory, TextWrite
         }
 
         var key = "demo-act2-" + Guid.NewGuid().ToString("N")[..8];
-        var submitted = await planning.SubmitBatchRebalanceAsync(new SubmitBatchRebalanceRequest { ModelId = ModelId, BatchKey = key, Concurrency = 32 }, deadline: DateTime.UtcNow.AddMinutes(5), cancellationToken: cancellationToken);
+        var submitted = await planning.SubmitBatchRebalanceAsync(new SubmitBatchRebalanceRequest { ModelId = ModelId, BatchKey = key, Concurrency = 32, OmitPlans = true }, deadline: DateTime.UtcNow.AddMinutes(5), cancellationToken: cancellationToken);
         output.WriteLine();
         output.WriteLine($"Batch {key} submitted: {submitted.Planned:N0} plans. Progress (WatchBatch):");
         BatchProgress final = new() { BatchKey = key };
@@ -116,7 +116,7 @@ public sealed class DemoBookAct(MeshState mesh, string spansDirectory, TextWrite
         }
 
         var changeToLastEnd = clock.Elapsed;
-        var plans = submitted.Accounts.Where(a => a.Plan is { PlanId.Length: > 0 } && a.Status == PlanStatus.Approved).Select(a => a.Plan.PlanId).ToHashSet(StringComparer.Ordinal);
+        var plans = submitted.Accounts.Where(a => a.PlanId.Length > 0 && a.Status == PlanStatus.Approved).Select(a => a.PlanId).ToHashSet(StringComparer.Ordinal);
         var blocks = new List<Block>();
         foreach (var listed in (await execution.ListBlocksAsync(new ListBlocksRequest { PageSize = 500 }, cancellationToken: cancellationToken)).Blocks)
         {
@@ -128,7 +128,7 @@ public sealed class DemoBookAct(MeshState mesh, string spansDirectory, TextWrite
         }
 
         output.WriteLine();
-        output.WriteLine($"Block orders: {blocks.Count} blocks, {blocks.Sum(b => b.Orders.Count)} venue child orders for {submitted.Accounts.Where(a => plans.Contains(a.Plan?.PlanId ?? string.Empty)).Sum(a => a.Plan.Legs.Count)} plan legs.");
+        output.WriteLine($"Block orders: {blocks.Count} blocks, {blocks.Sum(b => b.Orders.Count)} venue child orders for {submitted.Accounts.Where(a => plans.Contains(a.PlanId)).Sum(a => a.Trades)} plan legs.");
         output.WriteLine("  instrument  blocks  slices  crossed @ mid   venue filled @ average     fees  child orders  allocated");
         foreach (var instrument in blocks.GroupBy(b => b.InstrumentId).OrderBy(g => g.Key, StringComparer.Ordinal))
         {
@@ -143,7 +143,8 @@ public sealed class DemoBookAct(MeshState mesh, string spansDirectory, TextWrite
 
         output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"Model change to the last plan's end: {changeToLastEnd.TotalSeconds:F1} s"));
         await Task.Delay(500, cancellationToken);
-        var traceId = submitted.Accounts.FirstOrDefault(a => plans.Contains(a.Plan?.PlanId ?? string.Empty))?.Plan.TraceId ?? string.Empty;
+        var first = submitted.Accounts.FirstOrDefault(a => plans.Contains(a.PlanId));
+        var traceId = first is null ? string.Empty : (await planning.GetPlanAsync(new GetPlanRequest { PlanId = first.PlanId }, cancellationToken: cancellationToken)).Plan.TraceId;
         var spans = traceId.Length > 0 ? SpanFiles.ReadTrace(spansDirectory, traceId) : [];
         output.WriteLine($"Trace {traceId} (the batch's submission and its plans): {spans.Count} spans from {string.Join(", ", spans.Select(s => s.Service).Distinct().Order())}");
         SpanFiles.PrintTree(spans, output, maxLines: 30);

@@ -211,6 +211,7 @@ BatchFilter BatchFilterOf(ParseResult parse) => parse.GetValue(batchFilterOption
     "new-cash" => BatchFilter.NewCash,
     _ => BatchFilter.OutOfTolerance,
 };
+var omitPlansOption = new Option<bool>("--omit-plans") { Description = "Leave each account's full plan out of the report (required above 1,000 accounts)." };
 var batch = new Command("batch", "Rebalance many portfolios at once: a model's, or a list.");
 batch.Subcommands.Add(Rpc("preview", "PreviewBatchRebalance: every selected account's plan on one market snapshot, with the report per account and per instrument.",
     async c =>
@@ -218,6 +219,7 @@ batch.Subcommands.Add(Rpc("preview", "PreviewBatchRebalance: every selected acco
         var request = new PreviewBatchRebalanceRequest
         {
             Filter = BatchFilterOf(c.Parse),
+            OmitPlans = c.Parse.GetValue(omitPlansOption),
         };
         if (c.Parse.GetValue(batchPortfoliosOption) is { } list)
         {
@@ -230,7 +232,7 @@ batch.Subcommands.Add(Rpc("preview", "PreviewBatchRebalance: every selected acco
 
         return await c.Client.PreviewBatchRebalanceAsync(request, cancellationToken: c.Token);
     },
-    batchModelOption, batchPortfoliosOption, batchFilterOption));
+    batchModelOption, batchPortfoliosOption, batchFilterOption, omitPlansOption));
 var batchKeyOption = new Option<string>("--key") { Description = "The batch's idempotency key (the same key again returns the plans it made).", Required = true };
 batch.Subcommands.Add(Rpc("submit", "SubmitBatchRebalance: submit every selected account's plan, on one market snapshot, once per batch key.",
     async c =>
@@ -239,6 +241,7 @@ batch.Subcommands.Add(Rpc("submit", "SubmitBatchRebalance: submit every selected
         {
             Filter = BatchFilterOf(c.Parse),
             BatchKey = c.Parse.GetValue(batchKeyOption)!,
+            OmitPlans = c.Parse.GetValue(omitPlansOption),
         };
         if (c.Parse.GetValue(batchPortfoliosOption) is { } list)
         {
@@ -251,7 +254,7 @@ batch.Subcommands.Add(Rpc("submit", "SubmitBatchRebalance: submit every selected
 
         return await c.Client.SubmitBatchRebalanceAsync(request, cancellationToken: c.Token);
     },
-    batchModelOption, batchPortfoliosOption, batchFilterOption, batchKeyOption));
+    batchModelOption, batchPortfoliosOption, batchFilterOption, batchKeyOption, omitPlansOption));
 var batchWatch = new Command("watch", "WatchBatch: a submitted batch's plans by status, as they execute, until every plan has ended.") { batchKeyOption };
 batchWatch.SetAction(async (parse, ct) =>
 {

@@ -22,15 +22,35 @@ public sealed class BatchPlanner(PlanningStore store, PlanPipeline pipeline, Pla
     /// <summary>Portfolios one batch holds at most.</summary>
     public const int MaxPortfolios = 10_000;
 
+    /// <summary>Accounts a report carries full plans for at most (beyond, the caller sets omit_plans).</summary>
+    public const int MaxPlansInReport = 1_000;
+
     /// <summary>Each account's preview, on one snapshot.</summary>
-    public Task<PreviewBatchRebalanceResponse> PreviewAsync(IReadOnlyList<string> portfolioIds, BatchFilter filter, int concurrency, CancellationToken cancellationToken) =>
-        RunAsync("batch preview", portfolioIds, filter, concurrency, (id, market, token) => pipeline.BuildAsync(id, force: filter != BatchFilter.OutOfTolerance, market, token), cancellationToken);
+    public async Task<PreviewBatchRebalanceResponse> PreviewAsync(IReadOnlyList<string> portfolioIds, BatchFilter filter, int concurrency, bool omitPlans, CancellationToken cancellationToken)
+    {
+        var report = await RunAsync("batch preview", portfolioIds, filter, concurrency, (id, market, token) => pipeline.BuildAsync(id, force: filter != BatchFilter.OutOfTolerance, market, token), cancellationToken);
+        if (omitPlans)
+        {
+            OmitPlans(report.Accounts);
+        }
+
+        return report;
+    }
+
+    /// <summary>Takes the full plans out of a report's accounts (their ids and figures stay).</summary>
+    private static void OmitPlans(IEnumerable<BatchAccount> accounts)
+    {
+        foreach (var account in accounts)
+        {
+            account.Plan = null;
+        }
+    }
 
     /// <summary>
     /// Each account's plan submitted under "batch:" + <paramref name="batchKey"/>, on one snapshot; the batch's plans
     /// are recorded under its key (for WatchBatch).
     /// </summary>
-    public async Task<SubmitBatchRebalanceResponse> SubmitAsync(IReadOnlyList<string> portfolioIds, BatchFilter filter, int concurrency, string batchKey, string caller, CancellationToken cancellationToken)
+    public async Task<SubmitBatchRebalanceResponse> SubmitAsync(IReadOnlyList<string> portfolioIds, BatchFilter filter, int concurrency, string batchKey, string caller, bool omitPlans, CancellationToken cancellationToken)
     {
         var report = await RunAsync("batch submit", portfolioIds, filter, concurrency,
             (id, market, token) => submitter.SubmitAsync(id, force: filter != BatchFilter.OutOfTolerance, "batch:" + batchKey, token, market), cancellationToken);
@@ -49,6 +69,11 @@ public sealed class BatchPlanner(PlanningStore store, PlanPipeline pipeline, Pla
         record.Plans.AddRange(report.Accounts.Where(a => a.Plan is { PlanId.Length: > 0 } && a.Status != PlanStatus.NoAction)
             .Select(a => new BatchPlanState { PortfolioId = a.PortfolioId, PlanId = a.Plan.PlanId, Status = a.Plan.Status, StatusMessage = a.Plan.StatusMessage }));
         await store.SetBatchAsync(record);
+        if (omitPlans)
+        {
+            OmitPlans(response.Accounts);
+        }
+
         return response;
     }
 
@@ -140,6 +165,7 @@ public sealed class BatchPlanner(PlanningStore store, PlanPipeline pipeline, Pla
                 CashAfter = CashAfter(plan),
                 NetValue = plan.NetValue,
                 Plan = plan,
+                PlanId = plan.PlanId,
             };
         }
         catch (Exception ex) when (ErrorStatusInterceptor.ItemStatus(ex, cancellationToken) is { } status)

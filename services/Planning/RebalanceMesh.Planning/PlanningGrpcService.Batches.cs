@@ -14,7 +14,9 @@ public sealed partial class PlanningGrpcService
         var modelId = request.SelectionCase == PreviewBatchRebalanceRequest.SelectionOneofCase.ModelId ? request.ModelId : null;
         var (filter, concurrency) = ValidateBatch(check, modelId, request.Portfolios, request.Filter, request.Concurrency);
         check.ThrowIfInvalid();
-        var report = await batches.PreviewAsync(await SelectedAsync(modelId, request.Portfolios), filter, concurrency, context.CancellationToken);
+        var selected = await SelectedAsync(modelId, request.Portfolios);
+        RequireOmittedPlans(selected, request.OmitPlans);
+        var report = await batches.PreviewAsync(selected, filter, concurrency, request.OmitPlans, context.CancellationToken);
         logger.LogInformation("Batch preview of {Selected} portfolios: {Planned} planned, {NoAction} without action, {Failed} failed",
             report.Selected, report.Planned, report.NoAction, report.Failed);
         return report;
@@ -27,7 +29,9 @@ public sealed partial class PlanningGrpcService
         var (filter, concurrency) = ValidateBatch(check, modelId, request.Portfolios, request.Filter, request.Concurrency);
         check.RequireNotEmpty(request.BatchKey, "batch_key", 100);
         check.ThrowIfInvalid();
-        var report = await batches.SubmitAsync(await SelectedAsync(modelId, request.Portfolios), filter, concurrency, request.BatchKey, MeshAuth.CallerOf(context.GetHttpContext().User), context.CancellationToken);
+        var selected = await SelectedAsync(modelId, request.Portfolios);
+        RequireOmittedPlans(selected, request.OmitPlans);
+        var report = await batches.SubmitAsync(selected, filter, concurrency, request.BatchKey, MeshAuth.CallerOf(context.GetHttpContext().User), request.OmitPlans, context.CancellationToken);
         logger.LogInformation("Batch {BatchKey} of {Selected} portfolios submitted: {Planned} plans, {NoAction} without action, {Failed} failed",
             request.BatchKey, report.Selected, report.Planned, report.NoAction, report.Failed);
         return report;
@@ -115,6 +119,15 @@ public sealed partial class PlanningGrpcService
         var workers = concurrency == 0 ? 16 : concurrency;
         check.Require(workers is >= 1 and <= 64, "concurrency", "must be between 1 and 64");
         return (filter == BatchFilter.Unspecified ? BatchFilter.OutOfTolerance : filter, workers);
+    }
+
+    /// <summary>A batch of more than <see cref="BatchPlanner.MaxPlansInReport"/> accounts leaves its plans out of the report (checked before anything is built).</summary>
+    private static void RequireOmittedPlans(IReadOnlyList<string> selected, bool omitPlans)
+    {
+        var check = new RequestValidator();
+        check.Require(omitPlans || selected.Count <= BatchPlanner.MaxPlansInReport, "omit_plans",
+            $"must be set for a batch of more than {BatchPlanner.MaxPlansInReport:N0} accounts ({selected.Count:N0} selected): their plans do not fit one response");
+        check.ThrowIfInvalid();
     }
 
     /// <summary>The portfolios a validated selection names: the model's linked ones (by id), or the list.</summary>
