@@ -177,6 +177,41 @@ public sealed class EventBusTests : IClassFixture<RedisServer>, IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_stream_is_trimmed_only_behind_what_every_consumer_group_has_consumed()
+    {
+        // Ten entries, two groups: "fast" has read and acknowledged all ten, "slow" has read six and acknowledged four.
+        var db = _redis.Connection!.GetDatabase();
+        const string topic = "trim-test";
+        var ids = new List<RedisValue>();
+        for (var i = 0; i < 10; i++)
+        {
+            ids.Add((await db.StreamAddAsync(topic, "data", i)).ToString());
+        }
+
+        await db.StreamCreateConsumerGroupAsync(topic, "fast", "0");
+        await db.StreamCreateConsumerGroupAsync(topic, "slow", "0");
+        var fast = await db.StreamReadGroupAsync(topic, "fast", "f1", ">", count: 10);
+        await db.StreamAcknowledgeAsync(topic, "fast", fast.Select(e => e.Id).ToArray());
+        var slow = await db.StreamReadGroupAsync(topic, "slow", "s1", ">", count: 6);
+        await db.StreamAcknowledgeAsync(topic, "slow", slow.Take(4).Select(e => e.Id).ToArray());
+
+        // The slow group still needs its fifth entry (pending) onward: the four before it go, nothing else.
+        var (removed, lag) = await StreamTrim.TrimConsumedAsync(db, topic);
+        Assert.Equal(4, removed);
+        Assert.Equal(4, lag); // the slow group has four entries not yet delivered
+        Assert.Equal(ids.Skip(4), (await db.StreamRangeAsync(topic)).Select(e => (RedisValue)e.Id.ToString()));
+
+        // Once it has acknowledged everything it read, the trim follows it to what it has not read yet.
+        await db.StreamAcknowledgeAsync(topic, "slow", slow.Skip(4).Select(e => e.Id).ToArray());
+        Assert.Equal(1, (await StreamTrim.TrimConsumedAsync(db, topic)).Removed); // keeps its last delivered (the sixth)
+        Assert.Equal(ids.Skip(5), (await db.StreamRangeAsync(topic)).Select(e => (RedisValue)e.Id.ToString()));
+
+        // A stream no group reads is left alone (the publishers' cap bounds it).
+        await db.StreamAddAsync("trim-nobody", "data", 1);
+        Assert.Equal(0, (await StreamTrim.TrimConsumedAsync(db, "trim-nobody")).Removed);
+    }
+
+    [Fact]
     public async Task Redis_stream_entries_have_Dapr_pubsub_redis_format()
     {
         using var host = await StartHostAsync("redis", new Received());

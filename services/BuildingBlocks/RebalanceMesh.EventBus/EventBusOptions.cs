@@ -28,8 +28,12 @@ public sealed class EventBusOptions
     /// <summary>Deliveries after which a failing event goes to the dead-letter topic.</summary>
     public int MaxDeliveries { get; set; } = 5;
 
-    /// <summary>Approximate maximum length of each stream (XADD MAXLEN ~).</summary>
-    public int MaxStreamLength { get; set; } = 100_000;
+    /// <summary>
+    /// A safety cap on each stream's length (XADD MAXLEN ~), against a consumer that stopped for good: a group further
+    /// behind than this loses the oldest entries it has not read. Streams are kept short by trimming what every group
+    /// has consumed (<see cref="StreamTrim"/>), not by this cap.
+    /// </summary>
+    public int MaxStreamLength { get; set; } = 2_000_000;
 
     /// <summary>
     /// Events of one subscription handled at once, as Dapr's pubsub.redis component's <c>concurrency</c> metadata (whose

@@ -69,6 +69,7 @@ public sealed class RedisStreamsConsumer(
                     if (DateTime.UtcNow >= nextReclaim)
                     {
                         await ReclaimStaleAsync(db, topic, group, EnqueueAsync);
+                        await TrimAsync(db, topic, settings);
                         nextReclaim = DateTime.UtcNow + settings.RedeliverInterval;
                     }
                 }
@@ -194,6 +195,21 @@ public sealed class RedisStreamsConsumer(
         foreach (var entry in claimed.Where(e => !e.IsNull))
         {
             await enqueue(entry, deliveries.GetValueOrDefault(entry.Id.ToString(), 2));
+        }
+    }
+
+    /// <summary>Trims the stream behind every group (<see cref="StreamTrim"/>) and warns while a group lags toward the publishers' cap.</summary>
+    private async Task TrimAsync(IDatabase db, string topic, EventBusOptions settings)
+    {
+        var (removed, lag) = await StreamTrim.TrimConsumedAsync(db, topic);
+        if (removed > 0)
+        {
+            logger.LogDebug("Trimmed {Removed} consumed entries from {Topic}", removed, topic);
+        }
+
+        if (lag > settings.MaxStreamLength / 2)
+        {
+            logger.LogWarning("A consumer group of {Topic} is {Lag} entries behind; past {Cap} the publishers' cap drops the oldest unread", topic, lag, settings.MaxStreamLength);
         }
     }
 
