@@ -266,6 +266,18 @@ batchWatch.SetAction(async (parse, ct) =>
 batch.Subcommands.Add(batchWatch);
 root.Subcommands.Add(batch);
 
+var blockIdOption = new Option<string?>("--id") { Description = "One block, whole (members, cross, sides, child orders, allocation)." };
+var blocks = new Command("blocks", "Execution's block orders: ListBlocks (newest first), or GetBlock with --id.") { blockIdOption, pageSizeOption };
+blocks.SetAction(async (parse, ct) =>
+{
+    using var channel = Repo.ServiceChannel("execution", parse.GetValue(repoOption), null);
+    var execution = new RebalanceMesh.Contracts.Execution.V1.ExecutionService.ExecutionServiceClient(channel.WithDefaultDeadline());
+    return await Output.CallAsync(async () => parse.GetValue(blockIdOption) is { } id
+        ? await execution.GetBlockAsync(new RebalanceMesh.Contracts.Execution.V1.GetBlockRequest { BlockId = id }, cancellationToken: ct)
+        : await execution.ListBlocksAsync(new RebalanceMesh.Contracts.Execution.V1.ListBlocksRequest { PageSize = parse.GetValue(pageSizeOption) }, cancellationToken: ct), parse.GetValue(jsonOption));
+});
+root.Subcommands.Add(blocks);
+
 var watchPortfolioOption = new Option<string?>("--portfolio") { Description = "Watch a portfolio's plans." };
 var watchPlanOption = new Option<string?>("--plan") { Description = "Watch one plan until it ends." };
 var watch = new Command("watch-plans", "WatchPlans: stream plan changes.") { watchPortfolioOption, watchPlanOption };
