@@ -91,10 +91,29 @@ public class BlockAllocationTests
     }
 
     [Fact]
+    public void A_purchase_the_cash_pays_for_only_nearer_the_market_joins_with_a_tighter_cap_not_a_smaller_slice()
+    {
+        // 20 units: at the limit (100.5, 50 bps above the mid) with the 10 bps fee they cost 2,012.01; the cash is 2,010.
+        // At the ask (100.1, where its own routing would fill) they cost 2,004.00: the slice keeps its 20 units and its
+        // cap comes down to the price the cash pays for.
+        var host = new ScriptedHost { Venues = OneVenue };
+        host.Quotes["X"] = [new VenueQuote("V", 99.9m, 100.1m, 1_000m, 1_000m)];
+        var run = new PlanRun(new RunPlan("plan-t", "p", [new RunLeg("L1", 1, LegAction.Trade, "X", OrderSide.Buy, 20m, 100m)], CashBudget: 2_010m, MaxSlippageBps: 50, new SliceStyle(), BlockTrading.Block));
+        host.Drive(run);
+
+        var request = Assert.Single(host.Log.Select(l => l.Command).OfType<JoinBlock>().Single().Requests);
+        Assert.Equal(20m, request.Quantity);
+        Assert.Equal(decimal.Round((2_010m - PlanCash.RoundingReserve) / 20m / 1.001m, 8, MidpointRounding.ToZero), request.PriceCap);
+        Assert.InRange(request.PriceCap, 100.1m, 100.5m);
+        Assert.Equal((20m, RunStatus.Filled), (run.Legs[0].Filled, run.Legs[0].Status));
+        Assert.True(run.CashLeft >= 0);
+    }
+
+    [Fact]
     public void A_plan_whose_legs_join_blocks_asks_for_its_slices_within_its_cash_and_books_its_shares()
     {
-        // Cash for about 9 units at the cap (the limit, 50 bps above the mid of 100) with the dearest fee: the request
-        // is cut to what the cash pays for, and the leg says so.
+        // Cash for about 9 units even at the ask (100.1, the worst price its own routing walks) with the dearest fee:
+        // the cap comes down to that price and the request is cut to what the cash pays for there; the leg says so.
         var host = new ScriptedHost { Venues = OneVenue };
         host.Quotes["X"] = [new VenueQuote("V", 99.9m, 100.1m, 1_000m, 1_000m)];
         var plan = new RunPlan("plan-b", "p", [new RunLeg("L1", 1, LegAction.Trade, "X", OrderSide.Buy, 20m, 100m)], CashBudget: 910m, MaxSlippageBps: 50, new SliceStyle(), BlockTrading.BlockAndCross);
@@ -103,8 +122,8 @@ public class BlockAllocationTests
 
         var join = host.Log.Select(l => l.Command).OfType<JoinBlock>().Single();
         var request = Assert.Single(join.Requests);
-        Assert.Equal(("plan-b:L1", 100.5m, true), (request.MemberId, request.PriceCap, request.Cross));
-        Assert.Equal(PlanCash.Affordable(910m, PlanCash.UnitCost(OrderSide.Buy, false, 100.5m, 10)), request.Quantity);
+        Assert.Equal(("plan-b:L1", 100.1m, true), (request.MemberId, request.PriceCap, request.Cross));
+        Assert.Equal(PlanCash.Affordable(910m, PlanCash.UnitCost(OrderSide.Buy, false, 100.1m, 10)), request.Quantity);
         Assert.Equal(request.Quantity, run.Legs[0].Filled);
         Assert.Equal(100.1m, run.Legs[0].AveragePrice);
         Assert.True(run.CashLeft >= 0);
@@ -129,6 +148,34 @@ public class BlockAllocationTests
         Assert.Equal([("plan-r:L1", 10m), ("plan-r:L1-j2", 6m), ("plan-r:L1-j3", 1m)], joins.OfType<JoinBlock>().Select(j => (j.Requests[0].MemberId, j.Requests[0].Quantity)));
         Assert.Equal((9m, RunStatus.PartiallyFilled), (run.Legs[0].Filled, run.Legs[0].Status));
         Assert.Contains("after 3 blocks", run.Legs[0].Message);
+    }
+
+    [Fact]
+    public void A_plan_trading_in_blocks_never_takes_its_cash_below_zero()
+    {
+        // Random purchases and sales in blocks on the simulated venues' books, random cash and limits: whatever the
+        // caps and cuts, the plan's cash after its shares is never negative and no leg fills beyond its quantity.
+        var cases = from mid in Gen.Choose(1_000, 50_000).Select(m => m / 100m)
+                    from size in Gen.Choose(10, 4_000).Select(x => (decimal)x)
+                    from buy in Gen.Choose(1, 400).Select(q => (decimal)q)
+                    from sell in Gen.Choose(0, 400).Select(q => (decimal)q)
+                    from cash in Gen.Choose(0, 200_000).Select(c => (decimal)c)
+                    from limit in Gen.Elements(0, 0, 10, 50, 200)
+                    select (mid, size, buy, sell, cash, limit);
+        Prop.ForAll(cases.ToArbitrary(), c =>
+        {
+            var host = new ScriptedHost();
+            host.Quotes["X"] = host.Venues.Select(v => new VenueQuote(v.VenueId, c.mid * 0.9995m, c.mid * 1.0005m, c.size, c.size)).ToArray();
+            var legs = new List<RunLeg> { new("B", 2, LegAction.Trade, "X", OrderSide.Buy, c.buy, c.mid) };
+            if (c.sell > 0)
+            {
+                legs.Insert(0, new RunLeg("S", 1, LegAction.Trade, "X", OrderSide.Sell, c.sell, c.mid));
+            }
+
+            var run = new PlanRun(new RunPlan("plan-c", "p", legs, c.cash, c.limit, new SliceStyle(), BlockTrading.BlockAndCross));
+            host.Drive(run);
+            return (run.CashLeft >= 0 && run.Legs.All(l => l.Filled <= l.Quantity)).Label($"cash left {run.CashLeft}, {string.Join(", ", run.Legs.Select(l => $"{l.Leg.LegId} {l.Filled}/{l.Quantity}"))}");
+        }).Check(Config.QuickThrowOnFailure.WithMaxTest(300));
     }
 
     /// <summary>A random block: members (side, whole lots, cap around the mid, cross or not, a buyer's cash) and books.</summary>

@@ -9,9 +9,10 @@ public sealed partial class PlanRun
     /// <summary>
     /// One slice of each leg joins a block order (<see cref="JoinBlock"/>): each asks for what its slice still needs,
     /// capped at its limit price — or, without one, <see cref="BlockRequest.UnlimitedBandBps"/> beyond the worst price
-    /// its own routing would walk now (the block forms over a short window, and the market moves) — and, for a
-    /// purchase, cut to what the plan's cash pays for at that cap with the dearest venue fee (the plan's cash shared in
-    /// leg order, as routing shares it). The block answers each leg's share of its internal cross and of its venue
+    /// its own routing would walk now (the block forms over a short window, and the market moves). A purchase the
+    /// plan's cash pays for only nearer the market gets a tighter cap, down to that worst price, rather than a smaller
+    /// slice; below it the slice is cut to what the cash pays there with the dearest venue fee (the plan's cash shared
+    /// in leg order, as routing shares it). The block answers each leg's share of its internal cross and of its venue
     /// fills; what a block filled short joins another block on a fresh read of the market, up to
     /// <see cref="MaxBlockJoins"/> blocks, and a leg still short then stops there and says so.
     /// </summary>
@@ -99,9 +100,21 @@ public sealed partial class PlanRun
             var quantity = need;
             if (CashLeft is { } cash)
             {
+                var fee = usable.Max(v => v.TakerFeeBps);
+                var available = cash - reserved;
+
                 // A sale's fee (margined) grows with the price it gets: the best bid bounds it.
-                var unit = PlanCash.UnitCost(leg.Side, leg.Margined, buy ? cap : Math.Max(cap, run.Quotes.Max(q => q.Bid)), usable.Max(v => v.TakerFeeBps));
-                quantity = Math.Min(need, PlanCash.Affordable(cash - reserved, unit));
+                decimal UnitAt(decimal price) => PlanCash.UnitCost(leg.Side, leg.Margined, buy ? price : Math.Max(price, run.Quotes.Max(q => q.Bid)), fee);
+                if (buy && !leg.Margined && need * UnitAt(cap) > available - PlanCash.RoundingReserve)
+                {
+                    // The cash pays for the whole slice only nearer the market: a tighter cap rather than a smaller
+                    // slice, down to the worst price its own routing walks now; below that the slice is cut, there.
+                    var paid = decimal.Round((available - PlanCash.RoundingReserve) / need / (1 + ((decimal)fee / 10_000m)), 8, MidpointRounding.ToZero);
+                    cap = Math.Max(children.Max(c => c.WorstPrice), Math.Min(cap, paid));
+                }
+
+                var unit = UnitAt(cap);
+                quantity = Math.Min(need, PlanCash.Affordable(available, unit));
                 reserved += quantity * unit;
                 if (quantity < need)
                 {
