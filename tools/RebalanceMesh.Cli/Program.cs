@@ -85,7 +85,7 @@ demo.SetAction(async (parse, ct) =>
         if (Math.Clamp(parse.GetValue(bookOption), 0, 10_000) is > 0 and var accounts)
         {
             var book = await new DemoBookAct(state, Path.Combine(stateDir, "spans"), Console.Out).RunAsync(accounts, ct);
-            return book.Final.Done && book.Final.Failed == 0 ? 0 : 1;
+            return book.Final.Done ? 0 : 1; // a plan the market left unfilled is shown, as in act one; a batch that did not end is a failure
         }
 
         return 0;
