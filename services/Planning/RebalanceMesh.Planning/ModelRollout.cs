@@ -12,7 +12,7 @@ namespace RebalanceMesh.Planning;
 /// stored policy still follows the model at an older version (checked atomically with the write), so a rollout never
 /// undoes a link changed meanwhile, and two replicas rolling out the same version write each portfolio once.
 /// </summary>
-public sealed class ModelRollout(ModelStore models, PlanningStore store, TimeProvider time, ILogger<ModelRollout> logger) : PeriodicWork(Interval, time, logger)
+public sealed class ModelRollout(ModelStore models, TimeProvider time, ILogger<ModelRollout> logger) : PeriodicWork(Interval, time, logger)
 {
     public static readonly TimeSpan Interval = TimeSpan.FromSeconds(5);
 
@@ -39,14 +39,18 @@ public sealed class ModelRollout(ModelStore models, PlanningStore store, TimePro
         {
             await Parallel.ForEachAsync(linked, new ParallelOptions { MaxDegreeOfParallelism = Concurrency, CancellationToken = stop.Token }, async (portfolioId, _) =>
             {
-                var current = await store.GetReadablePolicyAsync(portfolioId); // unreadable: relinking repairs it
-                if (current?.ModelLink?.ModelId != model.ModelId)
+                // One read of the stored policy, checked and rewritten atomically (unreadable: relinking repairs it).
+                var following = true;
+                var rewritten = await models.ChangeLinkedPolicyAsync(portfolioId, current =>
+                {
+                    following = current?.ModelLink?.ModelId == model.ModelId;
+                    return following && current!.ModelLink.ModelVersion < model.Version ? ModelPolicies.For(model, portfolioId, current.ModelLink.Overrides) : null;
+                });
+                if (!following)
                 {
                     await models.UnlistAsync(model.ModelId, portfolioId); // relinked or unlinked since the set was read
                 }
-                else if (current.ModelLink.ModelVersion < model.Version
-                    && await models.SetLinkedPolicyIfAsync(ModelPolicies.For(model, portfolioId, current.ModelLink.Overrides),
-                        stored => stored?.ModelLink is { } link && link.ModelId == model.ModelId && link.ModelVersion < model.Version) is not null)
+                else if (rewritten is not null)
                 {
                     Interlocked.Increment(ref updated);
                 }

@@ -80,32 +80,24 @@ public sealed class ModelStore(IConnectionMultiplexer redis, PlanningStore store
     public async Task<string[]> LinkedAsync(string modelId) => [.. (await Db.SetMembersAsync(LinksKey(modelId))).Select(v => v.ToString())];
 
     /// <summary>
-    /// Stores <paramref name="policy"/> as the portfolio's if the stored one still satisfies <paramref name="when"/>
-    /// (null when not), moving its link from the model the stored policy names to the one the new policy names (either
-    /// may be none) in the same transaction.
+    /// Changes a portfolio's policy as <see cref="PlanningStore.ChangePolicyAsync"/> does, moving its link from the model
+    /// the stored policy names to the one the new policy names (either may be none) in the same transaction.
     /// </summary>
-    public Task<Policy?> SetLinkedPolicyIfAsync(Policy policy, Func<Policy?, bool> when)
-    {
-        Policy? read = null;
-        return store.SetPolicyIfAsync(policy, current =>
-        {
-            read = current;
-            return when(current);
-        }, tran =>
+    public Task<Policy?> ChangeLinkedPolicyAsync(string portfolioId, Func<Policy?, Policy?> change) =>
+        store.ChangePolicyAsync(portfolioId, change, (tran, read, next) =>
         {
             var previous = read?.ModelLink?.ModelId;
-            var next = policy.ModelLink?.ModelId;
-            if (previous is { Length: > 0 } && previous != next)
+            var following = next.ModelLink?.ModelId;
+            if (previous is { Length: > 0 } && previous != following)
             {
-                _ = tran.SetRemoveAsync(LinksKey(previous), policy.PortfolioId);
+                _ = tran.SetRemoveAsync(LinksKey(previous), portfolioId);
             }
 
-            if (next is { Length: > 0 })
+            if (following is { Length: > 0 })
             {
-                _ = tran.SetAddAsync(LinksKey(next), policy.PortfolioId);
+                _ = tran.SetAddAsync(LinksKey(following), portfolioId);
             }
         });
-    }
 
     /// <summary>Drops a portfolio from a model's links (its policy follows another model, or none, now).</summary>
     public Task UnlistAsync(string modelId, string portfolioId) => Db.SetRemoveAsync(LinksKey(modelId), portfolioId);

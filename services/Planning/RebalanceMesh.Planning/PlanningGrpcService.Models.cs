@@ -11,7 +11,6 @@ public sealed partial class PlanningGrpcService
     /// <summary>How long UpdateModel rewrites linked portfolios itself before leaving the rest to the background rounds.</summary>
     private static readonly TimeSpan RolloutBudget = TimeSpan.FromSeconds(5);
 
-
     public override async Task<CreateModelResponse> CreateModel(CreateModelRequest request, ServerCallContext context)
     {
         var check = new RequestValidator();
@@ -101,7 +100,7 @@ public sealed partial class PlanningGrpcService
             next.ModelLink = null;
         }
 
-        var stored = await modelStore.SetLinkedPolicyIfAsync(next, stored => (stored?.ModelLink?.ModelId ?? string.Empty) == following)
+        var stored = await modelStore.ChangeLinkedPolicyAsync(request.PortfolioId, stored => (stored?.ModelLink?.ModelId ?? string.Empty) == following ? next : null)
             ?? throw new DomainException(DomainErrorKind.Conflict, $"Portfolio '{request.PortfolioId}' was linked or unlinked meanwhile; retry.");
         logger.LogInformation("Portfolio {PortfolioId} now follows {Model} (was {Previous})", request.PortfolioId,
             request.ModelId.Length > 0 ? request.ModelId : "its own policy", following.Length > 0 ? following : "its own policy");

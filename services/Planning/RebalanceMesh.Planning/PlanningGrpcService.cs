@@ -136,7 +136,7 @@ public sealed partial class PlanningGrpcService(
         // A portfolio that follows a model takes its policy from the model (LinkPortfolio with no model to stop).
         var policy = request.Policy.Clone();
         policy.ModelLink = null;
-        var stored = await store.SetPolicyIfAsync(policy, current => current?.ModelLink is not { ModelId.Length: > 0 })
+        var stored = await store.ChangePolicyAsync(policy.PortfolioId, current => current?.ModelLink is not { ModelId.Length: > 0 } ? policy : null)
             ?? throw new DomainException(DomainErrorKind.FailedPrecondition,
                 $"Portfolio '{policy.PortfolioId}' follows a model; change the model (UpdateModel), or unlink it first (LinkPortfolio without a model).");
         var response = new SetPolicyResponse { Policy = stored };

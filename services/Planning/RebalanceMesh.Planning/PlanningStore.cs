@@ -128,43 +128,43 @@ public sealed class PlanningStore(IConnectionMultiplexer redis, RedisBroadcast<P
         }
     }
 
-    /// <summary>
-    /// Stores a portfolio's policy as its next version (and announces it to the book). <paramref name="alongside"/> adds
-    /// writes to the same transaction (a model link's index).
-    /// </summary>
-    public async Task<Policy> SetPolicyAsync(Policy policy, Action<ITransaction>? alongside = null) =>
-        (await SetPolicyIfAsync(policy, _ => true, alongside))!;
+    /// <summary>Stores a portfolio's policy as its next version (and announces it to the book).</summary>
+    public async Task<Policy> SetPolicyAsync(Policy policy) => (await ChangePolicyAsync(policy.PortfolioId, _ => policy))!;
 
     /// <summary>
-    /// <see cref="SetPolicyAsync"/> if the stored policy (null: none, or unreadable) still satisfies
-    /// <paramref name="when"/>, checked atomically with the write; null when it does not.
+    /// Changes a portfolio's policy from the stored one, read once per attempt: <paramref name="change"/> gets the stored
+    /// policy (null: none, or unreadable) and answers the next one, or null to leave it as it is; the next is stored as
+    /// the next version, conditioned on the stored one being what <paramref name="change"/> saw (retried on conflict),
+    /// and announced to the book. <paramref name="alongside"/> adds writes to the same transaction from what was read
+    /// and what is written (a model link's index). Returns what was stored, or null when nothing was.
     /// </summary>
-    public async Task<Policy?> SetPolicyIfAsync(Policy policy, Func<Policy?, bool> when, Action<ITransaction>? alongside = null)
+    public async Task<Policy?> ChangePolicyAsync(string portfolioId, Func<Policy?, Policy?> change, Action<ITransaction, Policy?, Policy>? alongside = null)
     {
-        var key = PolicyKey(policy.PortfolioId);
+        var key = PolicyKey(portfolioId);
         for (var attempt = 0; attempt < MaxAttempts; attempt++)
         {
             var current = await Db.StringGetAsync(key);
-            if (!when(Readable(current)))
+            var read = Readable(current);
+            if (change(read) is not { } next)
             {
                 return null;
             }
 
-            var stored = policy.Clone();
+            var stored = next.Clone();
             stored.Version = VersionOf(current) + 1;
             var tran = Db.CreateTransaction();
             tran.AddCondition(current.IsNull ? Condition.KeyNotExists(key) : Condition.StringEqual(key, current));
             _ = tran.StringSetAsync(key, stored.ToByteArray());
-            _ = tran.SetAddAsync(PoliciesKey, policy.PortfolioId);
-            _ = AnnounceChange(tran, policy.PortfolioId, BookChange.Policy, stored.Version);
-            alongside?.Invoke(tran);
+            _ = tran.SetAddAsync(PoliciesKey, portfolioId);
+            _ = AnnounceChange(tran, portfolioId, BookChange.Policy, stored.Version);
+            alongside?.Invoke(tran, read, stored);
             if (await tran.ExecuteAsync())
             {
                 return stored;
             }
         }
 
-        throw new DomainException(DomainErrorKind.Conflict, $"Policy of '{policy.PortfolioId}' is changing too often; retry.");
+        throw new DomainException(DomainErrorKind.Conflict, $"Policy of '{portfolioId}' is changing too often; retry.");
     }
 
     private static Task<RedisValue> AnnounceChange(ITransaction tran, string portfolioId, BookChange what, long version) =>
