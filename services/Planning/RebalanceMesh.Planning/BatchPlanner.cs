@@ -28,7 +28,7 @@ public sealed class BatchPlanner(PlanningStore store, PlanPipeline pipeline, Pla
     /// <summary>Each account's preview, on one snapshot.</summary>
     public async Task<PreviewBatchRebalanceResponse> PreviewAsync(IReadOnlyList<string> portfolioIds, BatchFilter filter, int concurrency, bool omitPlans, CancellationToken cancellationToken)
     {
-        var report = await RunAsync("batch preview", portfolioIds, filter, concurrency, (id, market, token) => pipeline.BuildAsync(id, force: filter != BatchFilter.OutOfTolerance, market, token), cancellationToken);
+        var report = await RunAsync("batch preview", portfolioIds, filter, concurrency, submits: false, (id, market, token) => pipeline.BuildAsync(id, force: filter != BatchFilter.OutOfTolerance, market, token), cancellationToken);
         if (omitPlans)
         {
             OmitPlans(report.Accounts);
@@ -52,7 +52,7 @@ public sealed class BatchPlanner(PlanningStore store, PlanPipeline pipeline, Pla
     /// </summary>
     public async Task<SubmitBatchRebalanceResponse> SubmitAsync(IReadOnlyList<string> portfolioIds, BatchFilter filter, int concurrency, string batchKey, string caller, bool omitPlans, CancellationToken cancellationToken)
     {
-        var report = await RunAsync("batch submit", portfolioIds, filter, concurrency,
+        var report = await RunAsync("batch submit", portfolioIds, filter, concurrency, submits: true,
             (id, market, token) => submitter.SubmitAsync(id, force: filter != BatchFilter.OutOfTolerance, "batch:" + batchKey, token, market), cancellationToken);
         var response = new SubmitBatchRebalanceResponse
         {
@@ -78,7 +78,7 @@ public sealed class BatchPlanner(PlanningStore store, PlanPipeline pipeline, Pla
     }
 
     private async Task<PreviewBatchRebalanceResponse> RunAsync(
-        string name, IReadOnlyList<string> portfolioIds, BatchFilter filter, int concurrency, Func<string, BatchMarket, CancellationToken, Task<Plan>> build, CancellationToken cancellationToken)
+        string name, IReadOnlyList<string> portfolioIds, BatchFilter filter, int concurrency, bool submits, Func<string, BatchMarket, CancellationToken, Task<Plan>> build, CancellationToken cancellationToken)
     {
         using var activity = PlanPipeline.ActivitySource.StartActivity(name);
         activity?.SetTag("planning.batch.portfolios", portfolioIds.Count);
@@ -107,7 +107,7 @@ public sealed class BatchPlanner(PlanningStore store, PlanPipeline pipeline, Pla
             Enumerable.Range(0, portfolioIds.Count),
             new ParallelOptions { MaxDegreeOfParallelism = concurrency, CancellationToken = cancellationToken },
             async (i, token) => accounts[i] = filter == BatchFilter.NewCash
-                ? await NewCashAccountAsync(portfolioIds[i], policies[i], market, build, token)
+                ? await NewCashAccountAsync(portfolioIds[i], policies[i], market, submits ? build : null, token)
                 : await AccountAsync(portfolioIds[i], market, build, token));
 
         var response = Report(accounts);
@@ -119,10 +119,10 @@ public sealed class BatchPlanner(PlanningStore store, PlanPipeline pipeline, Pla
 
     /// <summary>
     /// The new-cash filter: the account's forced preview on the batch's snapshot says its cash and net value; an account
-    /// with new cash (<see cref="BatchSelection.NewCashShortfall"/>) is planned as the batch plans, the others are left
-    /// out as NO_ACTION, saying why.
+    /// with new cash (<see cref="BatchSelection.NewCashShortfall"/>) is submitted with <paramref name="submit"/> — or, in a
+    /// preview (null), that forced preview is its plan — the others are left out as NO_ACTION, saying why.
     /// </summary>
-    private async Task<BatchAccount> NewCashAccountAsync(string portfolioId, Policy? policy, BatchMarket market, Func<string, BatchMarket, CancellationToken, Task<Plan>> build, CancellationToken cancellationToken)
+    private async Task<BatchAccount> NewCashAccountAsync(string portfolioId, Policy? policy, BatchMarket market, Func<string, BatchMarket, CancellationToken, Task<Plan>>? submit, CancellationToken cancellationToken)
     {
         var preview = await AccountAsync(portfolioId, market, (id, m, token) => pipeline.BuildAsync(id, force: true, m, token), cancellationToken);
         if (preview.Error is not null)
@@ -146,7 +146,7 @@ public sealed class BatchPlanner(PlanningStore store, PlanPipeline pipeline, Pla
             };
         }
 
-        return await AccountAsync(portfolioId, market, build, cancellationToken);
+        return submit is null ? preview : await AccountAsync(portfolioId, market, submit, cancellationToken);
     }
 
     private static async Task<BatchAccount> AccountAsync(string portfolioId, BatchMarket market, Func<string, BatchMarket, CancellationToken, Task<Plan>> build, CancellationToken cancellationToken)
