@@ -197,21 +197,8 @@ public sealed class BlockDeskTests : IClassFixture<RedisServer>, IAsyncLifetime
         }
     }
 
-    private static async Task<PlanExecution> WaitForEndAsync(ExecutionStore store, string planId, FakeTimeProvider clock)
-    {
-        for (var i = 0; i < 400; i++)
-        {
-            if (await store.GetExecutionAsync(planId) is { } execution && PlanExecutor.IsFinal(execution.Status))
-            {
-                return execution;
-            }
-
-            clock.Advance(TimeSpan.FromMilliseconds(500));
-            await Task.Delay(25);
-        }
-
-        throw new TimeoutException($"Plan {planId} did not end.");
-    }
+    private static Task<PlanExecution> WaitForEndAsync(ExecutionStore store, string planId, FakeTimeProvider clock) =>
+        ExecutionReplicas.WaitForEndAsync(store, planId, [clock], TimeSpan.FromMilliseconds(500));
 
     private static Task WaitUntilAsync(Func<bool> condition) => WaitUntilAsync(() => Task.FromResult(condition()));
 

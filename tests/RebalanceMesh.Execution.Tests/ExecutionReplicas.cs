@@ -2,6 +2,7 @@ using Google.Protobuf.WellKnownTypes;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Time.Testing;
 using RebalanceMesh.Contracts.Common.V1;
+using RebalanceMesh.Contracts.Execution.V1;
 using RebalanceMesh.MarketState;
 using RebalanceMesh.Testing;
 
@@ -45,5 +46,29 @@ internal static class ExecutionReplicas
             s.PostConfigure<ExecutionOptions>(o => o.Venues = o.Venues.Select(v => v with { LatencyMs = 0 }).ToList());
             services?.Invoke(s);
         });
+    }
+
+    /// <summary>
+    /// Waits for a plan to end, moving <paramref name="advance"/> by <paramref name="step"/> (default 1 s) between looks
+    /// (its waits and the replicas' ticks are on them); gives up after 400 looks.
+    /// </summary>
+    public static async Task<PlanExecution> WaitForEndAsync(ExecutionStore store, string planId, IReadOnlyList<FakeTimeProvider>? advance = null, TimeSpan? step = null)
+    {
+        for (var i = 0; i < 400; i++)
+        {
+            if (await store.GetExecutionAsync(planId) is { } execution && PlanExecutor.IsFinal(execution.Status))
+            {
+                return execution;
+            }
+
+            foreach (var clock in advance ?? [])
+            {
+                clock.Advance(step ?? TimeSpan.FromSeconds(1));
+            }
+
+            await Task.Delay(25);
+        }
+
+        throw new TimeoutException($"Plan {planId} did not end.");
     }
 }

@@ -215,27 +215,8 @@ public sealed class PlanRunnerTests : IClassFixture<RedisServer>, IAsyncLifetime
         return replica;
     }
 
-    /// <summary>Waits for a plan to end, moving the given clocks a second at a time (its waits and the ticks are on them).</summary>
-    private static async Task<PlanExecution> WaitForEndAsync(Replica replica, string planId, IReadOnlyList<FakeTimeProvider>? advance = null)
-    {
-        var store = replica.Get<ExecutionStore>();
-        for (var i = 0; i < 400; i++)
-        {
-            if (await store.GetExecutionAsync(planId) is { } execution && PlanExecutor.IsFinal(execution.Status))
-            {
-                return execution;
-            }
-
-            foreach (var clock in advance ?? [])
-            {
-                clock.Advance(TimeSpan.FromSeconds(1));
-            }
-
-            await Task.Delay(25);
-        }
-
-        throw new TimeoutException($"Plan {planId} did not end.");
-    }
+    private static Task<PlanExecution> WaitForEndAsync(Replica replica, string planId, IReadOnlyList<FakeTimeProvider>? advance = null) =>
+        ExecutionReplicas.WaitForEndAsync(replica.Get<ExecutionStore>(), planId, advance);
 
     private static async Task<int> WaitForOrdersAsync(Replica replica, string planId, int count)
     {

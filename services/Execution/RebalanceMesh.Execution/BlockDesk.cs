@@ -206,11 +206,20 @@ public sealed class BlockDesk(
     }
 
     /// <summary>The block's outcome: stored, or got by running it here (once per replica at a time, under its lock).</summary>
-    private Task<BlockOutcome> OutcomeAsync(string blockId)
+    private Task<BlockOutcome> OutcomeAsync(string blockId) =>
+        _outcomes.GetOrAdd(blockId, id => new Lazy<Task<BlockOutcome>>(() => SettleOnceAsync(id))).Value;
+
+    /// <summary>Settles a block for every member waiting on this replica, then forgets it (a later member reads what is stored).</summary>
+    private async Task<BlockOutcome> SettleOnceAsync(string blockId)
     {
-        var outcome = _outcomes.GetOrAdd(blockId, id => new Lazy<Task<BlockOutcome>>(() => Task.Run(() => SettleAsync(id))));
-        _ = outcome.Value.ContinueWith(_ => _outcomes.TryRemove(new KeyValuePair<string, Lazy<Task<BlockOutcome>>>(blockId, outcome)), TaskScheduler.Default);
-        return outcome.Value;
+        try
+        {
+            return await Task.Run(() => SettleAsync(blockId));
+        }
+        finally
+        {
+            _outcomes.TryRemove(blockId, out _);
+        }
     }
 
     private async Task<BlockOutcome> SettleAsync(string blockId)
@@ -328,7 +337,7 @@ public sealed class BlockDesk(
         {
             LegId = l.Leg.LegId,
             InstrumentId = l.Leg.InstrumentId,
-            Side = l.Leg.Side == OrderSide.Buy ? Side.Buy : Side.Sell,
+            Side = l.Leg.Side.ToWire(),
             Quantity = l.Leg.Quantity,
             ReferencePrice = l.Leg.ReferencePrice,
         }));
@@ -367,7 +376,7 @@ public sealed class BlockDesk(
         foreach (var (member, share) in order.Members.Zip(outcome.Shares))
         {
             var plan = new PlanApproved { PlanId = member.PlanId, PortfolioId = member.PortfolioId };
-            var side = member.Request.Side == OrderSide.Buy ? Side.Buy : Side.Sell;
+            var side = member.Request.Side.ToWire();
             ExecutionReport Fill(string kind, FillSource source, decimal quantity, decimal price, decimal fee) =>
                 PlanReports.New(plan, member.Request.LegId, ReportKind.Fill, now, r => r.Fill = new Fill
                 {

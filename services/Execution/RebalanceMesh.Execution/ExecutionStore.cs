@@ -313,35 +313,12 @@ public sealed class ExecutionStore(IConnectionMultiplexer redis)
         return transaction.ExecuteAsync();
     }
 
-    /// <summary>Takes (or renews) the right to run a block for <paramref name="lease"/>: one replica at a time.</summary>
-    public async Task<bool> TryLockBlockAsync(string blockId, string owner, TimeSpan lease)
-    {
-        if (await Db.StringSetAsync(BlockLockKey(blockId), owner, lease, When.NotExists))
-        {
-            return true;
-        }
+    /// <summary>Takes (or renews, when it is <paramref name="owner"/>'s) the right to run a block for <paramref name="lease"/>: one replica at a time.</summary>
+    public async Task<bool> TryLockBlockAsync(string blockId, string owner, TimeSpan lease) =>
+        await Db.LockTakeAsync(BlockLockKey(blockId), owner, lease) || await Db.LockExtendAsync(BlockLockKey(blockId), owner, lease);
 
-        // Held: renewed when it is this replica's own.
-        return (bool)await Db.ScriptEvaluateAsync(RenewLockScript, new { key = BlockLockKey(blockId), owner = (RedisValue)owner, ms = (long)lease.TotalMilliseconds });
-    }
-
-    private static readonly LuaScript RenewLockScript = LuaScript.Prepare("""
-        if redis.call('GET', @key) == @owner then
-          redis.call('PEXPIRE', @key, @ms)
-          return 1
-        end
-        return 0
-        """);
-
-    private static readonly LuaScript UnlockScript = LuaScript.Prepare("""
-        if redis.call('GET', @key) == @owner then
-          return redis.call('DEL', @key)
-        end
-        return 0
-        """);
-
-    public Task UnlockBlockAsync(string blockId, string owner) =>
-        Db.ScriptEvaluateAsync(UnlockScript, new { key = BlockLockKey(blockId), owner = (RedisValue)owner });
+    /// <summary>Gives a block's lock back, if <paramref name="owner"/> holds it.</summary>
+    public Task UnlockBlockAsync(string blockId, string owner) => Db.LockReleaseAsync(BlockLockKey(blockId), owner);
 
     public Task RequestCancelAsync(string planId, string reason) => Db.StringSetAsync(CancelKey(planId), reason, TimeSpan.FromDays(7));
 

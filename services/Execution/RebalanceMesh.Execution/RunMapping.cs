@@ -80,10 +80,12 @@ public static class RunMapping
         }
     }
 
+    /// <summary>A domain side on the wire.</summary>
+    public static Side ToWire(this OrderSide side) => side == OrderSide.Buy ? Side.Buy : Side.Sell;
+
     /// <summary>A block order as the RPCs show it: as recorded, and its outcome once allocated.</summary>
     public static Block ToBlock(BlockOrder order, BlockOutcome? outcome, bool withMembers)
     {
-        static Side ToSide(OrderSide side) => side == OrderSide.Buy ? Side.Buy : Side.Sell;
         var block = new Block
         {
             BlockId = order.BlockId,
@@ -96,7 +98,7 @@ public static class RunMapping
         {
             block.Crossed = outcome.Crossed;
             block.CrossPrice = outcome.CrossPrice;
-            block.Sides.AddRange(outcome.Sides.Select(s => new BlockSide { Side = ToSide(s.Side), Quantity = s.Quantity, Filled = s.Filled, AveragePrice = s.AveragePrice, Fees = s.Fees, Message = s.Message }));
+            block.Sides.AddRange(outcome.Sides.Select(s => new BlockSide { Side = s.Side.ToWire(), Quantity = s.Quantity, Filled = s.Filled, AveragePrice = s.AveragePrice, Fees = s.Fees, Message = s.Message }));
         }
 
         if (withMembers)
@@ -108,7 +110,7 @@ public static class RunMapping
                     PlanId = m.PlanId,
                     PortfolioId = m.PortfolioId,
                     LegId = m.Request.LegId,
-                    Side = ToSide(m.Request.Side),
+                    Side = m.Request.Side.ToWire(),
                     Requested = m.Request.Quantity,
                     PriceCap = m.Request.PriceCap,
                     Cross = m.Request.Cross,
