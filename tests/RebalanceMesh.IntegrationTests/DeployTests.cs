@@ -189,6 +189,20 @@ public class DeployTests
                 .SelectMany(g => ((YamlSequenceNode)Find(g, "rules")!).Children.Select(r => Get((YamlMappingNode)r, "expr")));
         }
 
+        // And every series they query (kube-state-metrics' aside) is one a mesh test scrapes from a running service's
+        // /metrics (MeshTest.AssertExportedAsync): the names match what the Prometheus exporter writes, not just the code.
+        var scraped = System.Text.RegularExpressions.Regex.Matches(
+                string.Join('\n', Directory.EnumerateFiles(Path.Combine(RepoPaths.Root, "tests", "RebalanceMesh.IntegrationTests"), "*.cs")
+                    .Select(File.ReadAllText)
+                    .SelectMany(text => text.Split("AssertExportedAsync(").Skip(1).Select(call => call[..call.IndexOf(';', StringComparison.Ordinal)]))),
+                "\"([a-z_]+)\"")
+            .Select(m => m.Groups[1].Value)
+            .ToHashSet(StringComparer.Ordinal);
+        foreach (var series in expressions.SelectMany(e => System.Text.RegularExpressions.Regex.Matches(e, "\\b(rebalancemesh|http_server)_[a-z_]+").Select(m => m.Value)).Distinct())
+        {
+            Assert.True(scraped.Contains(series), $"{series} is queried by a dashboard or an alert, but no mesh test asserts that a service exports it");
+        }
+
         foreach (var series in expressions.SelectMany(e => System.Text.RegularExpressions.Regex.Matches(e, "rebalancemesh_[a-z_]+").Select(m => m.Value)))
         {
             var instrument = System.Text.RegularExpressions.Regex.Replace(series, "_(total|bucket|seconds|milliseconds|bps)+$", string.Empty);

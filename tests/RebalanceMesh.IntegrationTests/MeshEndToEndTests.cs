@@ -116,6 +116,14 @@ public sealed class MeshEndToEndTests(ITestOutputHelper output) : MeshTest(outpu
             new RebalanceMesh.Contracts.Risk.V1.AssessPortfolioRequest { PortfolioId = "no-such-portfolio" }, cancellationToken: cancel.Token).ResponseAsync);
         Assert.Equal(Grpc.Core.StatusCode.NotFound, unknown.StatusCode);
 
+        // What SREs read without a collector: each service's Prometheus endpoint exports the series the dashboards and
+        // alerts query (a venue's rejects from its first order on, at zero).
+        await AssertExportedAsync("planning", "rebalancemesh_rpc_server_calls_total", "http_server_request_duration_seconds_bucket",
+            "rebalancemesh_planning_plans_submitted_total", "rebalancemesh_planning_total_drift", "rebalancemesh_planning_portfolios_within_drift",
+            "rebalancemesh_events_lag_milliseconds_bucket", "rebalancemesh_events_delivered_total");
+        await AssertExportedAsync("execution", "rebalancemesh_execution_fills_total", "rebalancemesh_execution_rejects_total", "rebalancemesh_execution_shortfall_bps_bucket");
+        await AssertExportedAsync("risk", "rebalancemesh_rpc_server_calls_total", "rebalancemesh_risk_var_ratio_bucket");
+
         // Back inside the bands.
         Assert.True(result.After.Valuation.TotalDrift < 0.02, $"total drift after {result.After.Valuation.TotalDrift}");
 
@@ -132,7 +140,7 @@ public sealed class MeshEndToEndTests(ITestOutputHelper output) : MeshTest(outpu
         // set Microsoft.AspNetCore and System.Net.Http.HttpClient to Warning).
         foreach (var service in Mesh.Services)
         {
-            var log = File.ReadAllText(service.LogFile);
+            var log = string.Join('\n', ServiceLogs.ReadAll(service.LogFile));
             Assert.DoesNotContain("\"Category\":\"Microsoft.AspNetCore.Hosting.Diagnostics\"", log);
             Assert.DoesNotContain("\"Category\":\"Microsoft.AspNetCore.Routing.EndpointMiddleware\"", log);
             Assert.DoesNotContain("\"Category\":\"System.Net.Http.HttpClient.", log);
@@ -368,6 +376,7 @@ public sealed class OptimizerMeshTests(ITestOutputHelper output) : MeshTest(outp
         Assert.All(plan.Legs, l => Assert.True(l.EstimatedCost.ToDecimal() >= 0.0005m * l.EstimatedNotional.ToDecimal(), "fee plus half-spread at least"));
         Assert.InRange(plan.Legs.Count, 1, 4); // the budget goes where it cuts tracking error most, not evenly
         Assert.InRange(plan.Legs.Sum(l => l.WeightAfter), 0.28, 0.3 + 1e-9);
+        await AssertExportedAsync("planning", "rebalancemesh_planning_optimizer_duration_seconds_bucket");
     }
 }
 
@@ -482,6 +491,7 @@ public sealed class GuardMeshTests(ITestOutputHelper output) : MeshTest(output)
         Assert.Equal(plannedLoan.Collateral.Single().Quantity.ToDecimal(), venueLoan.Collateral.Single().Quantity.ToDecimal());
         Assert.InRange(venueLoan.HealthFactor, 1.3, 1.6); // 1.4 at the plan's prices; the feed moves on meanwhile
         Assert.Equal(0, venueLoan.Liquidations);
+        await AssertExportedAsync("planning", "rebalancemesh_planning_health_factor"); // the monitored loan, by portfolio and loan
     }
 
     [Fact]
@@ -643,6 +653,7 @@ public sealed class GuardMeshTests(ITestOutputHelper output) : MeshTest(output)
         Assert.Equal(200m - filled.Quantity.ToDecimal(), dax.Quantity.ToDecimal());
         var entry = decimal.Round(mids["DAX"] * 1.1m, 2);
         Assert.Equal(cash + (filled.Quantity.ToDecimal() * (filled.AverageFillPrice.ToDecimal() - entry)) - filled.Fees.ToDecimal(), portfolio.Cash.ToDecimal()); // the loss realised
+        await AssertExportedAsync("planning", "rebalancemesh_planning_margin_ratio");
     }
 }
 
@@ -680,6 +691,7 @@ public sealed class AutoModeMeshTests(ITestOutputHelper output) : MeshTest(outpu
         Assert.Single(all);
         var valuation = (await planning.GetPortfolioAsync(new GetPortfolioRequest { PortfolioId = "auto" })).Valuation;
         Assert.All(valuation.Positions, p => Assert.InRange(p.Weight, 0.22, 0.26));
+        await AssertExportedAsync("planning", "rebalancemesh_planning_auto_submissions_total");
     }
 }
 

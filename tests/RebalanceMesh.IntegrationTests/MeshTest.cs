@@ -47,6 +47,33 @@ public abstract class MeshTest(ITestOutputHelper output) : IAsyncLifetime
         return channel;
     }
 
+    /// <summary>The series a service of this mesh exports on its Prometheus endpoint now (names as Prometheus stores them).</summary>
+    protected async Task<IReadOnlySet<string>> ScrapeAsync(string service)
+    {
+        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(10) };
+        var response = await http.GetAsync(Mesh.Service(service).HttpUrl + ServiceDefaultsExtensions.MetricsPath);
+        response.EnsureSuccessStatusCode();
+        Assert.StartsWith("text/plain", response.Content.Headers.ContentType?.MediaType, StringComparison.Ordinal);
+        return (await response.Content.ReadAsStringAsync())
+            .Split('\n')
+            .Where(line => line.Length > 0 && line[0] != '#')
+            .Select(line => line[..line.IndexOfAny(['{', ' '])])
+            .ToHashSet(StringComparer.Ordinal);
+    }
+
+    /// <summary>
+    /// Asserts that a service exports these series for Prometheus. The dashboards and alerts in deploy/observability
+    /// query only series some mesh test names here (DeployTests checks that).
+    /// </summary>
+    protected async Task AssertExportedAsync(string service, params string[] series)
+    {
+        var exported = await ScrapeAsync(service);
+        foreach (var name in series)
+        {
+            Assert.True(exported.Contains(name), $"{service} does not export {name}; it exports {string.Join(", ", exported.Where(e => e.StartsWith("rebalancemesh_", StringComparison.Ordinal)).Order())}");
+        }
+    }
+
     /// <summary>Creates (or replaces) a portfolio holding only cash, in EUR.</summary>
     protected static Task CashPortfolioAsync(RebalanceMesh.Contracts.Planning.V1.PlanningService.PlanningServiceClient planning, string portfolioId, decimal cash) =>
         planning.UpsertPortfolioAsync(new RebalanceMesh.Contracts.Planning.V1.UpsertPortfolioRequest
@@ -99,15 +126,12 @@ public abstract class MeshTest(ITestOutputHelper output) : IAsyncLifetime
         // The services' last log lines go with the test's output (shown when it fails), before the state is removed.
         foreach (var service in Mesh?.Services ?? [])
         {
-            if (File.Exists(service.LogFile))
-            {
-                // Warnings, errors and anything that is not a structured log line (a crash's stack trace), the last 30.
-                var notable = File.ReadLines(service.LogFile)
-                    .Where(l => !l.StartsWith('{') || l.Contains("\"LogLevel\":\"Warning\"", StringComparison.Ordinal) || l.Contains("\"LogLevel\":\"Error\"", StringComparison.Ordinal) || l.Contains("\"LogLevel\":\"Critical\"", StringComparison.Ordinal))
-                    .TakeLast(30);
-                Output.WriteLine($"--- {service.Name} log: last warnings and errors ---");
-                Output.WriteLine(string.Join(Environment.NewLine, notable));
-            }
+            // Warnings, errors and anything that is not a structured log line (a crash's stack trace), the last 30.
+            var notable = ServiceLogs.ReadAll(service.LogFile).Concat(ServiceLogs.ReadAll(service.ConsoleFile))
+                .Where(l => !l.StartsWith('{') || l.Contains("\"LogLevel\":\"Warning\"", StringComparison.Ordinal) || l.Contains("\"LogLevel\":\"Error\"", StringComparison.Ordinal) || l.Contains("\"LogLevel\":\"Critical\"", StringComparison.Ordinal))
+                .TakeLast(30);
+            Output.WriteLine($"--- {service.Name} log: last warnings and errors ---");
+            Output.WriteLine(string.Join(Environment.NewLine, notable));
         }
 
         MeshLauncher.Down(StateDir, TextWriter.Null);

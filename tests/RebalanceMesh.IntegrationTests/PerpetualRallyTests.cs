@@ -148,7 +148,7 @@ public sealed class PerpetualRallyTests(ITestOutputHelper output) : MeshTest(out
         Assert.Equal(20_000m, openPortfolio.Cash.ToDecimal());
 
         // Nothing failed on the way (a liquidation that could not be logged once made the outbox relay its report).
-        Assert.DoesNotContain(File.ReadLines(Mesh.Service("execution").LogFile), l => l.Contains("\"LogLevel\":\"Error\"", StringComparison.Ordinal));
+        Assert.DoesNotContain(RebalanceMesh.Cli.ServiceLogs.ReadAll(Mesh.Service("execution").LogFile), l => l.Contains("\"LogLevel\":\"Error\"", StringComparison.Ordinal));
     }
 
     /// <summary>Planning's DAX-PERP position (its SIM-B account).</summary>

@@ -321,9 +321,8 @@ public static class LoadCommands
             while (page.Length > 0);
         }
 
-        var errorLines = mesh.Services.Sum(s => File.Exists(s.LogFile)
-            ? File.ReadLines(s.LogFile).Count(l => l.Contains("\"LogLevel\":\"Error\"", StringComparison.Ordinal) || l.Contains("\"LogLevel\":\"Critical\"", StringComparison.Ordinal))
-            : 0);
+        var errorLines = mesh.Services.Sum(s =>
+            ServiceLogs.ReadAll(s.LogFile).Count(l => l.Contains("\"LogLevel\":\"Error\"", StringComparison.Ordinal) || l.Contains("\"LogLevel\":\"Critical\"", StringComparison.Ordinal)));
         var stopped = mesh.Services.Where(s => !MeshLauncher.IsAlive(s.Pid)).Select(s => s.Name).ToArray();
         return new SoakResult(duration, samples, plans, errorLines, stopped, notCompleted);
     }

@@ -55,6 +55,46 @@ status.SetAction(parse =>
 });
 root.Subcommands.Add(status);
 
+var serviceArgument = new Argument<string>("service") { Description = "A service of the running mesh (pricing, risk, planning, execution, a replica's name) or redis." };
+var restart = new Command("restart", "Restart one service of the running mesh: stopped gracefully and started again as it was (ports, environment); `rmesh down` stops the new process.") { serviceArgument };
+restart.SetAction(async (parse, ct) =>
+{
+    var stateDir = Repo.StateDir(Repo.Root(parse.GetValue(repoOption)));
+    var name = parse.GetValue(serviceArgument)!;
+    try
+    {
+        var state = await MeshLauncher.RestartGracefullyAsync(stateDir, name, ct);
+        Console.WriteLine(name == "redis" ? $"redis restarted (pid {state.RedisPid})" : $"{name} restarted (pid {state.Service(name).Pid}) and ready");
+        return 0;
+    }
+    catch (InvalidOperationException ex)
+    {
+        Console.Error.WriteLine(ex.Message);
+        return 1;
+    }
+});
+root.Subcommands.Add(restart);
+
+var followOption = new Option<bool>("--follow", "-f") { Description = "Keep printing what the service logs (across rotations) until Ctrl+C." };
+var linesOption = new Option<int>("--lines", "-n") { Description = "How many of the last lines to print first.", DefaultValueFactory = _ => 100 };
+var logs = new Command("logs", "Print one service's log (JSON lines; capped and rotated by the service: Telemetry:LogFileMaxBytes, LogFileKeep).") { serviceArgument, followOption, linesOption };
+logs.SetAction(async (parse, ct) =>
+{
+    var stateDir = Repo.StateDir(Repo.Root(parse.GetValue(repoOption)));
+    var name = parse.GetValue(serviceArgument)!;
+    var state = MeshState.TryLoad(stateDir);
+    var logFile = name == "redis" ? Path.Combine(stateDir, "logs", "redis.log") : state?.Services.FirstOrDefault(s => s.Name == name)?.LogFile;
+    if (logFile is null)
+    {
+        Console.Error.WriteLine(state is null ? "The mesh is not running." : $"The mesh runs no service '{name}'; it runs {string.Join(", ", state.Services.Select(s => s.Name))} and redis.");
+        return 1;
+    }
+
+    await ServiceLogs.PrintAsync(logFile, Math.Max(parse.GetValue(linesOption), 0), parse.GetValue(followOption), Console.Out, ct);
+    return 0;
+});
+root.Subcommands.Add(logs);
+
 // --- demo and traces --------------------------------------------------------------------------
 var portfolioIdOption = new Option<string>("--portfolio") { Description = "Portfolio id.", DefaultValueFactory = _ => "demo-eu" };
 var keepOption = new Option<bool>("--keep") { Description = "Leave a mesh that the demo started running." };

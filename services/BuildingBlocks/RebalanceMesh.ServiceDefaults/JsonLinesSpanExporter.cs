@@ -8,25 +8,19 @@ namespace RebalanceMesh.ServiceDefaults;
 /// <summary>
 /// Writes finished spans as JSON lines to a local file. Enabled by <c>Telemetry:SpanFile</c> for
 /// local runs without a collector: <c>rmesh trace</c> and the integration tests read these files
-/// to show and check one trace across the four services.
+/// to show and check one trace across the four services. The file is capped and rotated (<see cref="RotatingFileWriter"/>:
+/// Telemetry:SpanFileMaxBytes, Telemetry:SpanFileKeep), so a long run keeps its latest spans, not all of them.
 /// </summary>
 public sealed class JsonLinesSpanExporter : BaseExporter<Activity>
 {
     private readonly string _serviceName;
-    private readonly StreamWriter _writer;
+    private readonly RotatingFileWriter _writer;
     private readonly Lock _gate = new();
 
-    public JsonLinesSpanExporter(string path, string serviceName)
+    public JsonLinesSpanExporter(string path, string serviceName, long maxBytes, int keep)
     {
         _serviceName = serviceName;
-        var directory = Path.GetDirectoryName(Path.GetFullPath(path));
-        if (!string.IsNullOrEmpty(directory))
-        {
-            Directory.CreateDirectory(directory);
-        }
-
-        var stream = new FileStream(path, FileMode.Append, FileAccess.Write, FileShare.ReadWrite | FileShare.Delete);
-        _writer = new StreamWriter(stream, new UTF8Encoding(false)) { AutoFlush = false };
+        _writer = new RotatingFileWriter(path, maxBytes, keep);
     }
 
     public override ExportResult Export(in Batch<Activity> batch)

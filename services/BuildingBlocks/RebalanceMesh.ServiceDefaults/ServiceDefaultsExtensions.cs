@@ -26,12 +26,15 @@ public static class ServiceDefaultsExtensions
     /// <summary>Tag of the checks that only say the process is alive (no dependencies).</summary>
     public const string LiveTag = "live";
 
+    /// <summary>Where every service answers Prometheus scrapes (its HTTP port; Telemetry:Prometheus false turns it off).</summary>
+    public const string MetricsPath = "/metrics";
+
     /// <summary>Largest gRPC message a host accepts or sends.</summary>
     public const int MaxMessageBytes = 16 * 1024 * 1024;
 
     /// <summary>
-    /// Adds OpenTelemetry (traces, metrics, logs; OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set, a JSON-lines
-    /// span file when Telemetry:SpanFile is set), gRPC with the error interceptor, reflection, gRPC and HTTP
+    /// Adds OpenTelemetry (traces, metrics, logs; OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set, a Prometheus scrape
+    /// endpoint, a JSON-lines span file when Telemetry:SpanFile is set; see <see cref="TelemetrySettings"/>), gRPC with the error interceptor, reflection, gRPC and HTTP
     /// health with a Redis readiness check, and the shared Redis connection.
     /// </summary>
     public static IHostApplicationBuilder AddServiceDefaults(this IHostApplicationBuilder builder, string serviceName)
@@ -77,6 +80,15 @@ public static class ServiceDefaultsExtensions
 
     private static void AddMeshTelemetry(this IHostApplicationBuilder builder, string serviceName)
     {
+        var settings = TelemetrySettings.From(builder.Configuration);
+        if (settings.LogFile is { } logFile)
+        {
+            // The JSON console log goes to a capped, rotated file instead of an ever-growing redirect of stdout.
+            var writer = new RotatingFileWriter(logFile, settings.LogFileMaxBytes, settings.LogFileKeep) { AutoFlush = true };
+            Console.SetOut(writer);
+            Console.SetError(writer);
+        }
+
         builder.Logging.ClearProviders();
         builder.Logging.AddJsonConsole(options =>
         {
@@ -95,11 +107,15 @@ public static class ServiceDefaultsExtensions
             .ConfigureResource(resource => resource.AddService(serviceName, serviceNamespace: "rebalancemesh", serviceInstanceId: instanceId))
             .WithTracing(tracing =>
             {
+                // Parent-based: a span follows its parent's decision (also across services, through traceparent in
+                // gRPC metadata and in events), so a sampled rebalance keeps its whole trace; only roots are drawn.
+                tracing.SetSampler(new ParentBasedSampler(new TraceIdRatioBasedSampler(settings.SampleRatio)));
                 tracing.AddSource(MeshTelemetry.Prefix + ".*")
                     .AddAspNetCoreInstrumentation(options =>
                     {
                         // Health probes and scrapes are noise in traces.
                         options.Filter = context => !context.Request.Path.StartsWithSegments("/health")
+                            && !context.Request.Path.StartsWithSegments(MetricsPath)
                             && !context.Request.Path.StartsWithSegments("/grpc.health.v1.Health");
                     })
                     .AddGrpcClientInstrumentation()
@@ -107,22 +123,28 @@ public static class ServiceDefaultsExtensions
 
                 // A span per Redis command is most of a busy service's spans and a share of its CPU (a breach storm
                 // issues ~160 commands per plan in execution): off unless Telemetry:RedisCommands asks for them.
-                if (builder.Configuration.GetValue("Telemetry:RedisCommands", false))
+                if (settings.RedisCommands)
                 {
                     tracing.AddRedisInstrumentation(options => options.SetVerboseDatabaseStatements = false);
                 }
 
-                var spanFile = builder.Configuration["Telemetry:SpanFile"];
-                if (!string.IsNullOrWhiteSpace(spanFile))
+                if (settings.SpanFile is { } spanFile)
                 {
-                    tracing.AddProcessor(new SimpleActivityExportProcessor(new JsonLinesSpanExporter(spanFile, serviceName)));
+                    tracing.AddProcessor(new SimpleActivityExportProcessor(new JsonLinesSpanExporter(spanFile, serviceName, settings.SpanFileMaxBytes, settings.SpanFileKeep)));
                 }
             })
-            .WithMetrics(metrics => metrics
-                .AddMeter(MeshTelemetry.Prefix + ".*")
-                .AddAspNetCoreInstrumentation()
-                .AddHttpClientInstrumentation()
-                .AddRuntimeInstrumentation());
+            .WithMetrics(metrics =>
+            {
+                metrics
+                    .AddMeter(MeshTelemetry.Prefix + ".*")
+                    .AddAspNetCoreInstrumentation()
+                    .AddHttpClientInstrumentation()
+                    .AddRuntimeInstrumentation();
+                if (settings.Prometheus)
+                {
+                    metrics.AddPrometheusExporter();
+                }
+            });
 
         if (!string.IsNullOrWhiteSpace(builder.Configuration["OTEL_EXPORTER_OTLP_ENDPOINT"]))
         {
@@ -179,9 +201,14 @@ public static class ServiceDefaultsExtensions
             .EnableCallContextPropagation(options => options.SuppressContextNotFoundErrors = true);
     }
 
-    /// <summary>Maps gRPC health and reflection, and the HTTP probes /health/live and /health/ready.</summary>
+    /// <summary>Maps gRPC health and reflection, the HTTP probes /health/live and /health/ready, and /metrics for Prometheus.</summary>
     public static IEndpointRouteBuilder MapDefaultEndpoints(this IEndpointRouteBuilder app)
     {
+        if (TelemetrySettings.From(app.ServiceProvider.GetRequiredService<IConfiguration>()).Prometheus)
+        {
+            app.MapPrometheusScrapingEndpoint(MetricsPath);
+        }
+
         app.MapGrpcHealthChecksService();
         app.MapGrpcReflectionService();
         app.MapHealthChecks("/health/live", new HealthCheckOptions { Predicate = check => check.Tags.Contains(LiveTag) });

@@ -27,6 +27,10 @@ public sealed class VenueOrders(
     private static readonly Counter<long> Fills = PlanExecutor.Meter.CreateCounter<long>("rebalancemesh.execution.fills", description: "Fills by venue.");
     private static readonly Counter<long> Rejects = PlanExecutor.Meter.CreateCounter<long>("rebalancemesh.execution.rejects", description: "Venue rejects by venue.");
 
+    /// <summary>Venues whose reject series exist: each starts at zero with the first order sent there, so a rate or an
+    /// alert over rejects reads 0, not "no data", until the first reject.</summary>
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<string, bool> RejectSeries = new(StringComparer.Ordinal);
+
     /// <summary>
     /// Maker first: a post-only limit order for what the slice still needs rests at the best near touch (the highest
     /// bid for a buy, the lowest ask for a sell; the lower maker fee on a tie; never beyond the leg's limit, never more
@@ -284,6 +288,14 @@ public sealed class VenueOrders(
         var outcome = Gateway(venue.VenueId) is { } gateway
             ? await gateway.ExecuteAsync(venue, new VenueOrder(child, side, orderLimit, quote, taken, account), cancellationToken)
             : new VenueExecution(child.ClientOrderId, venue.VenueId, false, 0, 0, 0, NoGateway(venue.VenueId));
+        if (RejectSeries.TryAdd(venue.VenueId, true))
+        {
+            foreach (var status in new[] { OrderStatus.Rejected, OrderStatus.Expired })
+            {
+                Rejects.Add(0, new KeyValuePair<string, object?>("venue", venue.VenueId), new KeyValuePair<string, object?>("status", status.ToString()));
+            }
+        }
+
         var arrival = arrivalPrice ?? 0m;
         var slippage = arrival > 0 && outcome.Accepted ? (side == OrderSide.Buy ? 1 : -1) * (outcome.Price - arrival) * outcome.FilledQuantity : 0m;
         var execution = await store.RecordVenueExecutionAsync(outcome, slippage);

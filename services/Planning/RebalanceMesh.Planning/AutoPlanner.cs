@@ -27,6 +27,7 @@ public sealed class AutoPlanner(DriftMonitor monitor, MonitorShards shards, Moni
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
+        AutoSubmissions.Add(0); // the series exists from the start: an increase over it reads 0, not "no data"
         while (!stoppingToken.IsCancellationRequested)
         {
             try
