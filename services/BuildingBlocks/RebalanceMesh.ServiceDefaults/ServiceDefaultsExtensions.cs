@@ -179,12 +179,16 @@ public static class ServiceDefaultsExtensions
 
     /// <summary>
     /// Registers a typed gRPC client for another mesh service. Its address is Services:{name}:Grpc; calls
-    /// get a default deadline and inherit the deadline and cancellation of the server call they serve.
+    /// get a default deadline and inherit the deadline and cancellation of the server call they serve; reads of
+    /// <paramref name="service"/> are retried on UNAVAILABLE and every call goes through the callee's circuit breaker
+    /// (<see cref="MeshCallResilience"/>).
     /// </summary>
-    public static IHttpClientBuilder AddMeshGrpcClient<TClient>(this IHostApplicationBuilder builder, string serviceName)
+    public static IHttpClientBuilder AddMeshGrpcClient<TClient>(this IHostApplicationBuilder builder, string serviceName, Google.Protobuf.Reflection.ServiceDescriptor service)
         where TClient : class
     {
         var key = $"Services:{serviceName}:Grpc";
+        var retries = MeshCallResilience.RetryReads(service);
+        builder.Services.TryAddSingleton<MeshCircuitBreakers>();
         return builder.Services.AddGrpcClient<TClient>(options =>
             {
                 var address = builder.Configuration[key]
@@ -195,8 +199,11 @@ public static class ServiceDefaultsExtensions
             {
                 channel.MaxReceiveMessageSize = MaxMessageBytes;
                 channel.MaxSendMessageSize = MaxMessageBytes;
+                channel.MaxRetryAttempts = MeshCallResilience.ReadAttempts;
+                channel.ServiceConfig = retries;
             })
             .AddInterceptor(() => new DefaultDeadlineInterceptor(TimeSpan.FromSeconds(10)))
+            .AddInterceptor(provider => provider.GetRequiredService<MeshCircuitBreakers>().For(serviceName))
             .AddInterceptor(() => new MeshCredentialInterceptor(builder.Configuration["Auth:MeshToken"]))
             .EnableCallContextPropagation(options => options.SuppressContextNotFoundErrors = true);
     }

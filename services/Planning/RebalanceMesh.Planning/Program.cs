@@ -37,8 +37,8 @@ builder.AddMeshAuthentication(new Dictionary<string, string[]>
     [Rpc("SubmitBatchRebalance")] = [MeshAuth.Trader],
     [Rpc("WatchBatch")] = [MeshAuth.Viewer],
 });
-builder.AddMeshGrpcClient<PricingService.PricingServiceClient>("pricing");
-builder.AddMeshGrpcClient<RiskService.RiskServiceClient>("risk");
+builder.AddMeshGrpcClient<PricingService.PricingServiceClient>("pricing", PricingService.Descriptor);
+builder.AddMeshGrpcClient<RiskService.RiskServiceClient>("risk", RiskService.Descriptor);
 builder.Services.AddSingleton<PlanningStore>();
 // Valuations go through one batcher: concurrent requests (a storm's plans, the monitor's pass) share pricing calls.
 builder.Services.AddSingleton<PriceBatcher>();
