@@ -43,6 +43,56 @@ public sealed class PricingServiceTests : IClassFixture<RedisServer>, IAsyncLife
     };
 
     [Fact]
+    public async Task Client_tokens_read_quotes_and_valuations_and_change_nothing()
+    {
+        var now = DateTimeOffset.UtcNow;
+        using (var ingest = _client.IngestQuotes())
+        {
+            await ingest.RequestStream.WriteAsync(new IngestQuotesRequest { Quote = Quote("AAA", "99.5", "100.5", now.AddSeconds(-1)) });
+            await ingest.RequestStream.CompleteAsync();
+            Assert.Equal(1, (await ingest.ResponseAsync).AcceptedCount);
+        }
+
+        // A viewer (and so a trader or an admin) reads: quotes, valuations, the instruments.
+        foreach (var role in new[] { "viewer", "trader", "admin" })
+        {
+            var client = new PricingService.PricingServiceClient(_server.CreateInvoker(TestAuth.Token(role)));
+            Assert.Equal("100", (await client.GetQuotesAsync(new GetQuotesRequest { InstrumentIds = { "AAA" } })).Prices.Single().Mid.Value);
+            Assert.Equal(100m, (await client.PriceInstrumentsAsync(new PriceInstrumentsRequest { Items = { new ValuationItem { InstrumentId = "AAA" } } })).Valuations.Single().Price.ToDecimal());
+            Assert.NotNull(await client.ListInstrumentsAsync(new ListInstrumentsRequest()));
+        }
+
+        // Nothing a client token carries writes: not quotes, not instruments, not history — whatever its role says.
+        foreach (var token in new[] { TestAuth.Token("admin"), TestAuth.Token("mesh") })
+        {
+            var client = new PricingService.PricingServiceClient(_server.CreateInvoker(token));
+            using var ingest = client.IngestQuotes();
+            var refused = await Assert.ThrowsAsync<RpcException>(async () =>
+            {
+                await ingest.RequestStream.WriteAsync(new IngestQuotesRequest { Quote = Quote("AAA", "1", "2", now) });
+                await ingest.RequestStream.CompleteAsync();
+                await ingest.ResponseAsync;
+            });
+            Assert.Equal(StatusCode.PermissionDenied, refused.StatusCode);
+            Assert.Equal(StatusCode.PermissionDenied, (await Assert.ThrowsAsync<RpcException>(() => client.UpsertInstrumentsAsync(new UpsertInstrumentsRequest()).ResponseAsync)).StatusCode);
+            Assert.Equal(StatusCode.PermissionDenied, (await Assert.ThrowsAsync<RpcException>(() => client.ImportPriceHistoryAsync(new ImportPriceHistoryRequest()).ResponseAsync)).StatusCode);
+        }
+
+        // A token naming itself "mesh" is a client like any other, and holds no client role: it reads nothing either.
+        var impostor = new PricingService.PricingServiceClient(_server.CreateInvoker(TestAuth.Token("mesh")));
+        Assert.Equal(StatusCode.PermissionDenied, (await Assert.ThrowsAsync<RpcException>(() => impostor.GetQuotesAsync(new GetQuotesRequest()).ResponseAsync)).StatusCode);
+        var anonymous = new PricingService.PricingServiceClient(_server.CreateInvoker());
+        Assert.Equal(StatusCode.Unauthenticated, (await Assert.ThrowsAsync<RpcException>(() => anonymous.GetQuotesAsync(new GetQuotesRequest()).ResponseAsync)).StatusCode);
+        Assert.Equal("100", (await _client.GetQuotesAsync(new GetQuotesRequest { InstrumentIds = { "AAA" } })).Prices.Single().Mid.Value); // unchanged
+
+        // Without client signing keys pricing serves mesh callers only.
+        await using var meshOnly = new GrpcTestServer<Program>(_redis, new Dictionary<string, string?> { ["Pricing:Feed"] = "none", ["Auth:SigningKeys:0"] = string.Empty });
+        var viewer = new PricingService.PricingServiceClient(meshOnly.CreateInvoker(TestAuth.Token("viewer")));
+        Assert.Equal(StatusCode.Unauthenticated, (await Assert.ThrowsAsync<RpcException>(() => viewer.GetQuotesAsync(new GetQuotesRequest()).ResponseAsync)).StatusCode);
+        Assert.NotEmpty((await new PricingService.PricingServiceClient(meshOnly.CreateMeshInvoker()).GetQuotesAsync(new GetQuotesRequest())).Prices);
+    }
+
+    [Fact]
     public async Task IngestQuotes_stores_good_ticks_and_rejects_bad_ones_with_reasons()
     {
         var now = DateTimeOffset.UtcNow;

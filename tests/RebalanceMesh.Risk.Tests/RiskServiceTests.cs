@@ -45,6 +45,21 @@ public sealed class RiskServiceTests : IClassFixture<RedisServer>, IAsyncLifetim
     private static Holding Holding(string id, decimal quantity, decimal price) => new() { InstrumentId = id, Quantity = quantity, Price = price };
 
     [Fact]
+    public async Task A_viewer_token_measures_risk_and_no_token_does_not()
+    {
+        // Two assets' daily returns passed inline: the sample covariance × 252, as for a mesh caller.
+        var request = new EstimateCovarianceRequest { InstrumentIds = { "A", "B" }, Returns = new ReturnMatrix { Rows = 3, Values = { 0.01, 0.02, -0.01, 0.0, 0.02, 0.01 } } };
+        var viewer = new RiskService.RiskServiceClient(_server.CreateInvoker(TestAuth.Token("viewer")));
+        var asViewer = await viewer.EstimateCovarianceAsync(request);
+        Assert.Equal((await _client.EstimateCovarianceAsync(request)).Covariance, asViewer.Covariance);
+
+        var anonymous = new RiskService.RiskServiceClient(_server.CreateInvoker());
+        Assert.Equal(StatusCode.Unauthenticated, (await Assert.ThrowsAsync<RpcException>(() => anonymous.EstimateCovarianceAsync(request).ResponseAsync)).StatusCode);
+        var wrongKey = new RiskService.RiskServiceClient(_server.CreateInvoker(TestAuth.Token("viewer", key: RebalanceMesh.ServiceDefaults.MeshAuth.NewSecret())));
+        Assert.Equal(StatusCode.Unauthenticated, (await Assert.ThrowsAsync<RpcException>(() => wrongKey.EstimateCovarianceAsync(request).ResponseAsync)).StatusCode);
+    }
+
+    [Fact]
     public async Task A_started_host_is_connected_to_Redis_before_its_first_call()
     {
         // Connected lazily, the first burst of calls to a cold service waited on one synchronous connect and starved

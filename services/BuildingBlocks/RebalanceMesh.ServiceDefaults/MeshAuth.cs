@@ -108,10 +108,18 @@ public static class MeshAuth
         var section = builder.Configuration.GetSection("Auth");
         var options = section.Get<AuthOptions>() ?? new AuthOptions();
         builder.Services.Configure<AuthOptions>(section);
-        builder.Services.AddSingleton(new RoleRequirements(requiredRoles, options.Enabled));
         if (!options.Enabled)
         {
+            builder.Services.AddSingleton(new RoleRequirements(requiredRoles, Enabled: false));
             return builder;
+        }
+
+        var keysConfigured = options.SigningKeys.Any(k => k.Length > 0) && options.Issuer.Length > 0 && options.Audience.Length > 0;
+        if (!keysConfigured && requiredRoles.Values.All(roles => roles.Contains(Mesh)))
+        {
+            // A service every RPC of which a mesh caller may call (pricing, risk: reads open to client tokens too) runs
+            // for mesh callers only when no client signing keys are configured.
+            requiredRoles = requiredRoles.ToDictionary(kv => kv.Key, _ => new[] { Mesh });
         }
 
         var clientRoles = requiredRoles.Values.SelectMany(r => r).Any(r => r != Mesh);
@@ -120,6 +128,7 @@ public static class MeshAuth
             throw new InvalidOperationException("Auth is on but Auth:MeshToken is missing: this service accepts only mesh callers (`rmesh up` generates the credential; see docs/operations.md).");
         }
 
+        builder.Services.AddSingleton(new RoleRequirements(requiredRoles, Enabled: true));
         var authentication = builder.Services.AddAuthentication(clientRoles ? SelectorScheme : MeshScheme)
             .AddScheme<AuthenticationSchemeOptions, MeshTokenHandler>(MeshScheme, _ => { });
         if (!clientRoles)
@@ -165,6 +174,17 @@ public static class MeshAuth
     /// </summary>
     public static IReadOnlyDictionary<string, string[]> MeshOnly(params Google.Protobuf.Reflection.ServiceDescriptor[] services) =>
         services.SelectMany(s => s.Methods).ToDictionary(m => $"/{m.Service.FullName}/{m.Name}", _ => new[] { Mesh });
+
+    /// <summary>
+    /// The requirement map of an internal service whose reads clients may call too: every RPC for mesh callers, and its
+    /// reads (<see cref="MeshCallResilience.ReadsOf"/>: quotes, valuations, history, every risk figure) also for client
+    /// tokens with the viewer role or above. Without client signing keys configured the service is mesh-only.
+    /// </summary>
+    public static IReadOnlyDictionary<string, string[]> MeshAndClientReads(Google.Protobuf.Reflection.ServiceDescriptor service)
+    {
+        var reads = MeshCallResilience.ReadsOf(service).ToHashSet(StringComparer.Ordinal);
+        return service.Methods.ToDictionary(m => $"/{m.Service.FullName}/{m.Name}", m => reads.Contains(m.Name) ? new[] { Mesh, Viewer } : [Mesh]);
+    }
 
     /// <summary>Authenticates each request (before the gRPC endpoints), when auth is on.</summary>
     public static WebApplication UseMeshAuthentication(this WebApplication app)

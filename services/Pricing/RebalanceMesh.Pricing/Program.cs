@@ -10,8 +10,9 @@ var builder = WebApplication.CreateBuilder(args);
 builder.AddServiceDefaults("pricing");
 builder.AddEventBus("pricing");
 
-// An internal service: only the mesh credential (or Dapr's API token) may call it; clients go through planning.
-builder.AddMeshAuthentication(MeshAuth.MeshOnly(RebalanceMesh.Contracts.Pricing.V1.PricingService.Descriptor));
+// Mesh callers (the mesh credential or Dapr's API token) may call every RPC; clients holding a viewer token (or above)
+// may call the reads: quotes, valuations, vol surfaces, history (MeshAuth.MeshAndClientReads).
+builder.AddMeshAuthentication(MeshAuth.MeshAndClientReads(RebalanceMesh.Contracts.Pricing.V1.PricingService.Descriptor));
 
 builder.Services.TryAddTimeProvider();
 builder.Services.Configure<PricingOptions>(builder.Configuration.GetSection("Pricing"));

@@ -5,8 +5,9 @@ using RebalanceMesh.ServiceDefaults;
 var builder = WebApplication.CreateBuilder(args);
 builder.AddServiceDefaults("risk");
 
-// An internal service: only the mesh credential (or Dapr's API token) may call it; clients go through planning.
-builder.AddMeshAuthentication(MeshAuth.MeshOnly(RebalanceMesh.Contracts.Risk.V1.RiskService.Descriptor));
+// Mesh callers (the mesh credential or Dapr's API token) may call every RPC; clients holding a viewer token (or above)
+// may call every risk measurement, all reads (MeshAuth.MeshAndClientReads).
+builder.AddMeshAuthentication(MeshAuth.MeshAndClientReads(RebalanceMesh.Contracts.Risk.V1.RiskService.Descriptor));
 
 builder.Services.TryAddTimeProvider();
 builder.Services.Configure<MarketStateOptions>(builder.Configuration.GetSection("MarketState"));
