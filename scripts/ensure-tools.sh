@@ -2,7 +2,8 @@
 # Installs what the project needs on a fresh Debian machine, quietly, and only when missing:
 #   redis-server (local mesh and integration tests), kubectl (offline rendering of deploy/k8s with its built-in
 #   kustomize), and from npm into .tools/npm: buf (contract lint and breaking-change check), kubernetes-models and
-#   yaml (offline schema validation of the rendered manifests, scripts/validate-deploy.mjs).
+#   yaml (offline schema validation of the rendered manifests, scripts/validate-deploy.mjs), @grpc/grpc-js and
+#   @grpc/proto-loader (the Node example client, examples/node), and python3-grpcio (the Python example client).
 #   On request only: h2load (nghttp2-client) and grpcio (Debian's python3-grpcio) for the side-by-side gRPC
 #   comparison in benchmarks/compare/grpc_health.sh.
 # Usage: scripts/ensure-tools.sh [redis] [kubectl] [npm] [h2load] [grpcio]
@@ -41,11 +42,13 @@ if [[ " $want " == *" grpcio "* ]] && ! /usr/bin/python3 -c 'import grpc' >/dev/
 fi
 
 # The npm tools are installed together (an install with --no-save prunes whatever it was not asked for).
-NPM_TOOLS=(@bufbuild/buf@1.75.0 kubernetes-models@5.1.0 yaml@2.9.1)
+NPM_TOOLS=(@bufbuild/buf@1.75.0 kubernetes-models@5.1.0 yaml@2.9.1 @grpc/grpc-js@1.14.7 @grpc/proto-loader@0.8.1)
 npm_ready() {
   [ -x "$ROOT/.tools/npm/node_modules/.bin/buf" ] \
     && [ -f "$ROOT/.tools/npm/node_modules/kubernetes-models/package.json" ] \
-    && [ -f "$ROOT/.tools/npm/node_modules/yaml/package.json" ]
+    && [ -f "$ROOT/.tools/npm/node_modules/yaml/package.json" ] \
+    && [ -f "$ROOT/.tools/npm/node_modules/@grpc/grpc-js/package.json" ] \
+    && [ -f "$ROOT/.tools/npm/node_modules/@grpc/proto-loader/package.json" ]
 }
 if [[ " $want " == *" npm "* ]] && ! npm_ready; then
   if ! command -v npm >/dev/null 2>&1; then

@@ -20,7 +20,7 @@ report() {
   if [ -n "${TEST_SUMMARY_FILE:-}" ]; then echo "$1" > "$TEST_SUMMARY_FILE"; else echo "$1"; fi
 }
 
-if ! "$ROOT/scripts/ensure-tools.sh" redis kubectl npm; then
+if ! "$ROOT/scripts/ensure-tools.sh" redis kubectl npm grpcio; then
   echo "tool installation failed"
   report "0 passed, 1 failed"
   exit 1

@@ -95,6 +95,39 @@ logs.SetAction(async (parse, ct) =>
 });
 root.Subcommands.Add(logs);
 
+var roleOption = new Option<string>("--role") { Description = "viewer, trader or admin.", DefaultValueFactory = _ => MeshAuth.Viewer };
+var subjectOption = new Option<string>("--subject") { Description = "The token's sub claim: who calls.", DefaultValueFactory = _ => "integrator" };
+var token = new Command("token", "Print a development token (HS256, 12 hours) of the running mesh for a role, for clients such as examples/.") { roleOption, subjectOption };
+token.SetAction(parse =>
+{
+    var state = MeshState.TryLoad(Repo.StateDir(Repo.Root(parse.GetValue(repoOption))));
+    var role = parse.GetValue(roleOption)!;
+    if (state?.Credentials is null || MeshAuth.Implied(role).Count == 0)
+    {
+        Console.Error.WriteLine(state?.Credentials is null ? "The mesh is not running (no credentials to sign with)." : $"'{role}' is not a role: viewer, trader or admin.");
+        return 1;
+    }
+
+    Console.WriteLine(state.Credentials.Token(role, parse.GetValue(subjectOption)!));
+    return 0;
+});
+root.Subcommands.Add(token);
+
+var outOption = new Option<string>("--out") { Description = "Folder to write the bundle to.", DefaultValueFactory = _ => "proto-bundle" };
+var protos = new Command("protos", "Write the contracts for integrators: the .proto sources with the google/rpc files their errors use, and one FileDescriptorSet (rebalancemesh.binpb) for dynamic clients. See examples/.") { outOption };
+protos.SetAction(parse =>
+{
+    var repo = Repo.Root(parse.GetValue(repoOption));
+    var directory = Path.GetFullPath(parse.GetValue(outOption)!);
+    foreach (var file in ProtoBundle.Write(repo, directory))
+    {
+        Console.WriteLine(Path.Combine(directory, file));
+    }
+
+    return 0;
+});
+root.Subcommands.Add(protos);
+
 // --- demo and traces --------------------------------------------------------------------------
 var portfolioIdOption = new Option<string>("--portfolio") { Description = "Portfolio id.", DefaultValueFactory = _ => "demo-eu" };
 var keepOption = new Option<bool>("--keep") { Description = "Leave a mesh that the demo started running." };

@@ -23,8 +23,8 @@ namespace RebalanceMesh.ServiceDefaults;
 /// </summary>
 public static class MeshCallResilience
 {
-    /// <summary>Attempts of a read in all (the first and up to seven retries).</summary>
-    public const int ReadAttempts = 8;
+    /// <summary>Attempts of a read in all (the first and up to five retries).</summary>
+    public const int ReadAttempts = 6;
 
     /// <summary>
     /// The reads of each service a mesh service calls: answers computed from stored state, changing nothing. Named
@@ -49,8 +49,9 @@ public static class MeshCallResilience
 
     /// <summary>
     /// The channel's service config: each read retried on UNAVAILABLE up to <see cref="ReadAttempts"/> attempts, the
-    /// n-th retry after a random delay within [0, min(250 ms · 2ⁿ⁻¹, 2 s)] — about 5 s of waiting at most, inside the
-    /// default 10 s deadline.
+    /// n-th retry after a random delay within [0, min(200 ms · 2ⁿ⁻¹, 1 s)] — at most 3.4 s of waiting (1.7 s expected):
+    /// long enough to ride out a service's restart (1.3–2 s here), short enough that a callee that stays down costs a
+    /// caller a few seconds, not its whole deadline.
     /// </summary>
     public static ServiceConfig RetryReads(Google.Protobuf.Reflection.ServiceDescriptor service)
     {
@@ -59,8 +60,8 @@ public static class MeshCallResilience
             RetryPolicy = new RetryPolicy
             {
                 MaxAttempts = ReadAttempts,
-                InitialBackoff = TimeSpan.FromMilliseconds(250),
-                MaxBackoff = TimeSpan.FromSeconds(2),
+                InitialBackoff = TimeSpan.FromMilliseconds(200),
+                MaxBackoff = TimeSpan.FromSeconds(1),
                 BackoffMultiplier = 2,
                 RetryableStatusCodes = { StatusCode.Unavailable },
             },
