@@ -96,7 +96,7 @@ public sealed class ResilienceTests
 
         Assert.Equal(20, calls);
 
-        // Half of at least ten calls in the window UNAVAILABLE: it opens (20 invalid + 20 unavailable = 50 %).
+        // Half of the calls in the window (five at least) UNAVAILABLE: it opens (20 invalid + 20 unavailable = 50 %).
         answer = StatusCode.Unavailable;
         for (var i = 0; i < 20; i++)
         {

@@ -53,7 +53,7 @@ public sealed class ResilienceMeshTests(ITestOutputHelper output) : MeshTest(out
         var restartStarted = clock.Elapsed.TotalSeconds;
         await MeshLauncher.RestartGracefullyAsync(StateDir, "pricing", stop.Token);
         var restartEnded = clock.Elapsed.TotalSeconds;
-        await Task.Delay(TimeSpan.FromSeconds(3));
+        await Task.Delay(MeshCircuitBreakers.BreakDuration + TimeSpan.FromSeconds(3)); // calls past any break the restart caused
         await stop.CancelAsync();
         await Task.WhenAll(workers);
 

@@ -77,18 +77,19 @@ public static class MeshCallResilience
 
 /// <summary>
 /// A circuit breaker per callee, shared by every client of it in this process: when at least half of the calls to it
-/// in 10 s (10 calls at least) end UNAVAILABLE — after their retries — it opens for 2 s, failing calls at once with
-/// UNAVAILABLE; then one trial call decides whether it closes. Only UNAVAILABLE counts: an answer such as INVALID_ARGUMENT
+/// in 10 s (5 calls at least) end UNAVAILABLE — after their retries, a few seconds each — it opens for 5 s, failing
+/// calls at once with UNAVAILABLE; then one trial call decides whether it closes. So a callee that stays down costs
+/// its callers a trial's retries every few seconds, not every call's. Only UNAVAILABLE counts: an answer such as INVALID_ARGUMENT
 /// or NOT_FOUND is the callee working. Transitions are logged and counted
 /// (<c>rebalancemesh.client.circuit_transitions</c> by callee and state).
 /// </summary>
 public sealed class MeshCircuitBreakers(TimeProvider time, ILoggerFactory loggers)
 {
-    public static readonly TimeSpan BreakDuration = TimeSpan.FromSeconds(2);
+    public static readonly TimeSpan BreakDuration = TimeSpan.FromSeconds(5);
 
     public static readonly TimeSpan SamplingDuration = TimeSpan.FromSeconds(10);
 
-    public const int MinimumThroughput = 10;
+    public const int MinimumThroughput = 5;
 
     private static readonly Meter Meter = new(MeshTelemetry.Prefix + ".Client");
     private static readonly Counter<long> Transitions = Meter.CreateCounter<long>("rebalancemesh.client.circuit_transitions", description: "Circuit breaker transitions of mesh clients, by callee and state (open, half_open, closed).");
