@@ -5,8 +5,8 @@
 #   yaml (offline schema validation of the rendered manifests, scripts/validate-deploy.mjs), @grpc/grpc-js and
 #   @grpc/proto-loader (the Node example client, examples/node), and python3-grpcio (the Python example client).
 #   On request only: h2load (nghttp2-client) and grpcio (Debian's python3-grpcio) for the side-by-side gRPC
-#   comparison in benchmarks/compare/grpc_health.sh.
-# Usage: scripts/ensure-tools.sh [redis] [kubectl] [npm] [h2load] [grpcio]
+#   comparison in benchmarks/compare/grpc_health.sh; podman and debootstrap for the local images (deploy/images).
+# Usage: scripts/ensure-tools.sh [redis] [kubectl] [npm] [h2load] [grpcio] [podman]
 #   (no arguments: redis, kubectl and npm; "buf" is an alias of "npm")
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -34,6 +34,11 @@ fi
 if [[ " $want " == *" h2load "* ]] && ! command -v h2load >/dev/null 2>&1; then
   echo "installing nghttp2-client (h2load) …" >&2
   apt_install nghttp2-client
+fi
+
+if [[ " $want " == *" podman "* ]] && { ! command -v podman >/dev/null 2>&1 || ! command -v debootstrap >/dev/null 2>&1 || ! command -v runc >/dev/null 2>&1; }; then
+  echo "installing podman and debootstrap …" >&2
+  apt_install podman runc debootstrap
 fi
 
 if [[ " $want " == *" grpcio "* ]] && ! /usr/bin/python3 -c 'import grpc' >/dev/null 2>&1; then

@@ -117,10 +117,15 @@ public class DeployTests
         Assert.Equal("Deployment", Get(hpa, "spec", "scaleTargetRef", "kind"));
         Assert.Equal(["Resource", "Pods"], ((YamlSequenceNode)Find(hpa, "spec", "metrics")!).Children.Select(m => Get((YamlMappingNode)m, "type")));
 
-        // Only planning takes client traffic; everything else only from the mesh.
+        // Only planning, and the reads of pricing and risk (role tokens), take client traffic, on their gRPC port;
+        // execution and everything else only from the mesh.
         Assert.Equal(["default-deny-ingress", "mesh-only", "otel-collector", "planning-clients"],
             objects.Where(o => Get(o, "kind") == "NetworkPolicy").Select(o => Get(o, "metadata", "name")).Order());
-        Assert.Equal("planning", Get(Single("NetworkPolicy", "planning-clients"), "spec", "podSelector", "matchLabels", "app.kubernetes.io/name"));
+        var clients = Single("NetworkPolicy", "planning-clients");
+        Assert.Equal("app.kubernetes.io/name", Get(clients, "spec", "podSelector", "matchExpressions", "0", "key"));
+        Assert.Equal("In", Get(clients, "spec", "podSelector", "matchExpressions", "0", "operator"));
+        Assert.Equal(["planning", "pricing", "risk"], ((YamlSequenceNode)Find(clients, "spec", "podSelector", "matchExpressions", "0", "values")!).Children.Select(v => ((YamlScalarNode)v).Value!).Order());
+        Assert.Equal("8080", Get(clients, "spec", "ingress", "0", "ports", "0", "port"));
     }
 
     [Fact]

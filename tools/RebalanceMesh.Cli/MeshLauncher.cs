@@ -26,7 +26,8 @@ public sealed record LaunchOptions(
 
 /// <summary>A started service process.</summary>
 /// <param name="Dll">The service's entry assembly and <paramref name="Env"/> its environment, to start it again.</param>
-public sealed record RunningService(string Name, int Pid, string GrpcUrl, string HttpUrl, string LogFile, string SpanFile, string? Dll = null, Dictionary<string, string>? Env = null)
+/// <param name="Container">The podman container running it (<c>rmesh up --containers</c>); null for a process.</param>
+public sealed record RunningService(string Name, int Pid, string GrpcUrl, string HttpUrl, string LogFile, string SpanFile, string? Dll = null, Dictionary<string, string>? Env = null, string? Container = null)
 {
     /// <summary>
     /// What the process wrote to stdout and stderr outside its log (the runtime's report of a crash, a start that failed
@@ -59,7 +60,8 @@ public sealed record MeshCredentials(string Issuer, string Audience, string Sign
 }
 
 /// <summary>What <c>rmesh up</c> started; saved as state.json so <c>down</c> and the other commands find it.</summary>
-public sealed record MeshState(string RedisConnection, int? RedisPid, List<RunningService> Services, MeshCredentials? Credentials = null)
+/// <param name="RedisContainer">The podman container running Redis (<c>rmesh up --containers</c>).</param>
+public sealed record MeshState(string RedisConnection, int? RedisPid, List<RunningService> Services, MeshCredentials? Credentials = null, string? RedisContainer = null)
 {
     public RunningService Service(string name) => Services.First(s => s.Name == name);
 
@@ -279,8 +281,8 @@ public static class MeshLauncher
             return;
         }
 
-        var pids = state.Services.Select(s => (s.Name, s.Pid)).ToList();
-        if (state.RedisPid is { } redisPid)
+        var pids = state.Services.Where(s => s.Container is null).Select(s => (s.Name, s.Pid)).ToList();
+        if (state.RedisPid is { } redisPid && state.RedisContainer is null)
         {
             pids.Add(("redis", redisPid));
         }
@@ -289,6 +291,12 @@ public static class MeshLauncher
         {
             Stop(pid);
             log.WriteLine($"stopped {name} (pid {pid})");
+        }
+
+        foreach (var container in state.Services.Select(s => s.Container).Append(state.RedisContainer).OfType<string>())
+        {
+            MeshContainers.Remove(container);
+            log.WriteLine($"stopped container {container}");
         }
 
         File.Delete(MeshState.PathIn(stateDir));
@@ -312,6 +320,14 @@ public static class MeshLauncher
     public static async Task<MeshState> RestartGracefullyAsync(string stateDir, string name, CancellationToken cancellationToken)
     {
         var state = MeshState.TryLoad(stateDir) ?? throw new InvalidOperationException("Nothing is running (no state file).");
+        if (name == "redis" && state.RedisContainer is { } redisContainer)
+        {
+            MeshContainers.RestartRedis(redisContainer);
+            var restarted = state with { RedisPid = MeshContainers.PidOf(redisContainer) };
+            await restarted.SaveAsync(stateDir, cancellationToken);
+            return restarted;
+        }
+
         if (name == "redis")
         {
             StopRedis(stateDir);
@@ -321,6 +337,11 @@ public static class MeshLauncher
         if (state.Services.All(s => s.Name != name))
         {
             throw new InvalidOperationException($"The mesh runs no service '{name}'; it runs {string.Join(", ", state.Services.Select(s => s.Name))} and redis.");
+        }
+
+        if (state.Service(name).Container is { } container)
+        {
+            return await MeshContainers.RestartAsync(stateDir, state, name, container, cancellationToken);
         }
 
         Stop(state.Service(name).Pid);
@@ -505,7 +526,7 @@ public static class MeshLauncher
         return dll;
     }
 
-    private static async Task WaitHealthyAsync(RunningService service, CancellationToken cancellationToken)
+    internal static async Task WaitHealthyAsync(RunningService service, CancellationToken cancellationToken)
     {
         using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(2) };
         var deadline = DateTime.UtcNow.AddSeconds(90);
@@ -540,7 +561,7 @@ public static class MeshLauncher
         throw new TimeoutException($"{service.Name} did not become ready within 90 s:{Environment.NewLine}{Tail(service, 30)}");
     }
 
-    private static async Task WaitForRedisAsync(int port, int pid, CancellationToken cancellationToken)
+    internal static async Task WaitForRedisAsync(int port, int pid, CancellationToken cancellationToken)
     {
         for (var i = 0; i < 100; i++)
         {
@@ -577,7 +598,7 @@ public static class MeshLauncher
         }
     }
 
-    private static void EnsurePortFree(int port, string service)
+    internal static void EnsurePortFree(int port, string service)
     {
         try
         {

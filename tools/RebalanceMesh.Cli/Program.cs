@@ -17,10 +17,19 @@ var redisOption = new Option<string?>("--redis") { Description = "Use this Redis
 var freePortsOption = new Option<bool>("--free-ports") { Description = "Take free ports instead of tye.yaml's." };
 var keepDataOption = new Option<bool>("--keep-data") { Description = "Start the local redis-server on the previous run's data (AOF) instead of empty." };
 var configurationOption = new Option<string>("--configuration") { Description = "Build configuration of the services to run (Debug or Release).", DefaultValueFactory = _ => "Debug" };
-var up = new Command("up", "Start redis-server (unless --redis) and the four services from tye.yaml; wait until healthy.") { redisOption, freePortsOption, keepDataOption, configurationOption };
+var containersOption = new Option<bool>("--containers") { Description = "Run Redis and the services as podman containers from the local images (deploy/images/build.sh), as the Kubernetes manifests run them." };
+var tagOption = new Option<string>("--tag") { Description = "Tag of the local images (--containers).", DefaultValueFactory = _ => "dev" };
+var up = new Command("up", "Start redis-server (unless --redis) and the four services from tye.yaml; wait until healthy.") { redisOption, freePortsOption, keepDataOption, configurationOption, containersOption, tagOption };
 up.SetAction(async (parse, ct) =>
 {
     var repo = Repo.Root(parse.GetValue(repoOption));
+    if (parse.GetValue(containersOption))
+    {
+        await MeshContainers.UpAsync(MeshTopology.Load(Repo.TyePath(repo)), Repo.Options(repo, null, parse.GetValue(freePortsOption)), parse.GetValue(tagOption)!, Console.Out, ct);
+        Console.WriteLine("Mesh is up in containers. `rmesh demo` runs a rebalance; `rmesh down` stops it.");
+        return 0;
+    }
+
     await MeshLauncher.UpAsync(MeshTopology.Load(Repo.TyePath(repo)), Repo.Options(repo, parse.GetValue(redisOption), parse.GetValue(freePortsOption)) with { KeepData = parse.GetValue(keepDataOption), Configuration = parse.GetValue(configurationOption)! }, Console.Out, ct);
     Console.WriteLine("Mesh is up. `rmesh demo` runs a rebalance; `rmesh down` stops it.");
     return 0;
@@ -94,6 +103,23 @@ logs.SetAction(async (parse, ct) =>
     return 0;
 });
 root.Subcommands.Add(logs);
+
+var intervalOption = new Option<double>("--interval") { Description = "Seconds between refreshes.", DefaultValueFactory = _ => 2.0 };
+var onceOption = new Option<bool>("--once") { Description = "Print one view (over one interval) and exit." };
+var top = new Command("top", "A live view of the running mesh from each service's /metrics: per service and RPC the call rate, errors and p99; event lag per topic; monitored portfolios and their drift; plans running.") { intervalOption, onceOption };
+top.SetAction(async (parse, ct) =>
+{
+    var state = MeshState.TryLoad(Repo.StateDir(Repo.Root(parse.GetValue(repoOption))));
+    if (state is null)
+    {
+        Console.Error.WriteLine("The mesh is not running.");
+        return 1;
+    }
+
+    await MeshTop.RunAsync(state, TimeSpan.FromSeconds(Math.Clamp(parse.GetValue(intervalOption), 0.2, 60)), parse.GetValue(onceOption), Spectre.Console.AnsiConsole.Console, ct);
+    return 0;
+});
+root.Subcommands.Add(top);
 
 var roleOption = new Option<string>("--role") { Description = "viewer, trader or admin.", DefaultValueFactory = _ => MeshAuth.Viewer };
 var subjectOption = new Option<string>("--subject") { Description = "The token's sub claim: who calls.", DefaultValueFactory = _ => "integrator" };
