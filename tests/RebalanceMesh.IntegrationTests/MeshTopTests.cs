@@ -93,7 +93,7 @@ public sealed class MeshTopTests(ITestOutputHelper output) : MeshTest(output)
         Assert.Equal(1.0, submit.CallsPerSecond); // one submit in the interval (its length taken as 1 s)
         Assert.True(submit.P99Ms > 0, "p99 from the request duration histogram");
         Assert.Contains(view.Rpcs, r => r.Service == "pricing" && r.Method == "PriceInstruments");
-        Assert.Contains(view.Rpcs, r => r.Service == "risk" && r.Method == "CompareRisk");
+        Assert.Contains(view.Rpcs, r => r.Service == "risk" && r.Method == "CompareRiskBatch"); // planning batches its risk calls
         Assert.Contains(view.Lag, l => l.Service == "planning" && l.Topic == "execution.reports" && l.PerSecond >= demo.Plan.Legs.Count);
         Assert.Contains(view.Lag, l => l.Service == "execution" && l.Topic == "plans.approved");
         Assert.True(view.Monitored >= 1, "the demo portfolio is monitored");
