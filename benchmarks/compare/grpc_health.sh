@@ -2,13 +2,14 @@
 # Side by side, on loopback: h2load drives grpc.health.v1.Health/Check on one RebalanceMesh service (Release, its
 # appsettings.json in force: Microsoft.AspNetCore logs at Warning) and on a plain Python grpcio server with the same
 # request count and concurrency, and prints requests per second and the ratio. Bounded: N requests per run.
-#   benchmarks/compare/grpc_health.sh [service] [requests]     (default: risk, 30000)
+#   benchmarks/compare/grpc_health.sh [service] [requests] [streams]     (default: risk, 30000, 10; 4 connections)
 # The mesh side is asked twice: the overall health service ("": readiness, Redis checked at most once a second) and
 # "liveness" (the process alone). Installs h2load and python3-grpcio when missing; starts and stops its own mesh.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 SERVICE="${1:-risk}"
 REQUESTS="${2:-30000}"
+STREAMS="${3:-10}"
 "$ROOT/scripts/ensure-tools.sh" h2load grpcio redis
 work="$(mktemp -d)"
 export RMESH_STATE_DIR="$work/state"
@@ -32,10 +33,10 @@ printf '\x00\x00\x00\x00\x0a\x0a\x08liveness' > "$work/liveness.bin"
 
 rate() { # url body → requests per second (best of two runs after a warm-up)
   local best=0
-  h2load -n 2000 -c 4 -m 16 -d "$2" -H 'content-type: application/grpc' -H 'te: trailers' "$1/grpc.health.v1.Health/Check" >/dev/null
+  h2load -n 2000 -c 4 -m "$STREAMS" -d "$2" -H 'content-type: application/grpc' -H 'te: trailers' "$1/grpc.health.v1.Health/Check" >/dev/null
   for _ in 1 2; do
     local out rps
-    out="$(h2load -n "$REQUESTS" -c 4 -m 16 -d "$2" -H 'content-type: application/grpc' -H 'te: trailers' "$1/grpc.health.v1.Health/Check")"
+    out="$(h2load -n "$REQUESTS" -c 4 -m "$STREAMS" -d "$2" -H 'content-type: application/grpc' -H 'te: trailers' "$1/grpc.health.v1.Health/Check")"
     if ! grep -qE " 0 failed, 0 errored, 0 timeout" <<<"$out"; then
       grep -E "requests:|status codes" <<<"$out" >&2
       return 1
@@ -49,10 +50,10 @@ rate() { # url body → requests per second (best of two runs after a warm-up)
 mesh_overall="$(rate "$grpc_url" "$work/overall.bin")" || { echo "h2load failed against $SERVICE" >&2; exit 1; }
 mesh_liveness="$(rate "$grpc_url" "$work/liveness.bin")" || { echo "h2load failed against $SERVICE (liveness)" >&2; exit 1; }
 python="$(rate "http://127.0.0.1:$python_port" "$work/overall.bin")" || { echo "h2load failed against Python grpcio" >&2; exit 1; }
-/usr/bin/python3 - "$SERVICE" "$mesh_overall" "$mesh_liveness" "$python" "$REQUESTS" <<'PY'
+/usr/bin/python3 - "$SERVICE" "$mesh_overall" "$mesh_liveness" "$python" "$REQUESTS" "$STREAMS" <<'PY'
 import sys
-service, overall, liveness, python, n = sys.argv[1], *map(float, sys.argv[2:5]), sys.argv[5]
-print(f"grpc.health.v1.Health/Check, {n} requests, 4 connections × 16 streams, best of 2 (req/s):")
+service, overall, liveness, python, n, streams = sys.argv[1], *map(float, sys.argv[2:5]), sys.argv[5], sys.argv[6]
+print(f"grpc.health.v1.Health/Check, {n} requests, 4 connections × {streams} streams, best of 2 (req/s):")
 print(f"  {service} (overall: readiness)  {overall:10.0f}   {overall / python:5.1f}× Python grpcio")
 print(f"  {service} (liveness)            {liveness:10.0f}   {liveness / python:5.1f}× Python grpcio")
 print(f"  Python grpcio server          {python:10.0f}")

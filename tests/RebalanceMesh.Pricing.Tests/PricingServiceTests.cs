@@ -312,6 +312,54 @@ public sealed class PricingServiceTests : IClassFixture<RedisServer>, IAsyncLife
     }
 
     [Fact]
+    public async Task Grpc_readiness_follows_Redis_within_seconds_and_liveness_does_not()
+    {
+        // Probes read the results the health publisher refreshes every second, not a PING per call: a stopped Redis
+        // shows as NOT_SERVING within a few refreshes, a started one as SERVING again; liveness never changes.
+        var redis = new RedisServer();
+        await redis.StartAsync();
+        await using var server = new GrpcTestServer<Program>(redis, new Dictionary<string, string?> { ["Pricing:Feed"] = "none" });
+        var health = new Grpc.Health.V1.Health.HealthClient(server.CreateInvoker(defaultDeadline: false));
+        async Task<Grpc.Health.V1.HealthCheckResponse.Types.ServingStatus> StatusWithinAsync(string service, Grpc.Health.V1.HealthCheckResponse.Types.ServingStatus wanted)
+        {
+            var status = Grpc.Health.V1.HealthCheckResponse.Types.ServingStatus.Unknown;
+            for (var attempt = 0; attempt < 100 && status != wanted; attempt++)
+            {
+                try
+                {
+                    status = (await health.CheckAsync(new Grpc.Health.V1.HealthCheckRequest { Service = service }, deadline: DateTime.UtcNow.AddSeconds(5))).Status;
+                }
+                catch (RpcException ex) when (ex.StatusCode == StatusCode.NotFound)
+                {
+                    // not yet published
+                }
+
+                if (status != wanted)
+                {
+                    await Task.Delay(100);
+                }
+            }
+
+            return status;
+        }
+
+        try
+        {
+            Assert.Equal(Grpc.Health.V1.HealthCheckResponse.Types.ServingStatus.Serving, await StatusWithinAsync("readiness", Grpc.Health.V1.HealthCheckResponse.Types.ServingStatus.Serving));
+            await redis.StopAsync();
+            Assert.Equal(Grpc.Health.V1.HealthCheckResponse.Types.ServingStatus.NotServing, await StatusWithinAsync("readiness", Grpc.Health.V1.HealthCheckResponse.Types.ServingStatus.NotServing));
+            Assert.Equal(Grpc.Health.V1.HealthCheckResponse.Types.ServingStatus.NotServing, await StatusWithinAsync(string.Empty, Grpc.Health.V1.HealthCheckResponse.Types.ServingStatus.NotServing));
+            Assert.Equal(Grpc.Health.V1.HealthCheckResponse.Types.ServingStatus.Serving, (await health.CheckAsync(new Grpc.Health.V1.HealthCheckRequest { Service = "liveness" })).Status);
+            await redis.StartAsync();
+            Assert.Equal(Grpc.Health.V1.HealthCheckResponse.Types.ServingStatus.Serving, await StatusWithinAsync("readiness", Grpc.Health.V1.HealthCheckResponse.Types.ServingStatus.Serving));
+        }
+        finally
+        {
+            await redis.DisposeAsync();
+        }
+    }
+
+    [Fact]
     public async Task Health_and_reflection_are_served()
     {
         var http = _server.CreateClient();

@@ -67,8 +67,16 @@ public static class ServiceDefaultsExtensions
         builder.Services.AddGrpcHealthChecks()
             .AddCheck("self", () => HealthCheckResult.Healthy(), [LiveTag])
             .AddCheck<RedisHealthCheck>("redis", tags: [ReadyTag]);
+        // gRPC health answers from the results the health check publisher refreshes every second (the readiness figure
+        // is at most 1 s old, as RedisHealthCheck's own cache), not by running the checks on every probe call.
+        builder.Services.Configure<HealthCheckPublisherOptions>(options =>
+        {
+            options.Delay = TimeSpan.Zero;
+            options.Period = TimeSpan.FromSeconds(1);
+        });
         builder.Services.Configure<Grpc.AspNetCore.HealthChecks.GrpcHealthChecksOptions>(options =>
         {
+            options.UseHealthChecksCache = true;
             // The overall service ("") and "readiness" serve only when Redis answers; "liveness" only says the process
             // runs (Kubernetes' gRPC probes name these services, so a Redis outage never restarts a pod).
             options.Services.Map(string.Empty, result => result.Tags.Contains(ReadyTag) || result.Tags.Contains(LiveTag));
