@@ -11,6 +11,8 @@ namespace RebalanceMesh.BuildingBlocks.Tests;
 /// <summary>Bounded telemetry: traces sampled whole, span and log files capped and rotated.</summary>
 public sealed class TelemetryTests : IDisposable
 {
+    private const string ProbeSource = "TelemetryTests.SamplingProbe";
+
     private readonly string _directory = Directory.CreateTempSubdirectory("rmesh-telemetry-").FullName;
 
     public void Dispose() => Directory.Delete(_directory, recursive: true);
@@ -72,11 +74,13 @@ public sealed class TelemetryTests : IDisposable
             var builder = WebApplication.CreateBuilder();
             builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?> { ["Telemetry:SampleRatio"] = ratio.ToString(System.Globalization.CultureInfo.InvariantCulture) });
             builder.AddServiceDefaults("telemetry-test");
-            builder.Services.ConfigureOpenTelemetryTracerProvider(tracing => tracing.AddInMemoryExporter(recorded));
+            // A source only this provider listens to: listeners are process-wide, and another test's host sampling
+            // everything would record these spans for every provider (the decision is the most permissive listener's).
+            builder.Services.ConfigureOpenTelemetryTracerProvider(tracing => tracing.AddSource(ProbeSource).AddInMemoryExporter(recorded));
             return builder.Build().Services.GetRequiredService<TracerProvider>();
         }
 
-        using var source = new ActivitySource(MeshTelemetry.Prefix + ".TelemetryTest");
+        using var source = new ActivitySource(ProbeSource);
         var sampledParent = new ActivityContext(ActivityTraceId.CreateRandom(), ActivitySpanId.CreateRandom(), ActivityTraceFlags.Recorded, isRemote: true);
         var droppedParent = new ActivityContext(ActivityTraceId.CreateRandom(), ActivitySpanId.CreateRandom(), ActivityTraceFlags.None, isRemote: true);
 
