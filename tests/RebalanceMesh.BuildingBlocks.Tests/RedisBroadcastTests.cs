@@ -33,6 +33,44 @@ public sealed class RedisBroadcastTests(RedisServer redis) : IClassFixture<Redis
     }
 
     [Fact]
+    public async Task A_replica_started_while_Redis_is_down_starts_and_receives_once_Redis_is_up()
+    {
+        var down = new RedisServer();
+        await down.StartAsync();
+        await down.StopAsync(); // its port, nothing listening
+        try
+        {
+            await using var connection = await ConnectionMultiplexer.ConnectAsync(ServiceDefaultsExtensions.RedisOptions($"127.0.0.1:{down.Port}", "broadcast-test"));
+            var time = new Microsoft.Extensions.Time.Testing.FakeTimeProvider(DateTimeOffset.UtcNow);
+            var receiver = new RedisBroadcast<StringValue>(connection, "tests:broadcast:late", NullLogger.Instance, time);
+            await receiver.StartAsync(CancellationToken.None); // does not throw: the host starts
+            Assert.False(receiver.Subscribed.IsCompleted);
+            using var watcher = receiver.Subscribe();
+
+            await down.StartAsync();
+            for (var attempt = 0; attempt < 200 && !receiver.Subscribed.IsCompleted; attempt++)
+            {
+                time.Advance(RedisBroadcast<StringValue>.SubscribeRetry); // the retry runs on the virtual clock
+                await Task.WhenAny(receiver.Subscribed, Task.Delay(50)); // the connection reconnects on its own
+            }
+
+            Assert.True(receiver.Subscribed.IsCompletedSuccessfully);
+            await using var other = await ConnectionMultiplexer.ConnectAsync(down.ConnectionString);
+            var publisher = new RedisBroadcast<StringValue>(other, "tests:broadcast:late", NullLogger.Instance);
+            await publisher.StartAsync(CancellationToken.None);
+            await publisher.PublishAsync(new StringValue { Value = "after the outage" });
+            using var timeout = new CancellationTokenSource(Wait);
+            Assert.Equal("after the outage", (await watcher.Reader.ReadAsync(timeout.Token)).Value);
+            await publisher.StopAsync(CancellationToken.None);
+            await receiver.StopAsync(CancellationToken.None);
+        }
+        finally
+        {
+            await down.DisposeAsync();
+        }
+    }
+
+    [Fact]
     public async Task A_message_of_a_replica_of_the_earlier_version_on_the_plain_channel_still_reaches_the_watchers()
     {
         await using var first = await ConnectionMultiplexer.ConnectAsync(redis.ConnectionString);

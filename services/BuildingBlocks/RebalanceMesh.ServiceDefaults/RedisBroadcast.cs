@@ -19,7 +19,7 @@ namespace RebalanceMesh.ServiceDefaults;
 /// A replica hands what it publishes to its own watchers at once, and drops the copy Redis sends back (recognised by
 /// the payload's SHA-256): its watchers do not wait for the round trip, nor parse their own messages again.
 /// </summary>
-public sealed class RedisBroadcast<T> : IHostedService
+public sealed class RedisBroadcast<T> : IHostedService, IDisposable
     where T : IMessage<T>, new()
 {
     /// <summary>Messages buffered per watcher: a burst this large reaches a watcher whole.</summary>
@@ -41,13 +41,25 @@ public sealed class RedisBroadcast<T> : IHostedService
     /// <summary>Echoes awaited at most: past it they are forgotten (a copy that then comes back is handed twice).</summary>
     private const int MaxEchoes = 100_000;
 
-    public RedisBroadcast(IConnectionMultiplexer redis, string channel, ILogger logger)
+    /// <summary>How often subscribing is tried again while Redis is unreachable.</summary>
+    public static readonly TimeSpan SubscribeRetry = TimeSpan.FromSeconds(1);
+
+    private readonly TimeProvider _time;
+    private readonly CancellationTokenSource _stopping = new();
+    private ChannelMessageQueue? _queue;
+    private ChannelMessageQueue? _batches;
+
+    public RedisBroadcast(IConnectionMultiplexer redis, string channel, ILogger logger, TimeProvider? time = null)
     {
         _redis = redis;
         _channel = RedisChannel.Literal(channel);
         _batchChannel = RedisChannel.Literal(channel + ":batch");
         _logger = logger;
+        _time = time ?? TimeProvider.System;
     }
+
+    /// <summary>Completes once both channels are subscribed (at once when Redis answered at start).</summary>
+    public Task Subscribed { get; private set; } = Task.CompletedTask;
 
     /// <summary>Starts receiving; dispose the returned subscription to stop.</summary>
     public Subscription Subscribe()
@@ -125,12 +137,64 @@ public sealed class RedisBroadcast<T> : IHostedService
         return false;
     }
 
+    /// <summary>
+    /// Subscribes to both channels. Redis may be unreachable when the host starts (its connection keeps trying): then the
+    /// host starts anyway — its readiness says Redis is down — and subscribing is tried again every
+    /// <see cref="SubscribeRetry"/> in the background until it succeeds, instead of failing the host's start.
+    /// </summary>
     public async Task StartAsync(CancellationToken cancellationToken)
     {
-        var queue = await _redis.GetSubscriber().SubscribeAsync(_channel);
-        queue.OnMessage(message => Receive(message.Message, batch: false));
-        var batches = await _redis.GetSubscriber().SubscribeAsync(_batchChannel);
-        batches.OnMessage(message => Receive(message.Message, batch: true));
+        if (!await TrySubscribeAsync())
+        {
+            _logger.LogWarning("Cannot subscribe to {Channel} yet (Redis unreachable); retrying every {Interval} s", _batchChannel, SubscribeRetry.TotalSeconds);
+            Subscribed = RetrySubscribeAsync(_stopping.Token);
+        }
+    }
+
+    private async Task RetrySubscribeAsync(CancellationToken stopping)
+    {
+        while (!stopping.IsCancellationRequested)
+        {
+            try
+            {
+                await Task.Delay(SubscribeRetry, _time, stopping);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+
+            if (await TrySubscribeAsync())
+            {
+                _logger.LogInformation("Subscribed to {Channel}", _batchChannel);
+                return;
+            }
+        }
+    }
+
+    /// <summary>Subscribes to what is not subscribed yet; false while Redis does not answer.</summary>
+    private async Task<bool> TrySubscribeAsync()
+    {
+        try
+        {
+            if (_queue is null)
+            {
+                _queue = await _redis.GetSubscriber().SubscribeAsync(_channel);
+                _queue.OnMessage(message => Receive(message.Message, batch: false));
+            }
+
+            if (_batches is null)
+            {
+                _batches = await _redis.GetSubscriber().SubscribeAsync(_batchChannel);
+                _batches.OnMessage(message => Receive(message.Message, batch: true));
+            }
+
+            return true;
+        }
+        catch (RedisException)
+        {
+            return false;
+        }
     }
 
     private void Receive(RedisValue payload, bool batch)
@@ -171,6 +235,7 @@ public sealed class RedisBroadcast<T> : IHostedService
 
     public async Task StopAsync(CancellationToken cancellationToken)
     {
+        await _stopping.CancelAsync();
         foreach (var id in _watchers.Keys)
         {
             Remove(id);
@@ -191,6 +256,8 @@ public sealed class RedisBroadcast<T> : IHostedService
             // this: dotnet/aspnetcore#40271); the subscription went with it.
         }
     }
+
+    public void Dispose() => _stopping.Dispose();
 
     private void Remove(Guid id)
     {
@@ -218,7 +285,8 @@ public static class RedisBroadcastExtensions
         services.AddSingleton(sp => new RedisBroadcast<T>(
             sp.GetRequiredService<IConnectionMultiplexer>(),
             channel,
-            sp.GetRequiredService<ILoggerFactory>().CreateLogger("RebalanceMesh.Broadcast." + typeof(T).Name)));
+            sp.GetRequiredService<ILoggerFactory>().CreateLogger("RebalanceMesh.Broadcast." + typeof(T).Name),
+            sp.GetService<TimeProvider>()));
         services.AddHostedService(sp => sp.GetRequiredService<RedisBroadcast<T>>());
         return services;
     }
