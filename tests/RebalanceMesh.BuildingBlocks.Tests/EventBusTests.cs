@@ -211,6 +211,21 @@ public sealed class EventBusTests : IClassFixture<RedisServer>, IAsyncLifetime
         Assert.Equal(0, (await StreamTrim.TrimConsumedAsync(db, "trim-nobody")).Removed);
     }
 
+    [Theory]
+    [InlineData("1733400000000-7", 1733400000000L, 7L)]
+    [InlineData("42", 42L, 0L)]
+    [InlineData("0-0", 0L, 0L)]
+    public void Stream_ids_are_read(string id, long ms, long seq) => Assert.Equal((ms, seq), StreamTrim.ParseId(id));
+
+    [Theory]
+    [InlineData("")]          // XPENDING's lowest id once everything pending was acknowledged after XINFO counted it
+    [InlineData(null)]
+    [InlineData("12-")]
+    [InlineData("-3")]
+    [InlineData("a-1")]
+    [InlineData("1-2-3")]
+    public void What_is_not_a_stream_id_is_refused_not_thrown(string? id) => Assert.Null(StreamTrim.ParseId(id));
+
     [Fact]
     public async Task Redis_stream_entries_have_Dapr_pubsub_redis_format()
     {

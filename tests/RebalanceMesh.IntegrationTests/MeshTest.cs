@@ -67,7 +67,15 @@ public abstract class MeshTest(ITestOutputHelper output) : IAsyncLifetime
     /// </summary>
     protected async Task AssertExportedAsync(string service, params string[] series)
     {
+        // A gauge of what the monitor measured appears with its next pass (every market event): scraped again for up
+        // to 10 s until every series is there.
         var exported = await ScrapeAsync(service);
+        for (var attempt = 0; attempt < 50 && !series.All(exported.Contains); attempt++)
+        {
+            await Task.Delay(200);
+            exported = await ScrapeAsync(service);
+        }
+
         foreach (var name in series)
         {
             Assert.True(exported.Contains(name), $"{service} does not export {name}; it exports {string.Join(", ", exported.Where(e => e.StartsWith("rebalancemesh_", StringComparison.Ordinal)).Order())}");

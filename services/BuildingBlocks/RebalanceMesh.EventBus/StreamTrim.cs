@@ -25,10 +25,16 @@ public static class StreamTrim
         foreach (var group in groups)
         {
             // What a group still needs: its oldest pending entry, or (nothing pending) what follows its last delivered.
-            var needed = group.PendingMessageCount > 0
-                ? (await db.StreamPendingAsync(topic, group.Name)).LowestPendingMessageId.ToString()
-                : group.LastDeliveredId ?? "0-0";
-            var id = Parse(needed);
+            // The pending count comes from XINFO a moment before XPENDING: entries acknowledged in between leave no
+            // lowest pending id, and then the last delivered id (as XINFO read it, so no later) is what it needs.
+            var lowestPending = group.PendingMessageCount > 0
+                ? (await db.StreamPendingAsync(topic, group.Name)).LowestPendingMessageId
+                : RedisValue.Null;
+            if (ParseId(lowestPending.IsNullOrEmpty ? group.LastDeliveredId ?? "0-0" : lowestPending.ToString()) is not { } id)
+            {
+                return (0, lag); // an id this code cannot read: trim nothing rather than something still needed
+            }
+
             keepFrom = keepFrom is not { } current || id.CompareTo(current) < 0 ? id : current;
             if (group.Lag is { } groupLag)
             {
@@ -45,11 +51,24 @@ public static class StreamTrim
         return (removed, lag);
     }
 
-    private static (long Ms, long Seq) Parse(string id)
+    /// <summary>A stream entry id ("ms-seq", or "ms"), or null when it is not one (empty, malformed).</summary>
+    public static (long Ms, long Seq)? ParseId(string? id)
     {
+        const System.Globalization.NumberStyles Digits = System.Globalization.NumberStyles.None;
+        var invariant = System.Globalization.CultureInfo.InvariantCulture;
+        if (string.IsNullOrEmpty(id))
+        {
+            return null;
+        }
+
         var dash = id.IndexOf('-', StringComparison.Ordinal);
-        return dash < 0
-            ? (long.Parse(id, System.Globalization.CultureInfo.InvariantCulture), 0)
-            : (long.Parse(id.AsSpan(0, dash), System.Globalization.CultureInfo.InvariantCulture), long.Parse(id.AsSpan(dash + 1), System.Globalization.CultureInfo.InvariantCulture));
+        if (dash < 0)
+        {
+            return long.TryParse(id, Digits, invariant, out var only) ? (only, 0) : null;
+        }
+
+        return long.TryParse(id.AsSpan(0, dash), Digits, invariant, out var ms) && long.TryParse(id.AsSpan(dash + 1), Digits, invariant, out var seq)
+            ? (ms, seq)
+            : null;
     }
 }
