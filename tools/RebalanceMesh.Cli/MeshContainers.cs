@@ -56,47 +56,24 @@ public static class MeshContainers
         await MeshLauncher.WaitForRedisAsync(redisPort, state.RedisPid!.Value, cancellationToken);
         log.WriteLine($"redis      {redis} (container {redisContainer})");
 
-        var free = options.FreePorts ? new Queue<int>(MeshLauncher.FreePorts(services.Count * 2)) : new Queue<int>();
-        var ports = services.ToDictionary(
-            s => s.Name,
-            s => (Grpc: options.FreePorts ? free.Dequeue() : s.Binding("grpc")!.Port, Http: options.FreePorts ? free.Dequeue() : s.Binding("http")!.Port));
-        foreach (var (name, (grpc, http)) in ports)
-        {
-            MeshLauncher.EnsurePortFree(grpc, name);
-            MeshLauncher.EnsurePortFree(http, name);
-        }
-
+        var ports = MeshLauncher.AssignPorts(services, options.FreePorts);
         try
         {
             foreach (var service in services)
             {
                 var (grpc, http) = ports[service.Name];
-                var env = MeshLauncher.ServiceEnvironment(grpc, http, redis, $"/spans/{service.Name}.jsonl", service.Name + "-1");
-                env["Telemetry__LogFile"] = $"/logs/{service.Name}.log";
-                env["ASPNETCORE_ENVIRONMENT"] = "Production"; // as the manifests run it
-                env["DOTNET_ENVIRONMENT"] = "Production";
-                env["TMPDIR"] = "/tmp";
-                foreach (var other in services)
+                var overrides = new Dictionary<string, string>
                 {
-                    env[$"Services__{other.Name}__Grpc"] = $"http://127.0.0.1:{ports[other.Name].Grpc}";
-                }
-
-                credentials.AddTo(env);
-                foreach (var variable in service.Env)
-                {
-                    env[variable.Name] = variable.Value;
-                }
-
+                    ["ASPNETCORE_ENVIRONMENT"] = "Production", // as the manifests run it
+                    ["DOTNET_ENVIRONMENT"] = "Production",
+                    ["TMPDIR"] = "/tmp",
+                };
                 if (service.Plugins.Count > 0)
                 {
-                    env["Plugins__0"] = "/app/plugins/RebalanceMesh.Execution.Simulators.dll"; // the development image's plugin
+                    overrides["Plugins__0"] = "/app/plugins/RebalanceMesh.Execution.Simulators.dll"; // the development image's plugin
                 }
 
-                foreach (var (key, value) in options.ExtraEnv ?? new Dictionary<string, string>())
-                {
-                    env[key] = value;
-                }
-
+                var env = MeshLauncher.MeshEnvironment(service, ports, redis, $"/spans/{service.Name}.jsonl", $"/logs/{service.Name}.log", credentials, options, overrides);
                 var container = $"rmesh-{service.Name}-{suffix}";
                 Run([
                     "run", "-d", "--name", container, "--network", "host", "--read-only", "--tmpfs", "/tmp:rw,size=64m",

@@ -65,6 +65,9 @@ public sealed record MeshState(string RedisConnection, int? RedisPid, List<Runni
 {
     public RunningService Service(string name) => Services.First(s => s.Name == name);
 
+    /// <summary>What to tell someone who named a service this mesh does not run.</summary>
+    public string NoSuchService(string name) => $"The mesh runs no service '{name}'; it runs {string.Join(", ", Services.Select(s => s.Name))} and redis.";
+
     /// <summary>
     /// A channel to planning whose calls carry a bearer token for <paramref name="role"/> (the RMESH_TOKEN variable,
     /// when set, instead). Loopback only: the token goes over plain HTTP/2.
@@ -180,16 +183,7 @@ public static class MeshLauncher
         }
 
         var services = topology.Projects.ToList();
-        var free = options.FreePorts ? new Queue<int>(FreePorts(services.Count * 2)) : new Queue<int>();
-        var ports = services.ToDictionary(
-            s => s.Name,
-            s => (Grpc: options.FreePorts ? free.Dequeue() : s.Binding("grpc")!.Port, Http: options.FreePorts ? free.Dequeue() : s.Binding("http")!.Port));
-        foreach (var (name, (grpc, http)) in ports)
-        {
-            EnsurePortFree(grpc, name);
-            EnsurePortFree(http, name);
-        }
-
+        var ports = AssignPorts(services, options.FreePorts);
         var credentials = MeshCredentials.New();
         var state = new MeshState(redis, redisPid, [], credentials);
         foreach (var service in services)
@@ -197,28 +191,13 @@ public static class MeshLauncher
             var dll = await EnsureBuiltAsync(options, service.Project!, log, cancellationToken);
             var (grpc, http) = ports[service.Name];
             var logFile = Path.Combine(logs, service.Name + ".log");
-            var env = ServiceEnvironment(grpc, http, redis, Path.Combine(spans, service.Name + ".jsonl"), service.Name + "-1", logFile);
+            var plugins = new Dictionary<string, string>();
             for (var i = 0; i < service.Plugins.Count; i++)
             {
-                env[$"Plugins__{i}"] = await EnsureBuiltAsync(options, service.Plugins[i], log, cancellationToken);
+                plugins[$"Plugins__{i}"] = await EnsureBuiltAsync(options, service.Plugins[i], log, cancellationToken);
             }
 
-            foreach (var other in services)
-            {
-                env[$"Services__{other.Name}__Grpc"] = $"http://127.0.0.1:{ports[other.Name].Grpc}";
-            }
-
-            credentials.AddTo(env);
-            foreach (var variable in service.Env)
-            {
-                env[variable.Name] = variable.Value;
-            }
-
-            foreach (var (key, value) in options.ExtraEnv ?? new Dictionary<string, string>())
-            {
-                env[key] = value;
-            }
-
+            var env = MeshEnvironment(service, ports, redis, Path.Combine(spans, service.Name + ".jsonl"), logFile, credentials, options, plugins);
             var pid = StartDetached("dotnet", [dll], ConsoleFileOf(logFile), env, ContentRootOf(dll));
             state.Services.Add(new RunningService(service.Name, pid, $"http://127.0.0.1:{grpc}", $"http://127.0.0.1:{http}", logFile, env["Telemetry__SpanFile"], dll, env));
         }
@@ -263,6 +242,63 @@ public static class MeshLauncher
         if (logFile is not null)
         {
             env["Telemetry__LogFile"] = Path.GetFullPath(logFile);
+        }
+
+        return env;
+    }
+
+    /// <summary>Each service's gRPC and HTTP ports: tye.yaml's, or free ones; refused when one is taken.</summary>
+    internal static Dictionary<string, (int Grpc, int Http)> AssignPorts(IReadOnlyList<TopologyService> services, bool freePorts)
+    {
+        var free = freePorts ? new Queue<int>(FreePorts(services.Count * 2)) : new Queue<int>();
+        var ports = services.ToDictionary(
+            s => s.Name,
+            s => (Grpc: freePorts ? free.Dequeue() : s.Binding("grpc")!.Port, Http: freePorts ? free.Dequeue() : s.Binding("http")!.Port));
+        foreach (var (name, (grpc, http)) in ports)
+        {
+            EnsurePortFree(grpc, name);
+            EnsurePortFree(http, name);
+        }
+
+        return ports;
+    }
+
+    /// <summary>
+    /// The whole environment of one service of the mesh, process or container: <see cref="ServiceEnvironment"/>, then
+    /// <paramref name="overrides"/> (plugins; a container's paths and Production), the other services' addresses, the
+    /// credentials, tye.yaml's env for it, and the launch's extra env last.
+    /// </summary>
+    internal static Dictionary<string, string> MeshEnvironment(
+        TopologyService service,
+        IReadOnlyDictionary<string, (int Grpc, int Http)> ports,
+        string redis,
+        string spanFile,
+        string logFile,
+        MeshCredentials credentials,
+        LaunchOptions options,
+        IReadOnlyDictionary<string, string> overrides)
+    {
+        var (grpc, http) = ports[service.Name];
+        var env = ServiceEnvironment(grpc, http, redis, spanFile, service.Name + "-1", logFile);
+        foreach (var (key, value) in overrides)
+        {
+            env[key] = value;
+        }
+
+        foreach (var (other, port) in ports)
+        {
+            env[$"Services__{other}__Grpc"] = $"http://127.0.0.1:{port.Grpc}";
+        }
+
+        credentials.AddTo(env);
+        foreach (var variable in service.Env)
+        {
+            env[variable.Name] = variable.Value;
+        }
+
+        foreach (var (key, value) in options.ExtraEnv ?? new Dictionary<string, string>())
+        {
+            env[key] = value;
         }
 
         return env;
@@ -336,7 +372,7 @@ public static class MeshLauncher
 
         if (state.Services.All(s => s.Name != name))
         {
-            throw new InvalidOperationException($"The mesh runs no service '{name}'; it runs {string.Join(", ", state.Services.Select(s => s.Name))} and redis.");
+            throw new InvalidOperationException(state.NoSuchService(name));
         }
 
         if (state.Service(name).Container is { } container)
@@ -598,7 +634,7 @@ public static class MeshLauncher
         }
     }
 
-    internal static void EnsurePortFree(int port, string service)
+    private static void EnsurePortFree(int port, string service)
     {
         try
         {

@@ -95,7 +95,7 @@ logs.SetAction(async (parse, ct) =>
     var logFile = name == "redis" ? Path.Combine(stateDir, "logs", "redis.log") : state?.Services.FirstOrDefault(s => s.Name == name)?.LogFile;
     if (logFile is null)
     {
-        Console.Error.WriteLine(state is null ? "The mesh is not running." : $"The mesh runs no service '{name}'; it runs {string.Join(", ", state.Services.Select(s => s.Name))} and redis.");
+        Console.Error.WriteLine(state is null ? "The mesh is not running." : state.NoSuchService(name));
         return 1;
     }
 

@@ -34,6 +34,9 @@ public sealed class AuthOptions
 
     /// <summary>The mesh credential: services present it in the <see cref="MeshAuth.MeshTokenHeader"/> header (or Dapr's API token).</summary>
     public string MeshToken { get; set; } = string.Empty;
+
+    /// <summary>Whether client tokens can be verified here: an issuer, an audience and at least one signing key.</summary>
+    public bool VerifiesClientTokens => SigningKeys.Any(k => k.Length > 0) && Issuer.Length > 0 && Audience.Length > 0;
 }
 
 /// <summary>
@@ -114,8 +117,7 @@ public static class MeshAuth
             return builder;
         }
 
-        var keysConfigured = options.SigningKeys.Any(k => k.Length > 0) && options.Issuer.Length > 0 && options.Audience.Length > 0;
-        if (!keysConfigured && requiredRoles.Values.All(roles => roles.Contains(Mesh)))
+        if (!options.VerifiesClientTokens && requiredRoles.Values.All(roles => roles.Contains(Mesh)))
         {
             // A service every RPC of which a mesh caller may call (pricing, risk: reads open to client tokens too) runs
             // for mesh callers only when no client signing keys are configured.
@@ -137,12 +139,12 @@ public static class MeshAuth
             return builder;
         }
 
-        var keys = options.SigningKeys.Where(k => k.Length > 0).Select(k => new SymmetricSecurityKey(Convert.FromBase64String(k))).ToArray();
-        if (keys.Length == 0 || options.Issuer.Length == 0 || options.Audience.Length == 0)
+        if (!options.VerifiesClientTokens)
         {
             throw new InvalidOperationException("Auth is on but Auth:Issuer, Auth:Audience or Auth:SigningKeys is missing (`rmesh up` generates development keys; see docs/operations.md).");
         }
 
+        var keys = options.SigningKeys.Where(k => k.Length > 0).Select(k => new SymmetricSecurityKey(Convert.FromBase64String(k))).ToArray();
         if (keys.Any(k => k.Key.Length < 32))
         {
             throw new InvalidOperationException("Auth:SigningKeys must be at least 32 bytes each.");

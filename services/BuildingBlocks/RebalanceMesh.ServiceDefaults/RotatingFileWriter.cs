@@ -44,96 +44,15 @@ public sealed class RotatingFileWriter : TextWriter
     public static string RotatedPath(string path, int generation) =>
         Path.Combine(Path.GetDirectoryName(path) ?? string.Empty, $"{Path.GetFileNameWithoutExtension(path)}.{generation}{Path.GetExtension(path)}");
 
-    public override void Write(char value)
-    {
-        lock (_gate)
-        {
-            if (_disposed)
-            {
-                return;
-            }
+    public override void Write(char value) => Append(new ReadOnlySpan<char>(in value), newline: false);
 
-            _writer.Write(value);
-            _length += value < 0x80 ? 1 : 3;
-            AfterWrite(value == '\n');
-        }
-    }
+    public override void Write(string? value) => Append(value, newline: false);
 
-    public override void Write(string? value)
-    {
-        if (string.IsNullOrEmpty(value))
-        {
-            return;
-        }
+    public override void Write(char[] buffer, int index, int count) => Append(buffer.AsSpan(index, count), newline: false);
 
-        lock (_gate)
-        {
-            if (_disposed)
-            {
-                return;
-            }
+    public override void Write(ReadOnlySpan<char> buffer) => Append(buffer, newline: false);
 
-            _writer.Write(value);
-            _length += Utf8.GetByteCount(value);
-            AfterWrite(value[^1] == '\n');
-        }
-    }
-
-    public override void Write(char[] buffer, int index, int count)
-    {
-        if (count <= 0)
-        {
-            return;
-        }
-
-        lock (_gate)
-        {
-            if (_disposed)
-            {
-                return;
-            }
-
-            _writer.Write(buffer, index, count);
-            _length += Utf8.GetByteCount(buffer, index, count);
-            AfterWrite(buffer[index + count - 1] == '\n');
-        }
-    }
-
-    public override void Write(ReadOnlySpan<char> buffer)
-    {
-        if (buffer.IsEmpty)
-        {
-            return;
-        }
-
-        lock (_gate)
-        {
-            if (_disposed)
-            {
-                return;
-            }
-
-            _writer.Write(buffer);
-            _length += Utf8.GetByteCount(buffer);
-            AfterWrite(buffer[^1] == '\n');
-        }
-    }
-
-    public override void WriteLine(string? value)
-    {
-        lock (_gate)
-        {
-            if (_disposed)
-            {
-                return;
-            }
-
-            _writer.Write(value);
-            _writer.Write('\n');
-            _length += (value is null ? 0 : Utf8.GetByteCount(value)) + 1;
-            AfterWrite(true);
-        }
-    }
+    public override void WriteLine(string? value) => Append(value, newline: true);
 
     public override void Flush()
     {
@@ -163,16 +82,41 @@ public sealed class RotatingFileWriter : TextWriter
         base.Dispose(disposing);
     }
 
-    private void AfterWrite(bool endOfLine)
+    /// <summary>
+    /// Every write comes here: the text (and a newline) under one lock, its bytes counted, flushed when
+    /// <see cref="AutoFlush"/>, and the file rotated when a line ends past <see cref="MaxBytes"/>.
+    /// </summary>
+    private void Append(ReadOnlySpan<char> text, bool newline)
     {
-        if (AutoFlush)
+        if (text.IsEmpty && !newline)
         {
-            _writer.Flush();
+            return;
         }
 
-        if (endOfLine && _length >= MaxBytes)
+        lock (_gate)
         {
-            Rotate();
+            if (_disposed)
+            {
+                return;
+            }
+
+            _writer.Write(text);
+            _length += Utf8.GetByteCount(text);
+            if (newline)
+            {
+                _writer.Write('\n');
+                _length++;
+            }
+
+            if (AutoFlush)
+            {
+                _writer.Flush();
+            }
+
+            if ((newline || text[^1] == '\n') && _length >= MaxBytes)
+            {
+                Rotate();
+            }
         }
     }
 

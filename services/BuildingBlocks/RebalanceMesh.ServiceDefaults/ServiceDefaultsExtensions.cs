@@ -89,6 +89,7 @@ public static class ServiceDefaultsExtensions
     private static void AddMeshTelemetry(this IHostApplicationBuilder builder, string serviceName)
     {
         var settings = TelemetrySettings.From(builder.Configuration);
+        builder.Services.AddSingleton(settings);
         if (settings.LogFile is { } logFile)
         {
             // The JSON console log goes to a capped, rotated file instead of an ever-growing redirect of stdout.
@@ -219,7 +220,7 @@ public static class ServiceDefaultsExtensions
     /// <summary>Maps gRPC health and reflection, the HTTP probes /health/live and /health/ready, and /metrics for Prometheus.</summary>
     public static IEndpointRouteBuilder MapDefaultEndpoints(this IEndpointRouteBuilder app)
     {
-        if (TelemetrySettings.From(app.ServiceProvider.GetRequiredService<IConfiguration>()).Prometheus)
+        if (app.ServiceProvider.GetRequiredService<TelemetrySettings>().Prometheus)
         {
             app.MapPrometheusScrapingEndpoint(MetricsPath);
         }
