@@ -114,6 +114,60 @@ public sealed class ConcurrencyHandler(Concurrency state) : IEventHandler<PlanCa
     }
 }
 
+/// <summary>
+/// A handler taking batches: records the plan ids of each call (an event handed alone too); holds on a plan id with a gate
+/// until the gate opens; fails any batch holding "poison", and "poison" alone always.
+/// </summary>
+public sealed class Batches
+{
+    /// <summary>Per plan id that holds its lane: set when it is being handled, and the gate that lets it go.</summary>
+    public ConcurrentDictionary<string, (TaskCompletionSource Holding, TaskCompletionSource Open)> Gates { get; } = new();
+
+    public (TaskCompletionSource Holding, TaskCompletionSource Open) Gate(string planId) =>
+        Gates.GetOrAdd(planId, _ => (new(TaskCreationOptions.RunContinuationsAsynchronously), new(TaskCreationOptions.RunContinuationsAsynchronously)));
+
+    public ConcurrentQueue<string[]> Handled { get; } = new();
+
+    public ConcurrentQueue<string> Alone { get; } = new();
+}
+
+public sealed class BatchHandler(Batches state) : IEventBatchHandler<PlanCancelRequested>
+{
+    public async Task HandleAsync(PlanCancelRequested message, EventContext context, CancellationToken cancellationToken)
+    {
+        if (message.PlanId == "poison")
+        {
+            throw new InvalidOperationException("poison");
+        }
+
+        await HoldAsync([message.PlanId], cancellationToken);
+        state.Alone.Enqueue(message.PlanId);
+        state.Handled.Enqueue([message.PlanId]);
+    }
+
+    public async Task HandleBatchAsync(IReadOnlyList<DeliveredEvent<PlanCancelRequested>> events, CancellationToken cancellationToken)
+    {
+        var ids = events.Select(e => e.Message.PlanId).ToArray();
+        await HoldAsync(ids, cancellationToken);
+        if (ids.Contains("poison"))
+        {
+            throw new InvalidOperationException("a batch with poison");
+        }
+
+        state.Handled.Enqueue(ids);
+    }
+
+    private async Task HoldAsync(string[] ids, CancellationToken cancellationToken)
+    {
+        foreach (var id in ids.Where(state.Gates.ContainsKey))
+        {
+            var (holding, open) = state.Gate(id);
+            holding.TrySetResult();
+            await open.Task.WaitAsync(cancellationToken);
+        }
+    }
+}
+
 public sealed class EventBusTests : IClassFixture<RedisServer>, IAsyncLifetime
 {
     private const string Topic = "test.halts";
@@ -412,6 +466,68 @@ public sealed class EventBusTests : IClassFixture<RedisServer>, IAsyncLifetime
         Assert.Equal(["same-1", "same-2", "same-3"], state.Seen.Where(p => p.StartsWith("same", StringComparison.Ordinal)));
         Assert.Equal(1, state.MostInFlightForOneKey);
         Assert.InRange(state.MostInFlight, 5, 10);
+        await host.StopAsync();
+    }
+
+    [Fact]
+    public async Task A_batch_handler_gets_what_a_lane_holds_in_order_and_a_failed_batch_is_delivered_one_by_one()
+    {
+        var builder = Host.CreateApplicationBuilder();
+        builder.Logging.ClearProviders();
+        builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["EventBus:Provider"] = "redis",
+            ["EventBus:ReadBlock"] = "00:00:00.200",
+            ["EventBus:ProcessingTimeout"] = "00:00:00.300",
+            ["EventBus:RedeliverInterval"] = "00:00:00.100",
+            ["EventBus:MaxDeliveries"] = "2",
+        });
+        builder.Services.AddSingleton<IConnectionMultiplexer>(_ => ConnectionMultiplexer.Connect(_redis.ConnectionString));
+        var state = new Batches();
+        builder.Services.AddSingleton(state);
+        builder.AddEventBus("test-app");
+        builder.Services.AddEventSubscription<PlanCancelRequested, BatchHandler>("test.batched", cancel => cancel.PortfolioId);
+        using var host = builder.Build();
+        await host.StartAsync();
+        var bus = host.Services.GetRequiredService<IEventBus>();
+
+        // "hold" occupies portfolio p's lane; what p publishes meanwhile waits in the lane and comes as one batch.
+        var (holding, open) = state.Gate("hold");
+        await bus.PublishAsync("test.batched", new PlanCancelRequested { PlanId = "hold", PortfolioId = "p" });
+        await holding.Task.WaitAsync(TimeSpan.FromSeconds(10));
+        var first = Enumerable.Range(1, 20).Select(i => $"first-{i:D2}").ToArray();
+        await bus.PublishAllAsync("test.batched", first.Select(id => (Google.Protobuf.IMessage)new PlanCancelRequested { PlanId = id, PortfolioId = "p" }).ToArray());
+        var db = _redis.Connection!.GetDatabase();
+        await WaitUntilAsync(() => db.StreamPending("test.batched", "test-app").PendingMessageCount == 21); // read, in p's lane behind "hold"
+        open.SetResult();
+        await WaitUntilAsync(() => state.Handled.SelectMany(b => b).Count() == 21);
+        Assert.Equal(["hold", .. first], state.Handled.SelectMany(b => b)); // in order
+        Assert.Equal(first, state.Handled.Last()); // what the lane held, as one batch
+
+        // Each event of a batch has its own consumer span, the child of its publisher's span.
+        var processed = _activities.Where(a => a.DisplayName == "test.batched process").ToArray();
+        Assert.Equal(21, processed.Length);
+        Assert.Equal(20, processed.Count(span => span.GetTagItem("messaging.batch.message_count") is 20));
+        var publishes = _activities.Where(a => a.DisplayName == "test.batched publish").Select(a => a.SpanId).ToHashSet();
+        Assert.All(processed, span => Assert.Contains(span.ParentSpanId, publishes));
+
+        // A batch with a poisoned event fails; its events are then delivered one by one: the good ones handled alone,
+        // the poisoned one retried and dead-lettered; nothing is left pending.
+        var (holdingQ, openQ) = state.Gate("hold-q");
+        await bus.PublishAsync("test.batched", new PlanCancelRequested { PlanId = "hold-q", PortfolioId = "q" });
+        await holdingQ.Task.WaitAsync(TimeSpan.FromSeconds(10));
+        var second = new[] { "second-1", "poison", "second-2" };
+        await bus.PublishAllAsync("test.batched", second.Select(id => (Google.Protobuf.IMessage)new PlanCancelRequested { PlanId = id, PortfolioId = "q" }).ToArray());
+        await WaitUntilAsync(() => db.StreamPending("test.batched", "test-app").PendingMessageCount == 4); // read, in q's lane behind "hold-q"
+        openQ.SetResult();
+        await WaitUntilAsync(() => db.StreamLength(Topics.DeadLetter("test.batched")) == 1);
+        Assert.Contains("poison", (await db.StreamRangeAsync(Topics.DeadLetter("test.batched"))).Single()["data"].ToString(), StringComparison.Ordinal);
+        await WaitUntilAsync(() => state.Alone.Contains("second-2"));
+        Assert.Contains("second-1", state.Alone);
+        Assert.Contains("second-2", state.Alone);
+        Assert.DoesNotContain("poison", state.Handled.SelectMany(b => b));
+        Assert.DoesNotContain(state.Handled, batch => batch.Contains("second-1") && batch.Length > 1); // not handed over with the poison
+        await WaitUntilAsync(() => db.StreamPending("test.batched", "test-app").PendingMessageCount == 0);
         await host.StopAsync();
     }
 

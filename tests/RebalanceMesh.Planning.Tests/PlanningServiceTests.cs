@@ -8,6 +8,7 @@ using Microsoft.Extensions.DependencyInjection;
 using RebalanceMesh.Contracts.Common.V1;
 using RebalanceMesh.Contracts.Events.V1;
 using RebalanceMesh.Contracts.Planning.V1;
+using RebalanceMesh.EventBus;
 using RebalanceMesh.Testing;
 
 namespace RebalanceMesh.Planning.Tests;
@@ -447,6 +448,76 @@ public sealed class PlanningServiceTests : IClassFixture<RedisServer>, IAsyncLif
         Assert.Equal((PlanStatus.Completed, LegStatus.Filled, 2m), (plan.Status, plan.Legs[0].Status, plan.Legs[0].FilledQuantity.ToDecimal()));
         var portfolio = (await _client.GetPortfolioAsync(new GetPortfolioRequest { PortfolioId = "p1", SkipValuation = true })).Portfolio;
         Assert.Equal((12m, 1_000m - 200m - 0.5m), (portfolio.Positions.Single().Quantity.ToDecimal(), portfolio.Cash.ToDecimal()));
+    }
+
+    [Fact]
+    public async Task Reports_handed_over_together_end_as_one_at_a_time_and_a_repeated_batch_changes_nothing()
+    {
+        // Two portfolios' reports interleaved in one batch (as a Redis Streams lane hands them over), a fill repeated in
+        // it and one of a plan nobody knows: each plan's run is applied in one transaction, in report order.
+        await _client.UpsertPortfolioAsync(new UpsertPortfolioRequest { Portfolio = Portfolio("p1"), ExpectedVersion = -1 });
+        await _client.UpsertPortfolioAsync(new UpsertPortfolioRequest { Portfolio = Portfolio("p2"), ExpectedVersion = -1 });
+        var store = _server.Services.GetRequiredService<PlanningStore>();
+        var now = DateTimeOffset.UtcNow.ToTimestamp();
+        await store.CreatePlanAsync(new Plan
+        {
+            PlanId = "plan-a", PortfolioId = "p1", Status = PlanStatus.Approved, CreatedAt = now,
+            Legs =
+            {
+                new PlanLeg { LegId = "L1", InstrumentId = "DAX", Side = Side.Buy, Quantity = 2m, FilledQuantity = 0m, Fees = 0m, Status = LegStatus.Pending, Venue = "SIM-A" },
+                new PlanLeg { LegId = "L2", InstrumentId = "DAX", Side = Side.Sell, Quantity = 1m, FilledQuantity = 0m, Fees = 0m, Status = LegStatus.Pending, Venue = "SIM-A" },
+            },
+        }, "k-a");
+        await store.CreatePlanAsync(new Plan
+        {
+            PlanId = "plan-b", PortfolioId = "p2", Status = PlanStatus.Approved, CreatedAt = now,
+            Legs = { new PlanLeg { LegId = "L1", InstrumentId = "DAX", Side = Side.Buy, Quantity = 2m, FilledQuantity = 0m, Fees = 0m, Status = LegStatus.Pending, Venue = "SIM-A" } },
+        }, "k-b");
+        ExecutionReport Fill(string plan, string portfolio, string leg, string fillId, Side side, decimal quantity, decimal price, decimal fee) => new()
+        {
+            ReportId = "r-" + fillId, PlanId = plan, PortfolioId = portfolio, LegId = leg, Kind = ReportKind.Fill, ReportedAt = now,
+            Fill = new Fill { FillId = fillId, Venue = "SIM-A", InstrumentId = "DAX", Side = side, Quantity = quantity, Price = price, Fee = fee, FilledAt = now },
+        };
+        ExecutionReport[] batch =
+        [
+            Fill("plan-a", "p1", "L1", "f1", Side.Buy, 2m, 100m, 0.5m),
+            Fill("plan-b", "p2", "L1", "g1", Side.Buy, 1m, 100m, 0m),
+            Fill("plan-a", "p1", "L1", "f1", Side.Buy, 2m, 100m, 0.5m), // redelivered within the batch
+            Fill("plan-b", "p2", "L1", "g2", Side.Buy, 1m, 110m, 0m),
+            new() { ReportId = "r-a-l1", PlanId = "plan-a", PortfolioId = "p1", LegId = "L1", Kind = ReportKind.LegDone, LegStatus = ReportedLegStatus.Filled, ReportedAt = now },
+            Fill("plan-a", "p1", "L2", "f2", Side.Sell, 1m, 105m, 0.25m),
+            Fill("plan-zzz", "p9", "L1", "z1", Side.Buy, 1m, 100m, 0m), // a plan nobody knows: ignored
+            new() { ReportId = "r-a-end", PlanId = "plan-a", PortfolioId = "p1", Kind = ReportKind.PlanDone, PlanStatus = ReportedPlanStatus.Completed, Message = "2/2 legs filled", ReportedAt = now },
+        ];
+        async Task HandAsync(IEnumerable<ExecutionReport> reports)
+        {
+            await using var scope = _server.Services.CreateAsyncScope();
+            await scope.ServiceProvider.GetRequiredService<ExecutionReportHandler>().HandleBatchAsync(
+                reports.Select(r => new DeliveredEvent<ExecutionReport>(r, new EventContext(r.ReportId, Topics.ExecutionReports, "execution", DateTimeOffset.UtcNow, 1))).ToArray(),
+                CancellationToken.None);
+        }
+
+        await HandAsync(batch);
+        async Task<(Portfolio, Plan)> ReadAsync(string portfolioId, string planId) => (
+            (await _client.GetPortfolioAsync(new GetPortfolioRequest { PortfolioId = portfolioId, SkipValuation = true })).Portfolio,
+            (await _client.GetPlanAsync(new GetPlanRequest { PlanId = planId })).Plan);
+        var (p1, a) = await ReadAsync("p1", "plan-a");
+        Assert.Equal((11m, 1_000m - 200m - 0.5m + 105m - 0.25m), (p1.Positions.Single().Quantity.ToDecimal(), p1.Cash.ToDecimal()));
+        Assert.Equal((PlanStatus.Completed, LegStatus.Filled, LegStatus.Filled), (a.Status, a.Legs[0].Status, a.Legs[1].Status));
+        Assert.Equal((2m, 0.5m, 1m, 0.25m), (a.Legs[0].FilledQuantity.ToDecimal(), a.Legs[0].Fees.ToDecimal(), a.Legs[1].FilledQuantity.ToDecimal(), a.Legs[1].Fees.ToDecimal()));
+        var (p2, b) = await ReadAsync("p2", "plan-b");
+        Assert.Equal((12m, 1_000m - 100m - 110m), (p2.Positions.Single().Quantity.ToDecimal(), p2.Cash.ToDecimal()));
+        Assert.Equal((PlanStatus.Executing, LegStatus.Filled, 105m), (b.Status, b.Legs[0].Status, b.Legs[0].AverageFillPrice.ToDecimal()));
+        Assert.Equal((2L, 2L), (p1.Version, p2.Version)); // one transaction per plan's run: one new version each
+
+        // The same batch again (a redelivery): nothing changes.
+        await HandAsync(batch);
+        var (p1Again, aAgain) = await ReadAsync("p1", "plan-a");
+        var (p2Again, bAgain) = await ReadAsync("p2", "plan-b");
+        Assert.Equal((p1, a, p2, b), (p1Again, aAgain, p2Again, bAgain));
+
+        // A malformed fill fails its batch (the bus then delivers each report alone, and dead-letters only that one).
+        await Assert.ThrowsAsync<MalformedEventException>(() => HandAsync([Fill("plan-b", "p2", "L1", "g3", Side.Buy, 0m, 100m, 0m)]));
     }
 
     [Fact]

@@ -17,24 +17,45 @@ public sealed class DeliveryLanes<T> : IAsyncDisposable
 
     /// <param name="deliver">Handles one event; an exception is passed to <paramref name="failed"/> and the lane goes on.</param>
     public DeliveryLanes(int count, Func<T, CancellationToken, Task> deliver, Action<T, Exception> failed, CancellationToken cancellationToken)
+        : this(count, 1, (items, ct) => deliver(items[0], ct), failed, cancellationToken)
+    {
+    }
+
+    /// <param name="maxBatch">
+    /// Events one delivery takes at most: a worker takes what its lane holds, up to this many, in lane order (so the
+    /// events of one key stay in order within a batch and between batches). 1 delivers one at a time.
+    /// </param>
+    /// <param name="deliverBatch">Handles a batch; an exception is passed to <paramref name="failed"/> for each event of it and the lane goes on.</param>
+    public DeliveryLanes(int count, int maxBatch, Func<IReadOnlyList<T>, CancellationToken, Task> deliverBatch, Action<T, Exception> failed, CancellationToken cancellationToken)
     {
         count = Math.Max(count, 1);
+        maxBatch = Math.Max(maxBatch, 1);
         _lanes = Enumerable.Range(0, count)
-            .Select(_ => Channel.CreateBounded<T>(new BoundedChannelOptions(LaneCapacity) { SingleReader = true, FullMode = BoundedChannelFullMode.Wait }))
+            .Select(_ => Channel.CreateBounded<T>(new BoundedChannelOptions(Math.Max(LaneCapacity, maxBatch)) { SingleReader = true, FullMode = BoundedChannelFullMode.Wait }))
             .ToArray();
         _workers = _lanes.Select(lane => Task.Run(async () =>
         {
+            var batch = new List<T>(maxBatch);
             try
             {
-                await foreach (var item in lane.Reader.ReadAllAsync(cancellationToken).ConfigureAwait(false))
+                while (await lane.Reader.WaitToReadAsync(cancellationToken).ConfigureAwait(false))
                 {
+                    batch.Clear();
+                    while (batch.Count < maxBatch && lane.Reader.TryRead(out var item))
+                    {
+                        batch.Add(item);
+                    }
+
                     try
                     {
-                        await deliver(item, cancellationToken).ConfigureAwait(false);
+                        await deliverBatch(batch.ToArray(), cancellationToken).ConfigureAwait(false);
                     }
                     catch (Exception ex) when (!(ex is OperationCanceledException && cancellationToken.IsCancellationRequested))
                     {
-                        failed(item, ex);
+                        foreach (var item in batch)
+                        {
+                            failed(item, ex);
+                        }
                     }
                 }
             }

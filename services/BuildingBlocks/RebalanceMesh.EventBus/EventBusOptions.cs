@@ -42,6 +42,13 @@ public sealed class EventBusOptions
     /// </summary>
     public int Concurrency { get; set; } = 10;
 
+    /// <summary>
+    /// Events a handler that takes batches (<c>IEventBatchHandler</c>) gets at most in one call, from one delivery lane
+    /// (Redis Streams only; the other adapters deliver one at a time). Batching is what lets a handler share its reads
+    /// and writes over many events (planning books a run of execution reports in one transaction per plan).
+    /// </summary>
+    public int MaxBatch { get; set; } = 64;
+
     /// <summary>How long one blocking read waits for new entries.</summary>
     public TimeSpan ReadBlock { get; set; } = TimeSpan.FromSeconds(1);
 }

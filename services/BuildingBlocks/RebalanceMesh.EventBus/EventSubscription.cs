@@ -13,20 +13,31 @@ public sealed class EventSubscription
     private readonly Func<CloudEventEnvelope, IMessage> _read;
     private readonly Func<IMessage, string?> _key;
     private readonly Func<IServiceProvider, IMessage, EventContext, CancellationToken, Task> _handle;
+    private readonly Func<IServiceProvider, IReadOnlyList<(IMessage Message, EventContext Context)>, CancellationToken, Task>? _handleBatch;
 
-    private EventSubscription(string topic, string messageType, Func<CloudEventEnvelope, IMessage> read, Func<IMessage, string?> key, Func<IServiceProvider, IMessage, EventContext, CancellationToken, Task> handle)
+    private EventSubscription(
+        string topic,
+        string messageType,
+        Func<CloudEventEnvelope, IMessage> read,
+        Func<IMessage, string?> key,
+        Func<IServiceProvider, IMessage, EventContext, CancellationToken, Task> handle,
+        Func<IServiceProvider, IReadOnlyList<(IMessage Message, EventContext Context)>, CancellationToken, Task>? handleBatch)
     {
         Topic = topic;
         MessageType = messageType;
         _read = read;
         _key = key;
         _handle = handle;
+        _handleBatch = handleBatch;
     }
 
     public string Topic { get; }
 
     /// <summary>Full protobuf name of the message the topic carries.</summary>
     public string MessageType { get; }
+
+    /// <summary>Whether the handler takes several events at once (<see cref="IEventBatchHandler{T}"/>).</summary>
+    public bool Batches => _handleBatch is not null;
 
     /// <param name="orderingKey">The key whose events must be handled one at a time and in order; null: none.</param>
     public static EventSubscription For<T, THandler>(string topic, Func<T, string>? orderingKey = null)
@@ -39,7 +50,11 @@ public sealed class EventSubscription
             new T().Descriptor.FullName,
             envelope => envelope.ReadData(parser),
             message => orderingKey is null ? null : orderingKey((T)message),
-            (services, message, context, ct) => services.GetRequiredService<THandler>().HandleAsync((T)message, context, ct));
+            (services, message, context, ct) => services.GetRequiredService<THandler>().HandleAsync((T)message, context, ct),
+            typeof(IEventBatchHandler<T>).IsAssignableFrom(typeof(THandler))
+                ? (services, events, ct) => ((IEventBatchHandler<T>)services.GetRequiredService<THandler>()).HandleBatchAsync(
+                    events.Select(e => new DeliveredEvent<T>((T)e.Message, e.Context)).ToArray(), ct)
+                : null);
     }
 
     /// <summary>The event's message; a MalformedEventException when its data is not one.</summary>
@@ -50,6 +65,10 @@ public sealed class EventSubscription
 
     internal Task HandleAsync(IServiceProvider scopedServices, IMessage message, EventContext context, CancellationToken ct) =>
         _handle(scopedServices, message, context, ct);
+
+    /// <summary>Hands several events to a batch handler; only when <see cref="Batches"/>.</summary>
+    internal Task HandleBatchAsync(IServiceProvider scopedServices, IReadOnlyList<(IMessage Message, EventContext Context)> events, CancellationToken ct) =>
+        (_handleBatch ?? throw new InvalidOperationException($"The handler of {Topic} takes one event at a time."))(scopedServices, events, ct);
 }
 
 /// <summary>One async lock per key, created on first use and dropped when nobody holds or waits for it.</summary>

@@ -33,6 +33,22 @@ public interface IEventHandler<in T>
     Task HandleAsync(T message, EventContext context, CancellationToken cancellationToken);
 }
 
+/// <summary>
+/// Handles one event type several events at a time where the adapter can (Redis Streams hands over what a delivery
+/// lane holds; the other adapters deliver one at a time): the events come in delivery order, those of one ordering key
+/// in their order. When the batch throws, each of its events is delivered again on its own through
+/// <see cref="IEventHandler{T}.HandleAsync"/>, so one bad event is retried or dead-lettered alone — a batch handler
+/// must be idempotent per event (by business key) like any handler, since part of a failed batch may have been applied.
+/// </summary>
+public interface IEventBatchHandler<T> : IEventHandler<T>
+    where T : IMessage<T>
+{
+    Task HandleBatchAsync(IReadOnlyList<DeliveredEvent<T>> events, CancellationToken cancellationToken);
+}
+
+/// <summary>One event of a batch: its message and what the handler knows about it.</summary>
+public sealed record DeliveredEvent<T>(T Message, EventContext Context);
+
 /// <summary>What a handler knows about the event besides its data.</summary>
 /// <param name="EventId">CloudEvent id; handlers use it (or a business key) to be idempotent.</param>
 /// <param name="Topic">Topic the event arrived on.</param>

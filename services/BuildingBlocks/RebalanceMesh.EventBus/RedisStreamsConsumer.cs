@@ -36,9 +36,13 @@ public sealed class RedisStreamsConsumer(
         var group = settings.AppId;
         ConnectionMultiplexer? blocking = null;
         var nextReclaim = DateTime.UtcNow;
+        // A handler that takes batches gets what a lane holds (up to MaxBatch), acknowledged in one XACK.
+        var maxBatch = dispatcher.Subscriptions.Any(s => s.Topic == topic && s.Batches) ? settings.MaxBatch : 1;
+        var readCount = Math.Max(50, maxBatch * 4);
         await using var lanes = new DeliveryLanes<(StreamEntry Entry, int DeliveryCount)>(
             settings.Concurrency,
-            (item, ct) => DeliverAsync(redis.GetDatabase(), topic, group, item.Entry, item.DeliveryCount, ct),
+            maxBatch,
+            (items, ct) => DeliverAsync(redis.GetDatabase(), topic, group, items, ct),
             (item, ex) => logger.LogWarning(ex, "Delivering {StreamId} on {Topic} failed; it stays pending and is delivered again", item.Entry.Id, topic),
             stoppingToken);
         Task EnqueueAsync(StreamEntry entry, int deliveryCount)
@@ -60,7 +64,7 @@ public sealed class RedisStreamsConsumer(
                 await DrainPendingOfThisConsumerAsync(db, topic, group, EnqueueAsync);
                 while (!stoppingToken.IsCancellationRequested)
                 {
-                    var entries = await ReadNewAsync(blocking.GetDatabase(), topic, group, settings);
+                    var entries = await ReadNewAsync(blocking.GetDatabase(), topic, group, readCount, settings);
                     foreach (var entry in entries)
                     {
                         await EnqueueAsync(entry, 1);
@@ -113,11 +117,11 @@ public sealed class RedisStreamsConsumer(
         }
     }
 
-    private async Task<IReadOnlyList<StreamEntry>> ReadNewAsync(IDatabase db, string topic, string group, EventBusOptions settings)
+    private async Task<IReadOnlyList<StreamEntry>> ReadNewAsync(IDatabase db, string topic, string group, int count, EventBusOptions settings)
     {
         // XREADGROUP with BLOCK on a dedicated connection: new entries arrive within a millisecond of XADD.
         var result = await db.ExecuteAsync(
-            "XREADGROUP", "GROUP", group, _consumerName, "COUNT", "50", "BLOCK", ((int)settings.ReadBlock.TotalMilliseconds).ToString(System.Globalization.CultureInfo.InvariantCulture),
+            "XREADGROUP", "GROUP", group, _consumerName, "COUNT", count.ToString(System.Globalization.CultureInfo.InvariantCulture), "BLOCK", ((int)settings.ReadBlock.TotalMilliseconds).ToString(System.Globalization.CultureInfo.InvariantCulture),
             "STREAMS", topic, ">");
         return ParseReadResult(result);
     }
@@ -213,29 +217,49 @@ public sealed class RedisStreamsConsumer(
         }
     }
 
-    private async Task DeliverAsync(IDatabase db, string topic, string group, StreamEntry entry, int deliveryCount, CancellationToken ct)
+    /// <summary>
+    /// Delivers a lane's batch (one event unless the handler takes batches), then dead-letters what can never succeed
+    /// or failed its last delivery, and acknowledges everything but what is left pending for redelivery in one XACK.
+    /// </summary>
+    private async Task DeliverAsync(IDatabase db, string topic, string group, IReadOnlyList<(StreamEntry Entry, int DeliveryCount)> items, CancellationToken ct)
     {
-        var data = entry[RedisStreamsEventBus.DataField];
-        var outcome = data.IsNull
-            ? DeliveryOutcome.Drop
-            : await dispatcher.DispatchAsync(topic, (byte[])data!, deliveryCount, ct);
-
-        if (outcome == DeliveryOutcome.Retry && deliveryCount < options.Value.MaxDeliveries)
+        var data = items.Select(i => i.Entry[RedisStreamsEventBus.DataField]).ToArray();
+        var readable = Enumerable.Range(0, items.Count).Where(i => !data[i].IsNull).ToArray();
+        var dispatched = readable.Length == 0
+            ? []
+            : await dispatcher.DispatchBatchAsync(topic, readable.Select(i => ((ReadOnlyMemory<byte>)(byte[])data[i]!, items[i].DeliveryCount)).ToArray(), ct);
+        var outcomes = Enumerable.Repeat(DeliveryOutcome.Drop, items.Count).ToArray();
+        for (var k = 0; k < readable.Length; k++)
         {
-            return; // left pending; reclaimed after the processing timeout
+            outcomes[readable[k]] = dispatched[k];
         }
 
-        if (outcome != DeliveryOutcome.Success)
+        var acknowledge = new List<RedisValue>(items.Count);
+        for (var i = 0; i < items.Count; i++)
         {
-            var reason = outcome == DeliveryOutcome.Drop ? "malformed" : $"failed {deliveryCount} deliveries";
-            await db.StreamAddAsync(Topics.DeadLetter(topic), [
-                new NameValueEntry(RedisStreamsEventBus.DataField, data.IsNull ? RedisValue.EmptyString : data),
-                new NameValueEntry("reason", reason),
-                new NameValueEntry("source_id", entry.Id),
-            ]);
-            logger.LogWarning("Event {StreamId} on {Topic} dead-lettered: {Reason}", entry.Id, topic, reason);
+            var (entry, deliveryCount) = items[i];
+            if (outcomes[i] == DeliveryOutcome.Retry && deliveryCount < options.Value.MaxDeliveries)
+            {
+                continue; // left pending; reclaimed after the processing timeout
+            }
+
+            if (outcomes[i] != DeliveryOutcome.Success)
+            {
+                var reason = outcomes[i] == DeliveryOutcome.Drop ? "malformed" : $"failed {deliveryCount} deliveries";
+                await db.StreamAddAsync(Topics.DeadLetter(topic), [
+                    new NameValueEntry(RedisStreamsEventBus.DataField, data[i].IsNull ? RedisValue.EmptyString : data[i]),
+                    new NameValueEntry("reason", reason),
+                    new NameValueEntry("source_id", entry.Id),
+                ]);
+                logger.LogWarning("Event {StreamId} on {Topic} dead-lettered: {Reason}", entry.Id, topic, reason);
+            }
+
+            acknowledge.Add(entry.Id);
         }
 
-        await db.StreamAcknowledgeAsync(topic, group, entry.Id);
+        if (acknowledge.Count > 0)
+        {
+            await db.StreamAcknowledgeAsync(topic, group, acknowledge.ToArray());
+        }
     }
 }

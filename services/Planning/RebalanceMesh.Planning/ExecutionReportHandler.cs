@@ -8,98 +8,204 @@ namespace RebalanceMesh.Planning;
 
 /// <summary>
 /// Applies execution.reports: each fill once (keyed by fill id) to the portfolio's positions and cash and to its
-/// plan leg; leg and plan outcomes to their statuses. Duplicates and redeliveries change nothing.
+/// plan leg; leg and plan outcomes to their statuses. Duplicates and redeliveries change nothing. Takes a lane's
+/// reports at once: the run of reports of one plan is applied in one read and one transaction of the plan and its
+/// portfolio, different portfolios' runs at the same time, and the changed plans are announced together.
 /// </summary>
-public sealed class ExecutionReportHandler(PlanningStore store, ILogger<ExecutionReportHandler> logger) : IEventHandler<ExecutionReport>
+public sealed class ExecutionReportHandler(PlanningStore store, ILogger<ExecutionReportHandler> logger) : IEventBatchHandler<ExecutionReport>
 {
-    public async Task HandleAsync(ExecutionReport report, EventContext context, CancellationToken cancellationToken)
+    public Task HandleAsync(ExecutionReport report, EventContext context, CancellationToken cancellationToken) =>
+        HandleBatchAsync([new DeliveredEvent<ExecutionReport>(report, context)], cancellationToken);
+
+    public async Task HandleBatchAsync(IReadOnlyList<DeliveredEvent<ExecutionReport>> events, CancellationToken cancellationToken)
     {
-        if (report.Kind == ReportKind.Liquidation)
+        // Plan reports between liquidations are applied together; a liquidation ends the run, so a portfolio's reports
+        // keep their order.
+        var run = new List<ExecutionReport>(events.Count);
+        foreach (var report in events.Select(e => e.Message))
         {
-            await ApplyLiquidationAsync(report);
+            if (report.Kind is ReportKind.Liquidation or ReportKind.MarginLiquidation)
+            {
+                await ApplyPlanReportsAsync(run);
+                run.Clear();
+                await (report.Kind == ReportKind.Liquidation ? ApplyLiquidationAsync(report) : ApplyMarginLiquidationAsync(report));
+            }
+            else
+            {
+                run.Add(report);
+            }
+        }
+
+        await ApplyPlanReportsAsync(run);
+    }
+
+    /// <summary>
+    /// Each portfolio's reports in their order, plan by plan (one transaction per run of one plan's reports); different
+    /// portfolios at once. Then every plan changed is announced in one publish.
+    /// </summary>
+    private async Task ApplyPlanReportsAsync(IReadOnlyList<ExecutionReport> reports)
+    {
+        if (reports.Count == 0)
+        {
             return;
         }
 
-        if (report.Kind == ReportKind.MarginLiquidation)
-        {
-            await ApplyMarginLiquidationAsync(report);
-            return;
-        }
-
+        // Announced even when another portfolio's run fails the batch: what was stored is announced.
+        var changed = new System.Collections.Concurrent.ConcurrentQueue<Plan>();
         try
         {
-            // The plan is read once, where the report is applied to it.
-            await ApplyToPlanAsync(report);
+            await Task.WhenAll(reports
+                .GroupBy(r => r.PortfolioId.Length > 0 ? r.PortfolioId : r.PlanId, StringComparer.Ordinal)
+                .Select(async portfolio =>
+                {
+                    foreach (var run in RunsOfOnePlan(portfolio))
+                    {
+                        if (await ApplyRunAsync(run) is { } plan)
+                        {
+                            changed.Enqueue(plan);
+                        }
+                    }
+                }));
         }
-        catch (RebalanceMesh.Domain.DomainException ex) when (ex.Kind == RebalanceMesh.Domain.DomainErrorKind.NotFound)
+        finally
         {
-            // Only a report of a plan this mesh does not know is ignored; anything else missing (the plan's portfolio)
-            // fails the event as before, to be retried and dead-lettered rather than lost.
-            if (await store.GetPlanAsync(report.PlanId) is not null)
-            {
-                throw;
-            }
-
-            logger.LogWarning("Execution report {ReportId} names unknown plan {PlanId}; ignored", report.ReportId, report.PlanId);
+            await store.AnnouncePlansAsync(changed.ToArray());
         }
     }
 
-    private async Task ApplyToPlanAsync(ExecutionReport report)
+    /// <summary>Consecutive reports of the same plan, in order.</summary>
+    private static IEnumerable<List<ExecutionReport>> RunsOfOnePlan(IEnumerable<ExecutionReport> reports)
     {
-        switch (report.Kind)
+        List<ExecutionReport>? run = null;
+        foreach (var report in reports)
         {
-            case ReportKind.Fill when report.Fill is { } fill:
-                await ApplyFillAsync(report, fill);
-                break;
-            case ReportKind.LegDone:
-                await store.UpdatePlanAsync(report.PlanId, plan =>
-                {
-                    var leg = plan.Legs.FirstOrDefault(l => l.LegId == report.LegId);
-                    if (leg is not null && leg.Status is LegStatus.Pending or LegStatus.PartiallyFilled)
-                    {
-                        leg.Status = report.LegStatus switch
-                        {
-                            ReportedLegStatus.Filled => LegStatus.Filled,
-                            ReportedLegStatus.PartiallyFilled => LegStatus.PartiallyFilled,
-                            ReportedLegStatus.Rejected => LegStatus.Rejected,
-                            ReportedLegStatus.Cancelled => LegStatus.Cancelled,
-                            _ => leg.Status,
-                        };
-                    }
-                });
-                break;
-            case ReportKind.PlanDone:
-                await store.UpdatePlanAsync(report.PlanId, plan =>
-                {
-                    if (plan.Status.IsFinal())
-                    {
-                        return;
-                    }
+            if (run is not null && run[0].PlanId != report.PlanId)
+            {
+                yield return run;
+                run = null;
+            }
 
-                    plan.Status = report.PlanStatus switch
-                    {
-                        ReportedPlanStatus.Completed => PlanStatus.Completed,
-                        ReportedPlanStatus.PartiallyFilled => PlanStatus.PartiallyFilled,
-                        ReportedPlanStatus.Cancelled => PlanStatus.Cancelled,
-                        _ => PlanStatus.Failed,
-                    };
-                    plan.StatusMessage = report.Message;
-                    if (plan.Status == PlanStatus.Cancelled)
-                    {
-                        // A cancelled plan leaves no leg pending: a leg not started was cancelled with it (a fill of it
-                        // reported late still applies).
-                        foreach (var leg in plan.Legs.Where(l => l.Status == LegStatus.Pending))
-                        {
-                            leg.Status = LegStatus.Cancelled;
-                        }
-                    }
-                });
-                logger.LogInformation("Plan {PlanId} finished: {Status} {Message}", report.PlanId, report.PlanStatus, report.Message);
-                break;
-            default:
-                logger.LogWarning("Execution report {ReportId} of kind {Kind} carries nothing to apply", report.ReportId, report.Kind);
-                break;
+            (run ??= []).Add(report);
         }
+
+        if (run is not null)
+        {
+            yield return run;
+        }
+    }
+
+    /// <summary>Applies one plan's run of reports; the plan as stored after (null: unchanged or unknown).</summary>
+    private async Task<Plan?> ApplyRunAsync(IReadOnlyList<ExecutionReport> run)
+    {
+        var planId = run[0].PlanId;
+        var fillIds = run.Where(r => r.Kind == ReportKind.Fill && r.Fill is not null).Select(r => r.Fill.FillId).ToArray();
+        var repeated = new List<string>();
+        var changed = false;
+        var stored = await store.ApplyToPlanAsync(planId, run[0].PortfolioId, fillIds, (plan, portfolio, appliedBefore) =>
+        {
+            repeated.Clear();
+            var applied = new List<string>();
+            var current = portfolio;
+            changed = false;
+            foreach (var report in run)
+            {
+                switch (report.Kind)
+                {
+                    case ReportKind.Fill when report.Fill is { } fill:
+                        if (appliedBefore.Contains(fill.FillId) || applied.Contains(fill.FillId))
+                        {
+                            repeated.Add(fill.FillId);
+                            continue;
+                        }
+
+                        current = ApplyFill(report, fill, plan, current ?? throw RebalanceMesh.Domain.DomainException.NotFound($"Portfolio '{plan.PortfolioId}'"));
+                        applied.Add(fill.FillId);
+                        changed = true;
+                        break;
+                    case ReportKind.LegDone:
+                        changed |= ApplyLegDone(report, plan);
+                        break;
+                    case ReportKind.PlanDone:
+                        changed |= ApplyPlanDone(report, plan);
+                        break;
+                }
+            }
+
+            return new PlanReportChange(changed, applied.Count > 0 ? current : null, applied);
+        });
+
+        foreach (var fillId in repeated)
+        {
+            logger.LogInformation("Fill {FillId} of plan {PlanId} was applied before; ignored", fillId, planId);
+        }
+
+        foreach (var report in run.Where(r => r.Kind is not (ReportKind.Fill or ReportKind.LegDone or ReportKind.PlanDone) || (r.Kind == ReportKind.Fill && r.Fill is null)))
+        {
+            logger.LogWarning("Execution report {ReportId} of kind {Kind} carries nothing to apply", report.ReportId, report.Kind);
+        }
+
+        if (stored is null)
+        {
+            logger.LogWarning("Execution reports {ReportIds} name unknown plan {PlanId}; ignored", string.Join(", ", run.Select(r => r.ReportId)), planId);
+            return null;
+        }
+
+        foreach (var report in run.Where(r => r.Kind == ReportKind.PlanDone))
+        {
+            logger.LogInformation("Plan {PlanId} finished: {Status} {Message}", report.PlanId, report.PlanStatus, report.Message);
+        }
+
+        return changed ? stored : null;
+    }
+
+    /// <summary>A leg's end: its status, unless it ended before. Whether the plan changed.</summary>
+    private static bool ApplyLegDone(ExecutionReport report, Plan plan)
+    {
+        var leg = plan.Legs.FirstOrDefault(l => l.LegId == report.LegId);
+        if (leg is null || leg.Status is not (LegStatus.Pending or LegStatus.PartiallyFilled))
+        {
+            return false;
+        }
+
+        var before = leg.Status;
+        leg.Status = report.LegStatus switch
+        {
+            ReportedLegStatus.Filled => LegStatus.Filled,
+            ReportedLegStatus.PartiallyFilled => LegStatus.PartiallyFilled,
+            ReportedLegStatus.Rejected => LegStatus.Rejected,
+            ReportedLegStatus.Cancelled => LegStatus.Cancelled,
+            _ => leg.Status,
+        };
+        return leg.Status != before;
+    }
+
+    /// <summary>The plan's end, unless it ended before. Whether the plan changed.</summary>
+    private static bool ApplyPlanDone(ExecutionReport report, Plan plan)
+    {
+        if (plan.Status.IsFinal())
+        {
+            return false;
+        }
+
+        plan.Status = report.PlanStatus switch
+        {
+            ReportedPlanStatus.Completed => PlanStatus.Completed,
+            ReportedPlanStatus.PartiallyFilled => PlanStatus.PartiallyFilled,
+            ReportedPlanStatus.Cancelled => PlanStatus.Cancelled,
+            _ => PlanStatus.Failed,
+        };
+        plan.StatusMessage = report.Message;
+        if (plan.Status == PlanStatus.Cancelled)
+        {
+            // A cancelled plan leaves no leg pending: a leg not started was cancelled with it (a fill of it reported
+            // late still applies).
+            foreach (var leg in plan.Legs.Where(l => l.Status == LegStatus.Pending))
+            {
+                leg.Status = LegStatus.Cancelled;
+            }
+        }
+
+        return true;
     }
 
     /// <summary>
@@ -183,10 +289,10 @@ public sealed class ExecutionReportHandler(PlanningStore store, ILogger<Executio
 
     /// <summary>
     /// A fill of a trade leg moves the position in the leg's account and cash (for a margined contract, its entry price
-    /// and realised profit); a fill of a loan leg (repay, supply, withdraw, borrow) moves
-    /// cash, holdings, collateral and debt as the leg says. Either is applied once per fill id.
+    /// and realised profit); a fill of a loan leg (repay, supply, withdraw, borrow) moves cash, holdings, collateral and
+    /// debt as the leg says. The plan's leg takes the fill's quantity, price and fee. Returns the portfolio after.
     /// </summary>
-    private async Task ApplyFillAsync(ExecutionReport report, Fill fill)
+    private static Portfolio ApplyFill(ExecutionReport report, Fill fill, Plan plan, Portfolio portfolio)
     {
         if (!DecimalValue.TryParse(fill.Quantity, out var quantity) || quantity <= 0
             || !DecimalValue.TryParse(fill.Fee, out var fee) || fee < 0
@@ -196,64 +302,52 @@ public sealed class ExecutionReportHandler(PlanningStore store, ILogger<Executio
         }
 
         var price = DecimalValue.TryParse(fill.Price, out var p) ? p : 0m;
-        Portfolio Apply(Plan plan, Portfolio portfolio)
+        var leg = plan.Legs.FirstOrDefault(l => l.LegId == report.LegId);
+        var loanAction = leg?.Kind.ToLoanAction();
+        var topUp = leg?.Kind == LegKind.MarginTopUp;
+        var transfer = leg?.Kind == LegKind.CollateralTransfer;
+        if (loanAction is null && !topUp && !transfer && (price <= 0 || fill.Side is not (Side.Buy or Side.Sell)))
         {
-            var leg = plan.Legs.FirstOrDefault(l => l.LegId == report.LegId);
-            var loanAction = leg?.Kind.ToLoanAction();
-            var topUp = leg?.Kind == LegKind.MarginTopUp;
-            var transfer = leg?.Kind == LegKind.CollateralTransfer;
-            if (loanAction is null && !topUp && !transfer && (price <= 0 || fill.Side is not (Side.Buy or Side.Sell)))
-            {
-                throw new MalformedEventException($"Trade fill in report {report.ReportId} needs a side and a positive price.");
-            }
-
-            // A trade is booked in the account its leg names (the venue holding the units; empty is the default account).
-            var account = leg?.Venue ?? string.Empty;
-            try
-            {
-                var snapshot = portfolio.ToDomain();
-                return portfolio.WithHoldings(
-                    topUp ? PortfolioLedger.ApplyMarginTopUp(snapshot, account, quantity)
-                    : transfer ? PortfolioLedger.ApplyCollateralTransfer(snapshot, leg!.FromVenue, account, quantity)
-                    : loanAction is { } action ? PortfolioLedger.ApplyLoanLeg(snapshot, action, leg!.LoanId, fill.InstrumentId, quantity, portfolio.BaseCurrency)
-                    : DecimalValue.TryParse(leg?.ContractMultiplier, out var multiplier) ? PortfolioLedger.ApplyMarginedFill(snapshot, fill.InstrumentId, fill.Side.ToDomain(), quantity, price, fee, multiplier, account)
-                    : PortfolioLedger.ApplyFill(snapshot, fill.InstrumentId, fill.Side.ToDomain(), quantity, price, fee, account));
-            }
-            catch (ArgumentException ex)
-            {
-                throw new MalformedEventException($"Fill in report {report.ReportId} cannot be applied: {ex.Message}");
-            }
+            throw new MalformedEventException($"Trade fill in report {report.ReportId} needs a side and a positive price.");
         }
 
-        var applied = await store.ApplyFillAsync(
-            report.PlanId,
-            fill.FillId,
-            Apply,
-            plan =>
-            {
-                var planLeg = plan.Legs.FirstOrDefault(l => l.LegId == report.LegId);
-                if (planLeg is { } leg)
-                {
-                    var filledBefore = DecimalValue.TryParse(leg.FilledQuantity, out var f) ? f : 0m;
-                    var averageBefore = DecimalValue.TryParse(leg.AverageFillPrice, out var a) ? a : 0m;
-                    if (price > 0)
-                    {
-                        leg.AverageFillPrice = PortfolioLedger.Vwap(filledBefore, averageBefore, quantity, price);
-                    }
-
-                    leg.FilledQuantity = filledBefore + quantity;
-                    leg.Fees = (DecimalValue.TryParse(leg.Fees, out var fees) ? fees : 0m) + fee;
-                    leg.Status = leg.FilledQuantity.ToDecimal() >= leg.Quantity.ToDecimal() ? LegStatus.Filled : LegStatus.PartiallyFilled;
-                }
-
-                if (plan.Status == PlanStatus.Approved)
-                {
-                    plan.Status = PlanStatus.Executing;
-                }
-            });
-        if (!applied)
+        // A trade is booked in the account its leg names (the venue holding the units; empty is the default account).
+        var account = leg?.Venue ?? string.Empty;
+        Portfolio after;
+        try
         {
-            logger.LogInformation("Fill {FillId} of plan {PlanId} was applied before; ignored", fill.FillId, report.PlanId);
+            var snapshot = portfolio.ToDomain();
+            after = portfolio.WithHoldings(
+                topUp ? PortfolioLedger.ApplyMarginTopUp(snapshot, account, quantity)
+                : transfer ? PortfolioLedger.ApplyCollateralTransfer(snapshot, leg!.FromVenue, account, quantity)
+                : loanAction is { } action ? PortfolioLedger.ApplyLoanLeg(snapshot, action, leg!.LoanId, fill.InstrumentId, quantity, portfolio.BaseCurrency)
+                : DecimalValue.TryParse(leg?.ContractMultiplier, out var multiplier) ? PortfolioLedger.ApplyMarginedFill(snapshot, fill.InstrumentId, fill.Side.ToDomain(), quantity, price, fee, multiplier, account)
+                : PortfolioLedger.ApplyFill(snapshot, fill.InstrumentId, fill.Side.ToDomain(), quantity, price, fee, account));
         }
+        catch (ArgumentException ex)
+        {
+            throw new MalformedEventException($"Fill in report {report.ReportId} cannot be applied: {ex.Message}");
+        }
+
+        if (leg is not null)
+        {
+            var filledBefore = DecimalValue.TryParse(leg.FilledQuantity, out var f) ? f : 0m;
+            var averageBefore = DecimalValue.TryParse(leg.AverageFillPrice, out var a) ? a : 0m;
+            if (price > 0)
+            {
+                leg.AverageFillPrice = PortfolioLedger.Vwap(filledBefore, averageBefore, quantity, price);
+            }
+
+            leg.FilledQuantity = filledBefore + quantity;
+            leg.Fees = (DecimalValue.TryParse(leg.Fees, out var fees) ? fees : 0m) + fee;
+            leg.Status = leg.FilledQuantity.ToDecimal() >= leg.Quantity.ToDecimal() ? LegStatus.Filled : LegStatus.PartiallyFilled;
+        }
+
+        if (plan.Status == PlanStatus.Approved)
+        {
+            plan.Status = PlanStatus.Executing;
+        }
+
+        return after;
     }
 }

@@ -369,58 +369,89 @@ public sealed class PlanningStore(IConnectionMultiplexer redis, RedisBroadcast<P
     }
 
     /// <summary>
-    /// Applies one fill exactly once: the fill id is recorded, the portfolio and the plan are changed, all in one
-    /// transaction conditioned on what was read. Returns false when the fill was applied before.
+    /// Applies a run of execution reports to one plan and its portfolio in one transaction, conditioned on what was read
+    /// (retried on a conflict): <paramref name="change"/> gets the plan and the portfolio as stored (null when there is
+    /// none: a report that needs it fails with NotFound) and which of
+    /// <paramref name="fillIds"/> were applied before, changes the plan in place and says what it did; the fills it
+    /// applied are recorded with the change, so each is applied exactly once. Returns the plan as stored after, or null
+    /// when the plan is unknown. The caller announces the plans it changed (<see cref="AnnouncePlansAsync"/>), a batch's
+    /// in one publish.
     /// </summary>
-    /// <param name="changePortfolio">The portfolio after the fill, given the plan as stored (before <paramref name="changePlan"/>).</param>
-    public async Task<bool> ApplyFillAsync(string planId, string fillId, Func<Plan, Portfolio, Portfolio> changePortfolio, Action<Plan> changePlan)
+    /// <param name="portfolioId">The portfolio the reports name, read together with the plan (the plan's own is used when they differ).</param>
+    /// <param name="change">Called again on each retry with what was read then: it must depend on nothing else.</param>
+    public async Task<Plan?> ApplyToPlanAsync(string planId, string portfolioId, IReadOnlyList<string> fillIds, Func<Plan, Portfolio?, IReadOnlySet<string>, PlanReportChange> change)
     {
+        var fillsKey = FillsKey(planId);
+        var ids = fillIds.Distinct(StringComparer.Ordinal).Select(id => (RedisValue)id).ToArray();
         for (var attempt = 0; attempt < MaxAttempts; attempt++)
         {
-            if (await Db.SetContainsAsync(FillsKey(planId), fillId))
-            {
-                return false;
-            }
-
-            var planRaw = await Db.StringGetAsync(PlanKey(planId));
+            // The three reads go out together.
+            var appliedTask = ids.Length == 0 ? Task.FromResult(Array.Empty<bool>()) : Db.SetContainsAsync(fillsKey, ids);
+            var planTask = Db.StringGetAsync(PlanKey(planId));
+            var portfolioTask = portfolioId.Length > 0 ? Db.HashGetAsync(PortfolioKey(portfolioId), "data") : Task.FromResult(RedisValue.Null);
+            var planRaw = await planTask;
+            var appliedFlags = await appliedTask;
+            var portfolioRaw = await portfolioTask;
             if (planRaw.IsNull)
             {
-                throw DomainException.NotFound($"Plan '{planId}'");
+                return null;
             }
 
             var plan = Plan.Parser.ParseFrom((byte[])planRaw!);
-            var portfolioKey = PortfolioKey(plan.PortfolioId);
-            var portfolioRaw = await Db.HashGetAllAsync(portfolioKey);
-            var data = portfolioRaw.FirstOrDefault(e => e.Name == "data").Value;
-            if (data.IsNull)
+            if (plan.PortfolioId != portfolioId)
             {
-                throw DomainException.NotFound($"Portfolio '{plan.PortfolioId}'");
+                portfolioRaw = await Db.HashGetAsync(PortfolioKey(plan.PortfolioId), "data");
             }
 
-            var portfolio = Portfolio.Parser.ParseFrom((byte[])data!);
-            var updatedPortfolio = changePortfolio(plan, portfolio);
-            updatedPortfolio.Version = portfolio.Version + 1;
-            updatedPortfolio.UpdatedAt = time.GetUtcNow().ToTimestamp();
-            changePlan(plan);
-            plan.UpdatedAt = updatedPortfolio.UpdatedAt;
+            var portfolio = portfolioRaw.IsNull ? null : Portfolio.Parser.ParseFrom((byte[])portfolioRaw!);
+            var appliedBefore = ids.Where((_, i) => appliedFlags[i]).Select(id => id.ToString()).ToHashSet(StringComparer.Ordinal);
+            var outcome = change(plan, portfolio, appliedBefore);
+            if (!outcome.Changed)
+            {
+                return plan;
+            }
 
+            var portfolioKey = PortfolioKey(plan.PortfolioId);
+            var now = time.GetUtcNow().ToTimestamp();
+            plan.UpdatedAt = now;
             var tran = Db.CreateTransaction();
-            tran.AddCondition(Condition.SetNotContains(FillsKey(planId), fillId));
             tran.AddCondition(Condition.StringEqual(PlanKey(planId), planRaw));
-            tran.AddCondition(Condition.HashEqual(portfolioKey, "version", portfolio.Version));
-            _ = tran.SetAddAsync(FillsKey(planId), fillId);
-            _ = tran.HashSetAsync(portfolioKey, [new HashEntry("version", updatedPortfolio.Version), new HashEntry("data", updatedPortfolio.ToByteArray())]);
-            _ = AnnounceChange(tran, plan.PortfolioId, BookChange.Portfolio, updatedPortfolio.Version);
+            foreach (var fillId in outcome.AppliedFills)
+            {
+                tran.AddCondition(Condition.SetNotContains(fillsKey, fillId));
+            }
+
+            if (outcome.AppliedFills.Count > 0)
+            {
+                _ = tran.SetAddAsync(fillsKey, outcome.AppliedFills.Select(id => (RedisValue)id).ToArray());
+            }
+
+            if (outcome.Portfolio is { } updated)
+            {
+                if (portfolio is null)
+                {
+                    throw new InvalidOperationException("A portfolio cannot change when there is none.");
+                }
+
+                updated.Version = portfolio.Version + 1;
+                updated.UpdatedAt = now;
+                tran.AddCondition(Condition.HashEqual(portfolioKey, "version", portfolio.Version));
+                _ = tran.HashSetAsync(portfolioKey, [new HashEntry("version", updated.Version), new HashEntry("data", updated.ToByteArray())]);
+                _ = AnnounceChange(tran, plan.PortfolioId, BookChange.Portfolio, updated.Version);
+            }
+
             _ = tran.StringSetAsync(PlanKey(planId), plan.ToByteArray());
             if (await tran.ExecuteAsync())
             {
-                await AnnounceAsync(plan);
-                return true;
+                return plan;
             }
         }
 
         throw new DomainException(DomainErrorKind.Conflict, $"Plan '{planId}' is changing too often; retry.");
     }
+
+    /// <summary>Announces changed plans to every replica's watchers, in few publishes.</summary>
+    public Task AnnouncePlansAsync(IReadOnlyCollection<Plan> plans) => plans.Count == 0 ? Task.CompletedTask : planUpdates.PublishAsync(plans);
 
     /// <summary>
     /// Applies an event that changes a portfolio outside any plan (a lending venue's liquidation) once per event id:
@@ -489,6 +520,12 @@ public sealed class PlanningStore(IConnectionMultiplexer redis, RedisBroadcast<P
 
     private Task AnnounceAsync(Plan plan) => planUpdates.PublishAsync(plan);
 }
+
+/// <summary>What applying a run of reports to a plan did (<see cref="PlanningStore.ApplyToPlanAsync"/>).</summary>
+/// <param name="Changed">Whether anything changed (false: every report had been applied before; nothing is written).</param>
+/// <param name="Portfolio">The portfolio after, or null when it did not change.</param>
+/// <param name="AppliedFills">The fill ids applied now, recorded with the change.</param>
+public sealed record PlanReportChange(bool Changed, Portfolio? Portfolio, IReadOnlyList<string> AppliedFills);
 
 /// <summary>
 /// What storing a new plan did: stored it; found its idempotency key taken (a concurrent retry won); or found another
