@@ -269,7 +269,7 @@ public sealed class BatchPreviewTests : IClassFixture<RedisServer>, IAsyncLifeti
         {
             Portfolios = new PortfolioList { PortfolioIds = { "a", "a", "bad id!" } },
             Filter = (BatchFilter)9,
-            Concurrency = 65,
+            Concurrency = BatchPlanner.MaxConcurrency + 1,
         }).ResponseAsync, "portfolios.portfolio_ids");
         Assert.Contains("portfolios.portfolio_ids[2]", fields);
         Assert.Contains("filter", fields);

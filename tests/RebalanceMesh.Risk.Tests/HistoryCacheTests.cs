@@ -50,4 +50,28 @@ public sealed class HistoryCacheTests(RedisServer redis) : IClassFixture<RedisSe
         time.Advance(TimeSpan.FromDays(1));
         Assert.Equal([100.0, 555.0, 103.0], (await cache.GetAsync("X", 3)).Select(c => c.Close));
     }
+
+    [Fact]
+    public async Task A_return_matrix_is_reused_while_its_closes_are_the_same_and_rebuilt_when_one_moves()
+    {
+        await redis.FlushAsync();
+        var time = new FakeTimeProvider(new DateTimeOffset(2026, 11, 25, 12, 0, 0, TimeSpan.Zero));
+        var today = DailyClose.DayOf(time.GetUtcNow());
+        var market = new MarketStateStore(redis.Connection!, Options.Create(new MarketStateOptions()), time);
+        await market.UpsertDailyClosesAsync("X", [new(today - 2, 100), new(today - 1, 101), new(today, 102)]);
+        await market.UpsertDailyClosesAsync("Y", [new(today - 2, 50), new(today - 1, 50), new(today, 49)]);
+        var inputs = new RiskInputs(market, new HistoryCache(market, time));
+
+        var first = await inputs.LoadReturnsAsync(["X", "Y"], 2);
+        Assert.Equal(new[,] { { Math.Log(101.0 / 100), 0 }, { Math.Log(102.0 / 101), Math.Log(49.0 / 50) } }, first.Values);
+        Assert.Same(first, await inputs.LoadReturnsAsync(["X", "Y"], 2)); // the same closes: the same matrix
+        Assert.NotSame(first, await inputs.LoadReturnsAsync(["Y", "X"], 2)); // other columns: its own
+
+        // Today's close of X moves (a tick): the matrix is built again from the new close.
+        await market.UpsertDailyClosesAsync("X", [new(today, 103)]);
+        var moved = await inputs.LoadReturnsAsync(["X", "Y"], 2);
+        Assert.NotSame(first, moved);
+        Assert.Equal(Math.Log(103.0 / 101), moved.Values[1, 0], 15);
+        Assert.Equal(Math.Log(101.0 / 100), moved.Values[0, 0], 15);
+    }
 }

@@ -47,10 +47,11 @@ public static class BookBenchmark
         var portfoliosOption = new Option<int>("--portfolios") { Description = "Accounts linked to the model (2 to 10,000).", DefaultValueFactory = _ => 10_000 };
         var instrumentsOption = new Option<int>("--instruments") { Description = "Instruments of the model (2 to 50).", DefaultValueFactory = _ => 20 };
         var aloneOption = new Option<bool>("--alone") { Description = "Each plan sends its own orders (no block orders), for comparison." };
+        var concurrencyOption = new Option<int>("--concurrency") { Description = "Plans the batch builds at once (1 to 256).", DefaultValueFactory = _ => 128 };
         var configurationOption = new Option<string>("--configuration") { Description = "Build configuration of the services.", DefaultValueFactory = _ => "Release" };
         var command = new Command("bench-book", "A model change over a book of linked accounts, to every plan complete, with block orders (starts and stops its own mesh).")
         {
-            portfoliosOption, instrumentsOption, aloneOption, configurationOption,
+            portfoliosOption, instrumentsOption, aloneOption, concurrencyOption, configurationOption,
         };
         command.SetAction(async (parse, ct) =>
         {
@@ -61,14 +62,14 @@ public static class BookBenchmark
                 return 1;
             }
 
-            var result = await RunAsync(repo, Math.Clamp(parse.GetValue(portfoliosOption), 2, 10_000), Math.Clamp(parse.GetValue(instrumentsOption), 2, 50), !parse.GetValue(aloneOption), configuration, Console.Out, ct);
+            var result = await RunAsync(repo, Math.Clamp(parse.GetValue(portfoliosOption), 2, 10_000), Math.Clamp(parse.GetValue(instrumentsOption), 2, 50), !parse.GetValue(aloneOption), configuration, Console.Out, ct, Math.Clamp(parse.GetValue(concurrencyOption), 1, 256));
             Console.WriteLine(result.Describe());
             return result.Completed == result.Plans ? 0 : 1;
         });
         return command;
     }
 
-    public static async Task<BookBenchmarkResult> RunAsync(string repo, int portfolios, int instrumentCount, bool blocks, string configuration, TextWriter log, CancellationToken cancellationToken)
+    public static async Task<BookBenchmarkResult> RunAsync(string repo, int portfolios, int instrumentCount, bool blocks, string configuration, TextWriter log, CancellationToken cancellationToken, int concurrency = 128)
     {
         var instruments = Enumerable.Range(1, instrumentCount).Select(i => $"BK{i:D2}").ToArray();
         var env = new Dictionary<string, string>
@@ -153,7 +154,7 @@ public static class BookBenchmark
             await WaitForRolloutAsync(redis.GetDatabase(), books.Select(b => b.Id).ToArray(), update.Model.Version, cancellationToken);
             log.WriteLine(string.Create(CultureInfo.InvariantCulture, $"model version {update.Model.Version} reached every account after {Stopwatch.GetElapsedTime(started).TotalSeconds:F1} s"));
 
-            var submitted = await planning.SubmitBatchRebalanceAsync(new SubmitBatchRebalanceRequest { ModelId = "book", Filter = BatchFilter.All, BatchKey = "bench-book", Concurrency = 64, OmitPlans = true },
+            var submitted = await planning.SubmitBatchRebalanceAsync(new SubmitBatchRebalanceRequest { ModelId = "book", Filter = BatchFilter.All, BatchKey = "bench-book", Concurrency = concurrency, OmitPlans = true },
                 deadline: Deadline(1_800), cancellationToken: cancellationToken);
             var submitSeconds = Stopwatch.GetElapsedTime(started).TotalSeconds;
             log.WriteLine(string.Create(CultureInfo.InvariantCulture, $"batch submitted after {submitSeconds:F1} s: {submitted.Planned} plans, {submitted.NoAction} without action, {submitted.Failed} failed"));

@@ -22,6 +22,12 @@ public sealed class BatchPlanner(PlanningStore store, PlanPipeline pipeline, Pla
     /// <summary>Portfolios one batch holds at most.</summary>
     public const int MaxPortfolios = 10_000;
 
+    /// <summary>
+    /// Plans a batch builds at once at most: a plan waits mostly on Redis, pricing and risk, so concurrency, not the CPU,
+    /// bounds a batch up to well past the cores (risk calls of concurrent plans are batched together).
+    /// </summary>
+    public const int MaxConcurrency = 256;
+
     /// <summary>Accounts a report carries full plans for at most (beyond, the caller sets omit_plans).</summary>
     public const int MaxPlansInReport = 1_000;
 

@@ -75,8 +75,10 @@ public sealed class PlanPipeline(
 
     public async Task<(Portfolio Portfolio, Policy? Policy)> LoadAsync(string portfolioId)
     {
-        var portfolio = await store.GetPortfolioAsync(portfolioId) ?? throw DomainException.NotFound($"Portfolio '{portfolioId}'");
-        return (portfolio, await store.GetPolicyAsync(portfolioId));
+        // Both reads go out together.
+        var policy = store.GetPolicyAsync(portfolioId);
+        var portfolio = await store.GetPortfolioAsync(portfolioId);
+        return (portfolio ?? throw DomainException.NotFound($"Portfolio '{portfolioId}'"), await policy);
     }
 
     /// <summary>
@@ -196,7 +198,9 @@ public sealed class PlanPipeline(
     {
         using var activity = ActivitySource.StartActivity("build plan");
         activity?.SetTag("planning.portfolio_id", portfolioId);
+        var clock = new StageClock(activity);
         var (portfolio, policy) = await LoadAsync(portfolioId);
+        clock.Lap("planning.build.load_ms");
         if (policy is null)
         {
             throw new DomainException(DomainErrorKind.FailedPrecondition, $"Portfolio '{portfolioId}' has no policy; call SetPolicy first.");
@@ -207,7 +211,9 @@ public sealed class PlanPipeline(
         var (targetPolicy, policyReasons) = await ResolvePolicyAsync(policy, market, cancellationToken);
         var instruments = InstrumentsOf(snapshot, targetPolicy);
         var marks = batch is null ? await GetMarksAsync(instruments, cancellationToken) : batch.Snapshot.MarksFor(instruments);
+        clock.Lap("planning.build.market_ms");
         var composed = await PlanComposer.ComposeAsync(snapshot, targetPolicy, marks.Marks, force, market, time, cancellationToken);
+        clock.Lap("planning.build.compose_ms");
         RecordOptimizer(composed);
         var (proposal, guardLegs, marginLegs, hedgeLegs, emergency) = (composed.Proposal, composed.GuardLegs, composed.MarginLegs, composed.Hedges, composed.Emergency);
         var costRate = targetPolicy.CostRate;
@@ -303,9 +309,11 @@ public sealed class PlanPipeline(
             plan.Reasons.Add(optimized.Reason.ToWire());
         }
 
+        clock.Lap("planning.build.legs_ms");
         plan.Risk = proposal.HasTrades
             ? await MeasureRiskAsync(composed.Snapshot, composed.Marked, marks, proposal, cancellationToken)
             : new RiskImpact { UnavailableReason = guardLegs.Count > 0 ? "guard legs only (loan collateral is measured by the risk service's loan figures)" : "no trades" };
+        clock.Lap("planning.build.risk_ms");
         return plan;
     }
 

@@ -24,20 +24,23 @@ public sealed class PlanSubmitter(PlanningStore store, PlanPipeline pipeline, IE
     /// <param name="batch">In a batch: the batch's market snapshot and shared estimates (<see cref="BatchPlanner"/>).</param>
     public async Task<Plan> SubmitAsync(string portfolioId, bool force, string idempotencyKey, CancellationToken cancellationToken, BatchMarket? batch = null)
     {
-        if (await store.GetIdempotentPlanIdAsync(portfolioId, idempotencyKey) is { } existingId
-            && await store.GetPlanAsync(existingId) is { } existing)
+        // The three checks read at once: a plan under this key already, a halt, a plan of the portfolio still running.
+        var existingTask = store.GetIdempotentPlanIdAsync(portfolioId, idempotencyKey);
+        var haltTask = store.GetHaltAsync();
+        var newestTask = store.ListPlansAsync(portfolioId, 0, 1);
+        if (await existingTask is { } existingId && await store.GetPlanAsync(existingId) is { } existing)
         {
             return existing;
         }
 
-        var halt = await store.GetHaltAsync();
+        var halt = await haltTask;
         if (halt.Halted)
         {
             throw new DomainException(DomainErrorKind.FailedPrecondition, $"Trading is halted: {halt.Reason}");
         }
 
         // One plan executes at a time per portfolio (checked again, atomically, when the new plan is stored).
-        var (newest, _) = await store.ListPlansAsync(portfolioId, 0, 1);
+        var (newest, _) = await newestTask;
         if (newest is [{ } last] && !last.Status.IsFinal())
         {
             throw StillExecuting(last);
@@ -49,6 +52,7 @@ public sealed class PlanSubmitter(PlanningStore store, PlanPipeline pipeline, IE
             plan.Status = PlanStatus.Approved;
         }
 
+        var policyTask = plan.Status == PlanStatus.Approved ? store.GetPolicyAsync(plan.PortfolioId) : Task.FromResult<Policy?>(null); // for execution's settings, read alongside
         var created = await store.CreatePlanAsync(plan, idempotencyKey);
         if (created.Executing is { } executing)
         {
@@ -69,8 +73,7 @@ public sealed class PlanSubmitter(PlanningStore store, PlanPipeline pipeline, IE
 
         try
         {
-            var policy = await store.GetPolicyAsync(plan.PortfolioId);
-            await bus.PublishAsync(Topics.PlansApproved, ToApproved(plan, policy), cancellationToken);
+            await bus.PublishAsync(Topics.PlansApproved, ToApproved(plan, await policyTask), cancellationToken);
         }
         catch (Exception ex) when (ex is not DomainException)
         {

@@ -117,7 +117,7 @@ public sealed partial class PlanningGrpcService
 
         check.Require(System.Enum.IsDefined(filter), "filter", "is not a known filter");
         var workers = concurrency == 0 ? 16 : concurrency;
-        check.Require(workers is >= 1 and <= 64, "concurrency", "must be between 1 and 64");
+        check.Require(workers is >= 1 and <= BatchPlanner.MaxConcurrency, "concurrency", $"must be between 1 and {BatchPlanner.MaxConcurrency}");
         return (filter == BatchFilter.Unspecified ? BatchFilter.OutOfTolerance : filter, workers);
     }
 

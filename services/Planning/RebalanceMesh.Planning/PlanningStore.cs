@@ -290,8 +290,10 @@ public sealed class PlanningStore(IConnectionMultiplexer redis, RedisBroadcast<P
         {
             // The portfolio's newest plan, read with its bytes and the index's length: the transaction commits only if
             // neither changed, so two submissions cannot both find no plan in flight.
-            var count = await Db.SortedSetLengthAsync(index);
-            var newest = count > 0 ? await Db.SortedSetRangeByRankAsync(index, -1, -1) : [];
+            var countTask = Db.SortedSetLengthAsync(index);
+            var newestTask = Db.SortedSetRangeByRankAsync(index, -1, -1);
+            var count = await countTask;
+            var newest = await newestTask;
             var newestRaw = newest.Length > 0 ? await Db.StringGetAsync(PlanKey(newest[0]!)) : RedisValue.Null;
             if (!newestRaw.IsNull && Plan.Parser.ParseFrom((byte[])newestRaw!) is { } current && !current.Status.IsFinal())
             {

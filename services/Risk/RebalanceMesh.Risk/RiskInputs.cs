@@ -17,6 +17,11 @@ public sealed class RiskInputs(MarketStateStore market, HistoryCache history)
     public const int MaxLookbackDays = 5_000;
     public const int DefaultLookbackDays = 500;
     public const int DefaultScenarios = 10_000;
+
+    /// <summary>Return matrices kept for reuse (<see cref="LoadReturnsAsync"/>), one per set of instruments and depth.</summary>
+    private const int MaxMatrices = 256;
+
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, (IReadOnlyList<DailyClose>[] Series, ReturnMatrix Matrix)> _matrices = new(StringComparer.Ordinal);
     public const int MaxScenarios = 200_000;
     public const long MaxScenarioCells = 20_000_000;
     public const int MaxCorrelationHoldings = 500;
@@ -293,13 +298,31 @@ public sealed class RiskInputs(MarketStateStore market, HistoryCache history)
         return values;
     }
 
-    /// <summary>Daily log returns of the instruments from market-state history.</summary>
+    /// <summary>
+    /// Daily log returns of the instruments from market-state history. The matrix last built for the same instruments
+    /// and depth is reused while the closes it was built from are the same, close for close (a model's accounts ask for
+    /// the same universe plan after plan: its returns and their e^r − 1 are computed once, not once per plan).
+    /// </summary>
     public async Task<ReturnMatrix> LoadReturnsAsync(IReadOnlyList<string> instruments, int lookbackDays)
     {
         var series = await Task.WhenAll(instruments.Select(i => history.GetAsync(i, lookbackDays + 1)));
-        return ReturnMatrix.FromCloses(
+        var key = lookbackDays.ToString(System.Globalization.CultureInfo.InvariantCulture) + "\n" + string.Join('\n', instruments);
+        if (_matrices.TryGetValue(key, out var built) && built.Series.Length == series.Length
+            && built.Series.Zip(series).All(pair => pair.First.SequenceEqual(pair.Second)))
+        {
+            return built.Matrix;
+        }
+
+        var matrix = ReturnMatrix.FromCloses(
             instruments,
             series.Select(s => (IReadOnlyList<(int, double)>)s.Select(c => (c.Day, c.Close)).ToArray()).ToArray(),
             lookbackDays);
+        if (_matrices.Count >= MaxMatrices)
+        {
+            _matrices.Clear(); // crude bound, as the history cache's: refilled on demand
+        }
+
+        _matrices[key] = (series, matrix);
+        return matrix;
     }
 }
