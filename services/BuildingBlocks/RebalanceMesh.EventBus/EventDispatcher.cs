@@ -48,90 +48,96 @@ public sealed class EventDispatcher
     public IReadOnlyCollection<EventSubscription> Subscriptions => _byTopic.Values;
 
     /// <summary>
-    /// The ordering key of an event as its subscription defines it, or null (no key, no subscription, or not readable:
-    /// the delivery itself says why).
+    /// Reads an event once: its envelope, its subscription, its message and the ordering key its subscription defines —
+    /// or, when it cannot be delivered (not a CloudEvent, no subscription, data that is not the topic's message), why;
+    /// the delivery reports that. Adapters read an event on arrival (its key picks its lane) and deliver what they read.
     /// </summary>
-    public string? OrderingKeyOf(string topic, ReadOnlyMemory<byte> cloudEventJson)
+    public IncomingEvent Read(string topic, ReadOnlyMemory<byte> cloudEventJson)
     {
+        CloudEventEnvelope envelope;
+        try
+        {
+            envelope = CloudEventEnvelope.Parse(cloudEventJson.Span);
+        }
+        catch (MalformedEventException ex)
+        {
+            return new IncomingEvent(topic, null, null, null, ex);
+        }
+
         if (!_byTopic.TryGetValue(topic, out var subscription))
         {
-            return null;
+            return new IncomingEvent(topic, envelope, null, null, null);
         }
 
         try
         {
-            return subscription.KeyOf(subscription.Read(CloudEventEnvelope.Parse(cloudEventJson.Span)));
+            return new IncomingEvent(topic, envelope, subscription, subscription.Read(envelope), null);
         }
-        catch (MalformedEventException)
+        catch (MalformedEventException ex)
         {
-            return null;
+            return new IncomingEvent(topic, envelope, subscription, null, ex);
         }
     }
 
-    public async Task<DeliveryOutcome> DispatchAsync(string topic, ReadOnlyMemory<byte> cloudEventJson, int deliveryCount, CancellationToken cancellationToken)
-    {
-        var (outcome, subscription, envelope) = Open(topic, cloudEventJson);
-        return outcome is { } dropped ? dropped : await DeliverOneAsync(subscription!, envelope!, deliveryCount, cancellationToken);
-    }
+    public Task<DeliveryOutcome> DispatchAsync(string topic, ReadOnlyMemory<byte> cloudEventJson, int deliveryCount, CancellationToken cancellationToken) =>
+        DispatchAsync(Read(topic, cloudEventJson), deliveryCount, cancellationToken);
+
+    public async Task<DeliveryOutcome> DispatchAsync(IncomingEvent incoming, int deliveryCount, CancellationToken cancellationToken) =>
+        Undeliverable(incoming, deliveryCount) is { } dropped ? dropped : await DeliverOneAsync(incoming, deliveryCount, cancellationToken);
 
     /// <summary>
     /// Delivers several events of one topic, in their order, and returns each one's outcome. A subscription whose handler
-    /// takes batches (<see cref="EventSubscription.Batches"/>) gets every readable event in one call, each in a consumer
+    /// takes batches (<see cref="EventSubscription.Batches"/>) gets every deliverable event in one call, each in a consumer
     /// span of its own (the child of its publisher's span, lasting the batch); when that call throws, each event is
     /// delivered again on its own, so only a bad event is retried or dropped. Other subscriptions get one at a time.
     /// </summary>
-    public async Task<DeliveryOutcome[]> DispatchBatchAsync(string topic, IReadOnlyList<(ReadOnlyMemory<byte> CloudEventJson, int DeliveryCount)> events, CancellationToken cancellationToken)
+    public async Task<DeliveryOutcome[]> DispatchBatchAsync(IReadOnlyList<(IncomingEvent Event, int DeliveryCount)> events, CancellationToken cancellationToken)
     {
         var outcomes = new DeliveryOutcome[events.Count];
-        if (events.Count <= 1 || !_byTopic.TryGetValue(topic, out var subscription) || !subscription.Batches)
+        var subscription = events.Count > 1 ? events.Select(e => e.Event.Subscription).FirstOrDefault(s => s is not null) : null;
+        if (subscription is not { Batches: true } || events.Any(e => e.Event.Topic != subscription.Topic))
         {
             for (var i = 0; i < events.Count; i++)
             {
-                outcomes[i] = await DispatchAsync(topic, events[i].CloudEventJson, events[i].DeliveryCount, cancellationToken);
+                outcomes[i] = await DispatchAsync(events[i].Event, events[i].DeliveryCount, cancellationToken);
             }
 
             return outcomes;
         }
 
-        var readable = new List<(int Index, CloudEventEnvelope Envelope, IMessage Message, EventContext Context)>(events.Count);
+        var topic = subscription.Topic;
+        var deliverable = new List<(int Index, IncomingEvent Event, EventContext Context)>(events.Count);
         for (var i = 0; i < events.Count; i++)
         {
-            var (dropped, _, envelope) = Open(topic, events[i].CloudEventJson);
-            if (dropped is { } outcome)
+            if (Undeliverable(events[i].Event, events[i].DeliveryCount) is { } dropped)
             {
-                outcomes[i] = outcome;
-                continue;
+                outcomes[i] = dropped;
             }
-
-            try
+            else
             {
-                readable.Add((i, envelope!, subscription.Read(envelope!), ContextOf(topic, envelope!, events[i].DeliveryCount)));
-            }
-            catch (MalformedEventException ex)
-            {
-                outcomes[i] = Dropped(topic, envelope!.Id, ex);
+                deliverable.Add((i, events[i].Event, ContextOf(topic, events[i].Event.Envelope!, events[i].DeliveryCount)));
             }
         }
 
-        if (readable.Count == 0)
+        if (deliverable.Count == 0)
         {
             return outcomes;
         }
 
-        var activities = new List<Activity>(readable.Count);
+        var activities = new List<Activity>(deliverable.Count);
         var started = _time.GetTimestamp();
         try
         {
-            foreach (var (_, envelope, _, context) in readable)
+            foreach (var (_, incoming, context) in deliverable)
             {
-                if (StartProcessActivity(topic, envelope, context.DeliveryCount) is { } activity)
+                if (StartProcessActivity(topic, incoming.Envelope!, context.DeliveryCount) is { } activity)
                 {
-                    activity.SetTag("messaging.batch.message_count", readable.Count);
+                    activity.SetTag("messaging.batch.message_count", deliverable.Count);
                     activities.Add(activity);
                 }
             }
 
-            var keys = readable.Select(e => subscription.KeyOf(e.Message)).OfType<string>().Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToArray();
+            var keys = deliverable.Select(e => e.Event.Key).OfType<string>().Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToArray();
             var held = new List<IDisposable>(keys.Length);
             try
             {
@@ -142,15 +148,15 @@ public sealed class EventDispatcher
                 }
 
                 await using var scope = _scopes.CreateAsyncScope();
-                await subscription.HandleBatchAsync(scope.ServiceProvider, readable.Select(e => (e.Message, e.Context)).ToArray(), cancellationToken);
+                await subscription.HandleBatchAsync(scope.ServiceProvider, deliverable.Select(e => (e.Event.Message!, e.Context)).ToArray(), cancellationToken);
             }
             finally
             {
                 held.ForEach(h => h.Dispose());
             }
 
-            Delivered.Add(readable.Count, new("topic", topic), new("outcome", "success"));
-            foreach (var (index, _, _, _) in readable)
+            Delivered.Add(deliverable.Count, new("topic", topic), new("outcome", "success"));
+            foreach (var (index, _, _) in deliverable)
             {
                 outcomes[index] = DeliveryOutcome.Success;
             }
@@ -162,10 +168,10 @@ public sealed class EventDispatcher
                 activity.SetStatus(ActivityStatusCode.Error, "batch failed; delivered again one at a time");
             }
 
-            _logger.LogWarning(ex, "Handling {Count} events of {Topic} together failed; delivering each on its own", readable.Count, topic);
-            foreach (var (index, envelope, _, context) in readable)
+            _logger.LogWarning(ex, "Handling {Count} events of {Topic} together failed; delivering each on its own", deliverable.Count, topic);
+            foreach (var (index, incoming, context) in deliverable)
             {
-                outcomes[index] = await DeliverOneAsync(subscription, envelope, context.DeliveryCount, cancellationToken, context);
+                outcomes[index] = await DeliverOneAsync(incoming, context.DeliveryCount, cancellationToken, context);
             }
         }
         finally
@@ -181,29 +187,30 @@ public sealed class EventDispatcher
         return outcomes;
     }
 
-    /// <summary>The event's envelope and subscription, or the outcome of one that cannot be delivered (dropped).</summary>
-    private (DeliveryOutcome? Dropped, EventSubscription? Subscription, CloudEventEnvelope? Envelope) Open(string topic, ReadOnlyMemory<byte> cloudEventJson)
+    /// <summary>The outcome of an event that cannot be delivered (dropped, logged and counted), or null.</summary>
+    private DeliveryOutcome? Undeliverable(IncomingEvent incoming, int deliveryCount)
     {
-        CloudEventEnvelope envelope;
-        try
+        var topic = incoming.Topic;
+        if (incoming.Envelope is null)
         {
-            envelope = CloudEventEnvelope.Parse(cloudEventJson.Span);
+            _logger.LogWarning(incoming.Malformed, "Dropping malformed event on {Topic}", topic);
         }
-        catch (MalformedEventException ex)
+        else if (incoming.Subscription is null)
         {
-            _logger.LogWarning(ex, "Dropping malformed event on {Topic}", topic);
-            Delivered.Add(1, new("topic", topic), new("outcome", "drop"));
-            return (DeliveryOutcome.Drop, null, null);
+            _logger.LogWarning("No subscription for topic {Topic}; dropping event {EventId}", topic, incoming.Envelope.Id);
+        }
+        else if (incoming.Malformed is { } ex)
+        {
+            using var activity = StartProcessActivity(topic, incoming.Envelope, deliveryCount);
+            return Dropped(topic, incoming.Envelope.Id, ex, activity);
+        }
+        else
+        {
+            return null;
         }
 
-        if (!_byTopic.TryGetValue(topic, out var subscription))
-        {
-            _logger.LogWarning("No subscription for topic {Topic}; dropping event {EventId}", topic, envelope.Id);
-            Delivered.Add(1, new("topic", topic), new("outcome", "drop"));
-            return (DeliveryOutcome.Drop, null, envelope);
-        }
-
-        return (null, subscription, envelope);
+        Delivered.Add(1, new("topic", topic), new("outcome", "drop"));
+        return DeliveryOutcome.Drop;
     }
 
     private EventContext ContextOf(string topic, CloudEventEnvelope envelope, int deliveryCount)
@@ -236,18 +243,18 @@ public sealed class EventDispatcher
         return activity;
     }
 
-    /// <summary>Delivers one event to its handler, in its consumer span, under its ordering key's lock.</summary>
+    /// <summary>Delivers one deliverable event to its handler, in its consumer span, under its ordering key's lock.</summary>
     /// <param name="context">The event's context when it was made before (a batch's event delivered again alone).</param>
-    private async Task<DeliveryOutcome> DeliverOneAsync(EventSubscription subscription, CloudEventEnvelope envelope, int deliveryCount, CancellationToken cancellationToken, EventContext? context = null)
+    private async Task<DeliveryOutcome> DeliverOneAsync(IncomingEvent incoming, int deliveryCount, CancellationToken cancellationToken, EventContext? context = null)
     {
+        var (subscription, envelope, message) = (incoming.Subscription!, incoming.Envelope!, incoming.Message!);
         var topic = subscription.Topic;
         using var activity = StartProcessActivity(topic, envelope, deliveryCount);
         var started = _time.GetTimestamp();
         context ??= ContextOf(topic, envelope, deliveryCount);
         try
         {
-            var message = subscription.Read(envelope);
-            using var held = subscription.KeyOf(message) is { } key ? await _keys.AcquireAsync(topic + "\n" + key, cancellationToken) : null;
+            using var held = incoming.Key is { } key ? await _keys.AcquireAsync(topic + "\n" + key, cancellationToken) : null;
             await using var scope = _scopes.CreateAsyncScope();
             await subscription.HandleAsync(scope.ServiceProvider, message, context, cancellationToken);
             Delivered.Add(1, new("topic", topic), new("outcome", "success"));
@@ -279,4 +286,34 @@ public sealed class EventDispatcher
         activity?.SetTag("messaging.operation.type", "publish");
         return activity;
     }
+}
+
+/// <summary>
+/// An event as read off a broker (<see cref="EventDispatcher.Read"/>): read once, its ordering key picks its lane and
+/// its message is what the handler gets.
+/// </summary>
+public sealed class IncomingEvent
+{
+    internal IncomingEvent(string topic, CloudEventEnvelope? envelope, EventSubscription? subscription, IMessage? message, MalformedEventException? malformed)
+    {
+        Topic = topic;
+        Envelope = envelope;
+        Subscription = subscription;
+        Message = message;
+        Malformed = malformed;
+        Key = message is null ? null : subscription?.KeyOf(message);
+    }
+
+    public string Topic { get; }
+
+    /// <summary>The ordering key its subscription defines, or null (none, or not deliverable: the delivery says why).</summary>
+    public string? Key { get; }
+
+    internal CloudEventEnvelope? Envelope { get; }
+
+    internal EventSubscription? Subscription { get; }
+
+    internal IMessage? Message { get; }
+
+    internal MalformedEventException? Malformed { get; }
 }

@@ -90,7 +90,7 @@ public sealed class InMemoryEventPump(InMemoryEventBus bus, EventDispatcher disp
 {
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        var topics = new Dictionary<string, DeliveryLanes<byte[]>>(StringComparer.Ordinal);
+        var topics = new Dictionary<string, DeliveryLanes<IncomingEvent>>(StringComparer.Ordinal);
         try
         {
             await foreach (var (topic, json) in bus.Reader.ReadAllAsync(stoppingToken))
@@ -103,13 +103,13 @@ public sealed class InMemoryEventPump(InMemoryEventBus bus, EventDispatcher disp
 
                 if (!topics.TryGetValue(topic, out var lanes))
                 {
-                    lanes = topics[topic] = new DeliveryLanes<byte[]>(
+                    lanes = topics[topic] = new DeliveryLanes<IncomingEvent>(
                         options.Value.Concurrency,
                         async (item, ct) =>
                         {
                             try
                             {
-                                await dispatcher.DispatchAsync(topic, item, 1, ct);
+                                await dispatcher.DispatchAsync(item, 1, ct);
                             }
                             finally
                             {
@@ -120,7 +120,8 @@ public sealed class InMemoryEventPump(InMemoryEventBus bus, EventDispatcher disp
                         stoppingToken);
                 }
 
-                await lanes.EnqueueAsync(dispatcher.OrderingKeyOf(topic, json), json, stoppingToken);
+                var incoming = dispatcher.Read(topic, json);
+                await lanes.EnqueueAsync(incoming.Key, incoming, stoppingToken);
             }
         }
         catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)

@@ -39,7 +39,7 @@ public sealed class RedisStreamsConsumer(
         // A handler that takes batches gets what a lane holds (up to MaxBatch), acknowledged in one XACK.
         var maxBatch = dispatcher.Subscriptions.Any(s => s.Topic == topic && s.Batches) ? settings.MaxBatch : 1;
         var readCount = Math.Max(50, maxBatch * 4);
-        await using var lanes = new DeliveryLanes<(StreamEntry Entry, int DeliveryCount)>(
+        await using var lanes = new DeliveryLanes<(StreamEntry Entry, IncomingEvent? Event, int DeliveryCount)>(
             settings.Concurrency,
             maxBatch,
             (items, ct) => DeliverAsync(redis.GetDatabase(), topic, group, items, ct),
@@ -47,9 +47,10 @@ public sealed class RedisStreamsConsumer(
             stoppingToken);
         Task EnqueueAsync(StreamEntry entry, int deliveryCount)
         {
+            // Read once here: its key picks the lane, and the lane delivers what was read.
             var data = entry[RedisStreamsEventBus.DataField];
-            var key = data.IsNull ? null : dispatcher.OrderingKeyOf(topic, (byte[])data!);
-            return lanes.EnqueueAsync(key, (entry, deliveryCount), stoppingToken).AsTask();
+            var incoming = data.IsNull ? null : dispatcher.Read(topic, (byte[])data!);
+            return lanes.EnqueueAsync(incoming?.Key, (entry, incoming, deliveryCount), stoppingToken).AsTask();
         }
 
         while (!stoppingToken.IsCancellationRequested)
@@ -221,14 +222,13 @@ public sealed class RedisStreamsConsumer(
     /// Delivers a lane's batch (one event unless the handler takes batches), then dead-letters what can never succeed
     /// or failed its last delivery, and acknowledges everything but what is left pending for redelivery in one XACK.
     /// </summary>
-    private async Task DeliverAsync(IDatabase db, string topic, string group, IReadOnlyList<(StreamEntry Entry, int DeliveryCount)> items, CancellationToken ct)
+    private async Task DeliverAsync(IDatabase db, string topic, string group, IReadOnlyList<(StreamEntry Entry, IncomingEvent? Event, int DeliveryCount)> items, CancellationToken ct)
     {
-        var data = items.Select(i => i.Entry[RedisStreamsEventBus.DataField]).ToArray();
-        var readable = Enumerable.Range(0, items.Count).Where(i => !data[i].IsNull).ToArray();
+        var readable = Enumerable.Range(0, items.Count).Where(i => items[i].Event is not null).ToArray();
         var dispatched = readable.Length == 0
             ? []
-            : await dispatcher.DispatchBatchAsync(topic, readable.Select(i => ((ReadOnlyMemory<byte>)(byte[])data[i]!, items[i].DeliveryCount)).ToArray(), ct);
-        var outcomes = Enumerable.Repeat(DeliveryOutcome.Drop, items.Count).ToArray();
+            : await dispatcher.DispatchBatchAsync(readable.Select(i => (items[i].Event!, items[i].DeliveryCount)).ToArray(), ct);
+        var outcomes = Enumerable.Repeat(DeliveryOutcome.Drop, items.Count).ToArray(); // an entry without data: dropped
         for (var k = 0; k < readable.Length; k++)
         {
             outcomes[readable[k]] = dispatched[k];
@@ -237,7 +237,8 @@ public sealed class RedisStreamsConsumer(
         var acknowledge = new List<RedisValue>(items.Count);
         for (var i = 0; i < items.Count; i++)
         {
-            var (entry, deliveryCount) = items[i];
+            var (entry, _, deliveryCount) = items[i];
+            var data = entry[RedisStreamsEventBus.DataField];
             if (outcomes[i] == DeliveryOutcome.Retry && deliveryCount < options.Value.MaxDeliveries)
             {
                 continue; // left pending; reclaimed after the processing timeout
@@ -247,7 +248,7 @@ public sealed class RedisStreamsConsumer(
             {
                 var reason = outcomes[i] == DeliveryOutcome.Drop ? "malformed" : $"failed {deliveryCount} deliveries";
                 await db.StreamAddAsync(Topics.DeadLetter(topic), [
-                    new NameValueEntry(RedisStreamsEventBus.DataField, data[i].IsNull ? RedisValue.EmptyString : data[i]),
+                    new NameValueEntry(RedisStreamsEventBus.DataField, data.IsNull ? RedisValue.EmptyString : data),
                     new NameValueEntry("reason", reason),
                     new NameValueEntry("source_id", entry.Id),
                 ]);
