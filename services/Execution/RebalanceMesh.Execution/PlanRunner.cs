@@ -32,6 +32,7 @@ public sealed class PlanRunner(
     private readonly SemaphoreSlim _tick = new(1, 1);
     private bool _resumed;
     private readonly CancellationTokenSource _shutdown = new();
+    private bool _disposed;
 
     /// <summary>Plans running on this replica now.</summary>
     public int RunningCount => _running.Count;
@@ -153,6 +154,11 @@ public sealed class PlanRunner(
 
     public override async Task StopAsync(CancellationToken cancellationToken)
     {
+        if (Volatile.Read(ref _disposed))
+        {
+            return; // a host stopped again after it was disposed (a test server's teardown): nothing runs any more
+        }
+
         // Running plans stop (linked to this) before the loop does, so none starts meanwhile.
         await _shutdown.CancelAsync();
         await base.StopAsync(cancellationToken);
@@ -277,6 +283,7 @@ public sealed class PlanRunner(
 
     public override void Dispose()
     {
+        Volatile.Write(ref _disposed, true);
         _shutdown.Dispose();
         _tick.Dispose();
         base.Dispose();
