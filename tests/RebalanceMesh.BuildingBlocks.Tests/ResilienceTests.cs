@@ -53,8 +53,10 @@ public sealed class ResilienceTests
         using var host = ClientHost(server.Urls.Single());
         var client = host.Services.GetRequiredService<PricingService.PricingServiceClient>();
 
+        // A deadline shorter than the policy's whole schedule (6 attempts, backoffs up to 3.4 s) and long enough that the
+        // first attempt reaches the server on a loaded machine (300 ms did not, once in CI: no call was made).
         var failed = await Assert.ThrowsAsync<RpcException>(async () =>
-            await client.GetQuotesAsync(new GetQuotesRequest(), deadline: DateTime.UtcNow.AddMilliseconds(300)));
+            await client.GetQuotesAsync(new GetQuotesRequest(), deadline: DateTime.UtcNow.AddSeconds(2)));
         Assert.Contains(failed.StatusCode, new[] { StatusCode.DeadlineExceeded, StatusCode.Unavailable });
         Assert.InRange(pricing.Calls("GetQuotes"), 1, MeshCallResilience.ReadAttempts);
     }
