@@ -46,6 +46,7 @@ public sealed class RedisBroadcast<T> : IHostedService, IDisposable
 
     private readonly TimeProvider _time;
     private readonly CancellationTokenSource _stopping = new();
+    private bool _disposed;
     private ChannelMessageQueue? _queue;
     private ChannelMessageQueue? _batches;
 
@@ -235,6 +236,11 @@ public sealed class RedisBroadcast<T> : IHostedService, IDisposable
 
     public async Task StopAsync(CancellationToken cancellationToken)
     {
+        if (Volatile.Read(ref _disposed))
+        {
+            return; // stopped again after the first stop disposed it (ASP.NET's test host: dotnet/aspnetcore#40271)
+        }
+
         await _stopping.CancelAsync();
         foreach (var id in _watchers.Keys)
         {
@@ -257,7 +263,11 @@ public sealed class RedisBroadcast<T> : IHostedService, IDisposable
         }
     }
 
-    public void Dispose() => _stopping.Dispose();
+    public void Dispose()
+    {
+        Volatile.Write(ref _disposed, true);
+        _stopping.Dispose();
+    }
 
     private void Remove(Guid id)
     {

@@ -156,7 +156,7 @@ public sealed class PlanRunner(
     {
         if (Volatile.Read(ref _disposed))
         {
-            return; // a host stopped again after it was disposed (a test server's teardown): nothing runs any more
+            return; // stopped again after the first stop disposed it (ASP.NET's test host: dotnet/aspnetcore#40271): nothing runs any more
         }
 
         // Running plans stop (linked to this) before the loop does, so none starts meanwhile.
