@@ -137,22 +137,10 @@ public sealed class EventDispatcher
                 }
             }
 
-            var keys = deliverable.Select(e => e.Event.Key).OfType<string>().Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToArray();
-            var held = new List<IDisposable>(keys.Length);
-            try
+            using (await _keys.AcquireAllAsync(deliverable.Select(e => e.Event.Key).OfType<string>().Select(key => topic + "\n" + key), cancellationToken))
             {
-                // Every key's lock, in one order, so two batches sharing keys cannot deadlock.
-                foreach (var key in keys)
-                {
-                    held.Add(await _keys.AcquireAsync(topic + "\n" + key, cancellationToken));
-                }
-
                 await using var scope = _scopes.CreateAsyncScope();
                 await subscription.HandleBatchAsync(scope.ServiceProvider, deliverable.Select(e => (e.Event.Message!, e.Context)).ToArray(), cancellationToken);
-            }
-            finally
-            {
-                held.ForEach(h => h.Dispose());
             }
 
             Delivered.Add(deliverable.Count, new("topic", topic), new("outcome", "success"));
@@ -223,7 +211,7 @@ public sealed class EventDispatcher
         return new EventContext(envelope.Id, topic, envelope.Source, envelope.Time, deliveryCount);
     }
 
-    private DeliveryOutcome Dropped(string topic, string eventId, MalformedEventException ex, Activity? activity = null)
+    private DeliveryOutcome Dropped(string topic, string eventId, MalformedEventException ex, Activity? activity)
     {
         activity?.SetStatus(ActivityStatusCode.Error, ex.Message);
         _logger.LogWarning(ex, "Dropping event {EventId} on {Topic}: {Reason}", eventId, topic, ex.Message);
@@ -254,7 +242,7 @@ public sealed class EventDispatcher
         context ??= ContextOf(topic, envelope, deliveryCount);
         try
         {
-            using var held = incoming.Key is { } key ? await _keys.AcquireAsync(topic + "\n" + key, cancellationToken) : null;
+            using var held = await _keys.AcquireAllAsync(incoming.Key is { } key ? [topic + "\n" + key] : [], cancellationToken);
             await using var scope = _scopes.CreateAsyncScope();
             await subscription.HandleAsync(scope.ServiceProvider, message, context, cancellationToken);
             Delivered.Add(1, new("topic", topic), new("outcome", "success"));

@@ -76,7 +76,30 @@ internal sealed class KeyedLock
 {
     private readonly Dictionary<string, (SemaphoreSlim Gate, int Users)> _gates = new(StringComparer.Ordinal);
 
-    public async Task<IDisposable> AcquireAsync(string key, CancellationToken cancellationToken)
+    /// <summary>
+    /// Every distinct key's lock, taken in one (ordinal) order so that two holders of overlapping keys cannot deadlock;
+    /// disposing releases them all. A failure part way releases what was taken.
+    /// </summary>
+    public async Task<IDisposable> AcquireAllAsync(IEnumerable<string> keys, CancellationToken cancellationToken)
+    {
+        var held = new List<IDisposable>();
+        try
+        {
+            foreach (var key in keys.Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal))
+            {
+                held.Add(await AcquireAsync(key, cancellationToken).ConfigureAwait(false));
+            }
+        }
+        catch
+        {
+            held.ForEach(h => h.Dispose());
+            throw;
+        }
+
+        return new All(held);
+    }
+
+    private async Task<IDisposable> AcquireAsync(string key, CancellationToken cancellationToken)
     {
         SemaphoreSlim gate;
         lock (_gates)
@@ -114,6 +137,11 @@ internal sealed class KeyedLock
                 _gates[key] = (gate, users - 1);
             }
         }
+    }
+
+    private sealed class All(List<IDisposable> held) : IDisposable
+    {
+        public void Dispose() => held.ForEach(h => h.Dispose());
     }
 
     private sealed class Holder(KeyedLock owner, string key, SemaphoreSlim gate) : IDisposable

@@ -46,7 +46,6 @@ public sealed class RedisBroadcast<T> : IHostedService, IDisposable
 
     private readonly TimeProvider _time;
     private readonly CancellationTokenSource _stopping = new();
-    private bool _disposed;
     private ChannelMessageQueue? _queue;
     private ChannelMessageQueue? _batches;
 
@@ -236,11 +235,6 @@ public sealed class RedisBroadcast<T> : IHostedService, IDisposable
 
     public async Task StopAsync(CancellationToken cancellationToken)
     {
-        if (Volatile.Read(ref _disposed))
-        {
-            return; // stopped again after the first stop disposed it (ASP.NET's test host: dotnet/aspnetcore#40271)
-        }
-
         await _stopping.CancelAsync();
         foreach (var id in _watchers.Keys)
         {
@@ -263,11 +257,11 @@ public sealed class RedisBroadcast<T> : IHostedService, IDisposable
         }
     }
 
-    public void Dispose()
-    {
-        Volatile.Write(ref _disposed, true);
-        _stopping.Dispose();
-    }
+    /// <summary>
+    /// Cancels, not disposes, the stopping token (as BackgroundService treats its own): a host may be stopped again after
+    /// it was disposed (ASP.NET's test host: dotnet/aspnetcore#40271), and StopAsync then cancels it once more.
+    /// </summary>
+    public void Dispose() => _stopping.Cancel();
 
     private void Remove(Guid id)
     {

@@ -32,7 +32,6 @@ public sealed class PlanRunner(
     private readonly SemaphoreSlim _tick = new(1, 1);
     private bool _resumed;
     private readonly CancellationTokenSource _shutdown = new();
-    private bool _disposed;
 
     /// <summary>Plans running on this replica now.</summary>
     public int RunningCount => _running.Count;
@@ -154,11 +153,6 @@ public sealed class PlanRunner(
 
     public override async Task StopAsync(CancellationToken cancellationToken)
     {
-        if (Volatile.Read(ref _disposed))
-        {
-            return; // stopped again after the first stop disposed it (ASP.NET's test host: dotnet/aspnetcore#40271): nothing runs any more
-        }
-
         // Running plans stop (linked to this) before the loop does, so none starts meanwhile.
         await _shutdown.CancelAsync();
         await base.StopAsync(cancellationToken);
@@ -283,8 +277,9 @@ public sealed class PlanRunner(
 
     public override void Dispose()
     {
-        Volatile.Write(ref _disposed, true);
-        _shutdown.Dispose();
+        // Cancelled, not disposed (as BackgroundService treats its own token): a host may be stopped again after it was
+        // disposed (ASP.NET's test host: dotnet/aspnetcore#40271), and StopAsync then cancels it once more.
+        _shutdown.Cancel();
         _tick.Dispose();
         base.Dispose();
     }
