@@ -134,6 +134,28 @@ public sealed class BlockDeskTests : IClassFixture<RedisServer>, IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_block_lock_is_held_by_one_replica_renewed_only_by_it_and_released_only_by_it()
+    {
+        var store = new ExecutionStore(_redis.Connection!);
+        var block = "lock-" + Guid.NewGuid().ToString("N");
+        var db = _redis.Connection!.GetDatabase();
+        var key = "exe:block-lock:" + block;
+
+        Assert.True(await store.TryLockBlockAsync(block, "replica-a", TimeSpan.FromSeconds(5)));
+        Assert.False(await store.TryLockBlockAsync(block, "replica-b", TimeSpan.FromSeconds(60)));
+        Assert.InRange((await db.KeyTimeToLiveAsync(key))!.Value.TotalSeconds, 0.1, 5); // b's try did not extend a's lease
+
+        Assert.True(await store.TryLockBlockAsync(block, "replica-a", TimeSpan.FromSeconds(60))); // a renews, to its new lease
+        Assert.InRange((await db.KeyTimeToLiveAsync(key))!.Value.TotalSeconds, 50, 60);
+
+        await store.UnlockBlockAsync(block, "replica-b"); // not b's: nothing happens
+        Assert.Equal("replica-a", (string?)await db.StringGetAsync(key));
+        await store.UnlockBlockAsync(block, "replica-a");
+        Assert.False(await db.KeyExistsAsync(key));
+        Assert.True(await store.TryLockBlockAsync(block, "replica-b", TimeSpan.FromSeconds(5))); // free: b takes it
+    }
+
+    [Fact]
     public async Task A_forming_block_closes_once_quiet_or_at_the_end_of_its_window()
     {
         // Quiet 200 ms, window 500 ms: a lone slice waits 200 ms; slices joining every 150 ms keep a block open until

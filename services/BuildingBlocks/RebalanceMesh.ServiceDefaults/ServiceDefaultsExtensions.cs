@@ -210,6 +210,8 @@ public static class ServiceDefaultsExtensions
                 channel.MaxSendMessageSize = MaxMessageBytes;
                 channel.MaxRetryAttempts = MeshCallResilience.ReadAttempts;
                 channel.ServiceConfig = retries;
+                channel.InitialReconnectBackoff = MeshCallResilience.InitialReconnectBackoff;
+                channel.MaxReconnectBackoff = MeshCallResilience.MaxReconnectBackoff;
             })
             .AddInterceptor(() => new DefaultDeadlineInterceptor(TimeSpan.FromSeconds(10)))
             .AddInterceptor(provider => provider.GetRequiredService<MeshCircuitBreakers>().For(serviceName))

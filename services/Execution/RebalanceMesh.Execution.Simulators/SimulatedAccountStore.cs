@@ -1,5 +1,6 @@
 using Google.Protobuf;
 using RebalanceMesh.Contracts.Execution.V1;
+using RebalanceMesh.ServiceDefaults;
 using StackExchange.Redis;
 using ExecutionReport = RebalanceMesh.Contracts.Events.V1.ExecutionReport;
 
@@ -104,14 +105,14 @@ public sealed class SimulatedAccountStore(IConnectionMultiplexer redis)
     /// </summary>
     public Task<bool> TryTransferMarginAsync(string fromKey, RedisValue fromBefore, VenueMarginAccount fromAfter, string toKey, RedisValue toBefore, VenueMarginAccount toAfter, string operationId, string outcome)
     {
-        var transaction = Db.CreateTransaction();
-        transaction.AddCondition(Condition.StringEqual(fromKey, fromBefore));
-        transaction.AddCondition(Condition.StringEqual(toKey, toBefore));
-        transaction.AddCondition(Condition.HashNotExists(MarginOpsKey, operationId));
-        _ = transaction.HashSetAsync(MarginOpsKey, operationId, outcome);
-        _ = transaction.StringSetAsync(fromKey, fromAfter.ToByteArray());
-        _ = transaction.StringSetAsync(toKey, toAfter.ToByteArray());
-        return transaction.ExecuteAsync();
+        var write = new RedisCheckedWrite()
+            .StringEqual(fromKey, fromBefore)
+            .StringEqual(toKey, toBefore)
+            .HashNotExists(MarginOpsKey, operationId)
+            .HashSet(MarginOpsKey, new HashEntry(operationId, outcome))
+            .StringSet(fromKey, fromAfter.ToByteArray())
+            .StringSet(toKey, toAfter.ToByteArray());
+        return write.ExecuteAsync(Db);
     }
 
     public Task RecordMarginOperationAsync(string operationId, string outcome) => Db.HashSetAsync(MarginOpsKey, operationId, outcome, When.NotExists);
@@ -136,38 +137,31 @@ public sealed class SimulatedAccountStore(IConnectionMultiplexer redis)
 
     private async Task SaveAccountAsync(string key, IMessage account, IEnumerable<RedisKey> indexKeys)
     {
-        var transaction = Db.CreateTransaction();
-        _ = transaction.StringSetAsync(key, account.ToByteArray());
+        var write = new RedisCheckedWrite().StringSet(key, account.ToByteArray());
         foreach (var index in indexKeys)
         {
-            _ = transaction.SetAddAsync(index, key);
+            write.SetAdd(index, key);
         }
 
-        await transaction.ExecuteAsync();
+        await write.ExecuteAsync(Db);
     }
 
     private Task<bool> TryUpdateAccountAsync(string key, RedisValue before, IMessage after, IEnumerable<RedisKey> indexKeys, RedisKey opsKey, string? operationId, string? outcome, IReadOnlyList<ExecutionReport>? reports)
     {
-        var transaction = Db.CreateTransaction();
-        transaction.AddCondition(Condition.StringEqual(key, before));
+        var write = new RedisCheckedWrite().StringEqual(key, before);
         if (operationId is not null)
         {
-            transaction.AddCondition(Condition.HashNotExists(opsKey, operationId));
-            _ = transaction.HashSetAsync(opsKey, operationId, outcome);
+            write.HashNotExists(opsKey, operationId)
+                .HashSet(opsKey, new HashEntry(operationId, outcome ?? string.Empty));
         }
 
-        _ = transaction.StringSetAsync(key, after.ToByteArray());
+        write.StringSet(key, after.ToByteArray());
         foreach (var index in indexKeys)
         {
-            _ = transaction.SetAddAsync(index, key);
+            write.SetAdd(index, key);
         }
 
-        if (reports is { Count: > 0 })
-        {
-            _ = ExecutionStore.AddToOutboxAsync(transaction, reports);
-        }
-
-        return transaction.ExecuteAsync();
+        return ExecutionStore.AddToOutbox(write, reports ?? []).ExecuteAsync(Db);
     }
 
     private async Task<string?> GetOperationAsync(RedisKey opsKey, string operationId)

@@ -1,6 +1,7 @@
 using Google.Protobuf;
 using RebalanceMesh.Contracts.Execution.V1;
 using RebalanceMesh.Execution.Core;
+using RebalanceMesh.ServiceDefaults;
 using StackExchange.Redis;
 using ExecutionReport = RebalanceMesh.Contracts.Events.V1.ExecutionReport;
 using Order = RebalanceMesh.Contracts.Execution.V1.Order;
@@ -61,14 +62,14 @@ public sealed class ExecutionStore(IConnectionMultiplexer redis)
     public Task RemoveFromOutboxAsync(RedisValue raw) => Db.ListRemoveAsync(OutboxKey, raw, 1);
 
     /// <summary>Puts reports in the outbox on their own (tests: the state of a crash between commit and publish).</summary>
-    public Task AddToOutboxAsync(IReadOnlyList<ExecutionReport> reports) => AddToOutboxAsync(Db, reports);
+    public Task AddToOutboxAsync(IReadOnlyList<ExecutionReport> reports) => AddToOutbox(new RedisCheckedWrite(), reports).ExecuteAsync(Db);
 
     /// <summary>
-    /// Puts reports in the outbox within <paramref name="transaction"/> — committed with the state they report (a venue
-    /// plugin's liquidation and its account) — for <see cref="ReportOutbox"/> to publish.
+    /// Puts reports in the outbox within <paramref name="write"/> — committed with the state they report (a plan's end, a
+    /// block's allocation, a venue plugin's liquidation and its account) — for <see cref="ReportOutbox"/> to publish.
     /// </summary>
-    public static Task AddToOutboxAsync(IDatabaseAsync transaction, IReadOnlyList<ExecutionReport> reports) =>
-        transaction.ListRightPushAsync(OutboxKey, reports.Select(r => (RedisValue)r.ToByteArray()).ToArray());
+    public static RedisCheckedWrite AddToOutbox(RedisCheckedWrite write, IReadOnlyList<ExecutionReport> reports) =>
+        reports.Count == 0 ? write : write.ListRightPush(OutboxKey, [.. reports.Select(r => (RedisValue)r.ToByteArray())]);
 
     public async Task<Order?> GetOrderAsync(string clientOrderId)
     {
@@ -127,13 +128,8 @@ public sealed class ExecutionStore(IConnectionMultiplexer redis)
         Db.StringSetAsync(PlanKey(execution.PlanId), execution.ToByteArray());
 
     /// <summary>Saves a plan's execution state and commits the report of it (its end) into the outbox, in one transaction.</summary>
-    public Task SaveExecutionAsync(PlanExecution execution, ExecutionReport report)
-    {
-        var transaction = Db.CreateTransaction();
-        _ = transaction.StringSetAsync(PlanKey(execution.PlanId), execution.ToByteArray());
-        _ = AddToOutboxAsync(transaction, [report]);
-        return transaction.ExecuteAsync();
-    }
+    public Task SaveExecutionAsync(PlanExecution execution, ExecutionReport report) =>
+        AddToOutbox(new RedisCheckedWrite().StringSet(PlanKey(execution.PlanId), execution.ToByteArray()), [report]).ExecuteAsync(Db);
 
     /// <summary>
     /// Stores an execution only when the plan has none yet, with the report of it committed into the outbox in the same
@@ -141,11 +137,10 @@ public sealed class ExecutionStore(IConnectionMultiplexer redis)
     /// </summary>
     public Task<bool> TryCreateExecutionAsync(PlanExecution execution, ExecutionReport report)
     {
-        var transaction = Db.CreateTransaction();
-        transaction.AddCondition(Condition.KeyNotExists(PlanKey(execution.PlanId)));
-        _ = transaction.StringSetAsync(PlanKey(execution.PlanId), execution.ToByteArray());
-        _ = AddToOutboxAsync(transaction, [report]);
-        return transaction.ExecuteAsync();
+        var write = new RedisCheckedWrite()
+            .KeyNotExists(PlanKey(execution.PlanId))
+            .StringSet(PlanKey(execution.PlanId), execution.ToByteArray());
+        return AddToOutbox(write, [report]).ExecuteAsync(Db);
     }
 
     // Records an execution once (HSETNX) and, the first time only, adds a fill's costs to the venue's totals; returns
@@ -221,10 +216,7 @@ public sealed class ExecutionStore(IConnectionMultiplexer redis)
             return Db.ListRightPushAsync(RunJournalKey(planId), entries);
         }
 
-        var transaction = Db.CreateTransaction();
-        _ = transaction.ListRightPushAsync(RunJournalKey(planId), entries);
-        _ = AddToOutboxAsync(transaction, reports);
-        return transaction.ExecuteAsync();
+        return AddToOutbox(new RedisCheckedWrite().ListRightPush(RunJournalKey(planId), entries), reports).ExecuteAsync(Db);
     }
 
     /// <summary>Removes published reports (by their exact bytes), pipelined.</summary>
@@ -249,20 +241,20 @@ public sealed class ExecutionStore(IConnectionMultiplexer redis)
     /// </summary>
     public async Task<IReadOnlyDictionary<string, string>> CreateBlockAsync(Core.Blocks.BlockOrder block, DateTimeOffset at)
     {
-        var transaction = Db.CreateTransaction();
+        var write = new RedisCheckedWrite();
         foreach (var member in block.Members)
         {
-            transaction.AddCondition(Condition.KeyNotExists(BlockMemberKey(member.MemberId)));
+            write.KeyNotExists(BlockMemberKey(member.MemberId));
         }
 
-        _ = transaction.HashSetAsync(BlockKey(block.BlockId), "order", System.Text.Json.JsonSerializer.Serialize(block, JournalJson));
-        _ = transaction.SortedSetAddAsync(BlocksKey, block.BlockId, at.ToUnixTimeMilliseconds());
+        write.HashSet(BlockKey(block.BlockId), new HashEntry("order", System.Text.Json.JsonSerializer.Serialize(block, JournalJson)))
+            .SortedSetAdd(BlocksKey, block.BlockId, at.ToUnixTimeMilliseconds());
         foreach (var member in block.Members)
         {
-            _ = transaction.StringSetAsync(BlockMemberKey(member.MemberId), block.BlockId, BlockMemberTtl);
+            write.StringSet(BlockMemberKey(member.MemberId), block.BlockId, BlockMemberTtl);
         }
 
-        if (await transaction.ExecuteAsync())
+        if (await write.ExecuteAsync(Db))
         {
             return new Dictionary<string, string>();
         }
@@ -302,23 +294,24 @@ public sealed class ExecutionStore(IConnectionMultiplexer redis)
     /// </summary>
     public Task<bool> CompleteBlockAsync(string blockId, Core.Blocks.BlockOutcome outcome, IReadOnlyList<ExecutionReport> reports)
     {
-        var transaction = Db.CreateTransaction();
-        transaction.AddCondition(Condition.HashNotExists(BlockKey(blockId), "outcome"));
-        _ = transaction.HashSetAsync(BlockKey(blockId), "outcome", System.Text.Json.JsonSerializer.Serialize(outcome, JournalJson));
-        if (reports.Count > 0)
-        {
-            _ = AddToOutboxAsync(transaction, reports);
-        }
-
-        return transaction.ExecuteAsync();
+        var write = new RedisCheckedWrite()
+            .HashNotExists(BlockKey(blockId), "outcome")
+            .HashSet(BlockKey(blockId), new HashEntry("outcome", System.Text.Json.JsonSerializer.Serialize(outcome, JournalJson)));
+        return AddToOutbox(write, reports).ExecuteAsync(Db);
     }
 
-    /// <summary>Takes (or renews, when it is <paramref name="owner"/>'s) the right to run a block for <paramref name="lease"/>: one replica at a time.</summary>
+    /// <summary>
+    /// Takes (or renews, when it is <paramref name="owner"/>'s) the right to run a block for <paramref name="lease"/>: one
+    /// replica at a time. Renewal and release are checked writes, not StackExchange.Redis' LockExtend/LockRelease, whose
+    /// conditional transactions hold the connection's writer a round trip each.
+    /// </summary>
     public async Task<bool> TryLockBlockAsync(string blockId, string owner, TimeSpan lease) =>
-        await Db.LockTakeAsync(BlockLockKey(blockId), owner, lease) || await Db.LockExtendAsync(BlockLockKey(blockId), owner, lease);
+        await Db.StringSetAsync(BlockLockKey(blockId), owner, lease, When.NotExists)
+        || await new RedisCheckedWrite().StringEqual(BlockLockKey(blockId), owner).StringSet(BlockLockKey(blockId), owner, lease).ExecuteAsync(Db);
 
     /// <summary>Gives a block's lock back, if <paramref name="owner"/> holds it.</summary>
-    public Task UnlockBlockAsync(string blockId, string owner) => Db.LockReleaseAsync(BlockLockKey(blockId), owner);
+    public Task UnlockBlockAsync(string blockId, string owner) =>
+        new RedisCheckedWrite().StringEqual(BlockLockKey(blockId), owner).Command("DEL", BlockLockKey(blockId)).ExecuteAsync(Db);
 
     public Task RequestCancelAsync(string planId, string reason) => Db.StringSetAsync(CancelKey(planId), reason, TimeSpan.FromDays(7));
 

@@ -1,6 +1,7 @@
 using Google.Protobuf;
 using RebalanceMesh.Contracts.Events.V1;
 using RebalanceMesh.Contracts.Execution.V1;
+using RebalanceMesh.ServiceDefaults;
 using StackExchange.Redis;
 
 namespace RebalanceMesh.Execution;
@@ -86,12 +87,12 @@ public sealed class RunQueue(IConnectionMultiplexer redis)
     public async Task<PlanAcceptance> AcceptAsync(PlanApproved plan, PlanExecution accepted, string? traceParent)
     {
         var approved = new HashEntry[] { new("data", plan.ToByteArray()), new("traceparent", traceParent ?? string.Empty) };
-        var transaction = Db.CreateTransaction();
-        transaction.AddCondition(Condition.KeyNotExists(ExecutionStore.PlanKey(plan.PlanId)));
-        _ = transaction.StringSetAsync(ExecutionStore.PlanKey(plan.PlanId), accepted.ToByteArray());
-        _ = transaction.HashSetAsync(ApprovedKey(plan.PlanId), approved);
-        _ = transaction.SortedSetAddAsync(RunsKey, plan.PlanId, 0, SortedSetWhen.NotExists);
-        if (await transaction.ExecuteAsync())
+        var write = new RedisCheckedWrite()
+            .KeyNotExists(ExecutionStore.PlanKey(plan.PlanId))
+            .StringSet(ExecutionStore.PlanKey(plan.PlanId), accepted.ToByteArray())
+            .HashSet(ApprovedKey(plan.PlanId), approved)
+            .SortedSetAdd(RunsKey, plan.PlanId, 0, onlyIfNew: true);
+        if (await write.ExecuteAsync(Db))
         {
             return PlanAcceptance.Accepted;
         }

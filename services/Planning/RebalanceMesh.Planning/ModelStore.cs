@@ -2,6 +2,7 @@ using Google.Protobuf;
 using Google.Protobuf.WellKnownTypes;
 using RebalanceMesh.Contracts.Planning.V1;
 using RebalanceMesh.Domain;
+using RebalanceMesh.ServiceDefaults;
 using StackExchange.Redis;
 
 namespace RebalanceMesh.Planning;
@@ -34,11 +35,11 @@ public sealed class ModelStore(IConnectionMultiplexer redis, PlanningStore store
     public async Task<Model> CreateAsync(Model model, string caller)
     {
         var stored = Stamp(model, 1, caller);
-        var tran = Db.CreateTransaction();
-        tran.AddCondition(Condition.KeyNotExists(ModelKey(model.ModelId)));
-        _ = tran.StringSetAsync(ModelKey(model.ModelId), stored.ToByteArray());
-        _ = tran.SortedSetAddAsync(ModelsKey, model.ModelId, 0);
-        return await tran.ExecuteAsync()
+        var write = new RedisCheckedWrite()
+            .KeyNotExists(ModelKey(model.ModelId))
+            .StringSet(ModelKey(model.ModelId), stored.ToByteArray())
+            .SortedSetAdd(ModelsKey, model.ModelId, 0);
+        return await write.ExecuteAsync(Db)
             ? stored
             : throw new DomainException(DomainErrorKind.Conflict, $"Model '{model.ModelId}' exists already; change it with UpdateModel.");
     }
@@ -49,18 +50,19 @@ public sealed class ModelStore(IConnectionMultiplexer redis, PlanningStore store
     /// </summary>
     public async Task<Model> UpdateAsync(Model model, long expectedVersion, string caller)
     {
-        var current = await GetAsync(model.ModelId) ?? throw DomainException.NotFound($"Model '{model.ModelId}'");
+        var raw = await Db.StringGetAsync(ModelKey(model.ModelId));
+        var current = raw.IsNull ? throw DomainException.NotFound($"Model '{model.ModelId}'") : Model.Parser.ParseFrom((byte[])raw!);
         if (current.Version != expectedVersion)
         {
             throw new DomainException(DomainErrorKind.Conflict, $"Model '{model.ModelId}' is at version {current.Version}, not {expectedVersion}; read it again and retry.");
         }
 
         var stored = Stamp(model, current.Version + 1, caller);
-        var tran = Db.CreateTransaction();
-        tran.AddCondition(Condition.StringEqual(ModelKey(model.ModelId), current.ToByteArray()));
-        _ = tran.StringSetAsync(ModelKey(model.ModelId), stored.ToByteArray());
-        _ = tran.SetAddAsync(RolloutsKey, model.ModelId);
-        return await tran.ExecuteAsync()
+        var write = new RedisCheckedWrite()
+            .StringEqual(ModelKey(model.ModelId), raw)
+            .StringSet(ModelKey(model.ModelId), stored.ToByteArray())
+            .SetAdd(RolloutsKey, model.ModelId);
+        return await write.ExecuteAsync(Db)
             ? stored
             : throw new DomainException(DomainErrorKind.Conflict, $"Model '{model.ModelId}' changed meanwhile; read it again and retry.");
     }
@@ -84,18 +86,18 @@ public sealed class ModelStore(IConnectionMultiplexer redis, PlanningStore store
     /// the stored policy names to the one the new policy names (either may be none) in the same transaction.
     /// </summary>
     public Task<Policy?> ChangeLinkedPolicyAsync(string portfolioId, Func<Policy?, Policy?> change) =>
-        store.ChangePolicyAsync(portfolioId, change, (tran, read, next) =>
+        store.ChangePolicyAsync(portfolioId, change, (write, read, next) =>
         {
             var previous = read?.ModelLink?.ModelId;
             var following = next.ModelLink?.ModelId;
             if (previous is { Length: > 0 } && previous != following)
             {
-                _ = tran.SetRemoveAsync(LinksKey(previous), portfolioId);
+                write.SetRemove(LinksKey(previous), portfolioId);
             }
 
             if (following is { Length: > 0 })
             {
-                _ = tran.SetAddAsync(LinksKey(following), portfolioId);
+                write.SetAdd(LinksKey(following), portfolioId);
             }
         });
 
@@ -110,10 +112,10 @@ public sealed class ModelStore(IConnectionMultiplexer redis, PlanningStore store
     /// <summary>Ends a model's rollout, unless a newer version was stored meanwhile (which starts its own).</summary>
     public async Task EndRolloutAsync(Model rolledOut)
     {
-        var tran = Db.CreateTransaction();
-        tran.AddCondition(Condition.StringEqual(ModelKey(rolledOut.ModelId), rolledOut.ToByteArray()));
-        _ = tran.SetRemoveAsync(RolloutsKey, rolledOut.ModelId);
-        await tran.ExecuteAsync();
+        await new RedisCheckedWrite()
+            .StringEqual(ModelKey(rolledOut.ModelId), rolledOut.ToByteArray())
+            .SetRemove(RolloutsKey, rolledOut.ModelId)
+            .ExecuteAsync(Db);
     }
 
     private Model Stamp(Model model, long version, string caller)

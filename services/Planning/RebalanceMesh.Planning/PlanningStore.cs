@@ -18,7 +18,7 @@ namespace RebalanceMesh.Planning;
 /// <item><c>pln:halt</c> hash {halted, reason, changed_at}.</item>
 /// <item><c>pln:batch:{key}</c> a submitted batch's record: the plans it stored.</item>
 /// </list>
-/// Every read-modify-write is a transaction conditioned on what was read, retried on conflict.
+/// Every read-modify-write is a <see cref="RedisCheckedWrite"/> conditioned on what was read, retried on conflict.
 /// </summary>
 public sealed class PlanningStore(IConnectionMultiplexer redis, RedisBroadcast<Plan> planUpdates, TimeProvider time)
 {
@@ -94,11 +94,11 @@ public sealed class PlanningStore(IConnectionMultiplexer redis, RedisBroadcast<P
             var stored = portfolio.Clone();
             stored.Version = currentVersion + 1;
             stored.UpdatedAt = time.GetUtcNow().ToTimestamp();
-            var tran = Db.CreateTransaction();
-            tran.AddCondition(current.IsNull ? Condition.HashNotExists(key, "version") : Condition.HashEqual(key, "version", currentVersion));
-            _ = tran.HashSetAsync(key, [new HashEntry("version", stored.Version), new HashEntry("data", stored.ToByteArray())]);
-            _ = AnnounceChange(tran, portfolio.PortfolioId, BookChange.Portfolio, stored.Version);
-            if (await tran.ExecuteAsync())
+            var write = new RedisCheckedWrite()
+                .HashEqual(key, "version", current)
+                .HashSet(key, new HashEntry("version", stored.Version), new HashEntry("data", stored.ToByteArray()));
+            AnnounceChange(write, portfolio.PortfolioId, BookChange.Portfolio, stored.Version);
+            if (await write.ExecuteAsync(Db))
             {
                 return stored;
             }
@@ -138,7 +138,7 @@ public sealed class PlanningStore(IConnectionMultiplexer redis, RedisBroadcast<P
     /// and announced to the book. <paramref name="alongside"/> adds writes to the same transaction from what was read
     /// and what is written (a model link's index). Returns what was stored, or null when nothing was.
     /// </summary>
-    public async Task<Policy?> ChangePolicyAsync(string portfolioId, Func<Policy?, Policy?> change, Action<ITransaction, Policy?, Policy>? alongside = null)
+    public async Task<Policy?> ChangePolicyAsync(string portfolioId, Func<Policy?, Policy?> change, Action<RedisCheckedWrite, Policy?, Policy>? alongside = null)
     {
         var key = PolicyKey(portfolioId);
         for (var attempt = 0; attempt < MaxAttempts; attempt++)
@@ -152,13 +152,13 @@ public sealed class PlanningStore(IConnectionMultiplexer redis, RedisBroadcast<P
 
             var stored = next.Clone();
             stored.Version = VersionOf(current) + 1;
-            var tran = Db.CreateTransaction();
-            tran.AddCondition(current.IsNull ? Condition.KeyNotExists(key) : Condition.StringEqual(key, current));
-            _ = tran.StringSetAsync(key, stored.ToByteArray());
-            _ = tran.SetAddAsync(PoliciesKey, portfolioId);
-            _ = AnnounceChange(tran, portfolioId, BookChange.Policy, stored.Version);
-            alongside?.Invoke(tran, read, stored);
-            if (await tran.ExecuteAsync())
+            var write = new RedisCheckedWrite()
+                .StringEqual(key, current)
+                .StringSet(key, stored.ToByteArray())
+                .SetAdd(PoliciesKey, portfolioId);
+            AnnounceChange(write, portfolioId, BookChange.Policy, stored.Version);
+            alongside?.Invoke(write, read, stored);
+            if (await write.ExecuteAsync(Db))
             {
                 return stored;
             }
@@ -167,8 +167,8 @@ public sealed class PlanningStore(IConnectionMultiplexer redis, RedisBroadcast<P
         throw new DomainException(DomainErrorKind.Conflict, $"Policy of '{portfolioId}' is changing too often; retry.");
     }
 
-    private static Task<RedisValue> AnnounceChange(ITransaction tran, string portfolioId, BookChange what, long version) =>
-        tran.StreamAddAsync(BookChangesKey, [new NameValueEntry("portfolio", portfolioId), new NameValueEntry("what", (int)what), new NameValueEntry("version", version)], maxLength: BookChangesKept, useApproximateMaxLength: true);
+    private static void AnnounceChange(RedisCheckedWrite write, string portfolioId, BookChange what, long version) =>
+        write.StreamAdd(BookChangesKey, [new NameValueEntry("portfolio", portfolioId), new NameValueEntry("what", (int)what), new NameValueEntry("version", version)], BookChangesKept);
 
     /// <summary>The book's changes after <paramref name="afterId"/> (exclusive; "0" for all kept), oldest first, at most <paramref name="count"/>.</summary>
     public async Task<IReadOnlyList<BookChangeEntry>> ReadBookChangesAsync(string afterId, int count) =>
@@ -300,23 +300,23 @@ public sealed class PlanningStore(IConnectionMultiplexer redis, RedisBroadcast<P
                 return PlanCreation.InFlight(current);
             }
 
-            var tran = Db.CreateTransaction();
-            tran.AddCondition(Condition.KeyNotExists(idem));
-            tran.AddCondition(Condition.SortedSetLengthEqual(index, count));
+            var write = new RedisCheckedWrite()
+                .KeyNotExists(idem)
+                .SortedSetLengthEqual(index, count);
             if (newest.Length > 0)
             {
-                tran.AddCondition(newestRaw.IsNull ? Condition.KeyNotExists(PlanKey(newest[0]!)) : Condition.StringEqual(PlanKey(newest[0]!), newestRaw));
+                write.StringEqual(PlanKey(newest[0]!), newestRaw);
             }
 
-            _ = tran.StringSetAsync(idem, plan.PlanId, TimeSpan.FromDays(7));
-            _ = tran.StringSetAsync(PlanKey(plan.PlanId), plan.ToByteArray());
-            _ = tran.SortedSetAddAsync(index, plan.PlanId, plan.CreatedAt.ToDateTimeOffset().ToUnixTimeMilliseconds());
+            write.StringSet(idem, plan.PlanId, TimeSpan.FromDays(7))
+                .StringSet(PlanKey(plan.PlanId), plan.ToByteArray())
+                .SortedSetAdd(index, plan.PlanId, plan.CreatedAt.ToDateTimeOffset().ToUnixTimeMilliseconds());
             if (plan.Status == PlanStatus.Approved)
             {
-                _ = tran.SortedSetAddAsync(OutboxKey, plan.PlanId, time.GetUtcNow().ToUnixTimeMilliseconds());
+                write.SortedSetAdd(OutboxKey, plan.PlanId, time.GetUtcNow().ToUnixTimeMilliseconds());
             }
 
-            if (await tran.ExecuteAsync())
+            if (await write.ExecuteAsync(Db))
             {
                 await AnnounceAsync(plan);
                 return PlanCreation.Created;
@@ -357,10 +357,10 @@ public sealed class PlanningStore(IConnectionMultiplexer redis, RedisBroadcast<P
             var plan = Plan.Parser.ParseFrom((byte[])current!);
             change(plan);
             plan.UpdatedAt = time.GetUtcNow().ToTimestamp();
-            var tran = Db.CreateTransaction();
-            tran.AddCondition(Condition.StringEqual(key, current));
-            _ = tran.StringSetAsync(key, plan.ToByteArray());
-            if (await tran.ExecuteAsync())
+            var write = new RedisCheckedWrite()
+                .StringEqual(key, current)
+                .StringSet(key, plan.ToByteArray());
+            if (await write.ExecuteAsync(Db))
             {
                 await AnnounceAsync(plan);
                 return plan;
@@ -416,16 +416,15 @@ public sealed class PlanningStore(IConnectionMultiplexer redis, RedisBroadcast<P
             var portfolioKey = PortfolioKey(plan.PortfolioId);
             var now = time.GetUtcNow().ToTimestamp();
             plan.UpdatedAt = now;
-            var tran = Db.CreateTransaction();
-            tran.AddCondition(Condition.StringEqual(PlanKey(planId), planRaw));
+            var write = new RedisCheckedWrite().StringEqual(PlanKey(planId), planRaw);
             foreach (var fillId in outcome.AppliedFills)
             {
-                tran.AddCondition(Condition.SetNotContains(fillsKey, fillId));
+                write.SetNotContains(fillsKey, fillId);
             }
 
             if (outcome.AppliedFills.Count > 0)
             {
-                _ = tran.SetAddAsync(fillsKey, outcome.AppliedFills.Select(id => (RedisValue)id).ToArray());
+                write.SetAdd(fillsKey, [.. outcome.AppliedFills.Select(id => (RedisValue)id)]);
             }
 
             if (outcome.Portfolio is { } updated)
@@ -437,13 +436,13 @@ public sealed class PlanningStore(IConnectionMultiplexer redis, RedisBroadcast<P
 
                 updated.Version = portfolio.Version + 1;
                 updated.UpdatedAt = now;
-                tran.AddCondition(Condition.HashEqual(portfolioKey, "version", portfolio.Version));
-                _ = tran.HashSetAsync(portfolioKey, [new HashEntry("version", updated.Version), new HashEntry("data", updated.ToByteArray())]);
-                _ = AnnounceChange(tran, plan.PortfolioId, BookChange.Portfolio, updated.Version);
+                write.HashEqual(portfolioKey, "version", portfolio.Version)
+                    .HashSet(portfolioKey, new HashEntry("version", updated.Version), new HashEntry("data", updated.ToByteArray()));
+                AnnounceChange(write, plan.PortfolioId, BookChange.Portfolio, updated.Version);
             }
 
-            _ = tran.StringSetAsync(PlanKey(planId), plan.ToByteArray());
-            if (await tran.ExecuteAsync())
+            write.StringSet(PlanKey(planId), plan.ToByteArray());
+            if (await write.ExecuteAsync(Db))
             {
                 return plan;
             }
@@ -479,13 +478,13 @@ public sealed class PlanningStore(IConnectionMultiplexer redis, RedisBroadcast<P
             var updated = change(portfolio);
             updated.Version = portfolio.Version + 1;
             updated.UpdatedAt = time.GetUtcNow().ToTimestamp();
-            var tran = Db.CreateTransaction();
-            tran.AddCondition(Condition.SetNotContains(PortfolioEventsKey(portfolioId), eventId));
-            tran.AddCondition(Condition.HashEqual(key, "version", portfolio.Version));
-            _ = tran.SetAddAsync(PortfolioEventsKey(portfolioId), eventId);
-            _ = tran.HashSetAsync(key, [new HashEntry("version", updated.Version), new HashEntry("data", updated.ToByteArray())]);
-            _ = AnnounceChange(tran, portfolioId, BookChange.Portfolio, updated.Version);
-            if (await tran.ExecuteAsync())
+            var write = new RedisCheckedWrite()
+                .SetNotContains(PortfolioEventsKey(portfolioId), eventId)
+                .HashEqual(key, "version", portfolio.Version)
+                .SetAdd(PortfolioEventsKey(portfolioId), eventId)
+                .HashSet(key, new HashEntry("version", updated.Version), new HashEntry("data", updated.ToByteArray()));
+            AnnounceChange(write, portfolioId, BookChange.Portfolio, updated.Version);
+            if (await write.ExecuteAsync(Db))
             {
                 return true;
             }
