@@ -41,6 +41,51 @@ public sealed class CallCoalescerTests
     }
 
     [Fact]
+    public async Task With_two_calls_in_flight_the_second_goes_at_once_and_the_third_takes_what_queued_behind_both()
+    {
+        var served = new List<int[]>();
+        var releases = new List<TaskCompletionSource>();
+        var started = new SemaphoreSlim(0);
+        await using var coalescer = new CallCoalescer<int, int>("test", async (batch, _) =>
+        {
+            var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            lock (served)
+            {
+                served.Add([.. batch]);
+                releases.Add(release);
+            }
+
+            started.Release();
+            await release.Task;
+            return [.. batch.Select(n => -n)];
+        }, weight: _ => 1, maxRequests: 10, maxWeight: 10, Calls, maxInFlight: 2);
+
+        var first = coalescer.CallAsync(1, CancellationToken.None);
+        await started.WaitAsync();
+        var second = coalescer.CallAsync(2, CancellationToken.None); // a slot is free: goes alone, at once
+        await started.WaitAsync();
+        var queued = new[] { 3, 4, 5 }.Select(n => coalescer.CallAsync(n, CancellationToken.None)).ToArray();
+        Assert.False(await started.WaitAsync(TimeSpan.FromMilliseconds(100))); // both slots taken: nothing else goes
+
+        lock (served)
+        {
+            releases[1].SetResult(); // the second ends first: its slot carries everything queued
+        }
+
+        Assert.Equal(-2, await second);
+        await started.WaitAsync();
+        lock (served)
+        {
+            releases[0].SetResult();
+            releases[2].SetResult();
+        }
+
+        Assert.Equal(-1, await first);
+        Assert.Equal(new[] { -3, -4, -5 }, await Task.WhenAll(queued));
+        Assert.Equal([[1], [2], [3, 4, 5]], served);
+    }
+
+    [Fact]
     public async Task The_shared_call_runs_in_the_trace_of_its_first_request_so_a_lone_requests_trace_stays_whole()
     {
         using var source = new System.Diagnostics.ActivitySource("tests.coalescer");

@@ -5,9 +5,10 @@ using System.Threading.Channels;
 namespace RebalanceMesh.Planning;
 
 /// <summary>
-/// Coalesces concurrent requests into shared calls: while one call is in flight, the requests that arrive wait and go
-/// together in the next (no timer: a lone request goes at once, and a request never waits for more than the call
-/// before it). A breach storm's plans, built many at a time, then cost one call per round instead of one each. Each
+/// Coalesces concurrent requests into shared calls: while calls are in flight (at most <c>maxInFlight</c>), the requests
+/// that arrive wait and go together in the next (no timer: a lone request goes at once, and a request never waits for
+/// more than the calls before it). A breach storm's plans, built many at a time, then cost one call per round instead
+/// of one each; a second call in flight keeps the callee busy while the first one's answers travel back. Each
 /// shared call runs in its own span, in the trace of the first request it serves and linked to the traces of the
 /// others; a failed call fails every request it carried.
 /// </summary>
@@ -19,6 +20,8 @@ public sealed class CallCoalescer<TRequest, TAnswer> : IAsyncDisposable
     private readonly int _maxRequests;
     private readonly int _maxWeight;
     private readonly Histogram<long> _requestsPerCall;
+    private readonly SemaphoreSlim _slots;
+    private readonly List<Task> _inFlight = [];
     private readonly Channel<Pending> _queue = Channel.CreateUnbounded<Pending>(new UnboundedChannelOptions { SingleReader = true });
     private readonly CancellationTokenSource _stop = new();
     private readonly Task _loop;
@@ -29,15 +32,19 @@ public sealed class CallCoalescer<TRequest, TAnswer> : IAsyncDisposable
     /// <param name="maxRequests">Requests one call carries at most.</param>
     /// <param name="maxWeight">Weight one call carries at most; a single heavier request still goes, alone.</param>
     /// <param name="requestsPerCall">Records how many requests each call served.</param>
+    /// <param name="maxInFlight">Shared calls in flight at once; the next call is formed when one of them ends.</param>
     public CallCoalescer(
         string spanName,
         Func<IReadOnlyList<TRequest>, CancellationToken, Task<IReadOnlyList<TAnswer>>> serve,
         Func<TRequest, int> weight,
         int maxRequests,
         int maxWeight,
-        Histogram<long> requestsPerCall)
+        Histogram<long> requestsPerCall,
+        int maxInFlight = 1)
     {
+        ArgumentOutOfRangeException.ThrowIfLessThan(maxInFlight, 1);
         (_spanName, _serve, _weight, _maxRequests, _maxWeight, _requestsPerCall) = (spanName, serve, weight, maxRequests, maxWeight, requestsPerCall);
+        _slots = new SemaphoreSlim(maxInFlight, maxInFlight);
         using (ExecutionContext.SuppressFlow())
         {
             // The loop serves every caller: it must not carry the context (trace, gRPC call, deadline) of the first.
@@ -60,7 +67,9 @@ public sealed class CallCoalescer<TRequest, TAnswer> : IAsyncDisposable
         {
             while (await reader.WaitToReadAsync(_stop.Token))
             {
-                // Everything that arrived while the last call was in flight, up to one call's worth.
+                // A call's slot first; then everything that arrived while the calls before were in flight, up to one
+                // call's worth.
+                await _slots.WaitAsync(_stop.Token);
                 var batch = new List<Pending>();
                 var carried = 0;
                 while (batch.Count < _maxRequests && reader.TryPeek(out var next)
@@ -70,16 +79,41 @@ public sealed class CallCoalescer<TRequest, TAnswer> : IAsyncDisposable
                     carried += _weight(next.Request);
                 }
 
-                await ServeAsync(batch);
+                var call = ServeInSlotAsync(batch);
+                lock (_inFlight)
+                {
+                    _inFlight.RemoveAll(t => t.IsCompleted);
+                    _inFlight.Add(call);
+                }
             }
         }
         catch (OperationCanceledException) when (_stop.IsCancellationRequested)
         {
         }
 
+        Task[] calls;
+        lock (_inFlight)
+        {
+            calls = [.. _inFlight];
+        }
+
+        await Task.WhenAll(calls); // each fails or cancels its own requests, never throws
+
         while (reader.TryRead(out var left))
         {
             left.Answer.TrySetCanceled();
+        }
+    }
+
+    private async Task ServeInSlotAsync(List<Pending> batch)
+    {
+        try
+        {
+            await ServeAsync(batch);
+        }
+        finally
+        {
+            _slots.Release();
         }
     }
 
@@ -122,6 +156,7 @@ public sealed class CallCoalescer<TRequest, TAnswer> : IAsyncDisposable
         await _loop;
 
         _stop.Dispose();
+        _slots.Dispose();
     }
 
     private sealed record Pending(TRequest Request, ActivityContext Caller)

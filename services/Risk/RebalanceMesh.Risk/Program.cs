@@ -15,6 +15,7 @@ builder.Services.AddSingleton<MarketStateStore>();
 builder.Services.AddSingleton<HistoryCache>();
 builder.Services.AddSingleton<RiskInputs>();
 builder.Services.AddTransient<RiskBookBuilder>();
+builder.Services.AddTransient<RiskComparer>();
 builder.AddMeshGrpcClient<RebalanceMesh.Contracts.Pricing.V1.PricingService.PricingServiceClient>("pricing", RebalanceMesh.Contracts.Pricing.V1.PricingService.Descriptor);
 builder.AddMeshGrpcClient<RebalanceMesh.Contracts.Planning.V1.PlanningService.PlanningServiceClient>("planning", RebalanceMesh.Contracts.Planning.V1.PlanningService.Descriptor); // AssessPortfolio by portfolio id
 

@@ -13,15 +13,12 @@ namespace RebalanceMesh.Risk;
 
 /// <summary>gRPC surface of risk: validates, loads market state, calls the models in Risk.Core.</summary>
 /// <remarks>The planning client is created only for AssessPortfolio by portfolio id, so risk runs without planning's address otherwise.</remarks>
-public sealed class RiskGrpcService(RiskInputs inputs, RiskBookBuilder books, GrpcClientFactory clients) : Wire.RiskService.RiskServiceBase
+public sealed class RiskGrpcService(RiskInputs inputs, RiskBookBuilder books, RiskComparer comparer, GrpcClientFactory clients) : Wire.RiskService.RiskServiceBase
 {
-    private static readonly ActivitySource ActivitySource = new("RebalanceMesh.Risk");
-    private static readonly System.Diagnostics.Metrics.Meter Meter = new("RebalanceMesh.Risk");
+    internal static readonly ActivitySource ActivitySource = new("RebalanceMesh.Risk");
+    internal static readonly System.Diagnostics.Metrics.Meter Meter = new("RebalanceMesh.Risk");
     private static readonly System.Diagnostics.Metrics.Histogram<double> VarRatio = Meter.CreateHistogram<double>(
         "rebalancemesh.risk.var_ratio", description: "VaR of each assessed portfolio as a fraction of its net value, by method and confidence.");
-
-    private static readonly System.Diagnostics.Metrics.Histogram<long> BatchItems = Meter.CreateHistogram<long>(
-        "rebalancemesh.risk.compare_batch.items", description: "Comparisons one CompareRiskBatch call measured.");
 
     public override async Task<Wire.AssessPortfolioResponse> AssessPortfolio(Wire.AssessPortfolioRequest request, ServerCallContext context)
     {
@@ -40,7 +37,7 @@ public sealed class RiskGrpcService(RiskInputs inputs, RiskBookBuilder books, Gr
         }
 
         var settings = RiskInputs.ValidateSettings(check, request.Settings, "settings", out var lookback);
-        ValidateLoans(check, request.Loans);
+        RiskInputs.ValidateLoans(check, request.Loans);
         RiskInputs.ValidateHistory(check, request.History, "history");
         check.ThrowIfInvalid();
 
@@ -62,7 +59,7 @@ public sealed class RiskGrpcService(RiskInputs inputs, RiskBookBuilder books, Gr
         activity?.SetTag("risk.factors", book.Factors.Count);
         activity?.SetTag("risk.observations", returns.Days);
         var report = PortfolioRiskModel.Assess(book.Exposures, book.Cash, returns, settings, adjustment, book.NetValue, context.CancellationToken);
-        var response = ToWire(report, book);
+        var response = RiskWire.ToWire(report, book);
         if (report.NetValue > 0)
         {
             foreach (var estimate in response.Estimates)
@@ -176,7 +173,7 @@ public sealed class RiskGrpcService(RiskInputs inputs, RiskBookBuilder books, Gr
                 $"scenarios[{i}].volatility_shock", "must be greater than -1 and at most 10");
         }
 
-        ValidateLoans(check, request.Loans);
+        RiskInputs.ValidateLoans(check, request.Loans);
 
         check.RequireRange(request.CorrelationBreakdown, 0, 1, "correlation_breakdown");
         var confidence = request.Confidence == 0 ? 0.99 : request.Confidence;
@@ -280,30 +277,6 @@ public sealed class RiskGrpcService(RiskInputs inputs, RiskBookBuilder books, Gr
         return (holdings, cash, loans, portfolio.BaseCurrency);
     }
 
-    private static void ValidateLoans(RequestValidator check, IReadOnlyList<Wire.CollateralLoan> loans)
-    {
-        check.RequireCount(loans.Count, 100, "loans");
-        for (var i = 0; i < loans.Count && i < 100; i++)
-        {
-            var loan = loans[i];
-            check.RequireIdentifier(loan.LoanId, $"loans[{i}].loan_id");
-            check.Require(loan.Collateral.Count is > 0 and <= 50, $"loans[{i}].collateral", "must have 1 to 50 assets");
-            check.Require(loan.Debt.Count is > 0 and <= 50, $"loans[{i}].debt", "must have 1 to 50 assets");
-            for (var k = 0; k < loan.Collateral.Count && k < 50; k++)
-            {
-                check.RequireIdentifier(loan.Collateral[k].InstrumentId, $"loans[{i}].collateral[{k}].instrument_id");
-                check.RequireDecimal(loan.Collateral[k].Quantity, $"loans[{i}].collateral[{k}].quantity", ValidationExtensions.DecimalRule.Positive, out _);
-                check.Require(loan.Collateral[k].LiquidationThreshold is > 0 and <= 1, $"loans[{i}].collateral[{k}].liquidation_threshold", "must be in (0, 1]");
-            }
-
-            for (var k = 0; k < loan.Debt.Count && k < 50; k++)
-            {
-                check.RequireIdentifier(loan.Debt[k].InstrumentId, $"loans[{i}].debt[{k}].instrument_id");
-                check.RequireDecimal(loan.Debt[k].Quantity, $"loans[{i}].debt[{k}].quantity", ValidationExtensions.DecimalRule.Positive, out _);
-            }
-        }
-    }
-
     private static Wire.StressResult ToWire(string name, double pnl, IReadOnlyList<double> positionPnl, double netValueAfter, IReadOnlyList<(string Venue, string InstrumentId)> positions)
     {
         var result = new Wire.StressResult { Name = name, Pnl = pnl, NetValueAfter = netValueAfter };
@@ -344,216 +317,8 @@ public sealed class RiskGrpcService(RiskInputs inputs, RiskBookBuilder books, Gr
     }
 
     public override Task<Wire.CompareRiskResponse> CompareRisk(Wire.CompareRiskRequest request, ServerCallContext context) =>
-        CompareAsync(request, context.CancellationToken);
+        comparer.CompareAsync(request, context.CancellationToken);
 
-    /// <summary>Items of one <see cref="CompareRiskBatch"/> call at most.</summary>
-    public const int MaxBatchItems = 256;
-
-    /// <summary>Holdings and trades over all items of one <see cref="CompareRiskBatch"/> call at most.</summary>
-    public const int MaxBatchRows = 20_000;
-
-    /// <summary>
-    /// Items of a batch measured at once. Each mostly waits on Redis (closes, covariance inputs), so more than one per
-    /// core keeps the CPU busy: with one per core the batch's plans waited on each item's reads in turn.
-    /// </summary>
-    public const int BatchConcurrency = 16;
-
-    public override async Task<Wire.CompareRiskBatchResponse> CompareRiskBatch(Wire.CompareRiskBatchRequest request, ServerCallContext context)
-    {
-        var check = new RequestValidator();
-        check.Require(request.Items.Count > 0, "items", "must hold at least one comparison");
-        check.RequireCount(request.Items.Count, MaxBatchItems, "items");
-        var rows = request.Items.Sum(i => (long)i.Holdings.Count + i.Trades.Count);
-        check.Require(rows <= MaxBatchRows, "items", $"hold {rows:N0} holdings and trades in all; at most {MaxBatchRows:N0}");
-        check.ThrowIfInvalid();
-
-        using var activity = ActivitySource.StartActivity("compare risk batch");
-        activity?.SetTag("risk.batch.items", request.Items.Count);
-        BatchItems.Record(request.Items.Count);
-        var outcomes = new Wire.CompareRiskOutcome[request.Items.Count];
-        await Parallel.ForEachAsync(
-            Enumerable.Range(0, request.Items.Count),
-            new ParallelOptions { MaxDegreeOfParallelism = BatchConcurrency, CancellationToken = context.CancellationToken },
-            async (i, cancellationToken) => outcomes[i] = await OutcomeAsync(request.Items[i], cancellationToken));
-        activity?.SetTag("risk.batch.failed", outcomes.Count(o => o.OutcomeCase == Wire.CompareRiskOutcome.OutcomeOneofCase.Error));
-        var response = new Wire.CompareRiskBatchResponse();
-        response.Outcomes.AddRange(outcomes);
-        return response;
-    }
-
-    /// <summary>
-    /// One item of a batch, answered as its own call would be: refused input and a dependency that cannot serve it
-    /// (pricing, for an option's revaluation) are that item's error; a cancelled call or an unreachable Redis fails the
-    /// whole batch, as they would every item.
-    /// </summary>
-    private async Task<Wire.CompareRiskOutcome> OutcomeAsync(Wire.CompareRiskRequest item, CancellationToken cancellationToken)
-    {
-        try
-        {
-            return new Wire.CompareRiskOutcome { Comparison = await CompareAsync(item, cancellationToken) };
-        }
-        catch (Exception ex) when (ErrorStatusInterceptor.ItemStatus(ex, cancellationToken) is { } status)
-        {
-            var error = new Wire.ItemError { Code = status.Code, Message = status.Message };
-            error.FieldViolations.AddRange((ex as DomainException)?.Violations.Select(v => new Wire.FieldViolation { Field = v.Field, Description = v.Description }) ?? []);
-            return new Wire.CompareRiskOutcome { Error = error };
-        }
-    }
-
-    private async Task<Wire.CompareRiskResponse> CompareAsync(Wire.CompareRiskRequest request, CancellationToken cancellationToken)
-    {
-        var check = new RequestValidator();
-        RiskInputs.ValidateHoldings(check, request.Holdings, "holdings", allowEmpty: true);
-        check.OptionalDecimal(request.Cash, "cash", ValidationExtensions.DecimalRule.Any, 0m, out _, ValidationExtensions.MaxCashMagnitude);
-        check.Require(request.Holdings.Count + request.Trades.Count > 0, "trades", "holdings and trades must not both be empty");
-        check.RequireCount(request.Trades.Count, RiskInputs.MaxHoldings, "trades");
-        for (var i = 0; i < request.Trades.Count && i < RiskInputs.MaxHoldings; i++)
-        {
-            check.RequireIdentifier(request.Trades[i].InstrumentId, $"trades[{i}].instrument_id");
-            if (request.Trades[i].Venue.Length > 0)
-            {
-                check.RequireIdentifier(request.Trades[i].Venue, $"trades[{i}].venue");
-            }
-
-            check.RequireDecimal(request.Trades[i].QuantityChange, $"trades[{i}].quantity_change", ValidationExtensions.DecimalRule.Any, out _);
-        }
-
-        var settings = RiskInputs.ValidateSettings(check, request.Settings, "settings", out var lookback);
-        ValidateLoans(check, request.Loans);
-        RiskInputs.ValidateHistory(check, request.History, "history");
-        check.ThrowIfInvalid();
-        RiskInputs.CheckBudget(settings, request.Holdings.Count + request.Trades.Count);
-
-        // Before: the holdings plus every traded (account, instrument) at zero when not held; after: the same book with
-        // the quantities moved by the trades (valuations are per unit, so nothing is fetched twice).
-        static (string Venue, string InstrumentId) KeyOf(Wire.TradeDelta trade) => (trade.Venue, trade.InstrumentId);
-        var holdings = request.Holdings.ToList();
-        var held = holdings.Select(h => (h.Venue, h.InstrumentId)).ToHashSet();
-        foreach (var trade in request.Trades)
-        {
-            if (held.Add(KeyOf(trade)))
-            {
-                holdings.Add(new Wire.Holding { InstrumentId = trade.InstrumentId, Venue = trade.Venue, Quantity = 0m });
-            }
-        }
-
-        var delta = request.Trades.GroupBy(KeyOf).ToDictionary(g => g.Key, g => g.Sum(t => t.QuantityChange.ToDecimal()));
-        var before = await books.BuildAsync(holdings, request.Cash, cancellationToken);
-        var unit = before.Positions.ToDictionary(p => p.Key);
-        var cashAfter = (decimal)before.Cash - delta.Sum(d => d.Value * (decimal)unit[d.Key].UnitPrice);
-        var after = before.WithQuantities(p => p.Quantity + (double)delta.GetValueOrDefault(p.Key), (double)cashAfter);
-
-        var returns = await inputs.ReturnsAsync(before.Factors, lookback, request.History);
-        cancellationToken.ThrowIfCancellationRequested();
-        using var activity = ActivitySource.StartActivity("compare risk");
-        activity?.SetTag("risk.trades", request.Trades.Count);
-        var riskBefore = PortfolioRiskModel.Assess(before.Exposures, before.Cash, returns, settings,
-            await books.RevaluationAdjustmentAsync(before, returns, cancellationToken), before.NetValue, cancellationToken);
-        var riskAfter = PortfolioRiskModel.Assess(after.Exposures, after.Cash, returns, settings,
-            await books.RevaluationAdjustmentAsync(after, returns, cancellationToken), after.NetValue, cancellationToken);
-        var traded = delta.Sum(d => Math.Abs((double)d.Value * unit[d.Key].UnitExposure));
-        var response = new Wire.CompareRiskResponse
-        {
-            Before = ToWire(riskBefore, before),
-            After = ToWire(riskAfter, after),
-            VarianceChange = riskAfter.AnnualVariance - riskBefore.AnnualVariance,
-            Turnover = riskBefore.NetValue != 0 ? traded / riskBefore.NetValue : 0,
-            LeverageChange = riskAfter.GrossLeverage - riskBefore.GrossLeverage,
-        };
-        foreach (var loan in request.Loans)
-        {
-            var health = await inputs.LoanRiskAsync(loan, settings.HorizonDays, lookback, history: request.History);
-            response.Before.Loans.Add(health);
-            response.After.Loans.Add(health);
-        }
-
-        var changes = request.Trades.Select(t => new ValueChange(unit[KeyOf(t)].Factor, (double)t.QuantityChange.ToDecimal() * unit[KeyOf(t)].UnitExposure)).ToArray();
-        var contributions = TradeImpact.Contributions(before.Exposures, changes, returns);
-        for (var i = 0; i < request.Trades.Count; i++)
-        {
-            response.Contributions.Add(new Wire.TradeRiskContribution
-            {
-                InstrumentId = request.Trades[i].InstrumentId,
-                Venue = request.Trades[i].Venue,
-                VarianceContribution = contributions[i].AnnualVarianceContribution,
-            });
-        }
-
-        return response;
-    }
-
-    /// <summary>The report, with positions per holding (mapped from their risk factors) and greeks per underlying.</summary>
-    private static Wire.AssessPortfolioResponse ToWire(RiskReport report, RiskBook book)
-    {
-        var response = ToWire(report);
-        var byFactor = report.Positions.ToDictionary(p => p.InstrumentId, StringComparer.Ordinal);
-        response.Positions.Clear();
-        foreach (var position in book.Positions)
-        {
-            var factor = byFactor[position.Factor];
-            response.Positions.Add(new Wire.PositionRisk
-            {
-                InstrumentId = position.InstrumentId,
-                MarketValue = position.MarketValue,
-                Weight = report.NetValue != 0 ? position.MarketValue / report.NetValue : 0,
-                AnnualVolatility = factor.AnnualVolatility,
-                ComponentVar = position.Exposure * factor.MarginalVar,
-                MarginalVar = factor.MarginalVar,
-                RiskFactor = position.Factor,
-                Exposure = position.Exposure,
-                Venue = position.Venue,
-            });
-        }
-
-        response.Greeks.AddRange(book.Greeks);
-        return response;
-    }
-
-    private static Wire.AssessPortfolioResponse ToWire(RiskReport report)
-    {
-        var response = new Wire.AssessPortfolioResponse
-        {
-            NetValue = report.NetValue,
-            AnnualVolatility = report.AnnualVolatility,
-            HorizonVolatility = report.HorizonVolatility,
-            Observations = report.Observations,
-            GrossLeverage = report.GrossLeverage,
-            DiversificationRatio = report.DiversificationRatio,
-            SharpeRatio = report.SharpeRatio,
-            SortinoRatio = report.SortinoRatio,
-            Skewness = report.PnlMoments.Skewness,
-            ExcessKurtosis = report.PnlMoments.ExcessKurtosis,
-        };
-        foreach (var figure in report.Figures)
-        {
-            response.Estimates.Add(new Wire.VarEstimate
-            {
-                Method = figure.Method switch
-                {
-                    VarMethod.Historical => Wire.VarMethod.Historical,
-                    VarMethod.CornishFisher => Wire.VarMethod.CornishFisher,
-                    VarMethod.MonteCarlo => Wire.VarMethod.MonteCarlo,
-                    _ => Wire.VarMethod.Parametric,
-                },
-                Confidence = figure.Confidence,
-                Var = figure.ValueAtRisk,
-                Cvar = figure.ConditionalValueAtRisk,
-            });
-        }
-
-        foreach (var position in report.Positions)
-        {
-            response.Positions.Add(new Wire.PositionRisk
-            {
-                InstrumentId = position.InstrumentId,
-                MarketValue = position.MarketValue,
-                Weight = position.Weight,
-                AnnualVolatility = position.AnnualVolatility,
-                ComponentVar = position.ComponentVar,
-                MarginalVar = position.MarginalVar,
-            });
-        }
-
-        return response;
-    }
+    public override Task<Wire.CompareRiskBatchResponse> CompareRiskBatch(Wire.CompareRiskBatchRequest request, ServerCallContext context) =>
+        comparer.CompareBatchAsync(request, context.CancellationToken);
 }

@@ -229,6 +229,31 @@ public sealed class RiskInputs(MarketStateStore market, HistoryCache history)
         return new ReturnMatrix(factors, values);
     }
 
+    /// <summary>Collateral loans of a request: 100 at most, each with 1 to 50 collateral and debt assets.</summary>
+    public static void ValidateLoans(RequestValidator check, IReadOnlyList<Wire.CollateralLoan> loans)
+    {
+        check.RequireCount(loans.Count, 100, "loans");
+        for (var i = 0; i < loans.Count && i < 100; i++)
+        {
+            var loan = loans[i];
+            check.RequireIdentifier(loan.LoanId, $"loans[{i}].loan_id");
+            check.Require(loan.Collateral.Count is > 0 and <= 50, $"loans[{i}].collateral", "must have 1 to 50 assets");
+            check.Require(loan.Debt.Count is > 0 and <= 50, $"loans[{i}].debt", "must have 1 to 50 assets");
+            for (var k = 0; k < loan.Collateral.Count && k < 50; k++)
+            {
+                check.RequireIdentifier(loan.Collateral[k].InstrumentId, $"loans[{i}].collateral[{k}].instrument_id");
+                check.RequireDecimal(loan.Collateral[k].Quantity, $"loans[{i}].collateral[{k}].quantity", ValidationExtensions.DecimalRule.Positive, out _);
+                check.Require(loan.Collateral[k].LiquidationThreshold is > 0 and <= 1, $"loans[{i}].collateral[{k}].liquidation_threshold", "must be in (0, 1]");
+            }
+
+            for (var k = 0; k < loan.Debt.Count && k < 50; k++)
+            {
+                check.RequireIdentifier(loan.Debt[k].InstrumentId, $"loans[{i}].debt[{k}].instrument_id");
+                check.RequireDecimal(loan.Debt[k].Quantity, $"loans[{i}].debt[{k}].quantity", ValidationExtensions.DecimalRule.Positive, out _);
+            }
+        }
+    }
+
     /// <summary>Checks a caller's own series: its instruments, and one valid matrix of returns or prices.</summary>
     public static void ValidateHistory(RequestValidator check, Wire.HistoryInput? history, string path)
     {
