@@ -62,5 +62,16 @@ if [[ " $want " == *" npm "* ]] && ! npm_ready; then
   fi
   echo "installing ${NPM_TOOLS[*]} (npm) …" >&2
   mkdir -p "$ROOT/.tools/npm"
-  npm install --prefix "$ROOT/.tools/npm" --no-save --no-audit --no-fund --silent "${NPM_TOOLS[@]}" >/dev/null
+  # Three attempts (a registry's transient failure should not fail a CI run); the last one's errors are shown.
+  for attempt in 1 2 3; do
+    if npm install --prefix "$ROOT/.tools/npm" --no-save --no-audit --no-fund --silent "${NPM_TOOLS[@]}" >/dev/null 2>"$ROOT/.tools/npm/install.err"; then
+      break
+    fi
+    if [ "$attempt" -eq 3 ]; then
+      cat "$ROOT/.tools/npm/install.err" >&2
+      exit 1
+    fi
+    echo "npm install failed (attempt $attempt of 3); retrying in $((attempt * 5)) s" >&2
+    sleep $((attempt * 5))
+  done
 fi
