@@ -390,7 +390,9 @@ public sealed class GuardMeshTests(ITestOutputHelper output) : MeshTest(output)
     {
         var planning = PlanningClient();
 
-        // Wait for a DAX price, then borrow 7.5 × DAX against 10 DAX pledged at the venue's 0.8 threshold: HF 1.0667.
+        // Wait for a DAX price, then borrow 7.2 × DAX against 10 DAX pledged at the venue's 0.8 threshold: HF 1.111, in
+        // the middle of the emergency band (1.0, 1.2), so the feed, which moves on meanwhile (3.5 % between this read and
+        // the preview once in CI, when the band's top was 1.1), keeps it there.
         GetPortfolioResponse? probe = null;
         await planning.UpsertPortfolioAsync(new UpsertPortfolioRequest
         {
@@ -408,7 +410,7 @@ public sealed class GuardMeshTests(ITestOutputHelper output) : MeshTest(output)
 
         Assert.NotNull(probe?.Valuation);
         var dax = probe!.Valuation.Positions.Single(p => p.InstrumentId == "DAX").Price.ToDecimal();
-        var debt = decimal.Round(7.5m * dax, 2);
+        var debt = decimal.Round(7.2m * dax, 2);
         var portfolio = probe.Portfolio.Clone();
         portfolio.Loans.Add(new Loan
         {
@@ -443,12 +445,12 @@ public sealed class GuardMeshTests(ITestOutputHelper output) : MeshTest(output)
                 PortfolioId = "guarded",
                 AbsoluteBand = 0.5,
                 Targets = { new TargetWeight { InstrumentId = "DAX", Weight = 0.5 } },
-                HealthFactorBand = new HealthFactorBand { Target = 1.4, RepayBelow = 1.2, EmergencyBelow = 1.1 },
+                HealthFactorBand = new HealthFactorBand { Target = 1.4, RepayBelow = 1.3, EmergencyBelow = 1.2 },
             },
         });
 
         var valuation = (await planning.GetPortfolioAsync(new GetPortfolioRequest { PortfolioId = "guarded" })).Valuation;
-        Assert.InRange(valuation.Loans.Single().HealthFactor, 1.0, 1.15); // prices move a little with the feed
+        Assert.InRange(valuation.Loans.Single().HealthFactor, 1.0, 1.2); // prices move a little with the feed
 
         // Risk reads the stored loan with the portfolio (its EUR debt priced at 1) and measures the same health factor,
         // plus how far the collateral may fall before liquidation.
