@@ -69,9 +69,6 @@ public sealed class RedisCheckedWrite
     private int _conditionCount;
     private int _writeCount;
 
-    /// <summary>Whether any write was added (a write with none does nothing and needs no round trip).</summary>
-    public bool HasWrites => _writeCount > 0;
-
     /// <summary>Holds when <paramref name="key"/> does not exist.</summary>
     public RedisCheckedWrite KeyNotExists(RedisKey key) => Condition("absent", key);
 

@@ -21,7 +21,7 @@ public sealed class CallCoalescer<TRequest, TAnswer> : IAsyncDisposable
     private readonly int _maxWeight;
     private readonly Histogram<long> _requestsPerCall;
     private readonly SemaphoreSlim _slots;
-    private readonly List<Task> _inFlight = [];
+    private readonly List<Task> _inFlight = []; // the loop's alone
     private readonly Channel<Pending> _queue = Channel.CreateUnbounded<Pending>(new UnboundedChannelOptions { SingleReader = true });
     private readonly CancellationTokenSource _stop = new();
     private readonly Task _loop;
@@ -79,25 +79,15 @@ public sealed class CallCoalescer<TRequest, TAnswer> : IAsyncDisposable
                     carried += _weight(next.Request);
                 }
 
-                var call = ServeInSlotAsync(batch);
-                lock (_inFlight)
-                {
-                    _inFlight.RemoveAll(t => t.IsCompleted);
-                    _inFlight.Add(call);
-                }
+                _inFlight.RemoveAll(t => t.IsCompleted);
+                _inFlight.Add(ServeInSlotAsync(batch));
             }
         }
         catch (OperationCanceledException) when (_stop.IsCancellationRequested)
         {
         }
 
-        Task[] calls;
-        lock (_inFlight)
-        {
-            calls = [.. _inFlight];
-        }
-
-        await Task.WhenAll(calls); // each fails or cancels its own requests, never throws
+        await Task.WhenAll(_inFlight); // each fails or cancels its own requests, never throws
 
         while (reader.TryRead(out var left))
         {
