@@ -38,6 +38,23 @@ public sealed class MarketStateTests(RedisServer redis) : IClassFixture<RedisSer
     }
 
     [Fact]
+    public async Task Registered_instruments_are_read_at_once_in_the_order_asked_with_null_for_the_unregistered()
+    {
+        var store = Store();
+        Assert.Empty(await store.GetRegisteredInstrumentsAsync(Array.Empty<string>()));
+        await store.UpsertInstrumentsAsync(
+        [
+            new Instrument { InstrumentId = "BTC-PERP", Kind = InstrumentKind.Perpetual, UnderlyingId = "BTC" },
+            new Instrument { InstrumentId = "ETH-PERP", Kind = InstrumentKind.Perpetual, UnderlyingId = "ETH" },
+        ]);
+
+        var read = await store.GetRegisteredInstrumentsAsync(["ETH-PERP", "BTC", "BTC-PERP", "ETH-PERP"]);
+
+        Assert.Equal(["ETH-PERP", null, "BTC-PERP", "ETH-PERP"], read.Select(i => i?.InstrumentId));
+        Assert.Equal("ETH", read[0]!.UnderlyingId);
+    }
+
+    [Fact]
     public async Task Daily_closes_upsert_by_day_and_stay_bounded()
     {
         var store = Store(maxCloses: 3);

@@ -67,6 +67,45 @@ public sealed class OptionsAndStreamsTests : IClassFixture<RedisServer>, IAsyncL
     }
 
     [Fact]
+    public async Task A_replica_values_by_id_an_instrument_registered_on_another_and_keeps_each_item_in_its_place()
+    {
+        // Replica B starts before the option exists: its catalog has never seen it, so it must read the registry when asked.
+        await using var replicaB = new GrpcTestServer<Program>(_redis, new Dictionary<string, string?>
+        {
+            ["Pricing:Feed"] = "none",
+            ["Pricing:Instruments:0"] = "UND",
+            ["Pricing:DefaultRate"] = "0.02",
+        });
+        var clientB = new PricingService.PricingServiceClient(replicaB.CreateMeshInvoker());
+        await IngestAsync(("UND", 99.99m, 100.01m));
+        var call = Option("UND-C105", Contracts.Common.V1.OptionRight.Call, 105);
+        await _client.UpsertInstrumentsAsync(new UpsertInstrumentsRequest { Instruments = { call } });
+
+        // By id, with terms, and a spot asset no one registered, in one request: B resolves the ids in one read.
+        var overrides = new MarketOverrides { Volatility = 0.25 };
+        var request = new PriceInstrumentsRequest
+        {
+            ValuationTime = DateTimeOffset.UtcNow.ToTimestamp(),
+            Items =
+            {
+                new ValuationItem { InstrumentId = "UND" },
+                new ValuationItem { InstrumentId = "UND-C105", Overrides = overrides },
+                new ValuationItem { Instrument = call, Overrides = overrides },
+                new ValuationItem { InstrumentId = "UND-C105", Overrides = overrides },
+            },
+        };
+        var valued = (await clientB.PriceInstrumentsAsync(request)).Valuations;
+
+        Assert.Equal(["UND", "UND-C105", "UND-C105", "UND-C105"], valued.Select(v => v.InstrumentId));
+        Assert.Equal([InstrumentKind.Spot, InstrumentKind.Option, InstrumentKind.Option, InstrumentKind.Option], valued.Select(v => v.Kind));
+        Assert.All(valued, v => Assert.Equal(string.Empty, v.Error));
+        Assert.Equal(100m, valued[0].Price.ToDecimal());
+        var years = (Expiry - request.ValuationTime.ToDateTimeOffset()).TotalDays / 365.0;
+        var expected = Core.BlackScholes.Value(CoreRight.Call, 100, 105, years, 0.02, 0, 0.25).Price;
+        Assert.All(valued.Skip(1), v => Assert.Equal(expected, (double)v.Price.ToDecimal(), 1e-8));
+    }
+
+    [Fact]
     public async Task Registered_options_are_quotable_and_build_a_surface_that_valuation_uses()
     {
         await RpcAssert.InvalidArgumentAsync(

@@ -379,6 +379,24 @@ public sealed class MarketStateStore(IConnectionMultiplexer redis, IOptions<Mark
         return value.IsNull ? null : Instrument.Parser.ParseFrom((byte[])value!);
     }
 
+    /// <summary>Registered instruments in the order of <paramref name="instrumentIds"/>, null where one is not registered: one MGET.</summary>
+    public async Task<Instrument?[]> GetRegisteredInstrumentsAsync(IReadOnlyList<string> instrumentIds)
+    {
+        if (instrumentIds.Count == 0)
+        {
+            return [];
+        }
+
+        var keys = new RedisKey[instrumentIds.Count];
+        for (var i = 0; i < keys.Length; i++)
+        {
+            keys[i] = InstrumentKey(instrumentIds[i]);
+        }
+
+        var values = await redis.GetDatabase().StringGetAsync(keys);
+        return Array.ConvertAll(values, v => v.IsNull ? null : Instrument.Parser.ParseFrom((byte[])v!));
+    }
+
     public Task SetVolSurfaceAsync(RebalanceMesh.Contracts.Pricing.V1.VolSurface surface) =>
         redis.GetDatabase().StringSetAsync(VolSurfaceKey(surface.UnderlyingId), surface.ToByteArray());
 

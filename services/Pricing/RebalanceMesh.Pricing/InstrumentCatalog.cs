@@ -16,23 +16,52 @@ public sealed class InstrumentCatalog(MarketStateStore market, TickValidator val
     public Instrument? Find(string instrumentId) => _instruments.GetValueOrDefault(instrumentId);
 
     /// <summary>
-    /// The registered terms of an instrument (asking market state when this replica has not seen it yet); an
-    /// unregistered id is a spot asset.
+    /// The registered terms of each instrument, in order: those this replica has not seen yet are asked of market state
+    /// in one read (a registration made on another replica counts at once); an unregistered id is a spot asset.
     /// </summary>
-    public async Task<Instrument> ResolveAsync(string instrumentId)
+    public async Task<Instrument[]> ResolveAsync(IReadOnlyList<string> instrumentIds)
     {
-        if (Find(instrumentId) is { } known)
+        var resolved = new Instrument[instrumentIds.Count];
+        List<int>? unseen = null;
+        for (var i = 0; i < resolved.Length; i++)
         {
-            return known;
+            if (Find(instrumentIds[i]) is { } known)
+            {
+                resolved[i] = known;
+            }
+            else
+            {
+                (unseen ??= []).Add(i);
+            }
         }
 
-        if (await market.GetRegisteredInstrumentAsync(instrumentId) is { } registered)
+        if (unseen is null)
         {
-            Remember([registered]);
-            return registered;
+            return resolved;
         }
 
-        return new Instrument { InstrumentId = instrumentId, Kind = InstrumentKind.Spot };
+        var registered = await market.GetRegisteredInstrumentsAsync(unseen.Select(i => instrumentIds[i]).ToArray());
+        var remembered = new List<Instrument>();
+        for (var k = 0; k < unseen.Count; k++)
+        {
+            var i = unseen[k];
+            if (registered[k] is { } instrument)
+            {
+                resolved[i] = instrument;
+                remembered.Add(instrument);
+            }
+            else
+            {
+                resolved[i] = new Instrument { InstrumentId = instrumentIds[i], Kind = InstrumentKind.Spot };
+            }
+        }
+
+        if (remembered.Count > 0)
+        {
+            Remember(remembered);
+        }
+
+        return resolved;
     }
 
     public IReadOnlyList<Instrument> PerpetualsOn(string underlyingId) =>

@@ -28,6 +28,7 @@ builder.Services.AddSingleton(sp => PricingComposition.BookRules(
     sp.GetRequiredService<IOptions<PricingOptions>>().Value, sp.GetRequiredService<IOptions<MarketStateOptions>>().Value));
 builder.Services.AddSingleton<QuoteIngestor>();
 builder.Services.AddSingleton<InstrumentCatalog>();
+builder.Services.AddSingleton<InstrumentValuer>();
 builder.Services.AddSingleton<VolSurfaceService>();
 builder.Services.AddHostedService(sp => sp.GetRequiredService<VolSurfaceService>());
 builder.Services.AddRedisBroadcast<RebalanceMesh.Contracts.Events.V1.QuotesUpdated>(QuotePublisher.BroadcastChannel);

@@ -81,7 +81,7 @@ public sealed class RiskBookBuilder(RiskInputs inputs, MarketStateStore market, 
     /// </summary>
     public async Task<RiskBook> BuildAsync(IReadOnlyList<Wire.Holding> holdings, DecimalValue? cash, CancellationToken cancellationToken)
     {
-        var registered = await Task.WhenAll(holdings.Select(h => market.GetRegisteredInstrumentAsync(h.InstrumentId)));
+        var registered = await market.GetRegisteredInstrumentsAsync(holdings.Select(h => h.InstrumentId).ToArray());
         bool IsSpot(int i) => registered[i] is null or { Kind: InstrumentKind.Spot or InstrumentKind.Unspecified };
         var spotIndex = Enumerable.Range(0, holdings.Count).Where(IsSpot).ToArray();
         var derivativeIndex = Enumerable.Range(0, holdings.Count).Where(i => !IsSpot(i)).ToArray();
