@@ -133,9 +133,12 @@ public sealed class MarketStateStore(IConnectionMultiplexer redis, IOptions<Mark
         var today = DailyClose.DayOf(time.GetUtcNow());
         var prices = new List<ConsolidatedPrice>(instruments.Length);
         var followUps = new List<Task>(instruments.Length * 4);
-        foreach (var instrument in instruments)
+        // Every instrument's venue quotes read at once (pipelined), not one round trip after another.
+        var books = Array.ConvertAll(instruments, instrument => db.HashGetAllAsync(QuoteKey(instrument)));
+        for (var k = 0; k < instruments.Length; k++)
         {
-            var venues = await db.HashGetAllAsync(QuoteKey(instrument));
+            var instrument = instruments[k];
+            var venues = await books[k];
             var price = Consolidate(instrument, venues.Select(v => Quote.Parser.ParseFrom((byte[])v.Value!)), options.Value.VenueStaleAfter);
             if (price is null)
             {
