@@ -156,6 +156,12 @@ public sealed class RedisCheckedWriteTests(RedisServer redis) : IClassFixture<Re
         var values = Enumerable.Range(0, (RedisCheckedWrite.MaxValuesPerCommand * 2) + 7).Select(i => (RedisValue)i).ToArray();
         Assert.True(await new RedisCheckedWrite().KeyNotExists(list).ListRightPush(list, values).ExecuteAsync(Db));
         Assert.Equal(values.Select(v => (int)v), (await Db.ListRangeAsync(list)).Select(v => (int)v));
+
+        // Scored members too (two values each): large integer scores land exactly.
+        var ranked = Key("ranked");
+        var entries = Enumerable.Range(0, RedisCheckedWrite.MaxValuesPerCommand + 3).Select(i => new SortedSetEntry($"m{i}", 1_800_000_000_000_000d + (3 * i))).ToArray();
+        Assert.True(await new RedisCheckedWrite().SortedSetAdd(ranked, entries).ExecuteAsync(Db));
+        Assert.Equal(entries.Select(e => (e.Element.ToString(), e.Score)), (await Db.SortedSetRangeByRankWithScoresAsync(ranked)).Select(e => (e.Element.ToString(), e.Score)));
     }
 
     [Fact]

@@ -516,6 +516,31 @@ public sealed class ExecutionServiceTests(RedisServer redis) : ExecutionServiceT
     }
 
     [Fact]
+    public async Task The_outbox_keeps_reports_in_commit_order_takes_them_out_by_id_and_empties_the_legacy_list()
+    {
+        var store = Server.Services.GetRequiredService<ExecutionStore>();
+        var db = Server.Services.GetRequiredService<StackExchange.Redis.IConnectionMultiplexer>().GetDatabase();
+        ExecutionReport Report(string id) => new() { ReportId = id, PlanId = "plan-box", PortfolioId = "p1", Kind = ReportKind.PlanDone, ReportedAt = DateTimeOffset.UtcNow.ToTimestamp() };
+
+        // A list entry an execution of the version before left (a rolling upgrade), then three commits, one of two reports.
+        var legacy = Report("plan-done:legacy");
+        await db.ListRightPushAsync("exe:outbox", Google.Protobuf.MessageExtensions.ToByteArray(legacy));
+        await store.AddToOutboxAsync([Report("c")]);
+        await store.AddToOutboxAsync([Report("a"), Report("b")]);
+        await store.AddToOutboxAsync([Report("0")]);
+        Assert.Equal(["plan-done:legacy", "c", "a", "b", "0"], (await store.GetOutboxAsync(10)).Select(e => e.Report.ReportId));
+        Assert.Equal(["plan-done:legacy", "c"], (await store.GetOutboxAsync(2)).Select(e => e.Report.ReportId));
+
+        // Published reports leave by id, whatever their place; the legacy entry by its bytes.
+        await store.RemoveFromOutboxAsync([Report("a"), Report("0")]);
+        var left = await store.GetOutboxAsync(10);
+        Assert.Equal(["plan-done:legacy", "c", "b"], left.Select(e => e.Report.ReportId));
+        await store.RemoveFromOutboxAsync(left[0]);
+        Assert.Equal(0, await db.ListLengthAsync("exe:outbox"));
+        Assert.Equal(["c", "b"], (await store.GetOutboxAsync(10)).Select(e => e.Report.ReportId));
+    }
+
+    [Fact]
     public async Task A_report_committed_but_never_published_is_relayed_from_the_outbox()
     {
         // The state a crash between the Redis commit and the publish leaves: the report sits in the outbox.

@@ -121,6 +121,17 @@ public sealed class RedisCheckedWrite
             ? Command("ZADD", key, "NX", score.ToString("R", CultureInfo.InvariantCulture), member)
             : Command("ZADD", key, score.ToString("R", CultureInfo.InvariantCulture), member);
 
+    /// <summary>ZADD of every entry (each member at its score).</summary>
+    public RedisCheckedWrite SortedSetAdd(RedisKey key, params SortedSetEntry[] entries)
+    {
+        foreach (var chunk in entries.Chunk(MaxValuesPerCommand / 2))
+        {
+            Command("ZADD", key, [.. chunk.SelectMany(e => new RedisValue[] { e.Score.ToString("R", CultureInfo.InvariantCulture), e.Element })]);
+        }
+
+        return this;
+    }
+
     /// <summary>XADD of one entry with an auto id, trimming the stream to about <paramref name="maxLength"/> entries.</summary>
     public RedisCheckedWrite StreamAdd(RedisKey key, NameValueEntry[] fields, long maxLength) =>
         Command("XADD", key, ["MAXLEN", "~", maxLength, "*", .. fields.SelectMany(f => new[] { f.Name, f.Value })]);

@@ -16,13 +16,19 @@ namespace RebalanceMesh.Execution;
 /// <item><c>exe:venue:{venue}</c> hash client order id → the venue's execution, so a resent order is not filled twice.</item>
 /// <item><c>exe:cancel:{plan}</c> cancel request; <c>exe:halt</c> the trading halt flag; <c>exe:venues-down</c> hash venue → why it is down.</item>
 /// <item><c>exe:venue-costs:{venue}</c> hash of realised costs (fills, notional, fees, slippage), counted once per fill.</item>
-/// <item><c>exe:outbox</c> list of reports committed with the state they report (an order's fill, a run's journal entry,
-/// a plan's end, a venue plugin's liquidation) and not yet published: every report leaves through it.</item>
+/// <item><c>exe:outbox:reports</c> hash report id → report, and <c>exe:outbox:order</c> sorted set of their ids in commit
+/// order: the reports committed with the state they report (an order's fill, a run's journal entry, a plan's end, a
+/// venue plugin's liquidation) and not yet published; every report leaves through them. A published report is taken
+/// out by its id in O(log n) (the list they replace, <c>exe:outbox</c>, took an LREM scan per report: with thousands of
+/// a block's allocations pending, the most expensive command Redis ran). The list is still relayed and emptied, never written.</item>
 /// <item>The run queue's keys (<c>exe:runs</c>, <c>exe:run-owners</c>, <c>exe:approved:{plan}</c>, <c>exe:run-attempts</c>): see <see cref="RunQueue"/>.</item>
 /// </list>
 /// </summary>
 public sealed class ExecutionStore(IConnectionMultiplexer redis)
 {
+    /// <summary>A report in the outbox; <paramref name="LegacyRaw"/> is its stored bytes when it sits in the legacy list.</summary>
+    public sealed record OutboxEntry(ExecutionReport Report, RedisValue LegacyRaw);
+
     private IDatabase Db => redis.GetDatabase();
 
     private static RedisKey OrderKey(string clientOrderId) => "exe:order:" + clientOrderId;
@@ -52,14 +58,70 @@ public sealed class ExecutionStore(IConnectionMultiplexer redis)
     public Task SetVenueDownAsync(string venue, bool down, string reason) =>
         down ? Db.HashSetAsync(VenuesDownKey, venue, reason) : Db.HashDeleteAsync(VenuesDownKey, venue);
 
-    private static readonly RedisKey OutboxKey = "exe:outbox";
+    private static readonly RedisKey OutboxReportsKey = "exe:outbox:reports";
 
-    /// <summary>The oldest reports in the outbox, each with its stored bytes (what <see cref="RemoveFromOutboxAsync"/> takes).</summary>
-    public async Task<IReadOnlyList<(ExecutionReport Report, RedisValue Raw)>> GetOutboxAsync(int max) =>
-        (await Db.ListRangeAsync(OutboxKey, 0, max - 1)).Select(raw => (ExecutionReport.Parser.ParseFrom((byte[])raw!), raw)).ToArray();
+    private static readonly RedisKey OutboxOrderKey = "exe:outbox:order";
 
-    /// <summary>Removes one published report (by its exact bytes, so replicas relaying the same outbox never drop another's).</summary>
-    public Task RemoveFromOutboxAsync(RedisValue raw) => Db.ListRemoveAsync(OutboxKey, raw, 1);
+    /// <summary>The outbox as a list, as versions before the keyed outbox wrote it: relayed and emptied, never written.</summary>
+    private static readonly RedisKey LegacyOutboxKey = "exe:outbox";
+
+    /// <summary>The commit order of this process's outbox entries: increasing, from the time the process started, in µs.</summary>
+    private static long _outboxSequence = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() * 1_000;
+
+    /// <summary>
+    /// The oldest reports in the outbox, in the order they were committed (entries of the legacy list first). Each is taken
+    /// out by <see cref="RemoveFromOutboxAsync(OutboxEntry)"/>.
+    /// </summary>
+    public async Task<IReadOnlyList<OutboxEntry>> GetOutboxAsync(int max)
+    {
+        var entries = (await Db.ListRangeAsync(LegacyOutboxKey, 0, max - 1))
+            .Select(raw => new OutboxEntry(ExecutionReport.Parser.ParseFrom((byte[])raw!), raw)).ToList();
+        if (entries.Count >= max)
+        {
+            return entries;
+        }
+
+        var ids = await Db.SortedSetRangeByRankAsync(OutboxOrderKey, 0, max - entries.Count - 1);
+        var values = ids.Length == 0 ? [] : await Db.HashGetAsync(OutboxReportsKey, ids);
+        var dangling = new List<RedisValue>();
+        for (var i = 0; i < ids.Length; i++)
+        {
+            if (values[i].IsNull)
+            {
+                dangling.Add(ids[i]); // taken out of the hash between the two reads: published meanwhile
+            }
+            else
+            {
+                entries.Add(new OutboxEntry(ExecutionReport.Parser.ParseFrom((byte[])values[i]!), RedisValue.Null));
+            }
+        }
+
+        if (dangling.Count > 0)
+        {
+            await Db.SortedSetRemoveAsync(OutboxOrderKey, [.. dangling]);
+        }
+
+        return entries;
+    }
+
+    /// <summary>Takes published reports out of the outbox, by their ids (a report's id names it alone: the same id is the same report).</summary>
+    public async Task RemoveFromOutboxAsync(IReadOnlyList<ExecutionReport> reports)
+    {
+        if (reports.Count == 0)
+        {
+            return;
+        }
+
+        var ids = reports.Select(r => (RedisValue)r.ReportId).Distinct().ToArray();
+        var both = Db.CreateTransaction();
+        var removed = Task.WhenAll(both.SortedSetRemoveAsync(OutboxOrderKey, ids), both.HashDeleteAsync(OutboxReportsKey, ids));
+        await both.ExecuteAsync();
+        await removed;
+    }
+
+    /// <summary>Takes one relayed entry out of the outbox (an entry of the legacy list by its exact bytes).</summary>
+    public Task RemoveFromOutboxAsync(OutboxEntry entry) =>
+        entry.LegacyRaw.IsNull ? RemoveFromOutboxAsync([entry.Report]) : Db.ListRemoveAsync(LegacyOutboxKey, entry.LegacyRaw, 1);
 
     /// <summary>Puts reports in the outbox on their own (tests: the state of a crash between commit and publish).</summary>
     public Task AddToOutboxAsync(IReadOnlyList<ExecutionReport> reports) => AddToOutbox(new RedisCheckedWrite(), reports).ExecuteAsync(Db);
@@ -67,9 +129,15 @@ public sealed class ExecutionStore(IConnectionMultiplexer redis)
     /// <summary>
     /// Puts reports in the outbox within <paramref name="write"/> — committed with the state they report (a plan's end, a
     /// block's allocation, a venue plugin's liquidation and its account) — for <see cref="ReportOutbox"/> to publish.
+    /// Each is kept under its id, in commit order.
     /// </summary>
     public static RedisCheckedWrite AddToOutbox(RedisCheckedWrite write, IReadOnlyList<ExecutionReport> reports) =>
-        reports.Count == 0 ? write : write.ListRightPush(OutboxKey, [.. reports.Select(r => (RedisValue)r.ToByteArray())]);
+        reports.Count == 0
+            ? write
+            : write.HashSet(OutboxReportsKey, [.. reports.Select(r => new HashEntry(r.ReportId, r.ToByteArray()))])
+                .SortedSetAdd(OutboxOrderKey, [.. reports.Select(r => new SortedSetEntry(r.ReportId, NextOutboxSequence()))]);
+
+    private static double NextOutboxSequence() => Interlocked.Increment(ref _outboxSequence);
 
     public async Task<Order?> GetOrderAsync(string clientOrderId)
     {
@@ -86,7 +154,8 @@ public sealed class ExecutionStore(IConnectionMultiplexer redis)
           redis.call('RPUSH', @planOrders, @id)
         end
         if @report ~= '' then
-          redis.call('RPUSH', @outbox, @report)
+          redis.call('HSET', @outboxReports, @reportId, @report)
+          redis.call('ZADD', @outboxOrder, @sequence, @reportId)
         end
         return 1
         """);
@@ -100,10 +169,13 @@ public sealed class ExecutionStore(IConnectionMultiplexer redis)
         {
             order = OrderKey(order.ClientOrderId),
             planOrders = PlanOrdersKey(order.PlanId),
-            outbox = OutboxKey,
+            outboxReports = OutboxReportsKey,
+            outboxOrder = OutboxOrderKey,
             id = (RedisValue)order.ClientOrderId,
             data = (RedisValue)order.ToByteArray(),
             report = report is null ? RedisValue.EmptyString : (RedisValue)report.ToByteArray(),
+            reportId = (RedisValue)(report?.ReportId ?? string.Empty),
+            sequence = (RedisValue)(report is null ? 0L : (long)NextOutboxSequence()),
         });
 
     public async Task<IReadOnlyList<Order>> GetPlanOrdersAsync(string planId)
@@ -218,10 +290,6 @@ public sealed class ExecutionStore(IConnectionMultiplexer redis)
 
         return AddToOutbox(new RedisCheckedWrite().ListRightPush(RunJournalKey(planId), entries), reports).ExecuteAsync(Db);
     }
-
-    /// <summary>Removes published reports (by their exact bytes), pipelined.</summary>
-    public Task RemoveFromOutboxAsync(IReadOnlyList<ExecutionReport> reports) =>
-        Task.WhenAll(reports.Select(r => RemoveFromOutboxAsync(r.ToByteArray())));
 
     private static RedisKey BlockKey(string blockId) => "exe:block:" + blockId;
 

@@ -40,11 +40,11 @@ public sealed class ReportOutbox(ExecutionStore store, IEventBus bus, TimeProvid
     /// </summary>
     public async Task RelayPlanAsync(string planId, CancellationToken cancellationToken)
     {
-        foreach (var (report, raw) in await store.GetOutboxAsync(1_000))
+        foreach (var entry in await store.GetOutboxAsync(1_000))
         {
-            if (report.PlanId == planId)
+            if (entry.Report.PlanId == planId)
             {
-                await RelayAsync(report, raw, cancellationToken);
+                await RelayAsync(entry, cancellationToken);
             }
         }
     }
@@ -53,14 +53,14 @@ public sealed class ReportOutbox(ExecutionStore store, IEventBus bus, TimeProvid
     public async Task<int> RelayAsync(CancellationToken cancellationToken)
     {
         var relayed = 0;
-        foreach (var (report, raw) in await store.GetOutboxAsync(100))
+        foreach (var entry in await store.GetOutboxAsync(100))
         {
-            if (Time.GetUtcNow() - report.ReportedAt.ToDateTimeOffset() < Grace)
+            if (Time.GetUtcNow() - entry.Report.ReportedAt.ToDateTimeOffset() < Grace)
             {
                 continue;
             }
 
-            await RelayAsync(report, raw, cancellationToken);
+            await RelayAsync(entry, cancellationToken);
             relayed++;
         }
 
@@ -68,12 +68,13 @@ public sealed class ReportOutbox(ExecutionStore store, IEventBus bus, TimeProvid
     }
 
     /// <summary>Publishes one entry its committer left in the outbox, then takes it out.</summary>
-    private async Task RelayAsync(ExecutionReport report, StackExchange.Redis.RedisValue raw, CancellationToken cancellationToken)
+    private async Task RelayAsync(ExecutionStore.OutboxEntry entry, CancellationToken cancellationToken)
     {
+        var report = entry.Report;
         using var activity = PlanExecutor.ActivitySource.StartActivity("relay outbox report");
         activity?.SetTag("execution.report_id", report.ReportId);
         await bus.PublishAsync(Topics.ExecutionReports, report, cancellationToken);
-        await store.RemoveFromOutboxAsync(raw);
+        await store.RemoveFromOutboxAsync(entry);
         logger.LogWarning("Relayed report {ReportId} of {PortfolioId} from the outbox (its committer did not publish it)", report.ReportId, report.PortfolioId);
         Relayed.Add(1);
     }
