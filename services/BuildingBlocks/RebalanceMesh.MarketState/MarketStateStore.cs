@@ -371,16 +371,11 @@ public sealed class MarketStateStore(IConnectionMultiplexer redis, IOptions<Mark
             return [];
         }
 
-        var values = await db.StringGetAsync(ids.Select(id => InstrumentKey(id.ToString())).ToArray());
-        return values.Where(v => !v.IsNull).Select(v => Instrument.Parser.ParseFrom((byte[])v!)).OrderBy(i => i.InstrumentId, StringComparer.Ordinal).ToArray();
+        return (await GetRegisteredInstrumentsAsync(Array.ConvertAll(ids, id => id.ToString()))).OfType<Instrument>().OrderBy(i => i.InstrumentId, StringComparer.Ordinal).ToArray();
     }
 
     /// <summary>One registered instrument, or null.</summary>
-    public async Task<Instrument?> GetRegisteredInstrumentAsync(string instrumentId)
-    {
-        var value = await redis.GetDatabase().StringGetAsync(InstrumentKey(instrumentId));
-        return value.IsNull ? null : Instrument.Parser.ParseFrom((byte[])value!);
-    }
+    public async Task<Instrument?> GetRegisteredInstrumentAsync(string instrumentId) => (await GetRegisteredInstrumentsAsync([instrumentId]))[0];
 
     /// <summary>Registered instruments in the order of <paramref name="instrumentIds"/>, null where one is not registered: one MGET.</summary>
     public async Task<Instrument?[]> GetRegisteredInstrumentsAsync(IReadOnlyList<string> instrumentIds)
@@ -390,13 +385,7 @@ public sealed class MarketStateStore(IConnectionMultiplexer redis, IOptions<Mark
             return [];
         }
 
-        var keys = new RedisKey[instrumentIds.Count];
-        for (var i = 0; i < keys.Length; i++)
-        {
-            keys[i] = InstrumentKey(instrumentIds[i]);
-        }
-
-        var values = await redis.GetDatabase().StringGetAsync(keys);
+        var values = await redis.GetDatabase().StringGetAsync(instrumentIds.Select(InstrumentKey).ToArray());
         return Array.ConvertAll(values, v => v.IsNull ? null : Instrument.Parser.ParseFrom((byte[])v!));
     }
 
