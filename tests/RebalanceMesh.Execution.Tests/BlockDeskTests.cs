@@ -239,8 +239,14 @@ public sealed class BlockDeskTests : IClassFixture<RedisServer>, IAsyncLifetime
         throw new TimeoutException("The condition did not hold.");
     }
 
+    /// <summary>
+    /// The fill reports published, each report once: delivery is at least once (planning applies a fill id once), and
+    /// these tests run the clock 20 times faster than real time, so the outbox relay may publish a report its committer
+    /// is still publishing once the report's virtual age passes <see cref="ReportOutbox.Grace"/>.
+    /// </summary>
     private static List<ExecutionReport> Fills(GrpcTestServer<Program> server) => server.Services.GetRequiredService<InMemoryEventBus>().Published
-        .Where(e => e.Topic == Topics.ExecutionReports).Select(e => e.ReadData(ExecutionReport.Parser)).Where(r => r.Kind == ReportKind.Fill).ToList();
+        .Where(e => e.Topic == Topics.ExecutionReports).Select(e => e.ReadData(ExecutionReport.Parser)).Where(r => r.Kind == ReportKind.Fill)
+        .DistinctBy(r => r.ReportId).ToList();
 
     private (GrpcTestServer<Program> Server, FakeTimeProvider Clock) Start(string name, TimeSpan? allocationPause = null, TimeSpan? window = null)
     {

@@ -98,36 +98,36 @@ public sealed class ServiceLogsTests : IDisposable
             writer.WriteLine(Line(i)); // rotates once, after the 11th line
         }
 
-        var printed = new SynchronizedWriter();
+        // Lines written after the tail, the file rotating once more among them: each printed once, in order. They are
+        // written the moment the tail's last line is printed, before following has begun: the rotation falls between
+        // printing the tail and following, which used to reopen the log by its name and skip the rotated lines.
+        var printed = new SynchronizedWriter(afterLine: count =>
+        {
+            if (count == 5)
+            {
+                for (var i = 15; i < 30; i++)
+                {
+                    writer.WriteLine(Line(i));
+                }
+            }
+        });
         using var cancel = new CancellationTokenSource(TimeSpan.FromSeconds(60));
         var follow = ServiceLogs.PrintAsync(path, lines: 5, follow: true, printed, cancel.Token);
 
-        async Task WaitForAsync(int count)
+        while (printed.Lines.Count < 20 && !cancel.IsCancellationRequested)
         {
-            while (printed.Lines.Count < count && !cancel.IsCancellationRequested)
-            {
-                await Task.Delay(20);
-            }
+            await Task.Delay(20);
         }
 
-        // The last five lines across the rotated file and the current one.
-        await WaitForAsync(5);
-        Assert.Equal(Enumerable.Range(10, 5).Select(Line), printed.Lines);
-
-        // Lines written after, the file rotating once more among them: each printed once, in order.
-        for (var i = 15; i < 30; i++)
-        {
-            writer.WriteLine(Line(i));
-        }
-
-        await WaitForAsync(20);
         Assert.Equal(1 + 1, writer.Rotations);
         await cancel.CancelAsync();
         await follow;
+
+        // The last five lines across the rotated file and the current one, then every line after.
         Assert.Equal(Enumerable.Range(10, 20).Select(Line), printed.Lines);
     }
 
-    private sealed class SynchronizedWriter : StringWriter
+    private sealed class SynchronizedWriter(Action<int> afterLine) : StringWriter
     {
         private readonly List<string> _lines = [];
 
@@ -144,10 +144,14 @@ public sealed class ServiceLogsTests : IDisposable
 
         public override void WriteLine(string? value)
         {
+            int count;
             lock (_lines)
             {
                 _lines.Add(value ?? string.Empty);
+                count = _lines.Count;
             }
+
+            afterLine(count);
         }
     }
 }

@@ -41,47 +41,77 @@ public static class ServiceLogs
     public static async Task PrintAsync(string logFile, int lines, bool follow, TextWriter output, CancellationToken cancellationToken)
     {
         var tail = new Queue<string>();
-        var position = 0L;
-        foreach (var file in Files(logFile))
+        void Keep(string line)
         {
-            using var stream = OpenShared(file);
-            using var reader = new StreamReader(stream);
-            while (reader.ReadLine() is { } line)
+            tail.Enqueue(line);
+            if (tail.Count > lines)
             {
-                tail.Enqueue(line);
-                if (tail.Count > lines)
+                tail.Dequeue();
+            }
+        }
+
+        FileStream? current = null;
+        try
+        {
+            foreach (var file in Files(logFile))
+            {
+                if (file != logFile)
                 {
-                    tail.Dequeue();
+                    foreach (var line in ReadLines(file))
+                    {
+                        Keep(line);
+                    }
+
+                    continue;
+                }
+
+                // The current file stays open: following goes on from this handle, so a rotation between printing the
+                // tail and following cannot skip what was written to this file in between.
+                current = OpenShared(file);
+                using var reader = new StreamReader(current, leaveOpen: true);
+                while (reader.ReadLine() is { } line)
+                {
+                    Keep(line);
                 }
             }
 
-            position = file == logFile ? stream.Position : 0;
-        }
+            foreach (var line in tail)
+            {
+                output.WriteLine(line);
+            }
 
-        foreach (var line in tail)
-        {
-            output.WriteLine(line);
+            if (follow)
+            {
+                var stream = current;
+                current = null;
+                await FollowAsync(logFile, stream, output, cancellationToken);
+            }
         }
-
-        if (follow)
+        finally
         {
-            await FollowAsync(logFile, position, output, cancellationToken);
+            current?.Dispose();
         }
     }
 
     /// <summary>
-    /// tail -F: reads what is appended to the file from <paramref name="position"/>; when the service rotates it, the
-    /// open handle reads the rotated file to its end and the new file is then read from its start, so no line is lost.
+    /// tail -F: reads what is appended to the open file (<paramref name="stream"/>, or the file once it exists); when
+    /// the service rotates it, the open handle reads the rotated file to its end and the new file is then read from its
+    /// start, so no line is lost.
     /// </summary>
-    private static async Task FollowAsync(string logFile, long position, TextWriter output, CancellationToken cancellationToken)
+    private static async Task FollowAsync(string logFile, FileStream? stream, TextWriter output, CancellationToken cancellationToken)
     {
-        while (!cancellationToken.IsCancellationRequested && !File.Exists(logFile))
+        while (stream is null && !cancellationToken.IsCancellationRequested && !File.Exists(logFile))
         {
             await Delay(cancellationToken);
         }
 
-        var stream = OpenShared(logFile);
-        stream.Position = Math.Min(position, stream.Length);
+        if (cancellationToken.IsCancellationRequested)
+        {
+            stream?.Dispose();
+            return;
+        }
+
+        stream ??= OpenShared(logFile);
         var reader = new StreamReader(stream);
         try
         {
