@@ -550,5 +550,46 @@ public sealed class EventBusTests : IClassFixture<RedisServer>, IAsyncLifetime
         var envelope = CloudEventEnvelope.Parse("""{"specversion":"1.0","id":"1","type":"rebalance.events.v1.QuotesUpdated","data":{}}"""u8);
         Assert.Throws<MalformedEventException>(() => envelope.ReadData(TradingHaltChanged.Parser));
         Assert.NotNull(envelope.ReadData(QuotesUpdated.Parser));
+
+        // What a careless or hostile publisher sends: a second value after the event, bytes that are not UTF-8, data
+        // that is a string holding no JSON, data that is not an object, no data at all.
+        Assert.Throws<MalformedEventException>(() => CloudEventEnvelope.Parse("""{"specversion":"1.0","id":"1","type":"x"} {"id":"2"}"""u8));
+        Assert.Throws<MalformedEventException>(() => CloudEventEnvelope.Parse([.. "{\"specversion\":\"1.0\",\"id\":\"1\",\"type\":\""u8, 0xFF, 0xFE, .. "\"}"u8]));
+        Assert.Throws<MalformedEventException>(() => CloudEventEnvelope.Parse("""{"specversion":"1.0","id":"1","type":"x","data":"{not json"}"""u8));
+        Assert.Throws<MalformedEventException>(() => CloudEventEnvelope.Parse("""{"specversion":"1.0","id":"1","type":"x","data":"{} []"}"""u8));
+        const string type = "rebalance.events.v1.TradingHaltChanged";
+        foreach (var data in new[] { "[1,2]", "true", "42", "null", "\"[3]\"" })
+        {
+            var odd = CloudEventEnvelope.Parse(System.Text.Encoding.UTF8.GetBytes($$"""{"specversion":"1.0","id":"1","type":"{{type}}","data":{{data}}}"""));
+            Assert.Throws<MalformedEventException>(() => odd.ReadData(TradingHaltChanged.Parser));
+        }
+
+        Assert.Throws<MalformedEventException>(() => CloudEventEnvelope.Parse(System.Text.Encoding.UTF8.GetBytes($$"""{"specversion":"1.0","id":"1","type":"{{type}}"}""")).ReadData(TradingHaltChanged.Parser));
+
+        // Data sent as a string holding the object is read like the object.
+        var embedded = CloudEventEnvelope.Parse(System.Text.Encoding.UTF8.GetBytes($$"""{"specversion":"1.0","id":"1","type":"{{type}}","data":" {\"halted\": true, \"reason\": \"fat finger\"} "}"""));
+        Assert.Equal(new TradingHaltChanged { Halted = true, Reason = "fat finger" }, embedded.ReadData(TradingHaltChanged.Parser));
+    }
+
+    [Fact]
+    public void Envelope_written_is_a_structured_CloudEvent_whose_data_is_the_message_in_protobufs_JSON_mapping_and_reads_back_equal()
+    {
+        var message = new TradingHaltChanged { Halted = true, Reason = "Ünïcode \"quoted\" <tag> & 1+1", ChangedAt = Google.Protobuf.WellKnownTypes.Timestamp.FromDateTimeOffset(new DateTimeOffset(2026, 12, 7, 12, 0, 0, TimeSpan.Zero)) };
+        var time = new DateTimeOffset(2026, 12, 7, 12, 0, 1, TimeSpan.Zero);
+        var bytes = CloudEventEnvelope.Create(message, "plans.halted", "pubsub", "planning", time).ToJsonBytes();
+
+        // Read by an independent JSON reader: the CloudEvents 1.0 attributes, and data as an object.
+        using var json = System.Text.Json.JsonDocument.Parse(bytes);
+        var root = json.RootElement;
+        Assert.Equal(("1.0", "planning", "rebalance.events.v1.TradingHaltChanged", "application/json", "plans.halted", "pubsub"), (root.GetProperty("specversion").GetString(), root.GetProperty("source").GetString(), root.GetProperty("type").GetString(), root.GetProperty("datacontenttype").GetString(), root.GetProperty("topic").GetString(), root.GetProperty("pubsubname").GetString()));
+        Assert.Equal(time, root.GetProperty("time").GetDateTimeOffset());
+        Assert.Equal(32, root.GetProperty("id").GetString()!.Length);
+        var data = root.GetProperty("data");
+        Assert.Equal((true, message.Reason, "2026-12-07T12:00:00Z"), (data.GetProperty("halted").GetBoolean(), data.GetProperty("reason").GetString(), data.GetProperty("changedAt").GetString()));
+
+        var read = CloudEventEnvelope.Parse(bytes);
+        Assert.Equal(message, read.ReadData(TradingHaltChanged.Parser));
+        Assert.Equal((time, "plans.halted"), (read.Time, read.Topic));
+        Assert.Equal(bytes, read.ToJsonBytes()); // written again as read: a dead letter keeps the event as it came
     }
 }

@@ -1,6 +1,6 @@
+using System.Buffers;
 using System.Diagnostics;
 using System.Text.Json;
-using System.Text.Json.Nodes;
 using Google.Protobuf;
 
 namespace RebalanceMesh.EventBus;
@@ -10,6 +10,11 @@ namespace RebalanceMesh.EventBus;
 /// <c>data</c> object in protobuf's JSON mapping, and the W3C trace context rides in <c>traceparent</c>.
 /// Every adapter builds and reads events through this one type.
 /// </summary>
+/// <remarks>
+/// Every execution report and quote batch crosses this type twice, so it keeps <c>data</c> as the JSON text it was
+/// written or read as (<see cref="DataJson"/>): the envelope is written with a <see cref="Utf8JsonWriter"/> around that
+/// text and read with one <see cref="JsonDocument"/>, with no object model built, cloned and printed again in between.
+/// </remarks>
 public sealed record CloudEventEnvelope(
     string Id,
     string Source,
@@ -19,7 +24,7 @@ public sealed record CloudEventEnvelope(
     DateTimeOffset Time,
     string? TraceParent,
     string? TraceState,
-    JsonNode? Data)
+    string? DataJson)
 {
     /// <summary>Media type of a structured-mode CloudEvent.</summary>
     public const string MediaType = "application/cloudevents+json";
@@ -40,63 +45,101 @@ public sealed record CloudEventEnvelope(
             Time: now,
             TraceParent: activity is null ? null : activity.Id,
             TraceState: activity?.TraceStateString,
-            Data: JsonNode.Parse(Formatter.Format(message)));
+            DataJson: Formatter.Format(message));
     }
+
+    /// <summary>True when <see cref="DataJson"/> is a JSON object (what every message's JSON mapping is).</summary>
+    public bool HasDataObject => DataJson is { Length: > 0 } data && data[0] == '{';
 
     /// <summary>Serialises the envelope as the JSON object stored in the stream's <c>data</c> field.</summary>
     public byte[] ToJsonBytes()
     {
-        var json = new JsonObject
+        var buffer = new ArrayBufferWriter<byte>(512 + (DataJson?.Length ?? 0));
+        using (var json = new Utf8JsonWriter(buffer))
         {
-            ["specversion"] = "1.0",
-            ["id"] = Id,
-            ["source"] = Source,
-            ["type"] = Type,
-            ["datacontenttype"] = "application/json",
-            ["topic"] = Topic,
-            ["pubsubname"] = PubSubName,
-            ["time"] = Time.ToString("O"),
-        };
-        if (TraceParent is not null)
-        {
-            json["traceparent"] = TraceParent;
-            json["traceid"] = TraceParent;
+            json.WriteStartObject();
+            json.WriteString("specversion", "1.0");
+            json.WriteString("id", Id);
+            json.WriteString("source", Source);
+            json.WriteString("type", Type);
+            json.WriteString("datacontenttype", "application/json");
+            json.WriteString("topic", Topic);
+            json.WriteString("pubsubname", PubSubName);
+            json.WriteString("time", Time.ToString("O", System.Globalization.CultureInfo.InvariantCulture));
+            if (TraceParent is not null)
+            {
+                json.WriteString("traceparent", TraceParent);
+                json.WriteString("traceid", TraceParent);
+            }
+
+            if (!string.IsNullOrEmpty(TraceState))
+            {
+                json.WriteString("tracestate", TraceState);
+            }
+
+            json.WritePropertyName("data");
+            if (DataJson is null)
+            {
+                json.WriteNullValue();
+            }
+            else
+            {
+                // Written by protobuf's formatter or read as one JSON value by Parse: valid JSON either way.
+                json.WriteRawValue(DataJson, skipInputValidation: true);
+            }
+
+            json.WriteEndObject();
         }
 
-        if (!string.IsNullOrEmpty(TraceState))
-        {
-            json["tracestate"] = TraceState;
-        }
-
-        json["data"] = Data?.DeepClone();
-        return JsonSerializer.SerializeToUtf8Bytes(json);
+        return buffer.WrittenSpan.ToArray();
     }
 
     /// <summary>Parses a structured-mode CloudEvent; throws <see cref="MalformedEventException"/> when it is not one.</summary>
     public static CloudEventEnvelope Parse(ReadOnlySpan<byte> utf8Json)
     {
-        JsonNode? node;
+        var reader = new Utf8JsonReader(utf8Json);
+        JsonDocument document;
         try
         {
-            node = JsonNode.Parse(utf8Json);
+            document = JsonDocument.ParseValue(ref reader);
+            if (reader.Read())
+            {
+                document.Dispose();
+                throw new MalformedEventException("The event has more than one JSON value.");
+            }
         }
         catch (JsonException ex)
         {
             throw new MalformedEventException("The event is not valid JSON.", ex);
         }
 
-        if (node is not JsonObject obj)
+        using (document)
+        {
+            try
+            {
+                return Read(document.RootElement);
+            }
+            catch (InvalidOperationException ex)
+            {
+                // The reader checks the structure; text is decoded only when read, where bad UTF-8 shows.
+                throw new MalformedEventException("The event holds text that is not UTF-8.", ex);
+            }
+        }
+    }
+
+    /// <summary>The event's attributes and data, from its parsed JSON.</summary>
+    private static CloudEventEnvelope Read(JsonElement obj)
+    {
+        if (obj.ValueKind != JsonValueKind.Object)
         {
             throw new MalformedEventException("The event is not a JSON object.");
         }
 
         string Required(string name) =>
-            obj[name] is JsonValue value && value.TryGetValue<string>(out var text) && text.Length > 0
-                ? text
-                : throw new MalformedEventException($"The CloudEvent has no '{name}' attribute.");
+            Optional(name) is { Length: > 0 } text ? text : throw new MalformedEventException($"The CloudEvent has no '{name}' attribute.");
 
         string? Optional(string name) =>
-            obj[name] is JsonValue value && value.TryGetValue<string>(out var text) ? text : null;
+            obj.TryGetProperty(name, out var value) && value.ValueKind == JsonValueKind.String ? value.GetString() : null;
 
         if (Required("specversion") != "1.0")
         {
@@ -107,18 +150,15 @@ public sealed record CloudEventEnvelope(
             ? parsed
             : DateTimeOffset.MinValue;
 
-        var data = obj["data"];
-        if (data is JsonValue stringData && stringData.TryGetValue<string>(out var embedded))
+        string? data = null;
+        if (obj.TryGetProperty("data", out var dataElement))
         {
-            // Some publishers send data as a JSON string holding the JSON object.
-            try
+            data = dataElement.ValueKind switch
             {
-                data = JsonNode.Parse(embedded);
-            }
-            catch (JsonException ex)
-            {
-                throw new MalformedEventException("The CloudEvent's data is a string that is not JSON.", ex);
-            }
+                JsonValueKind.Null => null,
+                JsonValueKind.String => Embedded(dataElement.GetString()!), // some publishers send the JSON object as a string
+                _ => dataElement.GetRawText(),
+            };
         }
 
         return new CloudEventEnvelope(
@@ -130,10 +170,24 @@ public sealed record CloudEventEnvelope(
             time,
             Optional("traceparent"),
             Optional("tracestate"),
-            data?.DeepClone());
+            data);
     }
 
-    /// <summary>Reads <see cref="Data"/> as <typeparamref name="T"/>; unknown fields are ignored for forward compatibility.</summary>
+    /// <summary>The JSON value a string-valued <c>data</c> holds, checked to be one value and trimmed to it.</summary>
+    private static string Embedded(string text)
+    {
+        try
+        {
+            using var embedded = JsonDocument.Parse(text);
+            return embedded.RootElement.GetRawText();
+        }
+        catch (JsonException ex)
+        {
+            throw new MalformedEventException("The CloudEvent's data is a string that is not JSON.", ex);
+        }
+    }
+
+    /// <summary>Reads <see cref="DataJson"/> as <typeparamref name="T"/>; unknown fields are ignored for forward compatibility.</summary>
     public T ReadData<T>(MessageParser<T> parser)
         where T : IMessage<T>
     {
@@ -144,14 +198,14 @@ public sealed record CloudEventEnvelope(
             throw new MalformedEventException($"The event type '{Type}' is not the expected '{expected}'.");
         }
 
-        if (Data is not JsonObject)
+        if (!HasDataObject)
         {
             throw new MalformedEventException("The CloudEvent has no data object.");
         }
 
         try
         {
-            return (T)Parser.Parse(Data.ToJsonString(), descriptor);
+            return (T)Parser.Parse(DataJson, descriptor);
         }
         catch (InvalidProtocolBufferException ex)
         {
