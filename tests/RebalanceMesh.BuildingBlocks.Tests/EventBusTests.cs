@@ -369,6 +369,31 @@ public sealed class EventBusTests : IClassFixture<RedisServer>, IAsyncLifetime
     }
 
     [Fact]
+    public async Task Raw_bytes_on_a_topic_are_dead_lettered_and_the_events_behind_them_are_handled()
+    {
+        // What anyone with access to the stream can XADD: text that is not UTF-8 inside a CloudEvent (it used to throw
+        // while the consumer read it, and the consumer read it again after each back-off: the topic stalled), bytes
+        // that are no JSON at all, a second value after the event, an entry without the data field.
+        var db = _redis.Connection!.GetDatabase();
+        byte[] notUtf8 = [.. "{\"specversion\":\"1.0\",\"id\":\"\xff\",\"type\":\""u8, 0xC3, 0x28, .. "\",\"data\":{}}"u8];
+        byte[] garbage = [0x00, 0xFF, 0x7B, 0x22, 0x80, 0x81];
+        await db.StreamAddAsync(Topic, "data", notUtf8);
+        await db.StreamAddAsync(Topic, "data", garbage);
+        await db.StreamAddAsync(Topic, "data", """{"specversion":"1.0","id":"1","type":"rebalance.events.v1.TradingHaltChanged","data":{}} {}""");
+        await db.StreamAddAsync(Topic, "other", "no data field");
+
+        var received = new Received();
+        using var host = await StartHostAsync("redis", received);
+        await host.Services.GetRequiredService<IEventBus>().PublishAsync(Topic, new TradingHaltChanged { Reason = "after the bytes" });
+
+        await WaitUntilAsync(() => received.Events.Any(e => e.Message.Reason == "after the bytes"));
+        await WaitUntilAsync(() => db.StreamPending(Topic, "test-app").PendingMessageCount == 0);
+        var dead = await db.StreamRangeAsync(Topics.DeadLetter(Topic));
+        Assert.Equal(4, dead.Count(e => e["reason"] == "malformed"));
+        Assert.Single(received.Events);
+    }
+
+    [Fact]
     public async Task Failed_events_are_redelivered_after_the_processing_timeout_then_dead_lettered()
     {
         var received = new Received();
