@@ -101,6 +101,7 @@ public sealed class ServiceLogsTests : IDisposable
         // Lines written after the tail, the file rotating once more among them: each printed once, in order. They are
         // written the moment the tail's last line is printed, before following has begun: the rotation falls between
         // printing the tail and following, which used to reopen the log by its name and skip the rotated lines.
+        var allPrinted = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var printed = new SynchronizedWriter(afterLine: count =>
         {
             if (count == 5)
@@ -110,14 +111,17 @@ public sealed class ServiceLogsTests : IDisposable
                     writer.WriteLine(Line(i));
                 }
             }
+
+            if (count == 20)
+            {
+                allPrinted.TrySetResult();
+            }
         });
         using var cancel = new CancellationTokenSource(TimeSpan.FromSeconds(60));
         var follow = ServiceLogs.PrintAsync(path, lines: 5, follow: true, printed, cancel.Token);
 
-        while (printed.Lines.Count < 20 && !cancel.IsCancellationRequested)
-        {
-            await Task.Delay(20);
-        }
+        // Until the twentieth line is printed, or following ends (cancelled after 60 s): the assertions say what came.
+        await Task.WhenAny(allPrinted.Task, follow);
 
         Assert.Equal(1 + 1, writer.Rotations);
         await cancel.CancelAsync();

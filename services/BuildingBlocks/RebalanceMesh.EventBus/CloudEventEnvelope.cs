@@ -49,7 +49,7 @@ public sealed record CloudEventEnvelope(
     }
 
     /// <summary>True when <see cref="DataJson"/> is a JSON object (what every message's JSON mapping is).</summary>
-    public bool HasDataObject => DataJson is { Length: > 0 } data && data[0] == '{';
+    private bool HasDataObject => DataJson is { Length: > 0 } data && data[0] == '{';
 
     /// <summary>Serialises the envelope as the JSON object stored in the stream's <c>data</c> field.</summary>
     public byte[] ToJsonBytes()
