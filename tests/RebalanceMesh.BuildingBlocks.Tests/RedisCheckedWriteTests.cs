@@ -46,6 +46,75 @@ public sealed class RedisCheckedWriteTests(RedisServer redis) : IClassFixture<Re
     }
 
     [Fact]
+    public async Task Long_values_are_compared_exactly_by_their_digest()
+    {
+        var key = Key("digest");
+        var stored = new byte[4200];
+        new Random(7).NextBytes(stored);
+        var differsInLastByte = (byte[])stored.Clone();
+        differsInLastByte[^1] ^= 1;
+
+        Assert.False(await new RedisCheckedWrite().StringEqual(key, stored).StringSet(key, "changed").ExecuteAsync(Db)); // absent
+        await Db.StringSetAsync(key, stored);
+        Assert.False(await new RedisCheckedWrite().StringEqual(key, differsInLastByte).StringSet(key, "changed").ExecuteAsync(Db));
+        Assert.False(await new RedisCheckedWrite().StringEqual(key, stored[..^1]).StringSet(key, "changed").ExecuteAsync(Db));
+        Assert.Equal(stored, (byte[]?)await Db.StringGetAsync(key));
+        Assert.True(await new RedisCheckedWrite().StringEqual(key, stored).StringSet(key, "changed").ExecuteAsync(Db));
+        Assert.Equal("changed", (string?)await Db.StringGetAsync(key));
+
+        // At the threshold and one past it: both ways of comparing agree.
+        foreach (var length in new[] { RedisCheckedWrite.DigestAbove, RedisCheckedWrite.DigestAbove + 1 })
+        {
+            var edge = Key("digest-edge");
+            var value = stored[..length];
+            await Db.StringSetAsync(edge, value);
+            Assert.False(await new RedisCheckedWrite().StringEqual(edge, differsInLastByte[..(length - 1)]).StringSet(edge, "x").ExecuteAsync(Db));
+            Assert.True(await new RedisCheckedWrite().StringEqual(edge, value).StringSet(edge, "x").ExecuteAsync(Db));
+        }
+
+        // A hash field likewise; a field that is absent never equals a long value.
+        var hash = Key("digest-hash");
+        await Db.HashSetAsync(hash, [new HashEntry("data", stored)]);
+        Assert.False(await new RedisCheckedWrite().HashEqual(hash, "data", differsInLastByte).HashSet(hash, new HashEntry("data", "b")).ExecuteAsync(Db));
+        Assert.False(await new RedisCheckedWrite().HashEqual(hash, "other", stored).HashSet(hash, new HashEntry("data", "b")).ExecuteAsync(Db));
+        Assert.True(await new RedisCheckedWrite().HashEqual(hash, "data", stored).HashSet(hash, new HashEntry("data", "b")).ExecuteAsync(Db));
+        Assert.Equal("b", (string?)await Db.HashGetAsync(hash, "data"));
+    }
+
+    [Fact]
+    public async Task The_digest_is_SHA1_as_published_and_as_Redis_computes_it()
+    {
+        // FIPS 180-2, appendix A.1: SHA-1("abc").
+        Assert.Equal("a9993e364706816aba3e25717850c26c9cd0d89d", RedisCheckedWrite.Digest("abc"));
+        var value = new byte[5000];
+        new Random(11).NextBytes(value);
+        Assert.Equal((string?)await Db.ScriptEvaluateAsync("return redis.sha1hex(ARGV[1])", values: [value]), RedisCheckedWrite.Digest(value));
+    }
+
+    [Fact]
+    public async Task A_long_value_read_and_written_back_travels_to_Redis_once()
+    {
+        var key = Key("once");
+        var value = new byte[200_000];
+        new Random(3).NextBytes(value);
+        await Db.StringSetAsync(key, value);
+        await using var admin = await ConnectionMultiplexer.ConnectAsync(redis.ConnectionString + ",allowAdmin=true");
+        var server = admin.GetServer(admin.GetEndPoints()[0]);
+
+        var before = await InputBytesAsync(server);
+        value[0] ^= 1;
+        Assert.True(await new RedisCheckedWrite().StringEqual(key, await Db.StringGetAsync(key)).StringSet(key, value).ExecuteAsync(Db));
+        var sent = await InputBytesAsync(server) - before;
+
+        // The new value and the script (a few kB); the value read is not sent back as the condition.
+        Assert.InRange(sent, value.Length, value.Length + 10_000);
+        Assert.Equal(value, (byte[]?)await Db.StringGetAsync(key));
+    }
+
+    private static async Task<long> InputBytesAsync(IServer server) =>
+        long.Parse((await server.InfoAsync("stats")).SelectMany(g => g).Single(e => e.Key == "total_net_input_bytes").Value, System.Globalization.CultureInfo.InvariantCulture);
+
+    [Fact]
     public async Task StringEqual_to_null_means_the_key_is_absent_as_in_StackExchange_Redis()
     {
         var key = Key("equal-null");
