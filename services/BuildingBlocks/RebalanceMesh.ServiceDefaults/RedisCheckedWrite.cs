@@ -109,7 +109,7 @@ public sealed class RedisCheckedWrite
     public static string Digest(RedisValue value)
     {
 #pragma warning disable CA5350 // not a security use: Redis' scripts offer only SHA-1 (see the summary)
-        return Convert.ToHexStringLower(System.Security.Cryptography.SHA1.HashData((byte[])value!));
+        return Convert.ToHexStringLower(System.Security.Cryptography.SHA1.HashData(((ReadOnlyMemory<byte>)value).Span));
 #pragma warning restore CA5350
     }
 

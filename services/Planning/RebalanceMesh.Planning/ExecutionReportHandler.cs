@@ -105,7 +105,8 @@ public sealed class ExecutionReportHandler(PlanningStore store, ILogger<Executio
         {
             repeated.Clear();
             var applied = new List<string>();
-            var current = portfolio;
+            // The run's fills move one domain snapshot, read from the stored portfolio once and written back once.
+            PortfolioSnapshot? holdings = null;
             changed = false;
             foreach (var report in run)
             {
@@ -118,7 +119,7 @@ public sealed class ExecutionReportHandler(PlanningStore store, ILogger<Executio
                             continue;
                         }
 
-                        current = ApplyFill(report, fill, plan, current ?? throw RebalanceMesh.Domain.DomainException.NotFound($"Portfolio '{plan.PortfolioId}'"));
+                        holdings = ApplyFill(report, fill, plan, holdings ?? portfolio?.ToDomain() ?? throw RebalanceMesh.Domain.DomainException.NotFound($"Portfolio '{plan.PortfolioId}'"));
                         applied.Add(fill.FillId);
                         changed = true;
                         break;
@@ -131,7 +132,7 @@ public sealed class ExecutionReportHandler(PlanningStore store, ILogger<Executio
                 }
             }
 
-            return new PlanReportChange(changed, applied.Count > 0 ? current : null, applied);
+            return new PlanReportChange(changed, holdings is null ? null : portfolio!.WithHoldings(holdings), applied);
         });
 
         foreach (var fillId in repeated)
@@ -290,9 +291,9 @@ public sealed class ExecutionReportHandler(PlanningStore store, ILogger<Executio
     /// <summary>
     /// A fill of a trade leg moves the position in the leg's account and cash (for a margined contract, its entry price
     /// and realised profit); a fill of a loan leg (repay, supply, withdraw, borrow) moves cash, holdings, collateral and
-    /// debt as the leg says. The plan's leg takes the fill's quantity, price and fee. Returns the portfolio after.
+    /// debt as the leg says. The plan's leg takes the fill's quantity, price and fee. Returns the holdings after.
     /// </summary>
-    private static Portfolio ApplyFill(ExecutionReport report, Fill fill, Plan plan, Portfolio portfolio)
+    private static PortfolioSnapshot ApplyFill(ExecutionReport report, Fill fill, Plan plan, PortfolioSnapshot snapshot)
     {
         if (!DecimalValue.TryParse(fill.Quantity, out var quantity) || quantity <= 0
             || !DecimalValue.TryParse(fill.Fee, out var fee) || fee < 0
@@ -313,16 +314,14 @@ public sealed class ExecutionReportHandler(PlanningStore store, ILogger<Executio
 
         // A trade is booked in the account its leg names (the venue holding the units; empty is the default account).
         var account = leg?.Venue ?? string.Empty;
-        Portfolio after;
+        PortfolioSnapshot after;
         try
         {
-            var snapshot = portfolio.ToDomain();
-            after = portfolio.WithHoldings(
-                topUp ? PortfolioLedger.ApplyMarginTopUp(snapshot, account, quantity)
+            after = topUp ? PortfolioLedger.ApplyMarginTopUp(snapshot, account, quantity)
                 : transfer ? PortfolioLedger.ApplyCollateralTransfer(snapshot, leg!.FromVenue, account, quantity)
-                : loanAction is { } action ? PortfolioLedger.ApplyLoanLeg(snapshot, action, leg!.LoanId, fill.InstrumentId, quantity, portfolio.BaseCurrency)
+                : loanAction is { } action ? PortfolioLedger.ApplyLoanLeg(snapshot, action, leg!.LoanId, fill.InstrumentId, quantity, snapshot.BaseCurrency)
                 : DecimalValue.TryParse(leg?.ContractMultiplier, out var multiplier) ? PortfolioLedger.ApplyMarginedFill(snapshot, fill.InstrumentId, fill.Side.ToDomain(), quantity, price, fee, multiplier, account)
-                : PortfolioLedger.ApplyFill(snapshot, fill.InstrumentId, fill.Side.ToDomain(), quantity, price, fee, account));
+                : PortfolioLedger.ApplyFill(snapshot, fill.InstrumentId, fill.Side.ToDomain(), quantity, price, fee, account);
         }
         catch (ArgumentException ex)
         {
