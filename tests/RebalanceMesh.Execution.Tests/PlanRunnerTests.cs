@@ -37,6 +37,41 @@ public sealed class PlanRunnerTests : IClassFixture<RedisServer>, IAsyncLifetime
     }
 
     [Fact]
+    public async Task Renewing_more_plans_than_one_chunk_renews_those_held_and_names_every_one_lost()
+    {
+        // 1,203 plans (three chunks of the script's 500) held by A; after A's lease ends B takes three, and two end.
+        var queue = new RunQueue(_redis.Connection!);
+        var ids = Enumerable.Range(0, 1_203).Select(i => $"plan-renew-{i:D4}").ToArray();
+        foreach (var id in ids)
+        {
+            var plan = Plan(id);
+            Assert.Equal(PlanAcceptance.Accepted, await queue.AcceptAsync(plan, PlanExecutor.NewExecution(plan), null));
+            Assert.True(await queue.TryClaimAsync(id, "A", Start, Start + Lease));
+        }
+
+        string[] takenByB = [ids[7], ids[500], ids[1_202]];
+        foreach (var id in takenByB)
+        {
+            Assert.True(await queue.TryClaimAsync(id, "B", Start + Lease, Start + (2 * Lease)));
+        }
+
+        string[] ended = [ids[0], ids[999]];
+        foreach (var id in ended)
+        {
+            await queue.ReleaseEndedAsync(id, "A");
+        }
+
+        var lost = await queue.RenewAsync(ids, "A", Start + (5 * Lease));
+
+        Assert.Equal(takenByB.Concat(ended).Order(StringComparer.Ordinal), lost.Order(StringComparer.Ordinal));
+        async Task<string[]> DueAsync(DateTimeOffset at) =>
+            [.. (await queue.DueAsync(at, 5_000)).Where(id => id.StartsWith("plan-renew-", StringComparison.Ordinal)).Order(StringComparer.Ordinal)];
+        Assert.Equal(takenByB.Order(StringComparer.Ordinal), await DueAsync(Start + (5 * Lease) - TimeSpan.FromMilliseconds(1))); // the renewed are not due before
+        Assert.Equal(ids.Except(ended).Order(StringComparer.Ordinal), await DueAsync(Start + (5 * Lease)));
+        Assert.Empty(await queue.RenewAsync(takenByB, "B", Start + (5 * Lease)));
+    }
+
+    [Fact]
     public async Task Queue_accepts_a_plan_once_and_leases_it_to_one_replica_at_a_time()
     {
         var queue = new RunQueue(_redis.Connection!);
