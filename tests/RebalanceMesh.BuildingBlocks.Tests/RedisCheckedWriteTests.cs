@@ -186,6 +186,25 @@ public sealed class RedisCheckedWriteTests(RedisServer redis) : IClassFixture<Re
         Assert.Equal([winner], (await Db.ListRangeAsync(log)).Select(v => (int)v));
     }
 
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)] // no condition: sent as MULTI/EXEC instead of the script, with the same outcome
+    public async Task A_write_that_fails_on_the_server_raises_its_error_after_the_writes_before_it(bool withCondition)
+    {
+        var (before, wrongType, after) = (Key("before"), Key("wrong-type"), Key("after"));
+        await Db.StringSetAsync(wrongType, "a string, not a list");
+        var write = withCondition ? new RedisCheckedWrite().KeyNotExists(before) : new RedisCheckedWrite();
+        write.StringSet(before, "1").ListRightPush(wrongType, "x").StringSet(after, "2");
+
+        var error = await Assert.ThrowsAsync<RedisServerException>(() => write.ExecuteAsync(Db));
+
+        Assert.Contains("WRONGTYPE", error.Message, StringComparison.Ordinal);
+        Assert.Equal("1", (string?)await Db.StringGetAsync(before));
+        Assert.Equal("a string, not a list", (string?)await Db.StringGetAsync(wrongType));
+        // The script stops at the error; MULTI/EXEC runs every queued command.
+        Assert.Equal(withCondition ? null : "2", (string?)await Db.StringGetAsync(after));
+    }
+
     [Fact]
     public async Task A_write_without_conditions_always_applies_and_an_empty_one_does_nothing()
     {
