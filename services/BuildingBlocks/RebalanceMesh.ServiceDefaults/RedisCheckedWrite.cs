@@ -5,8 +5,8 @@ namespace RebalanceMesh.ServiceDefaults;
 
 /// <summary>
 /// An optimistic write to Redis: conditions on what was read, and the writes that follow from it, checked and applied
-/// atomically on the server by one Lua script — one round trip, all or nothing (a condition that does not hold writes
-/// nothing). It replaces StackExchange.Redis' conditional transactions (<c>ITransaction.AddCondition</c>): those send
+/// atomically on the server by one Lua script (writes without conditions: one MULTI/EXEC) — one round trip, all or
+/// nothing (a condition that does not hold writes nothing). It replaces StackExchange.Redis' conditional transactions (<c>ITransaction.AddCondition</c>): those send
 /// WATCH and each condition's read, then hold the connection's writer until the replies are back to choose EXEC or
 /// UNWATCH, so every other command of the process waits a round trip per transaction (a dotnet-trace of planning booking
 /// reports found its writer parked there). Conditions mean what StackExchange.Redis' <c>Condition</c> of the same name
@@ -15,8 +15,8 @@ namespace RebalanceMesh.ServiceDefaults;
 /// <remarks>
 /// Writes are Redis commands on one key each, run in the order added after every condition held. A write that fails on
 /// the server (a key of the wrong type: a bug) raises an error after the writes before it were applied (with
-/// conditions, the script stops there; without, MULTI/EXEC runs the writes after it too). Variadic writes are split into commands of at most <see cref="MaxValuesPerCommand"/>
-/// values (Lua's unpack has a stack limit).
+/// conditions, the script stops there; without, MULTI/EXEC runs the writes after it too). Variadic writes are split
+/// into commands of at most <see cref="MaxValuesPerCommand"/> values (Lua's unpack has a stack limit).
 /// <para>
 /// A string condition sends the value read whole. Comparing by digest instead (<c>redis.sha1hex</c>) was tried and
 /// measured: it saves the bytes but costs Redis more CPU than they do (about 57 against 48 µs for a plan's booking,
