@@ -399,14 +399,13 @@ public sealed class PlanningStore(IConnectionMultiplexer redis, RedisBroadcast<P
                 return null;
             }
 
-            // Parsed where Redis' reply holds them (a cast to byte[] would copy each first).
-            var plan = Plan.Parser.ParseFrom(((ReadOnlyMemory<byte>)planRaw).Span);
+            var plan = Plan.Parser.ParseFrom((byte[])planRaw!);
             if (plan.PortfolioId != portfolioId)
             {
                 portfolioRaw = await Db.HashGetAsync(PortfolioKey(plan.PortfolioId), "data");
             }
 
-            var portfolio = portfolioRaw.IsNull ? null : Portfolio.Parser.ParseFrom(((ReadOnlyMemory<byte>)portfolioRaw).Span);
+            var portfolio = portfolioRaw.IsNull ? null : Portfolio.Parser.ParseFrom((byte[])portfolioRaw!);
             var appliedBefore = ids.Where((_, i) => appliedFlags[i]).Select(id => id.ToString()).ToHashSet(StringComparer.Ordinal);
             var outcome = change(plan, portfolio, appliedBefore);
             if (!outcome.Changed)
