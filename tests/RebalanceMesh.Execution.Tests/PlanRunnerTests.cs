@@ -132,6 +132,7 @@ public sealed class PlanRunnerTests : IClassFixture<RedisServer>, IAsyncLifetime
         var done = await WaitForEndAsync(b, "plan-orphan");
         Assert.Equal(ExecutionStatus.Completed, done.Status);
         Assert.Equal([10m, 150m], done.Legs.Select(l => l.FilledQuantity.ToDecimal()));
+        await b.Runner.WhenIdleAsync(); // the run gives the plan back after storing its end
         Assert.Single(b.Reports("plan-orphan"), r => r.Kind == ReportKind.PlanDone);
         Assert.Equal(0, await queue.LengthAsync());
     }
